@@ -1,0 +1,119 @@
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Planning bridge networks: the bridge device, its gateway addresses and its store entry."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
+from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.host import Host
+from ansible_collections.cnm.network.plugins.module_utils.model import BRIDGE_ALIAS_PREFIX, BridgeNetwork, EndpointSpec, RouteSpec
+from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
+
+
+def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
+    """Create or reconcile the bridge; endpoints follow a changed gateway or MTU."""
+    _check_overlaps(host, network)
+    record = host.state["networks"].get(network.name)
+    if record is not None and record["bridge_name"] != network.bridge_name:
+        raise option_error("bridge_name", network.bridge_name, "differs from the bridge %s that network %s already uses; remove the network first" % (record["bridge_name"], network.name))
+    link = host.kernel.host.link(network.bridge_name)
+    if link is not None and (link.kind != "bridge" or link.alias != network.alias):
+        raise option_error("bridge_name", network.bridge_name, "already exists and does not belong to cnm network %s" % network.name)
+    attached = host.endpoints_of(network.name)
+    if record is not None:
+        _check_subnet_change(network, attached)
+
+    desired = {"bridge": network.bridge_name, "mtu": network.mtu, "up": True, "addresses": [str(a) for a in network.gateway_interfaces]}
+    current = None
+    current_addresses: list = []
+    if link is not None:
+        current_addresses = host.kernel.host.addresses(link.index)
+        current = {"bridge": link.name, "mtu": link.mtu, "up": link.up, "addresses": [str(a) for a in current_addresses]}
+    target = "network %s" % network.name
+    session = host.kernel.host
+    name = network.bridge_name
+
+    def add(what, apply, undo=None):
+        host.plan.add(target, what, current, desired, apply, undo)
+
+    if link is None:
+        add("create bridge %s mtu %d" % (name, network.mtu), lambda: session.create_bridge(name, network.mtu, network.alias), lambda: session.delete_link(name))
+    elif link.mtu != network.mtu or not link.up:
+        add("set bridge %s mtu %d up" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu, state="up"),
+            lambda m=link.mtu: session.set_link(name, mtu=m))
+    for address in current_addresses:
+        if address not in network.gateway_interfaces:
+            add("remove address %s from %s" % (address, name), lambda a=address: session.delete_address(name, a), lambda a=address: session.add_address(name, a))
+    for address in network.gateway_interfaces:
+        if address not in current_addresses:
+            add("add address %s to %s" % (address, name), lambda a=address: session.add_address(name, a), lambda a=address: session.delete_address(name, a))
+    host.state["networks"][network.name] = network.to_record()
+
+    if record is not None and attached and _endpoint_facing(record) != _endpoint_facing(network.to_record()):
+        planner = EndpointPlanner(host)
+        for endpoint in attached.values():
+            planner.plan(spec_from_record(endpoint))
+    return {"network": dict(network.to_record(), name=network.name, endpoints=len(attached))}
+
+
+def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> dict:
+    """Remove the network; attached endpoints block it unless ``force`` detaches them."""
+    record = host.state["networks"].get(name)
+    if record is not None:
+        bridge_name = record["bridge_name"]
+    attached = host.endpoints_of(name) if record is not None else {}
+    if attached and not force:
+        sandboxes = ", ".join(sorted(e["sandbox"] for e in attached.values()))
+        raise option_error("state", "absent", "refused: network %s has %d endpoint(s) attached (%s); detach them or set force: true" % (name, len(attached), sandboxes))
+    planner = EndpointPlanner(host)
+    for endpoint in attached.values():
+        planner.plan(EndpointSpec(network=name, sandbox=SandboxRef.from_key(endpoint["sandbox"]), state="absent"))
+    link = host.kernel.host.link(bridge_name)
+    if link is not None and link.kind == "bridge" and link.alias == BRIDGE_ALIAS_PREFIX + name:
+        host.plan.add("network %s" % name, "delete bridge %s" % bridge_name, {"bridge": bridge_name, "mtu": link.mtu}, None,
+                      lambda: host.kernel.host.delete_link(bridge_name))
+    host.state["networks"].pop(name, None)
+    return {"network": {"name": name, "state": "absent", "detached": len(attached)}}
+
+
+def spec_from_record(record: dict) -> EndpointSpec:
+    """The endpoint as it was asked for, rebuilt from its store record (to re-plan it)."""
+    return EndpointSpec(
+        network=record["network"],
+        sandbox=SandboxRef.from_key(record["sandbox"]),
+        ifname=record["ifname"],
+        ipv4_address=ipaddress.ip_address(record["ipv4_address"]) if record.get("static_ipv4") else None,
+        ipv6_address=ipaddress.ip_address(record["ipv6_address"]) if record.get("static_ipv6") else None,
+        mac_address=record["mac_address"] if record.get("static_mac") else None,
+        default_route=record.get("default_route", True),
+        routes=tuple(RouteSpec(ipaddress.ip_network(r["dst"]), ipaddress.ip_address(r["gateway"]) if r.get("gateway") else None) for r in record.get("routes", ())),
+        sysctls=tuple(sorted(record.get("sysctls", {}).items())),
+        create_netns=False,
+    )
+
+
+def _endpoint_facing(record: dict) -> tuple:
+    return (record["gateway"], record["mtu"], record.get("ipv6_subnet"), record.get("ipv6_gateway"), record["subnet"])
+
+
+def _check_overlaps(host: Host, network: BridgeNetwork) -> None:
+    for other_name, other in host.state["networks"].items():
+        if other_name == network.name:
+            continue
+        for option, mine, theirs in (("subnet", network.subnet, other.get("subnet")), ("ipv6_subnet", network.ipv6_subnet, other.get("ipv6_subnet"))):
+            if mine is not None and theirs and mine.overlaps(ipaddress.ip_network(theirs)):
+                raise option_error(option, mine, "overlaps network %s (%s)" % (other_name, theirs))
+        if other["bridge_name"] == network.bridge_name:
+            raise option_error("bridge_name", network.bridge_name, "is already used by network %s" % other_name)
+
+
+def _check_subnet_change(network: BridgeNetwork, attached: dict) -> None:
+    for endpoint in attached.values():
+        address = ipaddress.ip_address(endpoint["ipv4_address"])
+        if address not in network.subnet or address == network.gateway:
+            raise option_error("subnet", network.subnet, "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address))
+        if endpoint.get("ipv6_address") and (network.ipv6_subnet is None or ipaddress.ip_address(endpoint["ipv6_address"]) not in network.ipv6_subnet):
+            raise option_error("ipv6_subnet", network.ipv6_subnet, "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], endpoint["ipv6_address"]))

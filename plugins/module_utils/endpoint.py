@@ -1,0 +1,324 @@
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Planning endpoints: a sandbox joined to a bridge network, or Docker's host and none modes."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Optional
+
+from ansible_collections.cnm.network.plugins.module_utils import ipam, netns
+from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.host import Host
+from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
+from ansible_collections.cnm.network.plugins.module_utils.model import (
+    ENDPOINT_ALIAS_PREFIX,
+    BridgeNetwork,
+    EndpointSpec,
+    RouteSpec,
+    host_veth_name,
+)
+from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
+
+
+class EndpointPlanner:
+    """Adds the changes of each endpoint to the host's plan, in order, each with its undo."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.kernel = host.kernel
+        self.claimed_ifnames: dict = {}  # sandbox key -> interface names taken in this run
+        self.seen: set = set()
+
+    def plan(self, spec: EndpointSpec) -> dict:
+        key = endpoint_key(spec.network, spec.sandbox.key)
+        if key in self.seen:
+            raise option_error(spec.opt("netns"), spec.sandbox.value, "is listed twice for network %s" % spec.network)
+        self.seen.add(key)
+        if spec.network == "host":
+            return self._host_mode(spec)
+        if spec.network == "none":
+            return self._none_mode(spec)
+        if spec.state == "absent":
+            return self._absent(spec)
+        return self._present(spec, self.host.network(spec.network, spec.opt("network")))
+
+    # ---- sandboxes ----
+    def _sandbox_view(self, spec: EndpointSpec):
+        """The sandbox's netlink session, or None when it does not exist yet (it will be created)."""
+        ref = spec.sandbox
+        if ref.key in self.host.new_sandboxes:
+            return None
+        if ref.exists():
+            return self.kernel.sandbox(ref)
+        if ref.kind != "netns":
+            raise option_error(spec.opt(ref.kind), ref.value, "does not name an existing network namespace")
+        if not spec.create_netns:
+            raise option_error(spec.opt("netns"), ref.value, "does not exist and create_netns is false")
+        self.host.new_sandboxes.add(ref.key)
+        self.host.plan.add("netns %s" % ref.value, "create network namespace %s" % ref.value, None, {"exists": True},
+                           lambda: netns.create_named(ref.value), lambda: self._delete_sandbox(ref))
+        return None
+
+    def _delete_sandbox(self, ref: netns.SandboxRef) -> None:
+        self.kernel.forget_sandbox(ref)
+        netns.delete_named(ref.value)
+
+    def _ensure_lo_up(self, spec: EndpointSpec, view) -> None:
+        lo = view.link("lo") if view is not None else None
+        if lo is not None and lo.up:
+            return
+        ref = spec.sandbox
+        self.host.plan.add("netns %s" % ref.value, "set lo up in %s" % ref.value, {"lo": "down"} if lo else None, {"lo": "up"},
+                           lambda: self.kernel.sandbox(ref).set_link("lo", state="up"))
+
+    # ---- host and none modes ----
+    def _host_mode(self, spec: EndpointSpec) -> dict:
+        ref = spec.sandbox
+        result = {"network": "host", "netns": ref.value, "sandbox": ref.key}
+        bound = ref.exists() and netns.same_namespace(ref.path, netns.THREAD_NETNS)
+        if spec.state == "absent":
+            if bound:
+                self.host.plan.add("netns %s" % ref.value, "unbind %s from the host namespace" % ref.value, {"host_namespace": True}, None,
+                                   lambda: netns.delete_named(ref.value), lambda: netns.bind_current(ref.value))
+            return result
+        if ref.exists() and not bound:
+            raise option_error(spec.opt("netns"), ref.value, "already names another network namespace, not the host's")
+        if not bound:
+            self.host.plan.add("netns %s" % ref.value, "bind %s to the host namespace" % ref.value, None, {"host_namespace": True},
+                               lambda: netns.bind_current(ref.value), lambda: netns.delete_named(ref.value))
+        return result
+
+    def _none_mode(self, spec: EndpointSpec) -> dict:
+        ref = spec.sandbox
+        result = {"network": "none", ref.kind: ref.value, "sandbox": ref.key}
+        if spec.state == "absent":
+            self._maybe_delete_sandbox(spec)
+            return result
+        view = self._sandbox_view(spec)
+        if view is not None:
+            others = sorted(name for name in view.links() if name != "lo")
+            if others:
+                raise option_error(spec.opt(ref.kind), ref.value, "has interfaces %s: network 'none' means only lo; detach them first" % ", ".join(others))
+        self._ensure_lo_up(spec, view)
+        return result
+
+    def _maybe_delete_sandbox(self, spec: EndpointSpec) -> None:
+        ref = spec.sandbox
+        if spec.delete_netns and ref.kind == "netns" and ref.exists() and not netns.same_namespace(ref.path, netns.THREAD_NETNS):
+            self.host.plan.add("netns %s" % ref.value, "delete network namespace %s" % ref.value, {"exists": True}, None,
+                               lambda: self._delete_sandbox(ref))
+
+    # ---- bridge networks ----
+    def _present(self, spec: EndpointSpec, network: BridgeNetwork) -> dict:
+        ref = spec.sandbox
+        key = endpoint_key(network.name, ref.key)
+        leases = self.host.endpoints_of(network.name)
+        record = leases.get(key)
+        bridge = self.kernel.host.link(network.bridge_name)
+        if bridge is None and not self._bridge_planned(network):
+            raise option_error(spec.opt("network"), network.name, "has no bridge %s on this host: run cnm_bridge for it first" % network.bridge_name)
+        view = self._sandbox_view(spec)
+
+        host_ifname = host_veth_name(network.name, ref.key)
+        host_link = self.kernel.host.link(host_ifname)
+        ifname = self._choose_ifname(spec, record, view, host_link)
+        ipv4 = self._choose_address(spec, network, record, leases, 4)
+        ipv6 = self._choose_address(spec, network, record, leases, 6) if network.ipv6_subnet else None
+        if spec.ipv6_address and not network.ipv6_subnet:
+            raise option_error(spec.opt("ipv6_address"), spec.ipv6_address, "needs a network with ipv6_subnet (%s has none)" % network.name)
+        mac = spec.mac_address or ipam.mac_from_ipv4(ipv4)
+        routes = self._routes(spec, network)
+
+        inner = view.link(ifname) if view is not None else None
+        ours = bool(host_link and inner and inner.kind == "veth" and inner.peer_index == host_link.index and host_link.peer_index == inner.index)
+        if inner is not None and not ours:
+            raise option_error(spec.opt("ifname"), ifname, "already exists in %s and is not this endpoint's interface" % ref.value)
+
+        addresses = [ipaddress.ip_interface("%s/%d" % (ipv4, network.subnet.prefixlen))]
+        if ipv6 is not None:
+            addresses.append(ipaddress.ip_interface("%s/%d" % (ipv6, network.ipv6_subnet.prefixlen)))
+        desired = {
+            "interface": ifname, "host_interface": host_ifname, "bridge": network.bridge_name, "mac": mac, "mtu": network.mtu,
+            "addresses": [str(a) for a in addresses], "routes": [r.describe() for r in routes], "sysctls": dict(spec.sysctls),
+        }
+        current = self._current(view, inner, host_link, ours, spec) if ours else None
+        target = "endpoint %s on %s" % (network.name, ref.key)
+        add = self._adder(target, current, desired)
+        alias = ENDPOINT_ALIAS_PREFIX + key
+
+        if not ours:
+            if host_link is not None:  # a stale host end (its peer is gone or elsewhere): replace it
+                add("delete stale veth %s" % host_ifname, lambda: self.kernel.host.delete_link(host_ifname))
+            peer = {"ifname": ifname, "mac": mac}
+            add("create veth %s (host) / %s (in %s)" % (host_ifname, ifname, ref.value),
+                lambda: self.kernel.host.create_veth(host_ifname, network.mtu, alias, network.bridge_name, peer, self.kernel.sandbox(ref).fd),
+                lambda: self.kernel.host.delete_link(host_ifname))
+            add("set %s up in %s" % (ifname, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, state="up"))
+            current_addresses, current_routes, current_sysctls = [], [], {}
+        else:
+            self._repair_links(add, spec, network, host_link, inner, mac, alias)
+            current_addresses = view.addresses(inner.index)
+            current_routes = view.routes(inner.index)
+            current_sysctls = current["sysctls"]
+
+        for address in current_addresses:
+            if address not in addresses:
+                add("remove address %s from %s in %s" % (address, ifname, ref.value),
+                    lambda a=address: self.kernel.sandbox(ref).delete_address(ifname, a),
+                    lambda a=address: self.kernel.sandbox(ref).add_address(ifname, a))
+        for address in addresses:
+            if address not in current_addresses:
+                add("add address %s to %s in %s" % (address, ifname, ref.value),
+                    lambda a=address: self.kernel.sandbox(ref).add_address(ifname, a),
+                    lambda a=address: self.kernel.sandbox(ref).delete_address(ifname, a))
+        wanted_routes = [Route(r.dst, r.gateway, None) for r in routes]
+        present_routes = [Route(r.dst, r.gateway, None) for r in current_routes]
+        for route in present_routes:
+            if route not in wanted_routes:
+                add("remove route %s from %s in %s" % (route.describe(), ifname, ref.value),
+                    lambda r=route: self.kernel.sandbox(ref).delete_route(ifname, r),
+                    lambda r=route: self.kernel.sandbox(ref).add_route(ifname, r))
+        for route in wanted_routes:
+            if route not in present_routes:
+                add("add route %s through %s in %s" % (route.describe(), ifname, ref.value),
+                    lambda r=route: self.kernel.sandbox(ref).add_route(ifname, r),
+                    lambda r=route: self.kernel.sandbox(ref).delete_route(ifname, r))
+        for name, value in spec.sysctls:
+            path = _sysctl_path(name, ifname)
+            old = current_sysctls.get(name)
+            if old != value:
+                add("set sysctl %s=%s in %s" % (path.replace("/", "."), value, ref.value),
+                    lambda p=path, v=value: self.kernel.sandbox(ref).write_sysctl(p, v),
+                    (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o)) if old is not None else None)
+        self._ensure_lo_up(spec, view)
+
+        new_record = {
+            "network": network.name, "sandbox": ref.key, "ifname": ifname, "host_ifname": host_ifname,
+            "ipv4_address": str(ipv4), "ipv6_address": str(ipv6) if ipv6 else None, "mac_address": mac,
+            "static_ipv4": spec.ipv4_address is not None, "static_ipv6": spec.ipv6_address is not None, "static_mac": spec.mac_address is not None,
+            "default_route": spec.default_route, "routes": [r.to_record() for r in spec.routes], "sysctls": dict(spec.sysctls),
+        }
+        self.host.state["endpoints"][key] = new_record
+        return _result(new_record, ref)
+
+    def _bridge_planned(self, network: BridgeNetwork) -> bool:
+        return any(change.target == "network %s" % network.name for change in self.host.plan.changes)
+
+    def _adder(self, target: str, current: Optional[dict], desired: dict):
+        def add(what, apply, undo=None):
+            self.host.plan.add(target, what, current, desired, apply, undo)
+
+        return add
+
+    def _current(self, view, inner, host_link, ours, spec: EndpointSpec) -> dict:
+        bridge_name = None
+        if host_link.master:
+            bridge_name = next((link.name for link in self.kernel.host.links().values() if link.index == host_link.master), None)
+        return {
+            "interface": inner.name, "host_interface": host_link.name, "bridge": bridge_name, "mac": inner.mac, "mtu": inner.mtu,
+            "addresses": [str(a) for a in view.addresses(inner.index)], "routes": [r.describe() for r in view.routes(inner.index)],
+            "sysctls": {name: view.sysctl(_sysctl_path(name, inner.name)) for name, _ in spec.sysctls},
+        }
+
+    def _repair_links(self, add, spec, network: BridgeNetwork, host_link, inner, mac: str, alias: str) -> None:
+        ref = spec.sandbox
+        host_ifname, ifname = host_link.name, inner.name
+        bridge = self.kernel.host.link(network.bridge_name)
+        if bridge is None or host_link.master != bridge.index:
+            add("attach %s to bridge %s" % (host_ifname, network.bridge_name), lambda: self.kernel.host.set_link(host_ifname, master=network.bridge_name))
+        if host_link.mtu != network.mtu or not host_link.up or host_link.alias != alias:
+            add("set %s mtu %d up" % (host_ifname, network.mtu), lambda: self.kernel.host.set_link(host_ifname, mtu=network.mtu, state="up", ifalias=alias),
+                lambda m=host_link.mtu: self.kernel.host.set_link(host_ifname, mtu=m))
+        if inner.mac != mac:
+            add("set %s mac %s in %s" % (ifname, mac, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, address=mac),
+                lambda old=inner.mac: self.kernel.sandbox(ref).set_link(ifname, address=old))
+        if inner.mtu != network.mtu or not inner.up:
+            add("set %s mtu %d up in %s" % (ifname, network.mtu, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, mtu=network.mtu, state="up"),
+                lambda m=inner.mtu: self.kernel.sandbox(ref).set_link(ifname, mtu=m))
+
+    def _choose_ifname(self, spec: EndpointSpec, record, view, host_link) -> str:
+        claimed = self.claimed_ifnames.setdefault(spec.sandbox.key, set())
+        ifname = spec.ifname or (record or {}).get("ifname") or _peer_name(view, host_link)
+        if ifname is None:
+            present = set(view.links()) if view is not None else set()
+            number = 0
+            while "eth%d" % number in present or "eth%d" % number in claimed:
+                number += 1
+            ifname = "eth%d" % number
+        elif ifname in claimed:
+            raise option_error(spec.opt("ifname"), ifname, "is used twice in %s in this task" % spec.sandbox.value)
+        claimed.add(ifname)
+        return ifname
+
+    def _choose_address(self, spec: EndpointSpec, network: BridgeNetwork, record, leases: dict, version: int):
+        if version == 4:
+            subnet, gateway, pool, wanted, field = network.subnet, network.gateway, network.ip_range, spec.ipv4_address, "ipv4_address"
+        else:
+            subnet, gateway, pool, wanted, field = network.ipv6_subnet, network.ipv6_gateway, network.ipv6_subnet, spec.ipv6_address, "ipv6_address"
+        key = endpoint_key(network.name, spec.sandbox.key)
+        taken_by = {}
+        for other_key, other in self.host.state["endpoints"].items():
+            if other["network"] == network.name and other_key != key and other.get(field):
+                taken_by[ipaddress.ip_address(other[field])] = other["sandbox"]
+        if wanted is not None:
+            ipam.check_static(wanted, subnet, gateway, taken_by, spec.opt(field), spec.sandbox.key)
+            return wanted
+        kept = (record or {}).get(field)
+        if kept and not (record or {}).get("static_" + field.split("_")[0]):
+            address = ipaddress.ip_address(kept)
+            if address in pool and address not in ipam.reserved_addresses(subnet, gateway) and address not in taken_by:
+                return address
+        return ipam.allocate(pool, subnet, gateway, taken_by, option="ip_range" if version == 4 else "ipv6_subnet")
+
+    def _routes(self, spec: EndpointSpec, network: BridgeNetwork) -> list:
+        routes = []
+        if spec.default_route:
+            routes.append(RouteSpec(ipaddress.ip_network("0.0.0.0/0"), network.gateway))
+            if network.ipv6_subnet is not None:
+                routes.append(RouteSpec(ipaddress.ip_network("::/0"), network.ipv6_gateway))
+        for number, route in enumerate(spec.routes):
+            if any(r.dst == route.dst for r in routes):
+                raise option_error(spec.opt("routes[%d].dst" % number), route.dst, "repeats the default route that default_route already adds")
+            on_link = network.subnet if route.dst.version == 4 else network.ipv6_subnet
+            if route.gateway is not None and (on_link is None or route.gateway not in on_link):
+                raise option_error(spec.opt("routes[%d].gateway" % number), route.gateway, "is not on the network %s (%s)" % (network.name, on_link))
+            routes.append(route)
+        return [Route(r.dst, r.gateway, None) for r in routes]
+
+    def _absent(self, spec: EndpointSpec) -> dict:
+        ref = spec.sandbox
+        key = endpoint_key(spec.network, ref.key)
+        record = self.host.state["endpoints"].get(key)
+        host_ifname = (record or {}).get("host_ifname") or host_veth_name(spec.network, ref.key)
+        host_link = self.kernel.host.link(host_ifname)
+        result = {"network": spec.network, "sandbox": ref.key, "state": "absent"}
+        if host_link is not None and host_link.alias == ENDPOINT_ALIAS_PREFIX + key:
+            self.host.plan.add("endpoint %s on %s" % (spec.network, ref.key), "delete veth %s" % host_ifname,
+                               {"host_interface": host_ifname, "interface": (record or {}).get("ifname")}, None,
+                               lambda: self.kernel.host.delete_link(host_ifname))
+        if record is not None:
+            del self.host.state["endpoints"][key]
+        self._maybe_delete_sandbox(spec)
+        return result
+
+
+def _peer_name(view, host_link) -> Optional[str]:
+    """The name of our veth's inner end, found through the kernel when the store lost it."""
+    if view is None or host_link is None:
+        return None
+    for link in view.links().values():
+        if link.kind == "veth" and link.index == host_link.peer_index and link.peer_index == host_link.index:
+            return link.name
+    return None
+
+
+def _sysctl_path(name: str, ifname: str) -> str:
+    return name.replace(".", "/").replace("IFNAME", ifname)
+
+
+def _result(record: dict, ref: netns.SandboxRef) -> dict:
+    return {
+        "network": record["network"], ref.kind: ref.value, "sandbox": ref.key, "ifname": record["ifname"], "host_ifname": record["host_ifname"],
+        "ipv4_address": record["ipv4_address"], "ipv6_address": record["ipv6_address"], "mac_address": record["mac_address"],
+    }

@@ -1,0 +1,113 @@
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Host: everything one module run holds, and the one flow every module follows.
+
+read current -> compute desired -> plan -> report (check mode) or apply, undoing on failure.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from ansible_collections.cnm.network.plugins.module_utils import kernel, netns
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
+from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork
+from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
+from ansible_collections.cnm.network.plugins.module_utils.store import Store
+
+# System interpreters that may carry the distribution's pyroute2 when the task's Python does not.
+SYSTEM_PYTHONS = ["/usr/bin/python3", "/usr/libexec/platform-python", "/usr/bin/python3.12", "/usr/bin/python3.11", "/usr/bin/python3.9"]
+PYROUTE2_HINT = "pyroute2 (0.7.2 or newer) is required on the managed node: install python3-pyroute2 (Debian, Ubuntu, Fedora, RHEL/EPEL) or 'pip install pyroute2'"
+
+
+class Host:
+    """One module run on one host namespace: the netlink sessions, the locked store and the plan."""
+
+    def __init__(self, kernel_sessions: kernel.Kernel, store: Store) -> None:
+        self.kernel = kernel_sessions
+        self.store = store
+        self.original = store.snapshot()
+        self.state = store.snapshot()  # the store as it will be after the plan: planning edits this copy
+        self.plan = Plan()
+        self.reclaimed: list = []
+        self.new_sandboxes: set = set()  # sandbox keys this plan creates: their leases are not stale
+
+    @classmethod
+    @contextmanager
+    def open(cls, module=None) -> Iterator["Host"]:
+        if not kernel.HAS_PYROUTE2:
+            _respawn_or_fail(module)
+        store = Store(netns.current_cookie())
+        store.lock()
+        try:
+            store.load()
+            sessions = kernel.Kernel()
+            try:
+                yield cls(sessions, store)
+            finally:
+                sessions.close()
+        finally:
+            store.unlock()
+
+    # ---- networks in the store ----
+    def network(self, name: str, option: str = "network") -> BridgeNetwork:
+        record = self.state["networks"].get(name)
+        if record is None:
+            known = ", ".join(sorted(self.state["networks"])) or "none yet"
+            raise option_error(option, name, "is not a cnm network on this host (known: %s; or 'host', 'none')" % known)
+        return BridgeNetwork.from_record(name, record)
+
+    def endpoints_of(self, network: str) -> dict:
+        """Endpoint records of a network whose sandbox still exists; leases of vanished sandboxes are reclaimed."""
+        live = {}
+        for key, record in list(self.state["endpoints"].items()):
+            if record["network"] != network:
+                continue
+            if record["sandbox"] in self.new_sandboxes or netns.SandboxRef.from_key(record["sandbox"]).exists():
+                live[key] = record
+            else:
+                del self.state["endpoints"][key]
+                self.reclaimed.append({"network": network, "sandbox": record["sandbox"], "ipv4_address": record.get("ipv4_address")})
+        return live
+
+    # ---- finishing ----
+    def execute(self, check: bool) -> dict:
+        """Add the store write as the last change, run the plan and return the common result keys."""
+        if self.state != self.original:
+            before, after = copy.deepcopy(self.original), copy.deepcopy(self.state)
+            self.plan.add("store", "write the store", _store_view(before), _store_view(after), lambda: self.store.save(after), lambda: self.store.save(before))
+        self.plan.execute(check)
+        result = {"changed": self.plan.changed, "changes": self.plan.summary(), "diff": self.plan.diff()}
+        if self.reclaimed:
+            result["reclaimed"] = self.reclaimed
+        return result
+
+
+def _store_view(data: dict) -> dict:
+    return {"networks": data["networks"], "endpoints": data["endpoints"]}
+
+
+def _respawn_or_fail(module) -> None:
+    from ansible.module_utils.common.respawn import has_respawned, probe_interpreters_for_module, respawn_module
+
+    if module is not None and not has_respawned():
+        interpreter = probe_interpreters_for_module(SYSTEM_PYTHONS, "pyroute2")
+        if interpreter:
+            respawn_module(interpreter)  # does not return
+    raise CnmError(PYROUTE2_HINT)
+
+
+def run_module(module, build: Callable[[Host], dict]) -> None:
+    """The body every module shares: open the host, let ``build`` plan, execute, exit."""
+    try:
+        with Host.open(module) as host:
+            extra = build(host) or {}
+            result = host.execute(check=module.check_mode)
+            result.update(extra)
+    except CnmError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)

@@ -1,0 +1,280 @@
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Desired state as small frozen dataclasses, normalised once at the edge from module options.
+
+Everything past this file works with ipaddress objects and lower-case MACs, never raw strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
+
+IFNAMSIZ = 15
+SPECIAL_NETWORKS = ("host", "none")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+_SYSCTL = re.compile(r"^net\.[A-Za-z0-9_.-]+$")
+BRIDGE_ALIAS_PREFIX = "cnm:network:"
+ENDPOINT_ALIAS_PREFIX = "cnm:endpoint:"
+
+
+def _short_hash(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def check_ifname(option: str, name: str) -> str:
+    if not name or len(name) > IFNAMSIZ:
+        raise option_error(option, name, "is not a valid interface name (1 to %d characters)" % IFNAMSIZ)
+    if name in (".", "..") or any(ch in name for ch in "/:% \t\n"):
+        raise option_error(option, name, "is not a valid interface name (no '/', ':', '%' or spaces)")
+    return name
+
+
+def check_name(option: str, name: str) -> str:
+    if not name or not _NAME.match(name) or len(name) > 64:
+        raise option_error(option, name, "is not a valid network name (letters, digits, '_', '.', '-', at most 64)")
+    return name
+
+
+def parse_network(option: str, value: str, version: int) -> ipaddress._BaseNetwork:
+    try:
+        net = ipaddress.ip_network(str(value), strict=False)
+    except ValueError as exc:
+        raise option_error(option, value, "is not a valid CIDR (%s)" % exc) from exc
+    if "/" not in str(value):
+        raise option_error(option, value, "is not a CIDR: give a prefix length, e.g. %s/%d" % (value, 24 if version == 4 else 64))
+    if net.version != version:
+        raise option_error(option, value, "is not an IPv%d CIDR" % version)
+    return net
+
+
+def parse_address(option: str, value: str, version: int) -> ipaddress._BaseAddress:
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError as exc:
+        raise option_error(option, value, "is not a valid IP address") from exc
+    if address.version != version:
+        raise option_error(option, value, "is not an IPv%d address" % version)
+    return address
+
+
+def parse_mac(option: str, value: str) -> str:
+    mac = str(value).strip().lower().replace("-", ":")
+    if not _MAC.match(mac):
+        raise option_error(option, value, "is not a MAC address (six hex bytes, e.g. 02:42:0a:00:00:02)")
+    if int(mac[:2], 16) & 1:
+        raise option_error(option, value, "is a multicast MAC address; an endpoint needs a unicast one")
+    return mac
+
+
+def default_bridge_name(network: str) -> str:
+    """``br-NAME`` when it fits in 15 characters, else a stable shortened form with a hash."""
+    name = "br-" + network
+    if len(name) <= IFNAMSIZ:
+        return name
+    return "br-%s-%s" % (network[:6], _short_hash(network, 5))
+
+
+def host_veth_name(network: str, sandbox_key: str) -> str:
+    """The host end of an endpoint's veth: stable for a (network, sandbox) pair."""
+    return "ve-" + _short_hash(network + "|" + sandbox_key, 11)
+
+
+def _gateway_in(option: str, gateway, subnet) -> None:
+    if gateway not in subnet:
+        raise option_error(option, gateway, "is outside subnet %s" % subnet)
+    if gateway == subnet.network_address or (subnet.version == 4 and subnet.prefixlen < 31 and gateway == subnet.broadcast_address):
+        raise option_error(option, gateway, "is the network or broadcast address of subnet %s" % subnet)
+
+
+@dataclass(frozen=True)
+class BridgeNetwork:
+    name: str
+    bridge_name: str
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    ip_range: ipaddress.IPv4Network
+    ipv6_subnet: Optional[ipaddress.IPv6Network]
+    ipv6_gateway: Optional[ipaddress.IPv6Address]
+    mtu: int
+    driver: str = "bridge"
+
+    @property
+    def alias(self) -> str:
+        return BRIDGE_ALIAS_PREFIX + self.name
+
+    @property
+    def gateway_interfaces(self) -> tuple:
+        """The addresses the bridge carries: the gateways with their subnets' prefix lengths."""
+        addresses = [ipaddress.ip_interface("%s/%d" % (self.gateway, self.subnet.prefixlen))]
+        if self.ipv6_subnet is not None:
+            addresses.append(ipaddress.ip_interface("%s/%d" % (self.ipv6_gateway, self.ipv6_subnet.prefixlen)))
+        return tuple(addresses)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "BridgeNetwork":
+        name = check_name("name", params["name"])
+        if name in SPECIAL_NETWORKS:
+            raise option_error("name", name, "is reserved (Docker's built-in host and none networks)")
+        bridge_name = check_ifname("bridge_name", params.get("bridge_name") or default_bridge_name(name))
+        if params.get("subnet") is None:
+            raise option_error("subnet", None, "is required for a bridge network (an IPv4 CIDR such as 172.30.0.0/24)")
+        subnet = parse_network("subnet", params["subnet"], 4)
+        if subnet.prefixlen > 30:
+            raise option_error("subnet", subnet, "is too small: a bridge network needs at least a /30")
+        gateway = parse_address("gateway", params["gateway"], 4) if params.get("gateway") else subnet.network_address + 1
+        _gateway_in("gateway", gateway, subnet)
+        ip_range = subnet
+        if params.get("ip_range"):
+            ip_range = parse_network("ip_range", params["ip_range"], 4)
+            if not ip_range.subnet_of(subnet):
+                raise option_error("ip_range", ip_range, "is outside subnet %s" % subnet)
+        ipv6_subnet = ipv6_gateway = None
+        if params.get("ipv6_subnet"):
+            ipv6_subnet = parse_network("ipv6_subnet", params["ipv6_subnet"], 6)
+            if ipv6_subnet.prefixlen > 126:
+                raise option_error("ipv6_subnet", ipv6_subnet, "is too small: use at most a /126")
+            ipv6_gateway = parse_address("ipv6_gateway", params["ipv6_gateway"], 6) if params.get("ipv6_gateway") else ipv6_subnet.network_address + 1
+            _gateway_in("ipv6_gateway", ipv6_gateway, ipv6_subnet)
+        elif params.get("ipv6_gateway"):
+            raise option_error("ipv6_gateway", params["ipv6_gateway"], "needs ipv6_subnet")
+        mtu = params.get("mtu") or 1500
+        low = 1280 if ipv6_subnet is not None else 68
+        if not low <= mtu <= 65535:
+            raise option_error("mtu", mtu, "is out of range (%d to 65535%s)" % (low, " with IPv6" if ipv6_subnet else ""))
+        return cls(name, bridge_name, subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway, mtu)
+
+    def to_record(self) -> dict:
+        return {
+            "driver": self.driver,
+            "bridge_name": self.bridge_name,
+            "subnet": str(self.subnet),
+            "gateway": str(self.gateway),
+            "ip_range": str(self.ip_range),
+            "ipv6_subnet": str(self.ipv6_subnet) if self.ipv6_subnet else None,
+            "ipv6_gateway": str(self.ipv6_gateway) if self.ipv6_gateway else None,
+            "mtu": self.mtu,
+        }
+
+    @classmethod
+    def from_record(cls, name: str, record: dict) -> "BridgeNetwork":
+        return cls.from_params(dict(record, name=name))
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    dst: ipaddress._BaseNetwork
+    gateway: Optional[ipaddress._BaseAddress]
+
+    def to_record(self) -> dict:
+        return {"dst": str(self.dst), "gateway": str(self.gateway) if self.gateway else None}
+
+
+def parse_routes(option: str, items) -> Tuple[RouteSpec, ...]:
+    routes = []
+    for number, item in enumerate(items or ()):
+        where = "%s[%d]" % (option, number)
+        if isinstance(item, str):
+            item = {"dst": item}
+        if not isinstance(item, dict) or not item.get("dst"):
+            raise option_error(where, item, "must be a dict with 'dst' (a CIDR or 'default') and an optional 'gateway'")
+        dst_text = str(item["dst"]).strip()
+        gateway = item.get("gateway")
+        if dst_text == "default":
+            dst_text = "::/0" if gateway and ":" in str(gateway) else "0.0.0.0/0"
+        dst = parse_network(where + ".dst", dst_text, 6 if ":" in dst_text else 4)
+        gw = parse_address(where + ".gateway", gateway, dst.version) if gateway else None
+        routes.append(RouteSpec(dst, gw))
+    if len(set(r.dst for r in routes)) != len(routes):
+        raise option_error(option, [r.to_record() for r in routes], "lists one destination twice")
+    return tuple(routes)
+
+
+def parse_sysctls(option: str, items) -> Tuple[Tuple[str, str], ...]:
+    """Sysctls inside the sandbox: ``net.*`` names; ``IFNAME`` stands for the endpoint's interface."""
+    result = []
+    for key, value in sorted((items or {}).items()):
+        if not _SYSCTL.match(str(key)):
+            raise option_error(option, key, "is not a network sysctl (net.*, e.g. net.ipv4.conf.IFNAME.rp_filter)")
+        if isinstance(value, bool):
+            value = int(value)
+        result.append((str(key), str(value)))
+    return tuple(result)
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One endpoint as asked for: ``where`` prefixes option names in errors (``endpoints[3].``)."""
+
+    network: str
+    sandbox: SandboxRef
+    state: str = "present"
+    create_netns: bool = True
+    delete_netns: bool = False
+    ifname: Optional[str] = None
+    ipv4_address: Optional[ipaddress.IPv4Address] = None
+    ipv6_address: Optional[ipaddress.IPv6Address] = None
+    mac_address: Optional[str] = None
+    default_route: bool = True
+    routes: Tuple[RouteSpec, ...] = ()
+    sysctls: Tuple[Tuple[str, str], ...] = ()
+    where: str = field(default="", compare=False)
+
+    def opt(self, name: str) -> str:
+        return self.where + name
+
+    @classmethod
+    def from_params(cls, params: dict, where: str = "") -> "EndpointSpec":
+        def opt(name):
+            return where + name
+
+        if not params.get("network"):
+            raise option_error(opt("network"), None, "is required (a network name, 'host' or 'none')")
+        network = str(params["network"])
+        if network not in SPECIAL_NETWORKS:
+            check_name(opt("network"), network)
+        given = [kind for kind in ("netns", "netns_path", "pid") if params.get(kind) not in (None, "")]
+        if len(given) != 1:
+            raise option_error(opt("netns"), given or None, "exactly one of netns, netns_path and pid must be given")
+        kind = given[0]
+        value = str(params[kind])
+        if kind == "netns" and (not value or "/" in value or value in (".", "..")):
+            raise option_error(opt("netns"), value, "is not a valid namespace name (no '/')")
+        if kind == "pid" and (not value.isdigit() or int(value) < 1):
+            raise option_error(opt("pid"), value, "is not a process ID")
+        if kind == "netns_path" and not value.startswith("/"):
+            raise option_error(opt("netns_path"), value, "must be an absolute path")
+        if network == "host" and kind != "netns":
+            raise option_error(opt(kind), value, "network 'host' names the host's namespace: give 'netns' (a name to bind to it)")
+        ifname = check_ifname(opt("ifname"), params["ifname"]) if params.get("ifname") else None
+        if ifname == "lo":
+            raise option_error(opt("ifname"), ifname, "is the loopback interface")
+        ipv4 = parse_address(opt("ipv4_address"), params["ipv4_address"], 4) if params.get("ipv4_address") else None
+        ipv6 = parse_address(opt("ipv6_address"), params["ipv6_address"], 6) if params.get("ipv6_address") else None
+        mac = parse_mac(opt("mac_address"), params["mac_address"]) if params.get("mac_address") else None
+        if network in SPECIAL_NETWORKS:
+            for name in ("ifname", "ipv4_address", "ipv6_address", "mac_address", "routes", "sysctls"):
+                if params.get(name):
+                    raise option_error(opt(name), params[name], "cannot be used with network '%s' (it has no interface of its own)" % network)
+        return cls(
+            network=network,
+            sandbox=SandboxRef(kind, value),
+            state=params.get("state") or "present",
+            create_netns=params.get("create_netns", True) is not False,
+            delete_netns=bool(params.get("delete_netns")),
+            ifname=ifname,
+            ipv4_address=ipv4,
+            ipv6_address=ipv6,
+            mac_address=mac,
+            default_route=params.get("default_route", True) is not False,
+            routes=parse_routes(opt("routes"), params.get("routes")),
+            sysctls=parse_sysctls(opt("sysctls"), params.get("sysctls")),
+            where=where,
+        )

@@ -1,0 +1,96 @@
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Plan: the ordered kernel and store changes of one module run, each with its undo.
+
+Check mode reports the plan, the real run executes the same plan, so the two cannot disagree.
+The diff is rendered from the plan: the before and after of every object it touches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+
+Action = Callable[[], None]
+
+
+@dataclass
+class Change:
+    """One change of one object: ``target`` names the object, ``what`` says the change."""
+
+    target: str
+    what: str
+    before: object
+    after: object
+    apply: Action
+    undo: Action | None = None
+
+
+@dataclass
+class Plan:
+    changes: list = field(default_factory=list)
+
+    def add(self, target: str, what: str, before: object, after: object, apply: Action, undo: Action | None = None) -> None:
+        self.changes.append(Change(target, what, before, after, apply, undo))
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    def diff(self) -> dict:
+        """Before and after of each touched object; several changes of one object merge."""
+        before: dict = {}
+        after: dict = {}
+        for change in self.changes:
+            before.setdefault(change.target, change.before)
+            after[change.target] = change.after
+        return {"before": _drop_none(before), "after": _drop_none(after)}
+
+    def summary(self) -> list:
+        return [change.what for change in self.changes]
+
+    def execute(self, check: bool) -> None:
+        """Apply every change in order; on a failure undo the applied ones in reverse and raise."""
+        if check:
+            return
+        done: list = []
+        for change in self.changes:
+            try:
+                change.apply()
+            except Exception as exc:  # noqa: BLE001 - every failure must trigger the undo
+                undo_errors = _undo(done)
+                message = "%s failed: %s" % (change.what, _reason(exc))
+                if done:
+                    message += "; undid %d earlier change(s)" % len(done)
+                if undo_errors:
+                    message += "; undo incomplete: " + "; ".join(undo_errors)
+                raise CnmError(message, failed_change=change.target) from exc
+            done.append(change)
+
+
+def _undo(done: list) -> list:
+    errors = []
+    for change in reversed(done):
+        if change.undo is None:
+            continue
+        try:
+            change.undo()
+        except Exception as exc:  # noqa: BLE001 - keep undoing the rest
+            errors.append("%s: %s" % (change.target, _reason(exc)))
+    return errors
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, CnmError):
+        return str(exc)
+    # NetlinkError carries (code, text); OSError carries errno and strerror.
+    args = getattr(exc, "args", ())
+    if len(args) == 2 and isinstance(args[0], int):
+        return "%s (errno %d)" % (args[1], args[0])
+    return str(exc) or type(exc).__name__
+
+
+def _drop_none(objects: dict) -> dict:
+    return {target: state for target, state in objects.items() if state is not None}

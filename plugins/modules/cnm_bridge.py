@@ -1,0 +1,218 @@
+#!/usr/bin/python
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: cnm_bridge
+short_description: Bridge networks, as C(docker network create -d bridge) makes them
+version_added: 0.1.0
+description:
+  - Creates, reconciles and removes a bridge network on the managed host, the kernel objects
+    Docker's bridge driver makes: a Linux bridge carrying the gateway addresses of the network.
+  - The network's metadata (subnet, C(ip_range), address leases of its endpoints) is kept in a small
+    store under C(/run/cnm-network), one per network namespace, so it vanishes with the kernel state
+    at reboot and the next run rebuilds both.
+  - Changing C(subnet), C(gateway), C(ipv6_subnet) or C(mtu) of an existing network reconciles the bridge
+    and every attached endpoint (their default routes and MTU follow); a new subnet must still hold the
+    addresses of the attached endpoints.
+  - Attach sandboxes with M(cnm.network.cnm_endpoint).
+author:
+  - cnm.network contributors
+requirements:
+  - pyroute2 >= 0.7.2 on the managed node (the module respawns under the system Python if that one has it)
+  - Linux with bridge and veth support
+attributes:
+  check_mode:
+    support: full
+    description: Reports exactly the changes the real run would make, and makes none.
+  diff_mode:
+    support: full
+    description: Shows the bridge (MTU, state, addresses) and the store entry before and after.
+options:
+  name:
+    description:
+      - Name of the network, as in C(docker network create NAME).
+      - Letters, digits, C(_), C(.) and C(-); C(host) and C(none) are reserved.
+    type: str
+    required: true
+  state:
+    description:
+      - C(present) creates or reconciles the network, C(absent) removes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  bridge_name:
+    description:
+      - Name of the bridge device, at most 15 characters.
+      - Defaults to C(br-NAME), shortened with a hash of the name when that is longer than 15 characters.
+    type: str
+  subnet:
+    description:
+      - IPv4 subnet of the network in CIDR form, for example C(172.30.0.0/24). Required with C(state=present).
+      - It must not overlap another cnm network on the host.
+    type: str
+  gateway:
+    description:
+      - IPv4 address of the bridge, the endpoints' default gateway. Defaults to the first address of C(subnet).
+    type: str
+  ip_range:
+    description:
+      - Part of C(subnet) from which endpoint addresses are allocated (lowest free first). Defaults to C(subnet).
+      - Static endpoint addresses may lie anywhere in C(subnet).
+    type: str
+  ipv6_subnet:
+    description:
+      - IPv6 subnet in CIDR form; endpoints then also get an IPv6 address and default route.
+    type: str
+  ipv6_gateway:
+    description:
+      - IPv6 address of the bridge. Defaults to the first address of C(ipv6_subnet).
+    type: str
+  mtu:
+    description:
+      - MTU of the bridge and of every endpoint on it (68 to 65535; at least 1280 with IPv6).
+    type: int
+    default: 1500
+  force:
+    description:
+      - With C(state=absent), detach the endpoints still attached instead of refusing.
+    type: bool
+    default: false
+notes:
+  - The firewall options of Docker's bridge driver (C(internal), C(icc), C(masquerade), C(host_binding_ip))
+    are not part of this release.
+  - The bridge carries the interface alias C(cnm:network:NAME); the module never touches a bridge without it.
+seealso:
+  - module: cnm.network.cnm_endpoint
+"""
+
+EXAMPLES = r"""
+- name: docker network create --subnet 172.30.0.0/24 web
+  cnm.network.cnm_bridge:
+    name: web
+    subnet: 172.30.0.0/24
+
+- name: A dual-stack network with its own bridge name, MTU and allocation range
+  cnm.network.cnm_bridge:
+    name: backend
+    bridge_name: br-backend
+    subnet: 10.40.0.0/16
+    gateway: 10.40.0.1
+    ip_range: 10.40.8.0/24
+    ipv6_subnet: fd00:40::/64
+    mtu: 1450
+
+- name: docker network rm web, detaching whatever is still attached
+  cnm.network.cnm_bridge:
+    name: web
+    state: absent
+    force: true
+"""
+
+RETURN = r"""
+network:
+  description: The network as it is after the run (or would be, in check mode).
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Network name.
+      type: str
+      sample: web
+    driver:
+      description: Network driver.
+      type: str
+      sample: bridge
+    bridge_name:
+      description: Name of the bridge device.
+      type: str
+      sample: br-web
+    subnet:
+      description: IPv4 subnet.
+      type: str
+      sample: 172.30.0.0/24
+    gateway:
+      description: IPv4 gateway on the bridge.
+      type: str
+      sample: 172.30.0.1
+    ip_range:
+      description: Allocation range.
+      type: str
+      sample: 172.30.0.0/24
+    ipv6_subnet:
+      description: IPv6 subnet, or null.
+      type: str
+      sample: fd00:30::/64
+    ipv6_gateway:
+      description: IPv6 gateway, or null.
+      type: str
+      sample: "fd00:30::1"
+    mtu:
+      description: MTU of the bridge and its endpoints.
+      type: int
+      sample: 1500
+    endpoints:
+      description: Number of endpoints attached.
+      type: int
+      sample: 2
+    state:
+      description: C(absent) after removal.
+      type: str
+      sample: absent
+    detached:
+      description: With C(state=absent), the number of endpoints detached by C(force).
+      type: int
+      sample: 0
+changes:
+  description: The changes made (or, in check mode, that would be made), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create bridge br-web mtu 1500", "add address 172.30.0.1/24 to br-web", "write the store"]
+reclaimed:
+  description: Address leases freed because their sandbox no longer exists.
+  returned: when leases were reclaimed
+  type: list
+  elements: dict
+  sample: [{"network": "web", "sandbox": "netns:old", "ipv4_address": "172.30.0.2"}]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cnm.network.plugins.module_utils.bridge import plan_bridge_absent, plan_bridge_present
+from ansible_collections.cnm.network.plugins.module_utils.host import run_module
+from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, check_name, default_bridge_name
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            bridge_name=dict(type="str"),
+            subnet=dict(type="str"),
+            gateway=dict(type="str"),
+            ip_range=dict(type="str"),
+            ipv6_subnet=dict(type="str"),
+            ipv6_gateway=dict(type="str"),
+            mtu=dict(type="int", default=1500),
+            force=dict(type="bool", default=False),
+        ),
+        required_if=[("state", "present", ["subnet"])],
+        supports_check_mode=True,
+    )
+    params = module.params
+
+    def build(host):
+        if params["state"] == "absent":
+            name = check_name("name", params["name"])
+            return plan_bridge_absent(host, name, params["bridge_name"] or default_bridge_name(name), params["force"])
+        return plan_bridge_present(host, BridgeNetwork.from_params(params))
+
+    run_module(module, build)
+
+
+if __name__ == "__main__":
+    main()

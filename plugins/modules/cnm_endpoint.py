@@ -1,0 +1,332 @@
+#!/usr/bin/python
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: cnm_endpoint
+short_description: Join sandboxes (network namespaces) to networks, as C(docker run --network) does
+version_added: 0.1.0
+description:
+  - Attaches a sandbox (a network namespace given by name, path or process ID) to a network made by
+    M(cnm.network.cnm_bridge): a veth pair whose inner end is created directly inside the sandbox
+    (named C(ethN)), whose host end joins the bridge, with the endpoint's MAC, MTU, addresses, default
+    route via the gateway, extra routes and interface sysctls. C(lo) is brought up.
+  - C(network=host) binds a namespace name to the host's own namespace (C(docker run --net=host));
+    C(network=none) makes a sandbox with only C(lo), up (C(docker run --net=none)).
+  - Addresses are allocated from the network's C(ip_range) (lowest free) unless given; an endpoint keeps
+    its address on every rerun. Leases of sandboxes that no longer exist are reclaimed.
+  - A rerun repairs drift (addresses or routes changed, the veth deleted out of band).
+  - C(endpoints) converges a whole list in one task over one netlink session per namespace;
+    the top-level options are the defaults of every item.
+author:
+  - cnm.network contributors
+requirements:
+  - pyroute2 >= 0.7.2 on the managed node (the module respawns under the system Python if that one has it)
+attributes:
+  check_mode:
+    support: full
+    description: Reports exactly the changes the real run would make, and makes none.
+  diff_mode:
+    support: full
+    description: Shows each endpoint (interfaces, MAC, MTU, addresses, routes, sysctls) and the store before and after.
+options:
+  network:
+    description:
+      - Name of a network made by M(cnm.network.cnm_bridge), or C(host), or C(none).
+      - Required unless every item of C(endpoints) names its network.
+    type: str
+  state:
+    description:
+      - C(present) attaches (or repairs) the endpoint, C(absent) detaches it and releases its addresses.
+    type: str
+    choices: [present, absent]
+    default: present
+  netns:
+    description:
+      - Name of the sandbox's network namespace (as in C(ip netns)), created if missing and C(create_netns) is true.
+      - Exactly one of C(netns), C(netns_path) and C(pid) (per item) must be given.
+    type: str
+  netns_path:
+    description:
+      - Path of the sandbox's namespace file, for example C(/proc/1234/ns/net) or C(/var/run/docker/netns/abc).
+    type: path
+  pid:
+    description:
+      - Process ID whose network namespace is the sandbox (a container's init process).
+    type: int
+  create_netns:
+    description:
+      - Create the named namespace C(netns) when it does not exist.
+    type: bool
+    default: true
+  delete_netns:
+    description:
+      - With C(state=absent), also delete the named namespace C(netns) (never the host's).
+    type: bool
+    default: false
+  ifname:
+    description:
+      - Name of the interface inside the sandbox. Defaults to the lowest free C(ethN) in the sandbox.
+    type: str
+  ipv4_address:
+    description:
+      - Static IPv4 address inside the network's subnet. Allocated from C(ip_range) when omitted.
+    type: str
+  ipv6_address:
+    description:
+      - Static IPv6 address inside the network's C(ipv6_subnet). Allocated when omitted and the network has IPv6.
+    type: str
+  mac_address:
+    description:
+      - MAC of the inner interface. Defaults to Docker's C(02:42:) followed by the four bytes of the IPv4 address.
+    type: str
+  default_route:
+    description:
+      - Add default routes via the network's gateways.
+    type: bool
+    default: true
+  routes:
+    description:
+      - Extra routes through the endpoint's interface.
+    type: list
+    elements: dict
+    suboptions:
+      dst:
+        description: Destination CIDR, or C(default).
+        type: str
+        required: true
+      gateway:
+        description: Next hop on the network's subnet; omitted for an on-link route.
+        type: str
+  sysctls:
+    description:
+      - Network sysctls set inside the sandbox, C(IFNAME) standing for the endpoint's interface,
+        for example C(net.ipv4.conf.IFNAME.rp_filter=2) (Docker's endpoint sysctls).
+    type: dict
+  endpoints:
+    description:
+      - Several endpoints at once; each item takes the options above (except C(endpoints)),
+        the top-level values being the defaults.
+    type: list
+    elements: dict
+    suboptions:
+      network:
+        description: As the top-level C(network).
+        type: str
+      state:
+        description: As the top-level C(state).
+        type: str
+        choices: [present, absent]
+      netns:
+        description: As the top-level C(netns).
+        type: str
+      netns_path:
+        description: As the top-level C(netns_path).
+        type: path
+      pid:
+        description: As the top-level C(pid).
+        type: int
+      create_netns:
+        description: As the top-level C(create_netns).
+        type: bool
+      delete_netns:
+        description: As the top-level C(delete_netns).
+        type: bool
+      ifname:
+        description: As the top-level C(ifname).
+        type: str
+      ipv4_address:
+        description: As the top-level C(ipv4_address).
+        type: str
+      ipv6_address:
+        description: As the top-level C(ipv6_address).
+        type: str
+      mac_address:
+        description: As the top-level C(mac_address).
+        type: str
+      default_route:
+        description: As the top-level C(default_route).
+        type: bool
+      routes:
+        description: As the top-level C(routes).
+        type: list
+        elements: dict
+      sysctls:
+        description: As the top-level C(sysctls).
+        type: dict
+notes:
+  - The host end of the veth is named C(ve-) plus a hash of network and sandbox and carries the alias
+    C(cnm:endpoint:NETWORK|SANDBOX); the module never deletes an interface without it.
+  - Named namespaces are global on a machine; in a lab of namespace hosts give sandboxes distinct names.
+seealso:
+  - module: cnm.network.cnm_bridge
+"""
+
+EXAMPLES = r"""
+- name: docker run --network web (a sandbox named web1 with an allocated address)
+  cnm.network.cnm_endpoint:
+    network: web
+    netns: web1
+
+- name: A static address, MAC, extra route and an interface sysctl
+  cnm.network.cnm_endpoint:
+    network: backend
+    netns: db1
+    ifname: eth1
+    ipv4_address: 10.40.8.10
+    mac_address: "02:42:0a:28:08:0a"
+    routes:
+      - dst: 10.99.0.0/16
+        gateway: 10.40.0.254
+    sysctls:
+      net.ipv4.conf.IFNAME.rp_filter: 2
+
+- name: Attach a running process's namespace
+  cnm.network.cnm_endpoint:
+    network: web
+    pid: "{{ app_pid }}"
+
+- name: Many sandboxes in one task (app_sandboxes is a list such as [{netns: app0}, {netns: app1, ipv4_address: 172.30.0.50}])
+  cnm.network.cnm_endpoint:
+    network: web
+    endpoints: "{{ app_sandboxes }}"
+
+- name: docker run --net=host (the name 'monitor' is bound to the host's own namespace)
+  cnm.network.cnm_endpoint:
+    network: host
+    netns: monitor
+
+- name: docker run --net=none
+  cnm.network.cnm_endpoint:
+    network: none
+    netns: isolated
+
+- name: Detach and delete the sandbox
+  cnm.network.cnm_endpoint:
+    network: web
+    netns: web1
+    state: absent
+    delete_netns: true
+"""
+
+RETURN = r"""
+endpoint:
+  description: The endpoint after the run (or as it would be, in check mode); given without C(endpoints).
+  returned: when C(endpoints) is not used
+  type: dict
+  contains:
+    network:
+      description: Network name.
+      type: str
+      sample: web
+    netns:
+      description: The sandbox's namespace name (or C(netns_path), C(pid), whichever was given).
+      type: str
+      sample: web1
+    sandbox:
+      description: The sandbox as C(KIND:VALUE).
+      type: str
+      sample: "netns:web1"
+    ifname:
+      description: Interface inside the sandbox.
+      type: str
+      sample: eth0
+    host_ifname:
+      description: Host end of the veth, a port of the bridge.
+      type: str
+      sample: ve-3f2a9c01b7d
+    ipv4_address:
+      description: IPv4 address.
+      type: str
+      sample: 172.30.0.2
+    ipv6_address:
+      description: IPv6 address, or null.
+      type: str
+      sample: "fd00:30::2"
+    mac_address:
+      description: MAC address of the inner interface.
+      type: str
+      sample: "02:42:ac:1e:00:02"
+    state:
+      description: C(absent) after a detach.
+      type: str
+      sample: absent
+endpoints:
+  description: One entry per item of C(endpoints), in order, with the keys of C(endpoint).
+  returned: when C(endpoints) is used
+  type: list
+  elements: dict
+  sample: [{"network": "web", "netns": "app0", "ifname": "eth0", "ipv4_address": "172.30.0.2"}]
+changes:
+  description: The changes made (or, in check mode, that would be made), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create veth ve-3f2a9c01b7d (host) / eth0 (in web1)", "add address 172.30.0.2/24 to eth0 in web1"]
+reclaimed:
+  description: Address leases freed because their sandbox no longer exists.
+  returned: when leases were reclaimed
+  type: list
+  elements: dict
+  sample: [{"network": "web", "sandbox": "netns:old", "ipv4_address": "172.30.0.3"}]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
+from ansible_collections.cnm.network.plugins.module_utils.host import run_module
+from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec
+
+ITEM_OPTIONS = dict(
+    network=dict(type="str"),
+    state=dict(type="str", choices=["present", "absent"]),
+    netns=dict(type="str"),
+    netns_path=dict(type="path"),
+    pid=dict(type="int"),
+    create_netns=dict(type="bool"),
+    delete_netns=dict(type="bool"),
+    ifname=dict(type="str"),
+    ipv4_address=dict(type="str"),
+    ipv6_address=dict(type="str"),
+    mac_address=dict(type="str"),
+    default_route=dict(type="bool"),
+    routes=dict(type="list", elements="dict"),
+    sysctls=dict(type="dict"),
+)
+TOP_DEFAULTS = dict(state="present", create_netns=True, delete_netns=False, default_route=True)
+ROUTE_OPTIONS = dict(dst=dict(type="str", required=True), gateway=dict(type="str"))
+
+
+def main() -> None:
+    argument_spec = {name: dict(option, default=TOP_DEFAULTS.get(name)) for name, option in ITEM_OPTIONS.items()}
+    argument_spec["routes"] = dict(type="list", elements="dict", options=ROUTE_OPTIONS)
+    argument_spec["endpoints"] = dict(type="list", elements="dict", options=dict(ITEM_OPTIONS, routes=dict(type="list", elements="dict", options=ROUTE_OPTIONS)))
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[("netns", "netns_path", "pid")],
+        required_one_of=[("network", "endpoints")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    defaults = {name: params[name] for name in ITEM_OPTIONS}
+
+    def build(host):
+        planner = EndpointPlanner(host)
+        if params["endpoints"] is None:
+            return {"endpoint": planner.plan(EndpointSpec.from_params(defaults))}
+        specs = []
+        for number, item in enumerate(params["endpoints"]):
+            merged = {name: item[name] if item.get(name) is not None else defaults[name] for name in ITEM_OPTIONS}
+            if any(item.get(kind) is not None for kind in ("netns", "netns_path", "pid")):
+                for kind in ("netns", "netns_path", "pid"):
+                    merged[kind] = item.get(kind)  # an item's sandbox replaces the top-level one
+            specs.append(EndpointSpec.from_params(merged, where="endpoints[%d]." % number))
+        return {"endpoints": [planner.plan(spec) for spec in specs]}
+
+    run_module(module, build)
+
+
+if __name__ == "__main__":
+    main()
