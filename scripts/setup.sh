@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Prepare a checkout for development and tests (idempotent; fast when already done):
+#   1. the Debian packages the lab and the integration tests use (apt, as root, only if missing);
+#   2. .venv at the repo root, on Python 3.12 when one is found (else python3 >= 3.11,
+#      with which pip resolves ansible-core 2.19 from requirements-dev.txt's range);
+#   3. requirements-dev.txt installed into .venv (skipped while the stamp's hash is current);
+#   4. the link .venv/collections/ansible_collections/cnm/network -> the repo root
+#      (ansible.cfg's collections_path), so playbooks find the collection in the checkout.
+# Usage: bash scripts/setup.sh        (from any directory)
+# Environment: CNM_PYTHON=/path/to/python forces the interpreter used to create .venv.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+
+say() { printf 'setup: %s\n' "$*"; }
+
+# --- 1. Debian packages ----------------------------------------------------------------
+# The lab's tools, plus shellcheck: without it ansible-test's "shellcheck" sanity test
+# only warns and checks nothing (it covers scripts/*.sh).
+DEB_PACKAGES=(nftables iproute2 iperf3 containernetworking-plugins python3-pyroute2 socat tcpdump procps iputils-ping
+    shellcheck)
+
+deb_installed() {
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
+}
+
+if command -v dpkg-query >/dev/null 2>&1; then
+    missing=()
+    for pkg in "${DEB_PACKAGES[@]}"; do
+        deb_installed "$pkg" || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        say "Debian packages present: ${DEB_PACKAGES[*]}"
+    elif [ "$(id -u)" -eq 0 ]; then
+        say "installing Debian packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    else
+        say "WARNING: missing Debian packages (need root to install): ${missing[*]}"
+    fi
+else
+    say "WARNING: no dpkg here; install by hand: ${DEB_PACKAGES[*]}"
+fi
+
+# --- 2. .venv ----------------------------------------------------------------------------
+py_version_ok() {  # $1 = interpreter, $2 = minimum minor version of Python 3
+    "$1" -c "import sys; sys.exit(0 if sys.version_info[:2] >= (3, $2) else 1)" >/dev/null 2>&1
+}
+
+find_python() {
+    local cand
+    if [ -n "${CNM_PYTHON:-}" ]; then
+        echo "$CNM_PYTHON"
+        return
+    fi
+    # A pyenv shim named python3.12 exists even when 3.12 is not selected, and then fails:
+    # a candidate counts only if it runs and really is 3.12.
+    for cand in "$(command -v python3.12 || true)" \
+        "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python \
+        /root/.pyenv/versions/3.12*/bin/python \
+        /usr/bin/python3.12 /usr/local/bin/python3.12; do
+        if [ -z "$cand" ] || [ ! -x "$cand" ]; then continue; fi
+        if "$cand" -c 'import sys, venv; sys.exit(0 if sys.version_info[:2] == (3, 12) else 1)' >/dev/null 2>&1; then
+            echo "$cand"
+            return
+        fi
+    done
+    if command -v python3 >/dev/null 2>&1 && py_version_ok python3 11; then
+        say "NOTE: no Python 3.12 found; using $(python3 --version 2>&1) — pip then resolves ansible-core 2.19" >&2
+        command -v python3
+        return
+    fi
+    say "ERROR: need Python 3.12 (or python3 >= 3.11) to create .venv" >&2
+    exit 1
+}
+
+VENV="$ROOT/.venv"
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    say ".venv present: $("$VENV/bin/python" --version 2>&1)"
+else
+    PY="$(find_python)"
+    say "creating .venv with $PY ($("$PY" --version 2>&1))"
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+fi
+
+# --- 3. requirements-dev.txt -------------------------------------------------------------
+STAMP="$VENV/.requirements-dev.sha256"
+want="$( (sha256sum requirements-dev.txt; "$VENV/bin/python" --version) 2>&1 | sha256sum | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+    say "requirements-dev.txt already installed (stamp current)"
+else
+    say "installing requirements-dev.txt into .venv"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q --upgrade pip
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+    echo "$want" >"$STAMP"
+fi
+
+# --- 4. collection link ------------------------------------------------------------------
+LINK="$VENV/collections/ansible_collections/cnm/network"
+if [ "$(readlink "$LINK" 2>/dev/null || true)" = "$ROOT" ]; then
+    say "collection link present: $LINK -> $ROOT"
+else
+    say "linking $LINK -> $ROOT"
+    mkdir -p "$(dirname "$LINK")"
+    rm -rf "$LINK"
+    ln -s "$ROOT" "$LINK"
+fi
+
+say "done: $("$VENV/bin/ansible" --version 2>/dev/null | head -n1)"
