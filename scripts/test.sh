@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# The test command of cnm.network: bash scripts/test.sh [STAGE ...]
+#
+# Stages, in this order (no arguments: all of them):
+#   setup        scripts/setup.sh: Debian packages, .venv, requirements, collection link
+#                (always runs first, also when not named: the other stages need .venv; it
+#                takes well under a second when everything is in place)
+#   lint         scripts/lint.sh: ruff, ansible-lint (production profile), shellcheck
+#   unit         pytest tests/unit
+#   integration  pytest tests/integration (as root: real kernel objects in throwaway
+#                namespaces); serial unless CNM_TEST_JOBS=N asks for N pytest-xdist workers
+#   sanity       scripts/sanity.sh: ansible-test sanity --python 3.12 on a copy of the tree
+#   build        ansible-galaxy collection build of a copy of the tree (git-tracked plus
+#                untracked non-ignored files, i.e. what a clean clone plus your work holds)
+#                into a temp dir, then ansible-galaxy collection install --offline of the
+#                tarball into another temp dir, and ansible-doc over the installed collection
+#
+# Named stages run in the order above, e.g. `bash scripts/test.sh unit integration`.
+# Stops at the first failing stage (non-zero exit) and prints one summary line per stage
+# with its time. pytest's exit code 5 ("no tests collected") counts as a pass, reported as
+# "no tests". Extra pytest options: PYTEST_ADDOPTS.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+
+ALL_STAGES=(setup lint unit integration sanity build)
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+}
+
+want=()
+for arg in "$@"; do
+    case "$arg" in
+        -h | --help) usage; exit 0 ;;
+        setup | lint | unit | integration | sanity | build) want+=("$arg") ;;
+        *) echo "test.sh: unknown stage '$arg' (stages: ${ALL_STAGES[*]})" >&2; exit 2 ;;
+    esac
+done
+[ "${#want[@]}" -gt 0 ] || want=("${ALL_STAGES[@]}")
+
+selected() {
+    local s
+    [ "$1" = setup ] && return 0
+    for s in "${want[@]}"; do [ "$s" = "$1" ] && return 0; done
+    return 1
+}
+
+banner() { printf '\n==== test.sh: %s ====\n' "$*"; }
+
+TMP_DIRS=()
+# shellcheck disable=SC2317  # called by the trap
+cleanup() {
+    local d
+    for d in "${TMP_DIRS[@]}"; do rm -rf "$d"; done
+}
+trap cleanup EXIT
+
+# --- stages ------------------------------------------------------------------------------
+NOTE=""  # a stage may set a note for the summary (e.g. "no tests")
+
+stage_setup() { bash "$ROOT/scripts/setup.sh"; }
+stage_lint() { bash "$ROOT/scripts/lint.sh"; }
+stage_sanity() { bash "$ROOT/scripts/sanity.sh"; }
+
+run_pytest() {  # $1 = test directory, then pytest options
+    local dir="$1" rc=0
+    shift
+    if [ ! -d "$dir" ]; then
+        NOTE="no tests ($dir missing)"
+        echo "test.sh: $dir does not exist: no tests to run"
+        return 0
+    fi
+    "$VENV/bin/python" -m pytest -p no:cacheprovider "$@" "$dir" || rc=$?
+    if [ "$rc" -eq 5 ]; then
+        NOTE="no tests (collected none)"
+        echo "test.sh: pytest collected no test in $dir"
+        return 0
+    fi
+    return "$rc"
+}
+
+stage_unit() { run_pytest tests/unit; }
+
+stage_integration() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "test.sh: integration tests need root (network namespaces, netlink, nftables)" >&2
+        return 1
+    fi
+    local jobs=()
+    if [ -n "${CNM_TEST_JOBS:-}" ] && [ "${CNM_TEST_JOBS}" != 1 ]; then
+        jobs=(-n "$CNM_TEST_JOBS")
+        NOTE="$CNM_TEST_JOBS workers"
+    fi
+    run_pytest tests/integration "${jobs[@]}"
+}
+
+copy_tree() {  # $1 = destination: the checkout's files as a clean clone plus work in progress has them
+    mkdir -p "$1" || return
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -z -co --exclude-standard |
+            while IFS= read -r -d '' f; do
+                if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
+            done |
+            tar --null -T - -cf - | tar -C "$1" -xf -
+    else
+        tar --exclude=./.venv --exclude=./.lab --exclude=./tests/output --exclude='*.tar.gz' \
+            --exclude=__pycache__ --exclude=.pytest_cache -cf - . | tar -C "$1" -xf -
+    fi
+}
+
+# The stage functions run in an `||` list, where bash ignores `set -e`: every step that can
+# fail carries its own `|| return`.
+stage_build() {
+    local work src out dest tarball
+    work="$(mktemp -d "${TMPDIR:-/tmp}/cnm-build.XXXXXX")" || return
+    TMP_DIRS+=("$work")
+    src="$work/src" out="$work/dist" dest="$work/installed"
+    copy_tree "$src" || return
+    mkdir -p "$out" "$dest" || return
+    "$VENV/bin/ansible-galaxy" collection build --output-path "$out" "$src" || return
+    tarball="$(find "$out" -maxdepth 1 -name 'cnm-network-*.tar.gz' | head -n1)"
+    if [ -z "$tarball" ]; then
+        echo "test.sh: no tarball in $out" >&2
+        return 1
+    fi
+    echo "test.sh: built $(basename "$tarball") ($(du -k "$tarball" | cut -f1) KiB, $(tar -tzf "$tarball" | wc -l) entries)"
+    # Install and look only at the temp dir: an empty config, outside the checkout (whose
+    # ansible.cfg points at .venv/collections, i.e. at the checkout itself, and ansible-galaxy
+    # would then find cnm.network "already installed" and do nothing).
+    : >"$work/ansible.cfg"
+    (
+        cd "$work" &&
+            export ANSIBLE_CONFIG="$work/ansible.cfg" ANSIBLE_COLLECTIONS_PATH="$dest" &&
+            "$VENV/bin/ansible-galaxy" collection install --offline -p "$dest" "$tarball" &&
+            "$VENV/bin/ansible-galaxy" collection list cnm.network &&
+            "$VENV/bin/ansible-doc" --list cnm.network
+    ) || return
+    NOTE="$(basename "$tarball")"
+}
+
+# --- run ---------------------------------------------------------------------------------
+SUMMARY=()
+summary() {
+    local line
+    printf '\n==== test.sh summary ====\n'
+    for line in "${SUMMARY[@]}"; do printf '%s\n' "$line"; done
+}
+
+for stage in "${ALL_STAGES[@]}"; do
+    selected "$stage" || continue
+    banner "$stage"
+    NOTE=""
+    start="$(date +%s.%N)"
+    rc=0
+    "stage_$stage" || rc=$?
+    secs="$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+    if [ "$rc" -eq 0 ]; then status=ok; else status="FAILED (exit $rc)"; fi
+    SUMMARY+=("$(printf '%-12s %-16s %7ss  %s' "$stage" "$status" "$secs" "$NOTE")")
+    if [ "$rc" -ne 0 ]; then
+        summary
+        exit "$rc"
+    fi
+done
+summary
