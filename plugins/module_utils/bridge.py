@@ -8,6 +8,7 @@ import ipaddress
 
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_name
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.model import BRIDGE_ALIAS_PREFIX, BridgeNetwork, EndpointSpec, RouteSpec
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
@@ -40,7 +41,7 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
         host.plan.add(target, what, current, desired, apply, undo)
 
     if link is None:
-        add("create bridge %s mtu %d" % (name, network.mtu), lambda: session.create_bridge(name, network.mtu, network.alias), lambda: session.delete_link(name))
+        add("create bridge %s mtu %d" % (name, network.mtu), lambda: session.create_bridge(name, network.mtu, network.alias, mac_from_name("bridge:" + network.name)), lambda: session.delete_link(name))
     elif link.mtu != network.mtu or not link.up:
         add("set bridge %s mtu %d up" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu, state="up"),
             lambda m=link.mtu: session.set_link(name, mtu=m))

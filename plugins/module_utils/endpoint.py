@@ -28,6 +28,7 @@ class EndpointPlanner:
         self.host = host
         self.kernel = host.kernel
         self.claimed_ifnames: dict = {}  # sandbox key -> interface names taken in this run
+        self.claimed_defaults: dict = {}  # sandbox key -> IP versions whose default route an endpoint of this run owns
         self.seen: set = set()
 
     def plan(self, spec: EndpointSpec) -> dict:
@@ -128,12 +129,12 @@ class EndpointPlanner:
         if spec.ipv6_address and not network.ipv6_subnet:
             raise option_error(spec.opt("ipv6_address"), spec.ipv6_address, "needs a network with ipv6_subnet (%s has none)" % network.name)
         mac = spec.mac_address or ipam.mac_from_ipv4(ipv4)
-        routes = self._routes(spec, network)
 
         inner = view.link(ifname) if view is not None else None
         ours = bool(host_link and inner and inner.kind == "veth" and inner.peer_index == host_link.index and host_link.peer_index == inner.index)
         if inner is not None and not ours:
             raise option_error(spec.opt("ifname"), ifname, "already exists in %s and is not this endpoint's interface" % ref.value)
+        routes = self._routes(spec, network, self._free_defaults(spec, view, inner.index if ours else None))
 
         addresses = [ipaddress.ip_interface("%s/%d" % (ipv4, network.subnet.prefixlen))]
         if ipv6 is not None:
@@ -271,12 +272,26 @@ class EndpointPlanner:
                 return address
         return ipam.allocate(pool, subnet, gateway, taken_by, option="ip_range" if version == 4 else "ipv6_subnet")
 
-    def _routes(self, spec: EndpointSpec, network: BridgeNetwork) -> list:
+    def _free_defaults(self, spec: EndpointSpec, view, own_index: Optional[int]) -> set:
+        """IP versions whose default route no other interface of the sandbox holds.
+
+        As in Docker, a sandbox on several networks has one default gateway: the first network's.
+        """
+        taken = set(self.claimed_defaults.get(spec.sandbox.key, ()))
+        if view is not None:
+            taken.update(r.dst.version for r in view.routes() if r.dst.prefixlen == 0 and r.oif != own_index)
+        return {4, 6} - taken
+
+    def _routes(self, spec: EndpointSpec, network: BridgeNetwork, free_defaults: set) -> list:
         routes = []
         if spec.default_route:
-            routes.append(RouteSpec(ipaddress.ip_network("0.0.0.0/0"), network.gateway))
-            if network.ipv6_subnet is not None:
+            claimed = self.claimed_defaults.setdefault(spec.sandbox.key, set())
+            if 4 in free_defaults:
+                routes.append(RouteSpec(ipaddress.ip_network("0.0.0.0/0"), network.gateway))
+                claimed.add(4)
+            if network.ipv6_subnet is not None and 6 in free_defaults:
                 routes.append(RouteSpec(ipaddress.ip_network("::/0"), network.ipv6_gateway))
+                claimed.add(6)
         for number, route in enumerate(spec.routes):
             if any(r.dst == route.dst for r in routes):
                 raise option_error(spec.opt("routes[%d].dst" % number), route.dst, "repeats the default route that default_route already adds")

@@ -133,8 +133,8 @@ class NetnsSession:
                 self._addresses.setdefault(msg["index"], []).append(address)
         return sorted(self._addresses.get(index, []), key=lambda a: (a.version, a))
 
-    def routes(self, oif: int) -> List[Route]:
-        """Routes of the main table through ``oif`` that someone added (not the kernel's own)."""
+    def routes(self, oif: Optional[int] = None) -> List[Route]:
+        """Routes of the main table (through ``oif`` if given) that someone added, not the kernel's own."""
         if self._routes is None:
             self._routes = []
             for family in (socket.AF_INET, socket.AF_INET6):
@@ -145,7 +145,7 @@ class NetnsSession:
                     if route.dst.version == 6 and (route.dst.is_link_local or route.dst.is_multicast):
                         continue
                     self._routes.append(route)
-        return [route for route in self._routes if route.oif == oif]
+        return [route for route in self._routes if oif is None or route.oif == oif]
 
     def sysctl(self, path: str) -> Optional[str]:
         """Read /proc/sys/<path> as this namespace sees it; None if it does not exist."""
@@ -164,8 +164,9 @@ class NetnsSession:
         except NetlinkError as exc:
             raise CnmError("no interface %s in %s" % (name, self.label)) from exc
 
-    def create_bridge(self, name: str, mtu: int, alias: str) -> None:
-        self.ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+    def create_bridge(self, name: str, mtu: int, alias: str, mac: str) -> None:
+        # A MAC set at creation stays put; otherwise the bridge takes its ports' MACs as they come and go.
+        self.ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac)
         self.ipr.link("set", index=self.index(name), ifalias=alias, state="up")
 
     def create_veth(self, name: str, mtu: int, alias: str, master: str, peer: dict, peer_fd: int) -> None:

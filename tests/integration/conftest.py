@@ -1,0 +1,203 @@
+"""Fixtures for tests on the real kernel: every test gets throwaway namespaces with a unique prefix.
+
+A "host" is a network namespace standing in for a managed node; the modules run inside it
+(``nsenter --net``, as the lab's connection plugin does) exactly as Ansible runs them, from a
+JSON arguments file. Sandboxes are further namespaces named after the host. Everything a test
+made is removed afterwards, even when it fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUN_PREFIX = "cnmt%s" % secrets.token_hex(2)  # unique per test run: two runs cannot collide
+_counter = itertools.count(1)
+
+
+def _collections_root() -> str:
+    """A directory holding ansible_collections/cnm/network -> this checkout."""
+    root = tempfile.mkdtemp(prefix="cnm-collections-")
+    os.makedirs(os.path.join(root, "ansible_collections", "cnm"))
+    os.symlink(REPO, os.path.join(root, "ansible_collections", "cnm", "network"))
+    return root
+
+
+COLLECTIONS = _collections_root()
+sys.path.insert(0, COLLECTIONS)
+
+from ansible_collections.cnm.network.plugins.module_utils import netns as _netns  # noqa: E402
+
+
+def sh(command: str, netns: str | None = None, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run a shell command, inside a named namespace when given (nsenter keeps the mount namespace)."""
+    argv = ["/bin/sh", "-c", command]
+    if netns is not None:
+        argv = ["nsenter", "--net=/run/netns/%s" % netns, "--"] + argv
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError("%r in %s failed (%d): %s%s" % (command, netns or "root", proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def netns_names() -> list:
+    return sorted(line.split()[0] for line in sh("ip netns list").stdout.splitlines() if line.strip())
+
+
+class LabHost:
+    """A throwaway namespace that plays a managed host, and the sandboxes named after it."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.name = prefix + "-host"
+        self.python = os.environ.get("CNM_TEST_PYTHON", sys.executable)
+        sh("ip netns add %s && ip -n %s link set lo up" % (self.name, self.name))
+
+    def sandbox(self, short: str) -> str:
+        """The global name of this host's sandbox ``short``."""
+        return "%s-%s" % (self.prefix, short)
+
+    def module(self, _module: str, check: bool = False, diff: bool = True, python: str | None = None, **args) -> dict:
+        """Run cnm.network.NAME inside the host as Ansible would, and return its JSON result."""
+        payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
+        try:
+            argv = ["nsenter", "--net=/run/netns/%s" % self.name, "--", python or self.python, "-m",
+                    "ansible_collections.cnm.network.plugins.modules.%s" % _module, handle.name]
+            env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=300)
+        finally:
+            os.unlink(handle.name)
+        try:
+            return json.loads(proc.stdout)
+        except ValueError as exc:
+            raise AssertionError("module %s printed no JSON (rc %d): %s %s" % (_module, proc.returncode, proc.stdout, proc.stderr)) from exc
+
+    def ok(self, _module: str, **args) -> dict:
+        result = self.module(_module, **args)
+        assert not result.get("failed"), result
+        return result
+
+    def sh(self, command: str, **kwargs) -> subprocess.CompletedProcess:
+        return sh(command, netns=self.name, **kwargs)
+
+    def in_sandbox(self, short: str, command: str, **kwargs) -> subprocess.CompletedProcess:
+        return sh(command, netns=self.sandbox(short), **kwargs)
+
+    def namespaces(self) -> list:
+        return [name for name in netns_names() if name.startswith(self.prefix + "-")]
+
+    def store_path(self) -> str:
+        fd = os.open("/run/netns/%s" % self.name, os.O_RDONLY)
+        try:
+            with _netns.entered(fd):
+                cookie = _netns.current_cookie()
+        finally:
+            os.close(fd)
+        return os.path.join("/run/cnm-network", cookie)
+
+    def store(self) -> dict:
+        try:
+            with open(os.path.join(self.store_path(), "state.json")) as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return {}
+
+    def snapshot(self) -> dict:
+        """Links, addresses, routes and neighbours of the host and its sandboxes, and the store.
+
+        Only what a module sets is kept: the kernel's own asynchronous changes (carrier, DAD of
+        link-local addresses, neighbour reachability) would make equal states look different.
+        """
+        state = {"netns": self.namespaces(), "store": self.store()}
+        for name in self.namespaces():
+            links = json.loads(sh("ip -d -j link show", netns=name).stdout)
+            addrs = json.loads(sh("ip -j addr show", netns=name).stdout)
+            routes = json.loads(sh("ip -j route show table all; echo; ", netns=name).stdout or "[]")
+            routes += json.loads(sh("ip -6 -j route show table all", netns=name).stdout or "[]")
+            neigh = json.loads(sh("ip -j neigh show", netns=name).stdout or "[]")
+            state[name] = {
+                "links": sorted((l["ifname"], l.get("linkinfo", {}).get("info_kind"), l["mtu"], l.get("master"), l.get("address"),
+                                 "UP" in l["flags"], l.get("ifalias")) for l in links),
+                "addresses": sorted((a["ifname"], i["local"], i["prefixlen"]) for a in addrs for i in a.get("addr_info", [])
+                                    if not i["local"].startswith("fe80:")),
+                "routes": sorted(json.dumps(r, sort_keys=True) for r in routes if not r.get("dst", "").startswith(("fe80:", "ff00:"))),
+                "neighbours": sorted((n["dst"], n.get("dev"), n.get("lladdr")) for n in neigh if not n["dst"].startswith("fe80:")),
+            }
+        return state
+
+    def links(self, short: str | None = None) -> list:
+        """Interface names in the host (or in one of its sandboxes)."""
+        output = sh("ip -j link show", netns=self.sandbox(short) if short else self.name).stdout
+        return sorted(link["ifname"] for link in json.loads(output))
+
+    def destroy(self) -> None:
+        store = self.store_path() if os.path.exists("/run/netns/%s" % self.name) else None
+        sandboxes = [n for n in self.namespaces() if n != self.name]
+        for name in sandboxes + [self.name]:
+            sh("ip netns del %s" % name, check=False)
+        if store:
+            shutil.rmtree(store, ignore_errors=True)
+
+
+@pytest.fixture
+def host():
+    lab = LabHost("%s-%d" % (RUN_PREFIX, next(_counter)))
+    try:
+        yield lab
+    finally:
+        lab.destroy()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftovers():
+    """The run leaves no namespace of its own behind (checked once all tests are done)."""
+    links_before = sh("ip -br link").stdout
+    yield
+    deadline = time.time() + 5
+    while time.time() < deadline and [n for n in netns_names() if n.startswith(RUN_PREFIX)]:
+        time.sleep(0.2)
+    leftovers = [n for n in netns_names() if n.startswith(RUN_PREFIX)]
+    for name in leftovers:
+        sh("ip netns del %s" % name, check=False)
+    shutil.rmtree(COLLECTIONS, ignore_errors=True)
+    assert not leftovers, "namespaces left behind: %s" % leftovers
+    assert sh("ip -br link").stdout == links_before, "the root namespace's links changed"
+
+
+def tcp_connects(client_ns: str, server_ns: str, address: str, port: int = 8080) -> bool:
+    """Start a one-shot TCP server in ``server_ns`` and connect to it from ``client_ns``."""
+    server = subprocess.Popen(
+        ["nsenter", "--net=/run/netns/%s" % server_ns, "--", sys.executable, "-c",
+         "import socket;s=socket.socket(socket.AF_INET6 if ':' in %r else socket.AF_INET);"
+         "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind((%r,%d));s.listen(1);s.settimeout(10);"
+         "c,_=s.accept();c.sendall(b'cnm-ok');c.close()" % (address, address, port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = ("import socket,time\nfor i in range(50):\n"
+                  "    try:\n        c=socket.create_connection((%r,%d),timeout=2);print(c.recv(16).decode());break\n"
+                  "    except ConnectionRefusedError:\n        time.sleep(0.1)\n" % (address, port))
+        proc = sh("%s -c %s" % (sys.executable, _quote(client)), netns=client_ns, check=False)
+        return proc.stdout.strip() == "cnm-ok"
+    finally:
+        server.kill()
+        server.wait()
+
+
+def pings(netns: str, address: str, extra: str = "") -> bool:
+    return sh("ping -c 1 -W 2 %s %s" % (extra, address), netns=netns, check=False).returncode == 0
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
