@@ -1,0 +1,33 @@
+"""Unit tests: the core's pure logic (ipam, model, plan, store), no kernel, no root.
+
+The core is imported as ``ansible_collections.cnm.network``, as Ansible imports it: a temporary
+directory holds ansible_collections/cnm/network -> this checkout, put first on sys.path for the
+session and removed at its end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _collections_root() -> str:
+    root = tempfile.mkdtemp(prefix="cnm-unit-collections-")
+    os.makedirs(os.path.join(root, "ansible_collections", "cnm"))
+    os.symlink(REPO, os.path.join(root, "ansible_collections", "cnm", "network"))
+    return root
+
+
+COLLECTIONS = _collections_root()
+sys.path.insert(0, COLLECTIONS)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the temporary collections directory once the session is over (also after --collect-only)."""
+    if COLLECTIONS in sys.path:
+        sys.path.remove(COLLECTIONS)
+    shutil.rmtree(COLLECTIONS, ignore_errors=True)

@@ -1,0 +1,175 @@
+"""Plan: ordered changes with undo; check mode applies nothing; the diff is rendered from the plan."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
+
+
+class Journal:
+    """Records what the plan's actions did, in order."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def action(self, name: str):
+        return lambda: self.events.append(name)
+
+    def failing(self, exc: BaseException):
+        def fail():
+            self.events.append("fail")
+            raise exc
+
+        return fail
+
+
+def plan_of(journal: Journal, *names: str) -> Plan:
+    plan = Plan()
+    for name in names:
+        plan.add("object %s" % name, "make %s" % name, None, {"name": name}, journal.action("do " + name), journal.action("undo " + name))
+    return plan
+
+
+def test_execute_applies_changes_in_order():
+    journal = Journal()
+    plan_of(journal, "a", "b", "c").execute(check=False)
+    assert journal.events == ["do a", "do b", "do c"]
+
+
+def test_check_mode_applies_nothing_but_reports_the_changes():
+    journal = Journal()
+    plan = plan_of(journal, "a", "b")
+    plan.execute(check=True)
+    assert journal.events == []
+    assert plan.changed is True
+    assert plan.summary() == ["make a", "make b"]
+
+
+def test_an_empty_plan_is_not_a_change():
+    plan = Plan()
+    plan.execute(check=False)
+    assert plan.changed is False and plan.summary() == [] and plan.diff() == {"before": {}, "after": {}}
+
+
+def test_failure_undoes_the_applied_changes_in_reverse_and_stops():
+    journal = Journal()
+    plan = plan_of(journal, "a", "b")
+    plan.add("object c", "make c", None, {}, journal.failing(RuntimeError("boom")), journal.action("undo c"))
+    plan.add("object d", "make d", None, {}, journal.action("do d"), journal.action("undo d"))
+    with pytest.raises(CnmError):
+        plan.execute(check=False)
+    assert journal.events == ["do a", "do b", "fail", "undo b", "undo a"]
+
+
+def test_failure_message_names_the_failed_change_and_how_many_were_undone():
+    journal = Journal()
+    plan = plan_of(journal, "a", "b")
+    plan.add("object c", "make c", None, {}, journal.failing(RuntimeError("boom")))
+    with pytest.raises(CnmError) as raised:
+        plan.execute(check=False)
+    assert str(raised.value) == "make c failed: boom; undid 2 earlier change(s)"
+    assert raised.value.details == {"failed_change": "object c"}
+
+
+def test_failure_of_the_first_change_undoes_nothing_and_says_nothing_about_undoing():
+    journal = Journal()
+    plan = Plan()
+    plan.add("object a", "make a", None, {}, journal.failing(RuntimeError("boom")), journal.action("undo a"))
+    with pytest.raises(CnmError) as raised:
+        plan.execute(check=False)
+    assert str(raised.value) == "make a failed: boom"
+    assert journal.events == ["fail"]  # the failed change itself is not undone
+
+
+def test_undo_errors_are_reported_and_the_rest_is_still_undone():
+    journal = Journal()
+    plan = Plan()
+    plan.add("object a", "make a", None, {}, journal.action("do a"), journal.action("undo a"))
+    plan.add("object b", "make b", None, {}, journal.action("do b"), journal.failing(OSError(errno.EBUSY, "Device or resource busy")))
+    plan.add("object c", "make c", None, {}, journal.failing(RuntimeError("boom")))
+    with pytest.raises(CnmError) as raised:
+        plan.execute(check=False)
+    assert journal.events == ["do a", "do b", "fail", "fail", "undo a"]
+    assert str(raised.value) == "make c failed: boom; undid 2 earlier change(s); undo incomplete: object b: Device or resource busy (errno 16)"
+
+
+def test_changes_without_an_undo_are_skipped_when_undoing():
+    journal = Journal()
+    plan = Plan()
+    plan.add("object a", "make a", None, {}, journal.action("do a"), journal.action("undo a"))
+    plan.add("object a", "set a up", None, {}, journal.action("up a"))
+    plan.add("object b", "make b", None, {}, journal.failing(RuntimeError("boom")))
+    with pytest.raises(CnmError):
+        plan.execute(check=False)
+    assert journal.events == ["do a", "up a", "fail", "undo a"]
+
+
+def test_an_errno_style_failure_is_reported_with_its_code():
+    journal = Journal()
+    plan = Plan()
+    plan.add("object a", "make a", None, {}, journal.failing(OSError(errno.EEXIST, "File exists")))
+    with pytest.raises(CnmError, match=r"^make a failed: File exists \(errno 17\)$"):
+        plan.execute(check=False)
+
+
+def test_a_core_error_is_reported_with_its_own_message():
+    journal = Journal()
+    plan = Plan()
+    plan.add("object a", "make a", None, {}, journal.failing(CnmError("no interface eth0 in sandbox a")))
+    with pytest.raises(CnmError, match=r"^make a failed: no interface eth0 in sandbox a$"):
+        plan.execute(check=False)
+
+
+def test_an_exception_without_text_is_reported_by_its_type():
+    journal = Journal()
+    plan = Plan()
+    plan.add("object a", "make a", None, {}, journal.failing(KeyError()))
+    with pytest.raises(CnmError, match=r"^make a failed: KeyError$"):
+        plan.execute(check=False)
+
+
+def test_the_original_exception_is_chained():
+    journal = Journal()
+    plan = Plan()
+    original = RuntimeError("boom")
+    plan.add("object a", "make a", None, {}, journal.failing(original))
+    with pytest.raises(CnmError) as raised:
+        plan.execute(check=False)
+    assert raised.value.__cause__ is original
+
+
+def test_diff_merges_changes_of_one_target_first_before_last_after():
+    plan = Plan()
+    plan.add("bridge", "set mtu", {"mtu": 1500, "up": False}, {"mtu": 1400, "up": False}, lambda: None)
+    plan.add("bridge", "set up", {"mtu": 1400, "up": False}, {"mtu": 1400, "up": True}, lambda: None)
+    plan.add("store", "write the store", {"n": 1}, {"n": 2}, lambda: None)
+    assert plan.diff() == {
+        "before": {"bridge": {"mtu": 1500, "up": False}, "store": {"n": 1}},
+        "after": {"bridge": {"mtu": 1400, "up": True}, "store": {"n": 2}},
+    }
+
+
+def test_diff_drops_objects_that_did_not_exist_before_or_do_not_exist_after():
+    plan = Plan()
+    plan.add("netns a", "create a", None, {"exists": True}, lambda: None)
+    plan.add("veth b", "delete b", {"mtu": 1500}, None, lambda: None)
+    assert plan.diff() == {"before": {"veth b": {"mtu": 1500}}, "after": {"netns a": {"exists": True}}}
+
+
+def test_diff_of_an_object_created_then_changed_keeps_no_before():
+    plan = Plan()
+    plan.add("bridge", "create", None, {"mtu": 1500}, lambda: None)
+    plan.add("bridge", "add address", None, {"mtu": 1500, "addresses": ["172.30.0.1/24"]}, lambda: None)
+    assert plan.diff() == {"before": {}, "after": {"bridge": {"mtu": 1500, "addresses": ["172.30.0.1/24"]}}}
+
+
+def test_diff_and_summary_are_the_same_in_check_mode_and_real_run():
+    journal = Journal()
+    checked, real = plan_of(journal, "a", "b"), plan_of(journal, "a", "b")
+    checked.execute(check=True)
+    real.execute(check=False)
+    assert (checked.diff(), checked.summary()) == (real.diff(), real.summary())
