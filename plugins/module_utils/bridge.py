@@ -8,9 +8,9 @@ import ipaddress
 
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
-from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_name
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
-from ansible_collections.cnm.network.plugins.module_utils.model import BRIDGE_ALIAS_PREFIX, BridgeNetwork, EndpointSpec, RouteSpec
+from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_name
+from ansible_collections.cnm.network.plugins.module_utils.model import BRIDGE_ALIAS_PREFIX, BridgeNetwork, EndpointSpec, parse_routes
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
 
 
@@ -19,7 +19,8 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
     _check_overlaps(host, network)
     record = host.state["networks"].get(network.name)
     if record is not None and record["bridge_name"] != network.bridge_name:
-        raise option_error("bridge_name", network.bridge_name, "differs from the bridge %s that network %s already uses; remove the network first" % (record["bridge_name"], network.name))
+        raise option_error("bridge_name", network.bridge_name,
+                           "differs from the bridge %s that network %s already uses; remove the network first" % (record["bridge_name"], network.name))
     link = host.kernel.host.link(network.bridge_name)
     if link is not None and (link.kind != "bridge" or link.alias != network.alias):
         raise option_error("bridge_name", network.bridge_name, "already exists and does not belong to cnm network %s" % network.name)
@@ -41,13 +42,16 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
         host.plan.add(target, what, current, desired, apply, undo)
 
     if link is None:
-        add("create bridge %s mtu %d" % (name, network.mtu), lambda: session.create_bridge(name, network.mtu, network.alias, mac_from_name("bridge:" + network.name)), lambda: session.delete_link(name))
+        mac = mac_from_name("bridge:" + network.name)
+        add("create bridge %s mtu %d" % (name, network.mtu), lambda: session.create_bridge(name, network.mtu, network.alias, mac),
+            lambda: session.delete_link(name))
     elif link.mtu != network.mtu or not link.up:
         add("set bridge %s mtu %d up" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu, state="up"),
             lambda m=link.mtu: session.set_link(name, mtu=m))
     for address in current_addresses:
         if address not in network.gateway_interfaces:
-            add("remove address %s from %s" % (address, name), lambda a=address: session.delete_address(name, a), lambda a=address: session.add_address(name, a))
+            add("remove address %s from %s" % (address, name), lambda a=address: session.delete_address(name, a),
+                lambda a=address: session.add_address(name, a))
     for address in network.gateway_interfaces:
         if address not in current_addresses:
             add("add address %s to %s" % (address, name), lambda a=address: session.add_address(name, a), lambda a=address: session.delete_address(name, a))
@@ -68,7 +72,8 @@ def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> 
     attached = host.endpoints_of(name) if record is not None else {}
     if attached and not force:
         sandboxes = ", ".join(sorted(e["sandbox"] for e in attached.values()))
-        raise option_error("state", "absent", "refused: network %s has %d endpoint(s) attached (%s); detach them or set force: true" % (name, len(attached), sandboxes))
+        raise option_error("state", "absent", "refused: network %s has %d endpoint(s) attached (%s); detach them or set force: true"
+                           % (name, len(attached), sandboxes))
     planner = EndpointPlanner(host)
     for endpoint in attached.values():
         planner.plan(EndpointSpec(network=name, sandbox=SandboxRef.from_key(endpoint["sandbox"]), state="absent"))
@@ -90,7 +95,7 @@ def spec_from_record(record: dict) -> EndpointSpec:
         ipv6_address=ipaddress.ip_address(record["ipv6_address"]) if record.get("static_ipv6") else None,
         mac_address=record["mac_address"] if record.get("static_mac") else None,
         default_route=record.get("default_route", True),
-        routes=tuple(RouteSpec(ipaddress.ip_network(r["dst"]), ipaddress.ip_address(r["gateway"]) if r.get("gateway") else None) for r in record.get("routes", ())),
+        routes=parse_routes("routes", record.get("routes")),
         sysctls=tuple(sorted(record.get("sysctls", {}).items())),
         create_netns=False,
     )
@@ -117,4 +122,5 @@ def _check_subnet_change(network: BridgeNetwork, attached: dict) -> None:
         if address not in network.subnet or address == network.gateway:
             raise option_error("subnet", network.subnet, "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address))
         if endpoint.get("ipv6_address") and (network.ipv6_subnet is None or ipaddress.ip_address(endpoint["ipv6_address"]) not in network.ipv6_subnet):
-            raise option_error("ipv6_subnet", network.ipv6_subnet, "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], endpoint["ipv6_address"]))
+            raise option_error("ipv6_subnet", network.ipv6_subnet,
+                               "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], endpoint["ipv6_address"]))

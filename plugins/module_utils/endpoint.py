@@ -42,7 +42,19 @@ class EndpointPlanner:
             return self._none_mode(spec)
         if spec.state == "absent":
             return self._absent(spec)
+        if self.host.check_mode and spec.network not in self.host.state["networks"]:
+            return self._network_not_yet_created(spec)
         return self._present(spec, self.host.network(spec.network, spec.opt("network")))
+
+    def _network_not_yet_created(self, spec: EndpointSpec) -> dict:
+        """Check mode before the network exists: an earlier task of the play would create it."""
+        ref = spec.sandbox
+        self.host.warnings.append("network %s does not exist yet; in check mode the endpoint in %s is reported as it would be "
+                                  "attached once an earlier task creates the network" % (spec.network, ref.value))
+        self.host.plan.add("endpoint %s on %s" % (spec.network, ref.key), "attach %s to network %s (created by an earlier task)" % (ref.value, spec.network),
+                           None, {"network": spec.network}, _never)
+        return {"network": spec.network, ref.kind: ref.value, "sandbox": ref.key, "ifname": spec.ifname, "ipv4_address": None,
+                "ipv6_address": None, "mac_address": spec.mac_address}
 
     # ---- sandboxes ----
     def _sandbox_view(self, spec: EndpointSpec):
@@ -316,6 +328,10 @@ class EndpointPlanner:
             del self.host.state["endpoints"][key]
         self._maybe_delete_sandbox(spec)
         return result
+
+
+def _never() -> None:
+    raise AssertionError("planned only in check mode")
 
 
 def _peer_name(view, host_link) -> Optional[str]:

@@ -19,14 +19,17 @@ from ansible_collections.cnm.network.plugins.module_utils.store import Store
 
 # System interpreters that may carry the distribution's pyroute2 when the task's Python does not.
 SYSTEM_PYTHONS = ["/usr/bin/python3", "/usr/libexec/platform-python", "/usr/bin/python3.12", "/usr/bin/python3.11", "/usr/bin/python3.9"]
-PYROUTE2_HINT = "pyroute2 (0.7.2 or newer) is required on the managed node: install python3-pyroute2 (Debian, Ubuntu, Fedora, RHEL/EPEL) or 'pip install pyroute2'"
+PYROUTE2_HINT = ("pyroute2 (0.7.2 or newer) is required on the managed node: "
+                 "install python3-pyroute2 (Debian, Ubuntu, Fedora, RHEL/EPEL) or 'pip install pyroute2'")
 
 
 class Host:
     """One module run on one host namespace: the netlink sessions, the locked store and the plan."""
 
-    def __init__(self, kernel_sessions: kernel.Kernel, store: Store) -> None:
+    def __init__(self, kernel_sessions: kernel.Kernel, store: Store, check_mode: bool = False) -> None:
         self.kernel = kernel_sessions
+        self.check_mode = check_mode
+        self.warnings: list = []
         self.store = store
         self.original = store.snapshot()
         self.state = store.snapshot()  # the store as it will be after the plan: planning edits this copy
@@ -36,7 +39,7 @@ class Host:
 
     @classmethod
     @contextmanager
-    def open(cls, module=None) -> Iterator["Host"]:
+    def open(cls, module=None) -> Iterator[Host]:
         if not kernel.HAS_PYROUTE2:
             _respawn_or_fail(module)
         store = Store(netns.current_cookie())
@@ -45,7 +48,7 @@ class Host:
             store.load()
             sessions = kernel.Kernel()
             try:
-                yield cls(sessions, store)
+                yield cls(sessions, store, check_mode=bool(module is not None and module.check_mode))
             finally:
                 sessions.close()
         finally:
@@ -108,6 +111,8 @@ def run_module(module, build: Callable[[Host], dict]) -> None:
             result.update(extra)
     except CnmError as exc:
         module.fail_json(msg=str(exc), **exc.details)
+    for warning in host.warnings:
+        module.warn(warning)
     if not module._diff:
         result.pop("diff")
     module.exit_json(**result)

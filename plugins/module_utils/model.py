@@ -119,7 +119,7 @@ class BridgeNetwork:
         return tuple(addresses)
 
     @classmethod
-    def from_params(cls, params: dict) -> "BridgeNetwork":
+    def from_params(cls, params: dict) -> BridgeNetwork:
         name = check_name("name", params["name"])
         if name in SPECIAL_NETWORKS:
             raise option_error("name", name, "is reserved (Docker's built-in host and none networks)")
@@ -164,7 +164,7 @@ class BridgeNetwork:
         }
 
     @classmethod
-    def from_record(cls, name: str, record: dict) -> "BridgeNetwork":
+    def from_record(cls, name: str, record: dict) -> BridgeNetwork:
         return cls.from_params(dict(record, name=name))
 
 
@@ -231,7 +231,7 @@ class EndpointSpec:
         return self.where + name
 
     @classmethod
-    def from_params(cls, params: dict, where: str = "") -> "EndpointSpec":
+    def from_params(cls, params: dict, where: str = "") -> EndpointSpec:
         def opt(name):
             return where + name
 

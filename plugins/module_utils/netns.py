@@ -172,7 +172,7 @@ class SandboxRef:
             raise option_error(self.kind, self.value, "does not name an existing network namespace (%s)" % exc.strerror) from exc
 
     @classmethod
-    def from_key(cls, key: str) -> "SandboxRef":
+    def from_key(cls, key: str) -> SandboxRef:
         kind, _, value = key.partition(":")
         return cls(kind, value)
 

@@ -20,7 +20,7 @@ description:
     addresses of the attached endpoints.
   - Attach sandboxes with M(cnm.network.cnm_endpoint).
 author:
-  - cnm.network contributors
+  - cnm.network contributors (!UNKNOWN)
 requirements:
   - pyroute2 >= 0.7.2 on the managed node (the module respawns under the system Python if that one has it)
   - Linux with bridge and veth support
@@ -181,6 +181,7 @@ reclaimed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.cnm.network.plugins.module_utils.bridge import plan_bridge_absent, plan_bridge_present
 from ansible_collections.cnm.network.plugins.module_utils.host import run_module
 from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, check_name, default_bridge_name

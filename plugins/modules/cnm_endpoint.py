@@ -22,7 +22,7 @@ description:
   - C(endpoints) converges a whole list in one task over one netlink session per namespace;
     the top-level options are the defaults of every item.
 author:
-  - cnm.network contributors
+  - cnm.network contributors (!UNKNOWN)
 requirements:
   - pyroute2 >= 0.7.2 on the managed node (the module respawns under the system Python if that one has it)
 attributes:
@@ -275,6 +275,7 @@ reclaimed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.host import run_module
 from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec
@@ -302,7 +303,8 @@ ROUTE_OPTIONS = dict(dst=dict(type="str", required=True), gateway=dict(type="str
 def main() -> None:
     argument_spec = {name: dict(option, default=TOP_DEFAULTS.get(name)) for name, option in ITEM_OPTIONS.items()}
     argument_spec["routes"] = dict(type="list", elements="dict", options=ROUTE_OPTIONS)
-    argument_spec["endpoints"] = dict(type="list", elements="dict", options=dict(ITEM_OPTIONS, routes=dict(type="list", elements="dict", options=ROUTE_OPTIONS)))
+    item_spec = dict(ITEM_OPTIONS, routes=dict(type="list", elements="dict", options=ROUTE_OPTIONS))
+    argument_spec["endpoints"] = dict(type="list", elements="dict", options=item_spec)
     module = AnsibleModule(
         argument_spec=argument_spec,
         mutually_exclusive=[("netns", "netns_path", "pid")],

@@ -128,8 +128,8 @@ class LabHost:
             routes += json.loads(sh("ip -6 -j route show table all", netns=name).stdout or "[]")
             neigh = json.loads(sh("ip -j neigh show", netns=name).stdout or "[]")
             state[name] = {
-                "links": sorted((l["ifname"], l.get("linkinfo", {}).get("info_kind"), l["mtu"], l.get("master"), l.get("address"),
-                                 "UP" in l["flags"], l.get("ifalias")) for l in links),
+                "links": sorted((link["ifname"], link.get("linkinfo", {}).get("info_kind"), link["mtu"], link.get("master"), link.get("address"),
+                                 "UP" in link["flags"], link.get("ifalias")) for link in links),
                 "addresses": sorted((a["ifname"], i["local"], i["prefixlen"]) for a in addrs for i in a.get("addr_info", [])
                                     if not i["local"].startswith("fe80:")),
                 "routes": sorted(json.dumps(r, sort_keys=True) for r in routes if not r.get("dst", "").startswith(("fe80:", "ff00:"))),
