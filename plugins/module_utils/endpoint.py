@@ -231,7 +231,7 @@ class EndpointPlanner:
         return {
             "interface": inner.name, "host_interface": host_link.name, "bridge": bridge_name, "mac": inner.mac, "mtu": inner.mtu,
             "addresses": [str(a) for a in view.addresses(inner.index)], "routes": [r.describe() for r in view.routes(inner.index)],
-            "sysctls": {name: view.sysctl(_sysctl_path(name, inner.name)) for name, _ in spec.sysctls},
+            "sysctls": {sysctl[0]: view.sysctl(_sysctl_path(sysctl[0], inner.name)) for sysctl in spec.sysctls},
         }
 
     def _repair_links(self, add, spec, network: BridgeNetwork, host_link, inner, mac: str, alias: str) -> None:
@@ -278,7 +278,7 @@ class EndpointPlanner:
             ipam.check_static(wanted, subnet, gateway, taken_by, spec.opt(field), spec.sandbox.key)
             return wanted
         kept = (record or {}).get(field)
-        if kept and not (record or {}).get("static_" + field.split("_")[0]):
+        if kept and not (record or {}).get("static_ipv%d" % version):
             address = ipaddress.ip_address(kept)
             if address in pool and address not in ipam.reserved_addresses(subnet, gateway) and address not in taken_by:
                 return address

@@ -173,6 +173,5 @@ class SandboxRef:
 
     @classmethod
     def from_key(cls, key: str) -> SandboxRef:
-        kind, _, value = key.partition(":")
+        kind, value = key.split(":", 1)
         return cls(kind, value)
-

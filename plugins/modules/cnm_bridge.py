@@ -11,7 +11,7 @@ short_description: Bridge networks, as C(docker network create -d bridge) makes 
 version_added: 0.1.0
 description:
   - Creates, reconciles and removes a bridge network on the managed host, the kernel objects
-    Docker's bridge driver makes: a Linux bridge carrying the gateway addresses of the network.
+    Docker's bridge driver makes, a Linux bridge carrying the gateway addresses of the network.
   - The network's metadata (subnet, C(ip_range), address leases of its endpoints) is kept in a small
     store under C(/run/cnm-network), one per network namespace, so it vanishes with the kernel state
     at reboot and the next run rebuilds both.

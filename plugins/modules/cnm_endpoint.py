@@ -11,7 +11,7 @@ short_description: Join sandboxes (network namespaces) to networks, as C(docker 
 version_added: 0.1.0
 description:
   - Attaches a sandbox (a network namespace given by name, path or process ID) to a network made by
-    M(cnm.network.cnm_bridge): a veth pair whose inner end is created directly inside the sandbox
+    M(cnm.network.cnm_bridge) with a veth pair whose inner end is created directly inside the sandbox
     (named C(ethN)), whose host end joins the bridge, with the endpoint's MAC, MTU, addresses, default
     route via the gateway, extra routes and interface sysctls. C(lo) is brought up.
   - C(network=host) binds a namespace name to the host's own namespace (C(docker run --net=host));
@@ -154,6 +154,14 @@ options:
         description: As the top-level C(routes).
         type: list
         elements: dict
+        suboptions:
+          dst:
+            description: Destination CIDR, or C(default).
+            type: str
+            required: true
+          gateway:
+            description: Next hop on the network's subnet; omitted for an on-link route.
+            type: str
       sysctls:
         description: As the top-level C(sysctls).
         type: dict
@@ -189,7 +197,8 @@ EXAMPLES = r"""
     network: web
     pid: "{{ app_pid }}"
 
-- name: Many sandboxes in one task (app_sandboxes is a list such as [{netns: app0}, {netns: app1, ipv4_address: 172.30.0.50}])
+# app_sandboxes is a list such as [{netns: app0}, {netns: app1, ipv4_address: 172.30.0.50}]
+- name: Many sandboxes in one task
   cnm.network.cnm_endpoint:
     network: web
     endpoints: "{{ app_sandboxes }}"

@@ -44,7 +44,7 @@ def sh(command: str, netns: str | None = None, check: bool = True, timeout: floa
     argv = ["/bin/sh", "-c", command]
     if netns is not None:
         argv = ["nsenter", "--net=/run/netns/%s" % netns, "--"] + argv
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise AssertionError("%r in %s failed (%d): %s%s" % (command, netns or "root", proc.returncode, proc.stdout, proc.stderr))
     return proc
@@ -76,7 +76,7 @@ class LabHost:
             argv = ["nsenter", "--net=/run/netns/%s" % self.name, "--", python or self.python, "-m",
                     "ansible_collections.cnm.network.plugins.modules.%s" % _module, handle.name]
             env = dict(os.environ, PYTHONPATH=COLLECTIONS)
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=300)
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=300, check=False)
         finally:
             os.unlink(handle.name)
         try:

@@ -28,7 +28,7 @@ def test_two_endpoints_on_one_bridge_reach_each_other(host):
 
 
 def test_second_run_reports_no_change(host):
-    for _ in range(2):
+    for _attempt in range(2):
         first_bridge = host.module("cnm_bridge", ipv6_subnet="fd00:30::/64", mtu=1400, **NET)
         first_eps = attach(host, "a", "b", routes=[dict(dst="10.99.0.0/16", gateway="172.30.0.254")],
                            sysctls={"net.ipv4.conf.IFNAME.rp_filter": 2})

@@ -57,12 +57,12 @@ def test_demo_playbook_checks_converges_and_is_idempotent(lab):
 
 def test_module_respawns_under_the_system_python_with_pyroute2(lab, tmp_path: Path):
     """A bare interpreter without pyroute2 hands the module to /usr/bin/python3 and its python3-pyroute2."""
-    if subprocess.run(["/usr/bin/python3", "-c", "import pyroute2"], capture_output=True).returncode != 0:
+    if subprocess.run(["/usr/bin/python3", "-c", "import pyroute2"], capture_output=True, check=False).returncode != 0:
         pytest.skip("the system Python has no pyroute2 (Debian: apt-get install python3-pyroute2)")
     prefix, inventory, env = lab
     bare = tmp_path / "bare"
     subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(bare)], check=True)
-    assert subprocess.run([str(bare / "bin" / "python"), "-c", "import pyroute2"], capture_output=True).returncode != 0
+    assert subprocess.run([str(bare / "bin" / "python"), "-c", "import pyroute2"], capture_output=True, check=False).returncode != 0
     playbook = tmp_path / "respawn.yml"
     playbook.write_text(
         "- hosts: cnm_lab\n  gather_facts: false\n  tasks:\n"
