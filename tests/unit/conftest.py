@@ -7,6 +7,7 @@ session and removed at its end.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import sys
@@ -24,6 +25,15 @@ def _collections_root() -> str:
 
 COLLECTIONS = _collections_root()
 sys.path.insert(0, COLLECTIONS)
+
+# Import the core now, with Python's own import system. pytest-ansible installs Ansible's collection
+# finder after the first conftests are loaded, and that finder refuses to import a module whose
+# package lies under more than one collections root ("this loader requires exactly one path to
+# search"): with tests/integration/conftest.py in the same session (its own root, which it imports
+# from at once) and .venv/collections from pyproject.toml, the core has three.
+for _name in sorted(os.listdir(os.path.join(REPO, "plugins", "module_utils"))):
+    if _name.endswith(".py") and not _name.startswith("_"):
+        importlib.import_module("ansible_collections.cnm.network.plugins.module_utils." + _name[:-3])
 
 
 def pytest_sessionfinish(session, exitstatus):
