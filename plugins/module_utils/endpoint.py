@@ -142,6 +142,7 @@ class EndpointPlanner:
             raise option_error(spec.opt("ipv6_address"), spec.ipv6_address, "needs a network with ipv6_subnet (%s has none)" % network.name)
         mac = spec.mac_address or ipam.mac_from_ipv4(ipv4)
 
+        self._check_sysctls_exist(spec, view)
         inner = view.link(ifname) if view is not None else None
         ours = bool(host_link and inner and inner.kind == "veth" and inner.peer_index == host_link.index and host_link.peer_index == inner.index)
         if inner is not None and not ours:
@@ -168,7 +169,11 @@ class EndpointPlanner:
                 lambda: self.kernel.host.create_veth(host_ifname, network.mtu, alias, network.bridge_name, peer, self.kernel.sandbox(ref).fd),
                 lambda: self.kernel.host.delete_link(host_ifname))
             add("set %s up in %s" % (ifname, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, state="up"))
-            current_addresses, current_routes, current_sysctls = [], [], {}
+            current_addresses, current_routes = [], []
+            # Sysctls of the new interface vanish with it on undo; namespace-wide ones need their old value back.
+            current_sysctls = {}
+            if view is not None:
+                current_sysctls = {name: view.sysctl(_sysctl_path(name, ifname)) for name, _value in spec.sysctls if "IFNAME" not in name}
         else:
             self._repair_links(add, spec, network, host_link, inner, mac, alias)
             current_addresses = view.addresses(inner.index)
@@ -201,7 +206,7 @@ class EndpointPlanner:
             path = _sysctl_path(name, ifname)
             old = current_sysctls.get(name)
             if old != value:
-                add("set sysctl %s=%s in %s" % (path.replace("/", "."), value, ref.value),
+                add("option '%s': set %s=%s in %s" % (spec.opt("sysctls"), path.replace("/", "."), value, ref.value),
                     lambda p=path, v=value: self.kernel.sandbox(ref).write_sysctl(p, v),
                     (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o)) if old is not None else None)
         self._ensure_lo_up(spec, view)
@@ -214,6 +219,13 @@ class EndpointPlanner:
         }
         self.host.state["endpoints"][key] = new_record
         return _result(new_record, ref)
+
+    def _check_sysctls_exist(self, spec: EndpointSpec, view) -> None:
+        """Refuse unknown sysctl names up front; an interface's knobs are looked up on the 'default' entry."""
+        session = view if view is not None else self.kernel.host  # a new sandbox has the same kernel's knobs
+        for name, _value in spec.sysctls:
+            if session.sysctl(_sysctl_path(name, "default")) is None:
+                raise option_error(spec.opt("sysctls"), name, "is not a sysctl of this kernel")
 
     def _bridge_planned(self, network: BridgeNetwork) -> bool:
         return any(change.target == "network %s" % network.name for change in self.host.plan.changes)

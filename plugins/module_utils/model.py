@@ -71,6 +71,8 @@ def parse_mac(option: str, value: str) -> str:
         raise option_error(option, value, "is not a MAC address (six hex bytes, e.g. 02:42:0a:00:00:02)")
     if int(mac[:2], 16) & 1:
         raise option_error(option, value, "is a multicast MAC address; an endpoint needs a unicast one")
+    if mac == "00:00:00:00:00:00":
+        raise option_error(option, value, "is the all-zero MAC address, which the kernel refuses")
     return mac
 
 
@@ -145,7 +147,7 @@ class BridgeNetwork:
             _gateway_in("ipv6_gateway", ipv6_gateway, ipv6_subnet)
         elif params.get("ipv6_gateway"):
             raise option_error("ipv6_gateway", params["ipv6_gateway"], "needs ipv6_subnet")
-        mtu = params.get("mtu") or 1500
+        mtu = 1500 if params.get("mtu") is None else params["mtu"]
         low = 1280 if ipv6_subnet is not None else 68
         if not low <= mtu <= 65535:
             raise option_error("mtu", mtu, "is out of range (%d to 65535%s)" % (low, " with IPv6" if ipv6_subnet else ""))

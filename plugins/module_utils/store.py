@@ -17,6 +17,8 @@ import os
 import tempfile
 from typing import Dict, Optional
 
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+
 STORE_ROOT = "/run/cnm-network"
 FORMAT_VERSION = 1
 
@@ -50,6 +52,10 @@ class Store:
                 data = json.load(handle)
         except FileNotFoundError:
             data = _empty()
+        except ValueError as exc:
+            raise CnmError("the store %s is not valid JSON (%s): move it away and rerun the play to rebuild it" % (self.path, exc)) from exc
+        if not isinstance(data, dict):
+            raise CnmError("the store %s does not hold a JSON object: move it away and rerun the play to rebuild it" % self.path)
         if data.get("version") != FORMAT_VERSION:
             data = _empty()
         self.data = data

@@ -84,15 +84,6 @@ def assert_unchanged(host, before: dict, timeout: float = 5.0) -> None:
     assert after == before
 
 
-MTU_ZERO_BUG = pytest.mark.xfail(
-    reason="model.py BridgeNetwork.from_params: `mtu = params.get('mtu') or 1500` turns mtu 0 into 1500, so the network is created",
-    strict=True,
-)
-REFUSED_BY_THE_KERNEL = pytest.mark.xfail(
-    reason="the kernel refuses it while the plan runs; the plan undoes its work but the message names the change, "
-    "not the option (model.py/endpoint.py do not check it up front, plan.py does not say which option asked for the change)",
-    strict=True,
-)
 
 CASES = {
     # ---- cnm_bridge ----
@@ -110,7 +101,7 @@ CASES = {
     "bridge_name_of_another_network": Case("cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", bridge_name="br-web"), "bridge_name"),
     "bridge_name_changed_on_existing_network": Case("cnm_bridge", bridge(bridge_name="br-web2", **WEB), "bridge_name"),
     "bridge_name_of_a_foreign_link": Case("cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", bridge_name="lo"), "bridge_name"),
-    "mtu_zero": pytest.param(Case("cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", mtu=0), "mtu"), marks=MTU_ZERO_BUG),
+    "mtu_zero": pytest.param(Case("cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", mtu=0), "mtu")),
     "mtu_70000": Case("cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", mtu=70000), "mtu"),
     "mtu_below_1280_with_ipv6": Case("cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", ipv6_subnet="fd00:31::/64", mtu=1279), "mtu"),
     "ipv6_subnet_too_small": Case("cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", ipv6_subnet="fd00:31::/127"), "ipv6_subnet"),
@@ -165,7 +156,7 @@ CASES = {
     "ifname_on_network_none": Case("cnm_endpoint", endpoint(network="none", ifname="eth0"), "ifname"),
     "bad_mac": Case("cnm_endpoint", endpoint(mac_address="02:42:ac:1e:00"), "mac_address"),
     "mac_with_bad_digits": Case("cnm_endpoint", endpoint(mac_address="02:42:ac:1e:00:gg"), "mac_address"),
-    "all_zero_mac": pytest.param(Case("cnm_endpoint", endpoint(mac_address="00:00:00:00:00:00"), "mac_address"), marks=REFUSED_BY_THE_KERNEL),
+    "all_zero_mac": pytest.param(Case("cnm_endpoint", endpoint(mac_address="00:00:00:00:00:00"), "mac_address")),
     "multicast_mac": Case("cnm_endpoint", endpoint(mac_address="01:00:5e:00:00:01"), "mac_address"),
     "route_gateway_off_the_network": Case("cnm_endpoint", endpoint(routes=[dict(dst="10.99.0.0/16", gateway="10.0.0.1")]), "routes[0].gateway"),
     "route_repeats_the_default_route": Case("cnm_endpoint", endpoint(routes=[dict(dst="default", gateway="172.30.0.254")]), "routes[0].dst"),
@@ -173,10 +164,10 @@ CASES = {
     "route_listed_twice": Case("cnm_endpoint", endpoint(routes=[dict(dst="10.99.0.0/16"), dict(dst="10.99.0.0/16")]), "routes"),
     "sysctl_not_under_net": Case("cnm_endpoint", endpoint(sysctls={"kernel.panic": 1}), "sysctls"),
     "sysctl_that_does_not_exist": pytest.param(
-        Case("cnm_endpoint", endpoint(sysctls={"net.ipv4.conf.IFNAME.no_such_knob": 1}), "sysctls"), marks=REFUSED_BY_THE_KERNEL
+        Case("cnm_endpoint", endpoint(sysctls={"net.ipv4.conf.IFNAME.no_such_knob": 1}), "sysctls")
     ),
     "sysctl_value_the_kernel_refuses": pytest.param(
-        Case("cnm_endpoint", endpoint(sysctls={"net.ipv4.conf.IFNAME.rp_filter": "strict"}), "sysctls"), marks=REFUSED_BY_THE_KERNEL
+        Case("cnm_endpoint", endpoint(sysctls={"net.ipv4.conf.IFNAME.rp_filter": "strict"}), "sysctls")
     ),
     "sysctls_on_network_host": Case("cnm_endpoint", endpoint(network="host", sysctls={"net.ipv4.ip_forward": 1}), "sysctls"),
     # ---- cnm_endpoint: batches ----
@@ -229,9 +220,9 @@ def test_bad_input_fails_naming_the_option_and_changes_nothing(host, case):
 
 
 KERNEL_REFUSES = [
-    pytest.param(dict(mac_address="00:00:00:00:00:00"), "create veth", id="all_zero_mac"),
-    pytest.param(dict(sysctls={"net.ipv4.conf.IFNAME.no_such_knob": 1}), "set sysctl net.ipv4.conf.eth0.no_such_knob=1", id="sysctl_that_does_not_exist"),
-    pytest.param(dict(sysctls={"net.ipv4.conf.IFNAME.rp_filter": "strict"}), "set sysctl net.ipv4.conf.eth0.rp_filter=strict", id="sysctl_value_refused"),
+    pytest.param(dict(sysctls={"net.ipv4.conf.IFNAME.rp_filter": "strict"}), "option 'sysctls': set net.ipv4.conf.eth0.rp_filter=strict",
+                 id="interface_sysctl_value_refused"),
+    pytest.param(dict(sysctls={"net.ipv4.ip_forward": "yes"}), "option 'sysctls': set net.ipv4.ip_forward=yes", id="namespace_sysctl_value_refused"),
 ]
 
 
@@ -248,11 +239,6 @@ def test_input_the_kernel_refuses_is_undone_completely(host, args, failed_change
     assert_unchanged(host, before)
 
 
-@pytest.mark.xfail(
-    reason="endpoint.py _present: for a new endpoint in an existing sandbox current_sysctls is {} (line 171), so a "
-    "namespace-wide sysctl gets no undo (line 206) and keeps its new value when a later change fails",
-    strict=True,
-)
 def test_failed_attach_to_an_existing_sandbox_restores_its_sysctls(host):
     host.ok("cnm_bridge", **WEB)
     host.ok("cnm_bridge", **DB)
@@ -261,8 +247,8 @@ def test_failed_attach_to_an_existing_sandbox_restores_its_sysctls(host):
     assert host.in_sandbox("a", forward).stdout.strip() == "0"
     before = host.snapshot()
 
-    # sorted by name, ip_forward is written first; the IPv6 knob of the new interface does not exist
-    result = host.module("cnm_endpoint", network="db", netns=host.sandbox("a"), sysctls={"net.ipv4.ip_forward": 1, "net.ipv6.conf.IFNAME.no_such_knob": 1})
+    # sorted by name, ip_forward is written first; the kernel then refuses the value of the IPv6 knob
+    result = host.module("cnm_endpoint", network="db", netns=host.sandbox("a"), sysctls={"net.ipv4.ip_forward": 1, "net.ipv6.conf.IFNAME.accept_dad": "bogus"})
 
     assert result.get("failed") is True and "; undid " in result["msg"], result
     assert_unchanged(host, before)

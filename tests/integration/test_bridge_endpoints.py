@@ -142,8 +142,8 @@ def test_failure_in_the_middle_of_an_attach_leaves_no_veth_and_no_lease(host):
     host.ok("cnm_endpoint", network="none", netns=host.sandbox("a"))
     links_before = host.links()
     # The kernel refuses the sysctl only after the veth exists and has its addresses.
-    failed = host.module("cnm_endpoint", network="web", netns=host.sandbox("a"), sysctls={"net.ipv4.conf.IFNAME.no_such_knob": 1})
-    assert failed["failed"] and "no_such_knob" in failed["msg"] and "undid" in failed["msg"]
+    failed = host.module("cnm_endpoint", network="web", netns=host.sandbox("a"), sysctls={"net.ipv4.conf.IFNAME.rp_filter": "strict"})
+    assert failed["failed"] and "option 'sysctls'" in failed["msg"] and "rp_filter" in failed["msg"] and "undid" in failed["msg"]
     assert host.links() == links_before
     assert host.links("a") == ["lo"]
     assert host.store()["endpoints"] == {}

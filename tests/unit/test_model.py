@@ -125,10 +125,6 @@ def test_bad_bridge_option_is_refused_naming_the_option(params, option, text):
     assert raised.value.details["option"] == option
 
 
-@pytest.mark.xfail(
-    reason="model.py BridgeNetwork.from_params: `mtu = params.get('mtu') or 1500` turns mtu 0 into 1500 instead of refusing it",
-    strict=True,
-)
 def test_mtu_zero_is_refused_not_replaced_by_the_default():
     with refused("mtu"):
         bridge(mtu=0)
@@ -245,10 +241,6 @@ def test_endpoint_mac_is_normalised_to_lower_case_with_colons(given):
     assert endpoint(mac_address=given).mac_address == "02:42:ac:1e:00:02"
 
 
-@pytest.mark.xfail(
-    reason="model.py parse_mac refuses multicast MACs but accepts 00:00:00:00:00:00, which the kernel refuses (EADDRNOTAVAIL) only while the plan runs",
-    strict=True,
-)
 def test_all_zero_mac_is_refused():
     with refused("mac_address"):
         endpoint(mac_address="00:00:00:00:00:00")

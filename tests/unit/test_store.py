@@ -91,11 +91,6 @@ def test_a_file_without_a_version_is_reset(store):
     assert store.data == EMPTY
 
 
-@pytest.mark.xfail(
-    reason="store.py Store.load: a truncated or non-JSON state.json raises json.JSONDecodeError (a non-object one AttributeError) "
-    "out of every module run, as a traceback, instead of a CnmError naming the file (or a reset)",
-    strict=True,
-)
 @pytest.mark.parametrize("content", ["", '{"version": 1, "netw', "[1, 2]"])
 def test_a_corrupt_file_gives_a_clear_error_or_an_empty_store(store, content):
     with open(store.path, "w") as handle:
