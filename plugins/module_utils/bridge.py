@@ -46,7 +46,7 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
         add("create bridge %s mtu %d" % (name, network.mtu), lambda: session.create_bridge(name, network.mtu, network.alias, mac),
             lambda: session.delete_link(name))
     elif link.mtu != network.mtu or not link.up:
-        add("set bridge %s mtu %d up" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu, state="up"),
+        add("set bridge %s mtu %d up" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu, up=True),
             lambda m=link.mtu: session.set_link(name, mtu=m))
     for address in current_addresses:
         if address not in network.gateway_interfaces:
@@ -61,6 +61,7 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
         planner = EndpointPlanner(host)
         for endpoint in attached.values():
             planner.plan(spec_from_record(endpoint))
+        planner.finish()
     return {"network": dict(network.to_record(), name=network.name, endpoints=len(attached))}
 
 
@@ -77,6 +78,7 @@ def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> 
     planner = EndpointPlanner(host)
     for endpoint in attached.values():
         planner.plan(EndpointSpec(network=name, sandbox=SandboxRef.from_key(endpoint["sandbox"]), state="absent"))
+    planner.finish()
     link = host.kernel.host.link(bridge_name)
     if link is not None and link.kind == "bridge" and link.alias == BRIDGE_ALIAS_PREFIX + name:
         host.plan.add("network %s" % name, "delete bridge %s" % bridge_name, {"bridge": bridge_name, "mtu": link.mtu}, None,

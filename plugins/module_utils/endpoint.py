@@ -29,6 +29,9 @@ class EndpointPlanner:
         self.kernel = host.kernel
         self.claimed_ifnames: dict = {}  # sandbox key -> interface names taken in this run
         self.claimed_defaults: dict = {}  # sandbox key -> IP versions whose default route an endpoint of this run owns
+        self.leases: dict = {}  # (network, IP version) -> {address: sandbox key}, kept up to date while planning
+        self.doomed: list = []  # host veths to delete together at the end (see finish)
+        self.doomed_sandboxes: list = []  # named sandboxes to delete after their veths
         self.seen: set = set()
 
     def plan(self, spec: EndpointSpec) -> dict:
@@ -83,7 +86,7 @@ class EndpointPlanner:
             return
         ref = spec.sandbox
         self.host.plan.add("netns %s" % ref.value, "set lo up in %s" % ref.value, {"lo": "down"} if lo else None, {"lo": "up"},
-                           lambda: self.kernel.sandbox(ref).set_link("lo", state="up"))
+                           lambda: self.kernel.sandbox(ref).set_link("lo", up=True))
 
     # ---- host and none modes ----
     def _host_mode(self, spec: EndpointSpec) -> dict:
@@ -119,15 +122,15 @@ class EndpointPlanner:
     def _maybe_delete_sandbox(self, spec: EndpointSpec) -> None:
         ref = spec.sandbox
         if spec.delete_netns and ref.kind == "netns" and ref.exists() and not netns.same_namespace(ref.path, netns.THREAD_NETNS):
-            self.host.plan.add("netns %s" % ref.value, "delete network namespace %s" % ref.value, {"exists": True}, None,
-                               lambda: self._delete_sandbox(ref))
+            if ref not in self.doomed_sandboxes:
+                self.doomed_sandboxes.append(ref)
 
     # ---- bridge networks ----
     def _present(self, spec: EndpointSpec, network: BridgeNetwork) -> dict:
         ref = spec.sandbox
         key = endpoint_key(network.name, ref.key)
-        leases = self.host.endpoints_of(network.name)
-        record = leases.get(key)
+        self.host.endpoints_of(network.name)  # reclaims the leases of vanished sandboxes once
+        record = self.host.state["endpoints"].get(key)
         bridge = self.kernel.host.link(network.bridge_name)
         if bridge is None and not self._bridge_planned(network):
             raise option_error(spec.opt("network"), network.name, "has no bridge %s on this host: run cnm_bridge for it first" % network.bridge_name)
@@ -136,8 +139,8 @@ class EndpointPlanner:
         host_ifname = host_veth_name(network.name, ref.key)
         host_link = self.kernel.host.link(host_ifname)
         ifname = self._choose_ifname(spec, record, view, host_link)
-        ipv4 = self._choose_address(spec, network, record, leases, 4)
-        ipv6 = self._choose_address(spec, network, record, leases, 6) if network.ipv6_subnet else None
+        ipv4 = self._choose_address(spec, network, record, 4)
+        ipv6 = self._choose_address(spec, network, record, 6) if network.ipv6_subnet else None
         if spec.ipv6_address and not network.ipv6_subnet:
             raise option_error(spec.opt("ipv6_address"), spec.ipv6_address, "needs a network with ipv6_subnet (%s has none)" % network.name)
         mac = spec.mac_address or ipam.mac_from_ipv4(ipv4)
@@ -168,7 +171,7 @@ class EndpointPlanner:
             add("create veth %s (host) / %s (in %s)" % (host_ifname, ifname, ref.value),
                 lambda: self.kernel.host.create_veth(host_ifname, network.mtu, alias, network.bridge_name, peer, self.kernel.sandbox(ref).fd),
                 lambda: self.kernel.host.delete_link(host_ifname))
-            add("set %s up in %s" % (ifname, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, state="up"))
+            add("set %s up in %s" % (ifname, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, up=True))
             current_addresses, current_routes = [], []
             # Sysctls of the new interface vanish with it on undo; namespace-wide ones need their old value back.
             current_sysctls = {}
@@ -217,8 +220,42 @@ class EndpointPlanner:
             "static_ipv4": spec.ipv4_address is not None, "static_ipv6": spec.ipv6_address is not None, "static_mac": spec.mac_address is not None,
             "default_route": spec.default_route, "routes": [r.to_record() for r in spec.routes], "sysctls": dict(spec.sysctls),
         }
+        self._release(record)
         self.host.state["endpoints"][key] = new_record
+        self._lease_index(network.name, 4)[ipv4] = ref.key
+        if ipv6 is not None:
+            self._lease_index(network.name, 6)[ipv6] = ref.key
         return _result(new_record, ref)
+
+    def _lease_index(self, network: str, version: int) -> dict:
+        index = self.leases.get((network, version))
+        if index is None:
+            field = "ipv%d_address" % version
+            index = {ipaddress.ip_address(r[field]): r["sandbox"] for r in self.host.state["endpoints"].values() if r["network"] == network and r.get(field)}
+            self.leases[(network, version)] = index
+        return index
+
+    def _release(self, record: Optional[dict]) -> None:
+        """Forget a record's addresses in the lease index (it is replaced or removed)."""
+        if record is None:
+            return
+        for version in (4, 6):
+            address = record.get("ipv%d_address" % version)
+            index = self.leases.get((record["network"], version))
+            if address and index is not None and index.get(ipaddress.ip_address(address)) == record["sandbox"]:
+                del index[ipaddress.ip_address(address)]
+
+    def finish(self) -> None:
+        """Delete the veths of detached endpoints in one request (call once, after planning them all)."""
+        if self.doomed:
+            names = list(self.doomed)
+            group = _free_link_group(self.kernel.host)
+            self.host.plan.add("veths", "delete %d veth(s) in one request (link group %d)" % (len(names), group), {"veths": names}, None,
+                               lambda: self.kernel.host.delete_links(names, group))
+        for ref in self.doomed_sandboxes:
+            self.host.plan.add("netns %s" % ref.value, "delete network namespace %s" % ref.value, {"exists": True}, None,
+                               lambda r=ref: self._delete_sandbox(r))
+        self.doomed, self.doomed_sandboxes = [], []
 
     def _check_sysctls_exist(self, spec: EndpointSpec, view) -> None:
         """Refuse unknown sysctl names up front; an interface's knobs are looked up on the 'default' entry."""
@@ -253,13 +290,13 @@ class EndpointPlanner:
         if bridge is None or host_link.master != bridge.index:
             add("attach %s to bridge %s" % (host_ifname, network.bridge_name), lambda: self.kernel.host.set_link(host_ifname, master=network.bridge_name))
         if host_link.mtu != network.mtu or not host_link.up or host_link.alias != alias:
-            add("set %s mtu %d up" % (host_ifname, network.mtu), lambda: self.kernel.host.set_link(host_ifname, mtu=network.mtu, state="up", ifalias=alias),
+            add("set %s mtu %d up" % (host_ifname, network.mtu), lambda: self.kernel.host.set_link(host_ifname, mtu=network.mtu, up=True, alias=alias),
                 lambda m=host_link.mtu: self.kernel.host.set_link(host_ifname, mtu=m))
         if inner.mac != mac:
-            add("set %s mac %s in %s" % (ifname, mac, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, address=mac),
-                lambda old=inner.mac: self.kernel.sandbox(ref).set_link(ifname, address=old))
+            add("set %s mac %s in %s" % (ifname, mac, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, mac=mac),
+                lambda old=inner.mac: self.kernel.sandbox(ref).set_link(ifname, mac=old))
         if inner.mtu != network.mtu or not inner.up:
-            add("set %s mtu %d up in %s" % (ifname, network.mtu, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, mtu=network.mtu, state="up"),
+            add("set %s mtu %d up in %s" % (ifname, network.mtu, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, mtu=network.mtu, up=True),
                 lambda m=inner.mtu: self.kernel.sandbox(ref).set_link(ifname, mtu=m))
 
     def _choose_ifname(self, spec: EndpointSpec, record, view, host_link) -> str:
@@ -276,25 +313,23 @@ class EndpointPlanner:
         claimed.add(ifname)
         return ifname
 
-    def _choose_address(self, spec: EndpointSpec, network: BridgeNetwork, record, leases: dict, version: int):
+    def _choose_address(self, spec: EndpointSpec, network: BridgeNetwork, record, version: int):
         if version == 4:
             subnet, gateway, pool, wanted, field = network.subnet, network.gateway, network.ip_range, spec.ipv4_address, "ipv4_address"
         else:
             subnet, gateway, pool, wanted, field = network.ipv6_subnet, network.ipv6_gateway, network.ipv6_subnet, spec.ipv6_address, "ipv6_address"
-        key = endpoint_key(network.name, spec.sandbox.key)
-        taken_by = {}
-        for other_key, other in self.host.state["endpoints"].items():
-            if other["network"] == network.name and other_key != key and other.get(field):
-                taken_by[ipaddress.ip_address(other[field])] = other["sandbox"]
+        own = spec.sandbox.key
+        taken_by = self._lease_index(network.name, version)
         if wanted is not None:
             ipam.check_static(wanted, subnet, gateway, taken_by, spec.opt(field), spec.sandbox.key)
             return wanted
         kept = (record or {}).get(field)
         if kept and not (record or {}).get("static_ipv%d" % version):
             address = ipaddress.ip_address(kept)
-            if address in pool and address not in ipam.reserved_addresses(subnet, gateway) and address not in taken_by:
+            if address in pool and address not in ipam.reserved_addresses(subnet, gateway) and taken_by.get(address) in (None, own):
                 return address
-        return ipam.allocate(pool, subnet, gateway, taken_by, option="ip_range" if version == 4 else "ipv6_subnet")
+        taken = [address for address, holder in taken_by.items() if holder != own]
+        return ipam.allocate(pool, subnet, gateway, taken, option="ip_range" if version == 4 else "ipv6_subnet")
 
     def _free_defaults(self, spec: EndpointSpec, view, own_index: Optional[int]) -> set:
         """IP versions whose default route no other interface of the sandbox holds.
@@ -333,13 +368,27 @@ class EndpointPlanner:
         host_link = self.kernel.host.link(host_ifname)
         result = {"network": spec.network, "sandbox": ref.key, "state": "absent"}
         if host_link is not None and host_link.alias == ENDPOINT_ALIAS_PREFIX + key:
-            self.host.plan.add("endpoint %s on %s" % (spec.network, ref.key), "delete veth %s" % host_ifname,
-                               {"host_interface": host_ifname, "interface": (record or {}).get("ifname")}, None,
-                               lambda: self.kernel.host.delete_link(host_ifname))
+            self.host.plan.add("endpoint %s on %s" % (spec.network, ref.key), "detach %s (its veth %s goes with the others)" % (ref.value, host_ifname),
+                               {"host_interface": host_ifname, "interface": (record or {}).get("ifname")}, None, _nothing)
+            self.doomed.append(host_ifname)
         if record is not None:
+            self._release(record)
             del self.host.state["endpoints"][key]
         self._maybe_delete_sandbox(spec)
         return result
+
+
+def _free_link_group(session) -> int:
+    """A link group number no link of the host uses (groups are 32-bit; 0 is the default)."""
+    used = {link.group for link in session.links().values()}
+    group = 0x636E6D00  # "cnm\0"
+    while group in used:
+        group += 1
+    return group
+
+
+def _nothing() -> None:
+    """The detach itself happens in the group delete that ``finish`` plans."""
 
 
 def _never() -> None:

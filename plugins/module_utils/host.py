@@ -36,6 +36,7 @@ class Host:
         self.plan = Plan()
         self.reclaimed: list = []
         self.new_sandboxes: set = set()  # sandbox keys this plan creates: their leases are not stale
+        self._swept: set = set()  # networks whose leases were checked against their sandboxes in this run
 
     @classmethod
     @contextmanager
@@ -64,16 +65,13 @@ class Host:
 
     def endpoints_of(self, network: str) -> dict:
         """Endpoint records of a network whose sandbox still exists; leases of vanished sandboxes are reclaimed."""
-        live = {}
-        for key, record in list(self.state["endpoints"].items()):
-            if record["network"] != network:
-                continue
-            if record["sandbox"] in self.new_sandboxes or netns.SandboxRef.from_key(record["sandbox"]).exists():
-                live[key] = record
-            else:
-                del self.state["endpoints"][key]
-                self.reclaimed.append({"network": network, "sandbox": record["sandbox"], "ipv4_address": record.get("ipv4_address")})
-        return live
+        if network not in self._swept:  # once per network and run: a sandbox does not vanish while we plan
+            self._swept.add(network)
+            for key, record in list(self.state["endpoints"].items()):
+                if record["network"] == network and not netns.SandboxRef.from_key(record["sandbox"]).exists():
+                    del self.state["endpoints"][key]
+                    self.reclaimed.append({"network": network, "sandbox": record["sandbox"], "ipv4_address": record.get("ipv4_address")})
+        return {key: record for key, record in self.state["endpoints"].items() if record["network"] == network}
 
     # ---- finishing ----
     def execute(self, check: bool) -> dict:

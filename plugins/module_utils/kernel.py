@@ -1,11 +1,12 @@
 # Copyright: cnm.network contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The kernel room: netlink (pyroute2) reads and writes of links, addresses, routes and sysctls.
+"""The kernel room: reads and writes of links, addresses, routes and sysctls over netlink.
 
-One netlink socket per namespace per module run: the host's, and one for each sandbox touched,
+One netlink session per namespace per module run: the host's, and one for each sandbox touched,
 opened by entering the sandbox with setns (never ``IPRoute(netns=...)``, which forks a helper per
-namespace and silently creates a missing one). Reads are dumped once and cached; the plan's
-actions look objects up by name when they run, because earlier actions create them.
+namespace and silently creates a missing one). Reads are dumps taken once by the small reader in
+rtnl.py; writes go through pyroute2, whose socket is opened only when something must change.
+The plan's actions look objects up by name when they run, because earlier actions create them.
 Works with pyroute2 0.7.2 (Debian 12) and 0.9.x.
 """
 
@@ -19,22 +20,18 @@ from typing import Dict, List, Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+from ansible_collections.cnm.network.plugins.module_utils.rtnl import Rtnl
 
 try:
     from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
 
     HAS_PYROUTE2 = True
 except ImportError:  # the module respawns under a Python that has it, or fails naming the package
     IPRoute = None
-    NetlinkError = OSError
     HAS_PYROUTE2 = False
 
-IFF_UP = 0x1
-IFA_F_NODAD = 0x02
 RT_TABLE_MAIN = 254
 RTPROT_KERNEL = 2
-RT_SCOPE_LINK = 253
 
 
 @dataclass(frozen=True)
@@ -48,6 +45,7 @@ class Link:
     master: Optional[int]
     peer_index: Optional[int]
     alias: Optional[str]
+    group: int = 0
 
     def describe(self) -> dict:
         state = {"kind": self.kind, "mtu": self.mtu, "mac": self.mac, "up": self.up}
@@ -67,56 +65,33 @@ class Route:
         return "%s via %s" % (dst, self.gateway) if self.gateway else dst
 
 
-def _link_from_msg(msg) -> Link:
-    info = msg.get_attr("IFLA_LINKINFO")
-    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-    return Link(
-        index=msg["index"],
-        name=msg.get_attr("IFLA_IFNAME"),
-        kind=kind,
-        mtu=msg.get_attr("IFLA_MTU"),
-        mac=msg.get_attr("IFLA_ADDRESS"),
-        up=bool(msg["flags"] & IFF_UP),
-        master=msg.get_attr("IFLA_MASTER"),
-        peer_index=msg.get_attr("IFLA_LINK"),
-        alias=msg.get_attr("IFLA_IFALIAS"),
-    )
-
-
-def _address_from_msg(msg):
-    family = msg["family"]
-    value = msg.get_attr("IFA_LOCAL") if family == socket.AF_INET else None
-    value = value or msg.get_attr("IFA_ADDRESS")
-    return ipaddress.ip_interface("%s/%d" % (value, msg["prefixlen"]))
-
-
-def _route_from_msg(msg) -> Route:
-    dst = msg.get_attr("RTA_DST")
-    if dst is None:
-        dst = "0.0.0.0" if msg["family"] == socket.AF_INET else "::"
-    gateway = msg.get_attr("RTA_GATEWAY")
-    return Route(
-        dst=ipaddress.ip_network("%s/%d" % (dst, msg["dst_len"])),
-        gateway=ipaddress.ip_address(gateway) if gateway else None,
-        oif=msg.get_attr("RTA_OIF"),
-    )
-
-
 class NetnsSession:
-    """A netlink socket bound to one namespace, with cached dumps of what is in it."""
+    """Netlink sockets bound to one namespace, with cached dumps of what is in it."""
 
-    def __init__(self, label: str, ipr, fd: Optional[int] = None) -> None:
+    def __init__(self, label: str, fd: Optional[int] = None) -> None:
         self.label = label
-        self.ipr = ipr
         self.fd = fd  # None for the host, whose namespace this process already runs in
+        with self._inside():
+            self.rtnl = Rtnl()
+        self._ipr = None
         self._links: Optional[Dict[str, Link]] = None
         self._addresses: Optional[Dict[int, list]] = None
         self._routes: Optional[List[Route]] = None
+        self._indexes: Dict[str, int] = {}  # name -> ifindex, learnt from the dump and from lookups
+
+    @property
+    def ipr(self):
+        """pyroute2's socket for writes, opened inside the namespace on first use."""
+        if self._ipr is None:
+            with self._inside():
+                self._ipr = IPRoute()
+        return self._ipr
 
     # ---- reads (dumped once per run) ----
     def links(self) -> Dict[str, Link]:
         if self._links is None:
-            self._links = {link.name: link for link in map(_link_from_msg, self.ipr.get_links())}
+            self._links = {link["name"]: Link(**link) for link in self.rtnl.links()}
+            self._indexes.update((name, link.index) for name, link in self._links.items())
         return self._links
 
     def link(self, name: str) -> Optional[Link]:
@@ -126,25 +101,28 @@ class NetnsSession:
         """Addresses of a link, without IPv6 link-local ones (the kernel owns those)."""
         if self._addresses is None:
             self._addresses = {}
-            for msg in self.ipr.get_addr():
-                address = _address_from_msg(msg)
+            for ifindex, text, prefixlen in self.rtnl.addresses():
+                address = ipaddress.ip_interface("%s/%d" % (text, prefixlen))
                 if address.version == 6 and address.is_link_local:
                     continue
-                self._addresses.setdefault(msg["index"], []).append(address)
+                self._addresses.setdefault(ifindex, []).append(address)
         return sorted(self._addresses.get(index, []), key=lambda a: (a.version, a))
 
     def routes(self, oif: Optional[int] = None) -> List[Route]:
         """Routes of the main table (through ``oif`` if given) that someone added, not the kernel's own."""
         if self._routes is None:
             self._routes = []
-            for family in (socket.AF_INET, socket.AF_INET6):
-                for msg in self.ipr.get_routes(family=family, table=RT_TABLE_MAIN):
-                    if msg["proto"] == RTPROT_KERNEL or msg.get_attr("RTA_TABLE", msg["table"]) != RT_TABLE_MAIN:
-                        continue
-                    route = _route_from_msg(msg)
-                    if route.dst.version == 6 and (route.dst.is_link_local or route.dst.is_multicast):
-                        continue
-                    self._routes.append(route)
+            if set(self.links()) == {"lo"}:
+                return []  # nothing but the kernel's own routes can exist yet
+            for raw in self.rtnl.routes():
+                if raw["protocol"] == RTPROT_KERNEL or raw["table"] != RT_TABLE_MAIN:
+                    continue
+                dst = raw["dst"] or ("0.0.0.0" if raw["family"] == socket.AF_INET else "::")
+                route = Route(ipaddress.ip_network("%s/%d" % (dst, raw["dst_len"])),
+                              ipaddress.ip_address(raw["gateway"]) if raw["gateway"] else None, raw["oif"])
+                if route.dst.version == 6 and (route.dst.is_link_local or route.dst.is_multicast):
+                    continue
+                self._routes.append(route)
         return [route for route in self._routes if oif is None or route.oif == oif]
 
     def sysctl(self, path: str) -> Optional[str]:
@@ -158,58 +136,81 @@ class NetnsSession:
 
     # ---- writes (called from plan actions) ----
     def index(self, name: str) -> int:
-        """The ifindex of ``name`` now (one RTM_GETLINK, not a dump)."""
-        try:
-            return self.ipr.link("get", ifname=name)[0]["index"]
-        except NetlinkError as exc:
-            raise CnmError("no interface %s in %s" % (name, self.label)) from exc
+        """The ifindex of ``name``: from the dump or an earlier lookup, else one RTM_GETLINK."""
+        index = self._indexes.get(name)
+        if index is None:
+            link = self.rtnl.link(name)
+            if link is None:
+                raise CnmError("no interface %s in %s" % (name, self.label))
+            index = self._indexes[name] = link["index"]
+        return index
 
     def create_bridge(self, name: str, mtu: int, alias: str, mac: str) -> None:
         # A MAC set at creation stays put; otherwise the bridge takes its ports' MACs as they come and go.
-        self.ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac)
-        self.ipr.link("set", index=self.index(name), ifalias=alias, state="up")
+        self.ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac, state="up")
+        self.rtnl.set_link(self.index(name), alias=alias)
 
     def create_veth(self, name: str, mtu: int, alias: str, master: str, peer: dict, peer_fd: int) -> None:
-        """A veth pair whose peer is born inside the sandbox (no move, no rename)."""
+        """A veth pair whose peer is born inside the sandbox (no move, no rename), on the bridge and up."""
         peer_spec = {"ifname": peer["ifname"], "net_ns_fd": peer_fd, "mtu": mtu}
         if peer.get("mac"):
             peer_spec["address"] = peer["mac"]
-        self.ipr.link("add", ifname=name, kind="veth", mtu=mtu, peer=peer_spec)
-        self.ipr.link("set", index=self.index(name), ifalias=alias, master=self.index(master), state="up")
+        self.ipr.link("add", ifname=name, kind="veth", mtu=mtu, master=self.index(master), state="up", peer=peer_spec)
+        # The kernel ignores an alias in RTM_NEWLINK: it takes a second request.
+        self.rtnl.set_link(self.index(name), alias=alias)
 
-    def set_link(self, name: str, **attrs) -> None:
-        if "master" in attrs and isinstance(attrs["master"], str):
-            attrs["master"] = self.index(attrs["master"])
-        self.ipr.link("set", index=self.index(name), **attrs)
+    def set_link(self, name: str, up: Optional[bool] = None, mtu: Optional[int] = None, mac: Optional[str] = None,
+                 alias: Optional[str] = None, master: Optional[str] = None) -> None:
+        self.rtnl.set_link(self.index(name), up=up, mtu=mtu, mac=mac, alias=alias, master=self.index(master) if master else None)
 
     def delete_link(self, name: str) -> None:
         try:
-            self.ipr.link("del", index=self.index(name))
+            self.rtnl.delete_link(self.index(name))
         except CnmError:
             pass  # already gone: deleting is done
+        self._indexes.pop(name, None)
+
+    def delete_links(self, names: List[str], group: int) -> None:
+        """Delete many links in one request: they join link group ``group``, then the group goes.
+
+        The kernel waits for RCU once per RTM_DELLINK (about 20 ms for a veth); one group delete
+        pays that once for all of them.
+        """
+        marked = []
+        try:
+            for name in names:
+                try:
+                    self.rtnl.set_link(self.index(name), group=group)
+                except (CnmError, OSError):
+                    continue  # gone already (its sandbox was deleted): nothing to delete
+                marked.append(name)
+            if marked:
+                self.rtnl.delete_group(group)
+        except OSError:
+            for name in marked:
+                try:
+                    self.rtnl.set_link(self.index(name), group=0)
+                except (CnmError, OSError):
+                    pass
+            raise
+        for name in names:
+            self._indexes.pop(name, None)
 
     def add_address(self, name: str, address) -> None:
-        kwargs = {"flags": IFA_F_NODAD} if address.version == 6 else {}
-        self.ipr.addr("add", index=self.index(name), address=str(address.ip), prefixlen=address.network.prefixlen, **kwargs)
+        self.rtnl.address(True, self.index(name), str(address.ip), address.network.prefixlen)
 
     def delete_address(self, name: str, address) -> None:
-        self.ipr.addr("del", index=self.index(name), address=str(address.ip), prefixlen=address.network.prefixlen)
+        self.rtnl.address(False, self.index(name), str(address.ip), address.network.prefixlen)
 
     def add_route(self, name: str, route: Route) -> None:
-        self.ipr.route("add", **self._route_args(name, route))
+        self.rtnl.route(True, str(route.dst.network_address), route.dst.prefixlen, str(route.gateway) if route.gateway else None, self.index(name))
 
     def delete_route(self, name: str, route: Route) -> None:
         try:
-            self.ipr.route("del", **self._route_args(name, route))
-        except NetlinkError as exc:
-            if exc.code != 3:  # ESRCH: already gone
+            self.rtnl.route(False, str(route.dst.network_address), route.dst.prefixlen, str(route.gateway) if route.gateway else None, self.index(name))
+        except OSError as exc:
+            if exc.errno != 3:  # ESRCH: already gone
                 raise
-
-    def _route_args(self, name: str, route: Route) -> dict:
-        args = {"dst": str(route.dst), "oif": self.index(name), "family": socket.AF_INET if route.dst.version == 4 else socket.AF_INET6}
-        if route.gateway is not None:
-            args["gateway"] = str(route.gateway)
-        return args
 
     def write_sysctl(self, path: str, value: str) -> None:
         with self._inside():
@@ -222,7 +223,9 @@ class NetnsSession:
         return netns.entered(self.fd)
 
     def close(self) -> None:
-        self.ipr.close()
+        self.rtnl.close()
+        if self._ipr is not None:
+            self._ipr.close()
         if self.fd is not None:
             os.close(self.fd)
 
@@ -239,17 +242,15 @@ class Kernel:
     """The netlink sessions of one module run: the host's and one per sandbox."""
 
     def __init__(self) -> None:
-        self.host = NetnsSession("the host", IPRoute())
+        _raise_open_file_limit()
+        self.host = NetnsSession("the host")
         self._sandboxes: Dict[str, NetnsSession] = {}
 
     def sandbox(self, ref: netns.SandboxRef) -> NetnsSession:
         """The session inside a sandbox, opened on first use; raises if the sandbox is missing."""
         session = self._sandboxes.get(ref.key)
         if session is None:
-            fd = ref.open()
-            with netns.entered(fd):
-                ipr = IPRoute()
-            session = NetnsSession("sandbox %s" % ref.value, ipr, fd)
+            session = NetnsSession("sandbox %s" % ref.value, ref.open())
             self._sandboxes[ref.key] = session
         return session
 
@@ -263,3 +264,16 @@ class Kernel:
             session.close()
         self._sandboxes.clear()
         self.host.close()
+
+
+def _raise_open_file_limit() -> None:
+    """A session per sandbox holds a few descriptors; 1024 would stop a batch near 250 sandboxes."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError):
+        pass

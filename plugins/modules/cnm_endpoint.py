@@ -326,7 +326,9 @@ def main() -> None:
     def build(host):
         planner = EndpointPlanner(host)
         if params["endpoints"] is None:
-            return {"endpoint": planner.plan(EndpointSpec.from_params(defaults))}
+            result = {"endpoint": planner.plan(EndpointSpec.from_params(defaults))}
+            planner.finish()
+            return result
         specs = []
         for number, item in enumerate(params["endpoints"]):
             merged = {name: item[name] if item.get(name) is not None else defaults[name] for name in ITEM_OPTIONS}
@@ -334,7 +336,9 @@ def main() -> None:
                 for kind in ("netns", "netns_path", "pid"):
                     merged[kind] = item.get(kind)  # an item's sandbox replaces the top-level one
             specs.append(EndpointSpec.from_params(merged, where="endpoints[%d]." % number))
-        return {"endpoints": [planner.plan(spec) for spec in specs]}
+        result = {"endpoints": [planner.plan(spec) for spec in specs]}
+        planner.finish()
+        return result
 
     run_module(module, build)
 

@@ -1,0 +1,231 @@
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small rtnetlink client: dumps of links, addresses and routes, and the simple writes.
+
+Reads dominate every run (each sandbox is dumped to decide whether anything must change), and
+pyroute2 0.9 spends about 30 times the kernel's own time encoding and decoding messages. These
+few message layouts are stable kernel ABI, so the core reads and makes its per-endpoint writes
+(link flags and attributes, addresses, routes, deletes) here, and leaves creating links, whose
+nested attributes vary by kind, to pyroute2.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from typing import Dict, Iterator, List, Optional, Tuple
+
+NETLINK_ROUTE = 0
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+NLM_F_DUMP = 0x300
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+IFF_UP = 0x1
+IFA_F_NODAD = 0x02
+RT_TABLE_MAIN = 254
+RTPROT_STATIC = 4
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
+RTN_UNICAST = 1
+NLA_TYPE_MASK = 0x3FFF  # without the nested / byte-order flags
+
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
+_IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
+_RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_ATTR = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+
+# attribute numbers (linux/if_link.h, if_addr.h, rtnetlink.h)
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP = 1, 3, 4, 5, 10, 18, 20, 27
+IFLA_INFO_KIND = 1
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
+
+
+def attributes(data: bytes, offset: int = 0) -> Dict[int, bytes]:
+    """The rtattrs of a message body from ``offset``: type -> payload (the first of each type)."""
+    found: Dict[int, bytes] = {}
+    end = len(data)
+    while offset + 4 <= end:
+        length, kind = _ATTR.unpack_from(data, offset)
+        if length < 4:
+            break
+        found.setdefault(kind & NLA_TYPE_MASK, data[offset + 4:offset + length])
+        offset += (length + 3) & ~3
+    return found
+
+
+def attr(kind: int, payload: bytes) -> bytes:
+    """One rtattr, padded to 4 bytes."""
+    return _ATTR.pack(4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
+
+
+def _text(raw: Optional[bytes]) -> Optional[str]:
+    return raw.split(b"\0", 1)[0].decode() if raw is not None else None
+
+
+def _u32(raw: Optional[bytes]) -> Optional[int]:
+    return _U32.unpack(raw[:4])[0] if raw is not None else None
+
+
+def _mac(raw: Optional[bytes]) -> Optional[str]:
+    return ":".join("%02x" % b for b in raw) if raw else None
+
+
+def _ip(family: int, raw: Optional[bytes]) -> Optional[str]:
+    return socket.inet_ntop(family, raw) if raw else None
+
+
+class Rtnl:
+    """A netlink socket bound to the namespace it was opened in (open it inside)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.sequence = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _request(self, kind: int, flags: int, body: bytes) -> Iterator[Tuple[int, bytes]]:
+        self.sequence += 1
+        self.sock.send(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | flags, self.sequence, 0) + body)
+        while True:
+            data = self.sock.recv(1 << 20)
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                length, msg_type, _flags, sequence, _port = _HEADER.unpack_from(data, offset)
+                payload = data[offset + _HEADER.size:offset + length]
+                offset += (length + 3) & ~3
+                if sequence != self.sequence:
+                    continue
+                if msg_type == NLMSG_DONE:
+                    return
+                if msg_type == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", payload)[0]
+                    if code:
+                        raise OSError(code, os.strerror(code))
+                    return
+                yield msg_type, payload
+                if not flags & NLM_F_DUMP:
+                    return
+
+    def links(self) -> List[dict]:
+        """Every link: index, name, kind, mtu, mac, up, master, peer_index, alias, group."""
+        result = []
+        for msg_type, payload in self._request(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(0, 0, 0, 0, 0)):
+            if msg_type == RTM_NEWLINK:
+                result.append(_link(payload))
+        return result
+
+    def link(self, name: str) -> Optional[dict]:
+        """One link by name, or None."""
+        try:
+            for msg_type, payload in self._request(RTM_GETLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name.encode() + b"\0")):
+                if msg_type == RTM_NEWLINK:
+                    return _link(payload)
+        except OSError as exc:
+            if exc.errno == 19:  # ENODEV
+                return None
+            raise
+        return None
+
+    def addresses(self) -> List[Tuple[int, str, int]]:
+        """Every address as (ifindex, address, prefix length)."""
+        result = []
+        for msg_type, payload in self._request(RTM_GETADDR, NLM_F_DUMP, _IFADDR.pack(0, 0, 0, 0, 0)):
+            if msg_type != RTM_NEWADDR:
+                continue
+            family, prefixlen, _flags, _scope, index = _IFADDR.unpack_from(payload)
+            attrs = attributes(payload, _IFADDR.size)
+            raw = attrs.get(IFA_LOCAL) if family == socket.AF_INET else None
+            address = _ip(family, raw or attrs.get(IFA_ADDRESS))
+            if address:
+                result.append((index, address, prefixlen))
+        return result
+
+    def routes(self) -> List[dict]:
+        """Every route of every table and family: family, dst, dst_len, gateway, oif, table, protocol."""
+        result = []
+        for msg_type, payload in self._request(RTM_GETROUTE, NLM_F_DUMP, _RTMSG.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)):
+            if msg_type != RTM_NEWROUTE:
+                continue
+            family, dst_len, _src, _tos, table, protocol, _scope, _type, _flags = _RTMSG.unpack_from(payload)
+            attrs = attributes(payload, _RTMSG.size)
+            result.append({
+                "family": family, "dst": _ip(family, attrs.get(RTA_DST)), "dst_len": dst_len, "gateway": _ip(family, attrs.get(RTA_GATEWAY)),
+                "oif": _u32(attrs.get(RTA_OIF)), "table": _u32(attrs.get(RTA_TABLE)) or table, "protocol": protocol,
+            })
+        return result
+
+
+    # ---- writes: each waits for the kernel's acknowledgement and raises OSError on refusal ----
+    def _ack(self, kind: int, flags: int, body: bytes) -> None:
+        for _message in self._request(kind, NLM_F_ACK | flags, body):
+            pass
+
+    def set_link(self, index: int, up: Optional[bool] = None, mtu: Optional[int] = None, mac: Optional[str] = None,
+                 alias: Optional[str] = None, master: Optional[int] = None, group: Optional[int] = None) -> None:
+        """Change a link's state and attributes in one RTM_SETLINK."""
+        flags = IFF_UP if up else 0
+        change = IFF_UP if up is not None else 0
+        body = _IFINFO.pack(0, 0, index, flags, change)
+        if mtu is not None:
+            body += attr(IFLA_MTU, _U32.pack(mtu))
+        if mac is not None:
+            body += attr(IFLA_ADDRESS, bytes(int(part, 16) for part in mac.split(":")))
+        if alias is not None:
+            body += attr(IFLA_IFALIAS, alias.encode())
+        if master is not None:
+            body += attr(IFLA_MASTER, _U32.pack(master))
+        if group is not None:
+            body += attr(IFLA_GROUP, _U32.pack(group))
+        self._ack(RTM_SETLINK, 0, body)
+
+    def delete_link(self, index: int) -> None:
+        self._ack(RTM_DELLINK, 0, _IFINFO.pack(0, 0, index, 0, 0))
+
+    def delete_group(self, group: int) -> None:
+        """Delete every link of a link group in one request (one RCU wait for all)."""
+        self._ack(RTM_DELLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_GROUP, _U32.pack(group)))
+
+    def address(self, add: bool, index: int, address: str, prefixlen: int) -> None:
+        """Add (without duplicate address detection for IPv6) or delete an address."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        raw = socket.inet_pton(family, address)
+        flags = IFA_F_NODAD if add and family == socket.AF_INET6 else 0
+        body = _IFADDR.pack(family, prefixlen, flags, 0, index) + attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw)
+        self._ack(RTM_NEWADDR if add else RTM_DELADDR, NLM_F_CREATE | NLM_F_EXCL if add else 0, body)
+
+    def route(self, add: bool, dst: str, dst_len: int, gateway: Optional[str], oif: int) -> None:
+        """Add or delete a main-table route through ``oif`` (proto static, as iproute2 and pyroute2 add them)."""
+        family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+        if add:
+            scope = RT_SCOPE_UNIVERSE if gateway or family == socket.AF_INET6 else RT_SCOPE_LINK
+            header = _RTMSG.pack(family, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, scope, RTN_UNICAST, 0)
+        else:
+            header = _RTMSG.pack(family, dst_len, 0, 0, RT_TABLE_MAIN, 0, RT_SCOPE_NOWHERE, 0, 0)
+        body = header + attr(RTA_OIF, _U32.pack(oif))
+        if dst_len:
+            body += attr(RTA_DST, socket.inet_pton(family, dst))
+        if gateway:
+            body += attr(RTA_GATEWAY, socket.inet_pton(family, gateway))
+        self._ack(RTM_NEWROUTE if add else RTM_DELROUTE, NLM_F_CREATE | NLM_F_EXCL if add else 0, body)
+
+
+def _link(payload: bytes) -> dict:
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(payload)
+    attrs = attributes(payload, _IFINFO.size)
+    info = attributes(attrs[IFLA_LINKINFO]) if IFLA_LINKINFO in attrs else {}
+    return {
+        "index": index, "name": _text(attrs.get(IFLA_IFNAME)), "kind": _text(info.get(IFLA_INFO_KIND)), "mtu": _u32(attrs.get(IFLA_MTU)),
+        "mac": _mac(attrs.get(IFLA_ADDRESS)), "up": bool(flags & 1), "master": _u32(attrs.get(IFLA_MASTER)),
+        "peer_index": _u32(attrs.get(IFLA_LINK)), "alias": _text(attrs.get(IFLA_IFALIAS)) or None, "group": _u32(attrs.get(IFLA_GROUP)) or 0,
+    }

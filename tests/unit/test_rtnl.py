@@ -1,0 +1,46 @@
+"""The rtnetlink reader's encoding and decoding of attributes and link messages (no kernel)."""
+
+from __future__ import annotations
+
+import struct
+
+from ansible_collections.cnm.network.plugins.module_utils import rtnl
+
+
+def test_attributes_are_padded_to_four_bytes_and_read_back():
+    body = rtnl.attr(rtnl.IFLA_IFNAME, b"eth0\0") + rtnl.attr(rtnl.IFLA_MTU, struct.pack("=I", 1450))
+    assert len(rtnl.attr(rtnl.IFLA_IFNAME, b"eth0\0")) == 12  # 4 header + 5 payload + 3 padding
+    parsed = rtnl.attributes(body)
+    assert parsed[rtnl.IFLA_IFNAME] == b"eth0\0" and struct.unpack("=I", parsed[rtnl.IFLA_MTU])[0] == 1450
+
+
+def test_nested_flag_is_ignored_when_reading_attribute_types():
+    nested = struct.pack("=HH", 4 + 8, rtnl.IFLA_LINKINFO | 0x8000) + rtnl.attr(rtnl.IFLA_INFO_KIND, b"veth")
+    assert rtnl.IFLA_LINKINFO in rtnl.attributes(nested)
+
+
+def test_a_truncated_attribute_ends_the_walk():
+    assert rtnl.attributes(struct.pack("=HH", 2, 1)) == {}
+
+
+def test_link_message_is_decoded_into_the_fields_the_core_uses():
+    header = struct.pack("=BxHiII", 0, 1, 7, 0x1, 0)
+    info = rtnl.attr(rtnl.IFLA_INFO_KIND, b"veth\0")
+    body = header + b"".join([
+        rtnl.attr(rtnl.IFLA_IFNAME, b"ve-abc\0"),
+        rtnl.attr(rtnl.IFLA_MTU, struct.pack("=I", 1500)),
+        rtnl.attr(rtnl.IFLA_ADDRESS, bytes([2, 0x42, 10, 0, 0, 2])),
+        rtnl.attr(rtnl.IFLA_MASTER, struct.pack("=I", 3)),
+        rtnl.attr(rtnl.IFLA_LINK, struct.pack("=I", 2)),
+        rtnl.attr(rtnl.IFLA_IFALIAS, b"cnm:endpoint:web|netns:a"),
+        rtnl.attr(rtnl.IFLA_GROUP, struct.pack("=I", 9)),
+        rtnl.attr(rtnl.IFLA_LINKINFO, info),
+    ])
+    link = rtnl._link(body)
+    assert link == {"index": 7, "name": "ve-abc", "kind": "veth", "mtu": 1500, "mac": "02:42:0a:00:00:02", "up": True,
+                    "master": 3, "peer_index": 2, "alias": "cnm:endpoint:web|netns:a", "group": 9}
+
+
+def test_link_without_optional_attributes_has_empty_fields():
+    link = rtnl._link(struct.pack("=BxHiII", 0, 772, 1, 0, 0) + rtnl.attr(rtnl.IFLA_IFNAME, b"lo\0"))
+    assert (link["name"], link["kind"], link["master"], link["alias"], link["group"], link["up"]) == ("lo", None, None, None, 0, False)
