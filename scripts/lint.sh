@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Static checks, with the tools in .venv:
 #   ruff check           plugins/ tests/ bench/   (config: pyproject.toml [tool.ruff])
-#   ansible-lint         roles/ playbooks/        (config: .ansible-lint, profile production)
+#   ansible-lint         roles/ playbooks/ molecule/  (config: .ansible-lint, profile production)
 #   the shellcheck tool  scripts/*.sh .ci/run     (when it is installed)
 # Directories that do not exist yet are skipped. All checks run; the exit status is non-zero
 # if any of them failed.
@@ -40,7 +40,7 @@ fi
 
 # ansible-lint needs YAML to look at; an empty roles/ (or none at all, as in a fresh clone
 # before the first role) is not an error.
-mapfile -t yaml_dirs < <(for d in roles playbooks; do
+mapfile -t yaml_dirs < <(for d in roles playbooks molecule; do
     if [ -d "$d" ] && [ -n "$(find "$d" -name '*.yml' -o -name '*.yaml' | head -n1)" ]; then echo "$d"; fi
 done)
 if [ "${#yaml_dirs[@]}" -gt 0 ]; then

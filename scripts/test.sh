@@ -9,6 +9,8 @@
 #   unit         pytest tests/unit
 #   integration  pytest tests/integration (as root: real kernel objects in throwaway
 #                namespaces); serial unless CNM_TEST_JOBS=N asks for N pytest-xdist workers
+#   molecule     molecule test: the default scenario (create and destroy the lab, converge the
+#                main job with the cnm_prepare role, idempotence, verify with real traffic)
 #   sanity       scripts/sanity.sh: ansible-test sanity --python 3.12 on a copy of the tree
 #   build        ansible-galaxy collection build of a copy of the tree (git-tracked plus
 #                untracked non-ignored files, i.e. what a clean clone plus your work holds)
@@ -25,7 +27,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 VENV="$ROOT/.venv"
 
-ALL_STAGES=(setup lint unit integration sanity build)
+ALL_STAGES=(setup lint unit integration molecule sanity build)
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
@@ -35,7 +37,7 @@ want=()
 for arg in "$@"; do
     case "$arg" in
         -h | --help) usage; exit 0 ;;
-        setup | lint | unit | integration | sanity | build) want+=("$arg") ;;
+        setup | lint | unit | integration | molecule | sanity | build) want+=("$arg") ;;
         *) echo "test.sh: unknown stage '$arg' (stages: ${ALL_STAGES[*]})" >&2; exit 2 ;;
     esac
 done
@@ -95,6 +97,15 @@ stage_integration() {
         NOTE="$CNM_TEST_JOBS workers"
     fi
     run_pytest tests/integration "${jobs[@]}"
+}
+
+stage_molecule() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "test.sh: molecule's lab needs root (network namespaces)" >&2
+        return 1
+    fi
+    # molecule (ansible-compat) runs ansible-config and ansible-playbook from PATH.
+    PATH="$VENV/bin:$PATH" "$VENV/bin/molecule" test --all
 }
 
 copy_tree() {  # $1 = destination: the checkout's files as a clean clone plus work in progress has them
