@@ -152,10 +152,7 @@ class NetnsSession:
 
     def create_veth(self, name: str, mtu: int, alias: str, master: str, peer: dict, peer_fd: int) -> None:
         """A veth pair whose peer is born inside the sandbox (no move, no rename), on the bridge and up."""
-        peer_spec = {"ifname": peer["ifname"], "net_ns_fd": peer_fd, "mtu": mtu}
-        if peer.get("mac"):
-            peer_spec["address"] = peer["mac"]
-        self.ipr.link("add", ifname=name, kind="veth", mtu=mtu, master=self.index(master), state="up", peer=peer_spec)
+        self.rtnl.create_veth(name, mtu, self.index(master), peer["ifname"], peer_fd, peer.get("mac"))
         # The kernel ignores an alias in RTM_NEWLINK: it takes a second request.
         self.rtnl.set_link(self.index(name), alias=alias)
 

@@ -5,8 +5,8 @@
 Reads dominate every run (each sandbox is dumped to decide whether anything must change), and
 pyroute2 0.9 spends about 30 times the kernel's own time encoding and decoding messages. These
 few message layouts are stable kernel ABI, so the core reads and makes its per-endpoint writes
-(link flags and attributes, addresses, routes, deletes) here, and leaves creating links, whose
-nested attributes vary by kind, to pyroute2.
+(the veth, link flags and attributes, addresses, routes, deletes) here, and leaves creating the
+per-network devices (bridges, and the kinds to come), once per network, to pyroute2.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ _U32 = struct.Struct("=I")
 
 # attribute numbers (linux/if_link.h, if_addr.h, rtnetlink.h)
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP = 1, 3, 4, 5, 10, 18, 20, 27
-IFLA_INFO_KIND = 1
+IFLA_NET_NS_FD = 28
+IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+VETH_INFO_PEER = 1
+NLA_F_NESTED = 0x8000
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
 
@@ -188,6 +191,17 @@ class Rtnl:
         if group is not None:
             body += attr(IFLA_GROUP, _U32.pack(group))
         self._ack(RTM_SETLINK, 0, body)
+
+    def create_veth(self, name: str, mtu: int, master: int, peer_name: str, peer_netns_fd: int, peer_mac: Optional[str]) -> None:
+        """A veth pair, this end up on ``master``; the peer born inside the namespace behind the fd."""
+        peer = _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, peer_name.encode() + b"\0") + attr(IFLA_MTU, _U32.pack(mtu))
+        peer += attr(IFLA_NET_NS_FD, _U32.pack(peer_netns_fd))
+        if peer_mac:
+            peer += attr(IFLA_ADDRESS, bytes(int(part, 16) for part in peer_mac.split(":")))
+        info = attr(IFLA_INFO_KIND, b"veth") + attr(IFLA_INFO_DATA | NLA_F_NESTED, attr(VETH_INFO_PEER, peer))
+        body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_MTU, _U32.pack(mtu))
+        body += attr(IFLA_MASTER, _U32.pack(master)) + attr(IFLA_LINKINFO | NLA_F_NESTED, info)
+        self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def delete_link(self, index: int) -> None:
         self._ack(RTM_DELLINK, 0, _IFINFO.pack(0, 0, index, 0, 0))
