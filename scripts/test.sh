@@ -11,6 +11,9 @@
 #                namespaces); serial unless CNM_TEST_JOBS=N asks for N pytest-xdist workers
 #   molecule     molecule test: the default scenario (create and destroy the lab, converge the
 #                main job with the cnm_prepare role, idempotence, verify with real traffic)
+#   compat       the oldest supported controller: ansible-core 2.19 on Python 3.11 (in
+#                .venv-2.19) runs the lab and playbook tests; its Python has no pyroute2, so
+#                the modules respawn under Debian's python3 with python3-pyroute2 0.7.2
 #   sanity       scripts/sanity.sh: ansible-test sanity --python 3.12 on a copy of the tree
 #   build        ansible-galaxy collection build of a copy of the tree (git-tracked plus
 #                untracked non-ignored files, i.e. what a clean clone plus your work holds)
@@ -27,7 +30,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 VENV="$ROOT/.venv"
 
-ALL_STAGES=(setup lint unit integration molecule sanity build)
+ALL_STAGES=(setup lint unit integration molecule compat sanity build)
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
@@ -37,7 +40,7 @@ want=()
 for arg in "$@"; do
     case "$arg" in
         -h | --help) usage; exit 0 ;;
-        setup | lint | unit | integration | molecule | sanity | build) want+=("$arg") ;;
+        setup | lint | unit | integration | molecule | compat | sanity | build) want+=("$arg") ;;
         *) echo "test.sh: unknown stage '$arg' (stages: ${ALL_STAGES[*]})" >&2; exit 2 ;;
     esac
 done
@@ -106,6 +109,28 @@ stage_molecule() {
     fi
     # molecule (ansible-compat) runs ansible-config and ansible-playbook from PATH.
     PATH="$VENV/bin:$PATH" "$VENV/bin/molecule" test --all
+}
+
+stage_compat() {
+    local py="" candidate venv="$ROOT/.venv-2.19"
+    for candidate in python3.11 /root/.pyenv/versions/3.11*/bin/python /usr/bin/python3.11; do
+        if "$candidate" -c 'import sys, venv; sys.exit(sys.version_info[:2] != (3, 11))' >/dev/null 2>&1; then
+            py="$candidate"
+            break
+        fi
+    done
+    if [ -z "$py" ]; then
+        echo "test.sh: no Python 3.11 with venv found for the ansible-core 2.19 check" >&2
+        return 1
+    fi
+    if [ ! -x "$venv/bin/ansible-playbook" ] || ! "$venv/bin/python" -c 'import pytest' >/dev/null 2>&1; then
+        "$py" -m venv "$venv" || return
+        "$venv/bin/pip" install -q 'ansible-core>=2.19,<2.20' pytest || return
+    fi
+    NOTE="$("$venv/bin/ansible" --version | head -n1)"
+    # No pyroute2 in this venv on purpose: the modules must respawn under the system Python.
+    ANSIBLE_PLAYBOOK="$venv/bin/ansible-playbook" "$venv/bin/python" -m pytest -p no:cacheprovider -o addopts="" \
+        tests/integration/test_lab.py tests/integration/test_playbooks.py
 }
 
 copy_tree() {  # $1 = destination: the checkout's files as a clean clone plus work in progress has them
