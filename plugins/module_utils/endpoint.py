@@ -37,7 +37,7 @@ class EndpointPlanner:
     def plan(self, spec: EndpointSpec) -> dict:
         key = endpoint_key(spec.network, spec.sandbox.key)
         if key in self.seen:
-            raise option_error(spec.opt("netns"), spec.sandbox.value, "is listed twice for network %s" % spec.network)
+            raise option_error(spec.opt(spec.sandbox.kind), spec.sandbox.value, "is listed twice for network %s" % spec.network)
         self.seen.add(key)
         if spec.network == "host":
             return self._host_mode(spec)
@@ -274,9 +274,8 @@ class EndpointPlanner:
         return add
 
     def _current(self, view, inner, host_link, ours, spec: EndpointSpec) -> dict:
-        bridge_name = None
-        if host_link.master:
-            bridge_name = next((link.name for link in self.kernel.host.links().values() if link.index == host_link.master), None)
+        master = self.kernel.host.by_index(host_link.master) if host_link.master else None
+        bridge_name = master.name if master is not None else None
         return {
             "interface": inner.name, "host_interface": host_link.name, "bridge": bridge_name, "mac": inner.mac, "mtu": inner.mtu,
             "addresses": [str(a) for a in view.addresses(inner.index)], "routes": [r.describe() for r in view.routes(inner.index)],

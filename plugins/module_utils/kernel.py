@@ -78,6 +78,7 @@ class NetnsSession:
         self._addresses: Optional[Dict[int, list]] = None
         self._routes: Optional[List[Route]] = None
         self._indexes: Dict[str, int] = {}  # name -> ifindex, learnt from the dump and from lookups
+        self._by_index: Optional[Dict[int, Link]] = None
 
     @property
     def ipr(self):
@@ -96,6 +97,11 @@ class NetnsSession:
 
     def link(self, name: str) -> Optional[Link]:
         return self.links().get(name)
+
+    def by_index(self, index: int) -> Optional[Link]:
+        if self._by_index is None:
+            self._by_index = {link.index: link for link in self.links().values()}
+        return self._by_index.get(index)
 
     def addresses(self, index: int) -> list:
         """Addresses of a link, without IPv6 link-local ones (the kernel owns those)."""

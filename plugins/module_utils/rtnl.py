@@ -168,7 +168,6 @@ class Rtnl:
             })
         return result
 
-
     # ---- writes: each waits for the kernel's acknowledgement and raises OSError on refusal ----
     def _ack(self, kind: int, flags: int, body: bytes) -> None:
         for _message in self._request(kind, NLM_F_ACK | flags, body):

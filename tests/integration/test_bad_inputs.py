@@ -84,7 +84,6 @@ def assert_unchanged(host, before: dict, timeout: float = 5.0) -> None:
     assert after == before
 
 
-
 CASES = {
     # ---- cnm_bridge ----
     "invalid_cidr": Case("cnm_bridge", bridge(name="db", subnet="172.31.0.0/33"), "subnet"),
