@@ -1,0 +1,530 @@
+"""The firewall room: the cnm tables rendered from the store, compared with the kernel's by comments, changed in one transaction.
+
+No kernel and no nft binary: ``nft -j list ruleset`` listings are built here, and a small model of nft's
+semantics (FakeNft) applies transactions to them so that convergence and undo can be checked end to end.
+Golden renderings live in tests/unit/golden/; ``CNM_UPDATE_GOLDEN=1`` rewrites them (review the diff).
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import os
+import re
+
+import pytest
+
+from ansible_collections.cnm.network.plugins.module_utils.firewall import (
+    CHAINS,
+    INET_FORWARD,
+    INET_POSTROUTING,
+    Ruleset,
+    forwarding_needed,
+    parse,
+    render,
+    restore_commands,
+    transaction,
+)
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
+UPDATE_GOLDEN = os.environ.get("CNM_UPDATE_GOLDEN") == "1"
+COMMENT = re.compile(r"^cnm network (?P<network>[A-Za-z0-9_.-]+) (?P<what>isolation|internal out|internal in|masquerade) #[0-9a-f]{8}$")
+
+
+def network(bridge: str, subnet: str, **options) -> dict:
+    """A network record as the store holds it (the keys of BridgeNetwork.to_record)."""
+    record = {"driver": "bridge", "bridge_name": bridge, "subnet": subnet, "gateway": str(ipaddress.ip_network(subnet).network_address + 1),
+              "ip_range": subnet, "ipv6_subnet": None, "ipv6_gateway": None, "mtu": 1500, "masquerade": True, "internal": False, "icc": True,
+              "host_binding_ip": None}
+    record.update(options)
+    return record
+
+
+WEB = network("br-web", "172.30.0.0/24")
+DB = network("br-db", "172.30.1.0/24")
+VAULT = network("br-vault", "172.30.2.0/24", internal=True, icc=False)
+LAN = network("br-lan", "172.30.3.0/24", masquerade=False)
+
+CONFIGURATIONS = {
+    "one_network": {"web": WEB},
+    "two_networks": {"web": WEB, "db": DB},
+    "internal_without_icc": {"web": WEB, "vault": VAULT},
+    "masquerade_off": {"web": WEB, "lan": LAN},
+    "no_networks": {},
+}
+
+EMPTY = Ruleset({}, {})
+
+
+def chain_key(command: dict) -> tuple:
+    """(verb, object kind, family, table) of one nft JSON command."""
+    verb, body = next(iter(command.items()))
+    kind, spec = next(iter(body.items()))
+    return verb, kind, spec["family"], spec.get("table", spec.get("name"))
+
+
+def rules_of(rules, chain) -> list:
+    return [rule.command() for rule in rules if rule.chain == chain]
+
+
+def chain_item(chain, handle: int, **changes) -> dict:
+    item = {"family": chain.family, "table": "cnm", "name": chain.name, "handle": handle, "type": chain.type, "hook": chain.hook,
+            "prio": chain.prio, "policy": chain.policy}
+    item.update(changes)
+    return {"chain": item}
+
+
+def listing_of(rules, chain_changes=None, drop_comments=(), foreign=False) -> dict:
+    """What ``nft -j list ruleset`` prints for a kernel that holds ``rules`` (and, with foreign, firewalld's and Docker's tables).
+
+    ``chain_changes`` maps a Chain to spec fields that differ in the kernel; rules whose comment is in ``drop_comments`` are missing.
+    """
+    chain_changes = chain_changes or {}
+    items = [{"metainfo": {"version": "1.0.9", "release_name": "Old Doc Yak #3", "json_schema_version": 1}}]
+    handle = 1
+    if foreign:
+        items += [
+            {"table": {"family": "inet", "name": "firewalld", "handle": 90}},
+            {"chain": {"family": "inet", "table": "firewalld", "name": "filter_FORWARD", "handle": 91, "type": "filter", "hook": "forward",
+                       "prio": 10, "policy": "accept"}},
+            {"rule": {"family": "inet", "table": "firewalld", "chain": "filter_FORWARD", "handle": 92, "expr": [{"reject": None}],
+                      "comment": "cnm network web isolation #00000000"}},
+            {"table": {"family": "ip", "name": "filter", "handle": 93}},
+            {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "handle": 94, "type": "filter", "hook": "forward", "prio": 0,
+                       "policy": "drop"}},
+            {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 95, "expr": [{"counter": {"packets": 0, "bytes": 0}},
+                                                                                                    {"jump": {"target": "DOCKER-USER"}}]}},
+        ]
+    for family in sorted({rule.chain.family for rule in rules}):
+        items.append({"table": {"family": family, "name": "cnm", "handle": handle}})
+        for chain in CHAINS[family]:
+            handle += 1
+            items.append(chain_item(chain, handle, **chain_changes.get(chain, {})))
+        for chain in CHAINS[family]:
+            for rule in rules:
+                if rule.chain == chain and rule.comment not in drop_comments:
+                    handle += 1
+                    items.append({"rule": {"family": family, "table": "cnm", "chain": chain.name, "handle": handle, "expr": json.loads(rule.expr),
+                                           "comment": rule.comment}})
+    return {"nftables": items}
+
+
+class NftError(Exception):
+    pass
+
+
+class FakeNft:
+    """nft's semantics for the commands the firewall room sends, over a ``nft -j list ruleset`` listing.
+
+    One transaction is atomic: any error leaves the ruleset as it was. ``add`` of an existing table is a no-op,
+    of an existing chain with another hook or priority an error; ``delete`` of something missing is an error;
+    deleting a chain deletes its rules (the kernel's recursive NFT_MSG_DELCHAIN).
+    """
+
+    def __init__(self, listing: dict) -> None:
+        self.tables: dict = {}
+        self.handle = 1000
+        for item in listing["nftables"]:
+            if "table" in item:
+                self.tables[(item["table"]["family"], item["table"]["name"])] = {"chains": {}, "rules": {}}
+            elif "chain" in item:
+                chain = item["chain"]
+                self.tables[(chain["family"], chain["table"])]["chains"][chain["name"]] = dict(chain)
+                self.tables[(chain["family"], chain["table"])]["rules"][chain["name"]] = []
+            elif "rule" in item:
+                rule = item["rule"]
+                self.tables[(rule["family"], rule["table"])]["rules"][rule["chain"]].append(dict(rule))
+
+    def apply(self, commands: list) -> None:
+        saved = copy.deepcopy(self.tables)
+        try:
+            for command in commands:
+                self._one(command)
+        except NftError:
+            self.tables = saved
+            raise
+
+    def _table(self, family: str, name: str) -> dict:
+        if (family, name) not in self.tables:
+            raise NftError("No such file or directory: table %s %s" % (family, name))
+        return self.tables[(family, name)]
+
+    def _chain(self, spec: dict) -> str:
+        table = self._table(spec["family"], spec["table"])
+        name = spec.get("name", spec.get("chain"))
+        if name not in table["chains"]:
+            raise NftError("No such file or directory: chain %s %s %s" % (spec["family"], spec["table"], name))
+        return name
+
+    def _one(self, command: dict) -> None:
+        verb, body = next(iter(command.items()))
+        kind, spec = next(iter(body.items()))
+        self.handle += 1
+        if (verb, kind) == ("add", "table"):
+            self.tables.setdefault((spec["family"], spec["name"]), {"chains": {}, "rules": {}})
+        elif (verb, kind) == ("delete", "table"):
+            self._table(spec["family"], spec["name"])
+            del self.tables[(spec["family"], spec["name"])]
+        elif (verb, kind) == ("add", "chain"):
+            table = self._table(spec["family"], spec["table"])
+            have = table["chains"].get(spec["name"])
+            if have is not None:
+                if any(have.get(key) != spec.get(key) for key in ("type", "hook", "prio")):
+                    raise NftError("Operation not supported: chain %s exists with another hook or priority" % spec["name"])
+                return
+            table["chains"][spec["name"]] = dict(spec, handle=self.handle)
+            table["rules"][spec["name"]] = []
+        elif (verb, kind) == ("delete", "chain"):
+            name = self._chain(spec)
+            table = self.tables[(spec["family"], spec["table"])]
+            del table["chains"][name]
+            del table["rules"][name]
+        elif (verb, kind) == ("flush", "chain"):
+            self.tables[(spec["family"], spec["table"])]["rules"][self._chain(spec)] = []
+        elif (verb, kind) == ("add", "rule"):
+            name = self._chain(spec)
+            self.tables[(spec["family"], spec["table"])]["rules"][name].append(dict(spec, handle=self.handle))
+        else:
+            raise NftError("the fake does not know %s %s" % (verb, kind))
+
+    def listing(self) -> dict:
+        items = [{"metainfo": {"json_schema_version": 1}}]
+        for (family, name), table in self.tables.items():
+            items.append({"table": {"family": family, "name": name}})
+            items += [{"chain": chain} for chain in table["chains"].values()]
+            for chain_name in table["chains"]:
+                items += [{"rule": rule} for rule in table["rules"][chain_name]]
+        return {"nftables": items}
+
+    def without_handles(self) -> dict:
+        return {key: {"chains": {name: _no_handle(chain) for name, chain in table["chains"].items()},
+                      "rules": {name: [_no_handle(rule) for rule in rules] for name, rules in table["rules"].items()}}
+                for key, table in self.tables.items()}
+
+
+def _no_handle(item: dict) -> dict:
+    return {key: value for key, value in item.items() if key != "handle"}
+
+
+def desired_comments(rules) -> dict:
+    """Ruleset.comments() of a kernel holding exactly ``rules``: every chain of each family in use, in chain order."""
+    families = {rule.chain.family for rule in rules}
+    return {"%s %s" % (chain.family, chain.name): [rule.comment for rule in rules if rule.chain == chain]
+            for family in sorted(families) for chain in CHAINS[family]}
+
+
+# Golden renderings
+
+
+def golden_document(networks: dict) -> dict:
+    rules = render(networks)
+    return {"networks": networks, "comments": [rule.comment for rule in rules], "commands": [rule.command() for rule in rules]}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+def test_rendering_matches_the_reviewed_golden_file(name):
+    path = os.path.join(GOLDEN, "firewall_%s.json" % name)
+    document = golden_document(CONFIGURATIONS[name])
+    if UPDATE_GOLDEN:
+        os.makedirs(GOLDEN, exist_ok=True)
+        with open(path, "w") as handle:
+            json.dump(document, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+    if not os.path.exists(path):
+        pytest.fail("%s is missing: run with CNM_UPDATE_GOLDEN=1, review the file and commit it" % path)
+    with open(path) as handle:
+        assert json.load(handle) == json.loads(json.dumps(document))
+
+
+def test_one_network_is_masqueraded_out_of_any_interface_but_its_bridge():
+    (rule,) = render({"web": WEB})
+    assert rule.chain == INET_POSTROUTING
+    assert json.loads(rule.expr) == [
+        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "172.30.0.0", "len": 24}}}},
+        {"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "br-web"}},
+        {"masquerade": None},
+    ]
+
+
+def test_networks_are_isolated_from_each_other_in_both_directions():
+    rules = [rule for rule in render({"web": WEB, "db": DB, "api": network("br-api", "172.30.4.0/24")}) if rule.chain == INET_FORWARD]
+    assert [json.loads(rule.expr) for rule in rules] == [
+        [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "br-api"}},
+         {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": {"set": ["br-db", "br-web"]}}}, {"drop": None}],
+        [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "br-db"}},
+         {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": {"set": ["br-api", "br-web"]}}}, {"drop": None}],
+        [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "br-web"}},
+         {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": {"set": ["br-api", "br-db"]}}}, {"drop": None}],
+    ]
+
+
+def test_icc_off_is_no_firewall_rule_but_the_bridge_port_flag():
+    with_icc = {"web": WEB, "vault": dict(VAULT, icc=True)}
+    assert render(CONFIGURATIONS["internal_without_icc"]) == render(with_icc)
+    assert render({"api": network("br-api", "10.10.0.0/16", icc=False)}) == render({"api": network("br-api", "10.10.0.0/16")})
+
+
+def test_an_internal_network_is_not_masqueraded_and_drops_traffic_in_and_out():
+    rules = render({"vault": network("br-vault", "172.30.2.0/24", internal=True)})
+    assert [(rule.chain, rule.owner) for rule in rules] == [(INET_FORWARD, "network vault internal out"), (INET_FORWARD, "network vault internal in")]
+    assert [json.loads(rule.expr)[:2] for rule in rules] == [
+        [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "br-vault"}},
+         {"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "br-vault"}}],
+        [{"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "br-vault"}},
+         {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "br-vault"}}],
+    ]
+
+
+def test_a_lone_network_without_masquerade_needs_no_rule():
+    assert render({"lan": LAN}) == []
+
+
+def test_the_chains_are_a_filter_forward_and_a_srcnat_postrouting_chain_of_inet_cnm():
+    assert CHAINS == {"inet": (INET_FORWARD, INET_POSTROUTING)}
+    assert INET_FORWARD.spec() == {"family": "inet", "table": "cnm", "name": "forward", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}
+    assert INET_POSTROUTING.spec() == {"family": "inet", "table": "cnm", "name": "postrouting", "type": "nat", "hook": "postrouting", "prio": 100,
+                                       "policy": "accept"}
+
+
+# Properties of the rendering
+
+# sha256 of the chain and the expression: pinned, because a new digest for the same rule makes every host flush and refill the chain once
+GOLDEN_WEB_MASQUERADE_DIGEST = "3e576a68"
+MANY = {"web": WEB, "db": DB, "vault": VAULT, "lan": LAN, "api": network("br-api", "10.10.0.0/16", icc=False)}
+
+
+@pytest.mark.parametrize("networks", [MANY] + [CONFIGURATIONS[name] for name in sorted(CONFIGURATIONS)])
+def test_every_comment_starts_with_cnm_and_names_the_network_whose_bridge_it_matches(networks):
+    for rule in render(networks):
+        assert rule.comment.startswith("cnm ")
+        found = COMMENT.match(rule.comment)
+        assert found, rule.comment
+        owner = networks[found.group("network")]
+        first_interface = next(item["match"] for item in json.loads(rule.expr) if "meta" in item.get("match", {}).get("left", {}))
+        assert first_interface["right"] == owner["bridge_name"]
+
+
+def test_comments_are_unique():
+    comments = [rule.comment for rule in render(MANY)]
+    assert len(comments) == 10
+    assert len(set(comments)) == len(comments)
+
+
+def test_comment_is_stable_across_runs():
+    (rule,) = render({"web": WEB})
+    assert rule.comment == "cnm network web masquerade #%s" % GOLDEN_WEB_MASQUERADE_DIGEST
+    assert [rule.comment for rule in render(dict(MANY))] == [rule.comment for rule in render(dict(MANY))]
+
+
+def test_comment_changes_with_the_subnet_and_only_for_that_rule():
+    before = {rule.owner: rule.comment for rule in render({"web": WEB, "db": DB})}
+    after = {rule.owner: rule.comment for rule in render({"web": network("br-web", "172.30.8.0/24"), "db": DB})}
+    assert [owner for owner in before if before[owner] != after[owner]] == ["network web masquerade"]
+
+
+def test_comment_of_a_network_changes_when_another_network_bridge_is_renamed():
+    before = {rule.owner: rule.comment for rule in render({"web": WEB, "db": DB})}
+    after = {rule.owner: rule.comment for rule in render({"web": WEB, "db": network("br-db2", "172.30.1.0/24")})}
+    assert sorted(owner for owner in before if before[owner] != after[owner]) == ["network db isolation", "network db masquerade", "network web isolation"]
+
+
+def test_rule_order_is_by_network_name_whatever_the_store_order():
+    forwards = render({"web": WEB, "db": DB, "api": network("br-api", "172.30.4.0/24")})
+    backwards = render({"api": network("br-api", "172.30.4.0/24"), "db": DB, "web": WEB})
+    assert forwards == backwards
+    names = [COMMENT.match(rule.comment).group("network") for rule in forwards]
+    assert names == sorted(names) == ["api", "api", "db", "db", "web", "web"]
+
+
+# transaction(current, rules)
+
+
+def test_from_nothing_the_table_its_chains_and_all_rules_are_added():
+    rules = render(CONFIGURATIONS["internal_without_icc"])
+    assert transaction(EMPTY, rules) == [
+        {"add": {"table": {"family": "inet", "name": "cnm"}}},
+        {"add": {"chain": INET_FORWARD.spec()}}, *rules_of(rules, INET_FORWARD),
+        {"add": {"chain": INET_POSTROUTING.spec()}}, *rules_of(rules, INET_POSTROUTING),
+    ]
+    assert len(rules_of(rules, INET_FORWARD)) == 4 and len(rules_of(rules, INET_POSTROUTING)) == 1
+
+
+def test_every_chain_of_the_table_is_added_even_one_without_rules():
+    rules = render({"web": WEB})
+    assert transaction(EMPTY, rules) == [
+        {"add": {"table": {"family": "inet", "name": "cnm"}}},
+        {"add": {"chain": INET_FORWARD.spec()}},
+        {"add": {"chain": INET_POSTROUTING.spec()}}, *rules_of(rules, INET_POSTROUTING),
+    ]
+
+
+def test_nothing_to_render_and_nothing_in_the_kernel_is_no_transaction():
+    assert transaction(EMPTY, []) == []
+    assert transaction(parse(listing_of([], foreign=True)), []) == []
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+def test_a_kernel_that_already_holds_the_rules_needs_no_command(name):
+    rules = render(CONFIGURATIONS[name])
+    assert transaction(parse(listing_of(rules)), rules) == []
+    assert transaction(parse(listing_of(rules, foreign=True)), rules) == []
+
+
+def test_a_rule_deleted_out_of_band_flushes_and_refills_only_its_chain():
+    rules = render({"web": WEB, "db": DB})
+    (lost,) = [rule for rule in rules if rule.owner == "network web isolation"]
+    current = parse(listing_of(rules, drop_comments={lost.comment}))
+    assert transaction(current, rules) == [
+        {"flush": {"chain": {"family": "inet", "table": "cnm", "name": "forward"}}},
+        *rules_of(rules, INET_FORWARD),
+    ]
+
+
+def test_a_rule_added_by_hand_to_our_chain_is_flushed_away():
+    rules = render({"web": WEB})
+    listing = listing_of(rules)
+    listing["nftables"].append({"rule": {"family": "inet", "table": "cnm", "chain": "forward", "handle": 77, "expr": [{"accept": None}]}})
+    assert transaction(parse(listing), rules) == [{"flush": {"chain": {"family": "inet", "table": "cnm", "name": "forward"}}}]
+
+
+def test_rules_in_another_order_are_rewritten_in_the_rendered_order():
+    rules = render({"web": WEB, "db": DB})
+    listing = listing_of(rules)
+    forward = [index for index, item in enumerate(listing["nftables"]) if item.get("rule", {}).get("chain") == "forward"]
+    listing["nftables"][forward[0]], listing["nftables"][forward[1]] = listing["nftables"][forward[1]], listing["nftables"][forward[0]]
+    assert transaction(parse(listing), rules) == [{"flush": {"chain": {"family": "inet", "table": "cnm", "name": "forward"}}}, *rules_of(rules, INET_FORWARD)]
+
+
+@pytest.mark.parametrize("changes", [{"prio": 0}, {"hook": "output"}, {"type": "filter"}, {"policy": "drop"}], ids=["prio", "hook", "type", "policy"])
+def test_a_chain_with_another_hook_priority_type_or_policy_is_deleted_and_added_again(changes):
+    rules = render({"web": WEB, "db": DB})
+    current = parse(listing_of(rules, chain_changes={INET_POSTROUTING: changes}))
+    assert transaction(current, rules) == [
+        {"delete": {"chain": {"family": "inet", "table": "cnm", "name": "postrouting"}}},
+        {"add": {"chain": INET_POSTROUTING.spec()}},
+        *rules_of(rules, INET_POSTROUTING),
+    ]
+
+
+def test_with_nothing_to_render_our_table_is_deleted():
+    current = parse(listing_of(render(CONFIGURATIONS["internal_without_icc"]), foreign=True))
+    assert transaction(current, []) == [{"delete": {"table": {"family": "inet", "name": "cnm"}}}]
+
+
+def test_when_the_internal_network_goes_only_the_forward_chain_is_emptied():
+    current = parse(listing_of(render(CONFIGURATIONS["internal_without_icc"])))
+    assert transaction(current, render({"web": WEB})) == [{"flush": {"chain": {"family": "inet", "table": "cnm", "name": "forward"}}}]
+
+
+def test_parse_keeps_only_our_tables():
+    rules = render(CONFIGURATIONS["internal_without_icc"])
+    assert parse(listing_of([], foreign=True)) == EMPTY
+    mixed = parse(listing_of(rules, foreign=True))
+    assert mixed == parse(listing_of(rules))
+    assert sorted(mixed.chains) == [("inet", "forward"), ("inet", "postrouting")]
+    assert mixed.tables == {"inet"}
+    assert mixed.comments() == desired_comments(rules)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
+def test_foreign_tables_never_appear_in_commands(name):
+    other = render(CONFIGURATIONS["internal_without_icc"])
+    for current in (parse(listing_of([], foreign=True)), parse(listing_of(other, foreign=True))):
+        commands = transaction(current, render(CONFIGURATIONS[name])) + restore_commands(current, {"inet"})
+        assert {(family, table) for _verb, _kind, family, table in map(chain_key, commands)} <= {("inet", "cnm")}
+
+
+@pytest.mark.parametrize("start", sorted(CONFIGURATIONS))
+@pytest.mark.parametrize("goal", sorted(CONFIGURATIONS))
+def test_applying_the_transaction_converges_and_leaves_foreign_tables_alone(start, goal):
+    kernel = FakeNft(listing_of(render(CONFIGURATIONS[start]), foreign=True))
+    foreign_before = {key: table for key, table in kernel.without_handles().items() if key[1] != "cnm"}
+    rules = render(CONFIGURATIONS[goal])
+    kernel.apply(transaction(parse(kernel.listing()), rules))
+    assert parse(kernel.listing()).comments() == desired_comments(rules)
+    assert transaction(parse(kernel.listing()), rules) == []
+    assert {key: table for key, table in kernel.without_handles().items() if key[1] != "cnm"} == foreign_before
+
+
+def test_a_rendered_rule_carries_the_expression_and_the_comment_to_the_kernel():
+    rules = render({"web": WEB, "vault": VAULT})
+    kernel = FakeNft({"nftables": []})
+    kernel.apply(transaction(EMPTY, rules))
+    listed = [item["rule"] for item in kernel.listing()["nftables"] if "rule" in item]
+    assert sorted((rule["comment"], json.dumps(rule["expr"], sort_keys=True)) for rule in listed) == sorted((rule.comment, rule.expr) for rule in rules)
+
+
+@pytest.mark.xfail(strict=True, reason="firewall.transaction never deletes a chain of our tables that CHAINS does not name: its rules stay in force")
+def test_a_stray_chain_in_our_table_is_deleted():
+    rules = render({"web": WEB})
+    listing = listing_of(rules)
+    listing["nftables"] += [
+        {"chain": {"family": "inet", "table": "cnm", "name": "prerouting", "handle": 50, "type": "nat", "hook": "prerouting", "prio": -100,
+                   "policy": "accept"}},
+        {"rule": {"family": "inet", "table": "cnm", "chain": "prerouting", "handle": 51, "comment": "cnm port tcp/*:8080 #0badc0de",
+                  "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}},
+                           {"dnat": {"family": "ip", "addr": "172.30.0.9", "port": 80}}]}},
+    ]
+    kernel = FakeNft(listing)
+    kernel.apply(transaction(parse(kernel.listing()), rules))
+    assert parse(kernel.listing()).comments() == desired_comments(rules)
+
+
+@pytest.mark.xfail(strict=True, reason="firewall.parse ignores table items, so an inet cnm table without chains is never seen and never deleted")
+def test_an_empty_table_of_ours_is_deleted_when_nothing_is_rendered():
+    listing = {"nftables": [{"table": {"family": "inet", "name": "cnm", "handle": 3}}]}
+    assert transaction(parse(listing), []) == [{"delete": {"table": {"family": "inet", "name": "cnm"}}}]
+
+
+# restore_commands(before, families_after)
+
+
+def test_restore_deletes_our_tables_and_recreates_exactly_the_chains_and_rules_found_before():
+    listing = listing_of(render(CONFIGURATIONS["internal_without_icc"]), foreign=True)
+    before = parse(listing)
+    ours = [item for item in listing["nftables"] if item.get("chain", item.get("rule", {})).get("table") == "cnm"]
+    chains = sorted((item["chain"] for item in ours if "chain" in item), key=lambda chain: (chain["family"], chain["name"]))
+    expected = [
+        {"delete": {"table": {"family": "inet", "name": "cnm"}}},
+        {"add": {"table": {"family": "inet", "name": "cnm"}}},
+    ]
+    for chain in chains:
+        expected.append({"add": {"chain": _no_handle(chain)}})
+        expected += [{"add": {"rule": _no_handle(item["rule"])}} for item in ours
+                     if "rule" in item and (item["rule"]["family"], item["rule"]["chain"]) == (chain["family"], chain["name"])]
+    commands = restore_commands(before, {"inet"})
+    assert commands == expected
+    assert len([command for command in commands if "rule" in command.get("add", {})]) == 5
+    assert all(rule["comment"].startswith("cnm network ") for rule in (command["add"]["rule"] for command in commands if "rule" in command.get("add", {})))
+    assert "handle" not in json.dumps(commands)
+
+
+def test_restore_after_the_first_run_only_deletes_what_it_made():
+    assert restore_commands(EMPTY, {"inet"}) == [{"delete": {"table": {"family": "inet", "name": "cnm"}}}]
+
+
+@pytest.mark.parametrize(("start", "goal"), [(start, goal) for start in sorted(CONFIGURATIONS) for goal in sorted(CONFIGURATIONS) if start != goal])
+def test_restore_undoes_an_applied_transaction(start, goal):
+    kernel = FakeNft(listing_of(render(CONFIGURATIONS[start]), foreign=True))
+    original = kernel.without_handles()
+    before = parse(kernel.listing())
+    rules = render(CONFIGURATIONS[goal])
+    commands = transaction(before, rules)
+    assert commands
+    kernel.apply(commands)
+    kernel.apply(restore_commands(before, {rule.chain.family for rule in rules}))
+    assert kernel.without_handles() == original
+
+
+# forwarding_needed
+
+
+def test_forwarding_is_needed_as_soon_as_one_network_routes_out():
+    assert forwarding_needed({"web": WEB}) is True
+    assert forwarding_needed({"vault": VAULT, "lan": LAN}) is True
+
+
+def test_forwarding_is_not_needed_for_internal_networks_only_or_none():
+    assert forwarding_needed({"vault": VAULT, "hidden": network("br-hidden", "172.30.9.0/24", internal=True)}) is False
+    assert forwarding_needed({}) is False
