@@ -104,7 +104,8 @@ def spec_from_record(record: dict) -> EndpointSpec:
 
 
 def _endpoint_facing(record: dict) -> tuple:
-    return (record["gateway"], record["mtu"], record.get("ipv6_subnet"), record.get("ipv6_gateway"), record["subnet"])
+    return (record["gateway"], record["mtu"], record.get("ipv6_subnet"), record.get("ipv6_gateway"), record["subnet"], record.get("internal", False),
+            record.get("icc", True))
 
 
 def _check_overlaps(host: Host, network: BridgeNetwork) -> None:

@@ -158,6 +158,7 @@ class EndpointPlanner:
         desired = {
             "interface": ifname, "host_interface": host_ifname, "bridge": network.bridge_name, "mac": mac, "mtu": network.mtu,
             "addresses": [str(a) for a in addresses], "routes": [r.describe() for r in routes], "sysctls": dict(spec.sysctls),
+            "isolated_port": not network.icc,
         }
         current = self._current(view, inner, host_link, ours, spec) if ours else None
         target = "endpoint %s on %s" % (network.name, ref.key)
@@ -172,6 +173,8 @@ class EndpointPlanner:
                 lambda: self.kernel.host.create_veth(host_ifname, network.mtu, alias, network.bridge_name, peer, self.kernel.sandbox(ref).fd),
                 lambda: self.kernel.host.delete_link(host_ifname))
             add("set %s up in %s" % (ifname, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, up=True))
+            if not network.icc:
+                add("isolate bridge port %s (icc off)" % host_ifname, lambda: self.kernel.host.set_isolated(host_ifname, True))
             current_addresses, current_routes = [], []
             # Sysctls of the new interface vanish with it on undo; namespace-wide ones need their old value back.
             current_sysctls = {}
@@ -280,6 +283,7 @@ class EndpointPlanner:
             "interface": inner.name, "host_interface": host_link.name, "bridge": bridge_name, "mac": inner.mac, "mtu": inner.mtu,
             "addresses": [str(a) for a in view.addresses(inner.index)], "routes": [r.describe() for r in view.routes(inner.index)],
             "sysctls": {sysctl[0]: view.sysctl(_sysctl_path(sysctl[0], inner.name)) for sysctl in spec.sysctls},
+            "isolated_port": self.kernel.host.isolated(host_link.index),
         }
 
     def _repair_links(self, add, spec, network: BridgeNetwork, host_link, inner, mac: str, alias: str) -> None:
@@ -291,6 +295,10 @@ class EndpointPlanner:
         if host_link.mtu != network.mtu or not host_link.up or host_link.alias != alias:
             add("set %s mtu %d up" % (host_ifname, network.mtu), lambda: self.kernel.host.set_link(host_ifname, mtu=network.mtu, up=True, alias=alias),
                 lambda m=host_link.mtu: self.kernel.host.set_link(host_ifname, mtu=m))
+        isolated = self.kernel.host.isolated(host_link.index)
+        if isolated == network.icc:  # icc off <=> the port is isolated
+            add("%s bridge port %s (icc %s)" % ("isolate" if not network.icc else "un-isolate", host_ifname, "off" if not network.icc else "on"),
+                lambda: self.kernel.host.set_isolated(host_ifname, not network.icc), lambda: self.kernel.host.set_isolated(host_ifname, isolated))
         if inner.mac != mac:
             add("set %s mac %s in %s" % (ifname, mac, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, mac=mac),
                 lambda old=inner.mac: self.kernel.sandbox(ref).set_link(ifname, mac=old))
@@ -342,7 +350,7 @@ class EndpointPlanner:
 
     def _routes(self, spec: EndpointSpec, network: BridgeNetwork, free_defaults: set) -> list:
         routes = []
-        if spec.default_route:
+        if spec.default_route and not network.internal:  # an internal network has no way out
             claimed = self.claimed_defaults.setdefault(spec.sandbox.key, set())
             if 4 in free_defaults:
                 routes.append(RouteSpec(ipaddress.ip_network("0.0.0.0/0"), network.gateway))

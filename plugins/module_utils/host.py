@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
+from ansible_collections.cnm.network.plugins.module_utils.firewall import plan_firewall
 from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork
 from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
 from ansible_collections.cnm.network.plugins.module_utils.store import Store
@@ -26,9 +27,10 @@ PYROUTE2_HINT = ("pyroute2 (0.7.2 or newer) is required on the managed node: "
 class Host:
     """One module run on one host namespace: the netlink sessions, the locked store and the plan."""
 
-    def __init__(self, kernel_sessions: kernel.Kernel, store: Store, check_mode: bool = False) -> None:
+    def __init__(self, kernel_sessions: kernel.Kernel, store: Store, module=None) -> None:
         self.kernel = kernel_sessions
-        self.check_mode = check_mode
+        self.module = module
+        self.check_mode = bool(module is not None and module.check_mode)
         self.warnings: list = []
         self.store = store
         self.original = store.snapshot()
@@ -49,11 +51,15 @@ class Host:
             store.load()
             sessions = kernel.Kernel()
             try:
-                yield cls(sessions, store, check_mode=bool(module is not None and module.check_mode))
+                yield cls(sessions, store, module)
             finally:
                 sessions.close()
         finally:
             store.unlock()
+
+    def run_command(self, argv: list, data: Optional[str] = None) -> tuple:
+        """A command on the managed host (nft): (rc, stdout, stderr), never raising on a non-zero rc."""
+        return self.module.run_command(argv, data=data, check_rc=False, binary_data=False)
 
     # ---- networks in the store ----
     def network(self, name: str, option: str = "network") -> BridgeNetwork:
@@ -75,7 +81,8 @@ class Host:
 
     # ---- finishing ----
     def execute(self, check: bool) -> dict:
-        """Add the store write as the last change, run the plan and return the common result keys."""
+        """Add the firewall and the store write as the last changes, run the plan, return the common result keys."""
+        plan_firewall(self)  # every run reconciles the whole table: drift from any cause is repaired
         if self.state != self.original:
             before, after = copy.deepcopy(self.original), copy.deepcopy(self.state)
             self.plan.add("store", "write the store", _store_view(before), _store_view(after), lambda: self.store.save(after), lambda: self.store.save(before))

@@ -79,6 +79,7 @@ class NetnsSession:
         self._routes: Optional[List[Route]] = None
         self._indexes: Dict[str, int] = {}  # name -> ifindex, learnt from the dump and from lookups
         self._by_index: Optional[Dict[int, Link]] = None
+        self._isolated: Optional[set] = None
 
     @property
     def ipr(self):
@@ -97,6 +98,15 @@ class NetnsSession:
 
     def link(self, name: str) -> Optional[Link]:
         return self.links().get(name)
+
+    def isolated(self, index: int) -> bool:
+        """Whether the bridge port ``index`` is isolated (dumped once)."""
+        if self._isolated is None:
+            self._isolated = set(self.rtnl.isolated_ports())
+        return index in self._isolated
+
+    def set_isolated(self, name: str, isolated: bool) -> None:
+        self.rtnl.set_port_isolated(self.index(name), isolated)
 
     def by_index(self, index: int) -> Optional[Link]:
         if self._by_index is None:

@@ -106,6 +106,10 @@ class BridgeNetwork:
     ipv6_subnet: Optional[ipaddress.IPv6Network]
     ipv6_gateway: Optional[ipaddress.IPv6Address]
     mtu: int
+    masquerade: bool = True
+    internal: bool = False
+    icc: bool = True
+    host_binding_ip: Optional[ipaddress._BaseAddress] = None
     driver: str = "bridge"
 
     @property
@@ -151,7 +155,15 @@ class BridgeNetwork:
         low = 1280 if ipv6_subnet is not None else 68
         if not low <= mtu <= 65535:
             raise option_error("mtu", mtu, "is out of range (%d to 65535%s)" % (low, " with IPv6" if ipv6_subnet else ""))
-        return cls(name, bridge_name, subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway, mtu)
+        host_binding_ip = None
+        if params.get("host_binding_ip"):
+            try:
+                host_binding_ip = ipaddress.ip_address(str(params["host_binding_ip"]))
+            except ValueError as exc:
+                raise option_error("host_binding_ip", params["host_binding_ip"], "is not an IP address") from exc
+        return cls(name, bridge_name, subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway, mtu,
+                   masquerade=params.get("masquerade", True) is not False, internal=bool(params.get("internal")),
+                   icc=params.get("icc", True) is not False, host_binding_ip=host_binding_ip)
 
     def to_record(self) -> dict:
         return {
@@ -163,6 +175,10 @@ class BridgeNetwork:
             "ipv6_subnet": str(self.ipv6_subnet) if self.ipv6_subnet else None,
             "ipv6_gateway": str(self.ipv6_gateway) if self.ipv6_gateway else None,
             "mtu": self.mtu,
+            "masquerade": self.masquerade,
+            "internal": self.internal,
+            "icc": self.icc,
+            "host_binding_ip": str(self.host_binding_ip) if self.host_binding_ip else None,
         }
 
     @classmethod

@@ -45,6 +45,8 @@ _U32 = struct.Struct("=I")
 # attribute numbers (linux/if_link.h, if_addr.h, rtnetlink.h)
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP = 1, 3, 4, 5, 10, 18, 20, 27
 IFLA_NET_NS_FD = 28
+IFLA_PROTINFO = 12
+IFLA_BRPORT_ISOLATED = 33
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 NLA_F_NESTED = 0x8000
@@ -168,6 +170,18 @@ class Rtnl:
             })
         return result
 
+    def isolated_ports(self) -> List[int]:
+        """Indexes of the bridge ports whose 'isolated' flag is on (one AF_BRIDGE link dump)."""
+        result = []
+        for msg_type, payload in self._request(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(socket.AF_BRIDGE, 0, 0, 0, 0)):
+            if msg_type != RTM_NEWLINK:
+                continue
+            protinfo = attributes(payload, _IFINFO.size).get(IFLA_PROTINFO)
+            flag = attributes(protinfo).get(IFLA_BRPORT_ISOLATED) if protinfo else None
+            if flag and flag[0]:
+                result.append(_IFINFO.unpack_from(payload)[2])
+        return result
+
     # ---- writes: each waits for the kernel's acknowledgement and raises OSError on refusal ----
     def _ack(self, kind: int, flags: int, body: bytes) -> None:
         for _message in self._request(kind, NLM_F_ACK | flags, body):
@@ -201,6 +215,11 @@ class Rtnl:
         body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_MTU, _U32.pack(mtu))
         body += attr(IFLA_MASTER, _U32.pack(master)) + attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def set_port_isolated(self, index: int, isolated: bool) -> None:
+        """The bridge port flag behind Docker's icc=false: isolated ports reach only non-isolated ones (the bridge)."""
+        flag = attr(IFLA_BRPORT_ISOLATED, bytes([1 if isolated else 0]))
+        self._ack(RTM_SETLINK, 0, _IFINFO.pack(socket.AF_BRIDGE, 0, index, 0, 0) + attr(IFLA_PROTINFO | NLA_F_NESTED, flag))
 
     def delete_link(self, index: int) -> None:
         self._ack(RTM_DELLINK, 0, _IFINFO.pack(0, 0, index, 0, 0))

@@ -66,6 +66,11 @@ class Store:
     def save(self, data: Optional[dict] = None) -> None:
         if data is not None:
             self.data = data
+        if not any(value for key, value in self.data.items() if key != "version"):
+            # Nothing left to remember: no file either (the directory and its lock stay for the next run).
+            if os.path.exists(self.path):
+                os.unlink(self.path)
+            return
         handle, tmp = tempfile.mkstemp(dir=self.directory, prefix=".state.")
         try:
             with os.fdopen(handle, "w") as out:

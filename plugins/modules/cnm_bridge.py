@@ -81,9 +81,36 @@ options:
       - With C(state=absent), detach the endpoints still attached instead of refusing.
     type: bool
     default: false
+  masquerade:
+    description:
+      - Masquerade traffic from the subnet that leaves through any other interface (Docker's
+        C(com.docker.network.bridge.enable_ip_masquerade)). IPv4 only.
+    type: bool
+    default: true
+  internal:
+    description:
+      - Nothing in or out of the network except between its own endpoints (C(docker network create --internal));
+        its endpoints get no default route.
+    type: bool
+    default: false
+  icc:
+    description:
+      - Endpoints on this bridge may talk to each other (Docker's C(com.docker.network.bridge.enable_icc)).
+        With C(false) every endpoint's bridge port is isolated (the kernel's C(isolated) port flag), so endpoints
+        reach the gateway and the outside but not each other.
+    type: bool
+    default: true
+  host_binding_ip:
+    description:
+      - Default host address of ports published on this network (Docker's C(com.docker.network.bridge.host_binding_ipv4)).
+        Kept with the network for the port publishing of a coming release.
+    type: str
 notes:
-  - The firewall options of Docker's bridge driver (C(internal), C(icc), C(masquerade), C(host_binding_ip))
-    are not part of this release.
+  - Networks are isolated from each other as in Docker; the rules live in the nftables tables
+    C(inet cnm), owned by the collection, each rule commented with its owner.
+    The C(nft) command (package nftables) is required once a network needs a rule.
+  - IPv4 forwarding is turned on while a non-internal network exists; the value found first is
+    recorded and restored when the last network goes.
   - The bridge carries the interface alias C(cnm:network:NAME); the module never touches a bridge without it.
 seealso:
   - module: cnm.network.cnm_endpoint
@@ -104,6 +131,13 @@ EXAMPLES = r"""
     ip_range: 10.40.8.0/24
     ipv6_subnet: fd00:40::/64
     mtu: 1450
+
+- name: docker network create --internal -o com.docker.network.bridge.enable_icc=false vault
+  cnm.network.cnm_bridge:
+    name: vault
+    subnet: 172.31.9.0/24
+    internal: true
+    icc: false
 
 - name: docker network rm web, detaching whatever is still attached
   cnm.network.cnm_bridge:
@@ -154,6 +188,22 @@ network:
       description: MTU of the bridge and its endpoints.
       type: int
       sample: 1500
+    masquerade:
+      description: Whether traffic leaving the network is masqueraded.
+      type: bool
+      sample: true
+    internal:
+      description: Whether the network is internal.
+      type: bool
+      sample: false
+    icc:
+      description: Whether endpoints on the bridge may talk to each other.
+      type: bool
+      sample: true
+    host_binding_ip:
+      description: Default host address of published ports, or null.
+      type: str
+      sample: 192.0.2.11
     endpoints:
       description: Number of endpoints attached.
       type: int
@@ -200,6 +250,10 @@ def main() -> None:
             ipv6_gateway=dict(type="str"),
             mtu=dict(type="int", default=1500),
             force=dict(type="bool", default=False),
+            masquerade=dict(type="bool", default=True),
+            internal=dict(type="bool", default=False),
+            icc=dict(type="bool", default=True),
+            host_binding_ip=dict(type="str"),
         ),
         required_if=[("state", "present", ["subnet"])],
         supports_check_mode=True,

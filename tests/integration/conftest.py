@@ -120,7 +120,8 @@ class LabHost:
         Only what a module sets is kept: the kernel's own asynchronous changes (carrier, DAD of
         link-local addresses, neighbour reachability) would make equal states look different.
         """
-        state = {"netns": self.namespaces(), "store": self.store()}
+        state = {"netns": self.namespaces(), "store": self.store(), "ruleset": self.ruleset(),
+                 "ip_forward": self.sh("cat /proc/sys/net/ipv4/ip_forward").stdout}
         for name in self.namespaces():
             links = json.loads(sh("ip -d -j link show", netns=name).stdout)
             addrs = json.loads(sh("ip -j addr show", netns=name).stdout)
@@ -136,6 +137,10 @@ class LabHost:
                 "neighbours": sorted((n["dst"], n.get("dev"), n.get("lladdr")) for n in neigh if not n["dst"].startswith("fe80:")),
             }
         return state
+
+    def ruleset(self) -> str:
+        """The host's whole nftables ruleset (ours and anybody else's)."""
+        return self.sh("nft list ruleset").stdout
 
     def links(self, short: str | None = None) -> list:
         """Interface names in the host (or in one of its sandboxes)."""

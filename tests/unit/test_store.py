@@ -68,13 +68,24 @@ def test_save_is_atomic_and_leaves_no_temporary_file(store):
 
 
 def test_a_failed_save_keeps_the_old_file_and_removes_its_temporary_file(store):
+    store.networks["db"] = {"subnet": "172.31.0.0/24"}
     store.save()
     store.networks["web"] = {"bad": object()}  # not JSON-serialisable: the write fails half way
     with pytest.raises(TypeError):
         store.save()
     assert sorted(os.listdir(store.directory)) == ["lock", "state.json"]
     with open(store.path) as handle:
-        assert json.load(handle) == EMPTY
+        assert json.load(handle)["networks"] == {"db": {"subnet": "172.31.0.0/24"}}
+
+
+def test_an_empty_store_leaves_no_file(store):
+    store.networks["web"] = {"subnet": "172.30.0.0/24"}
+    store.save()
+    del store.networks["web"]
+    store.save()
+    assert not os.path.exists(store.path)
+    store.load()
+    assert store.data == EMPTY
 
 
 def test_a_file_of_another_format_version_is_reset(store):

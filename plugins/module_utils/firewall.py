@@ -1,0 +1,271 @@
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The firewall room: the collection's own nftables table, rendered whole from the store.
+
+Everything lives in ``inet cnm`` (isolation between networks, internal networks, masquerade).
+Docker's icc=false is not a rule: it is the kernel's own bridge port flag ``isolated`` (set by the
+endpoint planner), which needs neither br_netfilter nor nft's bridge meta keys (this kernel lacks
+``meta ibrname``). Every rule carries a comment naming its owner and a hash of its content,
+so comparing the kernel's rules with the desired ones is comparing two lists of comments. A chain
+whose list differs is flushed and refilled; all of it goes to the kernel in one ``nft -j -f``
+transaction. Tables of others are never flushed or edited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+
+TABLE = "cnm"
+COMMENT_PREFIX = "cnm "
+NFT_CANDIDATES = ("/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft")
+
+
+@dataclass(frozen=True)
+class Chain:
+    family: str
+    name: str
+    type: str
+    hook: str
+    prio: int
+    policy: str = "accept"
+
+    def spec(self) -> dict:
+        return {"family": self.family, "table": TABLE, "name": self.name, "type": self.type, "hook": self.hook, "prio": self.prio, "policy": self.policy}
+
+
+INET_FORWARD = Chain("inet", "forward", "filter", "forward", 0)
+INET_POSTROUTING = Chain("inet", "postrouting", "nat", "postrouting", 100)
+CHAINS = {"inet": (INET_FORWARD, INET_POSTROUTING)}
+
+
+@dataclass(frozen=True)
+class Rule:
+    chain: Chain
+    owner: str  # e.g. "network web isolation"
+    expr: str  # the nft JSON expression list, serialised (hashable)
+
+    @property
+    def comment(self) -> str:
+        digest = hashlib.sha256((self.chain.family + self.chain.name + self.expr).encode()).hexdigest()[:8]
+        return "%s%s #%s" % (COMMENT_PREFIX, self.owner, digest)
+
+    def command(self) -> dict:
+        return {"add": {"rule": {"family": self.chain.family, "table": TABLE, "chain": self.chain.name,
+                                 "expr": json.loads(self.expr), "comment": self.comment}}}
+
+
+def _rule(chain: Chain, owner: str, *expr) -> Rule:
+    return Rule(chain, owner, json.dumps(list(expr), sort_keys=True))
+
+
+def _match(key: str, right, op: str = "==") -> dict:
+    return {"match": {"op": op, "left": {"meta": {"key": key}}, "right": right}}
+
+
+def _saddr(network) -> dict:
+    proto = "ip" if network.version == 4 else "ip6"
+    prefix = {"prefix": {"addr": str(network.network_address), "len": network.prefixlen}}
+    return {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "saddr"}}, "right": prefix}}
+
+
+def _names(names: List[str]):
+    return names[0] if len(names) == 1 else {"set": sorted(names)}
+
+
+def render(networks: Dict[str, dict]) -> List[Rule]:
+    """The rules every cnm network of the store needs, in chain order."""
+    rules: List[Rule] = []
+    bridges = {name: record["bridge_name"] for name, record in networks.items()}
+    for name in sorted(networks):
+        record = networks[name]
+        bridge = record["bridge_name"]
+        others = [other for other_name, other in bridges.items() if other_name != name]
+        if others:  # Docker's isolation: no traffic from this network into another cnm network
+            rules.append(_rule(INET_FORWARD, "network %s isolation" % name, _match("iifname", bridge), _match("oifname", _names(others)), {"drop": None}))
+        if record.get("internal"):  # nothing in or out, only between the network's own endpoints
+            rules.append(_rule(INET_FORWARD, "network %s internal out" % name, _match("iifname", bridge), _match("oifname", bridge, "!="), {"drop": None}))
+            rules.append(_rule(INET_FORWARD, "network %s internal in" % name, _match("oifname", bridge), _match("iifname", bridge, "!="), {"drop": None}))
+        elif record.get("masquerade", True):
+            subnet = ipaddress.ip_network(record["subnet"])
+            rules.append(_rule(INET_POSTROUTING, "network %s masquerade" % name, _saddr(subnet), _match("oifname", bridge, "!="), {"masquerade": None}))
+    return rules
+
+
+@dataclass
+class Ruleset:
+    """Our tables as the kernel has them: chains by (family, name) with their spec and rules."""
+
+    chains: Dict[Tuple[str, str], dict]
+    rules: Dict[Tuple[str, str], List[dict]]
+    families: set = field(default_factory=set)  # families in which our table exists (also when it has no chain)
+
+    def comments(self) -> Dict[str, List[str]]:
+        return {"%s %s" % key: [rule.get("comment", "") for rule in self.rules.get(key, [])] for key in sorted(self.chains)}
+
+    @property
+    def tables(self) -> set:
+        return self.families | {family for family, _name in self.chains}
+
+
+def parse(listing: dict) -> Ruleset:
+    """Our tables out of ``nft -j list ruleset`` (everything else is ignored)."""
+    chains: Dict[Tuple[str, str], dict] = {}
+    rules: Dict[Tuple[str, str], List[dict]] = {}
+    families = set()
+    for item in listing.get("nftables", []):
+        if "table" in item and item["table"].get("name") == TABLE and item["table"].get("family") in CHAINS:
+            families.add(item["table"]["family"])
+        elif "chain" in item and item["chain"].get("table") == TABLE and item["chain"].get("family") in CHAINS:
+            chain = item["chain"]
+            chains[(chain["family"], chain["name"])] = chain
+        elif "rule" in item and item["rule"].get("table") == TABLE and item["rule"].get("family") in CHAINS:
+            rule = item["rule"]
+            rules.setdefault((rule["family"], rule["chain"]), []).append(rule)
+    return Ruleset(chains, rules, families)
+
+
+def _same_chain(current: dict, wanted: Chain) -> bool:
+    have = (current.get("type"), current.get("hook"), current.get("prio"), current.get("policy", "accept"))
+    return have == (wanted.type, wanted.hook, wanted.prio, wanted.policy)
+
+
+def transaction(current: Ruleset, rules: List[Rule]) -> List[dict]:
+    """The nft JSON commands that turn ``current`` into exactly ``rules`` (empty: nothing to do)."""
+    wanted_families = {rule.chain.family for rule in rules}
+    commands: List[dict] = []
+    for family in sorted(current.tables - wanted_families):
+        commands.append({"delete": {"table": {"family": family, "name": TABLE}}})
+    for family in sorted(wanted_families):
+        if family not in current.tables:
+            commands.append({"add": {"table": {"family": family, "name": TABLE}}})
+        known = {chain.name for chain in CHAINS[family]}
+        for stray_family, stray in sorted(current.chains):  # chains we no longer render (older versions, hand-made)
+            if stray_family == family and stray not in known:
+                commands.append({"flush": {"chain": {"family": family, "table": TABLE, "name": stray}}})
+                commands.append({"delete": {"chain": {"family": family, "table": TABLE, "name": stray}}})
+        for chain in CHAINS[family]:
+            key = (family, chain.name)
+            mine = [rule for rule in rules if rule.chain == chain]
+            have = current.chains.get(key)
+            if have is not None and not _same_chain(have, chain):
+                commands.append({"delete": {"chain": {"family": family, "table": TABLE, "name": chain.name}}})
+                have = None
+            if have is None:
+                commands.append({"add": {"chain": chain.spec()}})
+            elif [r.get("comment") for r in current.rules.get(key, [])] == [rule.comment for rule in mine]:
+                continue
+            else:
+                commands.append({"flush": {"chain": {"family": family, "table": TABLE, "name": chain.name}}})
+            commands.extend(rule.command() for rule in mine)
+    return commands
+
+
+def restore_commands(before: Ruleset, after_families: set) -> List[dict]:
+    """Commands that put ``before`` back (the undo of a transaction)."""
+    commands: List[dict] = [{"delete": {"table": {"family": family, "name": TABLE}}} for family in sorted(after_families)]
+    for family in sorted(before.tables):
+        commands.append({"add": {"table": {"family": family, "name": TABLE}}})
+    for (family, name), chain in sorted(before.chains.items()):
+        spec = {key: chain[key] for key in ("family", "table", "name", "type", "hook", "prio", "policy") if key in chain}
+        commands.append({"add": {"chain": spec}})
+        for rule in before.rules.get((family, name), []):
+            commands.append({"add": {"rule": {key: rule[key] for key in ("family", "table", "chain", "expr", "comment") if key in rule}}})
+    return commands
+
+
+class Nft:
+    """The nft command: one listing and at most one transaction per module run.
+
+    ``run`` is AnsibleModule.run_command (argv, data=stdin) -> (rc, stdout, stderr).
+    """
+
+    def __init__(self, run) -> None:
+        self.run = run
+        self.path = next((path for path in NFT_CANDIDATES if os.access(path, os.X_OK)), None) or shutil.which("nft")
+
+    def require(self, why: str) -> str:
+        if self.path is None:
+            raise CnmError("%s needs nftables: install the nftables package (the nft command was not found)" % why)
+        return self.path
+
+    def ruleset(self) -> Ruleset:
+        if self.path is None:
+            return Ruleset({}, {})
+        code, out, err = self.run([self.path, "-j", "list", "ruleset"])
+        if code != 0:
+            raise CnmError("nft -j list ruleset failed: %s" % err.strip())
+        return parse(json.loads(out or "{}"))
+
+    def apply(self, commands: List[dict], why: str = "the firewall") -> None:
+        code, _out, err = self.run([self.require(why), "-j", "-f", "-"], data=json.dumps({"nftables": commands}))
+        if code != 0:
+            raise OSError(code, "nft refused the transaction: %s" % err.strip())
+
+
+def forwarding_needed(networks: Dict[str, dict]) -> bool:
+    """Routing out of a network needs IPv4 forwarding on the host; internal networks do not."""
+    return any(not record.get("internal") for record in networks.values())
+
+
+def sysctl_path(name: str) -> str:
+    return os.path.join("/proc/sys", name.replace(".", "/"))
+
+
+def read_sysctl(name: str) -> Optional[str]:
+    try:
+        with open(sysctl_path(name)) as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def write_sysctl(name: str, value: str) -> None:
+    with open(sysctl_path(name), "w") as handle:
+        handle.write(value)
+
+
+def plan_firewall(host) -> None:
+    """Add to the host's plan what makes our tables and the forwarding sysctl match the store."""
+    networks = host.state["networks"]
+    rules = render(networks)
+    nft = Nft(host.run_command)
+    if rules:
+        nft.require("the firewall of network(s) %s (masquerade, internal or isolation)" % ", ".join(sorted(networks)))
+    current = nft.ruleset()
+    commands = transaction(current, rules)
+    if commands:
+        wanted = Ruleset({(rule.chain.family, rule.chain.name): {} for rule in rules}, {})
+        for family in {rule.chain.family for rule in rules}:
+            for chain in CHAINS[family]:
+                wanted.chains[(family, chain.name)] = {}
+                wanted.rules[(family, chain.name)] = [{"comment": rule.comment} for rule in rules if rule.chain == chain]
+        families_after = {rule.chain.family for rule in rules}
+        host.plan.add("firewall", "apply %d nft command(s) to the cnm tables" % len(commands), current.comments() or None, wanted.comments() or None,
+                      lambda: nft.apply(commands), lambda: nft.apply(restore_commands(current, families_after)))
+    _plan_forwarding(host, forwarding_needed(networks))
+
+
+def _plan_forwarding(host, needed: bool) -> None:
+    """IPv4 forwarding: on while a network routes; the value found first comes back after the last one."""
+    name = "net.ipv4.ip_forward"
+    recorded = host.state.get("sysctls", {})
+    value = read_sysctl(name)
+    if needed and value != "1":
+        host.state.setdefault("sysctls", {}).setdefault(name, value)
+        host.plan.add("sysctl %s" % name, "set %s=1 (recorded: %s)" % (name, value), {name: value}, {name: "1"},
+                      lambda: write_sysctl(name, "1"), lambda: write_sysctl(name, value))
+    elif not needed and name in recorded:
+        original = host.state["sysctls"].pop(name)
+        if not host.state["sysctls"]:
+            del host.state["sysctls"]
+        if original is not None and original != value:
+            host.plan.add("sysctl %s" % name, "restore %s=%s" % (name, original), {name: value}, {name: original},
+                          lambda: write_sysctl(name, original), lambda: write_sysctl(name, value))
