@@ -158,7 +158,7 @@ class EndpointPlanner:
         desired = {
             "interface": ifname, "host_interface": host_ifname, "bridge": network.bridge_name, "mac": mac, "mtu": network.mtu,
             "addresses": [str(a) for a in addresses], "routes": [r.describe() for r in routes], "sysctls": dict(spec.sysctls),
-            "isolated_port": not network.icc,
+            "port_flags": {"isolated": not network.icc, "hairpin": True},
         }
         current = self._current(view, inner, host_link, ours, spec) if ours else None
         target = "endpoint %s on %s" % (network.name, ref.key)
@@ -173,8 +173,8 @@ class EndpointPlanner:
                 lambda: self.kernel.host.create_veth(host_ifname, network.mtu, alias, network.bridge_name, peer, self.kernel.sandbox(ref).fd),
                 lambda: self.kernel.host.delete_link(host_ifname))
             add("set %s up in %s" % (ifname, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, up=True))
-            if not network.icc:
-                add("isolate bridge port %s (icc off)" % host_ifname, lambda: self.kernel.host.set_isolated(host_ifname, True))
+            add("set bridge port %s hairpin%s" % (host_ifname, ", isolated (icc off)" if not network.icc else ""),
+                lambda: self.kernel.host.set_port_flags(host_ifname, not network.icc, True))
             current_addresses, current_routes = [], []
             # Sysctls of the new interface vanish with it on undo; namespace-wide ones need their old value back.
             current_sysctls = {}
@@ -230,6 +230,16 @@ class EndpointPlanner:
             self._lease_index(network.name, 6)[ipv6] = ref.key
         return _result(new_record, ref)
 
+    def _unpublish(self, network: str, sandbox_key: str) -> None:
+        """A detached endpoint's published ports go with it, in the same firewall transaction."""
+        ports = self.host.state.get("ports", {})
+        for port_key in [k for k, entry in ports.items() if (entry["network"], entry["sandbox"]) == (network, sandbox_key)]:
+            entry = ports.pop(port_key)
+            if entry["protocol"] == "udp":
+                self.host.conntrack_flush.add(entry["host_port"])
+        if "ports" in self.host.state and not ports:
+            del self.host.state["ports"]
+
     def _lease_index(self, network: str, version: int) -> dict:
         index = self.leases.get((network, version))
         if index is None:
@@ -283,7 +293,7 @@ class EndpointPlanner:
             "interface": inner.name, "host_interface": host_link.name, "bridge": bridge_name, "mac": inner.mac, "mtu": inner.mtu,
             "addresses": [str(a) for a in view.addresses(inner.index)], "routes": [r.describe() for r in view.routes(inner.index)],
             "sysctls": {sysctl[0]: view.sysctl(_sysctl_path(sysctl[0], inner.name)) for sysctl in spec.sysctls},
-            "isolated_port": self.kernel.host.isolated(host_link.index),
+            "port_flags": _port_flags(self.kernel.host.port_flags(host_link.index)),
         }
 
     def _repair_links(self, add, spec, network: BridgeNetwork, host_link, inner, mac: str, alias: str) -> None:
@@ -295,10 +305,11 @@ class EndpointPlanner:
         if host_link.mtu != network.mtu or not host_link.up or host_link.alias != alias:
             add("set %s mtu %d up" % (host_ifname, network.mtu), lambda: self.kernel.host.set_link(host_ifname, mtu=network.mtu, up=True, alias=alias),
                 lambda m=host_link.mtu: self.kernel.host.set_link(host_ifname, mtu=m))
-        isolated = self.kernel.host.isolated(host_link.index)
-        if isolated == network.icc:  # icc off <=> the port is isolated
-            add("%s bridge port %s (icc %s)" % ("isolate" if not network.icc else "un-isolate", host_ifname, "off" if not network.icc else "on"),
-                lambda: self.kernel.host.set_isolated(host_ifname, not network.icc), lambda: self.kernel.host.set_isolated(host_ifname, isolated))
+        flags = self.kernel.host.port_flags(host_link.index)
+        if flags != (not network.icc, True):  # icc off <=> the port is isolated; hairpin for published ports
+            add("set bridge port %s hairpin%s" % (host_ifname, ", isolated (icc off)" if not network.icc else ", not isolated"),
+                lambda: self.kernel.host.set_port_flags(host_ifname, not network.icc, True),
+                lambda: self.kernel.host.set_port_flags(host_ifname, *flags))
         if inner.mac != mac:
             add("set %s mac %s in %s" % (ifname, mac, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, mac=mac),
                 lambda old=inner.mac: self.kernel.sandbox(ref).set_link(ifname, mac=old))
@@ -381,8 +392,13 @@ class EndpointPlanner:
         if record is not None:
             self._release(record)
             del self.host.state["endpoints"][key]
+            self._unpublish(spec.network, ref.key)
         self._maybe_delete_sandbox(spec)
         return result
+
+
+def _port_flags(flags: tuple) -> dict:
+    return {"isolated": flags[0], "hairpin": flags[1]}
 
 
 def _free_link_group(session) -> int:

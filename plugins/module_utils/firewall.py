@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The firewall room: the collection's own nftables table, rendered whole from the store.
 
-Everything lives in ``inet cnm`` (isolation between networks, internal networks, masquerade).
+Everything lives in ``inet cnm`` (isolation between networks, internal networks, masquerade, and
+the DNAT of published ports with their hairpin, localhost and loopback-guard rules).
 Docker's icc=false is not a rule: it is the kernel's own bridge port flag ``isolated`` (set by the
 endpoint planner), which needs neither br_netfilter nor nft's bridge meta keys (this kernel lacks
 ``meta ibrname``). Every rule carries a comment naming its owner and a hash of its content,
@@ -41,9 +42,13 @@ class Chain:
         return {"family": self.family, "table": TABLE, "name": self.name, "type": self.type, "hook": self.hook, "prio": self.prio, "policy": self.policy}
 
 
+INET_RAW = Chain("inet", "raw_prerouting", "filter", "prerouting", -300)
+INET_PREROUTING = Chain("inet", "prerouting", "nat", "prerouting", -100)
+INET_OUTPUT = Chain("inet", "output", "nat", "output", -100)
 INET_FORWARD = Chain("inet", "forward", "filter", "forward", 0)
 INET_POSTROUTING = Chain("inet", "postrouting", "nat", "postrouting", 100)
-CHAINS = {"inet": (INET_FORWARD, INET_POSTROUTING)}
+CHAINS = {"inet": (INET_RAW, INET_PREROUTING, INET_OUTPUT, INET_FORWARD, INET_POSTROUTING)}
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 @dataclass(frozen=True)
@@ -76,13 +81,64 @@ def _saddr(network) -> dict:
     return {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "saddr"}}, "right": prefix}}
 
 
+def _payload(protocol: str, field_name: str, right, op: str = "==") -> dict:
+    return {"match": {"op": op, "left": {"payload": {"protocol": protocol, "field": field_name}}, "right": right}}
+
+
+def _prefix(network) -> dict:
+    return {"prefix": {"addr": str(network.network_address), "len": network.prefixlen}}
+
+
 def _names(names: List[str]):
     return names[0] if len(names) == 1 else {"set": sorted(names)}
 
 
-def render(networks: Dict[str, dict]) -> List[Rule]:
-    """The rules every cnm network of the store needs, in chain order."""
+def reaches_loopback(entry: dict) -> bool:
+    """A published port bound to all addresses or to 127.0.0.0/8 answers on the host's loopback."""
+    return not entry["host_ip"] or ipaddress.ip_address(entry["host_ip"]).is_unspecified or ipaddress.ip_address(entry["host_ip"]) in LOOPBACK
+
+
+def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule]:
+    """DNAT for every published port, from other hosts (prerouting) and from the host itself (output)."""
     rules: List[Rule] = []
+    for key in sorted(ports):
+        entry = ports[key]
+        owner = "port %s %s" % (entry["network"], key)
+        proto = _match("l4proto", entry["protocol"])
+        dport = _payload("th", "dport", entry["host_port"])
+        dnat = {"dnat": {"family": "ip", "addr": entry["container_ip"], "port": entry["container_port"]}}
+        host_ip = ipaddress.ip_address(entry["host_ip"]) if entry["host_ip"] else None
+        if host_ip is None or host_ip.is_unspecified:
+            where = [_match("nfproto", "ipv4"), {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}]
+        else:
+            where = [_payload("ip", "daddr", str(host_ip))]
+        if host_ip is None or host_ip not in LOOPBACK:
+            rules.append(_rule(INET_PREROUTING, owner, *(where + [proto, dport, dnat])))
+        rules.append(_rule(INET_OUTPUT, owner, *(where + [proto, dport, dnat])))
+    if ports:
+        # Published ports are meant to be reached from anywhere, also from other cnm networks.
+        rules.insert(0, _rule(INET_FORWARD, "ports accept published", {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
+                              {"accept": None}))
+    if any(reaches_loopback(entry) for entry in ports.values()):
+        # Docker's guard: nobody outside may reach a loopback-bound port by routing 127.0.0.1 through us.
+        rules.insert(0, _rule(INET_RAW, "ports loopback guard", _match("iifname", "lo", "!="), _payload("ip", "daddr", _prefix(LOOPBACK)), {"drop": None}))
+    for name in sorted({entry["network"] for entry in ports.values()}):
+        record = networks.get(name)
+        if record is None:
+            continue
+        bridge = record["bridge_name"]
+        ct_dnat = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
+        # Hairpin: an endpoint reaching a port published on its own network answers through the host.
+        rules.append(_rule(INET_POSTROUTING, "network %s hairpin" % name, _match("oifname", bridge),
+                           _saddr(ipaddress.ip_network(record["subnet"])), ct_dnat, {"masquerade": None}))
+        if any(reaches_loopback(entry) for entry in ports.values() if entry["network"] == name):
+            rules.append(_rule(INET_POSTROUTING, "network %s localhost" % name, _match("oifname", bridge), _saddr(LOOPBACK), {"masquerade": None}))
+    return rules
+
+
+def render(networks: Dict[str, dict], ports: Optional[Dict[str, dict]] = None) -> List[Rule]:
+    """The rules every cnm network and published port of the store needs, in chain order."""
+    rules: List[Rule] = render_ports(networks, ports or {})
     bridges = {name: record["bridge_name"] for name, record in networks.items()}
     for name in sorted(networks):
         record = networks[name]
@@ -233,9 +289,10 @@ def write_sysctl(name: str, value: str) -> None:
 
 
 def plan_firewall(host) -> None:
-    """Add to the host's plan what makes our tables and the forwarding sysctl match the store."""
+    """Add to the host's plan what makes our table, the sysctls it needs and conntrack match the store."""
     networks = host.state["networks"]
-    rules = render(networks)
+    ports = host.state.get("ports", {})
+    rules = render(networks, ports)
     nft = Nft(host.run_command)
     if rules:
         nft.require("the firewall of network(s) %s (masquerade, internal or isolation)" % ", ".join(sorted(networks)))
@@ -250,22 +307,50 @@ def plan_firewall(host) -> None:
         families_after = {rule.chain.family for rule in rules}
         host.plan.add("firewall", "apply %d nft command(s) to the cnm tables" % len(commands), current.comments() or None, wanted.comments() or None,
                       lambda: nft.apply(commands), lambda: nft.apply(restore_commands(current, families_after)))
-    _plan_forwarding(host, forwarding_needed(networks))
+    _plan_sysctls(host, needed_sysctls(networks, ports))
+    _plan_conntrack_flush(host)
 
 
-def _plan_forwarding(host, needed: bool) -> None:
-    """IPv4 forwarding: on while a network routes; the value found first comes back after the last one."""
-    name = "net.ipv4.ip_forward"
+def needed_sysctls(networks: Dict[str, dict], ports: Dict[str, dict]) -> Dict[str, str]:
+    """IPv4 forwarding while a network routes; route_localnet on bridges whose ports answer on 127.0.0.1."""
+    wanted = {"net.ipv4.ip_forward": "1"} if forwarding_needed(networks) else {}
+    for entry in ports.values():
+        record = networks.get(entry["network"])
+        if record is not None and reaches_loopback(entry):
+            wanted["net.ipv4.conf.%s.route_localnet" % record["bridge_name"]] = "1"
+    return wanted
+
+
+def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
+    """Set what is wanted, recording the value found first; give it back when no longer wanted."""
     recorded = host.state.get("sysctls", {})
-    value = read_sysctl(name)
-    if needed and value != "1":
-        host.state.setdefault("sysctls", {}).setdefault(name, value)
-        host.plan.add("sysctl %s" % name, "set %s=1 (recorded: %s)" % (name, value), {name: value}, {name: "1"},
-                      lambda: write_sysctl(name, "1"), lambda: write_sysctl(name, value))
-    elif not needed and name in recorded:
-        original = host.state["sysctls"].pop(name)
-        if not host.state["sysctls"]:
-            del host.state["sysctls"]
-        if original is not None and original != value:
-            host.plan.add("sysctl %s" % name, "restore %s=%s" % (name, original), {name: value}, {name: original},
-                          lambda: write_sysctl(name, original), lambda: write_sysctl(name, value))
+    for name in sorted(set(wanted) | set(recorded)):
+        value = read_sysctl(name)
+        if name in wanted and value is not None and value != wanted[name]:
+            host.state.setdefault("sysctls", {}).setdefault(name, value)
+            host.plan.add("sysctl %s" % name, "set %s=%s (recorded: %s)" % (name, wanted[name], value), {name: value}, {name: wanted[name]},
+                          lambda n=name, v=wanted[name]: write_sysctl(n, v), lambda n=name, v=value: write_sysctl(n, v))
+        elif name not in wanted and name in recorded:
+            original = host.state["sysctls"].pop(name)
+            if original is not None and value is not None and original != value:
+                host.plan.add("sysctl %s" % name, "restore %s=%s" % (name, original), {name: value}, {name: original},
+                              lambda n=name, v=original: write_sysctl(n, v), lambda n=name, v=value: write_sysctl(n, v))
+    if "sysctls" in host.state and not host.state["sysctls"]:
+        del host.state["sysctls"]
+
+
+def _plan_conntrack_flush(host) -> None:
+    """UDP mappings that changed: delete their conntrack entries so the new mapping takes effect at once."""
+    for port in sorted(host.conntrack_flush):
+        host.plan.add("conntrack udp %d" % port, "flush UDP conntrack entries to host port %d" % port, None, None,
+                      lambda p=port: _flush(host, p))
+
+
+def _flush(host, port: int) -> None:
+    path = next((p for p in ("/usr/sbin/conntrack", "/sbin/conntrack") if os.access(p, os.X_OK)), None) or shutil.which("conntrack")
+    if path is None:
+        host.warnings.append("conntrack entries of UDP port %d were not flushed: install the conntrack package" % port)
+        return
+    code, _out, err = host.run_command([path, "-D", "-p", "udp", "--orig-port-dst", str(port)])
+    if code not in (0, 1):  # 1: there was nothing to delete
+        raise OSError(code, "conntrack -D failed: %s" % err.strip())

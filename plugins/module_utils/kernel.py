@@ -16,7 +16,7 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
@@ -79,7 +79,7 @@ class NetnsSession:
         self._routes: Optional[List[Route]] = None
         self._indexes: Dict[str, int] = {}  # name -> ifindex, learnt from the dump and from lookups
         self._by_index: Optional[Dict[int, Link]] = None
-        self._isolated: Optional[set] = None
+        self._port_flags: Optional[Dict[int, Tuple[bool, bool]]] = None
 
     @property
     def ipr(self):
@@ -99,14 +99,14 @@ class NetnsSession:
     def link(self, name: str) -> Optional[Link]:
         return self.links().get(name)
 
-    def isolated(self, index: int) -> bool:
-        """Whether the bridge port ``index`` is isolated (dumped once)."""
-        if self._isolated is None:
-            self._isolated = set(self.rtnl.isolated_ports())
-        return index in self._isolated
+    def port_flags(self, index: int) -> Tuple[bool, bool]:
+        """(isolated, hairpin) of the bridge port ``index`` (all ports dumped once)."""
+        if self._port_flags is None:
+            self._port_flags = self.rtnl.port_flags()
+        return self._port_flags.get(index, (False, False))
 
-    def set_isolated(self, name: str, isolated: bool) -> None:
-        self.rtnl.set_port_isolated(self.index(name), isolated)
+    def set_port_flags(self, name: str, isolated: bool, hairpin: bool) -> None:
+        self.rtnl.set_port_flags(self.index(name), isolated, hairpin)
 
     def by_index(self, index: int) -> Optional[Link]:
         if self._by_index is None:

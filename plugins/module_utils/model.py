@@ -296,3 +296,23 @@ class EndpointSpec:
             sysctls=parse_sysctls(opt("sysctls"), params.get("sysctls")),
             where=where,
         )
+
+
+def batch_items(params: dict, option_names, sandbox_options) -> list:
+    """The items of a module's batch option (``endpoints``) as (options, where) pairs.
+
+    The top-level options are the defaults of every item; an item that names its own sandbox
+    replaces the top-level sandbox entirely (so ``netns`` above and ``pid`` in an item do not clash).
+    Without a batch, the top-level options are the one item.
+    """
+    defaults = {name: params[name] for name in option_names}
+    if params.get("endpoints") is None:
+        return [(defaults, "")]
+    items = []
+    for number, item in enumerate(params["endpoints"]):
+        merged = {name: item[name] if item.get(name) is not None else defaults[name] for name in option_names}
+        if any(item.get(kind) is not None for kind in sandbox_options):
+            for kind in sandbox_options:
+                merged[kind] = item.get(kind)
+        items.append((merged, "endpoints[%d]." % number))
+    return items

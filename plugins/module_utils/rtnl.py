@@ -46,6 +46,7 @@ _U32 = struct.Struct("=I")
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP = 1, 3, 4, 5, 10, 18, 20, 27
 IFLA_NET_NS_FD = 28
 IFLA_PROTINFO = 12
+IFLA_BRPORT_MODE = 4  # hairpin
 IFLA_BRPORT_ISOLATED = 33
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
@@ -170,16 +171,16 @@ class Rtnl:
             })
         return result
 
-    def isolated_ports(self) -> List[int]:
-        """Indexes of the bridge ports whose 'isolated' flag is on (one AF_BRIDGE link dump)."""
-        result = []
+    def port_flags(self) -> Dict[int, Tuple[bool, bool]]:
+        """Bridge ports by index: (isolated, hairpin), from one AF_BRIDGE link dump."""
+        result = {}
         for msg_type, payload in self._request(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(socket.AF_BRIDGE, 0, 0, 0, 0)):
             if msg_type != RTM_NEWLINK:
                 continue
             protinfo = attributes(payload, _IFINFO.size).get(IFLA_PROTINFO)
-            flag = attributes(protinfo).get(IFLA_BRPORT_ISOLATED) if protinfo else None
-            if flag and flag[0]:
-                result.append(_IFINFO.unpack_from(payload)[2])
+            flags = attributes(protinfo) if protinfo else {}
+            isolated, hairpin = flags.get(IFLA_BRPORT_ISOLATED, b"\0"), flags.get(IFLA_BRPORT_MODE, b"\0")
+            result[_IFINFO.unpack_from(payload)[2]] = (bool(isolated[0]), bool(hairpin[0]))
         return result
 
     # ---- writes: each waits for the kernel's acknowledgement and raises OSError on refusal ----
@@ -216,10 +217,11 @@ class Rtnl:
         body += attr(IFLA_MASTER, _U32.pack(master)) + attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def set_port_isolated(self, index: int, isolated: bool) -> None:
-        """The bridge port flag behind Docker's icc=false: isolated ports reach only non-isolated ones (the bridge)."""
-        flag = attr(IFLA_BRPORT_ISOLATED, bytes([1 if isolated else 0]))
-        self._ack(RTM_SETLINK, 0, _IFINFO.pack(socket.AF_BRIDGE, 0, index, 0, 0) + attr(IFLA_PROTINFO | NLA_F_NESTED, flag))
+    def set_port_flags(self, index: int, isolated: bool, hairpin: bool) -> None:
+        """Bridge port flags: ``isolated`` is Docker's icc=false (isolated ports reach only the bridge and
+        non-isolated ports); ``hairpin`` lets a DNATed packet go back out of the port it came in by."""
+        flags = attr(IFLA_BRPORT_ISOLATED, bytes([int(isolated)])) + attr(IFLA_BRPORT_MODE, bytes([int(hairpin)]))
+        self._ack(RTM_SETLINK, 0, _IFINFO.pack(socket.AF_BRIDGE, 0, index, 0, 0) + attr(IFLA_PROTINFO | NLA_F_NESTED, flags))
 
     def delete_link(self, index: int) -> None:
         self._ack(RTM_DELLINK, 0, _IFINFO.pack(0, 0, index, 0, 0))

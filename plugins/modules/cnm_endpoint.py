@@ -287,7 +287,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.host import run_module
-from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec
+from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec, batch_items
 
 ITEM_OPTIONS = dict(
     network=dict(type="str"),
@@ -320,25 +320,14 @@ def main() -> None:
         required_one_of=[("network", "endpoints")],
         supports_check_mode=True,
     )
-    params = module.params
-    defaults = {name: params[name] for name in ITEM_OPTIONS}
+    items = batch_items(module.params, ITEM_OPTIONS, ("netns", "netns_path", "pid"))
 
     def build(host):
         planner = EndpointPlanner(host)
-        if params["endpoints"] is None:
-            result = {"endpoint": planner.plan(EndpointSpec.from_params(defaults))}
-            planner.finish()
-            return result
-        specs = []
-        for number, item in enumerate(params["endpoints"]):
-            merged = {name: item[name] if item.get(name) is not None else defaults[name] for name in ITEM_OPTIONS}
-            if any(item.get(kind) is not None for kind in ("netns", "netns_path", "pid")):
-                for kind in ("netns", "netns_path", "pid"):
-                    merged[kind] = item.get(kind)  # an item's sandbox replaces the top-level one
-            specs.append(EndpointSpec.from_params(merged, where="endpoints[%d]." % number))
-        result = {"endpoints": [planner.plan(spec) for spec in specs]}
+        specs = [EndpointSpec.from_params(options, where) for options, where in items]
+        results = [planner.plan(spec) for spec in specs]
         planner.finish()
-        return result
+        return {"endpoints": results} if module.params["endpoints"] is not None else {"endpoint": results[0]}
 
     run_module(module, build)
 

@@ -181,6 +181,23 @@ def _no_leftovers():
     assert sh("ip -br link").stdout == links_before, "the root namespace's links changed"
 
 
+LAN, INTERNET = "203.0.113.2", "198.51.100.2"
+
+
+@pytest.fixture
+def world(host):
+    """host --uplink-- lan --wan-- internet; the host's default route points at the LAN router."""
+    lan, net = host.sandbox("lan"), host.sandbox("internet")
+    sh("ip netns add %s && ip netns add %s" % (lan, net))
+    sh("ip link add uplink netns %s type veth peer name eth0 netns %s" % (host.name, lan))
+    sh("ip link add wan netns %s type veth peer name eth0 netns %s" % (lan, net))
+    host.sh("ip addr add 203.0.113.1/24 dev uplink && ip link set uplink up && ip route add default via %s" % LAN)
+    sh("ip addr add %s/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip addr add 198.51.100.1/24 dev wan && ip link set wan up"
+       " && sysctl -qw net.ipv4.ip_forward=1" % LAN, netns=lan)
+    sh("ip addr add %s/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 198.51.100.1" % INTERNET, netns=net)
+    return lan, net
+
+
 def tcp_connects(client_ns: str, server_ns: str, address: str, port: int = 8080) -> bool:
     """Start a one-shot TCP server in ``server_ns`` and connect to it from ``client_ns``."""
     server = subprocess.Popen(

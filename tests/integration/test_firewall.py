@@ -1,8 +1,8 @@
 """The firewall layer on the real kernel: masquerade, internal networks, ICC, isolation, drift.
 
-Beside the throwaway host, a namespace stands for another machine on the LAN (203.0.113.2, the
-host's upstream router) and one for the internet behind it (198.51.100.2). Servers print the
-address they see a connection come from.
+Beside the throwaway host, the ``world`` fixture (conftest) gives a LAN namespace (203.0.113.2, the
+host's upstream router) and the internet behind it (198.51.100.2). Servers print the address they
+see a connection come from.
 """
 
 from __future__ import annotations
@@ -11,24 +11,7 @@ import json
 import subprocess
 import sys
 
-import pytest
-from conftest import pings, sh
-
-LAN, INTERNET = "203.0.113.2", "198.51.100.2"
-
-
-@pytest.fixture
-def world(host):
-    """host --uplink-- lan --wan-- internet; the host's default route points at the LAN router."""
-    lan, net = host.sandbox("lan"), host.sandbox("internet")
-    sh("ip netns add %s && ip netns add %s" % (lan, net))
-    sh("ip link add uplink netns %s type veth peer name eth0 netns %s" % (host.name, lan))
-    sh("ip link add wan netns %s type veth peer name eth0 netns %s" % (lan, net))
-    host.sh("ip addr add 203.0.113.1/24 dev uplink && ip link set uplink up && ip route add default via %s" % LAN)
-    sh("ip addr add %s/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip addr add 198.51.100.1/24 dev wan && ip link set wan up"
-       " && sysctl -qw net.ipv4.ip_forward=1" % LAN, netns=lan)
-    sh("ip addr add %s/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 198.51.100.1" % INTERNET, netns=net)
-    return lan, net
+from conftest import INTERNET, LAN, pings, sh
 
 
 def peer_seen(client_ns: str, server_ns: str, address: str, port: int = 9000) -> str:
@@ -152,7 +135,7 @@ def test_check_mode_predicts_rule_changes_and_changes_nothing(host):
     before = host.snapshot()
     predicted = host.module("cnm_bridge", check=True, name="web", subnet="172.30.0.0/24", icc=False, masquerade=False)
     assert host.snapshot() == before
-    assert any("nft command" in c for c in predicted["changes"]) and any("isolate bridge port" in c for c in predicted["changes"])
+    assert any("nft command" in c for c in predicted["changes"]) and any("isolated (icc off)" in c for c in predicted["changes"])
     assert any("masquerade" in c for c in predicted["diff"]["before"]["firewall"]["inet postrouting"])
     assert "firewall" not in predicted["diff"]["after"]  # one network, no masquerade: no rule, no table
     real = host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", icc=False, masquerade=False)

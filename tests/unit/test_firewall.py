@@ -18,7 +18,10 @@ import pytest
 from ansible_collections.cnm.network.plugins.module_utils.firewall import (
     CHAINS,
     INET_FORWARD,
+    INET_OUTPUT,
     INET_POSTROUTING,
+    INET_PREROUTING,
+    INET_RAW,
     Ruleset,
     forwarding_needed,
     parse,
@@ -280,8 +283,10 @@ def test_a_lone_network_without_masquerade_needs_no_rule():
     assert render({"lan": LAN}) == []
 
 
-def test_the_chains_are_a_filter_forward_and_a_srcnat_postrouting_chain_of_inet_cnm():
-    assert CHAINS == {"inet": (INET_FORWARD, INET_POSTROUTING)}
+def test_the_chains_of_inet_cnm_are_raw_dnat_filter_and_srcnat_base_chains():
+    assert CHAINS == {"inet": (INET_RAW, INET_PREROUTING, INET_OUTPUT, INET_FORWARD, INET_POSTROUTING)}
+    expected = [("filter", "prerouting", -300), ("nat", "prerouting", -100), ("nat", "output", -100), ("filter", "forward", 0), ("nat", "postrouting", 100)]
+    assert [(c.type, c.hook, c.prio) for c in CHAINS["inet"]] == expected
     assert INET_FORWARD.spec() == {"family": "inet", "table": "cnm", "name": "forward", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}
     assert INET_POSTROUTING.spec() == {"family": "inet", "table": "cnm", "name": "postrouting", "type": "nat", "hook": "postrouting", "prio": 100,
                                        "policy": "accept"}
@@ -344,6 +349,7 @@ def test_from_nothing_the_table_its_chains_and_all_rules_are_added():
     rules = render(CONFIGURATIONS["internal_without_icc"])
     assert transaction(EMPTY, rules) == [
         {"add": {"table": {"family": "inet", "name": "cnm"}}},
+        {"add": {"chain": INET_RAW.spec()}}, {"add": {"chain": INET_PREROUTING.spec()}}, {"add": {"chain": INET_OUTPUT.spec()}},
         {"add": {"chain": INET_FORWARD.spec()}}, *rules_of(rules, INET_FORWARD),
         {"add": {"chain": INET_POSTROUTING.spec()}}, *rules_of(rules, INET_POSTROUTING),
     ]
@@ -354,6 +360,7 @@ def test_every_chain_of_the_table_is_added_even_one_without_rules():
     rules = render({"web": WEB})
     assert transaction(EMPTY, rules) == [
         {"add": {"table": {"family": "inet", "name": "cnm"}}},
+        {"add": {"chain": INET_RAW.spec()}}, {"add": {"chain": INET_PREROUTING.spec()}}, {"add": {"chain": INET_OUTPUT.spec()}},
         {"add": {"chain": INET_FORWARD.spec()}},
         {"add": {"chain": INET_POSTROUTING.spec()}}, *rules_of(rules, INET_POSTROUTING),
     ]
@@ -422,7 +429,7 @@ def test_parse_keeps_only_our_tables():
     assert parse(listing_of([], foreign=True)) == EMPTY
     mixed = parse(listing_of(rules, foreign=True))
     assert mixed == parse(listing_of(rules))
-    assert sorted(mixed.chains) == [("inet", "forward"), ("inet", "postrouting")]
+    assert sorted(mixed.chains) == sorted(("inet", chain.name) for chain in CHAINS["inet"])
     assert mixed.tables == {"inet"}
     assert mixed.comments() == desired_comments(rules)
 

@@ -1,0 +1,212 @@
+#!/usr/bin/python
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: cnm_port_publish
+short_description: Publish endpoint ports on the host, as C(docker run -p 4000:80) does
+version_added: 0.1.0
+description:
+  - Publishes ports of an endpoint made by M(cnm.network.cnm_endpoint) on the host, with nftables DNAT
+    in the collection's own table C(inet cnm), reachable from other hosts, from the host itself on its
+    own addresses, from C(127.0.0.1) when the binding allows it, and from other containers (hairpin).
+  - A port bound to all addresses or to C(127.0.0.1) is guarded as Docker does - packets to C(127.0.0.0/8)
+    that arrive from outside the host are dropped - and C(route_localnet) is set on that network's
+    bridge only (recorded, and restored when the last such port goes).
+  - A host port already published to another endpoint, or bound by a process on the host, is refused
+    naming the owner. UDP conntrack entries of a changed mapping are flushed (needs the C(conntrack) command).
+  - Detaching an endpoint with M(cnm.network.cnm_endpoint) unpublishes its ports in the same run.
+author:
+  - cnm.network contributors (!UNKNOWN)
+requirements:
+  - pyroute2 >= 0.7.2 and nftables (the C(nft) command) on the managed node; C(conntrack) for UDP mappings
+attributes:
+  check_mode:
+    support: full
+    description: Reports exactly the changes the real run would make, and makes none.
+  diff_mode:
+    support: full
+    description: Shows the rules (by comment) and the store before and after.
+options:
+  network:
+    description:
+      - The network of the endpoint whose ports are published. Required unless every item of C(endpoints) names it.
+    type: str
+  state:
+    description:
+      - C(present) publishes the listed ports (others of the endpoint stay); C(absent) removes the listed
+        ports, or all of the endpoint's ports when C(ports) is omitted.
+    type: str
+    choices: [present, absent]
+    default: present
+  netns:
+    description:
+      - The endpoint's sandbox by namespace name. Exactly one of C(netns), C(netns_path), C(pid) and C(container_ip).
+    type: str
+  netns_path:
+    description:
+      - The endpoint's sandbox by namespace file path.
+    type: path
+  pid:
+    description:
+      - The endpoint's sandbox by process ID.
+    type: int
+  container_ip:
+    description:
+      - The endpoint by its IPv4 address on C(network).
+    type: str
+  ports:
+    description:
+      - Port mappings, in Docker's string form (C(4000:80), C(127.0.0.1:4000:80/tcp), C(8000-8010:80-90),
+        C(53:53/udp)) or as dicts with C(host_ip), C(host_port), C(container_port), C(protocol) (tcp, udp, sctp).
+      - A host port is required (Docker's ephemeral ports cannot be declared). Without a host address the
+        network's C(host_binding_ip) is used, else all IPv4 addresses of the host.
+    type: list
+    elements: raw
+  endpoints:
+    description:
+      - Several endpoints at once; each item takes C(network), C(netns), C(netns_path), C(pid), C(container_ip),
+        C(ports) and C(state), the top-level values being the defaults.
+    type: list
+    elements: dict
+    suboptions:
+      network:
+        description: As the top-level C(network).
+        type: str
+      state:
+        description: As the top-level C(state).
+        type: str
+        choices: [present, absent]
+      netns:
+        description: As the top-level C(netns).
+        type: str
+      netns_path:
+        description: As the top-level C(netns_path).
+        type: path
+      pid:
+        description: As the top-level C(pid).
+        type: int
+      container_ip:
+        description: As the top-level C(container_ip).
+        type: str
+      ports:
+        description: As the top-level C(ports).
+        type: list
+        elements: raw
+notes:
+  - IPv4 only in this release (the container's IPv4 address, IPv4 host addresses).
+  - Ports cannot be published on internal networks.
+seealso:
+  - module: cnm.network.cnm_endpoint
+  - module: cnm.network.cnm_bridge
+"""
+
+EXAMPLES = r"""
+- name: docker run -p 4000:80 --network web (the container in sandbox web1)
+  cnm.network.cnm_port_publish:
+    network: web
+    netns: web1
+    ports: ["4000:80"]
+
+- name: Loopback only, a UDP port and a range
+  cnm.network.cnm_port_publish:
+    network: web
+    netns: web1
+    ports:
+      - "127.0.0.1:8080:80/tcp"
+      - "53:53/udp"
+      - "8000-8010:9000-9010"
+      - {host_ip: 192.0.2.11, host_port: 8443, container_port: 443}
+
+- name: One port on each of many endpoints in one task
+  cnm.network.cnm_port_publish:
+    network: web
+    endpoints:
+      - {netns: app0, ports: ["10000:80"]}
+      - {netns: app1, ports: ["10001:80"]}
+
+- name: Unpublish everything of web1
+  cnm.network.cnm_port_publish:
+    network: web
+    netns: web1
+    state: absent
+"""
+
+RETURN = r"""
+published:
+  description: One entry per endpoint handled, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    network:
+      description: Network name.
+      type: str
+      sample: web
+    sandbox:
+      description: The endpoint's sandbox as C(KIND:VALUE).
+      type: str
+      sample: "netns:web1"
+    container_ip:
+      description: The endpoint's IPv4 address (state present).
+      type: str
+      sample: 172.30.0.2
+    ports:
+      description: The mappings now published, in Docker's form (state present).
+      type: list
+      elements: str
+      sample: ["4000:80/tcp"]
+    removed:
+      description: The host sides removed (state absent).
+      type: list
+      elements: str
+      sample: ["tcp/*:4000"]
+changes:
+  description: The changes made (or, in check mode, that would be made), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["apply 4 nft command(s) to the cnm tables", "write the store"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cnm.network.plugins.module_utils.host import run_module
+from ansible_collections.cnm.network.plugins.module_utils.model import batch_items
+from ansible_collections.cnm.network.plugins.module_utils.publish import PublishSpec, plan_publish
+
+ITEM_OPTIONS = dict(
+    network=dict(type="str"),
+    state=dict(type="str", choices=["present", "absent"]),
+    netns=dict(type="str"),
+    netns_path=dict(type="path"),
+    pid=dict(type="int"),
+    container_ip=dict(type="str"),
+    ports=dict(type="list", elements="raw"),
+)
+SANDBOX_OPTIONS = ("netns", "netns_path", "pid", "container_ip")
+
+
+def main() -> None:
+    argument_spec = dict(ITEM_OPTIONS, state=dict(type="str", choices=["present", "absent"], default="present"))
+    argument_spec["endpoints"] = dict(type="list", elements="dict", options=ITEM_OPTIONS)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[SANDBOX_OPTIONS],
+        required_one_of=[("network", "endpoints")],
+        supports_check_mode=True,
+    )
+    items = batch_items(module.params, ITEM_OPTIONS, SANDBOX_OPTIONS)
+
+    def build(host):
+        specs = [PublishSpec.from_params(options, where) for options, where in items]
+        return {"published": [plan_publish(host, spec) for spec in specs]}
+
+    run_module(module, build)
+
+
+if __name__ == "__main__":
+    main()
