@@ -235,8 +235,7 @@ class EndpointPlanner:
         ports = self.host.state.get("ports", {})
         for port_key in [k for k, entry in ports.items() if (entry["network"], entry["sandbox"]) == (network, sandbox_key)]:
             entry = ports.pop(port_key)
-            if entry["protocol"] == "udp":
-                self.host.conntrack_flush.add(entry["host_port"])
+            self.host.conntrack_flush.add((entry["protocol"], entry["host_port"]))
         if "ports" in self.host.state and not ports:
             del self.host.state["ports"]
 

@@ -340,17 +340,17 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
 
 
 def _plan_conntrack_flush(host) -> None:
-    """UDP mappings that changed: delete their conntrack entries so the new mapping takes effect at once."""
-    for port in sorted(host.conntrack_flush):
-        host.plan.add("conntrack udp %d" % port, "flush UDP conntrack entries to host port %d" % port, None, None,
-                      lambda p=port: _flush(host, p))
+    """Mappings changed (UDP) or removed: delete their conntrack entries, so the change takes effect at once."""
+    for protocol, port in sorted(host.conntrack_flush):
+        host.plan.add("conntrack %s %d" % (protocol, port), "flush %s conntrack entries to host port %d" % (protocol.upper(), port), None, None,
+                      lambda proto=protocol, p=port: _flush(host, proto, p))
 
 
-def _flush(host, port: int) -> None:
+def _flush(host, protocol: str, port: int) -> None:
     path = next((p for p in ("/usr/sbin/conntrack", "/sbin/conntrack") if os.access(p, os.X_OK)), None) or shutil.which("conntrack")
     if path is None:
-        host.warnings.append("conntrack entries of UDP port %d were not flushed: install the conntrack package" % port)
+        host.warnings.append("conntrack entries of %s port %d were not flushed: install the conntrack package" % (protocol, port))
         return
-    code, _out, err = host.run_command([path, "-D", "-p", "udp", "--orig-port-dst", str(port)])
+    code, _out, err = host.run_command([path, "-D", "-p", protocol, "--orig-port-dst", str(port)])
     if code not in (0, 1):  # 1: there was nothing to delete
         raise OSError(code, "conntrack -D failed: %s" % err.strip())

@@ -38,7 +38,7 @@ class Host:
         self.plan = Plan()
         self.reclaimed: list = []
         self.new_sandboxes: set = set()  # sandbox keys this plan creates: their leases are not stale
-        self.conntrack_flush: set = set()  # UDP host ports whose mapping changed: stale conntrack entries go
+        self.conntrack_flush: set = set()  # (protocol, host port) of mappings changed or removed: their conntrack entries go
         self._swept: set = set()  # networks whose leases were checked against their sandboxes in this run
 
     @classmethod

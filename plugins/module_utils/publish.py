@@ -68,7 +68,8 @@ def plan_publish(host: Host, spec: PublishSpec) -> dict:
         removed = [key for key, entry in entries.items() if entry["network"] == network.name and entry["sandbox"] == owner
                    and (not spec.ports or any(key == mapping.key for mapping in spec.ports))]
         for key in removed:
-            _flush_udp(host, entries.pop(key))
+            entry = entries.pop(key)
+            host.conntrack_flush.add((entry["protocol"], entry["host_port"]))  # a removed mapping leaves no flow of its own
         if not entries:
             del host.state["ports"]
         return {"network": network.name, "sandbox": owner, "removed": sorted(removed)}
@@ -97,7 +98,8 @@ def plan_publish(host: Host, spec: PublishSpec) -> dict:
             if mapping.key not in entries:
                 _refuse_bound_port(where, mapping)
             entries[mapping.key] = entry
-            _flush_udp(host, entry)
+            if entry["protocol"] == "udp":  # UDP flows would keep answering from the old mapping
+                host.conntrack_flush.add(("udp", entry["host_port"]))
         published.append(docker_form(mapping))
     return {"network": network.name, "sandbox": owner, "container_ip": endpoint["ipv4_address"], "ports": published}
 
@@ -120,12 +122,6 @@ def _host_addresses(host: Host) -> set:
     for link in host.kernel.host.links().values():
         addresses.update(a.ip for a in host.kernel.host.addresses(link.index) if a.version == 4)
     return addresses
-
-
-def _flush_udp(host: Host, entry: dict) -> None:
-    """A changed UDP mapping must not keep answering from stale conntrack entries."""
-    if entry["protocol"] == "udp":
-        host.conntrack_flush.add(entry["host_port"])
 
 
 def _refuse_bound_port(where: str, mapping: PortMapping) -> None:

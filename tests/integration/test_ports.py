@@ -123,6 +123,14 @@ def test_check_mode_idempotence_and_absent_leaves_only_what_was_there(web):
     assert web.snapshot() == before  # no rule, no sysctl (route_localnet restored), nothing in the store
 
 
+def test_absent_leaves_no_conntrack_entry_of_its_own(web):
+    web.ok("cnm_port_publish", network="web", netns=web.sandbox("a"), ports=["4000:80"])
+    assert wait_answer(web.name, "tcp", "127.0.0.1", 4000, "web-a") == "web-a"
+    assert "dport=4000" in web.sh("conntrack -L -p tcp --orig-port-dst 4000 2>/dev/null").stdout
+    web.ok("cnm_port_publish", network="web", netns=web.sandbox("a"), state="absent")
+    assert "dport=4000" not in web.sh("conntrack -L -p tcp --orig-port-dst 4000 2>/dev/null").stdout
+
+
 def test_detaching_the_endpoint_removes_its_ports_in_the_same_run(web, world):
     web.ok("cnm_port_publish", network="web", netns=web.sandbox("a"), ports=["4000:80"])
     web.ok("cnm_endpoint", network="web", netns=web.sandbox("a"), state="absent")

@@ -24,6 +24,7 @@ from ansible_collections.cnm.network.plugins.module_utils.firewall import (
     INET_RAW,
     Ruleset,
     forwarding_needed,
+    needed_sysctls,
     parse,
     render,
     restore_commands,
@@ -533,3 +534,52 @@ def test_forwarding_is_needed_as_soon_as_one_network_routes_out():
 def test_forwarding_is_not_needed_for_internal_networks_only_or_none():
     assert forwarding_needed({"vault": VAULT, "hidden": network("br-hidden", "172.30.9.0/24", internal=True)}) is False
     assert forwarding_needed({}) is False
+
+
+# Published ports
+
+
+def port(network_name: str, host_ip, host_port: int, container_ip: str, container_port: int, protocol: str = "tcp", sandbox: str = "netns:a") -> tuple:
+    """A store entry of a published port, keyed as publish.py keys it."""
+    entry = {"network": network_name, "sandbox": sandbox, "container_ip": container_ip, "host_ip": host_ip, "host_port": host_port,
+             "container_port": container_port, "protocol": protocol}
+    key = "%s/%s:%d" % (protocol, host_ip or "*", host_port)
+    return key, entry
+
+
+PORT_CONFIGURATIONS = {
+    "ports_all_addresses_and_udp": ({"web": WEB}, dict([port("web", None, 4000, "172.30.0.2", 80), port("web", None, 5353, "172.30.0.2", 53, "udp")])),
+    "ports_loopback_and_one_address": ({"web": WEB, "db": DB}, dict([port("web", "127.0.0.1", 4001, "172.30.0.2", 80),
+                                                                     port("db", "192.0.2.11", 8443, "172.30.1.2", 443, sandbox="netns:b")])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PORT_CONFIGURATIONS))
+def test_port_rendering_matches_the_reviewed_golden_file(name):
+    networks, ports = PORT_CONFIGURATIONS[name]
+    rules = render(networks, ports)
+    document = {"networks": networks, "ports": ports, "comments": [rule.comment for rule in rules], "commands": [rule.command() for rule in rules]}
+    path = os.path.join(GOLDEN, "firewall_%s.json" % name)
+    if UPDATE_GOLDEN:
+        with open(path, "w") as handle:
+            json.dump(document, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+    if not os.path.exists(path):
+        pytest.fail("%s is missing: run with CNM_UPDATE_GOLDEN=1, review the file and commit it" % path)
+    with open(path) as handle:
+        assert json.load(handle) == json.loads(json.dumps(document))
+
+
+def test_a_loopback_binding_is_dnated_only_for_the_host_itself_and_guarded():
+    networks, ports = PORT_CONFIGURATIONS["ports_loopback_and_one_address"]
+    comments = [(rule.chain.name, rule.comment.split(" #")[0]) for rule in render(networks, ports)]
+    assert ("raw_prerouting", "cnm ports loopback guard") in comments
+    assert ("output", "cnm port web tcp/127.0.0.1:4001") in comments and ("prerouting", "cnm port web tcp/127.0.0.1:4001") not in comments
+    assert ("prerouting", "cnm port db tcp/192.0.2.11:8443") in comments
+    assert ("postrouting", "cnm network web localhost") in comments and ("postrouting", "cnm network db localhost") not in comments
+
+
+def test_sysctls_follow_the_ports_that_answer_on_loopback():
+    networks, ports = PORT_CONFIGURATIONS["ports_loopback_and_one_address"]
+    assert needed_sysctls(networks, ports) == {"net.ipv4.ip_forward": "1", "net.ipv4.conf.br-web.route_localnet": "1"}
+    assert needed_sysctls({"vault": VAULT}, {}) == {}
