@@ -19,7 +19,7 @@ say() { printf 'setup: %s\n' "$*"; }
 # The lab's tools, plus shellcheck: without it ansible-test's "shellcheck" sanity test
 # only warns and checks nothing (it covers scripts/*.sh).
 DEB_PACKAGES=(nftables iproute2 iperf3 containernetworking-plugins python3-pyroute2 socat tcpdump procps iputils-ping
-    shellcheck conntrack)
+    shellcheck conntrack iptables)
 
 deb_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]

@@ -22,6 +22,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ansible_collections.cnm.network.plugins.module_utils import passes
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 
 TABLE = "cnm"
@@ -252,13 +253,17 @@ class Nft:
             raise CnmError("%s needs nftables: install the nftables package (the nft command was not found)" % why)
         return self.path
 
-    def ruleset(self) -> Ruleset:
+    def listing(self) -> dict:
+        """``nft -j list ruleset``: every table of the host, ours and others'."""
         if self.path is None:
-            return Ruleset({}, {})
+            return {}
         code, out, err = self.run([self.path, "-j", "list", "ruleset"])
         if code != 0:
             raise CnmError("nft -j list ruleset failed: %s" % err.strip())
-        return parse(json.loads(out or "{}"))
+        return json.loads(out or "{}")
+
+    def ruleset(self) -> Ruleset:
+        return parse(self.listing())
 
     def apply(self, commands: List[dict], why: str = "the firewall") -> None:
         code, _out, err = self.run([self.require(why), "-j", "-f", "-"], data=json.dumps({"nftables": commands}))
@@ -296,7 +301,8 @@ def plan_firewall(host) -> None:
     nft = Nft(host.run_command)
     if rules:
         nft.require("the firewall of network(s) %s (masquerade, internal or isolation)" % ", ".join(sorted(networks)))
-    current = nft.ruleset()
+    listing = nft.listing()
+    current = parse(listing)
     commands = transaction(current, rules)
     if commands:
         wanted = Ruleset({(rule.chain.family, rule.chain.name): {} for rule in rules}, {})
@@ -307,8 +313,56 @@ def plan_firewall(host) -> None:
         families_after = {rule.chain.family for rule in rules}
         host.plan.add("firewall", "apply %d nft command(s) to the cnm tables" % len(commands), current.comments() or None, wanted.comments() or None,
                       lambda: nft.apply(commands), lambda: nft.apply(restore_commands(current, families_after)))
+    _plan_passes(host, nft, listing, networks)
     _plan_sysctls(host, needed_sysctls(networks, ports))
     _plan_conntrack_flush(host)
+
+
+def _plan_passes(host, nft: Nft, listing: dict, networks: Dict[str, dict]) -> None:
+    """Our accept rules in other owners' forward chains that drop by policy (see passes.py)."""
+    before = host.original["networks"]
+    for chain in passes.drop_chains(listing):
+        if chain.xtables:
+            _plan_xtables_passes(host, listing, chain, networks)
+            continue
+        commands = passes.native_commands(listing, chain, networks)
+        if commands:
+            names = [comment for comment, _expr in passes.native_rules(networks)]
+            host.warnings.append("%s drops forwarded traffic (policy drop): cnm updates its pass rules there for network(s) %s"
+                                 % (chain.describe(), ", ".join(name for name, _bridge in passes.routed(networks)) or "none (removing them)"))
+            host.plan.add("passes %s" % chain.describe(), "update %d pass rule(s) in %s" % (len(commands), chain.describe()),
+                          None, {chain.describe(): names} if names else None, lambda c=commands: nft.apply(c),
+                          lambda c=chain: nft.apply(passes.native_commands(nft.listing(), c, before)))
+
+
+def _plan_xtables_passes(host, listing: dict, chain, networks: Dict[str, dict]) -> None:
+    command = passes.tool(chain.family)
+    if command is None:
+        if passes.routed(networks):
+            host.warnings.append("%s drops forwarded traffic, and %s is not installed to add cnm's pass rules: routed traffic of cnm networks "
+                                 "is dropped" % (chain.describe(), passes.XTABLES[chain.family]))
+        return
+    target = "DOCKER-USER" if passes.chain_exists(listing, chain.family, chain.table, "DOCKER-USER") else chain.chain
+    code, out, err = host.run_command([command, "-w", "-S", target])
+    if code != 0:
+        raise CnmError("%s -S %s failed: %s" % (command, target, err.strip()))
+    present = passes.parse_xtables(out, target)
+    wanted = passes.xtables_lines(networks, target)
+    script = passes.xtables_script(present, wanted, target)
+    if script is None:
+        return
+    undo = passes.xtables_script(wanted, present, target)
+    where = "%s %s %s" % (chain.family, chain.table, target)
+    host.warnings.append("%s drops forwarded traffic (policy drop): cnm updates its pass rules in %s" % (chain.describe(), where))
+    host.plan.add("passes %s" % where, "update pass rules in %s (iptables-restore --noflush)" % where,
+                  {where: sorted(present)} if present else None, {where: sorted(wanted)} if wanted else None,
+                  lambda: _restore(host, command, script), (lambda: _restore(host, command, undo)) if undo else None)
+
+
+def _restore(host, command: str, script: str) -> None:
+    code, _out, err = host.run_command([command + "-restore", "-w", "--noflush"], data=script)
+    if code != 0:
+        raise OSError(code, "%s-restore refused the pass rules: %s" % (command, err.strip()))
 
 
 def needed_sysctls(networks: Dict[str, dict], ports: Dict[str, dict]) -> Dict[str, str]:

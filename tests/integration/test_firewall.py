@@ -150,3 +150,38 @@ def test_absent_removes_the_tables_and_restores_forwarding(host):
     assert "table inet cnm" in host.ruleset()
     host.ok("cnm_bridge", name="web", state="absent")
     assert host.snapshot() == empty  # no table, no rule, forwarding back to 0, nothing in the store
+
+
+DOCKER_FORWARD = ("iptables -w -N DOCKER-USER && iptables -w -A DOCKER-USER -j RETURN && iptables -w -P FORWARD DROP "
+                  "&& iptables -w -A FORWARD -j DOCKER-USER && iptables -w -N DOCKER-FORWARD && iptables -w -A FORWARD -j DOCKER-FORWARD")
+
+
+def test_docker_forward_drop_policy_is_passed_in_docker_user_and_undone(host, world):
+    host.sh(DOCKER_FORWARD)
+    docker_rules = host.sh("iptables -w -S").stdout
+    host.ok("cnm_bridge", name="neta", subnet="10.61.0.0/24")
+    host.ok("cnm_bridge", name="netb", subnet="10.62.0.0/24")
+    (a,) = attach(host, "neta", "a")
+    result = host.ok("cnm_endpoint", network="netb", netns=host.sandbox("b"))
+    b = result["endpoint"]["ipv4_address"]
+    user = host.sh("iptables -w -S DOCKER-USER").stdout
+    assert user.count("cnm network neta pass") == 3 and user.count("cnm network netb pass") == 3
+    assert user.strip().splitlines()[-1] == "-A DOCKER-USER -j RETURN"  # Docker's own rule is still there, last
+    assert pings(host.sandbox("a"), LAN) and pings(host.sandbox("b"), INTERNET)
+    assert not pings(host.sandbox("a"), b) and not pings(host.sandbox("b"), a)  # our isolation still holds
+    assert host.module("cnm_endpoint", network="netb", netns=host.sandbox("b"))["changed"] is False
+    host.ok("cnm_bridge", name="neta", state="absent", force=True)
+    host.ok("cnm_bridge", name="netb", state="absent", force=True)
+    assert host.sh("iptables -w -S").stdout == docker_rules  # exactly Docker's rules again
+
+
+def test_a_native_forward_drop_chain_gets_pass_rules_that_go_with_the_network(host, world):
+    host.sh("nft add table inet strict && nft add chain inet strict forward_filter '{ type filter hook forward priority 5; policy drop; }'")
+    strict = host.sh("nft list table inet strict").stdout
+    host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
+    result = host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"))
+    assert pings(host.sandbox("a"), INTERNET)
+    assert host.sh("nft list chain inet strict forward_filter").stdout.count("cnm network web pass") == 3
+    assert result["changed"] and host.module("cnm_endpoint", network="web", netns=host.sandbox("a"))["changed"] is False
+    host.ok("cnm_bridge", name="web", state="absent", force=True)
+    assert host.sh("nft list table inet strict").stdout == strict
