@@ -19,15 +19,10 @@ description:
     and every attached endpoint (their default routes and MTU follow); a new subnet must still hold the
     addresses of the attached endpoints.
   - Attach sandboxes with M(cnm.network.cnm_endpoint).
-author:
-  - cnm.network contributors (!UNKNOWN)
 requirements:
   - pyroute2 >= 0.7.2 on the managed node (the module respawns under the system Python if that one has it)
   - Linux with bridge and veth support
 attributes:
-  check_mode:
-    support: full
-    description: Reports exactly the changes the real run would make, and makes none.
   diff_mode:
     support: full
     description: Shows the bridge (MTU, state, addresses) and the store entry before and after.
@@ -114,6 +109,8 @@ notes:
   - The bridge carries the interface alias C(cnm:network:NAME); the module never touches a bridge without it.
 seealso:
   - module: cnm.network.cnm_endpoint
+extends_documentation_fragment:
+  - cnm.network.cnm
 """
 
 EXAMPLES = r"""

@@ -21,14 +21,9 @@ description:
   - A rerun repairs drift (addresses or routes changed, the veth deleted out of band).
   - C(endpoints) converges a whole list in one task over one netlink session per namespace;
     the top-level options are the defaults of every item.
-author:
-  - cnm.network contributors (!UNKNOWN)
 requirements:
   - pyroute2 >= 0.7.2 on the managed node (the module respawns under the system Python if that one has it)
 attributes:
-  check_mode:
-    support: full
-    description: Reports exactly the changes the real run would make, and makes none.
   diff_mode:
     support: full
     description: Shows each endpoint (interfaces, MAC, MTU, addresses, routes, sysctls) and the store before and after.
@@ -44,19 +39,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  netns:
-    description:
-      - Name of the sandbox's network namespace (as in C(ip netns)), created if missing and C(create_netns) is true.
-      - Exactly one of C(netns), C(netns_path) and C(pid) (per item) must be given.
-    type: str
-  netns_path:
-    description:
-      - Path of the sandbox's namespace file, for example C(/proc/1234/ns/net) or C(/var/run/docker/netns/abc).
-    type: path
-  pid:
-    description:
-      - Process ID whose network namespace is the sandbox (a container's init process).
-    type: int
   create_netns:
     description:
       - Create the named namespace C(netns) when it does not exist.
@@ -171,6 +153,9 @@ notes:
   - Named namespaces are global on a machine; in a lab of namespace hosts give sandboxes distinct names.
 seealso:
   - module: cnm.network.cnm_bridge
+extends_documentation_fragment:
+  - cnm.network.cnm
+  - cnm.network.cnm.sandbox
 """
 
 EXAMPLES = r"""

@@ -19,14 +19,9 @@ description:
   - A host port already published to another endpoint, or bound by a process on the host, is refused
     naming the owner. UDP conntrack entries of a changed mapping are flushed (needs the C(conntrack) command).
   - Detaching an endpoint with M(cnm.network.cnm_endpoint) unpublishes its ports in the same run.
-author:
-  - cnm.network contributors (!UNKNOWN)
 requirements:
   - pyroute2 >= 0.7.2 and nftables (the C(nft) command) on the managed node; C(conntrack) for UDP mappings
 attributes:
-  check_mode:
-    support: full
-    description: Reports exactly the changes the real run would make, and makes none.
   diff_mode:
     support: full
     description: Shows the rules (by comment) and the store before and after.
@@ -42,18 +37,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  netns:
-    description:
-      - The endpoint's sandbox by namespace name. Exactly one of C(netns), C(netns_path), C(pid) and C(container_ip).
-    type: str
-  netns_path:
-    description:
-      - The endpoint's sandbox by namespace file path.
-    type: path
-  pid:
-    description:
-      - The endpoint's sandbox by process ID.
-    type: int
   container_ip:
     description:
       - The endpoint by its IPv4 address on C(network).
@@ -102,6 +85,9 @@ notes:
 seealso:
   - module: cnm.network.cnm_endpoint
   - module: cnm.network.cnm_bridge
+extends_documentation_fragment:
+  - cnm.network.cnm
+  - cnm.network.cnm.sandbox
 """
 
 EXAMPLES = r"""

@@ -228,8 +228,12 @@ def golden_document(networks: dict) -> dict:
 
 @pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
 def test_rendering_matches_the_reviewed_golden_file(name):
-    path = os.path.join(GOLDEN, "firewall_%s.json" % name)
-    document = golden_document(CONFIGURATIONS[name])
+    assert_golden("firewall_%s.json" % name, golden_document(CONFIGURATIONS[name]))
+
+
+def assert_golden(file_name: str, document: dict) -> None:
+    """Compare with the reviewed file (CNM_UPDATE_GOLDEN=1 rewrites it first)."""
+    path = os.path.join(GOLDEN, file_name)
     if UPDATE_GOLDEN:
         os.makedirs(GOLDEN, exist_ok=True)
         with open(path, "w") as handle:
@@ -559,15 +563,7 @@ def test_port_rendering_matches_the_reviewed_golden_file(name):
     networks, ports = PORT_CONFIGURATIONS[name]
     rules = render(networks, ports)
     document = {"networks": networks, "ports": ports, "comments": [rule.comment for rule in rules], "commands": [rule.command() for rule in rules]}
-    path = os.path.join(GOLDEN, "firewall_%s.json" % name)
-    if UPDATE_GOLDEN:
-        with open(path, "w") as handle:
-            json.dump(document, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-    if not os.path.exists(path):
-        pytest.fail("%s is missing: run with CNM_UPDATE_GOLDEN=1, review the file and commit it" % path)
-    with open(path) as handle:
-        assert json.load(handle) == json.loads(json.dumps(document))
+    assert_golden("firewall_%s.json" % name, document)
 
 
 def test_a_loopback_binding_is_dnated_only_for_the_host_itself_and_guarded():
