@@ -9,6 +9,7 @@ from typing import Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import ipam, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
 from ansible_collections.cnm.network.plugins.module_utils.model import (
@@ -52,10 +53,8 @@ class EndpointPlanner:
     def _network_not_yet_created(self, spec: EndpointSpec) -> dict:
         """Check mode before the network exists: an earlier task of the play would create it."""
         ref = spec.sandbox
-        self.host.warnings.append("network %s does not exist yet; in check mode the endpoint in %s is reported as it would be "
-                                  "attached once an earlier task creates the network" % (spec.network, ref.value))
-        self.host.plan.add("endpoint %s on %s" % (spec.network, ref.key), "attach %s to network %s (created by an earlier task)" % (ref.value, spec.network),
-                           None, {"network": spec.network}, _never)
+        self.host.predict_after_earlier_task("endpoint %s on %s" % (spec.network, ref.key),
+                                             "attach %s to network %s (created by an earlier task)" % (ref.value, spec.network), "network %s" % spec.network)
         return {"network": spec.network, ref.kind: ref.value, "sandbox": ref.key, "ifname": spec.ifname, "ipv4_address": None,
                 "ipv6_address": None, "mac_address": spec.mac_address}
 
@@ -235,7 +234,7 @@ class EndpointPlanner:
         ports = self.host.state.get("ports", {})
         for port_key in [k for k, entry in ports.items() if (entry["network"], entry["sandbox"]) == (network, sandbox_key)]:
             entry = ports.pop(port_key)
-            self.host.conntrack_flush.add((entry["protocol"], entry["host_port"]))
+            self.host.conntrack_flush.add(conntrack_flow(entry))
         if "ports" in self.host.state and not ports:
             del self.host.state["ports"]
 
@@ -411,10 +410,6 @@ def _free_link_group(session) -> int:
 
 def _nothing() -> None:
     """The detach itself happens in the group delete that ``finish`` plans."""
-
-
-def _never() -> None:
-    raise AssertionError("planned only in check mode")
 
 
 def _peer_name(view, host_link) -> Optional[str]:

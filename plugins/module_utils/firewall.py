@@ -393,18 +393,41 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
         del host.state["sysctls"]
 
 
+def conntrack_flow(entry: dict) -> tuple:
+    """What identifies the conntrack entries of a published port: protocol, host port, container address."""
+    return (entry["protocol"], entry["host_port"], entry["container_ip"])
+
+
 def _plan_conntrack_flush(host) -> None:
-    """Mappings changed (UDP) or removed: delete their conntrack entries, so the change takes effect at once."""
-    for protocol, port in sorted(host.conntrack_flush):
-        host.plan.add("conntrack %s %d" % (protocol, port), "flush %s conntrack entries to host port %d" % (protocol.upper(), port), None, None,
-                      lambda proto=protocol, p=port: _flush(host, proto, p))
+    """Mappings changed (UDP) or removed: delete their own conntrack entries, so the change takes effect at once."""
+    if host.conntrack_flush:
+        flows = sorted(host.conntrack_flush)
+        host.plan.add("conntrack", "flush the conntrack entries of %d mapping(s)" % len(flows), None, None, lambda: _flush(host, flows))
 
 
-def _flush(host, protocol: str, port: int) -> None:
+def _flush(host, flows: list) -> None:
+    """One listing, then a delete only for the mappings that have entries (usually none)."""
     path = next((p for p in ("/usr/sbin/conntrack", "/sbin/conntrack") if os.access(p, os.X_OK)), None) or shutil.which("conntrack")
     if path is None:
-        host.warnings.append("conntrack entries of %s port %d were not flushed: install the conntrack package" % (protocol, port))
+        host.warnings.append("conntrack entries of %d published port(s) were not flushed: install the conntrack package" % len(flows))
         return
-    code, _out, err = host.run_command([path, "-D", "-p", protocol, "--orig-port-dst", str(port)])
-    if code not in (0, 1):  # 1: there was nothing to delete
-        raise OSError(code, "conntrack -D failed: %s" % err.strip())
+    code, out, err = host.run_command([path, "-L"])
+    if code != 0:
+        raise OSError(code, "conntrack -L failed: %s" % err.strip())
+    present = set(_listed_flows(out))
+    for protocol, port, container_ip in flows:
+        if (protocol, port, container_ip) not in present:
+            continue
+        code, _out, err = host.run_command([path, "-D", "-p", protocol, "--orig-port-dst", str(port), "--reply-src", container_ip])
+        if code not in (0, 1):  # 1: nothing left to delete
+            raise OSError(code, "conntrack -D failed: %s" % err.strip())
+
+
+def _listed_flows(listing: str):
+    """(protocol, original destination port, reply source) of each ``conntrack -L`` line."""
+    for line in listing.splitlines():
+        fields = line.split()
+        ports = [f.split("=", 1)[1] for f in fields if f.startswith("dport=")]
+        sources = [f.split("=", 1)[1] for f in fields if f.startswith("src=")]
+        if fields and ports and len(sources) > 1 and ports[0].isdigit():
+            yield (fields[0], int(ports[0]), sources[1])

@@ -38,7 +38,7 @@ class Host:
         self.plan = Plan()
         self.reclaimed: list = []
         self.new_sandboxes: set = set()  # sandbox keys this plan creates: their leases are not stale
-        self.conntrack_flush: set = set()  # (protocol, host port) of mappings changed or removed: their conntrack entries go
+        self.conntrack_flush: set = set()  # conntrack_flow() of mappings changed or removed: their conntrack entries go
         self._swept: set = set()  # networks whose leases were checked against their sandboxes in this run
 
     @classmethod
@@ -61,6 +61,15 @@ class Host:
     def run_command(self, argv: list, data: Optional[str] = None) -> tuple:
         """A command on the managed host (nft): (rc, stdout, stderr), never raising on a non-zero rc."""
         return self.module.run_command(argv, data=data, check_rc=False, binary_data=False)
+
+    def predict_after_earlier_task(self, target: str, what: str, missing: str) -> None:
+        """Check mode only: what a later task does to an object an earlier task of the play creates.
+
+        In check mode the earlier task changed nothing, so the object is missing; the real run would
+        find it. Report the change (it is never executed) with a warning instead of failing.
+        """
+        self.warnings.append("%s does not exist yet; in check mode this is reported as it would be done once an earlier task creates it" % missing)
+        self.plan.add(target, what, None, {"after": "an earlier task of the play"}, _never)
 
     # ---- networks in the store ----
     def network(self, name: str, option: str = "network") -> BridgeNetwork:
@@ -94,8 +103,12 @@ class Host:
         return result
 
 
+def _never() -> None:
+    raise AssertionError("planned only in check mode")
+
+
 def _store_view(data: dict) -> dict:
-    return {"networks": data["networks"], "endpoints": data["endpoints"]}
+    return {key: value for key, value in data.items() if key != "version"}
 
 
 def _respawn_or_fail(module) -> None:

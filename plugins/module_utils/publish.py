@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.ports import PortMapping, docker_form, parse_ports
@@ -58,50 +59,112 @@ class PublishSpec:
         return cls(str(params["network"]), sandbox, container_ip, ports, state, where)
 
 
-def plan_publish(host: Host, spec: PublishSpec) -> dict:
-    """Add or remove the store entries of one endpoint's published ports."""
-    network = host.network(spec.network, spec.opt("network"))
-    endpoint = _endpoint(host, spec, network)
-    owner = endpoint["sandbox"]
-    entries = host.state.setdefault("ports", {})
-    if spec.state == "absent":
-        removed = [key for key, entry in entries.items() if entry["network"] == network.name and entry["sandbox"] == owner
-                   and (not spec.ports or any(key == mapping.key for mapping in spec.ports))]
+class PublishPlanner:
+    """Plans the published ports of one module run; host facts (addresses, bound sockets) are read once."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._local: Optional[set] = None
+        self._bound: Optional[list] = None
+        self._by_port: Optional[dict] = None  # (protocol, host port) -> store keys, for the conflict check
+
+    def plan(self, spec: PublishSpec) -> dict:
+        """Add or remove the store entries of one endpoint's published ports."""
+        host = self.host
+        if spec.state == "absent":
+            return self._absent(spec)
+        if host.check_mode and not _endpoint_known(host, spec):
+            host.predict_after_earlier_task("ports of %s on %s" % (spec.network, spec.sandbox.key if spec.sandbox else spec.container_ip),
+                                            "publish %s" % ", ".join(map(docker_form, spec.ports)), "the endpoint on network %s" % spec.network)
+            return {"network": spec.network, "ports": [docker_form(mapping) for mapping in spec.ports]}
+        network = host.network(spec.network, spec.opt("network"))
+        endpoint = _endpoint(host, spec, network)
+        owner = endpoint["sandbox"]
+        if network.internal:
+            raise option_error(spec.opt("network"), network.name, "is internal: nothing outside can reach it, so it cannot publish ports")
+        entries = host.state.setdefault("ports", {})
+        published = []
+        for number, mapping in enumerate(spec.ports):
+            where = spec.opt("ports[%d]" % number)
+            if mapping.host_ip is None and network.host_binding_ip is not None:
+                mapping = PortMapping(network.host_binding_ip, mapping.host_port, mapping.container_port, mapping.protocol)
+            self._check_host_ip(where, mapping)
+            self._check_conflicts(where, mapping, owner, network.name)
+            entry = dict(mapping.to_record(), network=network.name, sandbox=owner, container_ip=endpoint["ipv4_address"])
+            if entries.get(mapping.key) != entry:
+                if mapping.key not in entries:
+                    self._refuse_bound_port(where, mapping)
+                entries[mapping.key] = entry
+                self._index().setdefault((mapping.protocol, mapping.host_port), set()).add(mapping.key)
+                if entry["protocol"] == "udp":  # UDP flows would keep answering from the old mapping
+                    host.conntrack_flush.add(conntrack_flow(entry))
+            published.append(docker_form(mapping))
+        return {"network": network.name, "sandbox": owner, "container_ip": endpoint["ipv4_address"], "ports": published}
+
+    def _absent(self, spec: PublishSpec) -> dict:
+        """Remove the endpoint's entries (all, or those listed); an endpoint already gone is no error."""
+        entries = self.host.state.get("ports", {})
+        if spec.sandbox is not None:
+            owner = spec.sandbox.key
+            mine = [key for key, entry in entries.items() if (entry["network"], entry["sandbox"]) == (spec.network, owner)]
+        else:
+            owner = str(spec.container_ip)
+            mine = [key for key, entry in entries.items() if (entry["network"], entry["container_ip"]) == (spec.network, owner)]
+        removed = [key for key in mine if not spec.ports or any(key == mapping.key for mapping in spec.ports)]
         for key in removed:
             entry = entries.pop(key)
-            host.conntrack_flush.add((entry["protocol"], entry["host_port"]))  # a removed mapping leaves no flow of its own
-        if not entries:
-            del host.state["ports"]
-        return {"network": network.name, "sandbox": owner, "removed": sorted(removed)}
-    if network.internal:
-        raise option_error(spec.opt("network"), network.name, "is internal: nothing outside can reach it, so it cannot publish ports")
-    local = _host_addresses(host)
-    published = []
-    for number, mapping in enumerate(spec.ports):
-        where = spec.opt("ports[%d]" % number)
-        if mapping.host_ip is None and network.host_binding_ip is not None:
-            mapping = PortMapping(network.host_binding_ip, mapping.host_port, mapping.container_port, mapping.protocol)
-        if mapping.host_ip is not None and mapping.host_ip.version == 6 and not mapping.host_ip.is_unspecified:
+            self._index().get((entry["protocol"], entry["host_port"]), set()).discard(key)
+            self.host.conntrack_flush.add(conntrack_flow(entry))  # a removed mapping leaves no flow of its own
+        if "ports" in self.host.state and not entries:
+            del self.host.state["ports"]
+        return {"network": spec.network, "sandbox": owner, "removed": sorted(removed)}
+
+    def _check_host_ip(self, where: str, mapping: PortMapping) -> None:
+        if mapping.host_ip is None or (mapping.host_ip.version == 4 and mapping.host_ip.is_unspecified):
+            return
+        if mapping.host_ip.version == 6:
             raise option_error(where + ".host_ip", mapping.host_ip, "is IPv6: this release publishes on IPv4 host addresses")
-        if mapping.host_ip is not None and mapping.host_ip.version == 4 and not mapping.host_ip.is_unspecified and mapping.host_ip not in local:
-            raise option_error(where + ".host_ip", mapping.host_ip, "is not an address of this host (%s)" % ", ".join(sorted(map(str, local))))
-        for key, entry in entries.items():
+        if self._local is None:
+            self._local = _host_addresses(self.host)
+        if mapping.host_ip not in self._local:
+            raise option_error(where + ".host_ip", mapping.host_ip, "is not an address of this host (%s)" % ", ".join(sorted(map(str, self._local))))
+
+    def _index(self) -> dict:
+        if self._by_port is None:
+            self._by_port = {}
+            for key, entry in self.host.state.get("ports", {}).items():
+                self._by_port.setdefault((entry["protocol"], entry["host_port"]), set()).add(key)
+        return self._by_port
+
+    def _check_conflicts(self, where: str, mapping: PortMapping, owner: str, network: str) -> None:
+        entries = self.host.state["ports"]
+        for key in sorted(self._index().get((mapping.protocol, mapping.host_port), ())):
+            entry = entries[key]
             other = PortMapping(ipaddress.ip_address(entry["host_ip"]) if entry["host_ip"] else None, entry["host_port"], entry["container_port"],
                                 entry["protocol"])
-            if other.overlaps(mapping) and (entry["sandbox"], entry["network"]) != (owner, network.name):
+            if not other.overlaps(mapping):
+                continue
+            if (entry["sandbox"], entry["network"]) != (owner, network):
                 raise option_error(where, docker_form(mapping), "host port already published to %s on network %s (%s)"
                                    % (entry["sandbox"], entry["network"], docker_form(other)))
-            if other.overlaps(mapping) and key != mapping.key:
+            if key != mapping.key:
                 raise option_error(where, docker_form(mapping), "overlaps %s, already published for this endpoint" % docker_form(other))
-        entry = dict(mapping.to_record(), network=network.name, sandbox=owner, container_ip=endpoint["ipv4_address"])
-        if entries.get(mapping.key) != entry:
-            if mapping.key not in entries:
-                _refuse_bound_port(where, mapping)
-            entries[mapping.key] = entry
-            if entry["protocol"] == "udp":  # UDP flows would keep answering from the old mapping
-                host.conntrack_flush.add(("udp", entry["host_port"]))
-        published.append(docker_form(mapping))
-    return {"network": network.name, "sandbox": owner, "container_ip": endpoint["ipv4_address"], "ports": published}
+
+    def _refuse_bound_port(self, where: str, mapping: PortMapping) -> None:
+        """A host process listening on the port would be shadowed by the DNAT: name it and refuse."""
+        if self._bound is None:
+            self._bound = _bound_sockets()
+        for protocol, hex_address, port, inode in self._bound:
+            if (protocol, port) == (mapping.protocol, mapping.host_port) and _clashes(hex_address, mapping):
+                raise option_error(where, docker_form(mapping), "host port is already bound by %s on this host" % _socket_owner(inode))
+
+
+def _endpoint_known(host: Host, spec: PublishSpec) -> bool:
+    if spec.network not in host.state["networks"]:
+        return False
+    if spec.sandbox is not None:
+        return endpoint_key(spec.network, spec.sandbox.key) in host.state["endpoints"]
+    return any(r["network"] == spec.network and r.get("ipv4_address") == str(spec.container_ip) for r in host.state["endpoints"].values())
 
 
 def _endpoint(host: Host, spec: PublishSpec, network) -> dict:
@@ -124,30 +187,23 @@ def _host_addresses(host: Host) -> set:
     return addresses
 
 
-def _refuse_bound_port(where: str, mapping: PortMapping) -> None:
-    """A host process listening on the port would be shadowed by the DNAT: name it and refuse."""
-    inode = _bound_socket(mapping)
-    if inode is None:
-        return
-    raise option_error(where, docker_form(mapping), "host port is already bound by %s on this host" % _socket_owner(inode))
-
-
-def _bound_socket(mapping: PortMapping) -> Optional[str]:
-    tables = {"tcp": ("tcp", "tcp6"), "udp": ("udp", "udp6"), "sctp": ()}[mapping.protocol]
-    for table in tables:
-        try:
-            with open("/proc/self/net/%s" % table) as handle:
-                lines = handle.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            address, port = fields[1].rsplit(":", 1)
-            if int(port, 16) != mapping.host_port or (mapping.protocol == "tcp" and fields[3] != _LISTEN):
+def _bound_sockets() -> list:
+    """(protocol, hex address, port, inode) of the host's listening TCP and bound UDP sockets, read once."""
+    found = []
+    for protocol, tables in (("tcp", ("tcp", "tcp6")), ("udp", ("udp", "udp6"))):
+        for table in tables:
+            try:
+                with open("/proc/self/net/%s" % table) as handle:
+                    lines = handle.read().splitlines()[1:]
+            except OSError:
                 continue
-            if _clashes(address, mapping):
-                return fields[9]
-    return None
+            for line in lines:
+                fields = line.split()
+                if protocol == "tcp" and fields[3] != _LISTEN:
+                    continue
+                address, port = fields[1].rsplit(":", 1)
+                found.append((protocol, address, int(port, 16), fields[9]))
+    return found
 
 
 def _clashes(hex_address: str, mapping: PortMapping) -> bool:

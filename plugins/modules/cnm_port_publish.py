@@ -162,7 +162,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cnm.network.plugins.module_utils.host import run_module
 from ansible_collections.cnm.network.plugins.module_utils.model import batch_items
-from ansible_collections.cnm.network.plugins.module_utils.publish import PublishSpec, plan_publish
+from ansible_collections.cnm.network.plugins.module_utils.publish import PublishPlanner, PublishSpec
 
 ITEM_OPTIONS = dict(
     network=dict(type="str"),
@@ -189,7 +189,8 @@ def main() -> None:
 
     def build(host):
         specs = [PublishSpec.from_params(options, where) for options, where in items]
-        return {"published": [plan_publish(host, spec) for spec in specs]}
+        planner = PublishPlanner(host)
+        return {"published": [planner.plan(spec) for spec in specs]}
 
     run_module(module, build)
 

@@ -36,14 +36,15 @@ def test_demo_playbook_checks_converges_and_is_idempotent(lab):
     prefix, inventory, env = lab
     check = run_playbook(PLAYBOOKS / "demo.yml", inventory, env, "--check", "--diff")
     assert_ok(check)
-    assert recap_changed(check) == {"h1": 4}
+    assert recap_changed(check) == {"h1": 5}
     assert lab_namespaces(prefix) == sorted([prefix + "-h1", prefix + "-lan", prefix + "-ul"])  # check mode made nothing
 
     first = run_playbook(PLAYBOOKS / "demo.yml", inventory, env)
     assert_ok(first)
-    assert recap_changed(first) == {"h1": 4}
+    assert recap_changed(first) == {"h1": 5}
     output = " ".join(first.stdout.split())  # the callback folds long lines
     assert "-> 172.30.0.3: reachable (expected reachable)" in output and "-> 172.30.0.2: unreachable (expected unreachable)" in output
+    assert "(published web1:80): HTTP 200" in output
     again = run_playbook(PLAYBOOKS / "demo.yml", inventory, env)
     assert_ok(again)
     assert recap_changed(again) == {"h1": 0}

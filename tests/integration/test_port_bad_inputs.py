@@ -30,6 +30,7 @@ CASES = {
     "host_ip_not_on_this_host": (dict(ports=["10.9.9.9:4000:80"]), "ports[0].host_ip"),
     "host_ip_not_an_address": (dict(ports=[dict(host_ip="nope", host_port=4000, container_port=80)]), "ports[0].host_ip"),
     "ipv6_host_address": (dict(ports=["[::1]:4000:80"]), "ports[0].host_ip"),
+    "ipv6_all_addresses": (dict(ports=["[::]:4000:80"]), "ports[0].host_ip"),
     "duplicate_mapping": (dict(ports=["4000:80", "4000:81"]), "ports[1]"),
     "port_taken_by_another_endpoint": (dict(ports=["4100:80"]), "ports[0]"),
     "no_ports": (dict(ports=[]), "ports"),

@@ -155,3 +155,10 @@ def test_one_port_on_each_of_many_endpoints_in_one_task(host, world):
     assert len(result["published"]) == 20 and result["changed"]
     again = [dict(netns=host.sandbox(n), ports=["%d:80" % (10000 + i)]) for i, n in enumerate(names)]
     assert host.module("cnm_port_publish", network="web", endpoints=again)["changed"] is False
+
+
+def test_unpublishing_after_the_endpoint_is_gone_is_no_error(web):
+    web.ok("cnm_port_publish", network="web", netns=web.sandbox("a"), ports=["4000:80"])
+    web.ok("cnm_endpoint", network="web", netns=web.sandbox("a"), state="absent")
+    again = web.ok("cnm_port_publish", network="web", netns=web.sandbox("a"), state="absent")
+    assert again["changed"] is False and again["published"][0]["removed"] == []
