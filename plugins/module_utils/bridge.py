@@ -18,6 +18,8 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
     """Create or reconcile the bridge; endpoints follow a changed gateway or MTU."""
     _check_overlaps(host, network)
     record = host.state["networks"].get(network.name)
+    if record is not None and record.get("driver", "bridge") != network.driver:
+        raise option_error("name", network.name, "is already a network of driver %s, not %s; remove it first" % (record.get("driver"), network.driver))
     if record is not None and record["bridge_name"] != network.bridge_name:
         raise option_error("bridge_name", network.bridge_name,
                            "differs from the bridge %s that network %s already uses; remove the network first" % (record["bridge_name"], network.name))
@@ -55,6 +57,7 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
     for address in network.gateway_interfaces:
         if address not in current_addresses:
             add("add address %s to %s" % (address, name), lambda a=address: session.add_address(name, a), lambda a=address: session.delete_address(name, a))
+    plan_device_ipv6(host, target, name, network.ipv6_subnet is not None)
     host.state["networks"][network.name] = network.to_record()
 
     if record is not None and attached and _endpoint_facing(record) != _endpoint_facing(network.to_record()):
@@ -63,6 +66,20 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
             planner.plan(spec_from_record(endpoint))
         planner.finish()
     return {"network": dict(network.to_record(), name=network.name, endpoints=len(attached))}
+
+
+def plan_device_ipv6(host: Host, target: str, device: str, enabled: bool) -> None:
+    """IPv6 on a network device only when the network has an IPv6 subnet (no link-local chatter otherwise)."""
+    session = host.kernel.host
+    if session.sysctl("net/ipv6/conf/default/disable_ipv6") is None:
+        return  # a kernel without IPv6
+    wanted = "0" if enabled else "1"
+    path = "net/ipv6/conf/%s/disable_ipv6" % device
+    current = session.sysctl(path)  # None while the device does not exist yet
+    if current != wanted:
+        host.plan.add(target, "set %s=%s" % (path.replace("/", "."), wanted), {"disable_ipv6": current}, {"disable_ipv6": wanted},
+                      lambda: session.write_sysctl(path, wanted),
+                      (lambda: session.write_sysctl(path, current)) if current is not None else None)
 
 
 def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> dict:

@@ -145,6 +145,7 @@ class EndpointPlanner:
         mac = spec.mac_address or ipam.mac_from_ipv4(ipv4)
 
         self._check_sysctls_exist(spec, view)
+        sysctls = spec.sysctls + self._ipv6_off(spec, network)
         inner = view.link(ifname) if view is not None else None
         ours = bool(host_link and inner and inner.kind == "veth" and inner.peer_index == host_link.index and host_link.peer_index == inner.index)
         if inner is not None and not ours:
@@ -156,10 +157,10 @@ class EndpointPlanner:
             addresses.append(ipaddress.ip_interface("%s/%d" % (ipv6, network.ipv6_subnet.prefixlen)))
         desired = {
             "interface": ifname, "host_interface": host_ifname, "bridge": network.bridge_name, "mac": mac, "mtu": network.mtu,
-            "addresses": [str(a) for a in addresses], "routes": [r.describe() for r in routes], "sysctls": dict(spec.sysctls),
+            "addresses": [str(a) for a in addresses], "routes": [r.describe() for r in routes], "sysctls": dict(sysctls),
             "port_flags": {"isolated": not network.icc, "hairpin": True},
         }
-        current = self._current(view, inner, host_link, ours, spec) if ours else None
+        current = self._current(view, inner, host_link, sysctls) if ours else None
         target = "endpoint %s on %s" % (network.name, ref.key)
         add = self._adder(target, current, desired)
         alias = ENDPOINT_ALIAS_PREFIX + key
@@ -178,7 +179,7 @@ class EndpointPlanner:
             # Sysctls of the new interface vanish with it on undo; namespace-wide ones need their old value back.
             current_sysctls = {}
             if view is not None:
-                current_sysctls = {name: view.sysctl(_sysctl_path(name, ifname)) for name, _value in spec.sysctls if "IFNAME" not in name}
+                current_sysctls = {name: view.sysctl(_sysctl_path(name, ifname)) for name, _value in sysctls if "IFNAME" not in name}
         else:
             self._repair_links(add, spec, network, host_link, inner, mac, alias)
             current_addresses = view.addresses(inner.index)
@@ -207,7 +208,7 @@ class EndpointPlanner:
                 add("add route %s through %s in %s" % (route.describe(), ifname, ref.value),
                     lambda r=route: self.kernel.sandbox(ref).add_route(ifname, r),
                     lambda r=route: self.kernel.sandbox(ref).delete_route(ifname, r))
-        for name, value in spec.sysctls:
+        for name, value in sysctls:
             path = _sysctl_path(name, ifname)
             old = current_sysctls.get(name)
             if old != value:
@@ -268,6 +269,16 @@ class EndpointPlanner:
                                lambda r=ref: self._delete_sandbox(r))
         self.doomed, self.doomed_sandboxes = [], []
 
+    def _ipv6_off(self, spec: EndpointSpec, network: BridgeNetwork) -> tuple:
+        """Without an IPv6 subnet the endpoint has IPv6 off, as Docker does: no link-local chatter
+        (router solicitations, MLD, DAD), which an overlay would otherwise carry to every peer."""
+        name = "net.ipv6.conf.IFNAME.disable_ipv6"
+        if network.ipv6_subnet is not None or any(key == name for key, _value in spec.sysctls):
+            return ()
+        if self.kernel.host.sysctl("net/ipv6/conf/default/disable_ipv6") is None:
+            return ()  # a kernel without IPv6
+        return ((name, "1"),)
+
     def _check_sysctls_exist(self, spec: EndpointSpec, view) -> None:
         """Refuse unknown sysctl names up front; an interface's knobs are looked up on the 'default' entry."""
         session = view if view is not None else self.kernel.host  # a new sandbox has the same kernel's knobs
@@ -284,13 +295,13 @@ class EndpointPlanner:
 
         return add
 
-    def _current(self, view, inner, host_link, ours, spec: EndpointSpec) -> dict:
+    def _current(self, view, inner, host_link, sysctls: tuple) -> dict:
         master = self.kernel.host.by_index(host_link.master) if host_link.master else None
         bridge_name = master.name if master is not None else None
         return {
             "interface": inner.name, "host_interface": host_link.name, "bridge": bridge_name, "mac": inner.mac, "mtu": inner.mtu,
             "addresses": [str(a) for a in view.addresses(inner.index)], "routes": [r.describe() for r in view.routes(inner.index)],
-            "sysctls": {sysctl[0]: view.sysctl(_sysctl_path(sysctl[0], inner.name)) for sysctl in spec.sysctls},
+            "sysctls": {sysctl[0]: view.sysctl(_sysctl_path(sysctl[0], inner.name)) for sysctl in sysctls},
             "port_flags": _port_flags(self.kernel.host.port_flags(host_link.index)),
         }
 

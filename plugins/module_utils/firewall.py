@@ -46,9 +46,10 @@ class Chain:
 INET_RAW = Chain("inet", "raw_prerouting", "filter", "prerouting", -300)
 INET_PREROUTING = Chain("inet", "prerouting", "nat", "prerouting", -100)
 INET_OUTPUT = Chain("inet", "output", "nat", "output", -100)
+INET_INPUT = Chain("inet", "input", "filter", "input", 0)
 INET_FORWARD = Chain("inet", "forward", "filter", "forward", 0)
 INET_POSTROUTING = Chain("inet", "postrouting", "nat", "postrouting", 100)
-CHAINS = {"inet": (INET_RAW, INET_PREROUTING, INET_OUTPUT, INET_FORWARD, INET_POSTROUTING)}
+CHAINS = {"inet": (INET_RAW, INET_PREROUTING, INET_OUTPUT, INET_INPUT, INET_FORWARD, INET_POSTROUTING)}
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
@@ -137,9 +138,24 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule
     return rules
 
 
+def render_vxlan_filter(networks: Dict[str, dict]) -> List[Rule]:
+    """restrict_peers: VXLAN UDP on an overlay's port is accepted only from listed peers (of any overlay on that port)."""
+    peers_by_port: Dict[int, set] = {}
+    for record in networks.values():
+        if record.get("driver") == "overlay" and record.get("restrict_peers", True):
+            peers_by_port.setdefault(record["port"], set()).update(peer["vtep"] for peer in record.get("peers", ()))
+    rules = []
+    for port in sorted(peers_by_port):
+        expr = [_match("l4proto", "udp"), _payload("th", "dport", port)]
+        if peers_by_port[port]:
+            expr.append(_payload("ip", "saddr", _names(sorted(peers_by_port[port], key=ipaddress.ip_address)), "!="))
+        rules.append(_rule(INET_INPUT, "vxlan port %d peers only" % port, *(expr + [{"drop": None}])))
+    return rules
+
+
 def render(networks: Dict[str, dict], ports: Optional[Dict[str, dict]] = None) -> List[Rule]:
     """The rules every cnm network and published port of the store needs, in chain order."""
-    rules: List[Rule] = render_ports(networks, ports or {})
+    rules: List[Rule] = render_ports(networks, ports or {}) + render_vxlan_filter(networks)
     bridges = {name: record["bridge_name"] for name, record in networks.items()}
     for name in sorted(networks):
         record = networks[name]

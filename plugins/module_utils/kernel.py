@@ -46,6 +46,7 @@ class Link:
     peer_index: Optional[int]
     alias: Optional[str]
     group: int = 0
+    vxlan: Optional[dict] = None  # vni, local, port, learning, proxy of a VXLAN device
 
     def describe(self) -> dict:
         state = {"kind": self.kind, "mtu": self.mtu, "mac": self.mac, "up": self.up}

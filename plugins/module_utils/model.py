@@ -316,3 +316,90 @@ def batch_items(params: dict, option_names, sandbox_options) -> list:
                 merged[kind] = item.get(kind)
         items.append((merged, "endpoints[%d]." % number))
     return items
+
+
+@dataclass(frozen=True)
+class OverlayPeer:
+    """A remote VTEP and the endpoints behind it (address and MAC)."""
+
+    vtep: ipaddress.IPv4Address
+    endpoints: Tuple[Tuple[ipaddress.IPv4Address, str], ...] = ()
+
+
+def parse_peers(option: str, items, local_ip) -> Tuple[OverlayPeer, ...]:
+    """``peers``: a VTEP address, or ``{vtep, endpoints: [{ip, mac}]}`` (mac derived from ip when omitted)."""
+    peers = []
+    for number, item in enumerate(items or ()):
+        where = "%s[%d]" % (option, number)
+        if not isinstance(item, dict):
+            item = {"vtep": item}
+        vtep = parse_address(where + ".vtep", item.get("vtep"), 4)
+        if vtep == local_ip:
+            raise option_error(where + ".vtep", vtep, "is local_ip itself: a host is not its own peer")
+        endpoints = []
+        for index, endpoint in enumerate(item.get("endpoints") or ()):
+            at = "%s.endpoints[%d]" % (where, index)
+            if not isinstance(endpoint, dict):
+                endpoint = {"ip": endpoint}
+            address = parse_address(at + ".ip", endpoint.get("ip"), 4)
+            mac = parse_mac(at + ".mac", endpoint["mac"]) if endpoint.get("mac") else "02:42:" + ":".join("%02x" % b for b in address.packed)
+            endpoints.append((address, mac))
+        peers.append(OverlayPeer(vtep, tuple(sorted(endpoints))))
+    vteps = [peer.vtep for peer in peers]
+    if len(set(vteps)) != len(vteps):
+        raise option_error(option, sorted(map(str, vteps)), "lists one VTEP twice")
+    return tuple(sorted(peers, key=lambda peer: peer.vtep))
+
+
+@dataclass(frozen=True)
+class OverlayNetwork(BridgeNetwork):
+    """A bridge network whose bridge also holds a VXLAN device towards the peers' VTEPs."""
+
+    vni: int = 0
+    local_ip: Optional[ipaddress.IPv4Address] = None
+    port: int = 4789
+    peers: Tuple[OverlayPeer, ...] = ()
+    restrict_peers: bool = True
+    encrypted: bool = False
+    vxlan_name: str = ""
+    driver: str = "overlay"
+
+    @classmethod
+    def from_overlay_params(cls, params: dict, underlay_mtu: Optional[int] = None) -> OverlayNetwork:
+        vni = params.get("vni")
+        if vni is None or not 1 <= int(vni) <= 16777215:
+            raise option_error("vni", vni, "is out of range (1 to 16777215)")
+        local_ip = parse_address("local_ip", params.get("local_ip"), 4) if params.get("local_ip") else None
+        if local_ip is None:
+            raise option_error("local_ip", None, "is required: this host's VTEP address on the underlay")
+        port = params.get("port") or 4789
+        if not 1 <= int(port) <= 65535:
+            raise option_error("port", port, "is out of range (1 to 65535)")
+        mtu = params.get("mtu")
+        if mtu is None:
+            mtu = (underlay_mtu or 1500) - 50
+        elif underlay_mtu is not None and mtu > underlay_mtu - 50:
+            raise option_error("mtu", mtu, "is larger than the underlay allows (%d - 50 bytes of VXLAN = %d)" % (underlay_mtu, underlay_mtu - 50))
+        base = BridgeNetwork.from_params(dict(params, mtu=mtu))
+        name = base.name
+        vxlan_name = check_ifname("vxlan_name", params.get("vxlan_name") or "vx-" + default_bridge_name(name)[3:])
+        inherited = ("name", "bridge_name", "subnet", "gateway", "ip_range", "ipv6_subnet", "ipv6_gateway", "mtu", "masquerade", "internal", "icc",
+                     "host_binding_ip")
+        fields = {key: getattr(base, key) for key in inherited}
+        return cls(**fields, vni=int(vni), local_ip=local_ip, port=int(port), peers=parse_peers("peers", params.get("peers"), local_ip),
+                   restrict_peers=params.get("restrict_peers", True) is not False, encrypted=bool(params.get("encrypted")), vxlan_name=vxlan_name)
+
+    @property
+    def vxlan_mac(self) -> str:
+        """Pinned: a re-created device keeps its MAC, so the peers' FDB entries stay right."""
+        digest = hashlib.sha256(("vxlan:%s:%d" % (self.name, self.vni)).encode()).digest()
+        return "02:%02x:%02x:%02x:%02x:%02x" % tuple(digest[:5])
+
+    def to_record(self) -> dict:
+        record = BridgeNetwork.to_record(self)
+        record.update({
+            "driver": "overlay", "vni": self.vni, "local_ip": str(self.local_ip), "port": self.port, "vxlan_name": self.vxlan_name,
+            "restrict_peers": self.restrict_peers,
+            "peers": [{"vtep": str(p.vtep), "endpoints": [{"ip": str(ip), "mac": mac} for ip, mac in p.endpoints]} for p in self.peers],
+        })
+        return record

@@ -27,6 +27,13 @@ NLMSG_DONE = 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+NLM_F_REPLACE = 0x100
+NLM_F_APPEND = 0x800
+NDA_DST, NDA_LLADDR = 1, 2
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02
+IFLA_VXLAN_ID, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PROXY, IFLA_VXLAN_PORT = 1, 4, 7, 11, 15
 IFF_UP = 0x1
 IFA_F_NODAD = 0x02
 RT_TABLE_MAIN = 254
@@ -40,6 +47,7 @@ _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, cha
 _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _ATTR = struct.Struct("=HH")
+_NDMSG = struct.Struct("=BxxxiHBB")  # ndmsg: family, ifindex, state, flags, type
 _U32 = struct.Struct("=I")
 
 # attribute numbers (linux/if_link.h, if_addr.h, rtnetlink.h)
@@ -183,6 +191,23 @@ class Rtnl:
             result[_IFINFO.unpack_from(payload)[2]] = (bool(isolated[0]), bool(hairpin[0]))
         return result
 
+    def neighbours(self, family: int, index: int) -> List[Tuple[str, Optional[str]]]:
+        """Permanent entries of one device: (MAC, IP) for the AF_INET table, (MAC, VTEP) for the AF_BRIDGE FDB."""
+        result = []
+        for msg_type, payload in self._request(RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(family, 0, 0, 0, 0)):
+            if msg_type != RTM_NEWNEIGH:
+                continue
+            _family, ifindex, state, _flags, _type = _NDMSG.unpack_from(payload)
+            if ifindex != index or not state & NUD_PERMANENT:
+                continue
+            attrs = attributes(payload, _NDMSG.size)
+            raw = attrs.get(NDA_DST)
+            address = socket.inet_ntop(socket.AF_INET6 if raw and len(raw) == 16 else socket.AF_INET, raw) if raw else None
+            if address is None:  # a device's own MAC in the FDB: not a remote entry
+                continue
+            result.append((_mac(attrs.get(NDA_LLADDR)), address))
+        return result
+
     # ---- writes: each waits for the kernel's acknowledgement and raises OSError on refusal ----
     def _ack(self, kind: int, flags: int, body: bytes) -> None:
         for _message in self._request(kind, NLM_F_ACK | flags, body):
@@ -223,6 +248,29 @@ class Rtnl:
         flags = attr(IFLA_BRPORT_ISOLATED, bytes([int(isolated)])) + attr(IFLA_BRPORT_MODE, bytes([int(hairpin)]))
         self._ack(RTM_SETLINK, 0, _IFINFO.pack(socket.AF_BRIDGE, 0, index, 0, 0) + attr(IFLA_PROTINFO | NLA_F_NESTED, flags))
 
+    def create_vxlan(self, name: str, vni: int, local: str, port: int, mtu: int, mac: str, master: int) -> None:
+        """A VXLAN device on a bridge: learning off (the FDB is made exact from the inventory), ARP proxy on."""
+        data = (attr(IFLA_VXLAN_ID, _U32.pack(vni)) + attr(IFLA_VXLAN_LOCAL, socket.inet_pton(socket.AF_INET, local))
+                + attr(IFLA_VXLAN_LEARNING, b"\0") + attr(IFLA_VXLAN_PROXY, b"\1") + attr(IFLA_VXLAN_PORT, struct.pack("!H", port)))
+        info = attr(IFLA_INFO_KIND, b"vxlan") + attr(IFLA_INFO_DATA | NLA_F_NESTED, data)
+        body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_MTU, _U32.pack(mtu))
+        body += attr(IFLA_ADDRESS, bytes(int(part, 16) for part in mac.split(":"))) + attr(IFLA_MASTER, _U32.pack(master))
+        body += attr(IFLA_LINKINFO | NLA_F_NESTED, info)
+        self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    def neighbour(self, add: bool, family: int, index: int, mac: str, address: str) -> None:
+        """Add or delete a permanent entry: a remote endpoint's IP->MAC on the VXLAN device (family AF_INET),
+        or an FDB entry MAC->VTEP (family AF_BRIDGE; several all-zero MACs, one per VTEP, are appended)."""
+        flags = NTF_SELF if family == socket.AF_BRIDGE else 0
+        body = _NDMSG.pack(family, index, NUD_PERMANENT, flags, 0)
+        body += attr(NDA_LLADDR, bytes(int(part, 16) for part in mac.split(":")))
+        body += attr(NDA_DST, socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address))
+        if add:
+            extra = NLM_F_CREATE | (NLM_F_APPEND if family == socket.AF_BRIDGE else NLM_F_REPLACE)
+            self._ack(RTM_NEWNEIGH, extra, body)
+        else:
+            self._ack(RTM_DELNEIGH, 0, body)
+
     def delete_link(self, index: int) -> None:
         self._ack(RTM_DELLINK, 0, _IFINFO.pack(0, 0, index, 0, 0))
 
@@ -258,8 +306,14 @@ def _link(payload: bytes) -> dict:
     _family, _type, index, flags, _change = _IFINFO.unpack_from(payload)
     attrs = attributes(payload, _IFINFO.size)
     info = attributes(attrs[IFLA_LINKINFO]) if IFLA_LINKINFO in attrs else {}
+    vxlan = None
+    if _text(info.get(IFLA_INFO_KIND)) == "vxlan" and IFLA_INFO_DATA in info:
+        data = attributes(info[IFLA_INFO_DATA])
+        vxlan = {"vni": _u32(data.get(IFLA_VXLAN_ID)), "local": _ip(socket.AF_INET, data.get(IFLA_VXLAN_LOCAL)),
+                 "port": struct.unpack("!H", data[IFLA_VXLAN_PORT])[0] if IFLA_VXLAN_PORT in data else None,
+                 "learning": bool(data.get(IFLA_VXLAN_LEARNING, b"\1")[0]), "proxy": bool(data.get(IFLA_VXLAN_PROXY, b"\0")[0])}
     return {
         "index": index, "name": _text(attrs.get(IFLA_IFNAME)), "kind": _text(info.get(IFLA_INFO_KIND)), "mtu": _u32(attrs.get(IFLA_MTU)),
         "mac": _mac(attrs.get(IFLA_ADDRESS)), "up": bool(flags & 1), "master": _u32(attrs.get(IFLA_MASTER)),
-        "peer_index": _u32(attrs.get(IFLA_LINK)), "alias": _text(attrs.get(IFLA_IFALIAS)) or None, "group": _u32(attrs.get(IFLA_GROUP)) or 0,
+        "peer_index": _u32(attrs.get(IFLA_LINK)), "alias": _text(attrs.get(IFLA_IFALIAS)) or None, "group": _u32(attrs.get(IFLA_GROUP)) or 0, "vxlan": vxlan,
     }

@@ -18,6 +18,7 @@ import pytest
 from ansible_collections.cnm.network.plugins.module_utils.firewall import (
     CHAINS,
     INET_FORWARD,
+    INET_INPUT,
     INET_OUTPUT,
     INET_POSTROUTING,
     INET_PREROUTING,
@@ -289,8 +290,9 @@ def test_a_lone_network_without_masquerade_needs_no_rule():
 
 
 def test_the_chains_of_inet_cnm_are_raw_dnat_filter_and_srcnat_base_chains():
-    assert CHAINS == {"inet": (INET_RAW, INET_PREROUTING, INET_OUTPUT, INET_FORWARD, INET_POSTROUTING)}
-    expected = [("filter", "prerouting", -300), ("nat", "prerouting", -100), ("nat", "output", -100), ("filter", "forward", 0), ("nat", "postrouting", 100)]
+    assert CHAINS == {"inet": (INET_RAW, INET_PREROUTING, INET_OUTPUT, INET_INPUT, INET_FORWARD, INET_POSTROUTING)}
+    expected = [("filter", "prerouting", -300), ("nat", "prerouting", -100), ("nat", "output", -100), ("filter", "input", 0), ("filter", "forward", 0),
+                ("nat", "postrouting", 100)]
     assert [(c.type, c.hook, c.prio) for c in CHAINS["inet"]] == expected
     assert INET_FORWARD.spec() == {"family": "inet", "table": "cnm", "name": "forward", "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}
     assert INET_POSTROUTING.spec() == {"family": "inet", "table": "cnm", "name": "postrouting", "type": "nat", "hook": "postrouting", "prio": 100,
@@ -355,6 +357,7 @@ def test_from_nothing_the_table_its_chains_and_all_rules_are_added():
     assert transaction(EMPTY, rules) == [
         {"add": {"table": {"family": "inet", "name": "cnm"}}},
         {"add": {"chain": INET_RAW.spec()}}, {"add": {"chain": INET_PREROUTING.spec()}}, {"add": {"chain": INET_OUTPUT.spec()}},
+        {"add": {"chain": INET_INPUT.spec()}},
         {"add": {"chain": INET_FORWARD.spec()}}, *rules_of(rules, INET_FORWARD),
         {"add": {"chain": INET_POSTROUTING.spec()}}, *rules_of(rules, INET_POSTROUTING),
     ]
@@ -366,6 +369,7 @@ def test_every_chain_of_the_table_is_added_even_one_without_rules():
     assert transaction(EMPTY, rules) == [
         {"add": {"table": {"family": "inet", "name": "cnm"}}},
         {"add": {"chain": INET_RAW.spec()}}, {"add": {"chain": INET_PREROUTING.spec()}}, {"add": {"chain": INET_OUTPUT.spec()}},
+        {"add": {"chain": INET_INPUT.spec()}},
         {"add": {"chain": INET_FORWARD.spec()}},
         {"add": {"chain": INET_POSTROUTING.spec()}}, *rules_of(rules, INET_POSTROUTING),
     ]

@@ -38,7 +38,7 @@ def test_link_message_is_decoded_into_the_fields_the_core_uses():
     ])
     link = rtnl._link(body)
     assert link == {"index": 7, "name": "ve-abc", "kind": "veth", "mtu": 1500, "mac": "02:42:0a:00:00:02", "up": True,
-                    "master": 3, "peer_index": 2, "alias": "cnm:endpoint:web|netns:a", "group": 9}
+                    "master": 3, "peer_index": 2, "alias": "cnm:endpoint:web|netns:a", "group": 9, "vxlan": None}
 
 
 def test_link_without_optional_attributes_has_empty_fields():

@@ -1,0 +1,213 @@
+#!/usr/bin/python
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: cnm_overlay
+short_description: Multi-host VXLAN overlay networks, with the inventory as the control plane
+version_added: 0.1.0
+description:
+  - Creates, reconciles and removes an overlay network on this host - a bridge network (as
+    M(cnm.network.cnm_bridge) makes it, with the same gateway address on every host) plus a VXLAN
+    device on it (learning off, ARP proxy on, MAC pinned so that a re-created device does not strand the
+    peers' FDB entries).
+  - From O(peers) the VXLAN device's FDB is made exact - one flood entry per remote VTEP for broadcast
+    and unknown traffic, one entry per remote endpoint MAC - and its neighbour table too (the device
+    answers ARP for remote endpoints itself, so ARP never crosses the underlay). Entries of peers or
+    endpoints no longer listed are removed.
+  - With O(restrict_peers) the collection's nftables table accepts VXLAN UDP only from listed peers.
+  - Endpoints attach with M(cnm.network.cnm_endpoint) as on bridge networks, with addresses from this
+    host's O(ip_range) slice; ports publish with M(cnm.network.cnm_port_publish).
+requirements:
+  - pyroute2 >= 0.7.2 and nftables on the managed node; a kernel with VXLAN
+attributes:
+  diff_mode:
+    support: full
+    description: Shows the bridge, the VXLAN device with its FDB and neighbour entries, the rules and the store before and after.
+options:
+  name:
+    description: Name of the overlay network (the same on every host).
+    type: str
+    required: true
+  state:
+    description: C(present) creates or reconciles the overlay on this host, C(absent) removes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  vni:
+    description: VXLAN network identifier (1 to 16777215), the same on every host. Required with C(state=present).
+    type: int
+  subnet:
+    description: IPv4 subnet of the overlay (the same on every host). Required with C(state=present).
+    type: str
+  gateway:
+    description: Gateway address on every host's bridge (a distributed gateway). Defaults to the first address of O(subnet).
+    type: str
+  ip_range:
+    description: This host's slice of O(subnet) for allocated endpoint addresses (see the C(cnm.network.overlay_slice) filter).
+    type: str
+  local_ip:
+    description: This host's VTEP address on the underlay (an IPv4 address of this host). Required with C(state=present).
+    type: str
+  peers:
+    description:
+      - "The remote VTEPs, each a plain address or a dict with C(vtep) and C(endpoints) (a list of dicts with C(ip) and C(mac);
+        the MAC defaults to Docker's C(02:42:) + the IPv4 bytes). See the C(cnm.network.overlay_peers) filter."
+    type: list
+    elements: raw
+    default: []
+  port:
+    description: VXLAN UDP port.
+    type: int
+    default: 4789
+  mtu:
+    description: MTU of the bridge and every endpoint. Defaults to the underlay link's MTU minus 50 (the VXLAN overhead); larger is refused.
+    type: int
+  restrict_peers:
+    description: Accept VXLAN UDP on O(port) only from the listed peers' VTEPs.
+    type: bool
+    default: true
+  encrypted:
+    description:
+      - IPsec ESP between the VTEPs. Refused with a message naming the kernel features this host lacks; never falls back to clear text.
+    type: bool
+    default: false
+  encryption_key:
+    description: The key for O(encrypted) (not used while encryption is refused).
+    type: str
+  bridge_name:
+    description: Name of the bridge. Defaults to C(br-NAME) (shortened with a hash when longer than 15 characters).
+    type: str
+  vxlan_name:
+    description: Name of the VXLAN device. Defaults to C(vx-NAME) (shortened likewise).
+    type: str
+  masquerade:
+    description: Masquerade traffic leaving the overlay through other interfaces (each host routes its own endpoints out).
+    type: bool
+    default: true
+  internal:
+    description: No traffic in or out of the overlay except between its endpoints.
+    type: bool
+    default: false
+  icc:
+    description: Endpoints on this host's bridge may talk to each other.
+    type: bool
+    default: true
+  force:
+    description: With C(state=absent), detach the endpoints still attached instead of refusing.
+    type: bool
+    default: false
+notes:
+  - Encryption is refused in this release (also on kernels that have ESP and GCM); see O(encrypted).
+extends_documentation_fragment:
+  - cnm.network.cnm
+seealso:
+  - module: cnm.network.cnm_endpoint
+  - module: cnm.network.cnm_bridge
+"""
+
+EXAMPLES = r"""
+- name: The overlay on this host, its peers from the inventory
+  cnm.network.cnm_overlay:
+    name: ov0
+    vni: 4200
+    subnet: 10.200.0.0/16
+    ip_range: "{{ '10.200.0.0/16' | cnm.network.overlay_slice(inventory_hostname, groups['cnm_lab']) }}"
+    local_ip: "{{ cnm_underlay_ip }}"
+    peers: "{{ hostvars | cnm.network.overlay_peers(inventory_hostname, hosts=groups['cnm_lab']) }}"
+
+- name: Peers written out
+  cnm.network.cnm_overlay:
+    name: ov0
+    vni: 4200
+    subnet: 10.200.0.0/16
+    ip_range: 10.200.1.0/24
+    local_ip: 192.0.2.11
+    peers:
+      - vtep: 192.0.2.12
+        endpoints: [{ip: 10.200.2.10, mac: "02:42:0a:c8:02:0a"}]
+      - 192.0.2.13
+"""
+
+RETURN = r"""
+network:
+  description: The overlay on this host after the run (the keys of M(cnm.network.cnm_bridge)'s plus these).
+  returned: always
+  type: dict
+  contains:
+    vni:
+      description: VXLAN network identifier.
+      type: int
+      sample: 4200
+    local_ip:
+      description: This host's VTEP address.
+      type: str
+      sample: 192.0.2.11
+    port:
+      description: VXLAN UDP port.
+      type: int
+      sample: 4789
+    vxlan_name:
+      description: The VXLAN device.
+      type: str
+      sample: vx-ov0
+    peers:
+      description: Number of remote VTEPs.
+      type: int
+      sample: 2
+changes:
+  description: The changes made (or, in check mode, that would be made), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create vxlan vx-ov0 vni 4200 local 192.0.2.11 port 4789 on br-ov0", "add fdb 00:00:00:00:00:00 dst 192.0.2.12"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cnm.network.plugins.module_utils.host import run_module
+from ansible_collections.cnm.network.plugins.module_utils.model import check_name
+from ansible_collections.cnm.network.plugins.module_utils.overlay import plan_overlay_absent, plan_overlay_present
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            vni=dict(type="int"),
+            subnet=dict(type="str"),
+            gateway=dict(type="str"),
+            ip_range=dict(type="str"),
+            local_ip=dict(type="str"),
+            peers=dict(type="list", elements="raw", default=[]),
+            port=dict(type="int", default=4789),
+            mtu=dict(type="int"),
+            restrict_peers=dict(type="bool", default=True),
+            encrypted=dict(type="bool", default=False),
+            encryption_key=dict(type="str", no_log=True),
+            bridge_name=dict(type="str"),
+            vxlan_name=dict(type="str"),
+            masquerade=dict(type="bool", default=True),
+            internal=dict(type="bool", default=False),
+            icc=dict(type="bool", default=True),
+            force=dict(type="bool", default=False),
+        ),
+        required_if=[("state", "present", ["vni", "subnet", "local_ip"]), ("encrypted", True, ["encryption_key"])],
+        supports_check_mode=True,
+    )
+    params = module.params
+
+    def build(host):
+        if params["state"] == "absent":
+            return plan_overlay_absent(host, check_name("name", params["name"]), params["force"])
+        return plan_overlay_present(host, params)
+
+    run_module(module, build)
+
+
+if __name__ == "__main__":
+    main()
