@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine (as root): install what is needed, build the lab of namespace
-# hosts, and run playbooks/demo.yml on it, which prints what it built and a connectivity check.
+# hosts, and run playbooks/demo.yml (bridge networks, published ports) and playbooks/overlay.yml
+# (one VXLAN overlay across the hosts) on it, with their connectivity checks.
 #   bash scripts/demo.sh            # lab of 3 hosts, prefix cnmlab; rerun: nothing changes
 #   bash scripts/demo.sh down       # remove the demo's objects and the lab
 set -euo pipefail
@@ -22,6 +23,8 @@ fi
 
 ansible-playbook -i localhost, playbooks/lab_up.yml -e "lab_prefix=$PREFIX" -e "lab_size=$SIZE"
 ansible-playbook -i "$INVENTORY" playbooks/demo.yml
+# The overlay across the lab's hosts; its last task pings every remote endpoint from every local one.
+ansible-playbook -i "$INVENTORY" playbooks/overlay.yml
 echo
 echo "The lab is up: its hosts are the namespaces $PREFIX-h1..$PREFIX-h$SIZE (inventory $INVENTORY)."
 echo "Look inside: nsenter --net=/run/netns/$PREFIX-h1 ip -br addr"

@@ -20,6 +20,15 @@ if [ ! -x "$VENV/bin/ruff" ] || [ ! -x "$VENV/bin/ansible-lint" ]; then
 fi
 # ansible-lint runs ansible-playbook --syntax-check and warns when its own bin dir is not on PATH.
 export PATH="$VENV/bin:$PATH"
+# Lint this checkout's collection, never a copy that a tool installed earlier: molecule's
+# ansible-compat installs the project collection into ~/.ansible/collections, where an old copy
+# would hide new plugins from ansible-lint's syntax check.
+export ANSIBLE_COLLECTIONS_PATH="$VENV/collections"
+stale="${HOME:-/root}/.ansible/collections/ansible_collections/cnm/network"
+if [ -d "$stale" ] && [ ! -L "$stale" ]; then
+    say "removing a copy of this collection installed by a tool: $stale"
+    rm -rf "$stale"
+fi
 
 existing() {  # print the arguments that exist
     local p

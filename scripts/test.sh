@@ -107,8 +107,9 @@ stage_molecule() {
         echo "test.sh: molecule's lab needs root (network namespaces)" >&2
         return 1
     fi
-    # molecule (ansible-compat) runs ansible-config and ansible-playbook from PATH.
-    PATH="$VENV/bin:$PATH" "$VENV/bin/molecule" test --all
+    # molecule (ansible-compat) runs ansible-config and ansible-playbook from PATH; the collection
+    # is this checkout's (ansible-compat would otherwise install a copy into ~/.ansible/collections).
+    PATH="$VENV/bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$VENV/collections" "$VENV/bin/molecule" test --all
 }
 
 stage_compat() {

@@ -56,6 +56,8 @@ def kernel_features() -> dict:
 def plan_overlay_present(host: Host, params: dict) -> dict:
     local_ip = parse_address("local_ip", params["local_ip"], 4) if params.get("local_ip") else None
     mtu = underlay_mtu(host, local_ip) if local_ip is not None else None
+    if params.get("peers") is None:  # unmanaged: keep the peers in force
+        params = dict(params, peers=host.state["networks"].get(params["name"], {}).get("peers", []))
     network = OverlayNetwork.from_overlay_params(params, underlay_mtu=mtu)
     if network.encrypted:
         refuse_encryption(kernel_features())
@@ -102,7 +104,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
                 lambda m=mac, a=address: session.rtnl.neighbour(True, socket.AF_INET, session.index(name), m, a))
     plan_device_ipv6(host, target, name, network.ipv6_subnet is not None)
     result["network"].update(vni=network.vni, local_ip=str(network.local_ip), port=network.port, vxlan_name=name,
-                             peers=len(network.peers))
+                             peers=network.to_record()["peers"])
     return result
 
 

@@ -56,9 +56,9 @@ options:
     description:
       - "The remote VTEPs, each a plain address or a dict with C(vtep) and C(endpoints) (a list of dicts with C(ip) and C(mac);
         the MAC defaults to Docker's C(02:42:) + the IPv4 bytes). See the C(cnm.network.overlay_peers) filter."
+      - Omitted, the peers stay as they are (the FDB and neighbour entries are left alone); an empty list removes them all.
     type: list
     elements: raw
-    default: []
   port:
     description: VXLAN UDP port.
     type: int
@@ -155,9 +155,10 @@ network:
       type: str
       sample: vx-ov0
     peers:
-      description: Number of remote VTEPs.
-      type: int
-      sample: 2
+      description: The remote VTEPs with the endpoints behind them, as now in force (the shape of the O(peers) option).
+      type: list
+      elements: dict
+      sample: [{"vtep": "192.0.2.12", "endpoints": [{"ip": "10.200.2.10", "mac": "02:42:0a:c8:02:0a"}]}]
 changes:
   description: The changes made (or, in check mode, that would be made), in order.
   returned: always
@@ -183,7 +184,7 @@ def main() -> None:
             gateway=dict(type="str"),
             ip_range=dict(type="str"),
             local_ip=dict(type="str"),
-            peers=dict(type="list", elements="raw", default=[]),
+            peers=dict(type="list", elements="raw"),
             port=dict(type="int", default=4789),
             mtu=dict(type="int"),
             restrict_peers=dict(type="bool", default=True),

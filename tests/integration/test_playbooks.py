@@ -76,3 +76,46 @@ def test_module_respawns_under_the_system_python_with_pyroute2(lab, tmp_path: Pa
     first = run_playbook(playbook, inventory, env, "-e", interpreter)
     assert_ok(first)
     assert recap_changed(first) == {"h1": 4}
+
+
+@pytest.fixture
+def lab3(tmp_path: Path):
+    prefix = "to" + secrets.token_hex(3)
+    inventory = tmp_path / "lab.yml"
+    env = ansible_env(tmp_path)
+    try:
+        assert_ok(run_playbook(PLAYBOOKS / "lab_up.yml", "localhost,", env, "-e", "lab_prefix=" + prefix, "-e", "lab_size=3",
+                               "-e", "lab_inventory=" + str(inventory)))
+        yield prefix, inventory, env
+    finally:
+        run_playbook(PLAYBOOKS / "lab_down.yml", "localhost,", env, "-e", "lab_prefix=" + prefix, "-e", "lab_inventory=" + str(inventory))
+        for name in lab_namespaces(prefix):
+            subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def fdb_vteps(prefix: str, host: str) -> list:
+    out = subprocess.run(["ip", "netns", "exec", "%s-%s" % (prefix, host), "bridge", "fdb", "show", "dev", "vx-ov0"],
+                         capture_output=True, text=True, check=True).stdout
+    return sorted({line.split(" dst ")[1].split()[0] for line in out.splitlines() if " dst " in line})
+
+
+def test_overlay_role_across_three_hosts_with_limit_and_pruning(lab3, tmp_path: Path):
+    prefix, inventory, env = lab3
+    check = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, "--check")
+    assert_ok(check)
+    first = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env)
+    assert_ok(first)  # includes the role's own check: every endpoint pinged every remote one
+    assert first.stdout.count("-app1 -> 10.200.") >= 3 * 4
+    again = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env)
+    assert_ok(again)
+    assert recap_changed(again) == {"h1": 0, "h2": 0, "h3": 0}
+    limited = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, "--limit", "h1,h2")
+    assert_ok(limited)
+    assert recap_changed(limited) == {"h1": 0, "h2": 0}  # h3, outside the limit, keeps its entries
+    assert fdb_vteps(prefix, "h1") == ["192.0.2.12", "192.0.2.13"]
+    # h3 leaves the group (an inventory without it): a run over the others prunes it
+    two = tmp_path / "two.yml"
+    two.write_text(inventory.read_text().split("    h3:\n", maxsplit=1)[0])
+    prune = run_playbook(PLAYBOOKS / "overlay.yml", str(two), env)
+    assert_ok(prune)
+    assert fdb_vteps(prefix, "h1") == ["192.0.2.12"] and fdb_vteps(prefix, "h2") == ["192.0.2.11"]
