@@ -41,10 +41,23 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
+
+# The benchmarks' shared helpers (the script's own folder is on sys.path).
+from benchlib import (  # noqa: E402
+    BenchError,
+    collections_root,
+    entered,
+    fmt,
+    in_ns,
+    module_worker,
+    netns_cookie,
+    netns_names,
+    run,
+    timed,
+)
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
@@ -127,10 +140,6 @@ class CallbackModule(CallbackBase):
 '''
 
 
-class BenchError(Exception):
-    pass
-
-
 # ---------------------------------------------------------------- small helpers
 def address(subnet: tuple, i: int) -> str:
     """The i-th endpoint's address in a /16 (the gateway is .0.1, endpoints start at .0.2)."""
@@ -140,57 +149,6 @@ def address(subnet: tuple, i: int) -> str:
 
 def mac_of(ip: str) -> str:
     return "02:42:" + ":".join("%02x" % int(part) for part in ip.split("."))
-
-
-def run(argv: list, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
-    if check and proc.returncode != 0:
-        raise BenchError("%s failed (rc %d): %s%s" % (" ".join(argv)[:300], proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
-    return proc
-
-
-def in_ns(ns: str) -> list:
-    return ["nsenter", "--net=/run/netns/%s" % ns, "--"]
-
-
-def timed(argv: list, **kwargs) -> tuple:
-    start = time.perf_counter()
-    proc = run(argv, **kwargs)
-    return time.perf_counter() - start, proc
-
-
-def netns_names() -> list:
-    return sorted(line.split()[0] for line in run(["ip", "netns", "list"]).stdout.splitlines() if line.strip())
-
-
-class entered:
-    """This thread inside a named namespace for the block (os.setns; back home afterwards)."""
-
-    def __init__(self, ns: str) -> None:
-        self.ns = ns
-
-    def __enter__(self):
-        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        fd = os.open("/run/netns/%s" % self.ns, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.setns(fd, CLONE_NEWNET)
-        finally:
-            os.close(fd)
-        return self
-
-    def __exit__(self, *exc):
-        os.setns(self.home, CLONE_NEWNET)
-        os.close(self.home)
-        return False
-
-
-def netns_cookie(ns: str) -> str:
-    with entered(ns):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            return "cookie-%d" % int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
-        finally:
-            sock.close()
 
 
 def ports_of(ns: str, bridge: str) -> int:
@@ -519,34 +477,6 @@ def floor_worker(spec_path: str, out_path: str) -> None:
 
 
 # ---------------------------------------------------------------- the module wrapper
-def module_worker(name: str, args_path: str, timing_path: str, profile: str | None) -> None:
-    """Runs inside the host namespace: import the module (untimed), then time its main() alone.
-
-    The module reads its JSON args file from sys.argv[1] and ends with sys.exit, as under Ansible.
-    """
-    import importlib
-
-    sys.argv = [name, args_path]
-    start = time.perf_counter()
-    module = importlib.import_module("ansible_collections.cnm.network.plugins.modules.%s" % name)
-    imported = time.perf_counter()
-    profiler = None
-    if profile:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        profiler.enable()
-    try:
-        module.main()
-    except SystemExit:
-        pass
-    finally:
-        done = time.perf_counter()
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(profile + ".pstats")
-        with open(timing_path, "w") as handle:
-            json.dump({"import": imported - start, "main": done - imported}, handle)
 
 
 def profile_report(path: str, limit: int = 25) -> str:
@@ -566,12 +496,6 @@ def profile_report(path: str, limit: int = 25) -> str:
 
 
 # ---------------------------------------------------------------- driver
-def collections_root(workdir: str) -> str:
-    """A directory holding ansible_collections/cnm/network -> this checkout (as tests/integration/conftest.py)."""
-    root = os.path.join(workdir, "collections")
-    os.makedirs(os.path.join(root, "ansible_collections", "cnm"))
-    os.symlink(REPO, os.path.join(root, "ansible_collections", "cnm", "network"))
-    return root
 
 
 def median(values: list):
@@ -627,10 +551,6 @@ def bench_size(size: int, repeat: int, workdir: str, collections: str, profile: 
     finally:
         lab.destroy()
     return results
-
-
-def fmt(value) -> str:
-    return "-" if value is None else "%.3f" % value
 
 
 def table(all_results: dict) -> str:

@@ -68,6 +68,17 @@ import sys
 import tempfile
 import time
 
+# The benchmarks' shared helpers (the script's own folder is on sys.path).
+from benchlib import (  # noqa: E402
+    BenchError,
+    collections_root,
+    entered,
+    in_ns,
+    load_average,
+    netns_names,
+    run,
+)
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
 STORE_ROOT = "/run/cnm-network"
@@ -154,50 +165,11 @@ class CallbackModule(CallbackBase):
 '''
 
 
-class BenchError(Exception):
-    pass
-
-
 # ---------------------------------------------------------------- small helpers (as in bench/ports.py)
-def run(argv: list, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
-    if check and proc.returncode != 0:
-        raise BenchError("%s failed (rc %d): %s%s" % (" ".join(argv)[:300], proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
-    return proc
-
-
-def in_ns(ns: str) -> list:
-    return ["nsenter", "--net=/run/netns/%s" % ns, "--"]
 
 
 def sh(ns: str, script: str, check: bool = True) -> subprocess.CompletedProcess:
     return run(in_ns(ns) + ["bash", "-ec", script], check=check, timeout=60)
-
-
-def netns_names() -> list:
-    return sorted(line.split()[0] for line in run(["ip", "netns", "list"]).stdout.splitlines() if line.strip())
-
-
-class entered:
-    """This thread inside a named namespace for the block (os.setns; back home afterwards)."""
-
-    def __init__(self, ns: str) -> None:
-        self.ns = ns
-        self.home = -1
-
-    def __enter__(self):
-        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        fd = os.open("/run/netns/%s" % self.ns, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.setns(fd, CLONE_NEWNET)
-        finally:
-            os.close(fd)
-        return self
-
-    def __exit__(self, *exc):
-        os.setns(self.home, CLONE_NEWNET)
-        os.close(self.home)
-        return False
 
 
 def store_dir(ns: str) -> str:
@@ -223,10 +195,6 @@ def remove_namespaces(prefix: str, before: list) -> list:
             shutil.rmtree(store, ignore_errors=True)
         run(["ip", "netns", "del", ns], check=False, start_new_session=True)
     return ours
-
-
-def load_average() -> str:
-    return "%.2f %.2f %.2f" % os.getloadavg()
 
 
 def median(values: list):
@@ -662,14 +630,6 @@ def preflight() -> list:
     commands = (("nsenter", "util-linux"), ("ip", "iproute2"), ("bridge", "iproute2"), ("iperf3", "iperf3"), ("ss", "iproute2"),
                 ("ping", "iputils-ping"), ("nft", "nftables"))
     return ["%s (apt-get install %s)" % (cmd, pkg) for cmd, pkg in commands if shutil.which(cmd) is None]
-
-
-def collections_root(workdir: str) -> str:
-    """A directory holding ansible_collections/cnm/network -> this checkout (as tests/integration/conftest.py)."""
-    root = os.path.join(workdir, "collections")
-    os.makedirs(os.path.join(root, "ansible_collections", "cnm"))
-    os.symlink(REPO, os.path.join(root, "ansible_collections", "cnm", "network"))
-    return root
 
 
 def main() -> int:
