@@ -139,17 +139,22 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule
 
 
 def render_vxlan_filter(networks: Dict[str, dict]) -> List[Rule]:
-    """restrict_peers: VXLAN UDP on an overlay's port is accepted only from listed peers (of any overlay on that port)."""
-    peers_by_port: Dict[int, set] = {}
-    for record in networks.values():
-        if record.get("driver") == "overlay" and record.get("restrict_peers", True):
-            peers_by_port.setdefault(record["port"], set()).update(peer["vtep"] for peer in record.get("peers", ()))
+    """restrict_peers: VXLAN of an overlay's VNI is accepted only from its listed peers.
+
+    The match includes the VNI (24 bits at byte 4 of the VXLAN header, after the 8-byte UDP header),
+    so other VXLAN devices sharing the UDP port, with their own VNIs and VTEPs, are not affected.
+    """
     rules = []
-    for port in sorted(peers_by_port):
-        expr = [_match("l4proto", "udp"), _payload("th", "dport", port)]
-        if peers_by_port[port]:
-            expr.append(_payload("ip", "saddr", _names(sorted(peers_by_port[port], key=ipaddress.ip_address)), "!="))
-        rules.append(_rule(INET_INPUT, "vxlan port %d peers only" % port, *(expr + [{"drop": None}])))
+    for name in sorted(networks):
+        record = networks[name]
+        if record.get("driver") != "overlay" or not record.get("restrict_peers", True):
+            continue
+        peers = sorted((peer["vtep"] for peer in record.get("peers", ())), key=ipaddress.ip_address)
+        expr = [_match("l4proto", "udp"), _payload("th", "dport", record["port"]),
+                {"match": {"op": "==", "left": {"payload": {"base": "th", "offset": 96, "len": 24}}, "right": record["vni"]}}]
+        if peers:
+            expr.append(_payload("ip", "saddr", _names(peers), "!="))
+        rules.append(_rule(INET_INPUT, "network %s vxlan peers only" % name, *(expr + [{"drop": None}])))
     return rules
 
 

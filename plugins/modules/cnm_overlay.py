@@ -67,7 +67,7 @@ options:
     description: MTU of the bridge and every endpoint. Defaults to the underlay link's MTU minus 50 (the VXLAN overhead); larger is refused.
     type: int
   restrict_peers:
-    description: Accept VXLAN UDP on O(port) only from the listed peers' VTEPs.
+    description: Accept VXLAN of this O(vni) on O(port) only from the listed peers' VTEPs (other VNIs on the port are not affected).
     type: bool
     default: true
   encrypted:

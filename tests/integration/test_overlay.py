@@ -104,7 +104,7 @@ def test_vxlan_from_a_namespace_that_is_not_a_peer_never_reaches_the_bridge(host
     assert not pings(rogue.name, endpoints[1]["ipv4_address"])
     assert received() == before
     rules = made[1].ruleset()
-    assert "vxlan port 4789 peers only" in rules
+    assert "network ov vxlan peers only" in rules
 
 
 def test_absent_leaves_nothing_behind(hosts):

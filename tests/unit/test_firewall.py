@@ -583,3 +583,14 @@ def test_sysctls_follow_the_ports_that_answer_on_loopback():
     networks, ports = PORT_CONFIGURATIONS["ports_loopback_and_one_address"]
     assert needed_sysctls(networks, ports) == {"net.ipv4.ip_forward": "1", "net.ipv4.conf.br-web.route_localnet": "1"}
     assert needed_sysctls({"vault": VAULT}, {}) == {}
+
+
+def test_restrict_peers_matches_the_overlays_own_vni_only():
+    overlay = network("br-ov", "10.200.0.0/16", driver="overlay", vni=4200, port=4789, restrict_peers=True,
+                      peers=[{"vtep": "192.0.2.13", "endpoints": []}, {"vtep": "192.0.2.12", "endpoints": []}])
+    rules = [rule for rule in render({"ov": overlay}) if rule.chain.name == "input"]
+    assert [rule.comment.split(" #")[0] for rule in rules] == ["cnm network ov vxlan peers only"]
+    expr = json.loads(rules[0].expr)
+    assert {"match": {"op": "==", "left": {"payload": {"base": "th", "offset": 96, "len": 24}}, "right": 4200}} in expr
+    assert {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"set": ["192.0.2.12", "192.0.2.13"]}}} in expr
+    assert not [rule for rule in render({"ov": dict(overlay, restrict_peers=False)}) if rule.chain.name == "input"]
