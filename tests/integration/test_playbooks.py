@@ -7,6 +7,7 @@ when the task's interpreter has no pyroute2.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import subprocess
 from pathlib import Path
@@ -17,19 +18,26 @@ from test_lab import REPO, ansible_env, assert_ok, lab_namespaces, recap_changed
 PLAYBOOKS = REPO / "playbooks"
 
 
-@pytest.fixture
-def lab(tmp_path: Path):
+@contextlib.contextmanager
+def lab_of(tmp_path: Path, size: int):
+    """A lab of ``size`` namespace hosts made by the lab playbooks; removed even when the test fails."""
     prefix = "tp" + secrets.token_hex(3)
     inventory = tmp_path / "lab.yml"
     env = ansible_env(tmp_path)
     try:
-        assert_ok(run_playbook(PLAYBOOKS / "lab_up.yml", "localhost,", env, "-e", "lab_prefix=" + prefix, "-e", "lab_size=1",
+        assert_ok(run_playbook(PLAYBOOKS / "lab_up.yml", "localhost,", env, "-e", "lab_prefix=" + prefix, "-e", "lab_size=%d" % size,
                                "-e", "lab_inventory=" + str(inventory)))
-        yield prefix, str(inventory), env
+        yield prefix, inventory, env
     finally:
         run_playbook(PLAYBOOKS / "lab_down.yml", "localhost,", env, "-e", "lab_prefix=" + prefix, "-e", "lab_inventory=" + str(inventory))
         for name in lab_namespaces(prefix):
             subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture
+def lab(tmp_path: Path):
+    with lab_of(tmp_path, 1) as (prefix, inventory, env):
+        yield prefix, str(inventory), env
 
 
 def test_demo_playbook_checks_converges_and_is_idempotent(lab):
@@ -80,17 +88,8 @@ def test_module_respawns_under_the_system_python_with_pyroute2(lab, tmp_path: Pa
 
 @pytest.fixture
 def lab3(tmp_path: Path):
-    prefix = "to" + secrets.token_hex(3)
-    inventory = tmp_path / "lab.yml"
-    env = ansible_env(tmp_path)
-    try:
-        assert_ok(run_playbook(PLAYBOOKS / "lab_up.yml", "localhost,", env, "-e", "lab_prefix=" + prefix, "-e", "lab_size=3",
-                               "-e", "lab_inventory=" + str(inventory)))
-        yield prefix, inventory, env
-    finally:
-        run_playbook(PLAYBOOKS / "lab_down.yml", "localhost,", env, "-e", "lab_prefix=" + prefix, "-e", "lab_inventory=" + str(inventory))
-        for name in lab_namespaces(prefix):
-            subprocess.run(["ip", "netns", "del", name], check=False)
+    with lab_of(tmp_path, 3) as made:
+        yield made
 
 
 def fdb_vteps(prefix: str, host: str) -> list:
