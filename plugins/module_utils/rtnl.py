@@ -317,3 +317,18 @@ def _link(payload: bytes) -> dict:
         "mac": _mac(attrs.get(IFLA_ADDRESS)), "up": bool(flags & 1), "master": _u32(attrs.get(IFLA_MASTER)),
         "peer_index": _u32(attrs.get(IFLA_LINK)), "alias": _text(attrs.get(IFLA_IFALIAS)) or None, "group": _u32(attrs.get(IFLA_GROUP)) or 0, "vxlan": vxlan,
     }
+
+
+# ---- read-only, for reports (cnm_info): what the link dump above leaves out ----
+IFLA_OPERSTATE = 16
+OPERSTATE_NAMES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")  # RFC 2863, as iproute2 prints them
+
+
+def link_operstates(rtnl: Rtnl) -> Dict[int, str]:
+    """The operational state of every link by ifindex (``up``, ``down``, ``lowerlayerdown``...), from one dump."""
+    result = {}
+    for msg_type, payload in rtnl._request(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(0, 0, 0, 0, 0)):
+        if msg_type == RTM_NEWLINK:
+            raw = attributes(payload, _IFINFO.size).get(IFLA_OPERSTATE)
+            result[_IFINFO.unpack_from(payload)[2]] = OPERSTATE_NAMES[raw[0]] if raw and raw[0] < len(OPERSTATE_NAMES) else "unknown"
+    return result

@@ -1,0 +1,583 @@
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The info room: what exists (networks, endpoints, published ports, overlay peers), read from the
+store and the kernel, and where the two disagree (drift). Read-only: nothing is planned or changed.
+
+The kernel is read as facts first - one netlink session per namespace (the host's, and each
+endpoint's sandbox), each dumped once, and one ``nft -j list ruleset`` - then the report is built
+from the store and those facts by pure functions, which the unit tests drive with made-up facts.
+Drivers are handled generically: a network record reports what it holds, and the devices it names
+(``bridge_name``, ``vxlan_name``, ``shim_name``, ``parent``) are checked where they exist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
+
+from ansible_collections.cnm.network.plugins.module_utils import firewall, rtnl
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
+from ansible_collections.cnm.network.plugins.module_utils.host import Host
+from ansible_collections.cnm.network.plugins.module_utils.model import BRIDGE_ALIAS_PREFIX, ENDPOINT_ALIAS_PREFIX, EndpointSpec, check_name
+from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.overlay import FLOOD_MAC
+from ansible_collections.cnm.network.plugins.module_utils.ports import PortMapping, docker_form
+from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
+
+GATHER = ("networks", "endpoints", "ports", "peers")
+ALIAS_PREFIX = "cnm:"  # every kernel object the collection makes carries an alias starting so
+SANDBOX_KINDS = ("netns", "netns_path", "pid")
+# The devices a network record may name, by record key: (role, the kind the device must be).
+# The parent of a macvlan network is the user's interface: checked for existence only.
+NETWORK_DEVICES = (("bridge_name", "bridge", "bridge"), ("vxlan_name", "vxlan", "vxlan"), ("shim_name", "shim", "macvlan"), ("parent", "parent", None))
+
+# Drift kinds (documented in cnm_info's RETURN).
+DRIFT_KINDS = (
+    "network_device_missing", "network_device_foreign", "network_device_down", "network_mtu", "network_addresses", "vxlan_settings",
+    "network_rules_missing", "endpoint_network_missing", "endpoint_sandbox_missing", "endpoint_interface_missing",
+    "endpoint_host_interface_missing", "endpoint_not_paired", "endpoint_not_on_bridge", "endpoint_down", "endpoint_mtu", "endpoint_mac",
+    "endpoint_addresses", "port_endpoint_missing", "port_rules_missing", "firewall_rules_missing", "peer_fdb_missing", "peer_fdb_stale",
+    "peer_neighbour_missing", "peer_neighbour_stale", "unclaimed_device", "unclaimed_rule",
+)
+
+
+# ---- the question ----
+@dataclass(frozen=True)
+class InfoQuery:
+    """What to report: ``networks`` None means all; ``sandbox`` None means every sandbox."""
+
+    networks: Optional[Tuple[str, ...]] = None
+    sandbox: Optional[SandboxRef] = None
+    gather: FrozenSet[str] = frozenset(GATHER)
+
+    @classmethod
+    def from_params(cls, params: dict) -> InfoQuery:
+        networks = None
+        if params.get("network"):
+            networks = tuple(sorted(set(check_name("network", str(name)) for name in params["network"])))
+        sandbox = None
+        given = [kind for kind in SANDBOX_KINDS if params.get(kind) not in (None, "")]
+        if given:
+            # The sandbox forms are cnm_endpoint's: parsed (and refused) by the same code, for the 'none' network.
+            sandbox = EndpointSpec.from_params(dict({kind: params[kind] for kind in given}, network="none")).sandbox
+        gather = params.get("gather")
+        if gather is None:
+            gather = GATHER
+        unknown = sorted(set(gather) - set(GATHER))
+        if unknown or not gather:
+            raise option_error("gather", list(gather), "must list some of %s" % ", ".join(GATHER))
+        return cls(networks, sandbox, frozenset(gather))
+
+    @property
+    def filtered(self) -> bool:
+        return self.networks is not None or self.sandbox is not None
+
+
+# ---- kernel facts (plain data: the unit tests make their own) ----
+@dataclass(frozen=True)
+class Device:
+    """A link as the report shows it; ``master`` is the name of the bridge it is a port of."""
+
+    name: str
+    kind: Optional[str]
+    mtu: int
+    mac: Optional[str]
+    up: bool
+    operstate: str = "unknown"
+    alias: Optional[str] = None
+    master: Optional[str] = None
+    index: int = 0
+    peer_index: Optional[int] = None
+    addresses: Tuple[str, ...] = ()
+    routes: Tuple[str, ...] = ()
+    mode: Optional[str] = None  # a macvlan's mode, "vlan VID" of an 802.1Q link
+    vxlan: Optional[dict] = None
+    port_flags: Optional[Tuple[bool, bool]] = None  # (isolated, hairpin) of a bridge port
+
+    def describe(self) -> dict:
+        state = {"name": self.name, "kind": self.kind, "mtu": self.mtu, "mac": self.mac, "up": self.up, "operstate": self.operstate,
+                 "alias": self.alias, "master": self.master, "addresses": list(self.addresses)}
+        if self.routes:
+            state["routes"] = list(self.routes)
+        if self.mode is not None:
+            state["mode"] = self.mode
+        if self.vxlan is not None:
+            state["vxlan"] = dict(self.vxlan)
+        if self.port_flags is not None:
+            state["isolated"], state["hairpin"] = self.port_flags
+        return state
+
+
+@dataclass
+class NamespaceFacts:
+    """The links of one namespace by name; for the host also the VXLAN tables and our nft rules."""
+
+    devices: Dict[str, Device] = field(default_factory=dict)
+    fdb: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)  # VXLAN device -> (MAC, VTEP)
+    neighbours: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)  # VXLAN device -> (MAC, IP)
+    rules: Optional[Dict[str, str]] = None  # comment -> "family chain" of each rule in table cnm; None: not read
+
+    def by_index(self, index: Optional[int]) -> Optional[Device]:
+        return next((device for device in self.devices.values() if device.index == index), None) if index else None
+
+
+def read_namespace(session, routes: bool = False, port_flags: bool = False) -> NamespaceFacts:
+    """Every link of one namespace with its addresses (and routes, bridge port flags), from a few dumps."""
+    links = session.links()
+    names = {link.index: name for name, link in links.items()}
+    states = rtnl.link_operstates(session.rtnl)
+    devices = {}
+    for name, link in links.items():
+        devices[name] = Device(
+            name=name, kind=link.kind, mtu=link.mtu, mac=link.mac, up=link.up, operstate=states.get(link.index, "unknown"), alias=link.alias,
+            master=names.get(link.master) if link.master else None, index=link.index, peer_index=link.peer_index,
+            addresses=tuple(str(address) for address in session.addresses(link.index)),
+            routes=tuple(route.describe() for route in session.routes(link.index)) if routes and name != "lo" else (),
+            mode=getattr(link, "mode", None), vxlan=link.vxlan,
+            port_flags=session.port_flags(link.index) if port_flags and link.master else None,
+        )
+    return NamespaceFacts(devices)
+
+
+def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> NamespaceFacts:
+    session = host.kernel.host
+    facts = read_namespace(session, port_flags="endpoints" in query.gather)
+    if "peers" in query.gather:
+        for record in state["networks"].values():
+            device = facts.devices.get(record.get("vxlan_name") or "")
+            if device is not None and device.kind == "vxlan":
+                facts.fdb[device.name] = session.rtnl.neighbours(socket.AF_BRIDGE, device.index)
+                facts.neighbours[device.name] = session.rtnl.neighbours(socket.AF_INET, device.index)
+    if query.gather & {"networks", "ports"}:
+        nft = firewall.Nft(host.run_command)
+        if nft.path is not None:
+            ruleset = firewall.parse(nft.listing())
+            facts.rules = {rule.get("comment", ""): "%s %s" % chain for chain, rules in ruleset.rules.items() for rule in rules}
+        elif firewall.render(state["networks"], state.get("ports", {})):
+            warnings.append("the nft command was not found: the firewall rules of cnm networks and published ports were not checked")
+    return facts
+
+
+def read_sandboxes(host: Host, keys) -> Dict[str, Optional[NamespaceFacts]]:
+    """Facts of each sandbox (one session each); None for a sandbox that no longer exists."""
+    found: Dict[str, Optional[NamespaceFacts]] = {}
+    for key in sorted(set(keys)):
+        ref = SandboxRef.from_key(key)
+        facts = None
+        if ref.exists():
+            try:
+                facts = read_namespace(host.kernel.sandbox(ref), routes=True)
+            except (CnmError, OSError):  # it vanished between the check and the open
+                facts = None
+        found[key] = facts
+    return found
+
+
+def sandbox_matcher(ref: SandboxRef) -> Callable[[str], bool]:
+    """Whether a record's sandbox key is the sandbox ``ref``: the same key, or the same namespace however named."""
+    identities: Dict[str, Optional[tuple]] = {}
+
+    def identity(path: str) -> Optional[tuple]:
+        if path not in identities:
+            try:
+                stat = os.stat(path)
+                identities[path] = (stat.st_dev, stat.st_ino)
+            except OSError:
+                identities[path] = None
+        return identities[path]
+
+    wanted = identity(ref.path) if ref.exists() else None
+
+    def matches(key: str) -> bool:
+        if key == ref.key:
+            return True
+        other = SandboxRef.from_key(key)
+        return wanted is not None and other.exists() and identity(other.path) == wanted
+
+    return matches
+
+
+# ---- what is selected ----
+@dataclass(frozen=True)
+class Selection:
+    networks: Tuple[str, ...]
+    endpoints: Tuple[str, ...]  # store keys
+    ports: Tuple[str, ...]  # store keys
+    missing: Tuple[str, ...] = ()  # network names asked for that the store does not hold
+
+
+def select(state: dict, query: InfoQuery, matches: Optional[Callable[[str], bool]] = None) -> Selection:
+    """The networks, endpoints and ports the filters keep. With a sandbox, only the networks it is on."""
+    networks = set(state["networks"])
+    missing: Tuple[str, ...] = ()
+    if query.networks is not None:
+        missing = tuple(name for name in query.networks if name not in networks)
+        networks &= set(query.networks)
+    endpoints = sorted(key for key, record in state["endpoints"].items()
+                       if (query.networks is None or record["network"] in query.networks) and (matches is None or matches(record["sandbox"])))
+    if matches is not None:
+        networks &= {state["endpoints"][key]["network"] for key in endpoints}
+    ports = sorted(key for key, entry in state.get("ports", {}).items()
+                   if entry["network"] in networks or (query.networks is None and matches is None))
+    if matches is not None:
+        ports = [key for key in ports if matches(state["ports"][key]["sandbox"])]
+    return Selection(tuple(sorted(networks)), tuple(endpoints), tuple(ports), missing)
+
+
+# ---- the report (pure) ----
+def drift(kind: str, obj: str, message: str, network: Optional[str] = None, sandbox: Optional[str] = None, expected=None, found=None) -> dict:
+    return {"kind": kind, "object": obj, "network": network, "sandbox": sandbox, "expected": expected, "found": found, "message": message}
+
+
+def network_devices(record: dict) -> List[Tuple[str, str, Optional[str]]]:
+    """(role, device name, required kind) of every device a network record names."""
+    return [(role, record[key], kind) for key, role, kind in NETWORK_DEVICES if record.get(key)]
+
+
+def _interfaces(*pairs) -> List[str]:
+    """``ADDRESS/PREFIX`` texts of (address, network) pairs whose address is set, normalised."""
+    return sorted((str(ipaddress.ip_interface("%s/%d" % (address, ipaddress.ip_network(network).prefixlen))) for address, network in pairs
+                   if address and network), key=_address_order)
+
+
+def _address_order(text: str) -> tuple:
+    interface = ipaddress.ip_interface(text)
+    return (interface.version, interface)
+
+
+def network_view(name: str, record: dict, facts: NamespaceFacts, state: dict) -> dict:
+    """The record as stored (every key, whatever the driver), its devices' kernel state and its endpoints."""
+    view = {"name": name, "driver": record.get("driver", "bridge")}
+    view.update((key, value) for key, value in record.items() if key != "driver")
+    devices = []
+    for role, device_name, _kind in network_devices(record):
+        device = facts.devices.get(device_name)
+        entry = dict(device.describe(), present=True) if device is not None else {"name": device_name, "present": False}
+        entry["role"] = role
+        if device is not None and role == "bridge":
+            entry["ports"] = sorted(other.name for other in facts.devices.values() if other.master == device_name)
+        devices.append(entry)
+    view["devices"] = devices
+    view["endpoints"] = sorted(record_["sandbox"] for record_ in state["endpoints"].values() if record_["network"] == name)
+    return view
+
+
+def network_drift(name: str, record: dict, facts: NamespaceFacts) -> List[dict]:
+    found = []
+    for role, device_name, kind in network_devices(record):
+        device = facts.devices.get(device_name)
+        what = "%s %s" % (role, device_name)
+        if device is None:
+            found.append(drift("network_device_missing", what, "network %s: its %s %s does not exist" % (name, role, device_name), name,
+                               expected={"name": device_name, "kind": kind}))
+            continue
+        alias_ok = True
+        if role == "bridge":
+            alias_ok = device.alias == BRIDGE_ALIAS_PREFIX + name
+        elif role != "parent":  # cnm's own devices name their network at the end of their alias
+            alias_ok = bool(device.alias) and device.alias.startswith(ALIAS_PREFIX) and device.alias.endswith(":" + name)
+        if (kind is not None and device.kind != kind) or not alias_ok:
+            found.append(drift("network_device_foreign", what, "network %s: %s exists but is not its %s (kind %s, alias %s)"
+                               % (name, device_name, role, device.kind, device.alias), name,
+                               expected={"kind": kind, "alias": BRIDGE_ALIAS_PREFIX + name if role == "bridge" else None},
+                               found={"kind": device.kind, "alias": device.alias}))
+            continue
+        if role == "parent":
+            continue
+        if not device.up:
+            found.append(drift("network_device_down", what, "network %s: %s is down" % (name, device_name), name, expected=True, found=False))
+        if record.get("mtu") is not None and device.mtu != record["mtu"]:
+            found.append(drift("network_mtu", what, "network %s: %s has MTU %d, the store says %d" % (name, device_name, device.mtu, record["mtu"]),
+                               name, expected=record["mtu"], found=device.mtu))
+        if role == "bridge":
+            wanted = _interfaces((record.get("gateway"), record.get("subnet")), (record.get("ipv6_gateway"), record.get("ipv6_subnet")))
+            if sorted(device.addresses, key=_address_order) != wanted:
+                found.append(drift("network_addresses", what, "network %s: %s carries %s, the store says %s"
+                                   % (name, device_name, ", ".join(device.addresses) or "no address", ", ".join(wanted)), name,
+                                   expected=wanted, found=list(device.addresses)))
+        elif role == "shim" and record.get("host_access_ip"):
+            ips = [str(ipaddress.ip_interface(address).ip) for address in device.addresses]
+            if record["host_access_ip"] not in ips:
+                found.append(drift("network_addresses", what, "network %s: the shim %s lacks host_access_ip %s" % (name, device_name, record["host_access_ip"]),
+                                   name, expected=[record["host_access_ip"]], found=list(device.addresses)))
+        elif role == "vxlan":
+            wanted_vxlan = {"vni": record.get("vni"), "local": record.get("local_ip"), "port": record.get("port"), "learning": False, "proxy": True}
+            have = {key: (device.vxlan or {}).get(key) for key in wanted_vxlan}
+            if have != wanted_vxlan:
+                found.append(drift("vxlan_settings", what, "network %s: %s has %s, the store says %s"
+                                   % (name, device_name, _settings(have), _settings(wanted_vxlan)), name, expected=wanted_vxlan, found=have))
+    return found
+
+
+def _settings(values: dict) -> str:
+    return " ".join("%s %s" % (key, values[key]) for key in sorted(values))
+
+
+def endpoint_view(key: str, record: dict, host_facts: NamespaceFacts, sandbox_facts: Optional[NamespaceFacts]) -> dict:
+    """The record as stored, the sandbox as ``KIND: VALUE``, and the kernel state of both ends."""
+    ref = SandboxRef.from_key(record["sandbox"])
+    view = dict(record)
+    view[ref.kind] = ref.value
+    view["sandbox_exists"] = sandbox_facts is not None
+    inner = sandbox_facts.devices.get(record.get("ifname") or "") if sandbox_facts is not None else None
+    view["interface"] = inner.describe() if inner is not None else None
+    outer = host_facts.devices.get(record["host_ifname"]) if record.get("host_ifname") else None
+    view["host_interface"] = outer.describe() if outer is not None else None
+    return view
+
+
+def endpoint_drift(key: str, record: dict, network: Optional[dict], host_facts: NamespaceFacts, sandbox_facts: Optional[NamespaceFacts]) -> List[dict]:
+    """Where the endpoint's interfaces differ from its record; ``sandbox_facts`` None: the sandbox is gone."""
+    name, sandbox = record["network"], record["sandbox"]
+    what = "endpoint %s" % key
+    found = []
+
+    def add(kind, obj, message, expected=None, found_=None):
+        found.append(drift(kind, obj, "endpoint %s on %s: %s" % (sandbox, name, message), name, sandbox, expected, found_))
+
+    if network is None:
+        add("endpoint_network_missing", what, "the store has no network %s" % name)
+    if sandbox_facts is None:
+        add("endpoint_sandbox_missing", what, "its sandbox no longer exists (its lease is reclaimed by the next cnm_endpoint run on %s)" % name)
+        return found
+    ifname = record.get("ifname")
+    inner = sandbox_facts.devices.get(ifname or "") if sandbox_facts is not None else None
+    if inner is None:
+        add("endpoint_interface_missing", "interface %s in %s" % (ifname, sandbox), "interface %s is missing in the sandbox" % ifname)
+    outer = None
+    if record.get("host_ifname"):
+        host_ifname = record["host_ifname"]
+        outer = host_facts.devices.get(host_ifname)
+        if outer is None:
+            add("endpoint_host_interface_missing", "link %s" % host_ifname, "the host end %s of its veth is missing" % host_ifname)
+        elif outer.alias != ENDPOINT_ALIAS_PREFIX + key or (inner is not None and not _paired(inner, outer)):
+            add("endpoint_not_paired", "link %s" % host_ifname, "%s in the sandbox and %s on the host are not the two ends of its veth" % (ifname, host_ifname),
+                {"alias": ENDPOINT_ALIAS_PREFIX + key}, {"alias": outer.alias, "kind": inner.kind if inner is not None else None})
+        elif network is not None and network.get("bridge_name") and outer.master != network["bridge_name"]:
+            add("endpoint_not_on_bridge", "link %s" % host_ifname, "%s is not a port of bridge %s" % (host_ifname, network["bridge_name"]),
+                network["bridge_name"], outer.master)
+    mtu = (network or {}).get("mtu")
+    for device, where in ((outer, "on the host"), (inner, "in the sandbox")):
+        if device is None:
+            continue
+        obj = "link %s" % device.name if device is outer else "interface %s in %s" % (device.name, sandbox)
+        if not device.up:
+            add("endpoint_down", obj, "%s %s is down" % (device.name, where), True, False)
+        if mtu is not None and device.mtu != mtu:
+            add("endpoint_mtu", obj, "%s %s has MTU %d, the network's is %d" % (device.name, where, device.mtu, mtu), mtu, device.mtu)
+    if inner is not None:
+        obj = "interface %s in %s" % (inner.name, sandbox)
+        if record.get("mac_address") and inner.mac != record["mac_address"]:
+            add("endpoint_mac", obj, "%s has MAC %s, the store says %s" % (inner.name, inner.mac, record["mac_address"]), record["mac_address"], inner.mac)
+        if network is not None:
+            wanted = _interfaces((record.get("ipv4_address"), network.get("subnet")), (record.get("ipv6_address"), network.get("ipv6_subnet")))
+            if sorted(inner.addresses, key=_address_order) != wanted:
+                add("endpoint_addresses", obj, "%s carries %s, the store says %s" % (inner.name, ", ".join(inner.addresses) or "no address", ", ".join(wanted)),
+                    wanted, list(inner.addresses))
+    return found
+
+
+def _paired(inner: Device, outer: Device) -> bool:
+    return inner.kind == "veth" and inner.peer_index == outer.index and outer.peer_index == inner.index
+
+
+def port_view(key: str, entry: dict, rules: Optional[Dict[str, str]], wanted: Dict[str, List[str]]) -> dict:
+    mapping = PortMapping(ipaddress.ip_address(entry["host_ip"]) if entry.get("host_ip") else None, entry["host_port"], entry["container_port"],
+                          entry["protocol"])
+    view = dict(entry, key=key, published=docker_form(mapping))
+    view["rules_present"] = None if rules is None else all(comment in rules for comment in wanted.get(key, ()))
+    return view
+
+
+def port_drift(key: str, entry: dict, state: dict, rules: Optional[Dict[str, str]], wanted: Dict[str, List[str]]) -> List[dict]:
+    network, sandbox = entry["network"], entry["sandbox"]
+    found = []
+    record = state["endpoints"].get(endpoint_key(network, sandbox))
+    if record is None or record.get("ipv4_address") != entry.get("container_ip"):
+        found.append(drift("port_endpoint_missing", "port %s" % key, "port %s of %s on %s: the store has no endpoint with address %s there"
+                           % (key, sandbox, network, entry.get("container_ip")), network, sandbox, entry.get("container_ip"),
+                           record.get("ipv4_address") if record else None))
+    if rules is not None:
+        missing = [comment for comment in wanted.get(key, ()) if comment not in rules]
+        if missing:
+            found.append(drift("port_rules_missing", "port %s" % key, "port %s of %s on %s: %d of its %d nft rule(s) are missing from table inet cnm"
+                               % (key, sandbox, network, len(missing), len(wanted[key])), network, sandbox, missing, None))
+    return found
+
+
+def rules_by_owner(state: dict) -> Tuple[Dict[str, List[str]], Dict[str, List[str]], List[str]]:
+    """The comments of the rules the store renders: by port key, by network, and the table-wide ones."""
+    ports: Dict[str, List[str]] = {}
+    networks: Dict[str, List[str]] = {}
+    shared: List[str] = []
+    port_keys = set(state.get("ports", {}))
+    for rule in firewall.render(state["networks"], state.get("ports", {})):
+        words = rule.owner.split(" ")
+        if words[0] == "port" and len(words) > 2 and words[2] in port_keys:
+            ports.setdefault(words[2], []).append(rule.comment)
+        elif words[0] == "network" and len(words) > 1:
+            networks.setdefault(words[1], []).append(rule.comment)
+        else:
+            shared.append(rule.comment)
+    return ports, networks, shared
+
+
+def firewall_drift(state: dict, selection: Selection, query: InfoQuery, rules: Optional[Dict[str, str]]) -> List[dict]:
+    """Rules of selected networks missing from our table, table-wide ones missing, and rules the store does not render."""
+    if rules is None:
+        return []
+    by_port, by_network, shared = rules_by_owner(state)
+    found = []
+    if "networks" in query.gather:
+        for name in selection.networks:
+            missing = [comment for comment in by_network.get(name, ()) if comment not in rules]
+            if missing:
+                found.append(drift("network_rules_missing", "network %s" % name, "network %s: %d of its %d nft rule(s) are missing from table inet cnm"
+                                   % (name, len(missing), len(by_network[name])), name, expected=missing))
+    if "ports" in query.gather and selection.ports:
+        missing = [comment for comment in shared if comment not in rules]
+        if missing:
+            found.append(drift("firewall_rules_missing", "table inet cnm", "%d rule(s) that every published port needs are missing from table inet cnm"
+                               % len(missing), expected=missing))
+    if not query.filtered and "networks" in query.gather:
+        rendered = {comment for comments in list(by_port.values()) + list(by_network.values()) for comment in comments} | set(shared)
+        for comment in sorted(set(rules) - rendered):
+            found.append(drift("unclaimed_rule", "rule %r in %s" % (comment, rules[comment]),
+                               "table inet cnm holds a rule that no network or port of the store renders (the next cnm module run removes it)",
+                               _alias_network(comment[len(firewall.COMMENT_PREFIX):]) if comment.startswith(firewall.COMMENT_PREFIX) else None,
+                               found=comment))
+    return found
+
+
+def _alias_network(text: str) -> Optional[str]:
+    """The network named by an owner text: ``network web ...``, ``port web tcp/*:80``, ``cnm:endpoint:web|netns:x``."""
+    words = text.replace(":", " ").split(" ")
+    if len(words) > 1 and words[0] in ("network", "port", "overlay", "shim", "endpoint"):
+        return words[1].split("|")[0] or None
+    return None
+
+
+def peer_views(name: str, record: dict, facts: NamespaceFacts) -> Tuple[List[dict], List[dict]]:
+    """The remote VTEPs of an overlay as the store lists them and as the FDB and neighbour tables hold them, and their drift."""
+    device_name = record.get("vxlan_name")
+    device = facts.devices.get(device_name or "")
+    have_tables = device is not None and device.kind == "vxlan" and device_name in facts.fdb
+    wanted_fdb, wanted_neigh, recorded = set(), set(), {}
+    for peer in record.get("peers") or ():
+        recorded[peer["vtep"]] = peer.get("endpoints") or []
+        wanted_fdb.add((FLOOD_MAC, peer["vtep"]))
+        for endpoint in peer.get("endpoints") or ():
+            wanted_fdb.add((endpoint["mac"], peer["vtep"]))
+            wanted_neigh.add((endpoint["mac"], endpoint["ip"]))
+    fdb = set(facts.fdb.get(device_name, ())) if have_tables else set()
+    neigh = set(facts.neighbours.get(device_name, ())) if have_tables else set()
+    views = []
+    for vtep in sorted(set(recorded) | {dst for _mac, dst in fdb}, key=ipaddress.ip_address):
+        macs = sorted(mac for mac, dst in fdb if dst == vtep and mac != FLOOD_MAC)
+        views.append({
+            "network": name, "vtep": vtep, "recorded": vtep in recorded, "endpoints": recorded.get(vtep, []),
+            "flood": (FLOOD_MAC, vtep) in fdb if have_tables else None, "fdb": macs if have_tables else None,
+            "neighbours": sorted(({"ip": ip, "mac": mac} for mac, ip in neigh if mac in macs), key=lambda n: ipaddress.ip_address(n["ip"]))
+            if have_tables else None,
+        })
+    found = []
+    if have_tables:
+        where = "vxlan %s" % device_name
+        for mac, vtep in sorted(wanted_fdb - fdb):
+            found.append(drift("peer_fdb_missing", "%s fdb %s dst %s" % (where, mac, vtep), "network %s: the FDB of %s lacks %s dst %s"
+                               % (name, device_name, mac, vtep), name, expected={"mac": mac, "vtep": vtep}))
+        for mac, vtep in sorted(fdb - wanted_fdb):
+            found.append(drift("peer_fdb_stale", "%s fdb %s dst %s" % (where, mac, vtep), "network %s: the FDB of %s holds %s dst %s, which no peer lists"
+                               % (name, device_name, mac, vtep), name, found={"mac": mac, "vtep": vtep}))
+        for mac, ip in sorted(wanted_neigh - neigh):
+            found.append(drift("peer_neighbour_missing", "%s neighbour %s" % (where, ip), "network %s: %s has no neighbour entry %s lladdr %s"
+                               % (name, device_name, ip, mac), name, expected={"ip": ip, "mac": mac}))
+        for mac, ip in sorted(neigh - wanted_neigh):
+            found.append(drift("peer_neighbour_stale", "%s neighbour %s" % (where, ip), "network %s: %s holds neighbour entry %s lladdr %s, which no peer lists"
+                               % (name, device_name, ip, mac), name, found={"ip": ip, "mac": mac}))
+    return views, found
+
+
+def unclaimed_devices(state: dict, facts: NamespaceFacts, query: InfoQuery, matches: Optional[Callable[[str], bool]]) -> List[dict]:
+    """Host links carrying a cnm alias whose name no record of the store claims (left by a lost store, or made by hand)."""
+    claimed = {device_name for record in state["networks"].values() for _role, device_name, _kind in network_devices(record)}
+    claimed |= {record["host_ifname"] for record in state["endpoints"].values() if record.get("host_ifname")}
+    found = []
+    for device in sorted(facts.devices.values(), key=lambda d: d.name):
+        if not (device.alias or "").startswith(ALIAS_PREFIX) or device.name in claimed:
+            continue
+        owner = device.alias[len(ALIAS_PREFIX):]
+        network = _alias_network(owner)
+        sandbox = owner.split("|", 1)[1] if owner.startswith("endpoint:") and "|" in owner else None
+        if query.networks is not None and network not in query.networks:
+            continue
+        if matches is not None and (sandbox is None or not matches(sandbox)):
+            continue
+        found.append(drift("unclaimed_device", "link %s" % device.name, "%s (%s, alias %s) belongs to no network or endpoint of the store"
+                           % (device.name, device.kind, device.alias), network, sandbox, found=device.describe()))
+    return found
+
+
+def report(state: dict, query: InfoQuery, selection: Selection, host_facts: NamespaceFacts, sandboxes: Dict[str, Optional[NamespaceFacts]],
+           matches: Optional[Callable[[str], bool]] = None) -> dict:
+    """The result of cnm_info from the store and the kernel facts: the gathered lists and the drift between them."""
+    result: dict = {}
+    found: List[dict] = []
+    if "networks" in query.gather:
+        result["networks"] = [network_view(name, state["networks"][name], host_facts, state) for name in selection.networks]
+        for name in selection.networks:
+            found += network_drift(name, state["networks"][name], host_facts)
+    if "endpoints" in query.gather:
+        result["endpoints"] = []
+        for key in selection.endpoints:
+            record = state["endpoints"][key]
+            result["endpoints"].append(endpoint_view(key, record, host_facts, sandboxes.get(record["sandbox"])))
+            found += endpoint_drift(key, record, state["networks"].get(record["network"]), host_facts, sandboxes.get(record["sandbox"]))
+    if "ports" in query.gather:
+        wanted = rules_by_owner(state)[0] if host_facts.rules is not None else {}
+        result["ports"] = [port_view(key, state["ports"][key], host_facts.rules, wanted) for key in selection.ports]
+        for key in selection.ports:
+            found += port_drift(key, state["ports"][key], state, host_facts.rules, wanted)
+    found += firewall_drift(state, selection, query, host_facts.rules)
+    if "peers" in query.gather:
+        result["peers"] = []
+        for name in selection.networks:
+            if state["networks"][name].get("vxlan_name"):
+                views, peer_drift = peer_views(name, state["networks"][name], host_facts)
+                result["peers"] += views
+                found += peer_drift
+    found += unclaimed_devices(state, host_facts, query, matches)
+    result["drift"] = found
+    return result
+
+
+# ---- the module's body ----
+def gather(host: Host, query: InfoQuery) -> dict:
+    """Read the store (as the lock holds it) and the kernel, and report."""
+    state = host.original
+    matches = sandbox_matcher(query.sandbox) if query.sandbox is not None else None
+    selection = select(state, query, matches)
+    for name in selection.missing:
+        host.warnings.append("network %s is not a cnm network on this host (known: %s)" % (name, ", ".join(sorted(state["networks"])) or "none"))
+    host_facts = read_host(host, state, query, host.warnings)
+    sandboxes: Dict[str, Optional[NamespaceFacts]] = {}
+    if "endpoints" in query.gather:
+        sandboxes = read_sandboxes(host, (state["endpoints"][key]["sandbox"] for key in selection.endpoints))
+    return report(state, query, selection, host_facts, sandboxes, matches)
+
+
+def run_info_module(module) -> None:
+    """cnm_info: never a change, in check mode or not."""
+    try:
+        query = InfoQuery.from_params(module.params)
+        with Host.open(module) as host:
+            result = gather(host, query)
+            warnings = host.warnings
+    except CnmError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(changed=False, **result)
