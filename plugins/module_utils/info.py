@@ -156,7 +156,7 @@ def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> Name
         if nft.path is not None:
             ruleset = firewall.parse(nft.listing())
             facts.rules = {rule.get("comment", ""): "%s %s" % chain for chain, rules in ruleset.rules.items() for rule in rules}
-        elif firewall.render(state["networks"], state.get("ports", {})):
+        elif rendered_rules(state):
             warnings.append("the nft command was not found: the firewall rules of cnm networks and published ports were not checked")
     return facts
 
@@ -408,13 +408,20 @@ def port_drift(key: str, entry: dict, state: dict, rules: Optional[Dict[str, str
     return found
 
 
+def rendered_rules(state: dict) -> list:
+    """The rules every module run makes the table hold: those of the networks the host routes through a bridge
+    (a macvlan network's traffic passes the host's stack by, so it has none) and of the published ports."""
+    bridged = {name: record for name, record in state["networks"].items() if record.get("bridge_name")}
+    return firewall.render(bridged, state.get("ports", {}))
+
+
 def rules_by_owner(state: dict) -> Tuple[Dict[str, List[str]], Dict[str, List[str]], List[str]]:
     """The comments of the rules the store renders: by port key, by network, and the table-wide ones."""
     ports: Dict[str, List[str]] = {}
     networks: Dict[str, List[str]] = {}
     shared: List[str] = []
     port_keys = set(state.get("ports", {}))
-    for rule in firewall.render(state["networks"], state.get("ports", {})):
+    for rule in rendered_rules(state):
         words = rule.owner.split(" ")
         if words[0] == "port" and len(words) > 2 and words[2] in port_keys:
             ports.setdefault(words[2], []).append(rule.comment)

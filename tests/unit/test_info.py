@@ -290,17 +290,18 @@ def test_devices_with_a_cnm_alias_that_no_record_claims():
 
 # ---- the whole report ----
 def test_the_report_holds_what_is_gathered_and_every_drift_kind_is_documented():
-    data = state({"web": WEB, "ov": OV}, {"web|netns:web1": WEB1}, {"tcp/*:8080": PORT})
-    facts = host_facts(mvs_lan=None)  # the macvlan shim has no record here
-    facts.rules = rules_of(data)
+    data = state({"web": WEB, "ov": OV, "lan": LAN}, {"web|netns:web1": WEB1}, {"tcp/*:8080": PORT})
+    facts = host_facts()
+    facts.rules = rules_of(state({"web": WEB, "ov": OV}, ports={"tcp/*:8080": PORT}))  # a macvlan network has no rules of its own
     result = report(data, InfoQuery(), select(data, InfoQuery()), facts, {"netns:web1": sandbox_facts()})
     assert sorted(result) == ["drift", "endpoints", "networks", "peers", "ports"] and result["drift"] == []
-    assert [n["name"] for n in result["networks"]] == ["ov", "web"] and result["networks"][1]["endpoints"] == ["netns:web1"]
+    assert [n["name"] for n in result["networks"]] == ["lan", "ov", "web"] and result["networks"][2]["endpoints"] == ["netns:web1"]
+    assert [(d["role"], d["name"], d["present"]) for d in result["networks"][0]["devices"]] == [("shim", "mvs-lan", True), ("parent", "eth1", True)]
     assert result["endpoints"][0]["netns"] == "web1" and result["endpoints"][0]["interface"]["mac"] == "02:42:ac:1e:00:02"
     assert result["ports"][0]["published"] == "8080:80/tcp" and result["ports"][0]["rules_present"] is True
     only_ports = report(data, InfoQuery(gather=frozenset(["ports"])), select(data, InfoQuery()), facts, {})
     assert sorted(only_ports) == ["drift", "ports"]
-    broken = host_facts(br_web=None, mvs_lan=None)
+    broken = host_facts(br_web=None)
     broken.rules = {}
     result = report(data, InfoQuery(), select(data, InfoQuery()), broken, {"netns:web1": None})
     assert set(kinds(result["drift"])) <= set(DRIFT_KINDS)
