@@ -31,6 +31,7 @@ attributes:
     description: Runs the same read-only report in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
 options:
   network:
     description:

@@ -282,8 +282,8 @@ def test_a_macvlan_network_is_reported_from_its_record_and_devices(host):
     (lan,) = result["networks"]
     assert {key: lan[key] for key in LAN_RECORD} == LAN_RECORD and lan["name"] == "lan" and lan["endpoints"] == ["netns:" + sandbox]
     shim, parent = lan["devices"]
-    assert (shim["role"], shim["name"], shim["kind"], shim["addresses"], shim["alias"]) == ("shim", "mvs-lan", "macvlan", ["192.168.50.250/32"],
-                                                                                          "cnm:shim:lan")
+    assert (shim["role"], shim["name"], shim["kind"], shim["alias"]) == ("shim", "mvs-lan", "macvlan", "cnm:shim:lan")
+    assert shim["addresses"] == ["192.168.50.250/32"]
     assert shim.get("mode", "bridge") == "bridge"
     assert (parent["role"], parent["name"], parent["kind"], parent["present"]) == ("parent", "mvpar", "veth", True)
     (seen,) = result["endpoints"]

@@ -154,8 +154,8 @@ def test_networks_as_the_modules_leave_them_have_no_drift():
      ["network_device_down", "network_mtu"]),
     (WEB, {"br_web": Device("br-web", "bridge", 1500, None, True, alias="cnm:network:web", addresses=("172.30.0.1/24", "172.30.0.9/24"))},
      ["network_addresses"]),
-    (OV, {"vx_ov": Device("vx-ov", "vxlan", 1450, None, True, alias="cnm:overlay:ov", vxlan={"vni": 4201, "local": "192.0.2.11", "port": 4789,
-                                                                                            "learning": False, "proxy": True})}, ["vxlan_settings"]),
+    (OV, {"vx_ov": Device("vx-ov", "vxlan", 1450, None, True, alias="cnm:overlay:ov",
+                          vxlan={"vni": 4201, "local": "192.0.2.11", "port": 4789, "learning": False, "proxy": True})}, ["vxlan_settings"]),
     (OV, {"vx_ov": None}, ["network_device_missing"]),
     (LAN, {"mvs_lan": None}, ["network_device_missing"]),
     (LAN, {"mvs_lan": Device("mvs-lan", "macvlan", 1500, None, True, alias="cnm:shim:lan", addresses=("192.168.1.7/32",))}, ["network_addresses"]),
@@ -171,8 +171,8 @@ def test_network_drift(record, changes, expected):
 
 
 def test_a_network_without_mtu_in_its_record_is_not_checked_for_it():
-    assert network_drift("lan", dict(LAN, mtu=None), host_facts(mvs_lan=Device("mvs-lan", "macvlan", 9000, None, True, alias="cnm:shim:lan",
-                                                                                  addresses=("192.168.1.250/32",)))) == []
+    shim = Device("mvs-lan", "macvlan", 9000, None, True, alias="cnm:shim:lan", addresses=("192.168.1.250/32",))
+    assert network_drift("lan", dict(LAN, mtu=None), host_facts(mvs_lan=shim)) == []
 
 
 def test_missing_device_names_what_was_expected():
