@@ -18,13 +18,13 @@ attributes:
     description: Reports exactly the changes the real run would make, and makes none.
 """
 
-    # The sandbox of an endpoint, given one of three ways.
+    # The sandbox of an endpoint, given one of four ways.
     SANDBOX = r"""
 options:
   netns:
     description:
       - The sandbox by network namespace name (as in C(ip netns), a file under C(/run/netns)).
-      - Exactly one of C(netns), C(netns_path) and C(pid) (and, where offered, C(container_ip)) is given.
+      - Exactly one of C(netns), C(netns_path), C(pid) and C(container) (and, where offered, C(container_ip)) is given.
     type: str
   netns_path:
     description:
@@ -34,4 +34,19 @@ options:
     description:
       - The sandbox by process ID (a container's init process).
     type: int
+  container:
+    description:
+      - The sandbox by container name or ID, for a container started with C(--network none) (C(docker run --network none),
+        C(podman run --network none)); its namespace is that of its init process, found by the runtime's
+        C(container inspect) (one call for all containers of a task).
+      - The container must be running to be attached; detaching (C(state=absent)) works after it stopped or was removed.
+      - Stored as the sandbox C(container:RUNTIME/NAME).
+    type: str
+  container_runtime:
+    description:
+      - The runtime whose CLI resolves C(container), run on the managed node through the task's environment
+        (C(DOCKER_HOST), C(CONTAINER_HOST) and the runtime's configuration apply).
+      - Defaults to C(docker) when C(container) is given; only valid with C(container).
+    type: str
+    choices: [docker, podman]
 """

@@ -46,6 +46,7 @@ class Host:
     def open(cls, module=None) -> Iterator[Host]:
         if not kernel.HAS_PYROUTE2:
             _respawn_or_fail(module)
+        netns.CONTAINERS.attach(module)  # container sandboxes are resolved with this module's run_command
         store = Store(netns.current_cookie())
         store.lock()
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
-from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.netns import CONTAINER_RUNTIMES, SandboxRef
 
 IFNAMSIZ = 15
 SPECIAL_NETWORKS = ("host", "none")
@@ -227,6 +227,35 @@ def parse_sysctls(option: str, items) -> Tuple[Tuple[str, str], ...]:
     return tuple(result)
 
 
+SANDBOX_OPTIONS = ("netns", "netns_path", "pid", "container")  # the ways to name a sandbox; exactly one is given
+_CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # Docker's and Podman's rule for names (IDs are hex)
+
+
+def container_ref(params: dict, where: str = "") -> SandboxRef:
+    """``container`` (a name or ID) and ``container_runtime`` (default docker): the sandbox ``container:RUNTIME/NAME``."""
+    name = str(params["container"])
+    if not _CONTAINER.match(name) or len(name) > 128:
+        raise option_error(where + "container", name, "is not a container name or ID (letters, digits, '_', '.', '-'; at most 128)")
+    runtime = params.get("container_runtime") or "docker"
+    if runtime not in CONTAINER_RUNTIMES:
+        raise option_error(where + "container_runtime", runtime, "is not a supported container runtime (%s)" % ", ".join(CONTAINER_RUNTIMES))
+    return SandboxRef("container", name, runtime)
+
+
+def check_container_runtime(params: dict, sandbox_options=SANDBOX_OPTIONS) -> None:
+    """``container_runtime`` goes with ``container`` only: at the top level (the default of the items), or in an item."""
+    items = params.get("endpoints") or []
+    runtime = params.get("container_runtime")
+    if runtime and not params.get("container") and not any(item.get("container") for item in items):
+        raise option_error("container_runtime", runtime, "needs 'container' (the container whose network namespace is the sandbox)")
+    for number, item in enumerate(items):
+        own = [kind for kind in sandbox_options if item.get(kind) not in (None, "")]
+        is_container = "container" in own or (not own and params.get("container"))
+        if item.get("container_runtime") and not is_container:
+            raise option_error("endpoints[%d].container_runtime" % number, item["container_runtime"],
+                               "needs 'container' (the item's sandbox is %s)" % (own[0] if own else "not a container"))
+
+
 @dataclass(frozen=True)
 class EndpointSpec:
     """One endpoint as asked for: ``where`` prefixes option names in errors (``endpoints[3].``)."""
@@ -258,11 +287,12 @@ class EndpointSpec:
         network = str(params["network"])
         if network not in SPECIAL_NETWORKS:
             check_name(opt("network"), network)
-        given = [kind for kind in ("netns", "netns_path", "pid") if params.get(kind) not in (None, "")]
+        given = [kind for kind in SANDBOX_OPTIONS if params.get(kind) not in (None, "")]
         if len(given) != 1:
-            raise option_error(opt("netns"), given or None, "exactly one of netns, netns_path and pid must be given")
+            raise option_error(opt("netns"), given or None, "exactly one of netns, netns_path, pid and container must be given")
         kind = given[0]
         value = str(params[kind])
+        sandbox = container_ref(params, where) if kind == "container" else SandboxRef(kind, value)
         if kind == "netns" and (not value or "/" in value or value in (".", "..")):
             raise option_error(opt("netns"), value, "is not a valid namespace name (no '/')")
         if kind == "pid" and (not value.isdigit() or int(value) < 1):
@@ -283,7 +313,7 @@ class EndpointSpec:
                     raise option_error(opt(name), params[name], "cannot be used with network '%s' (it has no interface of its own)" % network)
         return cls(
             network=network,
-            sandbox=SandboxRef(kind, value),
+            sandbox=sandbox,
             state=params.get("state") or "present",
             create_netns=params.get("create_netns", True) is not False,
             delete_netns=bool(params.get("delete_netns")),

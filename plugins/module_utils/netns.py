@@ -15,9 +15,9 @@ import os
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Optional
 
-from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -140,15 +140,117 @@ def delete_named(name: str) -> None:
         pass
 
 
+CONTAINER_RUNTIMES = ("docker", "podman")
+# One line per container found: docker prints the name with a leading '/', podman without.
+INSPECT_FORMAT = "{{.Id}} {{.State.Pid}} {{.State.Status}} {{.Name}}"
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container as its runtime reports it: ``pid`` is its init process, 0 when it is not running."""
+
+    runtime: str
+    name: str
+    id: str
+    pid: int
+    status: str
+
+
+class Containers:
+    """Container names resolved to their init process through the runtime's CLI, cached for one run.
+
+    ``docker container inspect`` (or podman's) runs once for all the names a module asks about
+    (``prefetch``); a name asked for later (a stored endpoint's) costs one more call. The command
+    runs through the module's ``run_command`` (``attach``); there is no subprocess here.
+    """
+
+    def __init__(self) -> None:
+        self.module = None
+        self._found: dict = {}  # (runtime, name) -> Container, or None for no such container
+        self._binaries: dict = {}  # runtime -> path, or None when the command is not installed
+
+    def attach(self, module) -> None:
+        self.module = module
+        self._found, self._binaries = {}, {}
+
+    def binary(self, runtime: str, option: Optional[str] = None) -> Optional[str]:
+        """The runtime's command; None when it is missing, or an error naming ``option`` when one is given."""
+        if runtime not in self._binaries:
+            if self.module is None:
+                raise CnmError("container sandboxes are resolved only inside a module run (no command runner attached)")
+            self._binaries[runtime] = self.module.get_bin_path(runtime)
+        path = self._binaries[runtime]
+        if path is None and option is not None:
+            raise option_error(option, runtime, "is not installed on this host: the '%s' command was not found in PATH" % runtime)
+        return path
+
+    def prefetch(self, runtime: str, names, option: Optional[str] = None) -> None:
+        """Inspect every name not yet known in one call; with ``option``, a missing runtime is an error naming it."""
+        wanted = sorted(set(name for name in names if (runtime, name) not in self._found))
+        if not wanted:
+            return
+        path = self.binary(runtime, option)
+        if path is None:  # not installed: none of its containers can be running
+            for name in wanted:
+                self._found[(runtime, name)] = None
+            return
+        argv = [path, "container", "inspect", "--format", INSPECT_FORMAT] + wanted
+        rc, out, err = self.module.run_command(argv, check_rc=False)
+        self._found.update(parse_inspect(runtime, wanted, rc, out, err, option or "container_runtime"))
+
+    def lookup(self, runtime: str, name: str) -> Optional[Container]:
+        if (runtime, name) not in self._found:
+            self.prefetch(runtime, [name])
+        return self._found[(runtime, name)]
+
+
+def parse_inspect(runtime: str, names: list, rc: int, out: str, err: str, option: str) -> dict:
+    """Map each asked-for name to its Container (or None when the runtime says there is no such container).
+
+    The runtime prints one line per container found, in the order asked, and an error per name it
+    does not know (``No such container: x`` / ``no such container x``), exiting non-zero; any other
+    failure (the daemon unreachable, permissions) is an error naming ``option``.
+    """
+    records = []
+    for line in out.splitlines():
+        fields = line.split()
+        if not fields:  # docker prints an empty line when none of the names is found
+            continue
+        if len(fields) != 4 or not fields[1].isdigit():
+            raise option_error(option, runtime, "printed an unexpected inspect line %r" % line)
+        records.append(Container(runtime, fields[3].lstrip("/"), fields[0], int(fields[1]), fields[2]))
+    if rc == 0 and len(records) == len(names):
+        return {(runtime, names[index]): records[index] for index in range(len(names))}
+    found = {}
+    for name in names:
+        match = [r for r in records if r.name == name] or [r for r in records if r.id.startswith(name)]
+        found[(runtime, name)] = match[0] if match else None
+    missing = [name for name in names if found[(runtime, name)] is None]
+    if missing and "no such" not in err.lower():
+        raise option_error(option, runtime, "could not inspect container(s) %s (rc %d): %s" % (", ".join(missing), rc, err.strip() or out.strip()))
+    return found
+
+
+CONTAINERS = Containers()
+
+
 @dataclass(frozen=True)
 class SandboxRef:
-    """Where a sandbox lives: a named namespace, a namespace file path, or a process."""
+    """Where a sandbox lives: a named namespace, a namespace file path, a process, or a container.
 
-    kind: str  # "netns", "netns_path" or "pid"
+    A container's key is ``container:RUNTIME/NAME`` (stable across restarts: the endpoint keeps its
+    lease and host veth name); its namespace is that of the container's init process, found by the
+    runtime's inspect when needed.
+    """
+
+    kind: str  # "netns", "netns_path", "pid" or "container"
     value: str
+    runtime: str = ""  # "docker" or "podman" for a container
 
     @property
     def key(self) -> str:
+        if self.kind == "container":
+            return "container:%s/%s" % (self.runtime, self.value)
         return "%s:%s" % (self.kind, self.value)
 
     @property
@@ -157,15 +259,33 @@ class SandboxRef:
             return named_path(self.value)
         if self.kind == "pid":
             return "/proc/%s/ns/net" % self.value
+        if self.kind == "container":
+            container = CONTAINERS.lookup(self.runtime, self.value)
+            return "/proc/%d/ns/net" % (container.pid if container is not None else 0)
         return self.value
 
     def exists(self) -> bool:
+        if self.kind == "container":
+            container = CONTAINERS.lookup(self.runtime, self.value)
+            return container is not None and container.pid > 0 and os.path.exists(self.path)
         if self.kind == "pid":
             return os.path.exists(self.path)
         return is_namespace_file(self.path)
 
+    def check_running(self, option: str = "container") -> None:
+        """A container sandbox must run (a stopped container has no network namespace): a clear error naming ``option``."""
+        if self.kind != "container":
+            return
+        container = CONTAINERS.lookup(self.runtime, self.value)
+        if container is None:
+            raise option_error(option, self.value, "is not a %s container on this host (no such container)" % self.runtime)
+        if container.pid <= 0:
+            raise option_error(option, self.value, "is not running (%s status: %s): start it first, a stopped container has no network namespace"
+                               % (self.runtime, container.status))
+
     def open(self) -> int:
         """Open the namespace file; a clear error if it is missing (never creates it)."""
+        self.check_running()
         try:
             return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -174,4 +294,28 @@ class SandboxRef:
     @classmethod
     def from_key(cls, key: str) -> SandboxRef:
         kind, value = key.split(":", 1)
+        if kind == "container":
+            runtime, name = value.split("/", 1)
+            return cls(kind, name, runtime)
         return cls(kind, value)
+
+
+def prefetch_containers(wanted, stored_keys=()) -> None:
+    """Resolve the containers of a run with one inspect call per runtime: those named (``wanted``) and those of ``stored_keys``.
+
+    ``wanted`` holds (SandboxRef, name of its runtime option) pairs, other kinds of sandbox being
+    ignored; a runtime named there that is not installed is an error naming that option. A stored
+    endpoint's runtime that is not installed means its container is gone.
+    """
+    names: dict = {}
+    options: dict = {}
+    for ref, option in wanted:
+        if ref is not None and ref.kind == "container":
+            names.setdefault(ref.runtime, []).append(ref.value)
+            options.setdefault(ref.runtime, option)
+    for key in stored_keys:
+        if key.startswith("container:"):
+            ref = SandboxRef.from_key(key)
+            names.setdefault(ref.runtime, []).append(ref.value)
+    for runtime in sorted(names):
+        CONTAINERS.prefetch(runtime, names[runtime], options.get(runtime))

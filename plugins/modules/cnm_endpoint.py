@@ -10,10 +10,13 @@ module: cnm_endpoint
 short_description: Join sandboxes (network namespaces) to networks, as C(docker run --network) does
 version_added: 0.1.0
 description:
-  - Attaches a sandbox (a network namespace given by name, path or process ID) to a network made by
+  - Attaches a sandbox (a network namespace given by name, path, process ID or container) to a network made by
     M(cnm.network.cnm_bridge) with a veth pair whose inner end is created directly inside the sandbox
     (named C(ethN)), whose host end joins the bridge, with the endpoint's MAC, MTU, addresses, default
     route via the gateway, extra routes and interface sysctls. C(lo) is brought up.
+  - A Docker or Podman container started with C(--network none) joins cnm networks by C(container) (its name
+    or ID) and C(container_runtime); its namespace is that of its init process, found by one
+    C(docker container inspect) (or C(podman container inspect)) call for all containers of the task.
   - C(network=host) binds a namespace name to the host's own namespace (C(docker run --net=host));
     C(network=none) makes a sandbox with only C(lo), up (C(docker run --net=none)).
   - Addresses are allocated from the network's C(ip_range) (lowest free) unless given; an endpoint keeps
@@ -111,6 +114,13 @@ options:
       pid:
         description: As the top-level C(pid).
         type: int
+      container:
+        description: As the top-level C(container).
+        type: str
+      container_runtime:
+        description: As the top-level C(container_runtime) (the top-level value is the default).
+        type: str
+        choices: [docker, podman]
       create_netns:
         description: As the top-level C(create_netns).
         type: bool
@@ -151,6 +161,11 @@ notes:
   - The host end of the veth is named C(ve-) plus a hash of network and sandbox and carries the alias
     C(cnm:endpoint:NETWORK|SANDBOX); the module never deletes an interface without it.
   - Named namespaces are global on a machine; in a lab of namespace hosts give sandboxes distinct names.
+  - A container's sandbox is stored as C(container:RUNTIME/NAME), so a restarted container (new process, new namespace)
+    gets the same address and host veth name on the next run. A stopped or removed container's namespace is gone with
+    its veth; its lease is reclaimed by a later run, and C(state=absent) removes the rest (lease, published ports).
+  - Run the module where the runtime's command reaches its engine (C(DOCKER_HOST) in the task's C(environment) for
+    a non-default socket). Name a container the same way (name or ID) on every run.
 seealso:
   - module: cnm.network.cnm_bridge
 extends_documentation_fragment:
@@ -176,6 +191,26 @@ EXAMPLES = r"""
         gateway: 10.40.0.254
     sysctls:
       net.ipv4.conf.IFNAME.rp_filter: 2
+
+- name: docker run --network none --name web3 ... then attach the container to web
+  cnm.network.cnm_endpoint:
+    network: web
+    container: web3
+
+- name: Podman containers, several in one task (one inspect call)
+  cnm.network.cnm_endpoint:
+    network: web
+    container_runtime: podman
+    endpoints:
+      - container: api1
+      - container: api2
+        ipv4_address: 172.30.0.60
+
+- name: Detach a container (also cleans up after a container that was already removed)
+  cnm.network.cnm_endpoint:
+    network: web
+    container: web3
+    state: absent
 
 - name: Attach a running process's namespace
   cnm.network.cnm_endpoint:
@@ -217,11 +252,11 @@ endpoint:
       type: str
       sample: web
     netns:
-      description: The sandbox's namespace name (or C(netns_path), C(pid), whichever was given).
+      description: The sandbox's namespace name (or C(netns_path), C(pid), C(container), whichever was given, under that key).
       type: str
       sample: web1
     sandbox:
-      description: The sandbox as C(KIND:VALUE).
+      description: The sandbox as C(KIND:VALUE), C(container:RUNTIME/NAME) for a container.
       type: str
       sample: "netns:web1"
     ifname:
@@ -271,8 +306,10 @@ reclaimed:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
+from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import run_module
-from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec, batch_items
+from ansible_collections.cnm.network.plugins.module_utils.model import SANDBOX_OPTIONS, EndpointSpec, batch_items, check_container_runtime
+from ansible_collections.cnm.network.plugins.module_utils.netns import CONTAINERS, prefetch_containers
 
 ITEM_OPTIONS = dict(
     network=dict(type="str"),
@@ -280,6 +317,8 @@ ITEM_OPTIONS = dict(
     netns=dict(type="str"),
     netns_path=dict(type="path"),
     pid=dict(type="int"),
+    container=dict(type="str"),
+    container_runtime=dict(type="str", choices=["docker", "podman"]),
     create_netns=dict(type="bool"),
     delete_netns=dict(type="bool"),
     ifname=dict(type="str"),
@@ -301,20 +340,41 @@ def main() -> None:
     argument_spec["endpoints"] = dict(type="list", elements="dict", options=item_spec)
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[("netns", "netns_path", "pid")],
+        mutually_exclusive=[SANDBOX_OPTIONS],
         required_one_of=[("network", "endpoints")],
         supports_check_mode=True,
     )
-    items = batch_items(module.params, ITEM_OPTIONS, ("netns", "netns_path", "pid"))
+    items = batch_items(module.params, ITEM_OPTIONS, SANDBOX_OPTIONS)
 
     def build(host):
+        check_container_runtime(module.params)
         planner = EndpointPlanner(host)
         specs = [EndpointSpec.from_params(options, where) for options, where in items]
+        check_containers(host, specs)
         results = [planner.plan(spec) for spec in specs]
         planner.finish()
         return {"endpoints": results} if module.params["endpoints"] is not None else {"endpoint": results[0]}
 
     run_module(module, build)
+
+
+def check_containers(host, specs) -> None:
+    """Inspect the task's containers and the stored ones of the same networks at once; attaching needs them running.
+
+    Detaching needs no container: the veth, lease and ports of a removed container are cleaned up from the store.
+    """
+    present = [spec for spec in specs if spec.state == "present"]
+    networks = set(spec.network for spec in present)  # the networks whose stored endpoints this run checks
+    stored = [record["sandbox"] for record in host.state["endpoints"].values() if record["network"] in networks]
+    prefetch_containers([(spec.sandbox, spec.opt("container_runtime")) for spec in present], stored)
+    owners: dict = {}
+    for spec in present:
+        if spec.sandbox.kind != "container":
+            continue
+        spec.sandbox.check_running(spec.opt("container"))
+        same = owners.setdefault((spec.network, CONTAINERS.lookup(spec.sandbox.runtime, spec.sandbox.value).id), spec)
+        if same is not spec:
+            raise option_error(spec.opt("container"), spec.sandbox.value, "names the same container as %s (%s)" % (same.opt("container"), same.sandbox.value))
 
 
 if __name__ == "__main__":

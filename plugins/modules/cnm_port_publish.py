@@ -19,6 +19,7 @@ description:
   - A host port already published to another endpoint, or bound by a process on the host, is refused
     naming the owner. UDP conntrack entries of a changed mapping are flushed (needs the C(conntrack) command).
   - Detaching an endpoint with M(cnm.network.cnm_endpoint) unpublishes its ports in the same run.
+  - The endpoint is named as it was attached - C(netns), C(netns_path), C(pid) or C(container) (with C(container_runtime)) - or by C(container_ip).
 requirements:
   - pyroute2 >= 0.7.2 and nftables (the C(nft) command) on the managed node; C(conntrack) for UDP mappings
 attributes:
@@ -51,8 +52,8 @@ options:
     elements: raw
   endpoints:
     description:
-      - Several endpoints at once; each item takes C(network), C(netns), C(netns_path), C(pid), C(container_ip),
-        C(ports) and C(state), the top-level values being the defaults.
+      - Several endpoints at once; each item takes C(network), C(netns), C(netns_path), C(pid), C(container),
+        C(container_runtime), C(container_ip), C(ports) and C(state), the top-level values being the defaults.
     type: list
     elements: dict
     suboptions:
@@ -72,6 +73,13 @@ options:
       pid:
         description: As the top-level C(pid).
         type: int
+      container:
+        description: As the top-level C(container).
+        type: str
+      container_runtime:
+        description: As the top-level C(container_runtime) (the top-level value is the default).
+        type: str
+        choices: [docker, podman]
       container_ip:
         description: As the top-level C(container_ip).
         type: str
@@ -114,6 +122,12 @@ EXAMPLES = r"""
       - {netns: app0, ports: ["10000:80"]}
       - {netns: app1, ports: ["10001:80"]}
 
+- name: docker run --network none --name web3 ... -p 8080:80, the cnm way (after cnm_endpoint attached web3)
+  cnm.network.cnm_port_publish:
+    network: web
+    container: web3
+    ports: ["8080:80"]
+
 - name: Unpublish everything of web1
   cnm.network.cnm_port_publish:
     network: web
@@ -133,7 +147,7 @@ published:
       type: str
       sample: web
     sandbox:
-      description: The endpoint's sandbox as C(KIND:VALUE).
+      description: The endpoint's sandbox as C(KIND:VALUE) (C(container:RUNTIME/NAME) for a container).
       type: str
       sample: "netns:web1"
     container_ip:
@@ -158,10 +172,14 @@ changes:
   sample: ["apply 4 nft command(s) to the cnm tables", "write the store"]
 """
 
+import dataclasses
+
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import run_module
-from ansible_collections.cnm.network.plugins.module_utils.model import batch_items
+from ansible_collections.cnm.network.plugins.module_utils.model import batch_items, check_container_runtime, container_ref
+from ansible_collections.cnm.network.plugins.module_utils.netns import prefetch_containers
 from ansible_collections.cnm.network.plugins.module_utils.publish import PublishPlanner, PublishSpec
 
 ITEM_OPTIONS = dict(
@@ -170,10 +188,12 @@ ITEM_OPTIONS = dict(
     netns=dict(type="str"),
     netns_path=dict(type="path"),
     pid=dict(type="int"),
+    container=dict(type="str"),
+    container_runtime=dict(type="str", choices=["docker", "podman"]),
     container_ip=dict(type="str"),
     ports=dict(type="list", elements="raw"),
 )
-SANDBOX_OPTIONS = ("netns", "netns_path", "pid", "container_ip")
+SANDBOX_OPTIONS = ("netns", "netns_path", "pid", "container", "container_ip")
 
 
 def main() -> None:
@@ -188,11 +208,29 @@ def main() -> None:
     items = batch_items(module.params, ITEM_OPTIONS, SANDBOX_OPTIONS)
 
     def build(host):
-        specs = [PublishSpec.from_params(options, where) for options, where in items]
+        check_container_runtime(module.params, SANDBOX_OPTIONS)
+        specs = [publish_spec(options, where) for options, where in items]
+        present = [spec for spec in specs if spec.state == "present" and spec.sandbox is not None]
+        prefetch_containers([(spec.sandbox, spec.opt("container_runtime")) for spec in present])
+        for spec in present:
+            spec.sandbox.check_running(spec.opt("container"))  # publishing for a stopped container is refused, as Docker does
         planner = PublishPlanner(host)
         return {"published": [planner.plan(spec) for spec in specs]}
 
     run_module(module, build)
+
+
+def publish_spec(options: dict, where: str) -> PublishSpec:
+    """PublishSpec of an item; a container is parsed here and keyed ``container:RUNTIME/NAME`` like its endpoint."""
+    given = [kind for kind in SANDBOX_OPTIONS if options.get(kind) not in (None, "")]
+    if len(given) != 1:
+        raise option_error(where + "netns", given or None, "exactly one of %s must be given" % ", ".join(SANDBOX_OPTIONS))
+    if given != ["container"]:
+        return PublishSpec.from_params(options, where)
+    ref = container_ref(options, where)
+    # PublishSpec parses state and ports; a placeholder sandbox stands in for the container until it is replaced.
+    spec = PublishSpec.from_params(dict(options, container=None, netns=ref.value), where)
+    return dataclasses.replace(spec, sandbox=ref)
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ def test_endpoint_sandbox_is_given_by_exactly_one_option(kind, value, key):
 def test_endpoint_needs_exactly_one_sandbox_option(sandbox):
     with refused("netns") as raised:
         EndpointSpec.from_params(dict({"network": "web"}, **sandbox))
-    assert "exactly one of netns, netns_path and pid" in str(raised.value)
+    assert "exactly one of netns, netns_path, pid and container" in str(raised.value)
 
 
 def test_empty_sandbox_options_do_not_count_as_given():
@@ -333,3 +333,162 @@ def test_valid_interface_names_are_accepted(name):
 def test_invalid_interface_names_are_refused(name):
     with refused("ifname"):
         model.check_ifname("ifname", name)
+
+
+# ---- containers as sandboxes (container, container_runtime) ----
+
+
+class FakeRuntime:
+    """Stands in for AnsibleModule: get_bin_path and run_command of a container runtime's CLI."""
+
+    def __init__(self, containers=None, installed=("docker", "podman"), failure=None):
+        self.containers = containers or {}  # name -> (id, pid, status)
+        self.installed = installed
+        self.failure = failure  # (rc, stderr): the daemon cannot be reached
+        self.calls = []
+
+    def get_bin_path(self, name):
+        return "/usr/bin/" + name if name in self.installed else None
+
+    def run_command(self, argv, check_rc=False):
+        self.calls.append(argv)
+        if self.failure:
+            return self.failure[0], "", self.failure[1]
+        names = argv[argv.index("--format") + 2:]
+        out, err = [], []
+        for name in names:
+            if name in self.containers:
+                cid, pid, status = self.containers[name]
+                out.append("%s %d %s /%s" % (cid, pid, status, name))
+            else:
+                err.append("Error response from daemon: No such container: %s" % name)
+        return (1 if err else 0), "".join(line + "\n" for line in out), "\n".join(err)
+
+
+@pytest.fixture
+def runtime():
+    from ansible_collections.cnm.network.plugins.module_utils import netns
+
+    fake = FakeRuntime({"web1": ("a" * 64, 4242, "running"), "web2": ("b" * 64, 4343, "running"), "old": ("c" * 64, 0, "exited")})
+    netns.CONTAINERS.attach(fake)
+    yield fake
+    netns.CONTAINERS.attach(None)
+
+
+def test_endpoint_container_defaults_to_docker_and_is_keyed_by_runtime_and_name():
+    spec = EndpointSpec.from_params({"network": "web", "container": "web1"})
+    assert spec.sandbox == SandboxRef("container", "web1", "docker")
+    assert spec.sandbox.key == "container:docker/web1"
+    podman = EndpointSpec.from_params({"network": "web", "container": "web1", "container_runtime": "podman"})
+    assert podman.sandbox.key == "container:podman/web1"
+
+
+@pytest.mark.parametrize("key", ["container:docker/web1", "container:podman/a.b_c-1", "netns:a", "pid:12", "netns_path:/proc/1/ns/net"])
+def test_sandbox_keys_round_trip(key):
+    assert SandboxRef.from_key(key).key == key
+
+
+def test_container_runtime_is_ignored_for_other_sandboxes_of_a_batch():
+    """The top-level container_runtime is every item's default, also of items that give a netns."""
+    assert EndpointSpec.from_params({"network": "web", "netns": "a", "container_runtime": "podman"}).sandbox == SandboxRef("netns", "a")
+
+
+@pytest.mark.parametrize(
+    "params, option, text",
+    [
+        (dict(netns=None, container="web/1"), "container", "is not a container name or ID"),
+        (dict(netns=None, container="-x"), "container", "is not a container name or ID"),
+        (dict(netns=None, container="x" * 129), "container", "is not a container name or ID"),
+        (dict(netns=None, container="web1", container_runtime="lxc"), "container_runtime", "is not a supported container runtime (docker, podman)"),
+        (dict(container="web1"), "netns", "exactly one of netns, netns_path, pid and container"),
+        (dict(network="host", netns=None, container="web1"), "container", "give 'netns'"),
+    ],
+)
+def test_bad_container_option_is_refused_naming_the_option(params, option, text):
+    with refused(option) as raised:
+        endpoint(**params)
+    assert text in str(raised.value)
+
+
+def test_batch_container_errors_name_the_item():
+    with refused("endpoints[2].container"):
+        endpoint(where="endpoints[2].", netns=None, container="a b")
+
+
+@pytest.mark.parametrize(
+    "params, option",
+    [
+        ({"container_runtime": "podman", "netns": "a"}, "container_runtime"),
+        ({"container_runtime": "podman", "endpoints": [{"netns": "a"}]}, "container_runtime"),
+        ({"container": "web1", "endpoints": [{"netns": "a", "container_runtime": "podman"}]}, "endpoints[0].container_runtime"),
+        ({"endpoints": [{"container": "web1"}, {"pid": 3, "container_runtime": "docker"}]}, "endpoints[1].container_runtime"),
+    ],
+)
+def test_container_runtime_without_container_is_refused(params, option):
+    with refused(option):
+        model.check_container_runtime(params)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"container": "web1", "container_runtime": "podman"},
+        {"container_runtime": "podman", "endpoints": [{"container": "a"}, {"netns": "b"}]},
+        {"container": "web1", "endpoints": [{"container_runtime": "podman"}]},  # the item inherits the top-level container
+        {"netns": "a"},
+    ],
+)
+def test_container_runtime_with_a_container_is_accepted(params):
+    model.check_container_runtime(params)
+
+
+def test_one_inspect_call_resolves_every_container_of_a_batch(runtime):
+    from ansible_collections.cnm.network.plugins.module_utils import netns
+
+    refs = [SandboxRef("container", name, "docker") for name in ("web2", "web1", "old", "gone")]
+    netns.prefetch_containers([(ref, "container_runtime") for ref in refs], ["netns:x", "container:docker/web1"])
+    assert len(runtime.calls) == 1
+    assert runtime.calls[0][:5] == ["/usr/bin/docker", "container", "inspect", "--format", netns.INSPECT_FORMAT]
+    assert sorted(runtime.calls[0][5:]) == ["gone", "old", "web1", "web2"]
+    assert refs[0].path == "/proc/4343/ns/net" and refs[1].path == "/proc/4242/ns/net"
+    assert not refs[2].exists() and not refs[3].exists()  # stopped, unknown: no namespace
+    assert len(runtime.calls) == 1  # everything came from the one call
+
+
+def test_a_stopped_or_unknown_container_is_a_clear_error_naming_the_option(runtime):
+    with refused("endpoints[1].container") as raised:
+        SandboxRef("container", "old", "docker").check_running("endpoints[1].container")
+    assert "is not running (docker status: exited)" in str(raised.value)
+    with refused("container") as raised:
+        SandboxRef("container", "gone", "docker").check_running("container")
+    assert "is not a docker container on this host (no such container)" in str(raised.value)
+
+
+def test_a_missing_runtime_is_an_error_naming_container_runtime_when_asked_for(runtime):
+    from ansible_collections.cnm.network.plugins.module_utils import netns
+
+    runtime.installed = ("docker",)
+    with refused("endpoints[0].container_runtime") as raised:
+        netns.prefetch_containers([(SandboxRef("container", "web1", "podman"), "endpoints[0].container_runtime")])
+    assert "the 'podman' command was not found" in str(raised.value)
+    # A stored endpoint of a runtime that is no longer installed: its container is gone (the lease can be reclaimed).
+    assert not SandboxRef.from_key("container:podman/web1").exists()
+    assert runtime.calls == []
+
+
+def test_an_unreachable_engine_is_an_error_not_a_vanished_container(runtime):
+    runtime.failure = (1, "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
+    with refused("container_runtime") as raised:
+        SandboxRef.from_key("container:docker/web1").exists()
+    assert "Cannot connect to the Docker daemon" in str(raised.value)
+
+
+def test_inspect_output_is_matched_by_name_or_id_when_some_names_are_unknown():
+    from ansible_collections.cnm.network.plugins.module_utils.netns import parse_inspect
+
+    out = "%s 11 running /web1\n%s 0 created web2\n" % ("a" * 64, "b" * 64)
+    found = parse_inspect("docker", ["bbbb", "nope", "web1"], 1, out, "Error: No such container: nope", "container_runtime")
+    assert found[("docker", "web1")].pid == 11 and found[("docker", "bbbb")].status == "created"
+    assert found[("docker", "nope")] is None
+    with refused("container_runtime"):
+        parse_inspect("docker", ["web1"], 0, "garbage\n", "", "container_runtime")
