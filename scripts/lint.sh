@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Static checks, with the tools in .venv:
 #   ruff check           plugins/ tests/ bench/   (config: pyproject.toml [tool.ruff])
-#   ansible-lint         roles/ playbooks/ molecule/  (config: .ansible-lint, profile production)
+#   ansible-lint         roles/ playbooks/ molecule/ galaxy.yml  (config: .ansible-lint, profile production)
 #   the shellcheck tool  scripts/*.sh .ci/run     (when it is installed)
+#   antsibull-changelog  lint of changelogs/fragments and changelogs/changelog.yaml
+#   ansible-builder      execution-environment.yml is a valid EE definition (its build context
+#                        is made in a temp dir: no container runtime needed); bindep.txt parses
+#                        for the execution environment (no profile) and for managed nodes (node)
 # Directories that do not exist yet are skipped. All checks run; the exit status is non-zero
 # if any of them failed.
 # Usage: bash scripts/lint.sh
@@ -14,8 +18,9 @@ VENV="$ROOT/.venv"
 
 say() { printf 'lint: %s\n' "$*"; }
 
-if [ ! -x "$VENV/bin/ruff" ] || [ ! -x "$VENV/bin/ansible-lint" ]; then
-    say ".venv lacks ruff or ansible-lint; running scripts/setup.sh"
+if [ ! -x "$VENV/bin/ruff" ] || [ ! -x "$VENV/bin/ansible-lint" ] || [ ! -x "$VENV/bin/antsibull-changelog" ] ||
+    [ ! -x "$VENV/bin/ansible-builder" ] || [ ! -x "$VENV/bin/bindep" ]; then
+    say ".venv lacks a lint tool (requirements-dev.txt); running scripts/setup.sh"
     bash "$ROOT/scripts/setup.sh"
 fi
 # ansible-lint runs ansible-playbook --syntax-check and warns when its own bin dir is not on PATH.
@@ -53,8 +58,9 @@ mapfile -t yaml_dirs < <(for d in roles playbooks molecule; do
     if [ -d "$d" ] && [ -n "$(find "$d" -name '*.yml' -o -name '*.yaml' | head -n1)" ]; then echo "$d"; fi
 done)
 if [ "${#yaml_dirs[@]}" -gt 0 ]; then
-    say "ansible-lint --profile production ${yaml_dirs[*]}"
-    ansible-lint --profile production "${yaml_dirs[@]}" || failed+=(ansible-lint)
+    # galaxy.yml too: ansible-lint's galaxy rule (tags, changelog, runtime.yml).
+    say "ansible-lint --profile production ${yaml_dirs[*]} galaxy.yml"
+    ansible-lint --profile production "${yaml_dirs[@]}" galaxy.yml || failed+=(ansible-lint)
 else
     say "ansible-lint: no roles or playbooks yet"
 fi
@@ -67,6 +73,29 @@ if command -v shellcheck >/dev/null 2>&1; then
     fi
 else
     say "shellcheck not installed (scripts/setup.sh installs it): skipped"
+fi
+
+say "antsibull-changelog lint (changelogs/fragments, changelogs/changelog.yaml)"
+{ antsibull-changelog lint && antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml; } || failed+=(changelog)
+
+ee_context="$(mktemp -d "${TMPDIR:-/tmp}/cnm-ee-lint.XXXXXX")"
+# shellcheck disable=SC2064  # expand now: the path is fixed
+trap "rm -rf '$ee_context'" EXIT
+say "ansible-builder create (execution-environment.yml, context in a temp dir); bindep.txt parses"
+if ansible-builder create -f execution-environment.yml -c "$ee_context/context" >"$ee_context/log" 2>&1; then
+    # bindep exits 2 on a parse error, 1 when packages are missing (not our business here).
+    for profile in default node; do
+        rc=0
+        bindep -f bindep.txt -l newline "$profile" >/dev/null || rc=$?
+        if [ "$rc" -eq 2 ]; then
+            say "bindep.txt does not parse (profile $profile)"
+            failed+=(bindep)
+            break
+        fi
+    done
+else
+    cat "$ee_context/log" >&2
+    failed+=(execution-environment)
 fi
 
 if [ "${#failed[@]}" -gt 0 ]; then
