@@ -16,7 +16,10 @@ from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRe
 
 def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
     """Create or reconcile the bridge; endpoints follow a changed gateway or MTU."""
-    _check_overlaps(host, network)
+    check_overlaps(host, network.name, network.subnet, network.ipv6_subnet)
+    for other_name, other in host.state["networks"].items():
+        if other_name != network.name and other.get("bridge_name") == network.bridge_name:
+            raise option_error("bridge_name", network.bridge_name, "is already used by network %s" % other_name)
     record = host.state["networks"].get(network.name)
     if record is not None and record.get("driver", "bridge") != network.driver:
         raise option_error("name", network.name, "is already a network of driver %s, not %s; remove it first" % (record.get("driver"), network.driver))
@@ -60,7 +63,7 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
     plan_device_ipv6(host, target, name, network.ipv6_subnet is not None)
     host.state["networks"][network.name] = network.to_record()
 
-    if record is not None and attached and _endpoint_facing(record) != _endpoint_facing(network.to_record()):
+    if record is not None and attached and endpoint_facing(record) != endpoint_facing(network.to_record()):
         planner = EndpointPlanner(host)
         for endpoint in attached.values():
             planner.plan(spec_from_record(endpoint))
@@ -120,20 +123,19 @@ def spec_from_record(record: dict) -> EndpointSpec:
     )
 
 
-def _endpoint_facing(record: dict) -> tuple:
+def endpoint_facing(record: dict) -> tuple:
     return (record["gateway"], record["mtu"], record.get("ipv6_subnet"), record.get("ipv6_gateway"), record["subnet"], record.get("internal", False),
             record.get("icc", True))
 
 
-def _check_overlaps(host: Host, network: BridgeNetwork) -> None:
+def check_overlaps(host: Host, name: str, subnet, ipv6_subnet) -> None:
+    """A network's subnets may not overlap another cnm network's on this host (any driver)."""
     for other_name, other in host.state["networks"].items():
-        if other_name == network.name:
+        if other_name == name:
             continue
-        for option, mine, theirs in (("subnet", network.subnet, other.get("subnet")), ("ipv6_subnet", network.ipv6_subnet, other.get("ipv6_subnet"))):
+        for option, mine, theirs in (("subnet", subnet, other.get("subnet")), ("ipv6_subnet", ipv6_subnet, other.get("ipv6_subnet"))):
             if mine is not None and theirs and mine.overlaps(ipaddress.ip_network(theirs)):
                 raise option_error(option, mine, "overlaps network %s (%s)" % (other_name, theirs))
-        if other["bridge_name"] == network.bridge_name:
-            raise option_error("bridge_name", network.bridge_name, "is already used by network %s" % other_name)
 
 
 def _check_subnet_change(network: BridgeNetwork, attached: dict) -> None:

@@ -8,6 +8,7 @@ import ipaddress
 from typing import Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import ipam, netns
+from ansible_collections.cnm.network.plugins.module_utils.attach import MacvlanLink, VethLink
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
@@ -34,6 +35,7 @@ class EndpointPlanner:
         self.doomed: list = []  # host veths to delete together at the end (see finish)
         self.doomed_sandboxes: list = []  # named sandboxes to delete after their veths
         self.seen: set = set()
+        self.shim_routes = True  # macvlan host-access routes of endpoints; False when cnm_macvlan plans the shim's routes itself
 
     def plan(self, spec: EndpointSpec) -> dict:
         key = endpoint_key(spec.network, spec.sandbox.key)
@@ -125,29 +127,26 @@ class EndpointPlanner:
                 self.doomed_sandboxes.append(ref)
 
     # ---- bridge networks ----
-    def _present(self, spec: EndpointSpec, network: BridgeNetwork) -> dict:
+    def _present(self, spec: EndpointSpec, network) -> dict:
         ref = spec.sandbox
         key = endpoint_key(network.name, ref.key)
         self.host.endpoints_of(network.name)  # reclaims the leases of vanished sandboxes once
         record = self.host.state["endpoints"].get(key)
-        bridge = self.kernel.host.link(network.bridge_name)
-        if bridge is None and not self._bridge_planned(network):
-            raise option_error(spec.opt("network"), network.name, "has no bridge %s on this host: run cnm_bridge for it first" % network.bridge_name)
+        link = (MacvlanLink if network.driver == "macvlan" else VethLink)(self, spec, network, ENDPOINT_ALIAS_PREFIX + key)
+        link.check_network()
         view = self._sandbox_view(spec)
 
-        host_ifname = host_veth_name(network.name, ref.key)
-        host_link = self.kernel.host.link(host_ifname)
-        ifname = self._choose_ifname(spec, record, view, host_link)
+        ifname = self._choose_ifname(spec, record, view, link.inner_name(view))
         ipv4 = self._choose_address(spec, network, record, 4)
         ipv6 = self._choose_address(spec, network, record, 6) if network.ipv6_subnet else None
         if spec.ipv6_address and not network.ipv6_subnet:
             raise option_error(spec.opt("ipv6_address"), spec.ipv6_address, "needs a network with ipv6_subnet (%s has none)" % network.name)
-        mac = spec.mac_address or ipam.mac_from_ipv4(ipv4)
+        mac = spec.mac_address or link.default_mac(ipv4)
 
         self._check_sysctls_exist(spec, view)
         sysctls = spec.sysctls + self._ipv6_off(spec, network)
         inner = view.link(ifname) if view is not None else None
-        ours = bool(host_link and inner and inner.kind == "veth" and inner.peer_index == host_link.index and host_link.peer_index == inner.index)
+        ours = link.is_ours(inner)
         if inner is not None and not ours:
             raise option_error(spec.opt("ifname"), ifname, "already exists in %s and is not this endpoint's interface" % ref.value)
         routes = self._routes(spec, network, self._free_defaults(spec, view, inner.index if ours else None))
@@ -155,36 +154,30 @@ class EndpointPlanner:
         addresses = [ipaddress.ip_interface("%s/%d" % (ipv4, network.subnet.prefixlen))]
         if ipv6 is not None:
             addresses.append(ipaddress.ip_interface("%s/%d" % (ipv6, network.ipv6_subnet.prefixlen)))
-        desired = {
-            "interface": ifname, "host_interface": host_ifname, "bridge": network.bridge_name, "mac": mac, "mtu": network.mtu,
-            "addresses": [str(a) for a in addresses], "routes": [r.describe() for r in routes], "sysctls": dict(sysctls),
-            "port_flags": {"isolated": not network.icc, "hairpin": True},
-        }
-        current = self._current(view, inner, host_link, sysctls) if ours else None
+        desired = dict(link.desired(), interface=ifname, mac=mac, mtu=network.mtu, addresses=[str(a) for a in addresses],
+                       routes=[r.describe() for r in routes], sysctls=dict(sysctls))
+        current = None
+        if ours:
+            current = dict(link.current(inner), interface=inner.name, mac=inner.mac, mtu=inner.mtu,
+                           addresses=[str(a) for a in view.addresses(inner.index)], routes=[r.describe() for r in view.routes(inner.index)],
+                           sysctls={sysctl[0]: view.sysctl(_sysctl_path(sysctl[0], inner.name)) for sysctl in sysctls})
         target = "endpoint %s on %s" % (network.name, ref.key)
         add = self._adder(target, current, desired)
-        alias = ENDPOINT_ALIAS_PREFIX + key
 
         if not ours:
-            if host_link is not None:  # a stale host end (its peer is gone or elsewhere): replace it
-                add("delete stale veth %s" % host_ifname, lambda: self.kernel.host.delete_link(host_ifname))
-            peer = {"ifname": ifname, "mac": mac}
-            add("create veth %s (host) / %s (in %s)" % (host_ifname, ifname, ref.value),
-                lambda: self.kernel.host.create_veth(host_ifname, network.mtu, alias, network.bridge_name, peer, self.kernel.sandbox(ref).fd),
-                lambda: self.kernel.host.delete_link(host_ifname))
-            add("set %s up in %s" % (ifname, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, up=True))
-            add("set bridge port %s hairpin%s" % (host_ifname, ", isolated (icc off)" if not network.icc else ""),
-                lambda: self.kernel.host.set_port_flags(host_ifname, not network.icc, True))
+            link.plan_create(add, ifname, mac)
             current_addresses, current_routes = [], []
             # Sysctls of the new interface vanish with it on undo; namespace-wide ones need their old value back.
             current_sysctls = {}
             if view is not None:
                 current_sysctls = {name: view.sysctl(_sysctl_path(name, ifname)) for name, _value in sysctls if "IFNAME" not in name}
         else:
-            self._repair_links(add, spec, network, host_link, inner, mac, alias)
+            link.plan_repair(add, inner, mac)
+            self._repair_inner(add, spec, network, inner, mac)
             current_addresses = view.addresses(inner.index)
             current_routes = view.routes(inner.index)
             current_sysctls = current["sysctls"]
+        link.plan_host_side(add, ipv4)
 
         for address in current_addresses:
             if address not in addresses:
@@ -218,11 +211,13 @@ class EndpointPlanner:
         self._ensure_lo_up(spec, view)
 
         new_record = {
-            "network": network.name, "sandbox": ref.key, "ifname": ifname, "host_ifname": host_ifname,
+            "network": network.name, "sandbox": ref.key, "ifname": ifname, "host_ifname": link.host_ifname,
             "ipv4_address": str(ipv4), "ipv6_address": str(ipv6) if ipv6 else None, "mac_address": mac,
             "static_ipv4": spec.ipv4_address is not None, "static_ipv6": spec.ipv6_address is not None, "static_mac": spec.mac_address is not None,
             "default_route": spec.default_route, "routes": [r.to_record() for r in spec.routes], "sysctls": dict(spec.sysctls),
         }
+        if network.driver == "macvlan":  # what a detach needs once the network is gone
+            new_record.update(parent=network.parent, shim_name=network.shim_name)
         self._release(record)
         self.host.state["endpoints"][key] = new_record
         self._lease_index(network.name, 4)[ipv4] = ref.key
@@ -286,8 +281,9 @@ class EndpointPlanner:
             if session.sysctl(_sysctl_path(name, "default")) is None:
                 raise option_error(spec.opt("sysctls"), name, "is not a sysctl of this kernel")
 
-    def _bridge_planned(self, network: BridgeNetwork) -> bool:
-        return any(change.target == "network %s" % network.name for change in self.host.plan.changes)
+    def network_planned(self, name: str) -> bool:
+        """An earlier change of this run creates the network (cnm_bridge/cnm_macvlan re-planning its endpoints)."""
+        return any(change.target == "network %s" % name for change in self.host.plan.changes)
 
     def _adder(self, target: str, current: Optional[dict], desired: dict):
         def add(what, apply, undo=None):
@@ -295,30 +291,10 @@ class EndpointPlanner:
 
         return add
 
-    def _current(self, view, inner, host_link, sysctls: tuple) -> dict:
-        master = self.kernel.host.by_index(host_link.master) if host_link.master else None
-        bridge_name = master.name if master is not None else None
-        return {
-            "interface": inner.name, "host_interface": host_link.name, "bridge": bridge_name, "mac": inner.mac, "mtu": inner.mtu,
-            "addresses": [str(a) for a in view.addresses(inner.index)], "routes": [r.describe() for r in view.routes(inner.index)],
-            "sysctls": {sysctl[0]: view.sysctl(_sysctl_path(sysctl[0], inner.name)) for sysctl in sysctls},
-            "port_flags": _port_flags(self.kernel.host.port_flags(host_link.index)),
-        }
-
-    def _repair_links(self, add, spec, network: BridgeNetwork, host_link, inner, mac: str, alias: str) -> None:
+    def _repair_inner(self, add, spec: EndpointSpec, network, inner, mac: str) -> None:
+        """The sandbox side of an existing endpoint: MAC, MTU, up."""
         ref = spec.sandbox
-        host_ifname, ifname = host_link.name, inner.name
-        bridge = self.kernel.host.link(network.bridge_name)
-        if bridge is None or host_link.master != bridge.index:
-            add("attach %s to bridge %s" % (host_ifname, network.bridge_name), lambda: self.kernel.host.set_link(host_ifname, master=network.bridge_name))
-        if host_link.mtu != network.mtu or not host_link.up or host_link.alias != alias:
-            add("set %s mtu %d up" % (host_ifname, network.mtu), lambda: self.kernel.host.set_link(host_ifname, mtu=network.mtu, up=True, alias=alias),
-                lambda m=host_link.mtu: self.kernel.host.set_link(host_ifname, mtu=m))
-        flags = self.kernel.host.port_flags(host_link.index)
-        if flags != (not network.icc, True):  # icc off <=> the port is isolated; hairpin for published ports
-            add("set bridge port %s hairpin%s" % (host_ifname, ", isolated (icc off)" if not network.icc else ", not isolated"),
-                lambda: self.kernel.host.set_port_flags(host_ifname, not network.icc, True),
-                lambda: self.kernel.host.set_port_flags(host_ifname, *flags))
+        ifname = inner.name
         if inner.mac != mac:
             add("set %s mac %s in %s" % (ifname, mac, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, mac=mac),
                 lambda old=inner.mac: self.kernel.sandbox(ref).set_link(ifname, mac=old))
@@ -326,9 +302,10 @@ class EndpointPlanner:
             add("set %s mtu %d up in %s" % (ifname, network.mtu, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, mtu=network.mtu, up=True),
                 lambda m=inner.mtu: self.kernel.sandbox(ref).set_link(ifname, mtu=m))
 
-    def _choose_ifname(self, spec: EndpointSpec, record, view, host_link) -> str:
+    def _choose_ifname(self, spec: EndpointSpec, record, view, found: Optional[str]) -> str:
+        """The asked-for name, else the recorded one, else the one the kernel shows (``found``), else the lowest free ethN."""
         claimed = self.claimed_ifnames.setdefault(spec.sandbox.key, set())
-        ifname = spec.ifname or (record or {}).get("ifname") or _peer_name(view, host_link)
+        ifname = spec.ifname or (record or {}).get("ifname") or found
         if ifname is None:
             present = set(view.links()) if view is not None else set()
             number = 0
@@ -394,7 +371,9 @@ class EndpointPlanner:
         host_ifname = (record or {}).get("host_ifname") or host_veth_name(spec.network, ref.key)
         host_link = self.kernel.host.link(host_ifname)
         result = {"network": spec.network, "sandbox": ref.key, "state": "absent"}
-        if host_link is not None and host_link.alias == ENDPOINT_ALIAS_PREFIX + key:
+        if record is not None and record.get("parent"):
+            MacvlanLink.plan_absent(self, spec, record, ENDPOINT_ALIAS_PREFIX + key)
+        elif host_link is not None and host_link.alias == ENDPOINT_ALIAS_PREFIX + key:
             self.host.plan.add("endpoint %s on %s" % (spec.network, ref.key), "detach %s (its veth %s goes with the others)" % (ref.value, host_ifname),
                                {"host_interface": host_ifname, "interface": (record or {}).get("ifname")}, None, _nothing)
             self.doomed.append(host_ifname)
@@ -404,10 +383,6 @@ class EndpointPlanner:
             self._unpublish(spec.network, ref.key)
         self._maybe_delete_sandbox(spec)
         return result
-
-
-def _port_flags(flags: tuple) -> dict:
-    return {"isolated": flags[0], "hairpin": flags[1]}
 
 
 def _free_link_group(session) -> int:
@@ -421,16 +396,6 @@ def _free_link_group(session) -> int:
 
 def _nothing() -> None:
     """The detach itself happens in the group delete that ``finish`` plans."""
-
-
-def _peer_name(view, host_link) -> Optional[str]:
-    """The name of our veth's inner end, found through the kernel when the store lost it."""
-    if view is None or host_link is None:
-        return None
-    for link in view.links().values():
-        if link.kind == "veth" and link.index == host_link.peer_index and link.peer_index == host_link.index:
-            return link.name
-    return None
 
 
 def _sysctl_path(name: str, ifname: str) -> str:

@@ -309,6 +309,12 @@ def read_sysctl(name: str) -> Optional[str]:
         return None
 
 
+def bridged(networks: Dict[str, dict]) -> Dict[str, dict]:
+    """The networks whose traffic the host routes through a bridge (bridge, overlay): the firewall's business.
+    Macvlan endpoints talk to their LAN directly, past the host's stack."""
+    return {name: record for name, record in networks.items() if record.get("bridge_name")}
+
+
 def write_sysctl(name: str, value: str) -> None:
     with open(sysctl_path(name), "w") as handle:
         handle.write(value)
@@ -316,7 +322,7 @@ def write_sysctl(name: str, value: str) -> None:
 
 def plan_firewall(host) -> None:
     """Add to the host's plan what makes our table, the sysctls it needs and conntrack match the store."""
-    networks = host.state["networks"]
+    networks = bridged(host.state["networks"])
     ports = host.state.get("ports", {})
     rules = render(networks, ports)
     nft = Nft(host.run_command)
@@ -341,7 +347,7 @@ def plan_firewall(host) -> None:
 
 def _plan_passes(host, nft: Nft, listing: dict, networks: Dict[str, dict]) -> None:
     """Our accept rules in other owners' forward chains that drop by policy (see passes.py)."""
-    before = host.original["networks"]
+    before = bridged(host.original["networks"])
     for chain in passes.drop_chains(listing):
         if chain.xtables:
             _plan_xtables_passes(host, listing, chain, networks)

@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Optional
 from ansible_collections.cnm.network.plugins.module_utils import kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.firewall import plan_firewall
-from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork
+from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, MacvlanNetwork
 from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
 from ansible_collections.cnm.network.plugins.module_utils.store import Store
 
@@ -73,11 +73,13 @@ class Host:
         self.plan.add(target, what, None, {"after": "an earlier task of the play"}, _never)
 
     # ---- networks in the store ----
-    def network(self, name: str, option: str = "network") -> BridgeNetwork:
+    def network(self, name: str, option: str = "network"):
         record = self.state["networks"].get(name)
         if record is None:
             known = ", ".join(sorted(self.state["networks"])) or "none yet"
             raise option_error(option, name, "is not a cnm network on this host (known: %s; or 'host', 'none')" % known)
+        if record.get("driver") == "macvlan":
+            return MacvlanNetwork.from_record(name, record)
         return BridgeNetwork.from_record(name, record)
 
     def endpoints_of(self, network: str) -> dict:

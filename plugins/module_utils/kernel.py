@@ -47,6 +47,7 @@ class Link:
     alias: Optional[str]
     group: int = 0
     vxlan: Optional[dict] = None  # vni, local, port, learning, proxy of a VXLAN device
+    mode: Optional[str] = None  # a macvlan's mode (bridge, private, vepa, passthru) or "vlan VID" of an 802.1Q link
 
     def describe(self) -> dict:
         state = {"kind": self.kind, "mtu": self.mtu, "mac": self.mac, "up": self.up}
@@ -171,6 +172,16 @@ class NetnsSession:
         """A veth pair whose peer is born inside the sandbox (no move, no rename), on the bridge and up."""
         self.rtnl.create_veth(name, mtu, self.index(master), peer["ifname"], peer_fd, peer.get("mac"))
         # The kernel ignores an alias in RTM_NEWLINK: it takes a second request.
+        self.rtnl.set_link(self.index(name), alias=alias)
+
+    def create_macvlan(self, name: str, parent: str, mode: str, mtu: int, mac: Optional[str], alias: str, sandbox=None) -> None:
+        """A macvlan on ``parent`` (a link of this namespace); with ``sandbox`` (its session) born inside it."""
+        self.rtnl.create_macvlan(name, self.index(parent), mode, mtu, mac, sandbox.fd if sandbox is not None else None)
+        where = sandbox if sandbox is not None else self
+        where.rtnl.set_link(where.index(name), alias=alias, up=True)  # the kernel ignores an alias in RTM_NEWLINK
+
+    def create_vlan(self, name: str, parent: str, vid: int, alias: str) -> None:
+        self.rtnl.create_vlan(name, self.index(parent), vid)
         self.rtnl.set_link(self.index(name), alias=alias)
 
     def set_link(self, name: str, up: Optional[bool] = None, mtu: Optional[int] = None, mac: Optional[str] = None,

@@ -433,3 +433,116 @@ class OverlayNetwork(BridgeNetwork):
             "peers": [{"vtep": str(p.vtep), "endpoints": [{"ip": str(ip), "mac": mac} for ip, mac in p.endpoints]} for p in self.peers],
         })
         return record
+
+
+MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
+SHIM_ALIAS_PREFIX = "cnm:shim:"
+VLAN_ALIAS_PREFIX = "cnm:vlan:"
+_VLAN_PARENT = re.compile(r"^(?P<base>.+)\.(?P<vid>[0-9]{1,4})$")
+
+
+def default_shim_name(network: str) -> str:
+    return "mvs-" + _short_hash("shim:" + network, 11)
+
+
+def vlan_parent(parent: str) -> Optional[tuple]:
+    """(base interface, VLAN id) when ``parent`` has the form IFACE.VID, else None."""
+    match = _VLAN_PARENT.match(parent)
+    if match is None:
+        return None
+    return match.group("base"), int(match.group("vid"))
+
+
+@dataclass(frozen=True)
+class MacvlanNetwork:
+    name: str
+    parent: str
+    mode: str
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    ip_range: ipaddress.IPv4Network
+    ipv6_subnet: Optional[ipaddress.IPv6Network]
+    ipv6_gateway: Optional[ipaddress.IPv6Address]
+    mtu: Optional[int]  # None: the parent's MTU
+    host_access: bool = False
+    host_access_ip: Optional[ipaddress.IPv4Address] = None
+    shim_name: Optional[str] = None
+    driver: str = "macvlan"
+    # What the endpoint planner asks of every network: macvlan endpoints are plain LAN hosts.
+    internal: bool = False
+    icc: bool = True
+
+    @classmethod
+    def from_params(cls, params: dict) -> MacvlanNetwork:
+        name = check_name("name", params["name"])
+        if name in SPECIAL_NETWORKS:
+            raise option_error("name", name, "is reserved (Docker's built-in host and none networks)")
+        if not params.get("parent"):
+            raise option_error("parent", None, "is required: the host interface whose LAN the endpoints join (or IFACE.VID for a VLAN)")
+        parent = check_ifname("parent", params["parent"])
+        vlan = vlan_parent(parent)
+        if vlan is not None and not 1 <= vlan[1] <= 4094:
+            raise option_error("parent", parent, "has VLAN id %d, outside 1 to 4094" % vlan[1])
+        mode = params.get("mode") or "bridge"
+        if mode not in MACVLAN_MODES:
+            raise option_error("mode", mode, "is not one of %s" % ", ".join(MACVLAN_MODES))
+        if params.get("subnet") is None:
+            raise option_error("subnet", None, "is required for a macvlan network: the LAN's IPv4 CIDR, such as 192.168.1.0/24")
+        subnet = parse_network("subnet", params["subnet"], 4)
+        if subnet.prefixlen > 30:
+            raise option_error("subnet", subnet, "is too small: a macvlan network needs at least a /30")
+        gateway = parse_address("gateway", params["gateway"], 4) if params.get("gateway") else subnet.network_address + 1
+        _gateway_in("gateway", gateway, subnet)
+        ip_range = subnet
+        if params.get("ip_range"):
+            ip_range = parse_network("ip_range", params["ip_range"], 4)
+            if not ip_range.subnet_of(subnet):
+                raise option_error("ip_range", ip_range, "is outside subnet %s" % subnet)
+        ipv6_subnet = ipv6_gateway = None
+        if params.get("ipv6_subnet"):
+            ipv6_subnet = parse_network("ipv6_subnet", params["ipv6_subnet"], 6)
+            if ipv6_subnet.prefixlen > 126:
+                raise option_error("ipv6_subnet", ipv6_subnet, "is too small: use at most a /126")
+            ipv6_gateway = parse_address("ipv6_gateway", params["ipv6_gateway"], 6) if params.get("ipv6_gateway") else ipv6_subnet.network_address + 1
+            _gateway_in("ipv6_gateway", ipv6_gateway, ipv6_subnet)
+        elif params.get("ipv6_gateway"):
+            raise option_error("ipv6_gateway", params["ipv6_gateway"], "needs ipv6_subnet")
+        mtu = params.get("mtu")
+        if mtu is not None and not (1280 if ipv6_subnet else 68) <= mtu <= 65535:
+            raise option_error("mtu", mtu, "is out of range (%d to 65535)" % (1280 if ipv6_subnet else 68))
+        host_access = bool(params.get("host_access"))
+        host_access_ip = shim_name = None
+        if host_access:
+            if mode != "bridge":
+                raise option_error("host_access", True, "needs mode bridge: in mode %s the parent does not switch frames between the host's shim "
+                                   "and the endpoints" % mode)
+            if not params.get("host_access_ip"):
+                raise option_error("host_access_ip", None, "is required with host_access: the host's own address on the network, outside ip_range")
+            host_access_ip = parse_address("host_access_ip", params["host_access_ip"], 4)
+            if host_access_ip not in subnet or host_access_ip in (subnet.network_address, subnet.broadcast_address, gateway):
+                raise option_error("host_access_ip", host_access_ip, "must be a host address of subnet %s other than the gateway %s" % (subnet, gateway))
+            if host_access_ip in ip_range:
+                raise option_error("host_access_ip", host_access_ip, "is inside ip_range %s, where endpoints get their addresses: "
+                                   "set ip_range to a part of the subnet that excludes it" % ip_range)
+            shim_name = check_ifname("shim_name", params.get("shim_name") or default_shim_name(name))
+        elif params.get("host_access_ip"):
+            raise option_error("host_access_ip", params["host_access_ip"], "needs host_access: true")
+        return cls(name, parent, mode, subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway, mtu, host_access, host_access_ip, shim_name)
+
+    @property
+    def vlan(self) -> Optional[tuple]:
+        return vlan_parent(self.parent)
+
+    def to_record(self, mtu: int, vlan_created: bool) -> dict:
+        return {
+            "driver": "macvlan", "parent": self.parent, "mode": self.mode, "subnet": str(self.subnet), "gateway": str(self.gateway),
+            "ip_range": str(self.ip_range), "ipv6_subnet": str(self.ipv6_subnet) if self.ipv6_subnet else None,
+            "ipv6_gateway": str(self.ipv6_gateway) if self.ipv6_gateway else None, "mtu": mtu, "mtu_set": self.mtu is not None,
+            "host_access": self.host_access, "host_access_ip": str(self.host_access_ip) if self.host_access_ip else None,
+            "shim_name": self.shim_name, "vlan_created": vlan_created,
+        }
+
+    @classmethod
+    def from_record(cls, name: str, record: dict) -> MacvlanNetwork:
+        params = dict(record, name=name, mtu=record["mtu"])
+        return cls.from_params(params)

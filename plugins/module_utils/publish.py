@@ -62,8 +62,9 @@ class PublishSpec:
 class PublishPlanner:
     """Plans the published ports of one module run; host facts (addresses, bound sockets) are read once."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, exclusive: bool = False) -> None:
         self.host = host
+        self.exclusive = exclusive  # the listed ports are all an endpoint has: its others are removed
         self._local: Optional[set] = None
         self._bound: Optional[list] = None
         self._by_port: Optional[dict] = None  # (protocol, host port) -> store keys, for the conflict check
@@ -78,12 +79,15 @@ class PublishPlanner:
                                             "publish %s" % ", ".join(map(docker_form, spec.ports)), "the endpoint on network %s" % spec.network)
             return {"network": spec.network, "ports": [docker_form(mapping) for mapping in spec.ports]}
         network = host.network(spec.network, spec.opt("network"))
+        if network.driver == "macvlan":
+            raise option_error(spec.opt("network"), network.name, "is a macvlan network: its endpoints are on the LAN with their own addresses, "
+                               "so reach them there; ports cannot be published from the host to them (Docker ignores -p on macvlan too)")
         endpoint = _endpoint(host, spec, network)
         owner = endpoint["sandbox"]
         if network.internal:
             raise option_error(spec.opt("network"), network.name, "is internal: nothing outside can reach it, so it cannot publish ports")
         entries = host.state.setdefault("ports", {})
-        published = []
+        published, listed = [], set()
         for number, mapping in enumerate(spec.ports):
             where = spec.opt("ports[%d]" % number)
             if mapping.host_ip is None and network.host_binding_ip is not None:
@@ -99,6 +103,10 @@ class PublishPlanner:
                 if entry["protocol"] == "udp":  # UDP flows would keep answering from the old mapping
                     host.conntrack_flush.add(conntrack_flow(entry))
             published.append(docker_form(mapping))
+            listed.add(mapping.key)
+        if self.exclusive:
+            others = [key for key, entry in entries.items() if (entry["network"], entry["sandbox"]) == (network.name, owner) and key not in listed]
+            self._remove(others)
         return {"network": network.name, "sandbox": owner, "container_ip": endpoint["ipv4_address"], "ports": published}
 
     def _absent(self, spec: PublishSpec) -> dict:
@@ -111,13 +119,17 @@ class PublishPlanner:
             owner = str(spec.container_ip)
             mine = [key for key, entry in entries.items() if (entry["network"], entry["container_ip"]) == (spec.network, owner)]
         removed = [key for key in mine if not spec.ports or any(key == mapping.key for mapping in spec.ports)]
-        for key in removed:
+        self._remove(removed)
+        return {"network": spec.network, "sandbox": owner, "removed": sorted(removed)}
+
+    def _remove(self, keys: list) -> None:
+        entries = self.host.state.get("ports", {})
+        for key in keys:
             entry = entries.pop(key)
             self._index().get((entry["protocol"], entry["host_port"]), set()).discard(key)
             self.host.conntrack_flush.add(conntrack_flow(entry))  # a removed mapping leaves no flow of its own
         if "ports" in self.host.state and not entries:
             del self.host.state["ports"]
-        return {"network": spec.network, "sandbox": owner, "removed": sorted(removed)}
 
     def _check_host_ip(self, where: str, mapping: PortMapping) -> None:
         if mapping.host_ip is None or (mapping.host_ip.version == 4 and mapping.host_ip.is_unspecified):

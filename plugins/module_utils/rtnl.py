@@ -34,6 +34,9 @@ NDA_DST, NDA_LLADDR = 1, 2
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
 IFLA_VXLAN_ID, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PROXY, IFLA_VXLAN_PORT = 1, 4, 7, 11, 15
+IFLA_MACVLAN_MODE = 1
+MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
+IFLA_VLAN_ID = 1
 IFF_UP = 0x1
 IFA_F_NODAD = 0x02
 RT_TABLE_MAIN = 254
@@ -258,6 +261,25 @@ class Rtnl:
         body += attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
+    def create_macvlan(self, name: str, parent: int, mode: str, mtu: int, mac: Optional[str], netns_fd: Optional[int] = None) -> None:
+        """A macvlan link on ``parent``, up; with ``netns_fd`` it is born inside that namespace under its final
+        name (the kernel checks the name there), so nothing ever appears in the host's namespace."""
+        info = attr(IFLA_INFO_KIND, b"macvlan") + attr(IFLA_INFO_DATA | NLA_F_NESTED, attr(IFLA_MACVLAN_MODE, _U32.pack(MACVLAN_MODES[mode])))
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_LINK, _U32.pack(parent))
+        if mtu:
+            body += attr(IFLA_MTU, _U32.pack(mtu))
+        if mac:
+            body += attr(IFLA_ADDRESS, bytes(int(part, 16) for part in mac.split(":")))
+        if netns_fd is not None:
+            body += attr(IFLA_NET_NS_FD, _U32.pack(netns_fd))
+        self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body + attr(IFLA_LINKINFO | NLA_F_NESTED, info))
+
+    def create_vlan(self, name: str, parent: int, vid: int) -> None:
+        """An 802.1Q sub-interface of ``parent``, up (needs the kernel's 8021q support)."""
+        info = attr(IFLA_INFO_KIND, b"vlan") + attr(IFLA_INFO_DATA | NLA_F_NESTED, attr(IFLA_VLAN_ID, struct.pack("=H", vid)))
+        body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_LINK, _U32.pack(parent))
+        self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body + attr(IFLA_LINKINFO | NLA_F_NESTED, info))
+
     def neighbour(self, add: bool, family: int, index: int, mac: str, address: str) -> None:
         """Add or delete a permanent entry: a remote endpoint's IP->MAC on the VXLAN device (family AF_INET),
         or an FDB entry MAC->VTEP (family AF_BRIDGE; several all-zero MACs, one per VTEP, are appended)."""
@@ -312,10 +334,18 @@ def _link(payload: bytes) -> dict:
         vxlan = {"vni": _u32(data.get(IFLA_VXLAN_ID)), "local": _ip(socket.AF_INET, data.get(IFLA_VXLAN_LOCAL)),
                  "port": struct.unpack("!H", data[IFLA_VXLAN_PORT])[0] if IFLA_VXLAN_PORT in data else None,
                  "learning": bool(data.get(IFLA_VXLAN_LEARNING, b"\1")[0]), "proxy": bool(data.get(IFLA_VXLAN_PROXY, b"\0")[0])}
+    mode = None
+    if _text(info.get(IFLA_INFO_KIND)) in ("macvlan", "vlan") and IFLA_INFO_DATA in info:
+        data = attributes(info[IFLA_INFO_DATA])
+        if IFLA_MACVLAN_MODE in data and _text(info.get(IFLA_INFO_KIND)) == "macvlan":
+            mode = {number: name for name, number in MACVLAN_MODES.items()}.get(_u32(data[IFLA_MACVLAN_MODE]))
+        elif IFLA_VLAN_ID in data:
+            mode = "vlan %d" % struct.unpack_from("=H", data[IFLA_VLAN_ID])[0]
     return {
         "index": index, "name": _text(attrs.get(IFLA_IFNAME)), "kind": _text(info.get(IFLA_INFO_KIND)), "mtu": _u32(attrs.get(IFLA_MTU)),
         "mac": _mac(attrs.get(IFLA_ADDRESS)), "up": bool(flags & 1), "master": _u32(attrs.get(IFLA_MASTER)),
         "peer_index": _u32(attrs.get(IFLA_LINK)), "alias": _text(attrs.get(IFLA_IFALIAS)) or None, "group": _u32(attrs.get(IFLA_GROUP)) or 0, "vxlan": vxlan,
+        "mode": mode,
     }
 
 

@@ -38,6 +38,12 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  exclusive:
+    description:
+      - With C(state=present), the listed ports become all the ports of each endpoint named: its other published
+        ports are removed in the same run (what the role C(cnm.network.cnm_networks) uses to prune).
+    type: bool
+    default: false
   container_ip:
     description:
       - The endpoint by its IPv4 address on C(network).
@@ -128,6 +134,13 @@ EXAMPLES = r"""
     container: web3
     ports: ["8080:80"]
 
+- name: Only port 8443 stays published for web1 (its others are removed)
+  cnm.network.cnm_port_publish:
+    network: web
+    netns: web1
+    ports: ["8443:443"]
+    exclusive: true
+
 - name: Unpublish everything of web1
   cnm.network.cnm_port_publish:
     network: web
@@ -197,7 +210,8 @@ SANDBOX_OPTIONS = ("netns", "netns_path", "pid", "container", "container_ip")
 
 
 def main() -> None:
-    argument_spec = dict(ITEM_OPTIONS, state=dict(type="str", choices=["present", "absent"], default="present"))
+    argument_spec = dict(ITEM_OPTIONS, state=dict(type="str", choices=["present", "absent"], default="present"),
+                         exclusive=dict(type="bool", default=False))
     argument_spec["endpoints"] = dict(type="list", elements="dict", options=ITEM_OPTIONS)
     module = AnsibleModule(
         argument_spec=argument_spec,
@@ -214,7 +228,7 @@ def main() -> None:
         prefetch_containers([(spec.sandbox, spec.opt("container_runtime")) for spec in present])
         for spec in present:
             spec.sandbox.check_running(spec.opt("container"))  # publishing for a stopped container is refused, as Docker does
-        planner = PublishPlanner(host)
+        planner = PublishPlanner(host, exclusive=module.params["exclusive"])
         return {"published": [planner.plan(spec) for spec in specs]}
 
     run_module(module, build)

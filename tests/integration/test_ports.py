@@ -162,3 +162,16 @@ def test_unpublishing_after_the_endpoint_is_gone_is_no_error(web):
     web.ok("cnm_endpoint", network="web", netns=web.sandbox("a"), state="absent")
     again = web.ok("cnm_port_publish", network="web", netns=web.sandbox("a"), state="absent")
     assert again["changed"] is False and again["published"][0]["removed"] == []
+
+
+def test_exclusive_leaves_only_the_listed_ports(web, world):
+    web.ok("cnm_port_publish", network="web", netns=web.sandbox("a"), ports=["4000:80", "4001:80"])
+    web.ok("cnm_port_publish", network="web", netns=web.sandbox("b"), ports=["5353:53/udp"])
+    args = dict(network="web", netns=web.sandbox("a"), ports=["4001:80"], exclusive=True)
+    predicted = web.module("cnm_port_publish", check=True, **args)
+    result = web.ok("cnm_port_publish", **args)
+    assert (predicted["changed"], predicted["changes"]) == (True, result["changes"])
+    assert wait_answer(world[0], "tcp", HOST, 4001, "web-a") == "web-a"
+    assert ask(world[0], "tcp", HOST, 4000) == "unreachable"
+    assert ask(world[0], "udp", HOST, 5353) == "dns-b"  # another endpoint's ports stay
+    assert web.module("cnm_port_publish", **args)["changed"] is False

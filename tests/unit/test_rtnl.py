@@ -38,7 +38,17 @@ def test_link_message_is_decoded_into_the_fields_the_core_uses():
     ])
     link = rtnl._link(body)
     assert link == {"index": 7, "name": "ve-abc", "kind": "veth", "mtu": 1500, "mac": "02:42:0a:00:00:02", "up": True,
-                    "master": 3, "peer_index": 2, "alias": "cnm:endpoint:web|netns:a", "group": 9, "vxlan": None}
+                    "master": 3, "peer_index": 2, "alias": "cnm:endpoint:web|netns:a", "group": 9, "vxlan": None, "mode": None}
+
+
+def test_macvlan_and_vlan_links_carry_their_mode():
+    def link(kind: bytes, data: bytes) -> dict:
+        info = rtnl.attr(rtnl.IFLA_INFO_KIND, kind + b"\0") + rtnl.attr(rtnl.IFLA_INFO_DATA, data)
+        return rtnl._link(struct.pack("=BxHiII", 0, 1, 5, 0, 0) + rtnl.attr(rtnl.IFLA_IFNAME, b"x\0") + rtnl.attr(rtnl.IFLA_LINKINFO, info))
+
+    for mode, number in (("private", 1), ("vepa", 2), ("bridge", 4), ("passthru", 8)):
+        assert link(b"macvlan", rtnl.attr(rtnl.IFLA_MACVLAN_MODE, struct.pack("=I", number)))["mode"] == mode
+    assert link(b"vlan", rtnl.attr(rtnl.IFLA_VLAN_ID, struct.pack("=H", 10)))["mode"] == "vlan 10"
 
 
 def test_link_without_optional_attributes_has_empty_fields():

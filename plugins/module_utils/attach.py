@@ -1,0 +1,187 @@
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""How an endpoint's interface joins its network: a veth on the network's bridge (bridge and overlay
+drivers) or a macvlan link on the network's parent (macvlan driver).
+
+The endpoint planner (endpoint.py) does what all drivers share (names, addresses, routes, sysctls,
+leases); these classes plan only the link itself. Both create the sandbox's interface directly
+inside the sandbox, under its final name: the kernel checks the name there (IFLA_NET_NS_FD), so
+nothing ever appears in the host's namespace and no rename is needed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Optional
+
+from ansible_collections.cnm.network.plugins.module_utils import ipam
+from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
+from ansible_collections.cnm.network.plugins.module_utils.model import host_veth_name
+
+
+class VethLink:
+    """A veth pair: the host end a port of the bridge (hairpin on, isolated when icc is off), the other end in the sandbox."""
+
+    def __init__(self, planner, spec, network, alias: str) -> None:
+        self.planner, self.kernel, self.spec, self.network, self.alias = planner, planner.kernel, spec, network, alias
+        self.host_ifname = host_veth_name(network.name, spec.sandbox.key)
+        self.host_link = self.kernel.host.link(self.host_ifname)
+
+    def check_network(self) -> None:
+        network = self.network
+        if self.kernel.host.link(network.bridge_name) is None and not self.planner.network_planned(network.name):
+            raise option_error(self.spec.opt("network"), network.name, "has no bridge %s on this host: run cnm_bridge for it first" % network.bridge_name)
+
+    def inner_name(self, view) -> Optional[str]:
+        """The name of our veth's inner end, found through the kernel when the store lost it."""
+        if view is None or self.host_link is None:
+            return None
+        for link in view.links().values():
+            if link.kind == "veth" and link.index == self.host_link.peer_index and link.peer_index == self.host_link.index:
+                return link.name
+        return None
+
+    @staticmethod
+    def default_mac(ipv4) -> str:
+        return ipam.mac_from_ipv4(ipv4)
+
+    def is_ours(self, inner) -> bool:
+        host_link = self.host_link
+        return bool(host_link and inner and inner.kind == "veth" and inner.peer_index == host_link.index and host_link.peer_index == inner.index)
+
+    def desired(self) -> dict:
+        return {"host_interface": self.host_ifname, "bridge": self.network.bridge_name, "port_flags": {"isolated": not self.network.icc, "hairpin": True}}
+
+    def current(self, inner) -> dict:
+        master = self.kernel.host.by_index(self.host_link.master) if self.host_link.master else None
+        flags = self.kernel.host.port_flags(self.host_link.index)
+        return {"host_interface": self.host_link.name, "bridge": master.name if master is not None else None,
+                "port_flags": {"isolated": flags[0], "hairpin": flags[1]}}
+
+    def plan_create(self, add, ifname: str, mac: str) -> None:
+        network, ref, host, host_ifname = self.network, self.spec.sandbox, self.kernel.host, self.host_ifname
+        if self.host_link is not None:  # a stale host end (its peer is gone or elsewhere): replace it
+            add("delete stale veth %s" % host_ifname, lambda: host.delete_link(host_ifname))
+        peer = {"ifname": ifname, "mac": mac}
+        add("create veth %s (host) / %s (in %s)" % (host_ifname, ifname, ref.value),
+            lambda: host.create_veth(host_ifname, network.mtu, self.alias, network.bridge_name, peer, self.kernel.sandbox(ref).fd),
+            lambda: host.delete_link(host_ifname))
+        add("set %s up in %s" % (ifname, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, up=True))
+        add("set bridge port %s hairpin%s" % (host_ifname, ", isolated (icc off)" if not network.icc else ""),
+            lambda: host.set_port_flags(host_ifname, not network.icc, True))
+
+    def plan_repair(self, add, inner, mac: str) -> None:
+        network, host, host_link, host_ifname = self.network, self.kernel.host, self.host_link, self.host_ifname
+        bridge = host.link(network.bridge_name)
+        if bridge is None or host_link.master != bridge.index:
+            add("attach %s to bridge %s" % (host_ifname, network.bridge_name), lambda: host.set_link(host_ifname, master=network.bridge_name))
+        if host_link.mtu != network.mtu or not host_link.up or host_link.alias != self.alias:
+            add("set %s mtu %d up" % (host_ifname, network.mtu), lambda: host.set_link(host_ifname, mtu=network.mtu, up=True, alias=self.alias),
+                lambda m=host_link.mtu: host.set_link(host_ifname, mtu=m))
+        flags = host.port_flags(host_link.index)
+        if flags != (not network.icc, True):  # icc off <=> the port is isolated; hairpin for published ports
+            add("set bridge port %s hairpin%s" % (host_ifname, ", isolated (icc off)" if not network.icc else ", not isolated"),
+                lambda: host.set_port_flags(host_ifname, not network.icc, True),
+                lambda: host.set_port_flags(host_ifname, *flags))
+
+    def plan_host_side(self, add, ipv4) -> None:
+        """Nothing: the bridge's subnet route reaches every endpoint."""
+
+
+class MacvlanLink:
+    """A macvlan link on the network's parent, born in the sandbox; the host reaches it only through the shim."""
+
+    host_ifname = None
+
+    def __init__(self, planner, spec, network, alias: str) -> None:
+        self.planner, self.kernel, self.spec, self.network, self.alias = planner, planner.kernel, spec, network, alias
+        self.parent = self.kernel.host.link(network.parent)
+
+    def check_network(self) -> None:
+        network, spec = self.network, self.spec
+        if self.parent is None and not self.planner.network_planned(network.name):
+            raise option_error(spec.opt("network"), network.name, "has no parent %s on this host: run cnm_macvlan for it first" % network.parent)
+        if network.mode == "passthru":
+            others = sorted(r["sandbox"] for r in self.planner.host.state["endpoints"].values()
+                            if r["network"] == network.name and r["sandbox"] != spec.sandbox.key)
+            if others:
+                raise option_error(spec.opt("network"), network.name, "is a passthru network: its parent %s serves one endpoint only, and %s has it"
+                                   % (network.parent, others[0]))
+            if spec.mac_address:
+                raise option_error(spec.opt("mac_address"), spec.mac_address, "cannot be set in mode passthru: the endpoint takes the MAC of parent %s"
+                                   % network.parent)
+
+    def inner_name(self, view) -> Optional[str]:
+        if view is None:
+            return None
+        for link in view.links().values():
+            if link.kind == "macvlan" and link.alias == self.alias:
+                return link.name
+        return None
+
+    def default_mac(self, ipv4) -> Optional[str]:
+        if self.network.mode == "passthru":
+            return self.parent.mac if self.parent is not None else None
+        return ipam.mac_from_ipv4(ipv4)
+
+    def is_ours(self, inner) -> bool:
+        return bool(inner and inner.kind == "macvlan" and inner.alias == self.alias)
+
+    def desired(self) -> dict:
+        return {"parent": self.network.parent, "mode": self.network.mode}
+
+    def current(self, inner) -> dict:
+        on_parent = self.parent is not None and inner.peer_index == self.parent.index
+        return {"parent": self.network.parent if on_parent else "ifindex %s" % inner.peer_index, "mode": inner.mode}
+
+    def plan_create(self, add, ifname: str, mac: Optional[str]) -> None:
+        network, ref = self.network, self.spec.sandbox
+        own_mac = None if network.mode == "passthru" else mac  # passthru: setting a MAC would change the parent's
+        add("create macvlan %s (mode %s on %s) in %s" % (ifname, network.mode, network.parent, ref.value),
+            lambda: self.kernel.host.create_macvlan(ifname, network.parent, network.mode, network.mtu, own_mac, self.alias, sandbox=self.kernel.sandbox(ref)),
+            lambda: self.kernel.sandbox(ref).delete_link(ifname))
+
+    def plan_repair(self, add, inner, mac: Optional[str]) -> None:
+        current = self.current(inner)
+        if current != self.desired():
+            raise option_error(self.spec.opt("network"), self.network.name, "endpoint interface %s in %s is a macvlan on %s mode %s, not on %s mode %s: "
+                               "detach it (state: absent) and attach it again" % (inner.name, self.spec.sandbox.value, current["parent"],
+                                                                                   current["mode"], self.network.parent, self.network.mode))
+
+    def plan_host_side(self, add, ipv4) -> None:
+        """With host access, an endpoint outside ip_range (a static address) needs its own route through the shim."""
+        route = self._host_route(ipv4)
+        if route is None or not self.planner.shim_routes:
+            return
+        shim, host = self.network.shim_name, self.kernel.host
+        link = host.link(shim)
+        if link is None or route not in [Route(r.dst, r.gateway, None) for r in host.routes(link.index)]:
+            add("add route %s through host-access shim %s" % (route.describe(), shim), lambda: host.add_route(shim, route),
+                lambda: host.delete_route(shim, route))
+
+    def _host_route(self, ipv4) -> Optional[Route]:
+        network = self.network
+        if not network.host_access or ipv4 in network.ip_range:
+            return None
+        return Route(ipaddress.ip_network("%s/32" % ipv4), None, None)
+
+    @staticmethod
+    def plan_absent(planner, spec, record: dict, alias: str) -> None:
+        """Delete the macvlan inside its sandbox (if the sandbox still exists) and its host route through the shim."""
+        ref, kernel = spec.sandbox, planner.kernel
+        target = "endpoint %s on %s" % (spec.network, ref.key)
+        if ref.exists():
+            view = kernel.sandbox(ref)
+            for link in list(view.links().values()):
+                if link.kind == "macvlan" and link.alias == alias:
+                    planner.host.plan.add(target, "delete macvlan %s in %s" % (link.name, ref.value), {"interface": link.name, "parent": record["parent"]},
+                                          None, lambda name=link.name: kernel.sandbox(ref).delete_link(name))
+        shim = record.get("shim_name")
+        if shim and record.get("ipv4_address"):
+            host = kernel.host
+            link = host.link(shim)
+            route = Route(ipaddress.ip_network("%s/32" % record["ipv4_address"]), None, None)
+            if link is not None and route in [Route(r.dst, r.gateway, None) for r in host.routes(link.index)]:
+                planner.host.plan.add(target, "remove route %s through host-access shim %s" % (route.describe(), shim), None, None,
+                                      lambda: host.delete_route(shim, route), lambda: host.add_route(shim, route))
