@@ -40,7 +40,7 @@ options:
     default: present
   exclusive:
     description:
-      - With C(state=present), the listed ports become all the ports of each endpoint named: its other published
+      - With C(state=present), the listed ports become all the ports of each endpoint named; its other published
         ports are removed in the same run (what the role C(cnm.network.cnm_networks) uses to prune).
     type: bool
     default: false
