@@ -34,13 +34,15 @@ SANDBOX_KINDS = ("netns", "netns_path", "pid")
 # The parent of a macvlan network is the user's interface: checked for existence only.
 NETWORK_DEVICES = (("bridge_name", "bridge", "bridge"), ("vxlan_name", "vxlan", "vxlan"), ("shim_name", "shim", "macvlan"), ("parent", "parent", None))
 
-# Drift kinds (documented in cnm_info's RETURN).
+# Drift kinds (documented in cnm_info's notes).
 DRIFT_KINDS = (
     "network_device_missing", "network_device_foreign", "network_device_down", "network_mtu", "network_addresses", "vxlan_settings",
-    "network_rules_missing", "endpoint_network_missing", "endpoint_sandbox_missing", "endpoint_interface_missing",
-    "endpoint_host_interface_missing", "endpoint_not_paired", "endpoint_not_on_bridge", "endpoint_down", "endpoint_mtu", "endpoint_mac",
-    "endpoint_addresses", "port_endpoint_missing", "port_rules_missing", "firewall_rules_missing", "peer_fdb_missing", "peer_fdb_stale",
-    "peer_neighbour_missing", "peer_neighbour_stale", "unclaimed_device", "unclaimed_rule",
+    "network_rules_missing",
+    "endpoint_network_missing", "endpoint_sandbox_missing", "endpoint_interface_missing", "endpoint_host_interface_missing",
+    "endpoint_interface_foreign", "endpoint_not_paired", "endpoint_not_on_bridge", "endpoint_down", "endpoint_mtu", "endpoint_mac", "endpoint_addresses",
+    "port_endpoint_missing", "port_rules_missing", "firewall_rules_missing",
+    "peer_fdb_missing", "peer_fdb_stale", "peer_neighbour_missing", "peer_neighbour_stale",
+    "unclaimed_device", "unclaimed_rule",
 )
 
 
@@ -347,6 +349,10 @@ def endpoint_drift(key: str, record: dict, network: Optional[dict], host_facts: 
     inner = sandbox_facts.devices.get(ifname or "") if sandbox_facts is not None else None
     if inner is None:
         add("endpoint_interface_missing", "interface %s in %s" % (ifname, sandbox), "interface %s is missing in the sandbox" % ifname)
+    elif not record.get("host_ifname") and inner.alias != ENDPOINT_ALIAS_PREFIX + key:
+        # Without a host end (macvlan), the interface in the sandbox carries the endpoint's alias itself.
+        add("endpoint_interface_foreign", "interface %s in %s" % (ifname, sandbox), "%s in the sandbox is not its interface (kind %s, alias %s)"
+            % (ifname, inner.kind, inner.alias), {"alias": ENDPOINT_ALIAS_PREFIX + key}, {"alias": inner.alias, "kind": inner.kind})
     outer = None
     if record.get("host_ifname"):
         host_ifname = record["host_ifname"]

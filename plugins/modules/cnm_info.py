@@ -68,7 +68,8 @@ notes:
     C(network_device_down), C(network_mtu), C(network_addresses) (bridge gateway addresses, or a shim without C(host_access_ip)),
     C(vxlan_settings) (VNI, local address, port, learning, proxy), C(network_rules_missing) (its nftables rules),
     C(endpoint_network_missing), C(endpoint_sandbox_missing), C(endpoint_interface_missing),
-    C(endpoint_host_interface_missing), C(endpoint_not_paired) (the two ends are not one veth, or the host end lost its alias),
+    C(endpoint_host_interface_missing), C(endpoint_interface_foreign) (without a host end, as on macvlan, the interface lacks the endpoint's alias),
+    C(endpoint_not_paired) (the two ends are not one veth, or the host end lost its alias),
     C(endpoint_not_on_bridge), C(endpoint_down), C(endpoint_mtu), C(endpoint_mac), C(endpoint_addresses),
     C(port_endpoint_missing), C(port_rules_missing), C(firewall_rules_missing) (rules every published port needs),
     C(peer_fdb_missing), C(peer_fdb_stale), C(peer_neighbour_missing), C(peer_neighbour_stale),
@@ -310,9 +311,17 @@ endpoints:
       type: str
       sample: eth0
     host_ifname:
-      description: Host end of the veth (null or absent for drivers without one, such as macvlan).
+      description: Host end of the veth (null for drivers without one, such as macvlan).
       type: str
       sample: ve-3f2a9c01b7d
+    parent:
+      description: The network's parent interface (macvlan endpoints only).
+      type: str
+      sample: eth1
+    shim_name:
+      description: The network's host-access shim, or null (macvlan endpoints only).
+      type: str
+      sample: mvs-3f2a9c01b7d
     ipv4_address:
       description: IPv4 address.
       type: str

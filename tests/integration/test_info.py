@@ -268,10 +268,10 @@ def test_a_macvlan_network_is_reported_from_its_record_and_devices(host):
             " && ip addr add 192.168.50.250/32 dev mvs-lan && ip link set mvs-lan up && ip route add 192.168.50.2/32 dev mvs-lan"
             " && ip link add mvtmp link mvpar type macvlan mode bridge && ip link set mvtmp netns %s" % sandbox)
     host.in_sandbox("m1", "ip link set mvtmp name eth0 && ip link set eth0 address 02:42:c0:a8:32:02 up && ip addr add 192.168.50.2/24 dev eth0"
-                          " && ip link set lo up")
+                          " && ip link set lo up && ip link set eth0 alias 'cnm:endpoint:lan|netns:%s'" % sandbox)
     endpoint = {"network": "lan", "sandbox": "netns:" + sandbox, "ifname": "eth0", "host_ifname": None, "ipv4_address": "192.168.50.2",
                 "ipv6_address": None, "mac_address": "02:42:c0:a8:32:02", "static_ipv4": False, "static_ipv6": False, "static_mac": False,
-                "default_route": True, "routes": [], "sysctls": {}}
+                "default_route": True, "routes": [], "sysctls": {}, "parent": "mvpar", "shim_name": "mvs-lan"}
     os.makedirs(host.store_path(), exist_ok=True)
     with open(os.path.join(host.store_path(), "state.json"), "w") as handle:
         json.dump({"version": 1, "networks": {"lan": LAN_RECORD}, "endpoints": {"lan|netns:" + sandbox: endpoint}}, handle)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 
@@ -213,10 +214,13 @@ def test_an_endpoint_of_a_network_the_store_lost():
     assert kinds(endpoint_drift("web|netns:web1", WEB1, None, host_facts(), sandbox_facts())) == ["endpoint_network_missing"]
 
 
-def test_a_macvlan_endpoint_has_no_host_end_to_check():
-    inside = NamespaceFacts({"eth0": Device("eth0", "macvlan", 1500, "02:42:c0:a8:01:02", True, "up", index=2, addresses=("192.168.1.2/24",))})
+def test_a_macvlan_endpoint_has_no_host_end_and_its_interface_carries_the_alias():
+    inside = NamespaceFacts({"eth0": Device("eth0", "macvlan", 1500, "02:42:c0:a8:01:02", True, "up", "cnm:endpoint:lan|pid:4242", index=2,
+                                            addresses=("192.168.1.2/24",))})
     assert endpoint_drift("lan|pid:4242", LAN1, LAN, host_facts(), inside) == []
     assert kinds(endpoint_drift("lan|pid:4242", LAN1, LAN, host_facts(), NamespaceFacts({}))) == ["endpoint_interface_missing"]
+    strange = NamespaceFacts({"eth0": Device("eth0", "veth", 1500, "02:42:c0:a8:01:02", True, "up", index=2, addresses=("192.168.1.2/24",))})
+    assert kinds(endpoint_drift("lan|pid:4242", LAN1, LAN, host_facts(), strange)) == ["endpoint_interface_foreign"]
 
 
 # ---- ports and the firewall ----
@@ -307,3 +311,10 @@ def test_the_report_holds_what_is_gathered_and_every_drift_kind_is_documented():
     assert set(kinds(result["drift"])) <= set(DRIFT_KINDS)
     assert kinds(result["drift"]) == ["endpoint_sandbox_missing", "firewall_rules_missing", "network_device_missing", "network_rules_missing",
                                       "network_rules_missing", "port_rules_missing"]
+
+
+def test_every_drift_kind_is_documented_in_the_module():
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "plugins", "modules", "cnm_info.py")
+    with open(path) as handle:
+        text = handle.read()
+    assert [kind for kind in DRIFT_KINDS if "C(%s)" % kind not in text] == []
