@@ -100,9 +100,9 @@ options:
     type: bool
     default: false
 notes:
-  - Ports cannot be published to macvlan endpoints (M(cnm.network.cnm_port_publish) refuses): they have their own
+  - Ports cannot be published to macvlan endpoints (M(cnm.network.cnm_port_publish) refuses), as they have their own
     addresses on the LAN.
-  - The host's firewall and forwarding are not involved: macvlan frames do not pass through the host's IP stack
+  - The host's firewall and forwarding are not involved, as macvlan frames do not pass through the host's IP stack
     (except the shim's).
   - The shim carries the alias C(cnm:shim:NAME) and a VLAN sub-interface created by the module C(cnm:vlan:PARENT);
     the module never deletes an interface without its alias.
