@@ -227,7 +227,11 @@ def main() -> None:
         present = [spec for spec in specs if spec.state == "present" and spec.sandbox is not None]
         prefetch_containers([(spec.sandbox, spec.opt("container_runtime")) for spec in present])
         for spec in present:
-            spec.sandbox.check_running(spec.opt("container"))  # publishing for a stopped container is refused, as Docker does
+            if host.check_mode and spec.sandbox.kind == "container" and not spec.sandbox.exists():
+                host.warnings.append("a running %s container %s does not exist yet; in check mode its ports are reported as they would be published "
+                                     "once an earlier task starts it" % (spec.sandbox.runtime, spec.sandbox.value))
+                continue
+            spec.sandbox.check_running(spec.opt("container"))  # publishing for a stopped container is refused
         planner = PublishPlanner(host, exclusive=module.params["exclusive"])
         return {"published": [planner.plan(spec) for spec in specs]}
 

@@ -375,6 +375,14 @@ def test_bad_container_inputs_fail_clearly_and_change_nothing(docker, net, tmp_p
     result = docker.module("cnm_port_publish", network=name, container=running, ports=["9100:80"])
     assert result.get("failed") and "option 'container': %s has no endpoint on network %s" % (running, name) in result["msg"], result
 
+    # Check mode: a container that does not run yet is assumed started by an earlier task of the play (as a network is).
+    predicted = docker.module("cnm_endpoint", check=True, network=name, container=created)
+    assert predicted["changed"] and not predicted.get("failed"), predicted
+    assert "a running docker container %s does not exist yet" % created in json.dumps(predicted.get("warnings")), predicted.get("warnings")
+    assert predicted["endpoint"]["sandbox"] == "container:docker/%s" % created
+    predicted = docker.module("cnm_port_publish", check=True, network=name, container=created, ports=["9100:80"])
+    assert not predicted.get("failed") and created in json.dumps(predicted.get("warnings")), predicted
+
     # The runtime's command missing: a PATH without docker (nsenter is linked in so the module still starts).
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
