@@ -40,6 +40,8 @@ options:
         C(podman run --network none)); its namespace is that of its init process, found by the runtime's
         C(container inspect) (one call for all containers of a task).
       - The container must be running to be attached; detaching (C(state=absent)) works after it stopped or was removed.
+        In check mode a container that is not running yet is reported as an earlier task of the play would leave it
+        (started), with a warning.
       - Stored as the sandbox C(container:RUNTIME/NAME).
     type: str
   container_runtime:
