@@ -1,13 +1,15 @@
-"""The main job (playbooks/demo.yml) on a real lab through ansible-playbook and the netns connection.
+"""The main job (playbooks/demo.yml) and the overlay (playbooks/overlay.yml) on a real lab through ansible-playbook and the netns connection.
 
 Covers what only a real playbook run shows: check mode on a fresh host, idempotence of the whole
 scenario, removal, and the respawn under the distribution's Python and pyroute2 (0.7.2 on Debian 12)
-when the task's interpreter has no pyroute2.
+when the task's interpreter has no pyroute2; the overlay role across three hosts, under --limit, in serial
+batches and with a host pruned from the group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import subprocess
 from pathlib import Path
@@ -118,3 +120,50 @@ def test_overlay_role_across_three_hosts_with_limit_and_pruning(lab3, tmp_path: 
     prune = run_playbook(PLAYBOOKS / "overlay.yml", str(two), env)
     assert_ok(prune)
     assert fdb_vteps(prefix, "h1") == ["192.0.2.12"] and fdb_vteps(prefix, "h2") == ["192.0.2.11"]
+
+
+def endpoint_address(netns: str) -> str:
+    out = subprocess.run(["ip", "-n", netns, "-4", "-j", "addr", "show", "dev", "eth0"], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)[0]["addr_info"][0]["local"]
+
+
+def test_overlay_role_in_serial_batches(lab3):
+    """serial: 1 - every batch also brings the hosts of the earlier batches up to date (through delegation)."""
+    prefix, inventory, env = lab3
+    hosts = ["h1", "h2", "h3"]
+    first = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, "-e", "cnm_overlay_serial=1")
+    assert_ok(first)  # the role's own check in each batch: its endpoints reach those of the earlier batches, both ways
+    output = " ".join(first.stdout.split())
+    assert output.count("TASK [cnm.network.cnm_overlay : Make the peers exact") == 3  # three batches
+    assert "changed: [h2 -> h1] => (item=h1)" in output and "changed: [h3 -> h2] => (item=h2)" in output
+    assert "UNREACHABLE" not in output
+
+    # every host has exactly the others: a flood entry per remote VTEP, an FDB and a neighbour entry per remote endpoint
+    vteps = {"h1": "192.0.2.11", "h2": "192.0.2.12", "h3": "192.0.2.13"}
+    endpoints = {host: {app: endpoint_address("%s-%s-%s" % (prefix, host, app)) for app in ("app1", "app2")} for host in hosts}
+    for host in hosts:
+        others = [other for other in hosts if other != host]
+        assert fdb_vteps(prefix, host) == sorted(vteps[other] for other in others)
+        neigh = json.loads(subprocess.run(["ip", "-n", "%s-%s" % (prefix, host), "-j", "neigh", "show", "dev", "vx-ov0"],
+                                          capture_output=True, text=True, check=True).stdout)
+        assert sorted(entry["dst"] for entry in neigh) == sorted(endpoints[other][app] for other in others for app in ("app1", "app2"))
+
+    # full connectivity afterwards: every endpoint pings every endpoint of the other hosts
+    failed = []
+    for host in hosts:
+        for app in ("app1", "app2"):
+            for other in hosts:
+                for address in endpoints[other].values() if other != host else ():
+                    ping = subprocess.run(["ip", "netns", "exec", "%s-%s-%s" % (prefix, host, app), "ping", "-c", "1", "-W", "2", address],
+                                          capture_output=True, check=False)
+                    if ping.returncode != 0:
+                        failed.append("%s %s -> %s" % (host, app, address))
+    assert failed == []
+
+    # a rerun in batches changes nothing, and neither does one without serial
+    again = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, "-e", "cnm_overlay_serial=1")
+    assert_ok(again)
+    assert recap_changed(again) == {"h1": 0, "h2": 0, "h3": 0}
+    whole = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env)
+    assert_ok(whole)
+    assert recap_changed(whole) == {"h1": 0, "h2": 0, "h3": 0}
