@@ -143,18 +143,25 @@ def render_vxlan_filter(networks: Dict[str, dict]) -> List[Rule]:
 
     The match includes the VNI (24 bits at byte 4 of the VXLAN header, after the 8-byte UDP header),
     so other VXLAN devices sharing the UDP port, with their own VNIs and VTEPs, are not affected.
+    Encrypted overlays also drop VXLAN of their VNI that did not come out of IPsec (``meta ipsec
+    missing``, nft's ``meta secpath``): the kernel hands VXLAN to the device before any XFRM input
+    policy check, so this rule is what refuses clear VXLAN (Docker's ``-m policy --pol none`` drop).
     """
     rules = []
     for name in sorted(networks):
         record = networks[name]
-        if record.get("driver") != "overlay" or not record.get("restrict_peers", True):
+        if record.get("driver") != "overlay":
             continue
-        peers = sorted((peer["vtep"] for peer in record.get("peers", ())), key=ipaddress.ip_address)
-        expr = [_match("l4proto", "udp"), _payload("th", "dport", record["port"]),
-                {"match": {"op": "==", "left": {"payload": {"base": "th", "offset": 96, "len": 24}}, "right": record["vni"]}}]
-        if peers:
-            expr.append(_payload("ip", "saddr", _names(peers), "!="))
-        rules.append(_rule(INET_INPUT, "network %s vxlan peers only" % name, *(expr + [{"drop": None}])))
+        vxlan = [_match("l4proto", "udp"), _payload("th", "dport", record["port"]),
+                 {"match": {"op": "==", "left": {"payload": {"base": "th", "offset": 96, "len": 24}}, "right": record["vni"]}}]
+        if record.get("restrict_peers", True):
+            peers = sorted((peer["vtep"] for peer in record.get("peers", ())), key=ipaddress.ip_address)
+            expr = list(vxlan)
+            if peers:
+                expr.append(_payload("ip", "saddr", _names(peers), "!="))
+            rules.append(_rule(INET_INPUT, "network %s vxlan peers only" % name, *(expr + [{"drop": None}])))
+        if record.get("encrypted"):
+            rules.append(_rule(INET_INPUT, "network %s vxlan clear drop" % name, *(vxlan + [_match("ipsec", False), {"drop": None}])))
     return rules
 
 

@@ -40,6 +40,7 @@ class Host:
         self.new_sandboxes: set = set()  # sandbox keys this plan creates: their leases are not stale
         self.conntrack_flush: set = set()  # conntrack_flow() of mappings changed or removed: their conntrack entries go
         self._swept: set = set()  # networks whose leases were checked against their sandboxes in this run
+        self.after_firewall: list = []  # planning steps whose changes must follow the firewall's (a device up only once its drop rule exists)
 
     @classmethod
     @contextmanager
@@ -96,6 +97,8 @@ class Host:
     def execute(self, check: bool) -> dict:
         """Add the firewall and the store write as the last changes, run the plan, return the common result keys."""
         plan_firewall(self)  # every run reconciles the whole table: drift from any cause is repaired
+        for step in self.after_firewall:
+            step()
         if self.state != self.original:
             before, after = copy.deepcopy(self.original), copy.deepcopy(self.state)
             self.plan.add("store", "write the store", _store_view(before), _store_view(after), lambda: self.store.save(after), lambda: self.store.save(before))

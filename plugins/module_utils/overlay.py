@@ -10,13 +10,15 @@ itself (proxy), so ARP never crosses the underlay. Entries of peers no longer li
 
 from __future__ import annotations
 
-import os
 import socket
+from typing import Optional, Tuple
 
+from ansible_collections.cnm.network.plugins.module_utils import ipsec
 from ansible_collections.cnm.network.plugins.module_utils.bridge import plan_bridge_absent, plan_bridge_present, plan_device_ipv6
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.model import OverlayNetwork, parse_address
+from ansible_collections.cnm.network.plugins.module_utils.xfrm import Xfrm
 
 FLOOD_MAC = "00:00:00:00:00:00"
 
@@ -31,26 +33,64 @@ def underlay_mtu(host: Host, local_ip) -> int:
 
 
 def refuse_encryption(kernel_features: dict) -> None:
-    """Never fall back to cleartext: say what the kernel lacks (or that this release does not program IPsec)."""
+    """Never fall back to cleartext: on a kernel without what IPsec needs, refuse naming what it lacks."""
     missing = [name for name, present in kernel_features.items() if not present]
     if missing:
-        raise option_error("encrypted", True, "needs IPsec ESP in transport mode with AES-GCM, and this kernel lacks: %s" % ", ".join(missing))
-    raise option_error("encrypted", True, "is not programmed by this release yet (XFRM states and policies per VTEP pair); refusing rather "
-                       "than sending VXLAN in clear")
+        raise option_error("encrypted", True, "needs IPsec ESP in transport mode with AES-GCM, and this kernel lacks: %s; refusing rather than "
+                           "sending VXLAN in clear" % ", ".join(missing))
 
 
 def kernel_features() -> dict:
-    try:
-        with open("/proc/crypto") as handle:
-            crypto = handle.read()
-    except OSError:
-        crypto = ""
-    return {
-        "XFRM (/proc/net/xfrm_stat)": os.path.exists("/proc/net/xfrm_stat"),
-        "ESP (esp4)": os.path.exists("/sys/module/esp4") or "esp4" in crypto,
-        "GCM (gcm(aes))": "gcm(aes)" in crypto,
-        "rfc4106(gcm(aes))": "rfc4106(gcm(aes))" in crypto,
-    }
+    return ipsec.kernel_features()
+
+
+def _encryption(host: Host, params: dict, underlay: Optional[int]) -> Tuple[dict, Optional[list]]:
+    """Resolve ``encrypted`` (omitted: as the store has it, so an encrypted overlay never turns clear by accident),
+    check the keys and the kernel, and give the overlay the MTU that ESP leaves room for."""
+    record = host.state["networks"].get(params["name"]) or {}
+    encrypted = params.get("encrypted")
+    if encrypted is None:
+        encrypted = bool(record.get("encrypted"))
+    asked = params.get("encrypted")
+    params = dict(params, encrypted=encrypted)
+    if not encrypted:
+        return params, None
+    if asked is None and not params.get("encryption_key"):
+        raise option_error("encryption_key", "(not set)", "is required: overlay %s is encrypted on this host (encrypted: false turns encryption off)"
+                           % params["name"])
+    keys = ipsec.check_keys(params.get("encryption_key"), params.get("encryption_keys"))
+    refuse_encryption(kernel_features())
+    if underlay is not None:
+        limit = ipsec.encrypted_mtu(underlay)
+        if params.get("mtu") is None:
+            params["mtu"] = limit
+        elif params["mtu"] > limit:
+            raise option_error("mtu", params["mtu"], "is larger than an encrypted overlay allows on this underlay (%d - 50 bytes of VXLAN - %d of ESP "
+                               "and its padding = %d)" % (underlay, underlay - 50 - limit, limit))
+    return params, keys
+
+
+def _check_encrypted_port(host: Host, network: OverlayNetwork) -> None:
+    """The IPsec policies select VXLAN by UDP port: an encrypted overlay has its port to itself on this host."""
+    for other_name, other in sorted(host.state["networks"].items()):
+        if other_name != network.name and other.get("driver") == "overlay" and other.get("port") == network.port \
+                and (network.encrypted or other.get("encrypted")):
+            raise option_error("port", network.port, "is also used by overlay %s on this host; an encrypted overlay needs a VXLAN UDP port of its own "
+                               "(its IPsec policies select the VXLAN traffic by port)" % other_name)
+
+
+def _plan_ipsec(host: Host, network: OverlayNetwork, keys: Optional[list], record: dict) -> Optional[dict]:
+    """States and policies for every (this host, peer) pair, exact; none when the overlay is (no longer) encrypted."""
+    if not network.encrypted and not record.get("encrypted"):
+        return None  # never encrypted: XFRM is not touched (nor needed in the kernel)
+    xfrm = Xfrm()
+    have = ipsec.current(xfrm, sorted({network.port, record.get("port", network.port)}))
+    want = ipsec.render(network.local_ip, [peer.vtep for peer in network.peers], keys, network.port) if network.encrypted else {"states": [], "policies": []}
+    ipsec.plan(host, "overlay %s ipsec" % network.name, xfrm, have, (want["states"], want["policies"]))
+    if not network.encrypted:
+        host.warnings.append("overlay %s is no longer encrypted (encrypted: false): its VXLAN traffic now crosses the underlay in clear" % network.name)
+        return None
+    return ipsec.describe(want["states"], want["policies"])
 
 
 def plan_overlay_present(host: Host, params: dict) -> dict:
@@ -58,11 +98,15 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
     mtu = underlay_mtu(host, local_ip) if local_ip is not None else None
     if params.get("peers") is None:  # unmanaged: keep the peers in force
         params = dict(params, peers=host.state["networks"].get(params["name"], {}).get("peers", []))
+    params, keys = _encryption(host, params, mtu)
     network = OverlayNetwork.from_overlay_params(params, underlay_mtu=mtu)
-    if network.encrypted:
-        refuse_encryption(kernel_features())
     _check_port(host, network)
+    _check_encrypted_port(host, network)
+    record = dict(host.state["networks"].get(network.name) or {})
     result = plan_bridge_present(host, network)
+    if network.encrypted:
+        host.state["networks"][network.name]["encrypted"] = True  # the firewall drops clear VXLAN of this VNI
+    encryption = _plan_ipsec(host, network, keys, record)  # before the device: its first packet is already in ESP
     session = host.kernel.host
     name = network.vxlan_name
     link = session.link(name)
@@ -82,14 +126,22 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
     fresh = link is None or link.vxlan != wanted or link.mac != network.vxlan_mac
     if link is not None and fresh:
         add("re-create vxlan %s (its settings changed)" % name, lambda: session.delete_link(name))
+    # Encrypted: the device comes up only after the firewall's drop of clear VXLAN is in place (see after_firewall).
+    up_later = network.encrypted and (fresh or not link.up)
     if fresh:
-        add("create vxlan %s vni %d local %s port %d on %s" % (name, network.vni, network.local_ip, network.port, network.bridge_name),
-            lambda: _create(session, network), lambda: session.delete_link(name))
+        add("create vxlan %s vni %d local %s port %d on %s%s" % (name, network.vni, network.local_ip, network.port, network.bridge_name,
+                                                                 " (down until its firewall rules are in place)" if up_later else ""),
+            lambda: _create(session, network, up=not up_later), lambda: session.delete_link(name))
         present_fdb, present_neigh = set(), set()
     else:
-        if link.mtu != network.mtu or not link.up:
+        if up_later and link.mtu != network.mtu:
+            add("set vxlan %s mtu %d" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu))
+        elif link.mtu != network.mtu or not link.up:
             add("set vxlan %s mtu %d up" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu, up=True))
         present_fdb, present_neigh = set(current["fdb"]), set(current["neighbours"])
+    if up_later:
+        host.after_firewall.append(lambda: add("set vxlan %s up (the drop of clear VXLAN is in place)" % name, lambda: session.set_link(name, up=True),
+                                               lambda: session.set_link(name, up=False)))
     for mac, vtep in sorted(present_fdb - set(desired["fdb"])):
         add("remove fdb %s dst %s" % (mac, vtep), lambda m=mac, v=vtep: session.rtnl.neighbour(False, socket.AF_BRIDGE, session.index(name), m, v))
     for mac, vtep in desired["fdb"]:
@@ -104,7 +156,9 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
                 lambda m=mac, a=address: session.rtnl.neighbour(True, socket.AF_INET, session.index(name), m, a))
     plan_device_ipv6(host, target, name, network.ipv6_subnet is not None)
     result["network"].update(vni=network.vni, local_ip=str(network.local_ip), port=network.port, vxlan_name=name,
-                             peers=network.to_record()["peers"])
+                             peers=network.to_record()["peers"], encrypted=network.encrypted)
+    if encryption is not None:
+        result["network"]["ipsec"] = encryption
     return result
 
 
@@ -117,12 +171,16 @@ def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
     link = host.kernel.host.link(vxlan) if vxlan else None
     if link is not None and link.kind == "vxlan":
         host.plan.add("overlay %s" % name, "delete vxlan %s" % vxlan, {"device": vxlan}, None, lambda: host.kernel.host.delete_link(vxlan))
+    if (record or {}).get("encrypted"):  # after the device: nothing is ever sent in clear
+        xfrm = Xfrm()
+        have = ipsec.current(xfrm, [record["port"]])
+        ipsec.plan(host, "overlay %s ipsec" % name, xfrm, have, ([], []))
     return result
 
 
-def _create(session, network: OverlayNetwork) -> None:
+def _create(session, network: OverlayNetwork, up: bool = True) -> None:
     session.rtnl.create_vxlan(network.vxlan_name, network.vni, str(network.local_ip), network.port, network.mtu, network.vxlan_mac,
-                              session.index(network.bridge_name))
+                              session.index(network.bridge_name), up=up)
     session.rtnl.set_link(session.index(network.vxlan_name), alias="cnm:overlay:" + network.name)
 
 

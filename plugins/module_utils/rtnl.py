@@ -251,12 +251,12 @@ class Rtnl:
         flags = attr(IFLA_BRPORT_ISOLATED, bytes([int(isolated)])) + attr(IFLA_BRPORT_MODE, bytes([int(hairpin)]))
         self._ack(RTM_SETLINK, 0, _IFINFO.pack(socket.AF_BRIDGE, 0, index, 0, 0) + attr(IFLA_PROTINFO | NLA_F_NESTED, flags))
 
-    def create_vxlan(self, name: str, vni: int, local: str, port: int, mtu: int, mac: str, master: int) -> None:
-        """A VXLAN device on a bridge: learning off (the FDB is made exact from the inventory), ARP proxy on."""
+    def create_vxlan(self, name: str, vni: int, local: str, port: int, mtu: int, mac: str, master: int, up: bool = True) -> None:
+        """A VXLAN device on a bridge: learning off (the FDB is made exact from the inventory), ARP proxy on (down with ``up=False``)."""
         data = (attr(IFLA_VXLAN_ID, _U32.pack(vni)) + attr(IFLA_VXLAN_LOCAL, socket.inet_pton(socket.AF_INET, local))
                 + attr(IFLA_VXLAN_LEARNING, b"\0") + attr(IFLA_VXLAN_PROXY, b"\1") + attr(IFLA_VXLAN_PORT, struct.pack("!H", port)))
         info = attr(IFLA_INFO_KIND, b"vxlan") + attr(IFLA_INFO_DATA | NLA_F_NESTED, data)
-        body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_MTU, _U32.pack(mtu))
+        body = _IFINFO.pack(0, 0, 0, IFF_UP if up else 0, IFF_UP) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_MTU, _U32.pack(mtu))
         body += attr(IFLA_ADDRESS, bytes(int(part, 16) for part in mac.split(":"))) + attr(IFLA_MASTER, _U32.pack(master))
         body += attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)

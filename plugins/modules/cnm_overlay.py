@@ -72,12 +72,34 @@ options:
     default: true
   encrypted:
     description:
-      - IPsec ESP between the VTEPs. Refused with a message naming the kernel features this host lacks; never falls back to clear text.
+      - "IPsec between the VTEPs (Docker's encrypted overlay): for every pair (this host, peer) ESP in transport mode for the
+        VXLAN UDP traffic of this overlay's O(port), AES-GCM (C(rfc4106(gcm(aes))), 128-bit key, 32-bit salt, 128-bit ICV),
+        one SPI and key per direction derived from O(encryption_key), the two VTEP addresses and the port, so every host
+        computes the same states without talking. States and policies of peers no longer listed are removed."
+      - "VXLAN of this O(vni) that did not come through IPsec is dropped by the collection's nftables table (C(meta ipsec missing));
+        a new VXLAN device comes up only once that rule and the XFRM states and policies are in place."
+      - "The MTU defaults to what ESP leaves room for: the underlay's MTU minus 50 (VXLAN) minus 34 (ESP header 8, IV 8,
+        trailer 2, ICV 16) rounded down to ESP's 4-byte alignment - 1416 on a 1500-byte underlay. A larger O(mtu) is refused."
+      - "On a kernel without XFRM, ESP (C(esp4)) or AES-GCM the module fails naming what is missing; it never falls back to clear text."
+      - "Omitted, a new overlay is not encrypted and an existing one keeps what it has (turning encryption off takes C(false))."
+      - "The overlay needs its VXLAN UDP O(port) to itself on this host (the IPsec policies select the traffic by port)."
     type: bool
-    default: false
   encryption_key:
-    description: The key for O(encrypted) (not used while encryption is refused).
+    description:
+      - "The shared key of O(encrypted) (the same on every host, at least 16 characters, e.g. C(openssl rand -hex 16)):
+        outbound traffic is encrypted with the states derived from it. Never logged, never stored, never shown in a diff
+        (the diff shows the SPIs)."
     type: str
+  encryption_keys:
+    description:
+      - "Further keys accepted on receive besides O(encryption_key), for a rotation without a traffic gap; their states are
+        installed for both directions, but nothing is sent with them. Rotation from key A to key B, each step on every
+        host (any batches, C(serial) or C(--limit) subsets) before the next starts -
+        1. O(encryption_key=A), O(encryption_keys=[B]) (every host can now receive B);
+        2. O(encryption_key=B), O(encryption_keys=[A]) (hosts switch to sending B; A still accepted from hosts not yet switched);
+        3. O(encryption_key=B) (A's states go)."
+    type: list
+    elements: str
   bridge_name:
     description: Name of the bridge. Defaults to C(br-NAME) (shortened with a hash when longer than 15 characters).
     type: str
@@ -101,7 +123,9 @@ options:
     type: bool
     default: false
 notes:
-  - Encryption is refused in this release (also on kernels that have ESP and GCM); see O(encrypted).
+  - "Encryption uses neither IKE nor replay protection: the keys are static (as in Docker, whose control plane rotates them every
+    12 hours), and a host that re-creates its states (a reboot) starts its sequence numbers again, which a replay window would
+    refuse. An SA carries at most 2^32 - 1 packets (the kernel stops it rather than repeat a GCM nonce): rotate the key well before."
 extends_documentation_fragment:
   - cnm.network.cnm
 seealso:
@@ -130,6 +154,30 @@ EXAMPLES = r"""
       - vtep: 192.0.2.12
         endpoints: [{ip: 10.200.2.10, mac: "02:42:0a:c8:02:0a"}]
       - 192.0.2.13
+
+- name: An encrypted overlay (IPsec ESP between every pair of VTEPs)
+  cnm.network.cnm_overlay:
+    name: secure
+    vni: 4300
+    port: 4790
+    subnet: 10.201.0.0/16
+    ip_range: 10.201.1.0/24
+    local_ip: 192.0.2.11
+    peers: [192.0.2.12, 192.0.2.13]
+    encrypted: true
+    encryption_key: "{{ vault_overlay_key }}"
+
+- name: Key rotation, step 1 of 3 on every host - accept the new key, still send with the old one
+  cnm.network.cnm_overlay:
+    name: secure
+    vni: 4300
+    port: 4790
+    subnet: 10.201.0.0/16
+    ip_range: 10.201.1.0/24
+    local_ip: 192.0.2.11
+    encrypted: true
+    encryption_key: "{{ vault_overlay_key }}"
+    encryption_keys: ["{{ vault_overlay_next_key }}"]
 """
 
 RETURN = r"""
@@ -159,6 +207,16 @@ network:
       type: list
       elements: dict
       sample: [{"vtep": "192.0.2.12", "endpoints": [{"ip": "10.200.2.10", "mac": "02:42:0a:c8:02:0a"}]}]
+    encrypted:
+      description: Whether the overlay is encrypted.
+      type: bool
+      sample: true
+    ipsec:
+      description: The XFRM states and policies of an encrypted overlay on this host (SPIs and addresses, never keys).
+      returned: when encrypted
+      type: dict
+      sample: {"xfrm states": ["192.0.2.11 -> 192.0.2.12 esp spi 0x5e1f03a2"],
+               "xfrm policies": ["out 192.0.2.11/32 -> 192.0.2.12/32 udp dport 4789 esp spi 0x5e1f03a2"]}
 changes:
   description: The changes made (or, in check mode, that would be made), in order.
   returned: always
@@ -188,8 +246,9 @@ def main() -> None:
             port=dict(type="int", default=4789),
             mtu=dict(type="int"),
             restrict_peers=dict(type="bool", default=True),
-            encrypted=dict(type="bool", default=False),
+            encrypted=dict(type="bool"),
             encryption_key=dict(type="str", no_log=True),
+            encryption_keys=dict(type="list", elements="str", no_log=True),
             bridge_name=dict(type="str"),
             vxlan_name=dict(type="str"),
             masquerade=dict(type="bool", default=True),
