@@ -149,6 +149,8 @@ def docker():
             "--exec-root", os.path.join(tmp, "exec"), "--pidfile", os.path.join(tmp, "docker.pid"), "-H", sock,
             "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
             "--containerd-namespace", namespace, "--containerd-plugins-namespace", namespace + "-plugins"]
+    # What dockerd 20.10 and its shims make outside the temp directory whatever the flags: removed afterwards if made here.
+    made_here = [path for path in ("/etc/docker", "/run/docker", "/run/containerd") if not os.path.exists(path)]
     daemon = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     engine = Engine("docker", host, {"DOCKER_HOST": sock}, tmp)
     try:
@@ -175,6 +177,8 @@ def docker():
         finally:
             log.close()
             _cleanup_dir(tmp)
+            for path in made_here:
+                _cleanup_dir(path)
             host.destroy()
 
 
@@ -192,6 +196,8 @@ def podman():
         handle.write('[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "%s/events.log"\ntmp_dir = "%s/tmp"\n'
                      '[network]\nnetwork_config_dir = "%s/net"\n' % (tmp, tmp, tmp))
     env = {"CONTAINERS_STORAGE_CONF": os.path.join(tmp, "storage.conf"), "CONTAINERS_CONF": os.path.join(tmp, "containers.conf")}
+    # Podman 4.3 keeps its blob-info cache in /var/lib/containers/cache whatever the storage root: removed afterwards if made here.
+    made_here = [path for path in ("/var/lib/containers", "/var/lib/containers/cache") if not os.path.exists(path)]
     engine = Engine("podman", host, env, tmp)
     try:
         tarball = os.path.join(tmp, "rootfs.tar")
@@ -204,6 +210,8 @@ def podman():
             engine.cli("rmi", "-a", "-f", check=False)
         finally:
             _cleanup_dir(tmp)
+            if made_here:
+                shutil.rmtree(made_here[0], ignore_errors=True)
             host.destroy()
 
 
