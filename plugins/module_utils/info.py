@@ -122,9 +122,6 @@ class NamespaceFacts:
     neighbours: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)  # VXLAN device -> (MAC, IP)
     rules: Optional[Dict[str, str]] = None  # comment -> "family chain" of each rule in table cnm; None: not read
 
-    def by_index(self, index: Optional[int]) -> Optional[Device]:
-        return next((device for device in self.devices.values() if device.index == index), None) if index else None
-
 
 def read_namespace(session, routes: bool = False, port_flags: bool = False) -> NamespaceFacts:
     """Every link of one namespace with its addresses (and routes, bridge port flags), from a few dumps."""
@@ -138,7 +135,7 @@ def read_namespace(session, routes: bool = False, port_flags: bool = False) -> N
             master=names.get(link.master) if link.master else None, index=link.index, peer_index=link.peer_index,
             addresses=tuple(str(address) for address in session.addresses(link.index)),
             routes=tuple(route.describe() for route in session.routes(link.index)) if routes and name != "lo" else (),
-            mode=getattr(link, "mode", None), vxlan=link.vxlan,
+            mode=link.mode, vxlan=link.vxlan,
             port_flags=session.port_flags(link.index) if port_flags and link.master else None,
         )
     return NamespaceFacts(devices)

@@ -245,8 +245,8 @@ def test_overlay_fdb_and_neighbour_drift(host, built):
 def test_a_deleted_bridge_is_drift_for_the_network_and_its_endpoints(host, built):
     host.sh("ip link del br-web")
     result = info(host)
-    assert kinds(result) == [("endpoint_not_on_bridge", "link %s" % built["web1"]["host_ifname"]),
-                             ("endpoint_not_on_bridge", "link %s" % built["web2"]["host_ifname"]), ("network_device_missing", "bridge br-web")]
+    assert kinds(result) == sorted([("endpoint_not_on_bridge", "link %s" % built["web1"]["host_ifname"]),
+                                    ("endpoint_not_on_bridge", "link %s" % built["web2"]["host_ifname"]), ("network_device_missing", "bridge br-web")])
     assert result["networks"][1]["devices"] == [{"role": "bridge", "name": "br-web", "present": False}]
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", ipv6_subnet="fd00:30::/64")
     host.ok("cnm_endpoint", network="web", endpoints=[{"netns": host.sandbox("web1")}, {"netns": host.sandbox("web2")}])
@@ -254,44 +254,47 @@ def test_a_deleted_bridge_is_drift_for_the_network_and_its_endpoints(host, built
     assert pings(host.sandbox("web1"), built["web2"]["ipv4_address"])
 
 
-LAN_RECORD = {"driver": "macvlan", "parent": "mvpar", "mode": "bridge", "subnet": "192.168.50.0/24", "gateway": "192.168.50.1",
-              "ip_range": "192.168.50.0/25", "ipv6_subnet": None, "ipv6_gateway": None, "mtu": 1500, "mtu_set": False, "host_access": True,
-              "host_access_ip": "192.168.50.250", "shim_name": "mvs-lan", "vlan_created": False}
+
+@pytest.fixture
+def lan(host):
+    """The host's interface lan0 (192.168.50.10) is a veth to a LAN namespace (192.168.50.1, its router)."""
+    name = host.sandbox("lan")
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "link", "add", "lan0", "netns", host.name, "type", "veth", "peer", "name", "eth0", "netns", name], check=True)
+    host.sh("ip addr add 192.168.50.10/24 dev lan0 && ip link set lan0 up")
+    subprocess.run(["ip", "-n", name, "addr", "add", "192.168.50.1/24", "dev", "eth0"], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "eth0", "up"], check=True)
+    return name
 
 
-def test_a_macvlan_network_is_reported_from_its_record_and_devices(host):
-    """The record shape of the macvlan driver (written here by hand, devices made with ip): reported generically."""
-    sandbox = host.sandbox("m1")
-    subprocess.run(["ip", "netns", "add", sandbox], check=True)
-    host.sh("ip link add mvpar type veth peer name mvpeer && ip link set mvpar up && ip link set mvpeer up"
-            " && ip link add mvs-lan link mvpar type macvlan mode bridge && ip link set mvs-lan alias cnm:shim:lan"
-            " && ip addr add 192.168.50.250/32 dev mvs-lan && ip link set mvs-lan up && ip route add 192.168.50.2/32 dev mvs-lan"
-            " && ip link add mvtmp link mvpar type macvlan mode bridge && ip link set mvtmp netns %s" % sandbox)
-    host.in_sandbox("m1", "ip link set mvtmp name eth0 && ip link set eth0 address 02:42:c0:a8:32:02 up && ip addr add 192.168.50.2/24 dev eth0"
-                          " && ip link set lo up && ip link set eth0 alias 'cnm:endpoint:lan|netns:%s'" % sandbox)
-    endpoint = {"network": "lan", "sandbox": "netns:" + sandbox, "ifname": "eth0", "host_ifname": None, "ipv4_address": "192.168.50.2",
-                "ipv6_address": None, "mac_address": "02:42:c0:a8:32:02", "static_ipv4": False, "static_ipv6": False, "static_mac": False,
-                "default_route": True, "routes": [], "sysctls": {}, "parent": "mvpar", "shim_name": "mvs-lan"}
-    os.makedirs(host.store_path(), exist_ok=True)
-    with open(os.path.join(host.store_path(), "state.json"), "w") as handle:
-        json.dump({"version": 1, "networks": {"lan": LAN_RECORD}, "endpoints": {"lan|netns:" + sandbox: endpoint}}, handle)
-    assert pings(host.name, "192.168.50.2")  # the host reaches its macvlan endpoint through the shim
+def test_a_macvlan_network_with_host_access_is_reported_with_its_shim_parent_and_endpoints(host, lan):
+    made = host.ok("cnm_macvlan", name="lan", parent="lan0", subnet="192.168.50.0/24", gateway="192.168.50.1", ip_range="192.168.50.64/28",
+                   host_access=True, host_access_ip="192.168.50.100")["network"]
+    m1, m2 = host.ok("cnm_endpoint", network="lan", endpoints=[{"netns": host.sandbox("m1")}, {"netns": host.sandbox("m2")}])["endpoints"]
+    assert pings(host.name, m1["ipv4_address"])  # the host reaches its endpoint through the shim
 
     result = info(host)
     assert result["drift"] == []
-    (lan,) = result["networks"]
-    assert {key: lan[key] for key in LAN_RECORD} == LAN_RECORD and lan["name"] == "lan" and lan["endpoints"] == ["netns:" + sandbox]
-    shim, parent = lan["devices"]
-    assert (shim["role"], shim["name"], shim["kind"], shim["alias"]) == ("shim", "mvs-lan", "macvlan", "cnm:shim:lan")
-    assert shim["addresses"] == ["192.168.50.250/32"]
-    assert shim.get("mode", "bridge") == "bridge"
-    assert (parent["role"], parent["name"], parent["kind"], parent["present"]) == ("parent", "mvpar", "veth", True)
-    (seen,) = result["endpoints"]
-    assert seen["interface"]["kind"] == "macvlan" and seen["interface"]["addresses"] == ["192.168.50.2/24"] and seen["host_interface"] is None
-    assert result["ports"] == [] and result["peers"] == []
+    (network,) = result["networks"]
+    assert network["driver"] == "macvlan" and network["endpoints"] == sorted("netns:" + host.sandbox(n) for n in ("m1", "m2"))
+    for key in ("parent", "mode", "subnet", "gateway", "ip_range", "host_access", "host_access_ip", "shim_name"):
+        assert network[key] == made[key], key
+    shim, parent = network["devices"]
+    assert (shim["role"], shim["name"], shim["present"], shim["kind"], shim["mode"]) == ("shim", made["shim_name"], True, "macvlan", "bridge")
+    assert "192.168.50.100" in [address.split("/")[0] for address in shim["addresses"]]
+    assert (parent["role"], parent["name"], parent["kind"], parent["addresses"]) == ("parent", "lan0", "veth", ["192.168.50.10/24"])
+    assert len(result["endpoints"]) == 2
+    for made_endpoint, seen in zip((m1, m2), result["endpoints"], strict=True):
+        assert (seen["ipv4_address"], seen["mac_address"], seen["host_ifname"], seen["host_interface"]) == (
+            made_endpoint["ipv4_address"], made_endpoint["mac_address"], None, None)
+        assert (seen["interface"]["kind"], seen["interface"]["mode"], seen["interface"]["mac"]) == ("macvlan", "bridge", made_endpoint["mac_address"])
+        assert seen["interface"]["routes"] == ["default via 192.168.50.1"]
+    assert (result["ports"], result["peers"]) == ([], [])
 
-    host.sh("ip link del mvs-lan")
-    assert kinds(info(host)) == [("network_device_missing", "shim mvs-lan")]
-    host.sh("ip link del mvpar")  # its macvlans go with it, the endpoint's too
-    assert kinds(info(host)) == [("endpoint_interface_missing", "interface eth0 in netns:%s" % sandbox),
-                                 ("network_device_missing", "parent mvpar"), ("network_device_missing", "shim mvs-lan")]
+    host.sh("ip link del %s" % made["shim_name"])
+    host.in_sandbox("m2", "ip link set eth0 alias other")
+    assert kinds(info(host)) == [("endpoint_interface_foreign", "interface eth0 in netns:%s" % host.sandbox("m2")),
+                                 ("network_device_missing", "shim %s" % made["shim_name"])]
+    host.sh("ip link del lan0")  # the endpoints' macvlans go with their parent
+    assert kinds(info(host)) == [("endpoint_interface_missing", "interface eth0 in netns:%s" % host.sandbox(n)) for n in ("m1", "m2")] + [
+        ("network_device_missing", "parent lan0"), ("network_device_missing", "shim %s" % made["shim_name"])]
