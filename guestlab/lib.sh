@@ -13,6 +13,7 @@ GUESTLAB_CACHE="${GUESTLAB_CACHE:-/var/cache/cnm-guestlab}"
 GUESTLAB_STATE="${GUESTLAB_STATE:-/run/cnm-guestlab/$GUESTLAB_PREFIX}"
 GUESTLAB_NETNS="$GUESTLAB_PREFIX-mgmt"
 GUESTLAB_MEMORY="${GUESTLAB_MEMORY:-256}"        # MiB per guest
+GUESTLAB_CPU="${GUESTLAB_CPU:-max}"                # the emulated CPU model (qemu -cpu)
 GUESTLAB_BOOT_TIMEOUT="${GUESTLAB_BOOT_TIMEOUT:-180}"  # seconds until every guest answers SSH
 # The management network exists only inside the lab namespace: the namespace is .1, guest N is
 # .(10+N). The underlay joins the guests only (no address in the namespace): guest N is
