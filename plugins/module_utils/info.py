@@ -18,10 +18,10 @@ import socket
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
-from ansible_collections.cnm.network.plugins.module_utils import firewall, rtnl
+from ansible_collections.cnm.network.plugins.module_utils import firewall, netns, rtnl
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
-from ansible_collections.cnm.network.plugins.module_utils.model import BRIDGE_ALIAS_PREFIX, ENDPOINT_ALIAS_PREFIX, EndpointSpec, check_name
+from ansible_collections.cnm.network.plugins.module_utils.model import BRIDGE_ALIAS_PREFIX, ENDPOINT_ALIAS_PREFIX, SANDBOX_OPTIONS, EndpointSpec, check_name
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.overlay import FLOOD_MAC
 from ansible_collections.cnm.network.plugins.module_utils.ports import PortMapping, docker_form
@@ -29,7 +29,6 @@ from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_
 
 GATHER = ("networks", "endpoints", "ports", "peers")
 ALIAS_PREFIX = "cnm:"  # every kernel object the collection makes carries an alias starting so
-SANDBOX_KINDS = ("netns", "netns_path", "pid")
 # The devices a network record may name, by record key: (role, the kind the device must be).
 # The parent of a macvlan network is the user's interface: checked for existence only.
 NETWORK_DEVICES = (("bridge_name", "bridge", "bridge"), ("vxlan_name", "vxlan", "vxlan"), ("shim_name", "shim", "macvlan"), ("parent", "parent", None))
@@ -61,10 +60,12 @@ class InfoQuery:
         if params.get("network"):
             networks = tuple(sorted(set(check_name("network", str(name)) for name in params["network"])))
         sandbox = None
-        given = [kind for kind in SANDBOX_KINDS if params.get(kind) not in (None, "")]
+        given = {kind: params[kind] for kind in SANDBOX_OPTIONS if params.get(kind) not in (None, "")}
+        if params.get("container_runtime") and "container" not in given:
+            raise option_error("container_runtime", params["container_runtime"], "needs 'container' (the container whose endpoints to report)")
         if given:
             # The sandbox forms are cnm_endpoint's: parsed (and refused) by the same code, for the 'none' network.
-            sandbox = EndpointSpec.from_params(dict({kind: params[kind] for kind in given}, network="none")).sandbox
+            sandbox = EndpointSpec.from_params(dict(given, network="none", container_runtime=params.get("container_runtime"))).sandbox
         gather = params.get("gather")
         if gather is None:
             gather = GATHER
@@ -320,6 +321,8 @@ def endpoint_view(key: str, record: dict, host_facts: NamespaceFacts, sandbox_fa
     ref = SandboxRef.from_key(record["sandbox"])
     view = dict(record)
     view[ref.kind] = ref.value
+    if ref.kind == "container":
+        view["container_runtime"] = ref.runtime
     view["sandbox_exists"] = sandbox_facts is not None
     inner = sandbox_facts.devices.get(record.get("ifname") or "") if sandbox_facts is not None else None
     view["interface"] = inner.describe() if inner is not None else None
@@ -568,6 +571,9 @@ def report(state: dict, query: InfoQuery, selection: Selection, host_facts: Name
 def gather(host: Host, query: InfoQuery) -> dict:
     """Read the store (as the lock holds it) and the kernel, and report."""
     state = host.original
+    # Container sandboxes: one inspect per runtime for all of them, not one per endpoint.
+    stored = [record["sandbox"] for record in state["endpoints"].values()] + [entry["sandbox"] for entry in state.get("ports", {}).values()]
+    netns.prefetch_containers([(query.sandbox, "container_runtime")], stored)
     matches = sandbox_matcher(query.sandbox) if query.sandbox is not None else None
     selection = select(state, query, matches)
     for name in selection.missing:

@@ -43,7 +43,7 @@ options:
     description:
       - Report only the endpoints of this sandbox, by network namespace name, with their published ports and the
         networks they are on. A sandbox given another way (C(netns_path), C(pid)) matches when it is the same namespace.
-      - At most one of C(netns), C(netns_path) and C(pid).
+      - At most one of C(netns), C(netns_path), C(pid) and C(container).
     type: str
   netns_path:
     description:
@@ -53,6 +53,15 @@ options:
     description:
       - As C(netns), the sandbox by process ID.
     type: int
+  container:
+    description:
+      - As C(netns), the sandbox of a Docker or Podman container (by name or ID), as M(cnm.network.cnm_endpoint) attached it.
+    type: str
+  container_runtime:
+    description:
+      - The runtime of C(container). Defaults to C(docker).
+    type: str
+    choices: [docker, podman]
   gather:
     description:
       - What to report. Drift is reported for what is gathered (and for host links with a C(cnm:) alias that no
@@ -99,9 +108,14 @@ EXAMPLES = r"""
     network: web
     gather: [networks, endpoints]
 
-- name: What the container with PID 4242 is attached to, and its published ports
+- name: What the process with PID 4242 is attached to, and its published ports
   cnm.network.cnm_info:
     pid: 4242
+    gather: [endpoints, ports]
+
+- name: The networks and ports of a Docker container (docker inspect's NetworkSettings)
+  cnm.network.cnm_info:
+    container: web1
     gather: [endpoints, ports]
 
 - name: The peers an overlay's VXLAN device has in its FDB
@@ -303,9 +317,14 @@ endpoints:
       type: str
       sample: "netns:web1"
     netns:
-      description: The sandbox's namespace name (or C(netns_path), C(pid), whichever it was attached by).
+      description: The sandbox's namespace name (or C(netns_path), C(pid), C(container), whichever it was attached by).
       type: str
       sample: web1
+    container_runtime:
+      description: The runtime of a container sandbox (C(docker) or C(podman)).
+      returned: for container sandboxes
+      type: str
+      sample: docker
     ifname:
       description: Interface inside the sandbox.
       type: str
@@ -509,9 +528,11 @@ def main() -> None:
             netns=dict(type="str"),
             netns_path=dict(type="path"),
             pid=dict(type="int"),
+            container=dict(type="str"),
+            container_runtime=dict(type="str", choices=["docker", "podman"]),
             gather=dict(type="list", elements="str", choices=list(GATHER), default=list(GATHER)),
         ),
-        mutually_exclusive=[("netns", "netns_path", "pid")],
+        mutually_exclusive=[("netns", "netns_path", "pid", "container")],
         supports_check_mode=True,
     )
     run_info_module(module)

@@ -9,7 +9,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import pings
+from conftest import RUN_PREFIX, pings
+from test_containers import docker, net  # noqa: F401 - the Docker engine fixtures of the container tests, reused
 
 VTEP, PEER, PEER_ENDPOINT = "192.0.2.11", "192.0.2.12", "10.200.2.5"
 PEERS = [{"vtep": PEER, "endpoints": [{"ip": PEER_ENDPOINT}]}]
@@ -298,3 +299,25 @@ def test_a_macvlan_network_with_host_access_is_reported_with_its_shim_parent_and
     host.sh("ip link del lan0")  # the endpoints' macvlans go with their parent
     assert kinds(info(host)) == [("endpoint_interface_missing", "interface eth0 in netns:%s" % host.sandbox(n)) for n in ("m1", "m2")] + [
         ("network_device_missing", "parent lan0"), ("network_device_missing", "shim %s" % made["shim_name"])]
+
+
+def test_a_container_is_found_by_name_or_pid_and_its_stop_is_drift(docker, net):  # noqa: F811 - fixtures
+    name, prefix = net
+    container = "%s-info1" % RUN_PREFIX
+    docker.run(container, "exec sleep 600")
+    made = docker.ok("cnm_endpoint", network=name, container=container)["endpoint"]
+    assert docker.exec(container, "ping -c 1 -W 2 %s.1" % prefix).returncode == 0
+    key = "container:docker/%s" % container
+
+    by_name = docker.ok("cnm_info", container=container)
+    assert by_name["drift"] == [] and [n["name"] for n in by_name["networks"]] == [name]
+    (seen,) = by_name["endpoints"]
+    assert (seen["sandbox"], seen["container"], seen["container_runtime"], seen["ipv4_address"]) == (key, container, "docker", made["ipv4_address"])
+    assert seen["interface"]["mac"] == made["mac_address"] and seen["host_interface"]["master"] == "br-" + name
+    by_pid = docker.ok("cnm_info", pid=docker.pid(container), gather=["endpoints"])
+    assert [e["sandbox"] for e in by_pid["endpoints"]] == [key]
+
+    docker.cli("kill", container)
+    stopped = docker.ok("cnm_info", network=name)
+    assert [(d["kind"], d["object"]) for d in stopped["drift"]] == [("endpoint_sandbox_missing", "endpoint %s|%s" % (name, key))]
+    assert stopped["endpoints"][0]["sandbox_exists"] is False

@@ -105,6 +105,8 @@ def test_query_defaults_to_everything():
     ({"netns": "web1"}, SandboxRef("netns", "web1")),
     ({"netns_path": "/proc/42/ns/net"}, SandboxRef("netns_path", "/proc/42/ns/net")),
     ({"pid": 42}, SandboxRef("pid", "42")),
+    ({"container": "web1"}, SandboxRef("container", "web1", "docker")),
+    ({"container": "web1", "container_runtime": "podman"}, SandboxRef("container", "web1", "podman")),
 ])
 def test_query_takes_the_sandbox_forms_of_cnm_endpoint(params, sandbox):
     assert InfoQuery.from_params(dict(params, network=["web", "web", "ov"])) == InfoQuery(("ov", "web"), sandbox)
@@ -115,6 +117,8 @@ def test_query_takes_the_sandbox_forms_of_cnm_endpoint(params, sandbox):
     ({"netns": "a/b"}, "option 'netns': a/b is not a valid namespace name"),
     ({"pid": 0}, "option 'pid': 0 is not a process ID"),
     ({"netns_path": "proc/1/ns/net"}, "option 'netns_path': proc/1/ns/net must be an absolute path"),
+    ({"container": "bad name"}, "option 'container': bad name is not a container name or ID"),
+    ({"container_runtime": "podman"}, "option 'container_runtime': podman needs 'container'"),
     ({"gather": []}, "option 'gather': [] must list some of networks, endpoints, ports, peers"),
     ({"gather": ["networks", "routes"]}, "option 'gather'"),
 ])
