@@ -145,9 +145,9 @@ class MacvlanLink:
     def plan_repair(self, add, inner, mac: Optional[str]) -> None:
         current = self.current(inner)
         if current != self.desired():
+            found = (inner.name, self.spec.sandbox.value, current["parent"], current["mode"], self.network.parent, self.network.mode)
             raise option_error(self.spec.opt("network"), self.network.name, "endpoint interface %s in %s is a macvlan on %s mode %s, not on %s mode %s: "
-                               "detach it (state: absent) and attach it again" % (inner.name, self.spec.sandbox.value, current["parent"],
-                                                                                   current["mode"], self.network.parent, self.network.mode))
+                               "detach it (state: absent) and attach it again" % found)
 
     def plan_host_side(self, add, ipv4) -> None:
         """With host access, an endpoint outside ip_range (a static address) needs its own route through the shim."""

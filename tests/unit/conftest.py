@@ -41,3 +41,21 @@ def pytest_sessionfinish(session, exitstatus):
     if COLLECTIONS in sys.path:
         sys.path.remove(COLLECTIONS)
     shutil.rmtree(COLLECTIONS, ignore_errors=True)
+
+
+def load_filter(name: str):
+    """A filter plugin file of this collection, imported under its collection name.
+
+    conftest.py imports module_utils before pytest-ansible installs Ansible's collection finder, which refuses
+    ansible_collections.* imports once the package spans several roots; plugins/filter is not among those, so
+    the plugin is loaded from its file (its own module_utils imports are loaded already).
+    """
+    import importlib.util
+
+    full = "ansible_collections.cnm.network.plugins.filter." + name
+    if full not in sys.modules:
+        spec = importlib.util.spec_from_file_location(full, os.path.join(REPO, "plugins", "filter", name + ".py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[full] = module
+    return sys.modules[full]

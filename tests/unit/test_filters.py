@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import ipaddress
 import os
 import random
-import sys
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from conftest import load_filter
 
-# conftest.py imports module_utils before pytest-ansible installs Ansible's collection finder, which refuses
-# ansible_collections.* imports once the package spans several roots; plugins/filter is not among those, so
-# the plugin is loaded from its file under its collection name (its own module_utils imports are loaded already).
-OVERLAY_NAME = "ansible_collections.cnm.network.plugins.filter.overlay"
-OVERLAY_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "plugins", "filter", "overlay.py")
-
-
-def _load_overlay():
-    if OVERLAY_NAME not in sys.modules:
-        spec = importlib.util.spec_from_file_location(OVERLAY_NAME, OVERLAY_PATH)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[OVERLAY_NAME] = module
-    return sys.modules[OVERLAY_NAME]
-
-
-overlay = _load_overlay()
+overlay = load_filter("overlay")
 FilterModule = overlay.FilterModule
 mac_from_ip = overlay.mac_from_ip
 overlay_peers = overlay.overlay_peers
@@ -585,5 +568,5 @@ def test_filter_module_offers_every_filter_with_a_documentation_file():
 
     assert sorted(filters) == ["mac_from_ip", "overlay_peers", "overlay_slice", "overlay_slices", "vtep_address"]
     for name in filters:
-        with open(os.path.join(os.path.dirname(OVERLAY_PATH), name + ".yml")) as docs:
+        with open(os.path.join(os.path.dirname(overlay.__file__), name + ".yml")) as docs:
             assert "  name: %s\n" % name in docs.read()
