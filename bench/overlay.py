@@ -4,7 +4,7 @@
 """Benchmark: throughput across a cnm overlay, beside the underlay and a hand-built VXLAN (issue 4 item 7).
 
     python bench/overlay.py [--seconds 5] [--repeat 3] [--json out.json] [--udp-rate 200M] [--udp-buffer 4M]
-                            [--converge [--converge-sizes 3 10] [--converge-playbook playbooks/overlay.yml]]
+                            [--converge [--converge-sizes 3 10] [--converge-playbook playbooks/overlay.yml] [--converge-serial N]]
 
 In throwaway namespaces with a fresh prefix ``cnmo<hex>`` (nothing in the root namespace):
 
@@ -44,7 +44,9 @@ bytes (must fail) across the overlay.
 role) on labs of 3 and 10 hosts made with ``playbooks/lab_up.yml`` (own lab_prefix, inventory in
 a temp dir), cold and rerun (whole ``ansible-playbook`` processes; each task's wall time across the
 hosts is recorded by a callback plugin written to the temp dir), and removes each lab with
-``playbooks/lab_down.yml``. Skipped with a message while the playbook does not exist.
+``playbooks/lab_down.yml``. Skipped with a message while the playbook does not exist. With
+``--converge-serial N`` a third run follows the rerun: the same playbook in batches of N hosts
+(``-e cnm_overlay_serial=N``; each batch also reconciles the hosts of the earlier batches).
 
 Everything it makes is removed in ``finally`` (also on Ctrl-C or SIGTERM; a second Ctrl-C is
 ignored while it cleans up): the iperf3 servers it started (by pid), its namespaces, the
@@ -488,8 +490,9 @@ def bench_throughput(options, workdir: str, collections: str, say) -> dict:
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-def bench_converge(playbook: str, sizes: list, workdir: str, say) -> dict:
-    """The overlay playbook on labs of 3 and 10 hosts (lab_up.yml), cold and rerun; each lab removed with lab_down.yml."""
+def bench_converge(playbook: str, sizes: list, workdir: str, say, serial: int = 0) -> dict:
+    """The overlay playbook on labs of 3 and 10 hosts (lab_up.yml), cold and rerun (and a rerun in batches of ``serial`` hosts);
+    each lab removed with lab_down.yml."""
     playbook = os.path.abspath(playbook)
     if not os.path.exists(playbook):
         return {"skipped": "%s does not exist yet (another engineer is writing it): converge times not measured" % os.path.relpath(playbook, REPO)}
@@ -512,19 +515,22 @@ def bench_converge(playbook: str, sizes: list, workdir: str, say) -> dict:
         try:
             say("converge: lab of %d hosts (%s) with playbooks/lab_up.yml" % (size, lab_prefix))
             run([ansible_playbook, "-i", "localhost,", "playbooks/lab_up.yml", "-e", "lab_size=%d" % size] + lab_vars, cwd=REPO, env=env, timeout=900)
-            for phase in ("cold", "rerun"):
-                say("converge: playbooks/overlay.yml on %d hosts, %s (load average %s)" % (size, phase, load_average()))
+            phases = [("cold", []), ("rerun", [])] + ([("serial %d" % serial, ["-e", "cnm_overlay_serial=%d" % serial])] if serial else [])
+            for phase, extra in phases:
+                load_at_start = load_average()
+                say("converge: playbooks/overlay.yml on %d hosts, %s (load average %s)" % (size, phase, load_at_start))
                 start = time.perf_counter()
                 if os.path.exists(timings):
                     os.unlink(timings)
-                proc = run([ansible_playbook, "-i", inventory, playbook], check=False, cwd=REPO, env=timed_env, timeout=1800)
+                proc = run([ansible_playbook, "-i", inventory, playbook] + extra, check=False, cwd=REPO, env=timed_env, timeout=1800)
                 seconds = time.perf_counter() - start
                 tasks = []
                 if os.path.exists(timings):
                     with open(timings) as handle:
                         tasks = json.load(handle)
                 recap = RECAP.findall(proc.stdout)
-                row[phase] = {"playbook": os.path.relpath(playbook, REPO), "seconds": seconds, "rc": proc.returncode, "hosts": len(recap),
+                row[phase] = {"playbook": os.path.relpath(playbook, REPO), "extra_args": extra, "seconds": seconds, "rc": proc.returncode,
+                              "load_average_at_start": load_at_start, "hosts": len(recap),
                               "changed": sum(int(r[2]) for r in recap), "failed": sum(int(r[4]) for r in recap),
                               "unreachable": sum(int(r[3]) for r in recap), "tasks": tasks}
                 if proc.returncode != 0:
@@ -613,12 +619,13 @@ def converge_table(converge: dict) -> str:
     if "skipped" in converge:
         return "converge: skipped: %s" % converge["skipped"]
     playbook = next((row["cold"]["playbook"] for row in converge.values() if "cold" in row), "?")
-    lines = ["", "%6s  %-6s %9s %8s %8s  %s" % ("hosts", "run", "seconds", "changed", "failed", "rc (playbook: %s; lab from playbooks/lab_up.yml)" % playbook)]
+    lines = ["", "%6s  %-8s %9s %8s %8s %4s  %s" % ("hosts", "run", "seconds", "changed", "failed", "rc",
+                                                   "load average at start (playbook: %s; lab from playbooks/lab_up.yml)" % playbook)]
     for size, row in converge.items():
-        for phase in ("cold", "rerun"):
-            if phase in row:
-                r = row[phase]
-                lines.append("%6d  %-6s %9.2f %8d %8d  %d" % (size, phase, r["seconds"], r["changed"], r["failed"] + r["unreachable"], r["rc"]))
+        for phase, r in row.items():
+            if isinstance(r, dict):
+                lines.append("%6d  %-8s %9.2f %8d %8d %4d  %s" % (size, phase, r["seconds"], r["changed"], r["failed"] + r["unreachable"], r["rc"],
+                                                               r.get("load_average_at_start", "?")))
                 slowest = sorted(r.get("tasks") or [], key=lambda t: -t["seconds"])[:3]
                 if slowest:
                     text = "; ".join("%s %.1f s" % (t["name"].split(" : ", 1)[-1], t["seconds"]) for t in slowest)
@@ -644,6 +651,8 @@ def main() -> int:
     parser.add_argument("--converge-playbook", default=os.path.join(REPO, "playbooks", "overlay.yml"),
                         help="the playbook --converge times (default: playbooks/overlay.yml, a play over group cnm_lab)")
     parser.add_argument("--converge-sizes", type=int, nargs="+", default=[3, 10], help="lab sizes for --converge (default: 3 10)")
+    parser.add_argument("--converge-serial", type=int, default=0, metavar="N",
+                        help="with --converge, a third run after the rerun: the playbook in batches of N hosts (-e cnm_overlay_serial=N)")
     options = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces)")
@@ -651,6 +660,8 @@ def main() -> int:
         parser.error("--seconds and --repeat must be at least 1")
     if any(n < 1 or n > 200 for n in options.converge_sizes):
         parser.error("--converge-sizes must be between 1 and 200 (lab_up.yml's limits)")
+    if options.converge_serial < 0:
+        parser.error("--converge-serial must be a positive number of hosts")
     missing = preflight()
     if missing:
         parser.error("missing: %s" % ", ".join(missing))
@@ -673,7 +684,7 @@ def main() -> int:
         collections = collections_root(workdir)
         results["throughput"] = bench_throughput(options, workdir, collections, say)
         if options.converge:
-            results["converge"] = bench_converge(options.converge_playbook, options.converge_sizes, workdir, say)
+            results["converge"] = bench_converge(options.converge_playbook, options.converge_sizes, workdir, say, options.converge_serial)
     except KeyboardInterrupt:
         say("interrupted: cleaning up")
         status = 130
