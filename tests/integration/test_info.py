@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import RUN_PREFIX, pings
-from test_containers import docker, net  # noqa: F401 - the Docker engine fixtures of the container tests, reused
+from test_containers import docker, net  # noqa: F401 pylint: disable=unused-import
 
 VTEP, PEER, PEER_ENDPOINT = "192.0.2.11", "192.0.2.12", "10.200.2.5"
 PEERS = [{"vtep": PEER, "endpoints": [{"ip": PEER_ENDPOINT}]}]
@@ -255,7 +255,6 @@ def test_a_deleted_bridge_is_drift_for_the_network_and_its_endpoints(host, built
     assert pings(host.sandbox("web1"), built["web2"]["ipv4_address"])
 
 
-
 @pytest.fixture
 def lan(host):
     """The host's interface lan0 (192.168.50.10) is a veth to a LAN namespace (192.168.50.1, its router)."""
@@ -301,7 +300,7 @@ def test_a_macvlan_network_with_host_access_is_reported_with_its_shim_parent_and
         ("network_device_missing", "parent lan0"), ("network_device_missing", "shim %s" % made["shim_name"])]
 
 
-def test_a_container_is_found_by_name_or_pid_and_its_stop_is_drift(docker, net):  # noqa: F811 - fixtures
+def test_a_container_is_found_by_name_or_pid_and_its_stop_is_drift(docker, net):  # noqa: F811 - the container tests' engine fixtures
     name, prefix = net
     container = "%s-info1" % RUN_PREFIX
     docker.run(container, "exec sleep 600")
