@@ -46,15 +46,17 @@ def test_demo_playbook_checks_converges_and_is_idempotent(lab):
     prefix, inventory, env = lab
     check = run_playbook(PLAYBOOKS / "demo.yml", inventory, env, "--check", "--diff")
     assert_ok(check)
-    assert recap_changed(check) == {"h1": 5}
+    assert recap_changed(check) == {"h1": 7}
     assert lab_namespaces(prefix) == sorted([prefix + "-h1", prefix + "-lan", prefix + "-ul"])  # check mode made nothing
 
     first = run_playbook(PLAYBOOKS / "demo.yml", inventory, env)
     assert_ok(first)
-    assert recap_changed(first) == {"h1": 5}
+    assert recap_changed(first) == {"h1": 7}
     output = " ".join(first.stdout.split())  # the callback folds long lines
     assert "-> 172.30.0.3: reachable (expected reachable)" in output and "-> 172.30.0.2: unreachable (expected unreachable)" in output
     assert "(published web1:80): HTTP 200" in output
+    assert "reached from the LAN machine and from the host through mvs-" in output  # macvlan with host access
+    assert "drift: 0" in output  # cnm_info
     again = run_playbook(PLAYBOOKS / "demo.yml", inventory, env)
     assert_ok(again)
     assert recap_changed(again) == {"h1": 0}
