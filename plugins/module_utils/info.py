@@ -415,10 +415,9 @@ def port_drift(key: str, entry: dict, state: dict, rules: Optional[Dict[str, str
 
 
 def rendered_rules(state: dict) -> list:
-    """The rules every module run makes the table hold: those of the networks the host routes through a bridge
-    (a macvlan network's traffic passes the host's stack by, so it has none) and of the published ports."""
-    bridged = {name: record for name, record in state["networks"].items() if record.get("bridge_name")}
-    return firewall.render(bridged, state.get("ports", {}))
+    """The rules every module run makes the table hold (as plan_firewall renders them): those of the bridged
+    networks (a macvlan network's traffic passes the host's stack by, so it has none) and of the published ports."""
+    return firewall.render(firewall.bridged(state["networks"]), state.get("ports", {}))
 
 
 def rules_by_owner(state: dict) -> Tuple[Dict[str, List[str]], Dict[str, List[str]], List[str]]:
