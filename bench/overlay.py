@@ -619,13 +619,13 @@ def converge_table(converge: dict) -> str:
     if "skipped" in converge:
         return "converge: skipped: %s" % converge["skipped"]
     playbook = next((row["cold"]["playbook"] for row in converge.values() if "cold" in row), "?")
-    lines = ["", "%6s  %-8s %9s %8s %8s %4s  %s" % ("hosts", "run", "seconds", "changed", "failed", "rc",
-                                                   "load average at start (playbook: %s; lab from playbooks/lab_up.yml)" % playbook)]
+    header = ("hosts", "run", "seconds", "changed", "failed", "rc", "load average at start (playbook: %s; lab from playbooks/lab_up.yml)" % playbook)
+    lines = ["", "%6s  %-8s %9s %8s %8s %4s  %s" % header]
     for size, row in converge.items():
         for phase, r in row.items():
             if isinstance(r, dict):
-                lines.append("%6d  %-8s %9.2f %8d %8d %4d  %s" % (size, phase, r["seconds"], r["changed"], r["failed"] + r["unreachable"], r["rc"],
-                                                               r.get("load_average_at_start", "?")))
+                fields = (size, phase, r["seconds"], r["changed"], r["failed"] + r["unreachable"], r["rc"], r.get("load_average_at_start", "?"))
+                lines.append("%6d  %-8s %9.2f %8d %8d %4d  %s" % fields)
                 slowest = sorted(r.get("tasks") or [], key=lambda t: -t["seconds"])[:3]
                 if slowest:
                     text = "; ".join("%s %.1f s" % (t["name"].split(" : ", 1)[-1], t["seconds"]) for t in slowest)
