@@ -144,8 +144,9 @@ def render_vxlan_filter(networks: Dict[str, dict]) -> List[Rule]:
     The match includes the VNI (24 bits at byte 4 of the VXLAN header, after the 8-byte UDP header),
     so other VXLAN devices sharing the UDP port, with their own VNIs and VTEPs, are not affected.
     Encrypted overlays also drop VXLAN of their VNI that did not come out of IPsec (``meta ipsec
-    missing``, nft's ``meta secpath``): the kernel hands VXLAN to the device before any XFRM input
-    policy check, so this rule is what refuses clear VXLAN (Docker's ``-m policy --pol none`` drop).
+    missing``, nft's ``meta secpath``; Docker's ``-m policy --pol none`` drop), from any source: the
+    kernel's check of the input policies (one per listed peer) refuses clear VXLAN from peers only,
+    and this rule is in place before the device comes up.
     """
     rules = []
     for name in sorted(networks):

@@ -73,11 +73,12 @@ options:
   encrypted:
     description:
       - "IPsec between the VTEPs (Docker's encrypted overlay): for every pair (this host, peer) ESP in transport mode for the
-        VXLAN UDP traffic of this overlay's O(port), AES-GCM (C(rfc4106(gcm(aes))), 128-bit key, 32-bit salt, 128-bit ICV),
+        VXLAN UDP traffic of this overlay's O(port), AES-GCM (rfc4106(gcm(aes)), 128-bit key, 32-bit salt, 128-bit ICV),
         one SPI and key per direction derived from O(encryption_key), the two VTEP addresses and the port, so every host
         computes the same states without talking. States and policies of peers no longer listed are removed."
-      - "VXLAN of this O(vni) that did not come through IPsec is dropped by the collection's nftables table (C(meta ipsec missing));
-        a new VXLAN device comes up only once that rule and the XFRM states and policies are in place."
+      - "VXLAN of this O(vni) that did not come through IPsec is dropped from any source by the collection's nftables table
+        (C(meta ipsec missing)), and from a listed peer by the kernel's check of the input policy too; a new VXLAN device comes up
+        only once that rule and the XFRM states and policies are in place."
       - "The MTU defaults to what ESP leaves room for: the underlay's MTU minus 50 (VXLAN) minus 34 (ESP header 8, IV 8,
         trailer 2, ICV 16) rounded down to ESP's 4-byte alignment - 1416 on a 1500-byte underlay. A larger O(mtu) is refused."
       - "On a kernel without XFRM, ESP (C(esp4)) or AES-GCM the module fails naming what is missing; it never falls back to clear text."
