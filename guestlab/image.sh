@@ -65,6 +65,11 @@ name="$codename-${kernel_pkg#linux-image-}-$recipe_hash"
 images="$GUESTLAB_CACHE/images"
 image="$images/$name"
 
+# One build at a time per cache (labs of other prefixes may call this at the same moment).
+mkdir -p "$GUESTLAB_CACHE"
+exec 9>"$GUESTLAB_CACHE/.lock"
+flock 9
+
 if [ -f "$image/complete" ] && ! $rebuild; then
     ln -sfn "images/$name" "$GUESTLAB_CACHE/current"
     say "cached image $image (rebuild: bash guestlab/image.sh --rebuild)"
@@ -178,7 +183,8 @@ mv "$work/vmlinuz" "$work/initrd.img" "$work/rootfs.raw" "$work/info.txt" "$imag
 chmod 0444 "$image/rootfs.raw"
 touch "$image/complete"
 ln -sfn "images/$name" "$GUESTLAB_CACHE/current"
-# Older images of other recipes take a gigabyte each: keep only this one.
+# Older images of other recipes take a gigabyte each: keep only this one (guests running from one
+# keep their open file; labs started from now on use this one).
 for old in "$images"/*; do
     if [ "$old" != "$image" ] && [ -f "$old/complete" ]; then
         say "  removing the older image $old"

@@ -19,6 +19,9 @@
 #                untracked non-ignored files, i.e. what a clean clone plus your work holds)
 #                into a temp dir, then ansible-galaxy collection install --offline of the
 #                tarball into another temp dir, and ansible-doc over the installed collection
+#   guest        bash guestlab/ci.sh: the guest lab (Debian kernels under qemu, over SSH) boots
+#                once, runs every proof in guestlab/proofs/ and stops; when this machine cannot
+#                boot guests it passes with the note "skipped: REASON"
 #
 # Named stages run in the order above, e.g. `bash scripts/test.sh unit integration`.
 # Stops at the first failing stage (non-zero exit) and prints one summary line per stage
@@ -30,7 +33,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 VENV="$ROOT/.venv"
 
-ALL_STAGES=(setup lint unit integration molecule compat sanity build)
+ALL_STAGES=(setup lint unit integration molecule compat sanity build guest)
 
 usage() {
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
@@ -40,7 +43,7 @@ want=()
 for arg in "$@"; do
     case "$arg" in
         -h | --help) usage; exit 0 ;;
-        setup | lint | unit | integration | molecule | compat | sanity | build) want+=("$arg") ;;
+        setup | lint | unit | integration | molecule | compat | sanity | build | guest) want+=("$arg") ;;
         *) echo "test.sh: unknown stage '$arg' (stages: ${ALL_STAGES[*]})" >&2; exit 2 ;;
     esac
 done
@@ -176,6 +179,15 @@ stage_build() {
             "$VENV/bin/ansible-doc" --list cnm.network
     ) || return
     NOTE="$(basename "$tarball")"
+}
+
+stage_guest() {
+    local note rc=0
+    note="$(mktemp "${TMPDIR:-/tmp}/cnm-guest-note.XXXXXX")" || return
+    TMP_DIRS+=("$note")
+    bash "$ROOT/guestlab/ci.sh" --note-file "$note" || rc=$?
+    NOTE="$(head -n1 "$note")"
+    return "$rc"
 }
 
 # --- run ---------------------------------------------------------------------------------

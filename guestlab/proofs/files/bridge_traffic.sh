@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Real traffic for the bridge/ports proof, run on the guest: bridge_traffic.sh PREFIX HOST_IP
 # shellcheck disable=SC2317  # check runs the functions
 # Prints one line per check and exits 1 if any check did not give what was expected. Leaves an

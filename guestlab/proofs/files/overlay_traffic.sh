@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # shellcheck disable=SC2317  # check runs the functions
 # Real traffic for the overlay proof, run on each guest:
 #   overlay_traffic.sh LOCAL_IPS CLIENT_NETNS SERVER_NETNS REMOTE_IP...
