@@ -12,6 +12,8 @@ Works with pyroute2 0.7.2 (Debian 12) and 0.9.x.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import ipaddress
 import os
 import socket
@@ -175,10 +177,27 @@ class NetnsSession:
         self.rtnl.set_link(self.index(name), alias=alias)
 
     def create_macvlan(self, name: str, parent: str, mode: str, mtu: int, mac: Optional[str], alias: str, sandbox=None) -> None:
-        """A macvlan on ``parent`` (a link of this namespace); with ``sandbox`` (its session) born inside it."""
-        self.rtnl.create_macvlan(name, self.index(parent), mode, mtu, mac, sandbox.fd if sandbox is not None else None)
+        """A macvlan on ``parent`` (a link of this namespace); with ``sandbox`` (its session) born inside it.
+
+        Some kernels (Debian 12's 6.1) look a new link's name up in the namespace that asks, not in the one
+        it is born in, and refuse a name taken here (eth0, ...) with EEXIST: the macvlan is then born in
+        the sandbox under a temporary name and renamed there before it goes up."""
         where = sandbox if sandbox is not None else self
-        where.rtnl.set_link(where.index(name), alias=alias, up=True)  # the kernel ignores an alias in RTM_NEWLINK
+        born = name
+        try:
+            self.rtnl.create_macvlan(name, self.index(parent), mode, mtu, mac, sandbox.fd if sandbox is not None else None)
+        except OSError as exc:
+            if sandbox is None or exc.errno != errno.EEXIST or sandbox.rtnl.link(name) is not None:
+                raise
+            born = "cnm" + hashlib.sha1(alias.encode()).hexdigest()[:12]
+            self.rtnl.create_macvlan(born, self.index(parent), mode, mtu, mac, sandbox.fd)
+        try:
+            # the kernel ignores an alias in RTM_NEWLINK
+            where.rtnl.set_link(where.index(born), alias=alias, up=True, name=name if born != name else None)
+        except OSError:
+            if born != name:
+                where.delete_link(born)
+            raise
 
     def create_vlan(self, name: str, parent: str, vid: int, alias: str) -> None:
         self.rtnl.create_vlan(name, self.index(parent), vid)

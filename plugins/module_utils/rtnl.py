@@ -217,11 +217,13 @@ class Rtnl:
             pass
 
     def set_link(self, index: int, up: Optional[bool] = None, mtu: Optional[int] = None, mac: Optional[str] = None,
-                 alias: Optional[str] = None, master: Optional[int] = None, group: Optional[int] = None) -> None:
-        """Change a link's state and attributes in one RTM_SETLINK."""
+                 alias: Optional[str] = None, master: Optional[int] = None, group: Optional[int] = None, name: Optional[str] = None) -> None:
+        """Change a link's state and attributes in one RTM_SETLINK (a new ``name`` is applied before ``up``)."""
         flags = IFF_UP if up else 0
         change = IFF_UP if up is not None else 0
         body = _IFINFO.pack(0, 0, index, flags, change)
+        if name is not None:
+            body += attr(IFLA_IFNAME, name.encode() + b"\0")
         if mtu is not None:
             body += attr(IFLA_MTU, _U32.pack(mtu))
         if mac is not None:
