@@ -5,8 +5,8 @@ drivers) or a macvlan link on the network's parent (macvlan driver).
 
 The endpoint planner (endpoint.py) does what all drivers share (names, addresses, routes, sysctls,
 leases); these classes plan only the link itself. Both create the sandbox's interface directly
-inside the sandbox, under its final name: the kernel checks the name there (IFLA_NET_NS_FD), so
-nothing ever appears in the host's namespace and no rename is needed.
+inside the sandbox (IFLA_NET_NS_FD), so nothing ever appears in the host's namespace (a macvlan is
+renamed there on kernels that check the new name in the host namespace: see kernel.create_macvlan).
 """
 
 from __future__ import annotations

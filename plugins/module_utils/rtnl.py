@@ -264,8 +264,8 @@ class Rtnl:
         self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def create_macvlan(self, name: str, parent: int, mode: str, mtu: int, mac: Optional[str], netns_fd: Optional[int] = None) -> None:
-        """A macvlan link on ``parent``, up; with ``netns_fd`` it is born inside that namespace under its final
-        name (the kernel checks the name there), so nothing ever appears in the host's namespace."""
+        """A macvlan link on ``parent``; with ``netns_fd`` it is born inside that namespace, so nothing ever
+        appears in the host's namespace (older kernels check ``name`` in the asking namespace, though)."""
         info = attr(IFLA_INFO_KIND, b"macvlan") + attr(IFLA_INFO_DATA | NLA_F_NESTED, attr(IFLA_MACVLAN_MODE, _U32.pack(MACVLAN_MODES[mode])))
         body = _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_LINK, _U32.pack(parent))
         if mtu:
