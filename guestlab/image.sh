@@ -37,6 +37,7 @@ MODULE_DROP=(net/wireless net/mac80211 net/bluetooth drivers/net/wireless driver
 # What the initramfs loads to mount the root disk (crc32c: ext4's metadata checksums).
 INITRAMFS_MODULES=(virtio_pci virtio_blk crc32c_generic ext4)
 
+# shellcheck source=/dev/null  # the build machine's os-release
 codename="$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")"
 [ -n "$codename" ] || die "no VERSION_CODENAME in /etc/os-release"
 # The Debian archive apt uses for this release (not -security or -updates: debootstrap takes one suite).

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Static checks, with the tools in .venv:
 #   ruff check           plugins/ tests/ bench/   (config: pyproject.toml [tool.ruff])
-#   ansible-lint         roles/ playbooks/ molecule/ galaxy.yml  (config: .ansible-lint, profile production)
-#   the shellcheck tool  scripts/*.sh .ci/run     (when it is installed)
+#   ansible-lint         roles/ playbooks/ molecule/ guestlab/proofs/ galaxy.yml  (config: .ansible-lint, profile production)
+#   the shellcheck tool  scripts/*.sh .ci/run guestlab's scripts  (when it is installed)
 #   antsibull-changelog  lint of changelogs/fragments and changelogs/changelog.yaml
 #   ansible-builder      execution-environment.yml is a valid EE definition (its build context
 #                        is made in a temp dir: no container runtime needed); bindep.txt parses
@@ -54,7 +54,7 @@ fi
 
 # ansible-lint needs YAML to look at; an empty roles/ (or none at all, as in a fresh clone
 # before the first role) is not an error.
-mapfile -t yaml_dirs < <(for d in roles playbooks molecule; do
+mapfile -t yaml_dirs < <(for d in roles playbooks molecule guestlab/proofs; do
     if [ -d "$d" ] && [ -n "$(find "$d" -name '*.yml' -o -name '*.yaml' | head -n1)" ]; then echo "$d"; fi
 done)
 if [ "${#yaml_dirs[@]}" -gt 0 ]; then
@@ -66,7 +66,7 @@ else
 fi
 
 if command -v shellcheck >/dev/null 2>&1; then
-    mapfile -t shell_files < <(existing scripts/*.sh .ci/run)
+    mapfile -t shell_files < <(existing scripts/*.sh .ci/run guestlab/*.sh guestlab/files/guest-init guestlab/proofs/files/*.sh)
     if [ "${#shell_files[@]}" -gt 0 ]; then
         say "shellcheck ${shell_files[*]}"
         shellcheck "${shell_files[@]}" || failed+=(shellcheck)
