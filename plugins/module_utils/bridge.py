@@ -90,7 +90,18 @@ def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> 
     record = host.state["networks"].get(name)
     if record is not None:
         bridge_name = record["bridge_name"]
-    attached = host.endpoints_of(name) if record is not None else {}
+    attached = detach_all(host, name, force) if record is not None else {}
+    link = host.kernel.host.link(bridge_name)
+    if link is not None and link.kind == "bridge" and link.alias == BRIDGE_ALIAS_PREFIX + name:
+        host.plan.add("network %s" % name, "delete bridge %s" % bridge_name, {"bridge": bridge_name, "mtu": link.mtu}, None,
+                      lambda: host.kernel.host.delete_link(bridge_name))
+    host.state["networks"].pop(name, None)
+    return {"network": {"name": name, "state": "absent", "detached": len(attached)}}
+
+
+def detach_all(host: Host, name: str, force: bool) -> dict:
+    """Plan the detach of every endpoint of a network that goes; refused (naming them) unless ``force``."""
+    attached = host.endpoints_of(name)
     if attached and not force:
         sandboxes = ", ".join(sorted(e["sandbox"] for e in attached.values()))
         raise option_error("state", "absent", "refused: network %s has %d endpoint(s) attached (%s); detach them or set force: true"
@@ -99,12 +110,7 @@ def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> 
     for endpoint in attached.values():
         planner.plan(EndpointSpec(network=name, sandbox=SandboxRef.from_key(endpoint["sandbox"]), state="absent"))
     planner.finish()
-    link = host.kernel.host.link(bridge_name)
-    if link is not None and link.kind == "bridge" and link.alias == BRIDGE_ALIAS_PREFIX + name:
-        host.plan.add("network %s" % name, "delete bridge %s" % bridge_name, {"bridge": bridge_name, "mtu": link.mtu}, None,
-                      lambda: host.kernel.host.delete_link(bridge_name))
-    host.state["networks"].pop(name, None)
-    return {"network": {"name": name, "state": "absent", "detached": len(attached)}}
+    return attached
 
 
 def spec_from_record(record: dict) -> EndpointSpec:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from ansible_collections.cnm.network.plugins.module_utils.bridge import check_overlaps, endpoint_facing, spec_from_record
+from ansible_collections.cnm.network.plugins.module_utils.bridge import check_overlaps, detach_all, endpoint_facing, spec_from_record
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
@@ -22,10 +22,8 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     BRIDGE_ALIAS_PREFIX,
     SHIM_ALIAS_PREFIX,
     VLAN_ALIAS_PREFIX,
-    EndpointSpec,
     MacvlanNetwork,
 )
-from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
 
 
 def plan_macvlan_present(host: Host, network: MacvlanNetwork) -> dict:
@@ -78,15 +76,7 @@ def plan_macvlan_absent(host: Host, name: str, force: bool) -> dict:
         return result
     if record.get("driver") != "macvlan":
         raise option_error("name", name, "is a network of driver %s, not macvlan" % record.get("driver", "bridge"))
-    attached = host.endpoints_of(name)
-    if attached and not force:
-        sandboxes = ", ".join(sorted(e["sandbox"] for e in attached.values()))
-        raise option_error("state", "absent", "refused: network %s has %d endpoint(s) attached (%s); detach them or set force: true"
-                           % (name, len(attached), sandboxes))
-    planner = EndpointPlanner(host)
-    for endpoint in attached.values():
-        planner.plan(EndpointSpec(network=name, sandbox=SandboxRef.from_key(endpoint["sandbox"]), state="absent"))
-    planner.finish()
+    attached = detach_all(host, name, force)
     if record.get("shim_name"):
         _plan_shim_absent(host, name, record["shim_name"])
     del host.state["networks"][name]

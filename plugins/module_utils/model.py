@@ -96,6 +96,33 @@ def _gateway_in(option: str, gateway, subnet) -> None:
         raise option_error(option, gateway, "is the network or broadcast address of subnet %s" % subnet)
 
 
+def parse_addressing(params: dict, what: str, example: str) -> tuple:
+    """``subnet``, ``gateway``, ``ip_range``, ``ipv6_subnet``, ``ipv6_gateway`` of a network, checked and defaulted
+    (the gateways to the first address of their subnet, ``ip_range`` to the subnet)."""
+    if params.get("subnet") is None:
+        raise option_error("subnet", None, "is required for %s (%s)" % (what, example))
+    subnet = parse_network("subnet", params["subnet"], 4)
+    if subnet.prefixlen > 30:
+        raise option_error("subnet", subnet, "is too small: %s needs at least a /30" % what)
+    gateway = parse_address("gateway", params["gateway"], 4) if params.get("gateway") else subnet.network_address + 1
+    _gateway_in("gateway", gateway, subnet)
+    ip_range = subnet
+    if params.get("ip_range"):
+        ip_range = parse_network("ip_range", params["ip_range"], 4)
+        if not ip_range.subnet_of(subnet):
+            raise option_error("ip_range", ip_range, "is outside subnet %s" % subnet)
+    ipv6_subnet = ipv6_gateway = None
+    if params.get("ipv6_subnet"):
+        ipv6_subnet = parse_network("ipv6_subnet", params["ipv6_subnet"], 6)
+        if ipv6_subnet.prefixlen > 126:
+            raise option_error("ipv6_subnet", ipv6_subnet, "is too small: use at most a /126")
+        ipv6_gateway = parse_address("ipv6_gateway", params["ipv6_gateway"], 6) if params.get("ipv6_gateway") else ipv6_subnet.network_address + 1
+        _gateway_in("ipv6_gateway", ipv6_gateway, ipv6_subnet)
+    elif params.get("ipv6_gateway"):
+        raise option_error("ipv6_gateway", params["ipv6_gateway"], "needs ipv6_subnet")
+    return subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway
+
+
 @dataclass(frozen=True)
 class BridgeNetwork:
     name: str
@@ -130,27 +157,7 @@ class BridgeNetwork:
         if name in SPECIAL_NETWORKS:
             raise option_error("name", name, "is reserved (Docker's built-in host and none networks)")
         bridge_name = check_ifname("bridge_name", params.get("bridge_name") or default_bridge_name(name))
-        if params.get("subnet") is None:
-            raise option_error("subnet", None, "is required for a bridge network (an IPv4 CIDR such as 172.30.0.0/24)")
-        subnet = parse_network("subnet", params["subnet"], 4)
-        if subnet.prefixlen > 30:
-            raise option_error("subnet", subnet, "is too small: a bridge network needs at least a /30")
-        gateway = parse_address("gateway", params["gateway"], 4) if params.get("gateway") else subnet.network_address + 1
-        _gateway_in("gateway", gateway, subnet)
-        ip_range = subnet
-        if params.get("ip_range"):
-            ip_range = parse_network("ip_range", params["ip_range"], 4)
-            if not ip_range.subnet_of(subnet):
-                raise option_error("ip_range", ip_range, "is outside subnet %s" % subnet)
-        ipv6_subnet = ipv6_gateway = None
-        if params.get("ipv6_subnet"):
-            ipv6_subnet = parse_network("ipv6_subnet", params["ipv6_subnet"], 6)
-            if ipv6_subnet.prefixlen > 126:
-                raise option_error("ipv6_subnet", ipv6_subnet, "is too small: use at most a /126")
-            ipv6_gateway = parse_address("ipv6_gateway", params["ipv6_gateway"], 6) if params.get("ipv6_gateway") else ipv6_subnet.network_address + 1
-            _gateway_in("ipv6_gateway", ipv6_gateway, ipv6_subnet)
-        elif params.get("ipv6_gateway"):
-            raise option_error("ipv6_gateway", params["ipv6_gateway"], "needs ipv6_subnet")
+        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(params, "a bridge network", "an IPv4 CIDR such as 172.30.0.0/24")
         mtu = 1500 if params.get("mtu") is None else params["mtu"]
         low = 1280 if ipv6_subnet is not None else 68
         if not low <= mtu <= 65535:
@@ -486,27 +493,8 @@ class MacvlanNetwork:
         mode = params.get("mode") or "bridge"
         if mode not in MACVLAN_MODES:
             raise option_error("mode", mode, "is not one of %s" % ", ".join(MACVLAN_MODES))
-        if params.get("subnet") is None:
-            raise option_error("subnet", None, "is required for a macvlan network: the LAN's IPv4 CIDR, such as 192.168.1.0/24")
-        subnet = parse_network("subnet", params["subnet"], 4)
-        if subnet.prefixlen > 30:
-            raise option_error("subnet", subnet, "is too small: a macvlan network needs at least a /30")
-        gateway = parse_address("gateway", params["gateway"], 4) if params.get("gateway") else subnet.network_address + 1
-        _gateway_in("gateway", gateway, subnet)
-        ip_range = subnet
-        if params.get("ip_range"):
-            ip_range = parse_network("ip_range", params["ip_range"], 4)
-            if not ip_range.subnet_of(subnet):
-                raise option_error("ip_range", ip_range, "is outside subnet %s" % subnet)
-        ipv6_subnet = ipv6_gateway = None
-        if params.get("ipv6_subnet"):
-            ipv6_subnet = parse_network("ipv6_subnet", params["ipv6_subnet"], 6)
-            if ipv6_subnet.prefixlen > 126:
-                raise option_error("ipv6_subnet", ipv6_subnet, "is too small: use at most a /126")
-            ipv6_gateway = parse_address("ipv6_gateway", params["ipv6_gateway"], 6) if params.get("ipv6_gateway") else ipv6_subnet.network_address + 1
-            _gateway_in("ipv6_gateway", ipv6_gateway, ipv6_subnet)
-        elif params.get("ipv6_gateway"):
-            raise option_error("ipv6_gateway", params["ipv6_gateway"], "needs ipv6_subnet")
+        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(params, "a macvlan network",
+                                                                                "the LAN's IPv4 CIDR, such as 192.168.1.0/24")
         mtu = params.get("mtu")
         if mtu is not None and not (1280 if ipv6_subnet else 68) <= mtu <= 65535:
             raise option_error("mtu", mtu, "is out of range (%d to 65535)" % (1280 if ipv6_subnet else 68))
