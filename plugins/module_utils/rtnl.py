@@ -100,11 +100,11 @@ def _ip(family: int, raw: Optional[bytes]) -> Optional[str]:
     return socket.inet_ntop(family, raw) if raw else None
 
 
-class Rtnl:
-    """A netlink socket bound to the namespace it was opened in (open it inside)."""
+class Netlink:
+    """A netlink socket of one protocol, bound to the namespace it was opened in (open it inside)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    def __init__(self, protocol: int) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
         self.sock.bind((0, 0))
         self.sequence = 0
 
@@ -128,11 +128,27 @@ class Rtnl:
                 if msg_type == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", payload)[0]
                     if code:
-                        raise OSError(code, os.strerror(code))
+                        raise OSError(code, self._error_text(kind, code))
                     return
                 yield msg_type, payload
                 if not flags & NLM_F_DUMP:
                     return
+
+    @staticmethod
+    def _error_text(kind: int, code: int) -> str:
+        """The message of a refused request (subclasses may say more about their message kinds)."""
+        return os.strerror(code)
+
+    def _ack(self, kind: int, flags: int, body: bytes) -> None:
+        for _message in self._request(kind, NLM_F_ACK | flags, body):
+            pass
+
+
+class Rtnl(Netlink):
+    """The rtnetlink socket of a namespace: links, addresses, routes, neighbours."""
+
+    def __init__(self) -> None:
+        super().__init__(NETLINK_ROUTE)
 
     def links(self) -> List[dict]:
         """Every link: index, name, kind, mtu, mac, up, master, peer_index, alias, group."""
@@ -212,9 +228,6 @@ class Rtnl:
         return result
 
     # ---- writes: each waits for the kernel's acknowledgement and raises OSError on refusal ----
-    def _ack(self, kind: int, flags: int, body: bytes) -> None:
-        for _message in self._request(kind, NLM_F_ACK | flags, body):
-            pass
 
     def set_link(self, index: int, up: Optional[bool] = None, mtu: Optional[int] = None, mac: Optional[str] = None,
                  alias: Optional[str] = None, master: Optional[int] = None, group: Optional[int] = None, name: Optional[str] = None) -> None:

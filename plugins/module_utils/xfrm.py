@@ -20,12 +20,11 @@ import ipaddress
 import os
 import socket
 import struct
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import List, Optional
+
+from ansible_collections.cnm.network.plugins.module_utils.rtnl import NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, Netlink, attr, attributes
 
 NETLINK_XFRM = 6
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
-NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
-NLMSG_ERROR, NLMSG_DONE = 2, 3
 XFRM_MSG_NEWSA, XFRM_MSG_DELSA, XFRM_MSG_GETSA = 0x10, 0x11, 0x12
 XFRM_MSG_NEWPOLICY, XFRM_MSG_DELPOLICY, XFRM_MSG_GETPOLICY = 0x13, 0x14, 0x15
 XFRM_MSG_UPDPOLICY = 0x19
@@ -36,8 +35,6 @@ DIRECTIONS = {"in": 0, "out": 1, "fwd": 2}
 PROTOCOLS = {"esp": socket.IPPROTO_ESP, "udp": socket.IPPROTO_UDP}
 MODES = {"transport": XFRM_MODE_TRANSPORT, "tunnel": 1}
 
-_HEADER = struct.Struct("=IHHII")
-_ATTR = struct.Struct("=HH")
 # xfrm_selector: daddr, saddr (16 each), dport, dport_mask, sport, sport_mask (network order), family, prefixlen_d,
 # prefixlen_s, proto, 3 bytes of padding, ifindex, user: 56 bytes
 _SELECTOR = struct.Struct("=16s16s2s2s2s2sHBBB3xiI")
@@ -54,21 +51,6 @@ _USERPOLICY_ID = struct.Struct("=56sIB3x")  # selector, index, dir: 64 bytes
 # aalgos, ealgos, calgos: 64 bytes
 _USER_TMPL = struct.Struct("=16s4sB3xH2x16sIBBBxIII")
 _AEAD = struct.Struct("=64sII")  # alg_name, alg_key_len (bits), alg_icv_len (bits), then the key
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    return _ATTR.pack(4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
-
-
-def _attributes(data: bytes, offset: int) -> Dict[int, bytes]:
-    found: Dict[int, bytes] = {}
-    while offset + 4 <= len(data):
-        length, kind = _ATTR.unpack_from(data, offset)
-        if length < 4:
-            break
-        found.setdefault(kind & 0x3FFF, data[offset + 4:offset + length])
-        offset += (length + 3) & ~3
-    return found
 
 
 def _addr(text: str) -> bytes:
@@ -104,12 +86,12 @@ def encode_state(state: dict) -> bytes:
                              b"\0" * _LIFETIME_CUR.size, b"\0" * 12, 0, state["reqid"], socket.AF_INET, MODES[state["mode"]], 0, 0)
     key = bytes.fromhex(state["aead"]["key"][2:])
     aead = _AEAD.pack(state["aead"]["name"].encode(), len(key) * 8, state["aead"]["icv_bits"]) + key
-    return info + _attr(XFRMA_ALG_AEAD, aead)
+    return info + attr(XFRMA_ALG_AEAD, aead)
 
 
 def decode_state(payload: bytes) -> dict:
     sel, daddr, spi, proto, saddr, _lft, _cur, _stats, _seq, reqid, _family, mode, _window, _flags = _USERSA_INFO.unpack_from(payload)
-    attrs = _attributes(payload, _USERSA_INFO.size)
+    attrs = attributes(payload, _USERSA_INFO.size)
     state = {"src": _text(saddr), "dst": _text(daddr), "spi": struct.unpack("!I", spi)[0], "reqid": reqid,
              "proto": {v: k for k, v in PROTOCOLS.items()}.get(proto, proto), "mode": {v: k for k, v in MODES.items()}.get(mode, mode),
              "selector": _read_selector(sel), "aead": None}
@@ -128,7 +110,7 @@ def encode_policy(policy: dict) -> bytes:
     tmpl = policy["tmpl"]
     raw = _USER_TMPL.pack(_addr(tmpl["dst"]), struct.pack("!I", tmpl.get("spi") or 0), PROTOCOLS[tmpl["proto"]], socket.AF_INET,
                           _addr(tmpl["src"]), tmpl.get("reqid", 0), MODES[tmpl["mode"]], 0, 0, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
-    return info + _attr(XFRMA_TMPL, raw)
+    return info + attr(XFRMA_TMPL, raw)
 
 
 def decode_policy(payload: bytes) -> dict:
@@ -136,7 +118,7 @@ def decode_policy(payload: bytes) -> dict:
     selector = _read_selector(sel)
     policy = {"dir": {v: k for k, v in DIRECTIONS.items()}.get(direction, direction), "src": selector["src"], "dst": selector["dst"],
               "proto": selector["proto"], "dport": selector["dport"], "priority": priority, "index": index, "tmpl": None}
-    raw = _attributes(payload, _USERPOLICY_INFO.size).get(XFRMA_TMPL)
+    raw = attributes(payload, _USERPOLICY_INFO.size).get(XFRMA_TMPL)
     if raw is not None and len(raw) >= _USER_TMPL.size:
         daddr, spi, proto, _family, saddr, reqid, mode, _share, _optional, _a, _e, _c = _USER_TMPL.unpack_from(raw)
         policy["tmpl"] = {"src": _text(saddr), "dst": _text(daddr), "proto": {v: k for k, v in PROTOCOLS.items()}.get(proto, proto),
@@ -144,41 +126,15 @@ def decode_policy(payload: bytes) -> dict:
     return policy
 
 
-class Xfrm:
+class Xfrm(Netlink):
     """A NETLINK_XFRM socket of the namespace it was opened in."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_XFRM)
-        self.sock.bind((0, 0))
-        self.sequence = 0
+        super().__init__(NETLINK_XFRM)
 
-    def close(self) -> None:
-        self.sock.close()
-
-    def _request(self, kind: int, flags: int, body: bytes) -> Iterator[Tuple[int, bytes]]:
-        self.sequence += 1
-        self.sock.send(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | flags, self.sequence, 0) + body)
-        while True:
-            data = self.sock.recv(1 << 20)
-            offset = 0
-            while offset + _HEADER.size <= len(data):
-                length, msg_type, _flags, sequence, _port = _HEADER.unpack_from(data, offset)
-                payload = data[offset + _HEADER.size:offset + length]
-                offset += (length + 3) & ~3
-                if sequence != self.sequence:
-                    continue
-                if msg_type == NLMSG_DONE:
-                    return
-                if msg_type == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    if code:
-                        raise OSError(code, _explain(kind, code))
-                    return
-                yield msg_type, payload
-
-    def _ack(self, kind: int, flags: int, body: bytes) -> None:
-        for _message in self._request(kind, NLM_F_ACK | flags, body):
-            pass
+    @staticmethod
+    def _error_text(kind: int, code: int) -> str:
+        return _explain(kind, code)
 
     def states(self) -> List[dict]:
         return [decode_state(p) for t, p in self._request(XFRM_MSG_GETSA, NLM_F_DUMP, _USERSA_ID.pack(b"\0" * 16, b"\0" * 4, 0, 0))
