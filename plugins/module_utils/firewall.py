@@ -117,10 +117,6 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule
         if host_ip is None or host_ip not in LOOPBACK:
             rules.append(_rule(INET_PREROUTING, owner, *(where + [proto, dport, dnat])))
         rules.append(_rule(INET_OUTPUT, owner, *(where + [proto, dport, dnat])))
-    if ports:
-        # Published ports are meant to be reached from anywhere, also from other cnm networks.
-        rules.insert(0, _rule(INET_FORWARD, "ports accept published", {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
-                              {"accept": None}))
     if any(reaches_loopback(entry) for entry in ports.values()):
         # Docker's guard: nobody outside may reach a loopback-bound port by routing 127.0.0.1 through us.
         rules.insert(0, _rule(INET_RAW, "ports loopback guard", _match("iifname", "lo", "!="), _payload("ip", "daddr", _prefix(LOOPBACK)), {"drop": None}))
@@ -166,23 +162,83 @@ def render_vxlan_filter(networks: Dict[str, dict]) -> List[Rule]:
     return rules
 
 
-def render(networks: Dict[str, dict], ports: Optional[Dict[str, dict]] = None) -> List[Rule]:
-    """The rules every cnm network and published port of the store needs, in chain order."""
-    rules: List[Rule] = render_ports(networks, ports or {}) + render_vxlan_filter(networks)
+def _ct(key: str, right) -> dict:
+    return {"match": {"op": "in", "left": {"ct": {"key": key}}, "right": right}}
+
+
+def masquerades_ipv6(record: dict) -> bool:
+    """IPv6 masquerade of a network record: ``ipv6_masquerade``, or ``masquerade`` when that is null (or absent: older records)."""
+    if record.get("internal") or not record.get("ipv6_subnet"):
+        return False
+    chosen = record.get("ipv6_masquerade")
+    return record.get("masquerade", True) is not False if chosen is None else bool(chosen)
+
+
+def render_forward(networks: Dict[str, dict]) -> List[Rule]:
+    """The whole forward chain, in this order (the first matching verdict wins):
+
+    1. internal networks: nothing leaves or enters their bridge from another interface, not even a DNAT'd
+       flow (a published port of another network reached through the host's address is no way out);
+    2. ``ct status dnat accept``: published ports are reachable from the LAN and from other networks;
+    3. isolation between networks (Docker's): a trusted source cannot open another cnm network's way in;
+    4. replies (``ct state established,related``) into a network;
+    5. per network: its ``trusted_sources`` may open connections, everything else into the bridge from
+       another interface is dropped (Docker drops new connections to unpublished container addresses).
+
+    Frames between endpoints of one bridge are switched, not forwarded, and never pass here (unless
+    br_netfilter is loaded; then the ``iifname == oifname`` traffic of a network is left alone; ``icc: false``
+    is the bridge ports' isolated flag). The host's own connections to its containers take the output path.
+    """
+    rules: List[Rule] = []
     bridges = {name: record["bridge_name"] for name, record in networks.items()}
+    routed = [name for name in sorted(networks) if not networks[name].get("internal")]
     for name in sorted(networks):
-        record = networks[name]
-        bridge = record["bridge_name"]
+        if networks[name].get("internal"):  # nothing in or out, only between the network's own endpoints
+            bridge = bridges[name]
+            rules.append(_rule(INET_FORWARD, "network %s internal out" % name, _match("iifname", bridge), _match("oifname", bridge, "!="), {"drop": None}))
+            rules.append(_rule(INET_FORWARD, "network %s internal in" % name, _match("oifname", bridge), _match("iifname", bridge, "!="), {"drop": None}))
+    if routed:
+        rules.append(_rule(INET_FORWARD, "ports accept published", _ct("status", "dnat"), {"accept": None}))
+    for name in sorted(networks):
+        bridge = bridges[name]
         others = [other for other_name, other in bridges.items() if other_name != name]
         if others:  # Docker's isolation: no traffic from this network into another cnm network
             rules.append(_rule(INET_FORWARD, "network %s isolation" % name, _match("iifname", bridge), _match("oifname", _names(others)), {"drop": None}))
-        if record.get("internal"):  # nothing in or out, only between the network's own endpoints
-            rules.append(_rule(INET_FORWARD, "network %s internal out" % name, _match("iifname", bridge), _match("oifname", bridge, "!="), {"drop": None}))
-            rules.append(_rule(INET_FORWARD, "network %s internal in" % name, _match("oifname", bridge), _match("iifname", bridge, "!="), {"drop": None}))
-        elif record.get("masquerade", True):
+    if routed:
+        rules.append(_rule(INET_FORWARD, "forward accept replies", _ct("state", ["established", "related"]), {"accept": None}))
+    for name in routed:
+        record = networks[name]
+        bridge = bridges[name]
+        sources = [ipaddress.ip_network(text) for text in record.get("trusted_sources") or ()]
+        for version, proto in ((4, "ip"), (6, "ip6")):
+            family = sorted(str(source) for source in sources if source.version == version)
+            if family:
+                right = {"set": [_prefix(ipaddress.ip_network(text)) for text in family]}
+                rules.append(_rule(INET_FORWARD, "network %s trusted %s" % (name, proto), _match("oifname", bridge),
+                                   _payload(proto, "saddr", right), {"accept": None}))
+        rules.append(_rule(INET_FORWARD, "network %s inbound drop" % name, _match("oifname", bridge), _match("iifname", bridge, "!="), {"drop": None}))
+    return rules
+
+
+def render_masquerade(networks: Dict[str, dict]) -> List[Rule]:
+    """Masquerade of what leaves a non-internal network: IPv4 by ``masquerade``, IPv6 by ``ipv6_masquerade`` (null: as IPv4)."""
+    rules = []
+    for name in sorted(networks):
+        record = networks[name]
+        bridge = record["bridge_name"]
+        if not record.get("internal") and record.get("masquerade", True):
             subnet = ipaddress.ip_network(record["subnet"])
             rules.append(_rule(INET_POSTROUTING, "network %s masquerade" % name, _saddr(subnet), _match("oifname", bridge, "!="), {"masquerade": None}))
+        if masquerades_ipv6(record):
+            subnet = ipaddress.ip_network(record["ipv6_subnet"])
+            rules.append(_rule(INET_POSTROUTING, "network %s ipv6 masquerade" % name, _saddr(subnet), _match("oifname", bridge, "!="),
+                               {"masquerade": None}))
     return rules
+
+
+def render(networks: Dict[str, dict], ports: Optional[Dict[str, dict]] = None) -> List[Rule]:
+    """The rules every cnm network and published port of the store needs, in chain order."""
+    return render_ports(networks, ports or {}) + render_vxlan_filter(networks) + render_forward(networks) + render_masquerade(networks)
 
 
 @dataclass
@@ -305,6 +361,11 @@ def forwarding_needed(networks: Dict[str, dict]) -> bool:
     return any(not record.get("internal") for record in networks.values())
 
 
+def ipv6_forwarding_needed(networks: Dict[str, dict]) -> bool:
+    """Routing IPv6 out of a network: a non-internal network with an IPv6 subnet."""
+    return any(not record.get("internal") and record.get("ipv6_subnet") for record in networks.values())
+
+
 def sysctl_path(name: str) -> str:
     return os.path.join("/proc/sys", name.replace(".", "/"))
 
@@ -401,8 +462,12 @@ def _restore(host, command: str, script: str) -> None:
 
 
 def needed_sysctls(networks: Dict[str, dict], ports: Dict[str, dict]) -> Dict[str, str]:
-    """IPv4 forwarding while a network routes; route_localnet on bridges whose ports answer on 127.0.0.1."""
+    """IPv4 forwarding while a network routes, IPv6 forwarding while one routes IPv6 (``all.forwarding``: the
+    host then ignores router advertisements on interfaces whose accept_ra is 1, as with Docker); route_localnet
+    on bridges whose ports answer on 127.0.0.1."""
     wanted = {"net.ipv4.ip_forward": "1"} if forwarding_needed(networks) else {}
+    if ipv6_forwarding_needed(networks):
+        wanted["net.ipv6.conf.all.forwarding"] = "1"
     for entry in ports.values():
         record = networks.get(entry["network"])
         if record is not None and reaches_loopback(entry):

@@ -65,6 +65,30 @@ def parse_address(option: str, value: str, version: int) -> ipaddress._BaseAddre
     return address
 
 
+def parse_sources(option: str, items) -> Tuple[ipaddress._BaseNetwork, ...]:
+    """``trusted_sources``: CIDRs of either family (no host bits), each named ``option[N]`` in errors; sorted, no duplicates."""
+    if items is None:
+        return ()
+    if not isinstance(items, (list, tuple)):
+        raise option_error(option, items, "must be a list of CIDRs, e.g. [192.0.2.0/24, 2001:db8:1::/48]")
+    sources = []
+    for number, item in enumerate(items):
+        where = "%s[%d]" % (option, number)
+        text = str(item).strip() if isinstance(item, str) else None
+        if not text or "/" not in text:
+            raise option_error(where, item, "is not a CIDR: give an address and a prefix length, e.g. 192.0.2.0/24 or 2001:db8:1::/48")
+        try:
+            source = ipaddress.ip_network(text, strict=False)
+        except ValueError as exc:
+            raise option_error(where, item, "is not a valid CIDR (%s)" % exc) from exc
+        if source.network_address != ipaddress.ip_interface(text).ip:
+            raise option_error(where, item, "has host bits set: the network is %s" % source)
+        sources.append(source)
+    if len(set(sources)) != len(sources):
+        raise option_error(option, [str(s) for s in sources], "lists one CIDR twice")
+    return tuple(sorted(sources, key=lambda net: (net.version, net)))
+
+
 def parse_mac(option: str, value: str) -> str:
     mac = str(value).strip().lower().replace("-", ":")
     if not _MAC.match(mac):
@@ -137,6 +161,8 @@ class BridgeNetwork:
     internal: bool = False
     icc: bool = True
     host_binding_ip: Optional[ipaddress._BaseAddress] = None
+    trusted_sources: Tuple[ipaddress._BaseNetwork, ...] = ()
+    ipv6_masquerade: Optional[bool] = None  # None: as masquerade
     driver: str = "bridge"
 
     @property
@@ -168,9 +194,23 @@ class BridgeNetwork:
                 host_binding_ip = ipaddress.ip_address(str(params["host_binding_ip"]))
             except ValueError as exc:
                 raise option_error("host_binding_ip", params["host_binding_ip"], "is not an IP address") from exc
+        internal = bool(params.get("internal"))
+        trusted_sources = parse_sources("trusted_sources", params.get("trusted_sources"))
+        if trusted_sources and internal:
+            raise option_error("trusted_sources", [str(s) for s in trusted_sources], "cannot be used with internal: true (nothing outside "
+                               "reaches an internal network)")
+        ipv6_masquerade = params.get("ipv6_masquerade")
+        if ipv6_masquerade is not None:
+            if not isinstance(ipv6_masquerade, bool):
+                raise option_error("ipv6_masquerade", ipv6_masquerade, "must be true, false or null (null: as masquerade)")
+            if ipv6_subnet is None:
+                raise option_error("ipv6_masquerade", ipv6_masquerade, "needs ipv6_subnet (the network has no IPv6 to masquerade)")
+            if internal and ipv6_masquerade:
+                raise option_error("ipv6_masquerade", ipv6_masquerade, "cannot be used with internal: true (nothing leaves an internal network)")
         return cls(name, bridge_name, subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway, mtu,
-                   masquerade=params.get("masquerade", True) is not False, internal=bool(params.get("internal")),
-                   icc=params.get("icc", True) is not False, host_binding_ip=host_binding_ip)
+                   masquerade=params.get("masquerade", True) is not False, internal=internal,
+                   icc=params.get("icc", True) is not False, host_binding_ip=host_binding_ip,
+                   trusted_sources=trusted_sources, ipv6_masquerade=ipv6_masquerade)
 
     def to_record(self) -> dict:
         return {
@@ -186,6 +226,8 @@ class BridgeNetwork:
             "internal": self.internal,
             "icc": self.icc,
             "host_binding_ip": str(self.host_binding_ip) if self.host_binding_ip else None,
+            "trusted_sources": [str(source) for source in self.trusted_sources],
+            "ipv6_masquerade": self.ipv6_masquerade,
         }
 
     @classmethod
@@ -421,7 +463,7 @@ class OverlayNetwork(BridgeNetwork):
         name = base.name
         vxlan_name = check_ifname("vxlan_name", params.get("vxlan_name") or "vx-" + default_bridge_name(name)[3:])
         inherited = ("name", "bridge_name", "subnet", "gateway", "ip_range", "ipv6_subnet", "ipv6_gateway", "mtu", "masquerade", "internal", "icc",
-                     "host_binding_ip")
+                     "host_binding_ip", "trusted_sources", "ipv6_masquerade")
         fields = {key: getattr(base, key) for key in inherited}
         return cls(**fields, vni=int(vni), local_ip=local_ip, port=int(port), peers=parse_peers("peers", params.get("peers"), local_ip),
                    restrict_peers=params.get("restrict_peers", True) is not False, encrypted=bool(params.get("encrypted")), vxlan_name=vxlan_name)

@@ -79,9 +79,26 @@ options:
   masquerade:
     description:
       - Masquerade traffic from the subnet that leaves through any other interface (Docker's
-        C(com.docker.network.bridge.enable_ip_masquerade)). IPv4 only.
+        C(com.docker.network.bridge.enable_ip_masquerade)). Covers the IPv6 subnet too unless O(ipv6_masquerade) says otherwise.
     type: bool
     default: true
+  ipv6_masquerade:
+    description:
+      - Masquerade traffic from O(ipv6_subnet) that leaves through any other interface (NAT66, as Docker 27+ with C(ip6tables) does).
+        Omitted or null, it follows O(masquerade); V(false) with O(masquerade=true) is the usual setup of a routed, globally
+        addressed IPv6 subnet behind IPv4 NAT (Docker's C(com.docker.network.bridge.gateway_mode_ipv6=routed)).
+      - Needs O(ipv6_subnet); refused on an internal network.
+    type: bool
+  trusted_sources:
+    description:
+      - CIDRs (IPv4 or IPv6, no host bits) allowed to open connections directly to the endpoints' addresses from outside the
+        network. Without them only published ports and replies reach an endpoint from any other interface, as in Docker.
+      - For routed setups without NAT (O(masquerade=false) and a router that sends the subnet to this host), like Docker 27's
+        C(--opt com.docker.network.bridge.gateway_mode_ipv4=routed), which opens every container port to whoever can route to it;
+        here only the listed sources may, and other cnm networks stay isolated whatever is listed.
+      - Refused on an internal network.
+    type: list
+    elements: str
   internal:
     description:
       - Nothing in or out of the network except between its own endpoints (C(docker network create --internal));
@@ -104,8 +121,12 @@ notes:
   - Networks are isolated from each other as in Docker; the rules live in the nftables tables
     C(inet cnm), owned by the collection, each rule commented with its owner.
     The C(nft) command (package nftables) is required once a network needs a rule.
-  - IPv4 forwarding is turned on while a non-internal network exists; the value found first is
-    recorded and restored when the last network goes.
+  - IPv4 forwarding is turned on while a non-internal network exists, IPv6 forwarding (C(net.ipv6.conf.all.forwarding))
+    while a non-internal network has an O(ipv6_subnet); the value found first is recorded and restored when the last such
+    network goes. With IPv6 forwarding on, the host ignores router advertisements on interfaces whose C(accept_ra) is 1 (set it
+    to 2 on an uplink that learns its IPv6 default route from them), as with Docker.
+  - From outside the network (any other interface) only published ports, replies and O(trusted_sources) reach an endpoint;
+    new connections to endpoint addresses are dropped, as in Docker. The host itself reaches its endpoints.
   - The bridge carries the interface alias C(cnm:network:NAME); the module never touches a bridge without it.
 seealso:
   - module: cnm.network.cnm_endpoint
@@ -135,6 +156,14 @@ EXAMPLES = r"""
     subnet: 172.31.9.0/24
     internal: true
     icc: false
+
+- name: A routed dual-stack network (no NAT) that hosts of 192.0.2.0/24 and 2001:db8:1::/48 may reach directly
+  cnm.network.cnm_bridge:
+    name: routed
+    subnet: 10.50.0.0/24
+    ipv6_subnet: 2001:db8:50::/64
+    masquerade: false
+    trusted_sources: [192.0.2.0/24, "2001:db8:1::/48"]
 
 - name: docker network rm web, detaching whatever is still attached
   cnm.network.cnm_bridge:
@@ -193,6 +222,15 @@ network:
       description: Whether the network is internal.
       type: bool
       sample: false
+    ipv6_masquerade:
+      description: Masquerade of the IPv6 subnet as asked for; null follows C(masquerade).
+      type: bool
+      sample: null
+    trusted_sources:
+      description: CIDRs allowed to open connections directly to the endpoints.
+      type: list
+      elements: str
+      sample: ["192.0.2.0/24"]
     icc:
       description: Whether endpoints on the bridge may talk to each other.
       type: bool
@@ -248,6 +286,8 @@ def main() -> None:
             mtu=dict(type="int", default=1500),
             force=dict(type="bool", default=False),
             masquerade=dict(type="bool", default=True),
+            ipv6_masquerade=dict(type="bool"),
+            trusted_sources=dict(type="list", elements="str"),
             internal=dict(type="bool", default=False),
             icc=dict(type="bool", default=True),
             host_binding_ip=dict(type="str"),

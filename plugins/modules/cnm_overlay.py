@@ -111,6 +111,14 @@ options:
     description: Masquerade traffic leaving the overlay through other interfaces (each host routes its own endpoints out).
     type: bool
     default: true
+  trusted_sources:
+    description:
+      - CIDRs (IPv4 or IPv6, no host bits) allowed to open connections directly to this host's endpoints from outside the
+        overlay, through this host's routing (see M(cnm.network.cnm_bridge)). Without them only published ports and replies
+        come in; the overlay's own endpoints on other hosts reach them over VXLAN whatever is listed.
+      - Refused on an internal overlay.
+    type: list
+    elements: str
   internal:
     description: No traffic in or out of the overlay except between its endpoints.
     type: bool
@@ -253,6 +261,7 @@ def main() -> None:
             bridge_name=dict(type="str"),
             vxlan_name=dict(type="str"),
             masquerade=dict(type="bool", default=True),
+            trusted_sources=dict(type="list", elements="str"),
             internal=dict(type="bool", default=False),
             icc=dict(type="bool", default=True),
             force=dict(type="bool", default=False),

@@ -25,6 +25,7 @@ from ansible_collections.cnm.network.plugins.module_utils.firewall import (
     INET_RAW,
     Ruleset,
     forwarding_needed,
+    masquerades_ipv6,
     needed_sysctls,
     parse,
     render,
@@ -34,7 +35,9 @@ from ansible_collections.cnm.network.plugins.module_utils.firewall import (
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 UPDATE_GOLDEN = os.environ.get("CNM_UPDATE_GOLDEN") == "1"
-COMMENT = re.compile(r"^cnm network (?P<network>[A-Za-z0-9_.-]+) (?P<what>isolation|internal out|internal in|masquerade) #[0-9a-f]{8}$")
+COMMENT = re.compile(r"^cnm network (?P<network>[A-Za-z0-9_.-]+) (?P<what>isolation|internal out|internal in|masquerade|ipv6 masquerade|inbound drop"
+                     r"|trusted ip|trusted ip6) #[0-9a-f]{8}$")
+SHARED = ("ports accept published", "forward accept replies")  # the forward chain's table-wide accepts, owned by no network
 
 
 def network(bridge: str, subnet: str, **options) -> dict:
@@ -247,7 +250,7 @@ def assert_golden(file_name: str, document: dict) -> None:
 
 
 def test_one_network_is_masqueraded_out_of_any_interface_but_its_bridge():
-    (rule,) = render({"web": WEB})
+    (rule,) = [rule for rule in render({"web": WEB}) if rule.chain == INET_POSTROUTING]
     assert rule.chain == INET_POSTROUTING
     assert json.loads(rule.expr) == [
         {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "172.30.0.0", "len": 24}}}},
@@ -257,7 +260,7 @@ def test_one_network_is_masqueraded_out_of_any_interface_but_its_bridge():
 
 
 def test_networks_are_isolated_from_each_other_in_both_directions():
-    rules = [rule for rule in render({"web": WEB, "db": DB, "api": network("br-api", "172.30.4.0/24")}) if rule.chain == INET_FORWARD]
+    rules = [rule for rule in render({"web": WEB, "db": DB, "api": network("br-api", "172.30.4.0/24")}) if rule.owner.endswith(" isolation")]
     assert [json.loads(rule.expr) for rule in rules] == [
         [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "br-api"}},
          {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": {"set": ["br-db", "br-web"]}}}, {"drop": None}],
@@ -274,7 +277,7 @@ def test_icc_off_is_no_firewall_rule_but_the_bridge_port_flag():
     assert render({"api": network("br-api", "10.10.0.0/16", icc=False)}) == render({"api": network("br-api", "10.10.0.0/16")})
 
 
-def test_an_internal_network_is_not_masqueraded_and_drops_traffic_in_and_out():
+def test_an_internal_network_is_not_masqueraded_and_drops_traffic_in_and_out():  # and opens no inbound accept
     rules = render({"vault": network("br-vault", "172.30.2.0/24", internal=True)})
     assert [(rule.chain, rule.owner) for rule in rules] == [(INET_FORWARD, "network vault internal out"), (INET_FORWARD, "network vault internal in")]
     assert [json.loads(rule.expr)[:2] for rule in rules] == [
@@ -285,8 +288,8 @@ def test_an_internal_network_is_not_masqueraded_and_drops_traffic_in_and_out():
     ]
 
 
-def test_a_lone_network_without_masquerade_needs_no_rule():
-    assert render({"lan": LAN}) == []
+def test_a_lone_network_without_masquerade_needs_only_its_inbound_rules():
+    assert [rule.owner for rule in render({"lan": LAN})] == ["ports accept published", "forward accept replies", "network lan inbound drop"]
 
 
 def test_the_chains_of_inet_cnm_are_raw_dnat_filter_and_srcnat_base_chains():
@@ -310,6 +313,8 @@ MANY = {"web": WEB, "db": DB, "vault": VAULT, "lan": LAN, "api": network("br-api
 def test_every_comment_starts_with_cnm_and_names_the_network_whose_bridge_it_matches(networks):
     for rule in render(networks):
         assert rule.comment.startswith("cnm ")
+        if rule.owner in SHARED:
+            continue
         found = COMMENT.match(rule.comment)
         assert found, rule.comment
         owner = networks[found.group("network")]
@@ -319,12 +324,12 @@ def test_every_comment_starts_with_cnm_and_names_the_network_whose_bridge_it_mat
 
 def test_comments_are_unique():
     comments = [rule.comment for rule in render(MANY)]
-    assert len(comments) == 10
+    assert len(comments) == 16
     assert len(set(comments)) == len(comments)
 
 
 def test_comment_is_stable_across_runs():
-    (rule,) = render({"web": WEB})
+    (rule,) = [rule for rule in render({"web": WEB}) if rule.chain == INET_POSTROUTING]
     assert rule.comment == "cnm network web masquerade #%s" % GOLDEN_WEB_MASQUERADE_DIGEST
     assert [rule.comment for rule in render(dict(MANY))] == [rule.comment for rule in render(dict(MANY))]
 
@@ -338,15 +343,17 @@ def test_comment_changes_with_the_subnet_and_only_for_that_rule():
 def test_comment_of_a_network_changes_when_another_network_bridge_is_renamed():
     before = {rule.owner: rule.comment for rule in render({"web": WEB, "db": DB})}
     after = {rule.owner: rule.comment for rule in render({"web": WEB, "db": network("br-db2", "172.30.1.0/24")})}
-    assert sorted(owner for owner in before if before[owner] != after[owner]) == ["network db isolation", "network db masquerade", "network web isolation"]
+    assert sorted(owner for owner in before if before[owner] != after[owner]) == ["network db inbound drop", "network db isolation", "network db masquerade",
+                                                                                  "network web isolation"]
 
 
 def test_rule_order_is_by_network_name_whatever_the_store_order():
     forwards = render({"web": WEB, "db": DB, "api": network("br-api", "172.30.4.0/24")})
     backwards = render({"api": network("br-api", "172.30.4.0/24"), "db": DB, "web": WEB})
     assert forwards == backwards
-    names = [COMMENT.match(rule.comment).group("network") for rule in forwards]
-    assert names == sorted(names) == ["api", "api", "db", "db", "web", "web"]
+    for what in ("isolation", "inbound drop", "masquerade"):
+        names = [COMMENT.match(rule.comment).group("network") for rule in forwards if rule.owner.endswith(" " + what)]
+        assert names == ["api", "db", "web"]
 
 
 # transaction(current, rules)
@@ -361,7 +368,7 @@ def test_from_nothing_the_table_its_chains_and_all_rules_are_added():
         {"add": {"chain": INET_FORWARD.spec()}}, *rules_of(rules, INET_FORWARD),
         {"add": {"chain": INET_POSTROUTING.spec()}}, *rules_of(rules, INET_POSTROUTING),
     ]
-    assert len(rules_of(rules, INET_FORWARD)) == 4 and len(rules_of(rules, INET_POSTROUTING)) == 1
+    assert len(rules_of(rules, INET_FORWARD)) == 7 and len(rules_of(rules, INET_POSTROUTING)) == 1
 
 
 def test_every_chain_of_the_table_is_added_even_one_without_rules():
@@ -370,7 +377,7 @@ def test_every_chain_of_the_table_is_added_even_one_without_rules():
         {"add": {"table": {"family": "inet", "name": "cnm"}}},
         {"add": {"chain": INET_RAW.spec()}}, {"add": {"chain": INET_PREROUTING.spec()}}, {"add": {"chain": INET_OUTPUT.spec()}},
         {"add": {"chain": INET_INPUT.spec()}},
-        {"add": {"chain": INET_FORWARD.spec()}},
+        {"add": {"chain": INET_FORWARD.spec()}}, *rules_of(rules, INET_FORWARD),
         {"add": {"chain": INET_POSTROUTING.spec()}}, *rules_of(rules, INET_POSTROUTING),
     ]
 
@@ -401,7 +408,7 @@ def test_a_rule_added_by_hand_to_our_chain_is_flushed_away():
     rules = render({"web": WEB})
     listing = listing_of(rules)
     listing["nftables"].append({"rule": {"family": "inet", "table": "cnm", "chain": "forward", "handle": 77, "expr": [{"accept": None}]}})
-    assert transaction(parse(listing), rules) == [{"flush": {"chain": {"family": "inet", "table": "cnm", "name": "forward"}}}]
+    assert transaction(parse(listing), rules) == [{"flush": {"chain": {"family": "inet", "table": "cnm", "name": "forward"}}}, *rules_of(rules, INET_FORWARD)]
 
 
 def test_rules_in_another_order_are_rewritten_in_the_rendered_order():
@@ -428,9 +435,10 @@ def test_with_nothing_to_render_our_table_is_deleted():
     assert transaction(current, []) == [{"delete": {"table": {"family": "inet", "name": "cnm"}}}]
 
 
-def test_when_the_internal_network_goes_only_the_forward_chain_is_emptied():
+def test_when_the_internal_network_goes_only_the_forward_chain_is_rewritten():
     current = parse(listing_of(render(CONFIGURATIONS["internal_without_icc"])))
-    assert transaction(current, render({"web": WEB})) == [{"flush": {"chain": {"family": "inet", "table": "cnm", "name": "forward"}}}]
+    rules = render({"web": WEB})
+    assert transaction(current, rules) == [{"flush": {"chain": {"family": "inet", "table": "cnm", "name": "forward"}}}, *rules_of(rules, INET_FORWARD)]
 
 
 def test_parse_keeps_only_our_tables():
@@ -509,8 +517,9 @@ def test_restore_deletes_our_tables_and_recreates_exactly_the_chains_and_rules_f
                      if "rule" in item and (item["rule"]["family"], item["rule"]["chain"]) == (chain["family"], chain["name"])]
     commands = restore_commands(before, {"inet"})
     assert commands == expected
-    assert len([command for command in commands if "rule" in command.get("add", {})]) == 5
-    assert all(rule["comment"].startswith("cnm network ") for rule in (command["add"]["rule"] for command in commands if "rule" in command.get("add", {})))
+    assert len([command for command in commands if "rule" in command.get("add", {})]) == 8
+    added = [command["add"]["rule"] for command in commands if "rule" in command.get("add", {})]
+    assert all(rule["comment"].startswith(("cnm network ", "cnm ports accept published", "cnm forward accept replies")) for rule in added)
     assert "handle" not in json.dumps(commands)
 
 
@@ -529,6 +538,82 @@ def test_restore_undoes_an_applied_transaction(start, goal):
     kernel.apply(commands)
     kernel.apply(restore_commands(before, {rule.chain.family for rule in rules}))
     assert kernel.without_handles() == original
+
+
+# The forward chain: internal drops, published ports, isolation, replies, trusted sources, inbound drops
+
+DUAL = network("br-dual", "172.30.5.0/24", ipv6_subnet="fd00:35::/64", ipv6_gateway="fd00:35::1",
+               trusted_sources=["10.0.0.0/8", "192.0.2.0/24", "2001:db8:1::/48"])
+
+
+def owners(rules, chain=INET_FORWARD) -> list:
+    return [rule.owner for rule in rules if rule.chain == chain]
+
+
+def test_the_forward_chain_order_puts_internal_drops_first_and_inbound_drops_last():
+    assert owners(render({"dual": DUAL, "vault": VAULT, "web": WEB})) == [
+        "network vault internal out", "network vault internal in",  # not even a DNAT'd flow leaves an internal network
+        "ports accept published",  # published ports: from the LAN and from other (non-internal) networks
+        "network dual isolation", "network vault isolation", "network web isolation",  # before any accept of a trusted source
+        "forward accept replies",
+        "network dual trusted ip", "network dual trusted ip6", "network dual inbound drop",
+        "network web inbound drop",
+    ]
+
+
+def test_the_inbound_rules_match_the_bridge_and_both_families():
+    rules = {rule.owner: json.loads(rule.expr) for rule in render({"dual": DUAL})}
+    assert rules["ports accept published"] == [{"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}, {"accept": None}]
+    assert rules["forward accept replies"] == [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}},
+                                               {"accept": None}]
+    assert rules["network dual trusted ip"] == [
+        {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "br-dual"}},
+        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                   "right": {"set": [{"prefix": {"addr": "10.0.0.0", "len": 8}}, {"prefix": {"addr": "192.0.2.0", "len": 24}}]}}},
+        {"accept": None}]
+    assert rules["network dual trusted ip6"][1]["match"]["left"] == {"payload": {"protocol": "ip6", "field": "saddr"}}
+    assert rules["network dual inbound drop"] == [  # no nfproto: IPv4 and IPv6 alike
+        {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "br-dual"}},
+        {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "br-dual"}}, {"drop": None}]
+
+
+def test_only_internal_networks_open_no_inbound_accept():
+    assert owners(render({"vault": VAULT})) == ["network vault internal out", "network vault internal in"]
+
+
+def test_an_older_record_without_the_new_keys_renders_as_before_plus_the_inbound_drop():
+    old = {key: value for key, value in DUAL.items() if key not in ("trusted_sources", "ipv6_masquerade")}
+    assert "network dual trusted ip" not in owners(render({"dual": old}))
+    assert owners(render({"dual": old}), INET_POSTROUTING) == ["network dual masquerade", "network dual ipv6 masquerade"]
+
+
+@pytest.mark.parametrize(("masquerade", "ipv6_masquerade", "expected"), [
+    (True, None, ["network dual masquerade", "network dual ipv6 masquerade"]),
+    (False, None, []),
+    (True, False, ["network dual masquerade"]),
+    (False, True, ["network dual ipv6 masquerade"]),
+])
+def test_ipv6_masquerade_follows_masquerade_unless_chosen(masquerade, ipv6_masquerade, expected):
+    record = dict(DUAL, masquerade=masquerade, ipv6_masquerade=ipv6_masquerade)
+    assert owners(render({"dual": record}), INET_POSTROUTING) == expected
+    assert masquerades_ipv6(record) is ("network dual ipv6 masquerade" in expected)
+
+
+def test_the_ipv6_masquerade_rule_matches_the_ipv6_subnet():
+    (rule,) = [rule for rule in render({"dual": DUAL}) if rule.owner == "network dual ipv6 masquerade"]
+    assert json.loads(rule.expr)[0] == {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}},
+                                                  "right": {"prefix": {"addr": "fd00:35::", "len": 64}}}}
+
+
+def test_no_ipv6_masquerade_without_ipv6_or_on_an_internal_network():
+    assert masquerades_ipv6(WEB) is False
+    assert masquerades_ipv6(dict(DUAL, internal=True, trusted_sources=[])) is False
+
+
+def test_ipv6_forwarding_is_needed_by_a_routed_network_with_ipv6_only():
+    assert needed_sysctls({"dual": DUAL}, {}) == {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
+    assert needed_sysctls({"web": WEB}, {}) == {"net.ipv4.ip_forward": "1"}
+    assert needed_sysctls({"dual": dict(DUAL, internal=True, trusted_sources=[])}, {}) == {}
 
 
 # forwarding_needed

@@ -79,6 +79,27 @@ def test_bridge_record_round_trips():
     assert BridgeNetwork.from_record("web", network.to_record()) == network
 
 
+def test_trusted_sources_and_ipv6_masquerade_round_trip_sorted_by_family():
+    network = bridge(ipv6_subnet="fd00:30::/64", trusted_sources=["2001:db8:1::/48", "198.51.100.0/24", "10.0.0.0/8"], ipv6_masquerade=False)
+    assert network.trusted_sources == (net("10.0.0.0/8"), net("198.51.100.0/24"), net("2001:db8:1::/48"))
+    record = network.to_record()
+    assert (record["trusted_sources"], record["ipv6_masquerade"]) == (["10.0.0.0/8", "198.51.100.0/24", "2001:db8:1::/48"], False)
+    assert BridgeNetwork.from_record("web", record) == network
+
+
+def test_an_older_record_without_the_new_keys_reads_as_the_defaults():
+    record = bridge().to_record()
+    del record["trusted_sources"], record["ipv6_masquerade"]
+    network = BridgeNetwork.from_record("web", record)
+    assert (network.trusted_sources, network.ipv6_masquerade) == ((), None)
+
+
+def test_an_overlay_keeps_its_trusted_sources():
+    overlay = model.OverlayNetwork.from_overlay_params({"name": "ov", "subnet": "10.200.0.0/24", "vni": 42, "local_ip": "192.0.2.11",
+                                                        "trusted_sources": ["192.0.2.0/24"]})
+    assert overlay.to_record()["trusted_sources"] == ["192.0.2.0/24"]
+
+
 def test_bridge_alias_names_the_network():
     assert bridge().alias == "cnm:network:web"
 
@@ -116,6 +137,17 @@ def test_bridge_alias_names_the_network():
         (dict(mtu=70000), "mtu", "is out of range"),
         (dict(mtu=-1), "mtu", "is out of range"),
         (dict(mtu=1279, ipv6_subnet="fd00::/64"), "mtu", "1280 to 65535 with IPv6"),
+        (dict(trusted_sources="192.0.2.0/24"), "trusted_sources", "must be a list of CIDRs"),
+        (dict(trusted_sources=["192.0.2.0/24", "not-a-cidr/8"]), "trusted_sources[1]", "is not a valid CIDR"),
+        (dict(trusted_sources=["192.0.2.1"]), "trusted_sources[0]", "is not a CIDR: give an address and a prefix length"),
+        (dict(trusted_sources=["192.0.2.1/24"]), "trusted_sources[0]", "has host bits set: the network is 192.0.2.0/24"),
+        (dict(trusted_sources=["2001:db8::/129"]), "trusted_sources[0]", "is not a valid CIDR"),
+        (dict(trusted_sources=[{"cidr": "192.0.2.0/24"}]), "trusted_sources[0]", "is not a CIDR"),
+        (dict(trusted_sources=["192.0.2.0/24", "192.0.2.0/24"]), "trusted_sources", "lists one CIDR twice"),
+        (dict(trusted_sources=["192.0.2.0/24"], internal=True), "trusted_sources", "cannot be used with internal: true"),
+        (dict(ipv6_masquerade=True), "ipv6_masquerade", "needs ipv6_subnet"),
+        (dict(ipv6_masquerade="yes", ipv6_subnet="fd00::/64"), "ipv6_masquerade", "must be true, false or null"),
+        (dict(ipv6_masquerade=True, ipv6_subnet="fd00::/64", internal=True), "ipv6_masquerade", "cannot be used with internal: true"),
     ],
 )
 def test_bad_bridge_option_is_refused_naming_the_option(params, option, text):
