@@ -112,6 +112,20 @@ CASES = {
         "ipv6_subnet",
         setup=lambda host: host.ok("cnm_bridge", ipv6_subnet="fd00:30::/64", **WEB),
     ),
+    "trusted_source_not_a_cidr": Case("cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", trusted_sources=["not-a-cidr/8"]), "trusted_sources[0]"),
+    "trusted_source_without_prefix": Case("cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", trusted_sources=["192.0.2.1"]), "trusted_sources[0]"),
+    "trusted_source_with_host_bits": Case(
+        "cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", trusted_sources=["192.0.2.0/24", "2001:db8::1/64"]), "trusted_sources[1]"
+    ),
+    "trusted_source_ipv6_prefix_129": Case("cnm_bridge", bridge(trusted_sources=["2001:db8::/129"], **WEB), "trusted_sources[0]"),
+    "trusted_source_listed_twice": Case("cnm_bridge", bridge(trusted_sources=["192.0.2.0/24", "192.0.2.0/24"], **WEB), "trusted_sources"),
+    "trusted_sources_on_an_internal_network": Case(
+        "cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", internal=True, trusted_sources=["192.0.2.0/24"]), "trusted_sources"
+    ),
+    "ipv6_masquerade_without_ipv6_subnet": Case("cnm_bridge", bridge(ipv6_masquerade=False, **WEB), "ipv6_masquerade"),
+    "ipv6_masquerade_on_an_internal_network": Case(
+        "cnm_bridge", bridge(name="db", subnet="172.31.0.0/24", ipv6_subnet="fd00:31::/64", internal=True, ipv6_masquerade=True), "ipv6_masquerade"
+    ),
     "network_named_host": Case("cnm_bridge", bridge(name="host", subnet="172.31.0.0/24"), "name"),
     "network_name_with_a_slash": Case("cnm_bridge", bridge(name="a/b", subnet="172.31.0.0/24"), "name"),
     "subnet_change_strands_an_endpoint": Case("cnm_bridge", bridge(name="web", subnet="172.30.1.0/24"), "subnet", setup=web_and(attached("a"))),
