@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The firewall room: the collection's own nftables table, rendered whole from the store.
 
-Everything lives in ``inet cnm`` (isolation between networks, internal networks, masquerade, and
-the DNAT of published ports with their hairpin, localhost and loopback-guard rules).
+Everything lives in ``inet cnm`` (isolation between networks, internal networks, the inbound drop of
+new connections routed to container addresses with its ``trusted_sources`` exceptions, masquerade of
+both families, and the DNAT of published ports with their hairpin, localhost and loopback-guard rules).
 Docker's icc=false is not a rule: it is the kernel's own bridge port flag ``isolated`` (set by the
 endpoint planner), which needs neither br_netfilter nor nft's bridge meta keys (this kernel lacks
 ``meta ibrname``). Every rule carries a comment naming its owner and a hash of its content,

@@ -187,3 +187,19 @@ def test_icc_isolation_and_internal_hold_for_ipv6(host, world6):
     }
     assert matrix == {"icc off a->b": False, "icc off a->gateway": True, "same network w->x": True, "cold->warm": False, "warm->cold": False,
                       "warm->lan": True, "vault->lan": False, "lan->vault": False, "vault->warm": False}
+
+
+def test_check_mode_predicts_the_trusted_and_ipv6_rules_and_changes_nothing(host):
+    web = dict(name="web", subnet="172.30.0.0/24", ipv6_subnet="2001:db8:30::/64", masquerade=False)
+    host.ok("cnm_bridge", **web)
+    before = host.snapshot()
+    asked = dict(web, trusted_sources=["192.0.2.0/24", "2001:db8:1::/48"], ipv6_masquerade=True)
+    predicted = host.module("cnm_bridge", check=True, **asked)
+    assert host.snapshot() == before
+    after = predicted["diff"]["after"]["firewall"]
+    assert [c.split(" #")[0] for c in after["inet forward"] if "trusted" in c] == ["cnm network web trusted ip", "cnm network web trusted ip6"]
+    assert [c.split(" #")[0] for c in after["inet postrouting"]] == ["cnm network web ipv6 masquerade"]
+    real = host.ok("cnm_bridge", **asked)
+    assert (real["changed"], real["changes"], real["diff"]) == (predicted["changed"], predicted["changes"], predicted["diff"])
+    assert real["network"]["trusted_sources"] == ["192.0.2.0/24", "2001:db8:1::/48"] and real["network"]["ipv6_masquerade"] is True
+    assert host.module("cnm_bridge", **asked)["changed"] is False

@@ -577,6 +577,12 @@ def test_the_inbound_rules_match_the_bridge_and_both_families():
         {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "br-dual"}}, {"drop": None}]
 
 
+def test_an_overlay_is_closed_inbound_like_a_bridge():
+    overlay = network("br-ov", "10.200.0.0/24", driver="overlay", vni=42, port=4789, restrict_peers=False, peers=[],
+                      trusted_sources=["192.0.2.0/24"])
+    assert owners(render({"ov": overlay})) == ["ports accept published", "forward accept replies", "network ov trusted ip", "network ov inbound drop"]
+
+
 def test_only_internal_networks_open_no_inbound_accept():
     assert owners(render({"vault": VAULT})) == ["network vault internal out", "network vault internal in"]
 
