@@ -93,9 +93,11 @@ options:
     description:
       - CIDRs (IPv4 or IPv6, no host bits) allowed to open connections directly to the endpoints' addresses from outside the
         network. Without them only published ports and replies reach an endpoint from any other interface, as in Docker.
-      - For routed setups without NAT (O(masquerade=false) and a router that sends the subnet to this host), like Docker 27's
-        C(--opt com.docker.network.bridge.gateway_mode_ipv4=routed), which opens every container port to whoever can route to it;
-        here only the listed sources may, and other cnm networks stay isolated whatever is listed.
+      - For routed setups without NAT (O(masquerade=false) and a router that sends the subnet to this host), where Docker 27+
+        has C(--opt com.docker.network.bridge.gateway_mode_ipv4=routed) (published container ports reachable directly by anyone
+        who can route to them), C(nat-unprotected) (every port) and Docker 28's C(trusted_host_interfaces) (by interface).
+        Here every port of the endpoints is open to the listed sources only, and other cnm networks stay isolated whatever is
+        listed.
       - Refused on an internal network.
     type: list
     elements: str
