@@ -97,40 +97,171 @@ def _names(names: List[str]):
 
 
 def reaches_loopback(entry: dict) -> bool:
-    """A published port bound to all addresses or to 127.0.0.0/8 answers on the host's loopback."""
+    """A published port bound to all addresses or to 127.0.0.0/8 answers on the host's loopback (IPv4 only)."""
+    if not entry.get("container_ip"):
+        return False
     return not entry["host_ip"] or ipaddress.ip_address(entry["host_ip"]).is_unspecified or ipaddress.ip_address(entry["host_ip"]) in LOOPBACK
 
 
-def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule]:
-    """DNAT for every published port, from other hosts (prerouting) and from the host itself (output)."""
-    rules: List[Rule] = []
+@dataclass(frozen=True)
+class PortMap:
+    """A named map of table inet cnm: (protocol[, host address], host port) -> container address, or -> container port.
+
+    nft 1.0.6's JSON cannot declare a map with concatenated data (``: ipv4_addr . inet_service``; it makes a set),
+    so each kind of binding has two maps with the same keys, read by one ``dnat`` (``to KEY map @addr : KEY map @port``).
+    """
+
+    name: str
+    family: str  # "ip" or "ip6": the address family of the key's host address and of the data
+    specific: bool  # keyed by the host address (else: any local address)
+    data: str  # "addr" or "port"
+
+    @property
+    def key_types(self) -> List[str]:
+        address = "ipv4_addr" if self.family == "ip" else "ipv6_addr"
+        return ["inet_proto", address, "inet_service"] if self.specific else ["inet_proto", "inet_service"]
+
+    @property
+    def data_type(self) -> str:
+        if self.data == "port":
+            return "inet_service"
+        return "ipv4_addr" if self.family == "ip" else "ipv6_addr"
+
+    def spec(self) -> dict:
+        return {"family": "inet", "table": TABLE, "name": self.name, "type": self.key_types, "map": self.data_type}
+
+
+def _port_maps(base: str, family: str, specific: bool) -> Tuple[PortMap, PortMap]:
+    return PortMap(base + "_addr", family, specific, "addr"), PortMap(base + "_port", family, specific, "port")
+
+
+# The bindings, by kind: one host address (v4 except 127/8, v6), a 127/8 address (from the host itself only), any local address.
+PORTS_HOST4 = _port_maps("ports_host4", "ip", True)
+PORTS_LOOPBACK4 = _port_maps("ports_loopback4", "ip", True)
+PORTS_ANY4 = _port_maps("ports_any4", "ip", False)
+PORTS_HOST6 = _port_maps("ports_host6", "ip6", True)
+PORTS_ANY6 = _port_maps("ports_any6", "ip6", False)
+PORT_MAPS = {port_map.name: port_map for pair in (PORTS_HOST4, PORTS_LOOPBACK4, PORTS_ANY4, PORTS_HOST6, PORTS_ANY6) for port_map in pair}
+
+
+@dataclass(frozen=True)
+class Element:
+    """One element of a PortMap, owned by a published port; ``comment`` is its identity as the kernel's listing gives it."""
+
+    map: PortMap
+    owner: str  # e.g. "port web tcp/*:80"
+    key: tuple
+    value: object
+
+    @property
+    def comment(self) -> str:
+        return element_text(self.map.name, self.key, self.value)
+
+    def elem(self) -> list:
+        return [{"concat": list(self.key)}, self.value]
+
+
+def element_text(map_name: str, key, value) -> str:
+    """``element MAP tcp . 192.0.2.1 . 4000 : 172.18.0.2``: the same text for a rendered element and a listed one."""
+    parts = key["concat"] if isinstance(key, dict) and "concat" in key else (list(key) if isinstance(key, (list, tuple)) else [key])
+    return "element %s %s : %s" % (map_name, " . ".join(str(part) for part in parts), value)
+
+
+def _bindings(entry: dict) -> List[Tuple[Tuple[PortMap, PortMap], Optional[str], str, str]]:
+    """(maps, host address or None for any, container address, dnat family) of each binding an entry renders.
+
+    IPv4 when host_ip is None or IPv4 and the entry has container_ip; IPv6 when host_ip is None or IPv6 and it has
+    container_ipv6 (see the contract); ::1 never (the kernel cannot DNAT IPv6 loopback to a container)."""
+    host_ip = ipaddress.ip_address(entry["host_ip"]) if entry.get("host_ip") else None
+    found = []
+    if entry.get("container_ip") and (host_ip is None or host_ip.version == 4):
+        if host_ip is None or host_ip.is_unspecified:
+            found.append((PORTS_ANY4, None, entry["container_ip"], "ip"))
+        else:
+            found.append((PORTS_LOOPBACK4 if host_ip in LOOPBACK else PORTS_HOST4, str(host_ip), entry["container_ip"], "ip"))
+    if entry.get("container_ipv6") and (host_ip is None or host_ip.version == 6) and not (host_ip is not None and host_ip.is_loopback):
+        container_ipv6 = str(ipaddress.ip_address(entry["container_ipv6"]))
+        if host_ip is None or host_ip.is_unspecified:
+            found.append((PORTS_ANY6, None, container_ipv6, "ip6"))
+        else:
+            found.append((PORTS_HOST6, str(host_ip), container_ipv6, "ip6"))
+    return found
+
+
+def render_elements(ports: Dict[str, dict]) -> List[Element]:
+    """The map elements of every published port: per binding, one in its ``_addr`` map and one in its ``_port`` map.
+
+    A (protocol, host address, host port) key is rendered once: the first port key in sorted order keeps it."""
+    elements: List[Element] = []
+    seen = set()
     for key in sorted(ports):
         entry = ports[key]
         owner = "port %s %s" % (entry["network"], key)
-        proto = _match("l4proto", entry["protocol"])
-        dport = _payload("th", "dport", entry["host_port"])
-        dnat = {"dnat": {"family": "ip", "addr": entry["container_ip"], "port": entry["container_port"]}}
-        host_ip = ipaddress.ip_address(entry["host_ip"]) if entry["host_ip"] else None
-        if host_ip is None or host_ip.is_unspecified:
-            where = [_match("nfproto", "ipv4"), {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}]
-        else:
-            where = [_payload("ip", "daddr", str(host_ip))]
-        if host_ip is None or host_ip not in LOOPBACK:
-            rules.append(_rule(INET_PREROUTING, owner, *(where + [proto, dport, dnat])))
-        rules.append(_rule(INET_OUTPUT, owner, *(where + [proto, dport, dnat])))
+        for (addr_map, port_map), host_ip, container, _family in _bindings(entry):
+            map_key = (entry["protocol"],) + ((host_ip,) if host_ip else ()) + (entry["host_port"],)
+            if (addr_map.name, map_key) in seen:
+                continue
+            seen.add((addr_map.name, map_key))
+            elements.append(Element(addr_map, owner, map_key, container))
+            elements.append(Element(port_map, owner, map_key, entry["container_port"]))
+    return elements
+
+
+def _map_dnat(maps: Tuple[PortMap, PortMap]) -> dict:
+    """``dnat ip to KEY map @x_addr : KEY map @x_port`` with KEY = l4proto [. daddr] . dport."""
+    addr_map, port_map = maps
+    key = [{"meta": {"key": "l4proto"}}]
+    if addr_map.specific:
+        key.append({"payload": {"protocol": addr_map.family, "field": "daddr"}})
+    key.append({"payload": {"protocol": "th", "field": "dport"}})
+    return {"dnat": {"family": addr_map.family, "addr": {"map": {"key": {"concat": key}, "data": "@" + addr_map.name}},
+                     "port": {"map": {"key": {"concat": list(key)}, "data": "@" + port_map.name}}}}
+
+
+LOCAL = {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}
+
+
+def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule]:
+    """DNAT of the published ports, from other hosts (prerouting) and from the host itself (output), at constant cost.
+
+    A few rules, the same for 1 or 1000 ports: per address family, one lookup keyed by (protocol, host address,
+    host port) for bindings to one host address, then one ``fib daddr type local`` check and one lookup keyed by
+    (protocol, host port) for bindings to every local address. The ports themselves are map elements
+    (render_elements). 127.0.0.0/8 bindings answer from the host itself only (output); ::1 is never DNAT'd.
+    """
+    used = {element.map.name for element in render_elements(ports)}
+    rules: List[Rule] = []
+    nfproto = {"ip": _match("nfproto", "ipv4"), "ip6": _match("nfproto", "ipv6")}
+    kinds = ((PORTS_HOST4, "ipv4 host address", True), (PORTS_LOOPBACK4, "ipv4 loopback", False), (PORTS_ANY4, "ipv4 any address", True),
+             (PORTS_HOST6, "ipv6 host address", True), (PORTS_ANY6, "ipv6 any address", True))
+    for chain in (INET_PREROUTING, INET_OUTPUT):
+        for maps, what, from_outside in kinds:
+            if maps[0].name not in used or (chain == INET_PREROUTING and not from_outside):
+                continue
+            expr = [nfproto[maps[0].family]]
+            if not maps[0].specific:
+                expr.append(LOCAL)
+                if maps[0].family == "ip6" and chain == INET_OUTPUT:
+                    expr.append(_payload("ip6", "daddr", "::1", "!="))
+            rules.append(_rule(chain, "ports dnat %s" % what, *(expr + [_map_dnat(maps)])))
     if any(reaches_loopback(entry) for entry in ports.values()):
         # Docker's guard: nobody outside may reach a loopback-bound port by routing 127.0.0.1 through us.
         rules.insert(0, _rule(INET_RAW, "ports loopback guard", _match("iifname", "lo", "!="), _payload("ip", "daddr", _prefix(LOOPBACK)), {"drop": None}))
+    ct_dnat = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
     for name in sorted({entry["network"] for entry in ports.values()}):
         record = networks.get(name)
         if record is None:
             continue
         bridge = record["bridge_name"]
-        ct_dnat = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
+        mine = [entry for entry in ports.values() if entry["network"] == name]
         # Hairpin: an endpoint reaching a port published on its own network answers through the host.
-        rules.append(_rule(INET_POSTROUTING, "network %s hairpin" % name, _match("oifname", bridge),
-                           _saddr(ipaddress.ip_network(record["subnet"])), ct_dnat, {"masquerade": None}))
-        if any(reaches_loopback(entry) for entry in ports.values() if entry["network"] == name):
+        if record.get("subnet") and any(entry.get("container_ip") for entry in mine):
+            rules.append(_rule(INET_POSTROUTING, "network %s hairpin" % name, _match("oifname", bridge),
+                               _saddr(ipaddress.ip_network(record["subnet"])), ct_dnat, {"masquerade": None}))
+        if record.get("ipv6_subnet") and any(entry.get("container_ipv6") for entry in mine):
+            rules.append(_rule(INET_POSTROUTING, "network %s hairpin ipv6" % name, _match("oifname", bridge),
+                               _saddr(ipaddress.ip_network(record["ipv6_subnet"])), ct_dnat, {"masquerade": None}))
+        if any(reaches_loopback(entry) for entry in mine):
             rules.append(_rule(INET_POSTROUTING, "network %s localhost" % name, _match("oifname", bridge), _saddr(LOOPBACK), {"masquerade": None}))
     return rules
 
@@ -249,9 +380,18 @@ class Ruleset:
     chains: Dict[Tuple[str, str], dict]
     rules: Dict[Tuple[str, str], List[dict]]
     families: set = field(default_factory=set)  # families in which our table exists (also when it has no chain)
+    maps: Dict[str, dict] = field(default_factory=dict)  # the maps of table inet cnm by name, as listed (with "elem")
 
     def comments(self) -> Dict[str, List[str]]:
-        return {"%s %s" % key: [rule.get("comment", "") for rule in self.rules.get(key, [])] for key in sorted(self.chains)}
+        found = {"%s %s" % key: [rule.get("comment", "") for rule in self.rules.get(key, [])] for key in sorted(self.chains)}
+        for name in sorted(self.maps):
+            found["map inet %s" % name] = sorted(self.elements(name))
+        return found
+
+    def elements(self, name: str) -> Dict[str, list]:
+        """The elements of one of our maps: element_text -> the listed [key, value]."""
+        return {element_text(name, item[0], item[1]): item for item in self.maps.get(name, {}).get("elem", [])
+                if isinstance(item, list) and len(item) == 2}
 
     @property
     def tables(self) -> set:
@@ -262,6 +402,7 @@ def parse(listing: dict) -> Ruleset:
     """Our tables out of ``nft -j list ruleset`` (everything else is ignored)."""
     chains: Dict[Tuple[str, str], dict] = {}
     rules: Dict[Tuple[str, str], List[dict]] = {}
+    maps: Dict[str, dict] = {}
     families = set()
     for item in listing.get("nftables", []):
         if "table" in item and item["table"].get("name") == TABLE and item["table"].get("family") in CHAINS:
@@ -272,7 +413,21 @@ def parse(listing: dict) -> Ruleset:
         elif "rule" in item and item["rule"].get("table") == TABLE and item["rule"].get("family") in CHAINS:
             rule = item["rule"]
             rules.setdefault((rule["family"], rule["chain"]), []).append(rule)
-    return Ruleset(chains, rules, families)
+        elif "map" in item and item["map"].get("table") == TABLE and item["map"].get("family") == "inet":
+            maps[item["map"]["name"]] = item["map"]
+    return Ruleset(chains, rules, families, maps)
+
+
+def desired(rules: List[Rule], elements: List[Element]) -> Ruleset:
+    """The Ruleset a kernel holding exactly ``rules`` and ``elements`` lists (comments and map contents; for --diff)."""
+    wanted = Ruleset({}, {})
+    for family in {rule.chain.family for rule in rules}:
+        for chain in CHAINS[family]:
+            wanted.chains[(family, chain.name)] = {}
+            wanted.rules[(family, chain.name)] = [{"comment": rule.comment} for rule in rules if rule.chain == chain]
+    for element in elements:
+        wanted.maps.setdefault(element.map.name, {"elem": []})["elem"].append(element.elem())
+    return wanted
 
 
 def _same_chain(current: dict, wanted: Chain) -> bool:
@@ -280,8 +435,50 @@ def _same_chain(current: dict, wanted: Chain) -> bool:
     return have == (wanted.type, wanted.hook, wanted.prio, wanted.policy)
 
 
-def transaction(current: Ruleset, rules: List[Rule]) -> List[dict]:
-    """The nft JSON commands that turn ``current`` into exactly ``rules`` (empty: nothing to do)."""
+def _same_map(current: dict, wanted: PortMap) -> bool:
+    kind = current.get("type")
+    return (kind if isinstance(kind, list) else [kind]) == wanted.key_types and current.get("map") == wanted.data_type and not current.get("flags")
+
+
+def _element_command(verb: str, name: str, elems: list) -> dict:
+    return {verb: {"element": {"family": "inet", "table": TABLE, "name": name, "elem": elems}}}
+
+
+def _map_commands(current: Ruleset, elements: List[Element]) -> Tuple[List[dict], set]:
+    """Maps of table inet cnm made to hold exactly ``elements``, element by element (no map is emptied to be refilled).
+
+    A map we no longer render, or one of another type, is deleted; the chains whose rules may use it are flushed
+    first (returned, so that they are refilled)."""
+    wanted: Dict[str, Dict[str, Element]] = {}
+    for element in elements:
+        wanted.setdefault(element.map.name, {})[element.comment] = element
+    stale = sorted(name for name, spec in current.maps.items() if name not in wanted or name not in PORT_MAPS or not _same_map(spec, PORT_MAPS[name]))
+    commands: List[dict] = []
+    flushed = set()
+    if stale:
+        for key, rules in sorted(current.rules.items()):
+            if key[0] == "inet" and key in current.chains and any('"data": "@' in json.dumps(rule.get("expr")) for rule in rules):
+                commands.append({"flush": {"chain": {"family": "inet", "table": TABLE, "name": key[1]}}})
+                flushed.add(key)
+        commands.extend({"delete": {"map": {"family": "inet", "table": TABLE, "name": name}}} for name in stale)
+    for name in sorted(wanted):
+        mine = wanted[name]
+        if name not in current.maps or name in stale:
+            commands.append({"add": {"map": PORT_MAPS[name].spec()}})
+            commands.append(_element_command("add", name, [mine[text].elem() for text in sorted(mine)]))
+            continue
+        have = current.elements(name)
+        gone = [have[text][0] for text in sorted(set(have) - set(mine))]
+        new = [mine[text].elem() for text in sorted(set(mine) - set(have))]
+        if gone:
+            commands.append(_element_command("delete", name, gone))
+        if new:
+            commands.append(_element_command("add", name, new))
+    return commands, flushed
+
+
+def transaction(current: Ruleset, rules: List[Rule], elements: Optional[List[Element]] = None) -> List[dict]:
+    """The nft JSON commands that turn ``current`` into exactly ``rules`` and map ``elements`` (empty: nothing to do)."""
     wanted_families = {rule.chain.family for rule in rules}
     commands: List[dict] = []
     for family in sorted(current.tables - wanted_families):
@@ -294,6 +491,10 @@ def transaction(current: Ruleset, rules: List[Rule]) -> List[dict]:
             if stray_family == family and stray not in known:
                 commands.append({"flush": {"chain": {"family": family, "table": TABLE, "name": stray}}})
                 commands.append({"delete": {"chain": {"family": family, "table": TABLE, "name": stray}}})
+        flushed: set = set()
+        if family == "inet":
+            map_commands, flushed = _map_commands(current, elements or [])
+            commands.extend(map_commands)
         for chain in CHAINS[family]:
             key = (family, chain.name)
             mine = [rule for rule in rules if rule.chain == chain]
@@ -303,6 +504,8 @@ def transaction(current: Ruleset, rules: List[Rule]) -> List[dict]:
                 have = None
             if have is None:
                 commands.append({"add": {"chain": chain.spec()}})
+            elif key in flushed:
+                pass
             elif [r.get("comment") for r in current.rules.get(key, [])] == [rule.comment for rule in mine]:
                 continue
             else:
@@ -316,6 +519,10 @@ def restore_commands(before: Ruleset, after_families: set) -> List[dict]:
     commands: List[dict] = [{"delete": {"table": {"family": family, "name": TABLE}}} for family in sorted(after_families)]
     for family in sorted(before.tables):
         commands.append({"add": {"table": {"family": family, "name": TABLE}}})
+    for name, spec in sorted(before.maps.items()):  # before the rules that use them
+        commands.append({"add": {"map": {key: spec[key] for key in ("family", "table", "name", "type", "map", "flags") if key in spec}}})
+        if spec.get("elem"):
+            commands.append(_element_command("add", name, spec["elem"]))
     for (family, name), chain in sorted(before.chains.items()):
         spec = {key: chain[key] for key in ("family", "table", "name", "type", "hook", "prio", "policy") if key in chain}
         commands.append({"add": {"chain": spec}})
@@ -395,18 +602,15 @@ def plan_firewall(host) -> None:
     networks = bridged(host.state["networks"])
     ports = host.state.get("ports", {})
     rules = render(networks, ports)
+    elements = render_elements(ports) if rules else []
     nft = Nft(host.run_command)
     if rules:
         nft.require("the firewall of network(s) %s (masquerade, internal or isolation)" % ", ".join(sorted(networks)))
     listing = nft.listing()
     current = parse(listing)
-    commands = transaction(current, rules)
+    commands = transaction(current, rules, elements)
     if commands:
-        wanted = Ruleset({(rule.chain.family, rule.chain.name): {} for rule in rules}, {})
-        for family in {rule.chain.family for rule in rules}:
-            for chain in CHAINS[family]:
-                wanted.chains[(family, chain.name)] = {}
-                wanted.rules[(family, chain.name)] = [{"comment": rule.comment} for rule in rules if rule.chain == chain]
+        wanted = desired(rules, elements)
         families_after = {rule.chain.family for rule in rules}
         host.plan.add("firewall", "apply %d nft command(s) to the cnm tables" % len(commands), current.comments() or None, wanted.comments() or None,
                       lambda: nft.apply(commands), lambda: nft.apply(restore_commands(current, families_after)))
@@ -495,8 +699,9 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
 
 
 def conntrack_flow(entry: dict) -> tuple:
-    """What identifies the conntrack entries of a published port: protocol, host port, container address."""
-    return (entry["protocol"], entry["host_port"], entry["container_ip"])
+    """What identifies the conntrack entries of a published port: protocol, host port, container addresses (IPv4, IPv6)."""
+    ipv6 = entry.get("container_ipv6")
+    return (entry["protocol"], entry["host_port"], entry.get("container_ip"), str(ipaddress.ip_address(ipv6)) if ipv6 else None)
 
 
 def _plan_conntrack_flush(host) -> None:
@@ -507,28 +712,38 @@ def _plan_conntrack_flush(host) -> None:
 
 
 def _flush(host, flows: list) -> None:
-    """One listing, then a delete only for the mappings that have entries (usually none)."""
+    """One listing per address family in use, then a delete only for the mappings that have entries (usually none)."""
     path = next((p for p in ("/usr/sbin/conntrack", "/sbin/conntrack") if os.access(p, os.X_OK)), None) or shutil.which("conntrack")
     if path is None:
         host.warnings.append("conntrack entries of %d published port(s) were not flushed: install the conntrack package" % len(flows))
         return
-    code, out, err = host.run_command([path, "-L"])
-    if code != 0:
-        raise OSError(code, "conntrack -L failed: %s" % err.strip())
-    present = set(_listed_flows(out))
-    for protocol, port, container_ip in flows:
-        if (protocol, port, container_ip) not in present:
+    for family, index in (("ipv4", 2), ("ipv6", 3)):
+        wanted = sorted({(flow[0], flow[1], flow[index]) for flow in flows if flow[index]})
+        if not wanted:
             continue
-        code, _out, err = host.run_command([path, "-D", "-p", protocol, "--orig-port-dst", str(port), "--reply-src", container_ip])
-        if code not in (0, 1):  # 1: nothing left to delete
-            raise OSError(code, "conntrack -D failed: %s" % err.strip())
+        code, out, err = host.run_command([path, "-L", "-f", family])
+        if code != 0:
+            raise OSError(code, "conntrack -L -f %s failed: %s" % (family, err.strip()))
+        present = set(_listed_flows(out))
+        for protocol, port, address in wanted:
+            if (protocol, port, address) not in present:
+                continue
+            code, _out, err = host.run_command([path, "-D", "-f", family, "-p", protocol, "--orig-port-dst", str(port), "--reply-src", address])
+            if code not in (0, 1):  # 1: nothing left to delete
+                raise OSError(code, "conntrack -D failed: %s" % err.strip())
 
 
 def _listed_flows(listing: str):
-    """(protocol, original destination port, reply source) of each ``conntrack -L`` line."""
+    """(protocol, original destination port, reply source) of each ``conntrack -L`` line (IPv6 addresses compressed)."""
     for line in listing.splitlines():
         fields = line.split()
         ports = [f.split("=", 1)[1] for f in fields if f.startswith("dport=")]
         sources = [f.split("=", 1)[1] for f in fields if f.startswith("src=")]
         if fields and ports and len(sources) > 1 and ports[0].isdigit():
-            yield (fields[0], int(ports[0]), sources[1])
+            source = sources[1]
+            if ":" in source:
+                try:
+                    source = str(ipaddress.ip_address(source))
+                except ValueError:
+                    pass
+            yield (fields[0], int(ports[0]), source)

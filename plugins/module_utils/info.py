@@ -121,7 +121,8 @@ class NamespaceFacts:
     devices: Dict[str, Device] = field(default_factory=dict)
     fdb: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)  # VXLAN device -> (MAC, VTEP)
     neighbours: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)  # VXLAN device -> (MAC, IP)
-    rules: Optional[Dict[str, str]] = None  # comment -> "family chain" of each rule in table cnm; None: not read
+    rules: Optional[Dict[str, str]] = None  # comment -> "family chain" of each rule in table cnm (and element text -> "inet map M"
+    # of each element of its maps: published ports are map elements); None: not read
 
 
 def read_namespace(session, routes: bool = False, port_flags: bool = False) -> NamespaceFacts:
@@ -156,6 +157,7 @@ def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> Name
         if nft.path is not None:
             ruleset = firewall.parse(nft.listing())
             facts.rules = {rule.get("comment", ""): "%s %s" % chain for chain, rules in ruleset.rules.items() for rule in rules}
+            facts.rules.update((text, "inet map %s" % name) for name in ruleset.maps for text in ruleset.elements(name))
         elif rendered_rules(state):
             warnings.append("the nft command was not found: the firewall rules of cnm networks and published ports were not checked")
     return facts
@@ -409,7 +411,7 @@ def port_drift(key: str, entry: dict, state: dict, rules: Optional[Dict[str, str
     if rules is not None:
         missing = [comment for comment in wanted.get(key, ()) if comment not in rules]
         if missing:
-            found.append(drift("port_rules_missing", "port %s" % key, "port %s of %s on %s: %d of its %d nft rule(s) are missing from table inet cnm"
+            found.append(drift("port_rules_missing", "port %s" % key, "port %s of %s on %s: %d of its %d nft map element(s) are missing from table inet cnm"
                                % (key, sandbox, network, len(missing), len(wanted[key])), network, sandbox, missing, None))
     return found
 
@@ -421,12 +423,14 @@ def rendered_rules(state: dict) -> list:
 
 
 def rules_by_owner(state: dict) -> Tuple[Dict[str, List[str]], Dict[str, List[str]], List[str]]:
-    """The comments of the rules the store renders: by port key, by network, and the table-wide ones."""
+    """The comments of the rules the store renders: by port key (the texts of its map elements), by network, and the table-wide
+    ones (among them the few DNAT rules that look the published ports up in the maps)."""
     ports: Dict[str, List[str]] = {}
     networks: Dict[str, List[str]] = {}
     shared: List[str] = []
     port_keys = set(state.get("ports", {}))
-    for rule in rendered_rules(state):
+    rendered = rendered_rules(state)
+    for rule in rendered + (firewall.render_elements(state.get("ports", {})) if rendered else []):
         words = rule.owner.split(" ")
         if words[0] == "port" and len(words) > 2 and words[2] in port_keys:
             ports.setdefault(words[2], []).append(rule.comment)
@@ -458,7 +462,7 @@ def firewall_drift(state: dict, selection: Selection, query: InfoQuery, rules: O
         rendered = {comment for comments in list(by_port.values()) + list(by_network.values()) for comment in comments} | set(shared)
         for comment in sorted(set(rules) - rendered):
             found.append(drift("unclaimed_rule", "rule %r in %s" % (comment, rules[comment]),
-                               "table inet cnm holds a rule that no network or port of the store renders (the next cnm module run removes it)",
+                               "table inet cnm holds a rule or map element that no network or port of the store renders (the next cnm module run removes it)",
                                _alias_network(comment[len(firewall.COMMENT_PREFIX):]) if comment.startswith(firewall.COMMENT_PREFIX) else None,
                                found=comment))
     return found

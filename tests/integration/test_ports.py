@@ -116,7 +116,7 @@ def test_check_mode_idempotence_and_absent_leaves_only_what_was_there(web):
     real = web.ok("cnm_port_publish", **args)
     assert (predicted["changed"], predicted["changes"], predicted["diff"]) == (real["changed"], real["changes"], real["diff"])
     rules = [item["rule"]["comment"] for item in json.loads(web.sh("nft -j list ruleset").stdout)["nftables"] if "rule" in item]
-    assert any(c.startswith("cnm port web tcp/*:4000") for c in rules) and any("loopback guard" in c for c in rules)
+    assert "tcp . 4000 : 172.30.0.2" in web.sh("nft list map inet cnm ports_any4_addr").stdout and any("loopback guard" in c for c in rules)
     assert web.module("cnm_port_publish", **args)["changed"] is False
     removed = web.ok("cnm_port_publish", network="web", netns=web.sandbox("a"), state="absent")
     assert sorted(removed["published"][0]["removed"]) == ["tcp/*:4000", "tcp/127.0.0.1:4001", "udp/*:5353"]

@@ -23,12 +23,18 @@ from ansible_collections.cnm.network.plugins.module_utils.firewall import (
     INET_POSTROUTING,
     INET_PREROUTING,
     INET_RAW,
+    PORT_MAPS,
     Ruleset,
+    _listed_flows,
+    conntrack_flow,
+    desired,
     forwarding_needed,
     masquerades_ipv6,
     needed_sysctls,
     parse,
     render,
+    render_elements,
+    render_ports,
     restore_commands,
     transaction,
 )
@@ -127,7 +133,9 @@ class FakeNft:
 
     One transaction is atomic: any error leaves the ruleset as it was. ``add`` of an existing table is a no-op,
     of an existing chain with another hook or priority an error; ``delete`` of something missing is an error;
-    deleting a chain deletes its rules (the kernel's recursive NFT_MSG_DELCHAIN).
+    deleting a chain deletes its rules (the kernel's recursive NFT_MSG_DELCHAIN). Maps: a rule may only use an
+    existing map, a map in use cannot be deleted, ``add element`` of a key held with other data and ``delete element``
+    of a missing key are errors.
     """
 
     def __init__(self, listing: dict) -> None:
@@ -135,7 +143,10 @@ class FakeNft:
         self.handle = 1000
         for item in listing["nftables"]:
             if "table" in item:
-                self.tables[(item["table"]["family"], item["table"]["name"])] = {"chains": {}, "rules": {}}
+                self.tables[(item["table"]["family"], item["table"]["name"])] = {"chains": {}, "rules": {}, "maps": {}}
+            elif "map" in item:
+                spec = item["map"]
+                self.tables[(spec["family"], spec["table"])]["maps"][spec["name"]] = copy.deepcopy(spec)
             elif "chain" in item:
                 chain = item["chain"]
                 self.tables[(chain["family"], chain["table"])]["chains"][chain["name"]] = dict(chain)
@@ -170,7 +181,9 @@ class FakeNft:
         kind, spec = next(iter(body.items()))
         self.handle += 1
         if (verb, kind) == ("add", "table"):
-            self.tables.setdefault((spec["family"], spec["name"]), {"chains": {}, "rules": {}})
+            self.tables.setdefault((spec["family"], spec["name"]), {"chains": {}, "rules": {}, "maps": {}})
+        elif kind in ("map", "element"):
+            self._map_command(verb, kind, spec)
         elif (verb, kind) == ("delete", "table"):
             self._table(spec["family"], spec["name"])
             del self.tables[(spec["family"], spec["name"])]
@@ -192,14 +205,48 @@ class FakeNft:
             self.tables[(spec["family"], spec["table"])]["rules"][self._chain(spec)] = []
         elif (verb, kind) == ("add", "rule"):
             name = self._chain(spec)
+            for used in re.findall(r'"data": "@([^"]+)"', json.dumps(spec["expr"])):
+                if used not in self.tables[(spec["family"], spec["table"])]["maps"]:
+                    raise NftError("No such file or directory: map %s" % used)
             self.tables[(spec["family"], spec["table"])]["rules"][name].append(dict(spec, handle=self.handle))
         else:
             raise NftError("the fake does not know %s %s" % (verb, kind))
+
+    def _map_command(self, verb: str, kind: str, spec: dict) -> None:
+        table = self._table(spec["family"], spec["table"])
+        if (verb, kind) == ("add", "map"):
+            table["maps"].setdefault(spec["name"], dict(copy.deepcopy(spec), handle=self.handle))
+            return
+        if spec["name"] not in table["maps"]:
+            raise NftError("No such file or directory: map %s" % spec["name"])
+        if (verb, kind) == ("delete", "map"):
+            if '"@%s"' % spec["name"] in json.dumps(table["rules"]):
+                raise NftError("Device or resource busy: map %s is in use" % spec["name"])
+            del table["maps"][spec["name"]]
+            return
+        held = table["maps"][spec["name"]].setdefault("elem", [])
+        keys = [json.dumps(item[0], sort_keys=True) for item in held]
+        for elem in spec["elem"]:
+            key = json.dumps(elem[0] if verb == "add" else elem, sort_keys=True)
+            if verb == "add" and key in keys:
+                if held[keys.index(key)] != elem:
+                    raise NftError("File exists: element %s" % key)
+            elif verb == "add":
+                held.append(copy.deepcopy(elem))
+                keys.append(key)
+            elif verb == "delete" and key in keys:
+                del held[keys.index(key)]
+                keys.remove(key)
+            else:
+                raise NftError("the fake does not know %s element %s (or it is missing)" % (verb, key))
+        if not held:
+            del table["maps"][spec["name"]]["elem"]
 
     def listing(self) -> dict:
         items = [{"metainfo": {"json_schema_version": 1}}]
         for (family, name), table in self.tables.items():
             items.append({"table": {"family": family, "name": name}})
+            items += [{"map": copy.deepcopy(spec)} for spec in table["maps"].values()]  # a listing is a copy, as nft's JSON is
             items += [{"chain": chain} for chain in table["chains"].values()]
             for chain_name in table["chains"]:
                 items += [{"rule": rule} for rule in table["rules"][chain_name]]
@@ -207,7 +254,8 @@ class FakeNft:
 
     def without_handles(self) -> dict:
         return {key: {"chains": {name: _no_handle(chain) for name, chain in table["chains"].items()},
-                      "rules": {name: [_no_handle(rule) for rule in rules] for name, rules in table["rules"].items()}}
+                      "rules": {name: [_no_handle(rule) for rule in rules] for name, rules in table["rules"].items()},
+                      "maps": {name: dict(_no_handle(spec), elem=sorted(spec.get("elem", []), key=json.dumps)) for name, spec in table["maps"].items()}}
                 for key, table in self.tables.items()}
 
 
@@ -657,7 +705,8 @@ PORT_CONFIGURATIONS = {
 def test_port_rendering_matches_the_reviewed_golden_file(name):
     networks, ports = PORT_CONFIGURATIONS[name]
     rules = render(networks, ports)
-    document = {"networks": networks, "ports": ports, "comments": [rule.comment for rule in rules], "commands": [rule.command() for rule in rules]}
+    document = {"networks": networks, "ports": ports, "comments": [rule.comment for rule in rules], "commands": [rule.command() for rule in rules],
+                "elements": [[element.owner, element.comment] for element in render_elements(ports)]}
     assert_golden("firewall_%s.json" % name, document)
 
 
@@ -665,9 +714,175 @@ def test_a_loopback_binding_is_dnated_only_for_the_host_itself_and_guarded():
     networks, ports = PORT_CONFIGURATIONS["ports_loopback_and_one_address"]
     comments = [(rule.chain.name, rule.comment.split(" #")[0]) for rule in render(networks, ports)]
     assert ("raw_prerouting", "cnm ports loopback guard") in comments
-    assert ("output", "cnm port web tcp/127.0.0.1:4001") in comments and ("prerouting", "cnm port web tcp/127.0.0.1:4001") not in comments
-    assert ("prerouting", "cnm port db tcp/192.0.2.11:8443") in comments
+    assert ("output", "cnm ports dnat ipv4 loopback") in comments and ("prerouting", "cnm ports dnat ipv4 loopback") not in comments
+    assert ("prerouting", "cnm ports dnat ipv4 host address") in comments and ("output", "cnm ports dnat ipv4 host address") in comments
     assert ("postrouting", "cnm network web localhost") in comments and ("postrouting", "cnm network db localhost") not in comments
+    assert [(e.owner, e.comment) for e in render_elements(ports)] == [
+        ("port web tcp/127.0.0.1:4001", "element ports_loopback4_addr tcp . 127.0.0.1 . 4001 : 172.30.0.2"),
+        ("port web tcp/127.0.0.1:4001", "element ports_loopback4_port tcp . 127.0.0.1 . 4001 : 80"),
+        ("port db tcp/192.0.2.11:8443", "element ports_host4_addr tcp . 192.0.2.11 . 8443 : 172.30.1.2"),
+        ("port db tcp/192.0.2.11:8443", "element ports_host4_port tcp . 192.0.2.11 . 8443 : 443")]
+
+
+def many_ports(count: int, first: int = 10000, **extra) -> dict:
+    return dict(port("web", None, first + number, "172.30.0.%d" % (2 + number % 200), 80, **extra) for number in range(count))
+
+
+def test_the_rules_a_connection_walks_are_the_same_for_one_and_a_thousand_ports():
+    one, thousand = render({"web": WEB}, many_ports(1)), render({"web": WEB}, many_ports(1000))
+    assert [rule.comment for rule in one] == [rule.comment for rule in thousand]
+    assert [rule.comment.split(" #")[0] for rule in thousand if rule.chain in (INET_PREROUTING, INET_OUTPUT)] == [
+        "cnm ports dnat ipv4 any address", "cnm ports dnat ipv4 any address"]
+    assert len(render_elements(many_ports(1000))) == 2000
+    (rule,) = [rule for rule in thousand if rule.chain == INET_PREROUTING]
+    local = {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}
+    assert json.dumps(json.loads(rule.expr)).count('"fib"') == 1 and local in json.loads(rule.expr)
+
+
+def test_render_ports_emits_no_forward_rule():
+    networks, ports = PORT_CONFIGURATIONS["ports_all_addresses_and_udp"]
+    assert not [rule for rule in render_ports(networks, ports) if rule.chain == INET_FORWARD]
+
+
+WEB6 = network("br-web", "172.30.0.0/24", ipv6_subnet="fd00:30::/64", ipv6_gateway="fd00:30::1")
+V6 = "fd00:30::2"
+
+
+@pytest.mark.parametrize(("host_ip", "maps"), [
+    (None, ["ports_any4", "ports_any6"]), ("0.0.0.0", ["ports_any4"]), ("::", ["ports_any6"]), ("2001:db8::1", ["ports_host6"]),
+    ("192.0.2.1", ["ports_host4"]), ("127.0.0.1", ["ports_loopback4"]), ("::1", []),
+])
+def test_each_binding_form_lands_in_the_maps_of_its_families(host_ip, maps):
+    key, entry = port("web", host_ip, 4000, "172.30.0.2", 80)
+    entry["container_ipv6"] = V6
+    elements = render_elements({key: entry})
+    assert sorted({element.map.name.rsplit("_", 1)[0] for element in elements}) == maps
+    for element in elements:
+        assert element.value in ("172.30.0.2", V6, 80) and element.key[-1] == 4000 and element.owner == "port web " + key
+
+
+def test_an_ipv6_only_endpoint_renders_no_ipv4_and_an_old_entry_no_ipv6():
+    key, entry = port("web", None, 4000, None, 80)
+    entry["container_ipv6"] = "fd00:30:0:0::2"
+    assert [element.comment for element in render_elements({key: entry})] == [
+        "element ports_any6_addr tcp . 4000 : fd00:30::2", "element ports_any6_port tcp . 4000 : 80"]
+    old_key, old = port("web", None, 4000, "172.30.0.2", 80)  # no container_ipv6 key at all
+    assert [element.map.name for element in render_elements({old_key: old})] == ["ports_any4_addr", "ports_any4_port"]
+    assert not any("ipv6" in rule.owner for rule in render({"web": WEB6}, {old_key: old}))
+
+
+def test_ipv6_ports_get_dnat_maps_and_hairpin_but_never_loopback():
+    key, entry = port("web", None, 4000, "172.30.0.2", 80)
+    entry["container_ipv6"] = V6
+    rules = render({"web": WEB6}, {key: entry})
+    owners = [(rule.chain.name, rule.owner) for rule in rules]
+    assert ("prerouting", "ports dnat ipv6 any address") in owners and ("output", "ports dnat ipv6 any address") in owners
+    assert ("postrouting", "network web hairpin ipv6") in owners and ("postrouting", "network web hairpin") in owners
+    (output6,) = [json.loads(rule.expr) for rule in rules if (rule.chain.name, rule.owner) == ("output", "ports dnat ipv6 any address")]
+    assert {"match": {"op": "!=", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "::1"}} in output6
+    assert output6[-1]["dnat"]["family"] == "ip6" and output6[-1]["dnat"]["addr"]["map"]["data"] == "@ports_any6_addr"
+    (hairpin6,) = [json.loads(rule.expr) for rule in rules if rule.owner == "network web hairpin ipv6"]
+    subnet6 = {"prefix": {"addr": "fd00:30::", "len": 64}}
+    assert {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": subnet6}} in hairpin6
+    assert not any(rule.chain == INET_RAW and "ip6" in rule.expr for rule in rules)
+
+
+def ported(ports: dict):
+    return render({"web": WEB6}, ports), render_elements(ports)
+
+
+def converge(kernel: FakeNft, ports: dict) -> list:
+    rules, elements = ported(ports)
+    commands = transaction(parse(kernel.listing()), rules, elements)
+    kernel.apply(commands)
+    assert parse(kernel.listing()).comments() == desired(rules, elements).comments() or not rules
+    assert transaction(parse(kernel.listing()), rules, elements) == []
+    return commands
+
+
+def test_ports_are_added_changed_and_removed_element_by_element():
+    kernel = FakeNft({"nftables": []})
+    ports = many_ports(200)
+    converge(kernel, ports)
+    key, entry = port("web", None, 20000, "172.30.0.9", 80)
+    commands = converge(kernel, dict(ports, **{key: entry}))
+    assert commands == [
+        {"add": {"element": {"family": "inet", "table": "cnm", "name": "ports_any4_addr", "elem": [[{"concat": ["tcp", 20000]}, "172.30.0.9"]]}}},
+        {"add": {"element": {"family": "inet", "table": "cnm", "name": "ports_any4_port", "elem": [[{"concat": ["tcp", 20000]}, 80]]}}}]
+    moved = dict(ports, **{key: dict(entry, container_ip="172.30.0.10")})
+    assert [next(iter(command)) for command in converge(kernel, moved)] == ["delete", "add"]  # the _addr map only
+    commands = converge(kernel, ports)
+    assert [(verb, body["element"]["name"]) for command in commands for verb, body in command.items()] == [
+        ("delete", "ports_any4_addr"), ("delete", "ports_any4_port")]
+    assert commands[0]["delete"]["element"]["elem"] == [{"concat": ["tcp", 20000]}]
+
+
+def test_a_new_family_of_bindings_adds_its_maps_and_rules_and_the_last_port_takes_them_away():
+    kernel = FakeNft(listing_of(render({"web": WEB6}), foreign=True))
+    converge(kernel, many_ports(3))
+    key, entry = port("web", "::", 4000, None, 80)
+    entry["container_ipv6"] = V6
+    commands = converge(kernel, dict(many_ports(3), **{key: entry}))
+    assert {"add": {"map": PORT_MAPS["ports_any6_addr"].spec()}} in commands
+    converge(kernel, {})
+    assert parse(kernel.listing()).maps == {} and parse(kernel.listing()).comments() == desired_comments(render({"web": WEB6}))
+
+
+def test_upgrade_from_per_port_rules_rewrites_the_nat_chains_once():
+    key, entry = port("web", None, 4000, "172.30.0.2", 80)
+    old_rule = {"rule": {"family": "inet", "table": "cnm", "chain": "prerouting", "handle": 99, "comment": "cnm port web tcp/*:4000 #0badc0de",
+                         "expr": [{"dnat": {"family": "ip", "addr": "172.30.0.2", "port": 80}}]}}
+    listing = listing_of(render({"web": WEB6}))
+    listing["nftables"].append(old_rule)
+    kernel = FakeNft(listing)
+    commands = converge(kernel, {key: entry})
+    assert {"flush": {"chain": {"family": "inet", "table": "cnm", "name": "prerouting"}}} in commands
+
+
+def test_a_map_of_another_type_is_replaced_after_the_rules_using_it_are_flushed():
+    kernel = FakeNft({"nftables": []})
+    converge(kernel, many_ports(2))
+    listing = kernel.listing()
+    for item in listing["nftables"]:
+        if item.get("map", {}).get("name") == "ports_any4_port":
+            item["map"]["map"] = "mark"
+    kernel = FakeNft(listing)
+    commands = converge(kernel, many_ports(2))
+    verbs = [(verb, kind) for command in commands for verb, body in command.items() for kind in body]
+    assert verbs.index(("flush", "chain")) < verbs.index(("delete", "map")) < verbs.index(("add", "map")) < verbs.index(("add", "rule"))
+
+
+def test_restore_puts_the_maps_and_their_elements_back():
+    kernel = FakeNft(listing_of(render({"web": WEB6}), foreign=True))
+    converge(kernel, many_ports(5))
+    original = kernel.without_handles()
+    before = parse(kernel.listing())
+    rules, elements = ported(many_ports(7, first=30000))
+    kernel.apply(transaction(before, rules, elements))
+    kernel.apply(restore_commands(before, {"inet"}))
+    assert kernel.without_handles() == original
+
+
+def test_the_diff_shows_map_elements():
+    rules, elements = ported(many_ports(1))
+    comments = desired(rules, elements).comments()
+    assert comments["map inet ports_any4_addr"] == ["element ports_any4_addr tcp . 10000 : 172.30.0.2"]
+    kernel = FakeNft({"nftables": []})
+    converge(kernel, many_ports(1))
+    assert parse(kernel.listing()).comments()["map inet ports_any4_port"] == ["element ports_any4_port tcp . 10000 : 80"]
+
+
+def test_conntrack_flow_names_both_container_addresses():
+    _key, entry = port("web", None, 4000, "172.30.0.2", 80, "udp")
+    assert conntrack_flow(entry) == ("udp", 4000, "172.30.0.2", None)
+    assert conntrack_flow(dict(entry, container_ip=None, container_ipv6="fd00:30:0::2")) == ("udp", 4000, None, "fd00:30::2")
+
+
+def test_listed_flows_of_both_families():
+    listing = ("udp      17 29 src=10.0.0.1 dst=10.0.0.2 sport=5000 dport=4000 [UNREPLIED] src=172.30.0.2 dst=10.0.0.1 sport=80 dport=5000 mark=0 use=1\n"
+               "tcp      6 119 TIME_WAIT src=2001:db8::9 dst=2001:db8::1 sport=4711 dport=4000 src=fd00:30:0:0:0:0:0:2 dst=2001:db8::9 sport=80 "
+               "dport=4711 [ASSURED] mark=0 use=1\n")
+    assert list(_listed_flows(listing)) == [("udp", 4000, "172.30.0.2"), ("tcp", 4000, "fd00:30::2")]
 
 
 def test_sysctls_follow_the_ports_that_answer_on_loopback():
@@ -685,3 +900,4 @@ def test_restrict_peers_matches_the_overlays_own_vni_only():
     assert {"match": {"op": "==", "left": {"payload": {"base": "th", "offset": 96, "len": 24}}, "right": 4200}} in expr
     assert {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"set": ["192.0.2.12", "192.0.2.13"]}}} in expr
     assert not [rule for rule in render({"ov": dict(overlay, restrict_peers=False)}) if rule.chain.name == "input"]
+

@@ -91,8 +91,11 @@ def kinds(items) -> list:
 
 def rules_of(data: dict, without=()) -> dict:
     """Our table as the firewall renders it for the store (minus some comments), comment -> chain."""
-    return {rule.comment: "%s %s" % (rule.chain.family, rule.chain.name) for rule in firewall.render(data["networks"], data.get("ports", {}))
-            if not any(rule.comment.startswith(prefix) for prefix in without)}
+    found = {rule.comment: "%s %s" % (rule.chain.family, rule.chain.name) for rule in firewall.render(data["networks"], data.get("ports", {}))
+             if not any(rule.comment.startswith(prefix) for prefix in without)}
+    found.update((element.comment, "inet map %s" % element.map.name) for element in firewall.render_elements(data.get("ports", {}))
+                 if not any(("cnm " + element.owner).startswith(prefix) for prefix in without))
+    return found
 
 
 # ---- the question ----
@@ -230,15 +233,15 @@ def test_a_macvlan_endpoint_has_no_host_end_and_its_interface_carries_the_alias(
 # ---- ports and the firewall ----
 def test_a_port_with_its_rules_and_endpoint_has_no_drift():
     data = state(ports={"tcp/*:8080": PORT})
-    wanted = {"tcp/*:8080": [c for c in rules_of(data) if c.startswith("cnm port web ")]}
-    assert len(wanted["tcp/*:8080"]) == 2  # prerouting and output
+    wanted = {"tcp/*:8080": [c for c in rules_of(data) if c.startswith("element ")]}
+    assert len(wanted["tcp/*:8080"]) == 2  # the container address and the container port, by (protocol, host port)
     assert port_drift("tcp/*:8080", PORT, data, rules_of(data), wanted) == []
     assert firewall_drift(data, select(data, InfoQuery()), InfoQuery(), rules_of(data)) == []
 
 
 def test_a_port_without_its_rules_or_its_endpoint():
     data = state(endpoints={}, ports={"tcp/*:8080": PORT})
-    wanted = {"tcp/*:8080": [c for c in rules_of(data) if c.startswith("cnm port web ")]}
+    wanted = {"tcp/*:8080": [c for c in rules_of(data) if c.startswith("element ")]}
     found = port_drift("tcp/*:8080", PORT, data, rules_of(data, without=("cnm port web",)), wanted)
     assert kinds(found) == ["port_endpoint_missing", "port_rules_missing"]
     assert sorted(found[1]["expected"]) == sorted(wanted["tcp/*:8080"])
@@ -247,7 +250,7 @@ def test_a_port_without_its_rules_or_its_endpoint():
 
 def test_missing_network_rules_and_rules_no_record_renders():
     data = state(ports={"tcp/*:8080": PORT})
-    rules = rules_of(data, without=("cnm network web masquerade", "cnm ports accept published"))
+    rules = rules_of(data, without=("cnm network web masquerade", "cnm ports dnat"))
     rules["cnm network gone masquerade #12345678"] = "inet postrouting"
     found = firewall_drift(data, select(data, InfoQuery()), InfoQuery(), rules)
     assert kinds(found) == ["firewall_rules_missing", "network_rules_missing", "unclaimed_rule"]
