@@ -18,13 +18,13 @@ import socket
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
-from ansible_collections.cnm.network.plugins.module_utils import firewall, netns, rtnl
+from ansible_collections.cnm.network.plugins.module_utils import firewall, listeners, netns, rtnl
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.model import BRIDGE_ALIAS_PREFIX, ENDPOINT_ALIAS_PREFIX, SANDBOX_OPTIONS, EndpointSpec, check_name
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.overlay import FLOOD_MAC
-from ansible_collections.cnm.network.plugins.module_utils.ports import PortMapping, docker_form
+from ansible_collections.cnm.network.plugins.module_utils.ports import docker_form, entry_mapping, entry_slots
 from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
 
 GATHER = ("networks", "endpoints", "ports", "peers")
@@ -39,7 +39,7 @@ DRIFT_KINDS = (
     "network_rules_missing",
     "endpoint_network_missing", "endpoint_sandbox_missing", "endpoint_interface_missing", "endpoint_host_interface_missing",
     "endpoint_interface_foreign", "endpoint_not_paired", "endpoint_not_on_bridge", "endpoint_down", "endpoint_mtu", "endpoint_mac", "endpoint_addresses",
-    "port_endpoint_missing", "port_rules_missing", "firewall_rules_missing",
+    "port_endpoint_missing", "port_rules_missing", "port_shadowed", "firewall_rules_missing",
     "peer_fdb_missing", "peer_fdb_stale", "peer_neighbour_missing", "peer_neighbour_stale",
     "unclaimed_device", "unclaimed_rule",
 )
@@ -123,6 +123,7 @@ class NamespaceFacts:
     neighbours: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)  # VXLAN device -> (MAC, IP)
     rules: Optional[Dict[str, str]] = None  # comment -> "family chain" of each rule in table cnm (and element text -> "inet map M"
     # of each element of its maps: published ports are map elements); None: not read
+    shadowed: Dict[str, str] = field(default_factory=dict)  # published port key -> "host port is already bound by process ..."
 
 
 def read_namespace(session, routes: bool = False, port_flags: bool = False) -> NamespaceFacts:
@@ -152,6 +153,8 @@ def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> Name
             if device is not None and device.kind == "vxlan":
                 facts.fdb[device.name] = session.rtnl.neighbours(socket.AF_BRIDGE, device.index)
                 facts.neighbours[device.name] = session.rtnl.neighbours(socket.AF_INET, device.index)
+    if "ports" in query.gather and state.get("ports"):
+        facts.shadowed = shadowed_ports(state["ports"])
     if query.gather & {"networks", "ports"}:
         nft = firewall.Nft(host.run_command)
         if nft.path is not None:
@@ -161,6 +164,17 @@ def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> Name
         elif rendered_rules(state):
             warnings.append("the nft command was not found: the firewall rules of cnm networks and published ports were not checked")
     return facts
+
+
+def shadowed_ports(entries: Dict[str, dict]) -> Dict[str, str]:
+    """The published ports a host process listens on (the DNAT takes its connections), with the process named."""
+    found = listeners.listeners()
+    shadowed = {}
+    for key, entry in entries.items():
+        listener = listeners.clashing(found, entry["protocol"], entry["host_port"], entry_slots(entry))
+        if listener is not None:
+            shadowed[key] = listeners.bound_by(listener)
+    return shadowed
 
 
 def read_sandboxes(host: Host, keys) -> Dict[str, Optional[NamespaceFacts]]:
@@ -393,21 +407,27 @@ def _paired(inner: Device, outer: Device) -> bool:
 
 
 def port_view(key: str, entry: dict, rules: Optional[Dict[str, str]], wanted: Dict[str, List[str]]) -> dict:
-    mapping = PortMapping(ipaddress.ip_address(entry["host_ip"]) if entry.get("host_ip") else None, entry["host_port"], entry["container_port"],
-                          entry["protocol"])
-    view = dict(entry, key=key, published=docker_form(mapping))
+    view = dict(entry, key=key, published=docker_form(entry_mapping(entry)))
     view["rules_present"] = None if rules is None else all(comment in rules for comment in wanted.get(key, ()))
     return view
 
 
-def port_drift(key: str, entry: dict, state: dict, rules: Optional[Dict[str, str]], wanted: Dict[str, List[str]]) -> List[dict]:
+def port_drift(key: str, entry: dict, state: dict, rules: Optional[Dict[str, str]], wanted: Dict[str, List[str]],
+               shadowed: Optional[Dict[str, str]] = None) -> List[dict]:
     network, sandbox = entry["network"], entry["sandbox"]
     found = []
     record = state["endpoints"].get(endpoint_key(network, sandbox))
-    if record is None or record.get("ipv4_address") != entry.get("container_ip"):
+    ipv6 = entry.get("container_ipv6")  # entries written before IPv6 lack it
+    if record is None or record.get("ipv4_address") != entry.get("container_ip") or ("container_ipv6" in entry and record.get("ipv6_address") != ipv6):
+        expected = entry.get("container_ip") if ipv6 is None else [entry.get("container_ip"), ipv6]
+        had = None if record is None else record.get("ipv4_address") if ipv6 is None else [record.get("ipv4_address"), record.get("ipv6_address")]
         found.append(drift("port_endpoint_missing", "port %s" % key, "port %s of %s on %s: the store has no endpoint with address %s there"
-                           % (key, sandbox, network, entry.get("container_ip")), network, sandbox, entry.get("container_ip"),
-                           record.get("ipv4_address") if record else None))
+                           % (key, sandbox, network, " and ".join(str(a) for a in (entry.get("container_ip"), ipv6) if a is not None)),
+                           network, sandbox, expected, had))
+    if shadowed and key in shadowed:
+        found.append(drift("port_shadowed", "port %s" % key, "port %s of %s on %s: %s; the port's DNAT takes its connections, so the process "
+                           "never sees them (Docker's proxy would hold the port)" % (key, sandbox, network, shadowed[key]), network, sandbox,
+                           None, shadowed[key]))
     if rules is not None:
         missing = [comment for comment in wanted.get(key, ()) if comment not in rules]
         if missing:
@@ -556,7 +576,7 @@ def report(state: dict, query: InfoQuery, selection: Selection, host_facts: Name
         wanted = rules_by_owner(state)[0] if host_facts.rules is not None else {}
         result["ports"] = [port_view(key, state["ports"][key], host_facts.rules, wanted) for key in selection.ports]
         for key in selection.ports:
-            found += port_drift(key, state["ports"][key], state, host_facts.rules, wanted)
+            found += port_drift(key, state["ports"][key], state, host_facts.rules, wanted, host_facts.shadowed)
     found += firewall_drift(state, selection, query, host_facts.rules)
     if "peers" in query.gather:
         result["peers"] = []

@@ -3,31 +3,44 @@
 """Planning published ports (``docker run -p``): store entries the firewall room renders as DNAT.
 
 A published port is one store entry keyed by its host side (``tcp/*:4000``); the rules follow from
-the entries on every run (firewall.py). Only IPv4 container addresses are published in this release.
+the entries on every run (firewall.py), IPv4 DNAT to ``container_ip`` and IPv6 DNAT to ``container_ipv6``.
+
+One binding has one key: as in Docker 27+, ``P:C`` is ``0.0.0.0:P:C`` plus ``[::]:P:C`` when the endpoint has
+IPv6, so ``0.0.0.0:P:C`` of an endpoint without IPv6 is stored as ``P:C`` (``canonical_host_ip``), and the two
+family halves of one endpoint and container port are merged into one ``P:C`` entry.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
+from ansible_collections.cnm.network.plugins.module_utils.listeners import bound_by, clashing, listeners
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
-from ansible_collections.cnm.network.plugins.module_utils.ports import PortMapping, docker_form, parse_ports
+from ansible_collections.cnm.network.plugins.module_utils.ports import (
+    ANY,
+    PortMapping,
+    binding_slots,
+    canonical_host_ip,
+    docker_form,
+    entry_mapping,
+    entry_slots,
+    parse_ports,
+    slots_cover,
+    slots_overlap,
+)
 from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
-
-_LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 
 
 @dataclass(frozen=True)
 class PublishSpec:
     network: str
     sandbox: Optional[SandboxRef]
-    container_ip: Optional[ipaddress.IPv4Address]
+    container_ip: Optional[ipaddress._BaseAddress]  # the endpoint by its IPv4 or IPv6 address
     ports: Tuple[PortMapping, ...]
     state: str = "present"
     where: str = ""
@@ -48,8 +61,6 @@ class PublishSpec:
                 container_ip = ipaddress.ip_address(str(params["container_ip"]))
             except ValueError as exc:
                 raise option_error(where + "container_ip", params["container_ip"], "is not an IP address") from exc
-            if container_ip.version != 4:
-                raise option_error(where + "container_ip", container_ip, "is IPv6: this release publishes ports of IPv4 addresses")
         else:
             sandbox = SandboxRef(given[0], str(params[given[0]]))
         state = params.get("state") or "present"
@@ -86,18 +97,26 @@ class PublishPlanner:
         owner = endpoint["sandbox"]
         if network.internal:
             raise option_error(spec.opt("network"), network.name, "is internal: nothing outside can reach it, so it cannot publish ports")
+        addresses = endpoint["ipv4_address"], endpoint.get("ipv6_address")
         entries = host.state.setdefault("ports", {})
         published, listed = [], set()
         for number, mapping in enumerate(spec.ports):
             where = spec.opt("ports[%d]" % number)
-            if mapping.host_ip is None and network.host_binding_ip is not None:
-                mapping = PortMapping(network.host_binding_ip, mapping.host_port, mapping.container_port, mapping.protocol)
+            mapping = self._binding(where, mapping, network, addresses, owner)
             self._check_host_ip(where, mapping)
-            self._check_conflicts(where, mapping, owner, network.name)
-            entry = dict(mapping.to_record(), network=network.name, sandbox=owner, container_ip=endpoint["ipv4_address"])
+            entry = dict(mapping.to_record(), network=network.name, sandbox=owner, container_ip=addresses[0], container_ipv6=addresses[1])
+            covering, absorbed = self._check_conflicts(where, mapping, entry)
+            if covering is not None:  # already published by a wider binding of this endpoint: nothing to change
+                published.append(docker_form(entry_mapping(entries[covering])))
+                listed.add(covering)
+                continue
             if entries.get(mapping.key) != entry:
-                if mapping.key not in entries:
-                    self._refuse_bound_port(where, mapping)
+                if mapping.key not in entries:  # the host addresses it newly takes must be free
+                    held = [slot for key in absorbed for slot in entry_slots(entries[key])]
+                    self._refuse_bound_port(where, mapping, frozenset(s for s in entry_slots(entry) if not slots_cover(frozenset(held), frozenset({s}))))
+                for key in absorbed:  # the narrower bindings this one replaces: their flows stay valid
+                    self._index()[(entries[key]["protocol"], entries[key]["host_port"])].discard(key)
+                    del entries[key]
                 entries[mapping.key] = entry
                 self._index().setdefault((mapping.protocol, mapping.host_port), set()).add(mapping.key)
                 if entry["protocol"] == "udp":  # UDP flows would keep answering from the old mapping
@@ -107,19 +126,73 @@ class PublishPlanner:
         if self.exclusive:
             others = [key for key, entry in entries.items() if (entry["network"], entry["sandbox"]) == (network.name, owner) and key not in listed]
             self._remove(others)
-        return {"network": network.name, "sandbox": owner, "container_ip": endpoint["ipv4_address"], "ports": published}
+        self._warn_shadowed(sorted(listed))
+        return {"network": network.name, "sandbox": owner, "container_ip": addresses[0], "container_ipv6": addresses[1], "ports": published}
+
+    def _binding(self, where: str, mapping: PortMapping, network, addresses: tuple, owner: str) -> PortMapping:
+        """The mapping as it is stored: the network's default host address applied, checked against the endpoint's
+        families, in its canonical spelling, and merged with the other family's half of this endpoint."""
+        ipv4, ipv6 = addresses[0] is not None, addresses[1] is not None
+        host_ip = mapping.host_ip
+        if host_ip is None and network.host_binding_ip is not None and network.host_binding_ip != ANY[4]:
+            host_ip = network.host_binding_ip  # Docker's default binding address: 0.0.0.0 (the default) means both families
+        if host_ip is not None and not (ipv4 if host_ip.version == 4 else ipv6):
+            source = "" if mapping.host_ip is not None else " (network %s's host_binding_ip)" % network.name
+            other, needs = (6, "ipv6_subnet") if host_ip.version == 4 else (4, "a subnet")
+            raise option_error(where + ".host_ip", host_ip, "is IPv%d%s but the endpoint of %s on %s has no IPv%d address: publish on an IPv%d "
+                               "address, or attach the endpoint to a network with %s" % (host_ip.version, source, owner, network.name, host_ip.version,
+                                                                                        other, needs))
+        host_ip = canonical_host_ip(host_ip, ipv4, ipv6)
+        if host_ip is not None and host_ip.is_unspecified and ipv4 and ipv6:
+            # 0.0.0.0:P:C and [::]:P:C of one endpoint and container port together are P:C.
+            other = ANY[6 if host_ip.version == 4 else 4]
+            half = PortMapping(other, mapping.host_port, mapping.container_port, mapping.protocol)
+            entry = self.host.state.get("ports", {}).get(half.key)
+            if entry is not None and (entry["network"], entry["sandbox"], entry["container_port"]) == (network.name, owner, mapping.container_port):
+                host_ip = None
+        return PortMapping(host_ip, mapping.host_port, mapping.container_port, mapping.protocol)
 
     def _absent(self, spec: PublishSpec) -> dict:
-        """Remove the endpoint's entries (all, or those listed); an endpoint already gone is no error."""
+        """Remove the endpoint's entries (all, or those listed); an endpoint already gone is no error.
+
+        A listed binding removes the entries it covers; one family half of a ``P:C`` entry (``0.0.0.0:P:C`` of a
+        dual-stack endpoint) leaves the other half published."""
         entries = self.host.state.get("ports", {})
         if spec.sandbox is not None:
             owner = spec.sandbox.key
             mine = [key for key, entry in entries.items() if (entry["network"], entry["sandbox"]) == (spec.network, owner)]
         else:
             owner = str(spec.container_ip)
-            mine = [key for key, entry in entries.items() if (entry["network"], entry["container_ip"]) == (spec.network, owner)]
-        removed = [key for key in mine if not spec.ports or any(key == mapping.key for mapping in spec.ports)]
+            field = "container_ip" if spec.container_ip.version == 4 else "container_ipv6"
+            mine = [key for key, entry in entries.items() if (entry["network"], entry.get(field)) == (spec.network, owner)]
+        removed, narrowed = [], {}
+        for key in mine:
+            entry = entries[key]
+            if not spec.ports:
+                removed.append(key)
+                continue
+            slots = entry_slots(entry)
+            for mapping in spec.ports:
+                if (mapping.protocol, mapping.host_port) != (entry["protocol"], entry["host_port"]):
+                    continue
+                wanted = binding_slots(mapping.host_ip, entry.get("container_ip") is not None, entry.get("container_ipv6") is not None)
+                if slots_cover(wanted, slots):
+                    removed.append(key)
+                    break
+                left = frozenset(slot for slot in slots if not slots_cover(wanted, frozenset({slot})))
+                if left != slots and len(left) == 1:
+                    (family, address), = left
+                    narrowed[key] = address
+                    break
         self._remove(removed)
+        for key, address in narrowed.items():
+            entry = entries.pop(key)
+            self._index().get((entry["protocol"], entry["host_port"]), set()).discard(key)
+            self.host.conntrack_flush.add(conntrack_flow(entry))
+            mapping = PortMapping(address, entry["host_port"], entry["container_port"], entry["protocol"])
+            entries[mapping.key] = dict(entry, host_ip=str(address))
+            self._index().setdefault((mapping.protocol, mapping.host_port), set()).add(mapping.key)
+            removed.append(key)
         return {"network": spec.network, "sandbox": owner, "removed": sorted(removed)}
 
     def _remove(self, keys: list) -> None:
@@ -132,10 +205,8 @@ class PublishPlanner:
             del self.host.state["ports"]
 
     def _check_host_ip(self, where: str, mapping: PortMapping) -> None:
-        if mapping.host_ip is None or (mapping.host_ip.version == 4 and mapping.host_ip.is_unspecified):
+        if mapping.host_ip is None or mapping.host_ip.is_unspecified:
             return
-        if mapping.host_ip.version == 6:
-            raise option_error(where + ".host_ip", mapping.host_ip, "is IPv6: this release publishes on IPv4 host addresses")
         if self._local is None:
             self._local = _host_addresses(self.host)
         if mapping.host_ip not in self._local:
@@ -148,27 +219,58 @@ class PublishPlanner:
                 self._by_port.setdefault((entry["protocol"], entry["host_port"]), set()).add(key)
         return self._by_port
 
-    def _check_conflicts(self, where: str, mapping: PortMapping, owner: str, network: str) -> None:
-        entries = self.host.state["ports"]
-        for key in sorted(self._index().get((mapping.protocol, mapping.host_port), ())):
-            entry = entries[key]
-            other = PortMapping(ipaddress.ip_address(entry["host_ip"]) if entry["host_ip"] else None, entry["host_port"], entry["container_port"],
-                                entry["protocol"])
-            if not other.overlaps(mapping):
-                continue
-            if (entry["sandbox"], entry["network"]) != (owner, network):
-                raise option_error(where, docker_form(mapping), "host port already published to %s on network %s (%s)"
-                                   % (entry["sandbox"], entry["network"], docker_form(other)))
-            if key != mapping.key:
-                raise option_error(where, docker_form(mapping), "overlaps %s, already published for this endpoint" % docker_form(other))
+    def _check_conflicts(self, where: str, mapping: PortMapping, entry: dict) -> tuple:
+        """Refuse a binding that claims a host address and port of another endpoint, per family.
 
-    def _refuse_bound_port(self, where: str, mapping: PortMapping) -> None:
+        Returns (the key of this endpoint's entry that already covers the binding or None, the keys of this
+        endpoint's entries the binding covers and so replaces). With ``exclusive`` a binding of this endpoint that
+        overlaps differently is replaced too (the list is all the endpoint has)."""
+        entries = self.host.state["ports"]
+        slots = entry_slots(entry)
+        absorbed = []
+        for key in sorted(self._index().get((mapping.protocol, mapping.host_port), ())):
+            other = entries[key]
+            mine = (other["sandbox"], other["network"]) == (entry["sandbox"], entry["network"])
+            if key == mapping.key and mine:
+                continue
+            other_slots = entry_slots(other)
+            if not slots_overlap(slots, other_slots):
+                continue
+            if not mine:
+                raise option_error(where, docker_form(mapping), "host port already published to %s on network %s (%s)"
+                                   % (other["sandbox"], other["network"], docker_form(entry_mapping(other))))
+            same_target = other["container_port"] == mapping.container_port
+            if same_target and slots_cover(other_slots, slots) and not self.exclusive:
+                return key, []
+            if (same_target and slots_cover(slots, other_slots)) or self.exclusive:
+                absorbed.append(key)
+                continue
+            raise option_error(where, docker_form(mapping), "overlaps %s, already published for this endpoint" % docker_form(entry_mapping(other)))
+        return None, absorbed
+
+    def _refuse_bound_port(self, where: str, mapping: PortMapping, slots: frozenset) -> None:
         """A host process listening on the port would be shadowed by the DNAT: name it and refuse."""
+        if not slots:
+            return
         if self._bound is None:
-            self._bound = _bound_sockets()
-        for protocol, hex_address, port, inode in self._bound:
-            if (protocol, port) == (mapping.protocol, mapping.host_port) and _clashes(hex_address, mapping):
-                raise option_error(where, docker_form(mapping), "host port is already bound by %s on this host" % _socket_owner(inode))
+            self._bound = listeners()
+        listener = clashing(self._bound, mapping.protocol, mapping.host_port, slots)
+        if listener is not None:
+            raise option_error(where, docker_form(mapping), bound_by(listener))
+
+    def _warn_shadowed(self, keys: list) -> None:
+        """A process that bound an already published port is bypassed by the DNAT: say so (cnm_info reports it as drift)."""
+        entries = self.host.state.get("ports", {})
+        for key in keys:
+            entry = entries.get(key)
+            if entry is None:
+                continue
+            if self._bound is None:
+                self._bound = listeners()
+            listener = clashing(self._bound, entry["protocol"], entry["host_port"], entry_slots(entry))
+            if listener is not None:
+                self.host.warnings.append("published port %s of %s on %s: %s, and the port's DNAT takes its connections (the process is shadowed)"
+                                          % (key, entry["sandbox"], entry["network"], bound_by(listener)))
 
 
 def _endpoint_known(host: Host, spec: PublishSpec) -> bool:
@@ -176,7 +278,8 @@ def _endpoint_known(host: Host, spec: PublishSpec) -> bool:
         return False
     if spec.sandbox is not None:
         return endpoint_key(spec.network, spec.sandbox.key) in host.state["endpoints"]
-    return any(r["network"] == spec.network and r.get("ipv4_address") == str(spec.container_ip) for r in host.state["endpoints"].values())
+    return any(r["network"] == spec.network and str(spec.container_ip) in (r.get("ipv4_address"), r.get("ipv6_address"))
+               for r in host.state["endpoints"].values())
 
 
 def _endpoint(host: Host, spec: PublishSpec, network) -> dict:
@@ -187,54 +290,14 @@ def _endpoint(host: Host, spec: PublishSpec, network) -> dict:
             raise option_error(spec.opt(spec.sandbox.kind), spec.sandbox.value, "has no endpoint on network %s (attach it with cnm_endpoint)" % network.name)
         return record
     for record in host.state["endpoints"].values():
-        if record["network"] == network.name and record.get("ipv4_address") == str(spec.container_ip):
+        if record["network"] == network.name and str(spec.container_ip) in (record.get("ipv4_address"), record.get("ipv6_address")):
             return record
     raise option_error(spec.opt("container_ip"), spec.container_ip, "is not the address of an endpoint on network %s" % network.name)
 
 
 def _host_addresses(host: Host) -> set:
+    """The host's own addresses of both families (IPv4 loopback included: 127.0.0.1 is published as Docker does)."""
     addresses = {ipaddress.ip_address("127.0.0.1")}
     for link in host.kernel.host.links().values():
-        addresses.update(a.ip for a in host.kernel.host.addresses(link.index) if a.version == 4)
+        addresses.update(a.ip for a in host.kernel.host.addresses(link.index))
     return addresses
-
-
-def _bound_sockets() -> list:
-    """(protocol, hex address, port, inode) of the host's listening TCP and bound UDP sockets, read once."""
-    found = []
-    for protocol, tables in (("tcp", ("tcp", "tcp6")), ("udp", ("udp", "udp6"))):
-        for table in tables:
-            try:
-                with open("/proc/self/net/%s" % table) as handle:
-                    lines = handle.read().splitlines()[1:]
-            except OSError:
-                continue
-            for line in lines:
-                fields = line.split()
-                if protocol == "tcp" and fields[3] != _LISTEN:
-                    continue
-                address, port = fields[1].rsplit(":", 1)
-                found.append((protocol, address, int(port, 16), fields[9]))
-    return found
-
-
-def _clashes(hex_address: str, mapping: PortMapping) -> bool:
-    """Whether a socket bound to this /proc/net address takes the mapping's host address."""
-    if mapping.host_ip is None or mapping.host_ip.is_unspecified or set(hex_address) == {"0"}:
-        return True
-    if len(hex_address) != 8:  # an IPv6 socket on a specific address: not an IPv4 mapping's address
-        return False
-    return ipaddress.IPv4Address(bytes(reversed(bytes.fromhex(hex_address)))) == mapping.host_ip
-
-
-def _socket_owner(inode: str) -> str:
-    target = "socket:[%s]" % inode
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            for fd in os.listdir("/proc/%s/fd" % pid):
-                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == target:
-                    with open("/proc/%s/comm" % pid) as handle:
-                        return "process %s (%s)" % (pid, handle.read().strip())
-        except OSError:
-            continue
-    return "a socket (inode %s)" % inode

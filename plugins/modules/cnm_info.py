@@ -80,7 +80,9 @@ notes:
     C(endpoint_host_interface_missing), C(endpoint_interface_foreign) (without a host end, as on macvlan, the interface lacks the endpoint's alias),
     C(endpoint_not_paired) (the two ends are not one veth, or the host end lost its alias),
     C(endpoint_not_on_bridge), C(endpoint_down), C(endpoint_mtu), C(endpoint_mac), C(endpoint_addresses),
-    C(port_endpoint_missing), C(port_rules_missing), C(firewall_rules_missing) (rules every published port needs),
+    C(port_endpoint_missing), C(port_rules_missing),
+    C(port_shadowed) (a host process listens on the published host port - the DNAT takes its connections; C(found) names the process),
+    C(firewall_rules_missing) (rules every published port needs),
     C(peer_fdb_missing), C(peer_fdb_stale), C(peer_neighbour_missing), C(peer_neighbour_stale),
     C(unclaimed_device) (a host link with a C(cnm:) alias no record claims), C(unclaimed_rule) (a rule in C(inet cnm) the store does not render).
   - C(unclaimed_rule) is reported only without filters.
@@ -399,7 +401,9 @@ ports:
   elements: dict
   contains:
     key:
-      description: The host side, C(PROTOCOL/HOST_IP:PORT) (C(*) for all addresses).
+      description:
+        - The host side, C(PROTOCOL/HOST_IP:PORT) (C(*) for all addresses of the endpoint's families, C([::]) for all
+          IPv6 addresses).
       type: str
       sample: "tcp/*:8080"
     published:
@@ -415,11 +419,19 @@ ports:
       type: str
       sample: "netns:web1"
     container_ip:
-      description: The endpoint's IPv4 address the port is forwarded to.
+      description: The endpoint's IPv4 address the port is forwarded to from IPv4 host addresses, or null (no IPv4).
       type: str
       sample: 172.30.0.2
+    container_ipv6:
+      description:
+        - The endpoint's IPv6 address the port is forwarded to from IPv6 host addresses, or null (no IPv6).
+        - Absent for ports published before IPv6 ports existed.
+      type: str
+      sample: "fd00:30::2"
     host_ip:
-      description: Host address, or null for all addresses.
+      description:
+        - Host address; null for all addresses of both families (those the endpoint has), C(0.0.0.0) for all IPv4
+          and C(::) for all IPv6 addresses.
       type: str
       sample: null
     host_port:
@@ -511,7 +523,10 @@ drift:
       type: raw
       sample: 1400
     message:
-      description: The difference in words.
+      description:
+        - The difference in words.
+        - For C(port_shadowed) it holds the words of the refusal at publish time, C(host port is already bound by
+          process PID (COMM) on this host), and C(found) holds that phrase.
       type: str
       sample: "endpoint netns:web1 on web: eth0 in the sandbox has MTU 1400, the network's is 1500"
 """

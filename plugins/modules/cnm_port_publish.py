@@ -18,6 +18,16 @@ description:
     bridge only (recorded, and restored when the last such port goes).
   - A host port already published to another endpoint, or bound by a process on the host, is refused
     naming the owner. UDP conntrack entries of a changed mapping are flushed (needs the C(conntrack) command).
+  - IPv4 and IPv6 as Docker 27+ does - C(4000:80) binds all IPv4 host addresses and, when the endpoint has an IPv6
+    address, all IPv6 ones (C(0.0.0.0) and C([::])); C(0.0.0.0:4000:80) binds IPv4 only, C([::]:4000:80) IPv6 only,
+    C([2001:db8::1]:4000:80) one IPv6 host address. Conflicts are checked per family, so an IPv4-only and an
+    IPv6-only binding of one host port (to different endpoints) do not clash.
+  - One binding has one spelling - C(0.0.0.0:4000:80) of an endpoint without IPv6 is C(4000:80), and
+    C(0.0.0.0:4000:80) plus C([::]:4000:80) of one endpoint and container port is C(4000:80) - so publishing one after
+    the other changes nothing and the store holds one entry (reported in C(ports) in that spelling).
+  - The host port is not held by a process as Docker's proxy holds it. A host process that binds an already
+    published port later is bypassed by the DNAT; each run warns about it (C(host port is already bound by process
+    PID (COMM) on this host)) and M(cnm.network.cnm_info) reports it as C(port_shadowed) drift.
   - Detaching an endpoint with M(cnm.network.cnm_endpoint) unpublishes its ports in the same run.
   - The endpoint is named as it was attached - C(netns), C(netns_path), C(pid) or C(container) (with C(container_runtime)) - or by C(container_ip).
 requirements:
@@ -46,14 +56,18 @@ options:
     default: false
   container_ip:
     description:
-      - The endpoint by its IPv4 address on C(network).
+      - The endpoint by its IPv4 or IPv6 address on C(network).
     type: str
   ports:
     description:
-      - Port mappings, in Docker's string form (C(4000:80), C(127.0.0.1:4000:80/tcp), C(8000-8010:80-90),
-        C(53:53/udp)) or as dicts with C(host_ip), C(host_port), C(container_port), C(protocol) (tcp, udp, sctp).
+      - Port mappings, in Docker's string form (C(4000:80), C(127.0.0.1:4000:80/tcp), C([2001:db8::1]:4000:80),
+        C([::]:4000:80), C(8000-8010:80-90), C(53:53/udp)) or as dicts with C(host_ip), C(host_port),
+        C(container_port), C(protocol) (tcp, udp, sctp). An IPv6 host address is written in brackets.
       - A host port is required (Docker's ephemeral ports cannot be declared). Without a host address the
-        network's C(host_binding_ip) is used, else all IPv4 addresses of the host.
+        network's C(host_binding_ip) is used, else all host addresses of each family the endpoint has.
+      - An IPv6 host address needs an endpoint with an IPv6 address, an IPv4 one an endpoint with an IPv4 address.
+        C([::1]) is refused - the kernel cannot forward IPv6 loopback to a container (Docker's userland proxy does);
+        use C(127.0.0.1). A C(4000:80) or C([::]) binding is not reachable on C(::1) either.
     type: list
     elements: raw
   endpoints:
@@ -94,8 +108,10 @@ options:
         type: list
         elements: raw
 notes:
-  - IPv4 only in this release (the container's IPv4 address, IPv4 host addresses).
   - Ports cannot be published on internal networks.
+  - Docker 27+ with its userland proxy also serves C([::]) of an endpoint without IPv6 (proxying to its IPv4 address);
+    without a proxy such a binding is refused, and C(4000:80) of such an endpoint binds IPv4 only (as Docker with
+    C(userland-proxy=false)).
 seealso:
   - module: cnm.network.cnm_endpoint
   - module: cnm.network.cnm_bridge
@@ -120,6 +136,12 @@ EXAMPLES = r"""
       - "53:53/udp"
       - "8000-8010:9000-9010"
       - {host_ip: 192.0.2.11, host_port: 8443, container_port: 443}
+
+- name: IPv6 (the endpoint is on a network with ipv6_subnet) - all IPv6 host addresses, and one of them
+  cnm.network.cnm_port_publish:
+    network: web6
+    netns: web1
+    ports: ["[::]:8080:80", "[2001:db8::10]:8443:443"]
 
 - name: One port on each of many endpoints in one task
   cnm.network.cnm_port_publish:
@@ -164,16 +186,22 @@ published:
       type: str
       sample: "netns:web1"
     container_ip:
-      description: The endpoint's IPv4 address (state present).
+      description: The endpoint's IPv4 address, or null when it has none (state present).
       type: str
       sample: 172.30.0.2
+    container_ipv6:
+      description: The endpoint's IPv6 address, or null when it has none (state present).
+      type: str
+      sample: "fd00:30::2"
     ports:
       description: The mappings now published, in Docker's form (state present).
       type: list
       elements: str
       sample: ["4000:80/tcp"]
     removed:
-      description: The host sides removed (state absent).
+      description:
+        - The host sides removed (state absent). Removing one family of a C(4000:80) binding of a dual-stack endpoint
+          (C(0.0.0.0:4000:80)) lists C(tcp/*:4000), which becomes C(tcp/[::]:4000).
       type: list
       elements: str
       sample: ["tcp/*:4000"]

@@ -11,6 +11,7 @@ import time
 import pytest
 from conftest import RUN_PREFIX, pings
 from test_containers import docker, net  # noqa: F401 pylint: disable=unused-import
+from test_ports import host_listener
 
 VTEP, PEER, PEER_ENDPOINT = "192.0.2.11", "192.0.2.12", "10.200.2.5"
 PEERS = [{"vtep": PEER, "endpoints": [{"ip": PEER_ENDPOINT}]}]
@@ -95,7 +96,8 @@ def test_info_reports_what_the_modules_built_exactly(host, built):
 
     assert result["ports"] == [{
         "key": "tcp/*:8080", "published": "8080:80/tcp", "network": "web", "sandbox": "netns:" + host.sandbox("web1"),
-        "container_ip": built["web1"]["ipv4_address"], "host_ip": None, "host_port": 8080, "container_port": 80, "protocol": "tcp", "rules_present": True,
+        "container_ip": built["web1"]["ipv4_address"], "container_ipv6": built["web1"]["ipv6_address"],
+        "host_ip": None, "host_port": 8080, "container_port": 80, "protocol": "tcp", "rules_present": True,
     }]
     assert result["peers"] == [{"network": "ov", "vtep": PEER, "recorded": True, "endpoints": [{"ip": PEER_ENDPOINT, "mac": PEER_MAC}],
                                 "flood": True, "fdb": [PEER_MAC], "neighbours": [{"ip": PEER_ENDPOINT, "mac": PEER_MAC}]}]
@@ -207,6 +209,15 @@ def test_a_published_port_without_its_rules_is_drift(host, built):
     assert result["drift"][0]["expected"] == ["element ports_any4_port tcp . 8080 : 80"]
     host.ok("cnm_port_publish", network="web", netns=host.sandbox("web1"), ports=["8080:80"])
     assert info(host)["drift"] == [] and info(host)["ports"][0]["rules_present"] is True
+
+
+def test_a_host_process_on_a_published_port_is_drift_naming_the_process(host, built):
+    with host_listener(host, "tcp", 8080) as pid:  # a [::] socket: IPv4 and IPv6, both sides of the dual-stack 8080:80
+        result = info(host, gather=["ports"])
+        assert kinds(result) == [("port_shadowed", "port tcp/*:8080")]
+        words = "host port is already bound by process %d (python" % pid
+        assert words in result["drift"][0]["message"] and result["drift"][0]["found"].startswith(words)
+    assert info(host)["drift"] == []
 
 
 def test_cnm_objects_no_record_claims_are_drift(host, built):

@@ -14,6 +14,8 @@ def web(host):
     host.ok("cnm_bridge", name="vault", subnet="172.31.9.0/24", internal=True)
     host.ok("cnm_endpoint", network="web", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))])
     host.ok("cnm_endpoint", network="vault", netns=host.sandbox("v"))
+    host.ok("cnm_bridge", name="web6", subnet="172.30.6.0/24", ipv6_subnet="fd00:36::/64")  # dual stack: endpoint d
+    host.ok("cnm_endpoint", network="web6", netns=host.sandbox("d"))
     host.ok("cnm_port_publish", network="web", netns=host.sandbox("b"), ports=["4100:80"])
     return host
 
@@ -30,7 +32,25 @@ CASES = {
     "host_ip_not_on_this_host": (dict(ports=["10.9.9.9:4000:80"]), "ports[0].host_ip"),
     "host_ip_not_an_address": (dict(ports=[dict(host_ip="nope", host_port=4000, container_port=80)]), "ports[0].host_ip"),
     "ipv6_host_address": (dict(ports=["[::1]:4000:80"]), "ports[0].host_ip"),
-    "ipv6_all_addresses": (dict(ports=["[::]:4000:80"]), "ports[0].host_ip"),
+    "ipv6_all_addresses": (dict(ports=["[::]:4000:80"]), "ports[0].host_ip"),  # endpoint a has no IPv6 address
+    # IPv6 forms of -p (on the dual-stack endpoint d unless said otherwise)
+    "ipv6_loopback": (dict(network="web6", sandbox="d", ports=["[::1]:80:80"]), "ports[0].host_ip"),
+    "ipv6_loopback_dict": (dict(network="web6", sandbox="d", ports=[dict(host_ip="::1", host_port=80, container_port=80)]), "ports[0].host_ip"),
+    "ipv6_without_brackets_is_ambiguous": (dict(network="web6", sandbox="d", ports=["::1:80:80"]), "ports[0]"),
+    "ipv6_not_a_host_address": (dict(network="web6", sandbox="d", ports=["[2001:db8::1]:80:80"]), "ports[0].host_ip"),
+    "ipv6_host_address_endpoint_without_ipv6": (dict(ports=["[2001:db8::1]:4000:80"]), "ports[0].host_ip"),
+    "ipv6_open_bracket_only": (dict(network="web6", sandbox="d", ports=["[2001:db8::1:80:80"]), "ports[0]"),
+    "ipv6_close_bracket_only": (dict(network="web6", sandbox="d", ports=["2001:db8::1]:80:80"]), "ports[0]"),
+    "ipv6_empty_brackets": (dict(network="web6", sandbox="d", ports=["[]:80:80"]), "ports[0].host_ip"),
+    "ipv4_in_brackets": (dict(network="web6", sandbox="d", ports=["[127.0.0.1]:80:80"]), "ports[0].host_ip"),
+    "ipv4_mapped_ipv6": (dict(network="web6", sandbox="d", ports=["[::ffff:127.0.0.1]:80:80"]), "ports[0].host_ip"),
+    "ipv6_zone_index": (dict(network="web6", sandbox="d", ports=[dict(host_ip="fe80::1%lo", host_port=80, container_port=80)]), "ports[0].host_ip"),
+    "ipv6_not_an_address": (dict(network="web6", sandbox="d", ports=[dict(host_ip="2001:db8::zz", host_port=80, container_port=80)]),
+                            "ports[0].host_ip"),
+    # 4100 is published to b on the IPv4-only web: d's plain 4100:80 takes both families, so its IPv4 side clashes
+    "plain_binding_ipv4_side_taken": (dict(network="web6", sandbox="d", ports=["4101:80", "4100:80"]), "ports[1]"),
+    "zero_address_taken_by_plain_binding": (dict(network="web6", sandbox="d", ports=["0.0.0.0:4100:80"]), "ports[0]"),
+    "ipv6_both_halves_in_one_list_overlap_plain": (dict(network="web6", sandbox="d", ports=["[::]:4200:80", "4200:80"]), "ports[1]"),
     "duplicate_mapping": (dict(ports=["4000:80", "4000:81"]), "ports[1]"),
     "port_taken_by_another_endpoint": (dict(ports=["4100:80"]), "ports[0]"),
     "no_ports": (dict(ports=[]), "ports"),

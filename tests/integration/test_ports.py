@@ -6,6 +6,7 @@ and the internet behind it. Servers run inside the endpoints' sandboxes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -14,9 +15,11 @@ import pytest
 from conftest import sh
 
 HOST = "203.0.113.1"
+# kind tcp/udp serves IPv4; tcp6/udp6 serve IPv4 and IPv6 (a [::] socket).
 SERVE = ("import socket,sys\nkind=sys.argv[1];port=int(sys.argv[2]);name=sys.argv[3].encode()\n"
-         "s=socket.socket(socket.AF_INET,socket.SOCK_STREAM if kind=='tcp' else socket.SOCK_DGRAM)\n"
-         "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',port))\n"
+         "six=kind.endswith('6');kind=kind.rstrip('6')\n"
+         "s=socket.socket(socket.AF_INET6 if six else socket.AF_INET,socket.SOCK_STREAM if kind=='tcp' else socket.SOCK_DGRAM)\n"
+         "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('::' if six else '0.0.0.0',port))\n"
          "if kind=='tcp':\n    s.listen(8)\n    while True:\n        c,a=s.accept();c.sendall(name);c.close()\n"
          "else:\n    while True:\n        d,a=s.recvfrom(100);s.sendto(name,a)\n")
 ASK = ("import socket,sys\nkind,addr,port=sys.argv[1],sys.argv[2],int(sys.argv[3])\n"
@@ -175,3 +178,133 @@ def test_exclusive_leaves_only_the_listed_ports(web, world):
     assert ask(world[0], "tcp", HOST, 4000) == "unreachable"
     assert ask(world[0], "udp", HOST, 5353) == "dns-b"  # another endpoint's ports stay
     assert web.module("cnm_port_publish", **args)["changed"] is False
+
+
+# ---- IPv6 published ports, one binding per spelling, and host processes shadowed by a published port ----
+
+HOST6 = "2001:db8:1::1"
+
+
+@contextlib.contextmanager
+def host_listener(host, protocol: str, port: int, address: str = "::"):
+    """A host process (python) bound to ``address``:``port`` in the host namespace; yields its pid once the socket is bound."""
+    family = "socket.AF_INET6" if ":" in address else "socket.AF_INET"
+    kind = "socket.SOCK_STREAM" if protocol == "tcp" else "socket.SOCK_DGRAM"
+    code = ("import socket,time\ns=socket.socket(%s,%s)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind((%r,%d))\n%s"
+            "time.sleep(120)\n" % (family, kind, address, port, "s.listen(1)\n" if protocol == "tcp" else ""))
+    proc = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % host.name, "--", sys.executable, "-c", code])
+    try:
+        tables = "/proc/net/%s /proc/net/%s6" % (protocol, protocol)
+        for _attempt in range(200):  # wait on the socket, not on time
+            if ":%04X " % port in host.sh("cat %s" % tables).stdout:
+                break
+        else:
+            raise AssertionError("the listener on %s/%d never bound" % (protocol, port))
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def ports_of(host) -> dict:
+    return {key: (entry["host_ip"], entry["container_ip"], entry.get("container_ipv6")) for key, entry in host.store().get("ports", {}).items()}
+
+
+def test_zero_address_and_no_address_are_one_binding_without_ipv6(web):
+    a, b = web.sandbox("a"), web.sandbox("b")
+    web.ok("cnm_port_publish", network="web", netns=a, ports=["4000:80"])
+    again = web.ok("cnm_port_publish", network="web", netns=a, ports=["0.0.0.0:4000:80"])
+    assert again["changed"] is False and again["published"][0]["ports"] == ["4000:80/tcp"]
+    web.ok("cnm_port_publish", network="web", netns=a, ports=["0.0.0.0:4001:80"])  # the other order
+    assert web.module("cnm_port_publish", network="web", netns=a, ports=["4001:80"])["changed"] is False
+    assert sorted(web.store()["ports"]) == ["tcp/*:4000", "tcp/*:4001"]  # one entry each, in one spelling
+    taken = web.module("cnm_port_publish", network="web", netns=b, ports=["0.0.0.0:4000:80"])  # another endpoint still clashes
+    assert taken["failed"] and "option 'ports[0]'" in taken["msg"] and "netns:%s" % a in taken["msg"]
+    removed = web.ok("cnm_port_publish", network="web", netns=a, ports=["0.0.0.0:4001:80"], state="absent")
+    assert removed["published"][0]["removed"] == ["tcp/*:4001"] and sorted(web.store()["ports"]) == ["tcp/*:4000"]
+
+
+@pytest.fixture
+def web6(host, world, servers):
+    """A dual-stack network with endpoint a, an IPv4-only network with endpoint v4, and an IPv6 address on the uplink."""
+    host.sh("ip -6 addr add %s/64 dev uplink nodad" % HOST6)
+    host.ok("cnm_bridge", name="web6", subnet="172.30.6.0/24", ipv6_subnet="fd00:36::/64")
+    host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
+    host.ok("cnm_endpoint", network="web6", netns=host.sandbox("a"))
+    host.ok("cnm_endpoint", network="web", netns=host.sandbox("v4"))
+    return host
+
+
+def test_ipv6_bindings_are_planned_predicted_idempotent_and_removed(web6):
+    a = web6.sandbox("a")
+    endpoint = web6.store()["endpoints"]
+    record = next(r for r in endpoint.values() if r["sandbox"] == "netns:" + a)
+    ip4, ip6 = record["ipv4_address"], record["ipv6_address"]
+    before = web6.snapshot()
+    args = dict(network="web6", netns=a, ports=["4000:80", "[::]:4001:80", "0.0.0.0:4002:80/udp"])
+    predicted = web6.module("cnm_port_publish", check=True, **args)
+    assert web6.snapshot() == before
+    real = web6.ok("cnm_port_publish", **args)
+    assert (predicted["changed"], predicted["changes"], predicted["diff"]) == (real["changed"], real["changes"], real["diff"])
+    assert (real["published"][0]["container_ip"], real["published"][0]["container_ipv6"]) == (ip4, ip6)
+    assert ports_of(web6) == {"tcp/*:4000": (None, ip4, ip6), "tcp/[::]:4001": ("::", ip4, ip6), "udp/0.0.0.0:4002": ("0.0.0.0", ip4, ip6)}
+    assert web6.module("cnm_port_publish", **args)["changed"] is False
+    # P:C covers 0.0.0.0:P:C and [::]:P:C: publishing a half of it changes nothing ...
+    assert web6.module("cnm_port_publish", network="web6", netns=a, ports=["0.0.0.0:4000:80"])["changed"] is False
+    assert web6.module("cnm_port_publish", network="web6", netns=a, ports=["[::]:4000:80"])["changed"] is False
+    # ... and the two halves together are P:C, one entry
+    assert web6.ok("cnm_port_publish", network="web6", netns=a, ports=["[::]:4002:80/udp"])["changed"] is True
+    assert ports_of(web6)["udp/*:4002"] == (None, ip4, ip6) and "udp/0.0.0.0:4002" not in ports_of(web6)
+    assert web6.module("cnm_port_publish", network="web6", netns=a, ports=["4002:80/udp"])["changed"] is False
+    # removing one family of P:C leaves the other
+    half = web6.ok("cnm_port_publish", network="web6", netns=a, ports=["0.0.0.0:4000:80"], state="absent")
+    assert half["published"][0]["removed"] == ["tcp/*:4000"] and ports_of(web6)["tcp/[::]:4000"] == ("::", ip4, ip6)
+    web6.ok("cnm_port_publish", network="web6", netns=a, state="absent")
+    assert web6.snapshot() == before
+
+
+def test_ipv6_conflicts_are_per_family(web6):
+    a, v4 = web6.sandbox("a"), web6.sandbox("v4")
+    web6.ok("cnm_port_publish", network="web", netns=v4, ports=["4010:80"])  # IPv4-only endpoint: 0.0.0.0 only
+    both = web6.ok("cnm_port_publish", network="web6", netns=a, ports=["[::]:4010:80"])  # so [::] of the same port is free
+    assert both["changed"] is True and sorted(web6.store()["ports"]) == ["tcp/*:4010", "tcp/[::]:4010"]
+    clash = web6.module("cnm_port_publish", network="web6", netns=a, ports=["4011:80", "0.0.0.0:4010:81"])
+    assert clash["failed"] and "option 'ports[1]'" in clash["msg"] and "netns:%s" % v4 in clash["msg"]
+    plain = web6.module("cnm_port_publish", network="web6", netns=a, ports=["4010:81"])  # both families: its IPv4 side is taken
+    assert plain["failed"] and "netns:%s" % v4 in plain["msg"]
+    no_v6 = web6.module("cnm_port_publish", network="web", netns=v4, ports=["[::]:4012:80"])
+    assert no_v6["failed"] and "option 'ports[0].host_ip'" in no_v6["msg"] and "no IPv6 address" in no_v6["msg"]
+
+
+def test_ipv6_published_ports_answer_over_ipv6(web6, world, servers):
+    a = web6.sandbox("a")
+    result = web6.ok("cnm_port_publish", network="web6", netns=a, ports=["4000:80", "[::]:4001:80"])
+    ip6 = result["published"][0]["container_ipv6"]
+    if ip6 not in web6.ruleset():
+        pytest.skip("table inet cnm has no IPv6 DNAT on this branch (the firewall helper's change renders it)")
+    servers(a, "tcp6", 80, "web6-a")
+    sh("ip -6 addr add 2001:db8:1::2/64 dev eth0 nodad", netns=world[0])
+    assert wait_answer(world[0], "tcp", HOST6, 4000, "web6-a") == "web6-a"  # 4000:80 binds both families, as Docker 27+
+    assert ask(world[0], "tcp", HOST, 4000) == "web6-a"
+    assert ask(world[0], "tcp", HOST6, 4001) == "web6-a"
+    assert ask(world[0], "tcp", HOST, 4001) == "unreachable"  # [::] is IPv6 only
+    web6.ok("cnm_port_publish", network="web6", netns=a, ports=["[%s]:4002:80" % HOST6])
+    assert ask(world[0], "tcp", HOST6, 4002) == "web6-a"
+
+
+def test_a_host_process_on_a_published_port_is_refused_warned_and_drift_in_the_same_words(web):
+    a = web.sandbox("a")
+    with host_listener(web, "tcp", 4030) as pid:
+        refused = web.module("cnm_port_publish", network="web", netns=a, ports=["4030:80"])
+        words = "host port is already bound by process %d (python" % pid
+        assert refused["failed"] and "option 'ports[0]'" in refused["msg"] and words in refused["msg"]
+    web.ok("cnm_port_publish", network="web", netns=a, ports=["4031:80", "4032:80"])
+    with host_listener(web, "tcp", 4031, "0.0.0.0") as pid:  # bound after the port was published: the DNAT takes its connections
+        words = "host port is already bound by process %d (python" % pid
+        again = web.ok("cnm_port_publish", network="web", netns=a, ports=["4031:80", "4032:80"])
+        assert again["changed"] is False
+        warnings = json.dumps(again.get("warnings"))
+        assert "published port tcp/*:4031 of netns:%s on web: %s" % (a, words) in warnings and "4032" not in warnings, warnings
+        drift = [d for d in web.ok("cnm_info", gather=["ports"])["drift"] if d["kind"] == "port_shadowed"]
+        assert [d["object"] for d in drift] == ["port tcp/*:4031"] and words in drift[0]["message"]
+    assert not web.ok("cnm_port_publish", network="web", netns=a, ports=["4031:80"]).get("warnings")

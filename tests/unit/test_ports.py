@@ -9,7 +9,18 @@ import re
 import pytest
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
-from ansible_collections.cnm.network.plugins.module_utils.ports import PortMapping, docker_form, parse_port, parse_ports
+from ansible_collections.cnm.network.plugins.module_utils.listeners import Listener, _slot, clashing
+from ansible_collections.cnm.network.plugins.module_utils.ports import (
+    PortMapping,
+    binding_slots,
+    canonical_host_ip,
+    docker_form,
+    entry_slots,
+    parse_port,
+    parse_ports,
+    slots_cover,
+    slots_overlap,
+)
 
 ip = ipaddress.ip_address
 
@@ -39,7 +50,7 @@ def refused(option: str, *words: str):
         ("127.0.0.1:4000:80", PortMapping(ip("127.0.0.1"), 4000, 80, "tcp")),
         ("127.0.0.1:4000:80/tcp", PortMapping(ip("127.0.0.1"), 4000, 80, "tcp")),
         ("0.0.0.0:53:53/udp", PortMapping(ip("0.0.0.0"), 53, 53, "udp")),
-        ("[::1]:4000:80", PortMapping(ip("::1"), 4000, 80, "tcp")),
+        ("[2001:db8::1]:4000:80", PortMapping(ip("2001:db8::1"), 4000, 80, "tcp")),
         ("[2001:DB8::7]:443:8443/tcp", PortMapping(ip("2001:db8::7"), 443, 8443, "tcp")),
         ("[::]:53:53/udp", PortMapping(ip("::"), 53, 53, "udp")),
         ("  4000:80/UDP ", PortMapping(None, 4000, 80, "udp")),
@@ -65,8 +76,8 @@ def test_range_expands_to_one_mapping_per_port():
 
 
 def test_range_keeps_the_host_ip_and_protocol_on_every_mapping():
-    mappings = parse_port("[::1]:5000-5002:6000-6002/udp", "ports[0]")
-    assert [docker_form(m) for m in mappings] == ["[::1]:5000:6000/udp", "[::1]:5001:6001/udp", "[::1]:5002:6002/udp"]
+    mappings = parse_port("[2001:db8::1]:5000-5002:6000-6002/udp", "ports[0]")
+    assert [docker_form(m) for m in mappings] == ["[2001:db8::1]:5000:6000/udp", "[2001:db8::1]:5001:6001/udp", "[2001:db8::1]:5002:6002/udp"]
 
 
 def test_range_of_one_port_is_one_mapping():
@@ -88,8 +99,8 @@ def test_range_of_exactly_1000_ports_is_accepted():
         ({"host_port": 4000, "container_port": 80}, PortMapping(None, 4000, 80, "tcp")),
         ({"host_port": "4000", "container_port": "80", "protocol": "udp"}, PortMapping(None, 4000, 80, "udp")),
         ({"host_ip": "127.0.0.1", "host_port": 4000, "container_port": 80, "protocol": "tcp"}, PortMapping(ip("127.0.0.1"), 4000, 80, "tcp")),
-        ({"host_ip": "::1", "host_port": 53, "container_port": 53, "protocol": "UDP"}, PortMapping(ip("::1"), 53, 53, "udp")),
-        ({"host_ip": "[::1]", "host_port": 53, "container_port": 53}, PortMapping(ip("::1"), 53, 53, "tcp")),
+        ({"host_ip": "2001:db8::1", "host_port": 53, "container_port": 53, "protocol": "UDP"}, PortMapping(ip("2001:db8::1"), 53, 53, "udp")),
+        ({"host_ip": "[2001:db8::1]", "host_port": 53, "container_port": 53}, PortMapping(ip("2001:db8::1"), 53, 53, "tcp")),
         ({"host_ip": None, "host_port": 4000, "container_port": 80, "protocol": None}, PortMapping(None, 4000, 80, "tcp")),
         ({"host_ip": "", "host_port": 4000, "container_port": 80}, PortMapping(None, 4000, 80, "tcp")),
     ],
@@ -168,7 +179,7 @@ def test_dict_ranges_expand_like_the_string_form():
         # unparsable strings and wrong types name the item itself
         ("", "ports[0]", ("is not a port mapping",)),
         ("tcp/4000/80", "ports[0]", ("is not a port mapping",)),
-        ("[::1:4000:80", "ports[0]", ("is not a port mapping", "[::1]:4000:80")),
+        ("[::1:4000:80", "ports[0]", ("is not a port mapping", "[2001:db8::1]:4000:80")),
         ("[::1]4000:80", "ports[0]", ("is not a port mapping",)),
         ("[::1]:4000:80:90", "ports[0]", ("is not a port mapping",)),
         (None, "ports[0]", ("must be a string",)),
@@ -203,7 +214,7 @@ def test_error_names_the_option_given():
         ("4000:80", "tcp/*:4000", None),
         ("0.0.0.0:4000:80", "tcp/0.0.0.0:4000", 4),
         ("127.0.0.1:4000:80", "tcp/127.0.0.1:4000", 4),
-        ("[::1]:53:53/udp", "udp/[::1]:53", 6),
+        ("[2001:db8::2]:53:53/udp", "udp/[2001:db8::2]:53", 6),
         ("[::]:53:53/udp", "udp/[::]:53", 6),
         ("[2001:0DB8::0001]:132:132/sctp", "sctp/[2001:db8::1]:132", 6),
     ],
@@ -224,8 +235,8 @@ def test_key_ignores_the_container_port():
         ("4000:80", "4000:80/tcp"),
         ("127.0.0.1:4000:80", "127.0.0.1:4000:80/tcp"),
         ("0.0.0.0:53:53/udp", "0.0.0.0:53:53/udp"),
-        ("[::1]:4000:80/sctp", "[::1]:4000:80/sctp"),
-        ({"host_ip": "::1", "host_port": "53", "container_port": 5353, "protocol": "UDP"}, "[::1]:53:5353/udp"),
+        ("[2001:db8::1]:4000:80/sctp", "[2001:db8::1]:4000:80/sctp"),
+        ({"host_ip": "2001:db8::1", "host_port": "53", "container_port": 5353, "protocol": "UDP"}, "[2001:db8::1]:53:5353/udp"),
     ],
 )
 def test_docker_form_round_trips(item, form):
@@ -242,7 +253,7 @@ def test_mapping_is_frozen_and_hashable():
 
 
 def test_to_record_holds_plain_values():
-    assert one("[::1]:4000:80/udp").to_record() == {"host_ip": "::1", "host_port": 4000, "container_port": 80, "protocol": "udp"}
+    assert one("[2001:db8::1]:4000:80/udp").to_record() == {"host_ip": "2001:db8::1", "host_port": 4000, "container_port": 80, "protocol": "udp"}
     assert one("4000:80").to_record()["host_ip"] is None
 
 
@@ -265,9 +276,9 @@ def test_no_ports_is_an_empty_tuple():
     [
         ["4000:80", "4000:80/udp", "4000:80/sctp"],
         ["127.0.0.1:4000:80", "127.0.0.2:4000:80"],
-        ["127.0.0.1:4000:80", "[::1]:4000:80"],
+        ["127.0.0.1:4000:80", "[2001:db8::1]:4000:80"],
         ["0.0.0.0:4000:80", "[::]:4000:81"],
-        ["0.0.0.0:4000:80", "[::1]:4000:81"],
+        ["0.0.0.0:4000:80", "[2001:db8::1]:4000:81"],
         ["4000:80", "4001:80"],
         ["8000-8010:80-90", "8011-8020:80-89"],
     ],
@@ -282,12 +293,12 @@ def test_same_host_port_on_other_protocols_addresses_or_families_is_allowed(item
         (["4000:80", "4000:80"], "ports[1]", "ports[0]"),
         (["4000:80", "4000:8080"], "ports[1]", "ports[0]"),
         (["53:53/udp", "0.0.0.0:53:5353/udp"], "ports[1]", "ports[0]"),
-        (["[::1]:4000:80", "4000:81"], "ports[1]", "ports[0]"),
+        (["[2001:db8::1]:4000:80", "4000:81"], "ports[1]", "ports[0]"),
         (["127.0.0.1:4000:80", "0.0.0.0:4000:81"], "ports[1]", "ports[0]"),
-        (["[::]:4000:80", "[::1]:4000:81"], "ports[1]", "ports[0]"),
+        (["[::]:4000:80", "[2001:db8::1]:4000:81"], "ports[1]", "ports[0]"),
         (["127.0.0.1:4000:80", "9000:90", "127.0.0.1:4000:81"], "ports[2]", "ports[0]"),
         (["8000-8010:80-90", "8005:8080"], "ports[1]", "ports[0]"),
-        ([{"host_port": 4000, "container_port": 80}, {"host_ip": "::1", "host_port": "4000", "container_port": "81"}], "ports[1]", "ports[0]"),
+        ([{"host_port": 4000, "container_port": 80}, {"host_ip": "2001:db8::1", "host_port": "4000", "container_port": "81"}], "ports[1]", "ports[0]"),
     ],
 )
 def test_overlapping_host_ports_are_refused_naming_both_items(items, later, earlier):
@@ -311,3 +322,120 @@ def test_parse_ports_uses_the_option_name_given():
 def test_ports_must_be_a_list(items):
     with refused("ports", "must be a list"):
         parse_ports(items)
+
+
+# ---- IPv6 bindings: the host addresses a binding takes, per family (Docker 27+'s sortAndNormPBs) ----
+
+V4, V6 = ip("0.0.0.0"), ip("::")
+
+
+@pytest.mark.parametrize(
+    "host_ip, ipv4, ipv6, expected",
+    [
+        (None, True, False, {(4, V4)}),  # P:C of an IPv4-only endpoint: 0.0.0.0 only
+        (None, True, True, {(4, V4), (6, V6)}),  # P:C of a dual-stack endpoint: 0.0.0.0 and [::]
+        (None, False, True, {(6, V6)}),  # P:C of an IPv6-only endpoint: [::] only
+        (V4, True, True, {(4, V4)}),
+        (V6, True, True, {(6, V6)}),
+        (ip("2001:db8::1"), True, True, {(6, ip("2001:db8::1"))}),
+    ],
+)
+def test_binding_slots_follow_the_endpoint_families(host_ip, ipv4, ipv6, expected):
+    assert binding_slots(host_ip, ipv4, ipv6) == frozenset(expected)
+
+
+@pytest.mark.parametrize(
+    "host_ip, ipv4, ipv6, expected",
+    [
+        ("0.0.0.0", True, False, None),  # 0.0.0.0:P:C and P:C are one binding without IPv6
+        (None, True, False, None),
+        (None, True, True, None),
+        ("0.0.0.0", True, True, "0.0.0.0"),  # with IPv6, 0.0.0.0 is only half of P:C
+        ("::", True, True, "::"),
+        ("::", False, True, "::"),  # P:C of an IPv6-only endpoint is [::]:P:C
+        (None, False, True, "::"),
+        ("127.0.0.1", True, True, "127.0.0.1"),
+        ("2001:db8::1", True, True, "2001:db8::1"),
+    ],
+)
+def test_canonical_host_ip_gives_one_spelling_per_binding(host_ip, ipv4, ipv6, expected):
+    result = canonical_host_ip(ip(host_ip) if host_ip else None, ipv4, ipv6)
+    assert result == (ip(expected) if expected else None)
+
+
+@pytest.mark.parametrize(
+    "first, second, overlap",
+    [
+        ({(4, V4)}, {(6, V6)}, False),  # a v4-only and a v6-only binding of one port do not clash
+        ({(4, V4)}, {(4, ip("127.0.0.1"))}, True),
+        ({(6, V6)}, {(6, ip("2001:db8::1"))}, True),
+        ({(6, ip("2001:db8::1"))}, {(6, ip("2001:db8::2"))}, False),
+        ({(4, V4), (6, V6)}, {(6, ip("2001:db8::2"))}, True),
+        ({(4, ip("127.0.0.1"))}, {(6, ip("2001:db8::2"))}, False),
+    ],
+)
+def test_slots_overlap_per_family(first, second, overlap):
+    assert slots_overlap(frozenset(first), frozenset(second)) is overlap
+    assert slots_overlap(frozenset(second), frozenset(first)) is overlap
+
+
+def test_slots_cover_means_every_address_is_claimed():
+    both = binding_slots(None, True, True)
+    assert slots_cover(both, frozenset({(4, V4)})) and slots_cover(both, frozenset({(6, ip("2001:db8::1"))}))
+    assert not slots_cover(frozenset({(4, V4)}), both)
+    assert not slots_cover(frozenset({(4, ip("127.0.0.1"))}), frozenset({(4, V4)}))
+
+
+def test_entry_slots_of_an_entry_written_before_ipv6_is_ipv4_only():
+    old = {"host_ip": None, "host_port": 4000, "container_port": 80, "protocol": "tcp", "container_ip": "172.30.0.2"}
+    assert entry_slots(old) == frozenset({(4, V4)})
+    assert entry_slots(dict(old, container_ipv6="fd00::2")) == frozenset({(4, V4), (6, V6)})
+    assert entry_slots(dict(old, container_ip=None, container_ipv6="fd00::2", host_ip="::")) == frozenset({(6, V6)})
+
+
+@pytest.mark.parametrize(
+    "item, option, words",
+    [
+        ("[::1]:80:80", "ports[0].host_ip", ("IPv6 loopback", "127.0.0.1")),
+        ({"host_ip": "::1", "host_port": 80, "container_port": 80}, "ports[0].host_ip", ("IPv6 loopback",)),
+        ("[::ffff:127.0.0.1]:80:80", "ports[0].host_ip", ("IPv4-mapped", "127.0.0.1")),
+        ("[127.0.0.1]:80:80", "ports[0].host_ip", ("brackets", "IPv6 only", "127.0.0.1")),
+        ("2001:db8::1]:80:80", "ports[0]", ("unbalanced brackets",)),
+        ("[2001:db8::1]]:80:80", "ports[0]", ("is not a port mapping",)),
+        ("[[2001:db8::1]:80:80", "ports[0].host_ip", ("is not an IP address",)),
+        ("[]:80:80", "ports[0].host_ip", ("is not an IP address",)),
+    ],
+)
+def test_bad_ipv6_forms_are_refused_naming_the_option(item, option, words):
+    with refused(option, *words):
+        parse_port(item, "ports[0]")
+
+
+# ---- listening sockets, as /proc/net/{tcp,tcp6} writes their addresses ----
+
+
+@pytest.mark.parametrize(
+    "hex_address, expected",
+    [
+        ("0100007F", (4, ip("127.0.0.1"))),
+        ("00000000", (4, V4)),
+        ("00000000000000000000000000000000", (6, V6)),
+        ("00000000000000000000000001000000", (6, ip("::1"))),
+        ("B80D0120000000000000000001000000", (6, ip("2001:db8::1"))),
+        ("0000000000000000FFFF00000100007F", (4, ip("127.0.0.1"))),  # ::ffff:127.0.0.1 is IPv4
+    ],
+)
+def test_proc_net_addresses_are_read_per_family(hex_address, expected):
+    assert _slot(hex_address) == expected
+
+
+def test_a_listener_clashes_per_family():
+    v6_only = [Listener("tcp", (6, ip("2001:db8::1")), 4000, "1")]
+    dual = [Listener("tcp", (6, V6), 4000, "2")]  # a [::] socket takes IPv4 too (bindv6only=0)
+    v4 = [Listener("tcp", (4, ip("127.0.0.1")), 4000, "3")]
+    assert clashing(v6_only, "tcp", 4000, binding_slots(None, True, False)) is None
+    assert clashing(v6_only, "tcp", 4000, binding_slots(None, True, True)) == v6_only[0]
+    assert clashing(dual, "tcp", 4000, binding_slots(None, True, False)) == dual[0]
+    assert clashing(v4, "tcp", 4000, binding_slots(V6, True, True)) is None
+    assert clashing(v4, "udp", 4000, binding_slots(None, True, True)) is None
+    assert clashing(v4, "tcp", 4001, binding_slots(None, True, True)) is None
