@@ -125,6 +125,7 @@ def spec_from_record(record: dict) -> EndpointSpec:
         default_route=record.get("default_route", True),
         routes=parse_routes("routes", record.get("routes")),
         sysctls=tuple(sorted(record.get("sysctls", {}).items())),
+        gw_priority=record.get("gw_priority", 0),
         create_netns=False,
     )
 

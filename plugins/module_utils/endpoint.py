@@ -17,8 +17,13 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     ENDPOINT_ALIAS_PREFIX,
     BridgeNetwork,
     EndpointSpec,
-    RouteSpec,
     host_veth_name,
+)
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
+    Candidate,
+    choose_gateways,
+    same_value,
+    sandbox_sysctls,
 )
 from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
 
@@ -30,7 +35,8 @@ class EndpointPlanner:
         self.host = host
         self.kernel = host.kernel
         self.claimed_ifnames: dict = {}  # sandbox key -> interface names taken in this run
-        self.claimed_defaults: dict = {}  # sandbox key -> IP versions whose default route an endpoint of this run owns
+        self.touched: dict = {}  # sandbox key -> SandboxRef of every sandbox this run attaches to or detaches from
+        self.detached: dict = {}  # sandbox key -> interfaces of endpoints detached in this run
         self.leases: dict = {}  # (network, IP version) -> {address: sandbox key}, kept up to date while planning
         self.doomed: list = []  # host veths to delete together at the end (see finish)
         self.doomed_sandboxes: list = []  # named sandboxes to delete after their veths
@@ -118,6 +124,7 @@ class EndpointPlanner:
             if others:
                 raise option_error(spec.opt(ref.kind), ref.value, "has interfaces %s: network 'none' means only lo; detach them first" % ", ".join(others))
         self._ensure_lo_up(spec, view)
+        self.touched.setdefault(ref.key, ref)
         return result
 
     def _maybe_delete_sandbox(self, spec: EndpointSpec) -> None:
@@ -144,12 +151,12 @@ class EndpointPlanner:
         mac = spec.mac_address or link.default_mac(ipv4)
 
         self._check_sysctls_exist(spec, view)
-        sysctls = spec.sysctls + self._ipv6_off(spec, network)
+        sysctls = spec.sysctls + self._interface_ipv6(spec, network)
         inner = view.link(ifname) if view is not None else None
         ours = link.is_ours(inner)
         if inner is not None and not ours:
             raise option_error(spec.opt("ifname"), ifname, "already exists in %s and is not this endpoint's interface" % ref.value)
-        routes = self._routes(spec, network, self._free_defaults(spec, view, inner.index if ours else None))
+        routes = self._routes(spec, network)
 
         addresses = [ipaddress.ip_interface("%s/%d" % (ipv4, network.subnet.prefixlen))]
         if ipv6 is not None:
@@ -159,7 +166,8 @@ class EndpointPlanner:
         current = None
         if ours:
             current = dict(link.current(inner), interface=inner.name, mac=inner.mac, mtu=inner.mtu,
-                           addresses=[str(a) for a in view.addresses(inner.index)], routes=[r.describe() for r in view.routes(inner.index)],
+                           addresses=[str(a) for a in view.addresses(inner.index)],
+                           routes=[r.describe() for r in _own_routes(view.routes(inner.index), spec)],
                            sysctls={sysctl[0]: view.sysctl(_sysctl_path(sysctl[0], inner.name)) for sysctl in sysctls})
         target = "endpoint %s on %s" % (network.name, ref.key)
         add = self._adder(target, current, desired)
@@ -175,9 +183,18 @@ class EndpointPlanner:
             link.plan_repair(add, inner, mac)
             self._repair_inner(add, spec, network, inner, mac)
             current_addresses = view.addresses(inner.index)
-            current_routes = view.routes(inner.index)
+            current_routes = _own_routes(view.routes(inner.index), spec)
             current_sysctls = current["sysctls"]
         link.plan_host_side(add, ipv4)
+
+        # Sysctls before addresses: an interface born with IPv6 off (the sandbox's default) takes no IPv6 address.
+        for name, value in sysctls:
+            path = _sysctl_path(name, ifname)
+            old = current_sysctls.get(name)
+            if not same_value(old, value):
+                add("option '%s': set %s=%s in %s" % (spec.opt("sysctls"), path.replace("/", "."), value, ref.value),
+                    lambda p=path, v=value: self.kernel.sandbox(ref).write_sysctl(p, v),
+                    (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o)) if old is not None else None)
 
         for address in current_addresses:
             if address not in addresses:
@@ -201,20 +218,15 @@ class EndpointPlanner:
                 add("add route %s through %s in %s" % (route.describe(), ifname, ref.value),
                     lambda r=route: self.kernel.sandbox(ref).add_route(ifname, r),
                     lambda r=route: self.kernel.sandbox(ref).delete_route(ifname, r))
-        for name, value in sysctls:
-            path = _sysctl_path(name, ifname)
-            old = current_sysctls.get(name)
-            if old != value:
-                add("option '%s': set %s=%s in %s" % (spec.opt("sysctls"), path.replace("/", "."), value, ref.value),
-                    lambda p=path, v=value: self.kernel.sandbox(ref).write_sysctl(p, v),
-                    (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o)) if old is not None else None)
         self._ensure_lo_up(spec, view)
+        self.touched.setdefault(ref.key, ref)
 
         new_record = {
             "network": network.name, "sandbox": ref.key, "ifname": ifname, "host_ifname": link.host_ifname,
             "ipv4_address": str(ipv4), "ipv6_address": str(ipv6) if ipv6 else None, "mac_address": mac,
             "static_ipv4": spec.ipv4_address is not None, "static_ipv6": spec.ipv6_address is not None, "static_mac": spec.mac_address is not None,
             "default_route": spec.default_route, "routes": [r.to_record() for r in spec.routes], "sysctls": dict(spec.sysctls),
+            "gw_priority": spec.gw_priority,
         }
         if network.driver == "macvlan":  # what a detach needs once the network is gone
             new_record.update(parent=network.parent, shim_name=network.shim_name)
@@ -253,26 +265,144 @@ class EndpointPlanner:
                 del index[ipaddress.ip_address(address)]
 
     def finish(self) -> None:
-        """Delete the veths of detached endpoints in one request (call once, after planning them all)."""
+        """Delete the veths of detached endpoints in one request, then settle each touched sandbox's default
+        routes and sysctls (call once, after planning them all)."""
         if self.doomed:
             names = list(self.doomed)
             group = _free_link_group(self.kernel.host)
             self.host.plan.add("veths", "delete %d veth(s) in one request (link group %d)" % (len(names), group), {"veths": names}, None,
                                lambda: self.kernel.host.delete_links(names, group))
+        for key, ref in self.touched.items():
+            if ref not in self.doomed_sandboxes:
+                self._plan_sandbox(ref, self.detached.get(key, set()))
+        self.touched, self.detached = {}, {}
         for ref in self.doomed_sandboxes:
             self.host.plan.add("netns %s" % ref.value, "delete network namespace %s" % ref.value, {"exists": True}, None,
                                lambda r=ref: self._delete_sandbox(r))
         self.doomed, self.doomed_sandboxes = [], []
 
-    def _ipv6_off(self, spec: EndpointSpec, network: BridgeNetwork) -> tuple:
-        """Without an IPv6 subnet the endpoint has IPv6 off, as Docker does: no link-local chatter
-        (router solicitations, MLD, DAD), which an overlay would otherwise carry to every peer."""
+    def _interface_ipv6(self, spec: EndpointSpec, network: BridgeNetwork) -> tuple:
+        """IPv6 on the endpoint's interface exactly when its network has IPv6, as Docker does (osl setIPv6).
+
+        Off: no link-local chatter (router solicitations, MLD, DAD), which an overlay would otherwise carry
+        to every peer. On explicitly: a sandbox without IPv6 networks has it off by default (see sandbox.py).
+        """
         name = "net.ipv6.conf.IFNAME.disable_ipv6"
-        if network.ipv6_subnet is not None or any(key == name for key, _value in spec.sysctls):
+        if any(key == name for key, _value in spec.sysctls):
             return ()
         if self.kernel.host.sysctl("net/ipv6/conf/default/disable_ipv6") is None:
             return ()  # a kernel without IPv6
-        return ((name, "1"),)
+        return ((name, "0" if network.ipv6_subnet is not None else "1"),)
+
+    # ---- the sandbox as a whole: default routes and sysctls ----
+    def _plan_sandbox(self, ref: netns.SandboxRef, gone: set) -> None:
+        """The sandbox's default routes (the best endpoint of each IP version, as Docker chooses) and its sysctls."""
+        if ref.key in self.host.new_sandboxes:
+            view = None
+        elif ref.exists():
+            view = self.kernel.sandbox(ref)
+        else:
+            return  # a vanished sandbox (a removed container): nothing to settle
+        records = sorted((r for r in self.host.state["endpoints"].values() if r["sandbox"] == ref.key),
+                         key=lambda r: r["ifname"])
+        target = "sandbox %s" % ref.key
+        before: dict = {}
+        after: dict = {}
+        changes: list = []
+        self._plan_defaults(ref, view, records, gone, before, after, changes)
+        if view is None or not netns.same_namespace(ref.path, netns.THREAD_NETNS):  # never the host's own namespace
+            self._plan_sandbox_sysctls(ref, view, records, before, after, changes)
+        for what, apply, undo in changes:
+            self.host.plan.add(target, what, before, after, apply, undo)
+
+    def _plan_defaults(self, ref, view, records: list, gone: set, before: dict, after: dict, changes: list) -> None:
+        networks = self.host.state["networks"]
+        candidates, explicit = [], set()
+        for record in records:
+            network = networks.get(record["network"])
+            explicit.update(route.dst.version for _name, route in explicit_routes([record], record["ifname"]))
+            if network is None or not record.get("default_route", True) or network.get("internal"):
+                continue
+            gateways = {}
+            if record.get("ipv4_address") and network.get("gateway"):
+                gateways[4] = network["gateway"]
+            if record.get("ipv6_address") and network.get("ipv6_gateway"):
+                gateways[6] = network["ipv6_gateway"]
+            candidates.append(Candidate(record["ifname"], record["network"], record.get("gw_priority", 0),
+                                        bool(network.get("internal")), gateways))
+        ours = set(record["ifname"] for record in records)
+        held: dict = {4: [], 6: []}  # version -> [(ifname, Route)] default routes through this sandbox's endpoints
+        leaving: dict = {4: [], 6: []}  # the same through endpoints detached in this run (they go with their interface)
+        foreign = set(explicit)  # versions whose default route someone else holds (another interface, a `routes` item)
+        if view is not None:
+            names = {link.index: name for name, link in view.links().items()}
+            for route in view.routes():
+                name = names.get(route.oif)
+                if route.dst.prefixlen != 0:
+                    continue
+                if name in gone:
+                    leaving[route.dst.version].append((name, Route(route.dst, route.gateway, None)))
+                elif name in ours:
+                    held[route.dst.version].append((name, Route(route.dst, route.gateway, None)))
+                else:
+                    foreign.add(route.dst.version)
+        chosen = choose_gateways(candidates)
+        for version, label in ((4, "ipv4"), (6, "ipv6")):
+            wanted = None
+            best = chosen[version]
+            if best is not None and version not in foreign:
+                dst = ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
+                wanted = (best.name, Route(dst, ipaddress.ip_address(best.gateways[version]), None))
+            found = leaving[version] + held[version]
+            before["default_%s" % label] = [_describe_default(name, route) for name, route in found] or None
+            after["default_%s" % label] = _describe_default(*wanted) if wanted else None
+            why = ""
+            if wanted is not None:
+                why = " (network %s, gw_priority %d)" % (best.network, best.priority)
+            for name, route in held[version]:
+                if (name, route) != wanted and (name, route) not in explicit_routes(records, name):
+                    changes.append(("remove %s from %s in %s" % (route.describe(), name, ref.value),
+                                    lambda n=name, r=route: self.kernel.sandbox(ref).delete_route(n, r),
+                                    lambda n=name, r=route: self.kernel.sandbox(ref).add_route(n, r)))
+            if wanted is not None and wanted not in held[version]:
+                name, route = wanted
+                changes.append(("add %s through %s in %s%s" % (route.describe(), name, ref.value, why),
+                                lambda n=name, r=route: self.kernel.sandbox(ref).add_route(n, r),
+                                lambda n=name, r=route: self.kernel.sandbox(ref).delete_route(n, r)))
+
+    def _plan_sandbox_sysctls(self, ref, view, records: list, before: dict, after: dict, changes: list) -> None:
+        """Docker's sandbox sysctls (sandbox.py), each unless an endpoint of the sandbox sets it in ``sysctls``.
+
+        Nothing is restored when the last endpoint goes: the values belong to the sandbox, which Docker
+        never resets either (a container's namespace dies with it)."""
+        host = self.kernel.host
+        overridden = set(name for record in records for name in record.get("sysctls", {}))
+        has_ipv6 = any(record.get("ipv6_address") for record in records)
+        wanted = sandbox_sysctls(has_ipv6, overridden, host.sysctl("net/ipv6/conf/default/disable_ipv6") is not None)
+        before_values, after_values = {}, {}
+        for name, value in wanted:
+            path = name.replace(".", "/")
+            if host.sysctl(path) is None:
+                continue  # not a sysctl of this kernel (Docker checks sysctlExists too)
+            old = view.sysctl(path) if view is not None else None
+            before_values[name] = " ".join(old.split()) if old is not None else None
+            after_values[name] = value
+            if same_value(old, value):
+                continue
+            changes.append(("set %s=%s in %s (Docker's sandbox default)" % (name, value, ref.value),
+                            lambda p=path, v=value: self.kernel.sandbox(ref).write_sysctl(p, v),
+                            (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o))
+                            if old is not None else None))
+            if name == "net.ipv6.conf.all.disable_ipv6":  # writing 'all' sets every interface: again the asked-for ones
+                for record in records:
+                    own = record.get("sysctls", {}).get("net.ipv6.conf.IFNAME.disable_ipv6")
+                    if own is not None and not same_value(own, value):
+                        own_path = _sysctl_path("net.ipv6.conf.IFNAME.disable_ipv6", record["ifname"])
+                        what = "option 'sysctls': set %s=%s in %s again" % (own_path.replace("/", "."), own, ref.value)
+                        changes.append((what,
+                                        lambda p=own_path, v=own: self.kernel.sandbox(ref).write_sysctl(p, v), None))
+        before["sysctls"] = before_values
+        after["sysctls"] = after_values
 
     def _check_sysctls_exist(self, spec: EndpointSpec, view) -> None:
         """Refuse unknown sysctl names up front; an interface's knobs are looked up on the 'default' entry."""
@@ -335,34 +465,17 @@ class EndpointPlanner:
         taken = [address for address, holder in taken_by.items() if holder != own]
         return ipam.allocate(pool, subnet, gateway, taken, option="ip_range" if version == 4 else "ipv6_subnet")
 
-    def _free_defaults(self, spec: EndpointSpec, view, own_index: Optional[int]) -> set:
-        """IP versions whose default route no other interface of the sandbox holds.
-
-        As in Docker, a sandbox on several networks has one default gateway: the first network's.
-        """
-        taken = set(self.claimed_defaults.get(spec.sandbox.key, ()))
-        if view is not None:
-            taken.update(r.dst.version for r in view.routes() if r.dst.prefixlen == 0 and r.oif != own_index)
-        return {4, 6} - taken
-
-    def _routes(self, spec: EndpointSpec, network: BridgeNetwork, free_defaults: set) -> list:
-        routes = []
-        if spec.default_route and not network.internal:  # an internal network has no way out
-            claimed = self.claimed_defaults.setdefault(spec.sandbox.key, set())
-            if 4 in free_defaults:
-                routes.append(RouteSpec(ipaddress.ip_network("0.0.0.0/0"), network.gateway))
-                claimed.add(4)
-            if network.ipv6_subnet is not None and 6 in free_defaults:
-                routes.append(RouteSpec(ipaddress.ip_network("::/0"), network.ipv6_gateway))
-                claimed.add(6)
+    def _routes(self, spec: EndpointSpec, network: BridgeNetwork) -> list:
+        """The endpoint's own routes (``routes``); the default route via the gateway is the sandbox's."""
+        gateways = {4: network.gateway, 6: network.ipv6_gateway if network.ipv6_subnet is not None else None}
         for number, route in enumerate(spec.routes):
-            if any(r.dst == route.dst for r in routes):
+            holds_default = spec.default_route and not network.internal and gateways.get(route.dst.version) is not None
+            if route.dst.prefixlen == 0 and holds_default:
                 raise option_error(spec.opt("routes[%d].dst" % number), route.dst, "repeats the default route that default_route already adds")
             on_link = network.subnet if route.dst.version == 4 else network.ipv6_subnet
             if route.gateway is not None and (on_link is None or route.gateway not in on_link):
                 raise option_error(spec.opt("routes[%d].gateway" % number), route.gateway, "is not on the network %s (%s)" % (network.name, on_link))
-            routes.append(route)
-        return [Route(r.dst, r.gateway, None) for r in routes]
+        return [Route(r.dst, r.gateway, None) for r in spec.routes]
 
     def _absent(self, spec: EndpointSpec) -> dict:
         ref = spec.sandbox
@@ -381,6 +494,9 @@ class EndpointPlanner:
             self._release(record)
             del self.host.state["endpoints"][key]
             self._unpublish(spec.network, ref.key)
+            if record.get("ifname"):
+                self.detached.setdefault(ref.key, set()).add(record["ifname"])
+            self.touched.setdefault(ref.key, ref)
         self._maybe_delete_sandbox(spec)
         return result
 
@@ -396,6 +512,28 @@ def _free_link_group(session) -> int:
 
 def _nothing() -> None:
     """The detach itself happens in the group delete that ``finish`` plans."""
+
+
+def _own_routes(routes: list, spec: EndpointSpec) -> list:
+    """An interface's routes that the endpoint itself manages: all but default routes, unless ``routes`` names one."""
+    return [r for r in routes if r.dst.prefixlen != 0 or any(own.dst == r.dst for own in spec.routes)]
+
+
+def explicit_routes(records: list, ifname: str) -> list:
+    """Default routes an endpoint asked for itself in ``routes`` (never moved by the gateway choice)."""
+    result = []
+    for record in records:
+        if record["ifname"] == ifname:
+            for item in record.get("routes", []):
+                dst = ipaddress.ip_network(item["dst"])
+                if dst.prefixlen == 0:
+                    gateway = ipaddress.ip_address(item["gateway"]) if item.get("gateway") else None
+                    result.append((ifname, Route(dst, gateway, None)))
+    return result
+
+
+def _describe_default(name: str, route: Route) -> str:
+    return "%s dev %s" % (route.describe(), name)
 
 
 def _sysctl_path(name: str, ifname: str) -> str:

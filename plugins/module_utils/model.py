@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.netns import CONTAINER_RUNTIMES, SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import parse_gw_priority
 
 IFNAMSIZ = 15
 SPECIAL_NETWORKS = ("host", "none")
@@ -321,6 +322,7 @@ class EndpointSpec:
     default_route: bool = True
     routes: Tuple[RouteSpec, ...] = ()
     sysctls: Tuple[Tuple[str, str], ...] = ()
+    gw_priority: int = 0
     where: str = field(default="", compare=False)
 
     def opt(self, name: str) -> str:
@@ -357,7 +359,7 @@ class EndpointSpec:
         ipv6 = parse_address(opt("ipv6_address"), params["ipv6_address"], 6) if params.get("ipv6_address") else None
         mac = parse_mac(opt("mac_address"), params["mac_address"]) if params.get("mac_address") else None
         if network in SPECIAL_NETWORKS:
-            for name in ("ifname", "ipv4_address", "ipv6_address", "mac_address", "routes", "sysctls"):
+            for name in ("ifname", "ipv4_address", "ipv6_address", "mac_address", "routes", "sysctls", "gw_priority"):
                 if params.get(name):
                     raise option_error(opt(name), params[name], "cannot be used with network '%s' (it has no interface of its own)" % network)
         return cls(
@@ -373,6 +375,7 @@ class EndpointSpec:
             default_route=params.get("default_route", True) is not False,
             routes=parse_routes(opt("routes"), params.get("routes")),
             sysctls=parse_sysctls(opt("sysctls"), params.get("sysctls")),
+            gw_priority=parse_gw_priority(opt("gw_priority"), params.get("gw_priority")),
             where=where,
         )
 

@@ -29,7 +29,8 @@ requirements:
 attributes:
   diff_mode:
     support: full
-    description: Shows each endpoint (interfaces, MAC, MTU, addresses, routes, sysctls) and the store before and after.
+    description: Shows each endpoint (interfaces, MAC, MTU, addresses, routes, sysctls), each sandbox (its default routes and
+      Docker's sandbox sysctls) and the store before and after.
 options:
   network:
     description:
@@ -70,9 +71,23 @@ options:
     type: str
   default_route:
     description:
-      - Add default routes via the network's gateways.
+      - Let this endpoint hold the sandbox's default routes via the network's gateways when it is the sandbox's
+        best endpoint for them (see C(gw_priority)). C(false) keeps it out of the choice.
+      - A sandbox has one IPv4 and one IPv6 default route, each held by one endpoint, chosen as Docker 28 does
+        whenever an endpoint of the sandbox is attached or detached; the highest C(gw_priority), then a
+        dual-stack endpoint before a single-stack one, then the network name in lexicographic order. Detaching
+        the holder moves the default route to the next endpoint; IPv4 and IPv6 are chosen separately (an IPv6
+        default needs an endpoint with an IPv6 address). Internal networks never hold it; a default route on an
+        interface that is not a cnm endpoint (or one given in C(routes)) is left alone and no other is added.
     type: bool
     default: true
+  gw_priority:
+    description:
+      - Docker 28's C(--gw-priority) (C(docker network connect --gw-priority)) for this endpoint; among the
+        sandbox's endpoints the highest priority holds the default route (see C(default_route)).
+      - A 64-bit integer, negative allowed.
+    type: int
+    default: 0
   routes:
     description:
       - Extra routes through the endpoint's interface.
@@ -90,6 +105,13 @@ options:
     description:
       - Network sysctls set inside the sandbox, C(IFNAME) standing for the endpoint's interface,
         for example C(net.ipv4.conf.IFNAME.rp_filter=2) (Docker's endpoint sysctls).
+      - Every sandbox gets the sysctls Docker sets in a container's namespace, C(net.ipv4.ip_unprivileged_port_start=0)
+        and C(net.ipv4.ping_group_range=0 2147483647), and while none of its endpoints has IPv6,
+        C(net.ipv6.conf.all.disable_ipv6=1), C(net.ipv6.conf.default.disable_ipv6=1) and C(net.ipv6.conf.lo.disable_ipv6=1)
+        (C(lo) gets C(0) again while one has). An endpoint's interface has IPv6 on exactly when its network has IPv6
+        (C(net.ipv6.conf.IFNAME.disable_ipv6)). Naming any of these here (on any endpoint of the sandbox) replaces that default.
+      - Never applied to the host's own namespace (a C(pid) or C(netns_path) that is the host's); nothing is restored
+        when the last endpoint is detached (the values belong to the sandbox, as in Docker, where they die with the container).
     type: dict
   endpoints:
     description:
@@ -142,6 +164,9 @@ options:
       default_route:
         description: As the top-level C(default_route).
         type: bool
+      gw_priority:
+        description: As the top-level C(gw_priority).
+        type: int
       routes:
         description: As the top-level C(routes).
         type: list
@@ -222,6 +247,14 @@ EXAMPLES = r"""
   cnm.network.cnm_endpoint:
     network: web
     endpoints: "{{ app_sandboxes }}"
+
+- name: docker network connect --gw-priority 10 (web holds the default route although db sorts first)
+  cnm.network.cnm_endpoint:
+    netns: app1
+    endpoints:
+      - network: web
+        gw_priority: 10
+      - network: db
 
 - name: docker run --net=host (the name 'monitor' is bound to the host's own namespace)
   cnm.network.cnm_endpoint:
@@ -326,10 +359,11 @@ ITEM_OPTIONS = dict(
     ipv6_address=dict(type="str"),
     mac_address=dict(type="str"),
     default_route=dict(type="bool"),
+    gw_priority=dict(type="int"),
     routes=dict(type="list", elements="dict"),
     sysctls=dict(type="dict"),
 )
-TOP_DEFAULTS = dict(state="present", create_netns=True, delete_netns=False, default_route=True)
+TOP_DEFAULTS = dict(state="present", create_netns=True, delete_netns=False, default_route=True, gw_priority=0)
 ROUTE_OPTIONS = dict(dst=dict(type="str", required=True), gateway=dict(type="str"))
 
 
