@@ -424,7 +424,7 @@ def _plan_passes(host, nft: Nft, listing: dict, networks: Dict[str, dict]) -> No
             continue
         commands = passes.native_commands(listing, chain, networks)
         if commands:
-            names = [comment for comment, _expr in passes.native_rules(networks)]
+            names = [comment for comment, _expr in passes.native_rules(networks, chain.family)]
             host.warnings.append("%s drops forwarded traffic (policy drop): cnm updates its pass rules there for network(s) %s"
                                  % (chain.describe(), ", ".join(name for name, _bridge in passes.routed(networks)) or "none (removing them)"))
             host.plan.add("passes %s" % chain.describe(), "update %d pass rule(s) in %s" % (len(commands), chain.describe()),
@@ -444,7 +444,7 @@ def _plan_xtables_passes(host, listing: dict, chain, networks: Dict[str, dict]) 
     if code != 0:
         raise CnmError("%s -S %s failed: %s" % (command, target, err.strip()))
     present = passes.parse_xtables(out, target)
-    wanted = passes.xtables_lines(networks, target)
+    wanted = passes.xtables_lines(networks, target, chain.family)
     script = passes.xtables_script(present, wanted, target)
     if script is None:
         return
