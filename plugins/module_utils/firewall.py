@@ -208,13 +208,11 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
     if routed:
         rules.append(_rule(INET_FORWARD, "forward accept replies", _ct("state", ["established", "related"]), {"accept": None}))
     for name in routed:
-        record = networks[name]
         bridge = bridges[name]
-        sources = [ipaddress.ip_network(text) for text in record.get("trusted_sources") or ()]
         for version, proto in ((4, "ip"), (6, "ip6")):
-            family = sorted(str(source) for source in sources if source.version == version)
-            if family:
-                right = {"set": [_prefix(ipaddress.ip_network(text)) for text in family]}
+            sources = passes.trusted(networks, name, version)
+            if sources:
+                right = {"set": [_prefix(ipaddress.ip_network(text)) for text in sources]}
                 rules.append(_rule(INET_FORWARD, "network %s trusted %s" % (name, proto), _match("oifname", bridge),
                                    _payload(proto, "saddr", right), {"accept": None}))
         rules.append(_rule(INET_FORWARD, "network %s inbound drop" % name, _match("oifname", bridge), _match("iifname", bridge, "!="), {"drop": None}))
