@@ -339,13 +339,11 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
     if routed:
         rules.append(_rule(INET_FORWARD, "forward accept replies", _ct("state", ["established", "related"]), {"accept": None}))
     for name in routed:
-        record = networks[name]
         bridge = bridges[name]
-        sources = [ipaddress.ip_network(text) for text in record.get("trusted_sources") or ()]
         for version, proto in ((4, "ip"), (6, "ip6")):
-            family = sorted(str(source) for source in sources if source.version == version)
-            if family:
-                right = {"set": [_prefix(ipaddress.ip_network(text)) for text in family]}
+            sources = passes.trusted(networks, name, version)
+            if sources:
+                right = {"set": [_prefix(ipaddress.ip_network(text)) for text in sources]}
                 rules.append(_rule(INET_FORWARD, "network %s trusted %s" % (name, proto), _match("oifname", bridge),
                                    _payload(proto, "saddr", right), {"accept": None}))
         rules.append(_rule(INET_FORWARD, "network %s inbound drop" % name, _match("oifname", bridge), _match("iifname", bridge, "!="), {"drop": None}))
@@ -628,7 +626,7 @@ def _plan_passes(host, nft: Nft, listing: dict, networks: Dict[str, dict]) -> No
             continue
         commands = passes.native_commands(listing, chain, networks)
         if commands:
-            names = [comment for comment, _expr in passes.native_rules(networks)]
+            names = [comment for comment, _expr in passes.native_rules(networks, chain.family)]
             host.warnings.append("%s drops forwarded traffic (policy drop): cnm updates its pass rules there for network(s) %s"
                                  % (chain.describe(), ", ".join(name for name, _bridge in passes.routed(networks)) or "none (removing them)"))
             host.plan.add("passes %s" % chain.describe(), "update %d pass rule(s) in %s" % (len(commands), chain.describe()),
@@ -648,7 +646,7 @@ def _plan_xtables_passes(host, listing: dict, chain, networks: Dict[str, dict]) 
     if code != 0:
         raise CnmError("%s -S %s failed: %s" % (command, target, err.strip()))
     present = passes.parse_xtables(out, target)
-    wanted = passes.xtables_lines(networks, target)
+    wanted = passes.xtables_lines(networks, target, chain.family)
     script = passes.xtables_script(present, wanted, target)
     if script is None:
         return

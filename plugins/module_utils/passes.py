@@ -18,6 +18,7 @@ Our isolation rules still apply: an accept here does not override a drop in ``in
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 from dataclasses import dataclass
@@ -67,8 +68,15 @@ def _meta(key: str, value: str) -> dict:
     return {"match": {"op": "==", "left": {"meta": {"key": key}}, "right": value}}
 
 
-def native_rules(networks: Dict[str, dict]) -> List[Tuple[str, list]]:
-    """(comment, expression) of the pass rules, in the order they should stand at the top of the chain."""
+def trusted(networks: Dict[str, dict], name: str, version: int) -> List[str]:
+    """The network's ``trusted_sources`` of one IP version (older records have none)."""
+    sources = [ipaddress.ip_network(text) for text in networks[name].get("trusted_sources") or ()]
+    return sorted(str(source) for source in sources if source.version == version)
+
+
+def native_rules(networks: Dict[str, dict], family: str = "inet") -> List[Tuple[str, list]]:
+    """(comment, expression) of the pass rules, in the order they should stand at the top of the chain
+    (a chain of family ip or ip6 gets the trusted sources of its own IP version only)."""
     rules = []
     for name, bridge in routed(networks):
         rules.append((COMMENT % (name, "out"), [_meta("iifname", bridge), {"accept": None}]))
@@ -76,6 +84,13 @@ def native_rules(networks: Dict[str, dict]) -> List[Tuple[str, list]]:
         rules.append((COMMENT % (name, "back"), [_meta("oifname", bridge), back, {"accept": None}]))
         published = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
         rules.append((COMMENT % (name, "published"), [_meta("oifname", bridge), published, {"accept": None}]))
+        for version, proto in ((4, "ip"), (6, "ip6")):
+            sources = trusted(networks, name, version)
+            if sources and family in ("inet", proto):
+                prefixes = {"set": [{"prefix": {"addr": str(ipaddress.ip_network(text).network_address), "len": ipaddress.ip_network(text).prefixlen}}
+                                    for text in sources]}
+                saddr = {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "saddr"}}, "right": prefixes}}
+                rules.append((COMMENT % (name, "trusted " + proto), [_meta("oifname", bridge), saddr, {"accept": None}]))
     return rules
 
 
@@ -88,7 +103,7 @@ def native_commands(listing: dict, chain: DropChain, networks: Dict[str, dict]) 
             comment = rule.get("comment", "")
             if comment.startswith("cnm network "):
                 present[comment] = rule.get("handle")
-    wanted = native_rules(networks)
+    wanted = native_rules(networks, chain.family)
     commands = []
     where = {"family": chain.family, "table": chain.table, "chain": chain.chain}
     for comment, handle in sorted(present.items()):
@@ -102,8 +117,9 @@ def native_commands(listing: dict, chain: DropChain, networks: Dict[str, dict]) 
 
 # ---- iptables-nft chains ----
 
-def xtables_lines(networks: Dict[str, dict], chain: str) -> Dict[str, str]:
-    """comment -> the iptables rule (without -A/-I/-D CHAIN) of every pass rule."""
+def xtables_lines(networks: Dict[str, dict], chain: str, family: str = "ip") -> Dict[str, str]:
+    """comment -> the iptables rule (without -A/-I/-D CHAIN) of every pass rule; one per trusted source of the
+    table's IP version (``-s A,B`` would become several rules under one comment)."""
     lines = {}
     for name, bridge in routed(networks):
         lines[COMMENT % (name, "out")] = '-i %s -m comment --comment "%s" -j ACCEPT' % (bridge, COMMENT % (name, "out"))
@@ -111,6 +127,9 @@ def xtables_lines(networks: Dict[str, dict], chain: str) -> Dict[str, str]:
                                            % (bridge, COMMENT % (name, "back")))
         lines[COMMENT % (name, "published")] = ('-o %s -m conntrack --ctstate DNAT -m comment --comment "%s" -j ACCEPT'
                                                 % (bridge, COMMENT % (name, "published")))
+        for source in trusted(networks, name, 4 if family == "ip" else 6):
+            comment = COMMENT % (name, "trusted " + source)
+            lines[comment] = '-s %s -o %s -m comment --comment "%s" -j ACCEPT' % (source, bridge, comment)
     return lines
 
 

@@ -23,7 +23,8 @@ HOST, HOST6, LAN6, INTERNET6 = "203.0.113.1", "2001:db8:ff::1", "2001:db8:ff::2"
 SERVE = ("import socket,sys\ns=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
          "s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0);s.bind(('::',int(sys.argv[1])));s.listen(16)\n"
          "while True:\n    c,a=s.accept();c.sendall(a[0].replace('::ffff:','').encode());c.close()\n")
-ASK = ("import socket,sys\ntry:\n    print(socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=2).recv(100).decode())\n"
+# 3 s: room for one SYN retransmission (1 s); a first SYN to a fresh IPv6 neighbour is sometimes lost
+ASK = ("import socket,sys\ntry:\n    print(socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3).recv(100).decode())\n"
        "except OSError:\n    print('unreachable')\n")
 
 
@@ -203,3 +204,24 @@ def test_check_mode_predicts_the_trusted_and_ipv6_rules_and_changes_nothing(host
     assert (real["changed"], real["changes"], real["diff"]) == (predicted["changed"], predicted["changes"], predicted["diff"])
     assert real["network"]["trusted_sources"] == ["192.0.2.0/24", "2001:db8:1::/48"] and real["network"]["ipv6_masquerade"] is True
     assert host.module("cnm_bridge", **asked)["changed"] is False
+
+
+def test_trusted_sources_pass_a_docker_like_forward_drop_and_the_passes_go_with_them(host, world6, servers):
+    host.sh("iptables -w -N DOCKER-USER && iptables -w -A DOCKER-USER -j RETURN && iptables -w -P FORWARD DROP && iptables -w -A FORWARD -j DOCKER-USER"
+            " && ip6tables -w -P FORWARD DROP")
+    docker_rules = (host.sh("iptables -w -S").stdout, host.sh("ip6tables -w -S").stdout)
+    web = dict(name="web", subnet="172.30.0.0/24", ipv6_subnet="2001:db8:30::/64", masquerade=False)
+    host.ok("cnm_bridge", trusted_sources=["203.0.113.0/24", "2001:db8:ff::/64"], **web)
+    ((a4, a6),) = attach(host, "web", "a")
+    route_on_lan(world6, "172.30.0.0/24", "2001:db8:30::/64")
+    servers(host.sandbox("a"), 81)
+    assert (seen(world6[0], a4, 81), seen(world6[0], a6, 81)) == (LAN, LAN6)  # through DOCKER-USER and ip6tables' FORWARD
+    assert (seen(world6[1], a4, 81), seen(world6[1], a6, 81)) == ("unreachable", "unreachable")  # our own drop still holds
+    assert "cnm network web pass trusted 203.0.113.0/24" in host.sh("iptables -w -S DOCKER-USER").stdout
+    assert "cnm network web pass trusted 2001:db8:ff::/64" in host.sh("ip6tables -w -S FORWARD").stdout
+    host.ok("cnm_bridge", **web)  # no trusted sources any more: their passes go, the others stay
+    assert "trusted" not in host.sh("iptables -w -S DOCKER-USER").stdout + host.sh("ip6tables -w -S FORWARD").stdout
+    assert seen(world6[0], a4, 81) == "unreachable"
+    host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"), state="absent")
+    host.ok("cnm_bridge", name="web", state="absent")
+    assert (host.sh("iptables -w -S").stdout, host.sh("ip6tables -w -S").stdout) == docker_rules

@@ -62,3 +62,24 @@ def test_native_commands_insert_the_rules_in_order_and_delete_stale_ones_by_hand
     # each insert goes to the top, so the last rule is inserted first and "out" ends up first
     assert inserted == ["cnm network web pass published", "cnm network web pass back", "cnm network web pass out"]
     assert all("handle" not in command.get("insert", {}).get("rule", {}) for command in commands[1:])
+
+
+TRUSTED = dict(WEB, trusted_sources=["192.0.2.0/24", "10.0.0.0/8", "2001:db8:1::/48"])
+
+
+def test_trusted_sources_get_a_pass_of_their_own_ip_version():
+    v4 = passes.xtables_lines({"web": TRUSTED}, "DOCKER-USER", "ip")
+    v6 = passes.xtables_lines({"web": TRUSTED}, "DOCKER-USER", "ip6")
+    assert [c for c in v4 if "trusted" in c] == ["cnm network web pass trusted 10.0.0.0/8", "cnm network web pass trusted 192.0.2.0/24"]
+    assert v4["cnm network web pass trusted 10.0.0.0/8"] == '-s 10.0.0.0/8 -o br-web -m comment --comment "cnm network web pass trusted 10.0.0.0/8" -j ACCEPT'
+    assert [c for c in v6 if "trusted" in c] == ["cnm network web pass trusted 2001:db8:1::/48"]
+    assert [c for c in passes.xtables_lines({"web": WEB}, "FORWARD", "ip6") if "trusted" in c] == []  # older records: none
+
+
+def test_native_trusted_passes_follow_the_chain_family():
+    inet = [comment for comment, _expr in passes.native_rules({"web": TRUSTED}, "inet")]
+    assert inet[3:] == ["cnm network web pass trusted ip", "cnm network web pass trusted ip6"]
+    assert [c for c, _e in passes.native_rules({"web": TRUSTED}, "ip") if "trusted" in c] == ["cnm network web pass trusted ip"]
+    assert [c for c, _e in passes.native_rules({"web": TRUSTED}, "ip6") if "trusted" in c] == ["cnm network web pass trusted ip6"]
+    (expr,) = [e for c, e in passes.native_rules({"web": TRUSTED}, "ip") if "trusted" in c]
+    assert expr[1]["match"]["right"] == {"set": [{"prefix": {"addr": "10.0.0.0", "len": 8}}, {"prefix": {"addr": "192.0.2.0", "len": 24}}]}
