@@ -97,9 +97,8 @@ def _names(names: List[str]):
 
 def reaches_loopback(entry: dict) -> bool:
     """A published port bound to all addresses or to 127.0.0.0/8 answers on the host's loopback (IPv4 only)."""
-    if not entry.get("container_ip"):
-        return False
-    return not entry["host_ip"] or ipaddress.ip_address(entry["host_ip"]).is_unspecified or ipaddress.ip_address(entry["host_ip"]) in LOOPBACK
+    host_ip = ipaddress.ip_address(entry["host_ip"]) if entry.get("host_ip") else None
+    return bool(entry.get("container_ip")) and (host_ip is None or (host_ip.version == 4 and (host_ip.is_unspecified or host_ip in LOOPBACK)))
 
 
 @dataclass(frozen=True)
