@@ -98,9 +98,8 @@ def _names(names: List[str]):
 
 def reaches_loopback(entry: dict) -> bool:
     """A published port bound to all addresses or to 127.0.0.0/8 answers on the host's loopback (IPv4 only)."""
-    if not entry.get("container_ip"):
-        return False
-    return not entry["host_ip"] or ipaddress.ip_address(entry["host_ip"]).is_unspecified or ipaddress.ip_address(entry["host_ip"]) in LOOPBACK
+    host_ip = ipaddress.ip_address(entry["host_ip"]) if entry.get("host_ip") else None
+    return bool(entry.get("container_ip")) and (host_ip is None or (host_ip.version == 4 and (host_ip.is_unspecified or host_ip in LOOPBACK)))
 
 
 @dataclass(frozen=True)
@@ -167,8 +166,8 @@ def element_text(map_name: str, key, value) -> str:
     return "element %s %s : %s" % (map_name, " . ".join(str(part) for part in parts), value)
 
 
-def _bindings(entry: dict) -> List[Tuple[Tuple[PortMap, PortMap], Optional[str], str, str]]:
-    """(maps, host address or None for any, container address, dnat family) of each binding an entry renders.
+def _bindings(entry: dict) -> List[Tuple[Tuple[PortMap, PortMap], Optional[str], str]]:
+    """(maps, host address or None for any, container address) of each binding an entry renders.
 
     IPv4 when host_ip is None or IPv4 and the entry has container_ip; IPv6 when host_ip is None or IPv6 and it has
     container_ipv6 (see the contract); ::1 never (the kernel cannot DNAT IPv6 loopback to a container)."""
@@ -176,15 +175,15 @@ def _bindings(entry: dict) -> List[Tuple[Tuple[PortMap, PortMap], Optional[str],
     found = []
     if entry.get("container_ip") and (host_ip is None or host_ip.version == 4):
         if host_ip is None or host_ip.is_unspecified:
-            found.append((PORTS_ANY4, None, entry["container_ip"], "ip"))
+            found.append((PORTS_ANY4, None, entry["container_ip"]))
         else:
-            found.append((PORTS_LOOPBACK4 if host_ip in LOOPBACK else PORTS_HOST4, str(host_ip), entry["container_ip"], "ip"))
+            found.append((PORTS_LOOPBACK4 if host_ip in LOOPBACK else PORTS_HOST4, str(host_ip), entry["container_ip"]))
     if entry.get("container_ipv6") and (host_ip is None or host_ip.version == 6) and not (host_ip is not None and host_ip.is_loopback):
         container_ipv6 = str(ipaddress.ip_address(entry["container_ipv6"]))
         if host_ip is None or host_ip.is_unspecified:
-            found.append((PORTS_ANY6, None, container_ipv6, "ip6"))
+            found.append((PORTS_ANY6, None, container_ipv6))
         else:
-            found.append((PORTS_HOST6, str(host_ip), container_ipv6, "ip6"))
+            found.append((PORTS_HOST6, str(host_ip), container_ipv6))
     return found
 
 
@@ -197,7 +196,7 @@ def render_elements(ports: Dict[str, dict]) -> List[Element]:
     for key in sorted(ports):
         entry = ports[key]
         owner = "port %s %s" % (entry["network"], key)
-        for (addr_map, port_map), host_ip, container, _family in _bindings(entry):
+        for (addr_map, port_map), host_ip, container in _bindings(entry):
             map_key = (entry["protocol"],) + ((host_ip,) if host_ip else ()) + (entry["host_port"],)
             if (addr_map.name, map_key) in seen:
                 continue

@@ -324,7 +324,7 @@ def test_detach_and_container_removal_leave_nothing(docker, net):
     store = docker.host.store()
     assert [r for r in store["endpoints"].values() if r["network"] == name] == []
     assert [p for p in store.get("ports", {}).values() if p["network"] == name] == []
-    assert "dport 9002" not in docker.host.ruleset() and "dport 9001" not in docker.host.ruleset()
+    assert "tcp . 9002 " not in docker.host.ruleset() and "tcp . 9001 " not in docker.host.ruleset()  # map elements of the ports
     assert _host_veths(docker.host) == []
     assert not docker.ok("cnm_endpoint", network=name, container=removed, state="absent")["changed"]
 

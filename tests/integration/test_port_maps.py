@@ -37,12 +37,17 @@ def dual_servers():
         proc.wait()
 
 
-@pytest.fixture
-def web(host, world, dual_servers):
-    host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", ipv6_subnet="fd00:30::/64")
+def make_web(host, dual_servers, **ipv6) -> object:
+    host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", **ipv6)
     host.ok("cnm_endpoint", network="web", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))])
     dual_servers(host.sandbox("a"), 80, "web-a")
     return host
+
+
+@pytest.fixture
+def web(host, world, dual_servers):
+    """An IPv4 network: its ports render the IPv4 maps only."""
+    return make_web(host, dual_servers)
 
 
 def listing(host) -> list:
@@ -116,20 +121,22 @@ def test_the_old_per_port_rule_shape_is_rewritten_once(web, world):
 
 
 @pytest.fixture
-def web6(web, world):
-    """IPv6 on the uplink; forwarding on in the lab host (the firewall's own IPv6 forwarding is another change)."""
+def web6(host, world, dual_servers):
+    """A dual-stack network; IPv6 on the uplink; forwarding on in the lab host (the firewall's own IPv6 forwarding is
+    another change)."""
     lan = world[0]
+    web = make_web(host, dual_servers, ipv6_subnet="fd00:30::/64")
     web.sh("ip addr add %s/64 dev uplink nodad && sysctl -qw net.ipv6.conf.all.forwarding=1" % HOST6)
     sh("ip addr add %s/64 dev eth0 nodad" % LAN6, netns=lan)
     return web
 
 
 def published_v6(host, ports: list) -> dict:
-    result = host.ok("cnm_port_publish", network="web", netns=host.sandbox("a"), ports=ports)
-    entries = host.store().get("ports", {})
-    if not any(entry.get("container_ipv6") for entry in entries.values()):
+    """Publish ``ports`` of sandbox a; skipped while cnm_port_publish does not record the endpoint's IPv6 address."""
+    host.ok("cnm_port_publish", network="web", netns=host.sandbox("a"), ports=["4000:80"])
+    if not any(entry.get("container_ipv6") for entry in host.store().get("ports", {}).values()):
         pytest.skip("cnm_port_publish does not record container_ipv6 yet: IPv6 DNAT is covered by tests/unit/test_firewall.py")
-    return result
+    return host.ok("cnm_port_publish", network="web", netns=host.sandbox("a"), ports=ports)
 
 
 def test_ipv6_published_ports_from_the_lan_the_host_and_a_hairpin(web6, world):

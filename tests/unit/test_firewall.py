@@ -32,6 +32,7 @@ from ansible_collections.cnm.network.plugins.module_utils.firewall import (
     masquerades_ipv6,
     needed_sysctls,
     parse,
+    reaches_loopback,
     render,
     render_elements,
     render_ports,
@@ -759,6 +760,18 @@ def test_each_binding_form_lands_in_the_maps_of_its_families(host_ip, maps):
     assert sorted({element.map.name.rsplit("_", 1)[0] for element in elements}) == maps
     for element in elements:
         assert element.value in ("172.30.0.2", V6, 80) and element.key[-1] == 4000 and element.owner == "port web " + key
+
+
+@pytest.mark.parametrize(("host_ip", "container_ip", "loopback"), [
+    (None, "172.30.0.2", True), ("0.0.0.0", "172.30.0.2", True), ("127.0.0.2", "172.30.0.2", True), ("192.0.2.1", "172.30.0.2", False),
+    ("::", "172.30.0.2", False), ("2001:db8::1", "172.30.0.2", False), (None, None, False),
+])
+def test_only_ipv4_bindings_with_an_ipv4_container_answer_on_loopback(host_ip, container_ip, loopback):
+    key, entry = port("web", host_ip, 4000, container_ip, 80)
+    entry["container_ipv6"] = V6
+    assert reaches_loopback(entry) is loopback
+    assert ("net.ipv4.conf.br-web.route_localnet" in needed_sysctls({"web": WEB6}, {key: entry})) is loopback
+    assert any(rule.owner == "ports loopback guard" for rule in render({"web": WEB6}, {key: entry})) is loopback
 
 
 def test_an_ipv6_only_endpoint_renders_no_ipv4_and_an_old_entry_no_ipv6():
