@@ -308,3 +308,16 @@ def test_a_host_process_on_a_published_port_is_refused_warned_and_drift_in_the_s
         drift = [d for d in web.ok("cnm_info", gather=["ports"])["drift"] if d["kind"] == "port_shadowed"]
         assert [d["object"] for d in drift] == ["port tcp/*:4031"] and words in drift[0]["message"]
     assert not web.ok("cnm_port_publish", network="web", netns=a, ports=["4031:80"]).get("warnings")
+
+
+def test_exclusive_replaces_a_binding_of_the_same_port_of_the_endpoint(web, world):
+    a = web.sandbox("a")
+    web.ok("cnm_port_publish", network="web", netns=a, ports=["4000:80"])
+    args = dict(network="web", netns=a, ports=["127.0.0.1:4000:80"], exclusive=True)  # was refused as overlapping before
+    predicted = web.module("cnm_port_publish", check=True, **args)
+    result = web.ok("cnm_port_publish", **args)
+    assert (predicted["changed"], predicted["changes"]) == (True, result["changes"])
+    assert sorted(web.store()["ports"]) == ["tcp/127.0.0.1:4000"]
+    assert wait_answer(web.name, "tcp", "127.0.0.1", 4000, "web-a") == "web-a"
+    assert ask(world[0], "tcp", HOST, 4000) == "unreachable"
+    assert web.module("cnm_port_publish", **args)["changed"] is False
