@@ -24,7 +24,6 @@ from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRe
 from ansible_collections.cnm.network.plugins.module_utils.ports import (
     ANY,
     PortMapping,
-    binding_slots,
     canonical_host_ip,
     docker_form,
     entry_mapping,
@@ -114,9 +113,11 @@ class PublishPlanner:
                 if mapping.key not in entries:  # the host addresses it newly takes must be free
                     held = [slot for key in absorbed for slot in entry_slots(entries[key])]
                     self._refuse_bound_port(where, mapping, frozenset(s for s in entry_slots(entry) if not slots_cover(frozenset(held), frozenset({s}))))
-                for key in absorbed:  # the narrower bindings this one replaces: their flows stay valid
-                    self._index()[(entries[key]["protocol"], entries[key]["host_port"])].discard(key)
-                    del entries[key]
+                for key in absorbed:  # the bindings this one replaces: their flows stay valid when it covers them
+                    old = entries.pop(key)
+                    self._index()[(old["protocol"], old["host_port"])].discard(key)
+                    if old["container_port"] != mapping.container_port or not slots_cover(entry_slots(entry), entry_slots(old)):
+                        host.conntrack_flush.add(conntrack_flow(old))
                 entries[mapping.key] = entry
                 self._index().setdefault((mapping.protocol, mapping.host_port), set()).add(mapping.key)
                 if entry["protocol"] == "udp":  # UDP flows would keep answering from the old mapping
@@ -155,8 +156,8 @@ class PublishPlanner:
     def _absent(self, spec: PublishSpec) -> dict:
         """Remove the endpoint's entries (all, or those listed); an endpoint already gone is no error.
 
-        A listed binding removes the entries it covers; one family half of a ``P:C`` entry (``0.0.0.0:P:C`` of a
-        dual-stack endpoint) leaves the other half published."""
+        A listed binding removes its entry in its canonical spelling (``P:C`` also removes the ``0.0.0.0`` and ``[::]``
+        halves); one half of a ``P:C`` entry of a dual-stack endpoint (``0.0.0.0:P:C``) leaves the other half published."""
         entries = self.host.state.get("ports", {})
         if spec.sandbox is not None:
             owner = spec.sandbox.key
@@ -171,18 +172,17 @@ class PublishPlanner:
             if not spec.ports:
                 removed.append(key)
                 continue
-            slots = entry_slots(entry)
+            held = entry_mapping(entry).host_ip
+            ipv4, ipv6 = entry.get("container_ip") is not None, entry.get("container_ipv6") is not None
             for mapping in spec.ports:
                 if (mapping.protocol, mapping.host_port) != (entry["protocol"], entry["host_port"]):
                     continue
-                wanted = binding_slots(mapping.host_ip, entry.get("container_ip") is not None, entry.get("container_ipv6") is not None)
-                if slots_cover(wanted, slots):
+                wanted = canonical_host_ip(mapping.host_ip, ipv4, ipv6)
+                if held == wanted or (wanted is None and held is not None and held.is_unspecified):  # itself, or a half of P:C
                     removed.append(key)
                     break
-                left = frozenset(slot for slot in slots if not slots_cover(wanted, frozenset({slot})))
-                if left != slots and len(left) == 1:
-                    (family, address), = left
-                    narrowed[key] = address
+                if held is None and wanted is not None and wanted.is_unspecified and ipv4 and ipv6:  # one half of P:C
+                    narrowed[key] = ANY[6 if wanted.version == 4 else 4]
                     break
         self._remove(removed)
         for key, address in narrowed.items():

@@ -248,6 +248,24 @@ def test_a_port_without_its_rules_or_its_endpoint():
     assert kinds(port_drift("tcp/*:8080", PORT, data, None, {})) == ["port_endpoint_missing"]  # rules not read: not judged
 
 
+def test_a_host_process_on_a_published_port_is_drift_in_the_words_of_the_refusal():
+    data = state(ports={"tcp/*:8080": PORT})
+    words = "host port is already bound by process 4242 (nginx) on this host"
+    found = port_drift("tcp/*:8080", PORT, data, None, {}, {"tcp/*:8080": words})
+    assert kinds(found) == ["port_shadowed"] and found[0]["found"] == words and words in found[0]["message"]
+    assert (found[0]["object"], found[0]["network"], found[0]["sandbox"]) == ("port tcp/*:8080", "web", "netns:web1")
+    assert port_drift("tcp/*:8080", PORT, data, None, {}, {"tcp/*:9090": words}) == []
+
+
+def test_a_port_forwarded_to_another_ipv6_address_than_its_endpoints_is_drift():
+    data = state(ports={"tcp/*:8080": PORT})
+    assert port_drift("tcp/*:8080", dict(PORT, container_ipv6="fd00:30::2"), data, None, {}) == []
+    assert port_drift("tcp/*:8080", PORT, data, None, {}) == []  # an entry written before IPv6 lacks the key: not judged
+    found = port_drift("tcp/*:8080", dict(PORT, container_ipv6="fd00:30::9"), data, None, {})
+    assert kinds(found) == ["port_endpoint_missing"]
+    assert (found[0]["expected"], found[0]["found"]) == (["172.30.0.2", "fd00:30::9"], ["172.30.0.2", "fd00:30::2"])
+
+
 def test_missing_network_rules_and_rules_no_record_renders():
     data = state(ports={"tcp/*:8080": PORT})
     rules = rules_of(data, without=("cnm network web masquerade", "cnm ports dnat"))
