@@ -131,8 +131,9 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule
         bridge = record["bridge_name"]
         ct_dnat = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
         # Hairpin: an endpoint reaching a port published on its own network answers through the host.
-        rules.append(_rule(INET_POSTROUTING, "network %s hairpin" % name, _match("oifname", bridge),
-                           _saddr(ipaddress.ip_network(record["subnet"])), ct_dnat, {"masquerade": None}))
+        if record.get("subnet"):  # an IPv6-only network has no IPv4 subnet
+            rules.append(_rule(INET_POSTROUTING, "network %s hairpin" % name, _match("oifname", bridge),
+                               _saddr(ipaddress.ip_network(record["subnet"])), ct_dnat, {"masquerade": None}))
         if any(reaches_loopback(entry) for entry in ports.values() if entry["network"] == name):
             rules.append(_rule(INET_POSTROUTING, "network %s localhost" % name, _match("oifname", bridge), _saddr(LOOPBACK), {"masquerade": None}))
     return rules
@@ -179,7 +180,7 @@ def render(networks: Dict[str, dict], ports: Optional[Dict[str, dict]] = None) -
         if record.get("internal"):  # nothing in or out, only between the network's own endpoints
             rules.append(_rule(INET_FORWARD, "network %s internal out" % name, _match("iifname", bridge), _match("oifname", bridge, "!="), {"drop": None}))
             rules.append(_rule(INET_FORWARD, "network %s internal in" % name, _match("oifname", bridge), _match("iifname", bridge, "!="), {"drop": None}))
-        elif record.get("masquerade", True):
+        elif record.get("masquerade", True) and record.get("subnet"):  # an IPv6-only network has no IPv4 subnet
             subnet = ipaddress.ip_network(record["subnet"])
             rules.append(_rule(INET_POSTROUTING, "network %s masquerade" % name, _saddr(subnet), _match("oifname", bridge, "!="), {"masquerade": None}))
     return rules
