@@ -147,8 +147,8 @@ def check_overlaps(host: Host, name: str, subnet, ipv6_subnet) -> None:
 
 def _check_subnet_change(network: BridgeNetwork, attached: dict) -> None:
     for endpoint in attached.values():
-        address = ipaddress.ip_address(endpoint["ipv4_address"])
-        if address not in network.subnet or address == network.gateway:
+        address = ipaddress.ip_address(endpoint["ipv4_address"]) if endpoint.get("ipv4_address") else None
+        if address is not None and (network.subnet is None or address not in network.subnet or address == network.gateway):
             raise option_error("subnet", network.subnet, "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address))
         if endpoint.get("ipv6_address") and (network.ipv6_subnet is None or ipaddress.ip_address(endpoint["ipv6_address"]) not in network.ipv6_subnet):
             raise option_error("ipv6_subnet", network.ipv6_subnet,

@@ -144,11 +144,14 @@ class EndpointPlanner:
         view = self._sandbox_view(spec)
 
         ifname = self._choose_ifname(spec, record, view, link.inner_name(view))
-        ipv4 = self._choose_address(spec, network, record, 4)
+        if spec.ipv4_address and network.subnet is None:
+            raise option_error(spec.opt("ipv4_address"), spec.ipv4_address, "needs a network with subnet (%s is IPv6-only)" % network.name)
+        ipv4 = self._choose_address(spec, network, record, 4) if network.subnet is not None else None
         ipv6 = self._choose_address(spec, network, record, 6) if network.ipv6_subnet else None
         if spec.ipv6_address and not network.ipv6_subnet:
             raise option_error(spec.opt("ipv6_address"), spec.ipv6_address, "needs a network with ipv6_subnet (%s has none)" % network.name)
-        mac = spec.mac_address or link.default_mac(ipv4)
+        # Without IPv4 (an IPv6-only network) a MAC stable on every rerun, from the endpoint's name.
+        mac = spec.mac_address or (link.default_mac(ipv4) if ipv4 is not None else ipam.mac_from_name("endpoint:" + key))
 
         self._check_sysctls_exist(spec, view)
         sysctls = spec.sysctls + self._interface_ipv6(spec, network)
@@ -158,7 +161,7 @@ class EndpointPlanner:
             raise option_error(spec.opt("ifname"), ifname, "already exists in %s and is not this endpoint's interface" % ref.value)
         routes = self._routes(spec, network)
 
-        addresses = [ipaddress.ip_interface("%s/%d" % (ipv4, network.subnet.prefixlen))]
+        addresses = [ipaddress.ip_interface("%s/%d" % (ipv4, network.subnet.prefixlen))] if ipv4 is not None else []
         if ipv6 is not None:
             addresses.append(ipaddress.ip_interface("%s/%d" % (ipv6, network.ipv6_subnet.prefixlen)))
         desired = dict(link.desired(), interface=ifname, mac=mac, mtu=network.mtu, addresses=[str(a) for a in addresses],
@@ -223,7 +226,7 @@ class EndpointPlanner:
 
         new_record = {
             "network": network.name, "sandbox": ref.key, "ifname": ifname, "host_ifname": link.host_ifname,
-            "ipv4_address": str(ipv4), "ipv6_address": str(ipv6) if ipv6 else None, "mac_address": mac,
+            "ipv4_address": str(ipv4) if ipv4 else None, "ipv6_address": str(ipv6) if ipv6 else None, "mac_address": mac,
             "static_ipv4": spec.ipv4_address is not None, "static_ipv6": spec.ipv6_address is not None, "static_mac": spec.mac_address is not None,
             "default_route": spec.default_route, "routes": [r.to_record() for r in spec.routes], "sysctls": dict(spec.sysctls),
             "gw_priority": spec.gw_priority,
@@ -232,7 +235,8 @@ class EndpointPlanner:
             new_record.update(parent=network.parent, shim_name=network.shim_name)
         self._release(record)
         self.host.state["endpoints"][key] = new_record
-        self._lease_index(network.name, 4)[ipv4] = ref.key
+        if ipv4 is not None:
+            self._lease_index(network.name, 4)[ipv4] = ref.key
         if ipv6 is not None:
             self._lease_index(network.name, 6)[ipv6] = ref.key
         return _result(new_record, ref)

@@ -355,7 +355,7 @@ def render_masquerade(networks: Dict[str, dict]) -> List[Rule]:
     for name in sorted(networks):
         record = networks[name]
         bridge = record["bridge_name"]
-        if not record.get("internal") and record.get("masquerade", True):
+        if not record.get("internal") and record.get("masquerade", True) and record.get("subnet"):  # IPv6-only: no subnet
             subnet = ipaddress.ip_network(record["subnet"])
             rules.append(_rule(INET_POSTROUTING, "network %s masquerade" % name, _saddr(subnet), _match("oifname", bridge, "!="), {"masquerade": None}))
         if masquerades_ipv6(record):

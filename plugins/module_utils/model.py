@@ -121,11 +121,20 @@ def _gateway_in(option: str, gateway, subnet) -> None:
         raise option_error(option, gateway, "is the network or broadcast address of subnet %s" % subnet)
 
 
-def parse_addressing(params: dict, what: str, example: str) -> tuple:
+def parse_addressing(params: dict, what: str, example: str, ipv6_only: bool = False) -> tuple:
     """``subnet``, ``gateway``, ``ip_range``, ``ipv6_subnet``, ``ipv6_gateway`` of a network, checked and defaulted
-    (the gateways to the first address of their subnet, ``ip_range`` to the subnet)."""
-    if params.get("subnet") is None:
-        raise option_error("subnet", None, "is required for %s (%s)" % (what, example))
+    (the gateways to the first address of their subnet, ``ip_range`` to the subnet).
+
+    With ``ipv6_only`` (bridge networks), ``subnet`` may be omitted when ``ipv6_subnet`` is given: an IPv6-only
+    network (Docker 28's ``--ipv4=false``), whose IPv4 fields are None."""
+    if not params.get("subnet"):
+        if not (ipv6_only and params.get("ipv6_subnet")):
+            alone = ", or only ipv6_subnet for an IPv6-only network" if ipv6_only else ""
+            raise option_error("subnet", None, "is required for %s (%s%s)" % (what, example, alone))
+        for name in ("gateway", "ip_range"):
+            if params.get(name):
+                raise option_error(name, params[name], "needs subnet (without it the network is IPv6-only)")
+        return (None, None, None) + _parse_ipv6(params)
     subnet = parse_network("subnet", params["subnet"], 4)
     if subnet.prefixlen > 30:
         raise option_error("subnet", subnet, "is too small: %s needs at least a /30" % what)
@@ -136,6 +145,10 @@ def parse_addressing(params: dict, what: str, example: str) -> tuple:
         ip_range = parse_network("ip_range", params["ip_range"], 4)
         if not ip_range.subnet_of(subnet):
             raise option_error("ip_range", ip_range, "is outside subnet %s" % subnet)
+    return (subnet, gateway, ip_range) + _parse_ipv6(params)
+
+
+def _parse_ipv6(params: dict) -> tuple:
     ipv6_subnet = ipv6_gateway = None
     if params.get("ipv6_subnet"):
         ipv6_subnet = parse_network("ipv6_subnet", params["ipv6_subnet"], 6)
@@ -145,16 +158,16 @@ def parse_addressing(params: dict, what: str, example: str) -> tuple:
         _gateway_in("ipv6_gateway", ipv6_gateway, ipv6_subnet)
     elif params.get("ipv6_gateway"):
         raise option_error("ipv6_gateway", params["ipv6_gateway"], "needs ipv6_subnet")
-    return subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway
+    return ipv6_subnet, ipv6_gateway
 
 
 @dataclass(frozen=True)
 class BridgeNetwork:
     name: str
     bridge_name: str
-    subnet: ipaddress.IPv4Network
-    gateway: ipaddress.IPv4Address
-    ip_range: ipaddress.IPv4Network
+    subnet: Optional[ipaddress.IPv4Network]  # None: an IPv6-only network (so are gateway and ip_range)
+    gateway: Optional[ipaddress.IPv4Address]
+    ip_range: Optional[ipaddress.IPv4Network]
     ipv6_subnet: Optional[ipaddress.IPv6Network]
     ipv6_gateway: Optional[ipaddress.IPv6Address]
     mtu: int
@@ -173,7 +186,7 @@ class BridgeNetwork:
     @property
     def gateway_interfaces(self) -> tuple:
         """The addresses the bridge carries: the gateways with their subnets' prefix lengths."""
-        addresses = [ipaddress.ip_interface("%s/%d" % (self.gateway, self.subnet.prefixlen))]
+        addresses = [ipaddress.ip_interface("%s/%d" % (self.gateway, self.subnet.prefixlen))] if self.subnet is not None else []
         if self.ipv6_subnet is not None:
             addresses.append(ipaddress.ip_interface("%s/%d" % (self.ipv6_gateway, self.ipv6_subnet.prefixlen)))
         return tuple(addresses)
@@ -184,7 +197,8 @@ class BridgeNetwork:
         if name in SPECIAL_NETWORKS:
             raise option_error("name", name, "is reserved (Docker's built-in host and none networks)")
         bridge_name = check_ifname("bridge_name", params.get("bridge_name") or default_bridge_name(name))
-        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(params, "a bridge network", "an IPv4 CIDR such as 172.30.0.0/24")
+        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(params, "a bridge network", "an IPv4 CIDR such as 172.30.0.0/24",
+                                                                                ipv6_only=True)
         mtu = 1500 if params.get("mtu") is None else params["mtu"]
         low = 1280 if ipv6_subnet is not None else 68
         if not low <= mtu <= 65535:
@@ -217,9 +231,9 @@ class BridgeNetwork:
         return {
             "driver": self.driver,
             "bridge_name": self.bridge_name,
-            "subnet": str(self.subnet),
-            "gateway": str(self.gateway),
-            "ip_range": str(self.ip_range),
+            "subnet": str(self.subnet) if self.subnet else None,
+            "gateway": str(self.gateway) if self.gateway else None,
+            "ip_range": str(self.ip_range) if self.ip_range else None,
             "ipv6_subnet": str(self.ipv6_subnet) if self.ipv6_subnet else None,
             "ipv6_gateway": str(self.ipv6_gateway) if self.ipv6_gateway else None,
             "mtu": self.mtu,

@@ -46,7 +46,10 @@ options:
     type: str
   subnet:
     description:
-      - IPv4 subnet of the network in CIDR form, for example C(172.30.0.0/24). Required with C(state=present).
+      - IPv4 subnet of the network in CIDR form, for example C(172.30.0.0/24). With C(state=present), C(subnet)
+        or C(ipv6_subnet) or both are required.
+      - Omitted with C(ipv6_subnet) given, the network is IPv6-only (Docker 28's C(--ipv4=false)); its endpoints get
+        no IPv4 address and a MAC derived from their name; C(gateway) and C(ip_range) need C(subnet).
       - It must not overlap another cnm network on the host.
     type: str
   gateway:
@@ -193,11 +196,11 @@ network:
       type: str
       sample: br-web
     subnet:
-      description: IPv4 subnet.
+      description: IPv4 subnet, or null for an IPv6-only network.
       type: str
       sample: 172.30.0.0/24
     gateway:
-      description: IPv4 gateway on the bridge.
+      description: IPv4 gateway on the bridge, or null for an IPv6-only network.
       type: str
       sample: 172.30.0.1
     ip_range:
@@ -294,7 +297,7 @@ def main() -> None:
             icc=dict(type="bool", default=True),
             host_binding_ip=dict(type="str"),
         ),
-        required_if=[("state", "present", ["subnet"])],
+        required_if=[("state", "present", ["subnet", "ipv6_subnet"], True)],
         supports_check_mode=True,
     )
     params = module.params

@@ -371,6 +371,10 @@ endpoints:
       description: The endpoint asked for default routes via the gateways.
       type: bool
       sample: true
+    gw_priority:
+      description: Its C(gw_priority) (Docker's C(--gw-priority)); absent in records written before the option existed.
+      type: int
+      sample: 0
     routes:
       description: Extra routes it asked for.
       type: list

@@ -160,3 +160,31 @@ def test_bad_gw_priority_names_the_option(host):
     failed = host.module("cnm_endpoint", network="none", netns=host.sandbox("a"), gw_priority=4)
     assert failed["failed"] and "option 'gw_priority'" in failed["msg"]
     assert host.snapshot() == before
+
+
+def test_ipv6_only_network_gives_no_ipv4(host):
+    """Docker 28's --ipv4=false: a bridge with only ipv6_subnet; endpoints get IPv6 only, the default route too."""
+    created = check_then_run(host, "cnm_bridge", name="six", ipv6_subnet="fd00:36::/64")
+    assert created["network"]["subnet"] is None and created["network"]["gateway"] is None
+    bridge = host.store()["networks"]["six"]["bridge_name"]
+    assert host.sh("ip -4 -o addr show dev %s" % bridge).stdout == ""
+    assert "fd00:36::1/64" in host.sh("ip -6 -o addr show dev %s" % bridge).stdout
+    host_addresses(host)
+    result = check_then_run(host, "cnm_endpoint", network="six", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))])
+    a, b = result["endpoints"]
+    assert (a["ipv4_address"], a["ipv6_address"], b["ipv6_address"]) == (None, "fd00:36::2", "fd00:36::3")
+    assert a["mac_address"] != b["mac_address"] and a["mac_address"].startswith("02:42:")
+    assert host.in_sandbox("a", "ip -4 -o addr show dev eth0").stdout == ""
+    assert defaults(host, "a", 4) == [] and defaults(host, "a", 6) == [("fd00:36::1", "eth0")]
+    assert sysctl(host, "a", "net.ipv6.conf.lo.disable_ipv6") == "0" and sysctl(host, "a", "net.ipv6.conf.eth0.disable_ipv6") == "0"
+    assert pings(host.sandbox("a"), "fd00:36::3") and pings(host.sandbox("a"), HOST_V6)
+    assert host.ok("cnm_info")["drift"] == []  # cnm_info sees the IPv6-only bridge and endpoints as they should be
+    refused = host.module("cnm_endpoint", network="six", netns=host.sandbox("c"), ipv4_address="172.30.0.9")
+    assert refused["failed"] and "option 'ipv4_address'" in refused["msg"] and "IPv6-only" in refused["msg"]
+    for bad, option in ((dict(gateway="172.30.0.1"), "gateway"), (dict(ip_range="172.30.0.0/28"), "ip_range")):
+        failed = host.module("cnm_bridge", name="six2", ipv6_subnet="fd00:37::/64", **bad)
+        assert failed["failed"] and "option '%s'" % option in failed["msg"] and "needs subnet" in failed["msg"], failed
+    neither = host.module("cnm_bridge", name="none6")
+    assert neither["failed"] and "subnet" in neither["msg"]
+    host.ok("cnm_bridge", name="six", state="absent", force=True)
+    assert "six" not in host.store().get("networks", {})

@@ -42,6 +42,16 @@ def test_bridge_defaults_gateway_to_the_first_host_and_ip_range_to_the_subnet():
     assert network.driver == "bridge"
 
 
+def test_bridge_without_subnet_but_with_ipv6_subnet_is_ipv6_only():
+    network = bridge(subnet=None, ipv6_subnet="fd00:30::/64")
+    assert (network.subnet, network.gateway, network.ip_range) == (None, None, None)
+    assert network.ipv6_gateway == ip("fd00:30::1")
+    assert [str(a) for a in network.gateway_interfaces] == ["fd00:30::1/64"]
+    record = network.to_record()
+    assert (record["subnet"], record["gateway"], record["ip_range"]) == (None, None, None)
+    assert BridgeNetwork.from_record("web", record) == network
+
+
 def test_bridge_subnet_with_host_bits_is_normalised_to_its_network():
     assert bridge(subnet="172.30.0.77/24").subnet == net("172.30.0.0/24")
 
@@ -115,6 +125,8 @@ def test_bridge_alias_names_the_network():
         (dict(bridge_name="br-sixteen-chars"), "bridge_name", "1 to 15 characters"),
         (dict(bridge_name="br:web"), "bridge_name", "is not a valid interface name"),
         (dict(subnet=None), "subnet", "is required"),
+        (dict(subnet=None, gateway="172.30.0.1", ipv6_subnet="fd00::/64"), "gateway", "needs subnet"),
+        (dict(subnet=None, ip_range="172.30.0.0/28", ipv6_subnet="fd00::/64"), "ip_range", "needs subnet"),
         (dict(subnet="172.30.0.0/33"), "subnet", "is not a valid CIDR"),
         (dict(subnet="not-a-cidr"), "subnet", "is not a valid CIDR"),
         (dict(subnet="172.30.0.0"), "subnet", "give a prefix length, e.g. 172.30.0.0/24"),
