@@ -122,11 +122,10 @@ def test_the_old_per_port_rule_shape_is_rewritten_once(web, world):
 
 @pytest.fixture
 def web6(host, world, dual_servers):
-    """A dual-stack network; IPv6 on the uplink; forwarding on in the lab host (the firewall's own IPv6 forwarding is
-    another change)."""
+    """A dual-stack network and IPv6 on the uplink (the module turns IPv6 forwarding on)."""
     lan = world[0]
     web = make_web(host, dual_servers, ipv6_subnet="fd00:30::/64")
-    web.sh("ip addr add %s/64 dev uplink nodad && sysctl -qw net.ipv6.conf.all.forwarding=1" % HOST6)
+    web.sh("ip addr add %s/64 dev uplink nodad" % HOST6)
     sh("ip addr add %s/64 dev eth0 nodad" % LAN6, netns=lan)
     return web
 
