@@ -192,7 +192,7 @@ CELLS = [
     tcp("lan", H4, 4002, L4, "Docker: ACCEPT - 0.0.0.0:4002:80; " + DNAT_KEEPS),
     tcp("lan", H6, 4002, None, "Docker: not reached - 0.0.0.0:4002:80 is IPv4 only"),
     tcp("lan", H6, 4003, L6, "Docker 27+: ACCEPT - [::]:4003:80; " + DNAT_KEEPS),
-    tcp("lan", H4, 4003, None, "Docker 27+: not reached - [::]:4003:80 is IPv6 only"),
+    tcp("lan", H4, 4003, None, "Docker 27+: not reached - [::]:4003:80 is IPv6 only (its listener sets IPV6_V6ONLY)"),
     tcp("lan", H4, 4004, L4, "Docker: ACCEPT - bound to this host address; " + DNAT_KEEPS),
     tcp("lan", gw4("a"), 4004, None, "Docker: not reached - bound to another host address (no DNAT here)"),
     tcp("lan", H6, 4005, L6, "Docker 27+: ACCEPT - bound to this IPv6 host address; " + DNAT_KEEPS),
@@ -384,6 +384,8 @@ def test_matrix(lab, cell):
         assert got.startswith("!"), "%s got through (answer %r); expected not: %s" % (cell.ident, got, cell.docker)
     else:
         assert got == cell.expect, "%s: got %r, expected %r: %s" % (cell.ident, got, cell.expect, cell.docker)
+    if cell.differs:  # the README's "Differences from Docker" must list it
+        assert "documented difference" in cell.docker
 
 
 def test_every_cell_states_docker_behaviour():
@@ -423,7 +425,7 @@ def flows(host: LabHost, port: int) -> list:
 
 
 @pytest.fixture
-def published():
+def world6():
     """A lab of its own with only the world (host, uplink, LAN) built."""
     lab = Lab()
     try:
@@ -446,14 +448,14 @@ def publish_and_use(lab: Lab) -> None:
 
 
 @pytest.mark.parametrize("owner_forwarding", ["0", "1"], ids=["ipv6-forwarding-off-before", "ipv6-forwarding-on-before"])
-def test_unpublish_detach_and_remove_leave_nothing(published, owner_forwarding):
-    host = published.host
+def test_unpublish_detach_and_remove_leave_nothing(world6, owner_forwarding):
+    host = world6.host
     host.sh("sysctl -qw net.ipv6.conf.all.forwarding=%s" % owner_forwarding)
     before, before_sysctls = snapshot(host), sysctls(host)
     build_networks(host, ["a"])
     attach(host, ["a1"])
     without_ports = host.ruleset()
-    publish_and_use(published)  # the network and the endpoint again (no change), then the ports
+    publish_and_use(world6)  # the network and the endpoint again (no change), then the ports
     assert sysctls(host)["net.ipv6.conf.all.forwarding"] == "1"
 
     host.ok("cnm_port_publish", network="a", netns=host.sandbox("a1"), state="absent")
@@ -467,10 +469,10 @@ def test_unpublish_detach_and_remove_leave_nothing(published, owner_forwarding):
     assert sysctls(host) == before_sysctls  # forwarding of both families as the owner had it
 
 
-def test_removing_the_network_takes_its_ports_and_their_flows(published):
-    host = published.host
+def test_removing_the_network_takes_its_ports_and_their_flows(world6):
+    host = world6.host
     before, before_sysctls = snapshot(host), sysctls(host)
-    publish_and_use(published)
+    publish_and_use(world6)
     removed = host.ok("cnm_bridge", name="a", state="absent", force=True)
     assert removed["changed"]
     assert flows(host, 4001) == [] and flows(host, 4006) == []
