@@ -59,10 +59,10 @@ def test_bad_ipv6_port_fails_naming_the_option_and_changes_nothing(dual, ports, 
 
 
 NETWORK_CASES = {  # options of a new network "t"
-    "trusted_source_not_a_cidr": (dict(trusted_sources=["bogus"]), "trusted_sources"),
-    "trusted_source_ipv4_prefix_too_long": (dict(trusted_sources=["10.0.0.0/33"]), "trusted_sources"),
-    "trusted_source_ipv6_prefix_too_long": (dict(trusted_sources=["2001:db8::/129"]), "trusted_sources"),
-    "trusted_source_second_item_bad": (dict(trusted_sources=["203.0.113.0/24", "2001:db8::zz/64"]), "trusted_sources"),
+    "trusted_source_not_a_cidr": (dict(trusted_sources=["bogus"]), "trusted_sources[0]"),
+    "trusted_source_ipv4_prefix_too_long": (dict(trusted_sources=["10.0.0.0/33"]), "trusted_sources[0]"),
+    "trusted_source_ipv6_prefix_too_long": (dict(trusted_sources=["2001:db8::/129"]), "trusted_sources[0]"),
+    "trusted_source_second_item_bad": (dict(trusted_sources=["203.0.113.0/24", "2001:db8::zz/64"]), "trusted_sources[1]"),
     "ipv6_masquerade_not_a_bool": (dict(ipv6_masquerade="sometimes"), "ipv6_masquerade"),
 }
 
