@@ -250,6 +250,9 @@ CELLS = [
     tcp("i1", gw4("int"), 9000, v4("i1"),
         "Docker 25.0.4+: ACCEPT - the internal network's bridge address is the host's (moby c761353)"),
     tcp("i1", gw6("int"), 9000, v6("i1"), "Docker 25.0.4+: ACCEPT - the same over IPv6"),
+    tcp("i1", H4, 9000, v4("i1"), "Docker: ACCEPT - the host's other addresses too: DOCKER-INTERNAL is in FORWARD, "
+        "the host's INPUT is not filtered (the container needs a route of its own, as here)"),
+    tcp("i1", H6, 9000, v6("i1"), "Docker: ACCEPT - the same over IPv6"),
     tcp("i2", v4("i1"), 80, v4("i2"), "Docker: ACCEPT - an internal network's containers talk to each other"),
     tcp("i2", v6("i1"), 80, v6("i2"), "Docker: ACCEPT - the same over IPv6"),
     # ---- from a container of the same network ----
