@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Real traffic for the bridge/ports proof, run on the guest: bridge_traffic.sh PREFIX HOST_IP
+# Real traffic for the bridge/ports proof, run on the guest:
+#   bridge_traffic.sh PREFIX HOST_IP [HOST_IP6 [PEER_IP6]]
 # shellcheck disable=SC2317  # check runs the functions
-# Prints one line per check and exits 1 if any check did not give what was expected. Leaves an
-# HTTP server in web1 (pid in /run/cnmgl-bp-http.pid) for the check from another guest.
+# Prints one line per check and exits 1 if any check did not give what was expected. Leaves HTTP
+# servers in web1 on port 80 (published as 8080) and 81 (never published), pids in
+# /run/cnmgl-bp-http.pid and /run/cnmgl-bp-http81.pid, for the checks from another guest (the LAN).
+# With HOST_IP6 (an IPv6 address of this guest) the published port is also checked over IPv6
+# (a plain 8080:80 binds both families, as Docker 27+ does); with PEER_IP6 (another guest's) a
+# container pings out over IPv6 (forwarding and masquerade of the IPv6 subnet).
 set -u
-prefix="$1" host_ip="$2"
+prefix="$1" host_ip="$2" host_ip6="${3:-}" peer_ip6="${4:-}"
 failed=0
 check() {  # EXPECTED(pass|fail) DESCRIPTION COMMAND...
     local want="$1" what="$2" got=fail
@@ -45,12 +50,17 @@ tcp_client() {
 check pass "web1 -> web2 TCP" tcp_client
 wait
 
-# The published port: an HTTP server in web1 on port 80, reached through the host's port 8080.
-setsid nsenter --net="/run/netns/${prefix}web1" timeout 600 python3 -m http.server 80 </dev/null >/dev/null 2>&1 &
-echo $! >/run/cnmgl-bp-http.pid
-for _ in $(seq 100); do
-    in_ns web1 python3 -c 'import socket; socket.create_connection(("127.0.0.1", 80), timeout=1)' 2>/dev/null && break
-    sleep 0.2
+# The published port: an HTTP server in web1 on port 80 (both families), reached through the
+# host's port 8080; another on port 81, never published, for the LAN checks.
+for port in 80 81; do
+    pidfile=/run/cnmgl-bp-http.pid
+    [ "$port" = 81 ] && pidfile=/run/cnmgl-bp-http81.pid
+    setsid nsenter --net="/run/netns/${prefix}web1" timeout 600 python3 -m http.server --bind :: "$port" </dev/null >/dev/null 2>&1 &
+    echo $! >"$pidfile"
+    for _ in $(seq 100); do
+        in_ns web1 python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), timeout=1)" 2>/dev/null && break
+        sleep 0.2
+    done
 done
 check pass "guest -> 127.0.0.1:8080 (published web1:80)" http_get "http://127.0.0.1:8080/"
 check pass "guest -> $host_ip:8080 (published web1:80)" http_get "http://$host_ip:8080/"
@@ -58,4 +68,19 @@ check pass "web2 -> $host_ip:8080 (another container)" in_ns web2 python3 -c \
     "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://$host_ip:8080/', timeout=5).status != 200)"
 check pass "web1 -> $host_ip:8080 (hairpin, its own published port)" in_ns web1 python3 -c \
     "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://$host_ip:8080/', timeout=5).status != 200)"
+check pass "guest -> web1 172.30.0.2:81 (the host reaches unpublished ports directly)" http_get "http://172.30.0.2:81/"
+if [ -n "$host_ip6" ]; then
+    check pass "guest -> [$host_ip6]:8080 (IPv6, a plain 8080:80 binds both families)" http_get "http://[$host_ip6]:8080/"
+    check pass "guest -> web1 [fd00:30::2]:81 (IPv6, the host reaches containers directly)" http_get "http://[fd00:30::2]:81/"
+    check pass "web2 -> [$host_ip6]:8080 (IPv6, another container)" in_ns web2 python3 -c \
+        "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://[$host_ip6]:8080/', timeout=5).status != 200)"
+    check pass "web1 -> [$host_ip6]:8080 (IPv6 hairpin, its own published port)" in_ns web1 python3 -c \
+        "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://[$host_ip6]:8080/', timeout=5).status != 200)"
+    check fail "guest -> [::1]:8080 (IPv6 loopback cannot be DNAT'd: a documented difference from Docker)" \
+        http_get "http://[::1]:8080/"
+fi
+if [ -n "$peer_ip6" ]; then
+    # The peer has no route to fd00:30::/64 yet: only a masqueraded echo can come back.
+    check pass "web1 -> $peer_ip6 ping (IPv6 forwarded out and masqueraded)" in_ns web1 ping -6 -c 1 -W 3 "$peer_ip6"
+fi
 exit "$failed"
