@@ -311,14 +311,15 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
     1. internal networks: nothing leaves or enters their bridge from another interface, not even a DNAT'd
        flow (a published port of another network reached through the host's address is no way out);
     2. ``ct status dnat accept``: published ports are reachable from the LAN and from other networks;
-    3. isolation between networks (Docker's): a trusted source cannot open another cnm network's way in;
+    3. isolation between networks (Docker's): a trusted source cannot open another cnm network's way in; and
+       for ``icc: false``, Docker's ``-i br -o br DROP``: an endpoint routing to a neighbour through the gateway;
     4. replies (``ct state established,related``) into a network;
     5. per network: its ``trusted_sources`` may open connections, everything else into the bridge from
        another interface is dropped (Docker drops new connections to unpublished container addresses).
 
     Frames between endpoints of one bridge are switched, not forwarded, and never pass here (unless
-    br_netfilter is loaded; then the ``iifname == oifname`` traffic of a network is left alone; ``icc: false``
-    is the bridge ports' isolated flag). The host's own connections to its containers take the output path.
+    br_netfilter is loaded; then the ``iifname == oifname`` traffic of a network is left alone unless ``icc: false``;
+    icc is first of all the bridge ports' isolated flag). The host's own connections to its containers take the output path.
     """
     rules: List[Rule] = []
     bridges = {name: record["bridge_name"] for name, record in networks.items()}
@@ -335,6 +336,8 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
         others = [other for other_name, other in bridges.items() if other_name != name]
         if others:  # Docker's isolation: no traffic from this network into another cnm network
             rules.append(_rule(INET_FORWARD, "network %s isolation" % name, _match("iifname", bridge), _match("oifname", _names(others)), {"drop": None}))
+        if networks[name].get("icc") is False:  # the isolated port flag stops frames; this stops routing via the gateway
+            rules.append(_rule(INET_FORWARD, "network %s icc" % name, _match("iifname", bridge), _match("oifname", bridge), {"drop": None}))
     if routed:
         rules.append(_rule(INET_FORWARD, "forward accept replies", _ct("state", ["established", "related"]), {"accept": None}))
     for name in routed:
@@ -690,9 +693,15 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
             original = host.state["sysctls"].pop(name)
             if original is not None and value is not None and original != value:
                 host.plan.add("sysctl %s" % name, "restore %s=%s" % (name, original), {name: value}, {name: original},
-                              lambda n=name, v=original: write_sysctl(n, v), lambda n=name, v=value: write_sysctl(n, v))
+                              lambda n=name, v=original: _restore_sysctl(n, v), lambda n=name, v=value: _restore_sysctl(n, v))
     if "sysctls" in host.state and not host.state["sysctls"]:
         del host.state["sysctls"]
+
+
+def _restore_sysctl(name: str, value: str) -> None:
+    """Write back a recorded value; an interface's sysctl (route_localnet) went with its interface: nothing to do."""
+    if os.path.exists(sysctl_path(name)):
+        write_sysctl(name, value)
 
 
 def conntrack_flow(entry: dict) -> tuple:

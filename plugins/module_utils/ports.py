@@ -226,11 +226,16 @@ def parse_port(item: object, option: str) -> List[PortMapping]:
 
 def parse_ports(items, option: str = "ports") -> Tuple[PortMapping, ...]:
     """Every item of ``ports`` expanded, refusing two items that would claim one host address and port."""
+    return tuple(mapping for mapping, _number in parse_numbered_ports(items, option))
+
+
+def parse_numbered_ports(items, option: str = "ports") -> Tuple[Tuple[PortMapping, int], ...]:
+    """Like parse_ports, each mapping with the number of the item it came from (a range is one item)."""
     if items is None:
         return ()
     if not isinstance(items, (list, tuple)):
         raise option_error(option, items, "must be a list of port mappings")
-    mappings: List[PortMapping] = []
+    mappings: List[Tuple[PortMapping, int]] = []
     claimed: Dict[Tuple[str, int], List[Tuple[PortMapping, int]]] = {}
     for number, item in enumerate(items):
         where = "%s[%d]" % (option, number)
@@ -245,7 +250,7 @@ def parse_ports(items, option: str = "ports") -> Tuple[PortMapping, ...]:
                         " (no host_ip means all addresses, 0.0.0.0 and :: all of one family)" % (option, earlier_number, docker_form(earlier)),
                     )
             slot.append((mapping, number))
-            mappings.append(mapping)
+            mappings.append((mapping, number))
     return tuple(mappings)
 
 

@@ -28,7 +28,7 @@ from ansible_collections.cnm.network.plugins.module_utils.ports import (
     docker_form,
     entry_mapping,
     entry_slots,
-    parse_ports,
+    parse_numbered_ports,
     slots_cover,
     slots_overlap,
 )
@@ -43,6 +43,7 @@ class PublishSpec:
     ports: Tuple[PortMapping, ...]
     state: str = "present"
     where: str = ""
+    item_numbers: Tuple[int, ...] = ()  # the ``ports`` item of each mapping (a range is one item of many mappings)
 
     def opt(self, name: str) -> str:
         return self.where + name
@@ -65,8 +66,9 @@ class PublishSpec:
         state = params.get("state") or "present"
         if state == "present" and not params.get("ports"):
             raise option_error(where + "ports", None, "is required with state=present")
-        ports = parse_ports(params.get("ports") or [], option=where + "ports")
-        return cls(str(params["network"]), sandbox, container_ip, ports, state, where)
+        numbered = parse_numbered_ports(params.get("ports") or [], option=where + "ports")
+        return cls(str(params["network"]), sandbox, container_ip, tuple(mapping for mapping, _number in numbered), state, where,
+                   tuple(number for _mapping, number in numbered))
 
 
 class PublishPlanner:
@@ -99,8 +101,8 @@ class PublishPlanner:
         addresses = endpoint["ipv4_address"], endpoint.get("ipv6_address")
         entries = host.state.setdefault("ports", {})
         published, listed = [], set()
-        for number, mapping in enumerate(spec.ports):
-            where = spec.opt("ports[%d]" % number)
+        for index, mapping in enumerate(spec.ports):
+            where = spec.opt("ports[%d]" % (spec.item_numbers[index] if spec.item_numbers else index))
             mapping = self._binding(where, mapping, network, addresses, owner)
             self._check_host_ip(where, mapping)
             entry = dict(mapping.to_record(), network=network.name, sandbox=owner, container_ip=addresses[0], container_ipv6=addresses[1])

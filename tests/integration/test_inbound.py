@@ -188,6 +188,10 @@ def test_icc_isolation_and_internal_hold_for_ipv6(host, world6):
     }
     assert matrix == {"icc off a->b": False, "icc off a->gateway": True, "same network w->x": True, "cold->warm": False, "warm->cold": False,
                       "warm->lan": True, "vault->lan": False, "lan->vault": False, "vault->warm": False}
+    # icc: false also holds when an endpoint routes to its neighbour through the gateway (Docker: -i br -o br DROP)
+    host.in_sandbox("a", "ip -6 route add %s/128 via 2001:db8:61::1" % b6)
+    assert not pings(host.sandbox("a"), b6, "-6")
+    assert pings(host.sandbox("w"), x6, "-6")
 
 
 def test_check_mode_predicts_the_trusted_and_ipv6_rules_and_changes_nothing(host):

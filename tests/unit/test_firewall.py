@@ -43,7 +43,7 @@ from ansible_collections.cnm.network.plugins.module_utils.firewall import (
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 UPDATE_GOLDEN = os.environ.get("CNM_UPDATE_GOLDEN") == "1"
 COMMENT = re.compile(r"^cnm network (?P<network>[A-Za-z0-9_.-]+) (?P<what>isolation|internal out|internal in|masquerade|ipv6 masquerade|inbound drop"
-                     r"|trusted ip|trusted ip6) #[0-9a-f]{8}$")
+                     r"|trusted ip|trusted ip6|icc) #[0-9a-f]{8}$")
 SHARED = ("ports accept published", "forward accept replies")  # the forward chain's table-wide accepts, owned by no network
 
 
@@ -320,10 +320,16 @@ def test_networks_are_isolated_from_each_other_in_both_directions():
     ]
 
 
-def test_icc_off_is_no_firewall_rule_but_the_bridge_port_flag():
-    with_icc = {"web": WEB, "vault": dict(VAULT, icc=True)}
-    assert render(CONFIGURATIONS["internal_without_icc"]) == render(with_icc)
-    assert render({"api": network("br-api", "10.10.0.0/16", icc=False)}) == render({"api": network("br-api", "10.10.0.0/16")})
+def test_icc_off_adds_only_the_routed_drop_the_port_flag_cannot_see():
+    """Frames between endpoints are stopped by the bridge ports' isolated flag; an endpoint routing to its neighbour
+    through the gateway is forwarded bridge to bridge, which Docker drops with ``-i br -o br DROP``."""
+    with_icc = render({"api": network("br-api", "10.10.0.0/16")})
+    without = render({"api": network("br-api", "10.10.0.0/16", icc=False)})
+    extra = [rule for rule in without if rule not in with_icc]
+    assert [(rule.chain, rule.owner) for rule in extra] == [(INET_FORWARD, "network api icc")]
+    assert json.loads(extra[0].expr) == [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "br-api"}},
+                                         {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "br-api"}}, {"drop": None}]
+    assert [rule for rule in without if rule != extra[0]] == with_icc
 
 
 def test_an_internal_network_is_not_masqueraded_and_drops_traffic_in_and_out():  # and opens no inbound accept
@@ -373,7 +379,7 @@ def test_every_comment_starts_with_cnm_and_names_the_network_whose_bridge_it_mat
 
 def test_comments_are_unique():
     comments = [rule.comment for rule in render(MANY)]
-    assert len(comments) == 16
+    assert len(comments) == 18  # 16 and the icc rules of vault and api
     assert len(set(comments)) == len(comments)
 
 
@@ -417,7 +423,7 @@ def test_from_nothing_the_table_its_chains_and_all_rules_are_added():
         {"add": {"chain": INET_FORWARD.spec()}}, *rules_of(rules, INET_FORWARD),
         {"add": {"chain": INET_POSTROUTING.spec()}}, *rules_of(rules, INET_POSTROUTING),
     ]
-    assert len(rules_of(rules, INET_FORWARD)) == 7 and len(rules_of(rules, INET_POSTROUTING)) == 1
+    assert len(rules_of(rules, INET_FORWARD)) == 8 and len(rules_of(rules, INET_POSTROUTING)) == 1
 
 
 def test_every_chain_of_the_table_is_added_even_one_without_rules():
@@ -566,7 +572,7 @@ def test_restore_deletes_our_tables_and_recreates_exactly_the_chains_and_rules_f
                      if "rule" in item and (item["rule"]["family"], item["rule"]["chain"]) == (chain["family"], chain["name"])]
     commands = restore_commands(before, {"inet"})
     assert commands == expected
-    assert len([command for command in commands if "rule" in command.get("add", {})]) == 8
+    assert len([command for command in commands if "rule" in command.get("add", {})]) == 9
     added = [command["add"]["rule"] for command in commands if "rule" in command.get("add", {})]
     assert all(rule["comment"].startswith(("cnm network ", "cnm ports accept published", "cnm forward accept replies")) for rule in added)
     assert "handle" not in json.dumps(commands)
@@ -603,7 +609,8 @@ def test_the_forward_chain_order_puts_internal_drops_first_and_inbound_drops_las
     assert owners(render({"dual": DUAL, "vault": VAULT, "web": WEB})) == [
         "network vault internal out", "network vault internal in",  # not even a DNAT'd flow leaves an internal network
         "ports accept published",  # published ports: from the LAN and from other (non-internal) networks
-        "network dual isolation", "network vault isolation", "network web isolation",  # before any accept of a trusted source
+        "network dual isolation", "network vault isolation", "network vault icc",  # before any accept of a trusted source
+        "network web isolation",
         "forward accept replies",
         "network dual trusted ip", "network dual trusted ip6", "network dual inbound drop",
         "network web inbound drop",
@@ -633,7 +640,7 @@ def test_an_overlay_is_closed_inbound_like_a_bridge():
 
 
 def test_only_internal_networks_open_no_inbound_accept():
-    assert owners(render({"vault": VAULT})) == ["network vault internal out", "network vault internal in"]
+    assert owners(render({"vault": VAULT})) == ["network vault internal out", "network vault internal in", "network vault icc"]
 
 
 def test_an_older_record_without_the_new_keys_renders_as_before_plus_the_inbound_drop():
