@@ -136,11 +136,11 @@ def median(values: list):
     return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
-def collections_root(workdir: str) -> str:
-    """A directory holding ansible_collections/cnm/network -> this checkout (as tests/integration/conftest.py)."""
+def collections_root(workdir: str, repo: str = REPO) -> str:
+    """A directory holding ansible_collections/cnm/network -> this checkout, or another one (as tests/integration/conftest.py)."""
     root = os.path.join(workdir, "collections")
     os.makedirs(os.path.join(root, "ansible_collections", "cnm"))
-    os.symlink(REPO, os.path.join(root, "ansible_collections", "cnm", "network"))
+    os.symlink(repo, os.path.join(root, "ansible_collections", "cnm", "network"))
     return root
 
 

@@ -4,7 +4,7 @@
 """Benchmark: new-connection rate and throughput through a published port and to a container address,
 with 1 and with 1000 published ports, IPv4 and IPv6, cnm beside the CNI portmap plugin (issue 10, item 9).
 
-    python bench/conn_rate.py [--quick] [--seconds S] [--repeat R] [--ports N] [--json FILE]
+    python bench/conn_rate.py [--quick] [--seconds S] [--repeat R] [--ports N] [--json FILE] [--code CHECKOUT]
 
 Throwaway namespaces under a fresh prefix ``cnmr<hex>``: a ``-client`` (another machine on the LAN) and four
 hosts, each with one sandbox and its own veth to the client (192.0.2.<64(i-1)+1>/26 and 2001:db8:<i>::1/64 on the
@@ -468,8 +468,8 @@ def measure(lab: Lab, options, say) -> dict:
         todo = cells(lab)
         shift = (round_ * 5) % len(todo) if todo else 0
         todo = todo[shift:] + todo[:shift]  # rotated: every cell meets the load of every moment
-        say("round %d/%d: %d cells x (rate, throughput) of %s s; load average %s" % (round_ + 1, options.repeat, len(todo), options.seconds,
-                                                                                 load_average()))
+        say("round %d/%d: %d cells x (rate, throughput) of %s s; load average %s"
+            % (round_ + 1, options.repeat, len(todo), options.seconds, load_average()))
         for kind in ("rate", "throughput"):
             lab.start_servers(kind, options.clients)
             for host, family, path in todo:
@@ -514,6 +514,14 @@ def summarize(samples: dict, options) -> dict:
     return {"cells": out, "ratios": ratios, "round_loads": {r: [min(v), max(v)] for r, v in sorted(loads.items())}}
 
 
+def why_text(whys: list) -> str:
+    """One line for the reasons of a row's cells: 'not supported by this version (detail; detail)' or as they are."""
+    head = "not supported by this version ("
+    if all(w.startswith(head) for w in whys):
+        return head + "; ".join(w[len(head):-1] for w in whys) + ")"
+    return " / ".join(sorted(set(whys)))
+
+
 def table(lab: Lab, summary: dict, options, loads: dict) -> str:
     n = options.ports
     header = "%-5s %-10s %-12s %10s %10s %9s   %-23s %s" % ("", "path", "tool", "1 port", "%d ports" % n, "ratio", "paired ratios", "spread 1 / %d" % n)
@@ -528,7 +536,7 @@ def table(lab: Lab, summary: dict, options, loads: dict) -> str:
                 for tool in TOOLS:
                     whys = [lab.unsupported.get(("%s %d" % (tool, count), family, path)) for count in (1, n)]
                     if any(whys):
-                        lines.append("%-5s %-10s %-12s   %s" % (family, path, tool, " / ".join(sorted({w for w in whys if w}))))
+                        lines.append("%-5s %-10s %-12s   %s" % (family, path, tool, why_text([w for w in whys if w])))
                         continue
                     cell = summary["cells"].get(kind, {})
                     one, many = cell.get("|".join((tool, "1", family, path))), cell.get("|".join((tool, str(n), family, path)))
@@ -571,9 +579,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2, help="client processes of the rate test, and server processes (default 2)")
     parser.add_argument("--client", choices=("c", "python"), default="c" if shutil.which("cc") else "python",
                         help="the rate tool: a small C program compiled with cc at start (default when cc exists), or Python loops")
+    parser.add_argument("--code", default=REPO, help="the checkout whose modules are measured (default: this one), e.g. a worktree of a branch")
     parser.add_argument("--quick", action="store_true", help="one round of 1-second runs")
     parser.add_argument("--json", help="also write the results (medians and every sample) as JSON to this file")
     options = parser.parse_args()
+    if not os.path.isfile(os.path.join(options.code, "plugins", "modules", "cnm_port_publish.py")):
+        parser.error("--code %s is not a checkout of the collection" % options.code)
     if options.quick:
         options.seconds, options.repeat = 1.0, 1
     if os.geteuid() != 0:
@@ -598,7 +609,7 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix="cnm-bench-rate-")
     status, measured, lab = 0, None, None
     try:
-        lab = Lab(workdir, collections_root(workdir), say)
+        lab = Lab(workdir, collections_root(workdir, os.path.abspath(options.code)), say)
         say("creating %s-{client,h1,h1s,hn,hns,c1,c1s,cn,cns}; cnm_bridge + cnm_endpoint; CNI bridge ADD" % lab.prefix)
         lab.create()
         lab.build_rate_tool(options.client)
@@ -644,8 +655,8 @@ def main() -> int:
         if options.json:
             from ansible.release import __version__ as ansible_version
 
-            git = ["git", "-C", REPO]
-            meta = {"code": {"commit": run(git + ["rev-parse", "HEAD"], check=False).stdout.strip(),
+            git = ["git", "-C", os.path.abspath(options.code)]
+            meta = {"code": {"path": os.path.abspath(options.code), "commit": run(git + ["rev-parse", "HEAD"], check=False).stdout.strip(),
                              "branch": run(git + ["rev-parse", "--abbrev-ref", "HEAD"], check=False).stdout.strip(),
                              "uncommitted_in_plugins": run(git + ["status", "--porcelain", "--", "plugins"], check=False).stdout.splitlines(),
                              "ansible_core": ansible_version},
