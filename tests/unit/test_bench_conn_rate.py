@@ -51,6 +51,7 @@ def test_summary_ratio_of_medians_paired_ratios_and_spread():
     ratio = summary["ratios"]["rate"]["cnm|IPv4|published"]
     assert ratio["of_medians"] == pytest.approx(30 / 110)
     assert ratio["paired"] == pytest.approx([0.3, 0.3, 0.2])
+    assert ratio["paired_median"] == pytest.approx(0.3)
     assert summary["round_loads"] == {1: [5.0, 5.0], 2: [6.0, 6.0], 3: [7.0, 7.0]}
 
 
