@@ -316,7 +316,7 @@ class Lab:
         self.client = self.prefix + "-client"
         self.hosts = [Host(self, *spec) for spec in HOSTS]
         self.tmp = tempfile.mkdtemp(prefix="%s-" % self.prefix, dir=workdir)
-        self.env = dict(os.environ, PYTHONPATH=collections)
+        self.env = dict(os.environ, PYTHONPATH=collections, PYTHONDONTWRITEBYTECODE="1")  # --code may be someone else's checkout
         self.say = say
         self.servers: list = []  # Popen of the servers running now (every sandbox)
         self.notes: list = []
