@@ -101,11 +101,46 @@ def module_worker(name: str, args_path: str, timing_path: str, profile: str | No
             json.dump({"import": imported - start, "main": done - imported}, handle)
 
 
-def collections_root(workdir: str) -> str:
-    """A directory holding ansible_collections/cnm/network -> this checkout (as tests/integration/conftest.py)."""
+def run_module(script: str, ns: str, name: str, args: dict, workdir: str, env: dict, profile: str | None = None, check: bool = True) -> dict:
+    """One module run inside namespace ``ns`` as Ansible runs it (nsenter, JSON args file), through ``script _module``.
+
+    ``script`` is the benchmark's own file: its ``_module`` sub-command calls ``module_worker``. Returns the module's
+    result, the time of its ``main()`` and of its import, and the whole process's wall time. A failed module raises
+    BenchError unless ``check`` is false (then the result says ``failed``).
+    """
+    args_path = os.path.join(workdir, "args.json")
+    timing_path = os.path.join(workdir, "timing.json")
+    with open(args_path, "w") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False, _ansible_diff=False)}, handle)
+    argv = in_ns(ns) + [sys.executable, script, "_module", name, args_path, timing_path]
+    if profile:
+        argv.append(profile)
+    seconds, proc = timed(argv, env=env, cwd=workdir, check=False)
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError:
+        raise BenchError("module %s printed no JSON (rc %d): %s %s" % (name, proc.returncode, proc.stdout[-2000:], proc.stderr[-6000:])) from None
+    if check and result.get("failed"):
+        raise BenchError("module %s failed: %s" % (name, result.get("msg")))
+    with open(timing_path) as handle:
+        timing = json.load(handle)
+    return {"result": result, "main": timing["main"], "import": timing["import"], "process": seconds}
+
+
+def median(values: list):
+    """The median of the numbers in ``values`` (None ignored); None when there are none."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def collections_root(workdir: str, repo: str = REPO) -> str:
+    """A directory holding ansible_collections/cnm/network -> this checkout, or another one (as tests/integration/conftest.py)."""
     root = os.path.join(workdir, "collections")
     os.makedirs(os.path.join(root, "ansible_collections", "cnm"))
-    os.symlink(REPO, os.path.join(root, "ansible_collections", "cnm", "network"))
+    os.symlink(repo, os.path.join(root, "ansible_collections", "cnm", "network"))
     return root
 
 

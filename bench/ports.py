@@ -70,6 +70,7 @@ from benchlib import (  # noqa: E402
     netns_cookie,
     netns_names,
     run,
+    run_module,
     timed,
 )
 
@@ -216,24 +217,7 @@ class Cnm:
         self.env = dict(os.environ, PYTHONPATH=collections)
 
     def module(self, name: str, args: dict, profile: str | None = None) -> dict:
-        lab = self.lab
-        args_path = os.path.join(lab.tmp, "args.json")
-        timing_path = os.path.join(lab.tmp, "timing.json")
-        with open(args_path, "w") as handle:
-            json.dump({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False, _ansible_diff=False)}, handle)
-        argv = in_ns(lab.host) + [sys.executable, os.path.abspath(__file__), "_module", name, args_path, timing_path]
-        if profile:
-            argv.append(profile)
-        seconds, proc = timed(argv, env=self.env, cwd=lab.tmp, check=False)
-        try:
-            result = json.loads(proc.stdout)
-        except ValueError:
-            raise BenchError("module %s printed no JSON (rc %d): %s %s" % (name, proc.returncode, proc.stdout[-2000:], proc.stderr[-6000:])) from None
-        if result.get("failed"):
-            raise BenchError("module %s failed: %s" % (name, result.get("msg")))
-        with open(timing_path) as handle:
-            timing = json.load(handle)
-        return {"result": result, "main": timing["main"], "import": timing["import"], "process": seconds}
+        return run_module(os.path.abspath(__file__), self.lab.host, name, args, self.lab.tmp, self.env, profile)
 
     def set_up(self) -> None:
         """The network and the N endpoints (untimed)."""
