@@ -170,9 +170,8 @@ def table(results: dict, code: str) -> str:
     for size, samples in results.items():
         for phase in PHASES:
             rows = [sample[phase] for sample in samples]
-            lines.append("%6d %-9s %8s %8s %9s %8s %6d" % (size, phase, fmt(median([r["main"] for r in rows])), fmt(median([r["process"] for r in rows])),
-                                                         fmt(median([r["nft_apply"] for r in rows])), fmt(median([r["nft_list"] for r in rows])),
-                                                         rows[0]["nft_calls"]))
+            times = [fmt(median([r[name] for r in rows])) for name in ("main", "process", "nft_apply", "nft_list")]
+            lines.append("%6d %-9s %8s %8s %9s %8s %6d" % ((size, phase) + tuple(times) + (rows[0]["nft_calls"],)))
     return "\n".join(lines)
 
 

@@ -142,9 +142,8 @@ class PublishPlanner:
         if host_ip is not None and not (ipv4 if host_ip.version == 4 else ipv6):
             source = "" if mapping.host_ip is not None else " (network %s's host_binding_ip)" % network.name
             other, needs = (6, "ipv6_subnet") if host_ip.version == 4 else (4, "a subnet")
-            raise option_error(where + ".host_ip", host_ip, "is IPv%d%s but the endpoint of %s on %s has no IPv%d address: publish on an IPv%d "
-                               "address, or attach the endpoint to a network with %s" % (host_ip.version, source, owner, network.name, host_ip.version,
-                                                                                        other, needs))
+            why = "is IPv%d%s but the endpoint of %s on %s has no IPv%d address: publish on an IPv%d address, or attach the endpoint to a network with %s"
+            raise option_error(where + ".host_ip", host_ip, why % (host_ip.version, source, owner, network.name, host_ip.version, other, needs))
         host_ip = canonical_host_ip(host_ip, ipv4, ipv6)
         if host_ip is not None and host_ip.is_unspecified and ipv4 and ipv6:
             # 0.0.0.0:P:C and [::]:P:C of one endpoint and container port together are P:C.

@@ -77,8 +77,8 @@ def route_on_lan(world, *subnets: str) -> None:
 def test_the_lan_reaches_published_ports_and_replies_but_not_container_addresses(host, world, servers):
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
     host.ok("cnm_bridge", name="cold", subnet="172.30.1.0/24", icc=False)
-    ((a, _),) = attach(host, "web", "a")
-    ((c, _),) = attach(host, "cold", "c")
+    a = attach(host, "web", "a")[0][0]
+    c = attach(host, "cold", "c")[0][0]
     route_on_lan(world, "172.30.0.0/24", "172.30.1.0/24")  # a router that knows the subnets: the case Docker protects against
     for short in ("a", "c"):
         servers(host.sandbox(short), 80)
@@ -103,7 +103,7 @@ def test_the_lan_reaches_published_ports_and_replies_but_not_container_addresses
 def test_trusted_sources_open_a_routed_network_to_them_only(host, world, servers):
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", masquerade=False, trusted_sources=["203.0.113.0/24", "10.0.0.0/8"])
     host.ok("cnm_bridge", name="other", subnet="10.62.0.0/24")  # inside a trusted CIDR, but a cnm network: isolation wins
-    ((a, _),) = attach(host, "web", "a")
+    a = attach(host, "web", "a")[0][0]
     attach(host, "other", "o")
     route_on_lan(world, "172.30.0.0/24")
     servers(host.sandbox("a"), 81)
@@ -170,9 +170,9 @@ def test_icc_isolation_and_internal_hold_for_ipv6(host, world6):
     host.ok("cnm_bridge", name="cold", subnet="10.61.0.0/24", ipv6_subnet="2001:db8:61::/64", icc=False)
     host.ok("cnm_bridge", name="warm", subnet="10.62.0.0/24", ipv6_subnet="2001:db8:62::/64")
     host.ok("cnm_bridge", name="vault", subnet="10.63.0.0/24", ipv6_subnet="2001:db8:63::/64", internal=True)
-    (_, a6), (_, b6) = attach(host, "cold", "a", "b")
-    (_, w6), (_, x6) = attach(host, "warm", "w", "x")
-    ((_, v6),) = attach(host, "vault", "v")
+    a6, b6 = (v6 for _v4, v6 in attach(host, "cold", "a", "b"))
+    w6, x6 = (v6 for _v4, v6 in attach(host, "warm", "w", "x"))
+    v6 = attach(host, "vault", "v")[0][1]
     route_on_lan(world6, "2001:db8:63::/64")
     host.in_sandbox("v", "ip -6 route add default via 2001:db8:63::1")
     matrix = {

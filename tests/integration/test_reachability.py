@@ -305,7 +305,7 @@ class Lab:
         argv = ["nsenter", "--net=/run/netns/%s" % self.ns(short), "--", sys.executable, "-c", SERVE] + [str(p) for p in ports]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.servers.append(proc)
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        ready = select.select([proc.stdout], [], [], 20)[0]
         line = proc.stdout.readline() if ready else ""
         assert line.strip() == "ready", "server in %s did not start: %s" % (short, proc.stderr.read() if proc.poll() is not None else "")
 

@@ -921,4 +921,3 @@ def test_restrict_peers_matches_the_overlays_own_vni_only():
     assert {"match": {"op": "==", "left": {"payload": {"base": "th", "offset": 96, "len": 24}}, "right": 4200}} in expr
     assert {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"set": ["192.0.2.12", "192.0.2.13"]}}} in expr
     assert not [rule for rule in render({"ov": dict(overlay, restrict_peers=False)}) if rule.chain.name == "input"]
-
