@@ -40,12 +40,15 @@ class Plan:
         return bool(self.changes)
 
     def diff(self) -> dict:
-        """Before and after of each touched object; several changes of one object merge."""
+        """Before and after of each touched object; the changes of one object merge (see ``_merge``)."""
         before: dict = {}
         after: dict = {}
         for change in self.changes:
-            before.setdefault(change.target, change.before)
-            after[change.target] = change.after
+            if change.target not in before:
+                before[change.target] = _copy(change.before)
+            elif before[change.target] is not None:
+                before[change.target] = _merge(change.before, before[change.target])
+            after[change.target] = _merge(after.get(change.target), change.after)
         return {"before": _drop_none(before), "after": _drop_none(after)}
 
     def summary(self) -> list:
@@ -90,6 +93,21 @@ def _reason(exc: BaseException) -> str:
     if len(args) == 2 and isinstance(args[0], int):
         return "%s (errno %d)" % (args[1], args[0])
     return str(exc) or type(exc).__name__
+
+
+def _copy(state: object) -> object:
+    return dict(state) if isinstance(state, dict) else state
+
+
+def _merge(old: object, new: object) -> object:
+    """``new`` over ``old``: two dicts merge key by key (the keys of ``new`` win), anything else is replaced by ``new``.
+
+    The after of an object is its after merged over the ones of its earlier changes (a new network's bridge and its
+    IPv6 sysctl both show); its before is the before of its first change, completed with the keys only later changes
+    name, and stays empty when the first change creates the object."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**old, **new}
+    return _copy(new)
 
 
 def _drop_none(objects: dict) -> dict:

@@ -173,3 +173,27 @@ def test_diff_and_summary_are_the_same_in_check_mode_and_real_run():
     checked.execute(check=True)
     real.execute(check=False)
     assert (checked.diff(), checked.summary()) == (real.diff(), real.summary())
+
+
+def test_the_diff_merges_every_change_of_one_object():
+    """A new network: the bridge made, then its IPv6 sysctl set - the diff shows both, and no before (it did not exist)."""
+    plan = Plan()
+    noop = Journal().action("x")
+    plan.add("network web", "create bridge br-web", None, {"bridge": "br-web", "mtu": 1500}, noop)
+    plan.add("network web", "set disable_ipv6", {"disable_ipv6": None}, {"disable_ipv6": "1"}, noop)
+    plan.add("sandbox a", "remove default route", {"default_ipv4": "eth0 via 10.0.0.1", "sysctls": {}}, {"default_ipv4": None}, noop)
+    plan.add("sandbox a", "set a sysctl", {"sysctls": {"x": "0"}, "other": 1}, {"sysctls": {"x": "1"}}, noop)
+    assert plan.diff() == {
+        "before": {"sandbox a": {"default_ipv4": "eth0 via 10.0.0.1", "sysctls": {}, "other": 1}},
+        "after": {"network web": {"bridge": "br-web", "mtu": 1500, "disable_ipv6": "1"}, "sandbox a": {"default_ipv4": None, "sysctls": {"x": "1"}}},
+    }
+
+
+def test_the_diff_of_an_object_removed_last_has_no_after():
+    plan = Plan()
+    noop = Journal().action("x")
+    plan.add("network web", "detach port", {"bridge": "br-web", "ports": 1}, {"bridge": "br-web", "ports": 0}, noop)
+    plan.add("network web", "delete bridge", {"bridge": "br-web", "mtu": 1500}, None, noop)
+    assert plan.diff() == {"before": {"network web": {"bridge": "br-web", "ports": 1, "mtu": 1500}}, "after": {}}
+    plan.add("network web", "create bridge", None, {"bridge": "br-web"}, noop)
+    assert plan.diff()["after"] == {"network web": {"bridge": "br-web"}}
