@@ -20,8 +20,8 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     host_veth_name,
 )
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
-    Candidate,
     choose_gateways,
+    gateway_candidates,
     same_value,
     sandbox_sysctls,
 )
@@ -320,20 +320,7 @@ class EndpointPlanner:
             self.host.plan.add(target, what, before, after, apply, undo)
 
     def _plan_defaults(self, ref, view, records: list, gone: set, before: dict, after: dict, changes: list) -> None:
-        networks = self.host.state["networks"]
-        candidates, explicit = [], set()
-        for record in records:
-            network = networks.get(record["network"])
-            explicit.update(route.dst.version for _name, route in explicit_routes([record], record["ifname"]))
-            if network is None or not record.get("default_route", True) or network.get("internal"):
-                continue
-            gateways = {}
-            if record.get("ipv4_address") and network.get("gateway"):
-                gateways[4] = network["gateway"]
-            if record.get("ipv6_address") and network.get("ipv6_gateway"):
-                gateways[6] = network["ipv6_gateway"]
-            candidates.append(Candidate(record["ifname"], record["network"], record.get("gw_priority", 0),
-                                        bool(network.get("internal")), gateways))
+        candidates, explicit = gateway_candidates(records, self.host.state["networks"])
         ours = set(record["ifname"] for record in records)
         held: dict = {4: [], 6: []}  # version -> [(ifname, Route)] default routes through this sandbox's endpoints
         leaving: dict = {4: [], 6: []}  # the same through endpoints detached in this run (they go with their interface)

@@ -25,6 +25,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import BRIDGE_AL
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.overlay import FLOOD_MAC
 from ansible_collections.cnm.network.plugins.module_utils.ports import docker_form, entry_mapping, entry_slots
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import choose_gateways, gateway_candidates
 from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
 
 GATHER = ("networks", "endpoints", "ports", "peers")
@@ -42,6 +43,7 @@ DRIFT_KINDS = (
     "port_endpoint_missing", "port_rules_missing", "port_shadowed", "firewall_rules_missing",
     "peer_fdb_missing", "peer_fdb_stale", "peer_neighbour_missing", "peer_neighbour_stale",
     "unclaimed_device", "unclaimed_rule",
+    "sandbox_default_route_missing", "endpoint_port_flags", "host_sysctl",
 )
 
 
@@ -124,6 +126,7 @@ class NamespaceFacts:
     rules: Optional[Dict[str, str]] = None  # comment -> "family chain" of each rule in table cnm (and element text -> "inet map M"
     # of each element of its maps: published ports are map elements); None: not read
     shadowed: Dict[str, str] = field(default_factory=dict)  # published port key -> "host port is already bound by process ..."
+    sysctls: Optional[Dict[str, Optional[str]]] = None  # the host sysctls the store's networks need -> their value; None: not read
 
 
 def read_namespace(session, routes: bool = False, port_flags: bool = False) -> NamespaceFacts:
@@ -155,6 +158,8 @@ def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> Name
                 facts.neighbours[device.name] = session.rtnl.neighbours(socket.AF_INET, device.index)
     if "ports" in query.gather and state.get("ports"):
         facts.shadowed = shadowed_ports(state["ports"])
+    if "networks" in query.gather:
+        facts.sysctls = read_needed_sysctls(state)
     if query.gather & {"networks", "ports"}:
         nft = firewall.Nft(host.run_command)
         if nft.path is not None:
@@ -566,12 +571,16 @@ def report(state: dict, query: InfoQuery, selection: Selection, host_facts: Name
         result["networks"] = [network_view(name, state["networks"][name], host_facts, state) for name in selection.networks]
         for name in selection.networks:
             found += network_drift(name, state["networks"][name], host_facts)
+        found += sysctl_drift(state, selection, host_facts.sysctls)
     if "endpoints" in query.gather:
         result["endpoints"] = []
         for key in selection.endpoints:
             record = state["endpoints"][key]
             result["endpoints"].append(endpoint_view(key, record, host_facts, sandboxes.get(record["sandbox"])))
             found += endpoint_drift(key, record, state["networks"].get(record["network"]), host_facts, sandboxes.get(record["sandbox"]))
+            found += port_flag_drift(key, record, state["networks"].get(record["network"]), host_facts)
+        for sandbox in sorted({state["endpoints"][key]["sandbox"] for key in selection.endpoints}):
+            found += sandbox_drift(sandbox, state, selection, sandboxes.get(sandbox))
     if "ports" in query.gather:
         wanted = rules_by_owner(state)[0] if host_facts.rules is not None else {}
         result["ports"] = [port_view(key, state["ports"][key], host_facts.rules, wanted) for key in selection.ports]
@@ -588,6 +597,90 @@ def report(state: dict, query: InfoQuery, selection: Selection, host_facts: Name
     found += unclaimed_devices(state, host_facts, query, matches)
     result["drift"] = found
     return result
+
+
+def read_needed_sysctls(state: dict) -> Dict[str, Optional[str]]:
+    """The value of each host sysctl the store's networks and ports need (as plan_firewall sets them); None: no such sysctl."""
+    wanted = firewall.needed_sysctls(firewall.bridged(state["networks"]), state.get("ports", {}))
+    return {name: firewall.read_sysctl(name) for name in sorted(wanted)}
+
+
+def sysctl_drift(state: dict, selection: Selection, values: Optional[Dict[str, Optional[str]]]) -> List[dict]:
+    """Host sysctls the selected networks need (forwarding, route_localnet for loopback ports) that have another value."""
+    if values is None:
+        return []
+    needers: Dict[Tuple[str, str], List[str]] = {}
+    for name in selection.networks:
+        ports = {key: entry for key, entry in state.get("ports", {}).items() if entry["network"] == name}
+        for sysctl, value in firewall.needed_sysctls(firewall.bridged({name: state["networks"][name]}), ports).items():
+            needers.setdefault((sysctl, value), []).append(name)
+    found = []
+    for (sysctl, value), names in sorted(needers.items()):
+        have = values.get(sysctl)
+        if have is None or have == value:
+            continue  # not a sysctl of this kernel (no IPv6, a bridge that is gone: reported as such)
+        found.append(drift("host_sysctl", "sysctl %s" % sysctl, "%s is %s; network(s) %s need %s (the next cnm module run sets it again)"
+                           % (sysctl, have, ", ".join(names), value), names[0] if len(names) == 1 else None, expected=value, found=have))
+    return found
+
+
+def port_flag_drift(key: str, record: dict, network: Optional[dict], host_facts: NamespaceFacts) -> List[dict]:
+    """The bridge port flags of an endpoint's host end: hairpin on, isolated exactly when the network has icc off."""
+    outer = host_facts.devices.get(record.get("host_ifname") or "")
+    if network is None or outer is None or outer.port_flags is None or outer.alias != ENDPOINT_ALIAS_PREFIX + key:
+        return []
+    if not network.get("bridge_name") or outer.master != network["bridge_name"]:
+        return []  # endpoint_not_on_bridge says it
+    wanted = (not network.get("icc", True), True)
+    if outer.port_flags == wanted:
+        return []
+    return [drift("endpoint_port_flags", "link %s" % outer.name, "endpoint %s on %s: bridge port %s has %s; the network wants %s (hairpin always, "
+                  "isolated when icc is off)" % (record["sandbox"], record["network"], outer.name, _flags(outer.port_flags), _flags(wanted)),
+                  record["network"], record["sandbox"], _flag_dict(wanted), _flag_dict(outer.port_flags))]
+
+
+def _flag_dict(flags: Tuple[bool, bool]) -> dict:
+    return {"isolated": flags[0], "hairpin": flags[1]}
+
+
+def _flags(flags: Tuple[bool, bool]) -> str:
+    return "isolated %s, hairpin %s" % tuple("on" if flag else "off" for flag in flags)
+
+
+def sandbox_drift(sandbox: str, state: dict, selection: Selection, facts: Optional[NamespaceFacts]) -> List[dict]:
+    """Each IP version's default route of a sandbox where Docker's choice puts it (sandbox.py: the best ranked endpoint,
+    through its network's gateway), unless an endpoint's ``routes`` or an interface no endpoint owns holds it (as
+    cnm_endpoint leaves them). Reported when the chosen endpoint is selected and its interface exists."""
+    if facts is None:
+        return []
+    records = sorted((record for record in state["endpoints"].values() if record["sandbox"] == sandbox), key=lambda record: record["ifname"])
+    candidates, explicit = gateway_candidates(records, state["networks"])
+    ours = {record["ifname"] for record in records}
+    found = []
+    for version, best in sorted(choose_gateways(candidates).items()):
+        if best is None or version in explicit or best.name not in facts.devices or endpoint_key(best.network, sandbox) not in selection.endpoints:
+            continue
+        held = [(device.name, route) for device in sorted(facts.devices.values(), key=lambda d: d.name) for route in device.routes
+                if _default_version(route) in (version, None)]
+        if any(name not in ours for name, _route in held):
+            continue
+        wanted = "default via %s" % best.gateways[version]
+        if (best.name, wanted) in held:
+            continue
+        found.append(drift("sandbox_default_route_missing", "sandbox %s ipv%d default route" % (sandbox, version),
+                           "sandbox %s: its IPv%d default route %s dev %s (network %s, gw_priority %d) is missing%s"
+                           % (sandbox, version, wanted, best.name, best.network, best.priority,
+                              "; it has %s" % ", ".join("%s dev %s" % (route, name) for name, route in held) if held else ""),
+                           best.network, sandbox, "%s dev %s" % (wanted, best.name), ["%s dev %s" % (route, name) for name, route in held] or None))
+    return found
+
+
+def _default_version(route: str) -> Optional[int]:
+    """The IP version of a default route as Device.routes describes it (None: a default route without gateway), 0: not one."""
+    words = route.split()
+    if not words or words[0] != "default":
+        return 0
+    return ipaddress.ip_address(words[2]).version if len(words) > 2 and words[1] == "via" else None
 
 
 # ---- the module's body ----

@@ -21,8 +21,9 @@ interface has an IPv6 address). Each is left alone when an endpoint of the sandb
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 
@@ -74,6 +75,25 @@ def choose_gateways(candidates: Iterable[Candidate]) -> Dict[int, Optional[Candi
     """The endpoint holding each IP version's default route (None when no endpoint has that version's gateway)."""
     ordered = sorted(candidates, key=rank)
     return {version: next((c for c in ordered if version in c.gateways), None) for version in (4, 6)}
+
+
+def gateway_candidates(records: Iterable[dict], networks: Dict[str, dict]) -> Tuple[List[Candidate], Set[int]]:
+    """From the store: the endpoints of one sandbox that may hold its default routes, and the IP versions whose
+    default route an endpoint asks for itself in ``routes`` (the gateway choice leaves those versions alone)."""
+    candidates, explicit = [], set()
+    for record in records:
+        network = networks.get(record["network"])
+        explicit.update(ipaddress.ip_network(item["dst"]).version for item in record.get("routes", [])
+                        if ipaddress.ip_network(item["dst"]).prefixlen == 0)
+        if network is None or not record.get("default_route", True) or network.get("internal"):
+            continue
+        gateways = {}
+        if record.get("ipv4_address") and network.get("gateway"):
+            gateways[4] = network["gateway"]
+        if record.get("ipv6_address") and network.get("ipv6_gateway"):
+            gateways[6] = network["ipv6_gateway"]
+        candidates.append(Candidate(record["ifname"], record["network"], record.get("gw_priority", 0), bool(network.get("internal")), gateways))
+    return candidates, explicit
 
 
 def sandbox_sysctls(has_ipv6: bool, overridden: Iterable[str], kernel_ipv6: bool = True) -> List[Tuple[str, str]]:

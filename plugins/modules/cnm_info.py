@@ -84,7 +84,19 @@ notes:
     C(port_shadowed) (a host process listens on the published host port - the DNAT takes its connections; C(found) names the process),
     C(firewall_rules_missing) (rules every published port needs),
     C(peer_fdb_missing), C(peer_fdb_stale), C(peer_neighbour_missing), C(peer_neighbour_stale),
-    C(unclaimed_device) (a host link with a C(cnm:) alias no record claims), C(unclaimed_rule) (a rule in C(inet cnm) the store does not render).
+    C(unclaimed_device) (a host link with a C(cnm:) alias no record claims), C(unclaimed_rule) (a rule in C(inet cnm) the store does not render),
+    C(sandbox_default_route_missing) (a sandbox lacks the IPv4 or IPv6 default route that M(cnm.network.cnm_endpoint) gives it - through
+    the gateway of the best ranked endpoint, as Docker chooses; not reported when an endpoint's C(routes) or an interface that is no
+    endpoint holds that version's default route),
+    C(endpoint_port_flags) (the host end of an endpoint's veth lost C(hairpin), or its C(isolated) flag differs from the network's
+    C(icc) - isolated exactly when C(icc) is false),
+    C(host_sysctl) (a host sysctl the networks need has another value - C(net.ipv4.ip_forward) for a non-internal bridge or overlay
+    network, C(net.ipv6.conf.all.forwarding) for one with IPv6, C(net.ipv4.conf.BRIDGE.route_localnet) for a port published on 127.0.0.1
+    or all addresses; reported with RV(drift[].network) null when several networks need it).
+  - C(network_mtu) also covers a bridge whose non-default MTU fell back to 1500; the modules set a bridge's MTU after creating it,
+    so it no longer follows its ports and stays when the last endpoint leaves.
+  - Repairs - C(endpoint_port_flags) and C(sandbox_default_route_missing) by a rerun of M(cnm.network.cnm_endpoint) on the endpoint's
+    sandbox, C(host_sysctl) by any cnm module run (each reconciles the firewall and the sysctls it needs).
   - C(unclaimed_rule) is reported only without filters.
 seealso:
   - module: cnm.network.cnm_bridge

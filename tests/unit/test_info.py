@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 
 import pytest
@@ -19,8 +20,11 @@ from ansible_collections.cnm.network.plugins.module_utils.info import (
     network_drift,
     peer_views,
     port_drift,
+    port_flag_drift,
     report,
+    sandbox_drift,
     select,
+    sysctl_drift,
     unclaimed_devices,
 )
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
@@ -77,7 +81,8 @@ def host_facts(**changes) -> NamespaceFacts:
 def sandbox_facts(**changes) -> NamespaceFacts:
     devices = {
         "lo": Device("lo", None, 65536, "00:00:00:00:00:00", True, "unknown", index=1, addresses=("127.0.0.1/8",)),
-        "eth0": Device("eth0", "veth", 1500, "02:42:ac:1e:00:02", True, "up", index=2, peer_index=7, addresses=("172.30.0.2/24", "fd00:30::2/64")),
+        "eth0": Device("eth0", "veth", 1500, "02:42:ac:1e:00:02", True, "up", index=2, peer_index=7, addresses=("172.30.0.2/24", "fd00:30::2/64"),
+                       routes=("default via 172.30.0.1", "default via fd00:30::1")),
     }
     devices.update({name: device for name, device in changes.items() if device is not None})
     for name in [name for name, device in changes.items() if device is None]:
@@ -343,3 +348,79 @@ def test_every_drift_kind_is_documented_in_the_module():
     with open(path) as handle:
         text = handle.read()
     assert [kind for kind in DRIFT_KINDS if "C(%s)" % kind not in text] == []
+
+
+# ---- sandbox default routes, bridge port flags, host sysctls ----
+def _routes(**by_name) -> NamespaceFacts:
+    facts = sandbox_facts()
+    for name, routes in by_name.items():
+        facts.devices[name] = dataclasses.replace(facts.devices.get(name) or Device(name, "veth", 1500, None, True, index=20), routes=routes)
+    return facts
+
+
+def test_a_sandbox_without_the_default_route_docker_would_give_it():
+    data = state()
+    selection = select(data, InfoQuery())
+    assert sandbox_drift("netns:web1", data, selection, sandbox_facts()) == []
+    found = sandbox_drift("netns:web1", data, selection, _routes(eth0=("default via 172.30.0.1",)))
+    assert [(d["kind"], d["object"], d["expected"], d["found"]) for d in found] == [
+        ("sandbox_default_route_missing", "sandbox netns:web1 ipv6 default route", "default via fd00:30::1 dev eth0", None)]
+    moved = sandbox_drift("netns:web1", data, selection, _routes(eth0=("default via 172.30.0.9", "default via fd00:30::1")))
+    assert [(d["object"], d["found"]) for d in moved] == [("sandbox netns:web1 ipv4 default route", ["default via 172.30.0.9 dev eth0"])]
+    assert sandbox_drift("netns:web1", data, selection, None) == []  # a gone sandbox is endpoint_sandbox_missing
+
+
+def test_a_default_route_held_elsewhere_or_asked_for_is_not_drift():
+    data = state()
+    selection = select(data, InfoQuery())
+    # another interface of the sandbox (not an endpoint) holds it: cnm_endpoint leaves it so
+    assert sandbox_drift("netns:web1", data, selection, _routes(eth0=(), eth9=("default via 192.0.2.1", "default"))) == []
+    data["endpoints"]["web|netns:web1"]["routes"] = [{"dst": "0.0.0.0/0", "gateway": "172.30.0.7"}]
+    assert kinds(sandbox_drift("netns:web1", data, selection, _routes(eth0=("default via fd00:30::1",)))) == []
+    data["endpoints"]["web|netns:web1"].update(routes=[], default_route=False)
+    assert sandbox_drift("netns:web1", data, selection, _routes(eth0=())) == []
+    internal = state({"web": dict(WEB, internal=True)})
+    assert sandbox_drift("netns:web1", internal, select(internal, InfoQuery()), _routes(eth0=())) == []
+
+
+def test_the_best_ranked_endpoint_holds_the_default_route():
+    db = dict(WEB, bridge_name="br-db", subnet="172.31.0.0/24", gateway="172.31.0.1", ipv6_subnet=None, ipv6_gateway=None)
+    data = state({"web": WEB, "db": db}, {"web|netns:web1": WEB1, "db|netns:web1": dict(WEB1, network="db", ifname="eth1", ipv4_address="172.31.0.2",
+                                                                                         ipv6_address=None, gw_priority=5)})
+    facts = _routes(eth0=("default via fd00:30::1",), eth1=("default via 172.31.0.1",))
+    assert sandbox_drift("netns:web1", data, select(data, InfoQuery()), facts) == []
+    swapped = _routes(eth0=("default via 172.30.0.1", "default via fd00:30::1"), eth1=())
+    (item,) = sandbox_drift("netns:web1", data, select(data, InfoQuery()), swapped)
+    assert (item["network"], item["expected"]) == ("db", "default via 172.31.0.1 dev eth1") and "gw_priority 5" in item["message"]
+    assert sandbox_drift("netns:web1", data, select(data, InfoQuery(networks=("web",))), swapped) == []  # the holder is not selected
+
+
+def test_bridge_port_flags_as_the_network_wants_them():
+    data = state()
+    port = host_facts().devices["ve-aaa"]
+    for flags, icc, expected in (((False, True), True, []), ((True, True), False, []), ((True, True), True, ["endpoint_port_flags"]),
+                                 ((False, False), True, ["endpoint_port_flags"]), ((False, True), False, ["endpoint_port_flags"])):
+        facts = host_facts(ve_aaa=dataclasses.replace(port, port_flags=flags))
+        found = port_flag_drift("web|netns:web1", WEB1, dict(WEB, icc=icc), facts)
+        assert kinds(found) == expected, (flags, icc)
+    (item,) = port_flag_drift("web|netns:web1", WEB1, dict(WEB, icc=False), host_facts(ve_aaa=dataclasses.replace(port, port_flags=(False, True))))
+    assert (item["object"], item["expected"], item["found"]) == ("link ve-aaa", {"isolated": True, "hairpin": True}, {"isolated": False, "hairpin": True})
+    assert port_flag_drift("web|netns:web1", WEB1, WEB, host_facts()) == []  # flags not read
+    assert port_flag_drift("web|netns:web1", WEB1, WEB, host_facts(ve_aaa=dataclasses.replace(port, master=None, port_flags=(False, False)))) == []
+    assert report(data, InfoQuery(), select(data, InfoQuery()), host_facts(ve_aaa=dataclasses.replace(port, port_flags=(True, False))),
+                  {"netns:web1": sandbox_facts()})["drift"][0]["kind"] == "endpoint_port_flags"
+
+
+def test_forwarding_sysctls_the_networks_need():
+    data = state({"web": WEB, "lan": LAN, "db": dict(WEB, bridge_name="br-db", internal=True)}, {})
+    selection = select(data, InfoQuery())
+    on = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
+    assert sysctl_drift(data, selection, on) == [] and sysctl_drift(data, selection, None) == []
+    found = sysctl_drift(data, selection, {"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0"})
+    assert [(d["kind"], d["object"], d["network"], d["expected"], d["found"]) for d in found] == [
+        ("host_sysctl", "sysctl net.ipv4.ip_forward", "web", "1", "0"), ("host_sysctl", "sysctl net.ipv6.conf.all.forwarding", "web", "1", "0")]
+    assert sysctl_drift(data, select(data, InfoQuery(networks=("db", "lan"))), {"net.ipv4.ip_forward": "0"}) == []  # internal, macvlan
+    assert sysctl_drift(data, selection, {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": None}) == []  # a kernel without IPv6
+    loopback = state(ports={"tcp/127.0.0.1:8080": dict(PORT, host_ip="127.0.0.1")})
+    (item,) = sysctl_drift(loopback, select(loopback, InfoQuery()), dict(on, **{"net.ipv4.conf.br-web.route_localnet": "0"}))
+    assert (item["object"], item["network"]) == ("sysctl net.ipv4.conf.br-web.route_localnet", "web")
