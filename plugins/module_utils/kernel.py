@@ -167,8 +167,10 @@ class NetnsSession:
 
     def create_bridge(self, name: str, mtu: int, alias: str, mac: str) -> None:
         # A MAC set at creation stays put; otherwise the bridge takes its ports' MACs as they come and go.
-        self.ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac, state="up")
-        self.rtnl.set_link(self.index(name), alias=alias)
+        # The MTU is set after creation, not in RTM_NEWLINK: only a change of MTU marks it as set by the user;
+        # an MTU given at creation follows the ports, and falls back to 1500 when the last port leaves.
+        self.ipr.link("add", ifname=name, kind="bridge", address=mac, state="up")
+        self.rtnl.set_link(self.index(name), mtu=mtu, alias=alias)
 
     def create_veth(self, name: str, mtu: int, alias: str, master: str, peer: dict, peer_fd: int) -> None:
         """A veth pair whose peer is born inside the sandbox (no move, no rename), on the bridge and up."""

@@ -331,3 +331,79 @@ def test_a_container_is_found_by_name_or_pid_and_its_stop_is_drift(docker, net):
     stopped = docker.ok("cnm_info", network=name)
     assert [(d["kind"], d["object"]) for d in stopped["drift"]] == [("endpoint_sandbox_missing", "endpoint %s|%s" % (name, key))]
     assert stopped["endpoints"][0]["sandbox_exists"] is False
+
+
+def test_a_deleted_default_route_is_drift_until_cnm_endpoint_restores_it(host, built):
+    web1 = "netns:" + host.sandbox("web1")
+    host.in_sandbox("web1", "ip route del default via 172.30.0.1 && ip -6 route del default via fd00:30::1")
+    assert "Network is unreachable" in host.in_sandbox("web1", "ip route get 192.0.2.200", check=False).stderr
+    result = info(host)
+    assert kinds(result) == [("sandbox_default_route_missing", "sandbox %s ipv4 default route" % web1),
+                             ("sandbox_default_route_missing", "sandbox %s ipv6 default route" % web1)]
+    assert [(d["network"], d["sandbox"], d["expected"], d["found"]) for d in result["drift"]] == [
+        ("web", web1, "default via 172.30.0.1 dev eth0", None), ("web", web1, "default via fd00:30::1 dev eth0", None)]
+    assert info(host, network="ov")["drift"] == []
+    host.in_sandbox("web1", "ip route add default via 172.30.0.254 dev eth0")  # a wrong one by hand
+    assert [d["found"] for d in info(host, netns=host.sandbox("web1"))["drift"]] == [["default via 172.30.0.254 dev eth0"], None]
+    host.ok("cnm_endpoint", network="web", netns=host.sandbox("web1"))
+    assert info(host)["drift"] == []
+    assert host.in_sandbox("web1", "ip route show default").stdout.split()[:5] == ["default", "via", "172.30.0.1", "dev", "eth0"]
+
+
+def test_forwarding_turned_off_is_drift_until_a_module_run(host, built):
+    host.sh("sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0")
+    result = info(host)
+    assert kinds(result) == [("host_sysctl", "sysctl net.ipv4.ip_forward"), ("host_sysctl", "sysctl net.ipv6.conf.all.forwarding")]
+    assert [(d["network"], d["expected"], d["found"]) for d in result["drift"]] == [(None, "1", "0"), ("web", "1", "0")]
+    assert kinds(info(host, network="ov")) == [("host_sysctl", "sysctl net.ipv4.ip_forward")]  # ov has no IPv6
+    assert info(host, gather=["endpoints"])["drift"] == []
+    assert host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", ipv6_subnet="fd00:30::/64")["changed"] is True
+    assert info(host)["drift"] == []
+    assert host.sh("sysctl -n net.ipv4.ip_forward net.ipv6.conf.all.forwarding").stdout.split() == ["1", "1"]
+
+
+def test_a_bridge_port_flag_changed_by_hand_is_drift_until_cnm_endpoint_repairs_it(host, built):
+    web1, web2 = built["web1"]["host_ifname"], built["web2"]["host_ifname"]
+    assert pings(host.sandbox("web2"), built["web1"]["ipv4_address"])
+    host.sh("bridge link set dev %s isolated on && bridge link set dev %s isolated on hairpin off" % (web1, web2))
+    assert not pings(host.sandbox("web2"), built["web1"]["ipv4_address"])  # two isolated ports do not talk: icc broken by hand
+    result = info(host)
+    assert kinds(result) == [("endpoint_port_flags", "link %s" % name) for name in sorted((web1, web2))]
+    flags = {d["object"]: (d["expected"], d["found"]) for d in result["drift"]}
+    assert flags["link %s" % web1] == ({"isolated": False, "hairpin": True}, {"isolated": True, "hairpin": True})
+    assert flags["link %s" % web2] == ({"isolated": False, "hairpin": True}, {"isolated": True, "hairpin": False})
+    host.ok("cnm_endpoint", network="web", endpoints=[{"netns": host.sandbox("web1")}, {"netns": host.sandbox("web2")}])
+    assert info(host)["drift"] == []
+    assert pings(host.sandbox("web2"), built["web1"]["ipv4_address"])
+    isolated = host.ok("cnm_bridge", name="iso", subnet="172.31.0.0/24", icc=False)["network"]
+    made = host.ok("cnm_endpoint", network="iso", netns=host.sandbox("i1"))["endpoint"]
+    host.sh("bridge link set dev %s isolated off" % made["host_ifname"])
+    (item,) = info(host, network="iso")["drift"]
+    assert (item["kind"], item["network"], item["expected"]) == ("endpoint_port_flags", isolated["name"], {"isolated": True, "hairpin": True})
+    host.ok("cnm_endpoint", network="iso", netns=host.sandbox("i1"))
+    assert info(host)["drift"] == []
+
+
+def test_a_non_default_mtu_survives_the_last_endpoint_leaving(host):
+    args = {"name": "jumbo", "subnet": "172.29.0.0/24", "mtu": 9000}
+    assert host.ok("cnm_bridge", **args)["changed"] is True
+    for _round in range(2):
+        host.ok("cnm_endpoint", network="jumbo", netns=host.sandbox("j1"))
+        assert kernel_link(host, None, "br-jumbo")["mtu"] == 9000
+        host.ok("cnm_endpoint", network="jumbo", netns=host.sandbox("j1"), state="absent")
+        assert kernel_link(host, None, "br-jumbo")["mtu"] == 9000
+        assert info(host)["drift"] == []
+        assert host.ok("cnm_bridge", **args)["changed"] is False
+    host.sh("ip link set br-jumbo mtu 1500")  # lost by hand: drift, and the rerun sets it again
+    assert [(d["kind"], d["expected"], d["found"]) for d in info(host)["drift"]] == [("network_mtu", 9000, 1500)]
+    assert host.ok("cnm_bridge", **args)["changed"] is True
+    assert info(host)["drift"] == [] and host.ok("cnm_bridge", **args)["changed"] is False
+
+
+def test_the_diff_of_a_new_network_shows_its_bridge(host):
+    checked = host.module("cnm_bridge", check=True, name="fresh", subnet="172.28.0.0/24", mtu=1400)
+    made = host.ok("cnm_bridge", name="fresh", subnet="172.28.0.0/24", mtu=1400)
+    for result in (checked, made):
+        after = result["diff"]["after"]["network fresh"]
+        assert (after["bridge"], after["mtu"], after["addresses"], after["disable_ipv6"]) == ("br-fresh", 1400, ["172.28.0.1/24"], "1"), result["diff"]
+        assert "network fresh" not in result["diff"]["before"]
