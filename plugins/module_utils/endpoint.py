@@ -40,6 +40,7 @@ class EndpointPlanner:
         self.leases: dict = {}  # (network, IP version) -> {address: sandbox key}, kept up to date while planning
         self.doomed: list = []  # host veths to delete together at the end (see finish)
         self.doomed_sandboxes: list = []  # named sandboxes to delete after their veths
+        self.removed_stubs: set = set()  # keys of named sandboxes whose stub (see netns.is_stub) this run removes
         self.seen: set = set()
         self.shim_routes = True  # macvlan host-access routes of endpoints; False when cnm_macvlan plans the shim's routes itself
 
@@ -79,13 +80,24 @@ class EndpointPlanner:
         if not spec.create_netns:
             raise option_error(spec.opt("netns"), ref.value, "does not exist and create_netns is false")
         self.host.new_sandboxes.add(ref.key)
-        self.host.plan.add("netns %s" % ref.value, "create network namespace %s" % ref.value, None, {"exists": True},
+        what = "create network namespace %s" % ref.value
+        if ref.is_stub():
+            what += " (on the name an interrupted run left without its namespace)"
+        self.host.plan.add("netns %s" % ref.value, what, None, {"exists": True},
                            lambda: netns.create_named(ref.value), lambda: self._delete_sandbox(ref))
         return None
 
     def _delete_sandbox(self, ref: netns.SandboxRef) -> None:
         self.kernel.forget_sandbox(ref)
         netns.delete_named(ref.value)
+
+    def _remove_stub(self, ref: netns.SandboxRef) -> None:
+        """``absent`` removes the stub an interrupted create or delete left (it names no namespace, so
+        nothing else can be detached from it), whatever ``delete_netns`` says."""
+        if ref.key not in self.removed_stubs and ref.key not in self.host.new_sandboxes and ref.is_stub():
+            self.removed_stubs.add(ref.key)
+            self.host.plan.add("netns %s" % ref.value, "remove %s, a namespace name left without its namespace by an interrupted run" % ref.value,
+                               {"stub": True}, None, lambda: netns.delete_named(ref.value))
 
     def _ensure_lo_up(self, spec: EndpointSpec, view) -> None:
         lo = view.link("lo") if view is not None else None
@@ -101,6 +113,7 @@ class EndpointPlanner:
         result = {"network": "host", "netns": ref.value, "sandbox": ref.key}
         bound = ref.exists() and netns.same_namespace(ref.path, netns.THREAD_NETNS)
         if spec.state == "absent":
+            self._remove_stub(ref)
             if bound:
                 self.host.plan.add("netns %s" % ref.value, "unbind %s from the host namespace" % ref.value, {"host_namespace": True}, None,
                                    lambda: netns.delete_named(ref.value), lambda: netns.bind_current(ref.value))
@@ -129,6 +142,7 @@ class EndpointPlanner:
 
     def _maybe_delete_sandbox(self, spec: EndpointSpec) -> None:
         ref = spec.sandbox
+        self._remove_stub(ref)
         if spec.delete_netns and ref.kind == "netns" and ref.exists() and not netns.same_namespace(ref.path, netns.THREAD_NETNS):
             if ref not in self.doomed_sandboxes:
                 self.doomed_sandboxes.append(ref)

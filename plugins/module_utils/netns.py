@@ -13,10 +13,12 @@ import ctypes.util
 import errno
 import os
 import socket
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
+from ansible_collections.cnm.network.plugins.module_utils import faults
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 
 NETNS_RUN_DIR = "/run/netns"
@@ -83,6 +85,30 @@ def is_namespace_file(path: str) -> bool:
         return False
 
 
+def is_stub(path: str) -> bool:
+    """True if ``path`` is a namespace name with no namespace: an empty regular file nothing is mounted on.
+
+    Naming a namespace takes two steps (create the file, bind-mount the namespace on it) and so does
+    removing the name (unmount, unlink); a crash between them (ours or ``ip netns``'s) leaves such a
+    file. A mount point shows the mounted file's device (nsfs), a stub that of /run/netns itself.
+    """
+    try:
+        info = os.lstat(path)
+        parent = os.stat(os.path.dirname(path))
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == 0 and info.st_dev == parent.st_dev
+
+
+def stubs() -> list:
+    """The names in /run/netns that are stubs (see ``is_stub``), sorted."""
+    try:
+        names = os.listdir(NETNS_RUN_DIR)
+    except OSError:
+        return []
+    return sorted(name for name in names if is_stub(named_path(name)))
+
+
 def same_namespace(path_a: str, path_b: str) -> bool:
     a, b = os.stat(path_a), os.stat(path_b)
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
@@ -102,8 +128,14 @@ def _ensure_run_dir() -> None:
 def _bind(source: str, name: str) -> None:
     path = named_path(name)
     _ensure_run_dir()
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
-    os.close(fd)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        os.close(fd)
+    except FileExistsError:
+        if not is_stub(path):
+            raise
+        # the stub of an interrupted create or delete: finish the job by binding onto it
+    faults.point("netns-named")
     try:
         _check(_libc.mount(source.encode(), path.encode(), b"none", MS_BIND, None), "mount --bind %s %s" % (source, path))
     except OSError:
@@ -134,6 +166,7 @@ def delete_named(name: str) -> None:
     path = named_path(name)
     if _libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
         _check(-1, "umount %s" % path)
+    faults.point("netns-unmounted")
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -271,6 +304,10 @@ class SandboxRef:
         if self.kind == "pid":
             return os.path.exists(self.path)
         return is_namespace_file(self.path)
+
+    def is_stub(self) -> bool:
+        """A named namespace whose file is left without its namespace by an interrupted create or delete."""
+        return self.kind == "netns" and is_stub(self.path)
 
     def check_running(self, option: str = "container") -> None:
         """A container sandbox must run (a stopped container has no network namespace): a clear error naming ``option``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ansible_collections.cnm.network.plugins.module_utils import faults
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 
 Action = Callable[[], None]
@@ -60,6 +61,7 @@ class Plan:
             return
         done: list = []
         for change in self.changes:
+            faults.point("change")
             try:
                 change.apply()
             except Exception as exc:  # noqa: BLE001 - every failure must trigger the undo
