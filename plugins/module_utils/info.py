@@ -43,7 +43,7 @@ DRIFT_KINDS = (
     "port_endpoint_missing", "port_rules_missing", "port_shadowed", "firewall_rules_missing",
     "peer_fdb_missing", "peer_fdb_stale", "peer_neighbour_missing", "peer_neighbour_stale",
     "unclaimed_device", "unclaimed_rule",
-    "sandbox_default_route_missing", "endpoint_port_flags", "host_sysctl",
+    "sandbox_default_route_missing", "endpoint_port_flags", "host_sysctl", "netns_stub",
 )
 
 
@@ -684,6 +684,14 @@ def _default_version(route: str) -> Optional[int]:
 
 
 # ---- the module's body ----
+def namespace_stub_drift(names: List[str], matches: Optional[Callable[[str], bool]] = None) -> List[dict]:
+    """Names in /run/netns with no namespace (netns.is_stub): a crash between naming and binding, or unmounting and unlinking."""
+    return [drift("netns_stub", "netns %s" % name, "/run/netns/%s is an empty file with no namespace mounted on it (left by an interrupted "
+                  "create or delete): an attach to it binds a new namespace, cnm_endpoint state=absent removes it" % name,
+                  sandbox="netns:%s" % name, expected="namespace", found="stub")
+            for name in names if matches is None or matches("netns:%s" % name)]
+
+
 def gather(host: Host, query: InfoQuery) -> dict:
     """Read the store (as the lock holds it) and the kernel, and report."""
     state = host.original
@@ -698,7 +706,10 @@ def gather(host: Host, query: InfoQuery) -> dict:
     sandboxes: Dict[str, Optional[NamespaceFacts]] = {}
     if "endpoints" in query.gather:
         sandboxes = read_sandboxes(host, (state["endpoints"][key]["sandbox"] for key in selection.endpoints))
-    return report(state, query, selection, host_facts, sandboxes, matches)
+    result = report(state, query, selection, host_facts, sandboxes, matches)
+    if query.networks is None and "endpoints" in query.gather:  # stubs belong to no network: only a question about all of them
+        result.setdefault("drift", []).extend(namespace_stub_drift(netns.stubs(), matches))
+    return result
 
 
 def run_info_module(module) -> None:

@@ -92,7 +92,10 @@ notes:
     C(icc) - isolated exactly when C(icc) is false),
     C(host_sysctl) (a host sysctl the networks need has another value - C(net.ipv4.ip_forward) for a non-internal bridge or overlay
     network, C(net.ipv6.conf.all.forwarding) for one with IPv6, C(net.ipv4.conf.BRIDGE.route_localnet) for a port published on 127.0.0.1
-    or all addresses; reported with RV(drift[].network) null when several networks need it).
+    or all addresses; reported with RV(drift[].network) null when several networks need it),
+    C(netns_stub) (an empty file in C(/run/netns) with no namespace mounted on it, left by a run killed between naming a namespace and
+    binding it or between unmounting and unlinking it; an attach to the name binds a new namespace, C(state=absent) of
+    M(cnm.network.cnm_endpoint) removes it; reported only when no C(network) is asked for).
   - C(network_mtu) also covers a bridge whose non-default MTU fell back to 1500; the modules set a bridge's MTU after creating it,
     so it no longer follows its ports and stays when the last endpoint leaves.
   - Repairs - C(endpoint_port_flags) and C(sandbox_default_route_missing) by a rerun of M(cnm.network.cnm_endpoint) on the endpoint's

@@ -112,8 +112,11 @@ def test_absent_removes_the_name_an_interrupted_create_left(host, monkeypatch):
     killed(host, monkeypatch, "netns-named:5", "cnm_endpoint", network="web", endpoints=batch.endpoints)
     stub = "/run/netns/" + batch.names[4]
     assert os.path.getsize(stub) == 0 and not os.path.ismount(stub)
+    reported = host.ok("cnm_info", netns=batch.names[4])["drift"]
+    assert [(item["kind"], item["sandbox"]) for item in reported if item["kind"] == "netns_stub"] == [("netns_stub", "netns:" + batch.names[4])]
     info = host.ok("cnm_endpoint", network="web", netns=batch.names[4], state="absent")  # without delete_netns: a stub is no namespace
     assert info["changed"] and any("left without its namespace" in change for change in info["changes"]), info["changes"]
     assert not os.path.exists(stub)
+    assert not [item for item in host.ok("cnm_info", netns=batch.names[4])["drift"] if item["kind"] == "netns_stub"]
     batch.converge_detach()
     assert host.snapshot() == batch.empty
