@@ -32,8 +32,8 @@ FORMAT_VERSION = 1
 MIGRATIONS: Dict[int, Callable[[dict], dict]] = {}
 
 DRIVERS = ("bridge", "overlay", "macvlan")
-_FIX = ("fix it by hand from the kernel's objects, or move it away (the next run then starts from an empty store: "
-        "networks are known again once the play declares them, but endpoints get new addresses)")
+_FIX = ("fix it by hand, or move it away: the next run then starts from an empty store and takes back the networks and "
+        "endpoints the play declares again, but endpoints may get new addresses and ports must be published again")
 
 
 def _empty() -> dict:
