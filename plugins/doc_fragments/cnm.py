@@ -16,6 +16,12 @@ attributes:
   check_mode:
     support: full
     description: Reports exactly the changes the real run would make, and makes none.
+notes:
+  - "The store (C(/run/cnm-network/cookie-N/state.json)) is checked before anything else; a damaged one (not JSON, the
+    wrong shape, no or a newer C(version), or not a regular file, a FIFO for example) makes the module fail with a
+    message naming the file and what is wrong, and change nothing. It is never discarded: fix it, or move it away, after
+    which the next run takes back the networks and endpoints the play declares (endpoints may get new addresses, ports
+    must be published again) and M(cnm.network.cnm_info) reports the cnm objects it no longer knows as drift."
 """
 
     # The sandbox of an endpoint, given one of four ways.

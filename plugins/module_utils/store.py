@@ -11,20 +11,41 @@ runs. The store is a hint checked against the kernel, never the truth.
 from __future__ import annotations
 
 import copy
+import errno
 import fcntl
+import ipaddress
 import json
 import os
+import stat
 import tempfile
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 
 STORE_ROOT = "/run/cnm-network"
 FORMAT_VERSION = 1
 
+# Older formats and the step that turns each into the next: {N: function(store of version N) -> store of version N+1}.
+# Loading runs the steps in order up to FORMAT_VERSION; a format change bumps FORMAT_VERSION and adds its step
+# here, so a store written by an older release is carried forward, never dropped. Version 1 is the first format
+# released, so the table is empty until the format changes.
+MIGRATIONS: Dict[int, Callable[[dict], dict]] = {}
+
+DRIVERS = ("bridge", "overlay", "macvlan")
+_FIX = ("fix it by hand, or move it away: the next run then starts from an empty store and takes back the networks and "
+        "endpoints the play declares again, but endpoints may get new addresses and ports must be published again")
+
 
 def _empty() -> dict:
     return {"version": FORMAT_VERSION, "networks": {}, "endpoints": {}}
+
+
+class StoreError(CnmError):
+    """The store file cannot be used as it is: names the file and what is wrong with it."""
+
+    def __init__(self, path: str, problem: str, advice: str = _FIX) -> None:
+        super().__init__("the store %s is damaged: %s; %s" % (path, problem, advice), store=path, problem=problem)
+        self.problem = problem
 
 
 class Store:
@@ -37,8 +58,21 @@ class Store:
         self.data = _empty()
 
     def lock(self) -> None:
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        self._lock_fd = os.open(os.path.join(self.directory, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            problem = "its directory cannot be made (%s)" % exc.strerror
+            raise StoreError(self.directory, problem, "move away what holds its place") from exc
+        lock_path = os.path.join(self.directory, "lock")
+        try:  # never follow a link, never wait on a FIFO: only a regular file is used as the lock
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            raise StoreError(lock_path, "the lock file cannot be opened (%s)" % exc.strerror, "move it away") from exc
+        kind = _kind(os.fstat(fd).st_mode)
+        if kind != "a regular file":
+            os.close(fd)
+            raise StoreError(lock_path, "the lock is %s, not a regular file" % kind, "move it away")
+        self._lock_fd = fd
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
 
     def unlock(self) -> None:
@@ -47,18 +81,49 @@ class Store:
             self._lock_fd = None
 
     def load(self) -> None:
+        """Read, migrate and check the file; a missing file is an empty store, anything unusable a StoreError."""
+        raw = self._read()
+        if raw is None:
+            self.data = _empty()
+            return
         try:
-            with open(self.path) as handle:
-                data = json.load(handle)
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+            raise StoreError(self.path, "it is not valid JSON (%s)" % exc) from exc
+        self.data = check(migrate(data, self.path), self.path)
+
+    def _read(self) -> Optional[bytes]:
+        """The file's bytes, None when there is none; refuses anything but a regular file without blocking on it."""
+        try:
+            found = os.lstat(self.path)
         except FileNotFoundError:
-            data = _empty()
-        except ValueError as exc:
-            raise CnmError("the store %s is not valid JSON (%s): move it away and rerun the play to rebuild it" % (self.path, exc)) from exc
-        if not isinstance(data, dict):
-            raise CnmError("the store %s does not hold a JSON object: move it away and rerun the play to rebuild it" % self.path)
-        if data.get("version") != FORMAT_VERSION:
-            data = _empty()
-        self.data = data
+            return None
+        if not stat.S_ISREG(found.st_mode):  # a FIFO would block the open (and every module run) forever
+            raise StoreError(self.path, "it is %s, not a regular file" % _kind(found.st_mode))
+        try:  # O_NONBLOCK and O_NOFOLLOW: if it was swapped since lstat, still nothing can hang here
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                problem = "it is a symbolic link, not a regular file"
+            else:
+                problem = "it cannot be read (%s)" % exc.strerror
+            raise StoreError(self.path, problem) from exc
+        try:
+            kind = _kind(os.fstat(fd).st_mode)
+            if kind != "a regular file":
+                raise StoreError(self.path, "it is %s, not a regular file" % kind)
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        except OSError as exc:
+            raise StoreError(self.path, "it cannot be read (%s)" % exc.strerror) from exc
+        finally:
+            os.close(fd)
 
     def snapshot(self) -> dict:
         return copy.deepcopy(self.data)
@@ -98,3 +163,116 @@ class Store:
 
 def endpoint_key(network: str, sandbox_key: str) -> str:
     return "%s|%s" % (network, sandbox_key)
+
+
+# ---- format: versions and shape ----
+
+def migrate(data: object, path: str, migrations: Optional[Dict[int, Callable[[dict], dict]]] = None,
+            current: Optional[int] = None) -> dict:
+    """The store carried forward to the current format version, one step of ``migrations`` at a time."""
+    migrations = MIGRATIONS if migrations is None else migrations
+    current = FORMAT_VERSION if current is None else current
+    if not isinstance(data, dict):
+        raise StoreError(path, "it must hold a JSON object, found %s" % _type_name(data))
+    if "version" not in data:
+        raise StoreError(path, "it has no 'version' (found keys: %s)" % (", ".join(sorted(map(repr, data))) or "none"))
+    version = data["version"]
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise StoreError(path, "'version' must be an integer, found %s" % _type_name(version))
+    if version > current:
+        raise StoreError(path, "it has format version %d, newer than the %d this release reads" % (version, current),
+                         "a newer release of the collection wrote it: run that release (or a newer one) here")
+    oldest = min(list(migrations) + [current])
+    if version < oldest:
+        readable = "version %d" % current if oldest == current else "versions %d to %d" % (oldest, current)
+        raise StoreError(path, "it has format version %d, and this cnm.network reads %s" % (version, readable))
+    while version < current:
+        data = migrations[version](copy.deepcopy(data))
+        version += 1
+        data["version"] = version
+    return data
+
+
+def check(data: dict, path: str) -> dict:
+    """``data`` when it has the shape the modules rely on, else a StoreError naming the first thing wrong."""
+    for key in ("networks", "endpoints"):
+        _need(path, data, key, dict, repr(key))
+    for key in ("ports", "sysctls"):
+        if key in data:
+            _need(path, data, key, dict, repr(key))
+    for name, record in data["networks"].items():
+        where = "'networks'[%r]" % name
+        _need(path, data["networks"], name, dict, where)
+        _need(path, record, "driver", str, where + ".driver")
+        if record["driver"] not in DRIVERS:
+            raise StoreError(path, "%s.driver is %r, not one of %s" % (where, record["driver"], ", ".join(DRIVERS)))
+        if record["driver"] == "macvlan":
+            _need(path, record, "parent", str, where + ".parent")
+        else:
+            _need(path, record, "bridge_name", str, where + ".bridge_name")
+        _need(path, record, "mtu", int, where + ".mtu", optional=True)
+        for field in ("subnet", "ip_range", "ipv6_subnet"):
+            _address(path, record, field, where, ipaddress.ip_network)
+        for field in ("gateway", "ipv6_gateway"):
+            _address(path, record, field, where, ipaddress.ip_address)
+    for key, record in data["endpoints"].items():
+        where = "'endpoints'[%r]" % key
+        _need(path, data["endpoints"], key, dict, where)
+        for field in ("network", "sandbox", "ifname"):
+            _need(path, record, field, str, "%s.%s" % (where, field))
+        expected = endpoint_key(record["network"], record["sandbox"])
+        if key != expected:
+            raise StoreError(path, "%s is filed under another key than its network and sandbox: %r" % (where, expected))
+        _need(path, record, "host_ifname", str, where + ".host_ifname", optional=True)
+        _need(path, record, "mac_address", str, where + ".mac_address", optional=True)
+        for field in ("ipv4_address", "ipv6_address"):
+            _address(path, record, field, where, ipaddress.ip_address)
+    for key, entry in data.get("ports", {}).items():
+        where = "'ports'[%r]" % key
+        _need(path, data["ports"], key, dict, where)
+        for field in ("network", "sandbox", "protocol"):
+            _need(path, entry, field, str, "%s.%s" % (where, field))
+        for field in ("host_port", "container_port"):
+            _need(path, entry, field, int, "%s.%s" % (where, field))
+    for name in data.get("sysctls", {}):
+        _need(path, data["sysctls"], name, str, "'sysctls'[%r]" % name, optional=True)
+    return data
+
+
+def _need(path: str, record: dict, field: str, kind: type, where: str, optional: bool = False) -> None:
+    if field not in record:
+        if optional:
+            return
+        raise StoreError(path, "%s is missing" % where)
+    value = record[field]
+    if value is None and optional:
+        return
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise StoreError(path, "%s must be %s, found %s" % (where, _TYPE_NAMES[kind], _type_name(value)))
+
+
+def _address(path: str, record: dict, field: str, where: str, parse: Callable) -> None:
+    where = "%s.%s" % (where, field)
+    _need(path, record, field, str, where, optional=True)
+    if record.get(field) is not None:
+        try:
+            parse(record[field])
+        except ValueError as exc:
+            raise StoreError(path, "%s is %r, not an address (%s)" % (where, record[field], exc)) from exc
+
+
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+               bool: "true or false", type(None): "null"}
+
+
+def _type_name(value: object) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a file"

@@ -67,8 +67,8 @@ class LabHost:
         """The global name of this host's sandbox ``short``."""
         return "%s-%s" % (self.prefix, short)
 
-    def module(self, _module: str, check: bool = False, diff: bool = True, python: str | None = None, **args) -> dict:
-        """Run cnm.network.NAME inside the host as Ansible would, and return its JSON result."""
+    def module(self, _module: str, check: bool = False, diff: bool = True, python: str | None = None, _timeout: float = 300, **args) -> dict:
+        """Run cnm.network.NAME inside the host as Ansible would, and return its JSON result (``_timeout`` seconds at most)."""
         payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
             json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
@@ -76,7 +76,7 @@ class LabHost:
             argv = ["nsenter", "--net=/run/netns/%s" % self.name, "--", python or self.python, "-m",
                     "ansible_collections.cnm.network.plugins.modules.%s" % _module, handle.name]
             env = dict(os.environ, PYTHONPATH=COLLECTIONS)
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=300, check=False)
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=_timeout, check=False)
         finally:
             os.unlink(handle.name)
         try:

@@ -8,10 +8,13 @@ import os
 
 import pytest
 
-from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
-from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VERSION, Store, endpoint_key
+from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VERSION, Store, StoreError, endpoint_key, migrate
 
 EMPTY = {"version": FORMAT_VERSION, "networks": {}, "endpoints": {}}
+WEB = {"driver": "bridge", "bridge_name": "br-web", "subnet": "172.30.0.0/24", "gateway": "172.30.0.1", "mtu": 1500}
+DB = {"driver": "bridge", "bridge_name": "br-db", "subnet": "172.31.0.0/24", "gateway": None, "mtu": None}
+EP = {"network": "web", "sandbox": "netns:a", "ifname": "eth0", "host_ifname": "veth1", "ipv4_address": "172.30.0.2",
+      "ipv6_address": None, "mac_address": "02:42:ac:1e:00:02"}
 
 
 @pytest.fixture
@@ -43,8 +46,8 @@ def test_loading_a_missing_file_gives_an_empty_store(store):
 
 
 def test_saved_data_loads_back(tmp_path, store):
-    store.networks["web"] = {"subnet": "172.30.0.0/24"}
-    store.endpoints[endpoint_key("web", "netns:a")] = {"network": "web", "sandbox": "netns:a", "ipv4_address": "172.30.0.2"}
+    store.networks["web"] = dict(WEB)
+    store.endpoints[endpoint_key("web", "netns:a")] = dict(EP)
     store.save()
     other = Store("cookie-42", root=str(tmp_path))
     other.load()
@@ -53,33 +56,33 @@ def test_saved_data_loads_back(tmp_path, store):
 
 
 def test_save_with_data_replaces_the_store(store):
-    store.save({"version": FORMAT_VERSION, "networks": {"db": {}}, "endpoints": {}})
+    store.save({"version": FORMAT_VERSION, "networks": {"db": DB}, "endpoints": {}})
     store.load()
-    assert store.networks == {"db": {}}
+    assert store.networks == {"db": DB}
 
 
 def test_save_is_atomic_and_leaves_no_temporary_file(store):
     store.save()
-    store.networks["web"] = {}
+    store.networks["web"] = WEB
     store.save()
     assert sorted(os.listdir(store.directory)) == ["lock", "state.json"]
     with open(store.path) as handle:
-        assert json.load(handle)["networks"] == {"web": {}}
+        assert json.load(handle)["networks"] == {"web": WEB}
 
 
 def test_a_failed_save_keeps_the_old_file_and_removes_its_temporary_file(store):
-    store.networks["db"] = {"subnet": "172.31.0.0/24"}
+    store.networks["db"] = dict(DB)
     store.save()
     store.networks["web"] = {"bad": object()}  # not JSON-serialisable: the write fails half way
     with pytest.raises(TypeError):
         store.save()
     assert sorted(os.listdir(store.directory)) == ["lock", "state.json"]
     with open(store.path) as handle:
-        assert json.load(handle)["networks"] == {"db": {"subnet": "172.31.0.0/24"}}
+        assert json.load(handle)["networks"] == {"db": DB}
 
 
 def test_an_empty_store_leaves_no_file(store):
-    store.networks["web"] = {"subnet": "172.30.0.0/24"}
+    store.networks["web"] = dict(WEB)
     store.save()
     del store.networks["web"]
     store.save()
@@ -88,31 +91,205 @@ def test_an_empty_store_leaves_no_file(store):
     assert store.data == EMPTY
 
 
-def test_a_file_of_another_format_version_is_reset(store):
+def _write(store, content) -> None:
     with open(store.path, "w") as handle:
-        json.dump({"version": FORMAT_VERSION + 1, "networks": {"web": {}}, "endpoints": {}}, handle)
-    store.load()
-    assert store.data == EMPTY
+        handle.write(content if isinstance(content, str) else json.dumps(content))
 
 
-def test_a_file_without_a_version_is_reset(store):
-    with open(store.path, "w") as handle:
-        json.dump({"networks": {"web": {}}}, handle)
-    store.load()
-    assert store.data == EMPTY
+def _good(**changes) -> dict:
+    data = {"version": FORMAT_VERSION, "networks": {"web": dict(WEB)}, "endpoints": {"web|netns:a": dict(EP)}}
+    data.update(changes)
+    return data
 
 
-@pytest.mark.parametrize("content", ["", '{"version": 1, "netw', "[1, 2]"])
-def test_a_corrupt_file_gives_a_clear_error_or_an_empty_store(store, content):
-    with open(store.path, "w") as handle:
-        handle.write(content)
-    try:
+def _with(section: str, key: str, **fields) -> dict:
+    data = _good()
+    record = dict(data[section].get(key, {}))
+    for name, value in fields.items():
+        if value is _DROP:
+            record.pop(name, None)
+        else:
+            record[name] = value
+    data[section][key] = record
+    return data
+
+
+_DROP = object()
+
+# (what is written, what the error must say): every shape the modules would trip over
+DAMAGED = [
+    ("", "not valid JSON"),
+    ('{"version": 1, "netw', "not valid JSON"),
+    (b"\xff\xfe{}".decode("latin-1"), "not valid JSON"),
+    ([1, 2], "it must hold a JSON object, found a list"),
+    ("null", "it must hold a JSON object, found null"),
+    ({}, "it has no 'version' (found keys: none)"),
+    ({"networks": {"web": WEB}}, "it has no 'version' (found keys: 'networks')"),
+    ({"version": "1", "networks": {}, "endpoints": {}}, "'version' must be an integer, found a string"),
+    ({"version": True, "networks": {}, "endpoints": {}}, "'version' must be an integer, found true or false"),
+    ({"version": FORMAT_VERSION + 1, "networks": {}, "endpoints": {}},
+     "format version %d, newer than" % (FORMAT_VERSION + 1)),
+    ({"version": 0, "networks": {}, "endpoints": {}},
+     "format version 0, and this cnm.network reads version %d" % FORMAT_VERSION),
+    ({"version": FORMAT_VERSION, "endpoints": {}}, "'networks' is missing"),
+    ({"version": FORMAT_VERSION, "networks": [], "endpoints": {}}, "'networks' must be an object, found a list"),
+    ({"version": FORMAT_VERSION, "networks": {}}, "'endpoints' is missing"),
+    ({"version": FORMAT_VERSION, "networks": {}, "endpoints": "x"}, "'endpoints' must be an object, found a string"),
+    (_good(ports=[]), "'ports' must be an object, found a list"),
+    (_good(sysctls=None), "'sysctls' must be an object, found null"),
+    (_good(networks={"web": None}), "'networks'['web'] must be an object, found null"),
+    (_good(networks={"web": []}), "'networks'['web'] must be an object, found a list"),
+    (_with("networks", "web", driver=_DROP), "'networks'['web'].driver is missing"),
+    (_with("networks", "web", driver="weave"),
+     "'networks'['web'].driver is 'weave', not one of bridge, overlay, macvlan"),
+    (_with("networks", "web", bridge_name=7), "'networks'['web'].bridge_name must be a string, found an integer"),
+    (_with("networks", "web", mtu="1500"), "'networks'['web'].mtu must be an integer, found a string"),
+    (_with("networks", "web", subnet="172.30.0.0/33"), "'networks'['web'].subnet is '172.30.0.0/33', not an address"),
+    (_with("networks", "web", gateway=["172.30.0.1"]), "'networks'['web'].gateway must be a string, found a list"),
+    (_with("networks", "mv", driver="macvlan"), "'networks'['mv'].parent is missing"),
+    (_good(endpoints={"web|netns:a": 3}), "'endpoints'['web|netns:a'] must be an object, found an integer"),
+    (_with("endpoints", "web|netns:a", network=_DROP), "'endpoints'['web|netns:a'].network is missing"),
+    (_with("endpoints", "web|netns:a", sandbox=None),
+     "'endpoints'['web|netns:a'].sandbox must be a string, found null"),
+    (_with("endpoints", "web|netns:a", ifname=1.5),
+     "'endpoints'['web|netns:a'].ifname must be a string, found a number"),
+    (_with("endpoints", "web|netns:a", sandbox="netns:b"),
+     "'endpoints'['web|netns:a'] is filed under another key than its network and sandbox: 'web|netns:b'"),
+    (_with("endpoints", "web|netns:a", ipv4_address="172.30.0.300"),
+     "'endpoints'['web|netns:a'].ipv4_address is '172.30.0.300'"),
+    (_with("endpoints", "web|netns:a", ipv6_address=6), "'endpoints'['web|netns:a'].ipv6_address must be a string"),
+    (_with("endpoints", "web|netns:a", host_ifname={}),
+     "'endpoints'['web|netns:a'].host_ifname must be a string, found an object"),
+    (_good(ports={"tcp/8080": "x"}), "'ports'['tcp/8080'] must be an object, found a string"),
+    (_good(ports={"tcp/8080": {"network": "web", "sandbox": "netns:a", "protocol": "tcp", "host_port": "8080",
+                               "container_port": 80}}),
+     "'ports'['tcp/8080'].host_port must be an integer, found a string"),
+    (_good(ports={"tcp/8080": {"network": "web", "sandbox": "netns:a", "protocol": "tcp", "host_port": 8080}}),
+     "'ports'['tcp/8080'].container_port is missing"),
+    (_good(sysctls={"net.ipv4.ip_forward": 0}), "'sysctls'['net.ipv4.ip_forward'] must be a string, found an integer"),
+]
+
+
+@pytest.mark.parametrize("content, problem", DAMAGED, ids=[problem[:60] for _, problem in DAMAGED])
+def test_a_damaged_store_is_a_clear_error_naming_the_file_and_the_problem(store, content, problem):
+    _write(store, content)
+    with open(store.path, "rb") as handle:
+        before = handle.read()
+    with pytest.raises(StoreError) as caught:
         store.load()
-    except CnmError as exc:
-        assert store.path in str(exc)
-    else:
-        assert store.data == EMPTY
+    message = str(caught.value)
+    assert message.startswith("the store %s is damaged: " % store.path)
+    assert problem in message
+    assert caught.value.details["store"] == store.path
+    assert store.data == EMPTY  # nothing of it is used
+    with open(store.path, "rb") as handle:
+        assert handle.read() == before  # and nothing of it is discarded
 
+
+def test_a_good_store_with_every_section_loads(store):
+    data = _good(ports={"tcp/8080": {"network": "web", "sandbox": "netns:a", "protocol": "tcp", "host_port": 8080,
+                                     "container_port": 80, "host_ip": None}},
+                 sysctls={"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": None})
+    data["networks"]["mv"] = {"driver": "macvlan", "parent": "eth1", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
+                              "mtu": 1500}
+    data["networks"]["ov"] = dict(WEB, driver="overlay", bridge_name="br-ov", ipv6_subnet="fd00::/64",
+                                  ipv6_gateway="fd00::1")
+    _write(store, data)
+    store.load()
+    assert store.data == data
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "symlink", "socket"])
+def test_a_store_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path, store, kind):
+    if kind == "fifo":
+        os.mkfifo(store.path)  # no writer: a plain open() would block here forever
+    elif kind == "directory":
+        os.mkdir(store.path)
+    elif kind == "symlink":
+        target = tmp_path / "elsewhere.json"
+        target.write_text(json.dumps(EMPTY))
+        os.symlink(str(target), store.path)
+    else:
+        import socket
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(store.path)
+        server.close()
+    with pytest.raises(StoreError) as caught:
+        store.load()
+    name = {"fifo": "a FIFO", "directory": "a directory", "symlink": "a symbolic link", "socket": "a socket"}[kind]
+    assert str(caught.value).startswith("the store %s is damaged: it is %s, not a regular file" % (store.path, name))
+
+
+def test_a_fifo_in_place_of_the_lock_is_refused_without_blocking(tmp_path):
+    fresh = Store("cookie-9", root=str(tmp_path))
+    os.makedirs(fresh.directory)
+    os.mkfifo(os.path.join(fresh.directory, "lock"))
+    with pytest.raises(StoreError, match="lock is a FIFO, not a regular file"):
+        fresh.lock()
+
+
+def test_a_file_in_place_of_the_store_directory_is_a_clear_error(tmp_path):
+    fresh = Store("cookie-9", root=str(tmp_path))
+    with open(fresh.directory, "w"):
+        pass
+    with pytest.raises(StoreError, match="the store %s is damaged: its directory cannot be made" % fresh.directory):
+        fresh.lock()
+
+
+# A hand-written store of an older format, carried to the current one through a migrations table.
+# Version 1 is the first format released, so the real table is empty: these tests give migrate() its own table.
+OLD_V1 = {"version": 1, "networks": {"web": {"driver": "bridge", "bridge": "br-web", "subnet": "172.30.0.0/24"}},
+          "endpoints": {"web|netns:a": {"network": "web", "sandbox": "netns:a", "ifname": "eth0", "ip": "172.30.0.7"}}}
+
+
+def _v1_to_v2(data: dict) -> dict:
+    for record in data["networks"].values():
+        record["bridge_name"] = record.pop("bridge")
+    for record in data["endpoints"].values():
+        record["ipv4_address"] = record.pop("ip")
+    return data
+
+
+def _v2_to_v3(data: dict) -> dict:
+    data["ports"] = {}
+    return data
+
+
+def test_an_old_store_is_migrated_step_by_step_to_the_current_version(tmp_path):
+    path = str(tmp_path / "state.json")
+    migrated = migrate(json.loads(json.dumps(OLD_V1)), path, {1: _v1_to_v2, 2: _v2_to_v3}, current=3)
+    assert migrated == {"version": 3, "ports": {},
+                        "networks": {"web": {"driver": "bridge", "bridge_name": "br-web", "subnet": "172.30.0.0/24"}},
+                        "endpoints": {"web|netns:a": {"network": "web", "sandbox": "netns:a", "ifname": "eth0",
+                                                      "ipv4_address": "172.30.0.7"}}}
+    assert migrated["endpoints"]["web|netns:a"]["ipv4_address"] == "172.30.0.7"  # the lease survives: no renumbering
+
+
+def test_loading_an_old_store_migrates_it_and_the_next_save_writes_the_current_version(monkeypatch, store):
+    from ansible_collections.cnm.network.plugins.module_utils import store as store_module
+
+    monkeypatch.setattr(store_module, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(store_module, "MIGRATIONS", {1: _v1_to_v2})
+    _write(store, OLD_V1)
+    store.load()
+    assert store.data["version"] == 2
+    assert store.endpoints["web|netns:a"]["ipv4_address"] == "172.30.0.7"
+    with open(store.path) as handle:
+        assert json.load(handle) == OLD_V1  # loading alone rewrites nothing
+    store.save()
+    with open(store.path) as handle:
+        assert json.load(handle)["version"] == 2
+
+
+def test_a_version_older_than_every_migration_is_a_clear_error(tmp_path):
+    path = str(tmp_path / "state.json")
+    with pytest.raises(StoreError, match="format version 1, and this cnm.network reads versions 2 to 3"):
+        migrate(dict(OLD_V1), path, {2: _v2_to_v3}, current=3)
+
+
+def test_the_current_version_is_not_migrated(tmp_path):
+    data = _good()
+    assert migrate(data, str(tmp_path / "state.json")) is data
 
 def test_snapshot_is_a_deep_copy(store):
     store.networks["web"] = {"mtu": 1500}
