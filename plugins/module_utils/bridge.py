@@ -25,8 +25,6 @@ from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRe
 def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_overlap: bool = False) -> dict:
     """Create or reconcile the bridge; endpoints follow a changed gateway or MTU."""
     check_overlaps(host, network.name, network.subnet, network.ipv6_subnet)
-    if not allow_host_route_overlap:
-        check_host_routes(host, network)
     for other_name, other in host.state["networks"].items():
         if other_name != network.name and other.get("bridge_name") == network.bridge_name:
             raise option_error("bridge_name", network.bridge_name, "is already used by network %s" % other_name)
@@ -39,6 +37,8 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
     link = host.kernel.host.link(network.bridge_name)
     if link is not None and (link.kind != "bridge" or link.alias != network.alias):
         raise option_error("bridge_name", network.bridge_name, "already exists and does not belong to cnm network %s" % network.name)
+    if not allow_host_route_overlap:
+        check_host_routes(host, network)
     attached = host.endpoints_of(network.name)
     if record is not None:
         _check_subnet_change(network, attached)
