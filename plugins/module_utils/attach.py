@@ -17,7 +17,7 @@ from typing import Optional
 from ansible_collections.cnm.network.plugins.module_utils import ipam
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
-from ansible_collections.cnm.network.plugins.module_utils.model import host_veth_name
+from ansible_collections.cnm.network.plugins.module_utils.model import check_port_count, host_veth_name
 
 
 class VethLink:
@@ -30,8 +30,14 @@ class VethLink:
 
     def check_network(self) -> None:
         network = self.network
-        if self.kernel.host.link(network.bridge_name) is None and not self.planner.network_planned(network.name):
+        bridge = self.kernel.host.link(network.bridge_name)
+        if bridge is None and not self.planner.network_planned(network.name):
             raise option_error(self.spec.opt("network"), network.name, "has no bridge %s on this host: run cnm_bridge for it first" % network.bridge_name)
+        if bridge is not None and (bridge.kind != "bridge" or bridge.alias != network.alias):
+            raise option_error(self.spec.opt("network"), network.name, "uses bridge %s, but device %s on this host is a %s %s, not this network's "
+                               "bridge: rename or remove the foreign device, or give the network another bridge_name"
+                               % (network.bridge_name, bridge.name, bridge.kind or "device",
+                                  "with alias %r" % bridge.alias if bridge.alias else "without a cnm alias"))
 
     def inner_name(self, view) -> Optional[str]:
         """The name of our veth's inner end, found through the kernel when the store lost it."""
@@ -63,6 +69,9 @@ class VethLink:
         network, ref, host, host_ifname = self.network, self.spec.sandbox, self.kernel.host, self.host_ifname
         if self.host_link is not None:  # a stale host end (its peer is gone or elsewhere): replace it
             add("delete stale veth %s" % host_ifname, lambda: host.delete_link(host_ifname))
+        bridge = host.link(network.bridge_name)
+        if self.host_link is None or bridge is None or self.host_link.master != bridge.index:
+            self._claim_port()  # a stale host end already on the bridge is replaced, not added
         peer = {"ifname": ifname, "mac": mac}
         add("create veth %s (host) / %s (in %s)" % (host_ifname, ifname, ref.value),
             lambda: host.create_veth(host_ifname, network.mtu, self.alias, network.bridge_name, peer, self.kernel.sandbox(ref).fd),
@@ -71,10 +80,21 @@ class VethLink:
         add("set bridge port %s hairpin%s" % (host_ifname, ", isolated (icc off)" if not network.icc else ""),
             lambda: host.set_port_flags(host_ifname, not network.icc, True))
 
+    def _claim_port(self) -> None:
+        """One more port on the network's bridge: refused before any change when the bridge is full."""
+        counts = self.planner.bridge_ports
+        name = self.network.bridge_name
+        if name not in counts:
+            bridge = self.kernel.host.link(name)
+            counts[name] = 0 if bridge is None else sum(1 for link in self.kernel.host.links().values() if link.master == bridge.index)
+        check_port_count(self.spec.opt("network"), self.network.name, name, counts[name], 1)
+        counts[name] += 1
+
     def plan_repair(self, add, inner, mac: str) -> None:
         network, host, host_link, host_ifname = self.network, self.kernel.host, self.host_link, self.host_ifname
         bridge = host.link(network.bridge_name)
         if bridge is None or host_link.master != bridge.index:
+            self._claim_port()
             add("attach %s to bridge %s" % (host_ifname, network.bridge_name), lambda: host.set_link(host_ifname, master=network.bridge_name))
         if host_link.mtu != network.mtu or not host_link.up or host_link.alias != self.alias:
             add("set %s mtu %d up" % (host_ifname, network.mtu), lambda: host.set_link(host_ifname, mtu=network.mtu, up=True, alias=self.alias),

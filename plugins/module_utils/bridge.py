@@ -5,16 +5,24 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_name
-from ansible_collections.cnm.network.plugins.module_utils.model import BRIDGE_ALIAS_PREFIX, BridgeNetwork, EndpointSpec, parse_routes
+from ansible_collections.cnm.network.plugins.module_utils.kernel import RT_TABLE_MAIN
+from ansible_collections.cnm.network.plugins.module_utils.model import (
+    BRIDGE_ALIAS_PREFIX,
+    IPV6_MIN_MTU,
+    BridgeNetwork,
+    EndpointSpec,
+    parse_routes,
+)
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
 
 
-def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
+def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_overlap: bool = False) -> dict:
     """Create or reconcile the bridge; endpoints follow a changed gateway or MTU."""
     check_overlaps(host, network.name, network.subnet, network.ipv6_subnet)
     for other_name, other in host.state["networks"].items():
@@ -29,6 +37,8 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
     link = host.kernel.host.link(network.bridge_name)
     if link is not None and (link.kind != "bridge" or link.alias != network.alias):
         raise option_error("bridge_name", network.bridge_name, "already exists and does not belong to cnm network %s" % network.name)
+    if not allow_host_route_overlap:
+        check_host_routes(host, network)
     attached = host.endpoints_of(network.name)
     if record is not None:
         _check_subnet_change(network, attached)
@@ -60,7 +70,7 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
     for address in network.gateway_interfaces:
         if address not in current_addresses:
             add("add address %s to %s" % (address, name), lambda a=address: session.add_address(name, a), lambda a=address: session.delete_address(name, a))
-    plan_device_ipv6(host, target, name, network.ipv6_subnet is not None)
+    plan_device_ipv6(host, target, name, network.ipv6_subnet is not None, network.mtu)
     host.state["networks"][network.name] = network.to_record()
 
     if record is not None and attached and endpoint_facing(record) != endpoint_facing(network.to_record()):
@@ -71,11 +81,16 @@ def plan_bridge_present(host: Host, network: BridgeNetwork) -> dict:
     return {"network": dict(network.to_record(), name=network.name, endpoints=len(attached))}
 
 
-def plan_device_ipv6(host: Host, target: str, device: str, enabled: bool) -> None:
-    """IPv6 on a network device only when the network has an IPv6 subnet (no link-local chatter otherwise)."""
+def plan_device_ipv6(host: Host, target: str, device: str, enabled: bool, mtu: int = 1500) -> None:
+    """IPv6 on a network device only when the network has an IPv6 subnet (no link-local chatter otherwise).
+
+    Below 1280 bytes of MTU the kernel removes IPv6 from the device altogether (and its disable_ipv6 sysctl with
+    it): an IPv4-only network there has nothing to switch off."""
     session = host.kernel.host
     if session.sysctl("net/ipv6/conf/default/disable_ipv6") is None:
         return  # a kernel without IPv6
+    if not enabled and mtu < IPV6_MIN_MTU:
+        return
     wanted = "0" if enabled else "1"
     path = "net/ipv6/conf/%s/disable_ipv6" % device
     current = session.sysctl(path)  # None while the device does not exist yet
@@ -143,6 +158,30 @@ def check_overlaps(host: Host, name: str, subnet, ipv6_subnet) -> None:
         for option, mine, theirs in (("subnet", subnet, other.get("subnet")), ("ipv6_subnet", ipv6_subnet, other.get("ipv6_subnet"))):
             if mine is not None and theirs and mine.overlaps(ipaddress.ip_network(theirs)):
                 raise option_error(option, mine, "overlaps network %s (%s)" % (other_name, theirs))
+
+
+def check_host_routes(host: Host, network: BridgeNetwork) -> None:
+    """Refuse a subnet that overlaps a route of the host's main table (not a default route, not the network's own
+    bridge route): the bridge's connected route would take that traffic away from the host's LAN or router, as
+    Docker avoids when it picks a pool (it checks the host's routes). ``allow_host_route_overlap`` says it is meant."""
+    session = host.kernel.host
+    own = session.link(network.bridge_name)
+    for option, mine in (("subnet", network.subnet), ("ipv6_subnet", network.ipv6_subnet)):
+        if mine is None:
+            continue
+        for route in session.rtnl.routes():
+            if route["table"] != RT_TABLE_MAIN or route["dst_len"] == 0 or route["family"] != (socket.AF_INET if mine.version == 4 else socket.AF_INET6):
+                continue
+            if own is not None and route["oif"] == own.index:
+                continue
+            dst = ipaddress.ip_network("%s/%d" % (route["dst"], route["dst_len"]), strict=False)
+            if dst.is_link_local or dst.is_multicast:
+                continue  # the kernel's fe80::/64 and ff00::/8 on every IPv6 device (such subnets are refused anyway)
+            if mine.overlaps(dst):
+                device = session.by_index(route["oif"]) if route["oif"] else None
+                how = (" dev %s" % device.name if device is not None else "") + (" via %s" % route["gateway"] if route["gateway"] else "")
+                raise option_error(option, mine, "overlaps the host's route to %s%s: the network would take that traffic from the host; "
+                                   "choose another subnet, or set allow_host_route_overlap: true if this is intended" % (dst, how))
 
 
 def _check_subnet_change(network: BridgeNetwork, attached: dict) -> None:

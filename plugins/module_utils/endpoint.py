@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import ipam, netns
@@ -15,6 +16,7 @@ from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
 from ansible_collections.cnm.network.plugins.module_utils.model import (
     ENDPOINT_ALIAS_PREFIX,
+    IPV6_MIN_MTU,
     BridgeNetwork,
     EndpointSpec,
     host_veth_name,
@@ -42,6 +44,8 @@ class EndpointPlanner:
         self.doomed_sandboxes: list = []  # named sandboxes to delete after their veths
         self.removed_stubs: set = set()  # keys of named sandboxes whose stub (see netns.is_stub) this run removes
         self.seen: set = set()
+        self.bridge_ports: dict = {}  # bridge name -> its ports, counting the ones this run adds (see VethLink)
+        self.namespaces: dict = {}  # network -> {namespace identity: sandbox key} of its endpoints (one sandbox, one endpoint)
         self.shim_routes = True  # macvlan host-access routes of endpoints; False when cnm_macvlan plans the shim's routes itself
 
     def plan(self, spec: EndpointSpec) -> dict:
@@ -166,6 +170,8 @@ class EndpointPlanner:
             raise option_error(spec.opt("ipv6_address"), spec.ipv6_address, "needs a network with ipv6_subnet (%s has none)" % network.name)
         # Without IPv4 (an IPv6-only network) a MAC stable on every rerun, from the endpoint's name.
         mac = spec.mac_address or (link.default_mac(ipv4) if ipv4 is not None else ipam.mac_from_name("endpoint:" + key))
+        self._check_unique_mac(spec, network, mac)
+        self._check_one_reference(spec, network)
 
         self._check_sysctls_exist(spec, view)
         sysctls = spec.sysctls + self._interface_ipv6(spec, network)
@@ -255,6 +261,36 @@ class EndpointPlanner:
             self._lease_index(network.name, 6)[ipv6] = ref.key
         return _result(new_record, ref)
 
+    def _check_unique_mac(self, spec: EndpointSpec, network, mac) -> None:
+        """Two endpoints of one network with one MAC would steal each other's frames: refuse it up front."""
+        if mac is None or (network.driver == "macvlan" and network.mode == "passthru"):
+            return
+        for record in self.host.state["endpoints"].values():
+            if record["network"] == network.name and record["sandbox"] != spec.sandbox.key and record.get("mac_address") == mac:
+                raise option_error(spec.opt("mac_address"), mac, "is already the MAC of endpoint %s on network %s" % (record["sandbox"], network.name))
+
+    def _check_one_reference(self, spec: EndpointSpec, network) -> None:
+        """One namespace named two ways (``netns`` and ``netns_path``, a ``pid`` in it...) gets one endpoint per network:
+        namespaces are compared by their nsfs identity (device and inode), which no two live namespaces share."""
+        ref = spec.sandbox
+        if ref.key in self.host.new_sandboxes or not ref.exists():
+            return
+        known = self.namespaces.get(network.name)
+        if known is None:
+            known = {}
+            for record in self.host.state["endpoints"].values():
+                if record["network"] == network.name:
+                    other = netns.SandboxRef.from_key(record["sandbox"])
+                    identity = _namespace_identity(other)
+                    if identity is not None:
+                        known.setdefault(identity, record["sandbox"])
+            self.namespaces[network.name] = known
+        identity = _namespace_identity(ref)
+        holder = known.setdefault(identity, ref.key) if identity is not None else ref.key
+        if holder != ref.key:
+            raise option_error(spec.opt(ref.kind), ref.value, "is the network namespace of endpoint %s, already on network %s: one sandbox "
+                               "gets one endpoint per network (give it one name)" % (holder, network.name))
+
     def _unpublish(self, network: str, sandbox_key: str) -> None:
         """A detached endpoint's published ports go with it, in the same firewall transaction."""
         ports = self.host.state.get("ports", {})
@@ -310,6 +346,8 @@ class EndpointPlanner:
             return ()
         if self.kernel.host.sysctl("net/ipv6/conf/default/disable_ipv6") is None:
             return ()  # a kernel without IPv6
+        if network.ipv6_subnet is None and (network.mtu or IPV6_MIN_MTU) < IPV6_MIN_MTU:
+            return ()  # the kernel keeps no IPv6 (nor its sysctls) on an interface below 1280 bytes
         return ((name, "0" if network.ipv6_subnet is not None else "1"),)
 
     # ---- the sandbox as a whole: default routes and sysctls ----
@@ -504,6 +542,17 @@ class EndpointPlanner:
             self.touched.setdefault(ref.key, ref)
         self._maybe_delete_sandbox(spec)
         return result
+
+
+def _namespace_identity(ref: netns.SandboxRef) -> Optional[tuple]:
+    """(device, inode) of a sandbox's namespace file, or None when it does not exist (a vanished sandbox)."""
+    try:
+        if ref.kind == "container" and not ref.exists():
+            return None
+        stat = os.stat(ref.path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _free_link_group(session) -> int:

@@ -18,10 +18,20 @@ from ansible_collections.cnm.network.plugins.module_utils.netns import CONTAINER
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import parse_gw_priority
 
 IFNAMSIZ = 15
+IFALIASZ = 255  # the longest interface alias the kernel stores (IFALIASZ 256 with its NUL)
+BR_MAX_PORTS = 1023  # a Linux bridge numbers its ports 1..1023 (BR_MAX_PORTS 1024, port 0 reserved); more fail with EXFULL
+IPV6_MIN_MTU = 1280
+NETNS_NAME_MAX = 255  # a /run/netns file name (NAME_MAX)
 SPECIAL_NETWORKS = ("host", "none")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
-_SYSCTL = re.compile(r"^net\.[A-Za-z0-9_.-]+$")
+# Names are data, never patterns: only characters that no nft/iptables wildcard, quote or shell reads specially.
+_IFNAME = re.compile(r"[A-Za-z0-9_.-]+")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
+_SYSCTL = re.compile(r"net\.[A-Za-z0-9_.-]+")
+# Subnets no network may use: Docker refuses these too (loopback, multicast, link-local, "this network"/unspecified).
+FORBIDDEN_SUBNETS = tuple(ipaddress.ip_network(net) for net in (
+    "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32",
+    "::/128", "::1/128", "fe80::/10", "ff00::/8"))
 BRIDGE_ALIAS_PREFIX = "cnm:network:"
 ENDPOINT_ALIAS_PREFIX = "cnm:endpoint:"
 
@@ -30,18 +40,83 @@ def _short_hash(text: str, length: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def check_ifname(option: str, name: str) -> str:
-    if not name or len(name) > IFNAMSIZ:
-        raise option_error(option, name, "is not a valid interface name (1 to %d characters)" % IFNAMSIZ)
-    if name in (".", "..") or any(ch in name for ch in "/:% \t\n"):
-        raise option_error(option, name, "is not a valid interface name (no '/', ':', '%' or spaces)")
+def _shown(name: str) -> str:
+    """A name as an error shows it: quoted with escapes when it holds a newline or other unprintable character."""
+    return name if name.isprintable() and name.strip() == name else repr(name)
+
+
+def check_ifname(option: str, name) -> str:
+    """An interface name the kernel takes (1 to 15 bytes, not '.' or '..') made only of letters, digits, '_', '.'
+    and '-': no '/', whitespace, newline, nft/iptables wildcard ('*', '+') or quoting character reaches a rule."""
+    name = name if isinstance(name, str) else str(name)
+    if not name or len(name.encode()) > IFNAMSIZ:
+        raise option_error(option, _shown(name), "is not a valid interface name (1 to %d characters, counted in bytes)" % IFNAMSIZ)
+    if name in (".", "..") or not _IFNAME.fullmatch(name):
+        raise option_error(option, _shown(name), "is not a valid interface name (only letters, digits, '_', '.' and '-'; "
+                           "no wildcard, quote, '/' or whitespace; not '.' or '..')")
     return name
 
 
 def check_name(option: str, name: str) -> str:
-    if not name or not _NAME.match(name) or len(name) > 64:
-        raise option_error(option, name, "is not a valid network name (letters, digits, '_', '.', '-', at most 64)")
+    if not name or not _NAME.fullmatch(name) or len(name) > 64:
+        raise option_error(option, _shown(name), "is not a valid network name (letters, digits, '_', '.', '-', at most 64)")
     return name
+
+
+def check_netns_name(option: str, name: str) -> str:
+    """A name under /run/netns: the interface charset (no '/', whitespace or newline), not '.' or '..', at most
+    NETNS_NAME_MAX bytes (the endpoint's interface alias may ask for less: see check_alias_length)."""
+    if not name or name in (".", "..") or not _IFNAME.fullmatch(name):
+        raise option_error(option, _shown(name), "is not a valid namespace name (letters, digits, '_', '.', '-'; no '/' or "
+                           "whitespace; not '.' or '..')")
+    if len(name.encode()) > NETNS_NAME_MAX:
+        raise option_error(option, "%s... (%d bytes)" % (name[:20], len(name.encode())), "is too long for a namespace name "
+                           "(at most %d bytes)" % NETNS_NAME_MAX)
+    return name
+
+
+def check_alias_length(option: str, value: str, network: str, sandbox_key: str) -> None:
+    """An endpoint's interface carries the alias ``cnm:endpoint:NETWORK|SANDBOX``, which the kernel caps at 255 bytes:
+    refuse a sandbox reference too long for it before anything is created (not as EINVAL half-way)."""
+    length = len((ENDPOINT_ALIAS_PREFIX + "%s|%s" % (network, sandbox_key)).encode())
+    if length > IFALIASZ:
+        raise option_error(option, "%s... (%d bytes)" % (value[:24], len(value.encode())),
+                           "is too long: the endpoint's interface alias %s%s|%s... would be %d bytes, the kernel keeps at most %d"
+                           % (ENDPOINT_ALIAS_PREFIX, network, sandbox_key[:24], length, IFALIASZ))
+
+
+def check_subnet_scope(option: str, net) -> None:
+    """Refuse loopback, multicast, link-local and unspecified ("this network") subnets, of either family."""
+    for bad in FORBIDDEN_SUBNETS:
+        if bad.version == net.version and net.overlaps(bad):
+            raise option_error(option, net, "overlaps %s (%s addresses), which no network may use" % (bad, _scope(bad)))
+
+
+def _scope(net) -> str:
+    if net.is_loopback:
+        return "loopback"
+    if net.is_multicast:
+        return "multicast"
+    if net.is_link_local:
+        return "link-local"
+    return "unspecified or broadcast"
+
+
+def check_mtu(option: str, mtu, ipv6: bool) -> int:
+    """68 to 65535 bytes; at least 1280 when the network carries IPv6 (the kernel drops IPv6 from a smaller link)."""
+    if isinstance(mtu, bool) or not isinstance(mtu, int):
+        raise option_error(option, mtu, "is not an integer")
+    low = IPV6_MIN_MTU if ipv6 else 68
+    if not low <= mtu <= 65535:
+        raise option_error(option, mtu, "is out of range (%d to 65535%s)" % (low, " with IPv6: the kernel drops IPv6 below 1280" if ipv6 else ""))
+    return mtu
+
+
+def check_port_count(option: str, value, bridge: str, ports: int, adding: int) -> None:
+    """A bridge holds at most BR_MAX_PORTS ports: refuse the attach that would exceed it before any change."""
+    if ports + adding > BR_MAX_PORTS:
+        raise option_error(option, value, "would be port %d of bridge %s, which holds at most %d ports (the kernel's BR_MAX_PORTS); "
+                           "use another network for more endpoints" % (ports + adding, bridge, BR_MAX_PORTS))
 
 
 def parse_network(option: str, value: str, version: int) -> ipaddress._BaseNetwork:
@@ -53,6 +128,13 @@ def parse_network(option: str, value: str, version: int) -> ipaddress._BaseNetwo
         raise option_error(option, value, "is not a CIDR: give a prefix length, e.g. %s/%d" % (value, 24 if version == 4 else 64))
     if net.version != version:
         raise option_error(option, value, "is not an IPv%d CIDR" % version)
+    return net
+
+
+def parse_subnet(option: str, value: str, version: int) -> ipaddress._BaseNetwork:
+    """A network's own subnet: a CIDR of the family, not loopback, multicast, link-local or unspecified."""
+    net = parse_network(option, value, version)
+    check_subnet_scope(option, net)
     return net
 
 
@@ -92,7 +174,7 @@ def parse_sources(option: str, items) -> Tuple[ipaddress._BaseNetwork, ...]:
 
 def parse_mac(option: str, value: str) -> str:
     mac = str(value).strip().lower().replace("-", ":")
-    if not _MAC.match(mac):
+    if not _MAC.fullmatch(mac):
         raise option_error(option, value, "is not a MAC address (six hex bytes, e.g. 02:42:0a:00:00:02)")
     if int(mac[:2], 16) & 1:
         raise option_error(option, value, "is a multicast MAC address; an endpoint needs a unicast one")
@@ -135,7 +217,7 @@ def parse_addressing(params: dict, what: str, example: str, ipv6_only: bool = Fa
             if params.get(name):
                 raise option_error(name, params[name], "needs subnet (without it the network is IPv6-only)")
         return (None, None, None) + _parse_ipv6(params)
-    subnet = parse_network("subnet", params["subnet"], 4)
+    subnet = parse_subnet("subnet", params["subnet"], 4)
     if subnet.prefixlen > 30:
         raise option_error("subnet", subnet, "is too small: %s needs at least a /30" % what)
     gateway = parse_address("gateway", params["gateway"], 4) if params.get("gateway") else subnet.network_address + 1
@@ -151,7 +233,7 @@ def parse_addressing(params: dict, what: str, example: str, ipv6_only: bool = Fa
 def _parse_ipv6(params: dict) -> tuple:
     ipv6_subnet = ipv6_gateway = None
     if params.get("ipv6_subnet"):
-        ipv6_subnet = parse_network("ipv6_subnet", params["ipv6_subnet"], 6)
+        ipv6_subnet = parse_subnet("ipv6_subnet", params["ipv6_subnet"], 6)
         if ipv6_subnet.prefixlen > 126:
             raise option_error("ipv6_subnet", ipv6_subnet, "is too small: use at most a /126")
         ipv6_gateway = parse_address("ipv6_gateway", params["ipv6_gateway"], 6) if params.get("ipv6_gateway") else ipv6_subnet.network_address + 1
@@ -199,10 +281,7 @@ class BridgeNetwork:
         bridge_name = check_ifname("bridge_name", params.get("bridge_name") or default_bridge_name(name))
         subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(params, "a bridge network", "an IPv4 CIDR such as 172.30.0.0/24",
                                                                                 ipv6_only=True)
-        mtu = 1500 if params.get("mtu") is None else params["mtu"]
-        low = 1280 if ipv6_subnet is not None else 68
-        if not low <= mtu <= 65535:
-            raise option_error("mtu", mtu, "is out of range (%d to 65535%s)" % (low, " with IPv6" if ipv6_subnet else ""))
+        mtu = check_mtu("mtu", 1500 if params.get("mtu") is None else params["mtu"], ipv6_subnet is not None)
         host_binding_ip = None
         if params.get("host_binding_ip"):
             try:
@@ -283,7 +362,7 @@ def parse_sysctls(option: str, items) -> Tuple[Tuple[str, str], ...]:
     """Sysctls inside the sandbox: ``net.*`` names; ``IFNAME`` stands for the endpoint's interface."""
     result = []
     for key, value in sorted((items or {}).items()):
-        if not _SYSCTL.match(str(key)):
+        if not _SYSCTL.fullmatch(str(key)):
             raise option_error(option, key, "is not a network sysctl (net.*, e.g. net.ipv4.conf.IFNAME.rp_filter)")
         if isinstance(value, bool):
             value = int(value)
@@ -292,13 +371,13 @@ def parse_sysctls(option: str, items) -> Tuple[Tuple[str, str], ...]:
 
 
 SANDBOX_OPTIONS = ("netns", "netns_path", "pid", "container")  # the ways to name a sandbox; exactly one is given
-_CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # Docker's and Podman's rule for names (IDs are hex)
+_CONTAINER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # Docker's and Podman's rule for names (IDs are hex)
 
 
 def container_ref(params: dict, where: str = "") -> SandboxRef:
     """``container`` (a name or ID) and ``container_runtime`` (default docker): the sandbox ``container:RUNTIME/NAME``."""
     name = str(params["container"])
-    if not _CONTAINER.match(name) or len(name) > 128:
+    if not _CONTAINER.fullmatch(name) or len(name) > 128:
         raise option_error(where + "container", name, "is not a container name or ID (letters, digits, '_', '.', '-'; at most 128)")
     runtime = params.get("container_runtime") or "docker"
     if runtime not in CONTAINER_RUNTIMES:
@@ -358,12 +437,15 @@ class EndpointSpec:
         kind = given[0]
         value = str(params[kind])
         sandbox = container_ref(params, where) if kind == "container" else SandboxRef(kind, value)
-        if kind == "netns" and (not value or "/" in value or value in (".", "..")):
-            raise option_error(opt("netns"), value, "is not a valid namespace name (no '/')")
+        if kind == "netns":
+            check_netns_name(opt("netns"), value)
         if kind == "pid" and (not value.isdigit() or int(value) < 1):
             raise option_error(opt("pid"), value, "is not a process ID")
         if kind == "netns_path" and not value.startswith("/"):
             raise option_error(opt("netns_path"), value, "must be an absolute path")
+        if kind == "netns_path" and not value.isprintable():
+            raise option_error(opt("netns_path"), repr(value), "must be printable (no newline or control character)")
+        check_alias_length(opt(kind), value, network, sandbox.key)
         if network == "host" and kind != "netns":
             raise option_error(opt(kind), value, "network 'host' names the host's namespace: give 'netns' (a name to bind to it)")
         ifname = check_ifname(opt("ifname"), params["ifname"]) if params.get("ifname") else None
@@ -468,8 +550,8 @@ class OverlayNetwork(BridgeNetwork):
         local_ip = parse_address("local_ip", params.get("local_ip"), 4) if params.get("local_ip") else None
         if local_ip is None:
             raise option_error("local_ip", None, "is required: this host's VTEP address on the underlay")
-        port = params.get("port") or 4789
-        if not 1 <= int(port) <= 65535:
+        port = 4789 if params.get("port") is None else params["port"]
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise option_error("port", port, "is out of range (1 to 65535)")
         mtu = params.get("mtu")
         if mtu is None:
@@ -504,7 +586,7 @@ class OverlayNetwork(BridgeNetwork):
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
 SHIM_ALIAS_PREFIX = "cnm:shim:"
 VLAN_ALIAS_PREFIX = "cnm:vlan:"
-_VLAN_PARENT = re.compile(r"^(?P<base>.+)\.(?P<vid>[0-9]{1,4})$")
+_VLAN_PARENT = re.compile(r"(?P<base>.+)\.(?P<vid>[0-9]{1,4})")
 
 
 def default_shim_name(network: str) -> str:
@@ -513,7 +595,7 @@ def default_shim_name(network: str) -> str:
 
 def vlan_parent(parent: str) -> Optional[tuple]:
     """(base interface, VLAN id) when ``parent`` has the form IFACE.VID, else None."""
-    match = _VLAN_PARENT.match(parent)
+    match = _VLAN_PARENT.fullmatch(parent)
     if match is None:
         return None
     return match.group("base"), int(match.group("vid"))
@@ -555,8 +637,8 @@ class MacvlanNetwork:
         subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(params, "a macvlan network",
                                                                                 "the LAN's IPv4 CIDR, such as 192.168.1.0/24")
         mtu = params.get("mtu")
-        if mtu is not None and not (1280 if ipv6_subnet else 68) <= mtu <= 65535:
-            raise option_error("mtu", mtu, "is out of range (%d to 65535)" % (1280 if ipv6_subnet else 68))
+        if mtu is not None:
+            check_mtu("mtu", mtu, ipv6_subnet is not None)
         host_access = bool(params.get("host_access"))
         host_access_ip = shim_name = None
         if host_access:

@@ -103,7 +103,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
     _check_port(host, network)
     _check_encrypted_port(host, network)
     record = dict(host.state["networks"].get(network.name) or {})
-    result = plan_bridge_present(host, network)
+    result = plan_bridge_present(host, network, bool(params.get("allow_host_route_overlap")))
     if network.encrypted:
         host.state["networks"][network.name]["encrypted"] = True  # the firewall drops clear VXLAN of this VNI
     encryption = _plan_ipsec(host, network, keys, record)  # before the device: its first packet is already in ESP
@@ -154,7 +154,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
         if (mac, address) not in present_neigh:
             add("add neighbour %s lladdr %s" % (address, mac),
                 lambda m=mac, a=address: session.rtnl.neighbour(True, socket.AF_INET, session.index(name), m, a))
-    plan_device_ipv6(host, target, name, network.ipv6_subnet is not None)
+    plan_device_ipv6(host, target, name, network.ipv6_subnet is not None, network.mtu)
     result["network"].update(vni=network.vni, local_ip=str(network.local_ip), port=network.port, vxlan_name=name,
                              peers=network.to_record()["peers"], encrypted=network.encrypted)
     if encryption is not None:

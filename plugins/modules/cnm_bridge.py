@@ -41,7 +41,9 @@ options:
     default: present
   bridge_name:
     description:
-      - Name of the bridge device, at most 15 characters.
+      - Name of the bridge device, at most 15 characters, only letters, digits, C(_), C(.) and C(-) (no nft or iptables
+        wildcard such as C(*) or C(+), no quote, C(/) or whitespace; the name is written into firewall rules).
+      - A device of that name that is not this network's bridge (no cnm alias) is refused, here and by M(cnm.network.cnm_endpoint).
       - Defaults to C(br-NAME), shortened with a hash of the name when that is longer than 15 characters.
     type: str
   subnet:
@@ -50,7 +52,9 @@ options:
         or C(ipv6_subnet) or both are required.
       - Omitted with C(ipv6_subnet) given, the network is IPv6-only (Docker 28's C(--ipv4=false)); its endpoints get
         no IPv4 address and a MAC derived from their name; C(gateway) and C(ip_range) need C(subnet).
-      - It must not overlap another cnm network on the host.
+      - It must not overlap another cnm network on the host, nor a route of the host's main table (other than a default
+        route and this network's own bridge route) unless O(allow_host_route_overlap=true). Loopback, multicast,
+        link-local and C(0.0.0.0/8) subnets are refused.
     type: str
   gateway:
     description:
@@ -64,6 +68,8 @@ options:
   ipv6_subnet:
     description:
       - IPv6 subnet in CIDR form; endpoints then also get an IPv6 address and default route.
+      - Loopback, multicast, link-local and unspecified subnets (of either family) are refused, as are subnets overlapping
+        a route of the host unless O(allow_host_route_overlap=true).
     type: str
   ipv6_gateway:
     description:
@@ -71,9 +77,18 @@ options:
     type: str
   mtu:
     description:
-      - MTU of the bridge and of every endpoint on it (68 to 65535; at least 1280 with IPv6).
+      - MTU of the bridge and of every endpoint on it (68 to 65535; at least 1280 with IPv6). Below 1280 an IPv4-only
+        network's devices carry no IPv6 at all (the kernel removes it), so nothing needs switching off.
     type: int
     default: 1500
+  allow_host_route_overlap:
+    description:
+      - Accept a O(subnet) or O(ipv6_subnet) that overlaps a route of the host's main routing table (other than a default
+        route and the network's own bridge route). Without it such a subnet is refused, naming the route; the bridge's
+        connected route would take that traffic from the host's LAN or router, which is what Docker avoids when it
+        picks an address pool (it checks the host's routes).
+    type: bool
+    default: false
   force:
     description:
       - With C(state=absent), detach the endpoints still attached instead of refusing.
@@ -290,6 +305,7 @@ def main() -> None:
             ipv6_gateway=dict(type="str"),
             mtu=dict(type="int", default=1500),
             force=dict(type="bool", default=False),
+            allow_host_route_overlap=dict(type="bool", default=False),
             masquerade=dict(type="bool", default=True),
             ipv6_masquerade=dict(type="bool"),
             trusted_sources=dict(type="list", elements="str"),
@@ -306,7 +322,7 @@ def main() -> None:
         if params["state"] == "absent":
             name = check_name("name", params["name"])
             return plan_bridge_absent(host, name, params["bridge_name"] or default_bridge_name(name), params["force"])
-        return plan_bridge_present(host, BridgeNetwork.from_params(params))
+        return plan_bridge_present(host, BridgeNetwork.from_params(params), params["allow_host_route_overlap"])
 
     run_module(module, build)
 

@@ -36,6 +36,9 @@ options:
     description:
       - Name of a network made by M(cnm.network.cnm_bridge), or C(host), or C(none).
       - Required unless every item of C(endpoints) names its network.
+      - Refused, before any change, when the network's bridge name is held by a foreign device (no cnm alias), when
+        its bridge already has the kernel's 1023 ports, or when the sandbox (compared by namespace, whatever option
+        names it) already has an endpoint on it.
     type: str
   state:
     description:
@@ -56,6 +59,7 @@ options:
   ifname:
     description:
       - Name of the interface inside the sandbox. Defaults to the lowest free C(ethN) in the sandbox.
+      - At most 15 bytes of letters, digits, C(_), C(.) and C(-) (no wildcard, quote, C(/) or whitespace).
     type: str
   ipv4_address:
     description:
@@ -68,6 +72,7 @@ options:
   mac_address:
     description:
       - MAC of the inner interface. Defaults to Docker's C(02:42:) followed by the four bytes of the IPv4 address.
+      - A MAC that another endpoint of the network already has is refused.
     type: str
   default_route:
     description:

@@ -45,6 +45,7 @@ options:
     description:
       - The host interface whose LAN the endpoints join (Docker's C(-o parent=)), or C(IFACE.VID) for VLAN C(VID)
         on C(IFACE). It must be a plain interface of the host, not a bridge, not a port of a bridge, not a cnm device.
+      - At most 15 bytes of letters, digits, C(_), C(.) and C(-), as every interface name the collection takes.
       - Required with C(state=present). It cannot change while endpoints are attached.
     type: str
   mode:

@@ -60,7 +60,7 @@ options:
     type: list
     elements: raw
   port:
-    description: VXLAN UDP port.
+    description: VXLAN UDP port (1 to 65535; V(0) is refused, not taken as the default).
     type: int
     default: 4789
   mtu:
@@ -127,6 +127,14 @@ options:
     description: Endpoints on this host's bridge may talk to each other.
     type: bool
     default: true
+  allow_host_route_overlap:
+    description:
+      - Accept a O(subnet) or O(ipv6_subnet) that overlaps a route of the host's main routing table (other than a default
+        route and the network's own bridge route). Without it such a subnet is refused, naming the route; the bridge's
+        connected route would take that traffic from the host's LAN or router, which is what Docker avoids when it
+        picks an address pool (it checks the host's routes).
+    type: bool
+    default: false
   force:
     description: With C(state=absent), detach the endpoints still attached instead of refusing.
     type: bool
@@ -265,6 +273,7 @@ def main() -> None:
             internal=dict(type="bool", default=False),
             icc=dict(type="bool", default=True),
             force=dict(type="bool", default=False),
+            allow_host_route_overlap=dict(type="bool", default=False),
         ),
         required_if=[("state", "present", ["vni", "subnet", "local_ip"]), ("encrypted", True, ["encryption_key"])],
         supports_check_mode=True,

@@ -124,6 +124,7 @@ def test_absent_leaves_nothing_behind(hosts):
 BAD = {
     "vni_zero": (dict(vni=0), "vni"),
     "vni_too_big": (dict(vni=16777216), "vni"),
+    "port_zero_is_not_the_default": (dict(port=0), "port"),  # was silently 4789
     "local_ip_not_on_this_host": (dict(local_ip="192.0.2.50"), "local_ip"),
     "local_ip_not_an_address": (dict(local_ip="vtep1"), "local_ip"),
     "mtu_over_what_the_underlay_allows": (dict(mtu=1451), "mtu"),

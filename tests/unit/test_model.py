@@ -219,6 +219,15 @@ def test_endpoint_compares_equal_whatever_its_where_prefix():
         (dict(network=None), "network", "is required"),
         (dict(network="bad name"), "network", "is not a valid network name"),
         (dict(netns="x/y"), "netns", "no '/'"),
+        (dict(netns="ns\n"), "netns", "no '/' or whitespace"),
+        (dict(netns="n" * 256), "netns", "at most 255 bytes"),
+        (dict(netns="n" * 240), "netns", "the kernel keeps at most 255"),
+        (dict(netns=None, netns_path="/run/netns/a\nb"), "netns_path", "must be printable"),
+        (dict(netns=None, container="web\n"), "container", "is not a container name"),
+        (dict(ifname="e*"), "ifname", "no wildcard, quote"),
+        (dict(ifname="br+"), "ifname", "no wildcard, quote"),
+        (dict(ifname='a"b'), "ifname", "no wildcard, quote"),
+        (dict(ifname="eth0\n"), "ifname", "no wildcard, quote"),
         (dict(netns=".."), "netns", "no '/'"),
         (dict(netns=None, pid=0), "pid", "is not a process ID"),
         (dict(netns=None, pid=-3), "pid", "is not a process ID"),
@@ -227,7 +236,7 @@ def test_endpoint_compares_equal_whatever_its_where_prefix():
         (dict(network="host", netns=None, pid=1), "pid", "give 'netns'"),
         (dict(network="host", netns=None, netns_path="/proc/1/ns/net"), "netns_path", "give 'netns'"),
         (dict(ifname="eth0123456789abc"), "ifname", "1 to 15 characters"),
-        (dict(ifname="eth 0"), "ifname", "no '/', ':', '%' or spaces"),
+        (dict(ifname="eth 0"), "ifname", "no wildcard, quote, '/' or whitespace"),
         (dict(ifname="lo"), "ifname", "is the loopback interface"),
         (dict(ipv4_address="172.30.0.300"), "ipv4_address", "is not a valid IP address"),
         (dict(ipv4_address="fd00::5"), "ipv4_address", "is not an IPv4 address"),
@@ -536,3 +545,80 @@ def test_inspect_output_is_matched_by_name_or_id_when_some_names_are_unknown():
     assert found[("docker", "nope")] is None
     with refused("container_runtime"):
         parse_inspect("docker", ["web1"], 0, "garbage\n", "", "container_runtime")
+
+
+# ---- issue 11: names as data, limits up front ----
+@pytest.mark.parametrize("name", ["br*", "br+", 'br"x', "br'x", "br\\x", "br x", "br\tx", "br-x\n", "a/b", "a:b", "a%d", "..", ".", "", "brü", "b" * 16])
+def test_interface_names_outside_the_allow_list_are_refused(name):
+    with refused("bridge_name"):
+        model.check_ifname("bridge_name", name)
+
+
+@pytest.mark.parametrize("name", ["br-web", "eth0", "eth0.100", "a_b", "x" * 15, "1"])
+def test_plain_interface_names_pass(name):
+    assert model.check_ifname("bridge_name", name) == name
+
+
+def test_unprintable_names_are_shown_escaped():
+    with refused("bridge_name") as raised:
+        model.check_ifname("bridge_name", "br\n")
+    assert "'br\\n'" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "subnet, option",
+    [
+        ("127.0.0.0/8", "subnet"), ("127.1.2.0/24", "subnet"), ("224.0.0.0/24", "subnet"), ("239.255.0.0/16", "subnet"),
+        ("169.254.0.0/24", "subnet"), ("0.0.0.0/24", "subnet"), ("0.0.0.0/0", "subnet"), ("255.255.255.0/24", "subnet"),
+    ],
+)
+def test_reserved_ipv4_subnets_are_refused(subnet, option):
+    with refused(option):
+        bridge(subnet=subnet)
+
+
+@pytest.mark.parametrize("subnet", ["::/64", "fe80::/64", "fe80:0:0:1::/64", "ff02::/64", "ff05::/16"])
+def test_reserved_ipv6_subnets_are_refused(subnet):
+    with refused("ipv6_subnet"):
+        bridge(ipv6_subnet=subnet)
+
+
+def test_ordinary_subnets_pass_the_scope_check():
+    for subnet in ("10.0.0.0/8", "172.30.0.0/24", "192.168.0.0/16", "100.64.0.0/10", "fd00::/64", "2001:db8::/64"):
+        model.check_subnet_scope("subnet", ipaddress.ip_network(subnet))
+
+
+@pytest.mark.parametrize("mtu, ipv6, ok", [(68, False, True), (576, False, True), (1279, False, True), (1279, True, False), (1280, True, True),
+                                           (67, False, False), (65536, False, False), (True, False, False)])
+def test_mtu_against_the_address_families(mtu, ipv6, ok):
+    if ok:
+        assert model.check_mtu("mtu", mtu, ipv6) == mtu
+    else:
+        with refused("mtu"):
+            model.check_mtu("mtu", mtu, ipv6)
+
+
+def test_bridge_port_limit_is_the_kernels():
+    model.check_port_count("network", "web", "br-web", 1022, 1)  # the 1023rd port: the last the kernel numbers
+    with refused("endpoints[7].network") as raised:
+        model.check_port_count("endpoints[7].network", "web", "br-web", 1023, 1)
+    assert "port 1024 of bridge br-web" in str(raised.value) and "at most 1023" in str(raised.value)
+
+
+def test_alias_length_follows_the_kernel_limit():
+    fits = "n" * (model.IFALIASZ - len(model.ENDPOINT_ALIAS_PREFIX + "web|netns:"))
+    assert endpoint(netns=fits).sandbox.value == fits
+    with refused("netns") as raised:
+        endpoint(netns=fits + "n")
+    assert "256 bytes" in str(raised.value)
+
+
+def overlay(**params):
+    base = dict(name="ov", subnet="10.200.0.0/16", vni=42, local_ip="192.0.2.11")
+    return model.OverlayNetwork.from_overlay_params(dict(base, **params))
+
+
+def test_overlay_port_zero_is_refused_not_defaulted():
+    assert overlay().port == 4789 and overlay(port=None).port == 4789
+    with refused("port"):
+        overlay(port=0)
