@@ -13,10 +13,10 @@ from typing import Callable, Iterator, Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
-from ansible_collections.cnm.network.plugins.module_utils.firewall import plan_firewall
+from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow, plan_firewall
 from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, MacvlanNetwork
 from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
-from ansible_collections.cnm.network.plugins.module_utils.store import Store
+from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key
 
 # System interpreters that may carry the distribution's pyroute2 when the task's Python does not.
 SYSTEM_PYTHONS = ["/usr/bin/python3", "/usr/libexec/platform-python", "/usr/bin/python3.12", "/usr/bin/python3.11", "/usr/bin/python3.9"]
@@ -90,12 +90,48 @@ class Host:
             for key, record in list(self.state["endpoints"].items()):
                 if record["network"] == network and not netns.SandboxRef.from_key(record["sandbox"]).exists():
                     del self.state["endpoints"][key]
-                    self.reclaimed.append({"network": network, "sandbox": record["sandbox"], "ipv4_address": record.get("ipv4_address")})
+                    reclaimed = {"network": network, "sandbox": record["sandbox"], "ipv4_address": record.get("ipv4_address")}
+                    ports = self.drop_ports(self.ports_of(network, record["sandbox"]))  # its address may go to the next endpoint
+                    if ports:
+                        reclaimed["ports"] = ports
+                    self.reclaimed.append(reclaimed)
         return {key: record for key, record in self.state["endpoints"].items() if record["network"] == network}
+
+    # ---- published ports ----
+    def ports_of(self, network: str, sandbox: str) -> list:
+        """The keys of the port entries an endpoint published."""
+        return sorted(key for key, entry in self.state.get("ports", {}).items() if (entry["network"], entry["sandbox"]) == (network, sandbox))
+
+    def drop_ports(self, keys: list) -> list:
+        """Remove port entries and have their conntrack entries flushed; the firewall follows the store in the same run.
+
+        The one way a published port goes: unpublished, with its endpoint detached, its lease reclaimed or its network
+        removed. A flow that outlived its mapping would keep reaching the address, which the next endpoint may take."""
+        ports = self.state.get("ports", {})
+        dropped = []
+        for key in keys:
+            entry = ports.pop(key, None)
+            if entry is not None:
+                self.conntrack_flush.add(conntrack_flow(entry))
+                dropped.append(key)
+        if "ports" in self.state and not ports:
+            del self.state["ports"]
+        return dropped
+
+    def _drop_orphan_ports(self) -> None:
+        """Port entries whose endpoint is no longer in the store (its network went, or a store from an older run) go:
+        the firewall never DNATs to an address no endpoint of the port's holds."""
+        endpoints = self.state["endpoints"]
+        orphans = [key for key, entry in self.state.get("ports", {}).items() if endpoint_key(entry["network"], entry["sandbox"]) not in endpoints]
+        for key in sorted(orphans):
+            entry = self.state["ports"][key]
+            self.warnings.append("published port %s of %s on %s removed: its endpoint is no longer in the store" % (key, entry["sandbox"], entry["network"]))
+        self.drop_ports(orphans)
 
     # ---- finishing ----
     def execute(self, check: bool) -> dict:
         """Add the firewall and the store write as the last changes, run the plan, return the common result keys."""
+        self._drop_orphan_ports()
         plan_firewall(self)  # every run reconciles the whole table: drift from any cause is repaired
         for step in self.after_firewall:
             step()
