@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Optional
 from ansible_collections.cnm.network.plugins.module_utils import kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow, plan_firewall
-from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, MacvlanNetwork
+from ansible_collections.cnm.network.plugins.module_utils.model import ENDPOINT_ALIAS_PREFIX, BridgeNetwork, MacvlanNetwork
 from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
 from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key
 
@@ -94,8 +94,18 @@ class Host:
                     ports = self.drop_ports(self.ports_of(network, record["sandbox"]))  # its address may go to the next endpoint
                     if ports:
                         reclaimed["ports"] = ports
+                    self._drop_stray_veth(key, record)
                     self.reclaimed.append(reclaimed)
         return {key: record for key, record in self.state["endpoints"].items() if record["network"] == network}
+
+    def _drop_stray_veth(self, key: str, record: dict) -> None:
+        """A namespace deleted by hand while a process holds it lives on, with the endpoint's address, on the bridge:
+        its host veth goes with the lease, so the address's next holder is alone on the network."""
+        name = record.get("host_ifname")
+        link = self.kernel.host.link(name) if name else None
+        if link is not None and link.alias == ENDPOINT_ALIAS_PREFIX + key:
+            self.plan.add("endpoint %s on %s" % (record["network"], record["sandbox"]), "delete %s, the veth of vanished %s" % (name, record["sandbox"]),
+                          {"host_interface": name}, None, lambda: self.kernel.host.delete_link(name))
 
     # ---- published ports ----
     def ports_of(self, network: str, sandbox: str) -> list:
