@@ -14,7 +14,7 @@ class CnmError(Exception):
 
 
 class Gone(CnmError):
-    """The object a step works on no longer exists (a device deleted with its sandbox, by hand, or by an earlier step)."""
+    """The object a step works on no longer exists (deleted with its sandbox, by hand, or by an earlier step)."""
 
 
 def option_error(option: str, value: object, rule: str) -> CnmError:

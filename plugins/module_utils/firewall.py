@@ -688,7 +688,8 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
         value = read_sysctl(name)
         if name in wanted and value is not None and value != wanted[name]:
             original = host.state.setdefault("sysctls", {}).setdefault(name, value)
-            host.plan.add("sysctl %s" % name, "set %s=%s (recorded: %s)" % (name, wanted[name], original), {name: value}, {name: wanted[name]},
+            host.plan.add("sysctl %s" % name, "set %s=%s (recorded: %s)" % (name, wanted[name], original),
+                          {name: value}, {name: wanted[name]},
                           lambda n=name, v=wanted[name], o=original: _set_sysctl(host.store, n, v, o),
                           lambda n=name, v=value, new=name not in before_run: _unset_sysctl(host.store, n, v, new))
         elif name not in wanted and name in recorded:

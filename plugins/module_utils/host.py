@@ -14,7 +14,11 @@ from typing import Callable, Iterator, Optional
 from ansible_collections.cnm.network.plugins.module_utils import kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow, plan_firewall
-from ansible_collections.cnm.network.plugins.module_utils.model import ENDPOINT_ALIAS_PREFIX, BridgeNetwork, MacvlanNetwork
+from ansible_collections.cnm.network.plugins.module_utils.model import (
+    ENDPOINT_ALIAS_PREFIX,
+    BridgeNetwork,
+    MacvlanNetwork,
+)
 from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
 from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key
 
@@ -90,8 +94,9 @@ class Host:
             for key, record in list(self.state["endpoints"].items()):
                 if record["network"] == network and not netns.SandboxRef.from_key(record["sandbox"]).exists():
                     del self.state["endpoints"][key]
-                    reclaimed = {"network": network, "sandbox": record["sandbox"], "ipv4_address": record.get("ipv4_address")}
-                    ports = self.drop_ports(self.ports_of(network, record["sandbox"]))  # its address may go to the next endpoint
+                    sandbox = record["sandbox"]
+                    reclaimed = {"network": network, "sandbox": sandbox, "ipv4_address": record.get("ipv4_address")}
+                    ports = self.drop_ports(self.ports_of(network, sandbox))  # its address may go to the next endpoint
                     if ports:
                         reclaimed["ports"] = ports
                     self._drop_stray_veth(key, record)
@@ -104,13 +109,15 @@ class Host:
         name = record.get("host_ifname")
         link = self.kernel.host.link(name) if name else None
         if link is not None and link.alias == ENDPOINT_ALIAS_PREFIX + key:
-            self.plan.add("endpoint %s on %s" % (record["network"], record["sandbox"]), "delete %s, the veth of vanished %s" % (name, record["sandbox"]),
+            self.plan.add("endpoint %s on %s" % (record["network"], record["sandbox"]),
+                          "delete %s, the veth of vanished %s" % (name, record["sandbox"]),
                           {"host_interface": name}, None, lambda: self.kernel.host.delete_link(name))
 
     # ---- published ports ----
     def ports_of(self, network: str, sandbox: str) -> list:
         """The keys of the port entries an endpoint published."""
-        return sorted(key for key, entry in self.state.get("ports", {}).items() if (entry["network"], entry["sandbox"]) == (network, sandbox))
+        return sorted(key for key, entry in self.state.get("ports", {}).items()
+                      if (entry["network"], entry["sandbox"]) == (network, sandbox))
 
     def drop_ports(self, keys: list) -> list:
         """Remove port entries and have their conntrack entries flushed; the firewall follows the store in the same run.
@@ -129,13 +136,16 @@ class Host:
         return dropped
 
     def _drop_orphan_ports(self) -> None:
-        """Port entries whose endpoint is no longer in the store (its network went, or a store from an older run) go:
+        """Port entries whose endpoint or network is no longer in the store (an older run's store, or edited) go:
         the firewall never DNATs to an address no endpoint of the port's holds."""
-        endpoints = self.state["endpoints"]
-        orphans = [key for key, entry in self.state.get("ports", {}).items() if endpoint_key(entry["network"], entry["sandbox"]) not in endpoints]
+        endpoints, networks = self.state["endpoints"], self.state["networks"]
+        orphans = [key for key, entry in self.state.get("ports", {}).items()
+                   if entry["network"] not in networks
+                   or endpoint_key(entry["network"], entry["sandbox"]) not in endpoints]
         for key in sorted(orphans):
             entry = self.state["ports"][key]
-            self.warnings.append("published port %s of %s on %s removed: its endpoint is no longer in the store" % (key, entry["sandbox"], entry["network"]))
+            self.warnings.append("published port %s of %s on %s removed: its endpoint or network is no longer in "
+                                 "the store" % (key, entry["sandbox"], entry["network"]))
         self.drop_ports(orphans)
 
     # ---- finishing ----

@@ -261,7 +261,8 @@ class NetnsSession:
         except Gone:
             return  # the device went, and its routes with it
         try:
-            self.rtnl.route(False, str(route.dst.network_address), route.dst.prefixlen, str(route.gateway) if route.gateway else None, index)
+            gateway = str(route.gateway) if route.gateway else None
+            self.rtnl.route(False, str(route.dst.network_address), route.dst.prefixlen, gateway, index)
         except OSError as exc:
             if exc.errno != 3:  # ESRCH: already gone
                 raise

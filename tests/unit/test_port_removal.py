@@ -1,0 +1,69 @@
+"""Published ports die with their endpoint (Host.drop_ports, the one way a port entry goes) and sysctl originals are
+written ahead of the sysctl (issue 11); the kernel side is tested in tests/integration/test_removal.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.cnm.network.plugins.module_utils import firewall
+from ansible_collections.cnm.network.plugins.module_utils.host import Host
+from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VERSION, Store
+
+PORT = {"protocol": "tcp", "host_ip": None, "host_port": 4000, "container_port": 80, "network": "web",
+        "sandbox": "netns:a", "container_ip": "172.30.0.2", "container_ipv6": None}
+
+
+def host_with(tmp_path, **data) -> Host:
+    store = Store("ns", root=str(tmp_path))
+    store.lock()
+    store.data = dict({"version": FORMAT_VERSION, "networks": {}, "endpoints": {}}, **data)
+    return Host(None, store)
+
+
+def test_dropping_ports_flushes_their_conntrack_entries_and_empties_the_store_key(tmp_path):
+    udp = dict(PORT, protocol="udp", host_port=53, sandbox="netns:b")
+    host = host_with(tmp_path, ports={"tcp/*:4000": PORT, "udp/*:53": udp})
+    assert host.ports_of("web", "netns:a") == ["tcp/*:4000"]
+    assert host.drop_ports(["tcp/*:4000", "tcp/*:9"]) == ["tcp/*:4000"]
+    assert host.conntrack_flush == {("tcp", 4000, "172.30.0.2", None)} and list(host.state["ports"]) == ["udp/*:53"]
+    host.drop_ports(host.ports_of("web", "netns:b"))
+    assert "ports" not in host.state
+
+
+def test_ports_without_their_endpoint_or_network_go_with_a_warning(tmp_path):
+    endpoint = {"network": "web", "sandbox": "netns:a", "ipv4_address": "172.30.0.2"}
+    host = host_with(tmp_path, networks={"web": {}}, endpoints={"web|netns:a": endpoint},
+                     ports={"tcp/*:4000": PORT, "tcp/*:4001": dict(PORT, host_port=4001, sandbox="netns:gone"),
+                            "tcp/*:4002": dict(PORT, host_port=4002, network="removed")})
+    host._drop_orphan_ports()
+    assert list(host.state["ports"]) == ["tcp/*:4000"]
+    assert [w.split(":")[0] for w in host.warnings] == ["published port tcp/*", "published port tcp/*"]
+    assert host.conntrack_flush == {("tcp", 4001, "172.30.0.2", None), ("tcp", 4002, "172.30.0.2", None)}
+
+
+class Crash(BaseException):
+    """The module killed between two steps."""
+
+
+def test_a_sysctl_original_is_in_the_store_file_before_the_sysctl_changes(tmp_path, monkeypatch):
+    store = Store("ns", root=str(tmp_path))
+    store.lock()
+    store.data = {"version": FORMAT_VERSION, "networks": {"web": {}}, "endpoints": {}}
+
+    def crash(name, value):
+        raise Crash()
+
+    monkeypatch.setattr(firewall, "write_sysctl", crash)
+    with pytest.raises(Crash):
+        firewall._set_sysctl(store, "net.ipv4.ip_forward", "1", "0")
+    with open(store.path) as handle:
+        assert json.load(handle)["sysctls"] == {"net.ipv4.ip_forward": "0"}
+    written = []
+    monkeypatch.setattr(firewall, "write_sysctl", lambda name, value: written.append((name, value)))
+    monkeypatch.setattr(firewall.os.path, "exists", lambda path: True)
+    firewall._unset_sysctl(store, "net.ipv4.ip_forward", "0", new=True)  # the undo: value and store as before
+    with open(store.path) as handle:
+        assert "sysctls" not in json.load(handle)
+    assert written == [("net.ipv4.ip_forward", "0")]
