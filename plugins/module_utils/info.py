@@ -422,7 +422,8 @@ def port_drift(key: str, entry: dict, state: dict, rules: Optional[Dict[str, str
         found.append(drift("port_endpoint_missing", "port %s" % key,
                            "port %s of %s on %s: its sandbox no longer exists, so address %s is held by no endpoint "
                            "of the port's (the next cnm_endpoint, cnm_port_publish or network run on %s removes the "
-                           "port with the lease)" % (key, sandbox, network, held, network), network, sandbox, sandbox, None))
+                           "port with the lease)" % (key, sandbox, network, held, network),
+                           network, sandbox, sandbox, None))
     ipv6 = entry.get("container_ipv6")  # entries written before IPv6 lack it
     if record is None or record.get("ipv4_address") != entry.get("container_ip") or ("container_ipv6" in entry and record.get("ipv6_address") != ipv6):
         expected = entry.get("container_ip") if ipv6 is None else [entry.get("container_ip"), ipv6]

@@ -87,8 +87,8 @@ def test_a_vanished_sandbox_loses_its_ports_on_the_next_run(published, host, wor
     rerun = host.ok("cnm_endpoint", network="web", netns=host.sandbox("b"))
     assert rerun["changed"]
     ports = ["tcp/*:4000", "tcp/127.0.0.1:4001", "udp/*:5353"]
-    assert rerun["reclaimed"] == [{"network": "web", "sandbox": "netns:" + host.sandbox("a"), "ipv4_address": "172.30.0.2",
-                                   "ports": ports}]
+    sandbox = "netns:" + host.sandbox("a")
+    assert rerun["reclaimed"] == [{"network": "web", "sandbox": sandbox, "ipv4_address": "172.30.0.2", "ports": ports}]
     assert_ports_gone(host, world[0])
     assert route_localnet(host) == "0"
     assert host.module("cnm_endpoint", network="web", netns=host.sandbox("b"))["changed"] is False

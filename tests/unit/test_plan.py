@@ -176,7 +176,8 @@ def test_diff_and_summary_are_the_same_in_check_mode_and_real_run():
 
 
 GONE = [Gone("no interface br-x in the host"), OSError(errno.ENODEV, "No such device"),
-        FileNotFoundError(errno.ENOENT, "No such file"), OSError(errno.EADDRNOTAVAIL, "Cannot assign"), OSError(errno.ESRCH, "No such process")]
+        FileNotFoundError(errno.ENOENT, "No such file"), OSError(errno.EADDRNOTAVAIL, "Cannot assign"),
+        OSError(errno.ESRCH, "No such process")]
 
 
 @pytest.mark.parametrize("exc", GONE, ids=["gone", "enodev", "enoent", "eaddrnotavail", "esrch"])
