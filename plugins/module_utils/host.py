@@ -147,6 +147,28 @@ class Host:
             self.warnings.append("published port %s of %s on %s removed: its endpoint or network is no longer in "
                                  "the store" % (key, entry["sandbox"], entry["network"]))
         self.drop_ports(orphans)
+        self._follow_addresses()
+
+    def _follow_addresses(self) -> None:
+        """An endpoint whose address changed (a new ``ipv4_address``) takes its ports along: they DNAT to the address it
+        holds now, never to the old one the next endpoint may get; a family it no longer has drops the port."""
+        ports = self.state.get("ports", {})
+        for key in sorted(ports):
+            entry = ports[key]
+            record = self.state["endpoints"][endpoint_key(entry["network"], entry["sandbox"])]
+            had = entry.get("container_ip"), entry.get("container_ipv6")  # an entry older than IPv6 lacks the second
+            held = record.get("ipv4_address"), record.get("ipv6_address") if "container_ipv6" in entry else None
+            now = tuple(new if old is not None else None for old, new in ((had[0], held[0]), (had[1], held[1])))
+            if now == had:
+                continue
+            if None in [new for old, new in ((had[0], now[0]), (had[1], now[1])) if old is not None]:
+                self.warnings.append("published port %s of %s on %s removed: the endpoint no longer has an address "
+                                     "of its family" % (key, entry["sandbox"], entry["network"]))
+                self.drop_ports([key])
+                continue
+            self.conntrack_flush.add(conntrack_flow(entry))
+            ports[key] = dict(entry, container_ip=now[0], container_ipv6=now[1]) if "container_ipv6" in entry \
+                else dict(entry, container_ip=now[0])
 
     # ---- finishing ----
     def execute(self, check: bool) -> dict:

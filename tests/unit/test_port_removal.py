@@ -67,3 +67,19 @@ def test_a_sysctl_original_is_in_the_store_file_before_the_sysctl_changes(tmp_pa
     with open(store.path) as handle:
         assert "sysctls" not in json.load(handle)
     assert written == [("net.ipv4.ip_forward", "0")]
+
+
+def test_ports_follow_their_endpoint_to_a_new_address_and_drop_a_family_it_lost(tmp_path):
+    endpoints = {"web|netns:a": {"network": "web", "sandbox": "netns:a", "ipv4_address": "172.30.0.9", "ipv6_address": None},
+                 "web|netns:b": {"network": "web", "sandbox": "netns:b", "ipv4_address": "172.30.0.3", "ipv6_address": None}}
+    six = dict(PORT, host_port=4001, sandbox="netns:b", container_ip=None, container_ipv6="fd00::3")
+    same = dict(PORT, host_port=4002, sandbox="netns:b", container_ip="172.30.0.3")
+    host = host_with(tmp_path, networks={"web": {}}, endpoints=endpoints,
+                     ports={"tcp/*:4000": PORT, "tcp/[::]:4001": six, "tcp/*:4002": same})
+    host._drop_orphan_ports()
+    assert host.state["ports"] == {"tcp/*:4000": dict(PORT, container_ip="172.30.0.9"), "tcp/*:4002": same}
+    assert host.conntrack_flush == {("tcp", 4000, "172.30.0.2", None), ("tcp", 4001, None, "fd00::3")}
+    assert len(host.warnings) == 1 and "tcp/[::]:4001" in host.warnings[0]
+    host.conntrack_flush.clear()
+    host._drop_orphan_ports()  # a second pass changes nothing
+    assert host.conntrack_flush == set() and len(host.state["ports"]) == 2
