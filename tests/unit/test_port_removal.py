@@ -70,8 +70,9 @@ def test_a_sysctl_original_is_in_the_store_file_before_the_sysctl_changes(tmp_pa
 
 
 def test_ports_follow_their_endpoint_to_a_new_address_and_drop_a_family_it_lost(tmp_path):
-    endpoints = {"web|netns:a": {"network": "web", "sandbox": "netns:a", "ipv4_address": "172.30.0.9", "ipv6_address": None},
-                 "web|netns:b": {"network": "web", "sandbox": "netns:b", "ipv4_address": "172.30.0.3", "ipv6_address": None}}
+    pairs = (("a", "172.30.0.9"), ("b", "172.30.0.3"))
+    endpoints = {"web|netns:" + name: dict(network="web", sandbox="netns:" + name, ipv4_address=ip, ipv6_address=None)
+                 for name, ip in pairs}
     six = dict(PORT, host_port=4001, sandbox="netns:b", container_ip=None, container_ipv6="fd00::3")
     same = dict(PORT, host_port=4002, sandbox="netns:b", container_ip="172.30.0.3")
     host = host_with(tmp_path, networks={"web": {}}, endpoints=endpoints,
