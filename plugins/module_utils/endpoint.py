@@ -11,7 +11,6 @@ from typing import Optional
 from ansible_collections.cnm.network.plugins.module_utils import ipam, netns
 from ansible_collections.cnm.network.plugins.module_utils.attach import MacvlanLink, VethLink
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
-from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
 from ansible_collections.cnm.network.plugins.module_utils.model import (
@@ -291,15 +290,6 @@ class EndpointPlanner:
             raise option_error(spec.opt(ref.kind), ref.value, "is the network namespace of endpoint %s, already on network %s: one sandbox "
                                "gets one endpoint per network (give it one name)" % (holder, network.name))
 
-    def _unpublish(self, network: str, sandbox_key: str) -> None:
-        """A detached endpoint's published ports go with it, in the same firewall transaction."""
-        ports = self.host.state.get("ports", {})
-        for port_key in [k for k, entry in ports.items() if (entry["network"], entry["sandbox"]) == (network, sandbox_key)]:
-            entry = ports.pop(port_key)
-            self.host.conntrack_flush.add(conntrack_flow(entry))
-        if "ports" in self.host.state and not ports:
-            del self.host.state["ports"]
-
     def _lease_index(self, network: str, version: int) -> dict:
         index = self.leases.get((network, version))
         if index is None:
@@ -536,7 +526,7 @@ class EndpointPlanner:
         if record is not None:
             self._release(record)
             del self.host.state["endpoints"][key]
-            self._unpublish(spec.network, ref.key)
+            self.host.drop_ports(self.host.ports_of(spec.network, ref.key))  # in the same firewall transaction
             if record.get("ifname"):
                 self.detached.setdefault(ref.key, set()).add(record["ifname"])
             self.touched.setdefault(ref.key, ref)

@@ -13,6 +13,10 @@ class CnmError(Exception):
         self.details = details
 
 
+class Gone(CnmError):
+    """The object a step works on no longer exists (deleted with its sandbox, by hand, or by an earlier step)."""
+
+
 def option_error(option: str, value: object, rule: str) -> CnmError:
     """Build the standard message: ``option 'gateway': 10.9.9.1 is outside subnet 10.0.0.0/24``."""
     return CnmError("option '%s': %s %s" % (option, value, rule), option=option)

@@ -683,12 +683,15 @@ def needed_sysctls(networks: Dict[str, dict], ports: Dict[str, dict]) -> Dict[st
 def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
     """Set what is wanted, recording the value found first; give it back when no longer wanted."""
     recorded = host.state.get("sysctls", {})
+    before_run = set(host.original.get("sysctls", {}))
     for name in sorted(set(wanted) | set(recorded)):
         value = read_sysctl(name)
         if name in wanted and value is not None and value != wanted[name]:
-            host.state.setdefault("sysctls", {}).setdefault(name, value)
-            host.plan.add("sysctl %s" % name, "set %s=%s (recorded: %s)" % (name, wanted[name], value), {name: value}, {name: wanted[name]},
-                          lambda n=name, v=wanted[name]: write_sysctl(n, v), lambda n=name, v=value: write_sysctl(n, v))
+            original = host.state.setdefault("sysctls", {}).setdefault(name, value)
+            host.plan.add("sysctl %s" % name, "set %s=%s (recorded: %s)" % (name, wanted[name], original),
+                          {name: value}, {name: wanted[name]},
+                          lambda n=name, v=wanted[name], o=original: _set_sysctl(host.store, n, v, o),
+                          lambda n=name, v=value, new=name not in before_run: _unset_sysctl(host.store, n, v, new))
         elif name not in wanted and name in recorded:
             original = host.state["sysctls"].pop(name)
             if original is not None and value is not None and original != value:
@@ -696,6 +699,28 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
                               lambda n=name, v=original: _restore_sysctl(n, v), lambda n=name, v=value: _restore_sysctl(n, v))
     if "sysctls" in host.state and not host.state["sysctls"]:
         del host.state["sysctls"]
+
+
+def _set_sysctl(store, name: str, value: str, original: str) -> None:
+    """Write-ahead: the original value is in the store file before the sysctl changes, so a crash between the write
+    and the run's store write cannot lose it (the next run would find the new value and record that instead)."""
+    recorded = store.data.get("sysctls", {})
+    if recorded.get(name) != original:
+        data = store.snapshot()
+        data.setdefault("sysctls", {})[name] = original
+        store.save(data)
+    write_sysctl(name, value)
+
+
+def _unset_sysctl(store, name: str, value: str, new: bool) -> None:
+    """Undo of _set_sysctl: the value found goes back; a record this run wrote ahead goes from the store file."""
+    _restore_sysctl(name, value)
+    if new and name in store.data.get("sysctls", {}):
+        data = store.snapshot()
+        del data["sysctls"][name]
+        if not data["sysctls"]:
+            del data["sysctls"]
+        store.save(data)
 
 
 def _restore_sysctl(name: str, value: str) -> None:

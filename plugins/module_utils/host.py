@@ -13,10 +13,14 @@ from typing import Callable, Iterator, Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
-from ansible_collections.cnm.network.plugins.module_utils.firewall import plan_firewall
-from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, MacvlanNetwork
+from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow, plan_firewall
+from ansible_collections.cnm.network.plugins.module_utils.model import (
+    ENDPOINT_ALIAS_PREFIX,
+    BridgeNetwork,
+    MacvlanNetwork,
+)
 from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
-from ansible_collections.cnm.network.plugins.module_utils.store import Store
+from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key
 
 # System interpreters that may carry the distribution's pyroute2 when the task's Python does not.
 SYSTEM_PYTHONS = ["/usr/bin/python3", "/usr/libexec/platform-python", "/usr/bin/python3.12", "/usr/bin/python3.11", "/usr/bin/python3.9"]
@@ -90,12 +94,86 @@ class Host:
             for key, record in list(self.state["endpoints"].items()):
                 if record["network"] == network and not netns.SandboxRef.from_key(record["sandbox"]).exists():
                     del self.state["endpoints"][key]
-                    self.reclaimed.append({"network": network, "sandbox": record["sandbox"], "ipv4_address": record.get("ipv4_address")})
+                    sandbox = record["sandbox"]
+                    reclaimed = {"network": network, "sandbox": sandbox, "ipv4_address": record.get("ipv4_address")}
+                    ports = self.drop_ports(self.ports_of(network, sandbox))  # its address may go to the next endpoint
+                    if ports:
+                        reclaimed["ports"] = ports
+                    self._drop_stray_veth(key, record)
+                    self.reclaimed.append(reclaimed)
         return {key: record for key, record in self.state["endpoints"].items() if record["network"] == network}
+
+    def _drop_stray_veth(self, key: str, record: dict) -> None:
+        """A namespace deleted by hand while a process holds it lives on, with the endpoint's address, on the bridge:
+        its host veth goes with the lease, so the address's next holder is alone on the network."""
+        name = record.get("host_ifname")
+        link = self.kernel.host.link(name) if name else None
+        if link is not None and link.alias == ENDPOINT_ALIAS_PREFIX + key:
+            self.plan.add("endpoint %s on %s" % (record["network"], record["sandbox"]),
+                          "delete %s, the veth of vanished %s" % (name, record["sandbox"]),
+                          {"host_interface": name}, None, lambda: self.kernel.host.delete_link(name))
+
+    # ---- published ports ----
+    def ports_of(self, network: str, sandbox: str) -> list:
+        """The keys of the port entries an endpoint published."""
+        return sorted(key for key, entry in self.state.get("ports", {}).items()
+                      if (entry["network"], entry["sandbox"]) == (network, sandbox))
+
+    def drop_ports(self, keys: list) -> list:
+        """Remove port entries and have their conntrack entries flushed; the firewall follows the store in the same run.
+
+        The one way a published port goes: unpublished, with its endpoint detached, its lease reclaimed or its network
+        removed. A flow that outlived its mapping would keep reaching the address, which the next endpoint may take."""
+        ports = self.state.get("ports", {})
+        dropped = []
+        for key in keys:
+            entry = ports.pop(key, None)
+            if entry is not None:
+                self.conntrack_flush.add(conntrack_flow(entry))
+                dropped.append(key)
+        if "ports" in self.state and not ports:
+            del self.state["ports"]
+        return dropped
+
+    def _drop_orphan_ports(self) -> None:
+        """Port entries whose endpoint or network is no longer in the store (an older run's store, or edited) go:
+        the firewall never DNATs to an address no endpoint of the port's holds."""
+        endpoints, networks = self.state["endpoints"], self.state["networks"]
+        orphans = [key for key, entry in self.state.get("ports", {}).items()
+                   if entry["network"] not in networks
+                   or endpoint_key(entry["network"], entry["sandbox"]) not in endpoints]
+        for key in sorted(orphans):
+            entry = self.state["ports"][key]
+            self.warnings.append("published port %s of %s on %s removed: its endpoint or network is no longer in "
+                                 "the store" % (key, entry["sandbox"], entry["network"]))
+        self.drop_ports(orphans)
+        self._follow_addresses()
+
+    def _follow_addresses(self) -> None:
+        """An endpoint whose address changed (a new ``ipv4_address``) takes its ports along: they DNAT to the address it
+        holds now, never to the old one the next endpoint may get; a family it no longer has drops the port."""
+        ports = self.state.get("ports", {})
+        for key in sorted(ports):
+            entry = ports[key]
+            record = self.state["endpoints"][endpoint_key(entry["network"], entry["sandbox"])]
+            had = entry.get("container_ip"), entry.get("container_ipv6")  # an entry older than IPv6 lacks the second
+            held = record.get("ipv4_address"), record.get("ipv6_address") if "container_ipv6" in entry else None
+            now = tuple(new if old is not None else None for old, new in ((had[0], held[0]), (had[1], held[1])))
+            if now == had:
+                continue
+            if None in [new for old, new in ((had[0], now[0]), (had[1], now[1])) if old is not None]:
+                self.warnings.append("published port %s of %s on %s removed: the endpoint no longer has an address "
+                                     "of its family" % (key, entry["sandbox"], entry["network"]))
+                self.drop_ports([key])
+                continue
+            self.conntrack_flush.add(conntrack_flow(entry))
+            ports[key] = dict(entry, container_ip=now[0], container_ipv6=now[1]) if "container_ipv6" in entry \
+                else dict(entry, container_ip=now[0])
 
     # ---- finishing ----
     def execute(self, check: bool) -> dict:
         """Add the firewall and the store write as the last changes, run the plan, return the common result keys."""
+        self._drop_orphan_ports()
         plan_firewall(self)  # every run reconciles the whole table: drift from any cause is repaired
         for step in self.after_firewall:
             step()

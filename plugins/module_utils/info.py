@@ -418,10 +418,17 @@ def port_view(key: str, entry: dict, rules: Optional[Dict[str, str]], wanted: Di
 
 
 def port_drift(key: str, entry: dict, state: dict, rules: Optional[Dict[str, str]], wanted: Dict[str, List[str]],
-               shadowed: Optional[Dict[str, str]] = None) -> List[dict]:
+               shadowed: Optional[Dict[str, str]] = None, sandbox_exists: bool = True) -> List[dict]:
     network, sandbox = entry["network"], entry["sandbox"]
     found = []
     record = state["endpoints"].get(endpoint_key(network, sandbox))
+    if record is not None and not sandbox_exists:
+        held = " and ".join(str(a) for a in (entry.get("container_ip"), entry.get("container_ipv6")) if a is not None)
+        found.append(drift("port_endpoint_missing", "port %s" % key,
+                           "port %s of %s on %s: its sandbox no longer exists, so address %s is held by no endpoint "
+                           "of the port's (the next cnm_endpoint, cnm_port_publish or network run on %s removes the "
+                           "port with the lease)" % (key, sandbox, network, held, network),
+                           network, sandbox, sandbox, None))
     ipv6 = entry.get("container_ipv6")  # entries written before IPv6 lack it
     if record is None or record.get("ipv4_address") != entry.get("container_ip") or ("container_ipv6" in entry and record.get("ipv6_address") != ipv6):
         expected = entry.get("container_ip") if ipv6 is None else [entry.get("container_ip"), ipv6]
@@ -585,7 +592,9 @@ def report(state: dict, query: InfoQuery, selection: Selection, host_facts: Name
         wanted = rules_by_owner(state)[0] if host_facts.rules is not None else {}
         result["ports"] = [port_view(key, state["ports"][key], host_facts.rules, wanted) for key in selection.ports]
         for key in selection.ports:
-            found += port_drift(key, state["ports"][key], state, host_facts.rules, wanted, host_facts.shadowed)
+            owner = state["ports"][key]["sandbox"]
+            exists = sandboxes[owner] is not None if owner in sandboxes else netns.SandboxRef.from_key(owner).exists()
+            found += port_drift(key, state["ports"][key], state, host_facts.rules, wanted, host_facts.shadowed, exists)
     found += firewall_drift(state, selection, query, host_facts.rules)
     if "peers" in query.gather:
         result["peers"] = []

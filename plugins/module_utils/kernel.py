@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import netns
-from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
 from ansible_collections.cnm.network.plugins.module_utils.rtnl import Rtnl
 
 try:
@@ -161,7 +161,7 @@ class NetnsSession:
         if index is None:
             link = self.rtnl.link(name)
             if link is None:
-                raise CnmError("no interface %s in %s" % (name, self.label))
+                raise Gone("no interface %s in %s" % (name, self.label))
             index = self._indexes[name] = link["index"]
         return index
 
@@ -246,14 +246,25 @@ class NetnsSession:
         self.rtnl.address(True, self.index(name), str(address.ip), address.network.prefixlen)
 
     def delete_address(self, name: str, address) -> None:
-        self.rtnl.address(False, self.index(name), str(address.ip), address.network.prefixlen)
+        try:
+            self.rtnl.address(False, self.index(name), str(address.ip), address.network.prefixlen)
+        except Gone:
+            pass  # the device went, and its addresses with it
+        except OSError as exc:
+            if exc.errno != errno.EADDRNOTAVAIL:  # already gone
+                raise
 
     def add_route(self, name: str, route: Route) -> None:
         self.rtnl.route(True, str(route.dst.network_address), route.dst.prefixlen, str(route.gateway) if route.gateway else None, self.index(name))
 
     def delete_route(self, name: str, route: Route) -> None:
         try:
-            self.rtnl.route(False, str(route.dst.network_address), route.dst.prefixlen, str(route.gateway) if route.gateway else None, self.index(name))
+            index = self.index(name)
+        except Gone:
+            return  # the device went, and its routes with it
+        try:
+            gateway = str(route.gateway) if route.gateway else None
+            self.rtnl.route(False, str(route.dst.network_address), route.dst.prefixlen, gateway, index)
         except OSError as exc:
             if exc.errno != 3:  # ESRCH: already gone
                 raise

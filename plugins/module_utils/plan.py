@@ -8,11 +8,16 @@ The diff is rendered from the plan: the before and after of every object it touc
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ansible_collections.cnm.network.plugins.module_utils import faults
-from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
+
+# What an undo meets when its object is already gone (deleted with its device or sandbox, by hand or by an
+# earlier step): nothing is left to put back, so the undo moves on.
+GONE_ERRNOS = frozenset((errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL))
 
 Action = Callable[[], None]
 
@@ -83,8 +88,21 @@ def _undo(done: list) -> list:
         try:
             change.undo()
         except Exception as exc:  # noqa: BLE001 - keep undoing the rest
+            if gone(exc):
+                continue
             errors.append("%s: %s" % (change.target, _reason(exc)))
     return errors
+
+
+def gone(exc: BaseException) -> bool:
+    """The error says the object is no longer there (netlink and OS errors carry the errno)."""
+    if isinstance(exc, Gone):
+        return True
+    code = getattr(exc, "errno", None)
+    if code is None:
+        args = getattr(exc, "args", ())
+        code = args[0] if len(args) == 2 and isinstance(args[0], int) else None
+    return code in GONE_ERRNOS
 
 
 def _reason(exc: BaseException) -> str:

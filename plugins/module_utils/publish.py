@@ -91,6 +91,8 @@ class PublishPlanner:
                                             "publish %s" % ", ".join(map(docker_form, spec.ports)), "the endpoint on network %s" % spec.network)
             return {"network": spec.network, "ports": [docker_form(mapping) for mapping in spec.ports]}
         network = host.network(spec.network, spec.opt("network"))
+        host.endpoints_of(network.name)  # leases (and ports) of vanished sandboxes go before their ports conflict
+        self._by_port = None
         if network.driver == "macvlan":
             raise option_error(spec.opt("network"), network.name, "is a macvlan network: its endpoints are on the LAN with their own addresses, "
                                "so reach them there; ports cannot be published from the host to them (Docker ignores -p on macvlan too)")
@@ -199,11 +201,9 @@ class PublishPlanner:
     def _remove(self, keys: list) -> None:
         entries = self.host.state.get("ports", {})
         for key in keys:
-            entry = entries.pop(key)
+            entry = entries[key]
             self._index().get((entry["protocol"], entry["host_port"]), set()).discard(key)
-            self.host.conntrack_flush.add(conntrack_flow(entry))  # a removed mapping leaves no flow of its own
-        if "ports" in self.host.state and not entries:
-            del self.host.state["ports"]
+        self.host.drop_ports(keys)  # a removed mapping leaves no flow of its own
 
     def _check_host_ip(self, where: str, mapping: PortMapping) -> None:
         if mapping.host_ip is None or mapping.host_ip.is_unspecified:

@@ -278,7 +278,9 @@ changes:
   elements: str
   sample: ["create bridge br-web mtu 1500", "add address 172.30.0.1/24 to br-web", "write the store"]
 reclaimed:
-  description: Address leases freed because their sandbox no longer exists.
+  description:
+    - Address leases freed because their sandbox no longer exists (a host veth it left on the network is deleted).
+    - C(ports) lists the published ports that went with a lease, with their nft elements and conntrack entries.
   returned: when leases were reclaimed
   type: list
   elements: dict

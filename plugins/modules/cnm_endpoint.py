@@ -334,7 +334,9 @@ changes:
   elements: str
   sample: ["create veth ve-3f2a9c01b7d (host) / eth0 (in web1)", "add address 172.30.0.2/24 to eth0 in web1"]
 reclaimed:
-  description: Address leases freed because their sandbox no longer exists.
+  description:
+    - Address leases freed because their sandbox no longer exists (a host veth it left on the network is deleted).
+    - C(ports) lists the published ports that went with a lease, with their nft elements and conntrack entries.
   returned: when leases were reclaimed
   type: list
   elements: dict

@@ -233,7 +233,9 @@ changes:
   sample: ["create host-access shim mvs-3a9f0c2d1e4 on eth1 (macvlan bridge) mtu 1500", "add address 192.168.1.223/32 to mvs-3a9f0c2d1e4",
            "add route 192.168.1.192/28 through mvs-3a9f0c2d1e4", "write the store"]
 reclaimed:
-  description: Address leases freed because their sandbox no longer exists.
+  description:
+    - Address leases freed because their sandbox no longer exists (a host veth it left on the network is deleted).
+    - C(ports) lists the published ports that went with a lease, with their nft elements and conntrack entries.
   returned: when leases were reclaimed
   type: list
   elements: dict

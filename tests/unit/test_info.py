@@ -340,7 +340,7 @@ def test_the_report_holds_what_is_gathered_and_every_drift_kind_is_documented():
     result = report(data, InfoQuery(), select(data, InfoQuery()), broken, {"netns:web1": None})
     assert set(kinds(result["drift"])) <= set(DRIFT_KINDS)
     assert kinds(result["drift"]) == ["endpoint_sandbox_missing", "firewall_rules_missing", "network_device_missing", "network_rules_missing",
-                                      "network_rules_missing", "port_rules_missing"]
+                                      "network_rules_missing", "port_endpoint_missing", "port_rules_missing"]
 
 
 def test_every_drift_kind_is_documented_in_the_module():

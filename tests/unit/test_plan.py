@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
 from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
 
 
@@ -197,3 +197,33 @@ def test_the_diff_of_an_object_removed_last_has_no_after():
     assert plan.diff() == {"before": {"network web": {"bridge": "br-web", "ports": 1, "mtu": 1500}}, "after": {}}
     plan.add("network web", "create bridge", None, {"bridge": "br-web"}, noop)
     assert plan.diff()["after"] == {"network web": {"bridge": "br-web"}}
+
+
+GONE = [Gone("no interface br-x in the host"), OSError(errno.ENODEV, "No such device"),
+        FileNotFoundError(errno.ENOENT, "No such file"), OSError(errno.EADDRNOTAVAIL, "Cannot assign"),
+        OSError(errno.ESRCH, "No such process")]
+
+
+@pytest.mark.parametrize("exc", GONE, ids=["gone", "enodev", "enoent", "eaddrnotavail", "esrch"])
+def test_an_undo_that_meets_its_object_gone_moves_on(exc):
+    """Undo of a step whose object went (a device deleted with its sandbox) is done, not an incomplete undo."""
+    journal = Journal()
+    plan = Plan()
+    plan.add("object a", "make a", None, {}, journal.action("do a"), journal.failing(exc))
+    plan.add("object b", "make b", None, {}, journal.action("do b"), journal.action("undo b"))
+    plan.add("object c", "make c", None, {}, journal.failing(OSError(errno.EPERM, "Operation not permitted")))
+    with pytest.raises(CnmError) as failure:
+        plan.execute(check=False)
+    assert journal.events == ["do a", "do b", "fail", "undo b", "fail"]
+    assert "undid 2 earlier change(s)" in str(failure.value) and "undo incomplete" not in str(failure.value)
+
+
+def test_an_undo_that_fails_otherwise_is_reported():
+    journal = Journal()
+    plan = Plan()
+    busy = OSError(errno.EBUSY, "Device or resource busy")
+    plan.add("object a", "make a", None, {}, journal.action("do a"), journal.failing(busy))
+    plan.add("object c", "make c", None, {}, journal.failing(OSError(errno.EPERM, "Operation not permitted")))
+    with pytest.raises(CnmError) as failure:
+        plan.execute(check=False)
+    assert "undo incomplete: object a: Device or resource busy (errno 16)" in str(failure.value)
