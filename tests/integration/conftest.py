@@ -8,6 +8,7 @@ made is removed afterwards, even when it fails.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -215,6 +216,34 @@ def tcp_connects(client_ns: str, server_ns: str, address: str, port: int = 8080)
     finally:
         server.kill()
         server.wait()
+
+
+@contextlib.contextmanager
+def ingress_counters(netns: str, **counters):
+    """Count the test's own packets: NAME=(DEVICE, MATCH) counts what enters DEVICE of NETNS and MATCH (nft syntax)
+    selects, in a netdev table of the test's own; yields a function returning {NAME: packets}; the table goes on exit.
+
+    An interface's statistics count the kernel's own traffic too (neighbour probes, IPv6 solicitations): a run
+    saw one move by 1 while the test's packets were all dropped. Match what only the test sends (its addresses,
+    ports, MACs).
+    """
+    table = "cnmtest_%s" % secrets.token_hex(3)
+    commands = ["add table netdev %s" % table]
+    for name, (device, match) in counters.items():
+        hook = "{ type filter hook ingress device %s priority -500 ; }" % json.dumps(device)
+        commands.append("add chain netdev %s count_%s %s" % (table, name, hook))  # a prefix: no nft keyword
+        commands.append("add rule netdev %s count_%s %s counter" % (table, name, match))
+    sh("nft -f - <<'EOF'\n%s\nEOF" % "\n".join(commands), netns=netns)
+
+    def read() -> dict:
+        listing = json.loads(sh("nft -j list table netdev %s" % table, netns=netns).stdout)["nftables"]
+        return {item["rule"]["chain"][len("count_"):]: next(e["counter"]["packets"] for e in item["rule"]["expr"] if "counter" in e)
+                for item in listing if "rule" in item}
+
+    try:
+        yield read
+    finally:
+        sh("nft delete table netdev %s" % table, netns=netns)
 
 
 def pings(netns: str, address: str, extra: str = "") -> bool:

@@ -20,7 +20,7 @@ import tempfile
 
 import pytest
 import test_overlay
-from conftest import COLLECTIONS, pings
+from conftest import COLLECTIONS, ingress_counters, pings
 from test_overlay import SUBNET, VTEPS, overlay, peers_of
 
 hosts = test_overlay.hosts  # the three VTEP hosts and the rogue of the overlay tests, reused
@@ -42,10 +42,6 @@ def python_in(host, script: str, **kwargs):
         return host.sh("PYTHONPATH=%s %s %s" % (COLLECTIONS, host.python, handle.name), **kwargs)
     finally:
         os.unlink(handle.name)
-
-
-def rx_packets(host, device: str = "vx-ov") -> int:
-    return json.loads(host.sh("ip -s -j link show %s" % device).stdout)[0]["stats64"]["rx"]["packets"]
 
 
 @pytest.mark.skipif(not LACKS_ESP, reason="this kernel has ESP and AES-GCM: the refusal cannot be shown here")
@@ -101,15 +97,23 @@ def test_the_clear_vxlan_drop_stops_real_vxlan_of_its_vni_only(hosts):
     python_in(one, RENDER_SCRIPT % json.dumps(networks))
     assert "cnm network ov vxlan clear drop" in one.ruleset() and "meta ipsec missing" in one.ruleset()
 
-    before = rx_packets(one)
-    assert not pings(two.sandbox("c"), endpoints[1]["ipv4_address"])
-    assert rx_packets(one) == before  # clear VXLAN of the encrypted VNI never reached the device
+    # only the sandbox's frames: VXLAN of VNI 4200 from host two whose inner frame comes from the sandbox's MAC
+    mac = endpoints[2]["mac_address"]
+    with ingress_counters(one.name, underlay=("eth0", "ip saddr %s udp dport 4789 @th,96,24 4200 @th,176,48 0x%s"
+                                              % (VTEPS[2], mac.replace(":", ""))),
+                          device=("vx-ov", "ether saddr %s" % mac)) as counts:
+        assert not pings(two.sandbox("c"), endpoints[1]["ipv4_address"])
+        seen = counts()
+    # the sandbox's clear VXLAN of the encrypted VNI arrived, and not one frame of it reached the device
+    assert seen["underlay"] >= 1 and seen["device"] == 0, seen
     assert pings(two.name, "10.99.0.1")  # VNI 4201 on the same port is not affected
 
     # the next run of the (clear) overlay repairs the table: the drop goes, the traffic flows again
     result = one.ok("cnm_overlay", name="ov", vni=4200, subnet=SUBNET, ip_range="10.200.1.0/24", local_ip=VTEPS[1])
     assert result["changed"] and "vxlan clear drop" not in one.ruleset()
-    assert pings(two.sandbox("c"), endpoints[1]["ipv4_address"])
+    with ingress_counters(one.name, device=("vx-ov", "ether saddr %s" % mac)) as counts:  # the counter sees them now
+        assert pings(two.sandbox("c"), endpoints[1]["ipv4_address"])
+        assert counts()["device"] >= 1
 
 
 RENDER_SCRIPT = r"""
