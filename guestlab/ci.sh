@@ -4,7 +4,7 @@
 # Boot once, run every proof, stop: setup.sh (qemu, debootstrap, ... from apt), image.sh (cached
 # in /var/cache/cnm-guestlab), up.sh with N guests (default 3), then every playbook
 # guestlab/proofs/*.yml in name order through run.sh (GUESTLAB_PROOFS="a b" picks some by name,
-# GUESTLAB_PROOF_TIMEOUT seconds each, default 900), and down.sh whatever happened. After a
+# GUESTLAB_PROOF_TIMEOUT seconds each, default 1500), and down.sh whatever happened. After a
 # failed proof the guests are restarted, so the next proof starts on clean guests.
 # The lab's prefix is cnmci (GUESTLAB_PREFIX), so it never meets a lab started by hand (cnmgl).
 #
@@ -23,7 +23,7 @@ if [ "${1:-}" = --note-file ]; then
     shift 2
 fi
 count="${1:-${GUESTLAB_GUESTS:-3}}"
-proof_timeout="${GUESTLAB_PROOF_TIMEOUT:-900}"
+proof_timeout="${GUESTLAB_PROOF_TIMEOUT:-1500}"
 started="$(now)"
 timings=()
 
