@@ -361,7 +361,7 @@ class Lab:
         for host in self.hosts:
             ns = host.sandbox
             if kind == "rate":
-                for _ in range(processes):
+                for _number in range(processes):
                     proc = subprocess.Popen(in_ns(ns) + self.serve_argv(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                             start_new_session=True)
                     self.servers.append(proc)
@@ -420,7 +420,7 @@ class Lab:
         addr, port = host.target(family, path)
         start = time.time() + 0.3  # all client processes start together
         argv = in_ns(self.client) + self.connect_argv(addr, port, start, seconds)
-        procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(clients)]
+        procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _number in range(clients)]
         outs = []
         for proc in procs:
             out, err = proc.communicate(timeout=seconds + 30)

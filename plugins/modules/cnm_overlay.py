@@ -129,7 +129,7 @@ options:
     default: true
   allow_host_route_overlap:
     description:
-      - Accept a O(subnet) or O(ipv6_subnet) that overlaps a route of the host's main routing table (other than a default
+      - Accept a O(subnet) that overlaps a route of the host's main routing table (other than a default
         route and the network's own bridge route). Without it such a subnet is refused, naming the route; the bridge's
         connected route would take that traffic from the host's LAN or router, which is what Docker avoids when it
         picks an address pool (it checks the host's routes).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import sh
-from test_ports import HOST, ask, servers, wait_answer  # noqa: F401 - servers is a fixture
+from test_ports import HOST, ask, servers, wait_answer  # noqa: F401 pylint: disable=unused-import
 
 PORTS = ["4000:80", "127.0.0.1:4001:80", "5353:53/udp"]
 

@@ -385,8 +385,8 @@ def test_a_default_route_held_elsewhere_or_asked_for_is_not_drift():
 
 def test_the_best_ranked_endpoint_holds_the_default_route():
     db = dict(WEB, bridge_name="br-db", subnet="172.31.0.0/24", gateway="172.31.0.1", ipv6_subnet=None, ipv6_gateway=None)
-    data = state({"web": WEB, "db": db}, {"web|netns:web1": WEB1, "db|netns:web1": dict(WEB1, network="db", ifname="eth1", ipv4_address="172.31.0.2",
-                                                                                         ipv6_address=None, gw_priority=5)})
+    eth1 = dict(WEB1, network="db", ifname="eth1", ipv4_address="172.31.0.2", ipv6_address=None, gw_priority=5)
+    data = state({"web": WEB, "db": db}, {"web|netns:web1": WEB1, "db|netns:web1": eth1})
     facts = _routes(eth0=("default via fd00:30::1",), eth1=("default via 172.31.0.1",))
     assert sandbox_drift("netns:web1", data, select(data, InfoQuery()), facts) == []
     swapped = _routes(eth0=("default via 172.30.0.1", "default via fd00:30::1"), eth1=())

@@ -170,7 +170,7 @@ DAMAGED = [
 ]
 
 
-@pytest.mark.parametrize("content, problem", DAMAGED, ids=[problem[:60] for _, problem in DAMAGED])
+@pytest.mark.parametrize("content, problem", DAMAGED, ids=[case[1][:60] for case in DAMAGED])
 def test_a_damaged_store_is_a_clear_error_naming_the_file_and_the_problem(store, content, problem):
     _write(store, content)
     with open(store.path, "rb") as handle:
@@ -290,6 +290,7 @@ def test_a_version_older_than_every_migration_is_a_clear_error(tmp_path):
 def test_the_current_version_is_not_migrated(tmp_path):
     data = _good()
     assert migrate(data, str(tmp_path / "state.json")) is data
+
 
 def test_snapshot_is_a_deep_copy(store):
     store.networks["web"] = {"mtu": 1500}

@@ -71,14 +71,14 @@ def main() -> None:
             next_send += interval
             if next_send < now:  # the guest stalled: keep the rate, do not burst to catch up
                 next_send = now + interval
-        readable, _, _ = select.select([sock], [], [], max(0.0, next_send - time.monotonic()))
+        readable = select.select([sock], [], [], max(0.0, next_send - time.monotonic()))[0]
         if readable:
             seq = own_reply(sock.recv(65535), ident)
             if seq is not None and seq < sent:
                 answered.add(seq)
     wait_until = time.monotonic() + grace
     while len(answered) < sent and time.monotonic() < wait_until:
-        readable, _, _ = select.select([sock], [], [], max(0.0, wait_until - time.monotonic()))
+        readable = select.select([sock], [], [], max(0.0, wait_until - time.monotonic()))[0]
         if readable:
             seq = own_reply(sock.recv(65535), ident)
             if seq is not None and seq < sent:
