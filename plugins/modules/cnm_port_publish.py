@@ -211,6 +211,14 @@ changes:
   type: list
   elements: str
   sample: ["apply 4 nft command(s) to the cnm tables", "write the store"]
+reclaimed:
+  description:
+    - Address leases freed on the network because their sandbox no longer exists (checked before planning, so a port
+      of a vanished sandbox does not block a new one); C(ports) lists the published ports that went with a lease.
+  returned: when leases were reclaimed
+  type: list
+  elements: dict
+  sample: [{"network": "web", "sandbox": "netns:old", "ipv4_address": "172.30.0.3", "ports": ["tcp/*:4000"]}]
 """
 
 import dataclasses
