@@ -29,7 +29,8 @@ notes:
 options:
   netns:
     description:
-      - The sandbox by network namespace name (as in C(ip netns), a file under C(/run/netns)); letters, digits, C(_), C(.) and
+      - The sandbox by network namespace name (as in C(ip netns), a file under C(/run/netns)); letters, digits, C(_),
+        C(.) and
         C(-), not C(.) or C(..), at most 255 bytes, and short enough that the endpoint's interface alias
         C(cnm:endpoint:NETWORK|netns:NAME) fits the kernel's 255 bytes.
       - Exactly one of C(netns), C(netns_path), C(pid) and C(container) (and, where offered, C(container_ip)) is given.

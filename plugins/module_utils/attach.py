@@ -34,7 +34,8 @@ class VethLink:
         if bridge is None and not self.planner.network_planned(network.name):
             raise option_error(self.spec.opt("network"), network.name, "has no bridge %s on this host: run cnm_bridge for it first" % network.bridge_name)
         if bridge is not None and (bridge.kind != "bridge" or bridge.alias != network.alias):
-            raise option_error(self.spec.opt("network"), network.name, "uses bridge %s, but device %s on this host is a %s %s, not this network's "
+            raise option_error(self.spec.opt("network"), network.name, "uses bridge %s, but device %s on this host is "
+                               "a %s %s, not this network's "
                                "bridge: rename or remove the foreign device, or give the network another bridge_name"
                                % (network.bridge_name, bridge.name, bridge.kind or "device",
                                   "with alias %r" % bridge.alias if bridge.alias else "without a cnm alias"))
@@ -86,7 +87,8 @@ class VethLink:
         name = self.network.bridge_name
         if name not in counts:
             bridge = self.kernel.host.link(name)
-            counts[name] = 0 if bridge is None else sum(1 for link in self.kernel.host.links().values() if link.master == bridge.index)
+            counts[name] = 0 if bridge is None else sum(1 for link in self.kernel.host.links().values()
+                                                        if link.master == bridge.index)
         check_port_count(self.spec.opt("network"), self.network.name, name, counts[name], 1)
         counts[name] += 1
 

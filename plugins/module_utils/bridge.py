@@ -170,7 +170,8 @@ def check_host_routes(host: Host, network: BridgeNetwork) -> None:
         if mine is None:
             continue
         for route in session.rtnl.routes():
-            if route["table"] != RT_TABLE_MAIN or route["dst_len"] == 0 or route["family"] != (socket.AF_INET if mine.version == 4 else socket.AF_INET6):
+            if (route["table"] != RT_TABLE_MAIN or route["dst_len"] == 0
+                    or route["family"] != (socket.AF_INET if mine.version == 4 else socket.AF_INET6)):
                 continue
             if own is not None and route["oif"] == own.index:
                 continue
@@ -179,15 +180,19 @@ def check_host_routes(host: Host, network: BridgeNetwork) -> None:
                 continue  # the kernel's fe80::/64 and ff00::/8 on every IPv6 device (such subnets are refused anyway)
             if mine.overlaps(dst):
                 device = session.by_index(route["oif"]) if route["oif"] else None
-                how = (" dev %s" % device.name if device is not None else "") + (" via %s" % route["gateway"] if route["gateway"] else "")
-                raise option_error(option, mine, "overlaps the host's route to %s%s: the network would take that traffic from the host; "
-                                   "choose another subnet, or set allow_host_route_overlap: true if this is intended" % (dst, how))
+                how = ((" dev %s" % device.name if device is not None else "")
+                       + (" via %s" % route["gateway"] if route["gateway"] else ""))
+                raise option_error(option, mine, "overlaps the host's route to %s%s: the network would take that "
+                                   "traffic from the host; "
+                                   "choose another subnet, or set allow_host_route_overlap: true if this is intended"
+                                   % (dst, how))
 
 
 def _check_subnet_change(network: BridgeNetwork, attached: dict) -> None:
     for endpoint in attached.values():
         address = ipaddress.ip_address(endpoint["ipv4_address"]) if endpoint.get("ipv4_address") else None
-        if address is not None and (network.subnet is None or address not in network.subnet or address == network.gateway):
+        if address is not None and (network.subnet is None or address not in network.subnet
+                                    or address == network.gateway):
             raise option_error("subnet", network.subnet, "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address))
         if endpoint.get("ipv6_address") and (network.ipv6_subnet is None or ipaddress.ip_address(endpoint["ipv6_address"]) not in network.ipv6_subnet):
             raise option_error("ipv6_subnet", network.ipv6_subnet,

@@ -44,7 +44,8 @@ class EndpointPlanner:
         self.removed_stubs: set = set()  # keys of named sandboxes whose stub (see netns.is_stub) this run removes
         self.seen: set = set()
         self.bridge_ports: dict = {}  # bridge name -> its ports, counting the ones this run adds (see VethLink)
-        self.namespaces: dict = {}  # network -> {namespace identity: sandbox key} of its endpoints (one sandbox, one endpoint)
+        # network -> {namespace identity: sandbox key} of its endpoints (one sandbox, one endpoint)
+        self.namespaces: dict = {}
         self.shim_routes = True  # macvlan host-access routes of endpoints; False when cnm_macvlan plans the shim's routes itself
 
     def plan(self, spec: EndpointSpec) -> dict:
@@ -99,7 +100,8 @@ class EndpointPlanner:
         nothing else can be detached from it), whatever ``delete_netns`` says."""
         if ref.key not in self.removed_stubs and ref.key not in self.host.new_sandboxes and ref.is_stub():
             self.removed_stubs.add(ref.key)
-            self.host.plan.add("netns %s" % ref.value, "remove %s, a namespace name left without its namespace by an interrupted run" % ref.value,
+            self.host.plan.add("netns %s" % ref.value, "remove %s, a namespace name left without its namespace by an "
+                               "interrupted run" % ref.value,
                                {"stub": True}, None, lambda: netns.delete_named(ref.value))
 
     def _ensure_lo_up(self, spec: EndpointSpec, view) -> None:
@@ -162,13 +164,15 @@ class EndpointPlanner:
 
         ifname = self._choose_ifname(spec, record, view, link.inner_name(view))
         if spec.ipv4_address and network.subnet is None:
-            raise option_error(spec.opt("ipv4_address"), spec.ipv4_address, "needs a network with subnet (%s is IPv6-only)" % network.name)
+            raise option_error(spec.opt("ipv4_address"), spec.ipv4_address, "needs a network with subnet (%s is "
+                               "IPv6-only)" % network.name)
         ipv4 = self._choose_address(spec, network, record, 4) if network.subnet is not None else None
         ipv6 = self._choose_address(spec, network, record, 6) if network.ipv6_subnet else None
         if spec.ipv6_address and not network.ipv6_subnet:
             raise option_error(spec.opt("ipv6_address"), spec.ipv6_address, "needs a network with ipv6_subnet (%s has none)" % network.name)
         # Without IPv4 (an IPv6-only network) a MAC stable on every rerun, from the endpoint's name.
-        mac = spec.mac_address or (link.default_mac(ipv4) if ipv4 is not None else ipam.mac_from_name("endpoint:" + key))
+        mac = spec.mac_address or (link.default_mac(ipv4) if ipv4 is not None
+                                   else ipam.mac_from_name("endpoint:" + key))
         self._check_unique_mac(spec, network, mac)
         self._check_one_reference(spec, network)
 
@@ -245,7 +249,8 @@ class EndpointPlanner:
 
         new_record = {
             "network": network.name, "sandbox": ref.key, "ifname": ifname, "host_ifname": link.host_ifname,
-            "ipv4_address": str(ipv4) if ipv4 else None, "ipv6_address": str(ipv6) if ipv6 else None, "mac_address": mac,
+            "ipv4_address": str(ipv4) if ipv4 else None, "ipv6_address": str(ipv6) if ipv6 else None,
+            "mac_address": mac,
             "static_ipv4": spec.ipv4_address is not None, "static_ipv6": spec.ipv6_address is not None, "static_mac": spec.mac_address is not None,
             "default_route": spec.default_route, "routes": [r.to_record() for r in spec.routes], "sysctls": dict(spec.sysctls),
             "gw_priority": spec.gw_priority,
@@ -265,8 +270,10 @@ class EndpointPlanner:
         if mac is None or (network.driver == "macvlan" and network.mode == "passthru"):
             return
         for record in self.host.state["endpoints"].values():
-            if record["network"] == network.name and record["sandbox"] != spec.sandbox.key and record.get("mac_address") == mac:
-                raise option_error(spec.opt("mac_address"), mac, "is already the MAC of endpoint %s on network %s" % (record["sandbox"], network.name))
+            if (record["network"] == network.name and record["sandbox"] != spec.sandbox.key
+                    and record.get("mac_address") == mac):
+                raise option_error(spec.opt("mac_address"), mac, "is already the MAC of endpoint %s on network %s"
+                                   % (record["sandbox"], network.name))
 
     def _check_one_reference(self, spec: EndpointSpec, network) -> None:
         """One namespace named two ways (``netns`` and ``netns_path``, a ``pid`` in it...) gets one endpoint per network:
@@ -287,7 +294,8 @@ class EndpointPlanner:
         identity = _namespace_identity(ref)
         holder = known.setdefault(identity, ref.key) if identity is not None else ref.key
         if holder != ref.key:
-            raise option_error(spec.opt(ref.kind), ref.value, "is the network namespace of endpoint %s, already on network %s: one sandbox "
+            raise option_error(spec.opt(ref.kind), ref.value, "is the network namespace of endpoint %s, already on "
+                               "network %s: one sandbox "
                                "gets one endpoint per network (give it one name)" % (holder, network.name))
 
     def _lease_index(self, network: str, version: int) -> dict:

@@ -99,7 +99,9 @@ def _names(names: List[str]):
 def reaches_loopback(entry: dict) -> bool:
     """A published port bound to all addresses or to 127.0.0.0/8 answers on the host's loopback (IPv4 only)."""
     host_ip = ipaddress.ip_address(entry["host_ip"]) if entry.get("host_ip") else None
-    return bool(entry.get("container_ip")) and (host_ip is None or (host_ip.version == 4 and (host_ip.is_unspecified or host_ip in LOOPBACK)))
+    return bool(entry.get("container_ip")) and (host_ip is None
+                                                or (host_ip.version == 4
+                                                    and (host_ip.is_unspecified or host_ip in LOOPBACK)))
 
 
 @dataclass(frozen=True)
@@ -134,13 +136,15 @@ def _port_maps(base: str, family: str, specific: bool) -> Tuple[PortMap, PortMap
     return PortMap(base + "_addr", family, specific, "addr"), PortMap(base + "_port", family, specific, "port")
 
 
-# The bindings, by kind: one host address (v4 except 127/8, v6), a 127/8 address (from the host itself only), any local address.
+# The bindings, by kind: one host address (v4 except 127/8, v6), a 127/8 address (from the host itself only), any local
+# address.
 PORTS_HOST4 = _port_maps("ports_host4", "ip", True)
 PORTS_LOOPBACK4 = _port_maps("ports_loopback4", "ip", True)
 PORTS_ANY4 = _port_maps("ports_any4", "ip", False)
 PORTS_HOST6 = _port_maps("ports_host6", "ip6", True)
 PORTS_ANY6 = _port_maps("ports_any6", "ip6", False)
-PORT_MAPS = {port_map.name: port_map for pair in (PORTS_HOST4, PORTS_LOOPBACK4, PORTS_ANY4, PORTS_HOST6, PORTS_ANY6) for port_map in pair}
+PORT_MAPS = {port_map.name: port_map for pair in (PORTS_HOST4, PORTS_LOOPBACK4, PORTS_ANY4, PORTS_HOST6, PORTS_ANY6)
+             for port_map in pair}
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,8 @@ class Element:
 
 def element_text(map_name: str, key, value) -> str:
     """``element MAP tcp . 192.0.2.1 . 4000 : 172.18.0.2``: the same text for a rendered element and a listed one."""
-    parts = key["concat"] if isinstance(key, dict) and "concat" in key else (list(key) if isinstance(key, (list, tuple)) else [key])
+    parts = key["concat"] if isinstance(key, dict) and "concat" in key else (list(key) if isinstance(key, (list, tuple))
+                                                                             else [key])
     return "element %s %s : %s" % (map_name, " . ".join(str(part) for part in parts), value)
 
 
@@ -178,7 +183,8 @@ def _bindings(entry: dict) -> List[Tuple[Tuple[PortMap, PortMap], Optional[str],
             found.append((PORTS_ANY4, None, entry["container_ip"]))
         else:
             found.append((PORTS_LOOPBACK4 if host_ip in LOOPBACK else PORTS_HOST4, str(host_ip), entry["container_ip"]))
-    if entry.get("container_ipv6") and (host_ip is None or host_ip.version == 6) and not (host_ip is not None and host_ip.is_loopback):
+    if entry.get("container_ipv6") and (host_ip is None or host_ip.version == 6) and not (host_ip is not None
+                                                                                          and host_ip.is_loopback):
         container_ipv6 = str(ipaddress.ip_address(entry["container_ipv6"]))
         if host_ip is None or host_ip.is_unspecified:
             found.append((PORTS_ANY6, None, container_ipv6))
@@ -231,7 +237,8 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule
     used = {element.map.name for element in render_elements(ports)}
     rules: List[Rule] = []
     nfproto = {"ip": _match("nfproto", "ipv4"), "ip6": _match("nfproto", "ipv6")}
-    kinds = ((PORTS_HOST4, "ipv4 host address", True), (PORTS_LOOPBACK4, "ipv4 loopback", False), (PORTS_ANY4, "ipv4 any address", True),
+    kinds = ((PORTS_HOST4, "ipv4 host address", True), (PORTS_LOOPBACK4, "ipv4 loopback", False),
+             (PORTS_ANY4, "ipv4 any address", True),
              (PORTS_HOST6, "ipv6 host address", True), (PORTS_ANY6, "ipv6 any address", True))
     for chain in (INET_PREROUTING, INET_OUTPUT):
         for maps, what, from_outside in kinds:
@@ -327,8 +334,10 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
     for name in sorted(networks):
         if networks[name].get("internal"):  # nothing in or out, only between the network's own endpoints
             bridge = bridges[name]
-            rules.append(_rule(INET_FORWARD, "network %s internal out" % name, _match("iifname", bridge), _match("oifname", bridge, "!="), {"drop": None}))
-            rules.append(_rule(INET_FORWARD, "network %s internal in" % name, _match("oifname", bridge), _match("iifname", bridge, "!="), {"drop": None}))
+            rules.append(_rule(INET_FORWARD, "network %s internal out" % name, _match("iifname", bridge),
+                               _match("oifname", bridge, "!="), {"drop": None}))
+            rules.append(_rule(INET_FORWARD, "network %s internal in" % name, _match("oifname", bridge),
+                               _match("iifname", bridge, "!="), {"drop": None}))
     if routed:
         rules.append(_rule(INET_FORWARD, "ports accept published", _ct("status", "dnat"), {"accept": None}))
     for name in sorted(networks):
@@ -336,10 +345,13 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
         others = [other for other_name, other in bridges.items() if other_name != name]
         if others:  # Docker's isolation: no traffic from this network into another cnm network
             rules.append(_rule(INET_FORWARD, "network %s isolation" % name, _match("iifname", bridge), _match("oifname", _names(others)), {"drop": None}))
-        if networks[name].get("icc") is False:  # the isolated port flag stops frames; this stops routing via the gateway
-            rules.append(_rule(INET_FORWARD, "network %s icc" % name, _match("iifname", bridge), _match("oifname", bridge), {"drop": None}))
+        # the isolated port flag stops frames; this stops routing via the gateway
+        if networks[name].get("icc") is False:
+            rules.append(_rule(INET_FORWARD, "network %s icc" % name, _match("iifname", bridge),
+                               _match("oifname", bridge), {"drop": None}))
     if routed:
-        rules.append(_rule(INET_FORWARD, "forward accept replies", _ct("state", ["established", "related"]), {"accept": None}))
+        rules.append(_rule(INET_FORWARD, "forward accept replies", _ct("state", ["established", "related"]),
+                           {"accept": None}))
     for name in routed:
         bridge = bridges[name]
         for version, proto in ((4, "ip"), (6, "ip6")):
@@ -348,7 +360,8 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
                 right = {"set": [_prefix(ipaddress.ip_network(text)) for text in sources]}
                 rules.append(_rule(INET_FORWARD, "network %s trusted %s" % (name, proto), _match("oifname", bridge),
                                    _payload(proto, "saddr", right), {"accept": None}))
-        rules.append(_rule(INET_FORWARD, "network %s inbound drop" % name, _match("oifname", bridge), _match("iifname", bridge, "!="), {"drop": None}))
+        rules.append(_rule(INET_FORWARD, "network %s inbound drop" % name, _match("oifname", bridge),
+                           _match("iifname", bridge, "!="), {"drop": None}))
     return rules
 
 
@@ -358,19 +371,22 @@ def render_masquerade(networks: Dict[str, dict]) -> List[Rule]:
     for name in sorted(networks):
         record = networks[name]
         bridge = record["bridge_name"]
-        if not record.get("internal") and record.get("masquerade", True) and record.get("subnet"):  # IPv6-only: no subnet
+        # IPv6-only: no subnet
+        if not record.get("internal") and record.get("masquerade", True) and record.get("subnet"):
             subnet = ipaddress.ip_network(record["subnet"])
             rules.append(_rule(INET_POSTROUTING, "network %s masquerade" % name, _saddr(subnet), _match("oifname", bridge, "!="), {"masquerade": None}))
         if masquerades_ipv6(record):
             subnet = ipaddress.ip_network(record["ipv6_subnet"])
-            rules.append(_rule(INET_POSTROUTING, "network %s ipv6 masquerade" % name, _saddr(subnet), _match("oifname", bridge, "!="),
+            rules.append(_rule(INET_POSTROUTING, "network %s ipv6 masquerade" % name, _saddr(subnet),
+                               _match("oifname", bridge, "!="),
                                {"masquerade": None}))
     return rules
 
 
 def render(networks: Dict[str, dict], ports: Optional[Dict[str, dict]] = None) -> List[Rule]:
     """The rules every cnm network and published port of the store needs, in chain order."""
-    return render_ports(networks, ports or {}) + render_vxlan_filter(networks) + render_forward(networks) + render_masquerade(networks)
+    return (render_ports(networks, ports or {}) + render_vxlan_filter(networks) + render_forward(networks)
+            + render_masquerade(networks))
 
 
 @dataclass
@@ -383,7 +399,8 @@ class Ruleset:
     maps: Dict[str, dict] = field(default_factory=dict)  # the maps of table inet cnm by name, as listed (with "elem")
 
     def comments(self) -> Dict[str, List[str]]:
-        found = {"%s %s" % key: [rule.get("comment", "") for rule in self.rules.get(key, [])] for key in sorted(self.chains)}
+        found = {"%s %s" % key: [rule.get("comment", "") for rule in self.rules.get(key, [])]
+                 for key in sorted(self.chains)}
         for name in sorted(self.maps):
             found["map inet %s" % name] = sorted(self.elements(name))
         return found
@@ -437,7 +454,8 @@ def _same_chain(current: dict, wanted: Chain) -> bool:
 
 def _same_map(current: dict, wanted: PortMap) -> bool:
     kind = current.get("type")
-    return (kind if isinstance(kind, list) else [kind]) == wanted.key_types and current.get("map") == wanted.data_type and not current.get("flags")
+    return ((kind if isinstance(kind, list) else [kind]) == wanted.key_types and current.get("map") == wanted.data_type
+            and not current.get("flags"))
 
 
 def _element_command(verb: str, name: str, elems: list) -> dict:
@@ -452,12 +470,14 @@ def _map_commands(current: Ruleset, elements: List[Element]) -> Tuple[List[dict]
     wanted: Dict[str, Dict[str, Element]] = {}
     for element in elements:
         wanted.setdefault(element.map.name, {})[element.comment] = element
-    stale = sorted(name for name, spec in current.maps.items() if name not in wanted or name not in PORT_MAPS or not _same_map(spec, PORT_MAPS[name]))
+    stale = sorted(name for name, spec in current.maps.items() if name not in wanted or name not in PORT_MAPS
+                   or not _same_map(spec, PORT_MAPS[name]))
     commands: List[dict] = []
     flushed = set()
     if stale:
         for key, rules in sorted(current.rules.items()):
-            if key[0] == "inet" and key in current.chains and any('"data": "@' in json.dumps(rule.get("expr")) for rule in rules):
+            if key[0] == "inet" and key in current.chains and any('"data": "@' in json.dumps(rule.get("expr"))
+                                                                  for rule in rules):
                 commands.append({"flush": {"chain": {"family": "inet", "table": TABLE, "name": key[1]}}})
                 flushed.add(key)
         commands.extend({"delete": {"map": {"family": "inet", "table": TABLE, "name": name}}} for name in stale)
@@ -520,7 +540,8 @@ def restore_commands(before: Ruleset, after_families: set) -> List[dict]:
     for family in sorted(before.tables):
         commands.append({"add": {"table": {"family": family, "name": TABLE}}})
     for name, spec in sorted(before.maps.items()):  # before the rules that use them
-        commands.append({"add": {"map": {key: spec[key] for key in ("family", "table", "name", "type", "map", "flags") if key in spec}}})
+        commands.append({"add": {"map": {key: spec[key] for key in ("family", "table", "name", "type", "map", "flags")
+                                         if key in spec}}})
         if spec.get("elem"):
             commands.append(_element_command("add", name, spec["elem"]))
     for (family, name), chain in sorted(before.chains.items()):
@@ -696,7 +717,8 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
             original = host.state["sysctls"].pop(name)
             if original is not None and value is not None and original != value:
                 host.plan.add("sysctl %s" % name, "restore %s=%s" % (name, original), {name: value}, {name: original},
-                              lambda n=name, v=original: _restore_sysctl(n, v), lambda n=name, v=value: _restore_sysctl(n, v))
+                              lambda n=name, v=original: _restore_sysctl(n, v),
+                              lambda n=name, v=value: _restore_sysctl(n, v))
     if "sysctls" in host.state and not host.state["sysctls"]:
         del host.state["sysctls"]
 
@@ -732,7 +754,8 @@ def _restore_sysctl(name: str, value: str) -> None:
 def conntrack_flow(entry: dict) -> tuple:
     """What identifies the conntrack entries of a published port: protocol, host port, container addresses (IPv4, IPv6)."""
     ipv6 = entry.get("container_ipv6")
-    return (entry["protocol"], entry["host_port"], entry.get("container_ip"), str(ipaddress.ip_address(ipv6)) if ipv6 else None)
+    return (entry["protocol"], entry["host_port"], entry.get("container_ip"),
+            str(ipaddress.ip_address(ipv6)) if ipv6 else None)
 
 
 def _plan_conntrack_flush(host) -> None:
@@ -759,7 +782,8 @@ def _flush(host, flows: list) -> None:
         for protocol, port, address in wanted:
             if (protocol, port, address) not in present:
                 continue
-            code, _out, err = host.run_command([path, "-D", "-f", family, "-p", protocol, "--orig-port-dst", str(port), "--reply-src", address])
+            code, _out, err = host.run_command([path, "-D", "-f", family, "-p", protocol, "--orig-port-dst", str(port),
+                                                "--reply-src", address])
             if code not in (0, 1):  # 1: nothing left to delete
                 raise OSError(code, "conntrack -D failed: %s" % err.strip())
 

@@ -123,10 +123,13 @@ class NamespaceFacts:
     devices: Dict[str, Device] = field(default_factory=dict)
     fdb: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)  # VXLAN device -> (MAC, VTEP)
     neighbours: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)  # VXLAN device -> (MAC, IP)
-    rules: Optional[Dict[str, str]] = None  # comment -> "family chain" of each rule in table cnm (and element text -> "inet map M"
+    # comment -> "family chain" of each rule in table cnm (and element text -> "inet map M"
+    rules: Optional[Dict[str, str]] = None
     # of each element of its maps: published ports are map elements); None: not read
-    shadowed: Dict[str, str] = field(default_factory=dict)  # published port key -> "host port is already bound by process ..."
-    sysctls: Optional[Dict[str, Optional[str]]] = None  # the host sysctls the store's networks need -> their value; None: not read
+    # published port key -> "host port is already bound by process ..."
+    shadowed: Dict[str, str] = field(default_factory=dict)
+    # the host sysctls the store's networks need -> their value; None: not read
+    sysctls: Optional[Dict[str, Optional[str]]] = None
 
 
 def read_namespace(session, routes: bool = False, port_flags: bool = False) -> NamespaceFacts:
@@ -430,20 +433,26 @@ def port_drift(key: str, entry: dict, state: dict, rules: Optional[Dict[str, str
                            "port with the lease)" % (key, sandbox, network, held, network),
                            network, sandbox, sandbox, None))
     ipv6 = entry.get("container_ipv6")  # entries written before IPv6 lack it
-    if record is None or record.get("ipv4_address") != entry.get("container_ip") or ("container_ipv6" in entry and record.get("ipv6_address") != ipv6):
+    if (record is None or record.get("ipv4_address") != entry.get("container_ip")
+            or ("container_ipv6" in entry and record.get("ipv6_address") != ipv6)):
         expected = entry.get("container_ip") if ipv6 is None else [entry.get("container_ip"), ipv6]
-        had = None if record is None else record.get("ipv4_address") if ipv6 is None else [record.get("ipv4_address"), record.get("ipv6_address")]
+        had = None if record is None else record.get("ipv4_address") if ipv6 is None else [record.get("ipv4_address"),
+                                                                                           record.get("ipv6_address")]
         found.append(drift("port_endpoint_missing", "port %s" % key, "port %s of %s on %s: the store has no endpoint with address %s there"
-                           % (key, sandbox, network, " and ".join(str(a) for a in (entry.get("container_ip"), ipv6) if a is not None)),
+                           % (key, sandbox, network,
+                              " and ".join(str(a) for a in (entry.get("container_ip"), ipv6) if a is not None)),
                            network, sandbox, expected, had))
     if shadowed and key in shadowed:
-        found.append(drift("port_shadowed", "port %s" % key, "port %s of %s on %s: %s; the port's DNAT takes its connections, so the process "
-                           "never sees them (Docker's proxy would hold the port)" % (key, sandbox, network, shadowed[key]), network, sandbox,
+        found.append(drift("port_shadowed", "port %s" % key, "port %s of %s on %s: %s; the port's DNAT takes its "
+                           "connections, so the process "
+                           "never sees them (Docker's proxy would hold the port)"
+                           % (key, sandbox, network, shadowed[key]), network, sandbox,
                            None, shadowed[key]))
     if rules is not None:
         missing = [comment for comment in wanted.get(key, ()) if comment not in rules]
         if missing:
-            found.append(drift("port_rules_missing", "port %s" % key, "port %s of %s on %s: %d of its %d nft map element(s) are missing from table inet cnm"
+            found.append(drift("port_rules_missing", "port %s" % key, "port %s of %s on %s: %d of its %d nft map "
+                               "element(s) are missing from table inet cnm"
                                % (key, sandbox, network, len(missing), len(wanted[key])), network, sandbox, missing, None))
     return found
 
@@ -494,7 +503,8 @@ def firewall_drift(state: dict, selection: Selection, query: InfoQuery, rules: O
         rendered = {comment for comments in list(by_port.values()) + list(by_network.values()) for comment in comments} | set(shared)
         for comment in sorted(set(rules) - rendered):
             found.append(drift("unclaimed_rule", "rule %r in %s" % (comment, rules[comment]),
-                               "table inet cnm holds a rule or map element that no network or port of the store renders (the next cnm module run removes it)",
+                               "table inet cnm holds a rule or map element that no network or port of the store "
+                               "renders (the next cnm module run removes it)",
                                _alias_network(comment[len(firewall.COMMENT_PREFIX):]) if comment.startswith(firewall.COMMENT_PREFIX) else None,
                                found=comment))
     return found
@@ -628,8 +638,10 @@ def sysctl_drift(state: dict, selection: Selection, values: Optional[Dict[str, O
         have = values.get(sysctl)
         if have is None or have == value:
             continue  # not a sysctl of this kernel (no IPv6, a bridge that is gone: reported as such)
-        found.append(drift("host_sysctl", "sysctl %s" % sysctl, "%s is %s; network(s) %s need %s (the next cnm module run sets it again)"
-                           % (sysctl, have, ", ".join(names), value), names[0] if len(names) == 1 else None, expected=value, found=have))
+        found.append(drift("host_sysctl", "sysctl %s" % sysctl, "%s is %s; network(s) %s need %s (the next cnm module "
+                           "run sets it again)"
+                           % (sysctl, have, ", ".join(names), value), names[0] if len(names) == 1 else None,
+                           expected=value, found=have))
     return found
 
 
@@ -643,8 +655,10 @@ def port_flag_drift(key: str, record: dict, network: Optional[dict], host_facts:
     wanted = (not network.get("icc", True), True)
     if outer.port_flags == wanted:
         return []
-    return [drift("endpoint_port_flags", "link %s" % outer.name, "endpoint %s on %s: bridge port %s has %s; the network wants %s (hairpin always, "
-                  "isolated when icc is off)" % (record["sandbox"], record["network"], outer.name, _flags(outer.port_flags), _flags(wanted)),
+    return [drift("endpoint_port_flags", "link %s" % outer.name, "endpoint %s on %s: bridge port %s has %s; the "
+                  "network wants %s (hairpin always, "
+                  "isolated when icc is off)"
+                  % (record["sandbox"], record["network"], outer.name, _flags(outer.port_flags), _flags(wanted)),
                   record["network"], record["sandbox"], _flag_dict(wanted), _flag_dict(outer.port_flags))]
 
 
@@ -662,14 +676,17 @@ def sandbox_drift(sandbox: str, state: dict, selection: Selection, facts: Option
     cnm_endpoint leaves them). Reported when the chosen endpoint is selected and its interface exists."""
     if facts is None:
         return []
-    records = sorted((record for record in state["endpoints"].values() if record["sandbox"] == sandbox), key=lambda record: record["ifname"])
+    records = sorted((record for record in state["endpoints"].values() if record["sandbox"] == sandbox),
+                     key=lambda record: record["ifname"])
     candidates, explicit = gateway_candidates(records, state["networks"])
     ours = {record["ifname"] for record in records}
     found = []
     for version, best in sorted(choose_gateways(candidates).items()):
-        if best is None or version in explicit or best.name not in facts.devices or endpoint_key(best.network, sandbox) not in selection.endpoints:
+        if (best is None or version in explicit or best.name not in facts.devices
+                or endpoint_key(best.network, sandbox) not in selection.endpoints):
             continue
-        held = [(device.name, route) for device in sorted(facts.devices.values(), key=lambda d: d.name) for route in device.routes
+        held = [(device.name, route) for device in sorted(facts.devices.values(), key=lambda d: d.name)
+                for route in device.routes
                 if _default_version(route) in (version, None)]
         if any(name not in ours for name, _route in held):
             continue
@@ -679,8 +696,10 @@ def sandbox_drift(sandbox: str, state: dict, selection: Selection, facts: Option
         found.append(drift("sandbox_default_route_missing", "sandbox %s ipv%d default route" % (sandbox, version),
                            "sandbox %s: its IPv%d default route %s dev %s (network %s, gw_priority %d) is missing%s"
                            % (sandbox, version, wanted, best.name, best.network, best.priority,
-                              "; it has %s" % ", ".join("%s dev %s" % (route, name) for name, route in held) if held else ""),
-                           best.network, sandbox, "%s dev %s" % (wanted, best.name), ["%s dev %s" % (route, name) for name, route in held] or None))
+                              "; it has %s" % ", ".join("%s dev %s" % (route, name) for name, route in held)
+                              if held else ""),
+                           best.network, sandbox, "%s dev %s" % (wanted, best.name),
+                           ["%s dev %s" % (route, name) for name, route in held] or None))
     return found
 
 
@@ -695,8 +714,10 @@ def _default_version(route: str) -> Optional[int]:
 # ---- the module's body ----
 def namespace_stub_drift(names: List[str], matches: Optional[Callable[[str], bool]] = None) -> List[dict]:
     """Names in /run/netns with no namespace (netns.is_stub): a crash between naming and binding, or unmounting and unlinking."""
-    return [drift("netns_stub", "netns %s" % name, "/run/netns/%s is an empty file with no namespace mounted on it (left by an interrupted "
-                  "create or delete): an attach to it binds a new namespace, cnm_endpoint state=absent removes it" % name,
+    return [drift("netns_stub", "netns %s" % name, "/run/netns/%s is an empty file with no namespace mounted on it "
+                  "(left by an interrupted "
+                  "create or delete): an attach to it binds a new namespace, cnm_endpoint state=absent removes it"
+                  % name,
                   sandbox="netns:%s" % name, expected="namespace", found="stub")
             for name in names if matches is None or matches("netns:%s" % name)]
 
@@ -716,7 +737,8 @@ def gather(host: Host, query: InfoQuery) -> dict:
     if "endpoints" in query.gather:
         sandboxes = read_sandboxes(host, (state["endpoints"][key]["sandbox"] for key in selection.endpoints))
     result = report(state, query, selection, host_facts, sandboxes, matches)
-    if query.networks is None and "endpoints" in query.gather:  # stubs belong to no network: only a question about all of them
+    # stubs belong to no network: only a question about all of them
+    if query.networks is None and "endpoints" in query.gather:
         result.setdefault("drift", []).extend(namespace_stub_drift(netns.stubs(), matches))
     return result
 

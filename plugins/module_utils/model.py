@@ -19,7 +19,8 @@ from ansible_collections.cnm.network.plugins.module_utils.sandbox import parse_g
 
 IFNAMSIZ = 15
 IFALIASZ = 255  # the longest interface alias the kernel stores (IFALIASZ 256 with its NUL)
-BR_MAX_PORTS = 1023  # a Linux bridge numbers its ports 1..1023 (BR_MAX_PORTS 1024, port 0 reserved); more fail with EXFULL
+# a Linux bridge numbers its ports 1..1023 (BR_MAX_PORTS 1024, port 0 reserved); more fail with EXFULL
+BR_MAX_PORTS = 1023
 IPV6_MIN_MTU = 1280
 NETNS_NAME_MAX = 255  # a /run/netns file name (NAME_MAX)
 SPECIAL_NETWORKS = ("host", "none")
@@ -50,16 +51,19 @@ def check_ifname(option: str, name) -> str:
     and '-': no '/', whitespace, newline, nft/iptables wildcard ('*', '+') or quoting character reaches a rule."""
     name = name if isinstance(name, str) else str(name)
     if not name or len(name.encode()) > IFNAMSIZ:
-        raise option_error(option, _shown(name), "is not a valid interface name (1 to %d characters, counted in bytes)" % IFNAMSIZ)
+        raise option_error(option, _shown(name), "is not a valid interface name (1 to %d characters, counted in bytes)"
+                           % IFNAMSIZ)
     if name in (".", "..") or not _IFNAME.fullmatch(name):
-        raise option_error(option, _shown(name), "is not a valid interface name (only letters, digits, '_', '.' and '-'; "
+        raise option_error(option, _shown(name), "is not a valid interface name (only letters, digits, '_', '.' and "
+                           "'-'; "
                            "no wildcard, quote, '/' or whitespace; not '.' or '..')")
     return name
 
 
 def check_name(option: str, name: str) -> str:
     if not name or not _NAME.fullmatch(name) or len(name) > 64:
-        raise option_error(option, _shown(name), "is not a valid network name (letters, digits, '_', '.', '-', at most 64)")
+        raise option_error(option, _shown(name), "is not a valid network name (letters, digits, '_', '.', '-', at most "
+                           "64)")
     return name
 
 
@@ -67,10 +71,12 @@ def check_netns_name(option: str, name: str) -> str:
     """A name under /run/netns: the interface charset (no '/', whitespace or newline), not '.' or '..', at most
     NETNS_NAME_MAX bytes (the endpoint's interface alias may ask for less: see check_alias_length)."""
     if not name or name in (".", "..") or not _IFNAME.fullmatch(name):
-        raise option_error(option, _shown(name), "is not a valid namespace name (letters, digits, '_', '.', '-'; no '/' or "
+        raise option_error(option, _shown(name), "is not a valid namespace name (letters, digits, '_', '.', '-'; no "
+                           "'/' or "
                            "whitespace; not '.' or '..')")
     if len(name.encode()) > NETNS_NAME_MAX:
-        raise option_error(option, "%s... (%d bytes)" % (name[:20], len(name.encode())), "is too long for a namespace name "
+        raise option_error(option, "%s... (%d bytes)" % (name[:20], len(name.encode())), "is too long for a namespace "
+                           "name "
                            "(at most %d bytes)" % NETNS_NAME_MAX)
     return name
 
@@ -81,7 +87,8 @@ def check_alias_length(option: str, value: str, network: str, sandbox_key: str) 
     length = len((ENDPOINT_ALIAS_PREFIX + "%s|%s" % (network, sandbox_key)).encode())
     if length > IFALIASZ:
         raise option_error(option, "%s... (%d bytes)" % (value[:24], len(value.encode())),
-                           "is too long: the endpoint's interface alias %s%s|%s... would be %d bytes, the kernel keeps at most %d"
+                           "is too long: the endpoint's interface alias %s%s|%s... would be %d bytes, the kernel keeps "
+                           "at most %d"
                            % (ENDPOINT_ALIAS_PREFIX, network, sandbox_key[:24], length, IFALIASZ))
 
 
@@ -108,14 +115,16 @@ def check_mtu(option: str, mtu, ipv6: bool) -> int:
         raise option_error(option, mtu, "is not an integer")
     low = IPV6_MIN_MTU if ipv6 else 68
     if not low <= mtu <= 65535:
-        raise option_error(option, mtu, "is out of range (%d to 65535%s)" % (low, " with IPv6: the kernel drops IPv6 below 1280" if ipv6 else ""))
+        raise option_error(option, mtu, "is out of range (%d to 65535%s)"
+                           % (low, " with IPv6: the kernel drops IPv6 below 1280" if ipv6 else ""))
     return mtu
 
 
 def check_port_count(option: str, value, bridge: str, ports: int, adding: int) -> None:
     """A bridge holds at most BR_MAX_PORTS ports: refuse the attach that would exceed it before any change."""
     if ports + adding > BR_MAX_PORTS:
-        raise option_error(option, value, "would be port %d of bridge %s, which holds at most %d ports (the kernel's BR_MAX_PORTS); "
+        raise option_error(option, value, "would be port %d of bridge %s, which holds at most %d ports (the kernel's "
+                           "BR_MAX_PORTS); "
                            "use another network for more endpoints" % (ports + adding, bridge, BR_MAX_PORTS))
 
 
@@ -159,7 +168,8 @@ def parse_sources(option: str, items) -> Tuple[ipaddress._BaseNetwork, ...]:
         where = "%s[%d]" % (option, number)
         text = str(item).strip() if isinstance(item, str) else None
         if not text or "/" not in text:
-            raise option_error(where, item, "is not a CIDR: give an address and a prefix length, e.g. 192.0.2.0/24 or 2001:db8:1::/48")
+            raise option_error(where, item, "is not a CIDR: give an address and a prefix length, e.g. 192.0.2.0/24 or "
+                               "2001:db8:1::/48")
         try:
             source = ipaddress.ip_network(text, strict=False)
         except ValueError as exc:
@@ -268,7 +278,8 @@ class BridgeNetwork:
     @property
     def gateway_interfaces(self) -> tuple:
         """The addresses the bridge carries: the gateways with their subnets' prefix lengths."""
-        addresses = [ipaddress.ip_interface("%s/%d" % (self.gateway, self.subnet.prefixlen))] if self.subnet is not None else []
+        addresses = ([ipaddress.ip_interface("%s/%d" % (self.gateway, self.subnet.prefixlen))]
+                     if self.subnet is not None else [])
         if self.ipv6_subnet is not None:
             addresses.append(ipaddress.ip_interface("%s/%d" % (self.ipv6_gateway, self.ipv6_subnet.prefixlen)))
         return tuple(addresses)
@@ -279,7 +290,8 @@ class BridgeNetwork:
         if name in SPECIAL_NETWORKS:
             raise option_error("name", name, "is reserved (Docker's built-in host and none networks)")
         bridge_name = check_ifname("bridge_name", params.get("bridge_name") or default_bridge_name(name))
-        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(params, "a bridge network", "an IPv4 CIDR such as 172.30.0.0/24",
+        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(params, "a bridge network",
+                                                                                "an IPv4 CIDR such as 172.30.0.0/24",
                                                                                 ipv6_only=True)
         mtu = check_mtu("mtu", 1500 if params.get("mtu") is None else params["mtu"], ipv6_subnet is not None)
         host_binding_ip = None
@@ -291,16 +303,20 @@ class BridgeNetwork:
         internal = bool(params.get("internal"))
         trusted_sources = parse_sources("trusted_sources", params.get("trusted_sources"))
         if trusted_sources and internal:
-            raise option_error("trusted_sources", [str(s) for s in trusted_sources], "cannot be used with internal: true (nothing outside "
+            raise option_error("trusted_sources", [str(s) for s in trusted_sources], "cannot be used with internal: "
+                               "true (nothing outside "
                                "reaches an internal network)")
         ipv6_masquerade = params.get("ipv6_masquerade")
         if ipv6_masquerade is not None:
             if not isinstance(ipv6_masquerade, bool):
-                raise option_error("ipv6_masquerade", ipv6_masquerade, "must be true, false or null (null: as masquerade)")
+                raise option_error("ipv6_masquerade", ipv6_masquerade, "must be true, false or null (null: as "
+                                   "masquerade)")
             if ipv6_subnet is None:
-                raise option_error("ipv6_masquerade", ipv6_masquerade, "needs ipv6_subnet (the network has no IPv6 to masquerade)")
+                raise option_error("ipv6_masquerade", ipv6_masquerade, "needs ipv6_subnet (the network has no IPv6 to "
+                                   "masquerade)")
             if internal and ipv6_masquerade:
-                raise option_error("ipv6_masquerade", ipv6_masquerade, "cannot be used with internal: true (nothing leaves an internal network)")
+                raise option_error("ipv6_masquerade", ipv6_masquerade, "cannot be used with internal: true (nothing "
+                                   "leaves an internal network)")
         return cls(name, bridge_name, subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway, mtu,
                    masquerade=params.get("masquerade", True) is not False, internal=internal,
                    icc=params.get("icc", True) is not False, host_binding_ip=host_binding_ip,

@@ -87,10 +87,13 @@ def native_rules(networks: Dict[str, dict], family: str = "inet") -> List[Tuple[
         for version, proto in ((4, "ip"), (6, "ip6")):
             sources = trusted(networks, name, version)
             if sources and family in ("inet", proto):
-                prefixes = {"set": [{"prefix": {"addr": str(ipaddress.ip_network(text).network_address), "len": ipaddress.ip_network(text).prefixlen}}
+                prefixes = {"set": [{"prefix": {"addr": str(ipaddress.ip_network(text).network_address),
+                                                "len": ipaddress.ip_network(text).prefixlen}}
                                     for text in sources]}
-                saddr = {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "saddr"}}, "right": prefixes}}
-                rules.append((COMMENT % (name, "trusted " + proto), [_meta("oifname", bridge), saddr, {"accept": None}]))
+                saddr = {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "saddr"}},
+                                   "right": prefixes}}
+                rules.append((COMMENT % (name, "trusted " + proto),
+                              [_meta("oifname", bridge), saddr, {"accept": None}]))
     return rules
 
 

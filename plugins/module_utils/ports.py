@@ -111,15 +111,19 @@ def _host_address(option: str, value: object) -> Optional[HostAddress]:
     try:
         address = ipaddress.ip_address(text)
     except ValueError as exc:
-        raise option_error(option, value, "is not an IP address (e.g. 127.0.0.1 or [2001:db8::1]; omit it for all addresses)") from exc
+        raise option_error(option, value, "is not an IP address (e.g. 127.0.0.1 or [2001:db8::1]; omit it for all "
+                           "addresses)") from exc
     if bracketed and address.version == 4:
-        raise option_error(option, value, "puts an IPv4 address in brackets, which are for IPv6 only: write %s" % address)
+        raise option_error(option, value, "puts an IPv4 address in brackets, which are for IPv6 only: write %s"
+                           % address)
     if address.version == 6 and address.scope_id:
         raise option_error(option, value, "has a zone index; give the address without '%%%s'" % address.scope_id)
     if address.version == 6 and address.ipv4_mapped is not None:
-        raise option_error(option, value, "is an IPv4-mapped IPv6 address: write the IPv4 address %s" % address.ipv4_mapped)
+        raise option_error(option, value, "is an IPv4-mapped IPv6 address: write the IPv4 address %s"
+                           % address.ipv4_mapped)
     if address.version == 6 and address.is_loopback:
-        raise option_error(option, value, "is IPv6 loopback, which cannot be forwarded to a container: the kernel has no route_localnet for IPv6 "
+        raise option_error(option, value, "is IPv6 loopback, which cannot be forwarded to a container: the kernel has "
+                           "no route_localnet for IPv6 "
                            "(Docker's userland proxy does it); use 127.0.0.1")
     return address
 
@@ -153,11 +157,13 @@ def _split_string(where: str, text: str) -> Tuple[Optional[str], str, str, Optio
     if body.startswith("["):
         address, bracket, rest = body[1:].partition("]")
         if not bracket or not rest.startswith(":") or rest.count(":") != 2:
-            raise option_error(where, text, "is not a port mapping: write [IPV6]:HOST_PORT:CONTAINER_PORT[/PROTOCOL], e.g. [2001:db8::1]:4000:80/tcp")
+            raise option_error(where, text, "is not a port mapping: write [IPV6]:HOST_PORT:CONTAINER_PORT[/PROTOCOL], "
+                               "e.g. [2001:db8::1]:4000:80/tcp")
         host_port, container_port = rest[1:].split(":", 1)
         return "[%s]" % address, host_port, container_port, protocol
     if "[" in body or "]" in body:
-        raise option_error(where, text, "has unbalanced brackets: write [IPV6]:HOST_PORT:CONTAINER_PORT[/PROTOCOL], e.g. [2001:db8::1]:4000:80/tcp")
+        raise option_error(where, text, "has unbalanced brackets: write [IPV6]:HOST_PORT:CONTAINER_PORT[/PROTOCOL], "
+                           "e.g. [2001:db8::1]:4000:80/tcp")
     parts = body.split(":")
     if len(parts) == 1:
         raise _no_host_port(where + ".host_port", repr(text), repr("%s:%s" % (body, text)))
@@ -267,7 +273,8 @@ def binding_slots(host_ip: Optional[HostAddress], ipv4: bool, ipv6: bool) -> Fro
 
 def slots_overlap(first: FrozenSet[Slot], second: FrozenSet[Slot]) -> bool:
     """Whether two bindings claim one host address of one family (an unspecified address claims them all)."""
-    return any(a[0] == b[0] and (a[1] == b[1] or a[1].is_unspecified or b[1].is_unspecified) for a in first for b in second)
+    return any(a[0] == b[0] and (a[1] == b[1] or a[1].is_unspecified or b[1].is_unspecified) for a in first
+               for b in second)
 
 
 def slots_cover(outer: FrozenSet[Slot], inner: FrozenSet[Slot]) -> bool:
@@ -281,7 +288,8 @@ def canonical_host_ip(host_ip: Optional[HostAddress], ipv4: bool, ipv6: bool) ->
     ``0.0.0.0:P:C`` of an endpoint without IPv6 is ``P:C`` (None); ``P:C`` of an IPv6-only endpoint is ``[::]:P:C``
     (its IPv4 side does not exist, and None stays the key of bindings that hold IPv4).
     """
-    if host_ip is not None and host_ip.is_unspecified and binding_slots(host_ip, ipv4, ipv6) == binding_slots(None, ipv4, ipv6):
+    if (host_ip is not None and host_ip.is_unspecified
+            and binding_slots(host_ip, ipv4, ipv6) == binding_slots(None, ipv4, ipv6)):
         host_ip = None
     if host_ip is None and not ipv4 and ipv6:
         return ANY[6]
@@ -296,4 +304,5 @@ def entry_mapping(entry: dict) -> PortMapping:
 
 def entry_slots(entry: dict) -> FrozenSet[Slot]:
     """The host addresses a store entry takes (entries written before IPv6 lack ``container_ipv6``)."""
-    return binding_slots(entry_mapping(entry).host_ip, entry.get("container_ip") is not None, entry.get("container_ipv6") is not None)
+    return binding_slots(entry_mapping(entry).host_ip, entry.get("container_ip") is not None,
+                         entry.get("container_ipv6") is not None)

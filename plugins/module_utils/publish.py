@@ -67,7 +67,8 @@ class PublishSpec:
         if state == "present" and not params.get("ports"):
             raise option_error(where + "ports", None, "is required with state=present")
         numbered = parse_numbered_ports(params.get("ports") or [], option=where + "ports")
-        return cls(str(params["network"]), sandbox, container_ip, tuple(mapping for mapping, _number in numbered), state, where,
+        return cls(str(params["network"]), sandbox, container_ip, tuple(mapping for mapping, _number in numbered),
+                   state, where,
                    tuple(number for _mapping, number in numbered))
 
 
@@ -107,7 +108,8 @@ class PublishPlanner:
             where = spec.opt("ports[%d]" % (spec.item_numbers[index] if spec.item_numbers else index))
             mapping = self._binding(where, mapping, network, addresses, owner)
             self._check_host_ip(where, mapping)
-            entry = dict(mapping.to_record(), network=network.name, sandbox=owner, container_ip=addresses[0], container_ipv6=addresses[1])
+            entry = dict(mapping.to_record(), network=network.name, sandbox=owner, container_ip=addresses[0],
+                         container_ipv6=addresses[1])
             covering, absorbed = self._check_conflicts(where, mapping, entry)
             if covering is not None:  # already published by a wider binding of this endpoint: nothing to change
                 published.append(docker_form(entry_mapping(entries[covering])))
@@ -116,11 +118,14 @@ class PublishPlanner:
             if entries.get(mapping.key) != entry:
                 if mapping.key not in entries:  # the host addresses it newly takes must be free
                     held = [slot for key in absorbed for slot in entry_slots(entries[key])]
-                    self._refuse_bound_port(where, mapping, frozenset(s for s in entry_slots(entry) if not slots_cover(frozenset(held), frozenset({s}))))
+                    self._refuse_bound_port(where, mapping,
+                                            frozenset(s for s in entry_slots(entry)
+                                                      if not slots_cover(frozenset(held), frozenset({s}))))
                 for key in absorbed:  # the bindings this one replaces: their flows stay valid when it covers them
                     old = entries.pop(key)
                     self._index()[(old["protocol"], old["host_port"])].discard(key)
-                    if old["container_port"] != mapping.container_port or not slots_cover(entry_slots(entry), entry_slots(old)):
+                    if (old["container_port"] != mapping.container_port
+                            or not slots_cover(entry_slots(entry), entry_slots(old))):
                         host.conntrack_flush.add(conntrack_flow(old))
                 entries[mapping.key] = entry
                 self._index().setdefault((mapping.protocol, mapping.host_port), set()).add(mapping.key)
@@ -132,7 +137,8 @@ class PublishPlanner:
             others = [key for key, entry in entries.items() if (entry["network"], entry["sandbox"]) == (network.name, owner) and key not in listed]
             self._remove(others)
         self._warn_shadowed(sorted(listed))
-        return {"network": network.name, "sandbox": owner, "container_ip": addresses[0], "container_ipv6": addresses[1], "ports": published}
+        return {"network": network.name, "sandbox": owner, "container_ip": addresses[0], "container_ipv6": addresses[1],
+                "ports": published}
 
     def _binding(self, where: str, mapping: PortMapping, network, addresses: tuple, owner: str) -> PortMapping:
         """The mapping as it is stored: the network's default host address applied, checked against the endpoint's
@@ -140,19 +146,24 @@ class PublishPlanner:
         ipv4, ipv6 = addresses[0] is not None, addresses[1] is not None
         host_ip = mapping.host_ip
         if host_ip is None and network.host_binding_ip is not None and network.host_binding_ip != ANY[4]:
-            host_ip = network.host_binding_ip  # Docker's default binding address: 0.0.0.0 (the default) means both families
+            # Docker's default binding address: 0.0.0.0 (the default) means both families
+            host_ip = network.host_binding_ip
         if host_ip is not None and not (ipv4 if host_ip.version == 4 else ipv6):
             source = "" if mapping.host_ip is not None else " (network %s's host_binding_ip)" % network.name
             other, needs = (6, "ipv6_subnet") if host_ip.version == 4 else (4, "a subnet")
-            why = "is IPv%d%s but the endpoint of %s on %s has no IPv%d address: publish on an IPv%d address, or attach the endpoint to a network with %s"
-            raise option_error(where + ".host_ip", host_ip, why % (host_ip.version, source, owner, network.name, host_ip.version, other, needs))
+            why = ("is IPv%d%s but the endpoint of %s on %s has no IPv%d address: publish on an IPv%d address, "
+                   "or attach the endpoint to a network with %s")
+            raise option_error(where + ".host_ip", host_ip, why
+                               % (host_ip.version, source, owner, network.name, host_ip.version, other, needs))
         host_ip = canonical_host_ip(host_ip, ipv4, ipv6)
         if host_ip is not None and host_ip.is_unspecified and ipv4 and ipv6:
             # 0.0.0.0:P:C and [::]:P:C of one endpoint and container port together are P:C.
             other = ANY[6 if host_ip.version == 4 else 4]
             half = PortMapping(other, mapping.host_port, mapping.container_port, mapping.protocol)
             entry = self.host.state.get("ports", {}).get(half.key)
-            if entry is not None and (entry["network"], entry["sandbox"], entry["container_port"]) == (network.name, owner, mapping.container_port):
+            if (entry is not None
+                    and (entry["network"], entry["sandbox"], entry["container_port"]) == (network.name, owner,
+                                                                                          mapping.container_port)):
                 host_ip = None
         return PortMapping(host_ip, mapping.host_port, mapping.container_port, mapping.protocol)
 
@@ -168,7 +179,8 @@ class PublishPlanner:
         else:
             owner = str(spec.container_ip)
             field = "container_ip" if spec.container_ip.version == 4 else "container_ipv6"
-            mine = [key for key, entry in entries.items() if (entry["network"], entry.get(field)) == (spec.network, owner)]
+            mine = [key for key, entry in entries.items()
+                    if (entry["network"], entry.get(field)) == (spec.network, owner)]
         removed, narrowed = [], {}
         for key in mine:
             entry = entries[key]
@@ -181,7 +193,8 @@ class PublishPlanner:
                 if (mapping.protocol, mapping.host_port) != (entry["protocol"], entry["host_port"]):
                     continue
                 wanted = canonical_host_ip(mapping.host_ip, ipv4, ipv6)
-                if held == wanted or (wanted is None and held is not None and held.is_unspecified):  # itself, or a half of P:C
+                # itself, or a half of P:C
+                if held == wanted or (wanted is None and held is not None and held.is_unspecified):
                     removed.append(key)
                     break
                 if held is None and wanted is not None and wanted.is_unspecified and ipv4 and ipv6:  # one half of P:C
@@ -246,7 +259,8 @@ class PublishPlanner:
             if (same_target and slots_cover(slots, other_slots)) or self.exclusive:
                 absorbed.append(key)
                 continue
-            raise option_error(where, docker_form(mapping), "overlaps %s, already published for this endpoint" % docker_form(entry_mapping(other)))
+            raise option_error(where, docker_form(mapping), "overlaps %s, already published for this endpoint"
+                               % docker_form(entry_mapping(other)))
         return None, absorbed
 
     def _refuse_bound_port(self, where: str, mapping: PortMapping, slots: frozenset) -> None:
@@ -270,7 +284,8 @@ class PublishPlanner:
                 self._bound = listeners()
             listener = clashing(self._bound, entry["protocol"], entry["host_port"], entry_slots(entry))
             if listener is not None:
-                self.host.warnings.append("published port %s of %s on %s: %s, and the port's DNAT takes its connections (the process is shadowed)"
+                self.host.warnings.append("published port %s of %s on %s: %s, and the port's DNAT takes its "
+                                          "connections (the process is shadowed)"
                                           % (key, entry["sandbox"], entry["network"], bound_by(listener)))
 
 
@@ -291,7 +306,8 @@ def _endpoint(host: Host, spec: PublishSpec, network) -> dict:
             raise option_error(spec.opt(spec.sandbox.kind), spec.sandbox.value, "has no endpoint on network %s (attach it with cnm_endpoint)" % network.name)
         return record
     for record in host.state["endpoints"].values():
-        if record["network"] == network.name and str(spec.container_ip) in (record.get("ipv4_address"), record.get("ipv6_address")):
+        if record["network"] == network.name and str(spec.container_ip) in (record.get("ipv4_address"),
+                                                                            record.get("ipv6_address")):
             return record
     raise option_error(spec.opt("container_ip"), spec.container_ip, "is not the address of an endpoint on network %s" % network.name)
 

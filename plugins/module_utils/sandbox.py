@@ -51,7 +51,8 @@ def parse_gw_priority(option: str, value) -> int:
         except ValueError:
             raise option_error(option, value, "is not an integer (Docker's --gw-priority)") from None
     if not GW_PRIORITY_MIN <= number <= GW_PRIORITY_MAX:
-        raise option_error(option, value, "is out of range (%d to %d, a 64-bit integer as in Docker)" % (GW_PRIORITY_MIN, GW_PRIORITY_MAX))
+        raise option_error(option, value, "is out of range (%d to %d, a 64-bit integer as in Docker)"
+                           % (GW_PRIORITY_MIN, GW_PRIORITY_MAX))
     return number
 
 
@@ -92,7 +93,8 @@ def gateway_candidates(records: Iterable[dict], networks: Dict[str, dict]) -> Tu
             gateways[4] = network["gateway"]
         if record.get("ipv6_address") and network.get("ipv6_gateway"):
             gateways[6] = network["ipv6_gateway"]
-        candidates.append(Candidate(record["ifname"], record["network"], record.get("gw_priority", 0), bool(network.get("internal")), gateways))
+        candidates.append(Candidate(record["ifname"], record["network"], record.get("gw_priority", 0),
+                                    bool(network.get("internal")), gateways))
     return candidates, explicit
 
 

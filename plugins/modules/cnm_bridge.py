@@ -43,7 +43,8 @@ options:
     description:
       - Name of the bridge device, at most 15 characters, only letters, digits, C(_), C(.) and C(-) (no nft or iptables
         wildcard such as C(*) or C(+), no quote, C(/) or whitespace; the name is written into firewall rules).
-      - A device of that name that is not this network's bridge (no cnm alias) is refused, here and by M(cnm.network.cnm_endpoint).
+      - A device of that name that is not this network's bridge (no cnm alias) is refused, here and by
+        M(cnm.network.cnm_endpoint).
       - Defaults to C(br-NAME), shortened with a hash of the name when that is longer than 15 characters.
     type: str
   subnet:
@@ -68,7 +69,8 @@ options:
   ipv6_subnet:
     description:
       - IPv6 subnet in CIDR form; endpoints then also get an IPv6 address and default route.
-      - Loopback, multicast, link-local and unspecified subnets (of either family) are refused, as are subnets overlapping
+      - Loopback, multicast, link-local and unspecified subnets (of either family) are refused, as are subnets
+        overlapping
         a route of the host unless O(allow_host_route_overlap=true).
     type: str
   ipv6_gateway:
@@ -83,7 +85,8 @@ options:
     default: 1500
   allow_host_route_overlap:
     description:
-      - Accept a O(subnet) or O(ipv6_subnet) that overlaps a route of the host's main routing table (other than a default
+      - Accept a O(subnet) or O(ipv6_subnet) that overlaps a route of the host's main routing table (other than a
+        default
         route and the network's own bridge route). Without it such a subnet is refused, naming the route; the bridge's
         connected route would take that traffic from the host's LAN or router, which is what Docker avoids when it
         picks an address pool (it checks the host's routes).
@@ -97,24 +100,32 @@ options:
   masquerade:
     description:
       - Masquerade traffic from the subnet that leaves through any other interface (Docker's
-        C(com.docker.network.bridge.enable_ip_masquerade)). Covers the IPv6 subnet too unless O(ipv6_masquerade) says otherwise.
+        C(com.docker.network.bridge.enable_ip_masquerade)). Covers the IPv6 subnet too unless O(ipv6_masquerade) says
+        otherwise.
     type: bool
     default: true
   ipv6_masquerade:
     description:
-      - Masquerade traffic from O(ipv6_subnet) that leaves through any other interface (NAT66, as Docker 27+ with C(ip6tables) does).
-        Omitted or null, it follows O(masquerade); V(false) with O(masquerade=true) is the usual setup of a routed, globally
+      - Masquerade traffic from O(ipv6_subnet) that leaves through any other interface (NAT66, as Docker 27+ with
+        C(ip6tables) does).
+        Omitted or null, it follows O(masquerade); V(false) with O(masquerade=true) is the usual setup of a routed,
+        globally
         addressed IPv6 subnet behind IPv4 NAT (Docker's C(com.docker.network.bridge.gateway_mode_ipv6=routed)).
       - Needs O(ipv6_subnet); refused on an internal network.
     type: bool
   trusted_sources:
     description:
-      - CIDRs (IPv4 or IPv6, no host bits) allowed to open connections directly to the endpoints' addresses from outside the
+      - CIDRs (IPv4 or IPv6, no host bits) allowed to open connections directly to the endpoints' addresses from outside
+        the
         network. Without them only published ports and replies reach an endpoint from any other interface, as in Docker.
-      - For routed setups without NAT (O(masquerade=false) and a router that sends the subnet to this host), where Docker 27+
-        has C(--opt com.docker.network.bridge.gateway_mode_ipv4=routed) (published container ports reachable directly by anyone
-        who can route to them), C(nat-unprotected) (every port) and Docker 28's C(trusted_host_interfaces) (by interface).
-        Here every port of the endpoints is open to the listed sources only, and other cnm networks stay isolated whatever is
+      - For routed setups without NAT (O(masquerade=false) and a router that sends the subnet to this host), where
+        Docker 27+
+        has C(--opt com.docker.network.bridge.gateway_mode_ipv4=routed) (published container ports reachable directly by
+        anyone
+        who can route to them), C(nat-unprotected) (every port) and Docker 28's C(trusted_host_interfaces) (by
+        interface).
+        Here every port of the endpoints is open to the listed sources only, and other cnm networks stay isolated
+        whatever is
         listed.
       - Refused on an internal network.
     type: list
@@ -142,10 +153,13 @@ notes:
     C(inet cnm), owned by the collection, each rule commented with its owner.
     The C(nft) command (package nftables) is required once a network needs a rule.
   - IPv4 forwarding is turned on while a non-internal network exists, IPv6 forwarding (C(net.ipv6.conf.all.forwarding))
-    while a non-internal network has an O(ipv6_subnet); the value found first is recorded and restored when the last such
-    network goes. With IPv6 forwarding on, the host ignores router advertisements on interfaces whose C(accept_ra) is 1 (set it
+    while a non-internal network has an O(ipv6_subnet); the value found first is recorded and restored when the last
+    such
+    network goes. With IPv6 forwarding on, the host ignores router advertisements on interfaces whose C(accept_ra) is 1
+    (set it
     to 2 on an uplink that learns its IPv6 default route from them), as with Docker.
-  - From outside the network (any other interface) only published ports, replies and O(trusted_sources) reach an endpoint;
+  - From outside the network (any other interface) only published ports, replies and O(trusted_sources) reach an
+    endpoint;
     new connections to endpoint addresses are dropped, as in Docker. The host itself reaches its endpoints.
   - The bridge carries the interface alias C(cnm:network:NAME); the module never touches a bridge without it.
 seealso:

@@ -29,7 +29,8 @@ requirements:
 attributes:
   diff_mode:
     support: full
-    description: Shows each endpoint (interfaces, MAC, MTU, addresses, routes, sysctls), each sandbox (its default routes and
+    description: Shows each endpoint (interfaces, MAC, MTU, addresses, routes, sysctls), each sandbox (its default
+      routes and
       Docker's sandbox sysctls) and the store before and after.
 options:
   network:
@@ -112,11 +113,14 @@ options:
         for example C(net.ipv4.conf.IFNAME.rp_filter=2) (Docker's endpoint sysctls).
       - Every sandbox gets the sysctls Docker sets in a container's namespace, C(net.ipv4.ip_unprivileged_port_start=0)
         and C(net.ipv4.ping_group_range=0 2147483647), and while none of its endpoints has IPv6,
-        C(net.ipv6.conf.all.disable_ipv6=1), C(net.ipv6.conf.default.disable_ipv6=1) and C(net.ipv6.conf.lo.disable_ipv6=1)
+        C(net.ipv6.conf.all.disable_ipv6=1), C(net.ipv6.conf.default.disable_ipv6=1) and
+        C(net.ipv6.conf.lo.disable_ipv6=1)
         (C(lo) gets C(0) again while one has). An endpoint's interface has IPv6 on exactly when its network has IPv6
-        (C(net.ipv6.conf.IFNAME.disable_ipv6)). Naming any of these here (on any endpoint of the sandbox) replaces that default.
+        (C(net.ipv6.conf.IFNAME.disable_ipv6)). Naming any of these here (on any endpoint of the sandbox) replaces that
+        default.
       - Never applied to the host's own namespace (a C(pid) or C(netns_path) that is the host's); nothing is restored
-        when the last endpoint is detached (the values belong to the sandbox, as in Docker, where they die with the container).
+        when the last endpoint is detached (the values belong to the sandbox, as in Docker, where they die with the
+        container).
     type: dict
   endpoints:
     description:

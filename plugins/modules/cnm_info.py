@@ -81,24 +81,34 @@ notes:
     C(endpoint_not_paired) (the two ends are not one veth, or the host end lost its alias),
     C(endpoint_not_on_bridge), C(endpoint_down), C(endpoint_mtu), C(endpoint_mac), C(endpoint_addresses),
     C(port_endpoint_missing), C(port_rules_missing),
-    C(port_shadowed) (a host process listens on the published host port - the DNAT takes its connections; C(found) names the process),
+    C(port_shadowed) (a host process listens on the published host port - the DNAT takes its connections; C(found) names
+    the process),
     C(firewall_rules_missing) (rules every published port needs),
     C(peer_fdb_missing), C(peer_fdb_stale), C(peer_neighbour_missing), C(peer_neighbour_stale),
-    C(unclaimed_device) (a host link with a C(cnm:) alias no record claims), C(unclaimed_rule) (a rule in C(inet cnm) the store does not render),
-    C(sandbox_default_route_missing) (a sandbox lacks the IPv4 or IPv6 default route that M(cnm.network.cnm_endpoint) gives it - through
-    the gateway of the best ranked endpoint, as Docker chooses; not reported when an endpoint's C(routes) or an interface that is no
+    C(unclaimed_device) (a host link with a C(cnm:) alias no record claims), C(unclaimed_rule) (a rule in C(inet cnm)
+    the store does not render),
+    C(sandbox_default_route_missing) (a sandbox lacks the IPv4 or IPv6 default route that M(cnm.network.cnm_endpoint)
+    gives it - through
+    the gateway of the best ranked endpoint, as Docker chooses; not reported when an endpoint's C(routes) or an
+    interface that is no
     endpoint holds that version's default route),
-    C(endpoint_port_flags) (the host end of an endpoint's veth lost C(hairpin), or its C(isolated) flag differs from the network's
+    C(endpoint_port_flags) (the host end of an endpoint's veth lost C(hairpin), or its C(isolated) flag differs from the
+    network's
     C(icc) - isolated exactly when C(icc) is false),
-    C(host_sysctl) (a host sysctl the networks need has another value - C(net.ipv4.ip_forward) for a non-internal bridge or overlay
-    network, C(net.ipv6.conf.all.forwarding) for one with IPv6, C(net.ipv4.conf.BRIDGE.route_localnet) for a port published on 127.0.0.1
+    C(host_sysctl) (a host sysctl the networks need has another value - C(net.ipv4.ip_forward) for a non-internal bridge
+    or overlay
+    network, C(net.ipv6.conf.all.forwarding) for one with IPv6, C(net.ipv4.conf.BRIDGE.route_localnet) for a port
+    published on 127.0.0.1
     or all addresses; reported with RV(drift[].network) null when several networks need it),
-    C(netns_stub) (an empty file in C(/run/netns) with no namespace mounted on it, left by a run killed between naming a namespace and
+    C(netns_stub) (an empty file in C(/run/netns) with no namespace mounted on it, left by a run killed between naming a
+    namespace and
     binding it or between unmounting and unlinking it; an attach to the name binds a new namespace, C(state=absent) of
     M(cnm.network.cnm_endpoint) removes it; reported only when no C(network) is asked for).
-  - C(network_mtu) also covers a bridge whose non-default MTU fell back to 1500; the modules set a bridge's MTU after creating it,
+  - C(network_mtu) also covers a bridge whose non-default MTU fell back to 1500; the modules set a bridge's MTU after
+    creating it,
     so it no longer follows its ports and stays when the last endpoint leaves.
-  - Repairs - C(endpoint_port_flags) and C(sandbox_default_route_missing) by a rerun of M(cnm.network.cnm_endpoint) on the endpoint's
+  - Repairs - C(endpoint_port_flags) and C(sandbox_default_route_missing) by a rerun of M(cnm.network.cnm_endpoint) on
+    the endpoint's
     sandbox, C(host_sysctl) by any cnm module run (each reconciles the firewall and the sysctls it needs).
   - C(unclaimed_rule) is reported only without filters.
 seealso:

@@ -113,8 +113,10 @@ options:
     default: true
   trusted_sources:
     description:
-      - CIDRs (IPv4 or IPv6, no host bits) allowed to open connections directly to this host's endpoints from outside the
-        overlay, through this host's routing (see M(cnm.network.cnm_bridge)). Without them only published ports and replies
+      - CIDRs (IPv4 or IPv6, no host bits) allowed to open connections directly to this host's endpoints from outside
+        the
+        overlay, through this host's routing (see M(cnm.network.cnm_bridge)). Without them only published ports and
+        replies
         come in; the overlay's own endpoints on other hosts reach them over VXLAN whatever is listed.
       - Refused on an internal overlay.
     type: list
