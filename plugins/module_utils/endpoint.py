@@ -276,7 +276,8 @@ class EndpointPlanner:
                                    % (record["sandbox"], network.name))
 
     def _check_one_reference(self, spec: EndpointSpec, network) -> None:
-        """One namespace named two ways (``netns`` and ``netns_path``, a ``pid`` in it...) gets one endpoint per network:
+        """One namespace named two ways (``netns`` and ``netns_path``, a ``pid`` in it...) gets one endpoint per
+        network:
         namespaces are compared by their nsfs identity (device and inode), which no two live namespaces share."""
         ref = spec.sandbox
         if ref.key in self.host.new_sandboxes or not ref.exists():

@@ -109,7 +109,8 @@ class PortMap:
     """A named map of table inet cnm: (protocol[, host address], host port) -> container address, or -> container port.
 
     nft 1.0.6's JSON cannot declare a map with concatenated data (``: ipv4_addr . inet_service``; it makes a set),
-    so each kind of binding has two maps with the same keys, read by one ``dnat`` (``to KEY map @addr : KEY map @port``).
+    so each kind of binding has two maps with the same keys, read by one ``dnat`` (``to KEY map @addr : KEY map
+    @port``).
     """
 
     name: str
@@ -149,7 +150,8 @@ PORT_MAPS = {port_map.name: port_map for pair in (PORTS_HOST4, PORTS_LOOPBACK4, 
 
 @dataclass(frozen=True)
 class Element:
-    """One element of a PortMap, owned by a published port; ``comment`` is its identity as the kernel's listing gives it."""
+    """One element of a PortMap, owned by a published port; ``comment`` is its identity as the kernel's listing gives
+    it."""
 
     map: PortMap
     owner: str  # e.g. "port web tcp/*:80"
@@ -305,7 +307,8 @@ def _ct(key: str, right) -> dict:
 
 
 def masquerades_ipv6(record: dict) -> bool:
-    """IPv6 masquerade of a network record: ``ipv6_masquerade``, or ``masquerade`` when that is null (or absent: older records)."""
+    """IPv6 masquerade of a network record: ``ipv6_masquerade``, or ``masquerade`` when that is null (or absent:
+    older records)."""
     if record.get("internal") or not record.get("ipv6_subnet"):
         return False
     chosen = record.get("ipv6_masquerade")
@@ -326,7 +329,8 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
 
     Frames between endpoints of one bridge are switched, not forwarded, and never pass here (unless
     br_netfilter is loaded; then the ``iifname == oifname`` traffic of a network is left alone unless ``icc: false``;
-    icc is first of all the bridge ports' isolated flag). The host's own connections to its containers take the output path.
+    icc is first of all the bridge ports' isolated flag). The host's own connections to its containers take the
+    output path.
     """
     rules: List[Rule] = []
     bridges = {name: record["bridge_name"] for name, record in networks.items()}
@@ -366,7 +370,8 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
 
 
 def render_masquerade(networks: Dict[str, dict]) -> List[Rule]:
-    """Masquerade of what leaves a non-internal network: IPv4 by ``masquerade``, IPv6 by ``ipv6_masquerade`` (null: as IPv4)."""
+    """Masquerade of what leaves a non-internal network: IPv4 by ``masquerade``, IPv6 by ``ipv6_masquerade`` (null:
+    as IPv4)."""
     rules = []
     for name in sorted(networks):
         record = networks[name]
@@ -498,7 +503,8 @@ def _map_commands(current: Ruleset, elements: List[Element]) -> Tuple[List[dict]
 
 
 def transaction(current: Ruleset, rules: List[Rule], elements: Optional[List[Element]] = None) -> List[dict]:
-    """The nft JSON commands that turn ``current`` into exactly ``rules`` and map ``elements`` (empty: nothing to do)."""
+    """The nft JSON commands that turn ``current`` into exactly ``rules`` and map ``elements`` (empty: nothing to
+    do)."""
     wanted_families = {rule.chain.family for rule in rules}
     commands: List[dict] = []
     for family in sorted(current.tables - wanted_families):
@@ -752,7 +758,8 @@ def _restore_sysctl(name: str, value: str) -> None:
 
 
 def conntrack_flow(entry: dict) -> tuple:
-    """What identifies the conntrack entries of a published port: protocol, host port, container addresses (IPv4, IPv6)."""
+    """What identifies the conntrack entries of a published port: protocol, host port, container addresses (IPv4,
+    IPv6)."""
     ipv6 = entry.get("container_ipv6")
     return (entry["protocol"], entry["host_port"], entry.get("container_ip"),
             str(ipaddress.ip_address(ipv6)) if ipv6 else None)

@@ -464,7 +464,8 @@ def rendered_rules(state: dict) -> list:
 
 
 def rules_by_owner(state: dict) -> Tuple[Dict[str, List[str]], Dict[str, List[str]], List[str]]:
-    """The comments of the rules the store renders: by port key (the texts of its map elements), by network, and the table-wide
+    """The comments of the rules the store renders: by port key (the texts of its map elements), by network, and the
+    table-wide
     ones (among them the few DNAT rules that look the published ports up in the maps)."""
     ports: Dict[str, List[str]] = {}
     networks: Dict[str, List[str]] = {}
@@ -619,13 +620,15 @@ def report(state: dict, query: InfoQuery, selection: Selection, host_facts: Name
 
 
 def read_needed_sysctls(state: dict) -> Dict[str, Optional[str]]:
-    """The value of each host sysctl the store's networks and ports need (as plan_firewall sets them); None: no such sysctl."""
+    """The value of each host sysctl the store's networks and ports need (as plan_firewall sets them); None: no such
+    sysctl."""
     wanted = firewall.needed_sysctls(firewall.bridged(state["networks"]), state.get("ports", {}))
     return {name: firewall.read_sysctl(name) for name in sorted(wanted)}
 
 
 def sysctl_drift(state: dict, selection: Selection, values: Optional[Dict[str, Optional[str]]]) -> List[dict]:
-    """Host sysctls the selected networks need (forwarding, route_localnet for loopback ports) that have another value."""
+    """Host sysctls the selected networks need (forwarding, route_localnet for loopback ports) that have another
+    value."""
     if values is None:
         return []
     needers: Dict[Tuple[str, str], List[str]] = {}
@@ -704,7 +707,8 @@ def sandbox_drift(sandbox: str, state: dict, selection: Selection, facts: Option
 
 
 def _default_version(route: str) -> Optional[int]:
-    """The IP version of a default route as Device.routes describes it (None: a default route without gateway), 0: not one."""
+    """The IP version of a default route as Device.routes describes it (None: a default route without gateway), 0:
+    not one."""
     words = route.split()
     if not words or words[0] != "default":
         return 0
@@ -713,7 +717,8 @@ def _default_version(route: str) -> Optional[int]:
 
 # ---- the module's body ----
 def namespace_stub_drift(names: List[str], matches: Optional[Callable[[str], bool]] = None) -> List[dict]:
-    """Names in /run/netns with no namespace (netns.is_stub): a crash between naming and binding, or unmounting and unlinking."""
+    """Names in /run/netns with no namespace (netns.is_stub): a crash between naming and binding, or unmounting and
+    unlinking."""
     return [drift("netns_stub", "netns %s" % name, "/run/netns/%s is an empty file with no namespace mounted on it "
                   "(left by an interrupted "
                   "create or delete): an attach to it binds a new namespace, cnm_endpoint state=absent removes it"

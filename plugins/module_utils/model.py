@@ -158,7 +158,8 @@ def parse_address(option: str, value: str, version: int) -> ipaddress._BaseAddre
 
 
 def parse_sources(option: str, items) -> Tuple[ipaddress._BaseNetwork, ...]:
-    """``trusted_sources``: CIDRs of either family (no host bits), each named ``option[N]`` in errors; sorted, no duplicates."""
+    """``trusted_sources``: CIDRs of either family (no host bits), each named ``option[N]`` in errors; sorted, no
+    duplicates."""
     if items is None:
         return ()
     if not isinstance(items, (list, tuple)):

@@ -171,7 +171,8 @@ class PublishPlanner:
         """Remove the endpoint's entries (all, or those listed); an endpoint already gone is no error.
 
         A listed binding removes its entry in its canonical spelling (``P:C`` also removes the ``0.0.0.0`` and ``[::]``
-        halves); one half of a ``P:C`` entry of a dual-stack endpoint (``0.0.0.0:P:C``) leaves the other half published."""
+        halves); one half of a ``P:C`` entry of a dual-stack endpoint (``0.0.0.0:P:C``) leaves the other half
+        published."""
         entries = self.host.state.get("ports", {})
         if spec.sandbox is not None:
             owner = spec.sandbox.key
@@ -274,7 +275,8 @@ class PublishPlanner:
             raise option_error(where, docker_form(mapping), bound_by(listener))
 
     def _warn_shadowed(self, keys: list) -> None:
-        """A process that bound an already published port is bypassed by the DNAT: say so (cnm_info reports it as drift)."""
+        """A process that bound an already published port is bypassed by the DNAT: say so (cnm_info reports it as
+        drift)."""
         entries = self.host.state.get("ports", {})
         for key in keys:
             entry = entries.get(key)
