@@ -114,3 +114,13 @@ def test_ipv4_only_network_below_1280_works_end_to_end(host, mtu):
     assert host.module("cnm_bridge", **args)["changed"] is False
     again = host.module("cnm_endpoint", network="small", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))])
     assert again.get("failed") is not True and again["changed"] is False, again
+
+
+def test_a_host_route_added_later_never_fails_a_rerun(host):
+    """Docker checks the host's routes when a network is made, never afterwards: a route the host gets later (a VPN)
+    leaves the existing network alone, while a new network over it is still refused."""
+    host.ok("cnm_bridge", name="db", subnet="10.77.1.0/24")
+    lan_route(host)
+    assert host.ok("cnm_bridge", name="db", subnet="10.77.1.0/24")["changed"] is False
+    refused = host.module("cnm_bridge", name="app", subnet="10.77.2.0/24")
+    assert refused.get("failed") and "the host's route to 10.77.0.0/16" in refused["msg"], refused
