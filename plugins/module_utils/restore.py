@@ -4,12 +4,13 @@
 
 ``cnm-network-restore`` (the cnm_prepare role installs it with its systemd unit) calls ``restore``.
 A reboot empties /run, so the run loads the copy under /var/lib (see store.py) and reconciles
-in two module-like runs, each one plan executed with its undo, as a module run would:
+in module-like runs, each one plan executed with its undo, as a module run would:
 
-1. the named namespaces of endpoints (they live in /run/netns) and the networks;
-2. the endpoints, of named namespaces and of containers running now, with their recorded
-   addresses, MACs and interface names; the published ports follow, as the firewall is
-   rendered from the store in every run.
+1. the named namespaces of endpoints (they live in /run/netns);
+2. each network, in a run of its own;
+3. the endpoints of the networks restored, of named namespaces and of containers running now,
+   with their recorded addresses, MACs and interface names; the published ports follow, as
+   the firewall is rendered from the store in every run.
 
 Not restored at boot, each with the reason printed: encrypted overlays (their keys are never
 written to disk: the next play run, which has them, brings the overlay and its endpoints back;
@@ -25,6 +26,7 @@ import ipaddress
 from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.bridge import plan_bridge_present
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.macvlan import plan_macvlan_present
 from ansible_collections.cnm.network.plugins.module_utils.model import (
@@ -38,40 +40,61 @@ from ansible_collections.cnm.network.plugins.module_utils.overlay import plan_ov
 
 
 def restore(runner) -> dict:
-    """Both runs; the report: the changes made, what was skipped and why, and the warnings.
+    """The runs; the report: the changes made, what was skipped or failed and why, and the warnings.
 
-    ``runner`` stands in for the AnsibleModule of a module run: ``check_mode`` (false) and ``run_command``."""
-    report: dict = {"changes": [], "skipped": [], "warnings": []}
+    ``runner`` stands in for the AnsibleModule of a module run: ``check_mode`` (false) and ``run_command``.
+    Each network is restored in a run of its own, so one that cannot come back (its parent NIC is gone) keeps
+    none of the others down; the endpoints of the networks restored follow in one run, as a sandbox's default
+    route is chosen among all its endpoints."""
+    report: dict = {"changes": [], "skipped": [], "failed": [], "warnings": []}
     with Host.open(runner) as host:
         if host.store.loaded_from is None:
             return report  # nothing was ever declared on this host
+        networks = dict(host.state["networks"])
         _plan_namespaces(host)
-        for name, record in sorted(host.state["networks"].items()):
-            if record["driver"] == "overlay" and record.get("encrypted"):
-                report["skipped"].append("network %s: encrypted overlay, its keys come with the next play run" % name)
-                continue
-            _plan_network(host, name, record)
         _finish(host, report)
-    with Host.open(runner) as host:
-        skipped = set(name for name, record in host.state["networks"].items()
-                      if record["driver"] == "overlay" and record.get("encrypted"))
-        records = [record for _key, record in sorted(host.state["endpoints"].items())]
-        netns.prefetch_containers([], [record["sandbox"] for record in records])
-        planner = EndpointPlanner(host)
-        for record in records:
-            ref = netns.SandboxRef.from_key(record["sandbox"])
-            if record["network"] in skipped:
-                report["skipped"].append("endpoint %s on %s: its network is not restored" % (ref.key, record["network"]))
-            elif not ref.exists():
-                report["skipped"].append("endpoint %s on %s: the container is not running; the next run on its "
-                                         "network attaches it again or reclaims its lease" % (ref.key, record["network"]))
-            else:
-                planner.plan(endpoint_spec(record))
-        planner.finish()
-        _finish(host, report)
-        if host.store.loaded_from != host.store.path:
-            host.store.save(host.state)  # /run holds the store again, as after any module run
+    restored = []
+    for name, record in sorted(networks.items()):
+        if record["driver"] == "overlay" and record.get("encrypted"):
+            report["skipped"].append("network %s: an encrypted overlay, its keys come with the next play run" % name)
+            continue
+        try:
+            with Host.open(runner) as host:
+                _plan_network(host, name, record)
+                _finish(host, report)
+            restored.append(name)
+        except CnmError as exc:
+            report["failed"].append("network %s: %s" % (name, exc))
+    try:
+        with Host.open(runner) as host:
+            _restore_endpoints(host, restored, report)
+            _finish(host, report)
+            if host.store.loaded_from != host.store.path:
+                host.store.save(host.state)  # /run holds the store again, as after any module run
+    except CnmError as exc:
+        report["failed"].append("endpoints: %s" % exc)
     return report
+
+
+def _restore_endpoints(host: Host, restored: list, report: dict) -> None:
+    """Plan the endpoints of the networks restored whose sandboxes exist; the others stay in the store, set aside
+    while planning so that a sandbox's default route is chosen among interfaces that exist."""
+    endpoints = host.state["endpoints"]
+    aside = {key: record for key, record in endpoints.items() if record["network"] not in restored}
+    for key, record in sorted(aside.items()):
+        del endpoints[key]
+        report["skipped"].append("endpoint %s on %s: its network is not restored" % (record["sandbox"], record["network"]))
+    records = [record for _key, record in sorted(endpoints.items())]
+    netns.prefetch_containers([], [record["sandbox"] for record in records])
+    planner = EndpointPlanner(host)
+    for record in records:
+        if netns.SandboxRef.from_key(record["sandbox"]).exists():
+            planner.plan(endpoint_spec(record))
+        else:
+            report["skipped"].append("endpoint %s on %s: the container is not running; the next run on its network "
+                                     "attaches it again or reclaims its lease" % (record["sandbox"], record["network"]))
+    planner.finish()
+    endpoints.update(aside)
 
 
 def endpoint_spec(record: dict) -> EndpointSpec:
@@ -97,8 +120,8 @@ def _address(record: dict, family: str):
 
 
 def _plan_namespaces(host: Host) -> None:
-    """Named namespaces of endpoints live in /run/netns and are gone after a reboot: they are made again first,
-    and count as held while the networks are planned (else their leases would be reclaimed)."""
+    """Named namespaces of endpoints live in /run/netns and are gone after a reboot: they are made again first, in
+    a run of their own, so that the network runs find them (else their leases would be reclaimed as vanished)."""
     for name in sorted(set(record["sandbox"] for record in host.state["endpoints"].values())):
         ref = netns.SandboxRef.from_key(name)
         if ref.kind != "netns" or ref.exists():
