@@ -43,12 +43,13 @@ def _bytecode_outside_the_checkout() -> None:
 
     With PYTHONDONTWRITEBYTECODE set (so no __pycache__ appears in the checkout), every module run
     compiled the collection's module_utils again: about a fifth of its CPU time. Bytecode goes to a
-    cache directory of its own outside the checkout instead (PYTHONPYCACHEPREFIX); Python checks each
-    file against its source's mtime and size, so a changed source is always compiled afresh.
+    cache of the test run's own outside the checkout instead (PYTHONPYCACHEPREFIX, in the run's
+    collections root: removed with it at the end); Python checks each file against its source's
+    mtime and size, so a changed source is always compiled afresh.
     """
     if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
         del os.environ["PYTHONDONTWRITEBYTECODE"]
-        os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "cnm-test-pycache-%d" % os.getuid())
+        os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(COLLECTIONS, "pycache")
 
 
 _bytecode_outside_the_checkout()
