@@ -56,6 +56,7 @@ class Store:
         self.path = os.path.join(self.directory, "state.json")
         self._lock_fd: Optional[int] = None
         self.data = _empty()
+        self.missing = False  # set by load: there was no store file (a lost store may be rebuilt from the kernel)
 
     def lock(self) -> None:
         try:
@@ -83,6 +84,7 @@ class Store:
     def load(self) -> None:
         """Read, migrate and check the file; a missing file is an empty store, anything unusable a StoreError."""
         raw = self._read()
+        self.missing = raw is None
         if raw is None:
             self.data = _empty()
             return
