@@ -7,8 +7,10 @@ import json
 import os
 
 from conftest import pings
-from test_overlay import build, hosts, overlay, peers_of  # noqa: F401 (hosts is a fixture)
-from test_ports import HOST, ask, servers, wait_answer  # noqa: F401 (servers is a fixture)
+
+# hosts and servers are fixtures: imported to be used as arguments
+from test_overlay import build, hosts, overlay, peers_of  # noqa: F401  # pylint: disable=unused-import
+from test_ports import HOST, ask, servers, wait_answer  # noqa: F401  # pylint: disable=unused-import
 
 WARNING = "the store was missing: rebuilt from the kernel: 1 networks, 3 endpoints, 3 ports; not recoverable: "
 
