@@ -19,9 +19,15 @@ attributes:
 notes:
   - "The store (C(/run/cnm-network/cookie-N/state.json)) is checked before anything else; a damaged one (not JSON, the
     wrong shape, no or a newer C(version), or not a regular file, a FIFO for example) makes the module fail with a
-    message naming the file and what is wrong, and change nothing. It is never discarded: fix it, or move it away, after
-    which the next run takes back the networks and endpoints the play declares (endpoints may get new addresses, ports
-    must be published again) and M(cnm.network.cnm_info) reports the cnm objects it no longer knows as drift."
+    message naming the file and what is wrong, and change nothing. It is never discarded: fix it, or move it away."
+  - "A missing store (deleted or moved away) while the kernel holds cnm networks is rebuilt from the kernel: the run
+    starts from the networks (bridge aliases, addresses, MTU, the C(inet cnm) rules), overlays (VXLAN device, FDB and
+    neighbour entries), endpoints (veth aliases, both ends, in sandboxes that still exist) and published ports (the
+    DNAT map elements) it finds, so no endpoint is numbered again and no published port is lost. Writing the rebuilt
+    store is a change (check mode and C(--diff) show it), and a warning counts what came back and names what the
+    kernel cannot hold (C(ip_range), C(host_binding_ip), static addresses, endpoint C(sysctls) and C(gw_priority),
+    the host sysctls' values from before cnm, macvlan networks): those get their defaults.
+    M(cnm.network.cnm_info) reports from the rebuilt store and writes nothing."
 """
 
     # The sandbox of an endpoint, given one of four ways.

@@ -20,6 +20,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     MacvlanNetwork,
 )
 from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
+from ansible_collections.cnm.network.plugins.module_utils.recover import recover
 from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key, persistent_path
 
 # System interpreters that may carry the distribution's pyroute2 when the task's Python does not.
@@ -43,6 +44,7 @@ class Host:
         self.reclaimed: list = []
         self.new_sandboxes: set = set()  # sandbox keys this plan creates: their leases are not stale
         self.conntrack_flush: set = set()  # conntrack_flow() of mappings changed or removed: their conntrack entries go
+        self.recovered: Optional[dict] = None  # what a lost store's rebuild from the kernel brought back
         self._swept: set = set()  # networks whose leases were checked against their sandboxes in this run
         self.after_firewall: list = []  # planning steps whose changes must follow the firewall's (a device up only once its drop rule exists)
 
@@ -58,7 +60,10 @@ class Host:
             store.load()
             sessions = kernel.Kernel()
             try:
-                yield cls(sessions, store, module)
+                host = cls(sessions, store, module)
+                if store.loaded_from is None:  # a lost store: the kernel's cnm objects say what it held
+                    host.recovered = recover(host)
+                yield host
             finally:
                 sessions.close()
         finally:

@@ -729,7 +729,7 @@ def namespace_stub_drift(names: List[str], matches: Optional[Callable[[str], boo
 
 def gather(host: Host, query: InfoQuery) -> dict:
     """Read the store (as the lock holds it) and the kernel, and report."""
-    state = host.original
+    state = host.state  # the store as read (or, when it was lost, as rebuilt from the kernel): info plans nothing
     # Container sandboxes: one inspect per runtime for all of them, not one per endpoint.
     stored = [record["sandbox"] for record in state["endpoints"].values()] + [entry["sandbox"] for entry in state.get("ports", {}).values()]
     netns.prefetch_containers([(query.sandbox, "container_runtime")], stored)
