@@ -191,11 +191,20 @@ class Host:
             result["reclaimed"] = self.reclaimed
         return result
 
-
     def _plan_store_write(self) -> None:
         if self.state != self.original:
             before, after = copy.deepcopy(self.original), copy.deepcopy(self.state)
-            self.plan.add("store", "write the store", _store_view(before), _store_view(after), lambda: self.store.save(after), lambda: self.store.save(before))
+
+            def write() -> None:
+                held = self.store.data  # what the file holds, if the write fails (save sets data first)
+                try:
+                    self.store.save(after)
+                except BaseException:
+                    self.store.data = held
+                    raise
+
+            self.plan.add("store", "write the store", _store_view(before), _store_view(after), write,
+                          lambda: self.store.save(before))
 
     def _store_after_failure(self) -> str:
         """After a failed plan: make the store describe the kernel, and say how (the text added to the failure).

@@ -85,10 +85,10 @@ def assert_store_is_kernel(host, message: str = "") -> None:
     device): those stay listed, so the next run removes the rest."""
     store = host.store() or {"networks": {}, "endpoints": {}}
     devices = aliases(host, host.name)
-    kernel_networks = {alias.split(":", 2)[2] for alias in devices if alias.startswith(("cnm:network:", "cnm:overlay:",
-                                                                                         "cnm:shim:"))}
-    assert kernel_networks == set(store["networks"]) - {name for name, r in store["networks"].items()
-                                                         if r["driver"] == "macvlan" and not r.get("shim_name")}
+    owners = ("cnm:network:", "cnm:overlay:", "cnm:shim:")
+    kernel_networks = {alias.split(":", 2)[2] for alias in devices if alias.startswith(owners)}
+    deviceless = {name for name, r in store["networks"].items() if r["driver"] == "macvlan" and not r.get("shim_name")}
+    assert kernel_networks == set(store["networks"]) - deviceless
     held = {alias[len("cnm:endpoint:"):] for alias in devices if alias.startswith("cnm:endpoint:")}
     for short in ("a", "b"):
         if os.path.exists("/run/netns/%s" % host.sandbox(short)):
