@@ -8,12 +8,15 @@
 #   lint         scripts/lint.sh: ruff, ansible-lint (production profile), shellcheck
 #   unit         pytest tests/unit
 #   integration  pytest tests/integration (as root: real kernel objects in throwaway
-#                namespaces); serial unless CNM_TEST_JOBS=N asks for N pytest-xdist workers
+#                namespaces) in 2 pytest-xdist workers, a test file at a time each (--dist
+#                loadfile: a file's shared lab is built once); CNM_TEST_JOBS=N asks for N
+#                workers, CNM_TEST_JOBS=1 runs serially (the default on a one-CPU machine)
 #   molecule     molecule test: the default scenario (create and destroy the lab, converge the
 #                main job with the cnm_prepare role, idempotence, verify with real traffic)
 #   compat       the oldest supported controller: ansible-core 2.19 on Python 3.11 (in
 #                .venv-2.19) runs the lab and playbook tests; its Python has no pyroute2, so
-#                the modules respawn under Debian's python3 with python3-pyroute2 0.7.2
+#                the modules respawn under Debian's python3 with python3-pyroute2 0.7.2; in
+#                CNM_TEST_JOBS workers too (the two files in parallel)
 #   sanity       scripts/sanity.sh: ansible-test sanity --python 3.12 on a copy of the tree
 #   build        ansible-galaxy collection build of a copy of the tree (git-tracked plus
 #                untracked non-ignored files, i.e. what a clean clone plus your work holds)
@@ -92,17 +95,30 @@ run_pytest() {  # $1 = test directory, then pytest options
 
 stage_unit() { run_pytest tests/unit; }
 
+# pytest-xdist options for CNM_TEST_JOBS workers (default 2, 1 on a one-CPU machine) into the array JOBS, and
+# the NOTE. Every test makes its namespaces with a prefix unique to its worker, so workers cannot meet; whole
+# files go to a worker (loadfile), so a lab a file shares between its tests is built once, not once per worker.
+JOBS=()
+test_jobs() {
+    local n="${CNM_TEST_JOBS:-}"
+    if [ -z "$n" ]; then
+        n=1
+        [ "$(nproc 2>/dev/null || echo 1)" -lt 2 ] || n=2
+    fi
+    JOBS=()
+    if [ "$n" != 1 ]; then
+        JOBS=(-n "$n" --dist loadfile)
+        NOTE="$n workers"
+    fi
+}
+
 stage_integration() {
     if [ "$(id -u)" -ne 0 ]; then
         echo "test.sh: integration tests need root (network namespaces, netlink, nftables)" >&2
         return 1
     fi
-    local jobs=()
-    if [ -n "${CNM_TEST_JOBS:-}" ] && [ "${CNM_TEST_JOBS}" != 1 ]; then
-        jobs=(-n "$CNM_TEST_JOBS")
-        NOTE="$CNM_TEST_JOBS workers"
-    fi
-    run_pytest tests/integration "${jobs[@]}"
+    test_jobs
+    run_pytest tests/integration "${JOBS[@]}"
 }
 
 stage_molecule() {
@@ -127,14 +143,15 @@ stage_compat() {
         echo "test.sh: no Python 3.11 with venv found for the ansible-core 2.19 check" >&2
         return 1
     fi
-    if [ ! -x "$venv/bin/ansible-playbook" ] || ! "$venv/bin/python" -c 'import pytest' >/dev/null 2>&1; then
+    if [ ! -x "$venv/bin/ansible-playbook" ] || ! "$venv/bin/python" -c 'import pytest, xdist' >/dev/null 2>&1; then
         "$py" -m venv "$venv" || return
-        "$venv/bin/pip" install -q 'ansible-core>=2.19,<2.20' pytest || return
+        "$venv/bin/pip" install -q 'ansible-core>=2.19,<2.20' pytest pytest-xdist || return
     fi
-    NOTE="$("$venv/bin/ansible" --version | head -n1)"
+    test_jobs
+    NOTE="$("$venv/bin/ansible" --version | head -n1)${NOTE:+, $NOTE}"
     # No pyroute2 in this venv on purpose: the modules must respawn under the system Python.
     ANSIBLE_PLAYBOOK="$venv/bin/ansible-playbook" "$venv/bin/python" -m pytest -p no:cacheprovider -o addopts="" \
-        tests/integration/test_lab.py tests/integration/test_playbooks.py
+        "${JOBS[@]}" tests/integration/test_lab.py tests/integration/test_playbooks.py
 }
 
 copy_tree() {  # $1 = destination: the checkout's files as a clean clone plus work in progress has them

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Optional
 
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
@@ -38,7 +39,7 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
     if link is not None and (link.kind != "bridge" or link.alias != network.alias):
         raise option_error("bridge_name", network.bridge_name, "already exists and does not belong to cnm network %s" % network.name)
     if not allow_host_route_overlap:
-        check_host_routes(host, network)
+        check_host_routes(host, network, record)
     attached = host.endpoints_of(network.name)
     if record is not None:
         _check_subnet_change(network, attached)
@@ -160,14 +161,16 @@ def check_overlaps(host: Host, name: str, subnet, ipv6_subnet) -> None:
                 raise option_error(option, mine, "overlaps network %s (%s)" % (other_name, theirs))
 
 
-def check_host_routes(host: Host, network: BridgeNetwork) -> None:
+def check_host_routes(host: Host, network: BridgeNetwork, record: Optional[dict] = None) -> None:
     """Refuse a subnet that overlaps a route of the host's main table (not a default route, not the network's own
     bridge route): the bridge's connected route would take that traffic away from the host's LAN or router, as
-    Docker avoids when it picks a pool (it checks the host's routes). ``allow_host_route_overlap`` says it is meant."""
+    Docker avoids when it picks a pool (it checks the host's routes). ``allow_host_route_overlap`` says it is meant.
+    Checked when a subnet is new to the network only, as Docker checks at creation: a route the host gets later (a
+    VPN) never makes a rerun of an existing network fail."""
     session = host.kernel.host
     own = session.link(network.bridge_name)
     for option, mine in (("subnet", network.subnet), ("ipv6_subnet", network.ipv6_subnet)):
-        if mine is None:
+        if mine is None or (record is not None and record.get(option) == str(mine)):
             continue
         for route in session.rtnl.routes():
             if (route["table"] != RT_TABLE_MAIN or route["dst_len"] == 0

@@ -47,6 +47,7 @@ class EndpointPlanner:
         self.bridge_ports: dict = {}  # bridge name -> its ports, counting the ones this run adds (see VethLink)
         # network -> {namespace identity: sandbox key} of its endpoints (one sandbox, one endpoint)
         self.namespaces: dict = {}
+        self.readdressed: set = set()  # (sandbox key, ifname) losing its last IPv4 address, and with it its IPv4 routes
         self.shim_routes = True  # macvlan host-access routes of endpoints; False when cnm_macvlan plans the shim's routes itself
 
     def plan(self, spec: EndpointSpec) -> dict:
@@ -235,6 +236,12 @@ class EndpointPlanner:
                     lambda a=address: self.kernel.sandbox(ref).delete_address(ifname, a))
         wanted_routes = [Route(r.dst, r.gateway, None) for r in routes]
         present_routes = [Route(r.dst, r.gateway, None) for r in current_routes]
+        old_ipv4 = [address for address in current_addresses if address.version == 4]
+        if old_ipv4 and not any(address in addresses for address in old_ipv4):
+            # A device that loses its last IPv4 address loses every IPv4 route with it (the kernel's fib_disable_ip):
+            # its routes and the sandbox's default route through it are added again after the new address.
+            present_routes = [route for route in present_routes if route.dst.version != 4]
+            self.readdressed.add((ref.key, ifname))
         for route in present_routes:
             if route not in wanted_routes:
                 add("remove route %s from %s in %s" % (route.describe(), ifname, ref.value),
@@ -386,6 +393,8 @@ class EndpointPlanner:
                     continue
                 if name in gone:
                     leaving[route.dst.version].append((name, Route(route.dst, route.gateway, None)))
+                elif route.dst.version == 4 and (ref.key, name) in self.readdressed:
+                    continue  # flushed with the old address before this change runs (see _present)
                 elif name in ours:
                     held[route.dst.version].append((name, Route(route.dst, route.gateway, None)))
                 else:

@@ -90,6 +90,8 @@ options:
         route and the network's own bridge route). Without it such a subnet is refused, naming the route; the bridge's
         connected route would take that traffic from the host's LAN or router, which is what Docker avoids when it
         picks an address pool (it checks the host's routes).
+      - Like Docker, the check is made when the network is created or its subnet changes, never on a rerun of an
+        existing network, so a route the host gets later (a VPN) does not make reruns fail.
     type: bool
     default: false
   force:

@@ -2,7 +2,8 @@
 
 Every case runs in a throwaway host that already holds a valid network ``web`` (172.30.0.0/24)
 and whatever else the case needs; the host's kernel state and store are compared before and
-after the failing run.
+after the failing run. The cases that need only ``web`` share one such host (built once for the
+file): each one's comparison proves it left the host as it found it for the next.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ DB = dict(name="db", subnet="172.31.0.0/24")
 NO_SUCH_PID = 4194305  # above PID_MAX_LIMIT (2^22): no process can have it
 
 
+def web_only(host) -> None:
+    host.ok("cnm_bridge", **WEB)
+
+
 @dataclass(frozen=True)
 class Case:
     """A bad module run: the set-up before it, the module and its arguments, the option at fault."""
@@ -26,7 +31,7 @@ class Case:
     module: str
     args: Callable  # host -> the module's arguments
     option: str
-    setup: Callable = field(default=lambda host: host.ok("cnm_bridge", **WEB))
+    setup: Callable = field(default=web_only)
 
 
 def web_and(*more: Callable) -> Callable:
@@ -219,9 +224,34 @@ def case_params() -> list:
     return params
 
 
-@pytest.mark.parametrize("case", case_params())
-def test_bad_input_fails_naming_the_option_and_changes_nothing(host, case):
+def shared_web_host(request):
+    """The test file's shared host (conftest's ``shared_host``) holding only ``web``, made by the first test asking.
+
+    Shared by the tests that need nothing else: each checks that it leaves the host unchanged.
+    """
+    host = request.getfixturevalue("shared_host")
+    if "web" not in host.store().get("networks", {}):
+        web_only(host)
+    return host
+
+
+@pytest.fixture
+def web_host(request):
+    return shared_web_host(request)
+
+
+def case_host(request, case: Case):
+    """The shared host for a case with the common set-up, else a fresh host with the case's own set-up."""
+    if case.setup is web_only:
+        return shared_web_host(request)
+    host = request.getfixturevalue("host")
     case.setup(host)
+    return host
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_bad_input_fails_naming_the_option_and_changes_nothing(request, case):
+    host = case_host(request, case)
     args = case.args(host)
     before = host.snapshot()
 
@@ -240,8 +270,8 @@ KERNEL_REFUSES = [
 
 
 @pytest.mark.parametrize("args, failed_change", KERNEL_REFUSES)
-def test_input_the_kernel_refuses_is_undone_completely(host, args, failed_change):
-    host.ok("cnm_bridge", **WEB)
+def test_input_the_kernel_refuses_is_undone_completely(web_host, args, failed_change):
+    host = web_host
     before = host.snapshot()
 
     result = host.module("cnm_endpoint", network="web", netns=host.sandbox("a"), **args)
@@ -280,8 +310,8 @@ def test_bad_batch_item_applies_none_of_the_items_before_it(host):
     assert [name for name in host.links() if name.startswith("ve-")] == []
 
 
-def test_the_same_bad_input_fails_the_same_way_in_check_mode(host):
-    host.ok("cnm_bridge", **WEB)
+def test_the_same_bad_input_fails_the_same_way_in_check_mode(web_host):
+    host = web_host
     before = host.snapshot()
 
     checked = host.module("cnm_endpoint", check=True, network="web", netns=host.sandbox("a"), ipv4_address="172.30.0.1")
@@ -311,8 +341,8 @@ ARGUMENT_SPEC_CASES = [
 
 
 @pytest.mark.parametrize("module, args, option", ARGUMENT_SPEC_CASES)
-def test_argument_spec_error_fails_naming_the_option(host, module, args, option):
-    host.ok("cnm_bridge", **WEB)
+def test_argument_spec_error_fails_naming_the_option(web_host, module, args, option):
+    host = web_host
     before = host.snapshot()
 
     result = host.module(module, **args)

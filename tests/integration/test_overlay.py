@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -11,8 +12,8 @@ SUBNET = "10.200.0.0/16"
 VTEPS = {1: "192.0.2.11", 2: "192.0.2.12", 3: "192.0.2.13"}
 
 
-@pytest.fixture
-def hosts():
+@contextlib.contextmanager
+def three_hosts():
     """Three hosts (eth0 192.0.2.11-13) joined by a bridge in an underlay namespace, and a rogue at .99."""
     prefix = "%s-ov%s" % (RUN_PREFIX, pytest.importorskip("secrets").token_hex(2))
     underlay = prefix + "-ul"
@@ -29,6 +30,21 @@ def hosts():
         for host in list(made.values()) + [rogue]:
             host.destroy()
         sh("ip netns del %s" % underlay, check=False)
+
+
+@pytest.fixture
+def hosts():
+    with three_hosts() as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def bad_input_hosts():
+    """The same hosts, host 1 with a bridge network ``web``, shared by the bad-input tests (built once for the
+    file): each checks that it leaves them as they were."""
+    with three_hosts() as (made, rogue):
+        made[1].ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
+        yield made, rogue
 
 
 def overlay(host, i: int, peers: list, **extra) -> dict:
@@ -140,10 +156,9 @@ BAD = {
 
 
 @pytest.mark.parametrize("args, option", list(BAD.values()), ids=list(BAD))
-def test_bad_overlay_input_fails_naming_the_option_and_changes_nothing(hosts, args, option):
-    made, _rogue = hosts
+def test_bad_overlay_input_fails_naming_the_option_and_changes_nothing(bad_input_hosts, args, option):
+    made, _rogue = bad_input_hosts
     host = made[1]
-    host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
     before = host.snapshot()
     params = dict(name="ov", vni=4200, subnet=SUBNET, ip_range="10.200.1.0/24", local_ip=VTEPS[1], peers=[])
     params.update(args)
@@ -162,7 +177,7 @@ def test_a_vxlan_port_in_use_by_another_device_is_refused(hosts):
     assert host.snapshot() == before
 
 
-def test_encrypted_without_a_key_is_refused_by_the_argument_spec(hosts):
-    made, _rogue = hosts
+def test_encrypted_without_a_key_is_refused_by_the_argument_spec(bad_input_hosts):
+    made, _rogue = bad_input_hosts
     result = overlay(made[1], 1, [], encrypted=True)
     assert result.get("failed") and "encryption_key" in result["msg"]

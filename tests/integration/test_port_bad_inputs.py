@@ -8,8 +8,11 @@ import sys
 import pytest
 
 
-@pytest.fixture
-def web(host):
+@pytest.fixture(scope="module")
+def web(shared_host):
+    """One lab for the whole file: every test leaves it as it found it (each compares snapshots, or fails
+    before acting)."""
+    host = shared_host
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
     host.ok("cnm_bridge", name="vault", subnet="172.31.9.0/24", internal=True)
     host.ok("cnm_endpoint", network="web", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))])

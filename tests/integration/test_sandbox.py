@@ -188,3 +188,21 @@ def test_ipv6_only_network_gives_no_ipv4(host):
     assert neither["failed"] and "subnet" in neither["msg"]
     host.ok("cnm_bridge", name="six", state="absent", force=True)
     assert "six" not in host.store().get("networks", {})
+
+
+def test_a_new_address_keeps_the_default_route_and_the_endpoints_routes(host):
+    """The kernel drops every IPv4 route of an interface that loses its last IPv4 address: a rerun with another
+    ipv4_address adds the sandbox's default route and the endpoint's routes again, in the same run."""
+    host.ok("cnm_bridge", **WEB)
+    host_addresses(host)
+    routes = [dict(dst="198.51.100.0/24", gateway="172.30.0.1")]
+    host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"), ipv4_address="172.30.0.10", routes=routes)
+    moved = check_then_run(host, "cnm_endpoint", network="web", netns=host.sandbox("a"), ipv4_address="172.30.0.20",
+                           routes=routes)
+    assert moved["changed"] and moved["endpoint"]["ipv4_address"] == "172.30.0.20"
+    assert defaults(host, "a") == [("172.30.0.1", "eth0")]
+    listed = json.loads(host.in_sandbox("a", "ip -4 -j route show 198.51.100.0/24").stdout)
+    assert [(r["dst"], r.get("gateway")) for r in listed] == [("198.51.100.0/24", "172.30.0.1")]
+    assert pings(host.sandbox("a"), HOST_V4)  # a host-only address: reachable through the default route alone
+    again = host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"), ipv4_address="172.30.0.20", routes=routes)
+    assert again["changed"] is False
