@@ -18,6 +18,7 @@ from ansible_collections.cnm.network.plugins.module_utils import ipam
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
 from ansible_collections.cnm.network.plugins.module_utils.model import check_port_count, host_veth_name
+from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
 
 
 class VethLink:
@@ -190,15 +191,10 @@ class MacvlanLink:
 
     @staticmethod
     def plan_absent(planner, spec, record: dict, alias: str) -> None:
-        """Delete the macvlan inside its sandbox (if the sandbox still exists) and its host route through the shim."""
+        """Delete its host route through the shim, then the macvlan inside its sandbox (if the sandbox still exists):
+        the deletion, which has no undo, comes last, so a failure before it leaves the endpoint whole."""
         ref, kernel = spec.sandbox, planner.kernel
         target = "endpoint %s on %s" % (spec.network, ref.key)
-        if ref.exists():
-            view = kernel.sandbox(ref)
-            for link in list(view.links().values()):
-                if link.kind == "macvlan" and link.alias == alias:
-                    planner.host.plan.add(target, "delete macvlan %s in %s" % (link.name, ref.value), {"interface": link.name, "parent": record["parent"]},
-                                          None, lambda name=link.name: kernel.sandbox(ref).delete_link(name))
         shim = record.get("shim_name")
         if shim and record.get("ipv4_address"):
             host = kernel.host
@@ -207,3 +203,10 @@ class MacvlanLink:
             if link is not None and route in [Route(r.dst, r.gateway, None) for r in host.routes(link.index)]:
                 planner.host.plan.add(target, "remove route %s through host-access shim %s" % (route.describe(), shim), None, None,
                                       lambda: host.delete_route(shim, route), lambda: host.add_route(shim, route))
+        if ref.exists():
+            view = kernel.sandbox(ref)
+            for link in list(view.links().values()):
+                if link.kind == "macvlan" and link.alias == alias:
+                    planner.host.plan.add(target, "delete macvlan %s in %s" % (link.name, ref.value), {"interface": link.name, "parent": record["parent"]},
+                                          None, lambda name=link.name: kernel.sandbox(ref).delete_link(name),
+                                          forgets=(("endpoint", endpoint_key(spec.network, ref.key)),))

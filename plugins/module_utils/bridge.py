@@ -110,7 +110,7 @@ def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> 
     link = host.kernel.host.link(bridge_name)
     if link is not None and link.kind == "bridge" and link.alias == BRIDGE_ALIAS_PREFIX + name:
         host.plan.add("network %s" % name, "delete bridge %s" % bridge_name, {"bridge": bridge_name, "mtu": link.mtu}, None,
-                      lambda: host.kernel.host.delete_link(bridge_name))
+                      lambda: host.kernel.host.delete_link(bridge_name), forgets=(("network", name),))
     host.state["networks"].pop(name, None)
     return {"network": {"name": name, "state": "absent", "detached": len(attached)}}
 

@@ -40,6 +40,7 @@ class EndpointPlanner:
         self.detached: dict = {}  # sandbox key -> interfaces of endpoints detached in this run
         self.leases: dict = {}  # (network, IP version) -> {address: sandbox key}, kept up to date while planning
         self.doomed: list = []  # host veths to delete together at the end (see finish)
+        self.doomed_keys: list = []  # the endpoints whose records those veths are
         self.doomed_sandboxes: list = []  # named sandboxes to delete after their veths
         self.removed_stubs: set = set()  # keys of named sandboxes whose stub (see netns.is_stub) this run removes
         self.seen: set = set()
@@ -331,15 +332,16 @@ class EndpointPlanner:
             names = list(self.doomed)
             group = _free_link_group(self.kernel.host)
             self.host.plan.add("veths", "delete %d veth(s) in one request (link group %d)" % (len(names), group), {"veths": names}, None,
-                               lambda: self.kernel.host.delete_links(names, group))
+                               lambda: self.kernel.host.delete_links(names, group),
+                               forgets=tuple(("endpoint", key) for key in self.doomed_keys))
         for key, ref in self.touched.items():
             if ref not in self.doomed_sandboxes:
                 self._plan_sandbox(ref, self.detached.get(key, set()))
         self.touched, self.detached = {}, {}
         for ref in self.doomed_sandboxes:
             self.host.plan.add("netns %s" % ref.value, "delete network namespace %s" % ref.value, {"exists": True}, None,
-                               lambda r=ref: self._delete_sandbox(r))
-        self.doomed, self.doomed_sandboxes = [], []
+                               lambda r=ref: self._delete_sandbox(r), forgets=(("sandbox", ref.key),))
+        self.doomed, self.doomed_keys, self.doomed_sandboxes = [], [], []
 
     def _interface_ipv6(self, spec: EndpointSpec, network: BridgeNetwork) -> tuple:
         """IPv6 on the endpoint's interface exactly when its network has IPv6, as Docker does (osl setIPv6).
@@ -541,6 +543,8 @@ class EndpointPlanner:
             self.host.plan.add("endpoint %s on %s" % (spec.network, ref.key), "detach %s (its veth %s goes with the others)" % (ref.value, host_ifname),
                                {"host_interface": host_ifname, "interface": (record or {}).get("ifname")}, None, _nothing)
             self.doomed.append(host_ifname)
+            if record is not None:
+                self.doomed_keys.append(key)
         if record is not None:
             self._release(record)
             del self.host.state["endpoints"][key]

@@ -117,7 +117,8 @@ class Host:
         if link is not None and link.alias == ENDPOINT_ALIAS_PREFIX + key:
             self.plan.add("endpoint %s on %s" % (record["network"], record["sandbox"]),
                           "delete %s, the veth of vanished %s" % (name, record["sandbox"]),
-                          {"host_interface": name}, None, lambda: self.kernel.host.delete_link(name))
+                          {"host_interface": name}, None, lambda: self.kernel.host.delete_link(name),
+                          forgets=(("endpoint", key),))
 
     # ---- published ports ----
     def ports_of(self, network: str, sandbox: str) -> list:
@@ -183,14 +184,81 @@ class Host:
         plan_firewall(self)  # every run reconciles the whole table: drift from any cause is repaired
         for step in self.after_firewall:
             step()
-        if self.state != self.original:
-            before, after = copy.deepcopy(self.original), copy.deepcopy(self.state)
-            self.plan.add("store", "write the store", _store_view(before), _store_view(after), lambda: self.store.save(after), lambda: self.store.save(before))
-        self.plan.execute(check)
+        self._plan_store_write()
+        try:
+            self.plan.execute(check)
+        except CnmError as exc:
+            note = self._store_after_failure()
+            if not note:
+                raise
+            raise CnmError("%s; %s" % (exc, note), **exc.details) from exc
         result = {"changed": self.plan.changed, "changes": self.plan.summary(), "diff": self.plan.diff()}
         if self.reclaimed:
             result["reclaimed"] = self.reclaimed
         return result
+
+    def _plan_store_write(self) -> None:
+        if self.state != self.original:
+            before, after = copy.deepcopy(self.original), copy.deepcopy(self.state)
+
+            def write() -> None:
+                held = self.store.data  # what the file holds, if the write fails (save sets data first)
+                try:
+                    self.store.save(after)
+                except BaseException:
+                    self.store.data = held
+                    raise
+
+            self.plan.add("store", "write the store", _store_view(before), _store_view(after), write,
+                          lambda: self.store.save(before))
+
+    def _store_after_failure(self) -> str:
+        """After a failed plan: make the store describe the kernel, and say how (the text added to the failure).
+
+        The undo put back what it could; the changes without one (a bridge, veth or namespace deleted) stay done,
+        while the store write, the plan's last change, never happened. So the records those changes removed for good
+        (Plan.forgotten) go from the store as it is now, their published ports with them, and the firewall, host
+        sysctls and conntrack follow in a second, small plan, as in any run; if that plan fails too (its own undo
+        runs), the store is written alone and the rules left are drift the next run removes."""
+        forgotten, partly = self.plan.forgotten()
+        partial = ""
+        if partly:
+            partial = ("; %s partly removed: the store keeps listing it, cnm_info reports the parts already gone, "
+                       "the next run removes the rest" % ", ".join("%s %s" % record for record in partly))
+        if not forgotten:
+            return partial[2:]
+        self.original, self.state = self.store.snapshot(), self.store.snapshot()
+        self.plan, self.conntrack_flush, self.after_firewall = Plan(), set(), []
+        networks, endpoints = [], []
+        for kind, key in forgotten:
+            if kind == "network" and self.state["networks"].pop(key, None) is not None:
+                networks.append(key)
+            for name, record in sorted(self.state["endpoints"].items()):
+                if (kind, key) in (("endpoint", name), ("sandbox", record["sandbox"])):
+                    del self.state["endpoints"][name]
+                    endpoints.append("%s on %s" % (record["sandbox"], record["network"]))
+        ports = sorted(key for key, entry in self.state.get("ports", {}).items()
+                       if entry["network"] not in self.state["networks"]
+                       or endpoint_key(entry["network"], entry["sandbox"]) not in self.state["endpoints"])
+        self.drop_ports(ports)
+        gone = ["%s %s" % (kind, ", ".join(names)) for kind, names in
+                (("network(s)", networks), ("endpoint(s)", endpoints), ("published port(s)", ports)) if names]
+        if not gone:
+            return partial[2:]
+        note = "the store no longer lists what went with them: %s" % "; ".join(gone)
+        alone = copy.deepcopy(self.state)
+        try:
+            plan_firewall(self)
+            self._plan_store_write()
+            self.plan.execute(False)
+        except CnmError as exc:
+            try:
+                self.store.save(alone)
+            except OSError as error:
+                return "%s, but the store could not be written (%s)%s" % (note, error, partial)
+            return ("%s; the firewall still holds their rules (%s): cnm_info reports them as drift, the next run "
+                    "removes them%s" % (note, exc, partial))
+        return note + " (the firewall and host sysctls follow)" + partial
 
 
 def _never() -> None:

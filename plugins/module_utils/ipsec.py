@@ -148,18 +148,20 @@ def current(xfrm, ports: Sequence[int]) -> Tuple[List[dict], List[dict]]:
     return states, policies
 
 
-def plan(host, target: str, xfrm, have: Tuple[List[dict], List[dict]], want: Tuple[List[dict], List[dict]]) -> None:
+def plan(host, target: str, xfrm, have: Tuple[List[dict], List[dict]], want: Tuple[List[dict], List[dict]],
+         forgets: tuple = ()) -> None:
     """Changes that turn our XFRM objects ``have`` into exactly ``want``, in the order that loses no packet.
 
     New states first (a peer may already send with them), then policies added or switched in place,
-    then policies and states no longer wanted. Each change has its undo.
+    then policies and states no longer wanted. Each change has its undo. ``forgets``: the store records whose
+    removal these changes are part of (see Plan.forgotten).
     """
     have_states, have_policies = have
     want_states, want_policies = want
     before, after = describe(have_states, have_policies), describe(want_states, want_policies)
 
     def add(what, apply, undo):
-        host.plan.add(target, what, before, after, apply, undo)
+        host.plan.add(target, what, before, after, apply, undo, forgets)
 
     present = {_state_identity(s): s for s in have_states}
     wanted = {_state_identity(s): s for s in want_states}

@@ -78,14 +78,14 @@ def plan_macvlan_absent(host: Host, name: str, force: bool) -> dict:
         raise option_error("name", name, "is a network of driver %s, not macvlan" % record.get("driver", "bridge"))
     attached = detach_all(host, name, force)
     if record.get("shim_name"):
-        _plan_shim_absent(host, name, record["shim_name"])
+        _plan_shim_absent(host, name, record["shim_name"], forgets=(("network", name),))
     del host.state["networks"][name]
     parent = record["parent"]
     still_used = any(other.get("parent") == parent for other in host.state["networks"].values())
     link = host.kernel.host.link(parent)
     if record.get("vlan_created") and not still_used and link is not None and link.alias == VLAN_ALIAS_PREFIX + parent:
         host.plan.add("network %s" % name, "delete VLAN sub-interface %s" % parent, {"vlan": parent, "mode": link.mode}, None,
-                      lambda: host.kernel.host.delete_link(parent))
+                      lambda: host.kernel.host.delete_link(parent), forgets=(("network", name),))
     result["network"]["detached"] = len(attached)
     return result
 
@@ -191,11 +191,11 @@ def _plan_shim(host: Host, network: MacvlanNetwork, target: str, mtu: int) -> No
             add("add route %s through %s" % (route.describe(), name), lambda r=route: session.add_route(name, r), lambda r=route: session.delete_route(name, r))
 
 
-def _plan_shim_absent(host: Host, network_name: str, name: str) -> None:
+def _plan_shim_absent(host: Host, network_name: str, name: str, forgets: tuple = ()) -> None:
     link = host.kernel.host.link(name)
     if link is not None and link.alias == SHIM_ALIAS_PREFIX + network_name:
         host.plan.add("network %s" % network_name, "delete host-access shim %s (its address and routes go with it)" % name, link.describe(), None,
-                      lambda: host.kernel.host.delete_link(name))
+                      lambda: host.kernel.host.delete_link(name), forgets=forgets)
 
 
 def _check_subnet_change(network: MacvlanNetwork, attached: dict) -> None:

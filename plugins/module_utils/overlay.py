@@ -170,11 +170,12 @@ def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
     vxlan = (record or {}).get("vxlan_name")
     link = host.kernel.host.link(vxlan) if vxlan else None
     if link is not None and link.kind == "vxlan":
-        host.plan.add("overlay %s" % name, "delete vxlan %s" % vxlan, {"device": vxlan}, None, lambda: host.kernel.host.delete_link(vxlan))
+        host.plan.add("overlay %s" % name, "delete vxlan %s" % vxlan, {"device": vxlan}, None,
+                      lambda: host.kernel.host.delete_link(vxlan), forgets=(("network", name),))
     if (record or {}).get("encrypted"):  # after the device: nothing is ever sent in clear
         xfrm = Xfrm()
         have = ipsec.current(xfrm, [record["port"]])
-        ipsec.plan(host, "overlay %s ipsec" % name, xfrm, have, ([], []))
+        ipsec.plan(host, "overlay %s ipsec" % name, xfrm, have, ([], []), forgets=(("network", name),))
     return result
 
 

@@ -32,14 +32,20 @@ class Change:
     after: object
     apply: Action
     undo: Action | None = None
+    # The store records (``("network", name)``, ``("endpoint", key)``, ``("sandbox", key)``) whose kernel objects
+    # this change removes; see ``Plan.forgotten``.
+    forgets: tuple = ()
 
 
 @dataclass
 class Plan:
     changes: list = field(default_factory=list)
+    # After a failed execute: the applied changes whose effect stayed (no undo, or an undo that failed).
+    stayed: list = field(default_factory=list)
 
-    def add(self, target: str, what: str, before: object, after: object, apply: Action, undo: Action | None = None) -> None:
-        self.changes.append(Change(target, what, before, after, apply, undo))
+    def add(self, target: str, what: str, before: object, after: object, apply: Action, undo: Action | None = None,
+            forgets: tuple = ()) -> None:
+        self.changes.append(Change(target, what, before, after, apply, undo, tuple(forgets)))
 
     @property
     def changed(self) -> bool:
@@ -66,32 +72,56 @@ class Plan:
             return
         done: list = []
         for change in self.changes:
-            faults.point("change")
             try:
+                faults.point("change")
                 change.apply()
             except Exception as exc:  # noqa: BLE001 - every failure must trigger the undo
-                undo_errors = _undo(done)
+                undo_errors, self.stayed, undone = _undo(done)
                 message = "%s failed: %s" % (change.what, _reason(exc))
-                if done:
-                    message += "; undid %d earlier change(s)" % len(done)
+                if undone:
+                    message += "; undid %d earlier change(s)" % undone
+                kept = [c.what for c in self.stayed if c.forgets]
+                if kept:
+                    message += "; stays done: %s" % "; ".join(kept)
                 if undo_errors:
                     message += "; undo incomplete: " + "; ".join(undo_errors)
                 raise CnmError(message, failed_change=change.target) from exc
             done.append(change)
 
+    def forgotten(self) -> tuple:
+        """After a failed execute: (the store records whose kernel objects are gone for good, those partly gone).
 
-def _undo(done: list) -> list:
-    errors = []
+        A record is forgotten when every change of the plan that removes a part of it stayed applied (a network's
+        bridge and VXLAN device, its IPsec policies...); while one of them was not applied, or was undone, the kernel
+        still holds something of it and the record stays, so the next run finds and removes the rest."""
+        stayed = set(map(id, self.stayed))
+        parts: dict = {}
+        for change in self.changes:
+            for record in change.forgets:
+                parts.setdefault(record, []).append(id(change) in stayed)
+        return (sorted(record for record, applied in parts.items() if all(applied)),
+                sorted(record for record, applied in parts.items() if any(applied) and not all(applied)))
+
+
+def _undo(done: list) -> tuple:
+    """Undo ``done`` in reverse: (the errors of undo steps, the changes whose effect stays in order, how many were
+    undone). An undo that meets its object gone counts as undone (nothing is left to put back), but its change stays:
+    what it removed is not there."""
+    errors, stayed, undone = [], [], 0
     for change in reversed(done):
         if change.undo is None:
+            stayed.append(change)
             continue
         try:
             change.undo()
+            undone += 1
         except Exception as exc:  # noqa: BLE001 - keep undoing the rest
+            stayed.append(change)
             if gone(exc):
+                undone += 1
                 continue
             errors.append("%s: %s" % (change.target, _reason(exc)))
-    return errors
+    return errors, stayed[::-1], undone
 
 
 def gone(exc: BaseException) -> bool:

@@ -94,7 +94,7 @@ def test_undo_errors_are_reported_and_the_rest_is_still_undone():
     with pytest.raises(CnmError) as raised:
         plan.execute(check=False)
     assert journal.events == ["do a", "do b", "fail", "fail", "undo a"]
-    assert str(raised.value) == "make c failed: boom; undid 2 earlier change(s); undo incomplete: object b: Device or resource busy (errno 16)"
+    assert str(raised.value) == "make c failed: boom; undid 1 earlier change(s); undo incomplete: object b: Device or resource busy (errno 16)"
 
 
 def test_changes_without_an_undo_are_skipped_when_undoing():
@@ -227,3 +227,46 @@ def test_an_undo_that_fails_otherwise_is_reported():
     with pytest.raises(CnmError) as failure:
         plan.execute(check=False)
     assert "undo incomplete: object a: Device or resource busy (errno 16)" in str(failure.value)
+
+
+def test_a_failed_run_reports_the_records_its_lasting_changes_removed():
+    """A record goes from the store only when every change that removes a part of it stays done."""
+    journal = Journal()
+    plan = Plan()
+    plan.add("veths", "delete veths", {}, None, journal.action("veths"),
+             forgets=(("endpoint", "web|a"), ("endpoint", "web|b")))
+    plan.add("network web", "delete bridge br-web", {}, None, journal.action("bridge"), forgets=(("network", "web"),))
+    plan.add("overlay web", "delete vxlan vx-web", {}, None, journal.action("vxlan"), forgets=(("network", "web"),))
+    plan.add("firewall", "apply", None, None, journal.action("fw"), journal.action("undo fw"))
+    plan.add("store", "write the store", None, None, journal.failing(OSError(errno.EIO, "Input/output error")))
+    with pytest.raises(CnmError) as failure:
+        plan.execute(check=False)
+    assert journal.events == ["veths", "bridge", "vxlan", "fw", "fail", "undo fw"]
+    assert plan.forgotten() == ([("endpoint", "web|a"), ("endpoint", "web|b"), ("network", "web")], [])
+    assert str(failure.value) == ("write the store failed: Input/output error (errno 5); undid 1 earlier change(s); "
+                                  "stays done: delete veths; delete bridge br-web; delete vxlan vx-web")
+
+
+def test_a_record_partly_removed_stays_and_an_undone_removal_is_not_forgotten():
+    journal = Journal()
+    plan = Plan()
+    plan.add("network web", "delete bridge br-web", {}, None, journal.action("bridge"), forgets=(("network", "web"),))
+    plan.add("ipsec", "delete xfrm state", {}, None, journal.action("xfrm"), journal.action("undo xfrm"),
+             forgets=(("network", "web"), ("network", "other")))
+    plan.add("overlay web", "delete vxlan vx-web", {}, None, journal.failing(RuntimeError("boom")),
+             forgets=(("network", "web"),))
+    with pytest.raises(CnmError):
+        plan.execute(check=False)
+    assert plan.forgotten() == ([], [("network", "web")])  # the undone xfrm change keeps "other" whole
+
+
+def test_a_removal_whose_undo_fails_stays_done():
+    journal = Journal()
+    plan = Plan()
+    plan.add("route", "remove route", {}, None, journal.action("route"),
+             journal.failing(OSError(errno.ENODEV, "No such device")), forgets=(("endpoint", "lan|a"),))
+    plan.add("store", "write the store", None, None, journal.failing(RuntimeError("boom")))
+    with pytest.raises(CnmError) as failure:
+        plan.execute(check=False)
+    assert plan.forgotten() == ([("endpoint", "lan|a")], [])
+    assert "undid 1 earlier change(s)" in str(failure.value)  # its object is gone: nothing was left to put back
