@@ -516,8 +516,9 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_floor":
         floor_worker(sys.argv[2], sys.argv[3])
         return 0
-    parser = sizes_parser("Time attaching N sandboxes: cnm_endpoint vs the CNI bridge plugin vs ip vs the kernel floor.",
-                          "sandboxes", [50, 200], "cnm_endpoint")
+    parser = sizes_parser(
+        "Time attaching N sandboxes: cnm_endpoint vs the CNI bridge plugin vs ip vs the kernel floor.",
+        "sandboxes", [50, 200], "cnm_endpoint")
     options = parser.parse_args()
     check_common(parser, options, 60000)
     status, all_results = each_size(PREFIX, "cnm-bench-", options, bench_size)
@@ -530,8 +531,8 @@ def main() -> int:
                           % (size, RESULTS_DIR))
                     print(handle.read().split("---- by own time ----")[0])
         if options.json:
-            meta = {"code": code_meta(), "machine": machine_meta(load_average_at_end=os.getloadavg()), "repeat": options.repeat,
-                    "targets_200": TARGETS_200, "reference_200": REFERENCE_200, "date": now()}
+            meta = {"code": code_meta(), "machine": machine_meta(load_average_at_end=os.getloadavg()),
+                    "repeat": options.repeat, "targets_200": TARGETS_200, "reference_200": REFERENCE_200, "date": now()}
             write_json(options.json, dict(meta, results={str(k): v for k, v in all_results.items()}))
     return status
 

@@ -179,7 +179,7 @@ def phase_header(width: int, note: str) -> str:
 
 def phase_line(size: int, width: int, tool: str, row: dict, note: str) -> str:
     """One tool's medians at one N, under ``phase_header``."""
-    return "%5d  %-*s %8s %8s %8s   %s" % (size, width, tool, fmt(row["add"]), fmt(row["rerun"]), fmt(row["delete"]), note)
+    return "%5d  %-*s %8s %8s %8s   %s" % (size, width, tool, *(fmt(row[p]) for p in PHASES), note)
 
 
 def measured(results: dict, tools) -> list:
@@ -224,7 +224,8 @@ def sizes_parser(description: str, what: str, default_sizes: list, module: str |
     parser.add_argument("--repeat", type=int, default=3, help="rounds per N; the table shows medians (default: 3)")
     if module:
         parser.add_argument("--json", help=json_help)
-        parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run of %s at the largest N" % module)
+        parser.add_argument("--no-profile", action="store_true",
+                            help="skip the cProfile run of %s at the largest N" % module)
     return parser
 
 
@@ -237,13 +238,15 @@ def each_size(prefix: str, workdir_prefix: str, options, bench_size) -> tuple:
         collections = collections_root(workdir)
         largest = max(options.sizes)
         for size in options.sizes:
-            all_results[size] = bench_size(size, options.repeat, workdir, collections, not options.no_profile and size == largest)
+            profile = not options.no_profile and size == largest
+            all_results[size] = bench_size(size, options.repeat, workdir, collections, profile)
 
     return guarded(prefix, work, workdir_prefix), all_results
 
 
 def loads_line(loads: dict) -> str:
-    return "load average (1, 5, 15 min): %s at start, %s at end; %d CPUs" % (loads["start"], loads["end"], os.cpu_count())
+    return "load average (1, 5, 15 min): %s at start, %s at end; %d CPUs" % (
+        loads["start"], loads["end"], os.cpu_count())
 
 
 def check_common(parser, options, max_size: int | None = None, sizes_error: str = "") -> None:
@@ -268,7 +271,9 @@ def store_dir(ns: str) -> str:
 
 
 def remove_namespaces(prefix: str, before: list) -> list:
-    """Delete every namespace named ``prefix...`` that was not there before, and the cnm store of each; returns their names."""
+    """Delete every namespace named ``prefix...`` that was not there before, and the cnm store of each.
+
+    Returns their names."""
     ours = own_namespaces(prefix, before)
     for ns in ours:
         try:
@@ -367,7 +372,8 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def guarded(prefix: str, work, workdir_prefix: str, cleanup=None, remove_left=None, note_others: bool = True, links: bool = True) -> int:
+def guarded(prefix: str, work, workdir_prefix: str, cleanup=None, remove_left=None,
+            note_others: bool = True, links: bool = True) -> int:
     """Run ``work(workdir)`` in a fresh temporary directory and check that it left nothing behind; the exit status.
 
     SIGTERM acts as Ctrl-C. An interrupt returns 130 and a BenchError 1 (both said on stderr). Then, with Ctrl-C
@@ -425,11 +431,13 @@ def profile_report(path: str, limit: int, commands: bool = False) -> str:
 
     text = io.StringIO()
     stats = pstats.Stats(path + ".pstats", stream=text)
-    calls = {key[2]: row[1] for key, row in stats.stats.items() if key[2].startswith("<method '") and "_socket.socket" in key[2]}
+    calls = {key[2]: row[1] for key, row in stats.stats.items()
+             if key[2].startswith("<method '") and "_socket.socket" in key[2]}
     line = "netlink requests (socket.send calls): %d; socket.recv* calls: %d" % (
         sum(n for name, n in calls.items() if "'send" in name), sum(n for name, n in calls.items() if "'recv" in name))
     if commands:
-        ran = [(row[1], row[3]) for key, row in stats.stats.items() if key[2] == "run_command" and key[0].endswith("basic.py")]
+        ran = [(row[1], row[3]) for key, row in stats.stats.items()
+               if key[2] == "run_command" and key[0].endswith("basic.py")]
         line += "; commands run (nft, conntrack): %d taking %.3f s" % (sum(n for n, _s in ran), sum(s for _n, s in ran))
     text.write(line + "\n")
     stats.strip_dirs().sort_stats("cumulative").print_stats(limit)
@@ -453,15 +461,16 @@ def profile_phases(run_phases, prefix: str, limit: int, commands: bool = False) 
 
 
 def code_meta(repo: str = REPO, pyroute2: bool = True, branch: bool = False) -> dict:
-    """The JSON's ``code``: the commit measured, uncommitted changes in its plugins/, ansible-core's version (and pyroute2's)."""
+    """The JSON's ``code``: the commit measured, uncommitted changes in its plugins/, ansible-core's version (and
+    pyroute2's)."""
     from ansible.release import __version__ as ansible_version
 
     git = ["git", "-C", repo]
     meta = {"commit": run(git + ["rev-parse", "HEAD"], check=False).stdout.strip()}
     if branch:
         meta["branch"] = run(git + ["rev-parse", "--abbrev-ref", "HEAD"], check=False).stdout.strip()
-    meta.update(uncommitted_in_plugins=run(git + ["status", "--porcelain", "--", "plugins"], check=False).stdout.splitlines(),
-                ansible_core=ansible_version)
+    uncommitted = run(git + ["status", "--porcelain", "--", "plugins"], check=False).stdout.splitlines()
+    meta.update(uncommitted_in_plugins=uncommitted, ansible_core=ansible_version)
     if pyroute2:
         from pyroute2 import __version__ as pyroute2_version
 

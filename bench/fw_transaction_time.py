@@ -153,7 +153,8 @@ def table(results: dict, code: str) -> str:
 def main() -> int:
     if worker_main(wrap_nft):
         return 0
-    parser = sizes_parser("Time cnm_port_publish's firewall transaction with N published ports.", "published ports", [200, 1000])
+    parser = sizes_parser("Time cnm_port_publish's firewall transaction with N published ports.",
+                          "published ports", [200, 1000])
     parser.add_argument("--code", default=REPO, help="the checkout whose plugins run (default: this one)")
     parser.add_argument("--json", help="also write every sample as JSON to this file")
     options = parser.parse_args()
@@ -181,7 +182,8 @@ def main() -> int:
         print(table(results, code))
         print("load average: start %s, end %s" % (load_start, load_average()))
         if options.json:
-            write_json(options.json, {"code": code, "load": [load_start, load_average()], "results": {str(k): v for k, v in results.items()}})
+            write_json(options.json, {"code": code, "load": [load_start, load_average()],
+                                      "results": {str(k): v for k, v in results.items()}})
     return status
 
 

@@ -391,7 +391,8 @@ class Lab:
         return run(in_ns(self.hosts[1]) + ["nft", "list", "ruleset"]).stdout
 
     def destroy(self) -> None:
-        namespaces = [self.underlay] + list(self.hosts.values()) + list(self.cnm_sandboxes.values()) + list(self.hand_sandboxes.values())
+        namespaces = ([self.underlay] + list(self.hosts.values()) + list(self.cnm_sandboxes.values())
+                      + list(self.hand_sandboxes.values()))
         destroy_lab(namespaces, self.stores, self.tmp, self.stop_servers)
 
 
@@ -592,8 +593,8 @@ def converge_table(converge: dict) -> str:
 
 
 def preflight() -> list:
-    return missing_tools((("nsenter", "util-linux"), ("ip", "iproute2"), ("bridge", "iproute2"), ("iperf3", "iperf3"), ("ss", "iproute2"),
-                          ("ping", "iputils-ping"), ("nft", "nftables")))
+    return missing_tools((("nsenter", "util-linux"), ("ip", "iproute2"), ("bridge", "iproute2"), ("iperf3", "iperf3"),
+                          ("ss", "iproute2"), ("ping", "iputils-ping"), ("nft", "nftables")))
 
 
 def main() -> int:

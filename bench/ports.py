@@ -367,7 +367,8 @@ def bench_size(size: int, repeat: int, workdir: str, collections: str, profile: 
         results["portmap backend"] = backend
         if profile:
             say("N=%d: cnm_port_publish under cProfile" % size)
-            profiled, files = profile_phases(cnm.phases, os.path.join(RESULTS_DIR, "ports-profile-%d" % size), 20, commands=True)
+            prefix = os.path.join(RESULTS_DIR, "ports-profile-%d" % size)
+            profiled, files = profile_phases(cnm.phases, prefix, 20, commands=True)
             results["profile"] = {"files": files, "main_seconds": {phase: r["main"] for phase, r in profiled.items()}}
     finally:
         lab.destroy()
@@ -412,8 +413,9 @@ def preflight() -> list:
 def main() -> int:
     if worker_main():
         return 0
-    parser = sizes_parser("Time publishing one port on each of N endpoints: cnm_port_publish vs the CNI portmap plugin.",
-                          "endpoints", [200], "cnm_port_publish")
+    parser = sizes_parser(
+        "Time publishing one port on each of N endpoints: cnm_port_publish vs the CNI portmap plugin.",
+        "endpoints", [200], "cnm_port_publish")
     options = parser.parse_args()
     check_common(parser, options, 50000, "sizes must be between 1 and 50000 (host ports 10000 + i)")
     check_tools(parser, preflight())
@@ -430,7 +432,8 @@ def main() -> int:
                               % (size, phase, results["profile"]["main_seconds"][phase], results["profile"]["files"][phase]))
                         print(handle.read().split("---- by own time ----")[0])
         if options.json:
-            meta = {"code": code_meta(), "machine": machine_meta(load_average_at_start=loads["start"], load_average_at_end=loads["end"]),
+            meta = {"code": code_meta(),
+                    "machine": machine_meta(load_average_at_start=loads["start"], load_average_at_end=loads["end"]),
                     "repeat": options.repeat, "targets_200": TARGETS_200, "reference_200": REFERENCE_200, "date": now()}
             write_json(options.json, dict(meta, results={str(k): v for k, v in all_results.items()}))
     return status
