@@ -212,10 +212,9 @@ def say(text: str) -> None:
     print("bench: " + text, file=sys.stderr, flush=True)
 
 
-def sizes_parser(description: str, what: str, default_sizes: list, module: str | None = None,
-                 json_help: str = "also write the results (medians and every sample) as JSON to this file"):
-    """The command line of a benchmark over sizes N: --sizes (numbers of ``what``), --repeat, --json and, when it
-    profiles ``module``, --no-profile."""
+def sizes_parser(description: str, what: str, default_sizes: list, module: str | None = None):
+    """The command line of a benchmark over sizes N: --sizes (numbers of ``what``) and --repeat; for one that
+    profiles ``module`` (attach.py, ports.py), also --json and --no-profile."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
@@ -223,7 +222,7 @@ def sizes_parser(description: str, what: str, default_sizes: list, module: str |
                         help="numbers of %s (default: %s)" % (what, " ".join(str(n) for n in default_sizes)))
     parser.add_argument("--repeat", type=int, default=3, help="rounds per N; the table shows medians (default: 3)")
     if module:
-        parser.add_argument("--json", help=json_help)
+        parser.add_argument("--json", help="also write the results (medians and every sample) as JSON to this file")
         parser.add_argument("--no-profile", action="store_true",
                             help="skip the cProfile run of %s at the largest N" % module)
     return parser
