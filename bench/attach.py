@@ -33,13 +33,9 @@ namespaces, the module's store directory for the host namespace and its temporar
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import secrets
-import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -47,25 +43,40 @@ import time
 
 # The benchmarks' shared helpers (the script's own folder is on sys.path).
 from benchlib import (  # noqa: E402
+    CLONE_NEWNET,
+    CNI_PATH,
+    PHASES,
+    RESULTS_DIR,
     BenchError,
-    collections_root,
+    ModuleRunner,
+    Samples,
+    check_common,
+    code_meta,
+    destroy_lab,
+    each_size,
     entered,
-    fmt,
     in_ns,
-    module_worker,
-    netns_cookie,
-    netns_names,
+    issue_figures,
+    mac_of,
+    machine_meta,
+    measured,
+    now,
+    phase_header,
+    phase_line,
+    process_overhead,
+    profile_phases,
     run,
+    run_script,
+    say,
+    sizes_parser,
+    store_dir,
     timed,
+    worker_main,
+    write_json,
+    write_script,
 )
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCH_DIR)
-RESULTS_DIR = os.path.join(BENCH_DIR, "results")
-CNI_PATH = "/usr/lib/cni"
-STORE_ROOT = "/run/cnm-network"
-SO_NETNS_COOKIE = 71
-CLONE_NEWNET = 0x40000000
+PREFIX = "cnmb"
 NETWORK = "bench"  # the cnm network's name
 CNM_SUBNET = (10, 89)
 CNI_SUBNET = (10, 88)
@@ -147,10 +158,6 @@ def address(subnet: tuple, i: int) -> str:
     return "%d.%d.%d.%d" % (subnet[0], subnet[1], n >> 8, n & 255)
 
 
-def mac_of(ip: str) -> str:
-    return "02:42:" + ":".join("%02x" % int(part) for part in ip.split("."))
-
-
 def ports_of(ns: str, bridge: str) -> int:
     """How many interfaces of the namespace are ports of ``bridge`` (read with pyroute2)."""
     from pyroute2 import IPRoute
@@ -188,7 +195,7 @@ class Lab:
 
     def __init__(self, size: int, workdir: str) -> None:
         self.size = size
-        self.prefix = "cnmb" + secrets.token_hex(3)
+        self.prefix = PREFIX + secrets.token_hex(3)
         self.host = self.prefix + "-host"
         self.sandboxes = ["%s-s%d" % (self.prefix, i) for i in range(size)]
         self.tmp = tempfile.mkdtemp(prefix="%s-" % self.prefix, dir=workdir)
@@ -196,7 +203,7 @@ class Lab:
 
     def create(self) -> None:
         run(["ip", "netns", "add", self.host])
-        self.store_dir = os.path.join(STORE_ROOT, netns_cookie(self.host))  # known before any module runs
+        self.store_dir = store_dir(self.host)  # known before any module runs
         lines = ["link set lo up"] + ["netns add %s" % s for s in self.sandboxes]
         run(["ip", "-n", self.host, "-batch", "-"], input="\n".join(lines[:1]) + "\n")
         run(["ip", "-batch", "-"], input="\n".join(lines[1:]) + "\n")
@@ -204,14 +211,10 @@ class Lab:
         run(["bash", "-e"], input=script)
 
     def script(self, name: str, body: str) -> str:
-        path = os.path.join(self.tmp, name)
-        with open(path, "w") as handle:
-            handle.write("set -e\n" + body)
-        return path
+        return write_script(self.tmp, name, body)
 
     def run_script(self, path: str) -> float:
-        """Wall time of one bash script run inside the host (nsenter + bash start-up included, ~3 ms)."""
-        return timed(in_ns(self.host) + ["bash", path])[0]
+        return run_script(self.host, path)
 
     def assert_clean(self, tool: str) -> None:
         """Every sandbox has only lo again (the previous tool removed all it made)."""
@@ -230,48 +233,14 @@ class Lab:
             raise BenchError("%s: sandbox %s is not attached as expected: %s" % (tool, self.sandboxes[-1], view))
 
     def destroy(self) -> None:
-        # Ctrl-C must not stop the clean-up half way; its commands run in their own session so
-        # that a second Ctrl-C at the terminal does not reach them either.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            for ns in self.sandboxes + [self.host]:
-                if os.path.exists("/run/netns/%s" % ns):
-                    run(["ip", "netns", "del", ns], check=False, start_new_session=True)
-            if self.store_dir and os.path.isdir(self.store_dir):
-                shutil.rmtree(self.store_dir, ignore_errors=True)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        destroy_lab(self.sandboxes + [self.host], [self.store_dir], self.tmp)
 
 
 # ---------------------------------------------------------------- a. cnm
-class Cnm:
+class Cnm(ModuleRunner):
     """Runs the collection's modules inside the host namespace, as Ansible does, and times them."""
 
-    def __init__(self, lab: Lab, collections: str) -> None:
-        self.lab = lab
-        self.collections = collections
-        self.env = dict(os.environ, PYTHONPATH=collections)
-
-    def module(self, name: str, args: dict, profile: str | None = None) -> dict:
-        lab = self.lab
-        args_path = os.path.join(lab.tmp, "args.json")
-        timing_path = os.path.join(lab.tmp, "timing.json")
-        with open(args_path, "w") as handle:
-            json.dump({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False, _ansible_diff=False)}, handle)
-        argv = in_ns(lab.host) + [sys.executable, os.path.abspath(__file__), "_module", name, args_path, timing_path]
-        if profile:
-            argv.append(profile)
-        seconds, proc = timed(argv, env=self.env, cwd=lab.tmp, check=False)
-        try:
-            result = json.loads(proc.stdout)
-        except ValueError:
-            raise BenchError("module %s printed no JSON (rc %d): %s %s" % (name, proc.returncode, proc.stdout[-2000:], proc.stderr[-6000:])) from None
-        if result.get("failed"):
-            raise BenchError("module %s failed: %s" % (name, result.get("msg")))
-        with open(timing_path) as handle:
-            timing = json.load(handle)
-        return {"result": result, "main": timing["main"], "import": timing["import"], "process": seconds}
+    script = os.path.abspath(__file__)
 
     def make_network(self) -> None:
         self.module("cnm_bridge", {"name": NETWORK, "subnet": "%d.%d.0.0/16" % CNM_SUBNET})
@@ -476,45 +445,12 @@ def floor_worker(spec_path: str, out_path: str) -> None:
         json.dump(result, handle)
 
 
-# ---------------------------------------------------------------- the module wrapper
-
-
-def profile_report(path: str, limit: int = 25) -> str:
-    import io
-    import pstats
-
-    text = io.StringIO()
-    stats = pstats.Stats(path + ".pstats", stream=text)
-    calls = {key[2]: row[1] for key, row in stats.stats.items() if key[2].startswith("<method '") and "_socket.socket" in key[2]}
-    text.write("netlink requests (socket.send calls): %d; socket.recv* calls: %d\n" % (
-        sum(n for name, n in calls.items() if "'send" in name),
-        sum(n for name, n in calls.items() if "'recv" in name)))
-    stats.strip_dirs().sort_stats("cumulative").print_stats(limit)
-    text.write("\n---- by own time ----\n")
-    stats.sort_stats("tottime").print_stats(limit)
-    return text.getvalue()
-
-
 # ---------------------------------------------------------------- driver
-
-
-def median(values: list):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-
-
-def bench_size(size: int, repeat: int, workdir: str, collections: str, profile: bool, say) -> dict:
+def bench_size(size: int, repeat: int, workdir: str, collections: str, profile: bool) -> dict:
     """All tools at one N, ``repeat`` rounds (tools interleaved, so load from elsewhere spreads evenly); medians."""
     lab = Lab(size, workdir)
-    samples: dict = {}
-
-    def keep(tool: str, row: dict) -> None:
-        for key, value in row.items():
-            samples.setdefault(tool, {}).setdefault(key, []).append(value)
-
+    samples = Samples()
+    keep = samples.keep
     try:
         say("N=%d: creating %s and %d sandboxes %s-s0..s%d (untimed)" % (size, lab.host, size, lab.prefix, size - 1))
         lab.create()
@@ -535,41 +471,29 @@ def bench_size(size: int, repeat: int, workdir: str, collections: str, profile: 
             keep("ip shell", bench_ip(lab))
             keep("kernel floor", bench_floor(lab, "kernel floor"))
             keep("pyroute2 min", bench_floor(lab, "pyroute2 min"))
-        results: dict = {tool: {key: median(values) for key, values in row.items()} for tool, row in samples.items()}
+        results: dict = samples.medians()
         results["samples"] = samples
         if profile:
             say("N=%d: cnm_endpoint under cProfile" % size)
-            os.makedirs(RESULTS_DIR, exist_ok=True)
-            prefix = os.path.join(RESULTS_DIR, "profile-%d" % size)
-            cnm.phases(profile_prefix=prefix)
-            results["profile"] = {}
-            for phase in ("add", "rerun", "delete"):
-                text = profile_report("%s-%s" % (prefix, phase))
-                with open("%s-%s.txt" % (prefix, phase), "w") as handle:
-                    handle.write(text)
-                results["profile"][phase] = "%s-%s.txt" % (prefix, phase)
+            results["profile"] = profile_phases(cnm.phases, os.path.join(RESULTS_DIR, "profile-%d" % size), 25)[1]
     finally:
         lab.destroy()
     return results
 
 
 def table(all_results: dict) -> str:
-    lines = ["%5s  %-13s %8s %8s %8s   %s" % ("N", "tool", "add", "rerun", "delete", "target / reference at N=200 (add rerun delete)")]
+    lines = [phase_header(13, "target / reference at N=200 (add rerun delete)")]
     for size, results in all_results.items():
-        for tool in TOOLS:
-            row = results.get(tool)
-            if row is None:
-                continue
+        for tool, row in measured(results, TOOLS):
             note = ""
-            if size == 200 and tool in TARGETS_200:
-                t = TARGETS_200[tool]
+            t, r = issue_figures(size, tool, TARGETS_200, REFERENCE_200)
+            if t:
                 marks = ["%s%.1f%s" % ("<=" if tool == "cnm module" else "<", t[p], " ok" if row[p] is not None and row[p] <= t[p] else " MISS")
-                         for p in ("add", "rerun", "delete")]
+                         for p in PHASES]
                 note = "target " + " / ".join(marks)
-            elif size == 200 and tool in REFERENCE_200:
-                r = REFERENCE_200[tool]
+            elif r:
                 note = "issue measured %.2f / - / %.2f" % (r["add"], r["delete"])
-            lines.append("%5d  %-13s %8s %8s %8s   %s" % (size, tool, fmt(row["add"]), fmt(row["rerun"]), fmt(row["delete"]), note))
+            lines.append(phase_line(size, 13, tool, row, note))
         ratios = []
         for cnm_tool in ("cnm module", "cnm task"):
             for other in ("CNI bridge", "ip shell"):
@@ -582,73 +506,22 @@ def table(all_results: dict) -> str:
         if extra:
             lines.append("%5d    ansible-playbook wall %.3f s (3 tasks), empty playbook %.3f s, difference %.3f s"
                          % (size, extra["playbook_wall"], extra["empty_playbook_wall"], extra["wall_minus_empty"]))
-        process, module = results.get("cnm process"), results.get("cnm module")
-        if process and module:
-            lines.append("%5d    cnm process minus main(): %s s (nsenter, Python start-up, imports, exit; medians)"
-                         % (size, " / ".join("%.3f" % (process[p] - module[p]) for p in ("add", "rerun", "delete"))))
+        lines += process_overhead(size, results)
     return "\n".join(lines)
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "_module":
-        module_worker(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
+    if worker_main():
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "_floor":
         floor_worker(sys.argv[2], sys.argv[3])
         return 0
-    parser = argparse.ArgumentParser(description="Time attaching N sandboxes: cnm_endpoint vs the CNI bridge plugin vs ip vs the kernel floor.")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200], help="numbers of sandboxes (default: 50 200)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds per N; the table shows medians (default: 3)")
-    parser.add_argument("--json", help="also write the results (medians and every sample) as JSON to this file")
-    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run of cnm_endpoint at the largest N")
+    parser = sizes_parser(
+        "Time attaching N sandboxes: cnm_endpoint vs the CNI bridge plugin vs ip vs the kernel floor.",
+        "sandboxes", [50, 200], "cnm_endpoint")
     options = parser.parse_args()
-    if os.geteuid() != 0:
-        parser.error("needs root (network namespaces)")
-    if any(n < 1 or n > 60000 for n in options.sizes):
-        parser.error("sizes must be between 1 and 60000")
-    if options.repeat < 1:
-        parser.error("--repeat must be at least 1")
-
-    def say(text: str) -> None:
-        print("bench: " + text, file=sys.stderr, flush=True)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    netns_before = netns_names()
-    links_before = run(["ip", "-br", "link"]).stdout
-    workdir = tempfile.mkdtemp(prefix="cnm-bench-")
-    all_results: dict = {}
-    status = 0
-    try:
-        collections = collections_root(workdir)
-        largest = max(options.sizes)
-        for size in options.sizes:
-            all_results[size] = bench_size(size, options.repeat, workdir, collections, not options.no_profile and size == largest, say)
-    except KeyboardInterrupt:
-        say("interrupted: cleaning up")
-        status = 130
-    except BenchError as exc:
-        say("error: %s" % exc)
-        status = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
-        shutil.rmtree(workdir, ignore_errors=True)
-        deadline = time.time() + 10
-        while time.time() < deadline and [n for n in netns_names() if n.startswith("cnmb") and n not in netns_before]:
-            time.sleep(0.2)
-        ours = [n for n in netns_names() if n.startswith("cnmb") and n not in netns_before]
-        if ours:
-            say("LEFT BEHIND: namespaces %s" % ours)
-            status = status or 1
-        if run(["ip", "-br", "link"]).stdout != links_before:
-            say("WARNING: the root namespace's links changed during the run (`ip -br link`)")
-            status = status or 1
-        others = sorted(set(netns_names()) ^ set(netns_before))
-        if others:
-            say("note: namespaces that others created or removed meanwhile: %s" % others)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    check_common(parser, options, 60000)
+    status, all_results = each_size(PREFIX, "cnm-bench-", options, bench_size)
     if all_results:
         print(table(all_results))
         for size, results in all_results.items():
@@ -658,19 +531,9 @@ def main() -> int:
                           % (size, RESULTS_DIR))
                     print(handle.read().split("---- by own time ----")[0])
         if options.json:
-            from ansible.release import __version__ as ansible_version
-            from pyroute2 import __version__ as pyroute2_version
-
-            git = ["git", "-C", REPO]
-            meta = {"code": {"commit": run(git + ["rev-parse", "HEAD"], check=False).stdout.strip(),
-                             "uncommitted_in_plugins": run(git + ["status", "--porcelain", "--", "plugins"], check=False).stdout.splitlines(),
-                             "ansible_core": ansible_version, "pyroute2": pyroute2_version},
-                    "machine": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                                "load_average_at_end": os.getloadavg()}, "repeat": options.repeat,
-                    "targets_200": TARGETS_200, "reference_200": REFERENCE_200,
-                    "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            with open(options.json, "w") as handle:
-                json.dump(dict(meta, results={str(k): v for k, v in all_results.items()}), handle, indent=1)
+            meta = {"code": code_meta(), "machine": machine_meta(load_average_at_end=os.getloadavg()),
+                    "repeat": options.repeat, "targets_200": TARGETS_200, "reference_200": REFERENCE_200, "date": now()}
+            write_json(options.json, dict(meta, results={str(k): v for k, v in all_results.items()}))
     return status
 
 

@@ -65,10 +65,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -76,23 +74,30 @@ import time
 
 # The benchmarks' shared helpers (the script's own folder is on sys.path).
 from benchlib import (  # noqa: E402
+    CNI_PATH,
+    REPO,
     BenchError,
+    check_tools,
+    code_meta,
     collections_root,
+    destroy_lab,
+    guarded,
     in_ns,
     load_average,
+    loads_at_start,
+    loads_line,
+    machine_meta,
     median,
-    module_worker,
-    netns_cookie,
-    netns_names,
+    missing_tools,
+    now,
     run,
     run_module,
+    say,
+    stop_processes,
+    store_dir,
+    worker_main,
 )
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCH_DIR)
-RESULTS_DIR = os.path.join(BENCH_DIR, "results")
-CNI_PATH = "/usr/lib/cni"
-STORE_ROOT = "/run/cnm-network"
 PREFIX = "cnmr"  # not attach.py's cnmb, ports.py's cnmp nor overlay.py's cnmo: they may run at the same time
 NETWORK = "bench"
 MEASURED_PORT = 10999  # "the" published port; the others are 10000..10998 (sorted before it)
@@ -230,7 +235,7 @@ class Host:
         lab = self.lab
         run(["ip", "netns", "add", self.ns])
         if self.tool == "cnm":
-            self.store_dir = os.path.join(STORE_ROOT, netns_cookie(self.ns))  # known before any module runs
+            self.store_dir = store_dir(self.ns)  # known before any module runs
         run(["ip", "netns", "add", self.sandbox])
         up = "up%d" % self.index
         lab.sh(self.ns, f"ip link set lo up\nip link add client0 type veth peer name {up} netns {lab.client}\n"
@@ -383,12 +388,7 @@ class Lab:
                 time.sleep(0.02)
 
     def stop_servers(self) -> None:
-        for proc in self.servers:
-            if proc.poll() is None:
-                proc.kill()  # by its pid: only processes this script started
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+        stop_processes(self.servers)  # only the processes this script started
         self.servers = []
 
     # ------------------------------------------------------------ cells
@@ -445,18 +445,7 @@ class Lab:
         return {"gbit_per_s": bits / 1e9, "retransmits": report["end"].get("sum_sent", {}).get("retransmits"), "load": os.getloadavg()[0]}
 
     def destroy(self) -> None:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
-        try:
-            self.stop_servers()
-            for ns in self.namespaces():
-                if os.path.exists("/run/netns/%s" % ns):
-                    run(["ip", "netns", "del", ns], check=False, start_new_session=True)
-            for host in self.hosts:
-                if host.store_dir and os.path.isdir(host.store_dir):
-                    shutil.rmtree(host.store_dir, ignore_errors=True)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        destroy_lab(self.namespaces(), [host.store_dir for host in self.hosts], self.tmp, self.stop_servers)
 
 
 def cells(lab: Lab) -> list:
@@ -568,19 +557,17 @@ def table(lab: Lab, summary: dict, options, loads: dict) -> str:
                      % ", ".join("%.1f-%.1f" % tuple(v) for v in summary["round_loads"].values()))
     for note in lab.notes:
         lines.append("note: %s" % note)
-    lines.append("load average (1, 5, 15 min): %s at start, %s at end; %d CPUs" % (loads["start"], loads["end"], os.cpu_count()))
+    lines.append(loads_line(loads))
     return "\n".join(lines)
 
 
 def preflight() -> list:
-    missing = [path for path in ("%s/bridge" % CNI_PATH, "%s/host-local" % CNI_PATH, "%s/portmap" % CNI_PATH) if not os.access(path, os.X_OK)]
     commands = (("nsenter", "util-linux"), ("ip", "iproute2"), ("nft", "nftables"), ("iptables-save", "iptables"), ("iperf3", "iperf3"))
-    return missing + ["%s (apt-get install %s)" % (cmd, pkg) for cmd, pkg in commands if shutil.which(cmd) is None]
+    return missing_tools(commands, ("bridge", "host-local", "portmap"))
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "_module":
-        module_worker(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
+    if worker_main():
         return 0
     parser = argparse.ArgumentParser(description="New-connection rate and throughput with 1 and N published ports: cnm vs CNI portmap.")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each rate and iperf3 run (default 2)")
@@ -601,25 +588,12 @@ def main() -> int:
         parser.error("needs root (network namespaces)")
     if not 2 <= options.ports <= 1000 or options.repeat < 1 or options.seconds <= 0 or options.clients < 1:
         parser.error("--ports 2..1000, --repeat >= 1, --seconds > 0, --clients >= 1")
-    missing = preflight()
-    if missing:
-        parser.error("missing: %s" % ", ".join(missing))
+    check_tools(parser, preflight())
+    loads = loads_at_start()
+    state: dict = {"measured": None, "lab": None}
 
-    def say(text: str) -> None:
-        print("bench: " + text, file=sys.stderr, flush=True)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    loads = {"start": load_average()}
-    say("load average at start: %s (%d CPUs)" % (loads["start"], os.cpu_count()))
-    netns_before = netns_names()
-    links_before = run(["ip", "-br", "link"]).stdout
-    workdir = tempfile.mkdtemp(prefix="cnm-bench-rate-")
-    status, measured, lab = 0, None, None
-    try:
-        lab = Lab(workdir, collections_root(workdir, os.path.abspath(options.code)), say)
+    def work(workdir: str) -> None:
+        lab = state["lab"] = Lab(workdir, collections_root(workdir, os.path.abspath(options.code)), say)
         say("creating %s-{client,h1,h1s,hn,hns,c1,c1s,cn,cns}; cnm_bridge + cnm_endpoint; CNI bridge ADD" % lab.prefix)
         lab.create()
         lab.build_rate_tool(options.client)
@@ -635,44 +609,23 @@ def main() -> int:
         lab.stop_servers()
         for cell, why in sorted(lab.unsupported.items()):
             say("%s: %s" % (" ".join(cell), why))
-        measured = {"samples": measure(lab, options, say), "published": published}
-    except KeyboardInterrupt:
-        say("interrupted: cleaning up")
-        status = 130
-    except BenchError as exc:
-        say("error: %s" % exc)
-        status = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if lab is not None:
-            lab.destroy()
-        shutil.rmtree(workdir, ignore_errors=True)
-        deadline = time.time() + 10
-        while time.time() < deadline and [n for n in netns_names() if n.startswith(PREFIX) and n not in netns_before]:
-            time.sleep(0.2)
-        ours = [n for n in netns_names() if n.startswith(PREFIX) and n not in netns_before]
-        if ours:
-            say("LEFT BEHIND: namespaces %s" % ours)
-            status = status or 1
-        if run(["ip", "-br", "link"]).stdout != links_before:
-            say("WARNING: the root namespace's links changed during the run (`ip -br link`)")
-            status = status or 1
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        state["measured"] = {"samples": measure(lab, options, say), "published": published}
+
+    def cleanup() -> None:
+        if state["lab"] is not None:
+            state["lab"].destroy()
+
+    status = guarded(PREFIX, work, "cnm-bench-rate-", cleanup=cleanup, note_others=False)
+    measured, lab = state["measured"], state["lab"]
     loads["end"] = load_average()
     if measured:
         summary = summarize(measured["samples"], options)
         print(table(lab, summary, options, loads))
         if options.json:
-            from ansible.release import __version__ as ansible_version
-
-            git = ["git", "-C", os.path.abspath(options.code)]
-            meta = {"code": {"path": os.path.abspath(options.code), "commit": run(git + ["rev-parse", "HEAD"], check=False).stdout.strip(),
-                             "branch": run(git + ["rev-parse", "--abbrev-ref", "HEAD"], check=False).stdout.strip(),
-                             "uncommitted_in_plugins": run(git + ["status", "--porcelain", "--", "plugins"], check=False).stdout.splitlines(),
-                             "ansible_core": ansible_version},
-                    "machine": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                                "load_average_at_start": loads["start"], "load_average_at_end": loads["end"]},
-                    "options": vars(options), "notes": lab.notes, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            code = os.path.abspath(options.code)
+            meta = {"code": dict({"path": code}, **code_meta(code, pyroute2=False, branch=True)),
+                    "machine": machine_meta(load_average_at_start=loads["start"], load_average_at_end=loads["end"]),
+                    "options": vars(options), "notes": lab.notes, "date": now(),
                     "unsupported": {" ".join(k): v for k, v in lab.unsupported.items()}}
             json_dir = os.path.dirname(os.path.abspath(options.json))
             os.makedirs(json_dir, exist_ok=True)

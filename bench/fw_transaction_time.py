@@ -26,24 +26,37 @@ more, not after remove). Everything it creates is removed in ``finally``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import REPO, BenchError, fmt, in_ns, load_average, netns_cookie, netns_names, run, timed  # noqa: E402
+from benchlib import (  # noqa: E402
+    REPO,
+    BenchError,
+    check_common,
+    collections_root,
+    destroy_lab,
+    fmt,
+    guarded,
+    in_ns,
+    load_average,
+    median,
+    run,
+    run_module,
+    say,
+    sizes_parser,
+    store_dir,
+    worker_main,
+    write_json,
+)
 
 PREFIX = "cnmf"
 NETWORK, SUBNET = "bench", "10.89.0.0/16"
 FIRST_PORT = 10000
-STORE_ROOT = "/run/cnm-network"
 PHASES = ("add", "rerun", "one_more", "remove")
 SERVER = ("import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',80));s.listen(16)\n"
           "while True:\n    c,a=s.accept();c.sendall(b'ok');c.close()\n")
@@ -51,12 +64,8 @@ PROBE = ("import socket,sys\ntry:\n    print(socket.create_connection(('127.0.0.
          "except OSError:\n    print('unreachable')\n")
 
 
-def worker(name: str, args_path: str, timing_path: str) -> None:
-    """Inside the host namespace: import the module (untimed), wrap the nft calls, time main()."""
-    import importlib
-
-    sys.argv = [name, args_path]
-    module = importlib.import_module("ansible_collections.cnm.network.plugins.modules.%s" % name)
+def wrap_nft() -> dict:
+    """Inside the worker, before the clock starts: wrap the nft calls; the time they take is added up here."""
     from ansible_collections.cnm.network.plugins.module_utils import firewall
 
     spent = {"nft_apply": 0.0, "nft_list": 0.0, "nft_calls": 0}
@@ -73,15 +82,7 @@ def worker(name: str, args_path: str, timing_path: str) -> None:
 
     firewall.Nft.apply = clocked(firewall.Nft.apply, "nft_apply")
     firewall.Nft.listing = clocked(firewall.Nft.listing, "nft_list")
-    start = time.perf_counter()
-    try:
-        module.main()
-    except SystemExit:
-        pass
-    finally:
-        spent["main"] = time.perf_counter() - start
-        with open(timing_path, "w") as handle:
-            json.dump(spent, handle)
+    return spent
 
 
 class Lab:
@@ -96,7 +97,7 @@ class Lab:
 
     def create(self) -> None:
         run(["ip", "netns", "add", self.host])
-        self.store_dir = os.path.join(STORE_ROOT, netns_cookie(self.host))
+        self.store_dir = store_dir(self.host)
         run(["ip", "netns", "add", self.sandbox])
         run(["bash", "-ec", "ip -n %s link set lo up; ip -n %s link set lo up" % (self.host, self.sandbox)])
         self.module("cnm_bridge", {"name": NETWORK, "subnet": SUBNET})
@@ -104,20 +105,7 @@ class Lab:
         self.server = subprocess.Popen(in_ns(self.sandbox) + [sys.executable, "-c", SERVER], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def module(self, name: str, args: dict) -> dict:
-        args_path, timing_path = os.path.join(self.tmp, "args.json"), os.path.join(self.tmp, "timing.json")
-        with open(args_path, "w") as handle:
-            json.dump({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False, _ansible_diff=False)}, handle)
-        argv = in_ns(self.host) + [sys.executable, os.path.abspath(__file__), "_module", name, args_path, timing_path]
-        seconds, proc = timed(argv, env=self.env, cwd=self.tmp, check=False)
-        try:
-            result = json.loads(proc.stdout)
-        except ValueError:
-            raise BenchError("module %s printed no JSON (rc %d): %s %s" % (name, proc.returncode, proc.stdout[-2000:], proc.stderr[-4000:])) from None
-        if result.get("failed"):
-            raise BenchError("module %s failed: %s" % (name, result.get("msg")))
-        with open(timing_path) as handle:
-            timing = json.load(handle)
-        return dict(timing, result=result, process=seconds)
+        return run_module(os.path.abspath(__file__), self.host, name, args, self.tmp, self.env)
 
     def answers(self, port: int) -> bool:
         for _attempt in range(20):  # the server may still be starting
@@ -142,26 +130,13 @@ class Lab:
             raise BenchError("after remove, N=%d: a removed port still answers" % self.size)
         return out
 
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.kill()
+            self.server.wait()
+
     def destroy(self) -> None:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            if self.server is not None:
-                self.server.kill()
-                self.server.wait()
-            for ns in (self.sandbox, self.host):
-                if os.path.exists("/run/netns/%s" % ns):
-                    run(["ip", "netns", "del", ns], check=False, start_new_session=True)
-            if self.store_dir and os.path.isdir(self.store_dir):
-                shutil.rmtree(self.store_dir, ignore_errors=True)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
-def median(values: list) -> float:
-    values = sorted(values)
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+        destroy_lab([self.sandbox, self.host], [self.store_dir], self.tmp, self.stop_server)
 
 
 def table(results: dict, code: str) -> str:
@@ -176,36 +151,22 @@ def table(results: dict, code: str) -> str:
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "_module":
-        worker(sys.argv[2], sys.argv[3], sys.argv[4])
+    if worker_main(wrap_nft):
         return 0
-    parser = argparse.ArgumentParser(description="Time cnm_port_publish's firewall transaction with N published ports.")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000], help="numbers of published ports (default: 200 1000)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds per N; the table shows medians (default: 3)")
+    parser = sizes_parser("Time cnm_port_publish's firewall transaction with N published ports.",
+                          "published ports", [200, 1000])
     parser.add_argument("--code", default=REPO, help="the checkout whose plugins run (default: this one)")
     parser.add_argument("--json", help="also write every sample as JSON to this file")
     options = parser.parse_args()
-    if os.geteuid() != 0:
-        parser.error("needs root (network namespaces)")
-    if any(n < 1 or n > 50000 for n in options.sizes) or options.repeat < 1:
-        parser.error("sizes must be between 1 and 50000, --repeat at least 1")
+    check_common(parser, options, 50000, "sizes must be between 1 and 50000, --repeat at least 1")
     code = os.path.abspath(options.code)
     if not os.path.isfile(os.path.join(code, "plugins", "module_utils", "firewall.py")):
         parser.error("--code %s is not a checkout of the collection" % code)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    netns_before = netns_names()
-    workdir = tempfile.mkdtemp(prefix="cnm-bench-fw-")
-    root = os.path.join(workdir, "collections")
-    os.makedirs(os.path.join(root, "ansible_collections", "cnm"))
-    os.symlink(code, os.path.join(root, "ansible_collections", "cnm", "network"))
     results: dict = {}
-    status = 0
     load_start = load_average()
-    try:
+
+    def work(workdir: str) -> None:
+        root = collections_root(workdir, code)
         for size in options.sizes:
             for round_number in range(options.repeat):
                 lab = Lab(size, workdir, root)
@@ -214,24 +175,15 @@ def main() -> int:
                     results.setdefault(size, []).append(lab.phases())
                 finally:
                     lab.destroy()
-                print("bench: N=%d round %d done" % (size, round_number + 1), file=sys.stderr, flush=True)
-    except KeyboardInterrupt:
-        status = 130
-    except BenchError as exc:
-        print("bench: error: %s" % exc, file=sys.stderr)
-        status = 1
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        ours = [n for n in netns_names() if n.startswith(PREFIX) and n not in netns_before]
-        if ours:
-            print("bench: LEFT BEHIND: namespaces %s" % ours, file=sys.stderr)
-            status = status or 1
+                say("N=%d round %d done" % (size, round_number + 1))
+
+    status = guarded(PREFIX, work, "cnm-bench-fw-", note_others=False, links=False)
     if results:
         print(table(results, code))
         print("load average: start %s, end %s" % (load_start, load_average()))
         if options.json:
-            with open(options.json, "w") as handle:
-                json.dump({"code": code, "load": [load_start, load_average()], "results": {str(k): v for k, v in results.items()}}, handle, indent=1)
+            write_json(options.json, {"code": code, "load": [load_start, load_average()],
+                                      "results": {str(k): v for k, v in results.items()}})
     return status
 
 

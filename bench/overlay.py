@@ -59,12 +59,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -72,20 +69,31 @@ import time
 
 # The benchmarks' shared helpers (the script's own folder is on sys.path).
 from benchlib import (  # noqa: E402
+    REPO,
     BenchError,
+    check_common,
+    check_tools,
+    code_meta,
     collections_root,
-    entered,
+    destroy_lab,
+    guarded,
     in_ns,
     load_average,
+    loads_at_start,
+    mac_of,
+    machine_meta,
+    median,
+    missing_tools,
     netns_names,
+    now,
+    remove_namespaces,
     run,
+    say,
+    stop_processes,
+    store_dir,
+    write_json,
 )
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCH_DIR)
-STORE_ROOT = "/run/cnm-network"
-SO_NETNS_COOKIE = 71
-CLONE_NEWNET = 0x40000000
 PREFIX = "cnmo"  # not attach.py's cnmb nor ports.py's cnmp: the benchmarks may run at the same time
 UNDERLAY_MTU = 1500
 OVERLAY_MTU = UNDERLAY_MTU - 50
@@ -172,44 +180,6 @@ class CallbackModule(CallbackBase):
 
 def sh(ns: str, script: str, check: bool = True) -> subprocess.CompletedProcess:
     return run(in_ns(ns) + ["bash", "-ec", script], check=check, timeout=60)
-
-
-def store_dir(ns: str) -> str:
-    """The cnm store directory of a namespace (keyed by its cookie, as the modules key it)."""
-    with entered(ns):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            cookie = int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
-        finally:
-            sock.close()
-    return os.path.join(STORE_ROOT, "cookie-%d" % cookie)
-
-
-def remove_namespaces(prefix: str, before: list) -> list:
-    """Delete every namespace named ``prefix...`` that was not there before, and the cnm store of each; returns their names."""
-    ours = [ns for ns in netns_names() if ns.startswith(prefix) and ns not in before]
-    for ns in ours:
-        try:
-            store = store_dir(ns)
-        except OSError:
-            store = None
-        if store and os.path.isdir(store):
-            shutil.rmtree(store, ignore_errors=True)
-        run(["ip", "netns", "del", ns], check=False, start_new_session=True)
-    return ours
-
-
-def median(values: list):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-
-
-def mac_of(address: str) -> str:
-    """Docker's endpoint MAC: 02:42 + the IPv4 bytes."""
-    return "02:42:" + ":".join("%02x" % int(part) for part in address.split("."))
 
 
 def snmp(ns: str) -> dict:
@@ -322,10 +292,7 @@ class Lab:
                 time.sleep(0.1)
 
     def stop_servers(self) -> None:
-        for proc in self.servers:
-            if proc.poll() is None:
-                proc.kill()  # by its pid: only the processes this script started
-            proc.wait()
+        stop_processes(self.servers)  # only the processes this script started
         self.servers = []
 
     # -------------------------------------------------------- paths
@@ -424,17 +391,9 @@ class Lab:
         return run(in_ns(self.hosts[1]) + ["nft", "list", "ruleset"]).stdout
 
     def destroy(self) -> None:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            self.stop_servers()
-            for ns in [self.underlay] + list(self.hosts.values()) + list(self.cnm_sandboxes.values()) + list(self.hand_sandboxes.values()):
-                if os.path.exists("/run/netns/%s" % ns):
-                    run(["ip", "netns", "del", ns], check=False, start_new_session=True)
-            for store in self.stores:
-                shutil.rmtree(store, ignore_errors=True)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        namespaces = ([self.underlay] + list(self.hosts.values()) + list(self.cnm_sandboxes.values())
+                      + list(self.hand_sandboxes.values()))
+        destroy_lab(namespaces, self.stores, self.tmp, self.stop_servers)
 
 
 # ---------------------------------------------------------------- measuring
@@ -634,9 +593,8 @@ def converge_table(converge: dict) -> str:
 
 
 def preflight() -> list:
-    commands = (("nsenter", "util-linux"), ("ip", "iproute2"), ("bridge", "iproute2"), ("iperf3", "iperf3"), ("ss", "iproute2"),
-                ("ping", "iputils-ping"), ("nft", "nftables"))
-    return ["%s (apt-get install %s)" % (cmd, pkg) for cmd, pkg in commands if shutil.which(cmd) is None]
+    return missing_tools((("nsenter", "util-linux"), ("ip", "iproute2"), ("bridge", "iproute2"), ("iperf3", "iperf3"),
+                          ("ss", "iproute2"), ("ping", "iputils-ping"), ("nft", "nftables")))
 
 
 def main() -> int:
@@ -654,79 +612,36 @@ def main() -> int:
     parser.add_argument("--converge-serial", type=int, default=0, metavar="N",
                         help="with --converge, a third run after the rerun: the playbook in batches of N hosts (-e cnm_overlay_serial=N)")
     options = parser.parse_args()
-    if os.geteuid() != 0:
-        parser.error("needs root (network namespaces)")
-    if options.seconds < 1 or options.repeat < 1:
+    check_common(parser, options)
+    if options.seconds < 1:
         parser.error("--seconds and --repeat must be at least 1")
     if any(n < 1 or n > 200 for n in options.converge_sizes):
         parser.error("--converge-sizes must be between 1 and 200 (lab_up.yml's limits)")
     if options.converge_serial < 0:
         parser.error("--converge-serial must be a positive number of hosts")
-    missing = preflight()
-    if missing:
-        parser.error("missing: %s" % ", ".join(missing))
-
-    def say(text: str) -> None:
-        print("bench: " + text, file=sys.stderr, flush=True)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    loads = {"start": load_average()}
-    say("load average at start: %s (%d CPUs)" % (loads["start"], os.cpu_count()))
-    netns_before = netns_names()
-    links_before = run(["ip", "-br", "link"]).stdout
-    workdir = tempfile.mkdtemp(prefix="cnm-bench-overlay-")
+    check_tools(parser, preflight())
+    loads = loads_at_start()
     results: dict = {}
-    status = 0
-    try:
+
+    def work(workdir: str) -> None:
         collections = collections_root(workdir)
         results["throughput"] = bench_throughput(options, workdir, collections, say)
         if options.converge:
             results["converge"] = bench_converge(options.converge_playbook, options.converge_sizes, workdir, say, options.converge_serial)
-    except KeyboardInterrupt:
-        say("interrupted: cleaning up")
-        status = 130
-    except BenchError as exc:
-        say("error: %s" % exc)
-        status = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
-        shutil.rmtree(workdir, ignore_errors=True)
-        deadline = time.time() + 10
-        while time.time() < deadline and [n for n in netns_names() if n.startswith(PREFIX) and n not in netns_before]:
-            time.sleep(0.2)
-        ours = remove_namespaces(PREFIX, netns_before)
-        if ours:
-            say("LEFT BEHIND (now deleted): namespaces %s" % ours)
-            status = status or 1
-        if run(["ip", "-br", "link"]).stdout != links_before:
-            say("WARNING: the root namespace's links changed during the run (`ip -br link`)")
-            status = status or 1
-        others = sorted(set(netns_names()) ^ set(netns_before))
-        if others:
-            say("note: namespaces that others created or removed meanwhile: %s" % others)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    status = guarded(PREFIX, work, "cnm-bench-overlay-", remove_left=remove_namespaces)
     loads["end"] = load_average()
     if "throughput" in results:
         print(table(results["throughput"], options, loads))
     if "converge" in results:
         print(converge_table(results["converge"]))
     if results and options.json:
-        from ansible.release import __version__ as ansible_version
-
-        git = ["git", "-C", REPO]
-        meta = {"code": {"commit": run(git + ["rev-parse", "HEAD"], check=False).stdout.strip(),
-                         "uncommitted_in_plugins": run(git + ["status", "--porcelain", "--", "plugins"], check=False).stdout.splitlines(),
-                         "ansible_core": ansible_version},
-                "machine": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                            "iperf3": run(["iperf3", "--version"], check=False).stdout.splitlines()[0],
-                            "load_average_at_start": loads["start"], "load_average_at_end": loads["end"]},
+        meta = {"code": code_meta(pyroute2=False),
+                "machine": machine_meta(iperf3=run(["iperf3", "--version"], check=False).stdout.splitlines()[0],
+                                        load_average_at_start=loads["start"], load_average_at_end=loads["end"]),
                 "seconds": options.seconds, "repeat": options.repeat, "udp_rate": options.udp_rate, "udp_buffer": options.udp_buffer,
-                "reference_overlay_underlay": REFERENCE_OVERLAY_UNDERLAY, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        with open(options.json, "w") as handle:
-            json.dump(dict(meta, results=results), handle, indent=1, default=str)
+                "reference_overlay_underlay": REFERENCE_OVERLAY_UNDERLAY, "date": now()}
+        write_json(options.json, dict(meta, results=results), default=str)
     return status
 
 

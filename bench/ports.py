@@ -47,40 +47,51 @@ left and that ``ip -br link`` in the root namespace is as it was.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 # The benchmarks' shared helpers (the script's own folder is on sys.path).
 from benchlib import (  # noqa: E402
+    CNI_PATH,
+    PHASES,
+    RESULTS_DIR,
     BenchError,
-    collections_root,
-    fmt,
+    ModuleRunner,
+    Samples,
+    check_common,
+    check_tools,
+    code_meta,
+    destroy_lab,
+    each_size,
     in_ns,
+    issue_figures,
     load_average,
-    module_worker,
-    netns_cookie,
-    netns_names,
+    loads_at_start,
+    loads_line,
+    machine_meta,
+    measured,
+    missing_tools,
+    now,
+    phase_header,
+    phase_line,
+    process_overhead,
+    profile_phases,
     run,
-    run_module,
-    timed,
+    run_script,
+    say,
+    sizes_parser,
+    stop_processes,
+    store_dir,
+    worker_main,
+    write_json,
+    write_script,
 )
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCH_DIR)
-RESULTS_DIR = os.path.join(BENCH_DIR, "results")
-CNI_PATH = "/usr/lib/cni"
-STORE_ROOT = "/run/cnm-network"
-SO_NETNS_COOKIE = 71
-CLONE_NEWNET = 0x40000000
 PREFIX = "cnmp"  # not attach.py's cnmb: the two benchmarks may run at the same time
 NETWORK = "bench"  # the cnm network's name
 CNM_SUBNET = "10.89.0.0/16"
@@ -117,9 +128,6 @@ ASK = ("import json,socket,sys\n"
        "print(json.dumps(out))\n")
 
 
-# ---------------------------------------------------------------- small helpers (as in bench/attach.py)
-
-
 # ---------------------------------------------------------------- the lab of one size
 class Lab:
     """The cnm host, the CNI host, a client and 2 x N sandboxes with a unique prefix; ``destroy`` removes all it made."""
@@ -142,7 +150,7 @@ class Lab:
 
     def create(self) -> None:
         run(["ip", "netns", "add", self.host])
-        self.store_dir = os.path.join(STORE_ROOT, netns_cookie(self.host))  # known before any module runs
+        self.store_dir = store_dir(self.host)  # known before any module runs
         run(["ip", "-batch", "-"], input="".join("netns add %s\n" % ns for ns in self.namespaces()[1:]))
         run(["bash", "-e"], input="".join("ip -n %s link set lo up\n" % ns for ns in self.namespaces()))
         for host, (host_side, host_ip, client_side, client_ip) in ((self.host, CNM_UPLINK), (self.cni_host, CNI_UPLINK)):
@@ -161,22 +169,14 @@ class Lab:
                     raise BenchError("the test server in %s did not start" % ns)
 
     def stop_servers(self) -> None:
-        for proc in self.servers:
-            if proc.poll() is None:
-                proc.kill()  # by its pid: only the processes this script started
-            proc.wait()
-            proc.stdout.close()
+        stop_processes(self.servers)  # only the processes this script started
         self.servers = []
 
     def script(self, name: str, body: str) -> str:
-        path = os.path.join(self.tmp, name)
-        with open(path, "w") as handle:
-            handle.write("set -e\n" + body)
-        return path
+        return write_script(self.tmp, name, body)
 
     def run_script(self, ns: str, path: str) -> float:
-        """Wall time of one bash script run inside a host (nsenter + bash start-up included, ~3 ms)."""
-        return timed(in_ns(ns) + ["bash", path])[0]
+        return run_script(ns, path)
 
     def answers(self, source: str, address: str, ports: list, timeout: float = 2.0) -> list:
         proc = run(in_ns(source) + [sys.executable, "-c", ASK, address, str(timeout)] + [str(p) for p in ports], timeout=60)
@@ -192,32 +192,14 @@ class Lab:
                 raise BenchError("%s: from %s to %s ports %s: answers %s, expected %s" % (tool, source, address, ports, got, expected))
 
     def destroy(self) -> None:
-        # Ctrl-C must not stop the clean-up half way; its commands run in their own session so
-        # that a second Ctrl-C at the terminal does not reach them either.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            self.stop_servers()
-            for ns in self.namespaces():
-                if os.path.exists("/run/netns/%s" % ns):
-                    run(["ip", "netns", "del", ns], check=False, start_new_session=True)
-            if self.store_dir and os.path.isdir(self.store_dir):
-                shutil.rmtree(self.store_dir, ignore_errors=True)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        destroy_lab(self.namespaces(), [self.store_dir], self.tmp, self.stop_servers)
 
 
 # ---------------------------------------------------------------- a. cnm
-class Cnm:
+class Cnm(ModuleRunner):
     """Runs the collection's modules inside the cnm host, as Ansible does, and times them."""
 
-    def __init__(self, lab: Lab, collections: str) -> None:
-        self.lab = lab
-        self.collections = collections
-        self.env = dict(os.environ, PYTHONPATH=collections)
-
-    def module(self, name: str, args: dict, profile: str | None = None) -> dict:
-        return run_module(os.path.abspath(__file__), self.lab.host, name, args, self.lab.tmp, self.env, profile)
+    script = os.path.abspath(__file__)
 
     def set_up(self) -> None:
         """The network and the N endpoints (untimed)."""
@@ -355,48 +337,12 @@ def portmap_backend(lab: Lab) -> str:
     return "iptables: %s (%s)" % ((version.stdout or version.stderr).strip(), os.path.realpath(shutil.which("iptables") or "iptables"))
 
 
-# ---------------------------------------------------------------- the module wrapper
-
-
-def profile_report(path: str, limit: int = 20) -> str:
-    import io
-    import pstats
-
-    text = io.StringIO()
-    stats = pstats.Stats(path + ".pstats", stream=text)
-    calls = {key[2]: row[1] for key, row in stats.stats.items() if key[2].startswith("<method '") and "_socket.socket" in key[2]}
-    commands = [(row[1], row[3]) for key, row in stats.stats.items() if key[2] == "run_command" and key[0].endswith("basic.py")]
-    text.write("netlink requests (socket.send calls): %d; socket.recv* calls: %d; commands run (nft, conntrack): %d taking %.3f s\n" % (
-        sum(n for name, n in calls.items() if "'send" in name), sum(n for name, n in calls.items() if "'recv" in name),
-        sum(n for n, _s in commands), sum(s for _n, s in commands)))
-    stats.strip_dirs().sort_stats("cumulative").print_stats(limit)
-    text.write("\n---- by own time ----\n")
-    stats.sort_stats("tottime").print_stats(limit)
-    return text.getvalue()
-
-
 # ---------------------------------------------------------------- driver
-
-
-def median(values: list):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    middle = len(values) // 2
-    if len(values) % 2 or not isinstance(values[middle], (int, float)):  # texts (an error message): the middle one
-        return values[middle]
-    return (values[middle - 1] + values[middle]) / 2
-
-
-def bench_size(size: int, repeat: int, workdir: str, collections: str, profile: bool, say) -> dict:
+def bench_size(size: int, repeat: int, workdir: str, collections: str, profile: bool) -> dict:
     """Both tools at one N, ``repeat`` rounds (interleaved, so load from elsewhere spreads evenly); medians."""
     lab = Lab(size, workdir)
-    samples: dict = {}
-
-    def keep(tool: str, row: dict) -> None:
-        for key, value in row.items():
-            samples.setdefault(tool, {}).setdefault(key, []).append(value)
-
+    samples = Samples()
+    keep = samples.keep
     try:
         say("N=%d: creating %s-{host,cnihost,client}, sandboxes -s0..s%d and -c0..c%d (untimed)" % (size, lab.prefix, size - 1, size - 1))
         lab.create()
@@ -416,43 +362,33 @@ def bench_size(size: int, repeat: int, workdir: str, collections: str, profile: 
             keep("cnm module import", {phase: r["import"] for phase, r in runs.items()})
             say("N=%d round %d/%d: CNI portmap ADD, CHECK, DEL x %d" % (size, round_, repeat, size))
             keep("CNI portmap", portmap.phases())
-        results: dict = {tool: {key: median(values) for key, values in row.items()} for tool, row in samples.items()}
+        results: dict = samples.medians()
         results["samples"] = samples
         results["portmap backend"] = backend
         if profile:
             say("N=%d: cnm_port_publish under cProfile" % size)
-            os.makedirs(RESULTS_DIR, exist_ok=True)
             prefix = os.path.join(RESULTS_DIR, "ports-profile-%d" % size)
-            profiled = cnm.phases(profile_prefix=prefix)
-            results["profile"] = {"files": {}, "main_seconds": {phase: r["main"] for phase, r in profiled.items()}}
-            for phase in ("add", "rerun", "delete"):
-                text = profile_report("%s-%s" % (prefix, phase))
-                with open("%s-%s.txt" % (prefix, phase), "w") as handle:
-                    handle.write(text)
-                results["profile"]["files"][phase] = "%s-%s.txt" % (prefix, phase)
+            profiled, files = profile_phases(cnm.phases, prefix, 20, commands=True)
+            results["profile"] = {"files": files, "main_seconds": {phase: r["main"] for phase, r in profiled.items()}}
     finally:
         lab.destroy()
     return results
 
 
 def table(all_results: dict, loads: dict) -> str:
-    lines = ["%5s  %-12s %8s %8s %8s   %s" % ("N", "tool", "add", "rerun", "delete", "target / reference at N=200 (add rerun delete), seconds")]
+    lines = [phase_header(12, "target / reference at N=200 (add rerun delete), seconds")]
     for size, results in all_results.items():
-        for tool in TOOLS:
-            row = results.get(tool)
-            if row is None:
-                continue
+        for tool, row in measured(results, TOOLS):
             note = ""
-            if size == 200 and tool in TARGETS_200:
-                t = TARGETS_200[tool]
+            t, r = issue_figures(size, tool, TARGETS_200, REFERENCE_200)
+            if t:
                 note = "target " + " / ".join("<=%.1f%s" % (t[p], " ok" if row[p] is not None and row[p] <= t[p] else " MISS") if p in t else "-"
-                                              for p in ("add", "rerun", "delete"))
-            elif size == 200 and tool in REFERENCE_200:
-                r = REFERENCE_200[tool]
+                                              for p in PHASES)
+            elif r:
                 note = "issue measured %.1f / - / %.1f" % (r["add"], r["delete"])
             if tool == "CNI portmap":
                 note = (note + "; " if note else "") + ("rerun = CHECK" if row.get("failed_check") is None else "rerun: CHECK fails, see below")
-            lines.append("%5d  %-12s %8s %8s %8s   %s" % (size, tool, fmt(row["add"]), fmt(row["rerun"]), fmt(row["delete"]), note))
+            lines.append(phase_line(size, 12, tool, row, note))
             if row.get("failed_check") is not None:
                 lines.append("%5d    CNI portmap CHECK x %d took %.3f s but %d calls failed: %r (containernetworking/plugins#819)"
                              % (size, size, row["failed_check"], row["failed_checks"], row["check_error"]))
@@ -461,110 +397,45 @@ def table(all_results: dict, loads: dict) -> str:
             if a and b:
                 lines.append("%5d    ratio %s/CNI portmap add %.3fx delete %.3fx" % (size, cnm_tool, a["add"] / b["add"], a["delete"] / b["delete"]))
         lines.append("%5d    CNI portmap backend: %s" % (size, results.get("portmap backend")))
-        process, module = results.get("cnm process"), results.get("cnm module")
-        if process and module:
-            lines.append("%5d    cnm process minus main(): %s s (nsenter, Python start-up, imports, exit; medians)"
-                         % (size, " / ".join("%.3f" % (process[p] - module[p]) for p in ("add", "rerun", "delete"))))
+        lines += process_overhead(size, results)
         rounds = results.get("samples", {}).get("load average", {}).get("round start")
         if rounds:
             lines.append("%5d    1-minute load average at the start of each round: %s" % (size, ", ".join("%.2f" % v for v in rounds)))
-    lines.append("load average (1, 5, 15 min): %s at start, %s at end; %d CPUs" % (loads["start"], loads["end"], os.cpu_count()))
+    lines.append(loads_line(loads))
     return "\n".join(lines)
 
 
 def preflight() -> list:
-    missing = [path for path in ("%s/bridge" % CNI_PATH, "%s/host-local" % CNI_PATH, "%s/portmap" % CNI_PATH) if not os.access(path, os.X_OK)]
     commands = (("nsenter", "util-linux"), ("ip", "iproute2"), ("nft", "nftables"), ("iptables", "iptables"), ("iptables-save", "iptables"))
-    missing += ["%s (apt-get install %s)" % (cmd, pkg) for cmd, pkg in commands if shutil.which(cmd) is None]
-    return missing
+    return missing_tools(commands, ("bridge", "host-local", "portmap"))
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "_module":
-        module_worker(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
+    if worker_main():
         return 0
-    parser = argparse.ArgumentParser(description="Time publishing one port on each of N endpoints: cnm_port_publish vs the CNI portmap plugin.")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[200], help="numbers of endpoints (default: 200)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds per N; the table shows medians (default: 3)")
-    parser.add_argument("--json", help="also write the results (medians and every sample) as JSON to this file")
-    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile run of cnm_port_publish at the largest N")
+    parser = sizes_parser(
+        "Time publishing one port on each of N endpoints: cnm_port_publish vs the CNI portmap plugin.",
+        "endpoints", [200], "cnm_port_publish")
     options = parser.parse_args()
-    if os.geteuid() != 0:
-        parser.error("needs root (network namespaces)")
-    if any(n < 1 or n > 50000 for n in options.sizes):
-        parser.error("sizes must be between 1 and 50000 (host ports 10000 + i)")
-    if options.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    missing = preflight()
-    if missing:
-        parser.error("missing: %s" % ", ".join(missing))
-
-    def say(text: str) -> None:
-        print("bench: " + text, file=sys.stderr, flush=True)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    loads = {"start": load_average()}
-    say("load average at start: %s (%d CPUs)" % (loads["start"], os.cpu_count()))
-    netns_before = netns_names()
-    links_before = run(["ip", "-br", "link"]).stdout
-    workdir = tempfile.mkdtemp(prefix="cnm-bench-ports-")
-    all_results: dict = {}
-    status = 0
-    try:
-        collections = collections_root(workdir)
-        largest = max(options.sizes)
-        for size in options.sizes:
-            all_results[size] = bench_size(size, options.repeat, workdir, collections, not options.no_profile and size == largest, say)
-    except KeyboardInterrupt:
-        say("interrupted: cleaning up")
-        status = 130
-    except BenchError as exc:
-        say("error: %s" % exc)
-        status = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the clean-up
-        shutil.rmtree(workdir, ignore_errors=True)
-        deadline = time.time() + 10
-        while time.time() < deadline and [n for n in netns_names() if n.startswith(PREFIX) and n not in netns_before]:
-            time.sleep(0.2)
-        ours = [n for n in netns_names() if n.startswith(PREFIX) and n not in netns_before]
-        if ours:
-            say("LEFT BEHIND: namespaces %s" % ours)
-            status = status or 1
-        if run(["ip", "-br", "link"]).stdout != links_before:
-            say("WARNING: the root namespace's links changed during the run (`ip -br link`)")
-            status = status or 1
-        others = sorted(set(netns_names()) ^ set(netns_before))
-        if others:
-            say("note: namespaces that others created or removed meanwhile: %s" % others)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    check_common(parser, options, 50000, "sizes must be between 1 and 50000 (host ports 10000 + i)")
+    check_tools(parser, preflight())
+    loads = loads_at_start()
+    status, all_results = each_size(PREFIX, "cnm-bench-ports-", options, bench_size)
     loads["end"] = load_average()
     if all_results:
         print(table(all_results, loads))
         for size, results in all_results.items():
             if "profile" in results:
-                for phase in ("add", "rerun", "delete"):
+                for phase in PHASES:
                     with open(results["profile"]["files"][phase]) as handle:
                         print("\ncProfile of cnm_port_publish main(), N=%d, %s (%.3f s under the profiler; top 20 by cumulative time; by own time in %s):"
                               % (size, phase, results["profile"]["main_seconds"][phase], results["profile"]["files"][phase]))
                         print(handle.read().split("---- by own time ----")[0])
         if options.json:
-            from ansible.release import __version__ as ansible_version
-            from pyroute2 import __version__ as pyroute2_version
-
-            git = ["git", "-C", REPO]
-            meta = {"code": {"commit": run(git + ["rev-parse", "HEAD"], check=False).stdout.strip(),
-                             "uncommitted_in_plugins": run(git + ["status", "--porcelain", "--", "plugins"], check=False).stdout.splitlines(),
-                             "ansible_core": ansible_version, "pyroute2": pyroute2_version},
-                    "machine": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                                "load_average_at_start": loads["start"], "load_average_at_end": loads["end"]},
-                    "repeat": options.repeat, "targets_200": TARGETS_200, "reference_200": REFERENCE_200,
-                    "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            with open(options.json, "w") as handle:
-                json.dump(dict(meta, results={str(k): v for k, v in all_results.items()}), handle, indent=1)
+            meta = {"code": code_meta(),
+                    "machine": machine_meta(load_average_at_start=loads["start"], load_average_at_end=loads["end"]),
+                    "repeat": options.repeat, "targets_200": TARGETS_200, "reference_200": REFERENCE_200, "date": now()}
+            write_json(options.json, dict(meta, results={str(k): v for k, v in all_results.items()}))
     return status
 
 
