@@ -32,7 +32,7 @@ and times, in each round (host port 10000+i -> port 80 of endpoint i):
                ``iptables`` (here iptables-nft) inside the throwaway CNI host.
 
 Untimed checks in every round: the module's ``changed`` and ``published``/``removed`` lists, the count
-of DNAT rules (``nft`` for cnm, the ``CNI-DN-*`` chains of ``iptables-save`` for portmap), and real
+of DNAT map elements and rules (``nft`` map elements for cnm, the ``CNI-DN-*`` chains of ``iptables-save`` for portmap), and real
 TCP traffic: servers listening on port 80 in 3 sandboxes of each kind (first, middle, last) answer
 their name through the host port, from the client namespace and from the host itself on its own
 address, before the delete, and nothing answers after it.
@@ -214,12 +214,12 @@ class Cnm(ModuleRunner):
         return {"network": NETWORK, "endpoints": [{"netns": s, "ports": ["%d:%d" % (HOST_PORT + i, CONTAINER_PORT)]}
                                                   for i, s in enumerate(self.lab.sandboxes)]}
 
-    def port_rules(self) -> int:
-        """How many rules of our table belong to published ports of the network (2 per port: prerouting, output)."""
+    def port_elements(self) -> int:
+        """How many elements the DNAT maps of our table hold (2 per port: its address map and its port map)."""
         proc = run(in_ns(self.lab.host) + ["nft", "-j", "list", "ruleset"])
         items = json.loads(proc.stdout).get("nftables", [])
-        return sum(1 for item in items if "rule" in item and item["rule"].get("table") == "cnm"
-                   and item["rule"].get("comment", "").startswith("cnm port %s " % NETWORK))
+        return sum(len(item["map"].get("elem", [])) for item in items
+                   if "map" in item and item["map"].get("table") == "cnm" and item["map"]["name"].startswith("ports_"))
 
     def phases(self, profile_prefix: str | None = None) -> dict:
         """Cold add, rerun, absent: one module run each; checks ``changed``, the rules and real traffic."""
@@ -237,9 +237,10 @@ class Cnm(ModuleRunner):
             if len(published) != size or any(len(item.get(key) or []) != 1 for item in published):
                 raise BenchError("cnm_port_publish %s: %d endpoints in 'published', not each with one port in %r: %s"
                                  % (phase, len(published), key, published[:3]))
-            rules = self.port_rules()
-            if rules != (0 if state == "absent" else 2 * size):
-                raise BenchError("cnm_port_publish %s: %d port rules in inet cnm" % (phase, rules))
+            elements = self.port_elements()
+            if elements != (0 if state == "absent" else 2 * size):
+                raise BenchError("cnm_port_publish %s: %d port map elements in inet cnm, not %d"
+                                 % (phase, elements, 0 if state == "absent" else 2 * size))
             if phase == "add":
                 lab.check_reachable("cnm", lab.host, CNM_UPLINK[1], lab.sandboxes, True)
             out[phase] = run_
