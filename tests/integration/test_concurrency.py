@@ -82,9 +82,12 @@ def info(tmp_path: Path, inventory: Path, env: dict) -> dict:
 def interfaces(netns: str) -> list:
     """(ifname, MAC, [global addresses]) of every interface of a sandbox but lo."""
     links = json.loads(sh("ip -j addr show", netns=netns).stdout)
-    return [(link["ifname"], link["address"], sorted(a["local"] for a in link.get("addr_info", [])
-                                                  if a["scope"] == "global"))
-            for link in links if link["ifname"] != "lo"]
+    found = []
+    for link in links:
+        if link["ifname"] != "lo":
+            addresses = sorted(a["local"] for a in link.get("addr_info", []) if a["scope"] == "global")
+            found.append((link["ifname"], link["address"], addresses))
+    return found
 
 
 @pytest.mark.parametrize("runs", [2, 4])

@@ -74,7 +74,7 @@ def census(host) -> dict:
             if any(" src=%s" % a in line or " dst=%s" % a in line for a in LAB_ADDRESSES):
                 (expiring if line.startswith(EXPIRING) else conntrack).add(line)
     store_dir = host.store_path()
-    store_files = {os.path.relpath(os.path.join(d, f), store_dir) for d, _, files in os.walk(store_dir) for f in files}
+    store_files = {os.path.relpath(os.path.join(d, f), store_dir) for d, _dirs, files in os.walk(store_dir) for f in files}
     store = host.store()
     records = {"%s/%s" % (section, key) for section, value in store.items() if isinstance(value, dict) for key in value}
     prefix = host.prefix + "-"
