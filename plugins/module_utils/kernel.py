@@ -214,6 +214,11 @@ class NetnsSession:
             self.rtnl.delete_link(self.index(name))
         except CnmError:
             pass  # already gone: deleting is done
+        except OSError as exc:
+            # Gone between the lookup and the delete: a veth whose namespace was deleted by hand goes when the kernel
+            # has torn that namespace down, which it does in the background (the soak saw it after planning).
+            if exc.errno != errno.ENODEV:
+                raise
         self._indexes.pop(name, None)
 
     def delete_links(self, names: List[str], group: int) -> None:
