@@ -20,7 +20,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     MacvlanNetwork,
 )
 from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
-from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key
+from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key, persistent_path
 
 # System interpreters that may carry the distribution's pyroute2 when the task's Python does not.
 SYSTEM_PYTHONS = ["/usr/bin/python3", "/usr/libexec/platform-python", "/usr/bin/python3.12", "/usr/bin/python3.11", "/usr/bin/python3.9"]
@@ -52,7 +52,7 @@ class Host:
         if not kernel.HAS_PYROUTE2:
             _respawn_or_fail(module)
         netns.CONTAINERS.attach(module)  # container sandboxes are resolved with this module's run_command
-        store = Store(netns.current_cookie())
+        store = Store(netns.current_cookie(), persistent=persistent_path())
         store.lock()
         try:
             store.load()
@@ -92,7 +92,8 @@ class Host:
         if network not in self._swept:  # once per network and run: a sandbox does not vanish while we plan
             self._swept.add(network)
             for key, record in list(self.state["endpoints"].items()):
-                if record["network"] == network and not netns.SandboxRef.from_key(record["sandbox"]).exists():
+                if record["network"] == network and record["sandbox"] not in self.new_sandboxes \
+                        and not netns.SandboxRef.from_key(record["sandbox"]).exists():
                     del self.state["endpoints"][key]
                     sandbox = record["sandbox"]
                     reclaimed = {"network": network, "sandbox": sandbox, "ipv4_address": record.get("ipv4_address")}

@@ -2,10 +2,14 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The store: what the kernel cannot hold (driver, ip_range, leases), one file per host namespace.
 
-It lives under /run, so it dies with the kernel state at reboot and a rerun rebuilds both.
-Lab hosts share one filesystem, so the file is keyed by the namespace's cookie (never its
-inode, which the kernel reuses at once). A lock per namespace serialises concurrent module
-runs. The store is a hint checked against the kernel, never the truth.
+It lives under /run, so it dies with the kernel state at reboot. Lab hosts share one filesystem,
+so the file is keyed by the namespace's cookie (never its inode, which the kernel reuses at once).
+A lock per namespace serialises concurrent module runs. The store is a hint checked against the
+kernel, never the truth.
+
+The host's own namespace also keeps a persistent copy under /var/lib, written with every store
+write: it is what ``cnm-network-restore`` (restore.py) brings back at boot, and what a run loads
+when the /run file is gone. Other namespaces (lab hosts, containers) die with the boot: no copy.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Callable, Dict, Optional
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 
 STORE_ROOT = "/run/cnm-network"
+PERSISTENT_PATH = "/var/lib/cnm-network/state.json"
+PERSISTENT_ENV = "CNM_PERSISTENT_STORE"  # another path for the persistent copy, in any namespace (tests, labs)
 FORMAT_VERSION = 1
 
 # Older formats and the step that turns each into the next: {N: function(store of version N) -> store of version N+1}.
@@ -48,12 +54,27 @@ class StoreError(CnmError):
         self.problem = problem
 
 
-class Store:
-    """Networks and endpoints of one host namespace; ``save`` writes atomically."""
+def persistent_path() -> Optional[str]:
+    """Where this thread's namespace keeps its store across reboots: ``CNM_PERSISTENT_STORE`` when set, else
+    PERSISTENT_PATH in the namespace of PID 1 (the host's own), else nowhere."""
+    override = os.environ.get(PERSISTENT_ENV)
+    if override:
+        return override
+    try:
+        own, init = os.stat("/proc/thread-self/ns/net"), os.stat("/proc/1/ns/net")
+    except OSError:
+        return None
+    return PERSISTENT_PATH if (own.st_dev, own.st_ino) == (init.st_dev, init.st_ino) else None
 
-    def __init__(self, namespace_key: str, root: str = STORE_ROOT) -> None:
+
+class Store:
+    """Networks and endpoints of one host namespace; ``save`` writes atomically (and the persistent copy, if any)."""
+
+    def __init__(self, namespace_key: str, root: str = STORE_ROOT, persistent: Optional[str] = None) -> None:
         self.directory = os.path.join(root, namespace_key)
         self.path = os.path.join(self.directory, "state.json")
+        self.persistent = persistent
+        self.loaded_from: Optional[str] = None  # the file the data came from: path, persistent, or None (no file)
         self._lock_fd: Optional[int] = None
         self.data = _empty()
 
@@ -81,72 +102,37 @@ class Store:
             self._lock_fd = None
 
     def load(self) -> None:
-        """Read, migrate and check the file; a missing file is an empty store, anything unusable a StoreError."""
-        raw = self._read()
-        if raw is None:
-            self.data = _empty()
+        """Read, migrate and check the file (the persistent copy when the /run file is gone: after a reboot, or
+        deleted); no file is an empty store, anything unusable a StoreError naming the file read."""
+        for path in (self.path, self.persistent):
+            raw = _read(path) if path else None
+            if raw is not None:
+                break
+        else:
+            self.data, self.loaded_from = _empty(), None
             return
         try:
             data = json.loads(raw.decode("utf-8"))
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
-            raise StoreError(self.path, "it is not valid JSON (%s)" % exc) from exc
-        self.data = check(migrate(data, self.path), self.path)
-
-    def _read(self) -> Optional[bytes]:
-        """The file's bytes, None when there is none; refuses anything but a regular file without blocking on it."""
-        try:
-            found = os.lstat(self.path)
-        except FileNotFoundError:
-            return None
-        if not stat.S_ISREG(found.st_mode):  # a FIFO would block the open (and every module run) forever
-            raise StoreError(self.path, "it is %s, not a regular file" % _kind(found.st_mode))
-        try:  # O_NONBLOCK and O_NOFOLLOW: if it was swapped since lstat, still nothing can hang here
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                problem = "it is a symbolic link, not a regular file"
-            else:
-                problem = "it cannot be read (%s)" % exc.strerror
-            raise StoreError(self.path, problem) from exc
-        try:
-            kind = _kind(os.fstat(fd).st_mode)
-            if kind != "a regular file":
-                raise StoreError(self.path, "it is %s, not a regular file" % kind)
-            chunks = []
-            while True:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
-        except OSError as exc:
-            raise StoreError(self.path, "it cannot be read (%s)" % exc.strerror) from exc
-        finally:
-            os.close(fd)
+            raise StoreError(path, "it is not valid JSON (%s)" % exc) from exc
+        self.data, self.loaded_from = check(migrate(data, path), path), path
 
     def snapshot(self) -> dict:
         return copy.deepcopy(self.data)
 
     def save(self, data: Optional[dict] = None) -> None:
+        """Write the /run file and the persistent copy (the copy first: what a reboot restores is never older)."""
         if data is not None:
             self.data = data
-        if not any(value for key, value in self.data.items() if key != "version"):
-            # Nothing left to remember: no file either (the directory and its lock stay for the next run).
-            if os.path.exists(self.path):
-                os.unlink(self.path)
-            return
-        handle, tmp = tempfile.mkstemp(dir=self.directory, prefix=".state.")
-        try:
-            with os.fdopen(handle, "w") as out:
-                json.dump(self.data, out, indent=1, sort_keys=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        empty = not any(value for key, value in self.data.items() if key != "version")
+        for path in (self.persistent, self.path):
+            if not path:
+                continue
+            if empty:  # nothing left to remember: no file either (the directory and its lock stay)
+                if os.path.lexists(path):
+                    os.unlink(path)
+            else:
+                _write(path, self.data)
 
     # ---- views ----
     @property
@@ -159,6 +145,57 @@ class Store:
 
     def endpoints_of(self, network: str) -> Dict[str, dict]:
         return {key: record for key, record in self.endpoints.items() if record["network"] == network}
+
+
+def _read(path: str) -> Optional[bytes]:
+    """The file's bytes, None when there is none; refuses anything but a regular file without blocking on it."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(found.st_mode):  # a FIFO would block the open (and every module run) forever
+        raise StoreError(path, "it is %s, not a regular file" % _kind(found.st_mode))
+    try:  # O_NONBLOCK and O_NOFOLLOW: if it was swapped since lstat, still nothing can hang here
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            problem = "it is a symbolic link, not a regular file"
+        else:
+            problem = "it cannot be read (%s)" % exc.strerror
+        raise StoreError(path, problem) from exc
+    try:
+        kind = _kind(os.fstat(fd).st_mode)
+        if kind != "a regular file":
+            raise StoreError(path, "it is %s, not a regular file" % kind)
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    except OSError as exc:
+        raise StoreError(path, "it cannot be read (%s)" % exc.strerror) from exc
+    finally:
+        os.close(fd)
+
+
+def _write(path: str, data: dict) -> None:
+    """Atomic and durable: a temporary file beside it, fsynced, renamed over it."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=directory, prefix=".state.")
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump(data, out, indent=1, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def endpoint_key(network: str, sandbox_key: str) -> str:

@@ -50,6 +50,7 @@ def prepare(tmp_path: Path):
 
     def run(python: str, *extra: str, **role_vars) -> subprocess.CompletedProcess:
         args = ["-c", "local", "-e", "ansible_python_interpreter=" + python]
+        role_vars.setdefault("cnm_prepare_restore_at_boot", False)  # never into this machine's /etc: see the restore test
         for name, value in role_vars.items():
             args += ["-e", '{"%s": %s}' % (name, json.dumps(value))]
         return run_playbook(playbook, "localhost,", env, *args, *extra)
@@ -135,3 +136,37 @@ def test_pip_fallback_installs_into_the_task_python_checks_first_and_is_idempote
     again = prepare(pip_venv, **options)
     assert_ok(again)
     assert recap_changed(again) == {"localhost": 0}
+
+
+@needs_packages
+def test_the_restore_at_boot_is_installed_enabled_and_runs(prepare, tmp_path, host, monkeypatch):
+    """The program, the core beside it and the enabled unit land under a root of the test's own; the program as
+    installed restores a lab host's network after a simulated reboot (test_restore.py has the full reboot)."""
+    root = tmp_path / "root"
+    options = dict(cnm_prepare_restore_at_boot=True, cnm_prepare_restore_root=str(root), cnm_prepare_install_packages=False)
+    check = prepare(SYSTEM_PYTHON, "--check", **options)
+    assert_ok(check)
+    assert not root.exists() or not any(root.rglob("*.service"))
+    first, again = prepare(SYSTEM_PYTHON, **options), prepare(SYSTEM_PYTHON, **options)
+    assert_ok(first)
+    assert_ok(again)
+    assert recap_changed(first)["localhost"] >= 4 and recap_changed(again) == {"localhost": 0}
+    unit = (root / "etc/systemd/system/cnm-network-restore.service").read_text()
+    assert "\nExecStart=/usr/local/sbin/cnm-network-restore\n" in unit and "\nWantedBy=multi-user.target\n" in unit
+    wants = root / "etc/systemd/system/multi-user.target.wants/cnm-network-restore.service"
+    assert wants.is_symlink() and wants.resolve() == (root / "etc/systemd/system/cnm-network-restore.service").resolve()
+    program = root / "usr/local/sbin/cnm-network-restore"
+    assert program.read_text().startswith("#!/usr/bin/python3\n")
+    lib = root / "usr/local/lib/cnm-network"
+    assert (lib / "ansible_collections/cnm/network/plugins/module_utils/restore.py").is_file()
+
+    monkeypatch.setenv("CNM_PERSISTENT_STORE", str(tmp_path / "state.json"))
+    host.ok("cnm_bridge", name="web", subnet="172.31.8.0/24")
+    shutil.rmtree(host.store_path())
+    subprocess.run(f"ip netns del {host.name} && ip netns add {host.name}", shell=True, check=True)
+    proc = subprocess.run(["nsenter", "--net=/run/netns/" + host.name, "--", str(program)], capture_output=True, text=True,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(lib),
+                               "CNM_PERSISTENT_STORE": str(tmp_path / "state.json")}, timeout=120, check=False)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert json.loads(proc.stdout)["changed"] is True
+    assert "br-web" in host.links()

@@ -8,7 +8,16 @@ import os
 
 import pytest
 
-from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VERSION, Store, StoreError, endpoint_key, migrate
+from ansible_collections.cnm.network.plugins.module_utils.store import (
+    FORMAT_VERSION,
+    PERSISTENT_ENV,
+    PERSISTENT_PATH,
+    Store,
+    StoreError,
+    endpoint_key,
+    migrate,
+    persistent_path,
+)
 
 EMPTY = {"version": FORMAT_VERSION, "networks": {}, "endpoints": {}}
 WEB = {"driver": "bridge", "bridge_name": "br-web", "subnet": "172.30.0.0/24", "gateway": "172.30.0.1", "mtu": 1500}
@@ -339,3 +348,67 @@ def test_the_lock_is_held_per_namespace_key(tmp_path, store):
     other_namespace = Store("cookie-43", root=str(tmp_path))
     other_namespace.lock()  # a different namespace has its own lock: no wait
     other_namespace.unlock()
+
+
+# ---- the persistent copy ----
+
+@pytest.fixture
+def kept(tmp_path):
+    """A store with a persistent copy, as in the host's own namespace."""
+    made = Store("cookie-42", root=str(tmp_path / "run"), persistent=str(tmp_path / "var" / "state.json"))
+    made.lock()
+    yield made
+    made.unlock()
+
+
+def test_every_save_writes_the_persistent_copy_too(kept):
+    kept.networks["web"] = dict(WEB)
+    kept.save()
+    with open(kept.path) as run, open(kept.persistent) as var:
+        assert json.load(run) == json.load(var) == kept.data
+    assert os.stat(os.path.dirname(kept.persistent)).st_mode & 0o777 == 0o700
+
+
+def test_the_copy_is_loaded_when_the_run_file_is_gone(kept):
+    kept.networks["web"] = dict(WEB)
+    kept.save()
+    os.unlink(kept.path)
+    kept.data = None
+    kept.load()
+    assert kept.networks == {"web": WEB} and kept.loaded_from == kept.persistent
+
+
+def test_the_run_file_wins_over_the_copy(kept):
+    kept.save({"version": FORMAT_VERSION, "networks": {"db": DB}, "endpoints": {}})
+    with open(kept.persistent, "w") as handle:
+        json.dump(dict(EMPTY, networks={"web": WEB}), handle)
+    kept.load()
+    assert list(kept.networks) == ["db"] and kept.loaded_from == kept.path
+
+
+def test_an_emptied_store_removes_both_files(kept):
+    kept.save({"version": FORMAT_VERSION, "networks": {"db": DB}, "endpoints": {}})
+    kept.save(dict(EMPTY))
+    assert not os.path.exists(kept.path) and not os.path.exists(kept.persistent)
+    kept.load()
+    assert kept.data == EMPTY and kept.loaded_from is None
+
+
+def test_a_damaged_copy_is_an_error_naming_the_copy(kept):
+    os.makedirs(os.path.dirname(kept.persistent))
+    with open(kept.persistent, "w") as handle:
+        handle.write("{")
+    with pytest.raises(StoreError) as error:
+        kept.load()
+    assert str(error.value).startswith("the store %s is damaged: it is not valid JSON" % kept.persistent)
+
+
+def test_the_copy_is_kept_in_the_host_namespace_or_where_the_environment_says(monkeypatch):
+    monkeypatch.delenv(PERSISTENT_ENV, raising=False)
+    try:  # PID 1's namespace may be closed to us (a sandbox's init): then no copy is kept
+        same = os.stat("/proc/thread-self/ns/net")[1:3] == os.stat("/proc/1/ns/net")[1:3]
+    except OSError:
+        same = False
+    assert persistent_path() == (PERSISTENT_PATH if same else None)
+    monkeypatch.setenv(PERSISTENT_ENV, "/tmp/elsewhere.json")
+    assert persistent_path() == "/tmp/elsewhere.json"
