@@ -13,7 +13,9 @@ GUESTLAB_CACHE="${GUESTLAB_CACHE:-/var/cache/cnm-guestlab}"
 GUESTLAB_STATE="${GUESTLAB_STATE:-/run/cnm-guestlab/$GUESTLAB_PREFIX}"
 GUESTLAB_NETNS="$GUESTLAB_PREFIX-mgmt"
 GUESTLAB_MEMORY="${GUESTLAB_MEMORY:-256}"        # MiB per guest
-GUESTLAB_CPU="${GUESTLAB_CPU:-max}"                # the emulated CPU model (qemu -cpu)
+# The emulated CPU model (qemu -cpu). la57=off: with 5-level paging on (-cpu max of QEMU 7.2 TCG)
+# a guest that reboots never comes back (no console output, qemu spinning; measured 2026-12-06).
+GUESTLAB_CPU="${GUESTLAB_CPU:-max,la57=off}"
 GUESTLAB_BOOT_TIMEOUT="${GUESTLAB_BOOT_TIMEOUT:-180}"  # seconds until every guest answers SSH
 # The management network exists only inside the lab namespace: the namespace is .1, guest N is
 # .(10+N). The underlay joins the guests only (no address in the namespace): guest N is

@@ -82,8 +82,11 @@ for n in $(seq 1 "$count"); do
     [ -n "${GUESTLAB_DEBUG:-}" ] && append=("${append[@]/quiet/}")
     boot_start[$guest]="$(now)"
     # -nodefaults: no default NIC (that would be user-mode networking), no VGA, no monitor.
+    # No -no-reboot: a guest that reboots (guestlab/proofs/tasks/reboot.yml) boots again on the
+    # same disk, as a real machine does. A kernel panic (panic=-1) would reboot it in a loop, so
+    # the wait below and reboot.yml stop at a "Kernel panic" line on the console.
     in_lab_netns qemu-system-x86_64 -name "$GUESTLAB_PREFIX-$guest" \
-        -nodefaults -no-user-config -no-reboot -display none \
+        -nodefaults -no-user-config -display none \
         -accel tcg -cpu "$GUESTLAB_CPU" -smp 1 -m "$GUESTLAB_MEMORY" \
         -kernel "$image/vmlinuz" -initrd "$image/initrd.img" -append "${append[*]}" \
         -drive "file=$GUESTLAB_STATE/$guest.qcow2,if=virtio,format=qcow2,cache=unsafe" \
@@ -109,6 +112,11 @@ while [ -n "$waiting" ]; do
         if ! guest_alive "$guest"; then
             tail -n 20 "$GUESTLAB_STATE/$guest.console" >&2 || true
             say "guest $guest stopped while booting (console above)"
+            exit 3
+        fi
+        if grep -q 'Kernel panic' "$GUESTLAB_STATE/$guest.console" 2>/dev/null; then
+            grep -m 1 -B 10 -A 10 'Kernel panic' "$GUESTLAB_STATE/$guest.console" >&2 || true
+            say "guest $guest panicked while booting (console above)"
             exit 3
         fi
         if grep -q 'cnmgl-init: .* ready' "$GUESTLAB_STATE/$guest.console" 2>/dev/null &&
