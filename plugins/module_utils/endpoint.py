@@ -549,6 +549,7 @@ class EndpointPlanner:
             self._release(record)
             del self.host.state["endpoints"][key]
             self.host.drop_ports(self.host.ports_of(spec.network, ref.key))  # in the same firewall transaction
+            self.host.forget_flows(record)
             if record.get("ifname"):
                 self.detached.setdefault(ref.key, set()).add(record["ifname"])
             self.touched.setdefault(ref.key, ref)

@@ -766,15 +766,24 @@ def conntrack_flow(entry: dict) -> tuple:
 
 
 def _plan_conntrack_flush(host) -> None:
-    """Mappings changed (UDP) or removed: delete their own conntrack entries, so the change takes effect at once."""
+    """Mappings changed (UDP) or removed: delete their own conntrack entries, so the change takes effect at once;
+    endpoints that left: delete every entry of their addresses."""
     if host.conntrack_flush:
         flows = sorted(host.conntrack_flush)
         host.plan.add("conntrack", "flush the conntrack entries of %d mapping(s)" % len(flows), None, None, lambda: _flush(host, flows))
+    if host.conntrack_addresses:
+        addresses = sorted(host.conntrack_addresses)
+        host.plan.add("conntrack", "flush the conntrack entries of %d address(es) of endpoints that left" % len(addresses),
+                      None, None, lambda: _flush_addresses(host, addresses))
+
+
+def _conntrack_path():
+    return next((p for p in ("/usr/sbin/conntrack", "/sbin/conntrack") if os.access(p, os.X_OK)), None) or shutil.which("conntrack")
 
 
 def _flush(host, flows: list) -> None:
     """One listing per address family in use, then a delete only for the mappings that have entries (usually none)."""
-    path = next((p for p in ("/usr/sbin/conntrack", "/sbin/conntrack") if os.access(p, os.X_OK)), None) or shutil.which("conntrack")
+    path = _conntrack_path()
     if path is None:
         host.warnings.append("conntrack entries of %d published port(s) were not flushed: install the conntrack package" % len(flows))
         return
@@ -793,6 +802,42 @@ def _flush(host, flows: list) -> None:
                                                 "--reply-src", address])
             if code not in (0, 1):  # 1: nothing left to delete
                 raise OSError(code, "conntrack -D failed: %s" % err.strip())
+
+
+def _flush_addresses(host, addresses: list) -> None:
+    """One listing per family in use; for an address that shows in it, delete the entries it is the original source
+    of (outbound, masqueraded), the original destination of (from the host or a peer), or the reply source of (DNAT)."""
+    path = _conntrack_path()
+    if path is None:
+        host.warnings.append("conntrack entries of %d address(es) were not flushed: install the conntrack package" % len(addresses))
+        return
+    for family, version in (("ipv4", 4), ("ipv6", 6)):
+        wanted = [address for address in addresses if ipaddress.ip_address(address).version == version]
+        if not wanted:
+            continue
+        code, out, err = host.run_command([path, "-L", "-f", family])
+        if code != 0:
+            raise OSError(code, "conntrack -L -f %s failed: %s" % (family, err.strip()))
+        listed = set(_listed_addresses(out))
+        for address in wanted:
+            if address not in listed:
+                continue
+            for selector in ("--orig-src", "--orig-dst", "--reply-src"):
+                code, _out, err = host.run_command([path, "-D", "-f", family, selector, address])
+                if code not in (0, 1):  # 1: nothing left to delete
+                    raise OSError(code, "conntrack -D failed: %s" % err.strip())
+
+
+def _listed_addresses(listing: str):
+    """Every address of every ``conntrack -L`` line (IPv6 compressed, as the store writes them)."""
+    for line in listing.splitlines():
+        for word in line.split():
+            if word.startswith(("src=", "dst=")):
+                text = word.split("=", 1)[1]
+                try:
+                    yield str(ipaddress.ip_address(text))
+                except ValueError:
+                    continue
 
 
 def _listed_flows(listing: str):

@@ -44,6 +44,7 @@ class Host:
         self.reclaimed: list = []
         self.new_sandboxes: set = set()  # sandbox keys this plan creates: their leases are not stale
         self.conntrack_flush: set = set()  # conntrack_flow() of mappings changed or removed: their conntrack entries go
+        self.conntrack_addresses: set = set()  # addresses of endpoints that left: every conntrack entry of theirs goes
         self.recovered: Optional[dict] = None  # what a lost store's rebuild from the kernel brought back
         self._swept: set = set()  # networks whose leases were checked against their sandboxes in this run
         self.after_firewall: list = []  # planning steps whose changes must follow the firewall's (a device up only once its drop rule exists)
@@ -103,6 +104,7 @@ class Host:
                     sandbox = record["sandbox"]
                     reclaimed = {"network": network, "sandbox": sandbox, "ipv4_address": record.get("ipv4_address")}
                     ports = self.drop_ports(self.ports_of(network, sandbox))  # its address may go to the next endpoint
+                    self.forget_flows(record)
                     if ports:
                         reclaimed["ports"] = ports
                     self._drop_stray_veth(key, record)
@@ -119,6 +121,11 @@ class Host:
                           "delete %s, the veth of vanished %s" % (name, record["sandbox"]),
                           {"host_interface": name}, None, lambda: self.kernel.host.delete_link(name),
                           forgets=(("endpoint", key),))
+
+    def forget_flows(self, record: dict) -> None:
+        """An endpoint left: its flows go with it, as Docker clears an endpoint's conntrack entries when it leaves (a
+        masqueraded flow would otherwise live on, for days if TCP, and reach the address's next holder)."""
+        self.conntrack_addresses.update(a for a in (record.get("ipv4_address"), record.get("ipv6_address")) if a)
 
     # ---- published ports ----
     def ports_of(self, network: str, sandbox: str) -> list:
@@ -229,6 +236,7 @@ class Host:
             return partial[2:]
         self.original, self.state = self.store.snapshot(), self.store.snapshot()
         self.plan, self.conntrack_flush, self.after_firewall = Plan(), set(), []
+        self.conntrack_addresses = set()
         networks, endpoints = [], []
         for kind, key in forgotten:
             if kind == "network" and self.state["networks"].pop(key, None) is not None:

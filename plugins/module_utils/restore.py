@@ -21,21 +21,13 @@ A second run of the program, or a play run after it, changes nothing.
 
 from __future__ import annotations
 
-import ipaddress
-
 from ansible_collections.cnm.network.plugins.module_utils import netns
-from ansible_collections.cnm.network.plugins.module_utils.bridge import plan_bridge_present
+from ansible_collections.cnm.network.plugins.module_utils.bridge import plan_bridge_present, spec_from_record
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.macvlan import plan_macvlan_present
-from ansible_collections.cnm.network.plugins.module_utils.model import (
-    BridgeNetwork,
-    EndpointSpec,
-    MacvlanNetwork,
-    parse_routes,
-    parse_sysctls,
-)
+from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, MacvlanNetwork
 from ansible_collections.cnm.network.plugins.module_utils.overlay import plan_overlay_present
 
 
@@ -89,34 +81,12 @@ def _restore_endpoints(host: Host, restored: list, report: dict) -> None:
     planner = EndpointPlanner(host)
     for record in records:
         if netns.SandboxRef.from_key(record["sandbox"]).exists():
-            planner.plan(endpoint_spec(record))
+            planner.plan(spec_from_record(record))
         else:
             report["skipped"].append("endpoint %s on %s: the container is not running; the next run on its network "
                                      "attaches it again or reclaims its lease" % (record["sandbox"], record["network"]))
     planner.finish()
     endpoints.update(aside)
-
-
-def endpoint_spec(record: dict) -> EndpointSpec:
-    """The endpoint as a task would ask for it: what was given explicitly is given again, the rest is kept from
-    the record by the planner (leased addresses, derived MACs, chosen interface names)."""
-    return EndpointSpec(
-        network=record["network"],
-        sandbox=netns.SandboxRef.from_key(record["sandbox"]),
-        ifname=record["ifname"],
-        ipv4_address=_address(record, "ipv4"),
-        ipv6_address=_address(record, "ipv6"),
-        mac_address=record.get("mac_address") if record.get("static_mac") else None,
-        default_route=record.get("default_route", True),
-        routes=parse_routes("routes", record.get("routes")),
-        sysctls=parse_sysctls("sysctls", record.get("sysctls")),
-        gw_priority=record.get("gw_priority", 0),
-    )
-
-
-def _address(record: dict, family: str):
-    value = record.get(family + "_address")
-    return ipaddress.ip_address(value) if value and record.get("static_" + family) else None
 
 
 def _plan_namespaces(host: Host) -> None:

@@ -135,3 +135,26 @@ def test_a_readdressed_endpoint_takes_its_ports_along(published, host):
     assert wait_answer(host.name, "tcp", "127.0.0.1", 4001, "web-a") == "web-a"
     drift = host.ok("cnm_info")["drift"]
     assert not [d for d in drift if d["kind"].startswith("port_")], drift
+
+
+def flows_of(host, address: str) -> str:
+    """The host's conntrack entries that name ``address`` anywhere (ours only: the host namespace is the test's)."""
+    listing = host.sh("conntrack -L 2>/dev/null", check=False).stdout
+    return "\n".join(line for line in listing.splitlines() if "=%s " % address in line)
+
+
+@pytest.mark.parametrize("how", ["detach", "vanished"])
+def test_an_endpoint_that_leaves_takes_its_own_flows(published, host, world, servers, how):  # noqa: F811
+    """As Docker clears an endpoint's conntrack entries when it leaves: b's masqueraded TCP flow to the LAN (120 s
+    of TIME_WAIT) is in the host's table before, and gone after the detach or the reclaim of its vanished sandbox."""
+    lan = world[0]
+    servers(lan, "tcp", 8080, "lan")
+    assert wait_answer(host.sandbox("b"), "tcp", "203.0.113.2", 8080, "lan") == "lan"
+    assert flows_of(host, "172.30.0.3")
+    if how == "detach":
+        host.ok("cnm_endpoint", network="web", netns=host.sandbox("b"), state="absent")
+    else:
+        sh("ip netns del %s" % host.sandbox("b"))
+        assert host.ok("cnm_endpoint", network="web", netns=host.sandbox("c"))["reclaimed"][0]["ipv4_address"] == "172.30.0.3"
+    assert flows_of(host, "172.30.0.3") == ""
+    assert wait_answer(host.sandbox("a"), "tcp", "203.0.113.2", 8080, "lan") == "lan"  # a's own flows are untouched
