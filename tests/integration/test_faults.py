@@ -4,9 +4,9 @@ After every kill the next normal run converges (every endpoint attached with its
 them gone), the run after it changes nothing, and the final removal leaves the host as it was.
 
 A batch of 12 attaches in 7 changes per endpoint, then 6 per sandbox (default route, sysctls) and
-the store write (157); its removal is 12 detaches, one veth deletion, 12 namespace deletions and the
-store write (26). The plan repeats per endpoint, so the default points cover each kind of change,
-the boundaries and the ends of a batch; CNM_FAULTS_EVERY=1 kills at every index (183 kills).
+the store write (157); its removal is 12 detaches, one veth deletion, 12 namespace deletions, the
+conntrack flush of the endpoints' addresses and the store write (27). The plan repeats per endpoint, so the default points cover each kind of change,
+the boundaries and the ends of a batch; CNM_FAULTS_EVERY=1 kills at every index (184 kills).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Batch:
 
 PER_ENDPOINT, PER_SANDBOX = 7, 6  # an attach's changes of each endpoint, then of each sandbox (default route, sysctls)
 ATTACH_CHANGES = BATCH * (PER_ENDPOINT + PER_SANDBOX) + 1  # and the store write
-DETACH_CHANGES = 2 * BATCH + 2  # detaches, one veth deletion, namespace deletions, the store write
+DETACH_CHANGES = 2 * BATCH + 3  # detaches, one veth deletion, namespace deletions, the flows' flush, the store write
 
 
 def attach_points() -> list:
