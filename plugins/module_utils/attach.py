@@ -207,6 +207,7 @@ class MacvlanLink:
             view = kernel.sandbox(ref)
             for link in list(view.links().values()):
                 if link.kind == "macvlan" and link.alias == alias:
-                    planner.host.plan.add(target, "delete macvlan %s in %s" % (link.name, ref.value), {"interface": link.name, "parent": record["parent"]},
+                    planner.host.plan.add(target, "delete macvlan %s in %s" % (link.name, ref.value),
+                                          {"interface": link.name, "parent": record["parent"]},
                                           None, lambda name=link.name: kernel.sandbox(ref).delete_link(name),
                                           forgets=(("endpoint", endpoint_key(spec.network, ref.key)),))

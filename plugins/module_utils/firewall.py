@@ -773,12 +773,13 @@ def _plan_conntrack_flush(host) -> None:
         host.plan.add("conntrack", "flush the conntrack entries of %d mapping(s)" % len(flows), None, None, lambda: _flush(host, flows))
     if host.conntrack_addresses:
         addresses = sorted(host.conntrack_addresses)
-        host.plan.add("conntrack", "flush the conntrack entries of %d address(es) of endpoints that left" % len(addresses),
-                      None, None, lambda: _flush_addresses(host, addresses))
+        what = "flush the conntrack entries of %d address(es) of endpoints that left" % len(addresses)
+        host.plan.add("conntrack", what, None, None, lambda: _flush_addresses(host, addresses))
 
 
 def _conntrack_path():
-    return next((p for p in ("/usr/sbin/conntrack", "/sbin/conntrack") if os.access(p, os.X_OK)), None) or shutil.which("conntrack")
+    found = [path for path in ("/usr/sbin/conntrack", "/sbin/conntrack") if os.access(path, os.X_OK)]
+    return found[0] if found else shutil.which("conntrack")
 
 
 def _flush(host, flows: list) -> None:
@@ -809,7 +810,8 @@ def _flush_addresses(host, addresses: list) -> None:
     of (outbound, masqueraded), the original destination of (from the host or a peer), or the reply source of (DNAT)."""
     path = _conntrack_path()
     if path is None:
-        host.warnings.append("conntrack entries of %d address(es) were not flushed: install the conntrack package" % len(addresses))
+        host.warnings.append("conntrack entries of %d address(es) were not flushed: install the conntrack package"
+                             % len(addresses))
         return
     for family, version in (("ipv4", 4), ("ipv6", 6)):
         wanted = [address for address in addresses if ipaddress.ip_address(address).version == version]

@@ -75,7 +75,8 @@ def _restore_endpoints(host: Host, restored: list, report: dict) -> None:
     aside = {key: record for key, record in endpoints.items() if record["network"] not in restored}
     for key, record in sorted(aside.items()):
         del endpoints[key]
-        report["skipped"].append("endpoint %s on %s: its network is not restored" % (record["sandbox"], record["network"]))
+        report["skipped"].append("endpoint %s on %s: its network is not restored"
+                                 % (record["sandbox"], record["network"]))
     records = [record for _key, record in sorted(endpoints.items())]
     netns.prefetch_containers([], [record["sandbox"] for record in records])
     planner = EndpointPlanner(host)

@@ -38,8 +38,8 @@ FORMAT_VERSION = 1
 MIGRATIONS: Dict[int, Callable[[dict], dict]] = {}
 
 DRIVERS = ("bridge", "overlay", "macvlan")
-_FIX = ("fix it by hand, or move it away: the next run then rebuilds the store from the kernel's cnm objects (networks, "
-        "endpoints, published ports), and warns what it could not recover")
+_FIX = ("fix it by hand, or move it away: the next run then rebuilds the store from the kernel's cnm objects "
+        "(networks, endpoints, published ports), and warns what it could not recover")
 
 
 def _empty() -> dict:
