@@ -792,17 +792,11 @@ def _flush(host, flows: list) -> None:
         wanted = sorted({(flow[0], flow[1], flow[index]) for flow in flows if flow[index]})
         if not wanted:
             continue
-        code, out, err = host.run_command([path, "-L", "-f", family])
-        if code != 0:
-            raise OSError(code, "conntrack -L -f %s failed: %s" % (family, err.strip()))
-        present = set(_listed_flows(out))
+        present = set(_listed_flows(_conntrack_list(host, path, family)))
         for protocol, port, address in wanted:
             if (protocol, port, address) not in present:
                 continue
-            code, _out, err = host.run_command([path, "-D", "-f", family, "-p", protocol, "--orig-port-dst", str(port),
-                                                "--reply-src", address])
-            if code not in (0, 1):  # 1: nothing left to delete
-                raise OSError(code, "conntrack -D failed: %s" % err.strip())
+            _conntrack_delete(host, path, family, "-p", protocol, "--orig-port-dst", str(port), "--reply-src", address)
 
 
 def _flush_addresses(host, addresses: list) -> None:
@@ -817,17 +811,25 @@ def _flush_addresses(host, addresses: list) -> None:
         wanted = [address for address in addresses if ipaddress.ip_address(address).version == version]
         if not wanted:
             continue
-        code, out, err = host.run_command([path, "-L", "-f", family])
-        if code != 0:
-            raise OSError(code, "conntrack -L -f %s failed: %s" % (family, err.strip()))
-        listed = set(_listed_addresses(out))
+        listed = set(_listed_addresses(_conntrack_list(host, path, family)))
         for address in wanted:
             if address not in listed:
                 continue
             for selector in ("--orig-src", "--orig-dst", "--reply-src"):
-                code, _out, err = host.run_command([path, "-D", "-f", family, selector, address])
-                if code not in (0, 1):  # 1: nothing left to delete
-                    raise OSError(code, "conntrack -D failed: %s" % err.strip())
+                _conntrack_delete(host, path, family, selector, address)
+
+
+def _conntrack_list(host, path: str, family: str) -> str:
+    code, out, err = host.run_command([path, "-L", "-f", family])
+    if code != 0:
+        raise OSError(code, "conntrack -L -f %s failed: %s" % (family, err.strip()))
+    return out
+
+
+def _conntrack_delete(host, path: str, family: str, *selectors: str) -> None:
+    code, _out, err = host.run_command([path, "-D", "-f", family] + list(selectors))
+    if code not in (0, 1):  # 1: nothing left to delete
+        raise OSError(code, "conntrack -D failed: %s" % err.strip())
 
 
 def _listed_addresses(listing: str):
