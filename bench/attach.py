@@ -181,9 +181,14 @@ def sandbox_view(ns: str) -> dict:
     try:
         return {
             "links": sorted(m.get_attr("IFLA_IFNAME") for m in ipr.get_links()),
-            "addresses": sorted("%s/%d" % (m.get_attr("IFA_ADDRESS"), m["prefixlen"]) for m in ipr.get_addr(family=socket.AF_INET)
-                                if m.get_attr("IFA_LABEL") != "lo"),
-            "default_via": sorted(m.get_attr("RTA_GATEWAY") for m in ipr.get_routes(family=socket.AF_INET, table=254) if m["dst_len"] == 0),
+            "addresses": sorted(
+                "%s/%d" % (m.get_attr("IFA_ADDRESS"), m["prefixlen"])
+                for m in ipr.get_addr(family=socket.AF_INET)
+                if m.get_attr("IFA_LABEL") != "lo"
+            ),
+            "default_via": sorted(
+                m.get_attr("RTA_GATEWAY") for m in ipr.get_routes(family=socket.AF_INET, table=254) if m["dst_len"] == 0
+            ),
         }
     finally:
         ipr.close()
@@ -229,7 +234,11 @@ class Lab:
             raise BenchError("%s: bridge %s has %d ports, expected %d" % (tool, bridge, ports, self.size))
         view = sandbox_view(self.sandboxes[-1])
         gateway = "%d.%d.0.1" % subnet
-        if "eth0" not in view["links"] or not any(a.startswith("%d.%d." % subnet) for a in view["addresses"]) or view["default_via"] != [gateway]:
+        if (
+            "eth0" not in view["links"]
+            or not any(a.startswith("%d.%d." % subnet) for a in view["addresses"])
+            or view["default_via"] != [gateway]
+        ):
             raise BenchError("%s: sandbox %s is not attached as expected: %s" % (tool, self.sandboxes[-1], view))
 
     def destroy(self) -> None:
@@ -251,11 +260,17 @@ class Cnm(ModuleRunner):
     def phases(self, profile_prefix: str | None = None) -> dict:
         """Cold attach, rerun, absent: one module run each; checks ``changed`` and the kernel."""
         out = {}
-        for phase, state, changed in (("add", "present", True), ("rerun", "present", False), ("delete", "absent", True)):
+        for phase, state, changed in (
+            ("add", "present", True),
+            ("rerun", "present", False),
+            ("delete", "absent", True),
+        ):
             profile = "%s-%s" % (profile_prefix, phase) if profile_prefix else None
             run_ = self.module("cnm_endpoint", self.endpoint_args(state), profile)
             if run_["result"].get("changed") != changed:
-                raise BenchError("cnm_endpoint %s: changed=%s, expected %s" % (phase, run_["result"].get("changed"), changed))
+                raise BenchError(
+                    "cnm_endpoint %s: changed=%s, expected %s" % (phase, run_["result"].get("changed"), changed)
+                )
             if phase == "add":
                 self.lab.assert_attached("cnm", self.bridge_name(), CNM_SUBNET)
             out[phase] = run_
@@ -278,26 +293,49 @@ class Cnm(ModuleRunner):
         with open(os.path.join(pb_dir, "callbacks", "cnm_bench_timer.py"), "w") as handle:
             handle.write(CALLBACK_PLUGIN)
         with open(os.path.join(pb_dir, "inventory.json"), "w") as handle:
-            json.dump({"all": {"hosts": {"benchhost": {
-                "ansible_connection": "cnm.network.netns", "ansible_netns_name": lab.host, "ansible_python_interpreter": sys.executable,
-            }}}}, handle)
+            json.dump(
+                {
+                    "all": {
+                        "hosts": {
+                            "benchhost": {
+                                "ansible_connection": "cnm.network.netns",
+                                "ansible_netns_name": lab.host,
+                                "ansible_python_interpreter": sys.executable,
+                            }
+                        }
+                    }
+                },
+                handle,
+            )
         with open(os.path.join(pb_dir, "endpoints.json"), "w") as handle:
             json.dump({"bench_endpoints": [{"netns": s} for s in lab.sandboxes]}, handle)
         with open(os.path.join(pb_dir, "ansible.cfg"), "w") as handle:
-            handle.write("[defaults]\ninventory = inventory.json\ncollections_path = %s\ncallback_plugins = callbacks\n"
-                         "callbacks_enabled = cnm_bench_timer\nstdout_callback = default\ngathering = explicit\n"
-                         "retry_files_enabled = False\nlocal_tmp = %s/local-tmp\n[connection]\npipelining = True\n" % (self.collections, pb_dir))
-        task = ("    - name: %s\n      cnm.network.cnm_endpoint:\n        network: " + NETWORK
-                + "\n        state: %s\n        endpoints: \"{{ bench_endpoints }}\"\n")
+            handle.write(
+                "[defaults]\ninventory = inventory.json\ncollections_path = %s\ncallback_plugins = callbacks\n"
+                "callbacks_enabled = cnm_bench_timer\nstdout_callback = default\ngathering = explicit\n"
+                "retry_files_enabled = False\nlocal_tmp = %s/local-tmp\n[connection]\npipelining = True\n"
+                % (self.collections, pb_dir)
+            )
+        task = (
+            "    - name: %s\n      cnm.network.cnm_endpoint:\n        network: "
+            + NETWORK
+            + "\n        state: %s\n        endpoints: \"{{ bench_endpoints }}\"\n"
+        )
         plays = {
             "empty.yml": "- hosts: benchhost\n  gather_facts: false\n  vars_files: [endpoints.json]\n  tasks: []\n",
             "attach.yml": "- hosts: benchhost\n  gather_facts: false\n  vars_files: [endpoints.json]\n  tasks:\n"
-            + task % ("add", "present") + task % ("rerun", "present") + task % ("delete", "absent"),
+            + task % ("add", "present")
+            + task % ("rerun", "present")
+            + task % ("delete", "absent"),
         }
         for name, text in plays.items():
             with open(os.path.join(pb_dir, name), "w") as handle:
                 handle.write(text)
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(pb_dir, "ansible.cfg"), CNM_BENCH_TIMINGS=os.path.join(pb_dir, "timings.json"))
+        env = dict(
+            os.environ,
+            ANSIBLE_CONFIG=os.path.join(pb_dir, "ansible.cfg"),
+            CNM_BENCH_TIMINGS=os.path.join(pb_dir, "timings.json"),
+        )
         for key in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_CALLBACKS_ENABLED", "ANSIBLE_STDOUT_CALLBACK"):
             env.pop(key, None)
         playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
@@ -320,9 +358,18 @@ def bench_cni(lab: Lab) -> dict:
     out_dir = os.path.join(lab.tmp, "cni-out")
     os.makedirs(out_dir, exist_ok=True)
     config = {
-        "cniVersion": "1.0.0", "name": "cnibench", "type": "bridge", "bridge": "cni-bench0", "isGateway": True, "ipMasq": False,
-        "ipam": {"type": "host-local", "subnet": "%d.%d.0.0/16" % CNI_SUBNET, "dataDir": data_dir,
-                 "routes": [{"dst": "0.0.0.0/0"}]},  # the default route that cnm and the ip loop add too
+        "cniVersion": "1.0.0",
+        "name": "cnibench",
+        "type": "bridge",
+        "bridge": "cni-bench0",
+        "isGateway": True,
+        "ipMasq": False,
+        "ipam": {
+            "type": "host-local",
+            "subnet": "%d.%d.0.0/16" % CNI_SUBNET,
+            "dataDir": data_dir,
+            "routes": [{"dst": "0.0.0.0/0"}],
+        },  # the default route that cnm and the ip loop add too
     }
     conf = os.path.join(lab.tmp, "cni.json")
     with open(conf, "w") as handle:
@@ -330,9 +377,11 @@ def bench_cni(lab: Lab) -> dict:
     env = "CNI_PATH=%s CNI_IFNAME=eth0" % CNI_PATH
 
     def calls(command: str, conf_of) -> str:
-        return "".join("CNI_COMMAND=%s CNI_CONTAINERID=%s CNI_NETNS=/run/netns/%s %s %s/bridge < %s > %s/%s-%d.json\n"
-                       % (command, ns, ns, env, CNI_PATH, conf_of(i), out_dir, command.lower(), i)
-                       for i, ns in enumerate(lab.sandboxes))
+        return "".join(
+            "CNI_COMMAND=%s CNI_CONTAINERID=%s CNI_NETNS=/run/netns/%s %s %s/bridge < %s > %s/%s-%d.json\n"
+            % (command, ns, ns, env, CNI_PATH, conf_of(i), out_dir, command.lower(), i)
+            for i, ns in enumerate(lab.sandboxes)
+        )
 
     add = lab.run_script(lab.script("cni-add.sh", calls("ADD", lambda i: conf)))
     lab.assert_attached("CNI bridge", "cni-bench0", CNI_SUBNET)
@@ -342,7 +391,9 @@ def bench_cni(lab: Lab) -> dict:
             previous = json.load(handle)
         with open(os.path.join(lab.tmp, "cni-check-%d.json" % i), "w") as handle:
             json.dump(dict(config, prevResult=previous), handle)
-    check = lab.run_script(lab.script("cni-check.sh", calls("CHECK", lambda i: os.path.join(lab.tmp, "cni-check-%d.json" % i))))
+    check = lab.run_script(
+        lab.script("cni-check.sh", calls("CHECK", lambda i: os.path.join(lab.tmp, "cni-check-%d.json" % i)))
+    )
     delete = lab.run_script(lab.script("cni-del.sh", calls("DEL", lambda i: conf)))
     lab.assert_clean("CNI bridge")
     return {"add": add, "rerun": check, "delete": delete}
@@ -351,7 +402,9 @@ def bench_cni(lab: Lab) -> dict:
 # ---------------------------------------------------------------- c. ip commands
 def bench_ip(lab: Lab) -> dict:
     bridge, gateway = "ipb-bench0", "%d.%d.0.1" % IP_SUBNET
-    if run(in_ns(lab.host) + ["ip", "link", "show", bridge], check=False).returncode != 0:  # made once, kept across rounds
+    if (
+        run(in_ns(lab.host) + ["ip", "link", "show", bridge], check=False).returncode != 0
+    ):  # made once, kept across rounds
         make = f"ip link add {bridge} type bridge && ip addr add {gateway}/16 dev {bridge} && ip link set {bridge} up"
         run(in_ns(lab.host) + ["bash", "-ec", make])
     body = []
@@ -402,8 +455,15 @@ def floor_worker(spec_path: str, out_path: str) -> None:
     start = time.perf_counter()
     for i, fd in enumerate(fds):
         ip = address(FLOOR_SUBNET, i)
-        ipr.link("add", ifname="flb%d" % i, kind="veth", master=bridge_index, group=FLOOR_GROUP, state="up",
-                 peer={"ifname": "eth0", "net_ns_fd": fd, "address": mac_of(ip)})
+        ipr.link(
+            "add",
+            ifname="flb%d" % i,
+            kind="veth",
+            master=bridge_index,
+            group=FLOOR_GROUP,
+            state="up",
+            peer={"ifname": "eth0", "net_ns_fd": fd, "address": mac_of(ip)},
+        )
         if full:
             os.setns(fd, CLONE_NEWNET)
             inner = IPRoute()
@@ -433,7 +493,11 @@ def floor_worker(spec_path: str, out_path: str) -> None:
 
     start = time.perf_counter()
     if full:
-        indexes = [m["index"] for m in ipr.get_links() if (m.get_attr("IFLA_IFNAME") or "").startswith("flb") and m.get_attr("IFLA_IFNAME") != bridge]
+        indexes = [
+            m["index"]
+            for m in ipr.get_links()
+            if (m.get_attr("IFLA_IFNAME") or "").startswith("flb") and m.get_attr("IFLA_IFNAME") != bridge
+        ]
         for index in indexes:
             ipr.link("del", index=index)
     else:
@@ -488,8 +552,15 @@ def table(all_results: dict) -> str:
             note = ""
             t, r = issue_figures(size, tool, TARGETS_200, REFERENCE_200)
             if t:
-                marks = ["%s%.1f%s" % ("<=" if tool == "cnm module" else "<", t[p], " ok" if row[p] is not None and row[p] <= t[p] else " MISS")
-                         for p in PHASES]
+                marks = [
+                    "%s%.1f%s"
+                    % (
+                        "<=" if tool == "cnm module" else "<",
+                        t[p],
+                        " ok" if row[p] is not None and row[p] <= t[p] else " MISS",
+                    )
+                    for p in PHASES
+                ]
                 note = "target " + " / ".join(marks)
             elif r:
                 note = "issue measured %.2f / - / %.2f" % (r["add"], r["delete"])
@@ -499,13 +570,18 @@ def table(all_results: dict) -> str:
             for other in ("CNI bridge", "ip shell"):
                 a, b = results.get(cnm_tool), results.get(other)
                 if a and b:
-                    ratios.append("%s/%s add %.2fx delete %.2fx" % (cnm_tool, other, a["add"] / b["add"], a["delete"] / b["delete"]))
+                    ratios.append(
+                        "%s/%s add %.2fx delete %.2fx"
+                        % (cnm_tool, other, a["add"] / b["add"], a["delete"] / b["delete"])
+                    )
         for ratio in ratios:
             lines.append("%5d    ratio %s" % (size, ratio))
         extra = results.get("ansible playbook")
         if extra:
-            lines.append("%5d    ansible-playbook wall %.3f s (3 tasks), empty playbook %.3f s, difference %.3f s"
-                         % (size, extra["playbook_wall"], extra["empty_playbook_wall"], extra["wall_minus_empty"]))
+            lines.append(
+                "%5d    ansible-playbook wall %.3f s (3 tasks), empty playbook %.3f s, difference %.3f s"
+                % (size, extra["playbook_wall"], extra["empty_playbook_wall"], extra["wall_minus_empty"])
+            )
         lines += process_overhead(size, results)
     return "\n".join(lines)
 
@@ -518,7 +594,10 @@ def main() -> int:
         return 0
     parser = sizes_parser(
         "Time attaching N sandboxes: cnm_endpoint vs the CNI bridge plugin vs ip vs the kernel floor.",
-        "sandboxes", [50, 200], "cnm_endpoint")
+        "sandboxes",
+        [50, 200],
+        "cnm_endpoint",
+    )
     options = parser.parse_args()
     check_common(parser, options, 60000)
     status, all_results = each_size(PREFIX, "cnm-bench-", options, bench_size)
@@ -527,12 +606,20 @@ def main() -> int:
         for size, results in all_results.items():
             if "profile" in results:
                 with open(results["profile"]["add"]) as handle:
-                    print("\ncProfile of cnm_endpoint main(), N=%d, cold attach (top 25 by cumulative time; all phases in %s):"
-                          % (size, RESULTS_DIR))
+                    print(
+                        "\ncProfile of cnm_endpoint main(), N=%d, cold attach (top 25 by cumulative time; all phases "
+                        "in %s):" % (size, RESULTS_DIR)
+                    )
                     print(handle.read().split("---- by own time ----")[0])
         if options.json:
-            meta = {"code": code_meta(), "machine": machine_meta(load_average_at_end=os.getloadavg()),
-                    "repeat": options.repeat, "targets_200": TARGETS_200, "reference_200": REFERENCE_200, "date": now()}
+            meta = {
+                "code": code_meta(),
+                "machine": machine_meta(load_average_at_end=os.getloadavg()),
+                "repeat": options.repeat,
+                "targets_200": TARGETS_200,
+                "reference_200": REFERENCE_200,
+                "date": now(),
+            }
             write_json(options.json, dict(meta, results={str(k): v for k, v in all_results.items()}))
     return status
 

@@ -31,7 +31,10 @@ class BenchError(Exception):
 def run(argv: list, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     if check and proc.returncode != 0:
-        raise BenchError("%s failed (rc %d): %s%s" % (" ".join(argv)[:300], proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
+        raise BenchError(
+            "%s failed (rc %d): %s%s"
+            % (" ".join(argv)[:300], proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+        )
     return proc
 
 
@@ -120,7 +123,9 @@ def worker_main(wrap=None) -> bool:
     return False
 
 
-def run_module(script: str, ns: str, name: str, args: dict, workdir: str, env: dict, profile: str | None = None, check: bool = True) -> dict:
+def run_module(
+    script: str, ns: str, name: str, args: dict, workdir: str, env: dict, profile: str | None = None, check: bool = True
+) -> dict:
     """One module run inside namespace ``ns`` as Ansible runs it (nsenter, JSON args file), through ``script _module``.
 
     ``script`` is the benchmark's own file: its ``_module`` sub-command calls ``module_worker``. Returns the module's
@@ -138,7 +143,10 @@ def run_module(script: str, ns: str, name: str, args: dict, workdir: str, env: d
     try:
         result = json.loads(proc.stdout)
     except ValueError:
-        raise BenchError("module %s printed no JSON (rc %d): %s %s" % (name, proc.returncode, proc.stdout[-2000:], proc.stderr[-6000:])) from None
+        raise BenchError(
+            "module %s printed no JSON (rc %d): %s %s"
+            % (name, proc.returncode, proc.stdout[-2000:], proc.stderr[-6000:])
+        ) from None
     if check and result.get("failed"):
         raise BenchError("module %s failed: %s" % (name, result.get("msg")))
     with open(timing_path) as handle:
@@ -158,7 +166,8 @@ def median(values: list):
 
 
 def collections_root(workdir: str, repo: str = REPO) -> str:
-    """A directory holding ansible_collections/cnm/network -> this checkout, or another one (as tests/integration/conftest.py)."""
+    """A directory holding ansible_collections/cnm/network -> this checkout, or another one (as
+    tests/integration/conftest.py)."""
     root = os.path.join(workdir, "collections")
     os.makedirs(os.path.join(root, "ansible_collections", "cnm"))
     os.symlink(repo, os.path.join(root, "ansible_collections", "cnm", "network"))
@@ -199,8 +208,10 @@ def process_overhead(size: int, results: dict) -> list:
     process, module = results.get("cnm process"), results.get("cnm module")
     if not (process and module):
         return []
-    return ["%5d    cnm process minus main(): %s s (nsenter, Python start-up, imports, exit; medians)"
-            % (size, " / ".join("%.3f" % (process[p] - module[p]) for p in PHASES))]
+    return [
+        "%5d    cnm process minus main(): %s s (nsenter, Python start-up, imports, exit; medians)"
+        % (size, " / ".join("%.3f" % (process[p] - module[p]) for p in PHASES))
+    ]
 
 
 def load_average() -> str:
@@ -218,13 +229,19 @@ def sizes_parser(description: str, what: str, default_sizes: list, module: str |
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--sizes", type=int, nargs="+", default=default_sizes,
-                        help="numbers of %s (default: %s)" % (what, " ".join(str(n) for n in default_sizes)))
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=default_sizes,
+        help="numbers of %s (default: %s)" % (what, " ".join(str(n) for n in default_sizes)),
+    )
     parser.add_argument("--repeat", type=int, default=3, help="rounds per N; the table shows medians (default: 3)")
     if module:
         parser.add_argument("--json", help="also write the results (medians and every sample) as JSON to this file")
-        parser.add_argument("--no-profile", action="store_true",
-                            help="skip the cProfile run of %s at the largest N" % module)
+        parser.add_argument(
+            "--no-profile", action="store_true", help="skip the cProfile run of %s at the largest N" % module
+        )
     return parser
 
 
@@ -245,7 +262,10 @@ def each_size(prefix: str, workdir_prefix: str, options, bench_size) -> tuple:
 
 def loads_line(loads: dict) -> str:
     return "load average (1, 5, 15 min): %s at start, %s at end; %d CPUs" % (
-        loads["start"], loads["end"], os.cpu_count())
+        loads["start"],
+        loads["end"],
+        os.cpu_count(),
+    )
 
 
 def check_common(parser, options, max_size: int | None = None, sizes_error: str = "") -> None:
@@ -371,8 +391,9 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def guarded(prefix: str, work, workdir_prefix: str, cleanup=None, remove_left=None,
-            note_others: bool = True, links: bool = True) -> int:
+def guarded(
+    prefix: str, work, workdir_prefix: str, cleanup=None, remove_left=None, note_others: bool = True, links: bool = True
+) -> int:
     """Run ``work(workdir)`` in a fresh temporary directory and check that it left nothing behind; the exit status.
 
     SIGTERM acts as Ctrl-C. An interrupt returns 130 and a BenchError 1 (both said on stderr). Then, with Ctrl-C
@@ -430,13 +451,21 @@ def profile_report(path: str, limit: int, commands: bool = False) -> str:
 
     text = io.StringIO()
     stats = pstats.Stats(path + ".pstats", stream=text)
-    calls = {key[2]: row[1] for key, row in stats.stats.items()
-             if key[2].startswith("<method '") and "_socket.socket" in key[2]}
+    calls = {
+        key[2]: row[1]
+        for key, row in stats.stats.items()
+        if key[2].startswith("<method '") and "_socket.socket" in key[2]
+    }
     line = "netlink requests (socket.send calls): %d; socket.recv* calls: %d" % (
-        sum(n for name, n in calls.items() if "'send" in name), sum(n for name, n in calls.items() if "'recv" in name))
+        sum(n for name, n in calls.items() if "'send" in name),
+        sum(n for name, n in calls.items() if "'recv" in name),
+    )
     if commands:
-        ran = [(row[1], row[3]) for key, row in stats.stats.items()
-               if key[2] == "run_command" and key[0].endswith("basic.py")]
+        ran = [
+            (row[1], row[3])
+            for key, row in stats.stats.items()
+            if key[2] == "run_command" and key[0].endswith("basic.py")
+        ]
         line += "; commands run (nft, conntrack): %d taking %.3f s" % (sum(n for n, _s in ran), sum(s for _n, s in ran))
     text.write(line + "\n")
     stats.strip_dirs().sort_stats("cumulative").print_stats(limit)

@@ -107,37 +107,50 @@ FAMILIES = ("IPv4", "IPv6")
 PATHS = ("published", "direct")
 TOOLS = ("cnm", "CNI portmap")
 GOAL = 0.90  # the 1000-port rate at least 90 % of the 1-port rate
-# What the issue measured (idle machine, its own client): cnm 1 -> 1000 ports ~32k/s -> 9-10k/s, also on the direct path; portmap's direct path ~34k/s.
-REFERENCE = "issue 10 measured (idle): cnm ~32k/s with 1 port, ~9-10k/s with 1000 (published and direct); CNI portmap direct ~34k/s"
+# What the issue measured (idle machine, its own client): cnm 1 -> 1000 ports ~32k/s -> 9-10k/s, also on the direct
+# path; portmap's direct path ~34k/s.
+REFERENCE = (
+    "issue 10 measured (idle): cnm ~32k/s with 1 port, ~9-10k/s with 1000 (published and direct); "
+    "CNI portmap direct ~34k/s"
+)
 # One host per (tool, number of published ports); each has its own link to the client and its own container subnets:
 # (tool, small: 1 port or not, name suffix, index of its client link and subnets).
-HOSTS = (("cnm", True, "h1", 1), ("cnm", False, "hn", 2), ("CNI portmap", True, "c1", 3), ("CNI portmap", False, "cn", 4))
+HOSTS = (
+    ("cnm", True, "h1", 1),
+    ("cnm", False, "hn", 2),
+    ("CNI portmap", True, "c1", 3),
+    ("CNI portmap", False, "cn", 4),
+)
 
 
 # The rate server: accepts and closes, forever; several processes share the port (SO_REUSEPORT). Dual stack.
-SERVE = ("import socket,sys\n"
-         "s=socket.socket(socket.AF_INET6,socket.SOCK_STREAM)\n"
-         "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEPORT,1)\n"
-         "s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\n"
-         "s.bind(('::',int(sys.argv[1])));s.listen(4096)\n"
-         "print('ready',flush=True)\n"
-         "while True:\n"
-         "    try:\n        s.accept()[0].close()\n    except OSError:\n        pass\n")
+SERVE = (
+    "import socket,sys\n"
+    "s=socket.socket(socket.AF_INET6,socket.SOCK_STREAM)\n"
+    "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEPORT,1)\n"
+    "s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\n"
+    "s.bind(('::',int(sys.argv[1])));s.listen(4096)\n"
+    "print('ready',flush=True)\n"
+    "while True:\n"
+    "    try:\n        s.accept()[0].close()\n    except OSError:\n        pass\n"
+)
 # The rate client: from time START for SECONDS, connect and close (RST) as fast as it can; prints a JSON count.
-CONNECT = ("import json,socket,struct,sys,time\n"
-           "addr,port,start,seconds=sys.argv[1],int(sys.argv[2]),float(sys.argv[3]),float(sys.argv[4])\n"
-           "fam=socket.AF_INET6 if ':' in addr else socket.AF_INET;dst=(addr,port);sock=socket.socket\n"
-           "linger=struct.pack('ii',1,0);SOL,LIN=socket.SOL_SOCKET,socket.SO_LINGER\n"
-           "n=errors=0\n"
-           "while time.time()<start:\n    time.sleep(0.001)\n"
-           "t0=time.perf_counter();end=t0+seconds\n"
-           "while True:\n"
-           "    for _ in range(64):\n"
-           "        s=sock(fam,socket.SOCK_STREAM);s.setsockopt(SOL,LIN,linger);s.settimeout(1.0)\n"
-           "        try:\n            s.connect(dst);n+=1\n        except OSError:\n            errors+=1\n"
-           "        s.close()\n"
-           "    if time.perf_counter()>=end:\n        break\n"
-           "print(json.dumps({'connections':n,'errors':errors,'seconds':time.perf_counter()-t0}))\n")
+CONNECT = (
+    "import json,socket,struct,sys,time\n"
+    "addr,port,start,seconds=sys.argv[1],int(sys.argv[2]),float(sys.argv[3]),float(sys.argv[4])\n"
+    "fam=socket.AF_INET6 if ':' in addr else socket.AF_INET;dst=(addr,port);sock=socket.socket\n"
+    "linger=struct.pack('ii',1,0);SOL,LIN=socket.SOL_SOCKET,socket.SO_LINGER\n"
+    "n=errors=0\n"
+    "while time.time()<start:\n    time.sleep(0.001)\n"
+    "t0=time.perf_counter();end=t0+seconds\n"
+    "while True:\n"
+    "    for _ in range(64):\n"
+    "        s=sock(fam,socket.SOCK_STREAM);s.setsockopt(SOL,LIN,linger);s.settimeout(1.0)\n"
+    "        try:\n            s.connect(dst);n+=1\n        except OSError:\n            errors+=1\n"
+    "        s.close()\n"
+    "    if time.perf_counter()>=end:\n        break\n"
+    "print(json.dumps({'connections':n,'errors':errors,'seconds':time.perf_counter()-t0}))\n"
+)
 # The same two in C (the default when a C compiler is there): the client's own cost per connection is then
 # a few microseconds, so the rate shows the path's cost rather than the interpreter's (measured on loopback under
 # load 6: Python 6.4k/s per process, C 17k/s).
@@ -163,7 +176,8 @@ static double now(clockid_t clock) {
 int main(int argc, char **argv) {
     int one = 1, zero = 0;
     if (argc == 3 && strcmp(argv[1], "serve") == 0) {
-        struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons(atoi(argv[2])), .sin6_addr = IN6ADDR_ANY_INIT};
+        struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons(atoi(argv[2])),
+                                  .sin6_addr = IN6ADDR_ANY_INIT};
         int s = socket(AF_INET6, SOCK_STREAM, 0);
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
@@ -173,7 +187,10 @@ int main(int argc, char **argv) {
         fflush(stdout);
         for (;;) { int c = accept(s, NULL, NULL); if (c >= 0) close(c); }
     }
-    if (argc != 6 || strcmp(argv[1], "connect") != 0) { fprintf(stderr, "usage: serve PORT | connect ADDR PORT START SECONDS\n"); return 2; }
+    if (argc != 6 || strcmp(argv[1], "connect") != 0) {
+        fprintf(stderr, "usage: serve PORT | connect ADDR PORT START SECONDS\n");
+        return 2;
+    }
     struct sockaddr_storage ss = {0};
     socklen_t len;
     int family;
@@ -206,9 +223,12 @@ int main(int argc, char **argv) {
 }
 """
 # One connection with a timeout: prints 'ok' or the error (the set-up probe of a cell).
-PROBE = ("import socket,sys\n"
-         "try:\n    socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=float(sys.argv[3])).close();print('ok')\n"
-         "except OSError as e:\n    print(type(e).__name__+': '+str(e))\n")
+PROBE = (
+    "import socket,sys\n"
+    "try:\n    "
+    "socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=float(sys.argv[3])).close();print('ok')\n"
+    "except OSError as e:\n    print(type(e).__name__+': '+str(e))\n"
+)
 
 
 class Host:
@@ -218,7 +238,8 @@ class Host:
         self.lab, self.tool, self.small, self.index = lab, tool, small, index
         self.ns = "%s-%s" % (lab.prefix, suffix)
         self.sandbox = "%s-%ss" % (lab.prefix, suffix)
-        # The client's link to this host: 192.0.2.<64 i>/26 and 2001:db8:<i>::/64; containers 10.<100+i>.0.0/16, 2001:db8:<100+i>::/64.
+        # The client's link to this host: 192.0.2.<64 i>/26 and 2001:db8:<i>::/64; containers 10.<100+i>.0.0/16,
+        # 2001:db8:<100+i>::/64.
         self.uplink = ("192.0.2.%d" % (64 * (index - 1) + 1), "2001:db8:%d::1" % index)
         self.client_ip = ("192.0.2.%d" % (64 * (index - 1) + 2), "2001:db8:%d::2" % index)
         self.client_subnets = ["192.0.2.%d/26" % (64 * (index - 1)), "2001:db8:%d::/64" % index]
@@ -238,14 +259,25 @@ class Host:
             self.store_dir = store_dir(self.ns)  # known before any module runs
         run(["ip", "netns", "add", self.sandbox])
         up = "up%d" % self.index
-        lab.sh(self.ns, f"ip link set lo up\nip link add client0 type veth peer name {up} netns {lab.client}\n"
-                        f"ip addr add {self.uplink[0]}/26 dev client0\nip addr add {self.uplink[1]}/64 dev client0 nodad\nip link set client0 up\n")
+        lab.sh(
+            self.ns,
+            f"ip link set lo up\nip link add client0 type veth peer name {up} netns {lab.client}\n"
+            f"ip addr add {self.uplink[0]}/26 dev client0\nip addr add {self.uplink[1]}/64 dev client0 nodad\n"
+            f"ip link set client0 up\n",
+        )
         lab.sh(self.sandbox, "ip link set lo up\n")
-        lab.sh(lab.client, f"ip addr add {self.client_ip[0]}/26 dev {up}\nip addr add {self.client_ip[1]}/64 dev {up} nodad\nip link set {up} up\n"
-                           f"ip route add {self.subnets[0]} via {self.uplink[0]}\nip -6 route add {self.subnets[1]} via {self.uplink[1]}\n")
+        lab.sh(
+            lab.client,
+            f"ip addr add {self.client_ip[0]}/26 dev {up}\nip addr add {self.client_ip[1]}/64 dev {up} nodad\n"
+            f"ip link set {up} up\n"
+            f"ip route add {self.subnets[0]} via {self.uplink[0]}\n"
+            f"ip -6 route add {self.subnets[1]} via {self.uplink[1]}\n",
+        )
 
     def module(self, name: str, args: dict, check: bool = True) -> dict:
-        return run_module(os.path.abspath(__file__), self.ns, name, args, self.lab.tmp, self.lab.env, check=check)["result"]
+        return run_module(os.path.abspath(__file__), self.ns, name, args, self.lab.tmp, self.lab.env, check=check)[
+            "result"
+        ]
 
     def set_up(self) -> None:
         if self.tool == "cnm":
@@ -275,18 +307,42 @@ class Host:
             lab.note("this version left IPv6 forwarding off in the cnm host: the script turned it on there")
 
     def cni(self, plugin: str, command: str, conf: dict) -> dict:
-        env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=self.sandbox, CNI_NETNS="/run/netns/%s" % self.sandbox,
-                   CNI_IFNAME="eth0", CNI_PATH=CNI_PATH)
-        proc = subprocess.run(in_ns(self.ns) + [os.path.join(CNI_PATH, plugin)], input=json.dumps(conf), env=env,
-                              capture_output=True, text=True, check=False)
+        env = dict(
+            os.environ,
+            CNI_COMMAND=command,
+            CNI_CONTAINERID=self.sandbox,
+            CNI_NETNS="/run/netns/%s" % self.sandbox,
+            CNI_IFNAME="eth0",
+            CNI_PATH=CNI_PATH,
+        )
+        proc = subprocess.run(
+            in_ns(self.ns) + [os.path.join(CNI_PATH, plugin)],
+            input=json.dumps(conf),
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise BenchError("CNI %s %s failed: %s %s" % (plugin, command, proc.stdout[-2000:], proc.stderr[-2000:]))
         return json.loads(proc.stdout) if proc.stdout.strip() else {}
 
     def set_up_cni(self) -> None:
-        ipam = {"type": "host-local", "dataDir": os.path.join(self.lab.tmp, "ipam-%d" % self.index),
-                "ranges": [[{"subnet": self.subnets[0]}], [{"subnet": self.subnets[1]}]], "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}
-        conf = {"cniVersion": "1.0.0", "name": "cnirate", "type": "bridge", "bridge": "cni-rate0", "isGateway": True, "ipMasq": False, "ipam": ipam}
+        ipam = {
+            "type": "host-local",
+            "dataDir": os.path.join(self.lab.tmp, "ipam-%d" % self.index),
+            "ranges": [[{"subnet": self.subnets[0]}], [{"subnet": self.subnets[1]}]],
+            "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
+        }
+        conf = {
+            "cniVersion": "1.0.0",
+            "name": "cnirate",
+            "type": "bridge",
+            "bridge": "cni-rate0",
+            "isGateway": True,
+            "ipMasq": False,
+            "ipam": ipam,
+        }
         self.cni_result = self.cni("bridge", "ADD", conf)
 
     def publish(self, count: int) -> dict:
@@ -294,14 +350,31 @@ class Host:
         ports = list(range(FIRST_FILLER, FIRST_FILLER + count - 1)) + [MEASURED_PORT]
         start = time.perf_counter()
         if self.tool == "cnm":
-            self.module("cnm_port_publish", {"network": NETWORK, "netns": self.sandbox, "exclusive": True,
-                                             "ports": ["%d:%d" % (p, CONTAINER_PORT) for p in ports]})
+            self.module(
+                "cnm_port_publish",
+                {
+                    "network": NETWORK,
+                    "netns": self.sandbox,
+                    "exclusive": True,
+                    "ports": ["%d:%d" % (p, CONTAINER_PORT) for p in ports],
+                },
+            )
             size = "%d lines of nft ruleset" % len(self.lab.sh(self.ns, "nft list ruleset").stdout.splitlines())
         else:
             mappings = [{"hostPort": p, "containerPort": CONTAINER_PORT, "protocol": "tcp"} for p in ports]
-            self.cni("portmap", "ADD", {"cniVersion": "1.0.0", "name": "cnirate", "type": "portmap", "snat": True,
-                                        "capabilities": {"portMappings": True}, "runtimeConfig": {"portMappings": mappings},
-                                        "prevResult": self.cni_result})
+            self.cni(
+                "portmap",
+                "ADD",
+                {
+                    "cniVersion": "1.0.0",
+                    "name": "cnirate",
+                    "type": "portmap",
+                    "snat": True,
+                    "capabilities": {"portMappings": True},
+                    "runtimeConfig": {"portMappings": mappings},
+                    "prevResult": self.cni_result,
+                },
+            )
             saved = self.lab.sh(self.ns, "iptables-save -t nat; ip6tables-save -t nat").stdout
             size = "%d DNAT rules (IPv4 + IPv6)" % sum(line.count(" -j DNAT") for line in saved.splitlines())
         self.count = count
@@ -321,7 +394,9 @@ class Lab:
         self.client = self.prefix + "-client"
         self.hosts = [Host(self, *spec) for spec in HOSTS]
         self.tmp = tempfile.mkdtemp(prefix="%s-" % self.prefix, dir=workdir)
-        self.env = dict(os.environ, PYTHONPATH=collections, PYTHONDONTWRITEBYTECODE="1")  # --code may be someone else's checkout
+        self.env = dict(
+            os.environ, PYTHONPATH=collections, PYTHONDONTWRITEBYTECODE="1"
+        )  # --code may be someone else's checkout
         self.say = say
         self.servers: list = []  # Popen of the servers running now (every sandbox)
         self.notes: list = []
@@ -353,7 +428,11 @@ class Lab:
             run([shutil.which("cc") or "cc", "-O2", "-o", self.rate_tool, source])
 
     def serve_argv(self) -> list:
-        return [self.rate_tool, "serve", str(CONTAINER_PORT)] if self.rate_tool else [sys.executable, "-c", SERVE, str(CONTAINER_PORT)]
+        return (
+            [self.rate_tool, "serve", str(CONTAINER_PORT)]
+            if self.rate_tool
+            else [sys.executable, "-c", SERVE, str(CONTAINER_PORT)]
+        )
 
     def connect_argv(self, addr: str, port: int, start: float, seconds: float) -> list:
         tail = [addr, str(port), "%.3f" % start, str(seconds)]
@@ -361,22 +440,32 @@ class Lab:
 
     # ------------------------------------------------------------ servers
     def start_servers(self, kind: str, processes: int) -> None:
-        """``rate``: the accept-and-close server (``processes`` of them); ``throughput``: one iperf3 server; every sandbox, port 80."""
+        """``rate``: the accept-and-close server (``processes`` of them); ``throughput``: one iperf3 server; every
+        sandbox, port 80."""
         self.stop_servers()
         for host in self.hosts:
             ns = host.sandbox
             if kind == "rate":
                 for _number in range(processes):
-                    proc = subprocess.Popen(in_ns(ns) + self.serve_argv(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                            start_new_session=True)
+                    proc = subprocess.Popen(
+                        in_ns(ns) + self.serve_argv(),
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL,
+                        text=True,
+                        start_new_session=True,
+                    )
                     self.servers.append(proc)
                     if proc.stdout.readline().strip() != "ready":
                         raise BenchError("the rate server in %s did not start" % ns)
                 continue
             log = os.path.join(self.tmp, "iperf3-%s.log" % ns)
             with open(log, "w") as handle:  # iperf3 reports every test on stdout: a file never fills up as a pipe would
-                proc = subprocess.Popen(in_ns(ns) + ["iperf3", "-s", "-p", str(CONTAINER_PORT), "--forceflush"], stdout=handle,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                proc = subprocess.Popen(
+                    in_ns(ns) + ["iperf3", "-s", "-p", str(CONTAINER_PORT), "--forceflush"],
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             self.servers.append(proc)
             deadline = time.time() + 10
             while True:
@@ -414,13 +503,20 @@ class Lab:
                     if answer != "ok":
                         addr, port = host.target(family, path)
                         shown = "[%s]" % addr if ":" in addr else addr
-                        self.unsupported[key] = "not supported by this version (%s:%d: %s)" % (shown, port, answer.split(": ", 1)[0])
+                        self.unsupported[key] = "not supported by this version (%s:%d: %s)" % (
+                            shown,
+                            port,
+                            answer.split(": ", 1)[0],
+                        )
 
     def rate(self, host: Host, family: str, path: str, seconds: float, clients: int) -> dict:
         addr, port = host.target(family, path)
         start = time.time() + 0.3  # all client processes start together
         argv = in_ns(self.client) + self.connect_argv(addr, port, start, seconds)
-        procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _number in range(clients)]
+        procs = [
+            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _number in range(clients)
+        ]
         outs = []
         for proc in procs:
             out, err = proc.communicate(timeout=seconds + 30)
@@ -431,18 +527,32 @@ class Lab:
         errors = sum(o["errors"] for o in outs)
         if connections == 0:
             raise BenchError("no connection to %s:%d succeeded (%d errors)" % (addr, port, errors))
-        return {"per_second": sum(o["connections"] / o["seconds"] for o in outs), "connections": connections, "errors": errors,
-                "load": os.getloadavg()[0]}
+        return {
+            "per_second": sum(o["connections"] / o["seconds"] for o in outs),
+            "connections": connections,
+            "errors": errors,
+            "load": os.getloadavg()[0],
+        }
 
     def throughput(self, host: Host, family: str, path: str, seconds: float) -> dict:
         addr, port = host.target(family, path)
-        proc = run(in_ns(self.client) + ["iperf3", "-c", addr, "-p", str(port), "-t", str(seconds), "-J"], check=False, timeout=seconds + 60)
+        proc = run(
+            in_ns(self.client) + ["iperf3", "-c", addr, "-p", str(port), "-t", str(seconds), "-J"],
+            check=False,
+            timeout=seconds + 60,
+        )
         try:
             report = json.loads(proc.stdout)
             bits = report["end"]["sum_received"]["bits_per_second"]
         except (ValueError, KeyError):
-            raise BenchError("iperf3 to %s:%d failed: %s %s" % (addr, port, proc.stdout[-1500:], proc.stderr[-500:])) from None
-        return {"gbit_per_s": bits / 1e9, "retransmits": report["end"].get("sum_sent", {}).get("retransmits"), "load": os.getloadavg()[0]}
+            raise BenchError(
+                "iperf3 to %s:%d failed: %s %s" % (addr, port, proc.stdout[-1500:], proc.stderr[-500:])
+            ) from None
+        return {
+            "gbit_per_s": bits / 1e9,
+            "retransmits": report["end"].get("sum_sent", {}).get("retransmits"),
+            "load": os.getloadavg()[0],
+        }
 
     def destroy(self) -> None:
         destroy_lab(self.namespaces(), [host.store_dir for host in self.hosts], self.tmp, self.stop_servers)
@@ -450,8 +560,13 @@ class Lab:
 
 def cells(lab: Lab) -> list:
     """Every (host, family, path) that works with this version."""
-    return [(host, family, path) for family in FAMILIES for path in PATHS for host in lab.hosts
-            if (host.label(), family, path) not in lab.unsupported]
+    return [
+        (host, family, path)
+        for family in FAMILIES
+        for path in PATHS
+        for host in lab.hosts
+        if (host.label(), family, path) not in lab.unsupported
+    ]
 
 
 def measure(lab: Lab, options, say) -> dict:
@@ -461,8 +576,10 @@ def measure(lab: Lab, options, say) -> dict:
         todo = cells(lab)
         shift = (round_ * 5) % len(todo) if todo else 0
         todo = todo[shift:] + todo[:shift]  # rotated: every cell meets the load of every moment
-        say("round %d/%d: %d cells x (rate, throughput) of %s s; load average %s"
-            % (round_ + 1, options.repeat, len(todo), options.seconds, load_average()))
+        say(
+            "round %d/%d: %d cells x (rate, throughput) of %s s; load average %s"
+            % (round_ + 1, options.repeat, len(todo), options.seconds, load_average())
+        )
         for kind in ("rate", "throughput"):
             lab.start_servers(kind, options.clients)
             for host, family, path in todo:
@@ -471,7 +588,9 @@ def measure(lab: Lab, options, say) -> dict:
                 else:
                     sample = lab.throughput(host, family, path, options.seconds)
                 sample["round"] = round_ + 1
-                samples.setdefault(kind, {}).setdefault("|".join((host.tool, str(host.count), family, path)), []).append(sample)
+                samples.setdefault(kind, {}).setdefault(
+                    "|".join((host.tool, str(host.count), family, path)), []
+                ).append(sample)
             lab.stop_servers()
     return samples
 
@@ -486,8 +605,13 @@ def summarize(samples: dict, options) -> dict:
     for kind, key_name in (("rate", "per_second"), ("throughput", "gbit_per_s")):
         for key, runs in samples.get(kind, {}).items():
             values = [r[key_name] for r in runs]
-            out.setdefault(kind, {})[key] = {"median": median(values), "runs": values, "spread": spread(values),
-                                             "errors": sum(r.get("errors", 0) for r in runs), "loads": [r["load"] for r in runs]}
+            out.setdefault(kind, {})[key] = {
+                "median": median(values),
+                "runs": values,
+                "spread": spread(values),
+                "errors": sum(r.get("errors", 0) for r in runs),
+                "loads": [r["load"] for r in runs],
+            }
     ratios: dict = {}
     for kind in ("rate", "throughput"):
         for tool in TOOLS:
@@ -498,7 +622,11 @@ def summarize(samples: dict, options) -> dict:
                     if not one or not many:
                         continue
                     paired = [b / a for a, b in zip(one["runs"], many["runs"], strict=False) if a]
-                    ratio = {"of_medians": many["median"] / one["median"], "paired": paired, "paired_median": median(paired)}
+                    ratio = {
+                        "of_medians": many["median"] / one["median"],
+                        "paired": paired,
+                        "paired_median": median(paired),
+                    }
                     ratios.setdefault(kind, {})["|".join((tool, family, path))] = ratio
     loads: dict = {}
     for kind_samples in samples.values():
@@ -512,20 +640,37 @@ def why_text(whys: list) -> str:
     """One line for the reasons of a row's cells: 'not supported by this version (detail; detail)' or as they are."""
     head = "not supported by this version ("
     if all(w.startswith(head) for w in whys):
-        return head + "; ".join(w[len(head):-1] for w in whys) + ")"
+        return head + "; ".join(w[len(head) : -1] for w in whys) + ")"
     return " / ".join(sorted(set(whys)))
 
 
 def table(lab: Lab, summary: dict, options, loads: dict) -> str:
     n = options.ports
     header = "%-5s %-10s %-12s %10s %10s %7s %7s   %-29s %s" % (
-        "", "path", "tool", "1 port", "%d ports" % n, "ratio", "of med.", "paired ratios (per round)", "spread 1 / %d" % n)
-    lines = ["new TCP connections per second (median of %d runs of %s s, %d %s client processes; spread = (max-min)/median):"
-             % (options.repeat, options.seconds, options.clients, options.client), header]
+        "",
+        "path",
+        "tool",
+        "1 port",
+        "%d ports" % n,
+        "ratio",
+        "of med.",
+        "paired ratios (per round)",
+        "spread 1 / %d" % n,
+    )
+    lines = [
+        "new TCP connections per second (median of %d runs of %s s, %d %s client processes; spread = (max-min)/median):"
+        % (options.repeat, options.seconds, options.clients, options.client),
+        header,
+    ]
     verdicts = []
     for kind in ("rate", "throughput"):
         if kind == "throughput":
-            lines += ["", "TCP throughput, Gbit/s (iperf3, one stream, median of %d runs of %s s):" % (options.repeat, options.seconds), header]
+            lines += [
+                "",
+                "TCP throughput, Gbit/s (iperf3, one stream, median of %d runs of %s s):"
+                % (options.repeat, options.seconds),
+                header,
+            ]
         for family in FAMILIES:
             for path in PATHS:
                 for tool in TOOLS:
@@ -534,27 +679,51 @@ def table(lab: Lab, summary: dict, options, loads: dict) -> str:
                         lines.append("%-5s %-10s %-12s   %s" % (family, path, tool, why_text([w for w in whys if w])))
                         continue
                     cell = summary["cells"].get(kind, {})
-                    one, many = cell.get("|".join((tool, "1", family, path))), cell.get("|".join((tool, str(n), family, path)))
+                    one, many = (
+                        cell.get("|".join((tool, "1", family, path))),
+                        cell.get("|".join((tool, str(n), family, path))),
+                    )
                     ratio = summary["ratios"].get(kind, {}).get("|".join((tool, family, path)))
                     if not one or not many or not ratio:
                         continue
                     form = "%10.0f" if kind == "rate" else "%10.2f"
                     errors = one["errors"] + many["errors"]
-                    lines.append(("%-5s %-10s %-12s " + form + " " + form + " %7.3f %7.3f   %-29s %.0f %% / %.0f %%%s")
-                                 % (family, path, tool, one["median"], many["median"], ratio["paired_median"], ratio["of_medians"],
-                                    " ".join("%.2f" % r for r in ratio["paired"]), 100 * (one["spread"] or 0), 100 * (many["spread"] or 0),
-                                    "  (%d failed connects)" % errors if errors else ""))
+                    lines.append(
+                        ("%-5s %-10s %-12s " + form + " " + form + " %7.3f %7.3f   %-29s %.0f %% / %.0f %%%s")
+                        % (
+                            family,
+                            path,
+                            tool,
+                            one["median"],
+                            many["median"],
+                            ratio["paired_median"],
+                            ratio["of_medians"],
+                            " ".join("%.2f" % r for r in ratio["paired"]),
+                            100 * (one["spread"] or 0),
+                            100 * (many["spread"] or 0),
+                            "  (%d failed connects)" % errors if errors else "",
+                        )
+                    )
                     if kind == "rate" and tool == "cnm":
-                        verdicts.append("%s %s %.3f %s" % (family, path, ratio["paired_median"], "ok" if ratio["paired_median"] >= GOAL else "MISS"))
+                        verdicts.append(
+                            "%s %s %.3f %s"
+                            % (family, path, ratio["paired_median"], "ok" if ratio["paired_median"] >= GOAL else "MISS")
+                        )
     lines.append("")
     lines.append("reference: %s" % REFERENCE)
-    lines.append("ratio = median of the paired ratios (%d-port run / 1-port run of the same round, measured back to back); "
-                 "of med. = ratio of the medians" % n)
-    lines.append("goal (cnm, %d-port rate >= %.0f %% of the 1-port rate, by the paired ratio): %s"
-                 % (n, 100 * GOAL, "; ".join(verdicts) or "nothing measured"))
+    lines.append(
+        "ratio = median of the paired ratios (%d-port run / 1-port run of the same round, measured back to back); "
+        "of med. = ratio of the medians" % n
+    )
+    lines.append(
+        "goal (cnm, %d-port rate >= %.0f %% of the 1-port rate, by the paired ratio): %s"
+        % (n, 100 * GOAL, "; ".join(verdicts) or "nothing measured")
+    )
     if summary["round_loads"]:
-        lines.append("1-minute load average during each round (min-max): %s"
-                     % ", ".join("%.1f-%.1f" % tuple(v) for v in summary["round_loads"].values()))
+        lines.append(
+            "1-minute load average during each round (min-max): %s"
+            % ", ".join("%.1f-%.1f" % tuple(v) for v in summary["round_loads"].values())
+        )
     for note in lab.notes:
         lines.append("note: %s" % note)
     lines.append(loads_line(loads))
@@ -562,21 +731,39 @@ def table(lab: Lab, summary: dict, options, loads: dict) -> str:
 
 
 def preflight() -> list:
-    commands = (("nsenter", "util-linux"), ("ip", "iproute2"), ("nft", "nftables"), ("iptables-save", "iptables"), ("iperf3", "iperf3"))
+    commands = (
+        ("nsenter", "util-linux"),
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("iptables-save", "iptables"),
+        ("iperf3", "iperf3"),
+    )
     return missing_tools(commands, ("bridge", "host-local", "portmap"))
 
 
 def main() -> int:
     if worker_main():
         return 0
-    parser = argparse.ArgumentParser(description="New-connection rate and throughput with 1 and N published ports: cnm vs CNI portmap.")
+    parser = argparse.ArgumentParser(
+        description="New-connection rate and throughput with 1 and N published ports: cnm vs CNI portmap."
+    )
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each rate and iperf3 run (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the table shows medians (default 3)")
     parser.add_argument("--ports", type=int, default=1000, help="the larger number of published ports (default 1000)")
-    parser.add_argument("--clients", type=int, default=2, help="client processes of the rate test, and server processes (default 2)")
-    parser.add_argument("--client", choices=("c", "python"), default="c" if shutil.which("cc") else "python",
-                        help="the rate tool: a small C program compiled with cc at start (default when cc exists), or Python loops")
-    parser.add_argument("--code", default=REPO, help="the checkout whose modules are measured (default: this one), e.g. a worktree of a branch")
+    parser.add_argument(
+        "--clients", type=int, default=2, help="client processes of the rate test, and server processes (default 2)"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("c", "python"),
+        default="c" if shutil.which("cc") else "python",
+        help="the rate tool: a small C program compiled with cc at start (default when cc exists), or Python loops",
+    )
+    parser.add_argument(
+        "--code",
+        default=REPO,
+        help="the checkout whose modules are measured (default: this one), e.g. a worktree of a branch",
+    )
     parser.add_argument("--quick", action="store_true", help="one round of 1-second runs")
     parser.add_argument("--json", help="also write the results (medians and every sample) as JSON to this file")
     options = parser.parse_args()
@@ -623,14 +810,22 @@ def main() -> int:
         print(table(lab, summary, options, loads))
         if options.json:
             code = os.path.abspath(options.code)
-            meta = {"code": dict({"path": code}, **code_meta(code, pyroute2=False, branch=True)),
-                    "machine": machine_meta(load_average_at_start=loads["start"], load_average_at_end=loads["end"]),
-                    "options": vars(options), "notes": lab.notes, "date": now(),
-                    "unsupported": {" ".join(k): v for k, v in lab.unsupported.items()}}
+            meta = {
+                "code": dict({"path": code}, **code_meta(code, pyroute2=False, branch=True)),
+                "machine": machine_meta(load_average_at_start=loads["start"], load_average_at_end=loads["end"]),
+                "options": vars(options),
+                "notes": lab.notes,
+                "date": now(),
+                "unsupported": {" ".join(k): v for k, v in lab.unsupported.items()},
+            }
             json_dir = os.path.dirname(os.path.abspath(options.json))
             os.makedirs(json_dir, exist_ok=True)
             with open(options.json, "w") as handle:
-                json.dump(dict(meta, summary=summary, published=measured["published"], samples=measured["samples"]), handle, indent=1)
+                json.dump(
+                    dict(meta, summary=summary, published=measured["published"], samples=measured["samples"]),
+                    handle,
+                    indent=1,
+                )
     return status
 
 

@@ -58,10 +58,16 @@ PREFIX = "cnmf"
 NETWORK, SUBNET = "bench", "10.89.0.0/16"
 FIRST_PORT = 10000
 PHASES = ("add", "rerun", "one_more", "remove")
-SERVER = ("import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',80));s.listen(16)\n"
-          "while True:\n    c,a=s.accept();c.sendall(b'ok');c.close()\n")
-PROBE = ("import socket,sys\ntry:\n    print(socket.create_connection(('127.0.0.1',int(sys.argv[1])),timeout=2).recv(8).decode())\n"
-         "except OSError:\n    print('unreachable')\n")
+SERVER = (
+    "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',80));"
+    "s.listen(16)\n"
+    "while True:\n    c,a=s.accept();c.sendall(b'ok');c.close()\n"
+)
+PROBE = (
+    "import socket,sys\ntry:\n    "
+    "print(socket.create_connection(('127.0.0.1',int(sys.argv[1])),timeout=2).recv(8).decode())\n"
+    "except OSError:\n    print('unreachable')\n"
+)
 
 
 def wrap_nft() -> dict:
@@ -78,6 +84,7 @@ def wrap_nft() -> dict:
             finally:
                 spent[key] += time.perf_counter() - start
                 spent["nft_calls"] += 1
+
         return wrapper
 
     firewall.Nft.apply = clocked(firewall.Nft.apply, "nft_apply")
@@ -102,7 +109,9 @@ class Lab:
         run(["bash", "-ec", "ip -n %s link set lo up; ip -n %s link set lo up" % (self.host, self.sandbox)])
         self.module("cnm_bridge", {"name": NETWORK, "subnet": SUBNET})
         self.module("cnm_endpoint", {"network": NETWORK, "netns": self.sandbox})
-        self.server = subprocess.Popen(in_ns(self.sandbox) + [sys.executable, "-c", SERVER], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.server = subprocess.Popen(
+            in_ns(self.sandbox) + [sys.executable, "-c", SERVER], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def module(self, name: str, args: dict) -> dict:
         return run_module(os.path.abspath(__file__), self.host, name, args, self.tmp, self.env)
@@ -118,11 +127,17 @@ class Lab:
         base = {"network": NETWORK, "netns": self.sandbox}
         out = {}
         last, extra = FIRST_PORT + self.size - 1, FIRST_PORT + self.size
-        for phase, args, changed in (("add", dict(base, ports=ports), True), ("rerun", dict(base, ports=ports), False),
-                                     ("one_more", dict(base, ports=ports + ["%d:80" % extra]), True), ("remove", dict(base, state="absent"), True)):
+        for phase, args, changed in (
+            ("add", dict(base, ports=ports), True),
+            ("rerun", dict(base, ports=ports), False),
+            ("one_more", dict(base, ports=ports + ["%d:80" % extra]), True),
+            ("remove", dict(base, state="absent"), True),
+        ):
             timing = self.module("cnm_port_publish", args)
             if timing["result"].get("changed") is not changed:
-                raise BenchError("%s with N=%d reported changed=%s" % (phase, self.size, timing["result"].get("changed")))
+                raise BenchError(
+                    "%s with N=%d reported changed=%s" % (phase, self.size, timing["result"].get("changed"))
+                )
             out[phase] = {key: timing[key] for key in ("main", "process", "nft_apply", "nft_list", "nft_calls")}
             if phase in ("add", "one_more") and not self.answers(extra if phase == "one_more" else last):
                 raise BenchError("after %s, N=%d: the last published port does not answer" % (phase, self.size))
@@ -140,8 +155,10 @@ class Lab:
 
 
 def table(results: dict, code: str) -> str:
-    lines = ["firewall transaction of cnm_port_publish, code: %s (medians in seconds)" % code,
-             "%6s %-9s %8s %8s %9s %8s %6s" % ("N", "phase", "main", "process", "nft -j -f", "nft list", "calls")]
+    lines = [
+        "firewall transaction of cnm_port_publish, code: %s (medians in seconds)" % code,
+        "%6s %-9s %8s %8s %9s %8s %6s" % ("N", "phase", "main", "process", "nft -j -f", "nft list", "calls"),
+    ]
     for size, samples in results.items():
         for phase in PHASES:
             rows = [sample[phase] for sample in samples]
@@ -153,8 +170,9 @@ def table(results: dict, code: str) -> str:
 def main() -> int:
     if worker_main(wrap_nft):
         return 0
-    parser = sizes_parser("Time cnm_port_publish's firewall transaction with N published ports.",
-                          "published ports", [200, 1000])
+    parser = sizes_parser(
+        "Time cnm_port_publish's firewall transaction with N published ports.", "published ports", [200, 1000]
+    )
     parser.add_argument("--code", default=REPO, help="the checkout whose plugins run (default: this one)")
     parser.add_argument("--json", help="also write every sample as JSON to this file")
     options = parser.parse_args()
@@ -182,8 +200,14 @@ def main() -> int:
         print(table(results, code))
         print("load average: start %s, end %s" % (load_start, load_average()))
         if options.json:
-            write_json(options.json, {"code": code, "load": [load_start, load_average()],
-                                      "results": {str(k): v for k, v in results.items()}})
+            write_json(
+                options.json,
+                {
+                    "code": code,
+                    "load": [load_start, load_average()],
+                    "results": {str(k): v for k, v in results.items()},
+                },
+            )
     return status
 
 

@@ -32,7 +32,8 @@ and times, in each round (host port 10000+i -> port 80 of endpoint i):
                ``iptables`` (here iptables-nft) inside the throwaway CNI host.
 
 Untimed checks in every round: the module's ``changed`` and ``published``/``removed`` lists, the count
-of DNAT map elements and rules (``nft`` map elements for cnm, the ``CNI-DN-*`` chains of ``iptables-save`` for portmap), and real
+of DNAT map elements and rules (``nft`` map elements for cnm, the ``CNI-DN-*`` chains of ``iptables-save`` for
+portmap), and real
 TCP traffic: servers listening on port 80 in 3 sandboxes of each kind (first, middle, last) answer
 their name through the host port, from the client namespace and from the host itself on its own
 address, before the delete, and nothing answers after it.
@@ -109,28 +110,34 @@ REFERENCE_200 = {"CNI portmap": {"add": 8.1, "delete": 20.0}}
 TOOLS = ["cnm module", "cnm process", "CNI portmap"]
 
 # A TCP server that answers every connection with its name (it prints "ready" once listening).
-SERVE = ("import socket,sys\n"
-         "s=socket.socket(socket.AF_INET,socket.SOCK_STREAM)\n"
-         "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',int(sys.argv[1])));s.listen(64)\n"
-         "print('ready',flush=True)\n"
-         "while True:\n"
-         "    c,a=s.accept()\n"
-         "    try:\n        c.sendall(sys.argv[2].encode())\n    except OSError:\n        pass\n"
-         "    c.close()\n")
+SERVE = (
+    "import socket,sys\n"
+    "s=socket.socket(socket.AF_INET,socket.SOCK_STREAM)\n"
+    "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',int(sys.argv[1])));s.listen(64)\n"
+    "print('ready',flush=True)\n"
+    "while True:\n"
+    "    c,a=s.accept()\n"
+    "    try:\n        c.sendall(sys.argv[2].encode())\n    except OSError:\n        pass\n"
+    "    c.close()\n"
+)
 # One process asks several ports of one address; prints a JSON list of answers ('unreachable' when none).
-ASK = ("import json,socket,sys\n"
-       "addr,timeout=sys.argv[1],float(sys.argv[2]);out=[]\n"
-       "for port in map(int,sys.argv[3:]):\n"
-       "    try:\n"
-       "        c=socket.create_connection((addr,port),timeout=timeout);c.settimeout(timeout);out.append(c.recv(100).decode() or 'closed');c.close()\n"
-       "    except OSError:\n"
-       "        out.append('unreachable')\n"
-       "print(json.dumps(out))\n")
+ASK = (
+    "import json,socket,sys\n"
+    "addr,timeout=sys.argv[1],float(sys.argv[2]);out=[]\n"
+    "for port in map(int,sys.argv[3:]):\n"
+    "    try:\n"
+    "        c=socket.create_connection((addr,port),timeout=timeout);c.settimeout(timeout);"
+    "out.append(c.recv(100).decode() or 'closed');c.close()\n"
+    "    except OSError:\n"
+    "        out.append('unreachable')\n"
+    "print(json.dumps(out))\n"
+)
 
 
 # ---------------------------------------------------------------- the lab of one size
 class Lab:
-    """The cnm host, the CNI host, a client and 2 x N sandboxes with a unique prefix; ``destroy`` removes all it made."""
+    """The cnm host, the CNI host, a client and 2 x N sandboxes with a unique prefix; ``destroy`` removes all it
+    made."""
 
     def __init__(self, size: int, workdir: str) -> None:
         self.size = size
@@ -153,17 +160,32 @@ class Lab:
         self.store_dir = store_dir(self.host)  # known before any module runs
         run(["ip", "-batch", "-"], input="".join("netns add %s\n" % ns for ns in self.namespaces()[1:]))
         run(["bash", "-e"], input="".join("ip -n %s link set lo up\n" % ns for ns in self.namespaces()))
-        for host, (host_side, host_ip, client_side, client_ip) in ((self.host, CNM_UPLINK), (self.cni_host, CNI_UPLINK)):
-            run(["bash", "-ec", f"ip -n {host} link add {host_side} type veth peer name {client_side} netns {self.client}\n"
-                 f"ip -n {host} addr add {host_ip}/24 dev {host_side}\nip -n {host} link set {host_side} up\n"
-                 f"ip -n {self.client} addr add {client_ip}/24 dev {client_side}\nip -n {self.client} link set {client_side} up\n"])
+        for host, (host_side, host_ip, client_side, client_ip) in (
+            (self.host, CNM_UPLINK),
+            (self.cni_host, CNI_UPLINK),
+        ):
+            run(
+                [
+                    "bash",
+                    "-ec",
+                    f"ip -n {host} link add {host_side} type veth peer name {client_side} netns {self.client}\n"
+                    f"ip -n {host} addr add {host_ip}/24 dev {host_side}\nip -n {host} link set {host_side} up\n"
+                    f"ip -n {self.client} addr add {client_ip}/24 dev {client_side}\n"
+                    f"ip -n {self.client} link set {client_side} up\n",
+                ]
+            )
 
     def start_servers(self) -> None:
         """A TCP server on port 80 in the probed sandboxes of both kinds, answering with the sandbox's name."""
         for i in self.probed:
             for ns in (self.sandboxes[i], self.cni_sandboxes[i]):
-                proc = subprocess.Popen(in_ns(ns) + [sys.executable, "-c", SERVE, str(CONTAINER_PORT), ns],
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                proc = subprocess.Popen(
+                    in_ns(ns) + [sys.executable, "-c", SERVE, str(CONTAINER_PORT), ns],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                    start_new_session=True,
+                )
                 self.servers.append(proc)
                 if proc.stdout.readline().strip() != "ready":
                     raise BenchError("the test server in %s did not start" % ns)
@@ -179,7 +201,9 @@ class Lab:
         return run_script(ns, path)
 
     def answers(self, source: str, address: str, ports: list, timeout: float = 2.0) -> list:
-        proc = run(in_ns(source) + [sys.executable, "-c", ASK, address, str(timeout)] + [str(p) for p in ports], timeout=60)
+        proc = run(
+            in_ns(source) + [sys.executable, "-c", ASK, address, str(timeout)] + [str(p) for p in ports], timeout=60
+        )
         return json.loads(proc.stdout)
 
     def check_reachable(self, tool: str, host: str, address: str, sandboxes: list, reachable: bool) -> None:
@@ -189,7 +213,10 @@ class Lab:
         for source in (self.client, host):
             got = self.answers(source, address, ports, 2.0 if reachable else 1.0)
             if got != expected:
-                raise BenchError("%s: from %s to %s ports %s: answers %s, expected %s" % (tool, source, address, ports, got, expected))
+                raise BenchError(
+                    "%s: from %s to %s ports %s: answers %s, expected %s"
+                    % (tool, source, address, ports, got, expected)
+                )
 
     def destroy(self) -> None:
         destroy_lab(self.namespaces(), [self.store_dir], self.tmp, self.stop_servers)
@@ -204,43 +231,64 @@ class Cnm(ModuleRunner):
     def set_up(self) -> None:
         """The network and the N endpoints (untimed)."""
         self.module("cnm_bridge", {"name": NETWORK, "subnet": CNM_SUBNET})
-        attached = self.module("cnm_endpoint", {"network": NETWORK, "endpoints": [{"netns": s} for s in self.lab.sandboxes]})
+        attached = self.module(
+            "cnm_endpoint", {"network": NETWORK, "endpoints": [{"netns": s} for s in self.lab.sandboxes]}
+        )
         if not attached["result"].get("changed"):
             raise BenchError("cnm_endpoint attached nothing")
 
     def publish_args(self, state: str) -> dict:
         if state == "absent":  # every port of each endpoint (no ports listed)
             return {"network": NETWORK, "state": "absent", "endpoints": [{"netns": s} for s in self.lab.sandboxes]}
-        return {"network": NETWORK, "endpoints": [{"netns": s, "ports": ["%d:%d" % (HOST_PORT + i, CONTAINER_PORT)]}
-                                                  for i, s in enumerate(self.lab.sandboxes)]}
+        return {
+            "network": NETWORK,
+            "endpoints": [
+                {"netns": s, "ports": ["%d:%d" % (HOST_PORT + i, CONTAINER_PORT)]}
+                for i, s in enumerate(self.lab.sandboxes)
+            ],
+        }
 
     def port_elements(self) -> int:
         """How many elements the DNAT maps of our table hold (2 per port: its address map and its port map)."""
         proc = run(in_ns(self.lab.host) + ["nft", "-j", "list", "ruleset"])
         items = json.loads(proc.stdout).get("nftables", [])
-        return sum(len(item["map"].get("elem", [])) for item in items
-                   if "map" in item and item["map"].get("table") == "cnm" and item["map"]["name"].startswith("ports_"))
+        return sum(
+            len(item["map"].get("elem", []))
+            for item in items
+            if "map" in item and item["map"].get("table") == "cnm" and item["map"]["name"].startswith("ports_")
+        )
 
     def phases(self, profile_prefix: str | None = None) -> dict:
         """Cold add, rerun, absent: one module run each; checks ``changed``, the rules and real traffic."""
         lab, size, out = self.lab, self.lab.size, {}
-        for phase, state, changed in (("add", "present", True), ("rerun", "present", False), ("delete", "absent", True)):
+        for phase, state, changed in (
+            ("add", "present", True),
+            ("rerun", "present", False),
+            ("delete", "absent", True),
+        ):
             if phase == "delete":  # reachable right before the absent
                 lab.check_reachable("cnm", lab.host, CNM_UPLINK[1], lab.sandboxes, True)
             profile = "%s-%s" % (profile_prefix, phase) if profile_prefix else None
             run_ = self.module("cnm_port_publish", self.publish_args(state), profile)
             result = run_["result"]
             if result.get("changed") != changed:
-                raise BenchError("cnm_port_publish %s: changed=%s, expected %s (changes: %s)" % (phase, result.get("changed"), changed, result.get("changes")))
+                raise BenchError(
+                    "cnm_port_publish %s: changed=%s, expected %s (changes: %s)"
+                    % (phase, result.get("changed"), changed, result.get("changes"))
+                )
             published = result.get("published") or []
             key = "removed" if state == "absent" else "ports"
             if len(published) != size or any(len(item.get(key) or []) != 1 for item in published):
-                raise BenchError("cnm_port_publish %s: %d endpoints in 'published', not each with one port in %r: %s"
-                                 % (phase, len(published), key, published[:3]))
+                raise BenchError(
+                    "cnm_port_publish %s: %d endpoints in 'published', not each with one port in %r: %s"
+                    % (phase, len(published), key, published[:3])
+                )
             elements = self.port_elements()
             if elements != (0 if state == "absent" else 2 * size):
-                raise BenchError("cnm_port_publish %s: %d port map elements in inet cnm, not %d"
-                                 % (phase, elements, 0 if state == "absent" else 2 * size))
+                raise BenchError(
+                    "cnm_port_publish %s: %d port map elements in inet cnm, not %d"
+                    % (phase, elements, 0 if state == "absent" else 2 * size)
+                )
             if phase == "add":
                 lab.check_reachable("cnm", lab.host, CNM_UPLINK[1], lab.sandboxes, True)
             out[phase] = run_
@@ -257,18 +305,41 @@ class Portmap:
         self.dir = os.path.join(lab.tmp, "cni")
         os.makedirs(self.dir, exist_ok=True)
         self.bridge_conf = {
-            "cniVersion": "1.0.0", "name": "cnibench", "type": "bridge", "bridge": CNI_BRIDGE, "isGateway": True, "ipMasq": False,
-            "ipam": {"type": "host-local", "subnet": CNI_SUBNET, "dataDir": os.path.join(self.dir, "ipam"), "routes": [{"dst": "0.0.0.0/0"}]},
+            "cniVersion": "1.0.0",
+            "name": "cnibench",
+            "type": "bridge",
+            "bridge": CNI_BRIDGE,
+            "isGateway": True,
+            "ipMasq": False,
+            "ipam": {
+                "type": "host-local",
+                "subnet": CNI_SUBNET,
+                "dataDir": os.path.join(self.dir, "ipam"),
+                "routes": [{"dst": "0.0.0.0/0"}],
+            },
         }
 
     def path(self, name: str, i: int) -> str:
         return os.path.join(self.dir, "%s-%d.json" % (name, i))
 
     def calls(self, command: str, plugin: str, conf: str, out: str, may_fail: bool = False) -> str:
-        """A bash script body: the plugin called once per sandbox, with config file ``conf-i.json``, result in ``out-i.json``."""
-        return "".join("CNI_COMMAND=%s CNI_CONTAINERID=%s CNI_NETNS=/run/netns/%s CNI_IFNAME=eth0 CNI_PATH=%s %s/%s < %s > %s%s\n"
-                       % (command, ns, ns, CNI_PATH, CNI_PATH, plugin, self.path(conf, i), self.path(out, i), " || true" if may_fail else "")
-                       for i, ns in enumerate(self.lab.cni_sandboxes))
+        """A bash script body: the plugin called once per sandbox, with config file ``conf-i.json``, result in
+        ``out-i.json``."""
+        return "".join(
+            "CNI_COMMAND=%s CNI_CONTAINERID=%s CNI_NETNS=/run/netns/%s CNI_IFNAME=eth0 CNI_PATH=%s %s/%s < %s > %s%s\n"
+            % (
+                command,
+                ns,
+                ns,
+                CNI_PATH,
+                CNI_PATH,
+                plugin,
+                self.path(conf, i),
+                self.path(out, i),
+                " || true" if may_fail else "",
+            )
+            for i, ns in enumerate(self.lab.cni_sandboxes)
+        )
 
     def errors(self, out: str) -> list:
         """The error messages the plugin printed (a CNI error is a JSON object with "code" and "msg")."""
@@ -285,10 +356,19 @@ class Portmap:
         return messages
 
     def portmap_conf(self, i: int, previous: dict) -> dict:
-        """What libcni hands portmap in a chain: name and version of the list, the capability's runtimeConfig, prevResult."""
-        return {"cniVersion": "1.0.0", "name": "cnibench", "type": "portmap", "snat": True, "capabilities": {"portMappings": True},
-                "runtimeConfig": {"portMappings": [{"hostPort": HOST_PORT + i, "containerPort": CONTAINER_PORT, "protocol": "tcp"}]},
-                "prevResult": previous}
+        """What libcni hands portmap in a chain: name and version of the list, the capability's runtimeConfig,
+        prevResult."""
+        return {
+            "cniVersion": "1.0.0",
+            "name": "cnibench",
+            "type": "portmap",
+            "snat": True,
+            "capabilities": {"portMappings": True},
+            "runtimeConfig": {
+                "portMappings": [{"hostPort": HOST_PORT + i, "containerPort": CONTAINER_PORT, "protocol": "tcp"}]
+            },
+            "prevResult": previous,
+        }
 
     def write_confs(self, name: str, result_of) -> None:
         for i in range(self.lab.size):
@@ -303,7 +383,9 @@ class Portmap:
         for i in range(lab.size):
             with open(self.path("bridge", i), "w") as handle:
                 json.dump(self.bridge_conf, handle)
-        lab.run_script(lab.cni_host, lab.script("bridge-add.sh", self.calls("ADD", "bridge", "bridge", "bridge-result")))
+        lab.run_script(
+            lab.cni_host, lab.script("bridge-add.sh", self.calls("ADD", "bridge", "bridge", "bridge-result"))
+        )
         self.write_confs("portmap-add", lambda i: self.path("bridge-result", i))
 
     def dnat_chains(self) -> int:
@@ -312,18 +394,27 @@ class Portmap:
 
     def phases(self) -> dict:
         lab, size = self.lab, self.lab.size
-        add = lab.run_script(lab.cni_host, lab.script("portmap-add.sh", self.calls("ADD", "portmap", "portmap-add", "portmap-result")))
+        add = lab.run_script(
+            lab.cni_host, lab.script("portmap-add.sh", self.calls("ADD", "portmap", "portmap-add", "portmap-result"))
+        )
         if self.dnat_chains() != size:
             raise BenchError("portmap ADD: %d CNI-DN chains, expected %d" % (self.dnat_chains(), size))
         lab.check_reachable("CNI portmap", lab.cni_host, CNI_UPLINK[1], lab.cni_sandboxes, True)
-        self.write_confs("portmap-cached", lambda i: self.path("portmap-result", i))  # libcni's cached result as prevResult
+        self.write_confs(
+            "portmap-cached", lambda i: self.path("portmap-result", i)
+        )  # libcni's cached result as prevResult
         # CHECK is CNI's "is it still as ADD left it": the rerun column when it works. Portmap 1.1.1's CHECK
         # also looks for the IPv6 chain of an IPv4-only container and fails every time
         # (containernetworking/plugins#819): then it is timed and reported apart, not as a rerun.
-        check = lab.run_script(lab.cni_host, lab.script("portmap-check.sh", self.calls("CHECK", "portmap", "portmap-cached", "portmap-check", True)))
+        check = lab.run_script(
+            lab.cni_host,
+            lab.script("portmap-check.sh", self.calls("CHECK", "portmap", "portmap-cached", "portmap-check", True)),
+        )
         failed = self.errors("portmap-check")
         lab.check_reachable("CNI portmap", lab.cni_host, CNI_UPLINK[1], lab.cni_sandboxes, True)
-        delete = lab.run_script(lab.cni_host, lab.script("portmap-del.sh", self.calls("DEL", "portmap", "portmap-cached", "portmap-del")))
+        delete = lab.run_script(
+            lab.cni_host, lab.script("portmap-del.sh", self.calls("DEL", "portmap", "portmap-cached", "portmap-del"))
+        )
         if self.dnat_chains() != 0:
             raise BenchError("portmap DEL left %d CNI-DN chains" % self.dnat_chains())
         lab.check_reachable("CNI portmap", lab.cni_host, CNI_UPLINK[1], lab.cni_sandboxes, False)
@@ -335,7 +426,10 @@ class Portmap:
 
 def portmap_backend(lab: Lab) -> str:
     version = run(in_ns(lab.cni_host) + ["iptables", "--version"], check=False)
-    return "iptables: %s (%s)" % ((version.stdout or version.stderr).strip(), os.path.realpath(shutil.which("iptables") or "iptables"))
+    return "iptables: %s (%s)" % (
+        (version.stdout or version.stderr).strip(),
+        os.path.realpath(shutil.which("iptables") or "iptables"),
+    )
 
 
 # ---------------------------------------------------------------- driver
@@ -345,18 +439,27 @@ def bench_size(size: int, repeat: int, workdir: str, collections: str, profile: 
     samples = Samples()
     keep = samples.keep
     try:
-        say("N=%d: creating %s-{host,cnihost,client}, sandboxes -s0..s%d and -c0..c%d (untimed)" % (size, lab.prefix, size - 1, size - 1))
+        say(
+            "N=%d: creating %s-{host,cnihost,client}, sandboxes -s0..s%d and -c0..c%d (untimed)"
+            % (size, lab.prefix, size - 1, size - 1)
+        )
         lab.create()
         cnm = Cnm(lab, collections)
         portmap = Portmap(lab)
-        say("N=%d: cnm_bridge + one cnm_endpoint task for %d endpoints; CNI bridge ADD x %d (untimed)" % (size, size, size))
+        say(
+            "N=%d: cnm_bridge + one cnm_endpoint task for %d endpoints; CNI bridge ADD x %d (untimed)"
+            % (size, size, size)
+        )
         cnm.set_up()
         portmap.set_up()
         lab.start_servers()
         backend = portmap_backend(lab)
         for round_ in range(1, repeat + 1):
             keep("load average", {"round start": os.getloadavg()[0]})
-            say("N=%d round %d/%d: cnm_port_publish add, rerun, absent (load average %s)" % (size, round_, repeat, load_average()))
+            say(
+                "N=%d round %d/%d: cnm_port_publish add, rerun, absent (load average %s)"
+                % (size, round_, repeat, load_average())
+            )
             runs = cnm.phases()
             keep("cnm module", {phase: r["main"] for phase, r in runs.items()})
             keep("cnm process", {phase: r["process"] for phase, r in runs.items()})
@@ -383,31 +486,50 @@ def table(all_results: dict, loads: dict) -> str:
             note = ""
             t, r = issue_figures(size, tool, TARGETS_200, REFERENCE_200)
             if t:
-                note = "target " + " / ".join("<=%.1f%s" % (t[p], " ok" if row[p] is not None and row[p] <= t[p] else " MISS") if p in t else "-"
-                                              for p in PHASES)
+                note = "target " + " / ".join(
+                    "<=%.1f%s" % (t[p], " ok" if row[p] is not None and row[p] <= t[p] else " MISS") if p in t else "-"
+                    for p in PHASES
+                )
             elif r:
                 note = "issue measured %.1f / - / %.1f" % (r["add"], r["delete"])
             if tool == "CNI portmap":
-                note = (note + "; " if note else "") + ("rerun = CHECK" if row.get("failed_check") is None else "rerun: CHECK fails, see below")
+                note = (note + "; " if note else "") + (
+                    "rerun = CHECK" if row.get("failed_check") is None else "rerun: CHECK fails, see below"
+                )
             lines.append(phase_line(size, 12, tool, row, note))
             if row.get("failed_check") is not None:
-                lines.append("%5d    CNI portmap CHECK x %d took %.3f s but %d calls failed: %r (containernetworking/plugins#819)"
-                             % (size, size, row["failed_check"], row["failed_checks"], row["check_error"]))
+                lines.append(
+                    "%5d    CNI portmap CHECK x %d took %.3f s but %d calls failed: %r "
+                    "(containernetworking/plugins#819)"
+                    % (size, size, row["failed_check"], row["failed_checks"], row["check_error"])
+                )
         for cnm_tool in ("cnm module", "cnm process"):
             a, b = results.get(cnm_tool), results.get("CNI portmap")
             if a and b:
-                lines.append("%5d    ratio %s/CNI portmap add %.3fx delete %.3fx" % (size, cnm_tool, a["add"] / b["add"], a["delete"] / b["delete"]))
+                lines.append(
+                    "%5d    ratio %s/CNI portmap add %.3fx delete %.3fx"
+                    % (size, cnm_tool, a["add"] / b["add"], a["delete"] / b["delete"])
+                )
         lines.append("%5d    CNI portmap backend: %s" % (size, results.get("portmap backend")))
         lines += process_overhead(size, results)
         rounds = results.get("samples", {}).get("load average", {}).get("round start")
         if rounds:
-            lines.append("%5d    1-minute load average at the start of each round: %s" % (size, ", ".join("%.2f" % v for v in rounds)))
+            lines.append(
+                "%5d    1-minute load average at the start of each round: %s"
+                % (size, ", ".join("%.2f" % v for v in rounds))
+            )
     lines.append(loads_line(loads))
     return "\n".join(lines)
 
 
 def preflight() -> list:
-    commands = (("nsenter", "util-linux"), ("ip", "iproute2"), ("nft", "nftables"), ("iptables", "iptables"), ("iptables-save", "iptables"))
+    commands = (
+        ("nsenter", "util-linux"),
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("iptables", "iptables"),
+        ("iptables-save", "iptables"),
+    )
     return missing_tools(commands, ("bridge", "host-local", "portmap"))
 
 
@@ -416,7 +538,10 @@ def main() -> int:
         return 0
     parser = sizes_parser(
         "Time publishing one port on each of N endpoints: cnm_port_publish vs the CNI portmap plugin.",
-        "endpoints", [200], "cnm_port_publish")
+        "endpoints",
+        [200],
+        "cnm_port_publish",
+    )
     options = parser.parse_args()
     check_common(parser, options, 50000, "sizes must be between 1 and 50000 (host ports 10000 + i)")
     check_tools(parser, preflight())
@@ -429,13 +554,26 @@ def main() -> int:
             if "profile" in results:
                 for phase in PHASES:
                     with open(results["profile"]["files"][phase]) as handle:
-                        print("\ncProfile of cnm_port_publish main(), N=%d, %s (%.3f s under the profiler; top 20 by cumulative time; by own time in %s):"
-                              % (size, phase, results["profile"]["main_seconds"][phase], results["profile"]["files"][phase]))
+                        print(
+                            "\ncProfile of cnm_port_publish main(), N=%d, %s (%.3f s under the profiler; top 20 by "
+                            "cumulative time; by own time in %s):"
+                            % (
+                                size,
+                                phase,
+                                results["profile"]["main_seconds"][phase],
+                                results["profile"]["files"][phase],
+                            )
+                        )
                         print(handle.read().split("---- by own time ----")[0])
         if options.json:
-            meta = {"code": code_meta(),
-                    "machine": machine_meta(load_average_at_start=loads["start"], load_average_at_end=loads["end"]),
-                    "repeat": options.repeat, "targets_200": TARGETS_200, "reference_200": REFERENCE_200, "date": now()}
+            meta = {
+                "code": code_meta(),
+                "machine": machine_meta(load_average_at_start=loads["start"], load_average_at_end=loads["end"]),
+                "repeat": options.repeat,
+                "targets_200": TARGETS_200,
+                "reference_200": REFERENCE_200,
+                "date": now(),
+            }
             write_json(options.json, dict(meta, results={str(k): v for k, v in all_results.items()}))
     return status
 

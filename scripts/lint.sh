@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static checks, with the tools in .venv:
-#   ruff check           plugins/ tests/ bench/   (config: pyproject.toml [tool.ruff])
+#   ruff check           plugins/ tests/ bench/   (config: pyproject.toml [tool.ruff]: 120 columns)
+#   ruff format --check  plugins/ tests/ bench/ guestlab/   (the layout `ruff format` gives; run it to fix)
 #   ansible-lint         roles/ playbooks/ molecule/ guestlab/proofs/ galaxy.yml  (config: .ansible-lint, profile production)
 #   the shellcheck tool  scripts/*.sh .ci/run guestlab's scripts  (when it is installed)
 #   antsibull-changelog  lint of changelogs/fragments and changelogs/changelog.yaml
@@ -48,6 +49,8 @@ mapfile -t py_dirs < <(existing plugins tests bench)
 if [ "${#py_dirs[@]}" -gt 0 ]; then
     say "ruff check ${py_dirs[*]}"
     ruff check --no-cache "${py_dirs[@]}" || failed+=(ruff)
+    say "ruff format --check ${py_dirs[*]} guestlab"
+    ruff format --check --no-cache "${py_dirs[@]}" guestlab || failed+=("ruff format")
 else
     say "ruff: nothing to check yet"
 fi

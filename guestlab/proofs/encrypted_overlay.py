@@ -25,13 +25,25 @@ def checksum(data: bytes) -> int:
 
 
 def ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0x4242, 0, 64, proto, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(payload),
+        0x4242,
+        0,
+        64,
+        proto,
+        0,
+        socket.inet_aton(src),
+        socket.inet_aton(dst),
+    )
     return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + payload
 
 
 def main() -> None:
     src, dst, port, vni, inner_mac, inner_ip, count = sys.argv[1:8]
-    icmp = struct.pack("!BBHHH", 8, 0, 0, 0x4cc, 1) + b"clear vxlan must be dropped"
+    icmp = struct.pack("!BBHHH", 8, 0, 0, 0x4CC, 1) + b"clear vxlan must be dropped"
     icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
     inner = ipv4("10.255.255.254", inner_ip, socket.IPPROTO_ICMP, icmp)
     frame = bytes(int(part, 16) for part in inner_mac.split(":")) + bytes.fromhex("0242deadbeef") + b"\x08\x00" + inner

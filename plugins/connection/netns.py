@@ -141,10 +141,14 @@ class Connection(LocalConnection):
             self._connect()
         # Checked on every command: a play may delete the namespace between tasks.
         path = self._check_netns()
-        wrapped = ' '.join([
-            shlex.quote(self._nsenter or 'nsenter'),
-            shlex.quote(f'--net={path}'),
-            '--',
-            '/bin/sh', '-c', shlex.quote(to_text(cmd, errors='surrogate_or_strict')),
-        ])
+        wrapped = ' '.join(
+            [
+                shlex.quote(self._nsenter or 'nsenter'),
+                shlex.quote(f'--net={path}'),
+                '--',
+                '/bin/sh',
+                '-c',
+                shlex.quote(to_text(cmd, errors='surrogate_or_strict')),
+            ]
+        )
         return super().exec_command(wrapped, in_data=in_data, sudoable=sudoable)

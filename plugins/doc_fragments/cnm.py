@@ -7,7 +7,8 @@ from __future__ import annotations
 class ModuleDocFragment:
     """Documentation shared by the cnm.network modules."""
 
-    # Every module: check mode that predicts the real run (the plan is computed once and only executed outside check mode).
+    # Every module: check mode that predicts the real run (the plan is
+    # computed once and only executed outside check mode).
     DOCUMENTATION = r"""
 options: {}
 author:
@@ -51,7 +52,8 @@ options:
     type: int
   container:
     description:
-      - The sandbox by container name or ID, for a container started with C(--network none) (C(docker run --network none),
+      - The sandbox by container name or ID, for a container started with C(--network none) (C(docker run --network
+        none),
         C(podman run --network none)); its namespace is that of its init process, found by the runtime's
         C(container inspect) (one call for all containers of a task).
       - The container must be running to be attached; detaching (C(state=absent)) works after it stopped or was removed.

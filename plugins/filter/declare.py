@@ -39,7 +39,9 @@ def sandbox_key(item: Mapping) -> str:
     """The sandbox of an endpoint item as the store keys it (``netns:NAME``, ``container:docker/NAME``...)."""
     given = [kind for kind in SANDBOX_KINDS if item.get(kind) not in (None, "")]
     if len(given) != 1:
-        raise ValueError("exactly one of %s must be given (found %s)" % (", ".join(SANDBOX_KINDS), ", ".join(given) or "none"))
+        raise ValueError(
+            "exactly one of %s must be given (found %s)" % (", ".join(SANDBOX_KINDS), ", ".join(given) or "none")
+        )
     kind = given[0]
     if kind == "container":
         return "container:%s/%s" % (item.get("container_runtime") or "docker", item[kind])
@@ -57,11 +59,20 @@ def declared(networks: Any, endpoints: Any = None) -> Dict[str, list]:
             raise _fail(name, "networks[%d] has no name" % number)
         driver = item.get("driver") or "bridge"
         if driver not in DRIVERS:
-            raise _fail(name, "networks[%d] (%s): driver %r is not one of %s" % (number, item["name"], driver, ", ".join(DRIVERS)))
+            raise _fail(
+                name,
+                "networks[%d] (%s): driver %r is not one of %s" % (number, item["name"], driver, ", ".join(DRIVERS)),
+            )
         if item["name"] in seen:
-            raise _fail(name, "network %s is listed twice (networks[%d] and networks[%d])" % (item["name"], seen[item["name"]], number))
+            raise _fail(
+                name,
+                "network %s is listed twice (networks[%d] and networks[%d])"
+                % (item["name"], seen[item["name"]], number),
+            )
         seen[item["name"]] = number
-        result[driver].append({key: value for key, value in item.items() if key not in NETWORK_ONLY_KEYS and value is not None})
+        result[driver].append(
+            {key: value for key, value in item.items() if key not in NETWORK_ONLY_KEYS and value is not None}
+        )
     result["endpoints"], result["ports"] = [], []
     keys = set()
     for number, item in enumerate(_items(name, endpoints, "endpoints")):
@@ -87,7 +98,9 @@ def prune_plan(info: Any, networks: Any, endpoints: Any = None) -> Dict[str, lis
     endpoints only if they are declared; a network that goes takes its endpoints with it (force)."""
     name = "prune_plan"
     if not isinstance(info, Mapping):
-        raise _fail(name, "the input must be the registered result of cnm.network.cnm_info, not %s" % type(info).__name__)
+        raise _fail(
+            name, "the input must be the registered result of cnm.network.cnm_info, not %s" % type(info).__name__
+        )
     wanted = declared(networks, endpoints)
     wanted_networks = {item["name"] for driver in DRIVERS for item in wanted[driver]}
     wanted_endpoints = {(item["network"], sandbox_key(item)) for item in wanted["endpoints"]}
@@ -97,13 +110,24 @@ def prune_plan(info: Any, networks: Any, endpoints: Any = None) -> Dict[str, lis
         if network["name"] not in wanted_networks:
             plan.setdefault(network.get("driver") or "bridge", []).append(network["name"])
     for endpoint in info.get("endpoints") or []:
-        if endpoint["network"] in wanted_networks and (endpoint["network"], endpoint["sandbox"]) not in wanted_endpoints:
-            plan["endpoints"].append(dict(_sandbox_item(endpoint["sandbox"]), network=endpoint["network"], state="absent"))
+        if (
+            endpoint["network"] in wanted_networks
+            and (endpoint["network"], endpoint["sandbox"]) not in wanted_endpoints
+        ):
+            plan["endpoints"].append(
+                dict(_sandbox_item(endpoint["sandbox"]), network=endpoint["network"], state="absent")
+            )
     # Declared endpoints that no longer list any port: all their ports go (those that list some are made exact
     # by cnm_port_publish's exclusive option).
     with_ports = {(item["network"], sandbox_key(item)) for item in wanted["ports"]}
-    unpublish = sorted({(port["network"], port["sandbox"]) for port in info.get("ports") or []
-                        if (port["network"], port["sandbox"]) in wanted_endpoints and (port["network"], port["sandbox"]) not in with_ports})
+    unpublish = sorted(
+        {
+            (port["network"], port["sandbox"])
+            for port in info.get("ports") or []
+            if (port["network"], port["sandbox"]) in wanted_endpoints
+            and (port["network"], port["sandbox"]) not in with_ports
+        }
+    )
     plan["ports"] = [dict(_sandbox_item(sandbox), network=network, state="absent") for network, sandbox in unpublish]
     for driver in DRIVERS:
         plan[driver].sort()

@@ -1,6 +1,7 @@
 # Copyright (c) 2026, cnm.network contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters for the inventory arithmetic of a multi-host overlay: VTEP addresses, per-host ip_range slices, peer lists, MACs.
+"""Filters for the inventory arithmetic of a multi-host overlay: VTEP addresses, per-host ip_range slices, peer lists,
+MACs.
 
 The documentation of each filter is in plugins/filter/<filter name>.yml.
 """
@@ -28,7 +29,8 @@ def _fail(filter_name: str, message: str) -> AnsibleFilterError:
 
 
 def _as_list(value: Any) -> Optional[list]:
-    """A list from a list, tuple or other iterable (Jinja's map and select give generators), None for strings and dicts."""
+    """A list from a list, tuple or other iterable (Jinja's map and select give generators), None for strings and
+    dicts."""
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         return None
     return list(value)
@@ -107,11 +109,19 @@ def _slice_prefix(filter_name: str, subnet: IPNetwork, prefix: Any) -> int:
         longest = subnet.max_prefixlen - (MIN_SLICE_ADDRESSES.bit_length() - 1)
         prefix_len = min(subnet.prefixlen + DEFAULT_SLICE_BITS, longest)
         if prefix_len <= subnet.prefixlen:
-            raise _fail(filter_name, "subnet %s is too small to slice into slices of at least %d addresses; pass prefix" % (subnet, MIN_SLICE_ADDRESSES))
+            raise _fail(
+                filter_name,
+                "subnet %s is too small to slice into slices of at least %d addresses; pass prefix"
+                % (subnet, MIN_SLICE_ADDRESSES),
+            )
         return prefix_len
     prefix_len = _parse_count(filter_name, "prefix", prefix)
     if not subnet.prefixlen < prefix_len <= subnet.max_prefixlen:
-        raise _fail(filter_name, "prefix /%d must be longer than the subnet's /%d and at most /%d" % (prefix_len, subnet.prefixlen, subnet.max_prefixlen))
+        raise _fail(
+            filter_name,
+            "prefix /%d must be longer than the subnet's /%d and at most /%d"
+            % (prefix_len, subnet.prefixlen, subnet.max_prefixlen),
+        )
     return prefix_len
 
 
@@ -140,12 +150,20 @@ def _parse_hosts(filter_name: str, host: Any, hosts: Any, slice_count: int) -> T
                 hashed.append(name)
                 continue
             if isinstance(index, bool) or not isinstance(index, int):
-                raise _fail(filter_name, "hosts: index %r of host %s is not an integer (or null to place the host by hash)" % (index, name))
+                raise _fail(
+                    filter_name,
+                    "hosts: index %r of host %s is not an integer (or null to place the host by hash)" % (index, name),
+                )
             if not 1 <= index < slice_count:
-                raise _fail(filter_name, "hosts: index %d of host %s is outside 1..%d (slice 0 holds the network and gateway addresses)" % (
-                    index, name, slice_count - 1))
+                raise _fail(
+                    filter_name,
+                    "hosts: index %d of host %s is outside 1..%d (slice 0 holds the network and gateway addresses)"
+                    % (index, name, slice_count - 1),
+                )
             if index in owners:
-                raise _fail(filter_name, "hosts: hosts %s and %s both ask for slice index %d" % (owners[index], name, index))
+                raise _fail(
+                    filter_name, "hosts: hosts %s and %s both ask for slice index %d" % (owners[index], name, index)
+                )
             owners[index] = name
             pinned[name] = index
     elif names is not None:
@@ -154,11 +172,16 @@ def _parse_hosts(filter_name: str, host: Any, hosts: Any, slice_count: int) -> T
                 raise _fail(filter_name, "hosts: host name %r is not a non-empty string" % (name,))
         hashed = sorted(set(names))
     else:
-        raise _fail(filter_name, "hosts must be a list of host names or a dict of host name -> slice index, not %s" % type(hosts).__name__)
+        raise _fail(
+            filter_name,
+            "hosts must be a list of host names or a dict of host name -> slice index, not %s" % type(hosts).__name__,
+        )
     return hashed, pinned
 
 
-def _assign_slots(filter_name: str, hashed: List[str], pinned: Dict[str, int], slots: int, layout: str) -> Dict[str, int]:
+def _assign_slots(
+    filter_name: str, hashed: List[str], pinned: Dict[str, int], slots: int, layout: str
+) -> Dict[str, int]:
     """Slice index of every host: pinned ones as given, the others by hash with collisions resolved round by round.
 
     Round r: every unplaced host asks for (home slot + r), wrapping within 1..slots; in the order of the hosts'
@@ -170,8 +193,11 @@ def _assign_slots(filter_name: str, hashed: List[str], pinned: Dict[str, int], s
     taken = {index: name for name, index in pinned.items()}
     free = slots - sum(1 for index in taken if index <= slots)
     if len(hashed) > free:
-        raise _fail(filter_name, "%d hosts need a slice but only %d of the %d slots are free (%s); pass a longer prefix, more slots, or a larger subnet" % (
-            len(hashed), free, slots, layout))
+        raise _fail(
+            filter_name,
+            "%d hosts need a slice but only %d of the %d slots are free (%s); pass a longer prefix, more slots, or a "
+            "larger subnet" % (len(hashed), free, slots, layout),
+        )
     pending = sorted((_host_hash(name), name) for name in hashed)
     homes = {name: _home_slot(digest, slots) for digest, name in pending}
     round_number = 0
@@ -189,7 +215,9 @@ def _assign_slots(filter_name: str, hashed: List[str], pinned: Dict[str, int], s
     return assigned
 
 
-def _layout(subnet: Any, hosts: Any, prefix: Any, slots: Any, host: Optional[str], filter_name: str) -> Tuple[IPNetwork, int, Dict[str, int]]:
+def _layout(
+    subnet: Any, hosts: Any, prefix: Any, slots: Any, host: Optional[str], filter_name: str
+) -> Tuple[IPNetwork, int, Dict[str, int]]:
     """The subnet, the slices' prefix length and every host's slice index."""
     network = _parse_subnet(filter_name, subnet)
     prefix_len = _slice_prefix(filter_name, network, prefix)
@@ -199,8 +227,11 @@ def _layout(subnet: Any, hosts: Any, prefix: Any, slots: Any, host: Optional[str
     else:
         slot_count = _parse_count(filter_name, "slots", slots)
         if not 1 <= slot_count < slice_count:
-            raise _fail(filter_name, "slots %d must be within 1..%d (the slices of /%d in %s, less the first)" % (
-                slot_count, slice_count - 1, prefix_len, network))
+            raise _fail(
+                filter_name,
+                "slots %d must be within 1..%d (the slices of /%d in %s, less the first)"
+                % (slot_count, slice_count - 1, prefix_len, network),
+            )
     hashed, pinned = _parse_hosts(filter_name, host, hosts, slice_count)
     if host is not None and host not in hashed and host not in pinned:
         raise _fail(filter_name, "host %s is not in hosts" % host)
@@ -237,11 +268,23 @@ def overlay_slices(subnet: Any, hosts: Any, prefix: Any = None, slots: Any = Non
 def _vtep(filter_name: str, name: str, host_vars: Mapping, var: str) -> ipaddress.IPv4Address:
     value = host_vars.get(var)
     if value is None or value == "":
-        raise _fail(filter_name, "host %s has no %s (its VTEP address on the underlay); set it in the inventory, for example %s: 192.0.2.11" % (
-            name, var, var))
+        raise _fail(
+            filter_name,
+            "host %s has no %s (its VTEP address on the underlay); set it in the inventory, for example %s: 192.0.2.11"
+            % (name, var, var),
+        )
     address = _parse_ipv4(filter_name, value, "host %s: %s" % (name, var))
-    if address.is_unspecified or address.is_multicast or address.is_loopback or address == ipaddress.IPv4Address("255.255.255.255"):
-        raise _fail(filter_name, "host %s: %s %s cannot be a VTEP address (unspecified, loopback, multicast or broadcast)" % (name, var, address))
+    if (
+        address.is_unspecified
+        or address.is_multicast
+        or address.is_loopback
+        or address == ipaddress.IPv4Address("255.255.255.255")
+    ):
+        raise _fail(
+            filter_name,
+            "host %s: %s %s cannot be a VTEP address (unspecified, loopback, multicast or broadcast)"
+            % (name, var, address),
+        )
     return address
 
 
@@ -253,7 +296,11 @@ def _host_name(host_vars: Any) -> str:
 def vtep_address(host_vars: Any, var: str = "cnm_underlay_ip") -> str:
     """The host's VTEP address: the IPv4 address in its variable ``var``."""
     if not isinstance(host_vars, Mapping):
-        raise _fail("vtep_address", "input must be one host's variables (such as hostvars[inventory_hostname]), not %s" % type(host_vars).__name__)
+        raise _fail(
+            "vtep_address",
+            "input must be one host's variables (such as hostvars[inventory_hostname]), not %s"
+            % type(host_vars).__name__,
+        )
     return str(_vtep("vtep_address", _host_name(host_vars), host_vars, var))
 
 
@@ -293,7 +340,11 @@ def _endpoints(filter_name: str, name: str, host_vars: Mapping, var: str) -> Lis
         address = _parse_endpoint_ip(filter_name, ip_value, what + " ip")
         if mac is None:
             if address.version != 4:
-                raise _fail(filter_name, "%s: %s is an IPv6 address; give its mac, which is derived from IPv4 addresses only" % (what, address))
+                raise _fail(
+                    filter_name,
+                    "%s: %s is an IPv6 address; give its mac, which is derived from IPv4 addresses only"
+                    % (what, address),
+                )
             mac = mac_from_ipv4(address)
         endpoints.append({"ip": address, "mac": mac})
     return endpoints
@@ -316,12 +367,16 @@ def _group(filter_name: str, hosts_vars: Any, only: Any) -> List[Tuple[str, Mapp
         entries = [(str(name), hosts_vars[name]) for name in names]
         for name, host_vars in entries:
             if not isinstance(host_vars, Mapping):
-                raise _fail(filter_name, "the variables of host %s are not a dict (%s)" % (name, type(host_vars).__name__))
+                raise _fail(
+                    filter_name, "the variables of host %s are not a dict (%s)" % (name, type(host_vars).__name__)
+                )
     elif listed is not None:
         entries = []
         for position, host_vars in enumerate(listed, start=1):
             if not isinstance(host_vars, Mapping) or not host_vars.get("inventory_hostname"):
-                raise _fail(filter_name, "item %d of the input is not a host's variables with inventory_hostname" % position)
+                raise _fail(
+                    filter_name, "item %d of the input is not a host's variables with inventory_hostname" % position
+                )
             entries.append((str(host_vars["inventory_hostname"]), host_vars))
         if only is not None:
             present = {name for name, host_vars in entries}
@@ -330,7 +385,10 @@ def _group(filter_name: str, hosts_vars: Any, only: Any) -> List[Tuple[str, Mapp
                 raise _fail(filter_name, "hosts %s are not in the input" % ", ".join(missing))
             entries = [(name, host_vars) for name, host_vars in entries if name in only]
     else:
-        raise _fail(filter_name, "input must be a dict of host name -> hostvars or a list of hostvars, not %s" % type(hosts_vars).__name__)
+        raise _fail(
+            filter_name,
+            "input must be a dict of host name -> hostvars or a list of hostvars, not %s" % type(hosts_vars).__name__,
+        )
     group: List[Tuple[str, Mapping]] = []
     seen = set()
     for name, host_vars in entries:
@@ -341,8 +399,13 @@ def _group(filter_name: str, hosts_vars: Any, only: Any) -> List[Tuple[str, Mapp
     return group
 
 
-def overlay_peers(hosts_vars: Any, self_host: Any, vtep_var: str = "cnm_underlay_ip", endpoints_var: str = "cnm_overlay_endpoints",
-                  hosts: Any = None) -> List[Dict[str, Any]]:
+def overlay_peers(
+    hosts_vars: Any,
+    self_host: Any,
+    vtep_var: str = "cnm_underlay_ip",
+    endpoints_var: str = "cnm_overlay_endpoints",
+    hosts: Any = None,
+) -> List[Dict[str, Any]]:
     """cnm_overlay's peers for one host: every other host's VTEP with its endpoints, sorted by VTEP."""
     filter_name = "overlay_peers"
     group = _group(filter_name, hosts_vars, hosts)
@@ -358,15 +421,22 @@ def overlay_peers(hosts_vars: Any, self_host: Any, vtep_var: str = "cnm_underlay
             other = vteps[vtep]
             if self_host in (name, other):
                 peer = other if name == self_host else name
-                raise _fail(filter_name, "host %s has the VTEP address %s of host %s itself (%s)" % (peer, vtep, self_host, vtep_var))
-            raise _fail(filter_name, "hosts %s and %s have the same VTEP address %s (%s)" % (other, name, vtep, vtep_var))
+                raise _fail(
+                    filter_name,
+                    "host %s has the VTEP address %s of host %s itself (%s)" % (peer, vtep, self_host, vtep_var),
+                )
+            raise _fail(
+                filter_name, "hosts %s and %s have the same VTEP address %s (%s)" % (other, name, vtep, vtep_var)
+            )
         vteps[vtep] = name
         endpoints = _endpoints(filter_name, name, host_vars, endpoints_var)
         for endpoint in endpoints:
             for key, seen in (("ip", endpoint_ips), ("mac", endpoint_macs)):
                 value = endpoint[key]
                 if value in seen:
-                    where = "twice on host %s" % name if seen[value] == name else "on hosts %s and %s" % (seen[value], name)
+                    where = (
+                        "twice on host %s" % name if seen[value] == name else "on hosts %s and %s" % (seen[value], name)
+                    )
                     raise _fail(filter_name, "endpoint %s %s is listed %s (%s)" % (key, value, where, endpoints_var))
                 seen[value] = name
         if name != self_host:

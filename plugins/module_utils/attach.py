@@ -22,7 +22,8 @@ from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_
 
 
 class VethLink:
-    """A veth pair: the host end a port of the bridge (hairpin on, isolated when icc is off), the other end in the sandbox."""
+    """A veth pair: the host end a port of the bridge (hairpin on, isolated when icc is off), the other end in the
+    sandbox."""
 
     def __init__(self, planner, spec, network, alias: str) -> None:
         self.planner, self.kernel, self.spec, self.network, self.alias = planner, planner.kernel, spec, network, alias
@@ -33,20 +34,36 @@ class VethLink:
         network = self.network
         bridge = self.kernel.host.link(network.bridge_name)
         if bridge is None and not self.planner.network_planned(network.name):
-            raise option_error(self.spec.opt("network"), network.name, "has no bridge %s on this host: run cnm_bridge for it first" % network.bridge_name)
+            raise option_error(
+                self.spec.opt("network"),
+                network.name,
+                "has no bridge %s on this host: run cnm_bridge for it first" % network.bridge_name,
+            )
         if bridge is not None and (bridge.kind != "bridge" or bridge.alias != network.alias):
-            raise option_error(self.spec.opt("network"), network.name, "uses bridge %s, but device %s on this host is "
-                               "a %s %s, not this network's "
-                               "bridge: rename or remove the foreign device, or give the network another bridge_name"
-                               % (network.bridge_name, bridge.name, bridge.kind or "device",
-                                  "with alias %r" % bridge.alias if bridge.alias else "without a cnm alias"))
+            raise option_error(
+                self.spec.opt("network"),
+                network.name,
+                "uses bridge %s, but device %s on this host is "
+                "a %s %s, not this network's "
+                "bridge: rename or remove the foreign device, or give the network another bridge_name"
+                % (
+                    network.bridge_name,
+                    bridge.name,
+                    bridge.kind or "device",
+                    "with alias %r" % bridge.alias if bridge.alias else "without a cnm alias",
+                ),
+            )
 
     def inner_name(self, view) -> Optional[str]:
         """The name of our veth's inner end, found through the kernel when the store lost it."""
         if view is None or self.host_link is None:
             return None
         for link in view.links().values():
-            if link.kind == "veth" and link.index == self.host_link.peer_index and link.peer_index == self.host_link.index:
+            if (
+                link.kind == "veth"
+                and link.index == self.host_link.peer_index
+                and link.peer_index == self.host_link.index
+            ):
                 return link.name
         return None
 
@@ -56,16 +73,29 @@ class VethLink:
 
     def is_ours(self, inner) -> bool:
         host_link = self.host_link
-        return bool(host_link and inner and inner.kind == "veth" and inner.peer_index == host_link.index and host_link.peer_index == inner.index)
+        return bool(
+            host_link
+            and inner
+            and inner.kind == "veth"
+            and inner.peer_index == host_link.index
+            and host_link.peer_index == inner.index
+        )
 
     def desired(self) -> dict:
-        return {"host_interface": self.host_ifname, "bridge": self.network.bridge_name, "port_flags": {"isolated": not self.network.icc, "hairpin": True}}
+        return {
+            "host_interface": self.host_ifname,
+            "bridge": self.network.bridge_name,
+            "port_flags": {"isolated": not self.network.icc, "hairpin": True},
+        }
 
     def current(self, inner) -> dict:
         master = self.kernel.host.by_index(self.host_link.master) if self.host_link.master else None
         flags = self.kernel.host.port_flags(self.host_link.index)
-        return {"host_interface": self.host_link.name, "bridge": master.name if master is not None else None,
-                "port_flags": {"isolated": flags[0], "hairpin": flags[1]}}
+        return {
+            "host_interface": self.host_link.name,
+            "bridge": master.name if master is not None else None,
+            "port_flags": {"isolated": flags[0], "hairpin": flags[1]},
+        }
 
     def plan_create(self, add, ifname: str, mac: str) -> None:
         network, ref, host, host_ifname = self.network, self.spec.sandbox, self.kernel.host, self.host_ifname
@@ -75,12 +105,18 @@ class VethLink:
         if self.host_link is None or bridge is None or self.host_link.master != bridge.index:
             self._claim_port()  # a stale host end already on the bridge is replaced, not added
         peer = {"ifname": ifname, "mac": mac}
-        add("create veth %s (host) / %s (in %s)" % (host_ifname, ifname, ref.value),
-            lambda: host.create_veth(host_ifname, network.mtu, self.alias, network.bridge_name, peer, self.kernel.sandbox(ref).fd),
-            lambda: host.delete_link(host_ifname))
+        add(
+            "create veth %s (host) / %s (in %s)" % (host_ifname, ifname, ref.value),
+            lambda: host.create_veth(
+                host_ifname, network.mtu, self.alias, network.bridge_name, peer, self.kernel.sandbox(ref).fd
+            ),
+            lambda: host.delete_link(host_ifname),
+        )
         add("set %s up in %s" % (ifname, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, up=True))
-        add("set bridge port %s hairpin%s" % (host_ifname, ", isolated (icc off)" if not network.icc else ""),
-            lambda: host.set_port_flags(host_ifname, not network.icc, True))
+        add(
+            "set bridge port %s hairpin%s" % (host_ifname, ", isolated (icc off)" if not network.icc else ""),
+            lambda: host.set_port_flags(host_ifname, not network.icc, True),
+        )
 
     def _claim_port(self) -> None:
         """One more port on the network's bridge: refused before any change when the bridge is full."""
@@ -88,8 +124,11 @@ class VethLink:
         name = self.network.bridge_name
         if name not in counts:
             bridge = self.kernel.host.link(name)
-            counts[name] = 0 if bridge is None else sum(1 for link in self.kernel.host.links().values()
-                                                        if link.master == bridge.index)
+            counts[name] = (
+                0
+                if bridge is None
+                else sum(1 for link in self.kernel.host.links().values() if link.master == bridge.index)
+            )
         check_port_count(self.spec.opt("network"), self.network.name, name, counts[name], 1)
         counts[name] += 1
 
@@ -98,15 +137,24 @@ class VethLink:
         bridge = host.link(network.bridge_name)
         if bridge is None or host_link.master != bridge.index:
             self._claim_port()
-            add("attach %s to bridge %s" % (host_ifname, network.bridge_name), lambda: host.set_link(host_ifname, master=network.bridge_name))
+            add(
+                "attach %s to bridge %s" % (host_ifname, network.bridge_name),
+                lambda: host.set_link(host_ifname, master=network.bridge_name),
+            )
         if host_link.mtu != network.mtu or not host_link.up or host_link.alias != self.alias:
-            add("set %s mtu %d up" % (host_ifname, network.mtu), lambda: host.set_link(host_ifname, mtu=network.mtu, up=True, alias=self.alias),
-                lambda m=host_link.mtu: host.set_link(host_ifname, mtu=m))
+            add(
+                "set %s mtu %d up" % (host_ifname, network.mtu),
+                lambda: host.set_link(host_ifname, mtu=network.mtu, up=True, alias=self.alias),
+                lambda m=host_link.mtu: host.set_link(host_ifname, mtu=m),
+            )
         flags = host.port_flags(host_link.index)
         if flags != (not network.icc, True):  # icc off <=> the port is isolated; hairpin for published ports
-            add("set bridge port %s hairpin%s" % (host_ifname, ", isolated (icc off)" if not network.icc else ", not isolated"),
+            add(
+                "set bridge port %s hairpin%s"
+                % (host_ifname, ", isolated (icc off)" if not network.icc else ", not isolated"),
                 lambda: host.set_port_flags(host_ifname, not network.icc, True),
-                lambda: host.set_port_flags(host_ifname, *flags))
+                lambda: host.set_port_flags(host_ifname, *flags),
+            )
 
     def plan_host_side(self, add, ipv4) -> None:
         """Nothing: the bridge's subnet route reaches every endpoint."""
@@ -124,16 +172,30 @@ class MacvlanLink:
     def check_network(self) -> None:
         network, spec = self.network, self.spec
         if self.parent is None and not self.planner.network_planned(network.name):
-            raise option_error(spec.opt("network"), network.name, "has no parent %s on this host: run cnm_macvlan for it first" % network.parent)
+            raise option_error(
+                spec.opt("network"),
+                network.name,
+                "has no parent %s on this host: run cnm_macvlan for it first" % network.parent,
+            )
         if network.mode == "passthru":
-            others = sorted(r["sandbox"] for r in self.planner.host.state["endpoints"].values()
-                            if r["network"] == network.name and r["sandbox"] != spec.sandbox.key)
+            others = sorted(
+                r["sandbox"]
+                for r in self.planner.host.state["endpoints"].values()
+                if r["network"] == network.name and r["sandbox"] != spec.sandbox.key
+            )
             if others:
-                raise option_error(spec.opt("network"), network.name, "is a passthru network: its parent %s serves one endpoint only, and %s has it"
-                                   % (network.parent, others[0]))
+                raise option_error(
+                    spec.opt("network"),
+                    network.name,
+                    "is a passthru network: its parent %s serves one endpoint only, and %s has it"
+                    % (network.parent, others[0]),
+                )
             if spec.mac_address:
-                raise option_error(spec.opt("mac_address"), spec.mac_address, "cannot be set in mode passthru: the endpoint takes the MAC of parent %s"
-                                   % network.parent)
+                raise option_error(
+                    spec.opt("mac_address"),
+                    spec.mac_address,
+                    "cannot be set in mode passthru: the endpoint takes the MAC of parent %s" % network.parent,
+                )
 
     def inner_name(self, view) -> Optional[str]:
         if view is None:
@@ -161,16 +223,31 @@ class MacvlanLink:
     def plan_create(self, add, ifname: str, mac: Optional[str]) -> None:
         network, ref = self.network, self.spec.sandbox
         own_mac = None if network.mode == "passthru" else mac  # passthru: setting a MAC would change the parent's
-        add("create macvlan %s (mode %s on %s) in %s" % (ifname, network.mode, network.parent, ref.value),
-            lambda: self.kernel.host.create_macvlan(ifname, network.parent, network.mode, network.mtu, own_mac, self.alias, sandbox=self.kernel.sandbox(ref)),
-            lambda: self.kernel.sandbox(ref).delete_link(ifname))
+        add(
+            "create macvlan %s (mode %s on %s) in %s" % (ifname, network.mode, network.parent, ref.value),
+            lambda: self.kernel.host.create_macvlan(
+                ifname, network.parent, network.mode, network.mtu, own_mac, self.alias, sandbox=self.kernel.sandbox(ref)
+            ),
+            lambda: self.kernel.sandbox(ref).delete_link(ifname),
+        )
 
     def plan_repair(self, add, inner, mac: Optional[str]) -> None:
         current = self.current(inner)
         if current != self.desired():
-            found = (inner.name, self.spec.sandbox.value, current["parent"], current["mode"], self.network.parent, self.network.mode)
-            raise option_error(self.spec.opt("network"), self.network.name, "endpoint interface %s in %s is a macvlan on %s mode %s, not on %s mode %s: "
-                               "detach it (state: absent) and attach it again" % found)
+            found = (
+                inner.name,
+                self.spec.sandbox.value,
+                current["parent"],
+                current["mode"],
+                self.network.parent,
+                self.network.mode,
+            )
+            raise option_error(
+                self.spec.opt("network"),
+                self.network.name,
+                "endpoint interface %s in %s is a macvlan on %s mode %s, not on %s mode %s: "
+                "detach it (state: absent) and attach it again" % found,
+            )
 
     def plan_host_side(self, add, ipv4) -> None:
         """With host access, an endpoint outside ip_range (a static address) needs its own route through the shim."""
@@ -180,8 +257,11 @@ class MacvlanLink:
         shim, host = self.network.shim_name, self.kernel.host
         link = host.link(shim)
         if link is None or route not in [Route(r.dst, r.gateway, None) for r in host.routes(link.index)]:
-            add("add route %s through host-access shim %s" % (route.describe(), shim), lambda: host.add_route(shim, route),
-                lambda: host.delete_route(shim, route))
+            add(
+                "add route %s through host-access shim %s" % (route.describe(), shim),
+                lambda: host.add_route(shim, route),
+                lambda: host.delete_route(shim, route),
+            )
 
     def _host_route(self, ipv4) -> Optional[Route]:
         network = self.network
@@ -201,13 +281,23 @@ class MacvlanLink:
             link = host.link(shim)
             route = Route(ipaddress.ip_network("%s/32" % record["ipv4_address"]), None, None)
             if link is not None and route in [Route(r.dst, r.gateway, None) for r in host.routes(link.index)]:
-                planner.host.plan.add(target, "remove route %s through host-access shim %s" % (route.describe(), shim), None, None,
-                                      lambda: host.delete_route(shim, route), lambda: host.add_route(shim, route))
+                planner.host.plan.add(
+                    target,
+                    "remove route %s through host-access shim %s" % (route.describe(), shim),
+                    None,
+                    None,
+                    lambda: host.delete_route(shim, route),
+                    lambda: host.add_route(shim, route),
+                )
         if ref.exists():
             view = kernel.sandbox(ref)
             for link in list(view.links().values()):
                 if link.kind == "macvlan" and link.alias == alias:
-                    planner.host.plan.add(target, "delete macvlan %s in %s" % (link.name, ref.value),
-                                          {"interface": link.name, "parent": record["parent"]},
-                                          None, lambda name=link.name: kernel.sandbox(ref).delete_link(name),
-                                          forgets=(("endpoint", endpoint_key(spec.network, ref.key)),))
+                    planner.host.plan.add(
+                        target,
+                        "delete macvlan %s in %s" % (link.name, ref.value),
+                        {"interface": link.name, "parent": record["parent"]},
+                        None,
+                        lambda name=link.name: kernel.sandbox(ref).delete_link(name),
+                        forgets=(("endpoint", endpoint_key(spec.network, ref.key)),),
+                    )

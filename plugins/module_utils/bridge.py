@@ -31,25 +31,45 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
             raise option_error("bridge_name", network.bridge_name, "is already used by network %s" % other_name)
     record = host.state["networks"].get(network.name)
     if record is not None and record.get("driver", "bridge") != network.driver:
-        raise option_error("name", network.name, "is already a network of driver %s, not %s; remove it first" % (record.get("driver"), network.driver))
+        raise option_error(
+            "name",
+            network.name,
+            "is already a network of driver %s, not %s; remove it first" % (record.get("driver"), network.driver),
+        )
     if record is not None and record["bridge_name"] != network.bridge_name:
-        raise option_error("bridge_name", network.bridge_name,
-                           "differs from the bridge %s that network %s already uses; remove the network first" % (record["bridge_name"], network.name))
+        raise option_error(
+            "bridge_name",
+            network.bridge_name,
+            "differs from the bridge %s that network %s already uses; remove the network first"
+            % (record["bridge_name"], network.name),
+        )
     link = host.kernel.host.link(network.bridge_name)
     if link is not None and (link.kind != "bridge" or link.alias != network.alias):
-        raise option_error("bridge_name", network.bridge_name, "already exists and does not belong to cnm network %s" % network.name)
+        raise option_error(
+            "bridge_name", network.bridge_name, "already exists and does not belong to cnm network %s" % network.name
+        )
     if not allow_host_route_overlap:
         check_host_routes(host, network, record)
     attached = host.endpoints_of(network.name)
     if record is not None:
         _check_subnet_change(network, attached)
 
-    desired = {"bridge": network.bridge_name, "mtu": network.mtu, "up": True, "addresses": [str(a) for a in network.gateway_interfaces]}
+    desired = {
+        "bridge": network.bridge_name,
+        "mtu": network.mtu,
+        "up": True,
+        "addresses": [str(a) for a in network.gateway_interfaces],
+    }
     current = None
     current_addresses: list = []
     if link is not None:
         current_addresses = host.kernel.host.addresses(link.index)
-        current = {"bridge": link.name, "mtu": link.mtu, "up": link.up, "addresses": [str(a) for a in current_addresses]}
+        current = {
+            "bridge": link.name,
+            "mtu": link.mtu,
+            "up": link.up,
+            "addresses": [str(a) for a in current_addresses],
+        }
     target = "network %s" % network.name
     session = host.kernel.host
     name = network.bridge_name
@@ -59,18 +79,31 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
 
     if link is None:
         mac = mac_from_name("bridge:" + network.name)
-        add("create bridge %s mtu %d" % (name, network.mtu), lambda: session.create_bridge(name, network.mtu, network.alias, mac),
-            lambda: session.delete_link(name))
+        add(
+            "create bridge %s mtu %d" % (name, network.mtu),
+            lambda: session.create_bridge(name, network.mtu, network.alias, mac),
+            lambda: session.delete_link(name),
+        )
     elif link.mtu != network.mtu or not link.up:
-        add("set bridge %s mtu %d up" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu, up=True),
-            lambda m=link.mtu: session.set_link(name, mtu=m))
+        add(
+            "set bridge %s mtu %d up" % (name, network.mtu),
+            lambda: session.set_link(name, mtu=network.mtu, up=True),
+            lambda m=link.mtu: session.set_link(name, mtu=m),
+        )
     for address in current_addresses:
         if address not in network.gateway_interfaces:
-            add("remove address %s from %s" % (address, name), lambda a=address: session.delete_address(name, a),
-                lambda a=address: session.add_address(name, a))
+            add(
+                "remove address %s from %s" % (address, name),
+                lambda a=address: session.delete_address(name, a),
+                lambda a=address: session.add_address(name, a),
+            )
     for address in network.gateway_interfaces:
         if address not in current_addresses:
-            add("add address %s to %s" % (address, name), lambda a=address: session.add_address(name, a), lambda a=address: session.delete_address(name, a))
+            add(
+                "add address %s to %s" % (address, name),
+                lambda a=address: session.add_address(name, a),
+                lambda a=address: session.delete_address(name, a),
+            )
     plan_device_ipv6(host, target, name, network.ipv6_subnet is not None, network.mtu)
     host.state["networks"][network.name] = network.to_record()
 
@@ -96,9 +129,14 @@ def plan_device_ipv6(host: Host, target: str, device: str, enabled: bool, mtu: i
     path = "net/ipv6/conf/%s/disable_ipv6" % device
     current = session.sysctl(path)  # None while the device does not exist yet
     if current != wanted:
-        host.plan.add(target, "set %s=%s" % (path.replace("/", "."), wanted), {"disable_ipv6": current}, {"disable_ipv6": wanted},
-                      lambda: session.write_sysctl(path, wanted),
-                      (lambda: session.write_sysctl(path, current)) if current is not None else None)
+        host.plan.add(
+            target,
+            "set %s=%s" % (path.replace("/", "."), wanted),
+            {"disable_ipv6": current},
+            {"disable_ipv6": wanted},
+            lambda: session.write_sysctl(path, wanted),
+            (lambda: session.write_sysctl(path, current)) if current is not None else None,
+        )
 
 
 def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> dict:
@@ -109,8 +147,14 @@ def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> 
     attached = detach_all(host, name, force) if record is not None else {}
     link = host.kernel.host.link(bridge_name)
     if link is not None and link.kind == "bridge" and link.alias == BRIDGE_ALIAS_PREFIX + name:
-        host.plan.add("network %s" % name, "delete bridge %s" % bridge_name, {"bridge": bridge_name, "mtu": link.mtu}, None,
-                      lambda: host.kernel.host.delete_link(bridge_name), forgets=(("network", name),))
+        host.plan.add(
+            "network %s" % name,
+            "delete bridge %s" % bridge_name,
+            {"bridge": bridge_name, "mtu": link.mtu},
+            None,
+            lambda: host.kernel.host.delete_link(bridge_name),
+            forgets=(("network", name),),
+        )
     host.state["networks"].pop(name, None)
     return {"network": {"name": name, "state": "absent", "detached": len(attached)}}
 
@@ -120,8 +164,12 @@ def detach_all(host: Host, name: str, force: bool) -> dict:
     attached = host.endpoints_of(name)
     if attached and not force:
         sandboxes = ", ".join(sorted(e["sandbox"] for e in attached.values()))
-        raise option_error("state", "absent", "refused: network %s has %d endpoint(s) attached (%s); detach them or set force: true"
-                           % (name, len(attached), sandboxes))
+        raise option_error(
+            "state",
+            "absent",
+            "refused: network %s has %d endpoint(s) attached (%s); detach them or set force: true"
+            % (name, len(attached), sandboxes),
+        )
     planner = EndpointPlanner(host)
     for endpoint in attached.values():
         planner.plan(EndpointSpec(network=name, sandbox=SandboxRef.from_key(endpoint["sandbox"]), state="absent"))
@@ -147,8 +195,15 @@ def spec_from_record(record: dict) -> EndpointSpec:
 
 
 def endpoint_facing(record: dict) -> tuple:
-    return (record["gateway"], record["mtu"], record.get("ipv6_subnet"), record.get("ipv6_gateway"), record["subnet"], record.get("internal", False),
-            record.get("icc", True))
+    return (
+        record["gateway"],
+        record["mtu"],
+        record.get("ipv6_subnet"),
+        record.get("ipv6_gateway"),
+        record["subnet"],
+        record.get("internal", False),
+        record.get("icc", True),
+    )
 
 
 def check_overlaps(host: Host, name: str, subnet, ipv6_subnet) -> None:
@@ -156,7 +211,10 @@ def check_overlaps(host: Host, name: str, subnet, ipv6_subnet) -> None:
     for other_name, other in host.state["networks"].items():
         if other_name == name:
             continue
-        for option, mine, theirs in (("subnet", subnet, other.get("subnet")), ("ipv6_subnet", ipv6_subnet, other.get("ipv6_subnet"))):
+        for option, mine, theirs in (
+            ("subnet", subnet, other.get("subnet")),
+            ("ipv6_subnet", ipv6_subnet, other.get("ipv6_subnet")),
+        ):
             if mine is not None and theirs and mine.overlaps(ipaddress.ip_network(theirs)):
                 raise option_error(option, mine, "overlaps network %s (%s)" % (other_name, theirs))
 
@@ -173,8 +231,11 @@ def check_host_routes(host: Host, network: BridgeNetwork, record: Optional[dict]
         if mine is None or (record is not None and record.get(option) == str(mine)):
             continue
         for route in session.rtnl.routes():
-            if (route["table"] != RT_TABLE_MAIN or route["dst_len"] == 0
-                    or route["family"] != (socket.AF_INET if mine.version == 4 else socket.AF_INET6)):
+            if (
+                route["table"] != RT_TABLE_MAIN
+                or route["dst_len"] == 0
+                or route["family"] != (socket.AF_INET if mine.version == 4 else socket.AF_INET6)
+            ):
                 continue
             if own is not None and route["oif"] == own.index:
                 continue
@@ -183,20 +244,34 @@ def check_host_routes(host: Host, network: BridgeNetwork, record: Optional[dict]
                 continue  # the kernel's fe80::/64 and ff00::/8 on every IPv6 device (such subnets are refused anyway)
             if mine.overlaps(dst):
                 device = session.by_index(route["oif"]) if route["oif"] else None
-                how = ((" dev %s" % device.name if device is not None else "")
-                       + (" via %s" % route["gateway"] if route["gateway"] else ""))
-                raise option_error(option, mine, "overlaps the host's route to %s%s: the network would take that "
-                                   "traffic from the host; "
-                                   "choose another subnet, or set allow_host_route_overlap: true if this is intended"
-                                   % (dst, how))
+                how = (" dev %s" % device.name if device is not None else "") + (
+                    " via %s" % route["gateway"] if route["gateway"] else ""
+                )
+                raise option_error(
+                    option,
+                    mine,
+                    "overlaps the host's route to %s%s: the network would take that "
+                    "traffic from the host; "
+                    "choose another subnet, or set allow_host_route_overlap: true if this is intended" % (dst, how),
+                )
 
 
 def _check_subnet_change(network: BridgeNetwork, attached: dict) -> None:
     for endpoint in attached.values():
         address = ipaddress.ip_address(endpoint["ipv4_address"]) if endpoint.get("ipv4_address") else None
-        if address is not None and (network.subnet is None or address not in network.subnet
-                                    or address == network.gateway):
-            raise option_error("subnet", network.subnet, "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address))
-        if endpoint.get("ipv6_address") and (network.ipv6_subnet is None or ipaddress.ip_address(endpoint["ipv6_address"]) not in network.ipv6_subnet):
-            raise option_error("ipv6_subnet", network.ipv6_subnet,
-                               "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], endpoint["ipv6_address"]))
+        if address is not None and (
+            network.subnet is None or address not in network.subnet or address == network.gateway
+        ):
+            raise option_error(
+                "subnet",
+                network.subnet,
+                "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address),
+            )
+        if endpoint.get("ipv6_address") and (
+            network.ipv6_subnet is None or ipaddress.ip_address(endpoint["ipv6_address"]) not in network.ipv6_subnet
+        ):
+            raise option_error(
+                "ipv6_subnet",
+                network.ipv6_subnet,
+                "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], endpoint["ipv6_address"]),
+            )

@@ -48,12 +48,16 @@ class EndpointPlanner:
         # network -> {namespace identity: sandbox key} of its endpoints (one sandbox, one endpoint)
         self.namespaces: dict = {}
         self.readdressed: set = set()  # (sandbox key, ifname) losing its last IPv4 address, and with it its IPv4 routes
-        self.shim_routes = True  # macvlan host-access routes of endpoints; False when cnm_macvlan plans the shim's routes itself
+        self.shim_routes = (
+            True  # macvlan host-access routes of endpoints; False when cnm_macvlan plans the shim's routes itself
+        )
 
     def plan(self, spec: EndpointSpec) -> dict:
         key = endpoint_key(spec.network, spec.sandbox.key)
         if key in self.seen:
-            raise option_error(spec.opt(spec.sandbox.kind), spec.sandbox.value, "is listed twice for network %s" % spec.network)
+            raise option_error(
+                spec.opt(spec.sandbox.kind), spec.sandbox.value, "is listed twice for network %s" % spec.network
+            )
         self.seen.add(key)
         if spec.network == "host":
             return self._host_mode(spec)
@@ -68,10 +72,20 @@ class EndpointPlanner:
     def _network_not_yet_created(self, spec: EndpointSpec) -> dict:
         """Check mode before the network exists: an earlier task of the play would create it."""
         ref = spec.sandbox
-        self.host.predict_after_earlier_task("endpoint %s on %s" % (spec.network, ref.key),
-                                             "attach %s to network %s (created by an earlier task)" % (ref.value, spec.network), "network %s" % spec.network)
-        return {"network": spec.network, ref.kind: ref.value, "sandbox": ref.key, "ifname": spec.ifname, "ipv4_address": None,
-                "ipv6_address": None, "mac_address": spec.mac_address}
+        self.host.predict_after_earlier_task(
+            "endpoint %s on %s" % (spec.network, ref.key),
+            "attach %s to network %s (created by an earlier task)" % (ref.value, spec.network),
+            "network %s" % spec.network,
+        )
+        return {
+            "network": spec.network,
+            ref.kind: ref.value,
+            "sandbox": ref.key,
+            "ifname": spec.ifname,
+            "ipv4_address": None,
+            "ipv6_address": None,
+            "mac_address": spec.mac_address,
+        }
 
     # ---- sandboxes ----
     def _sandbox_view(self, spec: EndpointSpec):
@@ -89,8 +103,14 @@ class EndpointPlanner:
         what = "create network namespace %s" % ref.value
         if ref.is_stub():
             what += " (on the name an interrupted run left without its namespace)"
-        self.host.plan.add("netns %s" % ref.value, what, None, {"exists": True},
-                           lambda: netns.create_named(ref.value), lambda: self._delete_sandbox(ref))
+        self.host.plan.add(
+            "netns %s" % ref.value,
+            what,
+            None,
+            {"exists": True},
+            lambda: netns.create_named(ref.value),
+            lambda: self._delete_sandbox(ref),
+        )
         return None
 
     def _delete_sandbox(self, ref: netns.SandboxRef) -> None:
@@ -102,17 +122,26 @@ class EndpointPlanner:
         nothing else can be detached from it), whatever ``delete_netns`` says."""
         if ref.key not in self.removed_stubs and ref.key not in self.host.new_sandboxes and ref.is_stub():
             self.removed_stubs.add(ref.key)
-            self.host.plan.add("netns %s" % ref.value, "remove %s, a namespace name left without its namespace by an "
-                               "interrupted run" % ref.value,
-                               {"stub": True}, None, lambda: netns.delete_named(ref.value))
+            self.host.plan.add(
+                "netns %s" % ref.value,
+                "remove %s, a namespace name left without its namespace by an interrupted run" % ref.value,
+                {"stub": True},
+                None,
+                lambda: netns.delete_named(ref.value),
+            )
 
     def _ensure_lo_up(self, spec: EndpointSpec, view) -> None:
         lo = view.link("lo") if view is not None else None
         if lo is not None and lo.up:
             return
         ref = spec.sandbox
-        self.host.plan.add("netns %s" % ref.value, "set lo up in %s" % ref.value, {"lo": "down"} if lo else None, {"lo": "up"},
-                           lambda: self.kernel.sandbox(ref).set_link("lo", up=True))
+        self.host.plan.add(
+            "netns %s" % ref.value,
+            "set lo up in %s" % ref.value,
+            {"lo": "down"} if lo else None,
+            {"lo": "up"},
+            lambda: self.kernel.sandbox(ref).set_link("lo", up=True),
+        )
 
     # ---- host and none modes ----
     def _host_mode(self, spec: EndpointSpec) -> dict:
@@ -122,14 +151,26 @@ class EndpointPlanner:
         if spec.state == "absent":
             self._remove_stub(ref)
             if bound:
-                self.host.plan.add("netns %s" % ref.value, "unbind %s from the host namespace" % ref.value, {"host_namespace": True}, None,
-                                   lambda: netns.delete_named(ref.value), lambda: netns.bind_current(ref.value))
+                self.host.plan.add(
+                    "netns %s" % ref.value,
+                    "unbind %s from the host namespace" % ref.value,
+                    {"host_namespace": True},
+                    None,
+                    lambda: netns.delete_named(ref.value),
+                    lambda: netns.bind_current(ref.value),
+                )
             return result
         if ref.exists() and not bound:
             raise option_error(spec.opt("netns"), ref.value, "already names another network namespace, not the host's")
         if not bound:
-            self.host.plan.add("netns %s" % ref.value, "bind %s to the host namespace" % ref.value, None, {"host_namespace": True},
-                               lambda: netns.bind_current(ref.value), lambda: netns.delete_named(ref.value))
+            self.host.plan.add(
+                "netns %s" % ref.value,
+                "bind %s to the host namespace" % ref.value,
+                None,
+                {"host_namespace": True},
+                lambda: netns.bind_current(ref.value),
+                lambda: netns.delete_named(ref.value),
+            )
         return result
 
     def _none_mode(self, spec: EndpointSpec) -> dict:
@@ -142,7 +183,11 @@ class EndpointPlanner:
         if view is not None:
             others = sorted(name for name in view.links() if name != "lo")
             if others:
-                raise option_error(spec.opt(ref.kind), ref.value, "has interfaces %s: network 'none' means only lo; detach them first" % ", ".join(others))
+                raise option_error(
+                    spec.opt(ref.kind),
+                    ref.value,
+                    "has interfaces %s: network 'none' means only lo; detach them first" % ", ".join(others),
+                )
         self._ensure_lo_up(spec, view)
         self.touched.setdefault(ref.key, ref)
         return result
@@ -150,7 +195,12 @@ class EndpointPlanner:
     def _maybe_delete_sandbox(self, spec: EndpointSpec) -> None:
         ref = spec.sandbox
         self._remove_stub(ref)
-        if spec.delete_netns and ref.kind == "netns" and ref.exists() and not netns.same_namespace(ref.path, netns.THREAD_NETNS):
+        if (
+            spec.delete_netns
+            and ref.kind == "netns"
+            and ref.exists()
+            and not netns.same_namespace(ref.path, netns.THREAD_NETNS)
+        ):
             if ref not in self.doomed_sandboxes:
                 self.doomed_sandboxes.append(ref)
 
@@ -160,21 +210,31 @@ class EndpointPlanner:
         key = endpoint_key(network.name, ref.key)
         self.host.endpoints_of(network.name)  # reclaims the leases of vanished sandboxes once
         record = self.host.state["endpoints"].get(key)
-        link = (MacvlanLink if network.driver == "macvlan" else VethLink)(self, spec, network, ENDPOINT_ALIAS_PREFIX + key)
+        link = (MacvlanLink if network.driver == "macvlan" else VethLink)(
+            self, spec, network, ENDPOINT_ALIAS_PREFIX + key
+        )
         link.check_network()
         view = self._sandbox_view(spec)
 
         ifname = self._choose_ifname(spec, record, view, link.inner_name(view))
         if spec.ipv4_address and network.subnet is None:
-            raise option_error(spec.opt("ipv4_address"), spec.ipv4_address, "needs a network with subnet (%s is "
-                               "IPv6-only)" % network.name)
+            raise option_error(
+                spec.opt("ipv4_address"),
+                spec.ipv4_address,
+                "needs a network with subnet (%s is IPv6-only)" % network.name,
+            )
         ipv4 = self._choose_address(spec, network, record, 4) if network.subnet is not None else None
         ipv6 = self._choose_address(spec, network, record, 6) if network.ipv6_subnet else None
         if spec.ipv6_address and not network.ipv6_subnet:
-            raise option_error(spec.opt("ipv6_address"), spec.ipv6_address, "needs a network with ipv6_subnet (%s has none)" % network.name)
+            raise option_error(
+                spec.opt("ipv6_address"),
+                spec.ipv6_address,
+                "needs a network with ipv6_subnet (%s has none)" % network.name,
+            )
         # Without IPv4 (an IPv6-only network) a MAC stable on every rerun, from the endpoint's name.
-        mac = spec.mac_address or (link.default_mac(ipv4) if ipv4 is not None
-                                   else ipam.mac_from_name("endpoint:" + key))
+        mac = spec.mac_address or (
+            link.default_mac(ipv4) if ipv4 is not None else ipam.mac_from_name("endpoint:" + key)
+        )
         self._check_unique_mac(spec, network, mac)
         self._check_one_reference(spec, network)
 
@@ -183,20 +243,34 @@ class EndpointPlanner:
         inner = view.link(ifname) if view is not None else None
         ours = link.is_ours(inner)
         if inner is not None and not ours:
-            raise option_error(spec.opt("ifname"), ifname, "already exists in %s and is not this endpoint's interface" % ref.value)
+            raise option_error(
+                spec.opt("ifname"), ifname, "already exists in %s and is not this endpoint's interface" % ref.value
+            )
         routes = self._routes(spec, network)
 
         addresses = [ipaddress.ip_interface("%s/%d" % (ipv4, network.subnet.prefixlen))] if ipv4 is not None else []
         if ipv6 is not None:
             addresses.append(ipaddress.ip_interface("%s/%d" % (ipv6, network.ipv6_subnet.prefixlen)))
-        desired = dict(link.desired(), interface=ifname, mac=mac, mtu=network.mtu, addresses=[str(a) for a in addresses],
-                       routes=[r.describe() for r in routes], sysctls=dict(sysctls))
+        desired = dict(
+            link.desired(),
+            interface=ifname,
+            mac=mac,
+            mtu=network.mtu,
+            addresses=[str(a) for a in addresses],
+            routes=[r.describe() for r in routes],
+            sysctls=dict(sysctls),
+        )
         current = None
         if ours:
-            current = dict(link.current(inner), interface=inner.name, mac=inner.mac, mtu=inner.mtu,
-                           addresses=[str(a) for a in view.addresses(inner.index)],
-                           routes=[r.describe() for r in _own_routes(view.routes(inner.index), spec)],
-                           sysctls={sysctl[0]: view.sysctl(_sysctl_path(sysctl[0], inner.name)) for sysctl in sysctls})
+            current = dict(
+                link.current(inner),
+                interface=inner.name,
+                mac=inner.mac,
+                mtu=inner.mtu,
+                addresses=[str(a) for a in view.addresses(inner.index)],
+                routes=[r.describe() for r in _own_routes(view.routes(inner.index), spec)],
+                sysctls={sysctl[0]: view.sysctl(_sysctl_path(sysctl[0], inner.name)) for sysctl in sysctls},
+            )
         target = "endpoint %s on %s" % (network.name, ref.key)
         add = self._adder(target, current, desired)
 
@@ -206,7 +280,9 @@ class EndpointPlanner:
             # Sysctls of the new interface vanish with it on undo; namespace-wide ones need their old value back.
             current_sysctls = {}
             if view is not None:
-                current_sysctls = {name: view.sysctl(_sysctl_path(name, ifname)) for name, _value in sysctls if "IFNAME" not in name}
+                current_sysctls = {
+                    name: view.sysctl(_sysctl_path(name, ifname)) for name, _value in sysctls if "IFNAME" not in name
+                }
         else:
             link.plan_repair(add, inner, mac)
             self._repair_inner(add, spec, network, inner, mac)
@@ -220,20 +296,26 @@ class EndpointPlanner:
             path = _sysctl_path(name, ifname)
             old = current_sysctls.get(name)
             if not same_value(old, value):
-                add("option '%s': set %s=%s in %s" % (spec.opt("sysctls"), path.replace("/", "."), value, ref.value),
+                add(
+                    "option '%s': set %s=%s in %s" % (spec.opt("sysctls"), path.replace("/", "."), value, ref.value),
                     lambda p=path, v=value: self.kernel.sandbox(ref).write_sysctl(p, v),
-                    (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o)) if old is not None else None)
+                    (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o)) if old is not None else None,
+                )
 
         for address in current_addresses:
             if address not in addresses:
-                add("remove address %s from %s in %s" % (address, ifname, ref.value),
+                add(
+                    "remove address %s from %s in %s" % (address, ifname, ref.value),
                     lambda a=address: self.kernel.sandbox(ref).delete_address(ifname, a),
-                    lambda a=address: self.kernel.sandbox(ref).add_address(ifname, a))
+                    lambda a=address: self.kernel.sandbox(ref).add_address(ifname, a),
+                )
         for address in addresses:
             if address not in current_addresses:
-                add("add address %s to %s in %s" % (address, ifname, ref.value),
+                add(
+                    "add address %s to %s in %s" % (address, ifname, ref.value),
                     lambda a=address: self.kernel.sandbox(ref).add_address(ifname, a),
-                    lambda a=address: self.kernel.sandbox(ref).delete_address(ifname, a))
+                    lambda a=address: self.kernel.sandbox(ref).delete_address(ifname, a),
+                )
         wanted_routes = [Route(r.dst, r.gateway, None) for r in routes]
         present_routes = [Route(r.dst, r.gateway, None) for r in current_routes]
         old_ipv4 = [address for address in current_addresses if address.version == 4]
@@ -244,23 +326,35 @@ class EndpointPlanner:
             self.readdressed.add((ref.key, ifname))
         for route in present_routes:
             if route not in wanted_routes:
-                add("remove route %s from %s in %s" % (route.describe(), ifname, ref.value),
+                add(
+                    "remove route %s from %s in %s" % (route.describe(), ifname, ref.value),
                     lambda r=route: self.kernel.sandbox(ref).delete_route(ifname, r),
-                    lambda r=route: self.kernel.sandbox(ref).add_route(ifname, r))
+                    lambda r=route: self.kernel.sandbox(ref).add_route(ifname, r),
+                )
         for route in wanted_routes:
             if route not in present_routes:
-                add("add route %s through %s in %s" % (route.describe(), ifname, ref.value),
+                add(
+                    "add route %s through %s in %s" % (route.describe(), ifname, ref.value),
                     lambda r=route: self.kernel.sandbox(ref).add_route(ifname, r),
-                    lambda r=route: self.kernel.sandbox(ref).delete_route(ifname, r))
+                    lambda r=route: self.kernel.sandbox(ref).delete_route(ifname, r),
+                )
         self._ensure_lo_up(spec, view)
         self.touched.setdefault(ref.key, ref)
 
         new_record = {
-            "network": network.name, "sandbox": ref.key, "ifname": ifname, "host_ifname": link.host_ifname,
-            "ipv4_address": str(ipv4) if ipv4 else None, "ipv6_address": str(ipv6) if ipv6 else None,
+            "network": network.name,
+            "sandbox": ref.key,
+            "ifname": ifname,
+            "host_ifname": link.host_ifname,
+            "ipv4_address": str(ipv4) if ipv4 else None,
+            "ipv6_address": str(ipv6) if ipv6 else None,
             "mac_address": mac,
-            "static_ipv4": spec.ipv4_address is not None, "static_ipv6": spec.ipv6_address is not None, "static_mac": spec.mac_address is not None,
-            "default_route": spec.default_route, "routes": [r.to_record() for r in spec.routes], "sysctls": dict(spec.sysctls),
+            "static_ipv4": spec.ipv4_address is not None,
+            "static_ipv6": spec.ipv6_address is not None,
+            "static_mac": spec.mac_address is not None,
+            "default_route": spec.default_route,
+            "routes": [r.to_record() for r in spec.routes],
+            "sysctls": dict(spec.sysctls),
             "gw_priority": spec.gw_priority,
         }
         if network.driver == "macvlan":  # what a detach needs once the network is gone
@@ -278,10 +372,16 @@ class EndpointPlanner:
         if mac is None or (network.driver == "macvlan" and network.mode == "passthru"):
             return
         for record in self.host.state["endpoints"].values():
-            if (record["network"] == network.name and record["sandbox"] != spec.sandbox.key
-                    and record.get("mac_address") == mac):
-                raise option_error(spec.opt("mac_address"), mac, "is already the MAC of endpoint %s on network %s"
-                                   % (record["sandbox"], network.name))
+            if (
+                record["network"] == network.name
+                and record["sandbox"] != spec.sandbox.key
+                and record.get("mac_address") == mac
+            ):
+                raise option_error(
+                    spec.opt("mac_address"),
+                    mac,
+                    "is already the MAC of endpoint %s on network %s" % (record["sandbox"], network.name),
+                )
 
     def _check_one_reference(self, spec: EndpointSpec, network) -> None:
         """One namespace named two ways (``netns`` and ``netns_path``, a ``pid`` in it...) gets one endpoint per
@@ -303,15 +403,23 @@ class EndpointPlanner:
         identity = _namespace_identity(ref)
         holder = known.setdefault(identity, ref.key) if identity is not None else ref.key
         if holder != ref.key:
-            raise option_error(spec.opt(ref.kind), ref.value, "is the network namespace of endpoint %s, already on "
-                               "network %s: one sandbox "
-                               "gets one endpoint per network (give it one name)" % (holder, network.name))
+            raise option_error(
+                spec.opt(ref.kind),
+                ref.value,
+                "is the network namespace of endpoint %s, already on "
+                "network %s: one sandbox "
+                "gets one endpoint per network (give it one name)" % (holder, network.name),
+            )
 
     def _lease_index(self, network: str, version: int) -> dict:
         index = self.leases.get((network, version))
         if index is None:
             field = "ipv%d_address" % version
-            index = {ipaddress.ip_address(r[field]): r["sandbox"] for r in self.host.state["endpoints"].values() if r["network"] == network and r.get(field)}
+            index = {
+                ipaddress.ip_address(r[field]): r["sandbox"]
+                for r in self.host.state["endpoints"].values()
+                if r["network"] == network and r.get(field)
+            }
             self.leases[(network, version)] = index
         return index
 
@@ -331,16 +439,27 @@ class EndpointPlanner:
         if self.doomed:
             names = list(self.doomed)
             group = _free_link_group(self.kernel.host)
-            self.host.plan.add("veths", "delete %d veth(s) in one request (link group %d)" % (len(names), group), {"veths": names}, None,
-                               lambda: self.kernel.host.delete_links(names, group),
-                               forgets=tuple(("endpoint", key) for key in self.doomed_keys))
+            self.host.plan.add(
+                "veths",
+                "delete %d veth(s) in one request (link group %d)" % (len(names), group),
+                {"veths": names},
+                None,
+                lambda: self.kernel.host.delete_links(names, group),
+                forgets=tuple(("endpoint", key) for key in self.doomed_keys),
+            )
         for key, ref in self.touched.items():
             if ref not in self.doomed_sandboxes:
                 self._plan_sandbox(ref, self.detached.get(key, set()))
         self.touched, self.detached = {}, {}
         for ref in self.doomed_sandboxes:
-            self.host.plan.add("netns %s" % ref.value, "delete network namespace %s" % ref.value, {"exists": True}, None,
-                               lambda r=ref: self._delete_sandbox(r), forgets=(("sandbox", ref.key),))
+            self.host.plan.add(
+                "netns %s" % ref.value,
+                "delete network namespace %s" % ref.value,
+                {"exists": True},
+                None,
+                lambda r=ref: self._delete_sandbox(r),
+                forgets=(("sandbox", ref.key),),
+            )
         self.doomed, self.doomed_keys, self.doomed_sandboxes = [], [], []
 
     def _interface_ipv6(self, spec: EndpointSpec, network: BridgeNetwork) -> tuple:
@@ -367,8 +486,9 @@ class EndpointPlanner:
             view = self.kernel.sandbox(ref)
         else:
             return  # a vanished sandbox (a removed container): nothing to settle
-        records = sorted((r for r in self.host.state["endpoints"].values() if r["sandbox"] == ref.key),
-                         key=lambda r: r["ifname"])
+        records = sorted(
+            (r for r in self.host.state["endpoints"].values() if r["sandbox"] == ref.key), key=lambda r: r["ifname"]
+        )
         target = "sandbox %s" % ref.key
         before: dict = {}
         after: dict = {}
@@ -414,14 +534,22 @@ class EndpointPlanner:
                 why = " (network %s, gw_priority %d)" % (best.network, best.priority)
             for name, route in held[version]:
                 if (name, route) != wanted and (name, route) not in explicit_routes(records, name):
-                    changes.append(("remove %s from %s in %s" % (route.describe(), name, ref.value),
-                                    lambda n=name, r=route: self.kernel.sandbox(ref).delete_route(n, r),
-                                    lambda n=name, r=route: self.kernel.sandbox(ref).add_route(n, r)))
+                    changes.append(
+                        (
+                            "remove %s from %s in %s" % (route.describe(), name, ref.value),
+                            lambda n=name, r=route: self.kernel.sandbox(ref).delete_route(n, r),
+                            lambda n=name, r=route: self.kernel.sandbox(ref).add_route(n, r),
+                        )
+                    )
             if wanted is not None and wanted not in held[version]:
                 name, route = wanted
-                changes.append(("add %s through %s in %s%s" % (route.describe(), name, ref.value, why),
-                                lambda n=name, r=route: self.kernel.sandbox(ref).add_route(n, r),
-                                lambda n=name, r=route: self.kernel.sandbox(ref).delete_route(n, r)))
+                changes.append(
+                    (
+                        "add %s through %s in %s%s" % (route.describe(), name, ref.value, why),
+                        lambda n=name, r=route: self.kernel.sandbox(ref).add_route(n, r),
+                        lambda n=name, r=route: self.kernel.sandbox(ref).delete_route(n, r),
+                    )
+                )
 
     def _plan_sandbox_sysctls(self, ref, view, records: list, before: dict, after: dict, changes: list) -> None:
         """Docker's sandbox sysctls (sandbox.py), each unless an endpoint of the sandbox sets it in ``sysctls``.
@@ -442,18 +570,22 @@ class EndpointPlanner:
             after_values[name] = value
             if same_value(old, value):
                 continue
-            changes.append(("set %s=%s in %s (Docker's sandbox default)" % (name, value, ref.value),
-                            lambda p=path, v=value: self.kernel.sandbox(ref).write_sysctl(p, v),
-                            (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o))
-                            if old is not None else None))
+            changes.append(
+                (
+                    "set %s=%s in %s (Docker's sandbox default)" % (name, value, ref.value),
+                    lambda p=path, v=value: self.kernel.sandbox(ref).write_sysctl(p, v),
+                    (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o)) if old is not None else None,
+                )
+            )
             if name == "net.ipv6.conf.all.disable_ipv6":  # writing 'all' sets every interface: again the asked-for ones
                 for record in records:
                     own = record.get("sysctls", {}).get("net.ipv6.conf.IFNAME.disable_ipv6")
                     if own is not None and not same_value(own, value):
                         own_path = _sysctl_path("net.ipv6.conf.IFNAME.disable_ipv6", record["ifname"])
                         what = "option 'sysctls': set %s=%s in %s again" % (own_path.replace("/", "."), own, ref.value)
-                        changes.append((what,
-                                        lambda p=own_path, v=own: self.kernel.sandbox(ref).write_sysctl(p, v), None))
+                        changes.append(
+                            (what, lambda p=own_path, v=own: self.kernel.sandbox(ref).write_sysctl(p, v), None)
+                        )
         before["sysctls"] = before_values
         after["sysctls"] = after_values
 
@@ -479,14 +611,21 @@ class EndpointPlanner:
         ref = spec.sandbox
         ifname = inner.name
         if inner.mac != mac:
-            add("set %s mac %s in %s" % (ifname, mac, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, mac=mac),
-                lambda old=inner.mac: self.kernel.sandbox(ref).set_link(ifname, mac=old))
+            add(
+                "set %s mac %s in %s" % (ifname, mac, ref.value),
+                lambda: self.kernel.sandbox(ref).set_link(ifname, mac=mac),
+                lambda old=inner.mac: self.kernel.sandbox(ref).set_link(ifname, mac=old),
+            )
         if inner.mtu != network.mtu or not inner.up:
-            add("set %s mtu %d up in %s" % (ifname, network.mtu, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, mtu=network.mtu, up=True),
-                lambda m=inner.mtu: self.kernel.sandbox(ref).set_link(ifname, mtu=m))
+            add(
+                "set %s mtu %d up in %s" % (ifname, network.mtu, ref.value),
+                lambda: self.kernel.sandbox(ref).set_link(ifname, mtu=network.mtu, up=True),
+                lambda m=inner.mtu: self.kernel.sandbox(ref).set_link(ifname, mtu=m),
+            )
 
     def _choose_ifname(self, spec: EndpointSpec, record, view, found: Optional[str]) -> str:
-        """The asked-for name, else the recorded one, else the one the kernel shows (``found``), else the lowest free ethN."""
+        """The asked-for name, else the recorded one, else the one the kernel shows (``found``), else the lowest free
+        ethN."""
         claimed = self.claimed_ifnames.setdefault(spec.sandbox.key, set())
         ifname = spec.ifname or (record or {}).get("ifname") or found
         if ifname is None:
@@ -502,9 +641,21 @@ class EndpointPlanner:
 
     def _choose_address(self, spec: EndpointSpec, network: BridgeNetwork, record, version: int):
         if version == 4:
-            subnet, gateway, pool, wanted, field = network.subnet, network.gateway, network.ip_range, spec.ipv4_address, "ipv4_address"
+            subnet, gateway, pool, wanted, field = (
+                network.subnet,
+                network.gateway,
+                network.ip_range,
+                spec.ipv4_address,
+                "ipv4_address",
+            )
         else:
-            subnet, gateway, pool, wanted, field = network.ipv6_subnet, network.ipv6_gateway, network.ipv6_subnet, spec.ipv6_address, "ipv6_address"
+            subnet, gateway, pool, wanted, field = (
+                network.ipv6_subnet,
+                network.ipv6_gateway,
+                network.ipv6_subnet,
+                spec.ipv6_address,
+                "ipv6_address",
+            )
         own = spec.sandbox.key
         taken_by = self._lease_index(network.name, version)
         if wanted is not None:
@@ -513,7 +664,11 @@ class EndpointPlanner:
         kept = (record or {}).get(field)
         if kept and not (record or {}).get("static_ipv%d" % version):
             address = ipaddress.ip_address(kept)
-            if address in pool and address not in ipam.reserved_addresses(subnet, gateway) and taken_by.get(address) in (None, own):
+            if (
+                address in pool
+                and address not in ipam.reserved_addresses(subnet, gateway)
+                and taken_by.get(address) in (None, own)
+            ):
                 return address
         taken = [address for address, holder in taken_by.items() if holder != own]
         return ipam.allocate(pool, subnet, gateway, taken, option="ip_range" if version == 4 else "ipv6_subnet")
@@ -524,10 +679,18 @@ class EndpointPlanner:
         for number, route in enumerate(spec.routes):
             holds_default = spec.default_route and not network.internal and gateways.get(route.dst.version) is not None
             if route.dst.prefixlen == 0 and holds_default:
-                raise option_error(spec.opt("routes[%d].dst" % number), route.dst, "repeats the default route that default_route already adds")
+                raise option_error(
+                    spec.opt("routes[%d].dst" % number),
+                    route.dst,
+                    "repeats the default route that default_route already adds",
+                )
             on_link = network.subnet if route.dst.version == 4 else network.ipv6_subnet
             if route.gateway is not None and (on_link is None or route.gateway not in on_link):
-                raise option_error(spec.opt("routes[%d].gateway" % number), route.gateway, "is not on the network %s (%s)" % (network.name, on_link))
+                raise option_error(
+                    spec.opt("routes[%d].gateway" % number),
+                    route.gateway,
+                    "is not on the network %s (%s)" % (network.name, on_link),
+                )
         return [Route(r.dst, r.gateway, None) for r in spec.routes]
 
     def _absent(self, spec: EndpointSpec) -> dict:
@@ -540,8 +703,13 @@ class EndpointPlanner:
         if record is not None and record.get("parent"):
             MacvlanLink.plan_absent(self, spec, record, ENDPOINT_ALIAS_PREFIX + key)
         elif host_link is not None and host_link.alias == ENDPOINT_ALIAS_PREFIX + key:
-            self.host.plan.add("endpoint %s on %s" % (spec.network, ref.key), "detach %s (its veth %s goes with the others)" % (ref.value, host_ifname),
-                               {"host_interface": host_ifname, "interface": (record or {}).get("ifname")}, None, _nothing)
+            self.host.plan.add(
+                "endpoint %s on %s" % (spec.network, ref.key),
+                "detach %s (its veth %s goes with the others)" % (ref.value, host_ifname),
+                {"host_interface": host_ifname, "interface": (record or {}).get("ifname")},
+                None,
+                _nothing,
+            )
             self.doomed.append(host_ifname)
             if record is not None:
                 self.doomed_keys.append(key)
@@ -609,6 +777,12 @@ def _sysctl_path(name: str, ifname: str) -> str:
 
 def _result(record: dict, ref: netns.SandboxRef) -> dict:
     return {
-        "network": record["network"], ref.kind: ref.value, "sandbox": ref.key, "ifname": record["ifname"], "host_ifname": record["host_ifname"],
-        "ipv4_address": record["ipv4_address"], "ipv6_address": record["ipv6_address"], "mac_address": record["mac_address"],
+        "network": record["network"],
+        ref.kind: ref.value,
+        "sandbox": ref.key,
+        "ifname": record["ifname"],
+        "host_ifname": record["host_ifname"],
+        "ipv4_address": record["ipv4_address"],
+        "ipv6_address": record["ipv6_address"],
+        "mac_address": record["mac_address"],
     }

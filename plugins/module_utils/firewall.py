@@ -41,7 +41,15 @@ class Chain:
     policy: str = "accept"
 
     def spec(self) -> dict:
-        return {"family": self.family, "table": TABLE, "name": self.name, "type": self.type, "hook": self.hook, "prio": self.prio, "policy": self.policy}
+        return {
+            "family": self.family,
+            "table": TABLE,
+            "name": self.name,
+            "type": self.type,
+            "hook": self.hook,
+            "prio": self.prio,
+            "policy": self.policy,
+        }
 
 
 INET_RAW = Chain("inet", "raw_prerouting", "filter", "prerouting", -300)
@@ -66,8 +74,17 @@ class Rule:
         return "%s%s #%s" % (COMMENT_PREFIX, self.owner, digest)
 
     def command(self) -> dict:
-        return {"add": {"rule": {"family": self.chain.family, "table": TABLE, "chain": self.chain.name,
-                                 "expr": json.loads(self.expr), "comment": self.comment}}}
+        return {
+            "add": {
+                "rule": {
+                    "family": self.chain.family,
+                    "table": TABLE,
+                    "chain": self.chain.name,
+                    "expr": json.loads(self.expr),
+                    "comment": self.comment,
+                }
+            }
+        }
 
 
 def _rule(chain: Chain, owner: str, *expr) -> Rule:
@@ -99,9 +116,9 @@ def _names(names: List[str]):
 def reaches_loopback(entry: dict) -> bool:
     """A published port bound to all addresses or to 127.0.0.0/8 answers on the host's loopback (IPv4 only)."""
     host_ip = ipaddress.ip_address(entry["host_ip"]) if entry.get("host_ip") else None
-    return bool(entry.get("container_ip")) and (host_ip is None
-                                                or (host_ip.version == 4
-                                                    and (host_ip.is_unspecified or host_ip in LOOPBACK)))
+    return bool(entry.get("container_ip")) and (
+        host_ip is None or (host_ip.version == 4 and (host_ip.is_unspecified or host_ip in LOOPBACK))
+    )
 
 
 @dataclass(frozen=True)
@@ -137,15 +154,18 @@ def _port_maps(base: str, family: str, specific: bool) -> Tuple[PortMap, PortMap
     return PortMap(base + "_addr", family, specific, "addr"), PortMap(base + "_port", family, specific, "port")
 
 
-# The bindings, by kind: one host address (v4 except 127/8, v6), a 127/8 address (from the host itself only), any local
-# address.
+# The bindings, by kind: one host address (v4 except 127/8, v6), a 127/8
+# address (from the host itself only), any local address.
 PORTS_HOST4 = _port_maps("ports_host4", "ip", True)
 PORTS_LOOPBACK4 = _port_maps("ports_loopback4", "ip", True)
 PORTS_ANY4 = _port_maps("ports_any4", "ip", False)
 PORTS_HOST6 = _port_maps("ports_host6", "ip6", True)
 PORTS_ANY6 = _port_maps("ports_any6", "ip6", False)
-PORT_MAPS = {port_map.name: port_map for pair in (PORTS_HOST4, PORTS_LOOPBACK4, PORTS_ANY4, PORTS_HOST6, PORTS_ANY6)
-             for port_map in pair}
+PORT_MAPS = {
+    port_map.name: port_map
+    for pair in (PORTS_HOST4, PORTS_LOOPBACK4, PORTS_ANY4, PORTS_HOST6, PORTS_ANY6)
+    for port_map in pair
+}
 
 
 @dataclass(frozen=True)
@@ -168,8 +188,11 @@ class Element:
 
 def element_text(map_name: str, key, value) -> str:
     """``element MAP tcp . 192.0.2.1 . 4000 : 172.18.0.2``: the same text for a rendered element and a listed one."""
-    parts = key["concat"] if isinstance(key, dict) and "concat" in key else (list(key) if isinstance(key, (list, tuple))
-                                                                             else [key])
+    parts = (
+        key["concat"]
+        if isinstance(key, dict) and "concat" in key
+        else (list(key) if isinstance(key, (list, tuple)) else [key])
+    )
     return "element %s %s : %s" % (map_name, " . ".join(str(part) for part in parts), value)
 
 
@@ -185,8 +208,11 @@ def _bindings(entry: dict) -> List[Tuple[Tuple[PortMap, PortMap], Optional[str],
             found.append((PORTS_ANY4, None, entry["container_ip"]))
         else:
             found.append((PORTS_LOOPBACK4 if host_ip in LOOPBACK else PORTS_HOST4, str(host_ip), entry["container_ip"]))
-    if entry.get("container_ipv6") and (host_ip is None or host_ip.version == 6) and not (host_ip is not None
-                                                                                          and host_ip.is_loopback):
+    if (
+        entry.get("container_ipv6")
+        and (host_ip is None or host_ip.version == 6)
+        and not (host_ip is not None and host_ip.is_loopback)
+    ):
         container_ipv6 = str(ipaddress.ip_address(entry["container_ipv6"]))
         if host_ip is None or host_ip.is_unspecified:
             found.append((PORTS_ANY6, None, container_ipv6))
@@ -221,8 +247,13 @@ def _map_dnat(maps: Tuple[PortMap, PortMap]) -> dict:
     if addr_map.specific:
         key.append({"payload": {"protocol": addr_map.family, "field": "daddr"}})
     key.append({"payload": {"protocol": "th", "field": "dport"}})
-    return {"dnat": {"family": addr_map.family, "addr": {"map": {"key": {"concat": key}, "data": "@" + addr_map.name}},
-                     "port": {"map": {"key": {"concat": list(key)}, "data": "@" + port_map.name}}}}
+    return {
+        "dnat": {
+            "family": addr_map.family,
+            "addr": {"map": {"key": {"concat": key}, "data": "@" + addr_map.name}},
+            "port": {"map": {"key": {"concat": list(key)}, "data": "@" + port_map.name}},
+        }
+    }
 
 
 LOCAL = {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}
@@ -239,9 +270,13 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule
     used = {element.map.name for element in render_elements(ports)}
     rules: List[Rule] = []
     nfproto = {"ip": _match("nfproto", "ipv4"), "ip6": _match("nfproto", "ipv6")}
-    kinds = ((PORTS_HOST4, "ipv4 host address", True), (PORTS_LOOPBACK4, "ipv4 loopback", False),
-             (PORTS_ANY4, "ipv4 any address", True),
-             (PORTS_HOST6, "ipv6 host address", True), (PORTS_ANY6, "ipv6 any address", True))
+    kinds = (
+        (PORTS_HOST4, "ipv4 host address", True),
+        (PORTS_LOOPBACK4, "ipv4 loopback", False),
+        (PORTS_ANY4, "ipv4 any address", True),
+        (PORTS_HOST6, "ipv6 host address", True),
+        (PORTS_ANY6, "ipv6 any address", True),
+    )
     for chain in (INET_PREROUTING, INET_OUTPUT):
         for maps, what, from_outside in kinds:
             if maps[0].name not in used or (chain == INET_PREROUTING and not from_outside):
@@ -254,7 +289,16 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule
             rules.append(_rule(chain, "ports dnat %s" % what, *(expr + [_map_dnat(maps)])))
     if any(reaches_loopback(entry) for entry in ports.values()):
         # Docker's guard: nobody outside may reach a loopback-bound port by routing 127.0.0.1 through us.
-        rules.insert(0, _rule(INET_RAW, "ports loopback guard", _match("iifname", "lo", "!="), _payload("ip", "daddr", _prefix(LOOPBACK)), {"drop": None}))
+        rules.insert(
+            0,
+            _rule(
+                INET_RAW,
+                "ports loopback guard",
+                _match("iifname", "lo", "!="),
+                _payload("ip", "daddr", _prefix(LOOPBACK)),
+                {"drop": None},
+            ),
+        )
     ct_dnat = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
     for name in sorted({entry["network"] for entry in ports.values()}):
         record = networks.get(name)
@@ -264,13 +308,37 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule
         mine = [entry for entry in ports.values() if entry["network"] == name]
         # Hairpin: an endpoint reaching a port published on its own network answers through the host.
         if record.get("subnet") and any(entry.get("container_ip") for entry in mine):
-            rules.append(_rule(INET_POSTROUTING, "network %s hairpin" % name, _match("oifname", bridge),
-                               _saddr(ipaddress.ip_network(record["subnet"])), ct_dnat, {"masquerade": None}))
+            rules.append(
+                _rule(
+                    INET_POSTROUTING,
+                    "network %s hairpin" % name,
+                    _match("oifname", bridge),
+                    _saddr(ipaddress.ip_network(record["subnet"])),
+                    ct_dnat,
+                    {"masquerade": None},
+                )
+            )
         if record.get("ipv6_subnet") and any(entry.get("container_ipv6") for entry in mine):
-            rules.append(_rule(INET_POSTROUTING, "network %s hairpin ipv6" % name, _match("oifname", bridge),
-                               _saddr(ipaddress.ip_network(record["ipv6_subnet"])), ct_dnat, {"masquerade": None}))
+            rules.append(
+                _rule(
+                    INET_POSTROUTING,
+                    "network %s hairpin ipv6" % name,
+                    _match("oifname", bridge),
+                    _saddr(ipaddress.ip_network(record["ipv6_subnet"])),
+                    ct_dnat,
+                    {"masquerade": None},
+                )
+            )
         if any(reaches_loopback(entry) for entry in mine):
-            rules.append(_rule(INET_POSTROUTING, "network %s localhost" % name, _match("oifname", bridge), _saddr(LOOPBACK), {"masquerade": None}))
+            rules.append(
+                _rule(
+                    INET_POSTROUTING,
+                    "network %s localhost" % name,
+                    _match("oifname", bridge),
+                    _saddr(LOOPBACK),
+                    {"masquerade": None},
+                )
+            )
     return rules
 
 
@@ -289,8 +357,17 @@ def render_vxlan_filter(networks: Dict[str, dict]) -> List[Rule]:
         record = networks[name]
         if record.get("driver") != "overlay":
             continue
-        vxlan = [_match("l4proto", "udp"), _payload("th", "dport", record["port"]),
-                 {"match": {"op": "==", "left": {"payload": {"base": "th", "offset": 96, "len": 24}}, "right": record["vni"]}}]
+        vxlan = [
+            _match("l4proto", "udp"),
+            _payload("th", "dport", record["port"]),
+            {
+                "match": {
+                    "op": "==",
+                    "left": {"payload": {"base": "th", "offset": 96, "len": 24}},
+                    "right": record["vni"],
+                }
+            },
+        ]
         if record.get("restrict_peers", True):
             peers = sorted((peer["vtep"] for peer in record.get("peers", ())), key=ipaddress.ip_address)
             expr = list(vxlan)
@@ -298,7 +375,13 @@ def render_vxlan_filter(networks: Dict[str, dict]) -> List[Rule]:
                 expr.append(_payload("ip", "saddr", _names(peers), "!="))
             rules.append(_rule(INET_INPUT, "network %s vxlan peers only" % name, *(expr + [{"drop": None}])))
         if record.get("encrypted"):
-            rules.append(_rule(INET_INPUT, "network %s vxlan clear drop" % name, *(vxlan + [_match("ipsec", False), {"drop": None}])))
+            rules.append(
+                _rule(
+                    INET_INPUT,
+                    "network %s vxlan clear drop" % name,
+                    *(vxlan + [_match("ipsec", False), {"drop": None}]),
+                )
+            )
     return rules
 
 
@@ -338,34 +421,78 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
     for name in sorted(networks):
         if networks[name].get("internal"):  # nothing in or out, only between the network's own endpoints
             bridge = bridges[name]
-            rules.append(_rule(INET_FORWARD, "network %s internal out" % name, _match("iifname", bridge),
-                               _match("oifname", bridge, "!="), {"drop": None}))
-            rules.append(_rule(INET_FORWARD, "network %s internal in" % name, _match("oifname", bridge),
-                               _match("iifname", bridge, "!="), {"drop": None}))
+            rules.append(
+                _rule(
+                    INET_FORWARD,
+                    "network %s internal out" % name,
+                    _match("iifname", bridge),
+                    _match("oifname", bridge, "!="),
+                    {"drop": None},
+                )
+            )
+            rules.append(
+                _rule(
+                    INET_FORWARD,
+                    "network %s internal in" % name,
+                    _match("oifname", bridge),
+                    _match("iifname", bridge, "!="),
+                    {"drop": None},
+                )
+            )
     if routed:
         rules.append(_rule(INET_FORWARD, "ports accept published", _ct("status", "dnat"), {"accept": None}))
     for name in sorted(networks):
         bridge = bridges[name]
         others = [other for other_name, other in bridges.items() if other_name != name]
         if others:  # Docker's isolation: no traffic from this network into another cnm network
-            rules.append(_rule(INET_FORWARD, "network %s isolation" % name, _match("iifname", bridge), _match("oifname", _names(others)), {"drop": None}))
+            rules.append(
+                _rule(
+                    INET_FORWARD,
+                    "network %s isolation" % name,
+                    _match("iifname", bridge),
+                    _match("oifname", _names(others)),
+                    {"drop": None},
+                )
+            )
         # the isolated port flag stops frames; this stops routing via the gateway
         if networks[name].get("icc") is False:
-            rules.append(_rule(INET_FORWARD, "network %s icc" % name, _match("iifname", bridge),
-                               _match("oifname", bridge), {"drop": None}))
+            rules.append(
+                _rule(
+                    INET_FORWARD,
+                    "network %s icc" % name,
+                    _match("iifname", bridge),
+                    _match("oifname", bridge),
+                    {"drop": None},
+                )
+            )
     if routed:
-        rules.append(_rule(INET_FORWARD, "forward accept replies", _ct("state", ["established", "related"]),
-                           {"accept": None}))
+        rules.append(
+            _rule(INET_FORWARD, "forward accept replies", _ct("state", ["established", "related"]), {"accept": None})
+        )
     for name in routed:
         bridge = bridges[name]
         for version, proto in ((4, "ip"), (6, "ip6")):
             sources = passes.trusted(networks, name, version)
             if sources:
                 right = {"set": [_prefix(ipaddress.ip_network(text)) for text in sources]}
-                rules.append(_rule(INET_FORWARD, "network %s trusted %s" % (name, proto), _match("oifname", bridge),
-                                   _payload(proto, "saddr", right), {"accept": None}))
-        rules.append(_rule(INET_FORWARD, "network %s inbound drop" % name, _match("oifname", bridge),
-                           _match("iifname", bridge, "!="), {"drop": None}))
+                rules.append(
+                    _rule(
+                        INET_FORWARD,
+                        "network %s trusted %s" % (name, proto),
+                        _match("oifname", bridge),
+                        _payload(proto, "saddr", right),
+                        {"accept": None},
+                    )
+                )
+        rules.append(
+            _rule(
+                INET_FORWARD,
+                "network %s inbound drop" % name,
+                _match("oifname", bridge),
+                _match("iifname", bridge, "!="),
+                {"drop": None},
+            )
+        )
     return rules
 
 
@@ -379,19 +506,37 @@ def render_masquerade(networks: Dict[str, dict]) -> List[Rule]:
         # IPv6-only: no subnet
         if not record.get("internal") and record.get("masquerade", True) and record.get("subnet"):
             subnet = ipaddress.ip_network(record["subnet"])
-            rules.append(_rule(INET_POSTROUTING, "network %s masquerade" % name, _saddr(subnet), _match("oifname", bridge, "!="), {"masquerade": None}))
+            rules.append(
+                _rule(
+                    INET_POSTROUTING,
+                    "network %s masquerade" % name,
+                    _saddr(subnet),
+                    _match("oifname", bridge, "!="),
+                    {"masquerade": None},
+                )
+            )
         if masquerades_ipv6(record):
             subnet = ipaddress.ip_network(record["ipv6_subnet"])
-            rules.append(_rule(INET_POSTROUTING, "network %s ipv6 masquerade" % name, _saddr(subnet),
-                               _match("oifname", bridge, "!="),
-                               {"masquerade": None}))
+            rules.append(
+                _rule(
+                    INET_POSTROUTING,
+                    "network %s ipv6 masquerade" % name,
+                    _saddr(subnet),
+                    _match("oifname", bridge, "!="),
+                    {"masquerade": None},
+                )
+            )
     return rules
 
 
 def render(networks: Dict[str, dict], ports: Optional[Dict[str, dict]] = None) -> List[Rule]:
     """The rules every cnm network and published port of the store needs, in chain order."""
-    return (render_ports(networks, ports or {}) + render_vxlan_filter(networks) + render_forward(networks)
-            + render_masquerade(networks))
+    return (
+        render_ports(networks, ports or {})
+        + render_vxlan_filter(networks)
+        + render_forward(networks)
+        + render_masquerade(networks)
+    )
 
 
 @dataclass
@@ -404,16 +549,20 @@ class Ruleset:
     maps: Dict[str, dict] = field(default_factory=dict)  # the maps of table inet cnm by name, as listed (with "elem")
 
     def comments(self) -> Dict[str, List[str]]:
-        found = {"%s %s" % key: [rule.get("comment", "") for rule in self.rules.get(key, [])]
-                 for key in sorted(self.chains)}
+        found = {
+            "%s %s" % key: [rule.get("comment", "") for rule in self.rules.get(key, [])] for key in sorted(self.chains)
+        }
         for name in sorted(self.maps):
             found["map inet %s" % name] = sorted(self.elements(name))
         return found
 
     def elements(self, name: str) -> Dict[str, list]:
         """The elements of one of our maps: element_text -> the listed [key, value]."""
-        return {element_text(name, item[0], item[1]): item for item in self.maps.get(name, {}).get("elem", [])
-                if isinstance(item, list) and len(item) == 2}
+        return {
+            element_text(name, item[0], item[1]): item
+            for item in self.maps.get(name, {}).get("elem", [])
+            if isinstance(item, list) and len(item) == 2
+        }
 
     @property
     def tables(self) -> set:
@@ -459,8 +608,11 @@ def _same_chain(current: dict, wanted: Chain) -> bool:
 
 def _same_map(current: dict, wanted: PortMap) -> bool:
     kind = current.get("type")
-    return ((kind if isinstance(kind, list) else [kind]) == wanted.key_types and current.get("map") == wanted.data_type
-            and not current.get("flags"))
+    return (
+        (kind if isinstance(kind, list) else [kind]) == wanted.key_types
+        and current.get("map") == wanted.data_type
+        and not current.get("flags")
+    )
 
 
 def _element_command(verb: str, name: str, elems: list) -> dict:
@@ -475,14 +627,20 @@ def _map_commands(current: Ruleset, elements: List[Element]) -> Tuple[List[dict]
     wanted: Dict[str, Dict[str, Element]] = {}
     for element in elements:
         wanted.setdefault(element.map.name, {})[element.comment] = element
-    stale = sorted(name for name, spec in current.maps.items() if name not in wanted or name not in PORT_MAPS
-                   or not _same_map(spec, PORT_MAPS[name]))
+    stale = sorted(
+        name
+        for name, spec in current.maps.items()
+        if name not in wanted or name not in PORT_MAPS or not _same_map(spec, PORT_MAPS[name])
+    )
     commands: List[dict] = []
     flushed = set()
     if stale:
         for key, rules in sorted(current.rules.items()):
-            if key[0] == "inet" and key in current.chains and any('"data": "@' in json.dumps(rule.get("expr"))
-                                                                  for rule in rules):
+            if (
+                key[0] == "inet"
+                and key in current.chains
+                and any('"data": "@' in json.dumps(rule.get("expr")) for rule in rules)
+            ):
                 commands.append({"flush": {"chain": {"family": "inet", "table": TABLE, "name": key[1]}}})
                 flushed.add(key)
         commands.extend({"delete": {"map": {"family": "inet", "table": TABLE, "name": name}}} for name in stale)
@@ -542,19 +700,38 @@ def transaction(current: Ruleset, rules: List[Rule], elements: Optional[List[Ele
 
 def restore_commands(before: Ruleset, after_families: set) -> List[dict]:
     """Commands that put ``before`` back (the undo of a transaction)."""
-    commands: List[dict] = [{"delete": {"table": {"family": family, "name": TABLE}}} for family in sorted(after_families)]
+    commands: List[dict] = [
+        {"delete": {"table": {"family": family, "name": TABLE}}} for family in sorted(after_families)
+    ]
     for family in sorted(before.tables):
         commands.append({"add": {"table": {"family": family, "name": TABLE}}})
     for name, spec in sorted(before.maps.items()):  # before the rules that use them
-        commands.append({"add": {"map": {key: spec[key] for key in ("family", "table", "name", "type", "map", "flags")
-                                         if key in spec}}})
+        commands.append(
+            {
+                "add": {
+                    "map": {
+                        key: spec[key] for key in ("family", "table", "name", "type", "map", "flags") if key in spec
+                    }
+                }
+            }
+        )
         if spec.get("elem"):
             commands.append(_element_command("add", name, spec["elem"]))
     for (family, name), chain in sorted(before.chains.items()):
-        spec = {key: chain[key] for key in ("family", "table", "name", "type", "hook", "prio", "policy") if key in chain}
+        spec = {
+            key: chain[key] for key in ("family", "table", "name", "type", "hook", "prio", "policy") if key in chain
+        }
         commands.append({"add": {"chain": spec}})
         for rule in before.rules.get((family, name), []):
-            commands.append({"add": {"rule": {key: rule[key] for key in ("family", "table", "chain", "expr", "comment") if key in rule}}})
+            commands.append(
+                {
+                    "add": {
+                        "rule": {
+                            key: rule[key] for key in ("family", "table", "chain", "expr", "comment") if key in rule
+                        }
+                    }
+                }
+            )
     return commands
 
 
@@ -639,8 +816,14 @@ def plan_firewall(host) -> None:
     if commands:
         wanted = desired(rules, elements)
         families_after = {rule.chain.family for rule in rules}
-        host.plan.add("firewall", "apply %d nft command(s) to the cnm tables" % len(commands), current.comments() or None, wanted.comments() or None,
-                      lambda: nft.apply(commands), lambda: nft.apply(restore_commands(current, families_after)))
+        host.plan.add(
+            "firewall",
+            "apply %d nft command(s) to the cnm tables" % len(commands),
+            current.comments() or None,
+            wanted.comments() or None,
+            lambda: nft.apply(commands),
+            lambda: nft.apply(restore_commands(current, families_after)),
+        )
     _plan_passes(host, nft, listing, networks)
     _plan_sysctls(host, needed_sysctls(networks, ports))
     _plan_conntrack_flush(host)
@@ -656,19 +839,32 @@ def _plan_passes(host, nft: Nft, listing: dict, networks: Dict[str, dict]) -> No
         commands = passes.native_commands(listing, chain, networks)
         if commands:
             names = [comment for comment, _expr in passes.native_rules(networks, chain.family)]
-            host.warnings.append("%s drops forwarded traffic (policy drop): cnm updates its pass rules there for network(s) %s"
-                                 % (chain.describe(), ", ".join(name for name, _bridge in passes.routed(networks)) or "none (removing them)"))
-            host.plan.add("passes %s" % chain.describe(), "update %d pass rule(s) in %s" % (len(commands), chain.describe()),
-                          None, {chain.describe(): names} if names else None, lambda c=commands: nft.apply(c),
-                          lambda c=chain: nft.apply(passes.native_commands(nft.listing(), c, before)))
+            host.warnings.append(
+                "%s drops forwarded traffic (policy drop): cnm updates its pass rules there for network(s) %s"
+                % (
+                    chain.describe(),
+                    ", ".join(name for name, _bridge in passes.routed(networks)) or "none (removing them)",
+                )
+            )
+            host.plan.add(
+                "passes %s" % chain.describe(),
+                "update %d pass rule(s) in %s" % (len(commands), chain.describe()),
+                None,
+                {chain.describe(): names} if names else None,
+                lambda c=commands: nft.apply(c),
+                lambda c=chain: nft.apply(passes.native_commands(nft.listing(), c, before)),
+            )
 
 
 def _plan_xtables_passes(host, listing: dict, chain, networks: Dict[str, dict]) -> None:
     command = passes.tool(chain.family)
     if command is None:
         if passes.routed(networks):
-            host.warnings.append("%s drops forwarded traffic, and %s is not installed to add cnm's pass rules: routed traffic of cnm networks "
-                                 "is dropped" % (chain.describe(), passes.XTABLES[chain.family]))
+            host.warnings.append(
+                "%s drops forwarded traffic, and %s is not installed to add cnm's pass rules: routed traffic of cnm "
+                "networks "
+                "is dropped" % (chain.describe(), passes.XTABLES[chain.family])
+            )
         return
     target = "DOCKER-USER" if passes.chain_exists(listing, chain.family, chain.table, "DOCKER-USER") else chain.chain
     code, out, err = host.run_command([command, "-w", "-S", target])
@@ -681,10 +877,17 @@ def _plan_xtables_passes(host, listing: dict, chain, networks: Dict[str, dict]) 
         return
     undo = passes.xtables_script(wanted, present, target)
     where = "%s %s %s" % (chain.family, chain.table, target)
-    host.warnings.append("%s drops forwarded traffic (policy drop): cnm updates its pass rules in %s" % (chain.describe(), where))
-    host.plan.add("passes %s" % where, "update pass rules in %s (iptables-restore --noflush)" % where,
-                  {where: sorted(present)} if present else None, {where: sorted(wanted)} if wanted else None,
-                  lambda: _restore(host, command, script), (lambda: _restore(host, command, undo)) if undo else None)
+    host.warnings.append(
+        "%s drops forwarded traffic (policy drop): cnm updates its pass rules in %s" % (chain.describe(), where)
+    )
+    host.plan.add(
+        "passes %s" % where,
+        "update pass rules in %s (iptables-restore --noflush)" % where,
+        {where: sorted(present)} if present else None,
+        {where: sorted(wanted)} if wanted else None,
+        lambda: _restore(host, command, script),
+        (lambda: _restore(host, command, undo)) if undo else None,
+    )
 
 
 def _restore(host, command: str, script: str) -> None:
@@ -715,16 +918,25 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
         value = read_sysctl(name)
         if name in wanted and value is not None and value != wanted[name]:
             original = host.state.setdefault("sysctls", {}).setdefault(name, value)
-            host.plan.add("sysctl %s" % name, "set %s=%s (recorded: %s)" % (name, wanted[name], original),
-                          {name: value}, {name: wanted[name]},
-                          lambda n=name, v=wanted[name], o=original: _set_sysctl(host.store, n, v, o),
-                          lambda n=name, v=value, new=name not in before_run: _unset_sysctl(host.store, n, v, new))
+            host.plan.add(
+                "sysctl %s" % name,
+                "set %s=%s (recorded: %s)" % (name, wanted[name], original),
+                {name: value},
+                {name: wanted[name]},
+                lambda n=name, v=wanted[name], o=original: _set_sysctl(host.store, n, v, o),
+                lambda n=name, v=value, new=name not in before_run: _unset_sysctl(host.store, n, v, new),
+            )
         elif name not in wanted and name in recorded:
             original = host.state["sysctls"].pop(name)
             if original is not None and value is not None and original != value:
-                host.plan.add("sysctl %s" % name, "restore %s=%s" % (name, original), {name: value}, {name: original},
-                              lambda n=name, v=original: _restore_sysctl(n, v),
-                              lambda n=name, v=value: _restore_sysctl(n, v))
+                host.plan.add(
+                    "sysctl %s" % name,
+                    "restore %s=%s" % (name, original),
+                    {name: value},
+                    {name: original},
+                    lambda n=name, v=original: _restore_sysctl(n, v),
+                    lambda n=name, v=value: _restore_sysctl(n, v),
+                )
     if "sysctls" in host.state and not host.state["sysctls"]:
         del host.state["sysctls"]
 
@@ -761,8 +973,12 @@ def conntrack_flow(entry: dict) -> tuple:
     """What identifies the conntrack entries of a published port: protocol, host port, container addresses (IPv4,
     IPv6)."""
     ipv6 = entry.get("container_ipv6")
-    return (entry["protocol"], entry["host_port"], entry.get("container_ip"),
-            str(ipaddress.ip_address(ipv6)) if ipv6 else None)
+    return (
+        entry["protocol"],
+        entry["host_port"],
+        entry.get("container_ip"),
+        str(ipaddress.ip_address(ipv6)) if ipv6 else None,
+    )
 
 
 def _plan_conntrack_flush(host) -> None:
@@ -770,7 +986,13 @@ def _plan_conntrack_flush(host) -> None:
     endpoints that left: delete every entry of their addresses."""
     if host.conntrack_flush:
         flows = sorted(host.conntrack_flush)
-        host.plan.add("conntrack", "flush the conntrack entries of %d mapping(s)" % len(flows), None, None, lambda: _flush(host, flows))
+        host.plan.add(
+            "conntrack",
+            "flush the conntrack entries of %d mapping(s)" % len(flows),
+            None,
+            None,
+            lambda: _flush(host, flows),
+        )
     if host.conntrack_addresses:
         addresses = sorted(host.conntrack_addresses)
         what = "flush the conntrack entries of %d address(es) of endpoints that left" % len(addresses)
@@ -786,7 +1008,9 @@ def _flush(host, flows: list) -> None:
     """One listing per address family in use, then a delete only for the mappings that have entries (usually none)."""
     path = _conntrack_path()
     if path is None:
-        host.warnings.append("conntrack entries of %d published port(s) were not flushed: install the conntrack package" % len(flows))
+        host.warnings.append(
+            "conntrack entries of %d published port(s) were not flushed: install the conntrack package" % len(flows)
+        )
         return
     for family, index in (("ipv4", 2), ("ipv6", 3)):
         wanted = sorted({(flow[0], flow[1], flow[index]) for flow in flows if flow[index]})
@@ -804,8 +1028,9 @@ def _flush_addresses(host, addresses: list) -> None:
     of (outbound, masqueraded), the original destination of (from the host or a peer), or the reply source of (DNAT)."""
     path = _conntrack_path()
     if path is None:
-        host.warnings.append("conntrack entries of %d address(es) were not flushed: install the conntrack package"
-                             % len(addresses))
+        host.warnings.append(
+            "conntrack entries of %d address(es) were not flushed: install the conntrack package" % len(addresses)
+        )
         return
     for family, version in (("ipv4", 4), ("ipv6", 6)):
         wanted = [address for address in addresses if ipaddress.ip_address(address).version == version]

@@ -24,9 +24,17 @@ from ansible_collections.cnm.network.plugins.module_utils.recover import recover
 from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key, persistent_path
 
 # System interpreters that may carry the distribution's pyroute2 when the task's Python does not.
-SYSTEM_PYTHONS = ["/usr/bin/python3", "/usr/libexec/platform-python", "/usr/bin/python3.12", "/usr/bin/python3.11", "/usr/bin/python3.9"]
-PYROUTE2_HINT = ("pyroute2 (0.7.2 or newer) is required on the managed node: "
-                 "install python3-pyroute2 (Debian, Ubuntu, Fedora, RHEL/EPEL) or 'pip install pyroute2'")
+SYSTEM_PYTHONS = [
+    "/usr/bin/python3",
+    "/usr/libexec/platform-python",
+    "/usr/bin/python3.12",
+    "/usr/bin/python3.11",
+    "/usr/bin/python3.9",
+]
+PYROUTE2_HINT = (
+    "pyroute2 (0.7.2 or newer) is required on the managed node: "
+    "install python3-pyroute2 (Debian, Ubuntu, Fedora, RHEL/EPEL) or 'pip install pyroute2'"
+)
 
 
 class Host:
@@ -47,7 +55,8 @@ class Host:
         self.conntrack_addresses: set = set()  # addresses of endpoints that left: every conntrack entry of theirs goes
         self.recovered: Optional[dict] = None  # what a lost store's rebuild from the kernel brought back
         self._swept: set = set()  # networks whose leases were checked against their sandboxes in this run
-        self.after_firewall: list = []  # planning steps whose changes must follow the firewall's (a device up only once its drop rule exists)
+        # planning steps whose changes must follow the firewall's (a device up only once its drop rule exists)
+        self.after_firewall: list = []
 
     @classmethod
     @contextmanager
@@ -80,7 +89,10 @@ class Host:
         In check mode the earlier task changed nothing, so the object is missing; the real run would
         find it. Report the change (it is never executed) with a warning instead of failing.
         """
-        self.warnings.append("%s does not exist yet; in check mode this is reported as it would be done once an earlier task creates it" % missing)
+        self.warnings.append(
+            "%s does not exist yet; in check mode this is reported as it would be done once an earlier task creates it"
+            % missing
+        )
         self.plan.add(target, what, None, {"after": "an earlier task of the play"}, _never)
 
     # ---- networks in the store ----
@@ -98,8 +110,11 @@ class Host:
         if network not in self._swept:  # once per network and run: a sandbox does not vanish while we plan
             self._swept.add(network)
             for key, record in list(self.state["endpoints"].items()):
-                if record["network"] == network and record["sandbox"] not in self.new_sandboxes \
-                        and not netns.SandboxRef.from_key(record["sandbox"]).exists():
+                if (
+                    record["network"] == network
+                    and record["sandbox"] not in self.new_sandboxes
+                    and not netns.SandboxRef.from_key(record["sandbox"]).exists()
+                ):
                     del self.state["endpoints"][key]
                     sandbox = record["sandbox"]
                     reclaimed = {"network": network, "sandbox": sandbox, "ipv4_address": record.get("ipv4_address")}
@@ -117,10 +132,14 @@ class Host:
         name = record.get("host_ifname")
         link = self.kernel.host.link(name) if name else None
         if link is not None and link.alias == ENDPOINT_ALIAS_PREFIX + key:
-            self.plan.add("endpoint %s on %s" % (record["network"], record["sandbox"]),
-                          "delete %s, the veth of vanished %s" % (name, record["sandbox"]),
-                          {"host_interface": name}, None, lambda: self.kernel.host.delete_link(name),
-                          forgets=(("endpoint", key),))
+            self.plan.add(
+                "endpoint %s on %s" % (record["network"], record["sandbox"]),
+                "delete %s, the veth of vanished %s" % (name, record["sandbox"]),
+                {"host_interface": name},
+                None,
+                lambda: self.kernel.host.delete_link(name),
+                forgets=(("endpoint", key),),
+            )
 
     def forget_flows(self, record: dict) -> None:
         """An endpoint left: its flows go with it, as Docker clears an endpoint's conntrack entries when it leaves (a
@@ -130,8 +149,11 @@ class Host:
     # ---- published ports ----
     def ports_of(self, network: str, sandbox: str) -> list:
         """The keys of the port entries an endpoint published."""
-        return sorted(key for key, entry in self.state.get("ports", {}).items()
-                      if (entry["network"], entry["sandbox"]) == (network, sandbox))
+        return sorted(
+            key
+            for key, entry in self.state.get("ports", {}).items()
+            if (entry["network"], entry["sandbox"]) == (network, sandbox)
+        )
 
     def drop_ports(self, keys: list) -> list:
         """Remove port entries and have their conntrack entries flushed; the firewall follows the store in the same run.
@@ -153,13 +175,17 @@ class Host:
         """Port entries whose endpoint or network is no longer in the store (an older run's store, or edited) go:
         the firewall never DNATs to an address no endpoint of the port's holds."""
         endpoints, networks = self.state["endpoints"], self.state["networks"]
-        orphans = [key for key, entry in self.state.get("ports", {}).items()
-                   if entry["network"] not in networks
-                   or endpoint_key(entry["network"], entry["sandbox"]) not in endpoints]
+        orphans = [
+            key
+            for key, entry in self.state.get("ports", {}).items()
+            if entry["network"] not in networks or endpoint_key(entry["network"], entry["sandbox"]) not in endpoints
+        ]
         for key in sorted(orphans):
             entry = self.state["ports"][key]
-            self.warnings.append("published port %s of %s on %s removed: its endpoint or network is no longer in "
-                                 "the store" % (key, entry["sandbox"], entry["network"]))
+            self.warnings.append(
+                "published port %s of %s on %s removed: its endpoint or network is no longer in "
+                "the store" % (key, entry["sandbox"], entry["network"])
+            )
         self.drop_ports(orphans)
         self._follow_addresses()
 
@@ -176,13 +202,18 @@ class Host:
             if now == had:
                 continue
             if None in [new for old, new in ((had[0], now[0]), (had[1], now[1])) if old is not None]:
-                self.warnings.append("published port %s of %s on %s removed: the endpoint no longer has an address "
-                                     "of its family" % (key, entry["sandbox"], entry["network"]))
+                self.warnings.append(
+                    "published port %s of %s on %s removed: the endpoint no longer has an address "
+                    "of its family" % (key, entry["sandbox"], entry["network"])
+                )
                 self.drop_ports([key])
                 continue
             self.conntrack_flush.add(conntrack_flow(entry))
-            ports[key] = dict(entry, container_ip=now[0], container_ipv6=now[1]) if "container_ipv6" in entry \
+            ports[key] = (
+                dict(entry, container_ip=now[0], container_ipv6=now[1])
+                if "container_ipv6" in entry
                 else dict(entry, container_ip=now[0])
+            )
 
     # ---- finishing ----
     def execute(self, check: bool) -> dict:
@@ -216,8 +247,14 @@ class Host:
                     self.store.data = held
                     raise
 
-            self.plan.add("store", "write the store", _store_view(before), _store_view(after), write,
-                          lambda: self.store.save(before))
+            self.plan.add(
+                "store",
+                "write the store",
+                _store_view(before),
+                _store_view(after),
+                write,
+                lambda: self.store.save(before),
+            )
 
     def _store_after_failure(self) -> str:
         """After a failed plan: make the store describe the kernel, and say how (the text added to the failure).
@@ -230,8 +267,10 @@ class Host:
         forgotten, partly = self.plan.forgotten()
         partial = ""
         if partly:
-            partial = ("; %s partly removed: the store keeps listing it, cnm_info reports the parts already gone, "
-                       "the next run removes the rest" % ", ".join("%s %s" % record for record in partly))
+            partial = (
+                "; %s partly removed: the store keeps listing it, cnm_info reports the parts already gone, "
+                "the next run removes the rest" % ", ".join("%s %s" % record for record in partly)
+            )
         if not forgotten:
             return partial[2:]
         self.original, self.state = self.store.snapshot(), self.store.snapshot()
@@ -245,12 +284,18 @@ class Host:
                 if (kind, key) in (("endpoint", name), ("sandbox", record["sandbox"])):
                     del self.state["endpoints"][name]
                     endpoints.append("%s on %s" % (record["sandbox"], record["network"]))
-        ports = sorted(key for key, entry in self.state.get("ports", {}).items()
-                       if entry["network"] not in self.state["networks"]
-                       or endpoint_key(entry["network"], entry["sandbox"]) not in self.state["endpoints"])
+        ports = sorted(
+            key
+            for key, entry in self.state.get("ports", {}).items()
+            if entry["network"] not in self.state["networks"]
+            or endpoint_key(entry["network"], entry["sandbox"]) not in self.state["endpoints"]
+        )
         self.drop_ports(ports)
-        gone = ["%s %s" % (kind, ", ".join(names)) for kind, names in
-                (("network(s)", networks), ("endpoint(s)", endpoints), ("published port(s)", ports)) if names]
+        gone = [
+            "%s %s" % (kind, ", ".join(names))
+            for kind, names in (("network(s)", networks), ("endpoint(s)", endpoints), ("published port(s)", ports))
+            if names
+        ]
         if not gone:
             return partial[2:]
         note = "the store no longer lists what went with them: %s" % "; ".join(gone)
@@ -264,8 +309,10 @@ class Host:
                 self.store.save(alone)
             except OSError as error:
                 return "%s, but the store could not be written (%s)%s" % (note, error, partial)
-            return ("%s; the firewall still holds their rules (%s): cnm_info reports them as drift, the next run "
-                    "removes them%s" % (note, exc, partial))
+            return (
+                "%s; the firewall still holds their rules (%s): cnm_info reports them as drift, the next run "
+                "removes them%s" % (note, exc, partial)
+            )
         return note + " (the firewall and host sysctls follow)" + partial
 
 

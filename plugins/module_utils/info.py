@@ -21,7 +21,13 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 from ansible_collections.cnm.network.plugins.module_utils import firewall, listeners, netns, rtnl
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
-from ansible_collections.cnm.network.plugins.module_utils.model import BRIDGE_ALIAS_PREFIX, ENDPOINT_ALIAS_PREFIX, SANDBOX_OPTIONS, EndpointSpec, check_name
+from ansible_collections.cnm.network.plugins.module_utils.model import (
+    BRIDGE_ALIAS_PREFIX,
+    ENDPOINT_ALIAS_PREFIX,
+    SANDBOX_OPTIONS,
+    EndpointSpec,
+    check_name,
+)
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.overlay import FLOOD_MAC
 from ansible_collections.cnm.network.plugins.module_utils.ports import docker_form, entry_mapping, entry_slots
@@ -32,18 +38,47 @@ GATHER = ("networks", "endpoints", "ports", "peers")
 ALIAS_PREFIX = "cnm:"  # every kernel object the collection makes carries an alias starting so
 # The devices a network record may name, by record key: (role, the kind the device must be).
 # The parent of a macvlan network is the user's interface: checked for existence only.
-NETWORK_DEVICES = (("bridge_name", "bridge", "bridge"), ("vxlan_name", "vxlan", "vxlan"), ("shim_name", "shim", "macvlan"), ("parent", "parent", None))
+NETWORK_DEVICES = (
+    ("bridge_name", "bridge", "bridge"),
+    ("vxlan_name", "vxlan", "vxlan"),
+    ("shim_name", "shim", "macvlan"),
+    ("parent", "parent", None),
+)
 
 # Drift kinds (documented in cnm_info's notes).
 DRIFT_KINDS = (
-    "network_device_missing", "network_device_foreign", "network_device_down", "network_mtu", "network_addresses", "vxlan_settings",
+    "network_device_missing",
+    "network_device_foreign",
+    "network_device_down",
+    "network_mtu",
+    "network_addresses",
+    "vxlan_settings",
     "network_rules_missing",
-    "endpoint_network_missing", "endpoint_sandbox_missing", "endpoint_interface_missing", "endpoint_host_interface_missing",
-    "endpoint_interface_foreign", "endpoint_not_paired", "endpoint_not_on_bridge", "endpoint_down", "endpoint_mtu", "endpoint_mac", "endpoint_addresses",
-    "port_endpoint_missing", "port_rules_missing", "port_shadowed", "firewall_rules_missing",
-    "peer_fdb_missing", "peer_fdb_stale", "peer_neighbour_missing", "peer_neighbour_stale",
-    "unclaimed_device", "unclaimed_rule",
-    "sandbox_default_route_missing", "endpoint_port_flags", "host_sysctl", "netns_stub",
+    "endpoint_network_missing",
+    "endpoint_sandbox_missing",
+    "endpoint_interface_missing",
+    "endpoint_host_interface_missing",
+    "endpoint_interface_foreign",
+    "endpoint_not_paired",
+    "endpoint_not_on_bridge",
+    "endpoint_down",
+    "endpoint_mtu",
+    "endpoint_mac",
+    "endpoint_addresses",
+    "port_endpoint_missing",
+    "port_rules_missing",
+    "port_shadowed",
+    "firewall_rules_missing",
+    "peer_fdb_missing",
+    "peer_fdb_stale",
+    "peer_neighbour_missing",
+    "peer_neighbour_stale",
+    "unclaimed_device",
+    "unclaimed_rule",
+    "sandbox_default_route_missing",
+    "endpoint_port_flags",
+    "host_sysctl",
+    "netns_stub",
 )
 
 
@@ -64,10 +99,16 @@ class InfoQuery:
         sandbox = None
         given = {kind: params[kind] for kind in SANDBOX_OPTIONS if params.get(kind) not in (None, "")}
         if params.get("container_runtime") and "container" not in given:
-            raise option_error("container_runtime", params["container_runtime"], "needs 'container' (the container whose endpoints to report)")
+            raise option_error(
+                "container_runtime",
+                params["container_runtime"],
+                "needs 'container' (the container whose endpoints to report)",
+            )
         if given:
             # The sandbox forms are cnm_endpoint's: parsed (and refused) by the same code, for the 'none' network.
-            sandbox = EndpointSpec.from_params(dict(given, network="none", container_runtime=params.get("container_runtime"))).sandbox
+            sandbox = EndpointSpec.from_params(
+                dict(given, network="none", container_runtime=params.get("container_runtime"))
+            ).sandbox
         gather = params.get("gather")
         if gather is None:
             gather = GATHER
@@ -103,8 +144,17 @@ class Device:
     port_flags: Optional[Tuple[bool, bool]] = None  # (isolated, hairpin) of a bridge port
 
     def describe(self) -> dict:
-        state = {"name": self.name, "kind": self.kind, "mtu": self.mtu, "mac": self.mac, "up": self.up, "operstate": self.operstate,
-                 "alias": self.alias, "master": self.master, "addresses": list(self.addresses)}
+        state = {
+            "name": self.name,
+            "kind": self.kind,
+            "mtu": self.mtu,
+            "mac": self.mac,
+            "up": self.up,
+            "operstate": self.operstate,
+            "alias": self.alias,
+            "master": self.master,
+            "addresses": list(self.addresses),
+        }
         if self.routes:
             state["routes"] = list(self.routes)
         if self.mode is not None:
@@ -140,11 +190,20 @@ def read_namespace(session, routes: bool = False, port_flags: bool = False) -> N
     devices = {}
     for name, link in links.items():
         devices[name] = Device(
-            name=name, kind=link.kind, mtu=link.mtu, mac=link.mac, up=link.up, operstate=states.get(link.index, "unknown"), alias=link.alias,
-            master=names.get(link.master) if link.master else None, index=link.index, peer_index=link.peer_index,
+            name=name,
+            kind=link.kind,
+            mtu=link.mtu,
+            mac=link.mac,
+            up=link.up,
+            operstate=states.get(link.index, "unknown"),
+            alias=link.alias,
+            master=names.get(link.master) if link.master else None,
+            index=link.index,
+            peer_index=link.peer_index,
             addresses=tuple(str(address) for address in session.addresses(link.index)),
             routes=tuple(route.describe() for route in session.routes(link.index)) if routes and name != "lo" else (),
-            mode=link.mode, vxlan=link.vxlan,
+            mode=link.mode,
+            vxlan=link.vxlan,
             port_flags=session.port_flags(link.index) if port_flags and link.master else None,
         )
     return NamespaceFacts(devices)
@@ -167,10 +226,14 @@ def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> Name
         nft = firewall.Nft(host.run_command)
         if nft.path is not None:
             ruleset = firewall.parse(nft.listing())
-            facts.rules = {rule.get("comment", ""): "%s %s" % chain for chain, rules in ruleset.rules.items() for rule in rules}
+            facts.rules = {
+                rule.get("comment", ""): "%s %s" % chain for chain, rules in ruleset.rules.items() for rule in rules
+            }
             facts.rules.update((text, "inet map %s" % name) for name in ruleset.maps for text in ruleset.elements(name))
         elif rendered_rules(state):
-            warnings.append("the nft command was not found: the firewall rules of cnm networks and published ports were not checked")
+            warnings.append(
+                "the nft command was not found: the firewall rules of cnm networks and published ports were not checked"
+            )
     return facts
 
 
@@ -240,20 +303,43 @@ def select(state: dict, query: InfoQuery, matches: Optional[Callable[[str], bool
     if query.networks is not None:
         missing = tuple(name for name in query.networks if name not in networks)
         networks &= set(query.networks)
-    endpoints = sorted(key for key, record in state["endpoints"].items()
-                       if (query.networks is None or record["network"] in query.networks) and (matches is None or matches(record["sandbox"])))
+    endpoints = sorted(
+        key
+        for key, record in state["endpoints"].items()
+        if (query.networks is None or record["network"] in query.networks)
+        and (matches is None or matches(record["sandbox"]))
+    )
     if matches is not None:
         networks &= {state["endpoints"][key]["network"] for key in endpoints}
-    ports = sorted(key for key, entry in state.get("ports", {}).items()
-                   if entry["network"] in networks or (query.networks is None and matches is None))
+    ports = sorted(
+        key
+        for key, entry in state.get("ports", {}).items()
+        if entry["network"] in networks or (query.networks is None and matches is None)
+    )
     if matches is not None:
         ports = [key for key in ports if matches(state["ports"][key]["sandbox"])]
     return Selection(tuple(sorted(networks)), tuple(endpoints), tuple(ports), missing)
 
 
 # ---- the report (pure) ----
-def drift(kind: str, obj: str, message: str, network: Optional[str] = None, sandbox: Optional[str] = None, expected=None, found=None) -> dict:
-    return {"kind": kind, "object": obj, "network": network, "sandbox": sandbox, "expected": expected, "found": found, "message": message}
+def drift(
+    kind: str,
+    obj: str,
+    message: str,
+    network: Optional[str] = None,
+    sandbox: Optional[str] = None,
+    expected=None,
+    found=None,
+) -> dict:
+    return {
+        "kind": kind,
+        "object": obj,
+        "network": network,
+        "sandbox": sandbox,
+        "expected": expected,
+        "found": found,
+        "message": message,
+    }
 
 
 def network_devices(record: dict) -> List[Tuple[str, str, Optional[str]]]:
@@ -263,8 +349,14 @@ def network_devices(record: dict) -> List[Tuple[str, str, Optional[str]]]:
 
 def _interfaces(*pairs) -> List[str]:
     """``ADDRESS/PREFIX`` texts of (address, network) pairs whose address is set, normalised."""
-    return sorted((str(ipaddress.ip_interface("%s/%d" % (address, ipaddress.ip_network(network).prefixlen))) for address, network in pairs
-                   if address and network), key=_address_order)
+    return sorted(
+        (
+            str(ipaddress.ip_interface("%s/%d" % (address, ipaddress.ip_network(network).prefixlen)))
+            for address, network in pairs
+            if address and network
+        ),
+        key=_address_order,
+    )
 
 
 def _address_order(text: str) -> tuple:
@@ -285,7 +377,9 @@ def network_view(name: str, record: dict, facts: NamespaceFacts, state: dict) ->
             entry["ports"] = sorted(other.name for other in facts.devices.values() if other.master == device_name)
         devices.append(entry)
     view["devices"] = devices
-    view["endpoints"] = sorted(record_["sandbox"] for record_ in state["endpoints"].values() if record_["network"] == name)
+    view["endpoints"] = sorted(
+        record_["sandbox"] for record_ in state["endpoints"].values() if record_["network"] == name
+    )
     return view
 
 
@@ -295,44 +389,111 @@ def network_drift(name: str, record: dict, facts: NamespaceFacts) -> List[dict]:
         device = facts.devices.get(device_name)
         what = "%s %s" % (role, device_name)
         if device is None:
-            found.append(drift("network_device_missing", what, "network %s: its %s %s does not exist" % (name, role, device_name), name,
-                               expected={"name": device_name, "kind": kind}))
+            found.append(
+                drift(
+                    "network_device_missing",
+                    what,
+                    "network %s: its %s %s does not exist" % (name, role, device_name),
+                    name,
+                    expected={"name": device_name, "kind": kind},
+                )
+            )
             continue
         alias_ok = True
         if role == "bridge":
             alias_ok = device.alias == BRIDGE_ALIAS_PREFIX + name
         elif role != "parent":  # cnm's own devices name their network at the end of their alias
-            alias_ok = bool(device.alias) and device.alias.startswith(ALIAS_PREFIX) and device.alias.endswith(":" + name)
+            alias_ok = (
+                bool(device.alias) and device.alias.startswith(ALIAS_PREFIX) and device.alias.endswith(":" + name)
+            )
         if (kind is not None and device.kind != kind) or not alias_ok:
-            found.append(drift("network_device_foreign", what, "network %s: %s exists but is not its %s (kind %s, alias %s)"
-                               % (name, device_name, role, device.kind, device.alias), name,
-                               expected={"kind": kind, "alias": BRIDGE_ALIAS_PREFIX + name if role == "bridge" else None},
-                               found={"kind": device.kind, "alias": device.alias}))
+            found.append(
+                drift(
+                    "network_device_foreign",
+                    what,
+                    "network %s: %s exists but is not its %s (kind %s, alias %s)"
+                    % (name, device_name, role, device.kind, device.alias),
+                    name,
+                    expected={"kind": kind, "alias": BRIDGE_ALIAS_PREFIX + name if role == "bridge" else None},
+                    found={"kind": device.kind, "alias": device.alias},
+                )
+            )
             continue
         if role == "parent":
             continue
         if not device.up:
-            found.append(drift("network_device_down", what, "network %s: %s is down" % (name, device_name), name, expected=True, found=False))
+            found.append(
+                drift(
+                    "network_device_down",
+                    what,
+                    "network %s: %s is down" % (name, device_name),
+                    name,
+                    expected=True,
+                    found=False,
+                )
+            )
         if record.get("mtu") is not None and device.mtu != record["mtu"]:
-            found.append(drift("network_mtu", what, "network %s: %s has MTU %d, the store says %d" % (name, device_name, device.mtu, record["mtu"]),
-                               name, expected=record["mtu"], found=device.mtu))
+            found.append(
+                drift(
+                    "network_mtu",
+                    what,
+                    "network %s: %s has MTU %d, the store says %d" % (name, device_name, device.mtu, record["mtu"]),
+                    name,
+                    expected=record["mtu"],
+                    found=device.mtu,
+                )
+            )
         if role == "bridge":
-            wanted = _interfaces((record.get("gateway"), record.get("subnet")), (record.get("ipv6_gateway"), record.get("ipv6_subnet")))
+            wanted = _interfaces(
+                (record.get("gateway"), record.get("subnet")), (record.get("ipv6_gateway"), record.get("ipv6_subnet"))
+            )
             if sorted(device.addresses, key=_address_order) != wanted:
-                found.append(drift("network_addresses", what, "network %s: %s carries %s, the store says %s"
-                                   % (name, device_name, ", ".join(device.addresses) or "no address", ", ".join(wanted)), name,
-                                   expected=wanted, found=list(device.addresses)))
+                found.append(
+                    drift(
+                        "network_addresses",
+                        what,
+                        "network %s: %s carries %s, the store says %s"
+                        % (name, device_name, ", ".join(device.addresses) or "no address", ", ".join(wanted)),
+                        name,
+                        expected=wanted,
+                        found=list(device.addresses),
+                    )
+                )
         elif role == "shim" and record.get("host_access_ip"):
             ips = [str(ipaddress.ip_interface(address).ip) for address in device.addresses]
             if record["host_access_ip"] not in ips:
-                found.append(drift("network_addresses", what, "network %s: the shim %s lacks host_access_ip %s" % (name, device_name, record["host_access_ip"]),
-                                   name, expected=[record["host_access_ip"]], found=list(device.addresses)))
+                found.append(
+                    drift(
+                        "network_addresses",
+                        what,
+                        "network %s: the shim %s lacks host_access_ip %s"
+                        % (name, device_name, record["host_access_ip"]),
+                        name,
+                        expected=[record["host_access_ip"]],
+                        found=list(device.addresses),
+                    )
+                )
         elif role == "vxlan":
-            wanted_vxlan = {"vni": record.get("vni"), "local": record.get("local_ip"), "port": record.get("port"), "learning": False, "proxy": True}
+            wanted_vxlan = {
+                "vni": record.get("vni"),
+                "local": record.get("local_ip"),
+                "port": record.get("port"),
+                "learning": False,
+                "proxy": True,
+            }
             have = {key: (device.vxlan or {}).get(key) for key in wanted_vxlan}
             if have != wanted_vxlan:
-                found.append(drift("vxlan_settings", what, "network %s: %s has %s, the store says %s"
-                                   % (name, device_name, _settings(have), _settings(wanted_vxlan)), name, expected=wanted_vxlan, found=have))
+                found.append(
+                    drift(
+                        "vxlan_settings",
+                        what,
+                        "network %s: %s has %s, the store says %s"
+                        % (name, device_name, _settings(have), _settings(wanted_vxlan)),
+                        name,
+                        expected=wanted_vxlan,
+                        found=have,
+                    )
+                )
     return found
 
 
@@ -355,40 +516,71 @@ def endpoint_view(key: str, record: dict, host_facts: NamespaceFacts, sandbox_fa
     return view
 
 
-def endpoint_drift(key: str, record: dict, network: Optional[dict], host_facts: NamespaceFacts, sandbox_facts: Optional[NamespaceFacts]) -> List[dict]:
+def endpoint_drift(
+    key: str, record: dict, network: Optional[dict], host_facts: NamespaceFacts, sandbox_facts: Optional[NamespaceFacts]
+) -> List[dict]:
     """Where the endpoint's interfaces differ from its record; ``sandbox_facts`` None: the sandbox is gone."""
     name, sandbox = record["network"], record["sandbox"]
     what = "endpoint %s" % key
     found = []
 
     def add(kind, obj, message, expected=None, found_=None):
-        found.append(drift(kind, obj, "endpoint %s on %s: %s" % (sandbox, name, message), name, sandbox, expected, found_))
+        found.append(
+            drift(kind, obj, "endpoint %s on %s: %s" % (sandbox, name, message), name, sandbox, expected, found_)
+        )
 
     if network is None:
         add("endpoint_network_missing", what, "the store has no network %s" % name)
     if sandbox_facts is None:
-        add("endpoint_sandbox_missing", what, "its sandbox no longer exists (its lease is reclaimed by the next cnm_endpoint run on %s)" % name)
+        add(
+            "endpoint_sandbox_missing",
+            what,
+            "its sandbox no longer exists (its lease is reclaimed by the next cnm_endpoint run on %s)" % name,
+        )
         return found
     ifname = record.get("ifname")
     inner = sandbox_facts.devices.get(ifname or "") if sandbox_facts is not None else None
     if inner is None:
-        add("endpoint_interface_missing", "interface %s in %s" % (ifname, sandbox), "interface %s is missing in the sandbox" % ifname)
+        add(
+            "endpoint_interface_missing",
+            "interface %s in %s" % (ifname, sandbox),
+            "interface %s is missing in the sandbox" % ifname,
+        )
     elif not record.get("host_ifname") and inner.alias != ENDPOINT_ALIAS_PREFIX + key:
         # Without a host end (macvlan), the interface in the sandbox carries the endpoint's alias itself.
-        add("endpoint_interface_foreign", "interface %s in %s" % (ifname, sandbox), "%s in the sandbox is not its interface (kind %s, alias %s)"
-            % (ifname, inner.kind, inner.alias), {"alias": ENDPOINT_ALIAS_PREFIX + key}, {"alias": inner.alias, "kind": inner.kind})
+        add(
+            "endpoint_interface_foreign",
+            "interface %s in %s" % (ifname, sandbox),
+            "%s in the sandbox is not its interface (kind %s, alias %s)" % (ifname, inner.kind, inner.alias),
+            {"alias": ENDPOINT_ALIAS_PREFIX + key},
+            {"alias": inner.alias, "kind": inner.kind},
+        )
     outer = None
     if record.get("host_ifname"):
         host_ifname = record["host_ifname"]
         outer = host_facts.devices.get(host_ifname)
         if outer is None:
-            add("endpoint_host_interface_missing", "link %s" % host_ifname, "the host end %s of its veth is missing" % host_ifname)
+            add(
+                "endpoint_host_interface_missing",
+                "link %s" % host_ifname,
+                "the host end %s of its veth is missing" % host_ifname,
+            )
         elif outer.alias != ENDPOINT_ALIAS_PREFIX + key or (inner is not None and not _paired(inner, outer)):
-            add("endpoint_not_paired", "link %s" % host_ifname, "%s in the sandbox and %s on the host are not the two ends of its veth" % (ifname, host_ifname),
-                {"alias": ENDPOINT_ALIAS_PREFIX + key}, {"alias": outer.alias, "kind": inner.kind if inner is not None else None})
+            add(
+                "endpoint_not_paired",
+                "link %s" % host_ifname,
+                "%s in the sandbox and %s on the host are not the two ends of its veth" % (ifname, host_ifname),
+                {"alias": ENDPOINT_ALIAS_PREFIX + key},
+                {"alias": outer.alias, "kind": inner.kind if inner is not None else None},
+            )
         elif network is not None and network.get("bridge_name") and outer.master != network["bridge_name"]:
-            add("endpoint_not_on_bridge", "link %s" % host_ifname, "%s is not a port of bridge %s" % (host_ifname, network["bridge_name"]),
-                network["bridge_name"], outer.master)
+            add(
+                "endpoint_not_on_bridge",
+                "link %s" % host_ifname,
+                "%s is not a port of bridge %s" % (host_ifname, network["bridge_name"]),
+                network["bridge_name"],
+                outer.master,
+            )
     mtu = (network or {}).get("mtu")
     for device, where in ((outer, "on the host"), (inner, "in the sandbox")):
         if device is None:
@@ -397,16 +589,37 @@ def endpoint_drift(key: str, record: dict, network: Optional[dict], host_facts: 
         if not device.up:
             add("endpoint_down", obj, "%s %s is down" % (device.name, where), True, False)
         if mtu is not None and device.mtu != mtu:
-            add("endpoint_mtu", obj, "%s %s has MTU %d, the network's is %d" % (device.name, where, device.mtu, mtu), mtu, device.mtu)
+            add(
+                "endpoint_mtu",
+                obj,
+                "%s %s has MTU %d, the network's is %d" % (device.name, where, device.mtu, mtu),
+                mtu,
+                device.mtu,
+            )
     if inner is not None:
         obj = "interface %s in %s" % (inner.name, sandbox)
         if record.get("mac_address") and inner.mac != record["mac_address"]:
-            add("endpoint_mac", obj, "%s has MAC %s, the store says %s" % (inner.name, inner.mac, record["mac_address"]), record["mac_address"], inner.mac)
+            add(
+                "endpoint_mac",
+                obj,
+                "%s has MAC %s, the store says %s" % (inner.name, inner.mac, record["mac_address"]),
+                record["mac_address"],
+                inner.mac,
+            )
         if network is not None:
-            wanted = _interfaces((record.get("ipv4_address"), network.get("subnet")), (record.get("ipv6_address"), network.get("ipv6_subnet")))
+            wanted = _interfaces(
+                (record.get("ipv4_address"), network.get("subnet")),
+                (record.get("ipv6_address"), network.get("ipv6_subnet")),
+            )
             if sorted(inner.addresses, key=_address_order) != wanted:
-                add("endpoint_addresses", obj, "%s carries %s, the store says %s" % (inner.name, ", ".join(inner.addresses) or "no address", ", ".join(wanted)),
-                    wanted, list(inner.addresses))
+                add(
+                    "endpoint_addresses",
+                    obj,
+                    "%s carries %s, the store says %s"
+                    % (inner.name, ", ".join(inner.addresses) or "no address", ", ".join(wanted)),
+                    wanted,
+                    list(inner.addresses),
+                )
     return found
 
 
@@ -420,40 +633,94 @@ def port_view(key: str, entry: dict, rules: Optional[Dict[str, str]], wanted: Di
     return view
 
 
-def port_drift(key: str, entry: dict, state: dict, rules: Optional[Dict[str, str]], wanted: Dict[str, List[str]],
-               shadowed: Optional[Dict[str, str]] = None, sandbox_exists: bool = True) -> List[dict]:
+def port_drift(
+    key: str,
+    entry: dict,
+    state: dict,
+    rules: Optional[Dict[str, str]],
+    wanted: Dict[str, List[str]],
+    shadowed: Optional[Dict[str, str]] = None,
+    sandbox_exists: bool = True,
+) -> List[dict]:
     network, sandbox = entry["network"], entry["sandbox"]
     found = []
     record = state["endpoints"].get(endpoint_key(network, sandbox))
     if record is not None and not sandbox_exists:
         held = " and ".join(str(a) for a in (entry.get("container_ip"), entry.get("container_ipv6")) if a is not None)
-        found.append(drift("port_endpoint_missing", "port %s" % key,
-                           "port %s of %s on %s: its sandbox no longer exists, so address %s is held by no endpoint "
-                           "of the port's (the next cnm_endpoint, cnm_port_publish or network run on %s removes the "
-                           "port with the lease)" % (key, sandbox, network, held, network),
-                           network, sandbox, sandbox, None))
+        found.append(
+            drift(
+                "port_endpoint_missing",
+                "port %s" % key,
+                "port %s of %s on %s: its sandbox no longer exists, so address %s is held by no endpoint "
+                "of the port's (the next cnm_endpoint, cnm_port_publish or network run on %s removes the "
+                "port with the lease)" % (key, sandbox, network, held, network),
+                network,
+                sandbox,
+                sandbox,
+                None,
+            )
+        )
     ipv6 = entry.get("container_ipv6")  # entries written before IPv6 lack it
-    if (record is None or record.get("ipv4_address") != entry.get("container_ip")
-            or ("container_ipv6" in entry and record.get("ipv6_address") != ipv6)):
+    if (
+        record is None
+        or record.get("ipv4_address") != entry.get("container_ip")
+        or ("container_ipv6" in entry and record.get("ipv6_address") != ipv6)
+    ):
         expected = entry.get("container_ip") if ipv6 is None else [entry.get("container_ip"), ipv6]
-        had = None if record is None else record.get("ipv4_address") if ipv6 is None else [record.get("ipv4_address"),
-                                                                                           record.get("ipv6_address")]
-        found.append(drift("port_endpoint_missing", "port %s" % key, "port %s of %s on %s: the store has no endpoint with address %s there"
-                           % (key, sandbox, network,
-                              " and ".join(str(a) for a in (entry.get("container_ip"), ipv6) if a is not None)),
-                           network, sandbox, expected, had))
+        had = (
+            None
+            if record is None
+            else record.get("ipv4_address")
+            if ipv6 is None
+            else [record.get("ipv4_address"), record.get("ipv6_address")]
+        )
+        found.append(
+            drift(
+                "port_endpoint_missing",
+                "port %s" % key,
+                "port %s of %s on %s: the store has no endpoint with address %s there"
+                % (
+                    key,
+                    sandbox,
+                    network,
+                    " and ".join(str(a) for a in (entry.get("container_ip"), ipv6) if a is not None),
+                ),
+                network,
+                sandbox,
+                expected,
+                had,
+            )
+        )
     if shadowed and key in shadowed:
-        found.append(drift("port_shadowed", "port %s" % key, "port %s of %s on %s: %s; the port's DNAT takes its "
-                           "connections, so the process "
-                           "never sees them (Docker's proxy would hold the port)"
-                           % (key, sandbox, network, shadowed[key]), network, sandbox,
-                           None, shadowed[key]))
+        found.append(
+            drift(
+                "port_shadowed",
+                "port %s" % key,
+                "port %s of %s on %s: %s; the port's DNAT takes its "
+                "connections, so the process "
+                "never sees them (Docker's proxy would hold the port)" % (key, sandbox, network, shadowed[key]),
+                network,
+                sandbox,
+                None,
+                shadowed[key],
+            )
+        )
     if rules is not None:
         missing = [comment for comment in wanted.get(key, ()) if comment not in rules]
         if missing:
-            found.append(drift("port_rules_missing", "port %s" % key, "port %s of %s on %s: %d of its %d nft map "
-                               "element(s) are missing from table inet cnm"
-                               % (key, sandbox, network, len(missing), len(wanted[key])), network, sandbox, missing, None))
+            found.append(
+                drift(
+                    "port_rules_missing",
+                    "port %s" % key,
+                    "port %s of %s on %s: %d of its %d nft map "
+                    "element(s) are missing from table inet cnm"
+                    % (key, sandbox, network, len(missing), len(wanted[key])),
+                    network,
+                    sandbox,
+                    missing,
+                    None,
+                )
+            )
     return found
 
 
@@ -484,7 +751,8 @@ def rules_by_owner(state: dict) -> Tuple[Dict[str, List[str]], Dict[str, List[st
 
 
 def firewall_drift(state: dict, selection: Selection, query: InfoQuery, rules: Optional[Dict[str, str]]) -> List[dict]:
-    """Rules of selected networks missing from our table, table-wide ones missing, and rules the store does not render."""
+    """Rules of selected networks missing from our table, table-wide ones missing, and rules the store does not
+    render."""
     if rules is None:
         return []
     by_port, by_network, shared = rules_by_owner(state)
@@ -493,21 +761,44 @@ def firewall_drift(state: dict, selection: Selection, query: InfoQuery, rules: O
         for name in selection.networks:
             missing = [comment for comment in by_network.get(name, ()) if comment not in rules]
             if missing:
-                found.append(drift("network_rules_missing", "network %s" % name, "network %s: %d of its %d nft rule(s) are missing from table inet cnm"
-                                   % (name, len(missing), len(by_network[name])), name, expected=missing))
+                found.append(
+                    drift(
+                        "network_rules_missing",
+                        "network %s" % name,
+                        "network %s: %d of its %d nft rule(s) are missing from table inet cnm"
+                        % (name, len(missing), len(by_network[name])),
+                        name,
+                        expected=missing,
+                    )
+                )
     if "ports" in query.gather and selection.ports:
         missing = [comment for comment in shared if comment not in rules]
         if missing:
-            found.append(drift("firewall_rules_missing", "table inet cnm", "%d rule(s) that every published port needs are missing from table inet cnm"
-                               % len(missing), expected=missing))
+            found.append(
+                drift(
+                    "firewall_rules_missing",
+                    "table inet cnm",
+                    "%d rule(s) that every published port needs are missing from table inet cnm" % len(missing),
+                    expected=missing,
+                )
+            )
     if not query.filtered and "networks" in query.gather:
-        rendered = {comment for comments in list(by_port.values()) + list(by_network.values()) for comment in comments} | set(shared)
+        rendered = {
+            comment for comments in list(by_port.values()) + list(by_network.values()) for comment in comments
+        } | set(shared)
         for comment in sorted(set(rules) - rendered):
-            found.append(drift("unclaimed_rule", "rule %r in %s" % (comment, rules[comment]),
-                               "table inet cnm holds a rule or map element that no network or port of the store "
-                               "renders (the next cnm module run removes it)",
-                               _alias_network(comment[len(firewall.COMMENT_PREFIX):]) if comment.startswith(firewall.COMMENT_PREFIX) else None,
-                               found=comment))
+            found.append(
+                drift(
+                    "unclaimed_rule",
+                    "rule %r in %s" % (comment, rules[comment]),
+                    "table inet cnm holds a rule or map element that no network or port of the store "
+                    "renders (the next cnm module run removes it)",
+                    _alias_network(comment[len(firewall.COMMENT_PREFIX) :])
+                    if comment.startswith(firewall.COMMENT_PREFIX)
+                    else None,
+                    found=comment,
+                )
+            )
     return found
 
 
@@ -520,7 +811,8 @@ def _alias_network(text: str) -> Optional[str]:
 
 
 def peer_views(name: str, record: dict, facts: NamespaceFacts) -> Tuple[List[dict], List[dict]]:
-    """The remote VTEPs of an overlay as the store lists them and as the FDB and neighbour tables hold them, and their drift."""
+    """The remote VTEPs of an overlay as the store lists them and as the FDB and neighbour tables hold them, and their
+    drift."""
     device_name = record.get("vxlan_name")
     device = facts.devices.get(device_name or "")
     have_tables = device is not None and device.kind == "vxlan" and device_name in facts.fdb
@@ -536,57 +828,118 @@ def peer_views(name: str, record: dict, facts: NamespaceFacts) -> Tuple[List[dic
     views = []
     for vtep in sorted(set(recorded) | {dst for _mac, dst in fdb}, key=ipaddress.ip_address):
         macs = sorted(mac for mac, dst in fdb if dst == vtep and mac != FLOOD_MAC)
-        views.append({
-            "network": name, "vtep": vtep, "recorded": vtep in recorded, "endpoints": recorded.get(vtep, []),
-            "flood": (FLOOD_MAC, vtep) in fdb if have_tables else None, "fdb": macs if have_tables else None,
-            "neighbours": sorted(({"ip": ip, "mac": mac} for mac, ip in neigh if mac in macs), key=lambda n: ipaddress.ip_address(n["ip"]))
-            if have_tables else None,
-        })
+        views.append(
+            {
+                "network": name,
+                "vtep": vtep,
+                "recorded": vtep in recorded,
+                "endpoints": recorded.get(vtep, []),
+                "flood": (FLOOD_MAC, vtep) in fdb if have_tables else None,
+                "fdb": macs if have_tables else None,
+                "neighbours": sorted(
+                    ({"ip": ip, "mac": mac} for mac, ip in neigh if mac in macs),
+                    key=lambda n: ipaddress.ip_address(n["ip"]),
+                )
+                if have_tables
+                else None,
+            }
+        )
     found = []
     if have_tables:
         where = "vxlan %s" % device_name
         for mac, vtep in sorted(wanted_fdb - fdb):
-            found.append(drift("peer_fdb_missing", "%s fdb %s dst %s" % (where, mac, vtep), "network %s: the FDB of %s lacks %s dst %s"
-                               % (name, device_name, mac, vtep), name, expected={"mac": mac, "vtep": vtep}))
+            found.append(
+                drift(
+                    "peer_fdb_missing",
+                    "%s fdb %s dst %s" % (where, mac, vtep),
+                    "network %s: the FDB of %s lacks %s dst %s" % (name, device_name, mac, vtep),
+                    name,
+                    expected={"mac": mac, "vtep": vtep},
+                )
+            )
         for mac, vtep in sorted(fdb - wanted_fdb):
-            found.append(drift("peer_fdb_stale", "%s fdb %s dst %s" % (where, mac, vtep), "network %s: the FDB of %s holds %s dst %s, which no peer lists"
-                               % (name, device_name, mac, vtep), name, found={"mac": mac, "vtep": vtep}))
+            found.append(
+                drift(
+                    "peer_fdb_stale",
+                    "%s fdb %s dst %s" % (where, mac, vtep),
+                    "network %s: the FDB of %s holds %s dst %s, which no peer lists" % (name, device_name, mac, vtep),
+                    name,
+                    found={"mac": mac, "vtep": vtep},
+                )
+            )
         for mac, ip in sorted(wanted_neigh - neigh):
-            found.append(drift("peer_neighbour_missing", "%s neighbour %s" % (where, ip), "network %s: %s has no neighbour entry %s lladdr %s"
-                               % (name, device_name, ip, mac), name, expected={"ip": ip, "mac": mac}))
+            found.append(
+                drift(
+                    "peer_neighbour_missing",
+                    "%s neighbour %s" % (where, ip),
+                    "network %s: %s has no neighbour entry %s lladdr %s" % (name, device_name, ip, mac),
+                    name,
+                    expected={"ip": ip, "mac": mac},
+                )
+            )
         for mac, ip in sorted(neigh - wanted_neigh):
-            found.append(drift("peer_neighbour_stale", "%s neighbour %s" % (where, ip), "network %s: %s holds neighbour entry %s lladdr %s, which no peer lists"
-                               % (name, device_name, ip, mac), name, found={"ip": ip, "mac": mac}))
+            found.append(
+                drift(
+                    "peer_neighbour_stale",
+                    "%s neighbour %s" % (where, ip),
+                    "network %s: %s holds neighbour entry %s lladdr %s, which no peer lists"
+                    % (name, device_name, ip, mac),
+                    name,
+                    found={"ip": ip, "mac": mac},
+                )
+            )
     return views, found
 
 
-def unclaimed_devices(state: dict, facts: NamespaceFacts, query: InfoQuery, matches: Optional[Callable[[str], bool]]) -> List[dict]:
-    """Host links carrying a cnm alias whose name no record of the store claims (left by a lost store, or made by hand)."""
-    claimed = {device_name for record in state["networks"].values() for _role, device_name, _kind in network_devices(record)}
+def unclaimed_devices(
+    state: dict, facts: NamespaceFacts, query: InfoQuery, matches: Optional[Callable[[str], bool]]
+) -> List[dict]:
+    """Host links carrying a cnm alias whose name no record of the store claims (left by a lost store, or made by
+    hand)."""
+    claimed = {
+        device_name for record in state["networks"].values() for _role, device_name, _kind in network_devices(record)
+    }
     claimed |= {record["host_ifname"] for record in state["endpoints"].values() if record.get("host_ifname")}
     found = []
     for device in sorted(facts.devices.values(), key=lambda d: d.name):
         if not (device.alias or "").startswith(ALIAS_PREFIX) or device.name in claimed:
             continue
-        owner = device.alias[len(ALIAS_PREFIX):]
+        owner = device.alias[len(ALIAS_PREFIX) :]
         network = _alias_network(owner)
         sandbox = owner.split("|", 1)[1] if owner.startswith("endpoint:") and "|" in owner else None
         if query.networks is not None and network not in query.networks:
             continue
         if matches is not None and (sandbox is None or not matches(sandbox)):
             continue
-        found.append(drift("unclaimed_device", "link %s" % device.name, "%s (%s, alias %s) belongs to no network or endpoint of the store"
-                           % (device.name, device.kind, device.alias), network, sandbox, found=device.describe()))
+        found.append(
+            drift(
+                "unclaimed_device",
+                "link %s" % device.name,
+                "%s (%s, alias %s) belongs to no network or endpoint of the store"
+                % (device.name, device.kind, device.alias),
+                network,
+                sandbox,
+                found=device.describe(),
+            )
+        )
     return found
 
 
-def report(state: dict, query: InfoQuery, selection: Selection, host_facts: NamespaceFacts, sandboxes: Dict[str, Optional[NamespaceFacts]],
-           matches: Optional[Callable[[str], bool]] = None) -> dict:
+def report(
+    state: dict,
+    query: InfoQuery,
+    selection: Selection,
+    host_facts: NamespaceFacts,
+    sandboxes: Dict[str, Optional[NamespaceFacts]],
+    matches: Optional[Callable[[str], bool]] = None,
+) -> dict:
     """The result of cnm_info from the store and the kernel facts: the gathered lists and the drift between them."""
     result: dict = {}
     found: List[dict] = []
     if "networks" in query.gather:
-        result["networks"] = [network_view(name, state["networks"][name], host_facts, state) for name in selection.networks]
+        result["networks"] = [
+            network_view(name, state["networks"][name], host_facts, state) for name in selection.networks
+        ]
         for name in selection.networks:
             found += network_drift(name, state["networks"][name], host_facts)
         found += sysctl_drift(state, selection, host_facts.sysctls)
@@ -595,7 +948,9 @@ def report(state: dict, query: InfoQuery, selection: Selection, host_facts: Name
         for key in selection.endpoints:
             record = state["endpoints"][key]
             result["endpoints"].append(endpoint_view(key, record, host_facts, sandboxes.get(record["sandbox"])))
-            found += endpoint_drift(key, record, state["networks"].get(record["network"]), host_facts, sandboxes.get(record["sandbox"]))
+            found += endpoint_drift(
+                key, record, state["networks"].get(record["network"]), host_facts, sandboxes.get(record["sandbox"])
+            )
             found += port_flag_drift(key, record, state["networks"].get(record["network"]), host_facts)
         for sandbox in sorted({state["endpoints"][key]["sandbox"] for key in selection.endpoints}):
             found += sandbox_drift(sandbox, state, selection, sandboxes.get(sandbox))
@@ -641,10 +996,17 @@ def sysctl_drift(state: dict, selection: Selection, values: Optional[Dict[str, O
         have = values.get(sysctl)
         if have is None or have == value:
             continue  # not a sysctl of this kernel (no IPv6, a bridge that is gone: reported as such)
-        found.append(drift("host_sysctl", "sysctl %s" % sysctl, "%s is %s; network(s) %s need %s (the next cnm module "
-                           "run sets it again)"
-                           % (sysctl, have, ", ".join(names), value), names[0] if len(names) == 1 else None,
-                           expected=value, found=have))
+        found.append(
+            drift(
+                "host_sysctl",
+                "sysctl %s" % sysctl,
+                "%s is %s; network(s) %s need %s (the next cnm module "
+                "run sets it again)" % (sysctl, have, ", ".join(names), value),
+                names[0] if len(names) == 1 else None,
+                expected=value,
+                found=have,
+            )
+        )
     return found
 
 
@@ -658,11 +1020,20 @@ def port_flag_drift(key: str, record: dict, network: Optional[dict], host_facts:
     wanted = (not network.get("icc", True), True)
     if outer.port_flags == wanted:
         return []
-    return [drift("endpoint_port_flags", "link %s" % outer.name, "endpoint %s on %s: bridge port %s has %s; the "
-                  "network wants %s (hairpin always, "
-                  "isolated when icc is off)"
-                  % (record["sandbox"], record["network"], outer.name, _flags(outer.port_flags), _flags(wanted)),
-                  record["network"], record["sandbox"], _flag_dict(wanted), _flag_dict(outer.port_flags))]
+    return [
+        drift(
+            "endpoint_port_flags",
+            "link %s" % outer.name,
+            "endpoint %s on %s: bridge port %s has %s; the "
+            "network wants %s (hairpin always, "
+            "isolated when icc is off)"
+            % (record["sandbox"], record["network"], outer.name, _flags(outer.port_flags), _flags(wanted)),
+            record["network"],
+            record["sandbox"],
+            _flag_dict(wanted),
+            _flag_dict(outer.port_flags),
+        )
+    ]
 
 
 def _flag_dict(flags: Tuple[bool, bool]) -> dict:
@@ -679,30 +1050,52 @@ def sandbox_drift(sandbox: str, state: dict, selection: Selection, facts: Option
     cnm_endpoint leaves them). Reported when the chosen endpoint is selected and its interface exists."""
     if facts is None:
         return []
-    records = sorted((record for record in state["endpoints"].values() if record["sandbox"] == sandbox),
-                     key=lambda record: record["ifname"])
+    records = sorted(
+        (record for record in state["endpoints"].values() if record["sandbox"] == sandbox),
+        key=lambda record: record["ifname"],
+    )
     candidates, explicit = gateway_candidates(records, state["networks"])
     ours = {record["ifname"] for record in records}
     found = []
     for version, best in sorted(choose_gateways(candidates).items()):
-        if (best is None or version in explicit or best.name not in facts.devices
-                or endpoint_key(best.network, sandbox) not in selection.endpoints):
+        if (
+            best is None
+            or version in explicit
+            or best.name not in facts.devices
+            or endpoint_key(best.network, sandbox) not in selection.endpoints
+        ):
             continue
-        held = [(device.name, route) for device in sorted(facts.devices.values(), key=lambda d: d.name)
-                for route in device.routes
-                if _default_version(route) in (version, None)]
+        held = [
+            (device.name, route)
+            for device in sorted(facts.devices.values(), key=lambda d: d.name)
+            for route in device.routes
+            if _default_version(route) in (version, None)
+        ]
         if any(name not in ours for name, _route in held):
             continue
         wanted = "default via %s" % best.gateways[version]
         if (best.name, wanted) in held:
             continue
-        found.append(drift("sandbox_default_route_missing", "sandbox %s ipv%d default route" % (sandbox, version),
-                           "sandbox %s: its IPv%d default route %s dev %s (network %s, gw_priority %d) is missing%s"
-                           % (sandbox, version, wanted, best.name, best.network, best.priority,
-                              "; it has %s" % ", ".join("%s dev %s" % (route, name) for name, route in held)
-                              if held else ""),
-                           best.network, sandbox, "%s dev %s" % (wanted, best.name),
-                           ["%s dev %s" % (route, name) for name, route in held] or None))
+        found.append(
+            drift(
+                "sandbox_default_route_missing",
+                "sandbox %s ipv%d default route" % (sandbox, version),
+                "sandbox %s: its IPv%d default route %s dev %s (network %s, gw_priority %d) is missing%s"
+                % (
+                    sandbox,
+                    version,
+                    wanted,
+                    best.name,
+                    best.network,
+                    best.priority,
+                    "; it has %s" % ", ".join("%s dev %s" % (route, name) for name, route in held) if held else "",
+                ),
+                best.network,
+                sandbox,
+                "%s dev %s" % (wanted, best.name),
+                ["%s dev %s" % (route, name) for name, route in held] or None,
+            )
+        )
     return found
 
 
@@ -719,24 +1112,37 @@ def _default_version(route: str) -> Optional[int]:
 def namespace_stub_drift(names: List[str], matches: Optional[Callable[[str], bool]] = None) -> List[dict]:
     """Names in /run/netns with no namespace (netns.is_stub): a crash between naming and binding, or unmounting and
     unlinking."""
-    return [drift("netns_stub", "netns %s" % name, "/run/netns/%s is an empty file with no namespace mounted on it "
-                  "(left by an interrupted "
-                  "create or delete): an attach to it binds a new namespace, cnm_endpoint state=absent removes it"
-                  % name,
-                  sandbox="netns:%s" % name, expected="namespace", found="stub")
-            for name in names if matches is None or matches("netns:%s" % name)]
+    return [
+        drift(
+            "netns_stub",
+            "netns %s" % name,
+            "/run/netns/%s is an empty file with no namespace mounted on it "
+            "(left by an interrupted "
+            "create or delete): an attach to it binds a new namespace, cnm_endpoint state=absent removes it" % name,
+            sandbox="netns:%s" % name,
+            expected="namespace",
+            found="stub",
+        )
+        for name in names
+        if matches is None or matches("netns:%s" % name)
+    ]
 
 
 def gather(host: Host, query: InfoQuery) -> dict:
     """Read the store (as the lock holds it) and the kernel, and report."""
     state = host.state  # the store as read (or, when it was lost, as rebuilt from the kernel): info plans nothing
     # Container sandboxes: one inspect per runtime for all of them, not one per endpoint.
-    stored = [record["sandbox"] for record in state["endpoints"].values()] + [entry["sandbox"] for entry in state.get("ports", {}).values()]
+    stored = [record["sandbox"] for record in state["endpoints"].values()] + [
+        entry["sandbox"] for entry in state.get("ports", {}).values()
+    ]
     netns.prefetch_containers([(query.sandbox, "container_runtime")], stored)
     matches = sandbox_matcher(query.sandbox) if query.sandbox is not None else None
     selection = select(state, query, matches)
     for name in selection.missing:
-        host.warnings.append("network %s is not a cnm network on this host (known: %s)" % (name, ", ".join(sorted(state["networks"])) or "none"))
+        host.warnings.append(
+            "network %s is not a cnm network on this host (known: %s)"
+            % (name, ", ".join(sorted(state["networks"])) or "none")
+        )
     host_facts = read_host(host, state, query, host.warnings)
     sandboxes: Dict[str, Optional[NamespaceFacts]] = {}
     if "endpoints" in query.gather:

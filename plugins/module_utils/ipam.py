@@ -24,7 +24,9 @@ def reserved_addresses(subnet: IPNetwork, gateway: Optional[IPAddress]) -> set:
     return reserved
 
 
-def allocate(pool: IPNetwork, subnet: IPNetwork, gateway: Optional[IPAddress], taken: Iterable, option: str = "ip_range") -> IPAddress:
+def allocate(
+    pool: IPNetwork, subnet: IPNetwork, gateway: Optional[IPAddress], taken: Iterable, option: str = "ip_range"
+) -> IPAddress:
     """Return the lowest address of ``pool`` that is neither reserved nor taken."""
     unavailable = reserved_addresses(subnet, gateway) | set(taken)
     # Walk from the start; the taken set is small next to the pool, so this ends quickly even for a /64.
@@ -36,10 +38,14 @@ def allocate(pool: IPNetwork, subnet: IPNetwork, gateway: Optional[IPAddress], t
         if address not in unavailable and address in subnet:
             return address
         candidate += 1
-    raise option_error(option, pool, "has no free address left (%d in use)" % len([a for a in unavailable if a in pool]))
+    raise option_error(
+        option, pool, "has no free address left (%d in use)" % len([a for a in unavailable if a in pool])
+    )
 
 
-def check_static(address: IPAddress, subnet: IPNetwork, gateway: Optional[IPAddress], taken_by: dict, option: str, owner: str) -> None:
+def check_static(
+    address: IPAddress, subnet: IPNetwork, gateway: Optional[IPAddress], taken_by: dict, option: str, owner: str
+) -> None:
     """Refuse a static address outside the subnet, reserved, or leased to another endpoint."""
     if address.version != subnet.version:
         raise option_error(option, address, "is not an IPv%d address (subnet %s)" % (subnet.version, subnet))

@@ -51,7 +51,9 @@ def spi(key: str, src, dst, port: int = 4789) -> int:
 
 def key_material(key: str, src, dst, port: int = 4789) -> str:
     """20 bytes (16 of AES key, 4 of salt) for one direction, as hex (``ip xfrm state ... aead NAME 0x... 128``)."""
-    return "0x" + hmac.new(key.encode(), ("key|%s|%s|%d" % (src, dst, port)).encode(), hashlib.sha256).digest()[:20].hex()
+    return (
+        "0x" + hmac.new(key.encode(), ("key|%s|%s|%d" % (src, dst, port)).encode(), hashlib.sha256).digest()[:20].hex()
+    )
 
 
 def encrypted_mtu(underlay_mtu: int) -> int:
@@ -78,12 +80,35 @@ def render(local_ip, peers: Sequence, keys: Sequence[str], port: int = 4789) -> 
     for peer in sorted(ipaddress.ip_address(str(p)) for p in peers):
         for key in keys:
             for src, dst in ((local, peer), (peer, local)):
-                states.append({"src": str(src), "dst": str(dst), "proto": "esp", "mode": "transport", "spi": spi(key, src, dst, port), "reqid": label,
-                               "aead": {"name": AEAD, "key": key_material(key, src, dst, port), "icv_bits": ICV_BITS},
-                               "selector": {"src": "%s/32" % src, "dst": "%s/32" % dst, "proto": "udp", "dport": port}})
+                states.append(
+                    {
+                        "src": str(src),
+                        "dst": str(dst),
+                        "proto": "esp",
+                        "mode": "transport",
+                        "spi": spi(key, src, dst, port),
+                        "reqid": label,
+                        "aead": {"name": AEAD, "key": key_material(key, src, dst, port), "icv_bits": ICV_BITS},
+                        "selector": {"src": "%s/32" % src, "dst": "%s/32" % dst, "proto": "udp", "dport": port},
+                    }
+                )
         for direction, src, dst in (("out", local, peer), ("in", peer, local)):
-            policy = {"dir": direction, "src": "%s/32" % src, "dst": "%s/32" % dst, "proto": "udp", "dport": port, "priority": 0,
-                      "tmpl": {"src": str(src), "dst": str(dst), "proto": "esp", "mode": "transport", "spi": None, "reqid": label}}
+            policy = {
+                "dir": direction,
+                "src": "%s/32" % src,
+                "dst": "%s/32" % dst,
+                "proto": "udp",
+                "dport": port,
+                "priority": 0,
+                "tmpl": {
+                    "src": str(src),
+                    "dst": str(dst),
+                    "proto": "esp",
+                    "mode": "transport",
+                    "spi": None,
+                    "reqid": label,
+                },
+            }
             if direction == "out":
                 policy["tmpl"]["spi"] = spi(keys[0], src, dst, port)
             policies.append(policy)
@@ -92,13 +117,18 @@ def render(local_ip, peers: Sequence, keys: Sequence[str], port: int = 4789) -> 
 
 
 def _check_spis(states: List[dict]) -> None:
-    """Two states with the same (destination, SPI) cannot coexist (a 2^-32 chance per pair: refuse rather than misroute)."""
+    """Two states with the same (destination, SPI) cannot coexist (a 2^-32 chance per pair: refuse rather than
+    misroute)."""
     seen: Dict[Tuple[str, int], dict] = {}
     for state in states:
         other = seen.setdefault((state["dst"], state["spi"]), state)
         if other is not state:
-            raise option_error("encryption_key", "(not shown)", "gives two IPsec states the same SPI 0x%08x towards %s: choose another key"
-                               % (state["spi"], state["dst"]))
+            raise option_error(
+                "encryption_key",
+                "(not shown)",
+                "gives two IPsec states the same SPI 0x%08x towards %s: choose another key"
+                % (state["spi"], state["dst"]),
+            )
 
 
 def describe_state(state: dict) -> str:
@@ -108,7 +138,13 @@ def describe_state(state: dict) -> str:
 
 def describe_policy(policy: dict) -> str:
     tmpl = policy.get("tmpl") or {}
-    text = "%s %s -> %s %s dport %s" % (policy["dir"], policy["src"], policy["dst"], policy["proto"], policy.get("dport"))
+    text = "%s %s -> %s %s dport %s" % (
+        policy["dir"],
+        policy["src"],
+        policy["dst"],
+        policy["proto"],
+        policy.get("dport"),
+    )
     if tmpl.get("spi"):
         text += " esp spi 0x%08x" % tmpl["spi"]
     return text
@@ -117,7 +153,10 @@ def describe_policy(policy: dict) -> str:
 def describe(states: List[dict], policies: List[dict]) -> Optional[dict]:
     if not states and not policies:
         return None
-    return {"xfrm states": sorted(describe_state(s) for s in states), "xfrm policies": sorted(describe_policy(p) for p in policies)}
+    return {
+        "xfrm states": sorted(describe_state(s) for s in states),
+        "xfrm policies": sorted(describe_policy(p) for p in policies),
+    }
 
 
 def _state_identity(state: dict) -> tuple:
@@ -127,8 +166,18 @@ def _state_identity(state: dict) -> tuple:
 def _state_content(state: dict) -> tuple:
     aead = state.get("aead") or {}
     selector = state.get("selector") or {}
-    return (state["src"], state["reqid"], state["mode"], aead.get("name"), aead.get("key"), aead.get("icv_bits"),
-            selector.get("src"), selector.get("dst"), selector.get("proto"), selector.get("dport"))
+    return (
+        state["src"],
+        state["reqid"],
+        state["mode"],
+        aead.get("name"),
+        aead.get("key"),
+        aead.get("icv_bits"),
+        selector.get("src"),
+        selector.get("dst"),
+        selector.get("proto"),
+        selector.get("dport"),
+    )
 
 
 def _policy_identity(policy: dict) -> tuple:
@@ -137,7 +186,15 @@ def _policy_identity(policy: dict) -> tuple:
 
 def _policy_content(policy: dict) -> tuple:
     tmpl = policy.get("tmpl") or {}
-    return (policy.get("priority", 0), tmpl.get("src"), tmpl.get("dst"), tmpl.get("proto"), tmpl.get("mode"), tmpl.get("spi"), tmpl.get("reqid"))
+    return (
+        policy.get("priority", 0),
+        tmpl.get("src"),
+        tmpl.get("dst"),
+        tmpl.get("proto"),
+        tmpl.get("mode"),
+        tmpl.get("spi"),
+        tmpl.get("reqid"),
+    )
 
 
 def current(xfrm, ports: Sequence[int]) -> Tuple[List[dict], List[dict]]:
@@ -148,8 +205,14 @@ def current(xfrm, ports: Sequence[int]) -> Tuple[List[dict], List[dict]]:
     return states, policies
 
 
-def plan(host, target: str, xfrm, have: Tuple[List[dict], List[dict]], want: Tuple[List[dict], List[dict]],
-         forgets: tuple = ()) -> None:
+def plan(
+    host,
+    target: str,
+    xfrm,
+    have: Tuple[List[dict], List[dict]],
+    want: Tuple[List[dict], List[dict]],
+    forgets: tuple = (),
+) -> None:
     """Changes that turn our XFRM objects ``have`` into exactly ``want``, in the order that loses no packet.
 
     New states first (a peer may already send with them), then policies added or switched in place,
@@ -170,23 +233,46 @@ def plan(host, target: str, xfrm, have: Tuple[List[dict], List[dict]], want: Tup
         if old is not None and _state_content(old) == _state_content(state):
             continue
         if old is not None:
-            add("replace xfrm state %s (its settings changed)" % describe_state(state), lambda o=old: xfrm.delete_state(o), lambda o=old: xfrm.add_state(o))
-        add("add xfrm state %s" % describe_state(state), lambda s=state: xfrm.add_state(s), lambda s=state: xfrm.delete_state(s))
+            add(
+                "replace xfrm state %s (its settings changed)" % describe_state(state),
+                lambda o=old: xfrm.delete_state(o),
+                lambda o=old: xfrm.add_state(o),
+            )
+        add(
+            "add xfrm state %s" % describe_state(state),
+            lambda s=state: xfrm.add_state(s),
+            lambda s=state: xfrm.delete_state(s),
+        )
     present_policies = {_policy_identity(p): p for p in have_policies}
     wanted_policies = {_policy_identity(p): p for p in want_policies}
     for identity, policy in wanted_policies.items():
         old = present_policies.get(identity)
         if old is None:
-            add("add xfrm policy %s" % describe_policy(policy), lambda p=policy: xfrm.add_policy(p), lambda p=policy: xfrm.delete_policy(p))
+            add(
+                "add xfrm policy %s" % describe_policy(policy),
+                lambda p=policy: xfrm.add_policy(p),
+                lambda p=policy: xfrm.delete_policy(p),
+            )
         elif _policy_content(old) != _policy_content(policy):
-            add("switch xfrm policy %s" % describe_policy(policy), lambda p=policy: xfrm.add_policy(p, update=True),
-                lambda o=old: xfrm.add_policy(o, update=True))
+            add(
+                "switch xfrm policy %s" % describe_policy(policy),
+                lambda p=policy: xfrm.add_policy(p, update=True),
+                lambda o=old: xfrm.add_policy(o, update=True),
+            )
     for identity, policy in present_policies.items():
         if identity not in wanted_policies:
-            add("delete xfrm policy %s" % describe_policy(policy), lambda p=policy: xfrm.delete_policy(p), lambda p=policy: xfrm.add_policy(p))
+            add(
+                "delete xfrm policy %s" % describe_policy(policy),
+                lambda p=policy: xfrm.delete_policy(p),
+                lambda p=policy: xfrm.add_policy(p),
+            )
     for identity, state in present.items():
         if identity not in wanted:
-            add("delete xfrm state %s" % describe_state(state), lambda s=state: xfrm.delete_state(s), lambda s=state: xfrm.add_state(s))
+            add(
+                "delete xfrm state %s" % describe_state(state),
+                lambda s=state: xfrm.delete_state(s),
+                lambda s=state: xfrm.add_state(s),
+            )
 
 
 def check_keys(primary: Optional[str], others: Optional[Sequence[str]]) -> List[str]:
@@ -194,17 +280,24 @@ def check_keys(primary: Optional[str], others: Optional[Sequence[str]]) -> List[
     if not primary:
         raise option_error("encryption_key", "(not set)", "is required with encrypted: true")
     if len(primary) < MIN_KEY_LENGTH:
-        raise option_error("encryption_key", "(not shown)", "is too short: at least %d characters (e.g. openssl rand -hex 16)" % MIN_KEY_LENGTH)
+        raise option_error(
+            "encryption_key",
+            "(not shown)",
+            "is too short: at least %d characters (e.g. openssl rand -hex 16)" % MIN_KEY_LENGTH,
+        )
     keys = [primary]
     for index, key in enumerate(others or ()):
         if not isinstance(key, str) or len(key) < MIN_KEY_LENGTH:
-            raise option_error("encryption_keys[%d]" % index, "(not shown)", "is too short: at least %d characters" % MIN_KEY_LENGTH)
+            raise option_error(
+                "encryption_keys[%d]" % index, "(not shown)", "is too short: at least %d characters" % MIN_KEY_LENGTH
+            )
         if key not in keys:
             keys.append(key)
     return keys
 
 
 # ---- what the kernel offers ----
+
 
 def _available_modules() -> set:
     """Kernel modules built in or loadable (the kernel loads esp4 and gcm on demand when the first state is added)."""

@@ -138,8 +138,11 @@ class NetnsSession:
                 if raw["protocol"] == RTPROT_KERNEL or raw["table"] != RT_TABLE_MAIN:
                     continue
                 dst = raw["dst"] or ("0.0.0.0" if raw["family"] == socket.AF_INET else "::")
-                route = Route(ipaddress.ip_network("%s/%d" % (dst, raw["dst_len"])),
-                              ipaddress.ip_address(raw["gateway"]) if raw["gateway"] else None, raw["oif"])
+                route = Route(
+                    ipaddress.ip_network("%s/%d" % (dst, raw["dst_len"])),
+                    ipaddress.ip_address(raw["gateway"]) if raw["gateway"] else None,
+                    raw["oif"],
+                )
                 if route.dst.version == 6 and (route.dst.is_link_local or route.dst.is_multicast):
                     continue
                 self._routes.append(route)
@@ -178,7 +181,9 @@ class NetnsSession:
         # The kernel ignores an alias in RTM_NEWLINK: it takes a second request.
         self.rtnl.set_link(self.index(name), alias=alias)
 
-    def create_macvlan(self, name: str, parent: str, mode: str, mtu: int, mac: Optional[str], alias: str, sandbox=None) -> None:
+    def create_macvlan(
+        self, name: str, parent: str, mode: str, mtu: int, mac: Optional[str], alias: str, sandbox=None
+    ) -> None:
         """A macvlan on ``parent`` (a link of this namespace); with ``sandbox`` (its session) born inside it.
 
         Some kernels (Debian 12's 6.1) look a new link's name up in the namespace that asks, not in the one
@@ -187,7 +192,9 @@ class NetnsSession:
         where = sandbox if sandbox is not None else self
         born = name
         try:
-            self.rtnl.create_macvlan(name, self.index(parent), mode, mtu, mac, sandbox.fd if sandbox is not None else None)
+            self.rtnl.create_macvlan(
+                name, self.index(parent), mode, mtu, mac, sandbox.fd if sandbox is not None else None
+            )
         except OSError as exc:
             if sandbox is None or exc.errno != errno.EEXIST or sandbox.rtnl.link(name) is not None:
                 raise
@@ -205,9 +212,18 @@ class NetnsSession:
         self.rtnl.create_vlan(name, self.index(parent), vid)
         self.rtnl.set_link(self.index(name), alias=alias)
 
-    def set_link(self, name: str, up: Optional[bool] = None, mtu: Optional[int] = None, mac: Optional[str] = None,
-                 alias: Optional[str] = None, master: Optional[str] = None) -> None:
-        self.rtnl.set_link(self.index(name), up=up, mtu=mtu, mac=mac, alias=alias, master=self.index(master) if master else None)
+    def set_link(
+        self,
+        name: str,
+        up: Optional[bool] = None,
+        mtu: Optional[int] = None,
+        mac: Optional[str] = None,
+        alias: Optional[str] = None,
+        master: Optional[str] = None,
+    ) -> None:
+        self.rtnl.set_link(
+            self.index(name), up=up, mtu=mtu, mac=mac, alias=alias, master=self.index(master) if master else None
+        )
 
     def delete_link(self, name: str) -> None:
         try:
@@ -260,7 +276,13 @@ class NetnsSession:
                 raise
 
     def add_route(self, name: str, route: Route) -> None:
-        self.rtnl.route(True, str(route.dst.network_address), route.dst.prefixlen, str(route.gateway) if route.gateway else None, self.index(name))
+        self.rtnl.route(
+            True,
+            str(route.dst.network_address),
+            route.dst.prefixlen,
+            str(route.gateway) if route.gateway else None,
+            self.index(name),
+        )
 
     def delete_route(self, name: str, route: Route) -> None:
         try:

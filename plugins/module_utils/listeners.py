@@ -47,7 +47,7 @@ def listeners() -> List[Listener]:
 def _slot(hex_address: str) -> Slot:
     """A /proc/net address (host byte order per 32-bit word) as (family, address); v4-mapped IPv6 is IPv4."""
     words = bytes.fromhex(hex_address)
-    raw = b"".join(bytes(reversed(words[i:i + 4])) for i in range(0, len(words), 4))
+    raw = b"".join(bytes(reversed(words[i : i + 4])) for i in range(0, len(words), 4))
     address = ipaddress.ip_address(raw)
     if address.version == 6 and address.ipv4_mapped is not None:
         address = address.ipv4_mapped

@@ -12,7 +12,12 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from ansible_collections.cnm.network.plugins.module_utils.bridge import check_overlaps, detach_all, endpoint_facing, spec_from_record
+from ansible_collections.cnm.network.plugins.module_utils.bridge import (
+    check_overlaps,
+    detach_all,
+    endpoint_facing,
+    spec_from_record,
+)
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
@@ -31,13 +36,21 @@ def plan_macvlan_present(host: Host, network: MacvlanNetwork) -> dict:
     check_overlaps(host, network.name, network.subnet, network.ipv6_subnet)
     record = host.state["networks"].get(network.name)
     if record is not None and record.get("driver", "bridge") != "macvlan":
-        raise option_error("name", network.name, "is already a network of driver %s, not macvlan; remove it first" % record.get("driver", "bridge"))
+        raise option_error(
+            "name",
+            network.name,
+            "is already a network of driver %s, not macvlan; remove it first" % record.get("driver", "bridge"),
+        )
     attached = host.endpoints_of(network.name)
     if record is not None and attached:
         for option, old, new in (("parent", record["parent"], network.parent), ("mode", record["mode"], network.mode)):
             if old != new:
-                raise option_error(option, new, "differs from %s, which network %s already uses with %d endpoint(s) attached: detach them first"
-                                   % (old, network.name, len(attached)))
+                raise option_error(
+                    option,
+                    new,
+                    "differs from %s, which network %s already uses with %d endpoint(s) attached: detach them first"
+                    % (old, network.name, len(attached)),
+                )
         _check_subnet_change(network, attached)
     session = host.kernel.host
     target = "network %s" % network.name
@@ -51,7 +64,12 @@ def plan_macvlan_present(host: Host, network: MacvlanNetwork) -> dict:
         _check_parent(host, network, parent)
         mtu_found = parent.mtu
     if network.mtu is not None and network.mtu > mtu_found:
-        raise option_error("mtu", network.mtu, "is larger than the MTU of parent %s (%d): a macvlan cannot exceed its parent" % (network.parent, mtu_found))
+        raise option_error(
+            "mtu",
+            network.mtu,
+            "is larger than the MTU of parent %s (%d): a macvlan cannot exceed its parent"
+            % (network.parent, mtu_found),
+        )
     mtu = network.mtu if network.mtu is not None else mtu_found
     if record is not None and record.get("shim_name") and record["shim_name"] != network.shim_name:
         _plan_shim_absent(host, network.name, record["shim_name"])
@@ -84,8 +102,14 @@ def plan_macvlan_absent(host: Host, name: str, force: bool) -> dict:
     still_used = any(other.get("parent") == parent for other in host.state["networks"].values())
     link = host.kernel.host.link(parent)
     if record.get("vlan_created") and not still_used and link is not None and link.alias == VLAN_ALIAS_PREFIX + parent:
-        host.plan.add("network %s" % name, "delete VLAN sub-interface %s" % parent, {"vlan": parent, "mode": link.mode}, None,
-                      lambda: host.kernel.host.delete_link(parent), forgets=(("network", name),))
+        host.plan.add(
+            "network %s" % name,
+            "delete VLAN sub-interface %s" % parent,
+            {"vlan": parent, "mode": link.mode},
+            None,
+            lambda: host.kernel.host.delete_link(parent),
+            forgets=(("network", name),),
+        )
     result["network"]["detached"] = len(attached)
     return result
 
@@ -95,31 +119,62 @@ def _check_parent(host: Host, network: MacvlanNetwork, parent) -> None:
     if parent.name == "lo":
         raise option_error("parent", network.parent, "is the loopback interface")
     if parent.kind == "bridge":
-        owner = " (cnm network %s)" % parent.alias[len(BRIDGE_ALIAS_PREFIX):] if (parent.alias or "").startswith(BRIDGE_ALIAS_PREFIX) else ""
-        raise option_error("parent", network.parent, "is a bridge%s: a macvlan parent must be a plain interface (use cnm_bridge networks for bridges)"
-                           % owner)
+        owner = (
+            " (cnm network %s)" % parent.alias[len(BRIDGE_ALIAS_PREFIX) :]
+            if (parent.alias or "").startswith(BRIDGE_ALIAS_PREFIX)
+            else ""
+        )
+        raise option_error(
+            "parent",
+            network.parent,
+            "is a bridge%s: a macvlan parent must be a plain interface (use cnm_bridge networks for bridges)" % owner,
+        )
     if parent.master:
         master = host.kernel.host.by_index(parent.master)
-        raise option_error("parent", network.parent, "is a port of %s: its frames belong to that device, not to macvlan endpoints"
-                           % (master.name if master else "another device"))
+        raise option_error(
+            "parent",
+            network.parent,
+            "is a port of %s: its frames belong to that device, not to macvlan endpoints"
+            % (master.name if master else "another device"),
+        )
     alias = parent.alias or ""
     if alias.startswith("cnm:") and not alias.startswith(VLAN_ALIAS_PREFIX):
         raise option_error("parent", network.parent, "is a device of cnm itself (%s), not a LAN interface" % alias)
     if parent.kind == "macvlan":
         raise option_error("parent", network.parent, "is a macvlan itself: give its parent")
-    others = [n for n, r in host.state["networks"].items() if n != network.name and r.get("driver") == "macvlan" and r["parent"] == network.parent]
+    others = [
+        n
+        for n, r in host.state["networks"].items()
+        if n != network.name and r.get("driver") == "macvlan" and r["parent"] == network.parent
+    ]
     passthru = [n for n in others if host.state["networks"][n]["mode"] == "passthru"]
     if passthru:
         raise option_error("parent", network.parent, "is taken exclusively by passthru network %s" % passthru[0])
     if network.mode == "passthru":
         if others:
-            raise option_error("mode", "passthru", "takes parent %s exclusively, but network(s) %s use it too" % (network.parent, ", ".join(sorted(others))))
-        busy = sorted(link.name for link in host.kernel.host.links().values() if link.kind == "macvlan" and link.peer_index == parent.index)
+            raise option_error(
+                "mode",
+                "passthru",
+                "takes parent %s exclusively, but network(s) %s use it too"
+                % (network.parent, ", ".join(sorted(others))),
+            )
+        busy = sorted(
+            link.name
+            for link in host.kernel.host.links().values()
+            if link.kind == "macvlan" and link.peer_index == parent.index
+        )
         if busy:
-            raise option_error("mode", "passthru", "takes parent %s exclusively, but it already carries macvlan(s) %s" % (network.parent, ", ".join(busy)))
+            raise option_error(
+                "mode",
+                "passthru",
+                "takes parent %s exclusively, but it already carries macvlan(s) %s" % (network.parent, ", ".join(busy)),
+            )
     else:
-        busy = [link.name for link in host.kernel.host.links().values() if link.kind == "macvlan" and link.peer_index == parent.index
-                and link.mode == "passthru"]
+        busy = [
+            link.name
+            for link in host.kernel.host.links().values()
+            if link.kind == "macvlan" and link.peer_index == parent.index and link.mode == "passthru"
+        ]
         if busy:
             raise option_error("parent", network.parent, "is taken exclusively by the passthru macvlan %s" % busy[0])
 
@@ -133,11 +188,21 @@ def _plan_vlan(host: Host, network: MacvlanNetwork, target: str) -> bool:
     if base is None:
         raise option_error("parent", network.parent, "is a VLAN of %s, which does not exist on this host" % base_name)
     if not vlan_supported(host):
-        raise option_error("parent", network.parent, "needs an 802.1Q sub-interface, but this kernel has no 802.1Q support (module 8021q): "
-                           "load it (modprobe 8021q) or use a kernel that has it")
+        raise option_error(
+            "parent",
+            network.parent,
+            "needs an 802.1Q sub-interface, but this kernel has no 802.1Q support (module 8021q): "
+            "load it (modprobe 8021q) or use a kernel that has it",
+        )
     name = network.parent
-    host.plan.add(target, "create VLAN sub-interface %s (id %d on %s)" % (name, vid, base_name), None, {"vlan": name, "id": vid, "parent": base_name},
-                  lambda: host.kernel.host.create_vlan(name, base_name, vid, VLAN_ALIAS_PREFIX + name), lambda: host.kernel.host.delete_link(name))
+    host.plan.add(
+        target,
+        "create VLAN sub-interface %s (id %d on %s)" % (name, vid, base_name),
+        None,
+        {"vlan": name, "id": vid, "parent": base_name},
+        lambda: host.kernel.host.create_vlan(name, base_name, vid, VLAN_ALIAS_PREFIX + name),
+        lambda: host.kernel.host.delete_link(name),
+    )
     return True
 
 
@@ -148,63 +213,118 @@ def _plan_shim(host: Host, network: MacvlanNetwork, target: str, mtu: int) -> No
     alias = SHIM_ALIAS_PREFIX + network.name
     link = session.link(name)
     if link is not None and link.alias != alias:
-        raise option_error("shim_name", name, "already exists and is not the host-access shim of network %s" % network.name)
+        raise option_error(
+            "shim_name", name, "already exists and is not the host-access shim of network %s" % network.name
+        )
     address = ipaddress.ip_interface("%s/32" % network.host_access_ip)
     # ip_range, and each endpoint with a static address outside it (cnm_endpoint adds those as they come)
     routes = [Route(network.ip_range, None, None)]
     for record in host.state["endpoints"].values():
         if record["network"] == network.name and ipaddress.ip_address(record["ipv4_address"]) not in network.ip_range:
             routes.append(Route(ipaddress.ip_network(record["ipv4_address"] + "/32"), None, None))
-    desired = {"shim": name, "parent": network.parent, "mtu": mtu, "addresses": [str(address)], "routes": [r.describe() for r in routes]}
+    desired = {
+        "shim": name,
+        "parent": network.parent,
+        "mtu": mtu,
+        "addresses": [str(address)],
+        "routes": [r.describe() for r in routes],
+    }
     current = None
     current_addresses, current_routes = [], []
     if link is not None:
         parent = session.link(network.parent)
         if parent is None or link.peer_index != parent.index or link.mode != "bridge":
-            host.plan.add(target, "delete shim %s (its parent or mode changed)" % name, link.describe(), None, lambda: session.delete_link(name))
+            host.plan.add(
+                target,
+                "delete shim %s (its parent or mode changed)" % name,
+                link.describe(),
+                None,
+                lambda: session.delete_link(name),
+            )
             link = None
         else:
             current_addresses = session.addresses(link.index)
             current_routes = [Route(r.dst, r.gateway, None) for r in session.routes(link.index)]
-            current = {"shim": name, "parent": network.parent, "mtu": link.mtu, "addresses": [str(a) for a in current_addresses],
-                       "routes": [r.describe() for r in current_routes]}
+            current = {
+                "shim": name,
+                "parent": network.parent,
+                "mtu": link.mtu,
+                "addresses": [str(a) for a in current_addresses],
+                "routes": [r.describe() for r in current_routes],
+            }
 
     def add(what, apply, undo=None):
         host.plan.add(target, what, current, desired, apply, undo)
 
     if link is None:
-        add("create host-access shim %s on %s (macvlan bridge) mtu %d" % (name, network.parent, mtu),
-            lambda: session.create_macvlan(name, network.parent, "bridge", mtu, mac_from_name("shim:" + network.name), alias),
-            lambda: session.delete_link(name))
+        add(
+            "create host-access shim %s on %s (macvlan bridge) mtu %d" % (name, network.parent, mtu),
+            lambda: session.create_macvlan(
+                name, network.parent, "bridge", mtu, mac_from_name("shim:" + network.name), alias
+            ),
+            lambda: session.delete_link(name),
+        )
     elif link.mtu != mtu or not link.up:
-        add("set shim %s mtu %d up" % (name, mtu), lambda: session.set_link(name, mtu=mtu, up=True), lambda m=link.mtu: session.set_link(name, mtu=m))
+        add(
+            "set shim %s mtu %d up" % (name, mtu),
+            lambda: session.set_link(name, mtu=mtu, up=True),
+            lambda m=link.mtu: session.set_link(name, mtu=m),
+        )
     for old in current_addresses:
         if old != address:
-            add("remove address %s from %s" % (old, name), lambda a=old: session.delete_address(name, a), lambda a=old: session.add_address(name, a))
+            add(
+                "remove address %s from %s" % (old, name),
+                lambda a=old: session.delete_address(name, a),
+                lambda a=old: session.add_address(name, a),
+            )
     if address not in current_addresses:
-        add("add address %s to %s" % (address, name), lambda: session.add_address(name, address), lambda: session.delete_address(name, address))
+        add(
+            "add address %s to %s" % (address, name),
+            lambda: session.add_address(name, address),
+            lambda: session.delete_address(name, address),
+        )
     for old in current_routes:
         if old not in routes:
-            add("remove route %s from %s" % (old.describe(), name), lambda r=old: session.delete_route(name, r), lambda r=old: session.add_route(name, r))
+            add(
+                "remove route %s from %s" % (old.describe(), name),
+                lambda r=old: session.delete_route(name, r),
+                lambda r=old: session.add_route(name, r),
+            )
     for route in routes:
         if route not in current_routes:
-            add("add route %s through %s" % (route.describe(), name), lambda r=route: session.add_route(name, r), lambda r=route: session.delete_route(name, r))
+            add(
+                "add route %s through %s" % (route.describe(), name),
+                lambda r=route: session.add_route(name, r),
+                lambda r=route: session.delete_route(name, r),
+            )
 
 
 def _plan_shim_absent(host: Host, network_name: str, name: str, forgets: tuple = ()) -> None:
     link = host.kernel.host.link(name)
     if link is not None and link.alias == SHIM_ALIAS_PREFIX + network_name:
-        host.plan.add("network %s" % network_name, "delete host-access shim %s (its address and routes go with it)" % name, link.describe(), None,
-                      lambda: host.kernel.host.delete_link(name), forgets=forgets)
+        host.plan.add(
+            "network %s" % network_name,
+            "delete host-access shim %s (its address and routes go with it)" % name,
+            link.describe(),
+            None,
+            lambda: host.kernel.host.delete_link(name),
+            forgets=forgets,
+        )
 
 
 def _check_subnet_change(network: MacvlanNetwork, attached: dict) -> None:
     for endpoint in attached.values():
         address = ipaddress.ip_address(endpoint["ipv4_address"])
         if address not in network.subnet or address == network.gateway:
-            raise option_error("subnet", network.subnet, "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address))
+            raise option_error(
+                "subnet",
+                network.subnet,
+                "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address),
+            )
         if network.host_access_ip is not None and address == network.host_access_ip:
-            raise option_error("host_access_ip", network.host_access_ip, "is the address of endpoint %s" % endpoint["sandbox"])
+            raise option_error(
+                "host_access_ip", network.host_access_ip, "is the address of endpoint %s" % endpoint["sandbox"]
+            )
 
 
 def vlan_supported(host: Host) -> bool:

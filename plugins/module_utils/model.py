@@ -30,9 +30,20 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
 _SYSCTL = re.compile(r"net\.[A-Za-z0-9_.-]+")
 # Subnets no network may use: Docker refuses these too (loopback, multicast, link-local, "this network"/unspecified).
-FORBIDDEN_SUBNETS = tuple(ipaddress.ip_network(net) for net in (
-    "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32",
-    "::/128", "::1/128", "fe80::/10", "ff00::/8"))
+FORBIDDEN_SUBNETS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "224.0.0.0/4",
+        "255.255.255.255/32",
+        "::/128",
+        "::1/128",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
 BRIDGE_ALIAS_PREFIX = "cnm:network:"
 ENDPOINT_ALIAS_PREFIX = "cnm:endpoint:"
 
@@ -51,19 +62,25 @@ def check_ifname(option: str, name) -> str:
     and '-': no '/', whitespace, newline, nft/iptables wildcard ('*', '+') or quoting character reaches a rule."""
     name = name if isinstance(name, str) else str(name)
     if not name or len(name.encode()) > IFNAMSIZ:
-        raise option_error(option, _shown(name), "is not a valid interface name (1 to %d characters, counted in bytes)"
-                           % IFNAMSIZ)
+        raise option_error(
+            option, _shown(name), "is not a valid interface name (1 to %d characters, counted in bytes)" % IFNAMSIZ
+        )
     if name in (".", "..") or not _IFNAME.fullmatch(name):
-        raise option_error(option, _shown(name), "is not a valid interface name (only letters, digits, '_', '.' and "
-                           "'-'; "
-                           "no wildcard, quote, '/' or whitespace; not '.' or '..')")
+        raise option_error(
+            option,
+            _shown(name),
+            "is not a valid interface name (only letters, digits, '_', '.' and "
+            "'-'; "
+            "no wildcard, quote, '/' or whitespace; not '.' or '..')",
+        )
     return name
 
 
 def check_name(option: str, name: str) -> str:
     if not name or not _NAME.fullmatch(name) or len(name) > 64:
-        raise option_error(option, _shown(name), "is not a valid network name (letters, digits, '_', '.', '-', at most "
-                           "64)")
+        raise option_error(
+            option, _shown(name), "is not a valid network name (letters, digits, '_', '.', '-', at most 64)"
+        )
     return name
 
 
@@ -71,13 +88,17 @@ def check_netns_name(option: str, name: str) -> str:
     """A name under /run/netns: the interface charset (no '/', whitespace or newline), not '.' or '..', at most
     NETNS_NAME_MAX bytes (the endpoint's interface alias may ask for less: see check_alias_length)."""
     if not name or name in (".", "..") or not _IFNAME.fullmatch(name):
-        raise option_error(option, _shown(name), "is not a valid namespace name (letters, digits, '_', '.', '-'; no "
-                           "'/' or "
-                           "whitespace; not '.' or '..')")
+        raise option_error(
+            option,
+            _shown(name),
+            "is not a valid namespace name (letters, digits, '_', '.', '-'; no '/' or whitespace; not '.' or '..')",
+        )
     if len(name.encode()) > NETNS_NAME_MAX:
-        raise option_error(option, "%s... (%d bytes)" % (name[:20], len(name.encode())), "is too long for a namespace "
-                           "name "
-                           "(at most %d bytes)" % NETNS_NAME_MAX)
+        raise option_error(
+            option,
+            "%s... (%d bytes)" % (name[:20], len(name.encode())),
+            "is too long for a namespace name (at most %d bytes)" % NETNS_NAME_MAX,
+        )
     return name
 
 
@@ -86,10 +107,12 @@ def check_alias_length(option: str, value: str, network: str, sandbox_key: str) 
     refuse a sandbox reference too long for it before anything is created (not as EINVAL half-way)."""
     length = len((ENDPOINT_ALIAS_PREFIX + "%s|%s" % (network, sandbox_key)).encode())
     if length > IFALIASZ:
-        raise option_error(option, "%s... (%d bytes)" % (value[:24], len(value.encode())),
-                           "is too long: the endpoint's interface alias %s%s|%s... would be %d bytes, the kernel keeps "
-                           "at most %d"
-                           % (ENDPOINT_ALIAS_PREFIX, network, sandbox_key[:24], length, IFALIASZ))
+        raise option_error(
+            option,
+            "%s... (%d bytes)" % (value[:24], len(value.encode())),
+            "is too long: the endpoint's interface alias %s%s|%s... would be %d bytes, the kernel keeps "
+            "at most %d" % (ENDPOINT_ALIAS_PREFIX, network, sandbox_key[:24], length, IFALIASZ),
+        )
 
 
 def check_subnet_scope(option: str, net) -> None:
@@ -115,17 +138,24 @@ def check_mtu(option: str, mtu, ipv6: bool) -> int:
         raise option_error(option, mtu, "is not an integer")
     low = IPV6_MIN_MTU if ipv6 else 68
     if not low <= mtu <= 65535:
-        raise option_error(option, mtu, "is out of range (%d to 65535%s)"
-                           % (low, " with IPv6: the kernel drops IPv6 below 1280" if ipv6 else ""))
+        raise option_error(
+            option,
+            mtu,
+            "is out of range (%d to 65535%s)" % (low, " with IPv6: the kernel drops IPv6 below 1280" if ipv6 else ""),
+        )
     return mtu
 
 
 def check_port_count(option: str, value, bridge: str, ports: int, adding: int) -> None:
     """A bridge holds at most BR_MAX_PORTS ports: refuse the attach that would exceed it before any change."""
     if ports + adding > BR_MAX_PORTS:
-        raise option_error(option, value, "would be port %d of bridge %s, which holds at most %d ports (the kernel's "
-                           "BR_MAX_PORTS); "
-                           "use another network for more endpoints" % (ports + adding, bridge, BR_MAX_PORTS))
+        raise option_error(
+            option,
+            value,
+            "would be port %d of bridge %s, which holds at most %d ports (the kernel's "
+            "BR_MAX_PORTS); "
+            "use another network for more endpoints" % (ports + adding, bridge, BR_MAX_PORTS),
+        )
 
 
 def parse_network(option: str, value: str, version: int) -> ipaddress._BaseNetwork:
@@ -134,7 +164,9 @@ def parse_network(option: str, value: str, version: int) -> ipaddress._BaseNetwo
     except ValueError as exc:
         raise option_error(option, value, "is not a valid CIDR (%s)" % exc) from exc
     if "/" not in str(value):
-        raise option_error(option, value, "is not a CIDR: give a prefix length, e.g. %s/%d" % (value, 24 if version == 4 else 64))
+        raise option_error(
+            option, value, "is not a CIDR: give a prefix length, e.g. %s/%d" % (value, 24 if version == 4 else 64)
+        )
     if net.version != version:
         raise option_error(option, value, "is not an IPv%d CIDR" % version)
     return net
@@ -169,8 +201,9 @@ def parse_sources(option: str, items) -> Tuple[ipaddress._BaseNetwork, ...]:
         where = "%s[%d]" % (option, number)
         text = str(item).strip() if isinstance(item, str) else None
         if not text or "/" not in text:
-            raise option_error(where, item, "is not a CIDR: give an address and a prefix length, e.g. 192.0.2.0/24 or "
-                               "2001:db8:1::/48")
+            raise option_error(
+                where, item, "is not a CIDR: give an address and a prefix length, e.g. 192.0.2.0/24 or 2001:db8:1::/48"
+            )
         try:
             source = ipaddress.ip_network(text, strict=False)
         except ValueError as exc:
@@ -210,7 +243,9 @@ def host_veth_name(network: str, sandbox_key: str) -> str:
 def _gateway_in(option: str, gateway, subnet) -> None:
     if gateway not in subnet:
         raise option_error(option, gateway, "is outside subnet %s" % subnet)
-    if gateway == subnet.network_address or (subnet.version == 4 and subnet.prefixlen < 31 and gateway == subnet.broadcast_address):
+    if gateway == subnet.network_address or (
+        subnet.version == 4 and subnet.prefixlen < 31 and gateway == subnet.broadcast_address
+    ):
         raise option_error(option, gateway, "is the network or broadcast address of subnet %s" % subnet)
 
 
@@ -247,7 +282,11 @@ def _parse_ipv6(params: dict) -> tuple:
         ipv6_subnet = parse_subnet("ipv6_subnet", params["ipv6_subnet"], 6)
         if ipv6_subnet.prefixlen > 126:
             raise option_error("ipv6_subnet", ipv6_subnet, "is too small: use at most a /126")
-        ipv6_gateway = parse_address("ipv6_gateway", params["ipv6_gateway"], 6) if params.get("ipv6_gateway") else ipv6_subnet.network_address + 1
+        ipv6_gateway = (
+            parse_address("ipv6_gateway", params["ipv6_gateway"], 6)
+            if params.get("ipv6_gateway")
+            else ipv6_subnet.network_address + 1
+        )
         _gateway_in("ipv6_gateway", ipv6_gateway, ipv6_subnet)
     elif params.get("ipv6_gateway"):
         raise option_error("ipv6_gateway", params["ipv6_gateway"], "needs ipv6_subnet")
@@ -279,8 +318,9 @@ class BridgeNetwork:
     @property
     def gateway_interfaces(self) -> tuple:
         """The addresses the bridge carries: the gateways with their subnets' prefix lengths."""
-        addresses = ([ipaddress.ip_interface("%s/%d" % (self.gateway, self.subnet.prefixlen))]
-                     if self.subnet is not None else [])
+        addresses = (
+            [ipaddress.ip_interface("%s/%d" % (self.gateway, self.subnet.prefixlen))] if self.subnet is not None else []
+        )
         if self.ipv6_subnet is not None:
             addresses.append(ipaddress.ip_interface("%s/%d" % (self.ipv6_gateway, self.ipv6_subnet.prefixlen)))
         return tuple(addresses)
@@ -291,9 +331,9 @@ class BridgeNetwork:
         if name in SPECIAL_NETWORKS:
             raise option_error("name", name, "is reserved (Docker's built-in host and none networks)")
         bridge_name = check_ifname("bridge_name", params.get("bridge_name") or default_bridge_name(name))
-        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(params, "a bridge network",
-                                                                                "an IPv4 CIDR such as 172.30.0.0/24",
-                                                                                ipv6_only=True)
+        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(
+            params, "a bridge network", "an IPv4 CIDR such as 172.30.0.0/24", ipv6_only=True
+        )
         mtu = check_mtu("mtu", 1500 if params.get("mtu") is None else params["mtu"], ipv6_subnet is not None)
         host_binding_ip = None
         if params.get("host_binding_ip"):
@@ -304,24 +344,43 @@ class BridgeNetwork:
         internal = bool(params.get("internal"))
         trusted_sources = parse_sources("trusted_sources", params.get("trusted_sources"))
         if trusted_sources and internal:
-            raise option_error("trusted_sources", [str(s) for s in trusted_sources], "cannot be used with internal: "
-                               "true (nothing outside "
-                               "reaches an internal network)")
+            raise option_error(
+                "trusted_sources",
+                [str(s) for s in trusted_sources],
+                "cannot be used with internal: true (nothing outside reaches an internal network)",
+            )
         ipv6_masquerade = params.get("ipv6_masquerade")
         if ipv6_masquerade is not None:
             if not isinstance(ipv6_masquerade, bool):
-                raise option_error("ipv6_masquerade", ipv6_masquerade, "must be true, false or null (null: as "
-                                   "masquerade)")
+                raise option_error(
+                    "ipv6_masquerade", ipv6_masquerade, "must be true, false or null (null: as masquerade)"
+                )
             if ipv6_subnet is None:
-                raise option_error("ipv6_masquerade", ipv6_masquerade, "needs ipv6_subnet (the network has no IPv6 to "
-                                   "masquerade)")
+                raise option_error(
+                    "ipv6_masquerade", ipv6_masquerade, "needs ipv6_subnet (the network has no IPv6 to masquerade)"
+                )
             if internal and ipv6_masquerade:
-                raise option_error("ipv6_masquerade", ipv6_masquerade, "cannot be used with internal: true (nothing "
-                                   "leaves an internal network)")
-        return cls(name, bridge_name, subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway, mtu,
-                   masquerade=params.get("masquerade", True) is not False, internal=internal,
-                   icc=params.get("icc", True) is not False, host_binding_ip=host_binding_ip,
-                   trusted_sources=trusted_sources, ipv6_masquerade=ipv6_masquerade)
+                raise option_error(
+                    "ipv6_masquerade",
+                    ipv6_masquerade,
+                    "cannot be used with internal: true (nothing leaves an internal network)",
+                )
+        return cls(
+            name,
+            bridge_name,
+            subnet,
+            gateway,
+            ip_range,
+            ipv6_subnet,
+            ipv6_gateway,
+            mtu,
+            masquerade=params.get("masquerade", True) is not False,
+            internal=internal,
+            icc=params.get("icc", True) is not False,
+            host_binding_ip=host_binding_ip,
+            trusted_sources=trusted_sources,
+            ipv6_masquerade=ipv6_masquerade,
+        )
 
     def to_record(self) -> dict:
         return {
@@ -392,28 +451,41 @@ _CONTAINER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # Docker's and Podman's 
 
 
 def container_ref(params: dict, where: str = "") -> SandboxRef:
-    """``container`` (a name or ID) and ``container_runtime`` (default docker): the sandbox ``container:RUNTIME/NAME``."""
+    """``container`` (a name or ID) and ``container_runtime`` (default docker): the sandbox
+    ``container:RUNTIME/NAME``."""
     name = str(params["container"])
     if not _CONTAINER.fullmatch(name) or len(name) > 128:
-        raise option_error(where + "container", name, "is not a container name or ID (letters, digits, '_', '.', '-'; at most 128)")
+        raise option_error(
+            where + "container", name, "is not a container name or ID (letters, digits, '_', '.', '-'; at most 128)"
+        )
     runtime = params.get("container_runtime") or "docker"
     if runtime not in CONTAINER_RUNTIMES:
-        raise option_error(where + "container_runtime", runtime, "is not a supported container runtime (%s)" % ", ".join(CONTAINER_RUNTIMES))
+        raise option_error(
+            where + "container_runtime",
+            runtime,
+            "is not a supported container runtime (%s)" % ", ".join(CONTAINER_RUNTIMES),
+        )
     return SandboxRef("container", name, runtime)
 
 
 def check_container_runtime(params: dict, sandbox_options=SANDBOX_OPTIONS) -> None:
-    """``container_runtime`` goes with ``container`` only: at the top level (the default of the items), or in an item."""
+    """``container_runtime`` goes with ``container`` only: at the top level (the default of the items), or in an
+    item."""
     items = params.get("endpoints") or []
     runtime = params.get("container_runtime")
     if runtime and not params.get("container") and not any(item.get("container") for item in items):
-        raise option_error("container_runtime", runtime, "needs 'container' (the container whose network namespace is the sandbox)")
+        raise option_error(
+            "container_runtime", runtime, "needs 'container' (the container whose network namespace is the sandbox)"
+        )
     for number, item in enumerate(items):
         own = [kind for kind in sandbox_options if item.get(kind) not in (None, "")]
         is_container = "container" in own or (not own and params.get("container"))
         if item.get("container_runtime") and not is_container:
-            raise option_error("endpoints[%d].container_runtime" % number, item["container_runtime"],
-                               "needs 'container' (the item's sandbox is %s)" % (own[0] if own else "not a container"))
+            raise option_error(
+                "endpoints[%d].container_runtime" % number,
+                item["container_runtime"],
+                "needs 'container' (the item's sandbox is %s)" % (own[0] if own else "not a container"),
+            )
 
 
 @dataclass(frozen=True)
@@ -450,7 +522,9 @@ class EndpointSpec:
             check_name(opt("network"), network)
         given = [kind for kind in SANDBOX_OPTIONS if params.get(kind) not in (None, "")]
         if len(given) != 1:
-            raise option_error(opt("netns"), given or None, "exactly one of netns, netns_path, pid and container must be given")
+            raise option_error(
+                opt("netns"), given or None, "exactly one of netns, netns_path, pid and container must be given"
+            )
         kind = given[0]
         value = str(params[kind])
         sandbox = container_ref(params, where) if kind == "container" else SandboxRef(kind, value)
@@ -464,7 +538,9 @@ class EndpointSpec:
             raise option_error(opt("netns_path"), repr(value), "must be printable (no newline or control character)")
         check_alias_length(opt(kind), value, network, sandbox.key)
         if network == "host" and kind != "netns":
-            raise option_error(opt(kind), value, "network 'host' names the host's namespace: give 'netns' (a name to bind to it)")
+            raise option_error(
+                opt(kind), value, "network 'host' names the host's namespace: give 'netns' (a name to bind to it)"
+            )
         ifname = check_ifname(opt("ifname"), params["ifname"]) if params.get("ifname") else None
         if ifname == "lo":
             raise option_error(opt("ifname"), ifname, "is the loopback interface")
@@ -474,7 +550,11 @@ class EndpointSpec:
         if network in SPECIAL_NETWORKS:
             for name in ("ifname", "ipv4_address", "ipv6_address", "mac_address", "routes", "sysctls", "gw_priority"):
                 if params.get(name):
-                    raise option_error(opt(name), params[name], "cannot be used with network '%s' (it has no interface of its own)" % network)
+                    raise option_error(
+                        opt(name),
+                        params[name],
+                        "cannot be used with network '%s' (it has no interface of its own)" % network,
+                    )
         return cls(
             network=network,
             sandbox=sandbox,
@@ -537,7 +617,11 @@ def parse_peers(option: str, items, local_ip) -> Tuple[OverlayPeer, ...]:
             if not isinstance(endpoint, dict):
                 endpoint = {"ip": endpoint}
             address = parse_address(at + ".ip", endpoint.get("ip"), 4)
-            mac = parse_mac(at + ".mac", endpoint["mac"]) if endpoint.get("mac") else "02:42:" + ":".join("%02x" % b for b in address.packed)
+            mac = (
+                parse_mac(at + ".mac", endpoint["mac"])
+                if endpoint.get("mac")
+                else "02:42:" + ":".join("%02x" % b for b in address.packed)
+            )
             endpoints.append((address, mac))
         peers.append(OverlayPeer(vtep, tuple(sorted(endpoints))))
     vteps = [peer.vtep for peer in peers]
@@ -574,15 +658,41 @@ class OverlayNetwork(BridgeNetwork):
         if mtu is None:
             mtu = (underlay_mtu or 1500) - 50
         elif underlay_mtu is not None and mtu > underlay_mtu - 50:
-            raise option_error("mtu", mtu, "is larger than the underlay allows (%d - 50 bytes of VXLAN = %d)" % (underlay_mtu, underlay_mtu - 50))
+            raise option_error(
+                "mtu",
+                mtu,
+                "is larger than the underlay allows (%d - 50 bytes of VXLAN = %d)" % (underlay_mtu, underlay_mtu - 50),
+            )
         base = BridgeNetwork.from_params(dict(params, mtu=mtu))
         name = base.name
         vxlan_name = check_ifname("vxlan_name", params.get("vxlan_name") or "vx-" + default_bridge_name(name)[3:])
-        inherited = ("name", "bridge_name", "subnet", "gateway", "ip_range", "ipv6_subnet", "ipv6_gateway", "mtu", "masquerade", "internal", "icc",
-                     "host_binding_ip", "trusted_sources", "ipv6_masquerade")
+        inherited = (
+            "name",
+            "bridge_name",
+            "subnet",
+            "gateway",
+            "ip_range",
+            "ipv6_subnet",
+            "ipv6_gateway",
+            "mtu",
+            "masquerade",
+            "internal",
+            "icc",
+            "host_binding_ip",
+            "trusted_sources",
+            "ipv6_masquerade",
+        )
         fields = {key: getattr(base, key) for key in inherited}
-        return cls(**fields, vni=int(vni), local_ip=local_ip, port=int(port), peers=parse_peers("peers", params.get("peers"), local_ip),
-                   restrict_peers=params.get("restrict_peers", True) is not False, encrypted=bool(params.get("encrypted")), vxlan_name=vxlan_name)
+        return cls(
+            **fields,
+            vni=int(vni),
+            local_ip=local_ip,
+            port=int(port),
+            peers=parse_peers("peers", params.get("peers"), local_ip),
+            restrict_peers=params.get("restrict_peers", True) is not False,
+            encrypted=bool(params.get("encrypted")),
+            vxlan_name=vxlan_name,
+        )
 
     @property
     def vxlan_mac(self) -> str:
@@ -592,11 +702,20 @@ class OverlayNetwork(BridgeNetwork):
 
     def to_record(self) -> dict:
         record = BridgeNetwork.to_record(self)
-        record.update({
-            "driver": "overlay", "vni": self.vni, "local_ip": str(self.local_ip), "port": self.port, "vxlan_name": self.vxlan_name,
-            "restrict_peers": self.restrict_peers,
-            "peers": [{"vtep": str(p.vtep), "endpoints": [{"ip": str(ip), "mac": mac} for ip, mac in p.endpoints]} for p in self.peers],
-        })
+        record.update(
+            {
+                "driver": "overlay",
+                "vni": self.vni,
+                "local_ip": str(self.local_ip),
+                "port": self.port,
+                "vxlan_name": self.vxlan_name,
+                "restrict_peers": self.restrict_peers,
+                "peers": [
+                    {"vtep": str(p.vtep), "endpoints": [{"ip": str(ip), "mac": mac} for ip, mac in p.endpoints]}
+                    for p in self.peers
+                ],
+            }
+        )
         return record
 
 
@@ -643,7 +762,9 @@ class MacvlanNetwork:
         if name in SPECIAL_NETWORKS:
             raise option_error("name", name, "is reserved (Docker's built-in host and none networks)")
         if not params.get("parent"):
-            raise option_error("parent", None, "is required: the host interface whose LAN the endpoints join (or IFACE.VID for a VLAN)")
+            raise option_error(
+                "parent", None, "is required: the host interface whose LAN the endpoints join (or IFACE.VID for a VLAN)"
+            )
         parent = check_ifname("parent", params["parent"])
         vlan = vlan_parent(parent)
         if vlan is not None and not 1 <= vlan[1] <= 4094:
@@ -651,8 +772,9 @@ class MacvlanNetwork:
         mode = params.get("mode") or "bridge"
         if mode not in MACVLAN_MODES:
             raise option_error("mode", mode, "is not one of %s" % ", ".join(MACVLAN_MODES))
-        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(params, "a macvlan network",
-                                                                                "the LAN's IPv4 CIDR, such as 192.168.1.0/24")
+        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(
+            params, "a macvlan network", "the LAN's IPv4 CIDR, such as 192.168.1.0/24"
+        )
         mtu = params.get("mtu")
         if mtu is not None:
             check_mtu("mtu", mtu, ipv6_subnet is not None)
@@ -660,20 +782,53 @@ class MacvlanNetwork:
         host_access_ip = shim_name = None
         if host_access:
             if mode != "bridge":
-                raise option_error("host_access", True, "needs mode bridge: in mode %s the parent does not switch frames between the host's shim "
-                                   "and the endpoints" % mode)
+                raise option_error(
+                    "host_access",
+                    True,
+                    "needs mode bridge: in mode %s the parent does not switch frames between the host's shim "
+                    "and the endpoints" % mode,
+                )
             if not params.get("host_access_ip"):
-                raise option_error("host_access_ip", None, "is required with host_access: the host's own address on the network, outside ip_range")
+                raise option_error(
+                    "host_access_ip",
+                    None,
+                    "is required with host_access: the host's own address on the network, outside ip_range",
+                )
             host_access_ip = parse_address("host_access_ip", params["host_access_ip"], 4)
-            if host_access_ip not in subnet or host_access_ip in (subnet.network_address, subnet.broadcast_address, gateway):
-                raise option_error("host_access_ip", host_access_ip, "must be a host address of subnet %s other than the gateway %s" % (subnet, gateway))
+            if host_access_ip not in subnet or host_access_ip in (
+                subnet.network_address,
+                subnet.broadcast_address,
+                gateway,
+            ):
+                raise option_error(
+                    "host_access_ip",
+                    host_access_ip,
+                    "must be a host address of subnet %s other than the gateway %s" % (subnet, gateway),
+                )
             if host_access_ip in ip_range:
-                raise option_error("host_access_ip", host_access_ip, "is inside ip_range %s, where endpoints get their addresses: "
-                                   "set ip_range to a part of the subnet that excludes it" % ip_range)
+                raise option_error(
+                    "host_access_ip",
+                    host_access_ip,
+                    "is inside ip_range %s, where endpoints get their addresses: "
+                    "set ip_range to a part of the subnet that excludes it" % ip_range,
+                )
             shim_name = check_ifname("shim_name", params.get("shim_name") or default_shim_name(name))
         elif params.get("host_access_ip"):
             raise option_error("host_access_ip", params["host_access_ip"], "needs host_access: true")
-        return cls(name, parent, mode, subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway, mtu, host_access, host_access_ip, shim_name)
+        return cls(
+            name,
+            parent,
+            mode,
+            subnet,
+            gateway,
+            ip_range,
+            ipv6_subnet,
+            ipv6_gateway,
+            mtu,
+            host_access,
+            host_access_ip,
+            shim_name,
+        )
 
     @property
     def vlan(self) -> Optional[tuple]:
@@ -681,11 +836,20 @@ class MacvlanNetwork:
 
     def to_record(self, mtu: int, vlan_created: bool) -> dict:
         return {
-            "driver": "macvlan", "parent": self.parent, "mode": self.mode, "subnet": str(self.subnet), "gateway": str(self.gateway),
-            "ip_range": str(self.ip_range), "ipv6_subnet": str(self.ipv6_subnet) if self.ipv6_subnet else None,
-            "ipv6_gateway": str(self.ipv6_gateway) if self.ipv6_gateway else None, "mtu": mtu, "mtu_set": self.mtu is not None,
-            "host_access": self.host_access, "host_access_ip": str(self.host_access_ip) if self.host_access_ip else None,
-            "shim_name": self.shim_name, "vlan_created": vlan_created,
+            "driver": "macvlan",
+            "parent": self.parent,
+            "mode": self.mode,
+            "subnet": str(self.subnet),
+            "gateway": str(self.gateway),
+            "ip_range": str(self.ip_range),
+            "ipv6_subnet": str(self.ipv6_subnet) if self.ipv6_subnet else None,
+            "ipv6_gateway": str(self.ipv6_gateway) if self.ipv6_gateway else None,
+            "mtu": mtu,
+            "mtu_set": self.mtu is not None,
+            "host_access": self.host_access,
+            "host_access_ip": str(self.host_access_ip) if self.host_access_ip else None,
+            "shim_name": self.shim_name,
+            "vlan_created": vlan_created,
         }
 
     @classmethod

@@ -121,8 +121,14 @@ def _ensure_run_dir() -> None:
         return
     if ctypes.get_errno() != errno.EINVAL:
         _check(-1, "mount --make-rshared %s" % NETNS_RUN_DIR)
-    _check(_libc.mount(NETNS_RUN_DIR.encode(), NETNS_RUN_DIR.encode(), b"none", MS_BIND | MS_REC, None), "mount --bind %s" % NETNS_RUN_DIR)
-    _check(_libc.mount(b"none", NETNS_RUN_DIR.encode(), None, MS_SHARED | MS_REC, None), "mount --make-rshared %s" % NETNS_RUN_DIR)
+    _check(
+        _libc.mount(NETNS_RUN_DIR.encode(), NETNS_RUN_DIR.encode(), b"none", MS_BIND | MS_REC, None),
+        "mount --bind %s" % NETNS_RUN_DIR,
+    )
+    _check(
+        _libc.mount(b"none", NETNS_RUN_DIR.encode(), None, MS_SHARED | MS_REC, None),
+        "mount --make-rshared %s" % NETNS_RUN_DIR,
+    )
 
 
 def _bind(source: str, name: str) -> None:
@@ -137,7 +143,9 @@ def _bind(source: str, name: str) -> None:
         # the stub of an interrupted create or delete: finish the job by binding onto it
     faults.point("netns-named")
     try:
-        _check(_libc.mount(source.encode(), path.encode(), b"none", MS_BIND, None), "mount --bind %s %s" % (source, path))
+        _check(
+            _libc.mount(source.encode(), path.encode(), b"none", MS_BIND, None), "mount --bind %s %s" % (source, path)
+        )
     except OSError:
         os.unlink(path)
         raise
@@ -214,7 +222,9 @@ class Containers:
             self._binaries[runtime] = self.module.get_bin_path(runtime)
         path = self._binaries[runtime]
         if path is None and option is not None:
-            raise option_error(option, runtime, "is not installed on this host: the '%s' command was not found in PATH" % runtime)
+            raise option_error(
+                option, runtime, "is not installed on this host: the '%s' command was not found in PATH" % runtime
+            )
         return path
 
     def prefetch(self, runtime: str, names, option: Optional[str] = None) -> None:
@@ -260,7 +270,11 @@ def parse_inspect(runtime: str, names: list, rc: int, out: str, err: str, option
         found[(runtime, name)] = match[0] if match else None
     missing = [name for name in names if found[(runtime, name)] is None]
     if missing and "no such" not in err.lower():
-        raise option_error(option, runtime, "could not inspect container(s) %s (rc %d): %s" % (", ".join(missing), rc, err.strip() or out.strip()))
+        raise option_error(
+            option,
+            runtime,
+            "could not inspect container(s) %s (rc %d): %s" % (", ".join(missing), rc, err.strip() or out.strip()),
+        )
     return found
 
 
@@ -310,15 +324,22 @@ class SandboxRef:
         return self.kind == "netns" and is_stub(self.path)
 
     def check_running(self, option: str = "container") -> None:
-        """A container sandbox must run (a stopped container has no network namespace): a clear error naming ``option``."""
+        """A container sandbox must run (a stopped container has no network namespace): a clear error naming
+        ``option``."""
         if self.kind != "container":
             return
         container = CONTAINERS.lookup(self.runtime, self.value)
         if container is None:
-            raise option_error(option, self.value, "is not a %s container on this host (no such container)" % self.runtime)
+            raise option_error(
+                option, self.value, "is not a %s container on this host (no such container)" % self.runtime
+            )
         if container.pid <= 0:
-            raise option_error(option, self.value, "is not running (%s status: %s): start it first, a stopped container has no network namespace"
-                               % (self.runtime, container.status))
+            raise option_error(
+                option,
+                self.value,
+                "is not running (%s status: %s): start it first, a stopped container has no network namespace"
+                % (self.runtime, container.status),
+            )
 
     def open(self) -> int:
         """Open the namespace file; a clear error if it is missing (never creates it)."""
@@ -326,7 +347,9 @@ class SandboxRef:
         try:
             return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
-            raise option_error(self.kind, self.value, "does not name an existing network namespace (%s)" % exc.strerror) from exc
+            raise option_error(
+                self.kind, self.value, "does not name an existing network namespace (%s)" % exc.strerror
+            ) from exc
 
     @classmethod
     def from_key(cls, key: str) -> SandboxRef:
@@ -338,7 +361,8 @@ class SandboxRef:
 
 
 def prefetch_containers(wanted, stored_keys=()) -> None:
-    """Resolve the containers of a run with one inspect call per runtime: those named (``wanted``) and those of ``stored_keys``.
+    """Resolve the containers of a run with one inspect call per runtime: those named (``wanted``) and those of
+    ``stored_keys``.
 
     ``wanted`` holds (SandboxRef, name of its runtime option) pairs, other kinds of sandbox being
     ignored; a runtime named there that is not installed is an error naming that option. A stored

@@ -14,7 +14,11 @@ import socket
 from typing import Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import ipsec
-from ansible_collections.cnm.network.plugins.module_utils.bridge import plan_bridge_absent, plan_bridge_present, plan_device_ipv6
+from ansible_collections.cnm.network.plugins.module_utils.bridge import (
+    plan_bridge_absent,
+    plan_bridge_present,
+    plan_device_ipv6,
+)
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.model import OverlayNetwork, parse_address
@@ -36,8 +40,12 @@ def refuse_encryption(kernel_features: dict) -> None:
     """Never fall back to cleartext: on a kernel without what IPsec needs, refuse naming what it lacks."""
     missing = [name for name, present in kernel_features.items() if not present]
     if missing:
-        raise option_error("encrypted", True, "needs IPsec ESP in transport mode with AES-GCM, and this kernel lacks: %s; refusing rather than "
-                           "sending VXLAN in clear" % ", ".join(missing))
+        raise option_error(
+            "encrypted",
+            True,
+            "needs IPsec ESP in transport mode with AES-GCM, and this kernel lacks: %s; refusing rather than "
+            "sending VXLAN in clear" % ", ".join(missing),
+        )
 
 
 def kernel_features() -> dict:
@@ -56,8 +64,12 @@ def _encryption(host: Host, params: dict, underlay: Optional[int]) -> Tuple[dict
     if not encrypted:
         return params, None
     if asked is None and not params.get("encryption_key"):
-        raise option_error("encryption_key", "(not set)", "is required: overlay %s is encrypted on this host (encrypted: false turns encryption off)"
-                           % params["name"])
+        raise option_error(
+            "encryption_key",
+            "(not set)",
+            "is required: overlay %s is encrypted on this host (encrypted: false turns encryption off)"
+            % params["name"],
+        )
     keys = ipsec.check_keys(params.get("encryption_key"), params.get("encryption_keys"))
     refuse_encryption(kernel_features())
     if underlay is not None:
@@ -65,18 +77,30 @@ def _encryption(host: Host, params: dict, underlay: Optional[int]) -> Tuple[dict
         if params.get("mtu") is None:
             params["mtu"] = limit
         elif params["mtu"] > limit:
-            raise option_error("mtu", params["mtu"], "is larger than an encrypted overlay allows on this underlay (%d - 50 bytes of VXLAN - %d of ESP "
-                               "and its padding = %d)" % (underlay, underlay - 50 - limit, limit))
+            raise option_error(
+                "mtu",
+                params["mtu"],
+                "is larger than an encrypted overlay allows on this underlay (%d - 50 bytes of VXLAN - %d of ESP "
+                "and its padding = %d)" % (underlay, underlay - 50 - limit, limit),
+            )
     return params, keys
 
 
 def _check_encrypted_port(host: Host, network: OverlayNetwork) -> None:
     """The IPsec policies select VXLAN by UDP port: an encrypted overlay has its port to itself on this host."""
     for other_name, other in sorted(host.state["networks"].items()):
-        if other_name != network.name and other.get("driver") == "overlay" and other.get("port") == network.port \
-                and (network.encrypted or other.get("encrypted")):
-            raise option_error("port", network.port, "is also used by overlay %s on this host; an encrypted overlay needs a VXLAN UDP port of its own "
-                               "(its IPsec policies select the VXLAN traffic by port)" % other_name)
+        if (
+            other_name != network.name
+            and other.get("driver") == "overlay"
+            and other.get("port") == network.port
+            and (network.encrypted or other.get("encrypted"))
+        ):
+            raise option_error(
+                "port",
+                network.port,
+                "is also used by overlay %s on this host; an encrypted overlay needs a VXLAN UDP port of its own "
+                "(its IPsec policies select the VXLAN traffic by port)" % other_name,
+            )
 
 
 def _plan_ipsec(host: Host, network: OverlayNetwork, keys: Optional[list], record: dict) -> Optional[dict]:
@@ -85,10 +109,17 @@ def _plan_ipsec(host: Host, network: OverlayNetwork, keys: Optional[list], recor
         return None  # never encrypted: XFRM is not touched (nor needed in the kernel)
     xfrm = Xfrm()
     have = ipsec.current(xfrm, sorted({network.port, record.get("port", network.port)}))
-    want = ipsec.render(network.local_ip, [peer.vtep for peer in network.peers], keys, network.port) if network.encrypted else {"states": [], "policies": []}
+    want = (
+        ipsec.render(network.local_ip, [peer.vtep for peer in network.peers], keys, network.port)
+        if network.encrypted
+        else {"states": [], "policies": []}
+    )
     ipsec.plan(host, "overlay %s ipsec" % network.name, xfrm, have, (want["states"], want["policies"]))
     if not network.encrypted:
-        host.warnings.append("overlay %s is no longer encrypted (encrypted: false): its VXLAN traffic now crosses the underlay in clear" % network.name)
+        host.warnings.append(
+            "overlay %s is no longer encrypted (encrypted: false): its VXLAN traffic now crosses the underlay in clear"
+            % network.name
+        )
         return None
     return ipsec.describe(want["states"], want["policies"])
 
@@ -110,13 +141,27 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
     session = host.kernel.host
     name = network.vxlan_name
     link = session.link(name)
-    wanted = {"vni": network.vni, "local": str(network.local_ip), "port": network.port, "learning": False, "proxy": True}
+    wanted = {
+        "vni": network.vni,
+        "local": str(network.local_ip),
+        "port": network.port,
+        "learning": False,
+        "proxy": True,
+    }
     target = "overlay %s" % network.name
-    desired = dict(wanted, device=name, mtu=network.mtu, mac=network.vxlan_mac, fdb=_fdb(network), neighbours=_neighbours(network))
+    desired = dict(
+        wanted, device=name, mtu=network.mtu, mac=network.vxlan_mac, fdb=_fdb(network), neighbours=_neighbours(network)
+    )
     current = None
     if link is not None:
-        current = dict(link.vxlan or {}, device=name, mtu=link.mtu, mac=link.mac, fdb=sorted(session.rtnl.neighbours(socket.AF_BRIDGE, link.index)),
-                       neighbours=sorted(session.rtnl.neighbours(socket.AF_INET, link.index)))
+        current = dict(
+            link.vxlan or {},
+            device=name,
+            mtu=link.mtu,
+            mac=link.mac,
+            fdb=sorted(session.rtnl.neighbours(socket.AF_BRIDGE, link.index)),
+            neighbours=sorted(session.rtnl.neighbours(socket.AF_INET, link.index)),
+        )
 
     def add(what, apply, undo=None):
         host.plan.add(target, what, current, desired, apply, undo)
@@ -129,34 +174,67 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
     # Encrypted: the device comes up only after the firewall's drop of clear VXLAN is in place (see after_firewall).
     up_later = network.encrypted and (fresh or not link.up)
     if fresh:
-        add("create vxlan %s vni %d local %s port %d on %s%s" % (name, network.vni, network.local_ip, network.port, network.bridge_name,
-                                                                 " (down until its firewall rules are in place)" if up_later else ""),
-            lambda: _create(session, network, up=not up_later), lambda: session.delete_link(name))
+        add(
+            "create vxlan %s vni %d local %s port %d on %s%s"
+            % (
+                name,
+                network.vni,
+                network.local_ip,
+                network.port,
+                network.bridge_name,
+                " (down until its firewall rules are in place)" if up_later else "",
+            ),
+            lambda: _create(session, network, up=not up_later),
+            lambda: session.delete_link(name),
+        )
         present_fdb, present_neigh = set(), set()
     else:
         if up_later and link.mtu != network.mtu:
             add("set vxlan %s mtu %d" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu))
         elif link.mtu != network.mtu or not link.up:
-            add("set vxlan %s mtu %d up" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu, up=True))
+            add(
+                "set vxlan %s mtu %d up" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu, up=True)
+            )
         present_fdb, present_neigh = set(current["fdb"]), set(current["neighbours"])
     if up_later:
-        host.after_firewall.append(lambda: add("set vxlan %s up (the drop of clear VXLAN is in place)" % name, lambda: session.set_link(name, up=True),
-                                               lambda: session.set_link(name, up=False)))
+        host.after_firewall.append(
+            lambda: add(
+                "set vxlan %s up (the drop of clear VXLAN is in place)" % name,
+                lambda: session.set_link(name, up=True),
+                lambda: session.set_link(name, up=False),
+            )
+        )
     for mac, vtep in sorted(present_fdb - set(desired["fdb"])):
-        add("remove fdb %s dst %s" % (mac, vtep), lambda m=mac, v=vtep: session.rtnl.neighbour(False, socket.AF_BRIDGE, session.index(name), m, v))
+        add(
+            "remove fdb %s dst %s" % (mac, vtep),
+            lambda m=mac, v=vtep: session.rtnl.neighbour(False, socket.AF_BRIDGE, session.index(name), m, v),
+        )
     for mac, vtep in desired["fdb"]:
         if (mac, vtep) not in present_fdb:
-            add("add fdb %s dst %s" % (mac, vtep), lambda m=mac, v=vtep: session.rtnl.neighbour(True, socket.AF_BRIDGE, session.index(name), m, v))
+            add(
+                "add fdb %s dst %s" % (mac, vtep),
+                lambda m=mac, v=vtep: session.rtnl.neighbour(True, socket.AF_BRIDGE, session.index(name), m, v),
+            )
     for mac, address in sorted(present_neigh - set(desired["neighbours"])):
-        add("remove neighbour %s lladdr %s" % (address, mac),
-            lambda m=mac, a=address: session.rtnl.neighbour(False, socket.AF_INET, session.index(name), m, a))
+        add(
+            "remove neighbour %s lladdr %s" % (address, mac),
+            lambda m=mac, a=address: session.rtnl.neighbour(False, socket.AF_INET, session.index(name), m, a),
+        )
     for mac, address in desired["neighbours"]:
         if (mac, address) not in present_neigh:
-            add("add neighbour %s lladdr %s" % (address, mac),
-                lambda m=mac, a=address: session.rtnl.neighbour(True, socket.AF_INET, session.index(name), m, a))
+            add(
+                "add neighbour %s lladdr %s" % (address, mac),
+                lambda m=mac, a=address: session.rtnl.neighbour(True, socket.AF_INET, session.index(name), m, a),
+            )
     plan_device_ipv6(host, target, name, network.ipv6_subnet is not None, network.mtu)
-    result["network"].update(vni=network.vni, local_ip=str(network.local_ip), port=network.port, vxlan_name=name,
-                             peers=network.to_record()["peers"], encrypted=network.encrypted)
+    result["network"].update(
+        vni=network.vni,
+        local_ip=str(network.local_ip),
+        port=network.port,
+        vxlan_name=name,
+        peers=network.to_record()["peers"],
+        encrypted=network.encrypted,
+    )
     if encryption is not None:
         result["network"]["ipsec"] = encryption
     return result
@@ -170,8 +248,14 @@ def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
     vxlan = (record or {}).get("vxlan_name")
     link = host.kernel.host.link(vxlan) if vxlan else None
     if link is not None and link.kind == "vxlan":
-        host.plan.add("overlay %s" % name, "delete vxlan %s" % vxlan, {"device": vxlan}, None,
-                      lambda: host.kernel.host.delete_link(vxlan), forgets=(("network", name),))
+        host.plan.add(
+            "overlay %s" % name,
+            "delete vxlan %s" % vxlan,
+            {"device": vxlan},
+            None,
+            lambda: host.kernel.host.delete_link(vxlan),
+            forgets=(("network", name),),
+        )
     if (record or {}).get("encrypted"):  # after the device: nothing is ever sent in clear
         xfrm = Xfrm()
         have = ipsec.current(xfrm, [record["port"]])
@@ -180,8 +264,16 @@ def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
 
 
 def _create(session, network: OverlayNetwork, up: bool = True) -> None:
-    session.rtnl.create_vxlan(network.vxlan_name, network.vni, str(network.local_ip), network.port, network.mtu, network.vxlan_mac,
-                              session.index(network.bridge_name), up=up)
+    session.rtnl.create_vxlan(
+        network.vxlan_name,
+        network.vni,
+        str(network.local_ip),
+        network.port,
+        network.mtu,
+        network.vxlan_mac,
+        session.index(network.bridge_name),
+        up=up,
+    )
     session.rtnl.set_link(session.index(network.vxlan_name), alias="cnm:overlay:" + network.name)
 
 
@@ -199,6 +291,13 @@ def _neighbours(network: OverlayNetwork) -> list:
 
 def _check_port(host: Host, network: OverlayNetwork) -> None:
     for link in host.kernel.host.links().values():
-        if link.kind == "vxlan" and link.vxlan and link.name != network.vxlan_name and link.vxlan.get("port") == network.port \
-                and link.vxlan.get("vni") == network.vni:
-            raise option_error("port", network.port, "is in use for VNI %d by another VXLAN device (%s)" % (network.vni, link.name))
+        if (
+            link.kind == "vxlan"
+            and link.vxlan
+            and link.name != network.vxlan_name
+            and link.vxlan.get("port") == network.port
+            and link.vxlan.get("vni") == network.vni
+        ):
+            raise option_error(
+                "port", network.port, "is in use for VNI %d by another VXLAN device (%s)" % (network.vni, link.name)
+            )

@@ -58,11 +58,16 @@ def drop_chains(listing: dict) -> List[DropChain]:
 
 
 def chain_exists(listing: dict, family: str, table: str, name: str) -> bool:
-    return any(item.get("chain", {}).get("name") == name and item["chain"].get("table") == table and item["chain"].get("family") == family
-               for item in listing.get("nftables", []))
+    return any(
+        item.get("chain", {}).get("name") == name
+        and item["chain"].get("table") == table
+        and item["chain"].get("family") == family
+        for item in listing.get("nftables", [])
+    )
 
 
 # ---- native nft chains ----
+
 
 def _meta(key: str, value: str) -> dict:
     return {"match": {"op": "==", "left": {"meta": {"key": key}}, "right": value}}
@@ -87,13 +92,23 @@ def native_rules(networks: Dict[str, dict], family: str = "inet") -> List[Tuple[
         for version, proto in ((4, "ip"), (6, "ip6")):
             sources = trusted(networks, name, version)
             if sources and family in ("inet", proto):
-                prefixes = {"set": [{"prefix": {"addr": str(ipaddress.ip_network(text).network_address),
-                                                "len": ipaddress.ip_network(text).prefixlen}}
-                                    for text in sources]}
-                saddr = {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "saddr"}},
-                                   "right": prefixes}}
-                rules.append((COMMENT % (name, "trusted " + proto),
-                              [_meta("oifname", bridge), saddr, {"accept": None}]))
+                prefixes = {
+                    "set": [
+                        {
+                            "prefix": {
+                                "addr": str(ipaddress.ip_network(text).network_address),
+                                "len": ipaddress.ip_network(text).prefixlen,
+                            }
+                        }
+                        for text in sources
+                    ]
+                }
+                saddr = {
+                    "match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "saddr"}}, "right": prefixes}
+                }
+                rules.append(
+                    (COMMENT % (name, "trusted " + proto), [_meta("oifname", bridge), saddr, {"accept": None}])
+                )
     return rules
 
 
@@ -102,7 +117,11 @@ def native_commands(listing: dict, chain: DropChain, networks: Dict[str, dict]) 
     present = {}
     for item in listing.get("nftables", []):
         rule = item.get("rule")
-        if rule and (rule.get("family"), rule.get("table"), rule.get("chain")) == (chain.family, chain.table, chain.chain):
+        if rule and (rule.get("family"), rule.get("table"), rule.get("chain")) == (
+            chain.family,
+            chain.table,
+            chain.chain,
+        ):
             comment = rule.get("comment", "")
             if comment.startswith("cnm network "):
                 present[comment] = rule.get("handle")
@@ -120,16 +139,21 @@ def native_commands(listing: dict, chain: DropChain, networks: Dict[str, dict]) 
 
 # ---- iptables-nft chains ----
 
+
 def xtables_lines(networks: Dict[str, dict], chain: str, family: str = "ip") -> Dict[str, str]:
     """comment -> the iptables rule (without -A/-I/-D CHAIN) of every pass rule; one per trusted source of the
     table's IP version (``-s A,B`` would become several rules under one comment)."""
     lines = {}
     for name, bridge in routed(networks):
         lines[COMMENT % (name, "out")] = '-i %s -m comment --comment "%s" -j ACCEPT' % (bridge, COMMENT % (name, "out"))
-        lines[COMMENT % (name, "back")] = ('-o %s -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "%s" -j ACCEPT'
-                                           % (bridge, COMMENT % (name, "back")))
-        lines[COMMENT % (name, "published")] = ('-o %s -m conntrack --ctstate DNAT -m comment --comment "%s" -j ACCEPT'
-                                                % (bridge, COMMENT % (name, "published")))
+        lines[COMMENT % (name, "back")] = (
+            '-o %s -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "%s" -j ACCEPT'
+            % (bridge, COMMENT % (name, "back"))
+        )
+        lines[COMMENT % (name, "published")] = (
+            '-o %s -m conntrack --ctstate DNAT -m comment --comment "%s" -j ACCEPT'
+            % (bridge, COMMENT % (name, "published"))
+        )
         for source in trusted(networks, name, 4 if family == "ip" else 6):
             comment = COMMENT % (name, "trusted " + source)
             lines[comment] = '-s %s -o %s -m comment --comment "%s" -j ACCEPT' % (source, bridge, comment)
@@ -143,14 +167,16 @@ def parse_xtables(saved: str, chain: str) -> Dict[str, str]:
     for line in saved.splitlines():
         if line.startswith(prefix) and '--comment "cnm network ' in line:
             comment = line.split('--comment "', 1)[1].split('"', 1)[0]
-            present[comment] = line[len(prefix):]
+            present[comment] = line[len(prefix) :]
     return present
 
 
 def xtables_script(present: Dict[str, str], wanted: Dict[str, str], chain: str) -> Optional[str]:
     """An iptables-restore --noflush script turning ``present`` into ``wanted`` (None: nothing to do)."""
     lines = ["-D %s %s" % (chain, spec) for comment, spec in sorted(present.items()) if comment not in wanted]
-    lines += ["-I %s 1 %s" % (chain, spec) for comment, spec in reversed(list(wanted.items())) if comment not in present]
+    lines += [
+        "-I %s 1 %s" % (chain, spec) for comment, spec in reversed(list(wanted.items())) if comment not in present
+    ]
     if not lines:
         return None
     return "*filter\n%s\nCOMMIT\n" % "\n".join(lines)

@@ -43,8 +43,16 @@ class Plan:
     # After a failed execute: the applied changes whose effect stayed (no undo, or an undo that failed).
     stayed: list = field(default_factory=list)
 
-    def add(self, target: str, what: str, before: object, after: object, apply: Action, undo: Action | None = None,
-            forgets: tuple = ()) -> None:
+    def add(
+        self,
+        target: str,
+        what: str,
+        before: object,
+        after: object,
+        apply: Action,
+        undo: Action | None = None,
+        forgets: tuple = (),
+    ) -> None:
         self.changes.append(Change(target, what, before, after, apply, undo, tuple(forgets)))
 
     @property
@@ -99,8 +107,10 @@ class Plan:
         for change in self.changes:
             for record in change.forgets:
                 parts.setdefault(record, []).append(id(change) in stayed)
-        return (sorted(record for record, applied in parts.items() if all(applied)),
-                sorted(record for record, applied in parts.items() if any(applied) and not all(applied)))
+        return (
+            sorted(record for record, applied in parts.items() if all(applied)),
+            sorted(record for record, applied in parts.items() if any(applied) and not all(applied)),
+        )
 
 
 def _undo(done: list) -> tuple:

@@ -44,7 +44,8 @@ class PortMapping:
 
     @property
     def key(self) -> str:
-        """The host side as a stable owner id: ``tcp/0.0.0.0:4000``, ``udp/[::1]:53``, ``tcp/*:4000`` for all addresses."""
+        """The host side as a stable owner id: ``tcp/0.0.0.0:4000``, ``udp/[::1]:53``, ``tcp/*:4000`` for all
+        addresses."""
         return "%s/%s:%d" % (self.protocol, _host_text(self.host_ip, "*"), self.host_port)
 
     def overlaps(self, other: PortMapping) -> bool:
@@ -94,7 +95,10 @@ def _port_range(option: str, value: object) -> Tuple[int, int]:
         raise option_error(option, text, "is a reversed range: write %d-%d" % (last, first))
     if last - first + 1 > MAX_RANGE:
         raise option_error(
-            option, text, "spans %d ports, more than %d: each published port is its own firewall rule, so publish fewer" % (last - first + 1, MAX_RANGE)
+            option,
+            text,
+            "spans %d ports, more than %d: each published port is its own firewall rule, so publish fewer"
+            % (last - first + 1, MAX_RANGE),
         )
     return first, last
 
@@ -111,27 +115,36 @@ def _host_address(option: str, value: object) -> Optional[HostAddress]:
     try:
         address = ipaddress.ip_address(text)
     except ValueError as exc:
-        raise option_error(option, value, "is not an IP address (e.g. 127.0.0.1 or [2001:db8::1]; omit it for all "
-                           "addresses)") from exc
+        raise option_error(
+            option, value, "is not an IP address (e.g. 127.0.0.1 or [2001:db8::1]; omit it for all addresses)"
+        ) from exc
     if bracketed and address.version == 4:
-        raise option_error(option, value, "puts an IPv4 address in brackets, which are for IPv6 only: write %s"
-                           % address)
+        raise option_error(
+            option, value, "puts an IPv4 address in brackets, which are for IPv6 only: write %s" % address
+        )
     if address.version == 6 and address.scope_id:
         raise option_error(option, value, "has a zone index; give the address without '%%%s'" % address.scope_id)
     if address.version == 6 and address.ipv4_mapped is not None:
-        raise option_error(option, value, "is an IPv4-mapped IPv6 address: write the IPv4 address %s"
-                           % address.ipv4_mapped)
+        raise option_error(
+            option, value, "is an IPv4-mapped IPv6 address: write the IPv4 address %s" % address.ipv4_mapped
+        )
     if address.version == 6 and address.is_loopback:
-        raise option_error(option, value, "is IPv6 loopback, which cannot be forwarded to a container: the kernel has "
-                           "no route_localnet for IPv6 "
-                           "(Docker's userland proxy does it); use 127.0.0.1")
+        raise option_error(
+            option,
+            value,
+            "is IPv6 loopback, which cannot be forwarded to a container: the kernel has "
+            "no route_localnet for IPv6 "
+            "(Docker's userland proxy does it); use 127.0.0.1",
+        )
     return address
 
 
 def _protocol(option: str, value: object) -> str:
     protocol = "tcp" if value is None else str(value).strip().lower()
     if protocol not in PROTOCOLS:
-        raise option_error(option, value or repr(value), "is not a protocol that can be published (%s)" % ", ".join(PROTOCOLS))
+        raise option_error(
+            option, value or repr(value), "is not a protocol that can be published (%s)" % ", ".join(PROTOCOLS)
+        )
     return protocol
 
 
@@ -143,7 +156,8 @@ def _no_host_port(option: str, given: object, suggestion: str) -> CnmError:
     return option_error(
         option,
         None,
-        "is required: %s gives only a container port, and Docker's ephemeral host port cannot be declared; write %s" % (given, suggestion),
+        "is required: %s gives only a container port, and Docker's ephemeral host port cannot be declared; write %s"
+        % (given, suggestion),
     )
 
 
@@ -153,17 +167,28 @@ def _split_string(where: str, text: str) -> Tuple[Optional[str], str, str, Optio
     if "/" in text:
         body, protocol = text.rsplit("/", 1)
     if "/" in body:
-        raise option_error(where, text, "is not a port mapping: write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL], e.g. 127.0.0.1:4000:80/tcp")
+        raise option_error(
+            where,
+            text,
+            "is not a port mapping: write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL], e.g. 127.0.0.1:4000:80/tcp",
+        )
     if body.startswith("["):
         address, bracket, rest = body[1:].partition("]")
         if not bracket or not rest.startswith(":") or rest.count(":") != 2:
-            raise option_error(where, text, "is not a port mapping: write [IPV6]:HOST_PORT:CONTAINER_PORT[/PROTOCOL], "
-                               "e.g. [2001:db8::1]:4000:80/tcp")
+            raise option_error(
+                where,
+                text,
+                "is not a port mapping: write [IPV6]:HOST_PORT:CONTAINER_PORT[/PROTOCOL], "
+                "e.g. [2001:db8::1]:4000:80/tcp",
+            )
         host_port, container_port = rest[1:].split(":", 1)
         return "[%s]" % address, host_port, container_port, protocol
     if "[" in body or "]" in body:
-        raise option_error(where, text, "has unbalanced brackets: write [IPV6]:HOST_PORT:CONTAINER_PORT[/PROTOCOL], "
-                           "e.g. [2001:db8::1]:4000:80/tcp")
+        raise option_error(
+            where,
+            text,
+            "has unbalanced brackets: write [IPV6]:HOST_PORT:CONTAINER_PORT[/PROTOCOL], e.g. [2001:db8::1]:4000:80/tcp",
+        )
     parts = body.split(":")
     if len(parts) == 1:
         raise _no_host_port(where + ".host_port", repr(text), repr("%s:%s" % (body, text)))
@@ -172,43 +197,76 @@ def _split_string(where: str, text: str) -> Tuple[Optional[str], str, str, Optio
     if len(parts) == 3:
         return parts[0], parts[1], parts[2], protocol
     # An IPv6 address without brackets: "::1:4000:80" could as well be ::1:4000 with only a container port.
-    suggestion = "[%s]:%s:%s%s" % (":".join(parts[:-2]), parts[-2], parts[-1], "" if protocol is None else "/" + protocol)
+    suggestion = "[%s]:%s:%s%s" % (
+        ":".join(parts[:-2]),
+        parts[-2],
+        parts[-1],
+        "" if protocol is None else "/" + protocol,
+    )
     raise option_error(where, text, "is ambiguous: put an IPv6 host_ip in brackets, e.g. %s" % suggestion)
 
 
 def _item_fields(where: str, item: object) -> Tuple[object, object, object, object]:
     """The raw host_ip, host_port, container_port and protocol of one item."""
     if isinstance(item, bool) or not isinstance(item, (str, int, dict)):
-        raise option_error(where, item, "must be a string such as '127.0.0.1:4000:80/tcp' or a dict with host_port and container_port")
+        raise option_error(
+            where, item, "must be a string such as '127.0.0.1:4000:80/tcp' or a dict with host_port and container_port"
+        )
     if isinstance(item, int):
         # YAML 1.1 (PyYAML, so Ansible) reads an unquoted 22:22 as the base-60 number 1342.
         if item > 65535:
             raise option_error(
-                where, item, "is a number, not a port mapping: YAML reads an unquoted %d:%d as the base-60 number %d; quote it" % (item // 60, item % 60, item)
+                where,
+                item,
+                "is a number, not a port mapping: YAML reads an unquoted %d:%d as the base-60 number %d; quote it"
+                % (item // 60, item % 60, item),
             )
         if item < 1:
-            raise option_error(where, item, "is not a port mapping: write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL], e.g. 127.0.0.1:4000:80/tcp")
+            raise option_error(
+                where,
+                item,
+                "is not a port mapping: write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL], e.g. "
+                "127.0.0.1:4000:80/tcp",
+            )
         raise _no_host_port(
-            where + ".host_port", item, "'%d:%d' (and quote such strings: YAML reads an unquoted 22:22 as the base-60 number 1342)" % (item, item)
+            where + ".host_port",
+            item,
+            "'%d:%d' (and quote such strings: YAML reads an unquoted 22:22 as the base-60 number 1342)" % (item, item),
         )
     if isinstance(item, dict):
         unknown = sorted(str(k) for k in item if k not in DICT_KEYS)
         if unknown:
-            raise option_error(where, item, "has unknown keys %s (known: %s)" % (", ".join(unknown), ", ".join(DICT_KEYS)))
+            raise option_error(
+                where, item, "has unknown keys %s (known: %s)" % (", ".join(unknown), ", ".join(DICT_KEYS))
+            )
         if item.get("container_port") in (None, ""):
-            raise option_error(where + ".container_port", None, "is required (a port such as 80 or a range such as 80-90)")
+            raise option_error(
+                where + ".container_port", None, "is required (a port such as 80 or a range such as 80-90)"
+            )
         if item.get("host_port") in (None, ""):
-            raise _no_host_port(where + ".host_port", "the item", "host_port as well, e.g. host_port: %s" % item["container_port"])
+            raise _no_host_port(
+                where + ".host_port", "the item", "host_port as well, e.g. host_port: %s" % item["container_port"]
+            )
         return item.get("host_ip"), item["host_port"], item["container_port"], item.get("protocol")
     text = item.strip()
     if not text:
-        raise option_error(where, repr(item), "is not a port mapping: write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL], e.g. 127.0.0.1:4000:80/tcp")
+        raise option_error(
+            where,
+            repr(item),
+            "is not a port mapping: write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL], e.g. 127.0.0.1:4000:80/tcp",
+        )
     host_ip, host_port, container_port, protocol = _split_string(where, text)
     if container_port == "":
         raise option_error(where + ".container_port", None, "is required: %r ends without a container port" % text)
     if host_port == "":
-        suggestion = "%s:%s:%s" % (host_ip, container_port, container_port) if host_ip else "%s:%s" % (container_port, container_port)
-        raise _no_host_port(where + ".host_port", repr(text), repr(suggestion + ("/" + protocol if protocol is not None else "")))
+        suggestion = (
+            "%s:%s:%s" % (host_ip, container_port, container_port)
+            if host_ip
+            else "%s:%s" % (container_port, container_port)
+        )
+        raise _no_host_port(
+            where + ".host_port", repr(text), repr(suggestion + ("/" + protocol if protocol is not None else ""))
+        )
     return host_ip, host_port, container_port, protocol
 
 
@@ -221,13 +279,20 @@ def parse_port(item: object, option: str) -> List[PortMapping]:
     container_first, container_last = _port_range(option + ".container_port", container_port)
     host_count, container_count = host_last - host_first + 1, container_last - container_first + 1
     if host_count != container_count:
-        why = " (Docker would pick one free port of the host range, which cannot be declared)" if container_count == 1 else ""
+        why = (
+            " (Docker would pick one free port of the host range, which cannot be declared)"
+            if container_count == 1
+            else ""
+        )
         raise option_error(
             option + ".container_port",
             container_port,
-            "is %s but host_port %s is %s: the ranges must be the same length%s" % (_ports(container_count), host_port, _ports(host_count), why),
+            "is %s but host_port %s is %s: the ranges must be the same length%s"
+            % (_ports(container_count), host_port, _ports(host_count), why),
         )
-    return [PortMapping(address, host_first + offset, container_first + offset, protocol) for offset in range(host_count)]
+    return [
+        PortMapping(address, host_first + offset, container_first + offset, protocol) for offset in range(host_count)
+    ]
 
 
 def parse_ports(items, option: str = "ports") -> Tuple[PortMapping, ...]:
@@ -253,7 +318,8 @@ def parse_numbered_ports(items, option: str = "ports") -> Tuple[Tuple[PortMappin
                         where,
                         docker_form(mapping),
                         "overlaps %s[%d] (%s): a host address and port can be published once per protocol"
-                        " (no host_ip means all addresses, 0.0.0.0 and :: all of one family)" % (option, earlier_number, docker_form(earlier)),
+                        " (no host_ip means all addresses, 0.0.0.0 and :: all of one family)"
+                        % (option, earlier_number, docker_form(earlier)),
                     )
             slot.append((mapping, number))
             mappings.append((mapping, number))
@@ -273,8 +339,9 @@ def binding_slots(host_ip: Optional[HostAddress], ipv4: bool, ipv6: bool) -> Fro
 
 def slots_overlap(first: FrozenSet[Slot], second: FrozenSet[Slot]) -> bool:
     """Whether two bindings claim one host address of one family (an unspecified address claims them all)."""
-    return any(a[0] == b[0] and (a[1] == b[1] or a[1].is_unspecified or b[1].is_unspecified) for a in first
-               for b in second)
+    return any(
+        a[0] == b[0] and (a[1] == b[1] or a[1].is_unspecified or b[1].is_unspecified) for a in first for b in second
+    )
 
 
 def slots_cover(outer: FrozenSet[Slot], inner: FrozenSet[Slot]) -> bool:
@@ -288,8 +355,11 @@ def canonical_host_ip(host_ip: Optional[HostAddress], ipv4: bool, ipv6: bool) ->
     ``0.0.0.0:P:C`` of an endpoint without IPv6 is ``P:C`` (None); ``P:C`` of an IPv6-only endpoint is ``[::]:P:C``
     (its IPv4 side does not exist, and None stays the key of bindings that hold IPv4).
     """
-    if (host_ip is not None and host_ip.is_unspecified
-            and binding_slots(host_ip, ipv4, ipv6) == binding_slots(None, ipv4, ipv6)):
+    if (
+        host_ip is not None
+        and host_ip.is_unspecified
+        and binding_slots(host_ip, ipv4, ipv6) == binding_slots(None, ipv4, ipv6)
+    ):
         host_ip = None
     if host_ip is None and not ipv4 and ipv6:
         return ANY[6]
@@ -304,5 +374,6 @@ def entry_mapping(entry: dict) -> PortMapping:
 
 def entry_slots(entry: dict) -> FrozenSet[Slot]:
     """The host addresses a store entry takes (entries written before IPv6 lack ``container_ipv6``)."""
-    return binding_slots(entry_mapping(entry).host_ip, entry.get("container_ip") is not None,
-                         entry.get("container_ipv6") is not None)
+    return binding_slots(
+        entry_mapping(entry).host_ip, entry.get("container_ip") is not None, entry.get("container_ipv6") is not None
+    )

@@ -54,7 +54,9 @@ class PublishSpec:
             raise option_error(where + "network", None, "is required (the network of the endpoint)")
         given = [kind for kind in ("netns", "netns_path", "pid", "container_ip") if params.get(kind) not in (None, "")]
         if len(given) != 1:
-            raise option_error(where + "netns", given or None, "exactly one of netns, netns_path, pid and container_ip must be given")
+            raise option_error(
+                where + "netns", given or None, "exactly one of netns, netns_path, pid and container_ip must be given"
+            )
         sandbox = container_ip = None
         if given[0] == "container_ip":
             try:
@@ -67,9 +69,15 @@ class PublishSpec:
         if state == "present" and not params.get("ports"):
             raise option_error(where + "ports", None, "is required with state=present")
         numbered = parse_numbered_ports(params.get("ports") or [], option=where + "ports")
-        return cls(str(params["network"]), sandbox, container_ip, tuple(mapping for mapping, _number in numbered),
-                   state, where,
-                   tuple(number for _mapping, number in numbered))
+        return cls(
+            str(params["network"]),
+            sandbox,
+            container_ip,
+            tuple(mapping for mapping, _number in numbered),
+            state,
+            where,
+            tuple(number for _mapping, number in numbered),
+        )
 
 
 class PublishPlanner:
@@ -88,19 +96,31 @@ class PublishPlanner:
         if spec.state == "absent":
             return self._absent(spec)
         if host.check_mode and not _endpoint_known(host, spec):
-            host.predict_after_earlier_task("ports of %s on %s" % (spec.network, spec.sandbox.key if spec.sandbox else spec.container_ip),
-                                            "publish %s" % ", ".join(map(docker_form, spec.ports)), "the endpoint on network %s" % spec.network)
+            host.predict_after_earlier_task(
+                "ports of %s on %s" % (spec.network, spec.sandbox.key if spec.sandbox else spec.container_ip),
+                "publish %s" % ", ".join(map(docker_form, spec.ports)),
+                "the endpoint on network %s" % spec.network,
+            )
             return {"network": spec.network, "ports": [docker_form(mapping) for mapping in spec.ports]}
         network = host.network(spec.network, spec.opt("network"))
         host.endpoints_of(network.name)  # leases (and ports) of vanished sandboxes go before their ports conflict
         self._by_port = None
         if network.driver == "macvlan":
-            raise option_error(spec.opt("network"), network.name, "is a macvlan network: its endpoints are on the LAN with their own addresses, "
-                               "so reach them there; ports cannot be published from the host to them (Docker ignores -p on macvlan too)")
+            raise option_error(
+                spec.opt("network"),
+                network.name,
+                "is a macvlan network: its endpoints are on the LAN with their own addresses, "
+                "so reach them there; ports cannot be published from the host to them (Docker ignores -p on macvlan "
+                "too)",
+            )
         endpoint = _endpoint(host, spec, network)
         owner = endpoint["sandbox"]
         if network.internal:
-            raise option_error(spec.opt("network"), network.name, "is internal: nothing outside can reach it, so it cannot publish ports")
+            raise option_error(
+                spec.opt("network"),
+                network.name,
+                "is internal: nothing outside can reach it, so it cannot publish ports",
+            )
         addresses = endpoint["ipv4_address"], endpoint.get("ipv6_address")
         entries = host.state.setdefault("ports", {})
         published, listed = [], set()
@@ -108,8 +128,13 @@ class PublishPlanner:
             where = spec.opt("ports[%d]" % (spec.item_numbers[index] if spec.item_numbers else index))
             mapping = self._binding(where, mapping, network, addresses, owner)
             self._check_host_ip(where, mapping)
-            entry = dict(mapping.to_record(), network=network.name, sandbox=owner, container_ip=addresses[0],
-                         container_ipv6=addresses[1])
+            entry = dict(
+                mapping.to_record(),
+                network=network.name,
+                sandbox=owner,
+                container_ip=addresses[0],
+                container_ipv6=addresses[1],
+            )
             covering, absorbed = self._check_conflicts(where, mapping, entry)
             if covering is not None:  # already published by a wider binding of this endpoint: nothing to change
                 published.append(docker_form(entry_mapping(entries[covering])))
@@ -118,14 +143,17 @@ class PublishPlanner:
             if entries.get(mapping.key) != entry:
                 if mapping.key not in entries:  # the host addresses it newly takes must be free
                     held = [slot for key in absorbed for slot in entry_slots(entries[key])]
-                    self._refuse_bound_port(where, mapping,
-                                            frozenset(s for s in entry_slots(entry)
-                                                      if not slots_cover(frozenset(held), frozenset({s}))))
+                    self._refuse_bound_port(
+                        where,
+                        mapping,
+                        frozenset(s for s in entry_slots(entry) if not slots_cover(frozenset(held), frozenset({s}))),
+                    )
                 for key in absorbed:  # the bindings this one replaces: their flows stay valid when it covers them
                     old = entries.pop(key)
                     self._index()[(old["protocol"], old["host_port"])].discard(key)
-                    if (old["container_port"] != mapping.container_port
-                            or not slots_cover(entry_slots(entry), entry_slots(old))):
+                    if old["container_port"] != mapping.container_port or not slots_cover(
+                        entry_slots(entry), entry_slots(old)
+                    ):
                         host.conntrack_flush.add(conntrack_flow(old))
                 entries[mapping.key] = entry
                 self._index().setdefault((mapping.protocol, mapping.host_port), set()).add(mapping.key)
@@ -134,11 +162,20 @@ class PublishPlanner:
             published.append(docker_form(mapping))
             listed.add(mapping.key)
         if self.exclusive:
-            others = [key for key, entry in entries.items() if (entry["network"], entry["sandbox"]) == (network.name, owner) and key not in listed]
+            others = [
+                key
+                for key, entry in entries.items()
+                if (entry["network"], entry["sandbox"]) == (network.name, owner) and key not in listed
+            ]
             self._remove(others)
         self._warn_shadowed(sorted(listed))
-        return {"network": network.name, "sandbox": owner, "container_ip": addresses[0], "container_ipv6": addresses[1],
-                "ports": published}
+        return {
+            "network": network.name,
+            "sandbox": owner,
+            "container_ip": addresses[0],
+            "container_ipv6": addresses[1],
+            "ports": published,
+        }
 
     def _binding(self, where: str, mapping: PortMapping, network, addresses: tuple, owner: str) -> PortMapping:
         """The mapping as it is stored: the network's default host address applied, checked against the endpoint's
@@ -151,19 +188,26 @@ class PublishPlanner:
         if host_ip is not None and not (ipv4 if host_ip.version == 4 else ipv6):
             source = "" if mapping.host_ip is not None else " (network %s's host_binding_ip)" % network.name
             other, needs = (6, "ipv6_subnet") if host_ip.version == 4 else (4, "a subnet")
-            why = ("is IPv%d%s but the endpoint of %s on %s has no IPv%d address: publish on an IPv%d address, "
-                   "or attach the endpoint to a network with %s")
-            raise option_error(where + ".host_ip", host_ip, why
-                               % (host_ip.version, source, owner, network.name, host_ip.version, other, needs))
+            why = (
+                "is IPv%d%s but the endpoint of %s on %s has no IPv%d address: publish on an IPv%d address, "
+                "or attach the endpoint to a network with %s"
+            )
+            raise option_error(
+                where + ".host_ip",
+                host_ip,
+                why % (host_ip.version, source, owner, network.name, host_ip.version, other, needs),
+            )
         host_ip = canonical_host_ip(host_ip, ipv4, ipv6)
         if host_ip is not None and host_ip.is_unspecified and ipv4 and ipv6:
             # 0.0.0.0:P:C and [::]:P:C of one endpoint and container port together are P:C.
             other = ANY[6 if host_ip.version == 4 else 4]
             half = PortMapping(other, mapping.host_port, mapping.container_port, mapping.protocol)
             entry = self.host.state.get("ports", {}).get(half.key)
-            if (entry is not None
-                    and (entry["network"], entry["sandbox"], entry["container_port"]) == (network.name, owner,
-                                                                                          mapping.container_port)):
+            if entry is not None and (entry["network"], entry["sandbox"], entry["container_port"]) == (
+                network.name,
+                owner,
+                mapping.container_port,
+            ):
                 host_ip = None
         return PortMapping(host_ip, mapping.host_port, mapping.container_port, mapping.protocol)
 
@@ -176,12 +220,15 @@ class PublishPlanner:
         entries = self.host.state.get("ports", {})
         if spec.sandbox is not None:
             owner = spec.sandbox.key
-            mine = [key for key, entry in entries.items() if (entry["network"], entry["sandbox"]) == (spec.network, owner)]
+            mine = [
+                key for key, entry in entries.items() if (entry["network"], entry["sandbox"]) == (spec.network, owner)
+            ]
         else:
             owner = str(spec.container_ip)
             field = "container_ip" if spec.container_ip.version == 4 else "container_ipv6"
-            mine = [key for key, entry in entries.items()
-                    if (entry["network"], entry.get(field)) == (spec.network, owner)]
+            mine = [
+                key for key, entry in entries.items() if (entry["network"], entry.get(field)) == (spec.network, owner)
+            ]
         removed, narrowed = [], {}
         for key in mine:
             entry = entries[key]
@@ -225,7 +272,11 @@ class PublishPlanner:
         if self._local is None:
             self._local = _host_addresses(self.host)
         if mapping.host_ip not in self._local:
-            raise option_error(where + ".host_ip", mapping.host_ip, "is not an address of this host (%s)" % ", ".join(sorted(map(str, self._local))))
+            raise option_error(
+                where + ".host_ip",
+                mapping.host_ip,
+                "is not an address of this host (%s)" % ", ".join(sorted(map(str, self._local))),
+            )
 
     def _index(self) -> dict:
         if self._by_port is None:
@@ -252,16 +303,23 @@ class PublishPlanner:
             if not slots_overlap(slots, other_slots):
                 continue
             if not mine:
-                raise option_error(where, docker_form(mapping), "host port already published to %s on network %s (%s)"
-                                   % (other["sandbox"], other["network"], docker_form(entry_mapping(other))))
+                raise option_error(
+                    where,
+                    docker_form(mapping),
+                    "host port already published to %s on network %s (%s)"
+                    % (other["sandbox"], other["network"], docker_form(entry_mapping(other))),
+                )
             same_target = other["container_port"] == mapping.container_port
             if same_target and slots_cover(other_slots, slots) and not self.exclusive:
                 return key, []
             if (same_target and slots_cover(slots, other_slots)) or self.exclusive:
                 absorbed.append(key)
                 continue
-            raise option_error(where, docker_form(mapping), "overlaps %s, already published for this endpoint"
-                               % docker_form(entry_mapping(other)))
+            raise option_error(
+                where,
+                docker_form(mapping),
+                "overlaps %s, already published for this endpoint" % docker_form(entry_mapping(other)),
+            )
         return None, absorbed
 
     def _refuse_bound_port(self, where: str, mapping: PortMapping, slots: frozenset) -> None:
@@ -286,9 +344,11 @@ class PublishPlanner:
                 self._bound = listeners()
             listener = clashing(self._bound, entry["protocol"], entry["host_port"], entry_slots(entry))
             if listener is not None:
-                self.host.warnings.append("published port %s of %s on %s: %s, and the port's DNAT takes its "
-                                          "connections (the process is shadowed)"
-                                          % (key, entry["sandbox"], entry["network"], bound_by(listener)))
+                self.host.warnings.append(
+                    "published port %s of %s on %s: %s, and the port's DNAT takes its "
+                    "connections (the process is shadowed)"
+                    % (key, entry["sandbox"], entry["network"], bound_by(listener))
+                )
 
 
 def _endpoint_known(host: Host, spec: PublishSpec) -> bool:
@@ -296,8 +356,10 @@ def _endpoint_known(host: Host, spec: PublishSpec) -> bool:
         return False
     if spec.sandbox is not None:
         return endpoint_key(spec.network, spec.sandbox.key) in host.state["endpoints"]
-    return any(r["network"] == spec.network and str(spec.container_ip) in (r.get("ipv4_address"), r.get("ipv6_address"))
-               for r in host.state["endpoints"].values())
+    return any(
+        r["network"] == spec.network and str(spec.container_ip) in (r.get("ipv4_address"), r.get("ipv6_address"))
+        for r in host.state["endpoints"].values()
+    )
 
 
 def _endpoint(host: Host, spec: PublishSpec, network) -> dict:
@@ -305,13 +367,21 @@ def _endpoint(host: Host, spec: PublishSpec, network) -> dict:
     if spec.sandbox is not None:
         record = host.state["endpoints"].get(endpoint_key(network.name, spec.sandbox.key))
         if record is None:
-            raise option_error(spec.opt(spec.sandbox.kind), spec.sandbox.value, "has no endpoint on network %s (attach it with cnm_endpoint)" % network.name)
+            raise option_error(
+                spec.opt(spec.sandbox.kind),
+                spec.sandbox.value,
+                "has no endpoint on network %s (attach it with cnm_endpoint)" % network.name,
+            )
         return record
     for record in host.state["endpoints"].values():
-        if record["network"] == network.name and str(spec.container_ip) in (record.get("ipv4_address"),
-                                                                            record.get("ipv6_address")):
+        if record["network"] == network.name and str(spec.container_ip) in (
+            record.get("ipv4_address"),
+            record.get("ipv6_address"),
+        ):
             return record
-    raise option_error(spec.opt("container_ip"), spec.container_ip, "is not the address of an endpoint on network %s" % network.name)
+    raise option_error(
+        spec.opt("container_ip"), spec.container_ip, "is not the address of an endpoint on network %s" % network.name
+    )
 
 
 def _host_addresses(host: Host) -> set:

@@ -75,8 +75,9 @@ def _restore_endpoints(host: Host, restored: list, report: dict) -> None:
     aside = {key: record for key, record in endpoints.items() if record["network"] not in restored}
     for key, record in sorted(aside.items()):
         del endpoints[key]
-        report["skipped"].append("endpoint %s on %s: its network is not restored"
-                                 % (record["sandbox"], record["network"]))
+        report["skipped"].append(
+            "endpoint %s on %s: its network is not restored" % (record["sandbox"], record["network"])
+        )
     records = [record for _key, record in sorted(endpoints.items())]
     netns.prefetch_containers([], [record["sandbox"] for record in records])
     planner = EndpointPlanner(host)
@@ -84,8 +85,10 @@ def _restore_endpoints(host: Host, restored: list, report: dict) -> None:
         if netns.SandboxRef.from_key(record["sandbox"]).exists():
             planner.plan(spec_from_record(record))
         else:
-            report["skipped"].append("endpoint %s on %s: the container is not running; the next run on its network "
-                                     "attaches it again or reclaims its lease" % (record["sandbox"], record["network"]))
+            report["skipped"].append(
+                "endpoint %s on %s: the container is not running; the next run on its network "
+                "attaches it again or reclaims its lease" % (record["sandbox"], record["network"])
+            )
     planner.finish()
     endpoints.update(aside)
 
@@ -98,8 +101,14 @@ def _plan_namespaces(host: Host) -> None:
         if ref.kind != "netns" or ref.exists():
             continue
         host.new_sandboxes.add(ref.key)
-        host.plan.add("netns %s" % ref.value, "create network namespace %s" % ref.value, None, {"exists": True},
-                      lambda r=ref: netns.create_named(r.value), lambda r=ref: netns.delete_named(r.value))
+        host.plan.add(
+            "netns %s" % ref.value,
+            "create network namespace %s" % ref.value,
+            None,
+            {"exists": True},
+            lambda r=ref: netns.create_named(r.value),
+            lambda r=ref: netns.delete_named(r.value),
+        )
 
 
 def _plan_network(host: Host, name: str, record: dict) -> None:

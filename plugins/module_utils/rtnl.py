@@ -54,7 +54,16 @@ _NDMSG = struct.Struct("=BxxxiHBB")  # ndmsg: family, ifindex, state, flags, typ
 _U32 = struct.Struct("=I")
 
 # attribute numbers (linux/if_link.h, if_addr.h, rtnetlink.h)
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP = 1, 3, 4, 5, 10, 18, 20, 27
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP = (
+    1,
+    3,
+    4,
+    5,
+    10,
+    18,
+    20,
+    27,
+)
 IFLA_NET_NS_FD = 28
 IFLA_PROTINFO = 12
 IFLA_BRPORT_MODE = 4  # hairpin
@@ -74,7 +83,7 @@ def attributes(data: bytes, offset: int = 0) -> Dict[int, bytes]:
         length, kind = _ATTR.unpack_from(data, offset)
         if length < 4:
             break
-        found.setdefault(kind & NLA_TYPE_MASK, data[offset + 4:offset + length])
+        found.setdefault(kind & NLA_TYPE_MASK, data[offset + 4 : offset + length])
         offset += (length + 3) & ~3
     return found
 
@@ -119,7 +128,7 @@ class Netlink:
             offset = 0
             while offset + _HEADER.size <= len(data):
                 length, msg_type, _flags, sequence, _port = _HEADER.unpack_from(data, offset)
-                payload = data[offset + _HEADER.size:offset + length]
+                payload = data[offset + _HEADER.size : offset + length]
                 offset += (length + 3) & ~3
                 if sequence != self.sequence:
                     continue
@@ -161,7 +170,9 @@ class Rtnl(Netlink):
     def link(self, name: str) -> Optional[dict]:
         """One link by name, or None."""
         try:
-            for msg_type, payload in self._request(RTM_GETLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name.encode() + b"\0")):
+            for msg_type, payload in self._request(
+                RTM_GETLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name.encode() + b"\0")
+            ):
                 if msg_type == RTM_NEWLINK:
                     return _link(payload)
         except OSError as exc:
@@ -192,10 +203,17 @@ class Rtnl(Netlink):
                 continue
             family, dst_len, _src, _tos, table, protocol, _scope, _type, _flags = _RTMSG.unpack_from(payload)
             attrs = attributes(payload, _RTMSG.size)
-            result.append({
-                "family": family, "dst": _ip(family, attrs.get(RTA_DST)), "dst_len": dst_len, "gateway": _ip(family, attrs.get(RTA_GATEWAY)),
-                "oif": _u32(attrs.get(RTA_OIF)), "table": _u32(attrs.get(RTA_TABLE)) or table, "protocol": protocol,
-            })
+            result.append(
+                {
+                    "family": family,
+                    "dst": _ip(family, attrs.get(RTA_DST)),
+                    "dst_len": dst_len,
+                    "gateway": _ip(family, attrs.get(RTA_GATEWAY)),
+                    "oif": _u32(attrs.get(RTA_OIF)),
+                    "table": _u32(attrs.get(RTA_TABLE)) or table,
+                    "protocol": protocol,
+                }
+            )
         return result
 
     def port_flags(self) -> Dict[int, Tuple[bool, bool]]:
@@ -221,7 +239,9 @@ class Rtnl(Netlink):
                 continue
             attrs = attributes(payload, _NDMSG.size)
             raw = attrs.get(NDA_DST)
-            address = socket.inet_ntop(socket.AF_INET6 if raw and len(raw) == 16 else socket.AF_INET, raw) if raw else None
+            address = (
+                socket.inet_ntop(socket.AF_INET6 if raw and len(raw) == 16 else socket.AF_INET, raw) if raw else None
+            )
             if address is None:  # a device's own MAC in the FDB: not a remote entry
                 continue
             result.append((_mac(attrs.get(NDA_LLADDR)), address))
@@ -229,8 +249,17 @@ class Rtnl(Netlink):
 
     # ---- writes: each waits for the kernel's acknowledgement and raises OSError on refusal ----
 
-    def set_link(self, index: int, up: Optional[bool] = None, mtu: Optional[int] = None, mac: Optional[str] = None,
-                 alias: Optional[str] = None, master: Optional[int] = None, group: Optional[int] = None, name: Optional[str] = None) -> None:
+    def set_link(
+        self,
+        index: int,
+        up: Optional[bool] = None,
+        mtu: Optional[int] = None,
+        mac: Optional[str] = None,
+        alias: Optional[str] = None,
+        master: Optional[int] = None,
+        group: Optional[int] = None,
+        name: Optional[str] = None,
+    ) -> None:
         """Change a link's state and attributes in one RTM_SETLINK (a new ``name`` is applied before ``up``)."""
         flags = IFF_UP if up else 0
         change = IFF_UP if up is not None else 0
@@ -249,14 +278,22 @@ class Rtnl(Netlink):
             body += attr(IFLA_GROUP, _U32.pack(group))
         self._ack(RTM_SETLINK, 0, body)
 
-    def create_veth(self, name: str, mtu: int, master: int, peer_name: str, peer_netns_fd: int, peer_mac: Optional[str]) -> None:
+    def create_veth(
+        self, name: str, mtu: int, master: int, peer_name: str, peer_netns_fd: int, peer_mac: Optional[str]
+    ) -> None:
         """A veth pair, this end up on ``master``; the peer born inside the namespace behind the fd."""
-        peer = _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, peer_name.encode() + b"\0") + attr(IFLA_MTU, _U32.pack(mtu))
+        peer = (
+            _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, peer_name.encode() + b"\0") + attr(IFLA_MTU, _U32.pack(mtu))
+        )
         peer += attr(IFLA_NET_NS_FD, _U32.pack(peer_netns_fd))
         if peer_mac:
             peer += attr(IFLA_ADDRESS, bytes(int(part, 16) for part in peer_mac.split(":")))
         info = attr(IFLA_INFO_KIND, b"veth") + attr(IFLA_INFO_DATA | NLA_F_NESTED, attr(VETH_INFO_PEER, peer))
-        body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_MTU, _U32.pack(mtu))
+        body = (
+            _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP)
+            + attr(IFLA_IFNAME, name.encode() + b"\0")
+            + attr(IFLA_MTU, _U32.pack(mtu))
+        )
         body += attr(IFLA_MASTER, _U32.pack(master)) + attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
@@ -264,23 +301,45 @@ class Rtnl(Netlink):
         """Bridge port flags: ``isolated`` is Docker's icc=false (isolated ports reach only the bridge and
         non-isolated ports); ``hairpin`` lets a DNATed packet go back out of the port it came in by."""
         flags = attr(IFLA_BRPORT_ISOLATED, bytes([int(isolated)])) + attr(IFLA_BRPORT_MODE, bytes([int(hairpin)]))
-        self._ack(RTM_SETLINK, 0, _IFINFO.pack(socket.AF_BRIDGE, 0, index, 0, 0) + attr(IFLA_PROTINFO | NLA_F_NESTED, flags))
+        self._ack(
+            RTM_SETLINK, 0, _IFINFO.pack(socket.AF_BRIDGE, 0, index, 0, 0) + attr(IFLA_PROTINFO | NLA_F_NESTED, flags)
+        )
 
-    def create_vxlan(self, name: str, vni: int, local: str, port: int, mtu: int, mac: str, master: int, up: bool = True) -> None:
-        """A VXLAN device on a bridge: learning off (the FDB is made exact from the inventory), ARP proxy on (down with ``up=False``)."""
-        data = (attr(IFLA_VXLAN_ID, _U32.pack(vni)) + attr(IFLA_VXLAN_LOCAL, socket.inet_pton(socket.AF_INET, local))
-                + attr(IFLA_VXLAN_LEARNING, b"\0") + attr(IFLA_VXLAN_PROXY, b"\1") + attr(IFLA_VXLAN_PORT, struct.pack("!H", port)))
+    def create_vxlan(
+        self, name: str, vni: int, local: str, port: int, mtu: int, mac: str, master: int, up: bool = True
+    ) -> None:
+        """A VXLAN device on a bridge: learning off (the FDB is made exact from the inventory), ARP proxy on (down with
+        ``up=False``)."""
+        data = (
+            attr(IFLA_VXLAN_ID, _U32.pack(vni))
+            + attr(IFLA_VXLAN_LOCAL, socket.inet_pton(socket.AF_INET, local))
+            + attr(IFLA_VXLAN_LEARNING, b"\0")
+            + attr(IFLA_VXLAN_PROXY, b"\1")
+            + attr(IFLA_VXLAN_PORT, struct.pack("!H", port))
+        )
         info = attr(IFLA_INFO_KIND, b"vxlan") + attr(IFLA_INFO_DATA | NLA_F_NESTED, data)
-        body = _IFINFO.pack(0, 0, 0, IFF_UP if up else 0, IFF_UP) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_MTU, _U32.pack(mtu))
-        body += attr(IFLA_ADDRESS, bytes(int(part, 16) for part in mac.split(":"))) + attr(IFLA_MASTER, _U32.pack(master))
+        body = (
+            _IFINFO.pack(0, 0, 0, IFF_UP if up else 0, IFF_UP)
+            + attr(IFLA_IFNAME, name.encode() + b"\0")
+            + attr(IFLA_MTU, _U32.pack(mtu))
+        )
+        body += attr(IFLA_ADDRESS, bytes(int(part, 16) for part in mac.split(":"))) + attr(
+            IFLA_MASTER, _U32.pack(master)
+        )
         body += attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def create_macvlan(self, name: str, parent: int, mode: str, mtu: int, mac: Optional[str], netns_fd: Optional[int] = None) -> None:
+    def create_macvlan(
+        self, name: str, parent: int, mode: str, mtu: int, mac: Optional[str], netns_fd: Optional[int] = None
+    ) -> None:
         """A macvlan link on ``parent``; with ``netns_fd`` it is born inside that namespace, so nothing ever
         appears in the host's namespace (older kernels check ``name`` in the asking namespace, though)."""
-        info = attr(IFLA_INFO_KIND, b"macvlan") + attr(IFLA_INFO_DATA | NLA_F_NESTED, attr(IFLA_MACVLAN_MODE, _U32.pack(MACVLAN_MODES[mode])))
-        body = _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_LINK, _U32.pack(parent))
+        info = attr(IFLA_INFO_KIND, b"macvlan") + attr(
+            IFLA_INFO_DATA | NLA_F_NESTED, attr(IFLA_MACVLAN_MODE, _U32.pack(MACVLAN_MODES[mode]))
+        )
+        body = (
+            _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_LINK, _U32.pack(parent))
+        )
         if mtu:
             body += attr(IFLA_MTU, _U32.pack(mtu))
         if mac:
@@ -291,8 +350,14 @@ class Rtnl(Netlink):
 
     def create_vlan(self, name: str, parent: int, vid: int) -> None:
         """An 802.1Q sub-interface of ``parent``, up (needs the kernel's 8021q support)."""
-        info = attr(IFLA_INFO_KIND, b"vlan") + attr(IFLA_INFO_DATA | NLA_F_NESTED, attr(IFLA_VLAN_ID, struct.pack("=H", vid)))
-        body = _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_LINK, _U32.pack(parent))
+        info = attr(IFLA_INFO_KIND, b"vlan") + attr(
+            IFLA_INFO_DATA | NLA_F_NESTED, attr(IFLA_VLAN_ID, struct.pack("=H", vid))
+        )
+        body = (
+            _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP)
+            + attr(IFLA_IFNAME, name.encode() + b"\0")
+            + attr(IFLA_LINK, _U32.pack(parent))
+        )
         self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body + attr(IFLA_LINKINFO | NLA_F_NESTED, info))
 
     def neighbour(self, add: bool, family: int, index: int, mac: str, address: str) -> None:
@@ -346,9 +411,13 @@ def _link(payload: bytes) -> dict:
     vxlan = None
     if _text(info.get(IFLA_INFO_KIND)) == "vxlan" and IFLA_INFO_DATA in info:
         data = attributes(info[IFLA_INFO_DATA])
-        vxlan = {"vni": _u32(data.get(IFLA_VXLAN_ID)), "local": _ip(socket.AF_INET, data.get(IFLA_VXLAN_LOCAL)),
-                 "port": struct.unpack("!H", data[IFLA_VXLAN_PORT])[0] if IFLA_VXLAN_PORT in data else None,
-                 "learning": bool(data.get(IFLA_VXLAN_LEARNING, b"\1")[0]), "proxy": bool(data.get(IFLA_VXLAN_PROXY, b"\0")[0])}
+        vxlan = {
+            "vni": _u32(data.get(IFLA_VXLAN_ID)),
+            "local": _ip(socket.AF_INET, data.get(IFLA_VXLAN_LOCAL)),
+            "port": struct.unpack("!H", data[IFLA_VXLAN_PORT])[0] if IFLA_VXLAN_PORT in data else None,
+            "learning": bool(data.get(IFLA_VXLAN_LEARNING, b"\1")[0]),
+            "proxy": bool(data.get(IFLA_VXLAN_PROXY, b"\0")[0]),
+        }
     mode = None
     if _text(info.get(IFLA_INFO_KIND)) in ("macvlan", "vlan") and IFLA_INFO_DATA in info:
         data = attributes(info[IFLA_INFO_DATA])
@@ -357,16 +426,32 @@ def _link(payload: bytes) -> dict:
         elif IFLA_VLAN_ID in data:
             mode = "vlan %d" % struct.unpack_from("=H", data[IFLA_VLAN_ID])[0]
     return {
-        "index": index, "name": _text(attrs.get(IFLA_IFNAME)), "kind": _text(info.get(IFLA_INFO_KIND)), "mtu": _u32(attrs.get(IFLA_MTU)),
-        "mac": _mac(attrs.get(IFLA_ADDRESS)), "up": bool(flags & 1), "master": _u32(attrs.get(IFLA_MASTER)),
-        "peer_index": _u32(attrs.get(IFLA_LINK)), "alias": _text(attrs.get(IFLA_IFALIAS)) or None, "group": _u32(attrs.get(IFLA_GROUP)) or 0, "vxlan": vxlan,
+        "index": index,
+        "name": _text(attrs.get(IFLA_IFNAME)),
+        "kind": _text(info.get(IFLA_INFO_KIND)),
+        "mtu": _u32(attrs.get(IFLA_MTU)),
+        "mac": _mac(attrs.get(IFLA_ADDRESS)),
+        "up": bool(flags & 1),
+        "master": _u32(attrs.get(IFLA_MASTER)),
+        "peer_index": _u32(attrs.get(IFLA_LINK)),
+        "alias": _text(attrs.get(IFLA_IFALIAS)) or None,
+        "group": _u32(attrs.get(IFLA_GROUP)) or 0,
+        "vxlan": vxlan,
         "mode": mode,
     }
 
 
 # ---- read-only, for reports (cnm_info): what the link dump above leaves out ----
 IFLA_OPERSTATE = 16
-OPERSTATE_NAMES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")  # RFC 2863, as iproute2 prints them
+OPERSTATE_NAMES = (
+    "unknown",
+    "notpresent",
+    "down",
+    "lowerlayerdown",
+    "testing",
+    "dormant",
+    "up",
+)  # RFC 2863, as iproute2 prints them
 
 
 def link_operstates(rtnl: Rtnl) -> Dict[int, str]:
@@ -375,5 +460,7 @@ def link_operstates(rtnl: Rtnl) -> Dict[int, str]:
     for msg_type, payload in rtnl._request(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(0, 0, 0, 0, 0)):
         if msg_type == RTM_NEWLINK:
             raw = attributes(payload, _IFINFO.size).get(IFLA_OPERSTATE)
-            result[_IFINFO.unpack_from(payload)[2]] = OPERSTATE_NAMES[raw[0]] if raw and raw[0] < len(OPERSTATE_NAMES) else "unknown"
+            result[_IFINFO.unpack_from(payload)[2]] = (
+                OPERSTATE_NAMES[raw[0]] if raw and raw[0] < len(OPERSTATE_NAMES) else "unknown"
+            )
     return result

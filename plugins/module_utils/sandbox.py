@@ -51,8 +51,11 @@ def parse_gw_priority(option: str, value) -> int:
         except ValueError:
             raise option_error(option, value, "is not an integer (Docker's --gw-priority)") from None
     if not GW_PRIORITY_MIN <= number <= GW_PRIORITY_MAX:
-        raise option_error(option, value, "is out of range (%d to %d, a 64-bit integer as in Docker)"
-                           % (GW_PRIORITY_MIN, GW_PRIORITY_MAX))
+        raise option_error(
+            option,
+            value,
+            "is out of range (%d to %d, a 64-bit integer as in Docker)" % (GW_PRIORITY_MIN, GW_PRIORITY_MAX),
+        )
     return number
 
 
@@ -84,8 +87,11 @@ def gateway_candidates(records: Iterable[dict], networks: Dict[str, dict]) -> Tu
     candidates, explicit = [], set()
     for record in records:
         network = networks.get(record["network"])
-        explicit.update(ipaddress.ip_network(item["dst"]).version for item in record.get("routes", [])
-                        if ipaddress.ip_network(item["dst"]).prefixlen == 0)
+        explicit.update(
+            ipaddress.ip_network(item["dst"]).version
+            for item in record.get("routes", [])
+            if ipaddress.ip_network(item["dst"]).prefixlen == 0
+        )
         if network is None or not record.get("default_route", True) or network.get("internal"):
             continue
         gateways = {}
@@ -93,8 +99,15 @@ def gateway_candidates(records: Iterable[dict], networks: Dict[str, dict]) -> Tu
             gateways[4] = network["gateway"]
         if record.get("ipv6_address") and network.get("ipv6_gateway"):
             gateways[6] = network["ipv6_gateway"]
-        candidates.append(Candidate(record["ifname"], record["network"], record.get("gw_priority", 0),
-                                    bool(network.get("internal")), gateways))
+        candidates.append(
+            Candidate(
+                record["ifname"],
+                record["network"],
+                record.get("gw_priority", 0),
+                bool(network.get("internal")),
+                gateways,
+            )
+        )
     return candidates, explicit
 
 

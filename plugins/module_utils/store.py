@@ -38,8 +38,10 @@ FORMAT_VERSION = 1
 MIGRATIONS: Dict[int, Callable[[dict], dict]] = {}
 
 DRIVERS = ("bridge", "overlay", "macvlan")
-_FIX = ("fix it by hand, or move it away: the next run then rebuilds the store from the kernel's cnm objects "
-        "(networks, endpoints, published ports), and warns what it could not recover")
+_FIX = (
+    "fix it by hand, or move it away: the next run then rebuilds the store from the kernel's cnm objects "
+    "(networks, endpoints, published ports), and warns what it could not recover"
+)
 
 
 def _empty() -> dict:
@@ -204,8 +206,13 @@ def endpoint_key(network: str, sandbox_key: str) -> str:
 
 # ---- format: versions and shape ----
 
-def migrate(data: object, path: str, migrations: Optional[Dict[int, Callable[[dict], dict]]] = None,
-            current: Optional[int] = None) -> dict:
+
+def migrate(
+    data: object,
+    path: str,
+    migrations: Optional[Dict[int, Callable[[dict], dict]]] = None,
+    current: Optional[int] = None,
+) -> dict:
     """The store carried forward to the current format version, one step of ``migrations`` at a time."""
     migrations = MIGRATIONS if migrations is None else migrations
     current = FORMAT_VERSION if current is None else current
@@ -217,8 +224,11 @@ def migrate(data: object, path: str, migrations: Optional[Dict[int, Callable[[di
     if not isinstance(version, int) or isinstance(version, bool):
         raise StoreError(path, "'version' must be an integer, found %s" % _type_name(version))
     if version > current:
-        raise StoreError(path, "it has format version %d, newer than the %d this release reads" % (version, current),
-                         "a newer release of the collection wrote it: run that release (or a newer one) here")
+        raise StoreError(
+            path,
+            "it has format version %d, newer than the %d this release reads" % (version, current),
+            "a newer release of the collection wrote it: run that release (or a newer one) here",
+        )
     oldest = min(list(migrations) + [current])
     if version < oldest:
         readable = "version %d" % current if oldest == current else "versions %d to %d" % (oldest, current)
@@ -298,8 +308,15 @@ def _address(path: str, record: dict, field: str, where: str, parse: Callable) -
             raise StoreError(path, "%s is %r, not an address (%s)" % (where, record[field], exc)) from exc
 
 
-_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
-               bool: "true or false", type(None): "null"}
+_TYPE_NAMES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
 
 
 def _type_name(value: object) -> str:
@@ -307,9 +324,15 @@ def _type_name(value: object) -> str:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+    for test, name in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return name
     return "not a file"

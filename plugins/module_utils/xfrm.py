@@ -22,7 +22,14 @@ import socket
 import struct
 from typing import List, Optional
 
-from ansible_collections.cnm.network.plugins.module_utils.rtnl import NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, Netlink, attr, attributes
+from ansible_collections.cnm.network.plugins.module_utils.rtnl import (
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    Netlink,
+    attr,
+    attributes,
+)
 
 NETLINK_XFRM = 6
 XFRM_MSG_NEWSA, XFRM_MSG_DELSA, XFRM_MSG_GETSA = 0x10, 0x11, 0x12
@@ -44,11 +51,12 @@ _LIFETIME_CUR = struct.Struct("=4Q")  # 32 bytes
 # seq, reqid, family, mode, replay_window, flags, 7 bytes of padding: 224 bytes
 _USERSA_INFO = struct.Struct("=56s16s4sB3x16s64s32s12sIIHBBB7x")
 _USERSA_ID = struct.Struct("=16s4sHB1x")  # daddr, spi, family, proto: 24 bytes
-# xfrm_userpolicy_info: selector, lifetime cfg and cur, priority, index, dir, action, flags, share, 4 bytes of padding: 168
+# xfrm_userpolicy_info: selector, lifetime cfg and cur, priority, index, dir, action, flags, share,
+# 4 bytes of padding: 168
 _USERPOLICY_INFO = struct.Struct("=56s64s32sIIBBBB4x")
 _USERPOLICY_ID = struct.Struct("=56sIB3x")  # selector, index, dir: 64 bytes
-# xfrm_user_tmpl: xfrm_id (daddr, spi, proto, 3 padding), family, 2 padding, saddr, reqid, mode, share, optional, 1 padding,
-# aalgos, ealgos, calgos: 64 bytes
+# xfrm_user_tmpl: xfrm_id (daddr, spi, proto, 3 padding), family, 2 padding, saddr, reqid, mode, share, optional,
+# 1 padding, aalgos, ealgos, calgos: 64 bytes
 _USER_TMPL = struct.Struct("=16s4sB3xH2x16sIBBBxIII")
 _AEAD = struct.Struct("=64sII")  # alg_name, alg_key_len (bits), alg_icv_len (bits), then the key
 
@@ -64,15 +72,31 @@ def _text(raw: bytes) -> str:
 def _selector(src: str, dst: str, proto: str, dport: Optional[int]) -> bytes:
     source, target = ipaddress.ip_network(src), ipaddress.ip_network(dst)
     port, mask = (struct.pack("!H", dport), b"\xff\xff") if dport else (b"\0\0", b"\0\0")
-    return _SELECTOR.pack(_addr(str(target.network_address)), _addr(str(source.network_address)), port, mask, b"\0\0", b"\0\0",
-                          socket.AF_INET, target.prefixlen, source.prefixlen, PROTOCOLS[proto], 0, 0)
+    return _SELECTOR.pack(
+        _addr(str(target.network_address)),
+        _addr(str(source.network_address)),
+        port,
+        mask,
+        b"\0\0",
+        b"\0\0",
+        socket.AF_INET,
+        target.prefixlen,
+        source.prefixlen,
+        PROTOCOLS[proto],
+        0,
+        0,
+    )
 
 
 def _read_selector(raw: bytes) -> dict:
     daddr, saddr, dport, dmask, _sport, _smask, _family, plen_d, plen_s, proto, _ifindex, _user = _SELECTOR.unpack(raw)
     names = {number: name for name, number in PROTOCOLS.items()}
-    return {"src": "%s/%d" % (_text(saddr), plen_s), "dst": "%s/%d" % (_text(daddr), plen_d), "proto": names.get(proto, proto),
-            "dport": struct.unpack("!H", dport)[0] if dmask != b"\0\0" else None}
+    return {
+        "src": "%s/%d" % (_text(saddr), plen_s),
+        "dst": "%s/%d" % (_text(daddr), plen_d),
+        "proto": names.get(proto, proto),
+        "dport": struct.unpack("!H", dport)[0] if dmask != b"\0\0" else None,
+    }
 
 
 _NO_LIMITS = _LIFETIME_CFG.pack(XFRM_INF, XFRM_INF, XFRM_INF, XFRM_INF, 0, 0, 0, 0)
@@ -81,48 +105,105 @@ _NO_LIMITS = _LIFETIME_CFG.pack(XFRM_INF, XFRM_INF, XFRM_INF, XFRM_INF, 0, 0, 0,
 def encode_state(state: dict) -> bytes:
     """XFRM_MSG_NEWSA's body: xfrm_usersa_info and the AEAD algorithm with its key."""
     sel = state["selector"]
-    info = _USERSA_INFO.pack(_selector(sel["src"], sel["dst"], sel["proto"], sel.get("dport")), _addr(state["dst"]),
-                             struct.pack("!I", state["spi"]), PROTOCOLS[state["proto"]], _addr(state["src"]), _NO_LIMITS,
-                             b"\0" * _LIFETIME_CUR.size, b"\0" * 12, 0, state["reqid"], socket.AF_INET, MODES[state["mode"]], 0, 0)
+    info = _USERSA_INFO.pack(
+        _selector(sel["src"], sel["dst"], sel["proto"], sel.get("dport")),
+        _addr(state["dst"]),
+        struct.pack("!I", state["spi"]),
+        PROTOCOLS[state["proto"]],
+        _addr(state["src"]),
+        _NO_LIMITS,
+        b"\0" * _LIFETIME_CUR.size,
+        b"\0" * 12,
+        0,
+        state["reqid"],
+        socket.AF_INET,
+        MODES[state["mode"]],
+        0,
+        0,
+    )
     key = bytes.fromhex(state["aead"]["key"][2:])
     aead = _AEAD.pack(state["aead"]["name"].encode(), len(key) * 8, state["aead"]["icv_bits"]) + key
     return info + attr(XFRMA_ALG_AEAD, aead)
 
 
 def decode_state(payload: bytes) -> dict:
-    sel, daddr, spi, proto, saddr, _lft, _cur, _stats, _seq, reqid, _family, mode, _window, _flags = _USERSA_INFO.unpack_from(payload)
+    sel, daddr, spi, proto, saddr, _lft, _cur, _stats, _seq, reqid, _family, mode, _window, _flags = (
+        _USERSA_INFO.unpack_from(payload)
+    )
     attrs = attributes(payload, _USERSA_INFO.size)
-    state = {"src": _text(saddr), "dst": _text(daddr), "spi": struct.unpack("!I", spi)[0], "reqid": reqid,
-             "proto": {v: k for k, v in PROTOCOLS.items()}.get(proto, proto), "mode": {v: k for k, v in MODES.items()}.get(mode, mode),
-             "selector": _read_selector(sel), "aead": None}
+    state = {
+        "src": _text(saddr),
+        "dst": _text(daddr),
+        "spi": struct.unpack("!I", spi)[0],
+        "reqid": reqid,
+        "proto": {v: k for k, v in PROTOCOLS.items()}.get(proto, proto),
+        "mode": {v: k for k, v in MODES.items()}.get(mode, mode),
+        "selector": _read_selector(sel),
+        "aead": None,
+    }
     raw = attrs.get(XFRMA_ALG_AEAD)
     if raw is not None:
         name, key_bits, icv_bits = _AEAD.unpack_from(raw)
-        key = raw[_AEAD.size:_AEAD.size + key_bits // 8]
+        key = raw[_AEAD.size : _AEAD.size + key_bits // 8]
         state["aead"] = {"name": name.split(b"\0", 1)[0].decode(), "key": "0x" + key.hex(), "icv_bits": icv_bits}
     return state
 
 
 def encode_policy(policy: dict) -> bytes:
     """XFRM_MSG_NEWPOLICY / UPDPOLICY's body: xfrm_userpolicy_info and one template."""
-    info = _USERPOLICY_INFO.pack(_selector(policy["src"], policy["dst"], policy["proto"], policy.get("dport")), _NO_LIMITS,
-                                 b"\0" * _LIFETIME_CUR.size, policy.get("priority", 0), 0, DIRECTIONS[policy["dir"]], 0, 0, 0)
+    info = _USERPOLICY_INFO.pack(
+        _selector(policy["src"], policy["dst"], policy["proto"], policy.get("dport")),
+        _NO_LIMITS,
+        b"\0" * _LIFETIME_CUR.size,
+        policy.get("priority", 0),
+        0,
+        DIRECTIONS[policy["dir"]],
+        0,
+        0,
+        0,
+    )
     tmpl = policy["tmpl"]
-    raw = _USER_TMPL.pack(_addr(tmpl["dst"]), struct.pack("!I", tmpl.get("spi") or 0), PROTOCOLS[tmpl["proto"]], socket.AF_INET,
-                          _addr(tmpl["src"]), tmpl.get("reqid", 0), MODES[tmpl["mode"]], 0, 0, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    raw = _USER_TMPL.pack(
+        _addr(tmpl["dst"]),
+        struct.pack("!I", tmpl.get("spi") or 0),
+        PROTOCOLS[tmpl["proto"]],
+        socket.AF_INET,
+        _addr(tmpl["src"]),
+        tmpl.get("reqid", 0),
+        MODES[tmpl["mode"]],
+        0,
+        0,
+        0xFFFFFFFF,
+        0xFFFFFFFF,
+        0xFFFFFFFF,
+    )
     return info + attr(XFRMA_TMPL, raw)
 
 
 def decode_policy(payload: bytes) -> dict:
     sel, _lft, _cur, priority, index, direction, _action, _flags, _share = _USERPOLICY_INFO.unpack_from(payload)
     selector = _read_selector(sel)
-    policy = {"dir": {v: k for k, v in DIRECTIONS.items()}.get(direction, direction), "src": selector["src"], "dst": selector["dst"],
-              "proto": selector["proto"], "dport": selector["dport"], "priority": priority, "index": index, "tmpl": None}
+    policy = {
+        "dir": {v: k for k, v in DIRECTIONS.items()}.get(direction, direction),
+        "src": selector["src"],
+        "dst": selector["dst"],
+        "proto": selector["proto"],
+        "dport": selector["dport"],
+        "priority": priority,
+        "index": index,
+        "tmpl": None,
+    }
     raw = attributes(payload, _USERPOLICY_INFO.size).get(XFRMA_TMPL)
     if raw is not None and len(raw) >= _USER_TMPL.size:
         daddr, spi, proto, _family, saddr, reqid, mode, _share, _optional, _a, _e, _c = _USER_TMPL.unpack_from(raw)
-        policy["tmpl"] = {"src": _text(saddr), "dst": _text(daddr), "proto": {v: k for k, v in PROTOCOLS.items()}.get(proto, proto),
-                          "mode": {v: k for k, v in MODES.items()}.get(mode, mode), "spi": struct.unpack("!I", spi)[0] or None, "reqid": reqid}
+        policy["tmpl"] = {
+            "src": _text(saddr),
+            "dst": _text(daddr),
+            "proto": {v: k for k, v in PROTOCOLS.items()}.get(proto, proto),
+            "mode": {v: k for k, v in MODES.items()}.get(mode, mode),
+            "spi": struct.unpack("!I", spi)[0] or None,
+            "reqid": reqid,
+        }
     return policy
 
 
@@ -137,18 +218,30 @@ class Xfrm(Netlink):
         return _explain(kind, code)
 
     def states(self) -> List[dict]:
-        return [decode_state(p) for t, p in self._request(XFRM_MSG_GETSA, NLM_F_DUMP, _USERSA_ID.pack(b"\0" * 16, b"\0" * 4, 0, 0))
-                if t == XFRM_MSG_NEWSA]
+        return [
+            decode_state(p)
+            for t, p in self._request(XFRM_MSG_GETSA, NLM_F_DUMP, _USERSA_ID.pack(b"\0" * 16, b"\0" * 4, 0, 0))
+            if t == XFRM_MSG_NEWSA
+        ]
 
     def policies(self) -> List[dict]:
-        return [decode_policy(p) for t, p in self._request(XFRM_MSG_GETPOLICY, NLM_F_DUMP, _USERPOLICY_ID.pack(b"\0" * 56, 0, 0))
-                if t == XFRM_MSG_NEWPOLICY]
+        return [
+            decode_policy(p)
+            for t, p in self._request(XFRM_MSG_GETPOLICY, NLM_F_DUMP, _USERPOLICY_ID.pack(b"\0" * 56, 0, 0))
+            if t == XFRM_MSG_NEWPOLICY
+        ]
 
     def add_state(self, state: dict) -> None:
         self._ack(XFRM_MSG_NEWSA, NLM_F_CREATE | NLM_F_EXCL, encode_state(state))
 
     def delete_state(self, state: dict) -> None:
-        self._ack(XFRM_MSG_DELSA, 0, _USERSA_ID.pack(_addr(state["dst"]), struct.pack("!I", state["spi"]), socket.AF_INET, PROTOCOLS[state["proto"]]))
+        self._ack(
+            XFRM_MSG_DELSA,
+            0,
+            _USERSA_ID.pack(
+                _addr(state["dst"]), struct.pack("!I", state["spi"]), socket.AF_INET, PROTOCOLS[state["proto"]]
+            ),
+        )
 
     def add_policy(self, policy: dict, update: bool = False) -> None:
         """A new policy, or (``update``) one that replaces the policy of the same selector and direction at once."""

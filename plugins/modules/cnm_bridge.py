@@ -147,7 +147,8 @@ options:
     default: true
   host_binding_ip:
     description:
-      - Default host address of ports published on this network (Docker's C(com.docker.network.bridge.host_binding_ipv4)).
+      - Default host address of ports published on this network (Docker's
+        C(com.docker.network.bridge.host_binding_ipv4)).
         Kept with the network for the port publishing of a coming release.
     type: str
 notes:

@@ -294,7 +294,8 @@ endpoint:
       type: str
       sample: web
     netns:
-      description: The sandbox's namespace name (or C(netns_path), C(pid), C(container), whichever was given, under that key).
+      description: The sandbox's namespace name (or C(netns_path), C(pid), C(container), whichever was given, under that
+        key).
       type: str
       sample: web1
     sandbox:
@@ -352,7 +353,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import run_module
-from ansible_collections.cnm.network.plugins.module_utils.model import SANDBOX_OPTIONS, EndpointSpec, batch_items, check_container_runtime
+from ansible_collections.cnm.network.plugins.module_utils.model import (
+    SANDBOX_OPTIONS,
+    EndpointSpec,
+    batch_items,
+    check_container_runtime,
+)
 from ansible_collections.cnm.network.plugins.module_utils.netns import CONTAINERS, prefetch_containers
 
 ITEM_OPTIONS = dict(
@@ -425,17 +431,31 @@ def check_containers(host, specs) -> list:
         spec.sandbox.check_running(spec.opt("container"))
         same = owners.setdefault((spec.network, CONTAINERS.lookup(spec.sandbox.runtime, spec.sandbox.value).id), spec)
         if same is not spec:
-            raise option_error(spec.opt("container"), spec.sandbox.value, "names the same container as %s (%s)" % (same.opt("container"), same.sandbox.value))
+            raise option_error(
+                spec.opt("container"),
+                spec.sandbox.value,
+                "names the same container as %s (%s)" % (same.opt("container"), same.sandbox.value),
+            )
     return waiting
 
 
 def container_not_yet_running(host, spec) -> dict:
     """Check mode: the attach of a container an earlier task of the play would start (reported, never executed)."""
     ref = spec.sandbox
-    host.predict_after_earlier_task("endpoint %s on %s" % (spec.network, ref.key), "attach %s container %s to network %s (once it runs)"
-                                    % (ref.runtime, ref.value, spec.network), "a running %s container %s" % (ref.runtime, ref.value))
-    return {"network": spec.network, "container": ref.value, "sandbox": ref.key, "ifname": spec.ifname, "ipv4_address": None,
-            "ipv6_address": None, "mac_address": spec.mac_address}
+    host.predict_after_earlier_task(
+        "endpoint %s on %s" % (spec.network, ref.key),
+        "attach %s container %s to network %s (once it runs)" % (ref.runtime, ref.value, spec.network),
+        "a running %s container %s" % (ref.runtime, ref.value),
+    )
+    return {
+        "network": spec.network,
+        "container": ref.value,
+        "sandbox": ref.key,
+        "ifname": spec.ifname,
+        "ipv4_address": None,
+        "ipv6_address": None,
+        "mac_address": spec.mac_address,
+    }
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: cnm_info
-short_description: What exists - networks, endpoints, published ports, overlay peers - and where the kernel drifted from it
+short_description: What exists - networks, endpoints, published ports, overlay peers - and where the kernel drifted from
+  it
 version_added: 0.1.0
 description:
   - Reports, like C(docker network inspect), every cnm network of the host (its driver, subnets, options and the
@@ -55,7 +56,8 @@ options:
     type: int
   container:
     description:
-      - As C(netns), the sandbox of a Docker or Podman container (by name or ID), as M(cnm.network.cnm_endpoint) attached it.
+      - As C(netns), the sandbox of a Docker or Podman container (by name or ID), as M(cnm.network.cnm_endpoint)
+        attached it.
     type: str
   container_runtime:
     description:
@@ -74,10 +76,12 @@ notes:
   - The store is read under the same per-host lock the other modules take, so a report never sees a half-applied run.
   - Drift kinds
     C(network_device_missing), C(network_device_foreign) (the device exists with another kind or alias),
-    C(network_device_down), C(network_mtu), C(network_addresses) (bridge gateway addresses, or a shim without C(host_access_ip)),
+    C(network_device_down), C(network_mtu), C(network_addresses) (bridge gateway addresses, or a shim without
+    C(host_access_ip)),
     C(vxlan_settings) (VNI, local address, port, learning, proxy), C(network_rules_missing) (its nftables rules),
     C(endpoint_network_missing), C(endpoint_sandbox_missing), C(endpoint_interface_missing),
-    C(endpoint_host_interface_missing), C(endpoint_interface_foreign) (without a host end, as on macvlan, the interface lacks the endpoint's alias),
+    C(endpoint_host_interface_missing), C(endpoint_interface_foreign) (without a host end, as on macvlan, the interface
+    lacks the endpoint's alias),
     C(endpoint_not_paired) (the two ends are not one veth, or the host end lost its alias),
     C(endpoint_not_on_bridge), C(endpoint_down), C(endpoint_mtu), C(endpoint_mac), C(endpoint_addresses),
     C(port_endpoint_missing), C(port_rules_missing),
@@ -233,7 +237,8 @@ networks:
       type: bool
       sample: true
     peers:
-      description: The peers as the store lists them (overlay), in the shape of cnm_overlay's O(cnm.network.cnm_overlay#module:peers).
+      description: The peers as the store lists them (overlay), in the shape of cnm_overlay's
+        O(cnm.network.cnm_overlay#module:peers).
       type: list
       elements: dict
       sample: [{"vtep": "192.0.2.12", "endpoints": [{"ip": "10.200.2.10", "mac": "02:42:0a:c8:02:0a"}]}]
@@ -279,7 +284,8 @@ networks:
           type: bool
           sample: true
         kind:
-          description: The kernel's link kind (C(bridge), C(vxlan), C(macvlan), C(veth), C(vlan)), null for a plain device.
+          description: The kernel's link kind (C(bridge), C(vxlan), C(macvlan), C(veth), C(vlan)), null for a plain
+            device.
           type: str
           sample: bridge
         mtu:
@@ -330,7 +336,8 @@ networks:
       elements: str
       sample: ["netns:web1", "netns:web2"]
 endpoints:
-  description: The endpoints, sorted by network and sandbox, with every key of their store record and the kernel state of both ends.
+  description: The endpoints, sorted by network and sandbox, with every key of their store record and the kernel state
+    of both ends.
   returned: when O(gather) contains C(endpoints)
   type: list
   elements: dict
@@ -414,15 +421,21 @@ endpoints:
       type: bool
       sample: true
     interface:
-      description: The interface in the sandbox as the kernel has it (the keys of a network's C(devices), plus C(routes)), or null when missing.
+      description: The interface in the sandbox as the kernel has it (the keys of a network's C(devices), plus
+        C(routes)), or null when missing.
       type: dict
-      sample: {"name": "eth0", "kind": "veth", "mtu": 1500, "mac": "02:42:ac:1e:00:02", "up": true, "operstate": "up", "alias": null,
-               "master": null, "addresses": ["172.30.0.2/24", "fd00:30::2/64"], "routes": ["default via 172.30.0.1", "default via fd00:30::1"]}
+      sample: {"name": "eth0", "kind": "veth", "mtu": 1500, "mac": "02:42:ac:1e:00:02", "up": true, "operstate": "up",
+        "alias": null,
+               "master": null, "addresses": ["172.30.0.2/24", "fd00:30::2/64"], "routes": ["default via 172.30.0.1",
+               "default via fd00:30::1"]}
     host_interface:
-      description: The host end of the veth as the kernel has it (with its bridge port flags C(isolated) and C(hairpin)), or null.
+      description: The host end of the veth as the kernel has it (with its bridge port flags C(isolated) and
+        C(hairpin)), or null.
       type: dict
-      sample: {"name": "ve-3f2a9c01b7d", "kind": "veth", "mtu": 1500, "mac": "a6:1f:44:0b:9e:20", "up": true, "operstate": "up",
-               "alias": "cnm:endpoint:web|netns:web1", "master": "br-web", "addresses": [], "isolated": false, "hairpin": true}
+      sample: {"name": "ve-3f2a9c01b7d", "kind": "veth", "mtu": 1500, "mac": "a6:1f:44:0b:9e:20", "up": true,
+        "operstate": "up",
+               "alias": "cnm:endpoint:web|netns:web1", "master": "br-web", "addresses": [], "isolated": false,
+               "hairpin": true}
 ports:
   description: The published ports, one per host port, sorted by their key.
   returned: when O(gather) contains C(ports)

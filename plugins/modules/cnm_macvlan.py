@@ -59,7 +59,8 @@ options:
     default: bridge
   subnet:
     description:
-      - The LAN's IPv4 subnet in CIDR form. Required with C(state=present). It must not overlap another cnm network on the host.
+      - The LAN's IPv4 subnet in CIDR form. Required with C(state=present). It must not overlap another cnm network on
+        the host.
     type: str
   gateway:
     description:
@@ -115,7 +116,8 @@ extends_documentation_fragment:
 """
 
 EXAMPLES = r"""
-- name: docker network create -d macvlan --subnet 192.168.1.0/24 --gateway 192.168.1.1 --ip-range 192.168.1.192/27 -o parent=eth1 lan
+- name: docker network create -d macvlan --subnet 192.168.1.0/24 --gateway 192.168.1.1 --ip-range 192.168.1.192/27 -o
+    parent=eth1 lan
   cnm.network.cnm_macvlan:
     name: lan
     parent: eth1
@@ -210,7 +212,8 @@ network:
       type: str
       sample: mvs-3a9f0c2d1e4
     vlan_created:
-      description: Whether the C(IFACE.VID) parent was created by this collection (and goes with the last network on it).
+      description: Whether the C(IFACE.VID) parent was created by this collection (and goes with the last network on
+        it).
       type: bool
       sample: false
     endpoints:
@@ -230,7 +233,8 @@ changes:
   returned: always
   type: list
   elements: str
-  sample: ["create host-access shim mvs-3a9f0c2d1e4 on eth1 (macvlan bridge) mtu 1500", "add address 192.168.1.223/32 to mvs-3a9f0c2d1e4",
+  sample: ["create host-access shim mvs-3a9f0c2d1e4 on eth1 (macvlan bridge) mtu 1500", "add address 192.168.1.223/32 to
+    mvs-3a9f0c2d1e4",
            "add route 192.168.1.192/28 through mvs-3a9f0c2d1e4", "write the store"]
 reclaimed:
   description:

@@ -26,7 +26,8 @@ requirements:
 attributes:
   diff_mode:
     support: full
-    description: Shows the bridge, the VXLAN device with its FDB and neighbour entries, the rules and the store before and after.
+    description: Shows the bridge, the VXLAN device with its FDB and neighbour entries, the rules and the store before
+      and after.
 options:
   name:
     description: Name of the overlay network (the same on every host).
@@ -44,19 +45,24 @@ options:
     description: IPv4 subnet of the overlay (the same on every host). Required with C(state=present).
     type: str
   gateway:
-    description: Gateway address on every host's bridge (a distributed gateway). Defaults to the first address of O(subnet).
+    description: Gateway address on every host's bridge (a distributed gateway). Defaults to the first address of
+      O(subnet).
     type: str
   ip_range:
-    description: This host's slice of O(subnet) for allocated endpoint addresses (see the C(cnm.network.overlay_slice) filter).
+    description: This host's slice of O(subnet) for allocated endpoint addresses (see the C(cnm.network.overlay_slice)
+      filter).
     type: str
   local_ip:
-    description: This host's VTEP address on the underlay (an IPv4 address of this host). Required with C(state=present).
+    description: This host's VTEP address on the underlay (an IPv4 address of this host). Required with
+      C(state=present).
     type: str
   peers:
     description:
-      - "The remote VTEPs, each a plain address or a dict with C(vtep) and C(endpoints) (a list of dicts with C(ip) and C(mac);
+      - "The remote VTEPs, each a plain address or a dict with C(vtep) and C(endpoints) (a list of dicts with C(ip) and
+        C(mac);
         the MAC defaults to Docker's C(02:42:) + the IPv4 bytes). See the C(cnm.network.overlay_peers) filter."
-      - Omitted, the peers stay as they are (the FDB and neighbour entries are left alone); an empty list removes them all.
+      - Omitted, the peers stay as they are (the FDB and neighbour entries are left alone); an empty list removes them
+        all.
     type: list
     elements: raw
   port:
@@ -64,26 +70,35 @@ options:
     type: int
     default: 4789
   mtu:
-    description: MTU of the bridge and every endpoint. Defaults to the underlay link's MTU minus 50 (the VXLAN overhead); larger is refused.
+    description: MTU of the bridge and every endpoint. Defaults to the underlay link's MTU minus 50 (the VXLAN
+      overhead); larger is refused.
     type: int
   restrict_peers:
-    description: Accept VXLAN of this O(vni) on O(port) only from the listed peers' VTEPs (other VNIs on the port are not affected).
+    description: Accept VXLAN of this O(vni) on O(port) only from the listed peers' VTEPs (other VNIs on the port are
+      not affected).
     type: bool
     default: true
   encrypted:
     description:
-      - "IPsec between the VTEPs (Docker's encrypted overlay): for every pair (this host, peer) ESP in transport mode for the
+      - "IPsec between the VTEPs (Docker's encrypted overlay): for every pair (this host, peer) ESP in transport mode
+        for the
         VXLAN UDP traffic of this overlay's O(port), AES-GCM (rfc4106(gcm(aes)), 128-bit key, 32-bit salt, 128-bit ICV),
         one SPI and key per direction derived from O(encryption_key), the two VTEP addresses and the port, so every host
         computes the same states without talking. States and policies of peers no longer listed are removed."
-      - "VXLAN of this O(vni) that did not come through IPsec is dropped from any source by the collection's nftables table
-        (C(meta ipsec missing)), and from a listed peer by the kernel's check of the input policy too; a new VXLAN device comes up
+      - "VXLAN of this O(vni) that did not come through IPsec is dropped from any source by the collection's nftables
+        table
+        (C(meta ipsec missing)), and from a listed peer by the kernel's check of the input policy too; a new VXLAN
+        device comes up
         only once that rule and the XFRM states and policies are in place."
       - "The MTU defaults to what ESP leaves room for: the underlay's MTU minus 50 (VXLAN) minus 34 (ESP header 8, IV 8,
-        trailer 2, ICV 16) rounded down to ESP's 4-byte alignment - 1416 on a 1500-byte underlay. A larger O(mtu) is refused."
-      - "On a kernel without XFRM, ESP (C(esp4)) or AES-GCM the module fails naming what is missing; it never falls back to clear text."
-      - "Omitted, a new overlay is not encrypted and an existing one keeps what it has (turning encryption off takes C(false))."
-      - "The overlay needs its VXLAN UDP O(port) to itself on this host (the IPsec policies select the traffic by port)."
+        trailer 2, ICV 16) rounded down to ESP's 4-byte alignment - 1416 on a 1500-byte underlay. A larger O(mtu) is
+        refused."
+      - "On a kernel without XFRM, ESP (C(esp4)) or AES-GCM the module fails naming what is missing; it never falls back
+        to clear text."
+      - "Omitted, a new overlay is not encrypted and an existing one keeps what it has (turning encryption off takes
+        C(false))."
+      - "The overlay needs its VXLAN UDP O(port) to itself on this host (the IPsec policies select the traffic by
+        port)."
     type: bool
   encryption_key:
     description:
@@ -93,11 +108,13 @@ options:
     type: str
   encryption_keys:
     description:
-      - "Further keys accepted on receive besides O(encryption_key), for a rotation without a traffic gap; their states are
+      - "Further keys accepted on receive besides O(encryption_key), for a rotation without a traffic gap; their states
+        are
         installed for both directions, but nothing is sent with them. Rotation from key A to key B, each step on every
         host (any batches, C(serial) or C(--limit) subsets) before the next starts -
         1. O(encryption_key=A), O(encryption_keys=[B]) (every host can now receive B);
-        2. O(encryption_key=B), O(encryption_keys=[A]) (hosts switch to sending B; A still accepted from hosts not yet switched);
+        2. O(encryption_key=B), O(encryption_keys=[A]) (hosts switch to sending B; A still accepted from hosts not yet
+        switched);
         3. O(encryption_key=B) (A's states go)."
     type: list
     elements: str
@@ -108,7 +125,8 @@ options:
     description: Name of the VXLAN device. Defaults to C(vx-NAME) (shortened likewise).
     type: str
   masquerade:
-    description: Masquerade traffic leaving the overlay through other interfaces (each host routes its own endpoints out).
+    description: Masquerade traffic leaving the overlay through other interfaces (each host routes its own endpoints
+      out).
     type: bool
     default: true
   trusted_sources:
@@ -144,9 +162,12 @@ options:
     type: bool
     default: false
 notes:
-  - "Encryption uses neither IKE nor replay protection: the keys are static (as in Docker, whose control plane rotates them every
-    12 hours), and a host that re-creates its states (a reboot) starts its sequence numbers again, which a replay window would
-    refuse. An SA carries at most 2^32 - 1 packets (the kernel stops it rather than repeat a GCM nonce): rotate the key well before."
+  - "Encryption uses neither IKE nor replay protection: the keys are static (as in Docker, whose control plane rotates
+    them every
+    12 hours), and a host that re-creates its states (a reboot) starts its sequence numbers again, which a replay window
+    would
+    refuse. An SA carries at most 2^32 - 1 packets (the kernel stops it rather than repeat a GCM nonce): rotate the key
+    well before."
 extends_documentation_fragment:
   - cnm.network.cnm
 seealso:
@@ -243,7 +264,8 @@ changes:
   returned: always
   type: list
   elements: str
-  sample: ["create vxlan vx-ov0 vni 4200 local 192.0.2.11 port 4789 on br-ov0", "add fdb 00:00:00:00:00:00 dst 192.0.2.12"]
+  sample: ["create vxlan vx-ov0 vni 4200 local 192.0.2.11 port 4789 on br-ov0", "add fdb 00:00:00:00:00:00 dst
+    192.0.2.12"]
 """
 
 from ansible.module_utils.basic import AnsibleModule

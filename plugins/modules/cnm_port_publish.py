@@ -29,7 +29,8 @@ description:
     published port later is bypassed by the DNAT; each run warns about it (C(host port is already bound by process
     PID (COMM) on this host)) and M(cnm.network.cnm_info) reports it as C(port_shadowed) drift.
   - Detaching an endpoint with M(cnm.network.cnm_endpoint) unpublishes its ports in the same run.
-  - The endpoint is named as it was attached - C(netns), C(netns_path), C(pid) or C(container) (with C(container_runtime)) - or by C(container_ip).
+  - The endpoint is named as it was attached - C(netns), C(netns_path), C(pid) or C(container) (with
+    C(container_runtime)) - or by C(container_ip).
 requirements:
   - pyroute2 >= 0.7.2 and nftables (the C(nft) command) on the managed node; C(conntrack) for UDP mappings
 attributes:
@@ -227,7 +228,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import run_module
-from ansible_collections.cnm.network.plugins.module_utils.model import batch_items, check_container_runtime, container_ref
+from ansible_collections.cnm.network.plugins.module_utils.model import (
+    batch_items,
+    check_container_runtime,
+    container_ref,
+)
 from ansible_collections.cnm.network.plugins.module_utils.netns import prefetch_containers
 from ansible_collections.cnm.network.plugins.module_utils.publish import PublishPlanner, PublishSpec
 
@@ -246,8 +251,11 @@ SANDBOX_OPTIONS = ("netns", "netns_path", "pid", "container", "container_ip")
 
 
 def main() -> None:
-    argument_spec = dict(ITEM_OPTIONS, state=dict(type="str", choices=["present", "absent"], default="present"),
-                         exclusive=dict(type="bool", default=False))
+    argument_spec = dict(
+        ITEM_OPTIONS,
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        exclusive=dict(type="bool", default=False),
+    )
     argument_spec["endpoints"] = dict(type="list", elements="dict", options=ITEM_OPTIONS)
     module = AnsibleModule(
         argument_spec=argument_spec,
@@ -264,8 +272,11 @@ def main() -> None:
         prefetch_containers([(spec.sandbox, spec.opt("container_runtime")) for spec in present])
         for spec in present:
             if host.check_mode and spec.sandbox.kind == "container" and not spec.sandbox.exists():
-                host.warnings.append("a running %s container %s does not exist yet; in check mode its ports are reported as they would be published "
-                                     "once an earlier task starts it" % (spec.sandbox.runtime, spec.sandbox.value))
+                host.warnings.append(
+                    "a running %s container %s does not exist yet; in check mode its ports are reported as they would "
+                    "be published "
+                    "once an earlier task starts it" % (spec.sandbox.runtime, spec.sandbox.value)
+                )
                 continue
             spec.sandbox.check_running(spec.opt("container"))  # publishing for a stopped container is refused
         planner = PublishPlanner(host, exclusive=module.params["exclusive"])
@@ -278,7 +289,9 @@ def publish_spec(options: dict, where: str) -> PublishSpec:
     """PublishSpec of an item; a container is parsed here and keyed ``container:RUNTIME/NAME`` like its endpoint."""
     given = [kind for kind in SANDBOX_OPTIONS if options.get(kind) not in (None, "")]
     if len(given) != 1:
-        raise option_error(where + "netns", given or None, "exactly one of %s must be given" % ", ".join(SANDBOX_OPTIONS))
+        raise option_error(
+            where + "netns", given or None, "exactly one of %s must be given" % ", ".join(SANDBOX_OPTIONS)
+        )
     if given != ["container"]:
         return PublishSpec.from_params(options, where)
     ref = container_ref(options, where)

@@ -64,7 +64,9 @@ def sh(command: str, netns: str | None = None, check: bool = True, timeout: floa
         argv = ["nsenter", "--net=/run/netns/%s" % netns, "--"] + argv
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
-        raise AssertionError("%r in %s failed (%d): %s%s" % (command, netns or "root", proc.returncode, proc.stdout, proc.stderr))
+        raise AssertionError(
+            "%r in %s failed (%d): %s%s" % (command, netns or "root", proc.returncode, proc.stdout, proc.stderr)
+        )
     return proc
 
 
@@ -85,22 +87,42 @@ class LabHost:
         """The global name of this host's sandbox ``short``."""
         return "%s-%s" % (self.prefix, short)
 
-    def module(self, _module: str, check: bool = False, diff: bool = True, python: str | None = None, _timeout: float = 300, **args) -> dict:
-        """Run cnm.network.NAME inside the host as Ansible would, and return its JSON result (``_timeout`` seconds at most)."""
+    def module(
+        self,
+        _module: str,
+        check: bool = False,
+        diff: bool = True,
+        python: str | None = None,
+        _timeout: float = 300,
+        **args,
+    ) -> dict:
+        """Run cnm.network.NAME inside the host as Ansible would, and return its JSON result (``_timeout`` seconds at
+        most)."""
         payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
             json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
         try:
-            argv = ["nsenter", "--net=/run/netns/%s" % self.name, "--", python or self.python, "-m",
-                    "ansible_collections.cnm.network.plugins.modules.%s" % _module, handle.name]
+            argv = [
+                "nsenter",
+                "--net=/run/netns/%s" % self.name,
+                "--",
+                python or self.python,
+                "-m",
+                "ansible_collections.cnm.network.plugins.modules.%s" % _module,
+                handle.name,
+            ]
             env = dict(os.environ, PYTHONPATH=COLLECTIONS)
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=_timeout, check=False)
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), timeout=_timeout, check=False
+            )
         finally:
             os.unlink(handle.name)
         try:
             return json.loads(proc.stdout)
         except ValueError as exc:
-            raise AssertionError("module %s printed no JSON (rc %d): %s %s" % (_module, proc.returncode, proc.stdout, proc.stderr)) from exc
+            raise AssertionError(
+                "module %s printed no JSON (rc %d): %s %s" % (_module, proc.returncode, proc.stdout, proc.stderr)
+            ) from exc
 
     def ok(self, _module: str, **args) -> dict:
         result = self.module(_module, **args)
@@ -138,8 +160,12 @@ class LabHost:
         Only what a module sets is kept: the kernel's own asynchronous changes (carrier, DAD of
         link-local addresses, neighbour reachability) would make equal states look different.
         """
-        state = {"netns": self.namespaces(), "store": self.store(), "ruleset": self.ruleset(),
-                 "ip_forward": self.sh("cat /proc/sys/net/ipv4/ip_forward").stdout}
+        state = {
+            "netns": self.namespaces(),
+            "store": self.store(),
+            "ruleset": self.ruleset(),
+            "ip_forward": self.sh("cat /proc/sys/net/ipv4/ip_forward").stdout,
+        }
         for name in self.namespaces():
             links = json.loads(sh("ip -d -j link show", netns=name).stdout)
             addrs = json.loads(sh("ip -j addr show", netns=name).stdout)
@@ -147,13 +173,32 @@ class LabHost:
             routes += json.loads(sh("ip -6 -j route show table all", netns=name).stdout or "[]")
             neigh = json.loads(sh("ip -j neigh show", netns=name).stdout or "[]")
             state[name] = {
-                "links": sorted((link["ifname"], link.get("linkinfo", {}).get("info_kind"), link["mtu"], link.get("master"), link.get("address"),
-                                 "UP" in link["flags"], link.get("ifalias")) for link in links),
-                "addresses": sorted((a["ifname"], i["local"], i["prefixlen"]) for a in addrs for i in a.get("addr_info", [])
-                                    if not i["local"].startswith("fe80:")),
-                "routes": sorted(json.dumps(_without_carrier(r), sort_keys=True) for r in routes
-                                 if not r.get("dst", "").startswith(("fe80:", "ff00:"))),
-                "neighbours": sorted((n["dst"], n.get("dev"), n.get("lladdr")) for n in neigh if not n["dst"].startswith("fe80:")),
+                "links": sorted(
+                    (
+                        link["ifname"],
+                        link.get("linkinfo", {}).get("info_kind"),
+                        link["mtu"],
+                        link.get("master"),
+                        link.get("address"),
+                        "UP" in link["flags"],
+                        link.get("ifalias"),
+                    )
+                    for link in links
+                ),
+                "addresses": sorted(
+                    (a["ifname"], i["local"], i["prefixlen"])
+                    for a in addrs
+                    for i in a.get("addr_info", [])
+                    if not i["local"].startswith("fe80:")
+                ),
+                "routes": sorted(
+                    json.dumps(_without_carrier(r), sort_keys=True)
+                    for r in routes
+                    if not r.get("dst", "").startswith(("fe80:", "ff00:"))
+                ),
+                "neighbours": sorted(
+                    (n["dst"], n.get("dev"), n.get("lladdr")) for n in neigh if not n["dst"].startswith("fe80:")
+                ),
             }
         return state
 
@@ -232,24 +277,42 @@ def world(host):
     sh("ip link add uplink netns %s type veth peer name eth0 netns %s" % (host.name, lan))
     sh("ip link add wan netns %s type veth peer name eth0 netns %s" % (lan, net))
     host.sh("ip addr add 203.0.113.1/24 dev uplink && ip link set uplink up && ip route add default via %s" % LAN)
-    sh("ip addr add %s/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip addr add 198.51.100.1/24 dev wan && ip link set wan up"
-       " && sysctl -qw net.ipv4.ip_forward=1" % LAN, netns=lan)
-    sh("ip addr add %s/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via 198.51.100.1" % INTERNET, netns=net)
+    sh(
+        "ip addr add %s/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip addr add 198.51.100.1/24 dev wan "
+        "&& ip link set wan up"
+        " && sysctl -qw net.ipv4.ip_forward=1" % LAN,
+        netns=lan,
+    )
+    sh(
+        "ip addr add %s/24 dev eth0 && ip link set eth0 up && ip link set lo up && ip route add default via "
+        "198.51.100.1" % INTERNET,
+        netns=net,
+    )
     return lan, net
 
 
 def tcp_connects(client_ns: str, server_ns: str, address: str, port: int = 8080) -> bool:
     """Start a one-shot TCP server in ``server_ns`` and connect to it from ``client_ns``."""
     server = subprocess.Popen(
-        ["nsenter", "--net=/run/netns/%s" % server_ns, "--", sys.executable, "-c",
-         "import socket;s=socket.socket(socket.AF_INET6 if ':' in %r else socket.AF_INET);"
-         "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind((%r,%d));s.listen(1);s.settimeout(10);"
-         "c,_=s.accept();c.sendall(b'cnm-ok');c.close()" % (address, address, port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "nsenter",
+            "--net=/run/netns/%s" % server_ns,
+            "--",
+            sys.executable,
+            "-c",
+            "import socket;s=socket.socket(socket.AF_INET6 if ':' in %r else socket.AF_INET);"
+            "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind((%r,%d));s.listen(1);s.settimeout(10);"
+            "c,_=s.accept();c.sendall(b'cnm-ok');c.close()" % (address, address, port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        client = ("import socket,time\nfor i in range(50):\n"
-                  "    try:\n        c=socket.create_connection((%r,%d),timeout=2);print(c.recv(16).decode());break\n"
-                  "    except ConnectionRefusedError:\n        time.sleep(0.1)\n" % (address, port))
+        client = (
+            "import socket,time\nfor i in range(50):\n"
+            "    try:\n        c=socket.create_connection((%r,%d),timeout=2);print(c.recv(16).decode());break\n"
+            "    except ConnectionRefusedError:\n        time.sleep(0.1)\n" % (address, port)
+        )
         proc = sh("%s -c %s" % (sys.executable, _quote(client)), netns=client_ns, check=False)
         return proc.stdout.strip() == "cnm-ok"
     finally:
@@ -276,8 +339,13 @@ def ingress_counters(netns: str, **counters):
 
     def read() -> dict:
         listing = json.loads(sh("nft -j list table netdev %s" % table, netns=netns).stdout)["nftables"]
-        return {item["rule"]["chain"][len("count_"):]: next(e["counter"]["packets"] for e in item["rule"]["expr"] if "counter" in e)
-                for item in listing if "rule" in item}
+        return {
+            item["rule"]["chain"][len("count_") :]: next(
+                e["counter"]["packets"] for e in item["rule"]["expr"] if "counter" in e
+            )
+            for item in listing
+            if "rule" in item
+        }
 
     try:
         yield read

@@ -11,7 +11,12 @@ NET = dict(name="web", subnet="172.30.0.0/24")
 
 
 def attach(host, *sandboxes, **extra):
-    return host.ok("cnm_endpoint", network=extra.pop("network", "web"), endpoints=[dict(netns=host.sandbox(s)) for s in sandboxes], **extra)
+    return host.ok(
+        "cnm_endpoint",
+        network=extra.pop("network", "web"),
+        endpoints=[dict(netns=host.sandbox(s)) for s in sandboxes],
+        **extra,
+    )
 
 
 def test_two_endpoints_on_one_bridge_reach_each_other(host):
@@ -30,8 +35,13 @@ def test_two_endpoints_on_one_bridge_reach_each_other(host):
 def test_second_run_reports_no_change(host):
     for _attempt in range(2):
         first_bridge = host.module("cnm_bridge", ipv6_subnet="fd00:30::/64", mtu=1400, **NET)
-        first_eps = attach(host, "a", "b", routes=[dict(dst="10.99.0.0/16", gateway="172.30.0.254")],
-                           sysctls={"net.ipv4.conf.IFNAME.rp_filter": 2})
+        first_eps = attach(
+            host,
+            "a",
+            "b",
+            routes=[dict(dst="10.99.0.0/16", gateway="172.30.0.254")],
+            sysctls={"net.ipv4.conf.IFNAME.rp_filter": 2},
+        )
     assert first_bridge["changed"] is False and first_bridge["changes"] == []
     assert first_eps["changed"] is False and first_eps["changes"] == []
 
@@ -39,8 +49,17 @@ def test_second_run_reports_no_change(host):
 def test_check_mode_changes_nothing_and_predicts_the_real_run(host):
     steps = [
         ("cnm_bridge", dict(ipv6_subnet="fd00:30::/64", **NET)),
-        ("cnm_endpoint", dict(network="web", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"), ipv4_address="172.30.0.77")])),
-        ("cnm_bridge", dict(NET, ipv6_subnet="fd00:30::/64", mtu=1400, gateway="172.30.0.254")),  # reconcile: endpoints follow
+        (
+            "cnm_endpoint",
+            dict(
+                network="web",
+                endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"), ipv4_address="172.30.0.77")],
+            ),
+        ),
+        (
+            "cnm_bridge",
+            dict(NET, ipv6_subnet="fd00:30::/64", mtu=1400, gateway="172.30.0.254"),
+        ),  # reconcile: endpoints follow
         ("cnm_endpoint", dict(network="web", netns=host.sandbox("a"), state="absent")),
         ("cnm_bridge", dict(NET, state="absent", force=True)),
     ]
@@ -71,7 +90,13 @@ def test_absent_leaves_nothing_behind(host):
     empty = host.snapshot()
     host.ok("cnm_bridge", ipv6_subnet="fd00:30::/64", **NET)
     attach(host, "a", "b")
-    host.ok("cnm_endpoint", network="web", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))], state="absent", delete_netns=True)
+    host.ok(
+        "cnm_endpoint",
+        network="web",
+        endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))],
+        state="absent",
+        delete_netns=True,
+    )
     host.ok("cnm_bridge", name="web", state="absent")
     after = host.snapshot()
     assert after["netns"] == empty["netns"]
@@ -142,8 +167,15 @@ def test_failure_in_the_middle_of_an_attach_leaves_no_veth_and_no_lease(host):
     host.ok("cnm_endpoint", network="none", netns=host.sandbox("a"))
     links_before = host.links()
     # The kernel refuses the sysctl only after the veth exists and has its addresses.
-    failed = host.module("cnm_endpoint", network="web", netns=host.sandbox("a"), sysctls={"net.ipv4.conf.IFNAME.rp_filter": "strict"})
-    assert failed["failed"] and "option 'sysctls'" in failed["msg"] and "rp_filter" in failed["msg"] and "undid" in failed["msg"]
+    failed = host.module(
+        "cnm_endpoint", network="web", netns=host.sandbox("a"), sysctls={"net.ipv4.conf.IFNAME.rp_filter": "strict"}
+    )
+    assert (
+        failed["failed"]
+        and "option 'sysctls'" in failed["msg"]
+        and "rp_filter" in failed["msg"]
+        and "undid" in failed["msg"]
+    )
     assert host.links() == links_before
     assert host.links("a") == ["lo"]
     assert host.store()["endpoints"] == {}
@@ -168,7 +200,9 @@ def test_ipv6_endpoint_has_no_dad_delay_and_reaches_the_gateway(host):
     result = attach(host, "a", "b")
     a, b = result["endpoints"]
     assert (a["ipv6_address"], b["ipv6_address"]) == ("fd00:30::2", "fd00:30::3")
-    global_line = [line for line in host.in_sandbox("a", "ip -6 -o addr show dev eth0").stdout.splitlines() if "fd00:30::2" in line]
+    global_line = [
+        line for line in host.in_sandbox("a", "ip -6 -o addr show dev eth0").stdout.splitlines() if "fd00:30::2" in line
+    ]
     assert global_line and "tentative" not in global_line[0]
     assert pings(host.sandbox("a"), "fd00:30::3")
     assert "default via fd00:30::1" in host.in_sandbox("a", "ip -6 route").stdout
@@ -186,7 +220,9 @@ def test_sandbox_by_pid_and_by_path(host):
         by_path = host.ok("cnm_endpoint", network="db", netns_path="/proc/%d/ns/net" % proc.pid)
         assert by_path["endpoint"]["ifname"] == "eth1"  # a second network in the same sandbox
         routes = host.in_sandbox("p", "ip route").stdout
-        assert "default via 172.30.0.1 dev eth0" in routes and "default via 172.31" not in routes  # one default gateway, the first network's
+        assert (
+            "default via 172.30.0.1 dev eth0" in routes and "default via 172.31" not in routes
+        )  # one default gateway, the first network's
         assert pings(host.sandbox("p"), "172.30.0.1")
         assert host.module("cnm_endpoint", network="web", pid=proc.pid)["changed"] is False
         host.ok("cnm_endpoint", network="web", pid=proc.pid, state="absent")

@@ -38,11 +38,28 @@ def playbook(prefix: str, run: int) -> str:
     tasks = [
         dict(name="Own network", **{"cnm.network.cnm_bridge": own}),
         dict(name="Shared network", **{"cnm.network.cnm_bridge": SHARED}),
-        dict(name="Endpoints", **{"cnm.network.cnm_endpoint": dict(endpoints=[
-            dict(network=network, netns=netns) for network in (own["name"], "shared") for netns in sandboxes])}),
-        dict(name="Ports", **{"cnm.network.cnm_port_publish": dict(network="shared", endpoints=[
-            dict(netns=netns, ports=["%d:80" % port_of(run, member)])
-            for netns, member in zip(sandboxes, "ab", strict=True)])}),
+        dict(
+            name="Endpoints",
+            **{
+                "cnm.network.cnm_endpoint": dict(
+                    endpoints=[
+                        dict(network=network, netns=netns) for network in (own["name"], "shared") for netns in sandboxes
+                    ]
+                )
+            },
+        ),
+        dict(
+            name="Ports",
+            **{
+                "cnm.network.cnm_port_publish": dict(
+                    network="shared",
+                    endpoints=[
+                        dict(netns=netns, ports=["%d:80" % port_of(run, member)])
+                        for netns, member in zip(sandboxes, "ab", strict=True)
+                    ],
+                )
+            },
+        ),
     ]
     return json.dumps([dict(name="Run %d" % run, hosts="h1", gather_facts=False, tasks=tasks)], indent=1)
 
@@ -70,11 +87,28 @@ def info(tmp_path: Path, inventory: Path, env: dict) -> dict:
     """cnm_info of h1, run as a play."""
     out = tmp_path / "info.json"
     book = tmp_path / "info.yml"
-    book.write_text(json.dumps([dict(hosts="h1", gather_facts=False, tasks=[
-        dict(name="Report", register="report", **{"cnm.network.cnm_info": {}}),
-        dict(name="Keep", delegate_to="localhost", **{"ansible.builtin.copy": dict(
-            content="{{ report | to_json }}", dest=str(out), mode="0600")}),
-    ])]))
+    book.write_text(
+        json.dumps(
+            [
+                dict(
+                    hosts="h1",
+                    gather_facts=False,
+                    tasks=[
+                        dict(name="Report", register="report", **{"cnm.network.cnm_info": {}}),
+                        dict(
+                            name="Keep",
+                            delegate_to="localhost",
+                            **{
+                                "ansible.builtin.copy": dict(
+                                    content="{{ report | to_json }}", dest=str(out), mode="0600"
+                                )
+                            },
+                        ),
+                    ],
+                )
+            ]
+        )
+    )
     assert_ok(run_playbook(book, str(inventory), env))
     return json.loads(out.read_text())
 
@@ -100,8 +134,9 @@ def test_concurrent_playbooks_on_one_host(tmp_path, runs):
                 assert_ok(result)
             changed = sorted(recap_changed(result)["h1"] for result in first)
             assert changed == [3] * (runs - 1) + [4], changed  # whichever run comes first makes shared
-            sandboxes = {"%s-h1-r%d%s" % (prefix, run, member): (run, member)
-                         for run in range(1, runs + 1) for member in "ab"}
+            sandboxes = {
+                "%s-h1-r%d%s" % (prefix, run, member): (run, member) for run in range(1, runs + 1) for member in "ab"
+            }
 
             # no address and no MAC twice, read from the sandboxes themselves
             found = {netns: interfaces(netns) for netns in sandboxes}
@@ -116,8 +151,11 @@ def test_concurrent_playbooks_on_one_host(tmp_path, runs):
             names = ["shared"] + ["own%d" % run for run in range(1, runs + 1)]
             assert sorted(net["name"] for net in report["networks"]) == sorted(names)
             assert len(report["ports"]) == len(sandboxes), report["ports"]
-            shared = {ep["sandbox"].split(":", 1)[1]: ep["ipv4_address"]
-                      for ep in report["endpoints"] if ep["network"] == "shared"}
+            shared = {
+                ep["sandbox"].split(":", 1)[1]: ep["ipv4_address"]
+                for ep in report["endpoints"]
+                if ep["network"] == "shared"
+            }
             assert sorted(shared) == sorted(sandboxes) and len(report["endpoints"]) == 2 * len(sandboxes)
 
             unreachable = [(a, b) for a in shared for b in shared if a != b and not pings(a, shared[b])]
@@ -127,8 +165,10 @@ def test_concurrent_playbooks_on_one_host(tmp_path, runs):
             for netns in sandboxes:
                 argv = ["nsenter", "--net=/run/netns/%s" % netns, "--", sys.executable, "-c", SERVE, "tcp", "80", netns]
                 servers.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            answers = {netns: wait_answer(lan, "tcp", HOST_ADDRESS, port_of(run, member), netns)
-                       for netns, (run, member) in sandboxes.items()}
+            answers = {
+                netns: wait_answer(lan, "tcp", HOST_ADDRESS, port_of(run, member), netns)
+                for netns, (run, member) in sandboxes.items()
+            }
             assert answers == {netns: netns for netns in sandboxes}
 
             again = at_once(tmp_path, prefix, inventory, env, runs)

@@ -27,7 +27,8 @@ from conftest import RUN_PREFIX, LabHost, sh
 
 IMAGE = "cnmtest/busybox:1"
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static: one static binary, runs in an empty rootfs
-SERVE = "mkdir -p /www && echo %s > /www/index.html && exec httpd -f -p %d -h /www"  # a container that answers HTTP with its name
+# a container that answers HTTP with its name
+SERVE = "mkdir -p /www && echo %s > /www/index.html && exec httpd -f -p %d -h /www"
 GET = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 %s %d"  # busybox's nc (its static wget crashes in getaddrinfo)
 
 
@@ -73,19 +74,30 @@ class Engine:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """The runtime's command, run on the lab host (as the module runs it)."""
         argv = ["nsenter", "--net=/run/netns/%s" % self.host.name, "--", self.runtime] + list(args)
-        proc = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, **self.env), timeout=120, check=False)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, env=dict(os.environ, **self.env), timeout=120, check=False
+        )
         if check and proc.returncode != 0:
-            raise AssertionError("%s %s failed (%d): %s%s" % (self.runtime, " ".join(args), proc.returncode, proc.stdout, proc.stderr))
+            raise AssertionError(
+                "%s %s failed (%d): %s%s" % (self.runtime, " ".join(args), proc.returncode, proc.stdout, proc.stderr)
+            )
         return proc
 
     def run(self, name: str, command: str, start: bool = True) -> str:
         """``docker run -d --network none`` (or ``create``): the container's ID."""
         extra = []
         if self.runtime == "podman":
-            # This machine's root lacks CAP_SYS_RESOURCE, so podman's default raised limits cannot be set: keep them low.
+            # This machine's root lacks CAP_SYS_RESOURCE, so podman's default
+            # raised limits cannot be set: keep them low.
             extra = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
         verb = "run" if start else "create"
-        args = [verb] + (["-d"] if start else []) + ["--network", "none", "--name", name] + extra + [self.image, "sh", "-c", command]
+        args = (
+            [verb]
+            + (["-d"] if start else [])
+            + ["--network", "none", "--name", name]
+            + extra
+            + [self.image, "sh", "-c", command]
+        )
         return self.cli(*args).stdout.strip().splitlines()[-1]
 
     @property
@@ -100,8 +112,12 @@ class Engine:
 
     def links(self, name: str) -> list:
         """Interfaces inside the container (through its init process's namespace)."""
-        out = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % self.pid(name), "--", "ip", "-j", "link", "show"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["nsenter", "--net=/proc/%d/ns/net" % self.pid(name), "--", "ip", "-j", "link", "show"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return sorted(link["ifname"] for link in json.loads(out))
 
     def module(self, _module: str, **args) -> dict:
@@ -133,7 +149,10 @@ def _need_root_and(*commands: str) -> None:
         pytest.skip("real containers need root (namespaces, a container engine)")
     for command in commands:
         if shutil.which(command) is None:
-            pytest.skip("%s is not installed: bash scripts/setup.sh installs Debian's docker.io, podman and busybox-static" % command)
+            pytest.skip(
+                "%s is not installed: bash scripts/setup.sh installs Debian's docker.io, podman and busybox-static"
+                % command
+            )
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +164,31 @@ def docker():
     sock = "unix://%s/docker.sock" % tmp
     log = open(os.path.join(tmp, "dockerd.log"), "w")
     namespace = "cnmtest-" + RUN_PREFIX  # containerd namespace, should dockerd find a system containerd to use
-    argv = ["nsenter", "--net=/run/netns/%s" % host.name, "--", "dockerd", "--data-root", os.path.join(tmp, "data"),
-            "--exec-root", os.path.join(tmp, "exec"), "--pidfile", os.path.join(tmp, "docker.pid"), "-H", sock,
-            "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
-            "--containerd-namespace", namespace, "--containerd-plugins-namespace", namespace + "-plugins"]
-    # What dockerd 20.10 and its shims make outside the temp directory whatever the flags: removed afterwards if made here.
+    argv = [
+        "nsenter",
+        "--net=/run/netns/%s" % host.name,
+        "--",
+        "dockerd",
+        "--data-root",
+        os.path.join(tmp, "data"),
+        "--exec-root",
+        os.path.join(tmp, "exec"),
+        "--pidfile",
+        os.path.join(tmp, "docker.pid"),
+        "-H",
+        sock,
+        "--bridge=none",
+        "--iptables=false",
+        "--ip6tables=false",
+        "--ip-forward=false",
+        "--ip-masq=false",
+        "--containerd-namespace",
+        namespace,
+        "--containerd-plugins-namespace",
+        namespace + "-plugins",
+    ]
+    # What dockerd 20.10 and its shims make outside the temp directory
+    # whatever the flags: removed afterwards if made here.
     made_here = [path for path in ("/etc/docker", "/run/docker", "/run/containerd") if not os.path.exists(path)]
     daemon = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     engine = Engine("docker", host, {"DOCKER_HOST": sock}, tmp)
@@ -193,10 +232,17 @@ def podman():
     with open(os.path.join(tmp, "storage.conf"), "w") as handle:
         handle.write('[storage]\ndriver = "overlay"\ngraphroot = "%s/root"\nrunroot = "%s/run"\n' % (tmp, tmp))
     with open(os.path.join(tmp, "containers.conf"), "w") as handle:
-        handle.write('[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nevents_logfile_path = "%s/events.log"\ntmp_dir = "%s/tmp"\n'
-                     '[network]\nnetwork_config_dir = "%s/net"\n' % (tmp, tmp, tmp))
-    env = {"CONTAINERS_STORAGE_CONF": os.path.join(tmp, "storage.conf"), "CONTAINERS_CONF": os.path.join(tmp, "containers.conf")}
-    # Podman 4.3 keeps its blob-info cache in /var/lib/containers/cache whatever the storage root: removed afterwards if made here.
+        handle.write(
+            '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+            'events_logfile_path = "%s/events.log"\ntmp_dir = "%s/tmp"\n'
+            '[network]\nnetwork_config_dir = "%s/net"\n' % (tmp, tmp, tmp)
+        )
+    env = {
+        "CONTAINERS_STORAGE_CONF": os.path.join(tmp, "storage.conf"),
+        "CONTAINERS_CONF": os.path.join(tmp, "containers.conf"),
+    }
+    # Podman 4.3 keeps its blob-info cache in /var/lib/containers/cache whatever
+    # the storage root: removed afterwards if made here.
     made_here = [path for path in ("/var/lib/containers", "/var/lib/containers/cache") if not os.path.exists(path)]
     engine = Engine("podman", host, env, tmp)
     try:
@@ -259,7 +305,11 @@ def test_containers_join_a_bridge_network_ping_and_talk_tcp(docker, net):
     result = docker.ok("cnm_endpoint", **args)
     assert result["changes"] == check["changes"]  # check mode predicted the real run
     first, second = result["endpoints"]
-    assert (first["container"], first["sandbox"], first["ipv4_address"]) == (c1, "container:docker/%s" % c1, prefix + ".2")
+    assert (first["container"], first["sandbox"], first["ipv4_address"]) == (
+        c1,
+        "container:docker/%s" % c1,
+        prefix + ".2",
+    )
     assert (second["container"], second["ipv4_address"]) == (c2, prefix + ".3")
     assert docker.links(c1) == ["eth0", "lo"]
     assert "inet %s.2/24" % prefix in docker.exec(c1, "ip -4 addr show eth0", check=True).stdout
@@ -273,7 +323,9 @@ def test_containers_join_a_bridge_network_ping_and_talk_tcp(docker, net):
     again = docker.ok("cnm_endpoint", **args)
     assert not again["changed"], again["changes"]
     store = docker.host.store()["endpoints"]
-    assert {record["sandbox"] for record in store.values() if record["network"] == name} == {"container:docker/%s" % c for c in (c1, c2)}
+    assert {record["sandbox"] for record in store.values() if record["network"] == name} == {
+        "container:docker/%s" % c for c in (c1, c2)
+    }
 
 
 def test_a_published_port_reaches_the_container_from_the_lan(docker, net):
@@ -291,7 +343,9 @@ def test_a_published_port_reaches_the_container_from_the_lan(docker, net):
         assert published["published"][0]["sandbox"] == "container:docker/%s" % web
         assert published["published"][0]["container_ip"] == prefix + ".2"
         fetch = GET.replace("nc", BUSYBOX + " nc") % ("203.0.113.1", 8080)
-        assert sh(fetch, netns=lan, check=False).stdout.splitlines()[-1:] == [web]  # another machine -> host:8080 -> container:80
+        assert sh(fetch, netns=lan, check=False).stdout.splitlines()[-1:] == [
+            web
+        ]  # another machine -> host:8080 -> container:80
         assert not docker.ok("cnm_port_publish", network=name, container=web, ports=["8080:80"])["changed"]
 
         docker.ok("cnm_port_publish", network=name, container=web, state="absent")
@@ -307,7 +361,11 @@ def test_detach_and_container_removal_leave_nothing(docker, net):
         docker.run(container, "sleep 3600")
     result = docker.ok("cnm_endpoint", network=name, endpoints=[{"container": kept}, {"container": removed}])
     veths = {e["container"]: e["host_ifname"] for e in result["endpoints"]}
-    docker.ok("cnm_port_publish", network=name, endpoints=[{"container": kept, "ports": ["9001:80"]}, {"container": removed, "ports": ["9002:80"]}])
+    docker.ok(
+        "cnm_port_publish",
+        network=name,
+        endpoints=[{"container": kept, "ports": ["9001:80"]}, {"container": removed, "ports": ["9002:80"]}],
+    )
 
     # Detach a running container: its interface, veth, lease and ports go; the container keeps only lo.
     detached = docker.ok("cnm_endpoint", network=name, container=kept, state="absent")
@@ -324,7 +382,9 @@ def test_detach_and_container_removal_leave_nothing(docker, net):
     store = docker.host.store()
     assert [r for r in store["endpoints"].values() if r["network"] == name] == []
     assert [p for p in store.get("ports", {}).values() if p["network"] == name] == []
-    assert "tcp . 9002 " not in docker.host.ruleset() and "tcp . 9001 " not in docker.host.ruleset()  # map elements of the ports
+    assert (
+        "tcp . 9002 " not in docker.host.ruleset() and "tcp . 9001 " not in docker.host.ruleset()
+    )  # map elements of the ports
     assert _host_veths(docker.host) == []
     assert not docker.ok("cnm_endpoint", network=name, container=removed, state="absent")["changed"]
 
@@ -336,7 +396,9 @@ def test_detach_and_container_removal_leave_nothing(docker, net):
     docker.cli("rm", "-f", removed)
     _wait_gone(docker.host, first["host_ifname"])
     second = docker.ok("cnm_endpoint", network=name, container=later, ipv4_address=prefix + ".2")
-    assert second["reclaimed"] == [{"network": name, "sandbox": "container:docker/%s" % removed, "ipv4_address": prefix + ".2"}]
+    assert second["reclaimed"] == [
+        {"network": name, "sandbox": "container:docker/%s" % removed, "ipv4_address": prefix + ".2"}
+    ]
     docker.ok("cnm_endpoint", network=name, container=later, state="absent")
     assert _host_veths(docker.host) == []
 
@@ -351,7 +413,10 @@ def test_a_restarted_container_gets_its_address_and_veth_back(docker, net):
     assert docker.pid(box) != old_pid and docker.links(box) == ["lo"]  # a new process in a new namespace
     after = docker.ok("cnm_endpoint", network=name, container=box)
     assert after["changed"]
-    assert (after["endpoint"]["ipv4_address"], after["endpoint"]["host_ifname"]) == (before["ipv4_address"], before["host_ifname"])
+    assert (after["endpoint"]["ipv4_address"], after["endpoint"]["host_ifname"]) == (
+        before["ipv4_address"],
+        before["host_ifname"],
+    )
     assert docker.exec(box, "ping -c 1 -W 2 %s.1" % prefix).returncode == 0
 
 
@@ -365,10 +430,23 @@ def test_bad_container_inputs_fail_clearly_and_change_nothing(docker, net, tmp_p
     cases = [
         (dict(container=created), "option 'container': %s is not running (docker status: created)" % created),
         (dict(container=stopped), "option 'container': %s is not running (docker status: exited)" % stopped),
-        (dict(container=RUN_PREFIX + "-nosuch"), "option 'container': %s-nosuch is not a docker container on this host" % RUN_PREFIX),
-        (dict(endpoints=[{"container": running}, {"container": stopped}]), "option 'endpoints[1].container': %s is not running" % stopped),
-        (dict(endpoints=[{"container": running}, {"container": docker.cli("inspect", "-f", "{{.Id}}", running).stdout.strip()[:12]}]),
-         "option 'endpoints[1].container'"),
+        (
+            dict(container=RUN_PREFIX + "-nosuch"),
+            "option 'container': %s-nosuch is not a docker container on this host" % RUN_PREFIX,
+        ),
+        (
+            dict(endpoints=[{"container": running}, {"container": stopped}]),
+            "option 'endpoints[1].container': %s is not running" % stopped,
+        ),
+        (
+            dict(
+                endpoints=[
+                    {"container": running},
+                    {"container": docker.cli("inspect", "-f", "{{.Id}}", running).stdout.strip()[:12]},
+                ]
+            ),
+            "option 'endpoints[1].container'",
+        ),
         (dict(container="no/slash"), "option 'container': no/slash is not a container name or ID"),
         (dict(netns="x", container_runtime="podman"), "option 'container_runtime': podman needs 'container'"),
         (dict(container=running, container_runtime="lxc"), "container_runtime"),
@@ -381,12 +459,17 @@ def test_bad_container_inputs_fail_clearly_and_change_nothing(docker, net, tmp_p
     result = docker.module("cnm_port_publish", network=name, container=stopped, ports=["9100:80"])
     assert result.get("failed") and "option 'container': %s is not running" % stopped in result["msg"], result
     result = docker.module("cnm_port_publish", network=name, container=running, ports=["9100:80"])
-    assert result.get("failed") and "option 'container': %s has no endpoint on network %s" % (running, name) in result["msg"], result
+    assert (
+        result.get("failed")
+        and "option 'container': %s has no endpoint on network %s" % (running, name) in result["msg"]
+    ), result
 
     # Check mode: a container that does not run yet is assumed started by an earlier task of the play (as a network is).
     predicted = docker.module("cnm_endpoint", check=True, network=name, container=created)
     assert predicted["changed"] and not predicted.get("failed"), predicted
-    assert "a running docker container %s does not exist yet" % created in json.dumps(predicted.get("warnings")), predicted.get("warnings")
+    assert "a running docker container %s does not exist yet" % created in json.dumps(predicted.get("warnings")), (
+        predicted.get("warnings")
+    )
     assert predicted["endpoint"]["sandbox"] == "container:docker/%s" % created
     predicted = docker.module("cnm_port_publish", check=True, network=name, container=created, ports=["9100:80"])
     assert not predicted.get("failed") and created in json.dumps(predicted.get("warnings")), predicted
@@ -401,7 +484,9 @@ def test_bad_container_inputs_fail_clearly_and_change_nothing(docker, net, tmp_p
         result = docker.module("cnm_endpoint", network=name, container=running)
     finally:
         os.environ["PATH"] = path
-    assert result.get("failed") and "option 'container_runtime': docker is not installed on this host" in result["msg"], result
+    assert (
+        result.get("failed") and "option 'container_runtime': docker is not installed on this host" in result["msg"]
+    ), result
     assert docker.host.snapshot() == before
     assert docker.links(running) == ["lo"]
 
@@ -414,17 +499,23 @@ def test_podman_container_joins_and_leaves(podman):
     try:
         podman.run(p1, SERVE % (p1, 8080))
         podman.run(p2, "sleep 3600")
-        result = podman.ok("cnm_endpoint", network=name, container_runtime="podman", endpoints=[{"container": p1}, {"container": p2}])
+        result = podman.ok(
+            "cnm_endpoint", network=name, container_runtime="podman", endpoints=[{"container": p1}, {"container": p2}]
+        )
         assert [e["sandbox"] for e in result["endpoints"]] == ["container:podman/%s" % p1, "container:podman/%s" % p2]
         assert podman.exec(p2, "ping -c 1 -W 2 10.78.0.1").returncode == 0
         assert podman.exec(p2, GET % ("10.78.0.2", 8080)).stdout.splitlines()[-1:] == [p1]
-        assert not podman.ok("cnm_endpoint", network=name, container_runtime="podman", endpoints=[{"container": p1}, {"container": p2}])["changed"]
+        assert not podman.ok(
+            "cnm_endpoint", network=name, container_runtime="podman", endpoints=[{"container": p1}, {"container": p2}]
+        )["changed"]
         podman.ok("cnm_endpoint", network=name, container=p1, container_runtime="podman", state="absent")
         assert podman.links(p1) == ["lo"]
         veth = result["endpoints"][1]["host_ifname"]
         podman.cli("rm", "-f", "-t", "0", p2)
         _wait_gone(host, veth)
-        assert podman.ok("cnm_endpoint", network=name, container=p2, container_runtime="podman", state="absent")["changed"]
+        assert podman.ok("cnm_endpoint", network=name, container=p2, container_runtime="podman", state="absent")[
+            "changed"
+        ]
         assert host.store()["endpoints"] == {} and _host_veths(host) == []
     finally:
         podman.cli("rm", "-f", "-a", "-t", "0", check=False)

@@ -55,8 +55,10 @@ def _endpoint_without_sandbox(good: dict) -> str:
 
 # name -> (how the file is damaged, what the error must say)
 DAMAGES = {
-    "networks-list": (lambda good, path: _write(path, _shape(good, networks=[])),
-                      "'networks' must be an object, found a list"),
+    "networks-list": (
+        lambda good, path: _write(path, _shape(good, networks=[])),
+        "'networks' must be an object, found a list",
+    ),
     "empty-object": (lambda good, path: _write(path, "{}"), "it has no 'version'"),
     "newer-version": (lambda good, path: _write(path, _wrong_version(good)), "newer than the"),
     "endpoint-shape": (lambda good, path: _write(path, _endpoint_without_sandbox(good)), ".sandbox is missing"),
@@ -97,8 +99,10 @@ RUNS = [
 
 
 def _args(host, args: dict) -> dict:
-    return {key: host.sandbox(value[1:]) if isinstance(value, str) and value.startswith("@") else value
-            for key, value in args.items()}
+    return {
+        key: host.sandbox(value[1:]) if isinstance(value, str) and value.startswith("@") else value
+        for key, value in args.items()
+    }
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
@@ -155,6 +159,10 @@ def test_after_a_damaged_store_is_removed_the_modules_work_again(host, built, da
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", _timeout=TIMEOUT)
     again = host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"), _timeout=TIMEOUT)
     assert again["changed"] is False and again["endpoint"]["ipv4_address"] == built["endpoint"]["ipv4_address"]
-    assert host.ok("cnm_port_publish", network="web", netns=host.sandbox("a"), ports=["8080:80"],
-                   _timeout=TIMEOUT)["changed"] is False
+    assert (
+        host.ok("cnm_port_publish", network="web", netns=host.sandbox("a"), ports=["8080:80"], _timeout=TIMEOUT)[
+            "changed"
+        ]
+        is False
+    )
     assert host.ok("cnm_info", _timeout=TIMEOUT)["drift"] == []

@@ -26,8 +26,15 @@ PORTS = ["4000:80", "127.0.0.1:4001:80", "5353:53/udp"]
 PORTS_B = ["4100:80", "127.0.0.1:4101:80", "5454:53/udp"]  # b's, published with no server behind them
 EVERY = os.environ.get("CNM_FAULTS_EVERY") == "1"
 OVERLAY = dict(name="ov", vni=4300, subnet="10.201.0.0/24", local_ip=HOST, peers=[])
-MACVLAN = dict(name="lan", parent="mv0", subnet="192.168.60.0/24", gateway="192.168.60.1", ip_range="192.168.60.64/28",
-               host_access=True, host_access_ip="192.168.60.100")
+MACVLAN = dict(
+    name="lan",
+    parent="mv0",
+    subnet="192.168.60.0/24",
+    gateway="192.168.60.1",
+    ip_range="192.168.60.64/28",
+    host_access=True,
+    host_access_ip="192.168.60.100",
+)
 
 
 @pytest.fixture
@@ -52,8 +59,12 @@ def build(host, driver: str = "bridge") -> None:
     host.ok("cnm_port_publish", network=network, netns=host.sandbox("b"), ports=PORTS_B)
     if driver == "macvlan":
         host.ok("cnm_macvlan", **MACVLAN)
-        host.ok("cnm_endpoint", network="lan", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))],
-                default_route=False)  # the replies of a's ports go through the host
+        host.ok(
+            "cnm_endpoint",
+            network="lan",
+            endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))],
+            default_route=False,
+        )  # the replies of a's ports go through the host
     answers_on_its_ports(host)
 
 
@@ -65,8 +76,11 @@ def answers_on_its_ports(host) -> None:
 
 
 def aliases(host, netns: str) -> dict:
-    return {link.get("ifalias"): link["ifname"] for link in json.loads(sh("ip -j link show", netns=netns).stdout)
-            if (link.get("ifalias") or "").startswith("cnm:")}
+    return {
+        link.get("ifalias"): link["ifname"]
+        for link in json.loads(sh("ip -j link show", netns=netns).stdout)
+        if (link.get("ifalias") or "").startswith("cnm:")
+    }
 
 
 def published(host) -> set:
@@ -89,11 +103,14 @@ def assert_store_is_kernel(host, message: str = "") -> None:
     kernel_networks = {alias.split(":", 2)[2] for alias in devices if alias.startswith(owners)}
     deviceless = {name for name, r in store["networks"].items() if r["driver"] == "macvlan" and not r.get("shim_name")}
     assert kernel_networks == set(store["networks"]) - deviceless
-    held = {alias[len("cnm:endpoint:"):] for alias in devices if alias.startswith("cnm:endpoint:")}
+    held = {alias[len("cnm:endpoint:") :] for alias in devices if alias.startswith("cnm:endpoint:")}
     for short in ("a", "b"):
         if os.path.exists("/run/netns/%s" % host.sandbox(short)):
-            held |= {alias[len("cnm:endpoint:"):] for alias, name in aliases(host, host.sandbox(short)).items()
-                     if alias.startswith("cnm:endpoint:") and name != "lo"}
+            held |= {
+                alias[len("cnm:endpoint:") :]
+                for alias, name in aliases(host, host.sandbox(short)).items()
+                if alias.startswith("cnm:endpoint:") and name != "lo"
+            }
     assert held == set(store["endpoints"]), (held, store["endpoints"])
     assert published(host) == stored_ports(store)
     partly = re.search(r"; ([^;]*) partly removed", message)
@@ -165,8 +182,12 @@ def test_failed_force_removal_of_a_macvlan_network_keeps_the_bridge_ports(lab, m
     def rebuild():
         answers_on_its_ports(lab)  # the ports on web never stopped
         lab.ok("cnm_macvlan", **MACVLAN)
-        lab.ok("cnm_endpoint", network="lan", endpoints=[dict(netns=lab.sandbox("a")), dict(netns=lab.sandbox("b"))],
-               default_route=False)
+        lab.ok(
+            "cnm_endpoint",
+            network="lan",
+            endpoints=[dict(netns=lab.sandbox("a")), dict(netns=lab.sandbox("b"))],
+            default_route=False,
+        )
 
     assert fail_and_converge(lab, monkeypatch, "cnm_macvlan", args, rebuild, set()) >= 3
 

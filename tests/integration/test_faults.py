@@ -5,7 +5,8 @@ them gone), the run after it changes nothing, and the final removal leaves the h
 
 A batch of 12 attaches in 7 changes per endpoint, then 6 per sandbox (default route, sysctls) and
 the store write (157); its removal is 12 detaches, one veth deletion, 12 namespace deletions, the
-conntrack flush of the endpoints' addresses and the store write (27). The plan repeats per endpoint, so the default points cover each kind of change,
+conntrack flush of the endpoints' addresses and the store write (27). The plan repeats per endpoint, so the default
+points cover each kind of change,
 the boundaries and the ends of a batch; CNM_FAULTS_EVERY=1 kills at every index (184 kills).
 """
 
@@ -47,13 +48,17 @@ class Batch:
         return self.host.module("cnm_endpoint", network="web", endpoints=self.endpoints, **extra)
 
     def detach(self, **extra) -> dict:
-        return self.host.module("cnm_endpoint", network="web", endpoints=self.endpoints, state="absent", delete_netns=True, **extra)
+        return self.host.module(
+            "cnm_endpoint", network="web", endpoints=self.endpoints, state="absent", delete_netns=True, **extra
+        )
 
     def converge_attach(self) -> None:
         result = self.attach()
         assert not result.get("failed"), result
         addresses = {ep["netns"]: ep["ipv4_address"] for ep in result["endpoints"]}
-        assert sorted(addresses.values(), key=lambda a: int(a.rsplit(".", 1)[1])) == ["172.30.0.%d" % (index + 2) for index in range(BATCH)]
+        assert sorted(addresses.values(), key=lambda a: int(a.rsplit(".", 1)[1])) == [
+            "172.30.0.%d" % (index + 2) for index in range(BATCH)
+        ]
         stored = {record["sandbox"]: record["ipv4_address"] for record in self.host.store()["endpoints"].values()}
         assert stored == {"netns:" + name: address for name, address in addresses.items()}
         for name in self.names:  # each sandbox holds its address on eth0
@@ -100,8 +105,16 @@ def test_killed_at_any_point_of_a_batch_the_next_run_converges(host, monkeypatch
     for cycle in range(max(len(attach), len(detach))):
         killed(host, monkeypatch, attach[cycle % len(attach)], "cnm_endpoint", network="web", endpoints=batch.endpoints)
         batch.converge_attach()
-        killed(host, monkeypatch, detach[cycle % len(detach)], "cnm_endpoint", network="web", endpoints=batch.endpoints,
-               state="absent", delete_netns=True)
+        killed(
+            host,
+            monkeypatch,
+            detach[cycle % len(detach)],
+            "cnm_endpoint",
+            network="web",
+            endpoints=batch.endpoints,
+            state="absent",
+            delete_netns=True,
+        )
         batch.converge_detach()
     assert host.snapshot() == batch.empty
 
@@ -113,9 +126,15 @@ def test_absent_removes_the_name_an_interrupted_create_left(host, monkeypatch):
     stub = "/run/netns/" + batch.names[4]
     assert os.path.getsize(stub) == 0 and not os.path.ismount(stub)
     reported = host.ok("cnm_info", netns=batch.names[4])["drift"]
-    assert [(item["kind"], item["sandbox"]) for item in reported if item["kind"] == "netns_stub"] == [("netns_stub", "netns:" + batch.names[4])]
-    info = host.ok("cnm_endpoint", network="web", netns=batch.names[4], state="absent")  # without delete_netns: a stub is no namespace
-    assert info["changed"] and any("left without its namespace" in change for change in info["changes"]), info["changes"]
+    assert [(item["kind"], item["sandbox"]) for item in reported if item["kind"] == "netns_stub"] == [
+        ("netns_stub", "netns:" + batch.names[4])
+    ]
+    info = host.ok(
+        "cnm_endpoint", network="web", netns=batch.names[4], state="absent"
+    )  # without delete_netns: a stub is no namespace
+    assert info["changed"] and any("left without its namespace" in change for change in info["changes"]), info[
+        "changes"
+    ]
     assert not os.path.exists(stub)
     assert not [item for item in host.ok("cnm_info", netns=batch.names[4])["drift"] if item["kind"] == "netns_stub"]
     batch.converge_detach()

@@ -17,13 +17,26 @@ from conftest import INTERNET, LAN, pings, sh
 def peer_seen(client_ns: str, server_ns: str, address: str, port: int = 9000) -> str:
     """Connect from client_ns to a server in server_ns; return the source address the server saw ('' if none)."""
     server = subprocess.Popen(
-        ["nsenter", "--net=/run/netns/%s" % server_ns, "--", sys.executable, "-c",
-         "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('%s',%d));s.listen(1);"
-         "s.settimeout(8);c,a=s.accept();print(a[0],flush=True);c.close()" % (address, port)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            "nsenter",
+            "--net=/run/netns/%s" % server_ns,
+            "--",
+            sys.executable,
+            "-c",
+            "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('%s',%d));"
+            "s.listen(1);"
+            "s.settimeout(8);c,a=s.accept();print(a[0],flush=True);c.close()" % (address, port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
-        client = ("import socket,time\nfor i in range(40):\n    try:\n        socket.create_connection((%r,%d),timeout=1).close();break\n"
-                  "    except OSError:\n        time.sleep(0.1)\n" % (address, port))
+        client = (
+            "import socket,time\nfor i in range(40):\n    try:\n        "
+            "socket.create_connection((%r,%d),timeout=1).close();break\n"
+            "    except OSError:\n        time.sleep(0.1)\n" % (address, port)
+        )
         sh("%s -c \"%s\"" % (sys.executable, client), netns=client_ns, check=False, timeout=20)
         out, _err = server.communicate(timeout=15)
         return out.strip()
@@ -78,7 +91,14 @@ def test_isolation_matrix_between_two_networks(host, world):
         "a->lan": pings(host.sandbox("a"), LAN),
         "b->internet": pings(host.sandbox("b"), INTERNET),
     }
-    assert matrix == {"a->b": False, "b->a": False, "a->gateway": True, "b->gateway": True, "a->lan": True, "b->internet": True}
+    assert matrix == {
+        "a->b": False,
+        "b->a": False,
+        "a->gateway": True,
+        "b->gateway": True,
+        "a->lan": True,
+        "b->internet": True,
+    }
     host.ok("cnm_bridge", name="netb", state="absent", force=True)  # the rules of a removed network go with it
     assert "netb" not in host.ruleset() and "isolation" not in host.ruleset()
 
@@ -99,7 +119,9 @@ def test_rules_are_commented_with_their_owner_and_rerun_changes_nothing(host):
     host.ok("cnm_bridge", name="db", subnet="172.31.0.0/24", icc=False)
     listing = json.loads(host.sh("nft -j list ruleset").stdout)["nftables"]
     comments = [item["rule"]["comment"] for item in listing if "rule" in item]
-    assert comments and all(c.startswith(("cnm network ", "cnm ports accept published", "cnm forward accept replies")) for c in comments)
+    assert comments and all(
+        c.startswith(("cnm network ", "cnm ports accept published", "cnm forward accept replies")) for c in comments
+    )
     assert any("db isolation" in c for c in comments) and any("web masquerade" in c for c in comments)
     again = host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
     assert again["changed"] is False
@@ -121,7 +143,9 @@ def test_out_of_band_delete_of_a_cnm_rule_is_repaired_by_a_rerun(host, world):
 def test_a_firewalld_style_reload_of_another_table_leaves_ours_alone(host, world):
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
     attach(host, "web", "a")
-    script = ("table inet firewalld {\n chain filter_FORWARD { type filter hook forward priority 10; policy accept; }\n}\n")
+    script = (
+        "table inet firewalld {\n chain filter_FORWARD { type filter hook forward priority 10; policy accept; }\n}\n"
+    )
     host.sh("nft -f - <<'EOF'\n%sEOF" % script)
     host.sh("nft flush table inet firewalld && nft delete table inet firewalld && nft -f - <<'EOF'\n%sEOF" % script)
     assert host.module("cnm_bridge", name="web", subnet="172.30.0.0/24")["changed"] is False
@@ -135,11 +159,19 @@ def test_check_mode_predicts_rule_changes_and_changes_nothing(host):
     before = host.snapshot()
     predicted = host.module("cnm_bridge", check=True, name="web", subnet="172.30.0.0/24", icc=False, masquerade=False)
     assert host.snapshot() == before
-    assert any("nft command" in c for c in predicted["changes"]) and any("isolated (icc off)" in c for c in predicted["changes"])
+    assert any("nft command" in c for c in predicted["changes"]) and any(
+        "isolated (icc off)" in c for c in predicted["changes"]
+    )
     assert any("masquerade" in c for c in predicted["diff"]["before"]["firewall"]["inet postrouting"])
-    assert predicted["diff"]["after"]["firewall"]["inet postrouting"] == []  # one network, no masquerade: only its inbound rules
+    assert (
+        predicted["diff"]["after"]["firewall"]["inet postrouting"] == []
+    )  # one network, no masquerade: only its inbound rules
     real = host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", icc=False, masquerade=False)
-    assert (real["changed"], real["changes"], real["diff"]) == (predicted["changed"], predicted["changes"], predicted["diff"])
+    assert (real["changed"], real["changes"], real["diff"]) == (
+        predicted["changed"],
+        predicted["changes"],
+        predicted["diff"],
+    )
 
 
 def test_absent_removes_the_tables_and_restores_forwarding(host):
@@ -152,8 +184,11 @@ def test_absent_removes_the_tables_and_restores_forwarding(host):
     assert host.snapshot() == empty  # no table, no rule, forwarding back to 0, nothing in the store
 
 
-DOCKER_FORWARD = ("iptables -w -N DOCKER-USER && iptables -w -A DOCKER-USER -j RETURN && iptables -w -P FORWARD DROP "
-                  "&& iptables -w -A FORWARD -j DOCKER-USER && iptables -w -N DOCKER-FORWARD && iptables -w -A FORWARD -j DOCKER-FORWARD")
+DOCKER_FORWARD = (
+    "iptables -w -N DOCKER-USER && iptables -w -A DOCKER-USER -j RETURN && iptables -w -P FORWARD DROP "
+    "&& iptables -w -A FORWARD -j DOCKER-USER && iptables -w -N DOCKER-FORWARD && iptables -w -A FORWARD -j "
+    "DOCKER-FORWARD"
+)
 
 
 def test_docker_forward_drop_policy_is_passed_in_docker_user_and_undone(host, world):
@@ -176,7 +211,10 @@ def test_docker_forward_drop_policy_is_passed_in_docker_user_and_undone(host, wo
 
 
 def test_a_native_forward_drop_chain_gets_pass_rules_that_go_with_the_network(host, world):
-    host.sh("nft add table inet strict && nft add chain inet strict forward_filter '{ type filter hook forward priority 5; policy drop; }'")
+    host.sh(
+        "nft add table inet strict && nft add chain inet strict forward_filter '{ type filter hook forward priority 5; "
+        "policy drop; }'"
+    )
     strict = host.sh("nft list table inet strict").stdout
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
     result = host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"))

@@ -20,12 +20,17 @@ import pytest
 from conftest import INTERNET, LAN, pings, sh
 
 HOST, HOST6, LAN6, INTERNET6 = "203.0.113.1", "2001:db8:ff::1", "2001:db8:ff::2", "2001:db8:fe::2"
-SERVE = ("import socket,sys\ns=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-         "s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0);s.bind(('::',int(sys.argv[1])));s.listen(16)\n"
-         "while True:\n    c,a=s.accept();c.sendall(a[0].replace('::ffff:','').encode());c.close()\n")
+SERVE = (
+    "import socket,sys\ns=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+    "s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0);s.bind(('::',int(sys.argv[1])));s.listen(16)\n"
+    "while True:\n    c,a=s.accept();c.sendall(a[0].replace('::ffff:','').encode());c.close()\n"
+)
 # 3 s: room for one SYN retransmission (1 s); a first SYN to a fresh IPv6 neighbour is sometimes lost
-ASK = ("import socket,sys\ntry:\n    print(socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3).recv(100).decode())\n"
-       "except OSError:\n    print('unreachable')\n")
+ASK = (
+    "import socket,sys\ntry:\n    "
+    "print(socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3).recv(100).decode())\n"
+    "except OSError:\n    print('unreachable')\n"
+)
 
 
 @pytest.fixture
@@ -58,8 +63,11 @@ def world6(host, world):
     """The world of conftest with IPv6 on the same links; the LAN routes IPv6 (in its own namespace only)."""
     lan, net = world
     host.sh("ip -6 addr add %s/64 dev uplink nodad && ip -6 route add default via %s" % (HOST6, LAN6))
-    sh("ip -6 addr add %s/64 dev eth0 nodad && ip -6 addr add 2001:db8:fe::1/64 dev wan nodad && sysctl -qw net.ipv6.conf.all.forwarding=1"
-       % LAN6, netns=lan)
+    sh(
+        "ip -6 addr add %s/64 dev eth0 nodad && ip -6 addr add 2001:db8:fe::1/64 dev wan nodad && sysctl -qw "
+        "net.ipv6.conf.all.forwarding=1" % LAN6,
+        netns=lan,
+    )
     sh("ip -6 addr add %s/64 dev eth0 nodad && ip -6 route add default via 2001:db8:fe::1" % INTERNET6, netns=net)
     return lan, net
 
@@ -79,7 +87,9 @@ def test_the_lan_reaches_published_ports_and_replies_but_not_container_addresses
     host.ok("cnm_bridge", name="cold", subnet="172.30.1.0/24", icc=False)
     a = attach(host, "web", "a")[0][0]
     c = attach(host, "cold", "c")[0][0]
-    route_on_lan(world, "172.30.0.0/24", "172.30.1.0/24")  # a router that knows the subnets: the case Docker protects against
+    route_on_lan(
+        world, "172.30.0.0/24", "172.30.1.0/24"
+    )  # a router that knows the subnets: the case Docker protects against
     for short in ("a", "c"):
         servers(host.sandbox(short), 80)
         servers(host.sandbox(short), 81)
@@ -95,14 +105,30 @@ def test_the_lan_reaches_published_ports_and_replies_but_not_container_addresses
         "host->a:81": seen(host.name, a, 81),  # Docker: the host itself reaches its containers
         "host->c:81": seen(host.name, c, 81),
     }
-    assert matrix == {"lan->published": LAN, "lan->a:80": "unreachable", "lan->a:81": "unreachable", "lan->c:80 (icc off)": "unreachable",
-                      "internet->a:81": "unreachable", "a->lan": HOST, "host->a:81": "172.30.0.1", "host->c:81": "172.30.1.1"}
+    assert matrix == {
+        "lan->published": LAN,
+        "lan->a:80": "unreachable",
+        "lan->a:81": "unreachable",
+        "lan->c:80 (icc off)": "unreachable",
+        "internet->a:81": "unreachable",
+        "a->lan": HOST,
+        "host->a:81": "172.30.0.1",
+        "host->c:81": "172.30.1.1",
+    }
     assert not pings(world[0], a) and pings(host.sandbox("a"), LAN)
 
 
 def test_trusted_sources_open_a_routed_network_to_them_only(host, world, servers):
-    host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", masquerade=False, trusted_sources=["203.0.113.0/24", "10.0.0.0/8"])
-    host.ok("cnm_bridge", name="other", subnet="10.62.0.0/24")  # inside a trusted CIDR, but a cnm network: isolation wins
+    host.ok(
+        "cnm_bridge",
+        name="web",
+        subnet="172.30.0.0/24",
+        masquerade=False,
+        trusted_sources=["203.0.113.0/24", "10.0.0.0/8"],
+    )
+    host.ok(
+        "cnm_bridge", name="other", subnet="10.62.0.0/24"
+    )  # inside a trusted CIDR, but a cnm network: isolation wins
     a = attach(host, "web", "a")[0][0]
     attach(host, "other", "o")
     route_on_lan(world, "172.30.0.0/24")
@@ -112,8 +138,15 @@ def test_trusted_sources_open_a_routed_network_to_them_only(host, world, servers
     assert seen(host.sandbox("o"), a, 81) == "unreachable"  # other cnm networks stay isolated
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", masquerade=False, trusted_sources=["198.51.100.0/24"])
     assert (seen(world[0], a, 81), seen(world[1], a, 81)) == ("unreachable", INTERNET)
-    assert host.module("cnm_bridge", name="web", subnet="172.30.0.0/24", masquerade=False, trusted_sources=["198.51.100.0/24"])["changed"] is False
-    host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", masquerade=False)  # back to the default: nothing routed in
+    assert (
+        host.module(
+            "cnm_bridge", name="web", subnet="172.30.0.0/24", masquerade=False, trusted_sources=["198.51.100.0/24"]
+        )["changed"]
+        is False
+    )
+    host.ok(
+        "cnm_bridge", name="web", subnet="172.30.0.0/24", masquerade=False
+    )  # back to the default: nothing routed in
     assert seen(world[1], a, 81) == "unreachable"
 
 
@@ -135,8 +168,13 @@ def test_an_internal_network_gets_out_through_no_published_port(host, world, ser
         "peer->gateway:published": seen(host.sandbox("q"), "10.63.0.1", 4000),  # Docker: reachable from other networks
         "lan->published": seen(world[0], HOST, 4000),
     }
-    assert matrix == {"vault->gateway:published": "unreachable", "vault->uplink:published": "unreachable", "vault->host service": "172.31.9.2",
-                      "peer->gateway:published": "10.61.0.1", "lan->published": LAN}  # peer's masquerade (Docker's too)
+    assert matrix == {
+        "vault->gateway:published": "unreachable",
+        "vault->uplink:published": "unreachable",
+        "vault->host service": "172.31.9.2",
+        "peer->gateway:published": "10.61.0.1",
+        "lan->published": LAN,
+    }  # peer's masquerade (Docker's too)
     assert not pings(host.sandbox("v"), LAN)
 
 
@@ -162,7 +200,9 @@ def test_ipv6_goes_out_masqueraded_or_routed_and_comes_in_only_when_trusted(host
     assert seen(world6[1], a6, 81) == "unreachable"
     host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"), state="absent")
     host.ok("cnm_bridge", name="web", state="absent")
-    assert host.sh("cat /proc/sys/net/ipv6/conf/all/forwarding").stdout.strip() == "0"  # restored with the last IPv6 network
+    assert (
+        host.sh("cat /proc/sys/net/ipv6/conf/all/forwarding").stdout.strip() == "0"
+    )  # restored with the last IPv6 network
     assert "table inet cnm" not in host.ruleset()
 
 
@@ -186,8 +226,17 @@ def test_icc_isolation_and_internal_hold_for_ipv6(host, world6):
         "lan->vault": pings(world6[0], v6, "-6"),  # nothing in
         "vault->warm": pings(host.sandbox("v"), w6, "-6"),
     }
-    assert matrix == {"icc off a->b": False, "icc off a->gateway": True, "same network w->x": True, "cold->warm": False, "warm->cold": False,
-                      "warm->lan": True, "vault->lan": False, "lan->vault": False, "vault->warm": False}
+    assert matrix == {
+        "icc off a->b": False,
+        "icc off a->gateway": True,
+        "same network w->x": True,
+        "cold->warm": False,
+        "warm->cold": False,
+        "warm->lan": True,
+        "vault->lan": False,
+        "lan->vault": False,
+        "vault->warm": False,
+    }
     # icc: false also holds when an endpoint routes to its neighbour through the gateway (Docker: -i br -o br DROP)
     host.in_sandbox("a", "ip -6 route add %s/128 via 2001:db8:61::1" % b6)
     assert not pings(host.sandbox("a"), b6, "-6")
@@ -202,25 +251,44 @@ def test_check_mode_predicts_the_trusted_and_ipv6_rules_and_changes_nothing(host
     predicted = host.module("cnm_bridge", check=True, **asked)
     assert host.snapshot() == before
     after = predicted["diff"]["after"]["firewall"]
-    assert [c.split(" #")[0] for c in after["inet forward"] if "trusted" in c] == ["cnm network web trusted ip", "cnm network web trusted ip6"]
+    assert [c.split(" #")[0] for c in after["inet forward"] if "trusted" in c] == [
+        "cnm network web trusted ip",
+        "cnm network web trusted ip6",
+    ]
     assert [c.split(" #")[0] for c in after["inet postrouting"]] == ["cnm network web ipv6 masquerade"]
     real = host.ok("cnm_bridge", **asked)
-    assert (real["changed"], real["changes"], real["diff"]) == (predicted["changed"], predicted["changes"], predicted["diff"])
-    assert real["network"]["trusted_sources"] == ["192.0.2.0/24", "2001:db8:1::/48"] and real["network"]["ipv6_masquerade"] is True
+    assert (real["changed"], real["changes"], real["diff"]) == (
+        predicted["changed"],
+        predicted["changes"],
+        predicted["diff"],
+    )
+    assert (
+        real["network"]["trusted_sources"] == ["192.0.2.0/24", "2001:db8:1::/48"]
+        and real["network"]["ipv6_masquerade"] is True
+    )
     assert host.module("cnm_bridge", **asked)["changed"] is False
 
 
 def test_trusted_sources_pass_a_docker_like_forward_drop_and_the_passes_go_with_them(host, world6, servers):
-    host.sh("iptables -w -N DOCKER-USER && iptables -w -A DOCKER-USER -j RETURN && iptables -w -P FORWARD DROP && iptables -w -A FORWARD -j DOCKER-USER"
-            " && ip6tables -w -P FORWARD DROP")
+    host.sh(
+        "iptables -w -N DOCKER-USER && iptables -w -A DOCKER-USER -j RETURN && iptables -w -P FORWARD DROP && iptables "
+        "-w -A FORWARD -j DOCKER-USER"
+        " && ip6tables -w -P FORWARD DROP"
+    )
     docker_rules = (host.sh("iptables -w -S").stdout, host.sh("ip6tables -w -S").stdout)
     web = dict(name="web", subnet="172.30.0.0/24", ipv6_subnet="2001:db8:30::/64", masquerade=False)
     host.ok("cnm_bridge", trusted_sources=["203.0.113.0/24", "2001:db8:ff::/64"], **web)
     ((a4, a6),) = attach(host, "web", "a")
     route_on_lan(world6, "172.30.0.0/24", "2001:db8:30::/64")
     servers(host.sandbox("a"), 81)
-    assert (seen(world6[0], a4, 81), seen(world6[0], a6, 81)) == (LAN, LAN6)  # through DOCKER-USER and ip6tables' FORWARD
-    assert (seen(world6[1], a4, 81), seen(world6[1], a6, 81)) == ("unreachable", "unreachable")  # our own drop still holds
+    assert (seen(world6[0], a4, 81), seen(world6[0], a6, 81)) == (
+        LAN,
+        LAN6,
+    )  # through DOCKER-USER and ip6tables' FORWARD
+    assert (seen(world6[1], a4, 81), seen(world6[1], a6, 81)) == (
+        "unreachable",
+        "unreachable",
+    )  # our own drop still holds
     assert "cnm network web pass trusted 203.0.113.0/24" in host.sh("iptables -w -S DOCKER-USER").stdout
     assert "cnm network web pass trusted 2001:db8:ff::/64" in host.sh("ip6tables -w -S FORWARD").stdout
     host.ok("cnm_bridge", **web)  # no trusted sources any more: their passes go, the others stay

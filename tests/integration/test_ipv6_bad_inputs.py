@@ -25,8 +25,11 @@ def dual():
 
 
 def _build(host: LabHost) -> LabHost:
-    host.sh("ip link add uplink type veth peer name uplinkp && ip link set uplinkp up && ip addr add 203.0.113.1/24 dev uplink"
-            " && ip -6 addr add %s/64 dev uplink nodad && ip link set uplink up" % H6)
+    host.sh(
+        "ip link add uplink type veth peer name uplinkp && ip link set uplinkp up && ip addr add 203.0.113.1/24 dev "
+        "uplink"
+        " && ip -6 addr add %s/64 dev uplink nodad && ip link set uplink up" % H6
+    )
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24", ipv6_subnet="2001:db8:30::/64")
     host.ok("cnm_endpoint", network="web", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))])
     host.ok("cnm_port_publish", network="web", netns=host.sandbox("b"), ports=["4100:80"])

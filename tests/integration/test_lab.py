@@ -52,13 +52,20 @@ def ansible_env(tmp: Path) -> dict[str, str]:
 def run_playbook(playbook: Path, inventory: str, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [ansible_playbook(), '-i', inventory, str(playbook), *extra],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
 def recap_changed(result: subprocess.CompletedProcess) -> dict[str, int]:
     """changed= per host from the PLAY RECAP."""
-    return {host: int(changed) for host, changed in re.findall(r'^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)', result.stdout, re.M)}
+    return {
+        host: int(changed) for host, changed in re.findall(r'^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)', result.stdout, re.M)
+    }
 
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:
@@ -67,7 +74,9 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
 
 def lab_namespaces(prefix: str) -> list[str]:
     listing = subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True, check=True).stdout
-    return sorted(line.split()[0] for line in listing.splitlines() if line.split() and line.split()[0].startswith(prefix + '-'))
+    return sorted(
+        line.split()[0] for line in listing.splitlines() if line.split() and line.split()[0].startswith(prefix + '-')
+    )
 
 
 def machine_links() -> dict[str, str]:
@@ -86,7 +95,9 @@ def assert_machine_links_untouched(before: dict[str, str]) -> None:
 
 def read_ip_forward(netns: str | None = None) -> str:
     enter = ['nsenter', f'--net={NETNS_DIR / netns}'] if netns else []
-    return subprocess.run([*enter, 'cat', '/proc/sys/net/ipv4/ip_forward'], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [*enter, 'cat', '/proc/sys/net/ipv4/ip_forward'], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def delete_namespaces(prefix: str) -> None:
@@ -107,7 +118,14 @@ class Lab:
         self.first_up: subprocess.CompletedProcess | None = None
 
     def _vars(self) -> list[str]:
-        return ['-e', f'lab_prefix={self.prefix}', '-e', f'lab_size={self.size}', '-e', f'lab_inventory={self.inventory}']
+        return [
+            '-e',
+            f'lab_prefix={self.prefix}',
+            '-e',
+            f'lab_size={self.size}',
+            '-e',
+            f'lab_inventory={self.inventory}',
+        ]
 
     def up(self) -> subprocess.CompletedProcess:
         return run_playbook(REPO / 'playbooks' / 'lab_up.yml', 'localhost,', self.env, *self._vars())
@@ -155,7 +173,9 @@ def test_lab_hosts_reach_each_other_and_the_lan_over_the_underlay(lab):
     for source, target in (('h1', '192.0.2.12'), ('h2', '192.0.2.11'), ('lan', '192.0.2.11'), ('h1', '192.0.2.2')):
         ping = subprocess.run(
             ['nsenter', f'--net={NETNS_DIR / f"{lab.prefix}-{source}"}', 'ping', '-c1', '-W1', target],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert ping.returncode == 0, f'{source} -> {target}: {ping.stdout}{ping.stderr}'
 
@@ -210,8 +230,7 @@ def test_netns_connection_fails_clearly_on_a_missing_namespace(lab, tmp_path):
     )
     playbook = tmp_path / 'ping.yml'
     playbook.write_text(
-        '- name: Ping\n  hosts: all\n  gather_facts: false\n  tasks:\n'
-        '    - name: Ping\n      ansible.builtin.ping:\n'
+        '- name: Ping\n  hosts: all\n  gather_facts: false\n  tasks:\n    - name: Ping\n      ansible.builtin.ping:\n'
     )
     result = run_playbook(playbook, str(inventory), lab.env)
     assert result.returncode != 0

@@ -27,7 +27,10 @@ def same_sandbox_by_path(host):
 def lan_route(host):
     """The host's LAN 10.77.0.0/16 (a connected route, as on a real host's uplink)."""
     host.ok("cnm_bridge", **WEB)
-    host.sh("ip link add uplink type veth peer name uplinkp && ip link set uplinkp up && ip addr add 10.77.0.5/16 dev uplink && ip link set uplink up")
+    host.sh(
+        "ip link add uplink type veth peer name uplinkp && ip link set uplinkp up && ip addr add 10.77.0.5/16 dev "
+        "uplink && ip link set uplink up"
+    )
 
 
 DB_AT = dict(name="db", subnet="172.31.0.0/24")
@@ -41,11 +44,19 @@ CASES = {
     "bridge_name_dot_dot": Case("cnm_bridge", bridge(bridge_name="..", **DB_AT), "bridge_name"),
     "network_name_with_a_newline": Case("cnm_bridge", bridge(name="db\n", subnet="172.31.0.0/24"), "name"),
     "ifname_wildcard": Case("cnm_endpoint", endpoint(ifname="e*"), "ifname"),
-    "netns_with_a_newline": Case("cnm_endpoint", lambda host: dict(network="web", netns=host.sandbox("a") + "\n"), "netns"),
-    "netns_name_too_long_for_the_alias": Case("cnm_endpoint", lambda host: dict(network="web", netns=host.sandbox("a") + "n" * 235), "netns"),
+    "netns_with_a_newline": Case(
+        "cnm_endpoint", lambda host: dict(network="web", netns=host.sandbox("a") + "\n"), "netns"
+    ),
+    "netns_name_too_long_for_the_alias": Case(
+        "cnm_endpoint", lambda host: dict(network="web", netns=host.sandbox("a") + "n" * 235), "netns"
+    ),
     "netns_name_over_name_max": Case("cnm_endpoint", lambda host: dict(network="web", netns="n" * 256), "netns"),
-    "macvlan_parent_wildcard": Case("cnm_macvlan", bridge(name="lan", parent="eth*", subnet="192.168.50.0/24"), "parent"),
-    "foreign_bridge_under_a_cnm_name": Case("cnm_endpoint", endpoint(network="db"), "network", setup=web_and(foreign_bridge_took_db)),
+    "macvlan_parent_wildcard": Case(
+        "cnm_macvlan", bridge(name="lan", parent="eth*", subnet="192.168.50.0/24"), "parent"
+    ),
+    "foreign_bridge_under_a_cnm_name": Case(
+        "cnm_endpoint", endpoint(network="db"), "network", setup=web_and(foreign_bridge_took_db)
+    ),
     # ---- subnets no network may use ----
     "subnet_loopback": Case("cnm_bridge", bridge(name="db", subnet="127.1.0.0/24"), "subnet"),
     "subnet_multicast": Case("cnm_bridge", bridge(name="db", subnet="239.1.0.0/24"), "subnet"),
@@ -57,11 +68,18 @@ CASES = {
     "macvlan_subnet_loopback": Case("cnm_macvlan", bridge(name="lan", parent="lo", subnet="127.0.0.0/24"), "subnet"),
     "subnet_over_a_host_route": Case("cnm_bridge", bridge(name="db", subnet="10.77.1.0/24"), "subnet", setup=lan_route),
     # ---- endpoints ----
-    "mac_of_another_endpoint": Case("cnm_endpoint", endpoint("b", mac_address="02:42:ac:1e:00:02"), "mac_address", setup=web_and(attached("a"))),
-    "static_mac_twice": Case(
-        "cnm_endpoint", endpoint("b", mac_address="02:00:00:00:00:63"), "mac_address", setup=web_and(attached("a", mac_address="02:00:00:00:00:63"))
+    "mac_of_another_endpoint": Case(
+        "cnm_endpoint", endpoint("b", mac_address="02:42:ac:1e:00:02"), "mac_address", setup=web_and(attached("a"))
     ),
-    "one_sandbox_as_netns_and_netns_path": Case("cnm_endpoint", same_sandbox_by_path, "netns_path", setup=web_and(attached("a"))),
+    "static_mac_twice": Case(
+        "cnm_endpoint",
+        endpoint("b", mac_address="02:00:00:00:00:63"),
+        "mac_address",
+        setup=web_and(attached("a", mac_address="02:00:00:00:00:63")),
+    ),
+    "one_sandbox_as_netns_and_netns_path": Case(
+        "cnm_endpoint", same_sandbox_by_path, "netns_path", setup=web_and(attached("a"))
+    ),
 }
 
 
@@ -83,7 +101,9 @@ def test_bad_input_fails_naming_the_option_and_changes_nothing(request, case):
 def test_foreign_bridge_is_named_in_the_error(host):
     foreign_bridge_took_db(host)
     result = host.module("cnm_endpoint", network="db", netns=host.sandbox("a"))
-    assert result.get("failed") is True and "device br-db" in result["msg"] and "without a cnm alias" in result["msg"], result
+    assert (
+        result.get("failed") is True and "device br-db" in result["msg"] and "without a cnm alias" in result["msg"]
+    ), result
 
 
 def test_host_route_overlap_is_accepted_when_asked_for(host):
@@ -113,7 +133,9 @@ def test_ipv4_only_network_below_1280_works_end_to_end(host, mtu):
     assert host.in_sandbox("a", "ping -c1 -W2 -M do -s %d 172.29.0.3" % (payload + 1), check=False).returncode != 0
     assert " mtu %d " % mtu in host.in_sandbox("a", "ip -o link show eth0").stdout
     assert host.module("cnm_bridge", **args)["changed"] is False
-    again = host.module("cnm_endpoint", network="small", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))])
+    again = host.module(
+        "cnm_endpoint", network="small", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))]
+    )
     assert again.get("failed") is not True and again["changed"] is False, again
 
 

@@ -26,7 +26,12 @@ def lan(host):
 
 
 def attach(host, *sandboxes, **extra):
-    return host.ok("cnm_endpoint", network=extra.pop("network", "lan"), endpoints=[dict(netns=host.sandbox(s)) for s in sandboxes], **extra)
+    return host.ok(
+        "cnm_endpoint",
+        network=extra.pop("network", "lan"),
+        endpoints=[dict(netns=host.sandbox(s)) for s in sandboxes],
+        **extra,
+    )
 
 
 def lan_sees_mac(lan_ns: str, address: str) -> str:
@@ -116,9 +121,18 @@ def test_second_run_reports_no_change(host, lan):
 def test_check_mode_changes_nothing_and_predicts_the_real_run(host, lan):
     steps = [
         ("cnm_macvlan", dict(NET)),
-        ("cnm_endpoint", dict(network="lan", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"), ipv4_address="192.168.50.150")])),
+        (
+            "cnm_endpoint",
+            dict(
+                network="lan",
+                endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"), ipv4_address="192.168.50.150")],
+            ),
+        ),
         ("cnm_macvlan", dict(SHIM, mtu=1400)),  # endpoints follow the MTU; the shim appears with a route to b
-        ("cnm_endpoint", dict(network="lan", netns=host.sandbox("c"), ipv4_address="192.168.50.151")),  # a host route through the shim
+        (
+            "cnm_endpoint",
+            dict(network="lan", netns=host.sandbox("c"), ipv4_address="192.168.50.151"),
+        ),  # a host route through the shim
         ("cnm_endpoint", dict(network="lan", netns=host.sandbox("a"), state="absent")),
         ("cnm_macvlan", dict(name="lan", state="absent", force=True)),
     ]
@@ -179,6 +193,7 @@ def test_one_sandbox_on_a_bridge_and_a_macvlan_network(host, lan):
 
 # ---- bad inputs: a clear error naming the option, and nothing changed ----
 
+
 def _refused(host, module, option, words, **args):
     before = host.snapshot()
     result = host.module(module, **args)
@@ -188,7 +203,9 @@ def _refused(host, module, option, words, **args):
 
 
 def test_bad_inputs(host, lan):
-    host.sh("ip link add brx type bridge && ip link add portx type veth peer name porty && ip link set portx master brx")
+    host.sh(
+        "ip link add brx type bridge && ip link add portx type veth peer name porty && ip link set portx master brx"
+    )
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
     _refused(host, "cnm_macvlan", "parent", ["does not exist"], **{**NET, "parent": "nope0"})
     _refused(host, "cnm_macvlan", "parent", ["is a port of brx"], **{**NET, "parent": "portx"})
@@ -203,16 +220,40 @@ def test_bad_inputs(host, lan):
     _refused(host, "cnm_macvlan", "ip_range", ["outside subnet"], **{**NET, "ip_range": "10.0.0.0/28"})
     _refused(host, "cnm_macvlan", "gateway", ["outside subnet"], **{**NET, "gateway": "10.0.0.1"})
     _refused(host, "cnm_macvlan", "mode", ["bridge, private"], **{**NET, "mode": "source"})
-    _refused(host, "cnm_macvlan", "subnet", ["overlaps network web"], **{**NET, "subnet": "172.30.0.0/16", "gateway": None, "ip_range": None})
+    _refused(
+        host,
+        "cnm_macvlan",
+        "subnet",
+        ["overlaps network web"],
+        **{**NET, "subnet": "172.30.0.0/16", "gateway": None, "ip_range": None},
+    )
     host.ok("cnm_macvlan", **NET)
     attach(host, "a")
-    _refused(host, "cnm_macvlan", "subnet", ["overlaps network lan"], **{**NET, "name": "lan2"})  # same subnet on one parent
+    _refused(
+        host, "cnm_macvlan", "subnet", ["overlaps network lan"], **{**NET, "name": "lan2"}
+    )  # same subnet on one parent
     _refused(host, "cnm_macvlan", "mode", ["detach them first"], **{**NET, "mode": "private"})
     _refused(host, "cnm_macvlan", "state", ["1 endpoint(s) attached"], name="lan", state="absent")
     solo = {**NET, "name": "solo", "mode": "passthru", "subnet": "10.9.0.0/24", "gateway": None, "ip_range": None}
     _refused(host, "cnm_macvlan", "mode", ["exclusively", "lan"], **solo)
-    _refused(host, "cnm_port_publish", "network", ["macvlan", "LAN"], network="lan", netns=host.sandbox("a"), ports=["8080:80"])
-    _refused(host, "cnm_endpoint", "ipv4_address", ["192.168.50.1"], network="lan", netns=host.sandbox("b"), ipv4_address=LAN_ROUTER)
+    _refused(
+        host,
+        "cnm_port_publish",
+        "network",
+        ["macvlan", "LAN"],
+        network="lan",
+        netns=host.sandbox("a"),
+        ports=["8080:80"],
+    )
+    _refused(
+        host,
+        "cnm_endpoint",
+        "ipv4_address",
+        ["192.168.50.1"],
+        network="lan",
+        netns=host.sandbox("b"),
+        ipv4_address=LAN_ROUTER,
+    )
 
 
 def test_passthru_refuses_a_busy_parent(host, lan):
@@ -220,4 +261,12 @@ def test_passthru_refuses_a_busy_parent(host, lan):
     _refused(host, "cnm_macvlan", "mode", ["exclusively", "other0"], **{**NET, "mode": "passthru"})
     host.sh("ip link del other0")
     host.ok("cnm_macvlan", mode="passthru", **NET)
-    _refused(host, "cnm_endpoint", "mac_address", ["passthru"], network="lan", netns=host.sandbox("a"), mac_address="02:00:00:00:00:01")
+    _refused(
+        host,
+        "cnm_endpoint",
+        "mac_address",
+        ["passthru"],
+        network="lan",
+        netns=host.sandbox("a"),
+        mac_address="02:00:00:00:00:01",
+    )

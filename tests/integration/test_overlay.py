@@ -20,7 +20,10 @@ def three_hosts():
     made = {i: LabHost("%s-h%d" % (prefix, i)) for i in VTEPS}
     rogue = LabHost(prefix + "-rogue")
     try:
-        sh("ip netns add %s && ip -n %s link add ulbr type bridge && ip -n %s link set ulbr up" % (underlay, underlay, underlay))
+        sh(
+            "ip netns add %s && ip -n %s link add ulbr type bridge && ip -n %s link set ulbr up"
+            % (underlay, underlay, underlay)
+        )
         for i, host in list(made.items()) + [(99, rogue)]:
             sh("ip link add p%d netns %s type veth peer name eth0 netns %s" % (i, underlay, host.name))
             sh("ip -n %s link set p%d master ulbr up" % (underlay, i))
@@ -48,7 +51,16 @@ def bad_input_hosts():
 
 
 def overlay(host, i: int, peers: list, **extra) -> dict:
-    return host.module("cnm_overlay", name="ov", vni=4200, subnet=SUBNET, ip_range="10.200.%d.0/24" % i, local_ip=VTEPS[i], peers=peers, **extra)
+    return host.module(
+        "cnm_overlay",
+        name="ov",
+        vni=4200,
+        subnet=SUBNET,
+        ip_range="10.200.%d.0/24" % i,
+        local_ip=VTEPS[i],
+        peers=peers,
+        **extra,
+    )
 
 
 def build(made: dict) -> dict:
@@ -58,13 +70,24 @@ def build(made: dict) -> dict:
         assert not overlay(host, i, []).get("failed")
         endpoints[i] = host.ok("cnm_endpoint", network="ov", netns=host.sandbox("c"))["endpoint"]
     for i, host in made.items():
-        host.ok("cnm_overlay", name="ov", vni=4200, subnet=SUBNET, ip_range="10.200.%d.0/24" % i, local_ip=VTEPS[i], peers=peers_of(i, endpoints))
+        host.ok(
+            "cnm_overlay",
+            name="ov",
+            vni=4200,
+            subnet=SUBNET,
+            ip_range="10.200.%d.0/24" % i,
+            local_ip=VTEPS[i],
+            peers=peers_of(i, endpoints),
+        )
     return endpoints
 
 
 def peers_of(i: int, endpoints: dict, without=()) -> list:
-    return [{"vtep": VTEPS[j], "endpoints": [{"ip": endpoints[j]["ipv4_address"], "mac": endpoints[j]["mac_address"]}]}
-            for j in sorted(endpoints) if j != i and j not in without]
+    return [
+        {"vtep": VTEPS[j], "endpoints": [{"ip": endpoints[j]["ipv4_address"], "mac": endpoints[j]["mac_address"]}]}
+        for j in sorted(endpoints)
+        if j != i and j not in without
+    ]
 
 
 def fdb(host) -> list:
@@ -76,7 +99,8 @@ def test_endpoints_on_three_hosts_talk_across_the_overlay(hosts):
     made, _rogue = hosts
     endpoints = build(made)
     assert [endpoints[i]["ipv4_address"] for i in (1, 2, 3)] == ["10.200.1.0", "10.200.2.0", "10.200.3.0"] or all(
-        endpoints[i]["ipv4_address"].startswith("10.200.%d." % i) for i in (1, 2, 3))
+        endpoints[i]["ipv4_address"].startswith("10.200.%d." % i) for i in (1, 2, 3)
+    )
     for i, host in made.items():
         for j in made:
             if i != j:
@@ -93,16 +117,26 @@ def test_fdb_and_neighbours_are_exact_as_peers_come_and_go(hosts):
     made, _rogue = hosts
     endpoints = build(made)
     host = made[1]
-    expected = sorted(["00:00:00:00:00:00 192.0.2.12", "00:00:00:00:00:00 192.0.2.13",
-                       "%s 192.0.2.12" % endpoints[2]["mac_address"], "%s 192.0.2.13" % endpoints[3]["mac_address"]])
+    expected = sorted(
+        [
+            "00:00:00:00:00:00 192.0.2.12",
+            "00:00:00:00:00:00 192.0.2.13",
+            "%s 192.0.2.12" % endpoints[2]["mac_address"],
+            "%s 192.0.2.13" % endpoints[3]["mac_address"],
+        ]
+    )
     assert fdb(host) == expected
     neigh = host.sh("ip neigh show dev vx-ov").stdout
     assert endpoints[2]["ipv4_address"] in neigh and "PERMANENT" in neigh
     result = overlay(host, 1, peers_of(1, endpoints, without=(3,)))
-    assert result["changed"] and fdb(host) == sorted(["00:00:00:00:00:00 192.0.2.12", "%s 192.0.2.12" % endpoints[2]["mac_address"]])
+    assert result["changed"] and fdb(host) == sorted(
+        ["00:00:00:00:00:00 192.0.2.12", "%s 192.0.2.12" % endpoints[2]["mac_address"]]
+    )
     assert endpoints[3]["ipv4_address"] not in host.sh("ip neigh show dev vx-ov").stdout
     check = overlay(host, 1, peers_of(1, endpoints), check=True)
-    assert check["changed"] and fdb(host) == sorted(["00:00:00:00:00:00 192.0.2.12", "%s 192.0.2.12" % endpoints[2]["mac_address"]])
+    assert check["changed"] and fdb(host) == sorted(
+        ["00:00:00:00:00:00 192.0.2.12", "%s 192.0.2.12" % endpoints[2]["mac_address"]]
+    )
     assert overlay(host, 1, peers_of(1, endpoints))["changes"] == check["changes"]
     assert fdb(host) == expected
 
@@ -110,13 +144,19 @@ def test_fdb_and_neighbours_are_exact_as_peers_come_and_go(hosts):
 def test_vxlan_from_a_namespace_that_is_not_a_peer_never_reaches_the_bridge(hosts):
     made, rogue = hosts
     endpoints = build(made)
-    rogue.sh("ip link add vxr type vxlan id 4200 dstport 4789 local 192.0.2.99 remote 192.0.2.11 && ip addr add 10.200.99.1/16 dev vxr"
-             " && ip link set vxr up")
+    rogue.sh(
+        "ip link add vxr type vxlan id 4200 dstport 4789 local 192.0.2.99 remote 192.0.2.11 && ip addr add "
+        "10.200.99.1/16 dev vxr"
+        " && ip link set vxr up"
+    )
 
     rogue_mac = json.loads(rogue.sh("ip -j link show vxr").stdout)[0]["address"]
     # only the rogue's frames: it sends from 192.0.2.99, its frames leave vxr with its MAC
-    with ingress_counters(made[1].name, underlay=("eth0", "ip saddr 192.0.2.99 udp dport 4789"),
-                          device=("vx-ov", "ether saddr %s" % rogue_mac)) as counts:
+    with ingress_counters(
+        made[1].name,
+        underlay=("eth0", "ip saddr 192.0.2.99 udp dport 4789"),
+        device=("vx-ov", "ether saddr %s" % rogue_mac),
+    ) as counts:
         assert not pings(rogue.name, endpoints[1]["ipv4_address"])
         seen = counts()
     assert seen["underlay"] >= 1 and seen["device"] == 0, seen  # they arrived, and none reached the device
@@ -133,7 +173,10 @@ def test_absent_leaves_nothing_behind(hosts):
     host.ok("cnm_overlay", name="ov", state="absent", force=True)
     host.ok("cnm_endpoint", network="none", netns=host.sandbox("c"), state="absent", delete_netns=True)
     after = host.snapshot()
-    for state in (empty, after):  # flooding towards the peer resolved its VTEP on the underlay: the kernel's ARP entry, not ours
+    for state in (
+        empty,
+        after,
+    ):  # flooding towards the peer resolved its VTEP on the underlay: the kernel's ARP entry, not ours
         state[host.name]["neighbours"] = [n for n in state[host.name]["neighbours"] if n[1] != "eth0"]
     assert after == empty
 
@@ -149,7 +192,10 @@ BAD = {
     "peer_equal_to_local_ip": (dict(peers=["192.0.2.11"]), "peers[0].vtep"),
     "peer_not_an_address": (dict(peers=["far-away"]), "peers[0].vtep"),
     "peer_listed_twice": (dict(peers=["192.0.2.12", {"vtep": "192.0.2.12"}]), "peers"),
-    "peer_endpoint_bad_mac": (dict(peers=[{"vtep": "192.0.2.12", "endpoints": [{"ip": "10.200.2.9", "mac": "zz"}]}]), "peers[0].endpoints[0].mac"),
+    "peer_endpoint_bad_mac": (
+        dict(peers=[{"vtep": "192.0.2.12", "endpoints": [{"ip": "10.200.2.9", "mac": "zz"}]}]),
+        "peers[0].endpoints[0].mac",
+    ),
     "encrypted_on_this_kernel": (dict(encrypted=True, encryption_key="0123456789abcdef"), "encrypted"),
     "subnet_overlaps_a_bridge_network": (dict(subnet="172.30.0.0/16", ip_range=None), "subnet"),
 }

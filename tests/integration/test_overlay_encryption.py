@@ -28,9 +28,20 @@ hosts = test_overlay.hosts  # the three VTEP hosts and the rogue of the overlay 
 KEY = "0123456789abcdef0123"
 REQID_4789 = 0x636E0000 + 4789
 # the collection's own detection, run as the module would (pytest's ansible plugin loader is not involved)
-FEATURES = json.loads(subprocess.run([sys.executable, "-c", "import json; from ansible_collections.cnm.network.plugins.module_utils import ipsec; "
-                                      "print(json.dumps(ipsec.kernel_features()))"], env=dict(os.environ, PYTHONPATH=COLLECTIONS),
-                                     capture_output=True, text=True, check=True).stdout)
+FEATURES = json.loads(
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json; from ansible_collections.cnm.network.plugins.module_utils import ipsec; "
+            "print(json.dumps(ipsec.kernel_features()))",
+        ],
+        env=dict(os.environ, PYTHONPATH=COLLECTIONS),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+)
 LACKS_ESP = not all(FEATURES.values())
 
 
@@ -61,7 +72,11 @@ def test_encrypted_is_refused_naming_what_this_kernel_lacks_and_changes_nothing(
 
 BAD_KEYS = {
     "key_too_short": (dict(encryption_key="short-key"), "encryption_key", "short-key"),
-    "accepted_key_too_short": (dict(encryption_key=KEY, encryption_keys=["tiny-key-1"]), "encryption_keys[0]", "tiny-key-1"),
+    "accepted_key_too_short": (
+        dict(encryption_key=KEY, encryption_keys=["tiny-key-1"]),
+        "encryption_keys[0]",
+        "tiny-key-1",
+    ),
 }
 
 
@@ -81,15 +96,32 @@ def test_the_clear_vxlan_drop_stops_real_vxlan_of_its_vni_only(hosts):
     one, two = made[1], made[2]
     endpoints = {}
     for i, host in ((1, one), (2, two)):
-        host.ok("cnm_overlay", name="ov", vni=4200, subnet=SUBNET, ip_range="10.200.%d.0/24" % i, local_ip=VTEPS[i], peers=[])
+        host.ok(
+            "cnm_overlay",
+            name="ov",
+            vni=4200,
+            subnet=SUBNET,
+            ip_range="10.200.%d.0/24" % i,
+            local_ip=VTEPS[i],
+            peers=[],
+        )
         endpoints[i] = host.ok("cnm_endpoint", network="ov", netns=host.sandbox("c"))["endpoint"]
     for i, host in ((1, one), (2, two)):
-        host.ok("cnm_overlay", name="ov", vni=4200, subnet=SUBNET, ip_range="10.200.%d.0/24" % i, local_ip=VTEPS[i],
-                peers=peers_of(i, endpoints))
+        host.ok(
+            "cnm_overlay",
+            name="ov",
+            vni=4200,
+            subnet=SUBNET,
+            ip_range="10.200.%d.0/24" % i,
+            local_ip=VTEPS[i],
+            peers=peers_of(i, endpoints),
+        )
     # another VXLAN network on the same UDP port, VNI 4201, made by hand on both hosts
     for i, host in ((1, one), (2, two)):
-        host.sh("ip link add vxo type vxlan id 4201 dstport 4789 local %s remote %s && ip addr add 10.99.0.%d/24 dev vxo && ip link set vxo up"
-                % (VTEPS[i], VTEPS[3 - i], i))
+        host.sh(
+            "ip link add vxo type vxlan id 4201 dstport 4789 local %s remote %s && ip addr add 10.99.0.%d/24 dev vxo "
+            "&& ip link set vxo up" % (VTEPS[i], VTEPS[3 - i], i)
+        )
     assert pings(two.sandbox("c"), endpoints[1]["ipv4_address"]) and pings(two.name, "10.99.0.1")
 
     # host one's table as cnm renders it for the same overlay once encrypted, applied to the real kernel
@@ -99,9 +131,14 @@ def test_the_clear_vxlan_drop_stops_real_vxlan_of_its_vni_only(hosts):
 
     # only the sandbox's frames: VXLAN of VNI 4200 from host two whose inner frame comes from the sandbox's MAC
     mac = endpoints[2]["mac_address"]
-    with ingress_counters(one.name, underlay=("eth0", "ip saddr %s udp dport 4789 @th,96,24 4200 @th,176,48 0x%s"
-                                              % (VTEPS[2], mac.replace(":", ""))),
-                          device=("vx-ov", "ether saddr %s" % mac)) as counts:
+    with ingress_counters(
+        one.name,
+        underlay=(
+            "eth0",
+            "ip saddr %s udp dport 4789 @th,96,24 4200 @th,176,48 0x%s" % (VTEPS[2], mac.replace(":", "")),
+        ),
+        device=("vx-ov", "ether saddr %s" % mac),
+    ) as counts:
         assert not pings(two.sandbox("c"), endpoints[1]["ipv4_address"])
         seen = counts()
     # the sandbox's clear VXLAN of the encrypted VNI arrived, and not one frame of it reached the device
@@ -119,7 +156,8 @@ def test_the_clear_vxlan_drop_stops_real_vxlan_of_its_vni_only(hosts):
 RENDER_SCRIPT = r"""
 import json, subprocess
 from ansible_collections.cnm.network.plugins.module_utils import firewall
-listing = json.loads(subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True, check=True).stdout)
+listing = json.loads(subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True,
+                                    check=True).stdout)
 commands = firewall.transaction(firewall.parse(listing), firewall.render(json.loads(%r)))
 subprocess.run(["nft", "-j", "-f", "-"], input=json.dumps({"nftables": commands}), text=True, check=True)
 """
@@ -169,7 +207,8 @@ def test_the_xfrm_client_programs_real_policies(hosts):
 MODULE_SCRIPT = r"""
 import json, sys, tempfile
 from ansible_collections.cnm.network.plugins.module_utils import overlay
-overlay.kernel_features = lambda: {"XFRM": True, "ESP (esp4)": True, "AES-GCM (rfc4106(gcm(aes)))": True}  # detection fooled
+# detection fooled
+overlay.kernel_features = lambda: {"XFRM": True, "ESP (esp4)": True, "AES-GCM (rfc4106(gcm(aes)))": True}
 with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
     json.dump({"ANSIBLE_MODULE_ARGS": json.loads(%r)}, handle)
 sys.argv = ["cnm_overlay", handle.name]
@@ -183,11 +222,24 @@ def test_a_kernel_refusing_the_esp_state_leaves_nothing_and_sends_nothing_in_cle
     made, _rogue = hosts
     host = made[1]
     before = host.snapshot()
-    args = dict(name="ov", vni=4200, subnet=SUBNET, ip_range="10.200.1.0/24", local_ip=VTEPS[1], peers=[VTEPS[2]], encrypted=True,
-                encryption_key=KEY, _ansible_diff=True)
+    args = dict(
+        name="ov",
+        vni=4200,
+        subnet=SUBNET,
+        ip_range="10.200.1.0/24",
+        local_ip=VTEPS[1],
+        peers=[VTEPS[2]],
+        encrypted=True,
+        encryption_key=KEY,
+        _ansible_diff=True,
+    )
     proc = python_in(host, MODULE_SCRIPT % json.dumps(args), check=False)
     result = json.loads(proc.stdout)
-    assert result.get("failed") and "add xfrm state 192.0.2.11 -> 192.0.2.12 esp spi" in result["msg"] and "undid" in result["msg"], result
+    assert (
+        result.get("failed")
+        and "add xfrm state 192.0.2.11 -> 192.0.2.12 esp spi" in result["msg"]
+        and "undid" in result["msg"]
+    ), result
     assert KEY not in proc.stdout
     assert host.snapshot() == before
     assert host.sh("ip xfrm state; ip xfrm policy").stdout == "" and "vx-ov" not in host.links()

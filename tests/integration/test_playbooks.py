@@ -1,4 +1,5 @@
-"""The main job (playbooks/demo.yml) and the overlay (playbooks/overlay.yml) on a real lab through ansible-playbook and the netns connection.
+"""The main job (playbooks/demo.yml) and the overlay (playbooks/overlay.yml) on a real lab through ansible-playbook
+and the netns connection.
 
 Covers what only a real playbook run shows: check mode on a fresh host, idempotence of the whole
 scenario, removal, and the respawn under the distribution's Python and pyroute2 (0.7.2 on Debian 12)
@@ -27,11 +28,30 @@ def lab_of(tmp_path: Path, size: int):
     inventory = tmp_path / "lab.yml"
     env = ansible_env(tmp_path)
     try:
-        assert_ok(run_playbook(PLAYBOOKS / "lab_up.yml", "localhost,", env, "-e", "lab_prefix=" + prefix, "-e", "lab_size=%d" % size,
-                               "-e", "lab_inventory=" + str(inventory)))
+        assert_ok(
+            run_playbook(
+                PLAYBOOKS / "lab_up.yml",
+                "localhost,",
+                env,
+                "-e",
+                "lab_prefix=" + prefix,
+                "-e",
+                "lab_size=%d" % size,
+                "-e",
+                "lab_inventory=" + str(inventory),
+            )
+        )
         yield prefix, inventory, env
     finally:
-        run_playbook(PLAYBOOKS / "lab_down.yml", "localhost,", env, "-e", "lab_prefix=" + prefix, "-e", "lab_inventory=" + str(inventory))
+        run_playbook(
+            PLAYBOOKS / "lab_down.yml",
+            "localhost,",
+            env,
+            "-e",
+            "lab_prefix=" + prefix,
+            "-e",
+            "lab_inventory=" + str(inventory),
+        )
         for name in lab_namespaces(prefix):
             subprocess.run(["ip", "netns", "del", name], check=False)
 
@@ -47,13 +67,18 @@ def test_demo_playbook_checks_converges_and_is_idempotent(lab):
     check = run_playbook(PLAYBOOKS / "demo.yml", inventory, env, "--check", "--diff")
     assert_ok(check)
     assert recap_changed(check) == {"h1": 7}
-    assert lab_namespaces(prefix) == sorted([prefix + "-h1", prefix + "-lan", prefix + "-ul"])  # check mode made nothing
+    assert lab_namespaces(prefix) == sorted(
+        [prefix + "-h1", prefix + "-lan", prefix + "-ul"]
+    )  # check mode made nothing
 
     first = run_playbook(PLAYBOOKS / "demo.yml", inventory, env)
     assert_ok(first)
     assert recap_changed(first) == {"h1": 7}
     output = " ".join(first.stdout.split())  # the callback folds long lines
-    assert "-> 172.30.0.3: reachable (expected reachable)" in output and "-> 172.30.0.2: unreachable (expected unreachable)" in output
+    assert (
+        "-> 172.30.0.3: reachable (expected reachable)" in output
+        and "-> 172.30.0.2: unreachable (expected unreachable)" in output
+    )
     assert "(published web1:80): HTTP 200" in output
     assert "reached from the LAN machine and from the host through mvs-" in output  # macvlan with host access
     assert "drift: 0" in output  # cnm_info
@@ -64,7 +89,9 @@ def test_demo_playbook_checks_converges_and_is_idempotent(lab):
     removed = run_playbook(PLAYBOOKS / "demo.yml", inventory, env, "-e", "demo_state=absent")
     assert_ok(removed)
     assert lab_namespaces(prefix) == sorted([prefix + "-h1", prefix + "-lan", prefix + "-ul"])
-    links = subprocess.run(["ip", "-n", prefix + "-h1", "-br", "link"], capture_output=True, text=True, check=True).stdout
+    links = subprocess.run(
+        ["ip", "-n", prefix + "-h1", "-br", "link"], capture_output=True, text=True, check=True
+    ).stdout
     assert sorted(line.split()[0].split("@")[0] for line in links.splitlines()) == ["eth0", "lo"]
 
 
@@ -75,7 +102,12 @@ def test_module_respawns_under_the_system_python_with_pyroute2(lab, tmp_path: Pa
     prefix, inventory, env = lab
     bare = tmp_path / "bare"
     subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(bare)], check=True)
-    assert subprocess.run([str(bare / "bin" / "python"), "-c", "import pyroute2"], capture_output=True, check=False).returncode != 0
+    assert (
+        subprocess.run(
+            [str(bare / "bin" / "python"), "-c", "import pyroute2"], capture_output=True, check=False
+        ).returncode
+        != 0
+    )
     playbook = tmp_path / "respawn.yml"
     playbook.write_text(
         "- hosts: cnm_lab\n  gather_facts: false\n  tasks:\n"
@@ -97,8 +129,12 @@ def lab3(tmp_path: Path):
 
 
 def fdb_vteps(prefix: str, host: str) -> list:
-    out = subprocess.run(["ip", "netns", "exec", "%s-%s" % (prefix, host), "bridge", "fdb", "show", "dev", "vx-ov0"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "netns", "exec", "%s-%s" % (prefix, host), "bridge", "fdb", "show", "dev", "vx-ov0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return sorted({line.split(" dst ")[1].split()[0] for line in out.splitlines() if " dst " in line})
 
 
@@ -125,7 +161,9 @@ def test_overlay_role_across_three_hosts_with_limit_and_pruning(lab3, tmp_path: 
 
 
 def endpoint_address(netns: str) -> str:
-    out = subprocess.run(["ip", "-n", netns, "-4", "-j", "addr", "show", "dev", "eth0"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "-n", netns, "-4", "-j", "addr", "show", "dev", "eth0"], capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(out)[0]["addr_info"][0]["local"]
 
 
@@ -142,13 +180,23 @@ def test_overlay_role_in_serial_batches(lab3):
 
     # every host has exactly the others: a flood entry per remote VTEP, an FDB and a neighbour entry per remote endpoint
     vteps = {"h1": "192.0.2.11", "h2": "192.0.2.12", "h3": "192.0.2.13"}
-    endpoints = {host: {app: endpoint_address("%s-%s-%s" % (prefix, host, app)) for app in ("app1", "app2")} for host in hosts}
+    endpoints = {
+        host: {app: endpoint_address("%s-%s-%s" % (prefix, host, app)) for app in ("app1", "app2")} for host in hosts
+    }
     for host in hosts:
         others = [other for other in hosts if other != host]
         assert fdb_vteps(prefix, host) == sorted(vteps[other] for other in others)
-        neigh = json.loads(subprocess.run(["ip", "-n", "%s-%s" % (prefix, host), "-j", "neigh", "show", "dev", "vx-ov0"],
-                                          capture_output=True, text=True, check=True).stdout)
-        assert sorted(entry["dst"] for entry in neigh) == sorted(endpoints[other][app] for other in others for app in ("app1", "app2"))
+        neigh = json.loads(
+            subprocess.run(
+                ["ip", "-n", "%s-%s" % (prefix, host), "-j", "neigh", "show", "dev", "vx-ov0"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert sorted(entry["dst"] for entry in neigh) == sorted(
+            endpoints[other][app] for other in others for app in ("app1", "app2")
+        )
 
     # full connectivity afterwards: every endpoint pings every endpoint of the other hosts
     failed = []
@@ -156,8 +204,22 @@ def test_overlay_role_in_serial_batches(lab3):
         for app in ("app1", "app2"):
             for other in hosts:
                 for address in endpoints[other].values() if other != host else ():
-                    ping = subprocess.run(["ip", "netns", "exec", "%s-%s-%s" % (prefix, host, app), "ping", "-c", "1", "-W", "2", address],
-                                          capture_output=True, check=False)
+                    ping = subprocess.run(
+                        [
+                            "ip",
+                            "netns",
+                            "exec",
+                            "%s-%s-%s" % (prefix, host, app),
+                            "ping",
+                            "-c",
+                            "1",
+                            "-W",
+                            "2",
+                            address,
+                        ],
+                        capture_output=True,
+                        check=False,
+                    )
                     if ping.returncode != 0:
                         failed.append("%s %s -> %s" % (host, app, address))
     assert failed == []

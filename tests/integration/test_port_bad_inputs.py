@@ -33,12 +33,18 @@ CASES = {
     "not_a_port": (dict(ports=["http:80"]), "ports[0]"),
     "ephemeral_host_port": (dict(ports=["80"]), "ports[0]"),
     "host_ip_not_on_this_host": (dict(ports=["10.9.9.9:4000:80"]), "ports[0].host_ip"),
-    "host_ip_not_an_address": (dict(ports=[dict(host_ip="nope", host_port=4000, container_port=80)]), "ports[0].host_ip"),
+    "host_ip_not_an_address": (
+        dict(ports=[dict(host_ip="nope", host_port=4000, container_port=80)]),
+        "ports[0].host_ip",
+    ),
     "ipv6_host_address": (dict(ports=["[::1]:4000:80"]), "ports[0].host_ip"),
     "ipv6_all_addresses": (dict(ports=["[::]:4000:80"]), "ports[0].host_ip"),  # endpoint a has no IPv6 address
     # IPv6 forms of -p (on the dual-stack endpoint d unless said otherwise)
     "ipv6_loopback": (dict(network="web6", sandbox="d", ports=["[::1]:80:80"]), "ports[0].host_ip"),
-    "ipv6_loopback_dict": (dict(network="web6", sandbox="d", ports=[dict(host_ip="::1", host_port=80, container_port=80)]), "ports[0].host_ip"),
+    "ipv6_loopback_dict": (
+        dict(network="web6", sandbox="d", ports=[dict(host_ip="::1", host_port=80, container_port=80)]),
+        "ports[0].host_ip",
+    ),
     "ipv6_without_brackets_is_ambiguous": (dict(network="web6", sandbox="d", ports=["::1:80:80"]), "ports[0]"),
     "ipv6_not_a_host_address": (dict(network="web6", sandbox="d", ports=["[2001:db8::1]:80:80"]), "ports[0].host_ip"),
     "ipv6_host_address_endpoint_without_ipv6": (dict(ports=["[2001:db8::1]:4000:80"]), "ports[0].host_ip"),
@@ -47,13 +53,21 @@ CASES = {
     "ipv6_empty_brackets": (dict(network="web6", sandbox="d", ports=["[]:80:80"]), "ports[0].host_ip"),
     "ipv4_in_brackets": (dict(network="web6", sandbox="d", ports=["[127.0.0.1]:80:80"]), "ports[0].host_ip"),
     "ipv4_mapped_ipv6": (dict(network="web6", sandbox="d", ports=["[::ffff:127.0.0.1]:80:80"]), "ports[0].host_ip"),
-    "ipv6_zone_index": (dict(network="web6", sandbox="d", ports=[dict(host_ip="fe80::1%lo", host_port=80, container_port=80)]), "ports[0].host_ip"),
-    "ipv6_not_an_address": (dict(network="web6", sandbox="d", ports=[dict(host_ip="2001:db8::zz", host_port=80, container_port=80)]),
-                            "ports[0].host_ip"),
+    "ipv6_zone_index": (
+        dict(network="web6", sandbox="d", ports=[dict(host_ip="fe80::1%lo", host_port=80, container_port=80)]),
+        "ports[0].host_ip",
+    ),
+    "ipv6_not_an_address": (
+        dict(network="web6", sandbox="d", ports=[dict(host_ip="2001:db8::zz", host_port=80, container_port=80)]),
+        "ports[0].host_ip",
+    ),
     # 4100 is published to b on the IPv4-only web: d's plain 4100:80 takes both families, so its IPv4 side clashes
     "plain_binding_ipv4_side_taken": (dict(network="web6", sandbox="d", ports=["4101:80", "4100:80"]), "ports[1]"),
     "zero_address_taken_by_plain_binding": (dict(network="web6", sandbox="d", ports=["0.0.0.0:4100:80"]), "ports[0]"),
-    "ipv6_both_halves_in_one_list_overlap_plain": (dict(network="web6", sandbox="d", ports=["[::]:4200:80", "4200:80"]), "ports[1]"),
+    "ipv6_both_halves_in_one_list_overlap_plain": (
+        dict(network="web6", sandbox="d", ports=["[::]:4200:80", "4200:80"]),
+        "ports[1]",
+    ),
     "duplicate_mapping": (dict(ports=["4000:80", "4000:81"]), "ports[1]"),
     "port_taken_by_another_endpoint": (dict(ports=["4100:80"]), "ports[0]"),
     "no_ports": (dict(ports=[]), "ports"),
@@ -86,9 +100,17 @@ def test_bad_port_input_fails_naming_the_option_and_changes_nothing(web, args, o
 
 
 def test_a_port_bound_by_a_host_process_is_refused_naming_the_process(web):
-    server = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % web.name, "--", sys.executable, "-c",
-                               "import socket,time;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
-                               "s.bind(('0.0.0.0',4300));s.listen(1);time.sleep(60)"])
+    server = subprocess.Popen(
+        [
+            "nsenter",
+            "--net=/run/netns/%s" % web.name,
+            "--",
+            sys.executable,
+            "-c",
+            "import socket,time;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+            "s.bind(('0.0.0.0',4300));s.listen(1);time.sleep(60)",
+        ]
+    )
     try:
         for _attempt in range(50):
             if ":10CC " in web.sh("cat /proc/net/tcp").stdout:
@@ -102,11 +124,14 @@ def test_a_port_bound_by_a_host_process_is_refused_naming_the_process(web):
         server.wait()
 
 
-@pytest.mark.parametrize("args, words", [
-    (dict(netns="x", container_ip="172.30.0.2"), "mutually exclusive"),
-    (dict(state="bogus"), "state"),
-    (dict(ports="4000:80", pid="notanumber"), "pid"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (dict(netns="x", container_ip="172.30.0.2"), "mutually exclusive"),
+        (dict(state="bogus"), "state"),
+        (dict(ports="4000:80", pid="notanumber"), "pid"),
+    ],
+)
 def test_argument_spec_errors_name_the_option(web, args, words):
     result = web.module("cnm_port_publish", network="web", **args)
     assert result.get("failed") and words in result["msg"], result

@@ -16,10 +16,12 @@ from conftest import sh
 from test_ports import HOST, ask, wait_answer
 
 HOST6, LAN6 = "2001:db8:113::1", "2001:db8:113::2"
-SERVE6 = ("import socket,sys\nport=int(sys.argv[1]);name=sys.argv[2].encode()\n"
-          "s=socket.socket(socket.AF_INET6,socket.SOCK_STREAM);s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\n"
-          "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('::',port));s.listen(64)\n"
-          "while True:\n    c,a=s.accept();c.sendall(name+b' '+a[0].encode());c.close()\n")
+SERVE6 = (
+    "import socket,sys\nport=int(sys.argv[1]);name=sys.argv[2].encode()\n"
+    "s=socket.socket(socket.AF_INET6,socket.SOCK_STREAM);s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\n"
+    "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('::',port));s.listen(64)\n"
+    "while True:\n    c,a=s.accept();c.sendall(name+b' '+a[0].encode());c.close()\n"
+)
 
 
 @pytest.fixture
@@ -56,8 +58,11 @@ def listing(host) -> list:
 
 def nat_rules(host) -> list:
     """(chain, handle, comment) of the rules of our DNAT chains: what every new connection walks."""
-    return [(item["rule"]["chain"], item["rule"]["handle"], item["rule"].get("comment")) for item in listing(host)
-            if "rule" in item and item["rule"]["chain"] in ("prerouting", "output")]
+    return [
+        (item["rule"]["chain"], item["rule"]["handle"], item["rule"].get("comment"))
+        for item in listing(host)
+        if "rule" in item and item["rule"]["chain"] in ("prerouting", "output")
+    ]
 
 
 def map_sizes(host) -> dict:
@@ -101,7 +106,8 @@ def test_a_map_element_deleted_by_hand_is_drift_and_the_next_run_puts_it_back(we
     assert ask(world[0], "tcp", HOST, 4000) == "unreachable" and only(ask(world[0], "tcp", HOST, 4001)) == "web-a"
     drift = web.ok("cnm_info", gather=["ports"])["drift"]
     assert [(item["kind"], item["object"], item["expected"]) for item in drift] == [
-        ("port_rules_missing", "port tcp/*:4000", ["element ports_any4_addr tcp . 4000 : 172.30.0.2"])]
+        ("port_rules_missing", "port tcp/*:4000", ["element ports_any4_addr tcp . 4000 : 172.30.0.2"])
+    ]
     assert web.ok("cnm_port_publish", **args)["changed"] is True
     assert only(ask(world[0], "tcp", HOST, 4000)) == "web-a" and web.ok("cnm_info", gather=["ports"])["drift"] == []
 
@@ -110,8 +116,11 @@ def test_the_old_per_port_rule_shape_is_rewritten_once(web, world):
     args = dict(network="web", netns=web.sandbox("a"), ports=["4000:80"])
     web.ok("cnm_port_publish", **args)
     # What an older cnm.network left in the chain: one DNAT rule per published port.
-    web.sh("nft add rule inet cnm prerouting meta nfproto ipv4 fib daddr type local meta l4proto tcp th dport 4000 dnat ip to 172.30.0.2:80"
-           " comment '\"cnm port web tcp/*:4000 #0badc0de\"'")
+    web.sh(
+        "nft add rule inet cnm prerouting meta nfproto ipv4 fib daddr type local meta l4proto tcp th dport 4000 dnat "
+        "ip to 172.30.0.2:80"
+        " comment '\"cnm port web tcp/*:4000 #0badc0de\"'"
+    )
     assert web.ok("cnm_port_publish", **args)["changed"] is True
     assert "0badc0de" not in web.ruleset()
     assert web.module("cnm_port_publish", **args)["changed"] is False
@@ -132,7 +141,9 @@ def published_v6(host, ports: list) -> dict:
     """Publish ``ports`` of sandbox a; skipped while cnm_port_publish does not record the endpoint's IPv6 address."""
     host.ok("cnm_port_publish", network="web", netns=host.sandbox("a"), ports=["4000:80"])
     if not any(entry.get("container_ipv6") for entry in host.store().get("ports", {}).values()):
-        pytest.skip("cnm_port_publish does not record container_ipv6 yet: IPv6 DNAT is covered by tests/unit/test_firewall.py")
+        pytest.skip(
+            "cnm_port_publish does not record container_ipv6 yet: IPv6 DNAT is covered by tests/unit/test_firewall.py"
+        )
     return host.ok("cnm_port_publish", network="web", netns=host.sandbox("a"), ports=ports)
 
 
@@ -141,19 +152,38 @@ def test_ipv6_published_ports_from_the_lan_the_host_and_a_hairpin(web6, world):
     published_v6(web6, ["4000:80", "[::]:4001:80", "0.0.0.0:4002:80", "[%s]:4003:80" % HOST6])
     assert only(wait_answer(lan, "tcp", HOST6, 4000, "web-a")) == "web-a"  # a plain binding: both families (Docker 27+)
     assert only(ask(lan, "tcp", HOST, 4000)) == "web-a"
-    assert only(ask(lan, "tcp", HOST6, 4001)) == "web-a" and ask(lan, "tcp", HOST, 4001) == "unreachable"  # [::] is IPv6 only
-    assert ask(lan, "tcp", HOST6, 4002) == "unreachable" and only(ask(lan, "tcp", HOST, 4002)) == "web-a"  # 0.0.0.0 is IPv4 only
+    assert (
+        only(ask(lan, "tcp", HOST6, 4001)) == "web-a" and ask(lan, "tcp", HOST, 4001) == "unreachable"
+    )  # [::] is IPv6 only
+    assert (
+        ask(lan, "tcp", HOST6, 4002) == "unreachable" and only(ask(lan, "tcp", HOST, 4002)) == "web-a"
+    )  # 0.0.0.0 is IPv4 only
     assert only(ask(lan, "tcp", HOST6, 4003)) == "web-a"
     assert ask(lan, "tcp", HOST, 4003) == "unreachable"
     assert ask(lan, "tcp", HOST6, 4004) == "unreachable"
     assert ask(web6.name, "tcp", HOST6, 4000).split(" ") == ["web-a", HOST6]  # from the host itself, its own source
-    assert ask(web6.name, "tcp", "::1", 4000) == "unreachable"  # IPv6 loopback is not forwarded (Docker's proxy does it)
+    assert (
+        ask(web6.name, "tcp", "::1", 4000) == "unreachable"
+    )  # IPv6 loopback is not forwarded (Docker's proxy does it)
     hairpin = ask(web6.sandbox("b"), "tcp", HOST6, 4000).split(" ")
     assert hairpin == ["web-a", "fd00:30::1"]  # the hairpin is masqueraded to the gateway, so the answer comes back
     assert sorted(name for name, size in map_sizes(web6).items() if size) == [
-        "ports_any4_addr", "ports_any4_port", "ports_any6_addr", "ports_any6_port", "ports_host6_addr", "ports_host6_port"]
-    assert web6.module("cnm_port_publish", network="web", netns=web6.sandbox("a"),
-                       ports=["4000:80", "[::]:4001:80", "0.0.0.0:4002:80", "[%s]:4003:80" % HOST6])["changed"] is False
+        "ports_any4_addr",
+        "ports_any4_port",
+        "ports_any6_addr",
+        "ports_any6_port",
+        "ports_host6_addr",
+        "ports_host6_port",
+    ]
+    assert (
+        web6.module(
+            "cnm_port_publish",
+            network="web",
+            netns=web6.sandbox("a"),
+            ports=["4000:80", "[::]:4001:80", "0.0.0.0:4002:80", "[%s]:4003:80" % HOST6],
+        )["changed"]
+        is False
+    )
 
 
 def test_unpublishing_an_ipv6_port_flushes_its_ipv6_conntrack_entries(web6, world):

@@ -16,17 +16,23 @@ from conftest import sh
 
 HOST = "203.0.113.1"
 # kind tcp/udp serves IPv4; tcp6/udp6 serve IPv4 and IPv6 (a [::] socket).
-SERVE = ("import socket,sys\nkind=sys.argv[1];port=int(sys.argv[2]);name=sys.argv[3].encode()\n"
-         "six=kind.endswith('6');kind=kind.rstrip('6')\n"
-         "s=socket.socket(socket.AF_INET6 if six else socket.AF_INET,socket.SOCK_STREAM if kind=='tcp' else socket.SOCK_DGRAM)\n"
-         "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('::' if six else '0.0.0.0',port))\n"
-         "if kind=='tcp':\n    s.listen(8)\n    while True:\n        c,a=s.accept();c.sendall(name);c.close()\n"
-         "else:\n    while True:\n        d,a=s.recvfrom(100);s.sendto(name,a)\n")
-ASK = ("import socket,sys\nkind,addr,port=sys.argv[1],sys.argv[2],int(sys.argv[3])\n"
-       "try:\n    if kind=='tcp':\n        print(socket.create_connection((addr,port),timeout=2).recv(100).decode())\n"
-       "    else:\n        s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(2);s.bind(('',int(sys.argv[4]) if len(sys.argv)>4 else 0))\n"
-       "        s.sendto(b'hi',(addr,port));print(s.recvfrom(100)[0].decode())\n"
-       "except OSError:\n    print('unreachable')\n")
+SERVE = (
+    "import socket,sys\nkind=sys.argv[1];port=int(sys.argv[2]);name=sys.argv[3].encode()\n"
+    "six=kind.endswith('6');kind=kind.rstrip('6')\n"
+    "s=socket.socket(socket.AF_INET6 if six else socket.AF_INET,socket.SOCK_STREAM if kind=='tcp' else "
+    "socket.SOCK_DGRAM)\n"
+    "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('::' if six else '0.0.0.0',port))\n"
+    "if kind=='tcp':\n    s.listen(8)\n    while True:\n        c,a=s.accept();c.sendall(name);c.close()\n"
+    "else:\n    while True:\n        d,a=s.recvfrom(100);s.sendto(name,a)\n"
+)
+ASK = (
+    "import socket,sys\nkind,addr,port=sys.argv[1],sys.argv[2],int(sys.argv[3])\n"
+    "try:\n    if kind=='tcp':\n        print(socket.create_connection((addr,port),timeout=2).recv(100).decode())\n"
+    "    else:\n        s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(2);s.bind(('',int(sys.argv[4]) "
+    "if len(sys.argv)>4 else 0))\n"
+    "        s.sendto(b'hi',(addr,port));print(s.recvfrom(100)[0].decode())\n"
+    "except OSError:\n    print('unreachable')\n"
+)
 
 
 @pytest.fixture
@@ -79,7 +85,12 @@ def test_published_tcp_and_udp_ports_are_reachable_from_everywhere(web, world):
     assert ask(web.name, "tcp", "127.0.0.1", 4000) == "web-a"  # the host on loopback
     assert ask(web.sandbox("b"), "tcp", HOST, 4000) == "web-a"  # hairpin from a container of the same network
     assert ask(web.sandbox("a"), "tcp", HOST, 4000) == "web-a"  # and from the container itself
-    assert web.module("cnm_port_publish", network="web", netns=web.sandbox("a"), ports=["4000:80", "5353:53/udp"])["changed"] is False
+    assert (
+        web.module("cnm_port_publish", network="web", netns=web.sandbox("a"), ports=["4000:80", "5353:53/udp"])[
+            "changed"
+        ]
+        is False
+    )
 
 
 def test_a_loopback_bound_port_is_not_reachable_from_the_lan(web, world):
@@ -96,7 +107,12 @@ def test_a_loopback_bound_port_is_not_reachable_from_the_lan(web, world):
 
 def test_a_port_bound_to_one_host_address_is_not_reachable_on_another(web, world):
     web.sh("ip addr add 203.0.113.10/24 dev uplink")
-    web.ok("cnm_port_publish", network="web", netns=web.sandbox("a"), ports=[dict(host_ip="203.0.113.10", host_port=4002, container_port=80)])
+    web.ok(
+        "cnm_port_publish",
+        network="web",
+        netns=web.sandbox("a"),
+        ports=[dict(host_ip="203.0.113.10", host_port=4002, container_port=80)],
+    )
     assert wait_answer(world[0], "tcp", "203.0.113.10", 4002, "web-a") == "web-a"
     assert ask(world[0], "tcp", HOST, 4002) == "unreachable"
 
@@ -117,9 +133,19 @@ def test_check_mode_idempotence_and_absent_leaves_only_what_was_there(web):
     predicted = web.module("cnm_port_publish", check=True, **args)
     assert web.snapshot() == before
     real = web.ok("cnm_port_publish", **args)
-    assert (predicted["changed"], predicted["changes"], predicted["diff"]) == (real["changed"], real["changes"], real["diff"])
-    rules = [item["rule"]["comment"] for item in json.loads(web.sh("nft -j list ruleset").stdout)["nftables"] if "rule" in item]
-    assert "tcp . 4000 : 172.30.0.2" in web.sh("nft list map inet cnm ports_any4_addr").stdout and any("loopback guard" in c for c in rules)
+    assert (predicted["changed"], predicted["changes"], predicted["diff"]) == (
+        real["changed"],
+        real["changes"],
+        real["diff"],
+    )
+    rules = [
+        item["rule"]["comment"]
+        for item in json.loads(web.sh("nft -j list ruleset").stdout)["nftables"]
+        if "rule" in item
+    ]
+    assert "tcp . 4000 : 172.30.0.2" in web.sh("nft list map inet cnm ports_any4_addr").stdout and any(
+        "loopback guard" in c for c in rules
+    )
     assert web.module("cnm_port_publish", **args)["changed"] is False
     removed = web.ok("cnm_port_publish", network="web", netns=web.sandbox("a"), state="absent")
     assert sorted(removed["published"][0]["removed"]) == ["tcp/*:4000", "tcp/127.0.0.1:4001", "udp/*:5353"]
@@ -154,7 +180,11 @@ def test_one_port_on_each_of_many_endpoints_in_one_task(host, world):
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
     names = ["e%d" % i for i in range(20)]
     host.ok("cnm_endpoint", network="web", endpoints=[dict(netns=host.sandbox(n)) for n in names])
-    result = host.ok("cnm_port_publish", network="web", endpoints=[dict(netns=host.sandbox(n), ports=["%d:80" % (10000 + i)]) for i, n in enumerate(names)])
+    result = host.ok(
+        "cnm_port_publish",
+        network="web",
+        endpoints=[dict(netns=host.sandbox(n), ports=["%d:80" % (10000 + i)]) for i, n in enumerate(names)],
+    )
     assert len(result["published"]) == 20 and result["changed"]
     again = [dict(netns=host.sandbox(n), ports=["%d:80" % (10000 + i)]) for i, n in enumerate(names)]
     assert host.module("cnm_port_publish", network="web", endpoints=again)["changed"] is False
@@ -187,11 +217,15 @@ HOST6 = "2001:db8:1::1"
 
 @contextlib.contextmanager
 def host_listener(host, protocol: str, port: int, address: str = "::"):
-    """A host process (python) bound to ``address``:``port`` in the host namespace; yields its pid once the socket is bound."""
+    """A host process (python) bound to ``address``:``port`` in the host namespace; yields its pid once the socket is
+    bound."""
     family = "socket.AF_INET6" if ":" in address else "socket.AF_INET"
     kind = "socket.SOCK_STREAM" if protocol == "tcp" else "socket.SOCK_DGRAM"
-    code = ("import socket,time\ns=socket.socket(%s,%s)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind((%r,%d))\n%s"
-            "time.sleep(120)\n" % (family, kind, address, port, "s.listen(1)\n" if protocol == "tcp" else ""))
+    code = (
+        "import socket,time\ns=socket.socket(%s,%s)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+        "s.bind((%r,%d))\n%s"
+        "time.sleep(120)\n" % (family, kind, address, port, "s.listen(1)\n" if protocol == "tcp" else "")
+    )
     proc = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % host.name, "--", sys.executable, "-c", code])
     try:
         tables = "/proc/net/%s /proc/net/%s6" % (protocol, protocol)
@@ -207,7 +241,10 @@ def host_listener(host, protocol: str, port: int, address: str = "::"):
 
 
 def ports_of(host) -> dict:
-    return {key: (entry["host_ip"], entry["container_ip"], entry.get("container_ipv6")) for key, entry in host.store().get("ports", {}).items()}
+    return {
+        key: (entry["host_ip"], entry["container_ip"], entry.get("container_ipv6"))
+        for key, entry in host.store().get("ports", {}).items()
+    }
 
 
 def test_zero_address_and_no_address_are_one_binding_without_ipv6(web):
@@ -218,7 +255,9 @@ def test_zero_address_and_no_address_are_one_binding_without_ipv6(web):
     web.ok("cnm_port_publish", network="web", netns=a, ports=["0.0.0.0:4001:80"])  # the other order
     assert web.module("cnm_port_publish", network="web", netns=a, ports=["4001:80"])["changed"] is False
     assert sorted(web.store()["ports"]) == ["tcp/*:4000", "tcp/*:4001"]  # one entry each, in one spelling
-    taken = web.module("cnm_port_publish", network="web", netns=b, ports=["0.0.0.0:4000:80"])  # another endpoint still clashes
+    taken = web.module(
+        "cnm_port_publish", network="web", netns=b, ports=["0.0.0.0:4000:80"]
+    )  # another endpoint still clashes
     assert taken["failed"] and "option 'ports[0]'" in taken["msg"] and "netns:%s" % a in taken["msg"]
     removed = web.ok("cnm_port_publish", network="web", netns=a, ports=["0.0.0.0:4001:80"], state="absent")
     assert removed["published"][0]["removed"] == ["tcp/*:4001"] and sorted(web.store()["ports"]) == ["tcp/*:4000"]
@@ -226,7 +265,8 @@ def test_zero_address_and_no_address_are_one_binding_without_ipv6(web):
 
 @pytest.fixture
 def web6(host, world, servers):
-    """A dual-stack network with endpoint a, an IPv4-only network with endpoint v4, and an IPv6 address on the uplink."""
+    """A dual-stack network with endpoint a, an IPv4-only network with endpoint v4, and an IPv6 address on the
+    uplink."""
     host.sh("ip -6 addr add %s/64 dev uplink nodad" % HOST6)
     host.ok("cnm_bridge", name="web6", subnet="172.30.6.0/24", ipv6_subnet="fd00:36::/64")
     host.ok("cnm_bridge", name="web", subnet="172.30.0.0/24")
@@ -245,9 +285,17 @@ def test_ipv6_bindings_are_planned_predicted_idempotent_and_removed(web6):
     predicted = web6.module("cnm_port_publish", check=True, **args)
     assert web6.snapshot() == before
     real = web6.ok("cnm_port_publish", **args)
-    assert (predicted["changed"], predicted["changes"], predicted["diff"]) == (real["changed"], real["changes"], real["diff"])
+    assert (predicted["changed"], predicted["changes"], predicted["diff"]) == (
+        real["changed"],
+        real["changes"],
+        real["diff"],
+    )
     assert (real["published"][0]["container_ip"], real["published"][0]["container_ipv6"]) == (ip4, ip6)
-    assert ports_of(web6) == {"tcp/*:4000": (None, ip4, ip6), "tcp/[::]:4001": ("::", ip4, ip6), "udp/0.0.0.0:4002": ("0.0.0.0", ip4, ip6)}
+    assert ports_of(web6) == {
+        "tcp/*:4000": (None, ip4, ip6),
+        "tcp/[::]:4001": ("::", ip4, ip6),
+        "udp/0.0.0.0:4002": ("0.0.0.0", ip4, ip6),
+    }
     assert web6.module("cnm_port_publish", **args)["changed"] is False
     # P:C covers 0.0.0.0:P:C and [::]:P:C: publishing a half of it changes nothing ...
     assert web6.module("cnm_port_publish", network="web6", netns=a, ports=["0.0.0.0:4000:80"])["changed"] is False
@@ -266,17 +314,26 @@ def test_ipv6_bindings_are_planned_predicted_idempotent_and_removed(web6):
 def test_ipv6_conflicts_are_per_family(web6):
     a, v4 = web6.sandbox("a"), web6.sandbox("v4")
     web6.ok("cnm_port_publish", network="web", netns=v4, ports=["4010:80"])  # IPv4-only endpoint: 0.0.0.0 only
-    both = web6.ok("cnm_port_publish", network="web6", netns=a, ports=["[::]:4010:80"])  # so [::] of the same port is free
+    both = web6.ok(
+        "cnm_port_publish", network="web6", netns=a, ports=["[::]:4010:80"]
+    )  # so [::] of the same port is free
     assert both["changed"] is True and sorted(web6.store()["ports"]) == ["tcp/*:4010", "tcp/[::]:4010"]
     clash = web6.module("cnm_port_publish", network="web6", netns=a, ports=["4011:80", "0.0.0.0:4010:81"])
     assert clash["failed"] and "option 'ports[1]'" in clash["msg"] and "netns:%s" % v4 in clash["msg"]
-    plain = web6.module("cnm_port_publish", network="web6", netns=a, ports=["4010:81"])  # both families: its IPv4 side is taken
+    plain = web6.module(
+        "cnm_port_publish", network="web6", netns=a, ports=["4010:81"]
+    )  # both families: its IPv4 side is taken
     assert plain["failed"] and "netns:%s" % v4 in plain["msg"]
-    # the host's IPv6 addresses are host addresses (check mode: the firewall of this branch may not render IPv6 DNAT yet)
+    # the host's IPv6 addresses are host addresses (check mode: the firewall
+    # of this branch may not render IPv6 DNAT yet)
     one = web6.module("cnm_port_publish", check=True, network="web6", netns=a, ports=["[%s]:4013:80" % HOST6])
     assert not one.get("failed") and one["published"][0]["ports"] == ["[%s]:4013:80/tcp" % HOST6], one
     other = web6.module("cnm_port_publish", check=True, network="web6", netns=a, ports=["[2001:db8:1::99]:4013:80"])
-    assert other["failed"] and "option 'ports[0].host_ip'" in other["msg"] and "not an address of this host" in other["msg"]
+    assert (
+        other["failed"]
+        and "option 'ports[0].host_ip'" in other["msg"]
+        and "not an address of this host" in other["msg"]
+    )
     no_v6 = web6.module("cnm_port_publish", network="web", netns=v4, ports=["[::]:4012:80"])
     assert no_v6["failed"] and "option 'ports[0].host_ip'" in no_v6["msg"] and "no IPv6 address" in no_v6["msg"]
 
@@ -304,12 +361,16 @@ def test_a_host_process_on_a_published_port_is_refused_warned_and_drift_in_the_s
         words = "host port is already bound by process %d (python" % pid
         assert refused["failed"] and "option 'ports[0]'" in refused["msg"] and words in refused["msg"]
     web.ok("cnm_port_publish", network="web", netns=a, ports=["4031:80", "4032:80"])
-    with host_listener(web, "tcp", 4031, "0.0.0.0") as pid:  # bound after the port was published: the DNAT takes its connections
+    with host_listener(
+        web, "tcp", 4031, "0.0.0.0"
+    ) as pid:  # bound after the port was published: the DNAT takes its connections
         words = "host port is already bound by process %d (python" % pid
         again = web.ok("cnm_port_publish", network="web", netns=a, ports=["4031:80", "4032:80"])
         assert again["changed"] is False
         warnings = json.dumps(again.get("warnings"))
-        assert "published port tcp/*:4031 of netns:%s on web: %s" % (a, words) in warnings and "4032" not in warnings, warnings
+        assert "published port tcp/*:4031 of netns:%s on web: %s" % (a, words) in warnings and "4032" not in warnings, (
+            warnings
+        )
         drift = [d for d in web.ok("cnm_info", gather=["ports"])["drift"] if d["kind"] == "port_shadowed"]
         assert [d["object"] for d in drift] == ["port tcp/*:4031"] and words in drift[0]["message"]
     assert not web.ok("cnm_port_publish", network="web", netns=a, ports=["4031:80"]).get("warnings")
@@ -318,7 +379,9 @@ def test_a_host_process_on_a_published_port_is_refused_warned_and_drift_in_the_s
 def test_exclusive_replaces_a_binding_of_the_same_port_of_the_endpoint(web, world):
     a = web.sandbox("a")
     web.ok("cnm_port_publish", network="web", netns=a, ports=["4000:80"])
-    args = dict(network="web", netns=a, ports=["127.0.0.1:4000:80"], exclusive=True)  # was refused as overlapping before
+    args = dict(
+        network="web", netns=a, ports=["127.0.0.1:4000:80"], exclusive=True
+    )  # was refused as overlapping before
     predicted = web.module("cnm_port_publish", check=True, **args)
     result = web.ok("cnm_port_publish", **args)
     assert (predicted["changed"], predicted["changes"]) == (True, result["changes"])

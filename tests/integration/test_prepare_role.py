@@ -25,7 +25,9 @@ def deb_installed(*packages: str) -> bool:
     if not shutil.which("dpkg-query"):
         return False
     for package in packages:
-        status = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Status}", package], capture_output=True, text=True, check=False)
+        status = subprocess.run(
+            ["dpkg-query", "-W", "-f=${db:Status-Status}", package], capture_output=True, text=True, check=False
+        )
         if status.stdout != "installed":
             return False
     return True
@@ -37,7 +39,8 @@ def imports_pyroute2(python: str) -> bool:
 
 needs_packages = pytest.mark.skipif(
     not deb_installed("iproute2", "nftables", "python3-pyroute2") or not imports_pyroute2(SYSTEM_PYTHON),
-    reason="needs Debian's iproute2, nftables and python3-pyroute2 installed (scripts/setup.sh), so the role changes no package",
+    reason="needs Debian's iproute2, nftables and python3-pyroute2 installed (scripts/setup.sh), "
+    "so the role changes no package",
 )
 
 
@@ -50,7 +53,9 @@ def prepare(tmp_path: Path):
 
     def run(python: str, *extra: str, **role_vars) -> subprocess.CompletedProcess:
         args = ["-c", "local", "-e", "ansible_python_interpreter=" + python]
-        role_vars.setdefault("cnm_prepare_restore_at_boot", False)  # never into this machine's /etc: see the restore test
+        role_vars.setdefault(
+            "cnm_prepare_restore_at_boot", False
+        )  # never into this machine's /etc: see the restore test
         for name, value in role_vars.items():
             args += ["-e", '{"%s": %s}' % (name, json.dumps(value))]
         return run_playbook(playbook, "localhost,", env, *args, *extra)
@@ -112,8 +117,12 @@ def test_without_pyroute2_and_without_pip_fallback_it_fails_naming_the_option(pr
 @needs_packages
 def test_an_old_pyroute2_counts_as_missing_and_a_failed_package_install_is_reported(prepare):
     """The first interpreter that imports pyroute2 is the one the modules use: too old there means missing."""
-    result = prepare(SYSTEM_PYTHON, cnm_prepare_pyroute2_pythons=[], cnm_prepare_pyroute2_min_version="99.0",
-                     cnm_prepare_pyroute2_package={"Debian": "python3-cnm-no-such-package"})
+    result = prepare(
+        SYSTEM_PYTHON,
+        cnm_prepare_pyroute2_pythons=[],
+        cnm_prepare_pyroute2_min_version="99.0",
+        cnm_prepare_pyroute2_package={"Debian": "python3-cnm-no-such-package"},
+    )
     assert result.returncode != 0
     message = one_line(result)
     assert "pyroute2 99.0 or newer is missing on localhost (/usr/bin/python3: old " in message
@@ -143,7 +152,9 @@ def test_the_restore_at_boot_is_installed_enabled_and_runs(prepare, tmp_path, ho
     """The program, the core beside it and the enabled unit land under a root of the test's own; the program as
     installed restores a lab host's network after a simulated reboot (test_restore.py has the full reboot)."""
     root = tmp_path / "root"
-    options = dict(cnm_prepare_restore_at_boot=True, cnm_prepare_restore_root=str(root), cnm_prepare_install_packages=False)
+    options = dict(
+        cnm_prepare_restore_at_boot=True, cnm_prepare_restore_root=str(root), cnm_prepare_install_packages=False
+    )
     check = prepare(SYSTEM_PYTHON, "--check", **options)
     assert_ok(check)
     assert not root.exists() or not any(root.rglob("*.service"))
@@ -164,9 +175,18 @@ def test_the_restore_at_boot_is_installed_enabled_and_runs(prepare, tmp_path, ho
     host.ok("cnm_bridge", name="web", subnet="172.31.8.0/24")
     shutil.rmtree(host.store_path())
     subprocess.run(f"ip netns del {host.name} && ip netns add {host.name}", shell=True, check=True)
-    proc = subprocess.run(["nsenter", "--net=/run/netns/" + host.name, "--", str(program)], capture_output=True, text=True,
-                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(lib),
-                               "CNM_PERSISTENT_STORE": str(tmp_path / "state.json")}, timeout=120, check=False)
+    proc = subprocess.run(
+        ["nsenter", "--net=/run/netns/" + host.name, "--", str(program)],
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "PYTHONPATH": str(lib),
+            "CNM_PERSISTENT_STORE": str(tmp_path / "state.json"),
+        },
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert json.loads(proc.stdout)["changed"] is True
     assert "br-web" in host.links()

@@ -53,8 +53,16 @@ NETWORKS = {  # name: (IPv4 prefix, IPv6 prefix, extra cnm_bridge options)
     "noicc": ("172.31.4", "2001:db8:d:", {"icc": False}),
     "routed": ("172.31.5", "2001:db8:e:", {"masquerade": False, "trusted_sources": [L4 + "/32", L6 + "/128"]}),
 }
-ENDPOINTS = {"a1": ("a", 2), "a2": ("a", 3), "b1": ("b", 2), "i1": ("int", 2), "i2": ("int", 3),
-             "n1": ("noicc", 2), "n2": ("noicc", 3), "r1": ("routed", 2)}
+ENDPOINTS = {
+    "a1": ("a", 2),
+    "a2": ("a", 3),
+    "b1": ("b", 2),
+    "i1": ("int", 2),
+    "i2": ("int", 3),
+    "n1": ("noicc", 2),
+    "n2": ("noicc", 3),
+    "r1": ("routed", 2),
+}
 SERVERS = {"a1": (80, 81), "i1": (80,), "n1": (80,), "r1": (80,), "host": (9000,), "lan": (9000,)}
 PORTS = {  # the binding forms of a1's port 80: host port -> Docker's -p
     4001: "4001:80",
@@ -159,7 +167,7 @@ class Cell:
 
     @property
     def ident(self) -> str:
-        target = ("[%s]" % self.address if ":" in self.address else self.address)
+        target = "[%s]" % self.address if ":" in self.address else self.address
         where = "%s:%d" % (target, self.port) if self.kind == "tcp" else "ping " + target
         return "%s->%s" % (self.source, where)
 
@@ -220,18 +228,35 @@ CELLS = [
     tcp("host", H6, 4003, H6, "Docker 27+: ACCEPT - [::]:4003:80 from the host"),
     tcp("host", H4, 4004, H4, "Docker: ACCEPT - <host v4>:4004:80 from the host"),
     tcp("host", H6, 4005, H6, "Docker 27+: ACCEPT - [<host v6>]:4005:80 from the host"),
-    tcp("host", "127.0.0.1", 4006, gw4("a"),
-        "Docker: ACCEPT - 127.0.0.1:4006:80 (docker-proxy connects from the gateway; cnm: route_localnet + masquerade)"),
+    tcp(
+        "host",
+        "127.0.0.1",
+        4006,
+        gw4("a"),
+        "Docker: ACCEPT - 127.0.0.1:4006:80 (docker-proxy connects from the gateway; cnm: route_localnet + masquerade)",
+    ),
     tcp("host", "127.0.0.1", 4001, gw4("a"), "Docker: ACCEPT - a plain binding answers on 127.0.0.1 too"),
-    tcp("host", "::1", 4001, None,
+    tcp(
+        "host",
+        "::1",
+        4001,
+        None,
         "Docker 28: ACCEPT through docker-proxy on [::]; cnm: not reached - the kernel cannot DNAT ::1 "
-        "(no route_localnet for IPv6), a documented difference", differs=True),
+        "(no route_localnet for IPv6), a documented difference",
+        differs=True,
+    ),
     # ---- from another network's container ----
     tcp("b1", v4("a1"), 80, None, ISOLATED),
     tcp("b1", v6("a1"), 80, None, ISOLATED + " (IPv6)"),
     ping("b1", v4("a1"), None, ISOLATED + " (any protocol)"),
-    tcp("b1", H4, 4001, gw4("a"), "Docker: ACCEPT - published ports are reachable from other networks; "
-        "b's masquerade gives a1 a's gateway as source"),
+    tcp(
+        "b1",
+        H4,
+        4001,
+        gw4("a"),
+        "Docker: ACCEPT - published ports are reachable from other networks; "
+        "b's masquerade gives a1 a's gateway as source",
+    ),
     tcp("b1", H6, 4001, gw6("a"), "Docker 27+: ACCEPT - the same over IPv6 (NAT66 masquerade)"),
     tcp("b1", H4, 9000, v4("b1"), NO_INPUT + " (containers reach the host's addresses)"),
     tcp("b1", H6, 9000, v6("b1"), NO_INPUT + " (containers reach the host's addresses, IPv6)"),
@@ -240,18 +265,35 @@ CELLS = [
     # ---- from an internal network's container (with default routes it added itself) ----
     tcp("i1", v4("a1"), 80, None, INTERNAL_OUT),
     tcp("i1", v6("a1"), 80, None, INTERNAL_OUT + " (ip6tables)"),
-    tcp("i1", gw4("int"), 4001, None, INTERNAL_OUT + ": a published port on its own gateway is DNAT'd to "
-        "another network, then dropped (in both proxy modes)"),
+    tcp(
+        "i1",
+        gw4("int"),
+        4001,
+        None,
+        INTERNAL_OUT + ": a published port on its own gateway is DNAT'd to "
+        "another network, then dropped (in both proxy modes)",
+    ),
     tcp("i1", gw6("int"), 4001, None, INTERNAL_OUT + ": the same over IPv6"),
     tcp("i1", H4, 4001, None, INTERNAL_OUT + ": a published port on a host address is DNAT'd, then dropped"),
     tcp("i1", H6, 4001, None, INTERNAL_OUT + ": the same over IPv6"),
     tcp("i1", L4, 9000, None, INTERNAL_OUT + ": no path to the outside"),
     tcp("i1", L6, 9000, None, INTERNAL_OUT + ": no path to the outside (IPv6)"),
-    tcp("i1", gw4("int"), 9000, v4("i1"),
-        "Docker 25.0.4+: ACCEPT - the internal network's bridge address is the host's (moby c761353)"),
+    tcp(
+        "i1",
+        gw4("int"),
+        9000,
+        v4("i1"),
+        "Docker 25.0.4+: ACCEPT - the internal network's bridge address is the host's (moby c761353)",
+    ),
     tcp("i1", gw6("int"), 9000, v6("i1"), "Docker 25.0.4+: ACCEPT - the same over IPv6"),
-    tcp("i1", H4, 9000, v4("i1"), "Docker: ACCEPT - the host's other addresses too: DOCKER-INTERNAL is in FORWARD, "
-        "the host's INPUT is not filtered (the container needs a route of its own, as here)"),
+    tcp(
+        "i1",
+        H4,
+        9000,
+        v4("i1"),
+        "Docker: ACCEPT - the host's other addresses too: DOCKER-INTERNAL is in FORWARD, "
+        "the host's INPUT is not filtered (the container needs a route of its own, as here)",
+    ),
     tcp("i1", H6, 9000, v6("i1"), "Docker: ACCEPT - the same over IPv6"),
     tcp("i2", v4("i1"), 80, v4("i2"), "Docker: ACCEPT - an internal network's containers talk to each other"),
     tcp("i2", v6("i1"), 80, v6("i2"), "Docker: ACCEPT - the same over IPv6"),
@@ -296,22 +338,41 @@ class Lab:
         host, lan = self.host, self.ns("lan")
         sh("ip netns add %s" % lan)
         sh("ip link add uplink netns %s type veth peer name eth0 netns %s" % (host.name, lan))
-        host.sh("ip addr add %s/24 dev uplink && ip -6 addr add %s/64 dev uplink nodad && ip link set uplink up"
-                " && ip route add default via %s && ip -6 route add default via %s" % (H4, H6, L4, L6))
-        sh("ip link set lo up && ip addr add %s/24 dev eth0 && ip -6 addr add %s/64 dev eth0 nodad && ip link set eth0 up"
-           " && ip route add 172.31.0.0/16 via %s && ip -6 route add 2001:db8::/32 via %s" % (L4, L6, H4, H6), netns=lan)
+        host.sh(
+            "ip addr add %s/24 dev uplink && ip -6 addr add %s/64 dev uplink nodad && ip link set uplink up"
+            " && ip route add default via %s && ip -6 route add default via %s" % (H4, H6, L4, L6)
+        )
+        sh(
+            "ip link set lo up && ip addr add %s/24 dev eth0 && ip -6 addr add %s/64 dev eth0 nodad && ip link set "
+            "eth0 up"
+            " && ip route add 172.31.0.0/16 via %s && ip -6 route add 2001:db8::/32 via %s" % (L4, L6, H4, H6),
+            netns=lan,
+        )
 
     def serve(self, short: str, *ports: int) -> None:
-        argv = ["nsenter", "--net=/run/netns/%s" % self.ns(short), "--", sys.executable, "-c", SERVE] + [str(p) for p in ports]
+        argv = ["nsenter", "--net=/run/netns/%s" % self.ns(short), "--", sys.executable, "-c", SERVE] + [
+            str(p) for p in ports
+        ]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.servers.append(proc)
         ready = select.select([proc.stdout], [], [], 20)[0]
         line = proc.stdout.readline() if ready else ""
-        assert line.strip() == "ready", "server in %s did not start: %s" % (short, proc.stderr.read() if proc.poll() is not None else "")
+        assert line.strip() == "ready", "server in %s did not start: %s" % (
+            short,
+            proc.stderr.read() if proc.poll() is not None else "",
+        )
 
     def probe(self, source: str, probes: list, timeout: float) -> dict:
-        argv = ["nsenter", "--net=/run/netns/%s" % self.ns(source), "--", sys.executable, "-c", PROBE,
-                json.dumps(probes), str(timeout)]
+        argv = [
+            "nsenter",
+            "--net=/run/netns/%s" % self.ns(source),
+            "--",
+            sys.executable,
+            "-c",
+            PROBE,
+            json.dumps(probes),
+            str(timeout),
+        ]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout * 3 + 30, check=False)
         assert proc.returncode == 0, "probes from %s failed: %s" % (source, proc.stderr)
         return json.loads(proc.stdout)
@@ -353,8 +414,12 @@ def build_networks(host: LabHost, names=tuple(NETWORKS)) -> None:
 
 
 def attach(host: LabHost, names) -> None:
-    host.ok("cnm_endpoint", endpoints=[dict(network=ENDPOINTS[n][0], netns=host.sandbox(n), ipv4_address=v4(n), ipv6_address=v6(n))
-                                       for n in names])
+    host.ok(
+        "cnm_endpoint",
+        endpoints=[
+            dict(network=ENDPOINTS[n][0], netns=host.sandbox(n), ipv4_address=v4(n), ipv6_address=v6(n)) for n in names
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -366,7 +431,10 @@ def lab():
         attach(lab.host, ENDPOINTS)
         lab.host.ok("cnm_port_publish", network="a", netns=lab.host.sandbox("a1"), ports=list(PORTS.values()))
         # The internal network's container routes everything to its gateway, so that only the firewall stops it.
-        sh("ip route add default via %s && ip -6 route add default via %s" % (gw4("int"), gw6("int")), netns=lab.ns("i1"))
+        sh(
+            "ip route add default via %s && ip -6 route add default via %s" % (gw4("int"), gw6("int")),
+            netns=lab.ns("i1"),
+        )
         for short, ports in SERVERS.items():
             lab.serve(short, *ports)
         lab.wait_addresses()
@@ -402,8 +470,14 @@ def test_every_cell_states_docker_behaviour():
 
 # ---- removal: nothing is left (rules, map elements, sysctls, conntrack of removed mappings) ----
 
-SYSCTLS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", "net.ipv6.conf.default.forwarding",
-           "net.ipv6.conf.uplink.forwarding", "net.ipv4.conf.all.route_localnet", "net.ipv4.conf.uplink.route_localnet")
+SYSCTLS = (
+    "net.ipv4.ip_forward",
+    "net.ipv6.conf.all.forwarding",
+    "net.ipv6.conf.default.forwarding",
+    "net.ipv6.conf.uplink.forwarding",
+    "net.ipv4.conf.all.route_localnet",
+    "net.ipv4.conf.uplink.route_localnet",
+)
 THROUGH = [tcp("lan", H4, 4001, L4, ""), tcp("lan", H6, 4001, L6, ""), tcp("host", "127.0.0.1", 4006, gw4("a"), "")]
 
 
@@ -422,8 +496,11 @@ def sysctls(host: LabHost) -> dict:
 
 def flows(host: LabHost, port: int) -> list:
     """The host's conntrack entries (both families) whose original destination port is ``port``."""
-    listing = host.sh("conntrack -L -f ipv4 -p tcp --orig-port-dst %d 2>/dev/null; conntrack -L -f ipv6 -p tcp --orig-port-dst %d 2>/dev/null"
-                      % (port, port), check=False).stdout
+    listing = host.sh(
+        "conntrack -L -f ipv4 -p tcp --orig-port-dst %d 2>/dev/null; conntrack -L -f ipv6 -p tcp --orig-port-dst %d "
+        "2>/dev/null" % (port, port),
+        check=False,
+    ).stdout
     return [line for line in listing.splitlines() if "dport=%d" % port in line]
 
 
@@ -450,7 +527,9 @@ def publish_and_use(lab: Lab) -> None:
     assert lab.host.sh("sysctl -n net.ipv4.conf.br-a.route_localnet").stdout.strip() == "1"
 
 
-@pytest.mark.parametrize("owner_forwarding", ["0", "1"], ids=["ipv6-forwarding-off-before", "ipv6-forwarding-on-before"])
+@pytest.mark.parametrize(
+    "owner_forwarding", ["0", "1"], ids=["ipv6-forwarding-off-before", "ipv6-forwarding-on-before"]
+)
 def test_unpublish_detach_and_remove_leave_nothing(world6, owner_forwarding):
     host = world6.host
     host.sh("sysctl -qw net.ipv6.conf.all.forwarding=%s" % owner_forwarding)

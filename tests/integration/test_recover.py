@@ -42,8 +42,12 @@ def answers(host, world) -> dict:
     }
 
 
-EXPECTED = {"tcp from the lan": "web-a", "udp from the lan": "dns-b", "tcp on the host's loopback": "web-c",
-            "loopback binding from the lan": "unreachable"}
+EXPECTED = {
+    "tcp from the lan": "web-a",
+    "udp from the lan": "dns-b",
+    "tcp on the host's loopback": "web-c",
+    "loopback binding from the lan": "unreachable",
+}
 
 
 def without_sysctls(store: dict) -> dict:
@@ -59,7 +63,9 @@ def test_a_lost_store_is_rebuilt_from_the_kernel_and_renumbers_nothing(host, wor
     servers(host.sandbox("c"), "tcp", 80, "web-c")
     assert answers(host, world) == EXPECTED
     store = host.store()
-    held = {record["sandbox"]: (record["ipv4_address"], record["ipv6_address"]) for record in store["endpoints"].values()}
+    held = {
+        record["sandbox"]: (record["ipv4_address"], record["ipv6_address"]) for record in store["endpoints"].values()
+    }
     assert len(held) == 3 and all(None not in pair for pair in held.values())
 
     path = os.path.join(host.store_path(), "state.json")
@@ -82,7 +88,11 @@ def test_a_lost_store_is_rebuilt_from_the_kernel_and_renumbers_nothing(host, wor
 
     fourth = host.ok("cnm_endpoint", network="web", netns=d)
     assert warned(fourth)
-    assert (predicted["changed"], predicted["changes"], predicted["diff"]) == (fourth["changed"], fourth["changes"], fourth["diff"])
+    assert (predicted["changed"], predicted["changes"], predicted["diff"]) == (
+        fourth["changed"],
+        fourth["changes"],
+        fourth["diff"],
+    )
     new = fourth["endpoint"]
     assert new["ipv4_address"] not in [pair[0] for pair in held.values()], (new, held)
     assert new["ipv6_address"] not in [pair[1] for pair in held.values()], (new, held)
@@ -130,4 +140,6 @@ def test_a_lost_store_of_an_overlay_host_comes_back_with_its_peers(hosts):  # no
 
 
 def warned_overlay(result: dict) -> bool:
-    return "the store was missing: rebuilt from the kernel: 1 networks, 1 endpoints, 0 ports" in json.dumps(result.get("warnings", []))
+    return "the store was missing: rebuilt from the kernel: 1 networks, 1 endpoints, 0 ports" in json.dumps(
+        result.get("warnings", [])
+    )

@@ -155,6 +155,9 @@ def test_an_endpoint_that_leaves_takes_its_own_flows(published, host, world, ser
         host.ok("cnm_endpoint", network="web", netns=host.sandbox("b"), state="absent")
     else:
         sh("ip netns del %s" % host.sandbox("b"))
-        assert host.ok("cnm_endpoint", network="web", netns=host.sandbox("c"))["reclaimed"][0]["ipv4_address"] == "172.30.0.3"
+        assert (
+            host.ok("cnm_endpoint", network="web", netns=host.sandbox("c"))["reclaimed"][0]["ipv4_address"]
+            == "172.30.0.3"
+        )
     assert flows_of(host, "172.30.0.3") == ""
     assert wait_answer(host.sandbox("a"), "tcp", "203.0.113.2", 8080, "lan") == "lan"  # a's own flows are untouched

@@ -19,25 +19,30 @@ from conftest import COLLECTIONS, REPO, pings, sh
 from test_ports import servers, wait_answer  # noqa: F401 pylint: disable=unused-import
 
 WEB = dict(name="web", subnet="172.31.7.0/24", ipv6_subnet="fd00:31:7::/64", mtu=1400)
-LAN = dict(name="lan", parent="mvparent", subnet="192.168.57.0/24", ip_range="192.168.57.64/28",
-           gateway="192.168.57.1")
+LAN = dict(name="lan", parent="mvparent", subnet="192.168.57.0/24", ip_range="192.168.57.64/28", gateway="192.168.57.1")
 OVERLAY = dict(name="ov", vni=4257, subnet="10.57.0.0/24", local_ip="192.0.2.57", peers=["192.0.2.58"])
 
 
 def _hardware(host) -> None:
     """What a real host has before any module runs and again after a reboot: its NICs and their addresses."""
-    host.sh("ip link add ul0 address 02:57:00:00:00:01 type veth peer name ul0p address 02:57:00:00:00:02"
-            " && ip addr add 192.0.2.57/24 dev ul0 && ip link set ul0 up && ip link set ul0p up")
-    host.sh("ip link add mvparent address 02:57:00:00:00:03 type veth peer name mvpeer address 02:57:00:00:00:04"
-            " && ip link set mvparent up && ip link set mvpeer up")
+    host.sh(
+        "ip link add ul0 address 02:57:00:00:00:01 type veth peer name ul0p address 02:57:00:00:00:02"
+        " && ip addr add 192.0.2.57/24 dev ul0 && ip link set ul0 up && ip link set ul0p up"
+    )
+    host.sh(
+        "ip link add mvparent address 02:57:00:00:00:03 type veth peer name mvpeer address 02:57:00:00:00:04"
+        " && ip link set mvparent up && ip link set mvpeer up"
+    )
 
 
 def _comparable(snapshot: dict, host) -> dict:
     """The snapshot without what a reboot changes by nature: the random MACs of the host ends of veths (Docker's
     are random too; the sandbox ends keep theirs)."""
     links = snapshot[host.name]["links"]
-    snapshot[host.name]["links"] = [link[:4] + ((None,) if link[1] == "veth" and link[0].startswith("ve-") else
-                                                (link[4],)) + link[5:] for link in links]
+    snapshot[host.name]["links"] = [
+        link[:4] + ((None,) if link[1] == "veth" and link[0].startswith("ve-") else (link[4],)) + link[5:]
+        for link in links
+    ]
     return snapshot
 
 
@@ -51,28 +56,37 @@ TASKS = [
 
 
 def _tasks(host) -> list:
-    endpoints = dict(endpoints=[
-        dict(network="web", netns=host.sandbox("a")),
-        dict(network="web", netns=host.sandbox("b"), ipv4_address="172.31.7.50", mac_address="02:aa:bb:cc:dd:ee"),
-        dict(network="lan", netns=host.sandbox("a")),
-        dict(network="ov", netns=host.sandbox("b")),
-    ])
+    endpoints = dict(
+        endpoints=[
+            dict(network="web", netns=host.sandbox("a")),
+            dict(network="web", netns=host.sandbox("b"), ipv4_address="172.31.7.50", mac_address="02:aa:bb:cc:dd:ee"),
+            dict(network="lan", netns=host.sandbox("a")),
+            dict(network="ov", netns=host.sandbox("b")),
+        ]
+    )
     ports = dict(network="web", netns=host.sandbox("a"), ports=["8080:80", "5353:53/udp", "127.0.0.1:8081:81"])
-    return [(module, endpoints if args == "endpoints" else ports if args == "ports" else args)
-            for module, args in TASKS]
+    return [
+        (module, endpoints if args == "endpoints" else ports if args == "ports" else args) for module, args in TASKS
+    ]
 
 
 def _restore(host, rc: int = 0) -> dict:
     """Run cnm-network-restore as the cnm_prepare role renders it (here with this Python and checkout) in the host."""
     with open(os.path.join(REPO, "roles/cnm_prepare/templates/cnm-network-restore.j2")) as handle:
-        text = jinja2.Template(handle.read()).render(cnm_prepare_pyroute2_python=host.python,
-                                                     cnm_prepare_restore_lib=COLLECTIONS)
+        text = jinja2.Template(handle.read()).render(
+            cnm_prepare_pyroute2_python=host.python, cnm_prepare_restore_lib=COLLECTIONS
+        )
     program = os.path.join(COLLECTIONS, "cnm-network-restore-" + host.prefix)
     with open(program, "w") as handle:
         handle.write(text)
     os.chmod(program, 0o755)
-    proc = subprocess.run(["nsenter", "--net=/run/netns/%s" % host.name, "--", program], capture_output=True,
-                          text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        ["nsenter", "--net=/run/netns/%s" % host.name, "--", program],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == rc, (proc.stdout, proc.stderr)
     return json.loads(proc.stdout)
 
@@ -98,8 +112,10 @@ def persistent(host, tmp_path, monkeypatch):
 def test_a_reboot_is_restored_with_no_play_run(host, persistent, servers):  # noqa: F811 - the fixture
     _hardware(host)
     results = [host.ok(module, **args) for module, args in _tasks(host)]
-    addresses = {(e["network"], e["sandbox"]): (e["ipv4_address"], e["mac_address"], e["ifname"])
-                 for e in results[3]["endpoints"]}
+    addresses = {
+        (e["network"], e["sandbox"]): (e["ipv4_address"], e["mac_address"], e["ifname"])
+        for e in results[3]["endpoints"]
+    }
     with open(persistent) as handle:
         assert json.load(handle) == host.store()  # the copy is written with the store
     before = _comparable(host.snapshot(), host)
@@ -135,8 +151,10 @@ def test_a_network_that_cannot_come_back_keeps_no_other_down(host, persistent, s
     for module, args in _tasks(host):
         host.ok(module, **args)
     _reboot(host, hardware=False)
-    host.sh("ip link add ul0 address 02:57:00:00:00:01 type veth peer name ul0p address 02:57:00:00:00:02"
-            " && ip addr add 192.0.2.57/24 dev ul0 && ip link set ul0 up && ip link set ul0p up")
+    host.sh(
+        "ip link add ul0 address 02:57:00:00:00:01 type veth peer name ul0p address 02:57:00:00:00:02"
+        " && ip addr add 192.0.2.57/24 dev ul0 && ip link set ul0 up && ip link set ul0p up"
+    )
     report = _restore(host, rc=1)
     assert [line.split(":")[0] for line in report["failed"]] == ["network lan"], report
     assert "parent" in report["failed"][0] and "mvparent" in report["failed"][0], report

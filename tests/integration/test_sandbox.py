@@ -1,4 +1,5 @@
-"""A sandbox as a whole, on the real kernel: the default route follows Docker's gateway choice, and Docker's sandbox sysctls."""
+"""A sandbox as a whole, on the real kernel: the default route follows Docker's gateway choice, and Docker's sandbox
+sysctls."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from conftest import pings
 
 WEB = dict(name="web", subnet="172.30.0.0/24")
 DB = dict(name="db", subnet="172.31.0.0/24")
-HOST_V4, HOST_V6 = "192.0.2.1", "2001:db8:ff::1"  # host-only addresses: reachable from a sandbox only through its default route
+HOST_V4, HOST_V6 = (
+    "192.0.2.1",
+    "2001:db8:ff::1",
+)  # host-only addresses: reachable from a sandbox only through its default route
 
 
 def defaults(host, short: str, version: int = 4) -> list:
@@ -32,7 +36,11 @@ def check_then_run(host, module: str, **args) -> dict:
     assert not predicted.get("failed"), predicted
     assert host.snapshot() == before
     real = host.ok(module, **args)
-    assert (predicted["changed"], predicted["changes"], predicted["diff"]) == (real["changed"], real["changes"], real["diff"])
+    assert (predicted["changed"], predicted["changes"], predicted["diff"]) == (
+        real["changed"],
+        real["changes"],
+        real["diff"],
+    )
     assert host.module(module, **args)["changed"] is False  # a second run changes nothing
     return real
 
@@ -43,9 +51,13 @@ def test_detaching_the_default_route_network_moves_it(host):
     host_addresses(host)
     sandbox = host.sandbox("a")
     # One task, two endpoints: web's priority beats db's name (db sorts first, as Docker breaks ties).
-    check_then_run(host, "cnm_endpoint", netns=sandbox, endpoints=[dict(network="web", gw_priority=1), dict(network="db")])
+    check_then_run(
+        host, "cnm_endpoint", netns=sandbox, endpoints=[dict(network="web", gw_priority=1), dict(network="db")]
+    )
     assert defaults(host, "a") == [("172.30.0.1", "eth0")]
-    assert "via 172.30.0.1 dev eth0" in host.in_sandbox("a", "ip route get %s" % HOST_V4).stdout and pings(sandbox, HOST_V4)
+    assert "via 172.30.0.1 dev eth0" in host.in_sandbox("a", "ip route get %s" % HOST_V4).stdout and pings(
+        sandbox, HOST_V4
+    )
 
     detached = check_then_run(host, "cnm_endpoint", network="web", netns=sandbox, state="absent")
     assert "add default via 172.31.0.1 through eth1 in %s (network db, gw_priority 0)" % sandbox in detached["changes"]
@@ -53,7 +65,9 @@ def test_detaching_the_default_route_network_moves_it(host):
     assert diff["before"]["sandbox netns:%s" % sandbox]["default_ipv4"] == ["default via 172.30.0.1 dev eth0"]
     assert diff["after"]["sandbox netns:%s" % sandbox]["default_ipv4"] == "default via 172.31.0.1 dev eth1"
     assert defaults(host, "a") == [("172.31.0.1", "eth1")]
-    assert "via 172.31.0.1 dev eth1" in host.in_sandbox("a", "ip route get %s" % HOST_V4).stdout and pings(sandbox, HOST_V4)
+    assert "via 172.31.0.1 dev eth1" in host.in_sandbox("a", "ip route get %s" % HOST_V4).stdout and pings(
+        sandbox, HOST_V4
+    )
 
     # Back on web without a priority: db sorts first, so db keeps the default route (Docker's tie-break).
     host.ok("cnm_endpoint", network="web", netns=sandbox)
@@ -79,8 +93,12 @@ def test_ipv4_and_ipv6_defaults_are_chosen_separately(host):
     check_then_run(host, "cnm_endpoint", netns=sandbox, network="alpha", gw_priority=3)
     assert defaults(host, "a", 4) == [("172.32.0.1", "eth0")]
     assert defaults(host, "a", 6) == [("fd00:33::1", "eth1")]
-    assert "via 172.32.0.1 dev eth0" in host.in_sandbox("a", "ip route get %s" % HOST_V4).stdout and pings(sandbox, HOST_V4)
-    assert "via fd00:33::1 dev eth1" in host.in_sandbox("a", "ip -6 route get %s" % HOST_V6).stdout and pings(sandbox, HOST_V6)
+    assert "via 172.32.0.1 dev eth0" in host.in_sandbox("a", "ip route get %s" % HOST_V4).stdout and pings(
+        sandbox, HOST_V4
+    )
+    assert "via fd00:33::1 dev eth1" in host.in_sandbox("a", "ip -6 route get %s" % HOST_V6).stdout and pings(
+        sandbox, HOST_V6
+    )
     # Detaching beta leaves no IPv6 gateway: no IPv6 default, and the sandbox turns IPv6 off (no IPv6 network left).
     detached = check_then_run(host, "cnm_endpoint", netns=sandbox, network="beta", state="absent")
     assert defaults(host, "a", 6) == [] and defaults(host, "a", 4) == [("172.32.0.1", "eth0")]
@@ -93,7 +111,11 @@ def test_default_route_false_and_internal_never_hold_it(host):
     host.ok("cnm_bridge", **WEB)
     host.ok("cnm_bridge", name="db", subnet="172.31.0.0/24", internal=True)
     sandbox = host.sandbox("a")
-    host.ok("cnm_endpoint", netns=sandbox, endpoints=[dict(network="web", default_route=False), dict(network="db", gw_priority=9)])
+    host.ok(
+        "cnm_endpoint",
+        netns=sandbox,
+        endpoints=[dict(network="web", default_route=False), dict(network="db", gw_priority=9)],
+    )
     assert defaults(host, "a") == []
     host.ok("cnm_endpoint", netns=sandbox, network="web")  # default_route back to true: web is the only candidate
     assert defaults(host, "a") == [("172.30.0.1", "eth0")]
@@ -105,22 +127,34 @@ def test_docker_sandbox_sysctls_and_overrides(host):
     sandbox = host.sandbox("a")
     attached = check_then_run(host, "cnm_endpoint", network="web", netns=sandbox)
     after = attached["diff"]["after"]["sandbox netns:%s" % sandbox]["sysctls"]
-    assert after == {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647",
-                     "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1", "net.ipv6.conf.lo.disable_ipv6": "1"}
+    assert after == {
+        "net.ipv4.ip_unprivileged_port_start": "0",
+        "net.ipv4.ping_group_range": "0 2147483647",
+        "net.ipv6.conf.all.disable_ipv6": "1",
+        "net.ipv6.conf.default.disable_ipv6": "1",
+        "net.ipv6.conf.lo.disable_ipv6": "1",
+    }
     for name, value in after.items():
         assert sysctl(host, "a", name) == value, name
     assert sysctl(host, "a", "net.ipv6.conf.eth0.disable_ipv6") == "1"
     assert "inet6" not in host.in_sandbox("a", "ip -6 addr show dev lo").stdout
     # An unprivileged user can bind port 80 and ping (Docker's reasons for these two).
-    bound = host.in_sandbox("a", "setpriv --reuid 65534 --regid 65534 --clear-groups /usr/bin/python3 -c "
-                            "\"import socket; s=socket.socket(); s.bind(('127.0.0.1', 80)); print('bound')\"", check=False)
+    bound = host.in_sandbox(
+        "a",
+        "setpriv --reuid 65534 --regid 65534 --clear-groups /usr/bin/python3 -c "
+        "\"import socket; s=socket.socket(); s.bind(('127.0.0.1', 80)); print('bound')\"",
+        check=False,
+    )
     assert bound.stdout.strip() == "bound", bound.stderr
 
     # Each default gives way to the endpoint's own sysctls.
     own = {"net.ipv4.ip_unprivileged_port_start": 1024, "net.ipv6.conf.lo.disable_ipv6": 0}
     check_then_run(host, "cnm_endpoint", network="web", netns=sandbox, sysctls=own)
     assert sysctl(host, "a", "net.ipv4.ip_unprivileged_port_start") == "1024"
-    assert sysctl(host, "a", "net.ipv6.conf.lo.disable_ipv6") == "0" and sysctl(host, "a", "net.ipv6.conf.all.disable_ipv6") == "1"
+    assert (
+        sysctl(host, "a", "net.ipv6.conf.lo.disable_ipv6") == "0"
+        and sysctl(host, "a", "net.ipv6.conf.all.disable_ipv6") == "1"
+    )
     assert sysctl(host, "a", "net.ipv4.ping_group_range") == "0 2147483647"
     host.ok("cnm_endpoint", network="web", netns=sandbox)  # the override gone: the default is back
 
@@ -128,11 +162,18 @@ def test_docker_sandbox_sysctls_and_overrides(host):
     joined = check_then_run(host, "cnm_endpoint", network="v6", netns=sandbox)
     assert "set net.ipv6.conf.lo.disable_ipv6=0 in %s (Docker's sandbox default)" % sandbox in joined["changes"]
     assert "::1/128" in host.in_sandbox("a", "ip -6 addr show dev lo").stdout
-    assert sysctl(host, "a", "net.ipv6.conf.eth1.disable_ipv6") == "0" and sysctl(host, "a", "net.ipv6.conf.eth0.disable_ipv6") == "1"
+    assert (
+        sysctl(host, "a", "net.ipv6.conf.eth1.disable_ipv6") == "0"
+        and sysctl(host, "a", "net.ipv6.conf.eth0.disable_ipv6") == "1"
+    )
     assert pings(sandbox, "fd00:34::1")
 
     # Detaching the last endpoints restores nothing: the values belong to the sandbox.
-    host.ok("cnm_endpoint", netns=sandbox, endpoints=[dict(network="web", state="absent"), dict(network="v6", state="absent")])
+    host.ok(
+        "cnm_endpoint",
+        netns=sandbox,
+        endpoints=[dict(network="web", state="absent"), dict(network="v6", state="absent")],
+    )
     assert sysctl(host, "a", "net.ipv4.ip_unprivileged_port_start") == "0"
     assert sysctl(host, "a", "net.ipv4.ping_group_range") == "0 2147483647"
 
@@ -155,7 +196,9 @@ def test_bad_gw_priority_names_the_option(host):
     for value, words in (("high", "gw_priority"), (2**63, "out of range"), (True, "not an integer")):
         failed = host.module("cnm_endpoint", network="web", netns=host.sandbox("a"), gw_priority=value)
         assert failed["failed"] and "gw_priority" in failed["msg"] and words in failed["msg"], failed
-        failed = host.module("cnm_endpoint", netns=host.sandbox("a"), endpoints=[dict(network="web", gw_priority=value)])
+        failed = host.module(
+            "cnm_endpoint", netns=host.sandbox("a"), endpoints=[dict(network="web", gw_priority=value)]
+        )
         assert failed["failed"] and "gw_priority" in failed["msg"], failed
     failed = host.module("cnm_endpoint", network="none", netns=host.sandbox("a"), gw_priority=4)
     assert failed["failed"] and "option 'gw_priority'" in failed["msg"]
@@ -170,13 +213,18 @@ def test_ipv6_only_network_gives_no_ipv4(host):
     assert host.sh("ip -4 -o addr show dev %s" % bridge).stdout == ""
     assert "fd00:36::1/64" in host.sh("ip -6 -o addr show dev %s" % bridge).stdout
     host_addresses(host)
-    result = check_then_run(host, "cnm_endpoint", network="six", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))])
+    result = check_then_run(
+        host, "cnm_endpoint", network="six", endpoints=[dict(netns=host.sandbox("a")), dict(netns=host.sandbox("b"))]
+    )
     a, b = result["endpoints"]
     assert (a["ipv4_address"], a["ipv6_address"], b["ipv6_address"]) == (None, "fd00:36::2", "fd00:36::3")
     assert a["mac_address"] != b["mac_address"] and a["mac_address"].startswith("02:42:")
     assert host.in_sandbox("a", "ip -4 -o addr show dev eth0").stdout == ""
     assert defaults(host, "a", 4) == [] and defaults(host, "a", 6) == [("fd00:36::1", "eth0")]
-    assert sysctl(host, "a", "net.ipv6.conf.lo.disable_ipv6") == "0" and sysctl(host, "a", "net.ipv6.conf.eth0.disable_ipv6") == "0"
+    assert (
+        sysctl(host, "a", "net.ipv6.conf.lo.disable_ipv6") == "0"
+        and sysctl(host, "a", "net.ipv6.conf.eth0.disable_ipv6") == "0"
+    )
     assert pings(host.sandbox("a"), "fd00:36::3") and pings(host.sandbox("a"), HOST_V6)
     assert host.ok("cnm_info")["drift"] == []  # cnm_info sees the IPv6-only bridge and endpoints as they should be
     refused = host.module("cnm_endpoint", network="six", netns=host.sandbox("c"), ipv4_address="172.30.0.9")
@@ -197,8 +245,9 @@ def test_a_new_address_keeps_the_default_route_and_the_endpoints_routes(host):
     host_addresses(host)
     routes = [dict(dst="198.51.100.0/24", gateway="172.30.0.1")]
     host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"), ipv4_address="172.30.0.10", routes=routes)
-    moved = check_then_run(host, "cnm_endpoint", network="web", netns=host.sandbox("a"), ipv4_address="172.30.0.20",
-                           routes=routes)
+    moved = check_then_run(
+        host, "cnm_endpoint", network="web", netns=host.sandbox("a"), ipv4_address="172.30.0.20", routes=routes
+    )
     assert moved["changed"] and moved["endpoint"]["ipv4_address"] == "172.30.0.20"
     assert defaults(host, "a") == [("172.30.0.1", "eth0")]
     listed = json.loads(host.in_sandbox("a", "ip -4 -j route show 198.51.100.0/24").stdout)

@@ -45,8 +45,10 @@ LAB_ADDRESSES = ("172.30.", "172.31.", "fd00:30:")  # what the lab's conntrack e
 # the ping's ICMP entry (30 s) and the bridges' own IGMP/MLD reports to multicast groups (600 s).
 EXPIRING = ("icmp ", "icmpv6 ", "unknown ")
 EXPIRING_BOUND = 40  # ICMP entries live 30 s and a cycle takes more than 2 s: more means they pile up
-PORTS = {0: ["4000:80", "127.0.0.1:4001:80", "5353:53/udp"],  # s0 is deleted by hand: the rerun reclaims these
-         2: ["4100:80", "127.0.0.1:4101:80", "5454:53/udp"]}  # s2 stays attached when soa is force-removed
+PORTS = {
+    0: ["4000:80", "127.0.0.1:4001:80", "5353:53/udp"],  # s0 is deleted by hand: the rerun reclaims these
+    2: ["4100:80", "127.0.0.1:4101:80", "5454:53/udp"],
+}  # s2 stays attached when soa is force-removed
 RECLAIMED = ["tcp/*:4000", "tcp/127.0.0.1:4001", "udp/*:5353"]
 
 
@@ -74,14 +76,17 @@ def census(host) -> dict:
             if any(" src=%s" % a in line or " dst=%s" % a in line for a in LAB_ADDRESSES):
                 (expiring if line.startswith(EXPIRING) else conntrack).add(line)
     store_dir = host.store_path()
-    store_files = {os.path.relpath(os.path.join(d, f), store_dir) for d, _dirs, files in os.walk(store_dir) for f in files}
+    store_files = {
+        os.path.relpath(os.path.join(d, f), store_dir) for d, _dirs, files in os.walk(store_dir) for f in files
+    }
     store = host.store()
     records = {"%s/%s" % (section, key) for section, value in store.items() if isinstance(value, dict) for key in value}
     prefix = host.prefix + "-"
     return {
         "links": {link["ifname"] for link in links},
-        "addresses": {"%s %s/%s" % (a["ifname"], i["local"], i["prefixlen"])
-                      for a in addresses for i in a.get("addr_info", [])},
+        "addresses": {
+            "%s %s/%s" % (a["ifname"], i["local"], i["prefixlen"]) for a in addresses for i in a.get("addr_info", [])
+        },
         "netns": {name for name in sh("ip netns list").stdout.split() if name.startswith(prefix)},
         "netns_files": {name for name in os.listdir("/run/netns") if name.startswith(prefix)},
         "nft_rules": rules,
@@ -170,5 +175,7 @@ def test_soak(host, capsys):
         found = {kind: sorted(after[kind] ^ before[kind]) for kind in leaked(counted)}
         assert not found, "cycle %d leaked: %s" % (number, found)
     with capsys.disabled():
-        print("soak: %d cycles, per cycle median %.2f s, min %.2f s, max %.2f s, first %.2f s, last %.2f s; no leak"
-              % (CYCLES, statistics.median(times), min(times), max(times), times[0], times[-1]))
+        print(
+            "soak: %d cycles, per cycle median %.2f s, min %.2f s, max %.2f s, first %.2f s, last %.2f s; no leak"
+            % (CYCLES, statistics.median(times), min(times), max(times), times[0], times[-1])
+        )

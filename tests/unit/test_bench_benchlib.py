@@ -49,10 +49,13 @@ def test_measured_tools_in_order_and_issue_figures_at_200_only():
 
 
 def test_process_overhead_line():
-    results = {"cnm process": {"add": 1.5, "rerun": 1.0, "delete": 0.75},
-               "cnm module": {"add": 0.5, "rerun": 0.25, "delete": 0.5}}
+    results = {
+        "cnm process": {"add": 1.5, "rerun": 1.0, "delete": 0.75},
+        "cnm module": {"add": 0.5, "rerun": 0.25, "delete": 0.5},
+    }
     assert benchlib.process_overhead(7, results) == [
-        "    7    cnm process minus main(): 1.000 / 0.750 / 0.250 s (nsenter, Python start-up, imports, exit; medians)"]
+        "    7    cnm process minus main(): 1.000 / 0.750 / 0.250 s (nsenter, Python start-up, imports, exit; medians)"
+    ]
     assert benchlib.process_overhead(7, {"cnm module": results["cnm module"]}) == []
 
 

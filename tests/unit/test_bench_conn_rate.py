@@ -27,7 +27,7 @@ def test_hosts_have_disjoint_links_and_subnets():
             assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
         networks += [ipaddress.ip_network(n) for n in host.client_subnets + list(host.subnets)]
     for i, a in enumerate(networks):
-        for b in networks[i + 1:]:
+        for b in networks[i + 1 :]:
             assert a.version != b.version or not a.overlaps(b), (a, b)
 
 
@@ -57,6 +57,7 @@ def test_summary_ratio_of_medians_paired_ratios_and_spread():
 
 def test_unsupported_cells_make_one_line():
     head = "not supported by this version ("
-    assert conn_rate.why_text([head + "[2001:db8:1::1]:10999: ConnectionRefusedError)", head + "[2001:db8:2::1]:10999: TimeoutError)"]) == (
-        head + "[2001:db8:1::1]:10999: ConnectionRefusedError; [2001:db8:2::1]:10999: TimeoutError)")
+    assert conn_rate.why_text(
+        [head + "[2001:db8:1::1]:10999: ConnectionRefusedError)", head + "[2001:db8:2::1]:10999: TimeoutError)"]
+    ) == (head + "[2001:db8:1::1]:10999: ConnectionRefusedError; [2001:db8:2::1]:10999: TimeoutError)")
     assert conn_rate.why_text(["the sandbox has no IPv6 address"] * 2) == "the sandbox has no IPv6 address"

@@ -34,34 +34,52 @@ def test_endpoints_lose_their_ports_which_become_publish_items():
     assert result["ports"] == [{"network": "web", "netns": "web1", "ports": ["8080:80"]}]
 
 
-@pytest.mark.parametrize("item, key", [
-    ({"netns": "a"}, "netns:a"), ({"pid": 42}, "pid:42"), ({"netns_path": "/proc/1/ns/net"}, "netns_path:/proc/1/ns/net"),
-    ({"container": "db"}, "container:docker/db"), ({"container": "db", "container_runtime": "podman"}, "container:podman/db"),
-])
+@pytest.mark.parametrize(
+    "item, key",
+    [
+        ({"netns": "a"}, "netns:a"),
+        ({"pid": 42}, "pid:42"),
+        ({"netns_path": "/proc/1/ns/net"}, "netns_path:/proc/1/ns/net"),
+        ({"container": "db"}, "container:docker/db"),
+        ({"container": "db", "container_runtime": "podman"}, "container:podman/db"),
+    ],
+)
 def test_sandbox_keys_match_the_store(item, key):
     assert sandbox_key(item) == key
 
 
-@pytest.mark.parametrize("networks, endpoints, words", [
-    ([{"subnet": "10.0.0.0/24"}], [], "networks[0] has no name"),
-    ([{"name": "a", "driver": "ipvlan"}], [], "driver 'ipvlan'"),
-    ([{"name": "a"}, {"name": "a"}], [], "listed twice"),
-    ([], [{"netns": "a"}], "endpoints[0] has no network"),
-    ([], [{"network": "a", "netns": "a", "pid": 1}], "exactly one of"),
-    ([], [{"network": "a", "netns": "x"}, {"network": "a", "netns": "x"}], "listed twice on network a"),
-    ("web", [], "must be a list"),
-])
+@pytest.mark.parametrize(
+    "networks, endpoints, words",
+    [
+        ([{"subnet": "10.0.0.0/24"}], [], "networks[0] has no name"),
+        ([{"name": "a", "driver": "ipvlan"}], [], "driver 'ipvlan'"),
+        ([{"name": "a"}, {"name": "a"}], [], "listed twice"),
+        ([], [{"netns": "a"}], "endpoints[0] has no network"),
+        ([], [{"network": "a", "netns": "a", "pid": 1}], "exactly one of"),
+        ([], [{"network": "a", "netns": "x"}, {"network": "a", "netns": "x"}], "listed twice on network a"),
+        ("web", [], "must be a list"),
+    ],
+)
 def test_bad_declarations_fail_naming_the_item(networks, endpoints, words):
-    with pytest.raises(AnsibleFilterError, match="cnm.network.declared: .*" + words.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        AnsibleFilterError, match="cnm.network.declared: .*" + words.replace("[", r"\[").replace("]", r"\]")
+    ):
         declared(networks, endpoints)
 
 
 def test_prune_plan_removes_what_is_not_declared():
     info = {
-        "networks": [{"name": "web", "driver": "bridge"}, {"name": "old", "driver": "bridge"}, {"name": "oldlan", "driver": "macvlan"}],
+        "networks": [
+            {"name": "web", "driver": "bridge"},
+            {"name": "old", "driver": "bridge"},
+            {"name": "oldlan", "driver": "macvlan"},
+        ],
         "endpoints": [
-            {"network": "web", "sandbox": "netns:web1"}, {"network": "web", "sandbox": "netns:gone"}, {"network": "web", "sandbox": "pid:77"},
-            {"network": "web", "sandbox": "container:podman/db"}, {"network": "web", "sandbox": "container:docker/cache"},
+            {"network": "web", "sandbox": "netns:web1"},
+            {"network": "web", "sandbox": "netns:gone"},
+            {"network": "web", "sandbox": "pid:77"},
+            {"network": "web", "sandbox": "container:podman/db"},
+            {"network": "web", "sandbox": "container:docker/cache"},
             {"network": "old", "sandbox": "netns:x"},  # goes with its network
         ],
     }
@@ -75,14 +93,28 @@ def test_prune_plan_removes_what_is_not_declared():
 
 
 def test_prune_plan_of_an_exact_host_is_empty():
-    info = {"networks": [{"name": "web", "driver": "bridge"}], "endpoints": [{"network": "web", "sandbox": "netns:web1"}]}
-    assert prune_plan(info, [NETWORKS[0]], [ENDPOINTS[0]]) == {"bridge": [], "overlay": [], "macvlan": [], "endpoints": [], "ports": []}
+    info = {
+        "networks": [{"name": "web", "driver": "bridge"}],
+        "endpoints": [{"network": "web", "sandbox": "netns:web1"}],
+    }
+    assert prune_plan(info, [NETWORKS[0]], [ENDPOINTS[0]]) == {
+        "bridge": [],
+        "overlay": [],
+        "macvlan": [],
+        "endpoints": [],
+        "ports": [],
+    }
 
 
 def test_prune_plan_unpublishes_endpoints_that_list_no_port_any_more():
-    info = {"networks": [{"name": "web", "driver": "bridge"}],
-            "endpoints": [{"network": "web", "sandbox": "netns:web1"}, {"network": "web", "sandbox": "container:podman/db"}],
-            "ports": [{"network": "web", "sandbox": "netns:web1"}, {"network": "web", "sandbox": "container:podman/db"}]}
+    info = {
+        "networks": [{"name": "web", "driver": "bridge"}],
+        "endpoints": [
+            {"network": "web", "sandbox": "netns:web1"},
+            {"network": "web", "sandbox": "container:podman/db"},
+        ],
+        "ports": [{"network": "web", "sandbox": "netns:web1"}, {"network": "web", "sandbox": "container:podman/db"}],
+    }
     plan = prune_plan(info, [NETWORKS[0]], ENDPOINTS[:2])
     assert plan["ports"] == [{"container": "db", "container_runtime": "podman", "network": "web", "state": "absent"}]
 

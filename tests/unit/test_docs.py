@@ -37,14 +37,47 @@ COLLECTION = "cnm.network"
 GALAXY_VERSION = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
 
 # Plugin directories that hold one plugin per .py file, and the type ansible-doc knows them by.
-ONE_PER_FILE = {"modules": "module", "connection": "connection", "lookup": "lookup", "inventory": "inventory", "callback": "callback",
-                "become": "become", "cache": "cache", "cliconf": "cliconf", "httpapi": "httpapi", "netconf": "netconf", "shell": "shell",
-                "strategy": "strategy", "vars": "vars"}
+ONE_PER_FILE = {
+    "modules": "module",
+    "connection": "connection",
+    "lookup": "lookup",
+    "inventory": "inventory",
+    "callback": "callback",
+    "become": "become",
+    "cache": "cache",
+    "cliconf": "cliconf",
+    "httpapi": "httpapi",
+    "netconf": "netconf",
+    "shell": "shell",
+    "strategy": "strategy",
+    "vars": "vars",
+}
 # Filter and test plugins: several per .py file, each documented by a YAML file of its name.
 YAML_DOCUMENTED = {"filter": "filter", "test": "test"}
 NEEDS_RETURN = {"module", "filter", "test", "lookup"}
-TYPES = {"str", "string", "int", "integer", "float", "bool", "boolean", "list", "dict", "path", "raw", "jsonarg", "json", "bytes", "bits",
-         "tmppath", "pathspec", "pathlist", "tmp", "temppath", "tmpdir"}
+TYPES = {
+    "str",
+    "string",
+    "int",
+    "integer",
+    "float",
+    "bool",
+    "boolean",
+    "list",
+    "dict",
+    "path",
+    "raw",
+    "jsonarg",
+    "json",
+    "bytes",
+    "bits",
+    "tmppath",
+    "pathspec",
+    "pathlist",
+    "tmp",
+    "temppath",
+    "tmpdir",
+}
 
 
 def documentable_types() -> list:
@@ -77,13 +110,17 @@ def environment() -> tuple:
     (root / "ansible_collections" / "cnm").mkdir(parents=True)
     (root / "ansible_collections" / "cnm" / "network").symlink_to(REPO)
     (root / "ansible.cfg").write_text("")
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(root), ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    env = dict(
+        os.environ, ANSIBLE_COLLECTIONS_PATH=str(root), ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_NOCOLOR="1"
+    )
     return str(root), tuple(sorted(env.items()))
 
 
 def ansible_doc(*args: str) -> subprocess.CompletedProcess:
     root, env = environment()
-    return subprocess.run([ANSIBLE_DOC, *args], cwd=root, env=dict(env), capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [ANSIBLE_DOC, *args], cwd=root, env=dict(env), capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 @cache
@@ -160,11 +197,16 @@ def test_every_plugin_type_is_listed_and_nothing_is_undocumented():
     plugins = discovered()
     assert ("module", "cnm_bridge") in plugins and ("role", "cnm_prepare") in plugins
     for plugin_type in documentable_types():
-        undocumented = [name for name, description in listing(plugin_type).items()
-                        if description == "UNDOCUMENTED" or (isinstance(description, dict) and not description.get("entry_points"))]
+        undocumented = [
+            name
+            for name, description in listing(plugin_type).items()
+            if description == "UNDOCUMENTED" or (isinstance(description, dict) and not description.get("entry_points"))
+        ]
         assert undocumented == [], "%s plugins without documentation: %s" % (plugin_type, undocumented)
         # Nothing listed that the checkout does not have (a stale copy of the collection would show here).
-        extra = sorted(set(listing(plugin_type)) - {"%s.%s" % (COLLECTION, name) for kind, name in plugins if kind == plugin_type})
+        extra = sorted(
+            set(listing(plugin_type)) - {"%s.%s" % (COLLECTION, name) for kind, name in plugins if kind == plugin_type}
+        )
         if plugin_type not in YAML_DOCUMENTED:
             assert extra == [], extra
 
@@ -174,7 +216,13 @@ def test_ansible_doc_is_complete(plugin_type, name):
     fqcn = "%s.%s" % (COLLECTION, name)
     assert fqcn in listing(plugin_type), (
         "ansible-doc -t %s -l %s does not list %s: its documentation does not parse%s"
-        % (plugin_type, COLLECTION, name, " (or roles/%s/meta/argument_specs.yml is missing)" % name if plugin_type == "role" else ""))
+        % (
+            plugin_type,
+            COLLECTION,
+            name,
+            " (or roles/%s/meta/argument_specs.yml is missing)" % name if plugin_type == "role" else "",
+        )
+    )
     data = docs(plugin_type)[fqcn]
     assert "error" not in data, data.get("error")
     if plugin_type == "role":
@@ -204,11 +252,17 @@ def test_ansible_doc_is_complete(plugin_type, name):
 def check_version_added(plugin_type: str, name: str, version_added: str) -> None:
     first = released().get((plugin_type, name))
     if first is not None:
-        assert version_added == first, "%s %s was first released in %s but says version_added: %s" % (plugin_type, name, first, version_added)
+        assert version_added == first, "%s %s was first released in %s but says version_added: %s" % (
+            plugin_type,
+            name,
+            first,
+            version_added,
+        )
     else:
         assert version_added == GALAXY_VERSION, (
-            "%s %s is in no release yet (changelogs/changelog.yaml): version_added must be the next release, galaxy.yml's %s, not %s"
-            % (plugin_type, name, GALAXY_VERSION, version_added))
+            "%s %s is in no release yet (changelogs/changelog.yaml): version_added must be the next release, "
+            "galaxy.yml's %s, not %s" % (plugin_type, name, GALAXY_VERSION, version_added)
+        )
 
 
 def check_role(name: str, data: dict) -> None:
@@ -225,6 +279,13 @@ def check_role(name: str, data: dict) -> None:
     for variable, value in defaults.items():
         if variable not in options:
             problems.append("defaults/main.yml's %s is not documented in meta/argument_specs.yml" % variable)
-        elif "default" in options[variable] and not (isinstance(value, str) and "{{" in value) and options[variable]["default"] != value:
-            problems.append("%s: default %r in argument_specs, %r in defaults/main.yml" % (variable, options[variable]["default"], value))
+        elif (
+            "default" in options[variable]
+            and not (isinstance(value, str) and "{{" in value)
+            and options[variable]["default"] != value
+        ):
+            problems.append(
+                "%s: default %r in argument_specs, %r in defaults/main.yml"
+                % (variable, options[variable]["default"], value)
+            )
     assert problems == [], "role %s.%s: %s" % (COLLECTION, name, problems)

@@ -29,7 +29,9 @@ def run(at, variable="CNM_CRASH_AT", other=None):
         env[variable] = at
     if other is not None:
         env.update(other)
-    return subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, env=env, timeout=30, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", PROGRAM], capture_output=True, text=True, env=env, timeout=30, check=False
+    )
 
 
 def test_without_the_variable_nothing_dies():

@@ -131,7 +131,14 @@ def test_first_slice_with_network_address_and_gateway_is_never_handed_out():
 
 @pytest.mark.parametrize(
     "subnet, expected_prefix",
-    [("10.200.0.0/16", 20), ("10.200.0.0/24", 28), ("10.200.0.0/26", 28), ("10.0.0.0/8", 12), ("fd00:200::/64", 68), ("fd00:200::/120", 124)],
+    [
+        ("10.200.0.0/16", 20),
+        ("10.200.0.0/24", 28),
+        ("10.200.0.0/26", 28),
+        ("10.0.0.0/8", 12),
+        ("fd00:200::/64", 68),
+        ("fd00:200::/120", 124),
+    ],
 )
 def test_default_prefix_is_four_bits_longer_but_leaves_at_least_16_addresses(subnet, expected_prefix):
     cidr = overlay_slice(subnet, "node1", ["node1"])
@@ -351,7 +358,10 @@ def test_more_hashed_hosts_than_slots_left_by_pinned_ones_is_refused():
         ({"host": ""}, "host '' is not a host name"),
         ({"hosts": "node1"}, "hosts must be a list of host names or a dict"),
         ({"hosts": ["node1", 7]}, "host name 7 is not a non-empty string"),
-        ({"hosts": {"node1": 0}}, "index 0 of host node1 is outside 1..15 (slice 0 holds the network and gateway addresses)"),
+        (
+            {"hosts": {"node1": 0}},
+            "index 0 of host node1 is outside 1..15 (slice 0 holds the network and gateway addresses)",
+        ),
         ({"hosts": {"node1": 16}}, "index 16 of host node1 is outside 1..15"),
         ({"hosts": {"node1": "2"}}, "index '2' of host node1 is not an integer"),
         ({"hosts": {"node1": 2, "node2": 2}}, "hosts node1 and node2 both ask for slice index 2"),
@@ -387,9 +397,18 @@ def test_vtep_address_is_the_hosts_underlay_address():
     [
         ({"inventory_hostname": "node2"}, "host node2 has no cnm_underlay_ip (its VTEP address on the underlay)"),
         ({"inventory_hostname": "node2", "cnm_underlay_ip": ""}, "host node2 has no cnm_underlay_ip"),
-        ({"inventory_hostname": "node2", "cnm_underlay_ip": "2001:db8::2"}, "host node2: cnm_underlay_ip 2001:db8::2 is an IPv6 address"),
-        ({"inventory_hostname": "node2", "cnm_underlay_ip": "192.0.2.300"}, "host node2: cnm_underlay_ip '192.0.2.300' is not an IPv4 address"),
-        ({"inventory_hostname": "node2", "cnm_underlay_ip": "127.0.0.1"}, "host node2: cnm_underlay_ip 127.0.0.1 cannot be a VTEP address"),
+        (
+            {"inventory_hostname": "node2", "cnm_underlay_ip": "2001:db8::2"},
+            "host node2: cnm_underlay_ip 2001:db8::2 is an IPv6 address",
+        ),
+        (
+            {"inventory_hostname": "node2", "cnm_underlay_ip": "192.0.2.300"},
+            "host node2: cnm_underlay_ip '192.0.2.300' is not an IPv4 address",
+        ),
+        (
+            {"inventory_hostname": "node2", "cnm_underlay_ip": "127.0.0.1"},
+            "host node2: cnm_underlay_ip 127.0.0.1 cannot be a VTEP address",
+        ),
         ({"inventory_hostname": "node2", "cnm_underlay_ip": "239.1.1.1"}, "cannot be a VTEP address"),
         ({"inventory_hostname": "node2", "cnm_underlay_ip": "0.0.0.0"}, "cannot be a VTEP address"),
         ({"cnm_underlay_ip": "no"}, "host (unnamed host): cnm_underlay_ip 'no' is not an IPv4 address"),
@@ -409,8 +428,16 @@ def test_vtep_address_refuses_missing_or_invalid_addresses_naming_the_host(host_
 
 def lab_hosts() -> dict:
     return {
-        "node1": {"inventory_hostname": "node1", "cnm_underlay_ip": "192.0.2.11", "cnm_overlay_endpoints": [{"ip": "10.200.1.10"}]},
-        "node2": {"inventory_hostname": "node2", "cnm_underlay_ip": "192.0.2.12", "cnm_overlay_endpoints": [{"ip": "10.200.2.10"}]},
+        "node1": {
+            "inventory_hostname": "node1",
+            "cnm_underlay_ip": "192.0.2.11",
+            "cnm_overlay_endpoints": [{"ip": "10.200.1.10"}],
+        },
+        "node2": {
+            "inventory_hostname": "node2",
+            "cnm_underlay_ip": "192.0.2.12",
+            "cnm_overlay_endpoints": [{"ip": "10.200.2.10"}],
+        },
         "node3": {"inventory_hostname": "node3", "cnm_underlay_ip": "192.0.2.13"},
     }
 
@@ -467,14 +494,23 @@ def test_endpoints_are_sorted_by_address_and_macs_derived_or_kept_in_lower_case(
 def test_cnm_endpoint_results_can_be_the_endpoints():
     hosts = lab_hosts()
     hosts["node2"]["cnm_overlay_endpoints"] = [
-        {"network": "overlay0", "netns": "web1", "ifname": "eth0", "ipv4_address": "10.200.2.10", "mac_address": "02:42:0a:c8:02:0a"},
+        {
+            "network": "overlay0",
+            "netns": "web1",
+            "ifname": "eth0",
+            "ipv4_address": "10.200.2.10",
+            "mac_address": "02:42:0a:c8:02:0a",
+        },
         {"network": "overlay0", "netns": "web2", "ipv4_address": "10.200.2.11"},
         {"network": "overlay0", "netns": "old", "ipv4_address": "10.200.2.12", "state": "absent"},
     ]
 
     peers = overlay_peers(hosts, "node1")
 
-    assert peers[0]["endpoints"] == [{"ip": "10.200.2.10", "mac": "02:42:0a:c8:02:0a"}, {"ip": "10.200.2.11", "mac": "02:42:0a:c8:02:0b"}]
+    assert peers[0]["endpoints"] == [
+        {"ip": "10.200.2.10", "mac": "02:42:0a:c8:02:0a"},
+        {"ip": "10.200.2.11", "mac": "02:42:0a:c8:02:0b"},
+    ]
 
 
 def test_a_list_of_hostvars_gives_the_same_peers_as_a_dict():
@@ -511,22 +547,52 @@ def test_peers_use_the_variables_named_by_the_caller():
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"node3": {"cnm_underlay_ip": "192.0.2.12"}}, "hosts node2 and node3 have the same VTEP address 192.0.2.12 (cnm_underlay_ip)"),
-        ({"node2": {"cnm_underlay_ip": "192.0.2.11"}}, "host node2 has the VTEP address 192.0.2.11 of host node1 itself (cnm_underlay_ip)"),
-        ({"node3": {"cnm_underlay_ip": "192.0.2.11/24"}}, "host node3 has the VTEP address 192.0.2.11 of host node1 itself"),
+        (
+            {"node3": {"cnm_underlay_ip": "192.0.2.12"}},
+            "hosts node2 and node3 have the same VTEP address 192.0.2.12 (cnm_underlay_ip)",
+        ),
+        (
+            {"node2": {"cnm_underlay_ip": "192.0.2.11"}},
+            "host node2 has the VTEP address 192.0.2.11 of host node1 itself (cnm_underlay_ip)",
+        ),
+        (
+            {"node3": {"cnm_underlay_ip": "192.0.2.11/24"}},
+            "host node3 has the VTEP address 192.0.2.11 of host node1 itself",
+        ),
         ({"node3": {"cnm_underlay_ip": None}}, "host node3 has no cnm_underlay_ip"),
-        ({"node3": {"cnm_overlay_endpoints": ["10.200.2.10"]}}, "endpoint ip 10.200.2.10 is listed on hosts node2 and node3 (cnm_overlay_endpoints)"),
-        ({"node3": {"cnm_overlay_endpoints": ["10.200.3.1", "10.200.3.1/16"]}}, "endpoint ip 10.200.3.1 is listed twice on host node3"),
+        (
+            {"node3": {"cnm_overlay_endpoints": ["10.200.2.10"]}},
+            "endpoint ip 10.200.2.10 is listed on hosts node2 and node3 (cnm_overlay_endpoints)",
+        ),
+        (
+            {"node3": {"cnm_overlay_endpoints": ["10.200.3.1", "10.200.3.1/16"]}},
+            "endpoint ip 10.200.3.1 is listed twice on host node3",
+        ),
         (
             {"node3": {"cnm_overlay_endpoints": [{"ip": "10.200.3.1", "mac": "02:42:0a:c8:02:0a"}]}},
             "endpoint mac 02:42:0a:c8:02:0a is listed on hosts node2 and node3",
         ),
-        ({"node3": {"cnm_overlay_endpoints": [{"ip": "10.200.3.1", "mac": "zz"}]}}, "host node3: cnm_overlay_endpoints item 1 mac 'zz' is not a MAC address"),
-        ({"node3": {"cnm_overlay_endpoints": [{"ip": "10.200.3.1", "mac": "01:00:5e:00:00:01"}]}}, "is a multicast MAC address"),
-        ({"node3": {"cnm_overlay_endpoints": [{"netns": "web9"}]}}, "host node3: cnm_overlay_endpoints item 1 has no ip"),
+        (
+            {"node3": {"cnm_overlay_endpoints": [{"ip": "10.200.3.1", "mac": "zz"}]}},
+            "host node3: cnm_overlay_endpoints item 1 mac 'zz' is not a MAC address",
+        ),
+        (
+            {"node3": {"cnm_overlay_endpoints": [{"ip": "10.200.3.1", "mac": "01:00:5e:00:00:01"}]}},
+            "is a multicast MAC address",
+        ),
+        (
+            {"node3": {"cnm_overlay_endpoints": [{"netns": "web9"}]}},
+            "host node3: cnm_overlay_endpoints item 1 has no ip",
+        ),
         ({"node3": {"cnm_overlay_endpoints": ["fd00::3"]}}, "fd00::3 is an IPv6 address; give its mac"),
-        ({"node3": {"cnm_overlay_endpoints": ["10.200.3.999"]}}, "host node3: cnm_overlay_endpoints item 1 ip '10.200.3.999' is not an IP address"),
-        ({"node3": {"cnm_overlay_endpoints": "10.200.3.1"}}, "host node3: cnm_overlay_endpoints must be a list of endpoints, not str"),
+        (
+            {"node3": {"cnm_overlay_endpoints": ["10.200.3.999"]}},
+            "host node3: cnm_overlay_endpoints item 1 ip '10.200.3.999' is not an IP address",
+        ),
+        (
+            {"node3": {"cnm_overlay_endpoints": "10.200.3.1"}},
+            "host node3: cnm_overlay_endpoints must be a list of endpoints, not str",
+        ),
     ],
 )
 def test_bad_peer_inputs_are_refused_naming_the_hosts(change, message):
@@ -547,7 +613,12 @@ def test_bad_peer_inputs_are_refused_naming_the_hosts(change, message):
         (lab_hosts(), "node9", {}, "host 'node9' is not among the hosts given"),
         (lab_hosts(), "node1", {"hosts": ["node1", "node9"]}, "hosts node9 are not in the input"),
         (lab_hosts(), "node1", {"hosts": "node1"}, "hosts must be a list of host names"),
-        ([{"cnm_underlay_ip": "192.0.2.1"}], "node1", {}, "item 1 of the input is not a host's variables with inventory_hostname"),
+        (
+            [{"cnm_underlay_ip": "192.0.2.1"}],
+            "node1",
+            {},
+            "item 1 of the input is not a host's variables with inventory_hostname",
+        ),
         (list(lab_hosts().values()) * 2, "node1", {}, "host node1 appears more than once in the input"),
         ({"node1": "192.0.2.11"}, "node1", {}, "the variables of host node1 are not a dict (str)"),
         ("node1", "node1", {}, "input must be a dict of host name -> hostvars or a list of hostvars, not str"),

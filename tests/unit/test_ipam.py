@@ -27,7 +27,9 @@ def test_allocation_skips_network_address_and_gateway():
 def test_allocation_skips_a_gateway_placed_inside_the_pool():
     pool = net("172.30.0.8/29")
     assert ipam.allocate(pool, SUBNET, ip("172.30.0.8"), []) == ip("172.30.0.9")
-    assert ipam.allocate(pool, SUBNET, ip("172.30.0.9"), []) == ip("172.30.0.8")  # .8 is not the subnet's network address
+    assert ipam.allocate(pool, SUBNET, ip("172.30.0.9"), []) == ip(
+        "172.30.0.8"
+    )  # .8 is not the subnet's network address
 
 
 def test_allocation_skips_gateway_and_broadcast():
@@ -125,13 +127,18 @@ def test_static_address_outside_the_subnet_is_refused():
 
 @pytest.mark.parametrize("address", ["172.30.0.0", "172.30.0.255", "172.30.0.1"])
 def test_static_address_that_is_reserved_is_refused(address):
-    with pytest.raises(CnmError, match=r"^option 'ipv4_address': %s is reserved in subnet 172\.30\.0\.0/24" % address.replace(".", r"\.")):
+    with pytest.raises(
+        CnmError,
+        match=r"^option 'ipv4_address': %s is reserved in subnet 172\.30\.0\.0/24" % address.replace(".", r"\."),
+    ):
         ipam.check_static(ip(address), SUBNET, GATEWAY, {}, "ipv4_address", "netns:a")
 
 
 def test_static_address_taken_by_another_endpoint_is_refused_naming_it():
     taken_by = {ip("172.30.0.5"): "netns:b"}
-    with pytest.raises(CnmError, match=r"^option 'endpoints\[1\]\.ipv4_address': 172\.30\.0\.5 is already taken by endpoint netns:b$"):
+    with pytest.raises(
+        CnmError, match=r"^option 'endpoints\[1\]\.ipv4_address': 172\.30\.0\.5 is already taken by endpoint netns:b$"
+    ):
         ipam.check_static(ip("172.30.0.5"), SUBNET, GATEWAY, taken_by, "endpoints[1].ipv4_address", "netns:a")
 
 
@@ -141,7 +148,9 @@ def test_static_address_held_by_the_same_endpoint_is_accepted():
 
 
 def test_static_address_of_the_wrong_version_is_refused():
-    with pytest.raises(CnmError, match=r"^option 'ipv4_address': fd00::5 is not an IPv4 address \(subnet 172\.30\.0\.0/24\)$"):
+    with pytest.raises(
+        CnmError, match=r"^option 'ipv4_address': fd00::5 is not an IPv4 address \(subnet 172\.30\.0\.0/24\)$"
+    ):
         ipam.check_static(ip("fd00::5"), SUBNET, GATEWAY, {}, "ipv4_address", "netns:a")
     with pytest.raises(CnmError, match=r"^option 'ipv6_address': 172\.30\.0\.5 is not an IPv6 address"):
         ipam.check_static(ip("172.30.0.5"), net("fd00::/64"), ip("fd00::1"), {}, "ipv6_address", "netns:a")

@@ -27,12 +27,14 @@ GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 
 # ---- derivation and rendering ----
 
+
 def test_both_ends_compute_the_same_states_for_a_pair():
     one = ipsec.render(A, [B], [KEY])
     two = ipsec.render(B, [A], [KEY])
 
     def key(state):
         return (state["src"], state["dst"], state["spi"], state["aead"]["key"], state["reqid"])
+
     assert sorted(map(key, one["states"])) == sorted(map(key, two["states"]))
 
 
@@ -63,8 +65,16 @@ def test_policies_cover_only_vxlan_udp_to_the_port_both_ways():
     policies = ipsec.render(A, [B, C], [KEY], port=4789)["policies"]
     expected = [("out", B + "/32"), ("in", A + "/32"), ("out", C + "/32"), ("in", A + "/32")]
     assert [(p["dir"], p["dst"]) for p in policies] == expected
-    assert all(p["proto"] == "udp" and p["dport"] == 4789 and p["tmpl"]["proto"] == "esp" and p["tmpl"]["reqid"] == ipsec.reqid(4789) for p in policies)
-    assert all(p["tmpl"]["spi"] is None for p in policies if p["dir"] == "in")  # any of our states may have decrypted it
+    assert all(
+        p["proto"] == "udp"
+        and p["dport"] == 4789
+        and p["tmpl"]["proto"] == "esp"
+        and p["tmpl"]["reqid"] == ipsec.reqid(4789)
+        for p in policies
+    )
+    assert all(
+        p["tmpl"]["spi"] is None for p in policies if p["dir"] == "in"
+    )  # any of our states may have decrypted it
 
 
 def test_rotation_keeps_both_keys_states_and_sends_with_the_primary():
@@ -98,6 +108,7 @@ def test_keys_are_checked_without_ever_echoing_them():
 
 # ---- MTU ----
 
+
 def esp_packet_size(inner_mtu: int) -> int:
     """The IPv4 ESP transport packet carrying a VXLAN frame of a full inner packet (RFC 4303/4106 layout)."""
     plaintext = 8 + 8 + 14 + inner_mtu  # UDP, VXLAN, inner Ethernet, inner packet
@@ -118,6 +129,7 @@ def test_the_documented_numbers():
 
 
 # ---- the netlink encoding ----
+
 
 def test_message_layouts_have_the_kernels_sizes():
     assert xfrm._SELECTOR.size == 56 and xfrm._USERSA_INFO.size == 224 and xfrm._USERSA_ID.size == 24
@@ -145,6 +157,7 @@ def test_the_state_carries_no_lifetime_limits():
 
 
 # ---- planning against a model of the kernel ----
+
 
 class FakeXfrm:
     """The kernel's XFRM tables of one host: states by (dst, spi, proto), policies by (dir, selector)."""
@@ -226,7 +239,10 @@ def test_new_states_come_first_old_ones_last():
     run(kernel, A, [B], [KEY])
     changes = run(kernel, A, [C], [KEY]).plan.summary()
     kinds = [" ".join(what.split()[:3]) for what in changes]
-    assert kinds == ["add xfrm state"] * 2 + ["add xfrm policy"] * 2 + ["delete xfrm policy"] * 2 + ["delete xfrm state"] * 2
+    assert (
+        kinds
+        == ["add xfrm state"] * 2 + ["add xfrm policy"] * 2 + ["delete xfrm policy"] * 2 + ["delete xfrm state"] * 2
+    )
 
 
 def test_peers_no_longer_listed_lose_their_states_and_absent_removes_all():
@@ -299,7 +315,9 @@ def test_a_rolling_key_rotation_never_leaves_a_sender_without_a_receiving_state(
         for v in vteps:
             run(kernels[v], v, [p for p in vteps if p != v], keys, after_each=no_gap)
     for v in vteps:
-        assert {s["spi"] for s in kernels[v].states()} == {s["spi"] for s in ipsec.render(v, [p for p in vteps if p != v], [NEW_KEY])["states"]}
+        assert {s["spi"] for s in kernels[v].states()} == {
+            s["spi"] for s in ipsec.render(v, [p for p in vteps if p != v], [NEW_KEY])["states"]
+        }
 
 
 def test_each_rotation_step_changes_only_what_it_must():
@@ -324,31 +342,58 @@ def test_skipping_step_one_is_what_loses_packets():
 
 # ---- kernel features and the firewall ----
 
+
 def test_refusal_names_every_missing_feature_and_never_falls_back():
     with pytest.raises(CnmError) as refused:
         refuse_encryption({"XFRM": True, "ESP (esp4)": False, "AES-GCM (rfc4106(gcm(aes)))": False})
     message = str(refused.value)
-    assert message.startswith("option 'encrypted'") and "ESP (esp4), AES-GCM (rfc4106(gcm(aes)))" in message and "XFRM," not in message
+    assert (
+        message.startswith("option 'encrypted'")
+        and "ESP (esp4), AES-GCM (rfc4106(gcm(aes)))" in message
+        and "XFRM," not in message
+    )
     refuse_encryption({"XFRM": True, "ESP (esp4)": True, "AES-GCM (rfc4106(gcm(aes)))": True})  # all there: no refusal
 
 
 def test_kernel_features_are_a_dict_of_booleans():
     features = ipsec.kernel_features()
-    assert set(features) == {"XFRM", "ESP (esp4)", "AES-GCM (rfc4106(gcm(aes)))"} and all(isinstance(v, bool) for v in features.values())
+    assert set(features) == {"XFRM", "ESP (esp4)", "AES-GCM (rfc4106(gcm(aes)))"} and all(
+        isinstance(v, bool) for v in features.values()
+    )
 
 
 def overlay_record(**options) -> dict:
-    record = {"driver": "overlay", "bridge_name": "br-sec", "subnet": "10.201.0.0/16", "gateway": "10.201.0.1", "ip_range": "10.201.1.0/24",
-              "ipv6_subnet": None, "ipv6_gateway": None, "mtu": 1416, "masquerade": True, "internal": False, "icc": True, "host_binding_ip": None,
-              "vni": 4300, "local_ip": A, "port": 4790, "vxlan_name": "vx-sec", "restrict_peers": True,
-              "peers": [{"vtep": B, "endpoints": []}, {"vtep": C, "endpoints": []}], "encrypted": True}
+    record = {
+        "driver": "overlay",
+        "bridge_name": "br-sec",
+        "subnet": "10.201.0.0/16",
+        "gateway": "10.201.0.1",
+        "ip_range": "10.201.1.0/24",
+        "ipv6_subnet": None,
+        "ipv6_gateway": None,
+        "mtu": 1416,
+        "masquerade": True,
+        "internal": False,
+        "icc": True,
+        "host_binding_ip": None,
+        "vni": 4300,
+        "local_ip": A,
+        "port": 4790,
+        "vxlan_name": "vx-sec",
+        "restrict_peers": True,
+        "peers": [{"vtep": B, "endpoints": []}, {"vtep": C, "endpoints": []}],
+        "encrypted": True,
+    }
     record.update(options)
     return record
 
 
 def test_an_encrypted_overlay_drops_clear_vxlan_of_its_vni_from_anyone():
     rules = [rule for rule in render({"sec": overlay_record()}) if rule.chain == INET_INPUT]
-    assert [rule.comment.split(" #")[0] for rule in rules] == ["cnm network sec vxlan peers only", "cnm network sec vxlan clear drop"]
+    assert [rule.comment.split(" #")[0] for rule in rules] == [
+        "cnm network sec vxlan peers only",
+        "cnm network sec vxlan clear drop",
+    ]
     expr = json.loads(rules[1].expr)
     assert {"match": {"op": "==", "left": {"meta": {"key": "ipsec"}}, "right": False}} in expr
     assert {"match": {"op": "==", "left": {"payload": {"base": "th", "offset": 96, "len": 24}}, "right": 4300}} in expr
@@ -356,13 +401,19 @@ def test_an_encrypted_overlay_drops_clear_vxlan_of_its_vni_from_anyone():
     assert not any("saddr" in json.dumps(e) for e in expr)  # not only from peers: from anyone
     no_peers_rule = [r for r in render({"sec": overlay_record(restrict_peers=False)}) if r.chain == INET_INPUT]
     assert [r.comment.split(" #")[0] for r in no_peers_rule] == ["cnm network sec vxlan clear drop"]
-    assert not [r for r in render({"sec": overlay_record(encrypted=False, restrict_peers=False)}) if r.chain == INET_INPUT]
+    assert not [
+        r for r in render({"sec": overlay_record(encrypted=False, restrict_peers=False)}) if r.chain == INET_INPUT
+    ]
 
 
 def test_the_encrypted_rendering_matches_the_reviewed_golden_file():
     networks = {"sec": overlay_record()}
     rules = render(networks)
-    document = {"networks": networks, "comments": [rule.comment for rule in rules], "commands": [rule.command() for rule in rules]}
+    document = {
+        "networks": networks,
+        "comments": [rule.comment for rule in rules],
+        "commands": [rule.command() for rule in rules],
+    }
     path = os.path.join(GOLDEN, "firewall_encrypted_overlay.json")
     if os.environ.get("CNM_UPDATE_GOLDEN") == "1":
         with open(path, "w") as handle:

@@ -9,7 +9,13 @@ import pytest
 
 from ansible_collections.cnm.network.plugins.module_utils import model
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
-from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, EndpointSpec, RouteSpec, parse_routes, parse_sysctls
+from ansible_collections.cnm.network.plugins.module_utils.model import (
+    BridgeNetwork,
+    EndpointSpec,
+    RouteSpec,
+    parse_routes,
+    parse_sysctls,
+)
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
 
 ip = ipaddress.ip_address
@@ -90,10 +96,17 @@ def test_bridge_record_round_trips():
 
 
 def test_trusted_sources_and_ipv6_masquerade_round_trip_sorted_by_family():
-    network = bridge(ipv6_subnet="fd00:30::/64", trusted_sources=["2001:db8:1::/48", "198.51.100.0/24", "10.0.0.0/8"], ipv6_masquerade=False)
+    network = bridge(
+        ipv6_subnet="fd00:30::/64",
+        trusted_sources=["2001:db8:1::/48", "198.51.100.0/24", "10.0.0.0/8"],
+        ipv6_masquerade=False,
+    )
     assert network.trusted_sources == (net("10.0.0.0/8"), net("198.51.100.0/24"), net("2001:db8:1::/48"))
     record = network.to_record()
-    assert (record["trusted_sources"], record["ipv6_masquerade"]) == (["10.0.0.0/8", "198.51.100.0/24", "2001:db8:1::/48"], False)
+    assert (record["trusted_sources"], record["ipv6_masquerade"]) == (
+        ["10.0.0.0/8", "198.51.100.0/24", "2001:db8:1::/48"],
+        False,
+    )
     assert BridgeNetwork.from_record("web", record) == network
 
 
@@ -105,8 +118,15 @@ def test_an_older_record_without_the_new_keys_reads_as_the_defaults():
 
 
 def test_an_overlay_keeps_its_trusted_sources():
-    overlay = model.OverlayNetwork.from_overlay_params({"name": "ov", "subnet": "10.200.0.0/24", "vni": 42, "local_ip": "192.0.2.11",
-                                                        "trusted_sources": ["192.0.2.0/24"]})
+    overlay = model.OverlayNetwork.from_overlay_params(
+        {
+            "name": "ov",
+            "subnet": "10.200.0.0/24",
+            "vni": 42,
+            "local_ip": "192.0.2.11",
+            "trusted_sources": ["192.0.2.0/24"],
+        }
+    )
     assert overlay.to_record()["trusted_sources"] == ["192.0.2.0/24"]
 
 
@@ -151,15 +171,31 @@ def test_bridge_alias_names_the_network():
         (dict(mtu=1279, ipv6_subnet="fd00::/64"), "mtu", "1280 to 65535 with IPv6"),
         (dict(trusted_sources="192.0.2.0/24"), "trusted_sources", "must be a list of CIDRs"),
         (dict(trusted_sources=["192.0.2.0/24", "not-a-cidr/8"]), "trusted_sources[1]", "is not a valid CIDR"),
-        (dict(trusted_sources=["192.0.2.1"]), "trusted_sources[0]", "is not a CIDR: give an address and a prefix length"),
-        (dict(trusted_sources=["192.0.2.1/24"]), "trusted_sources[0]", "has host bits set: the network is 192.0.2.0/24"),
+        (
+            dict(trusted_sources=["192.0.2.1"]),
+            "trusted_sources[0]",
+            "is not a CIDR: give an address and a prefix length",
+        ),
+        (
+            dict(trusted_sources=["192.0.2.1/24"]),
+            "trusted_sources[0]",
+            "has host bits set: the network is 192.0.2.0/24",
+        ),
         (dict(trusted_sources=["2001:db8::/129"]), "trusted_sources[0]", "is not a valid CIDR"),
         (dict(trusted_sources=[{"cidr": "192.0.2.0/24"}]), "trusted_sources[0]", "is not a CIDR"),
         (dict(trusted_sources=["192.0.2.0/24", "192.0.2.0/24"]), "trusted_sources", "lists one CIDR twice"),
-        (dict(trusted_sources=["192.0.2.0/24"], internal=True), "trusted_sources", "cannot be used with internal: true"),
+        (
+            dict(trusted_sources=["192.0.2.0/24"], internal=True),
+            "trusted_sources",
+            "cannot be used with internal: true",
+        ),
         (dict(ipv6_masquerade=True), "ipv6_masquerade", "needs ipv6_subnet"),
         (dict(ipv6_masquerade="yes", ipv6_subnet="fd00::/64"), "ipv6_masquerade", "must be true, false or null"),
-        (dict(ipv6_masquerade=True, ipv6_subnet="fd00::/64", internal=True), "ipv6_masquerade", "cannot be used with internal: true"),
+        (
+            dict(ipv6_masquerade=True, ipv6_subnet="fd00::/64", internal=True),
+            "ipv6_masquerade",
+            "cannot be used with internal: true",
+        ),
     ],
 )
 def test_bad_bridge_option_is_refused_naming_the_option(params, option, text):
@@ -192,13 +228,18 @@ def test_endpoint_defaults():
     assert spec.routes == () and spec.sysctls == ()
 
 
-@pytest.mark.parametrize("kind, value, key", [("netns", "a", "netns:a"), ("netns_path", "/proc/1/ns/net", "netns_path:/proc/1/ns/net"), ("pid", 1, "pid:1")])
+@pytest.mark.parametrize(
+    "kind, value, key",
+    [("netns", "a", "netns:a"), ("netns_path", "/proc/1/ns/net", "netns_path:/proc/1/ns/net"), ("pid", 1, "pid:1")],
+)
 def test_endpoint_sandbox_is_given_by_exactly_one_option(kind, value, key):
     spec = EndpointSpec.from_params({"network": "web", kind: value})
     assert spec.sandbox.kind == kind and spec.sandbox.key == key
 
 
-@pytest.mark.parametrize("sandbox", [{}, {"netns": "a", "pid": 1}, {"netns": "a", "netns_path": "/run/netns/a"}, {"netns": "", "pid": None}])
+@pytest.mark.parametrize(
+    "sandbox", [{}, {"netns": "a", "pid": 1}, {"netns": "a", "netns_path": "/run/netns/a"}, {"netns": "", "pid": None}]
+)
 def test_endpoint_needs_exactly_one_sandbox_option(sandbox):
     with refused("netns") as raised:
         EndpointSpec.from_params(dict({"network": "web"}, **sandbox))
@@ -289,7 +330,9 @@ def test_endpoint_addresses_are_parsed():
     assert spec.ipv4_address == ip("172.30.0.5") and spec.ipv6_address == ip("fd00:30::5")
 
 
-@pytest.mark.parametrize("given", ["02:42:AC:1E:00:02", "02-42-ac-1e-00-02", " 02:42:ac:1e:00:02 ", "02-42-AC-1E-00-02"])
+@pytest.mark.parametrize(
+    "given", ["02:42:AC:1E:00:02", "02-42-ac-1e-00-02", " 02:42:ac:1e:00:02 ", "02-42-AC-1E-00-02"]
+)
 def test_endpoint_mac_is_normalised_to_lower_case_with_colons(given):
     assert endpoint(mac_address=given).mac_address == "02:42:ac:1e:00:02"
 
@@ -319,7 +362,10 @@ def test_unset_flags_keep_their_defaults():
 
 
 def test_endpoint_routes_and_sysctls_are_normalised():
-    spec = endpoint(routes=["default", {"dst": "10.99.0.0/16", "gateway": "172.30.0.254"}], sysctls={"net.ipv4.conf.IFNAME.rp_filter": 2})
+    spec = endpoint(
+        routes=["default", {"dst": "10.99.0.0/16", "gateway": "172.30.0.254"}],
+        sysctls={"net.ipv4.conf.IFNAME.rp_filter": 2},
+    )
     assert spec.routes == (RouteSpec(net("0.0.0.0/0"), None), RouteSpec(net("10.99.0.0/16"), ip("172.30.0.254")))
     assert spec.sysctls == (("net.ipv4.conf.IFNAME.rp_filter", "2"),)
 
@@ -332,18 +378,25 @@ def test_route_default_without_gateway_is_the_ipv4_default():
 
 
 def test_route_default_with_an_ipv6_gateway_is_the_ipv6_default():
-    assert parse_routes("routes", [{"dst": "default", "gateway": "fd00:30::1"}]) == (RouteSpec(net("::/0"), ip("fd00:30::1")),)
+    assert parse_routes("routes", [{"dst": "default", "gateway": "fd00:30::1"}]) == (
+        RouteSpec(net("::/0"), ip("fd00:30::1")),
+    )
 
 
 def test_ipv4_and_ipv6_defaults_can_both_be_listed():
-    routes = parse_routes("routes", [{"dst": "default", "gateway": "172.30.0.1"}, {"dst": "default", "gateway": "fd00:30::1"}])
+    routes = parse_routes(
+        "routes", [{"dst": "default", "gateway": "172.30.0.1"}, {"dst": "default", "gateway": "fd00:30::1"}]
+    )
     assert [r.dst for r in routes] == [net("0.0.0.0/0"), net("::/0")]
 
 
 def test_route_destinations_are_normalised():
     routes = parse_routes("routes", ["10.99.1.7/16", {"dst": "FD00:99::1/48"}])
     assert [r.dst for r in routes] == [net("10.99.0.0/16"), net("fd00:99::/48")]
-    assert [r.to_record() for r in routes] == [{"dst": "10.99.0.0/16", "gateway": None}, {"dst": "fd00:99::/48", "gateway": None}]
+    assert [r.to_record() for r in routes] == [
+        {"dst": "10.99.0.0/16", "gateway": None},
+        {"dst": "fd00:99::/48", "gateway": None},
+    ]
 
 
 def test_no_routes_is_an_empty_tuple():
@@ -407,7 +460,7 @@ class FakeRuntime:
         self.calls.append(argv)
         if self.failure:
             return self.failure[0], "", self.failure[1]
-        names = argv[argv.index("--format") + 2:]
+        names = argv[argv.index("--format") + 2 :]
         out, err = [], []
         for name in names:
             if name in self.containers:
@@ -422,7 +475,9 @@ class FakeRuntime:
 def runtime():
     from ansible_collections.cnm.network.plugins.module_utils import netns
 
-    fake = FakeRuntime({"web1": ("a" * 64, 4242, "running"), "web2": ("b" * 64, 4343, "running"), "old": ("c" * 64, 0, "exited")})
+    fake = FakeRuntime(
+        {"web1": ("a" * 64, 4242, "running"), "web2": ("b" * 64, 4343, "running"), "old": ("c" * 64, 0, "exited")}
+    )
     netns.CONTAINERS.attach(fake)
     yield fake
     netns.CONTAINERS.attach(None)
@@ -436,14 +491,18 @@ def test_endpoint_container_defaults_to_docker_and_is_keyed_by_runtime_and_name(
     assert podman.sandbox.key == "container:podman/web1"
 
 
-@pytest.mark.parametrize("key", ["container:docker/web1", "container:podman/a.b_c-1", "netns:a", "pid:12", "netns_path:/proc/1/ns/net"])
+@pytest.mark.parametrize(
+    "key", ["container:docker/web1", "container:podman/a.b_c-1", "netns:a", "pid:12", "netns_path:/proc/1/ns/net"]
+)
 def test_sandbox_keys_round_trip(key):
     assert SandboxRef.from_key(key).key == key
 
 
 def test_container_runtime_is_ignored_for_other_sandboxes_of_a_batch():
     """The top-level container_runtime is every item's default, also of items that give a netns."""
-    assert EndpointSpec.from_params({"network": "web", "netns": "a", "container_runtime": "podman"}).sandbox == SandboxRef("netns", "a")
+    assert EndpointSpec.from_params(
+        {"network": "web", "netns": "a", "container_runtime": "podman"}
+    ).sandbox == SandboxRef("netns", "a")
 
 
 @pytest.mark.parametrize(
@@ -452,7 +511,11 @@ def test_container_runtime_is_ignored_for_other_sandboxes_of_a_batch():
         (dict(netns=None, container="web/1"), "container", "is not a container name or ID"),
         (dict(netns=None, container="-x"), "container", "is not a container name or ID"),
         (dict(netns=None, container="x" * 129), "container", "is not a container name or ID"),
-        (dict(netns=None, container="web1", container_runtime="lxc"), "container_runtime", "is not a supported container runtime (docker, podman)"),
+        (
+            dict(netns=None, container="web1", container_runtime="lxc"),
+            "container_runtime",
+            "is not a supported container runtime (docker, podman)",
+        ),
         (dict(container="web1"), "netns", "exactly one of netns, netns_path, pid and container"),
         (dict(network="host", netns=None, container="web1"), "container", "give 'netns'"),
     ],
@@ -473,8 +536,14 @@ def test_batch_container_errors_name_the_item():
     [
         ({"container_runtime": "podman", "netns": "a"}, "container_runtime"),
         ({"container_runtime": "podman", "endpoints": [{"netns": "a"}]}, "container_runtime"),
-        ({"container": "web1", "endpoints": [{"netns": "a", "container_runtime": "podman"}]}, "endpoints[0].container_runtime"),
-        ({"endpoints": [{"container": "web1"}, {"pid": 3, "container_runtime": "docker"}]}, "endpoints[1].container_runtime"),
+        (
+            {"container": "web1", "endpoints": [{"netns": "a", "container_runtime": "podman"}]},
+            "endpoints[0].container_runtime",
+        ),
+        (
+            {"endpoints": [{"container": "web1"}, {"pid": 3, "container_runtime": "docker"}]},
+            "endpoints[1].container_runtime",
+        ),
     ],
 )
 def test_container_runtime_without_container_is_refused(params, option):
@@ -487,7 +556,10 @@ def test_container_runtime_without_container_is_refused(params, option):
     [
         {"container": "web1", "container_runtime": "podman"},
         {"container_runtime": "podman", "endpoints": [{"container": "a"}, {"netns": "b"}]},
-        {"container": "web1", "endpoints": [{"container_runtime": "podman"}]},  # the item inherits the top-level container
+        {
+            "container": "web1",
+            "endpoints": [{"container_runtime": "podman"}],
+        },  # the item inherits the top-level container
         {"netns": "a"},
     ],
 )
@@ -530,7 +602,10 @@ def test_a_missing_runtime_is_an_error_naming_container_runtime_when_asked_for(r
 
 
 def test_an_unreachable_engine_is_an_error_not_a_vanished_container(runtime):
-    runtime.failure = (1, "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
+    runtime.failure = (
+        1,
+        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+    )
     with refused("container_runtime") as raised:
         SandboxRef.from_key("container:docker/web1").exists()
     assert "Cannot connect to the Docker daemon" in str(raised.value)
@@ -540,7 +615,9 @@ def test_inspect_output_is_matched_by_name_or_id_when_some_names_are_unknown():
     from ansible_collections.cnm.network.plugins.module_utils.netns import parse_inspect
 
     out = "%s 11 running /web1\n%s 0 created web2\n" % ("a" * 64, "b" * 64)
-    found = parse_inspect("docker", ["bbbb", "nope", "web1"], 1, out, "Error: No such container: nope", "container_runtime")
+    found = parse_inspect(
+        "docker", ["bbbb", "nope", "web1"], 1, out, "Error: No such container: nope", "container_runtime"
+    )
     assert found[("docker", "web1")].pid == 11 and found[("docker", "bbbb")].status == "created"
     assert found[("docker", "nope")] is None
     with refused("container_runtime"):
@@ -548,7 +625,27 @@ def test_inspect_output_is_matched_by_name_or_id_when_some_names_are_unknown():
 
 
 # ---- issue 11: names as data, limits up front ----
-@pytest.mark.parametrize("name", ["br*", "br+", 'br"x', "br'x", "br\\x", "br x", "br\tx", "br-x\n", "a/b", "a:b", "a%d", "..", ".", "", "brü", "b" * 16])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "br*",
+        "br+",
+        'br"x',
+        "br'x",
+        "br\\x",
+        "br x",
+        "br\tx",
+        "br-x\n",
+        "a/b",
+        "a:b",
+        "a%d",
+        "..",
+        ".",
+        "",
+        "brü",
+        "b" * 16,
+    ],
+)
 def test_interface_names_outside_the_allow_list_are_refused(name):
     with refused("bridge_name"):
         model.check_ifname("bridge_name", name)
@@ -568,8 +665,14 @@ def test_unprintable_names_are_shown_escaped():
 @pytest.mark.parametrize(
     "subnet, option",
     [
-        ("127.0.0.0/8", "subnet"), ("127.1.2.0/24", "subnet"), ("224.0.0.0/24", "subnet"), ("239.255.0.0/16", "subnet"),
-        ("169.254.0.0/24", "subnet"), ("0.0.0.0/24", "subnet"), ("0.0.0.0/0", "subnet"), ("255.255.255.0/24", "subnet"),
+        ("127.0.0.0/8", "subnet"),
+        ("127.1.2.0/24", "subnet"),
+        ("224.0.0.0/24", "subnet"),
+        ("239.255.0.0/16", "subnet"),
+        ("169.254.0.0/24", "subnet"),
+        ("0.0.0.0/24", "subnet"),
+        ("0.0.0.0/0", "subnet"),
+        ("255.255.255.0/24", "subnet"),
     ],
 )
 def test_reserved_ipv4_subnets_are_refused(subnet, option):
@@ -588,8 +691,19 @@ def test_ordinary_subnets_pass_the_scope_check():
         model.check_subnet_scope("subnet", ipaddress.ip_network(subnet))
 
 
-@pytest.mark.parametrize("mtu, ipv6, ok", [(68, False, True), (576, False, True), (1279, False, True), (1279, True, False), (1280, True, True),
-                                           (67, False, False), (65536, False, False), (True, False, False)])
+@pytest.mark.parametrize(
+    "mtu, ipv6, ok",
+    [
+        (68, False, True),
+        (576, False, True),
+        (1279, False, True),
+        (1279, True, False),
+        (1280, True, True),
+        (67, False, False),
+        (65536, False, False),
+        (True, False, False),
+    ],
+)
 def test_mtu_against_the_address_families(mtu, ipv6, ok):
     if ok:
         assert model.check_mtu("mtu", mtu, ipv6) == mtu

@@ -37,24 +37,58 @@ EE = yaml.safe_load((REPO / "execution-environment.yml").read_text())
 
 # bindep's platform profiles of a few distributions of each OS family the role knows.
 PLATFORMS = {
-    "Debian": [["platform:debian", "platform:dpkg", "platform:debian-12"], ["platform:ubuntu", "platform:dpkg", "platform:ubuntu-24.04"]],
-    "RedHat": [["platform:fedora", "platform:redhat", "platform:rpm"], ["platform:rhel", "platform:redhat", "platform:rpm", "platform:rhel-9"],
-               ["platform:centos", "platform:redhat", "platform:rpm"], ["platform:rocky", "platform:redhat", "platform:rpm"]],
+    "Debian": [
+        ["platform:debian", "platform:dpkg", "platform:debian-12"],
+        ["platform:ubuntu", "platform:dpkg", "platform:ubuntu-24.04"],
+    ],
+    "RedHat": [
+        ["platform:fedora", "platform:redhat", "platform:rpm"],
+        ["platform:rhel", "platform:redhat", "platform:rpm", "platform:rhel-9"],
+        ["platform:centos", "platform:redhat", "platform:rpm"],
+        ["platform:rocky", "platform:redhat", "platform:rpm"],
+    ],
     "Suse": [["platform:opensuse", "platform:suse", "platform:rpm"]],
     "Alpine": [["platform:alpine", "platform:apk"]],
     "Archlinux": [["platform:arch", "platform:pacman"]],
 }
 # Top-level entries of the collection tarball that an execution environment does not need.
-DEV_ONLY = {"tests", "bench", "scripts", "molecule", "guestlab", "pyproject.toml", "requirements-dev.txt", "execution-environment.yml",
-            "ansible.cfg", ".ansible-lint", ".gitignore", ".ci"}
+DEV_ONLY = {
+    "tests",
+    "bench",
+    "scripts",
+    "molecule",
+    "guestlab",
+    "pyproject.toml",
+    "requirements-dev.txt",
+    "execution-environment.yml",
+    "ansible.cfg",
+    ".ansible-lint",
+    ".gitignore",
+    ".ci",
+}
 # Local state that must never reach the tarball (planted in the copy that is built).
-LOCAL_STATE = [".venv/lib/x.py", ".venv-2.19/bin/python", ".lab/cnmlab.yml", ".ansible/collections/x", ".pytest_cache/v",
-               ".ruff_cache/x", "bench/results/x.json", "tests/output/junit.xml", "guestlab/cache/rootfs.raw", ".guestlab/state",
-               "context/Containerfile", "plugins/modules/__pycache__/x.cpython-312.pyc", "cnm-network-0.0.1.tar.gz", "collections/x"]
+LOCAL_STATE = [
+    ".venv/lib/x.py",
+    ".venv-2.19/bin/python",
+    ".lab/cnmlab.yml",
+    ".ansible/collections/x",
+    ".pytest_cache/v",
+    ".ruff_cache/x",
+    "bench/results/x.json",
+    "tests/output/junit.xml",
+    "guestlab/cache/rootfs.raw",
+    ".guestlab/state",
+    "context/Containerfile",
+    "plugins/modules/__pycache__/x.cpython-312.pyc",
+    "cnm-network-0.0.1.tar.gz",
+    "collections/x",
+]
 
 
 def requirement_lines(path: Path) -> list:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def bindep_rules():
@@ -104,8 +138,11 @@ def test_the_oldest_pyroute2_is_the_same_everywhere():
 
 def test_cnm_prepare_looks_in_the_system_pythons_the_modules_respawn_under():
     tree = ast.parse((REPO / "plugins" / "module_utils" / "host.py").read_text())
-    (pythons,) = [ast.literal_eval(node.value) for node in tree.body
-                  if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["SYSTEM_PYTHONS"]]
+    (pythons,) = [
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["SYSTEM_PYTHONS"]
+    ]
     assert PREPARE_DEFAULTS["cnm_prepare_pyroute2_pythons"] == pythons
 
 
@@ -139,8 +176,13 @@ def test_bindep_default_profile_is_the_controller_s_nsenter_only(family):
 @pytest.fixture(scope="module")
 def ee_context(tmp_path_factory) -> Path:
     context = tmp_path_factory.mktemp("ee") / "context"
-    subprocess.run([str(BIN / "ansible-builder"), "create", "-f", str(REPO / "execution-environment.yml"), "-c", str(context)],
-                   cwd=REPO, check=True, capture_output=True, text=True)
+    subprocess.run(
+        [str(BIN / "ansible-builder"), "create", "-f", str(REPO / "execution-environment.yml"), "-c", str(context)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return context
 
 
@@ -157,7 +199,9 @@ def test_ee_definition_is_version_3_on_a_public_base_with_a_supported_ansible_co
     assert 'ARG ANSIBLE_GALAXY_CLI_COLLECTION_OPTS="--offline"' in containerfile
     requires = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())["requires_ansible"]
     assert requires == ">=2.19.0" and EE["dependencies"]["ansible_core"]["package_pip"] == "ansible-core>=2.19,<2.22"
-    assert EE["dependencies"]["python_interpreter"]["python_path"] == "/usr/bin/python3.12"  # ansible-core 2.19+ needs >= 3.11
+    assert (
+        EE["dependencies"]["python_interpreter"]["python_path"] == "/usr/bin/python3.12"
+    )  # ansible-core 2.19+ needs >= 3.11
 
 
 def test_ee_context_installs_this_collection_offline_and_ansible_builder_finds_its_requirements(ee_context, tmp_path):
@@ -165,26 +209,64 @@ def test_ee_context_installs_this_collection_offline_and_ansible_builder_finds_i
     installed = tmp_path / "collections"
     env = isolated_ansible_env(tmp_path, installed)
     # The Containerfile's galaxy stage: WORKDIR /build, then this command.
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "-r", "requirements.yml", "--collections-path", str(installed)],
-                   cwd=build, env=env, check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            str(BIN / "ansible-galaxy"),
+            "collection",
+            "install",
+            "--offline",
+            "-r",
+            "requirements.yml",
+            "--collections-path",
+            str(installed),
+        ],
+        cwd=build,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     root = installed / "ansible_collections" / "cnm" / "network"
     manifest = json.loads((root / "MANIFEST.json").read_text())["collection_info"]
     assert (manifest["namespace"], manifest["name"], manifest["version"]) == ("cnm", "network", GALAXY["version"])
-    assert {p.name for p in (root / "plugins" / "modules").glob("*.py")} == {p.name for p in (REPO / "plugins" / "modules").glob("*.py")}
-    assert sorted(p.name for p in (root / "roles").iterdir()) == sorted(p.name for p in (REPO / "roles").iterdir() if p.is_dir())
+    assert {p.name for p in (root / "plugins" / "modules").glob("*.py")} == {
+        p.name for p in (REPO / "plugins" / "modules").glob("*.py")
+    }
+    assert sorted(p.name for p in (root / "roles").iterdir()) == sorted(
+        p.name for p in (REPO / "roles").iterdir() if p.is_dir()
+    )
 
     # The builder stage: introspect.py over the installed collections, plus the EE's own bindep lines.
-    out = subprocess.run([sys.executable, str(build / "scripts" / "introspect.py"), "introspect", str(installed), "--user-bindep", str(build / "bindep.txt")],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(build / "scripts" / "introspect.py"),
+            "introspect",
+            str(installed),
+            "--user-bindep",
+            str(build / "bindep.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     found = yaml.safe_load(out)
     assert [line.split("#")[0].strip() for line in found["python"]] == requirement_lines(REPO / "requirements.txt")
     system = [line.split("  #")[0].strip() for line in found["system"]]
     assert system[: len(requirement_lines(REPO / "bindep.txt"))] == requirement_lines(REPO / "bindep.txt")
     assert "openssh-clients [platform:rpm]" in system
 
-    listed = subprocess.run([str(BIN / "ansible-doc"), "-t", "module", "-l", "cnm.network", "-j"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, check=True).stdout
-    assert sorted(json.loads(listed)) == sorted("cnm.network." + p.stem for p in (REPO / "plugins" / "modules").glob("cnm_*.py"))
+    listed = subprocess.run(
+        [str(BIN / "ansible-doc"), "-t", "module", "-l", "cnm.network", "-j"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert sorted(json.loads(listed)) == sorted(
+        "cnm.network." + p.stem for p in (REPO / "plugins" / "modules").glob("cnm_*.py")
+    )
 
 
 # --- galaxy.yml and the tarball ---------------------------------------------------------------
@@ -193,14 +275,18 @@ def test_ee_context_installs_this_collection_offline_and_ansible_builder_finds_i
 def copy_checkout(dest: Path) -> None:
     """The checkout as a clone plus work in progress has it: tracked and untracked files that git does not ignore."""
     if shutil.which("git") and (REPO / ".git").exists():
-        files = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, check=True).stdout
+        files = subprocess.run(
+            ["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, check=True
+        ).stdout
         for name in filter(None, files.decode().split("\0")):
             source = REPO / name
             if source.is_file():
                 (dest / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, dest / name)
     else:
-        shutil.copytree(REPO, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".venv*", ".lab", ".git", "__pycache__"))
+        shutil.copytree(
+            REPO, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".venv*", ".lab", ".git", "__pycache__")
+        )
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +299,14 @@ def tarball_names(tmp_path_factory) -> list:
         (src / name).write_text("local state\n")
     out.mkdir()
     env = isolated_ansible_env(work, work / "none")
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(out), str(src)], cwd=work, env=env,
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(out), str(src)],
+        cwd=work,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     (tarball,) = out.glob("cnm-network-*.tar.gz")
     assert tarball.name == "cnm-network-%s.tar.gz" % GALAXY["version"]
     with tarfile.open(tarball) as archive:
@@ -224,15 +316,25 @@ def tarball_names(tmp_path_factory) -> list:
 def test_build_ignore_keeps_local_state_out_of_the_tarball(tarball_names):
     assert [name for name in LOCAL_STATE if name in tarball_names] == []
     assert not [name for name in tarball_names if "__pycache__" in name or name.endswith(".pyc")]
-    for wanted in ("galaxy.yml", "README.md", "meta/runtime.yml", "meta/execution-environment.yml", "requirements.txt", "bindep.txt",
-                   "changelogs/changelog.yaml", "roles/cnm_prepare/meta/argument_specs.yml"):
+    for wanted in (
+        "galaxy.yml",
+        "README.md",
+        "meta/runtime.yml",
+        "meta/execution-environment.yml",
+        "requirements.txt",
+        "bindep.txt",
+        "changelogs/changelog.yaml",
+        "roles/cnm_prepare/meta/argument_specs.yml",
+    ):
         assert wanted in tarball_names or (wanted == "galaxy.yml" and "MANIFEST.json" in tarball_names), wanted
 
 
 def test_ee_copies_everything_the_collection_holds_but_development_files(tarball_names):
     top = {name.split("/")[0] for name in tarball_names} - {"MANIFEST.json", "FILES.json"}
     copied = {Path(item["src"]).parts[0] for item in EE["additional_build_files"]}
-    assert sorted(top - copied - DEV_ONLY) == [], "add these to execution-environment.yml's additional_build_files, or to DEV_ONLY here"
+    assert sorted(top - copied - DEV_ONLY) == [], (
+        "add these to execution-environment.yml's additional_build_files, or to DEV_ONLY here"
+    )
     assert sorted(copied - top - {"galaxy.yml"}) == []
     assert all(item["dest"].startswith("cnm_network") for item in EE["additional_build_files"])
 
@@ -278,7 +380,11 @@ def test_released_fragments_are_not_edited_afterwards():
                 continue
             for section, entries in fragment_entries(path).items():
                 released = {squash(entry) for entry in changes.get(section, [])}
-                edited += ["%s (released in %s): %s" % (name, version, entry[:60]) for entry in entries if squash(entry) not in released]
+                edited += [
+                    "%s (released in %s): %s" % (name, version, entry[:60])
+                    for entry in entries
+                    if squash(entry) not in released
+                ]
     assert edited == [], "put new changes in a new fragment file; released ones are frozen"
 
 
@@ -288,8 +394,11 @@ def test_galaxy_version_is_the_next_release_while_anything_is_unreleased():
         return
     latest = releases[-1]
     released_fragments = {name for release in CHANGELOG["releases"].values() for name in release.get("fragments", [])}
-    unreleased = sorted(p.name for p in (REPO / "changelogs" / "fragments").glob("*.y*ml") if p.name not in released_fragments)
+    unreleased = sorted(
+        p.name for p in (REPO / "changelogs" / "fragments").glob("*.y*ml") if p.name not in released_fragments
+    )
     assert version_key(GALAXY["version"]) >= version_key(latest)
     if unreleased:
-        assert version_key(GALAXY["version"]) > version_key(latest), "galaxy.yml still says %s, released already; unreleased: %s" % (
-            latest, unreleased)
+        assert version_key(GALAXY["version"]) > version_key(latest), (
+            "galaxy.yml still says %s, released already; unreleased: %s" % (latest, unreleased)
+        )

@@ -30,7 +30,14 @@ class Journal:
 def plan_of(journal: Journal, *names: str) -> Plan:
     plan = Plan()
     for name in names:
-        plan.add("object %s" % name, "make %s" % name, None, {"name": name}, journal.action("do " + name), journal.action("undo " + name))
+        plan.add(
+            "object %s" % name,
+            "make %s" % name,
+            None,
+            {"name": name},
+            journal.action("do " + name),
+            journal.action("undo " + name),
+        )
     return plan
 
 
@@ -89,12 +96,22 @@ def test_undo_errors_are_reported_and_the_rest_is_still_undone():
     journal = Journal()
     plan = Plan()
     plan.add("object a", "make a", None, {}, journal.action("do a"), journal.action("undo a"))
-    plan.add("object b", "make b", None, {}, journal.action("do b"), journal.failing(OSError(errno.EBUSY, "Device or resource busy")))
+    plan.add(
+        "object b",
+        "make b",
+        None,
+        {},
+        journal.action("do b"),
+        journal.failing(OSError(errno.EBUSY, "Device or resource busy")),
+    )
     plan.add("object c", "make c", None, {}, journal.failing(RuntimeError("boom")))
     with pytest.raises(CnmError) as raised:
         plan.execute(check=False)
     assert journal.events == ["do a", "do b", "fail", "fail", "undo a"]
-    assert str(raised.value) == "make c failed: boom; undid 1 earlier change(s); undo incomplete: object b: Device or resource busy (errno 16)"
+    assert (
+        str(raised.value) == "make c failed: boom; undid 1 earlier change(s); undo incomplete: object b: "
+        "Device or resource busy (errno 16)"
+    )
 
 
 def test_changes_without_an_undo_are_skipped_when_undoing():
@@ -176,16 +193,26 @@ def test_diff_and_summary_are_the_same_in_check_mode_and_real_run():
 
 
 def test_the_diff_merges_every_change_of_one_object():
-    """A new network: the bridge made, then its IPv6 sysctl set - the diff shows both, and no before (it did not exist)."""
+    """A new network: the bridge made, then its IPv6 sysctl set - the diff shows both, and no before (it did not
+    exist)."""
     plan = Plan()
     noop = Journal().action("x")
     plan.add("network web", "create bridge br-web", None, {"bridge": "br-web", "mtu": 1500}, noop)
     plan.add("network web", "set disable_ipv6", {"disable_ipv6": None}, {"disable_ipv6": "1"}, noop)
-    plan.add("sandbox a", "remove default route", {"default_ipv4": "eth0 via 10.0.0.1", "sysctls": {}}, {"default_ipv4": None}, noop)
+    plan.add(
+        "sandbox a",
+        "remove default route",
+        {"default_ipv4": "eth0 via 10.0.0.1", "sysctls": {}},
+        {"default_ipv4": None},
+        noop,
+    )
     plan.add("sandbox a", "set a sysctl", {"sysctls": {"x": "0"}, "other": 1}, {"sysctls": {"x": "1"}}, noop)
     assert plan.diff() == {
         "before": {"sandbox a": {"default_ipv4": "eth0 via 10.0.0.1", "sysctls": {}, "other": 1}},
-        "after": {"network web": {"bridge": "br-web", "mtu": 1500, "disable_ipv6": "1"}, "sandbox a": {"default_ipv4": None, "sysctls": {"x": "1"}}},
+        "after": {
+            "network web": {"bridge": "br-web", "mtu": 1500, "disable_ipv6": "1"},
+            "sandbox a": {"default_ipv4": None, "sysctls": {"x": "1"}},
+        },
     }
 
 
@@ -199,9 +226,13 @@ def test_the_diff_of_an_object_removed_last_has_no_after():
     assert plan.diff()["after"] == {"network web": {"bridge": "br-web"}}
 
 
-GONE = [Gone("no interface br-x in the host"), OSError(errno.ENODEV, "No such device"),
-        FileNotFoundError(errno.ENOENT, "No such file"), OSError(errno.EADDRNOTAVAIL, "Cannot assign"),
-        OSError(errno.ESRCH, "No such process")]
+GONE = [
+    Gone("no interface br-x in the host"),
+    OSError(errno.ENODEV, "No such device"),
+    FileNotFoundError(errno.ENOENT, "No such file"),
+    OSError(errno.EADDRNOTAVAIL, "Cannot assign"),
+    OSError(errno.ESRCH, "No such process"),
+]
 
 
 @pytest.mark.parametrize("exc", GONE, ids=["gone", "enodev", "enoent", "eaddrnotavail", "esrch"])
@@ -233,8 +264,14 @@ def test_a_failed_run_reports_the_records_its_lasting_changes_removed():
     """A record goes from the store only when every change that removes a part of it stays done."""
     journal = Journal()
     plan = Plan()
-    plan.add("veths", "delete veths", {}, None, journal.action("veths"),
-             forgets=(("endpoint", "web|a"), ("endpoint", "web|b")))
+    plan.add(
+        "veths",
+        "delete veths",
+        {},
+        None,
+        journal.action("veths"),
+        forgets=(("endpoint", "web|a"), ("endpoint", "web|b")),
+    )
     plan.add("network web", "delete bridge br-web", {}, None, journal.action("bridge"), forgets=(("network", "web"),))
     plan.add("overlay web", "delete vxlan vx-web", {}, None, journal.action("vxlan"), forgets=(("network", "web"),))
     plan.add("firewall", "apply", None, None, journal.action("fw"), journal.action("undo fw"))
@@ -243,18 +280,33 @@ def test_a_failed_run_reports_the_records_its_lasting_changes_removed():
         plan.execute(check=False)
     assert journal.events == ["veths", "bridge", "vxlan", "fw", "fail", "undo fw"]
     assert plan.forgotten() == ([("endpoint", "web|a"), ("endpoint", "web|b"), ("network", "web")], [])
-    assert str(failure.value) == ("write the store failed: Input/output error (errno 5); undid 1 earlier change(s); "
-                                  "stays done: delete veths; delete bridge br-web; delete vxlan vx-web")
+    assert str(failure.value) == (
+        "write the store failed: Input/output error (errno 5); undid 1 earlier change(s); "
+        "stays done: delete veths; delete bridge br-web; delete vxlan vx-web"
+    )
 
 
 def test_a_record_partly_removed_stays_and_an_undone_removal_is_not_forgotten():
     journal = Journal()
     plan = Plan()
     plan.add("network web", "delete bridge br-web", {}, None, journal.action("bridge"), forgets=(("network", "web"),))
-    plan.add("ipsec", "delete xfrm state", {}, None, journal.action("xfrm"), journal.action("undo xfrm"),
-             forgets=(("network", "web"), ("network", "other")))
-    plan.add("overlay web", "delete vxlan vx-web", {}, None, journal.failing(RuntimeError("boom")),
-             forgets=(("network", "web"),))
+    plan.add(
+        "ipsec",
+        "delete xfrm state",
+        {},
+        None,
+        journal.action("xfrm"),
+        journal.action("undo xfrm"),
+        forgets=(("network", "web"), ("network", "other")),
+    )
+    plan.add(
+        "overlay web",
+        "delete vxlan vx-web",
+        {},
+        None,
+        journal.failing(RuntimeError("boom")),
+        forgets=(("network", "web"),),
+    )
     with pytest.raises(CnmError):
         plan.execute(check=False)
     assert plan.forgotten() == ([], [("network", "web")])  # the undone xfrm change keeps "other" whole
@@ -263,8 +315,15 @@ def test_a_record_partly_removed_stays_and_an_undone_removal_is_not_forgotten():
 def test_a_removal_whose_undo_fails_stays_done():
     journal = Journal()
     plan = Plan()
-    plan.add("route", "remove route", {}, None, journal.action("route"),
-             journal.failing(OSError(errno.ENODEV, "No such device")), forgets=(("endpoint", "lan|a"),))
+    plan.add(
+        "route",
+        "remove route",
+        {},
+        None,
+        journal.action("route"),
+        journal.failing(OSError(errno.ENODEV, "No such device")),
+        forgets=(("endpoint", "lan|a"),),
+    )
     plan.add("store", "write the store", None, None, journal.failing(RuntimeError("boom")))
     with pytest.raises(CnmError) as failure:
         plan.execute(check=False)

@@ -77,7 +77,11 @@ def test_range_expands_to_one_mapping_per_port():
 
 def test_range_keeps_the_host_ip_and_protocol_on_every_mapping():
     mappings = parse_port("[2001:db8::1]:5000-5002:6000-6002/udp", "ports[0]")
-    assert [docker_form(m) for m in mappings] == ["[2001:db8::1]:5000:6000/udp", "[2001:db8::1]:5001:6001/udp", "[2001:db8::1]:5002:6002/udp"]
+    assert [docker_form(m) for m in mappings] == [
+        "[2001:db8::1]:5000:6000/udp",
+        "[2001:db8::1]:5001:6001/udp",
+        "[2001:db8::1]:5002:6002/udp",
+    ]
 
 
 def test_range_of_one_port_is_one_mapping():
@@ -98,10 +102,22 @@ def test_range_of_exactly_1000_ports_is_accepted():
     [
         ({"host_port": 4000, "container_port": 80}, PortMapping(None, 4000, 80, "tcp")),
         ({"host_port": "4000", "container_port": "80", "protocol": "udp"}, PortMapping(None, 4000, 80, "udp")),
-        ({"host_ip": "127.0.0.1", "host_port": 4000, "container_port": 80, "protocol": "tcp"}, PortMapping(ip("127.0.0.1"), 4000, 80, "tcp")),
-        ({"host_ip": "2001:db8::1", "host_port": 53, "container_port": 53, "protocol": "UDP"}, PortMapping(ip("2001:db8::1"), 53, 53, "udp")),
-        ({"host_ip": "[2001:db8::1]", "host_port": 53, "container_port": 53}, PortMapping(ip("2001:db8::1"), 53, 53, "tcp")),
-        ({"host_ip": None, "host_port": 4000, "container_port": 80, "protocol": None}, PortMapping(None, 4000, 80, "tcp")),
+        (
+            {"host_ip": "127.0.0.1", "host_port": 4000, "container_port": 80, "protocol": "tcp"},
+            PortMapping(ip("127.0.0.1"), 4000, 80, "tcp"),
+        ),
+        (
+            {"host_ip": "2001:db8::1", "host_port": 53, "container_port": 53, "protocol": "UDP"},
+            PortMapping(ip("2001:db8::1"), 53, 53, "udp"),
+        ),
+        (
+            {"host_ip": "[2001:db8::1]", "host_port": 53, "container_port": 53},
+            PortMapping(ip("2001:db8::1"), 53, 53, "tcp"),
+        ),
+        (
+            {"host_ip": None, "host_port": 4000, "container_port": 80, "protocol": None},
+            PortMapping(None, 4000, 80, "tcp"),
+        ),
         ({"host_ip": "", "host_port": 4000, "container_port": 80}, PortMapping(None, 4000, 80, "tcp")),
     ],
 )
@@ -150,25 +166,53 @@ def test_dict_ranges_expand_like_the_string_form():
         ("8000-8010:90-80", "ports[0].container_port", ("90-80 is a reversed range", "80-90")),
         ({"host_port": "8010-8000", "container_port": "80-90"}, "ports[0].host_port", ("reversed range",)),
         # range lengths differ
-        ("8000-8010:80", "ports[0].container_port", ("1 port", "8000-8010 is 11 ports", "same length", "Docker would pick")),
+        (
+            "8000-8010:80",
+            "ports[0].container_port",
+            ("1 port", "8000-8010 is 11 ports", "same length", "Docker would pick"),
+        ),
         ("8000-8010:80-85", "ports[0].container_port", ("6 ports", "11 ports", "same length")),
         ("4000:80-90", "ports[0].container_port", ("11 ports", "4000 is 1 port", "same length")),
         ({"host_port": "8000-8001", "container_port": 80}, "ports[0].container_port", ("same length",)),
         # too many ports: each one is a firewall rule
-        ("1-1001:1-1001", "ports[0].host_port", ("1001 ports", "more than 1000", "each published port is its own firewall rule")),
+        (
+            "1-1001:1-1001",
+            "ports[0].host_port",
+            ("1001 ports", "more than 1000", "each published port is its own firewall rule"),
+        ),
         ("1-65535:1-65535", "ports[0].host_port", ("65535 ports", "more than 1000")),
-        ({"host_port": 4000, "container_port": "2000-4000"}, "ports[0].container_port", ("2001 ports", "firewall rule")),
+        (
+            {"host_port": 4000, "container_port": "2000-4000"},
+            "ports[0].container_port",
+            ("2001 ports", "firewall rule"),
+        ),
         # protocols
         ("4000:80/icmp", "ports[0].protocol", ("icmp is not a protocol", "tcp, udp, sctp")),
         ("4000:80/", "ports[0].protocol", ("'' is not a protocol",)),
-        ({"host_port": 4000, "container_port": 80, "protocol": "http"}, "ports[0].protocol", ("http is not a protocol",)),
+        (
+            {"host_port": 4000, "container_port": 80, "protocol": "http"},
+            "ports[0].protocol",
+            ("http is not a protocol",),
+        ),
         # host_ip
         ("localhost:4000:80", "ports[0].host_ip", ("localhost is not an IP address",)),
         ("256.0.0.1:4000:80", "ports[0].host_ip", ("256.0.0.1 is not an IP address",)),
         ("[nope]:4000:80", "ports[0].host_ip", ("not an IP address",)),
-        ({"host_ip": "eth0", "host_port": 4000, "container_port": 80}, "ports[0].host_ip", ("eth0 is not an IP address",)),
-        ({"host_ip": "10.0.0.0/8", "host_port": 4000, "container_port": 80}, "ports[0].host_ip", ("not an IP address",)),
-        ({"host_ip": "fe80::1%eth0", "host_port": 4000, "container_port": 80}, "ports[0].host_ip", ("zone index", "%eth0")),
+        (
+            {"host_ip": "eth0", "host_port": 4000, "container_port": 80},
+            "ports[0].host_ip",
+            ("eth0 is not an IP address",),
+        ),
+        (
+            {"host_ip": "10.0.0.0/8", "host_port": 4000, "container_port": 80},
+            "ports[0].host_ip",
+            ("not an IP address",),
+        ),
+        (
+            {"host_ip": "fe80::1%eth0", "host_port": 4000, "container_port": 80},
+            "ports[0].host_ip",
+            ("zone index", "%eth0"),
+        ),
         # missing container port
         ({"host_port": 4000}, "ports[0].container_port", ("None is required",)),
         ({"host_port": 4000, "container_port": ""}, "ports[0].container_port", ("required",)),
@@ -236,7 +280,10 @@ def test_key_ignores_the_container_port():
         ("127.0.0.1:4000:80", "127.0.0.1:4000:80/tcp"),
         ("0.0.0.0:53:53/udp", "0.0.0.0:53:53/udp"),
         ("[2001:db8::1]:4000:80/sctp", "[2001:db8::1]:4000:80/sctp"),
-        ({"host_ip": "2001:db8::1", "host_port": "53", "container_port": 5353, "protocol": "UDP"}, "[2001:db8::1]:53:5353/udp"),
+        (
+            {"host_ip": "2001:db8::1", "host_port": "53", "container_port": 5353, "protocol": "UDP"},
+            "[2001:db8::1]:53:5353/udp",
+        ),
     ],
 )
 def test_docker_form_round_trips(item, form):
@@ -253,7 +300,12 @@ def test_mapping_is_frozen_and_hashable():
 
 
 def test_to_record_holds_plain_values():
-    assert one("[2001:db8::1]:4000:80/udp").to_record() == {"host_ip": "2001:db8::1", "host_port": 4000, "container_port": 80, "protocol": "udp"}
+    assert one("[2001:db8::1]:4000:80/udp").to_record() == {
+        "host_ip": "2001:db8::1",
+        "host_port": 4000,
+        "container_port": 80,
+        "protocol": "udp",
+    }
     assert one("4000:80").to_record()["host_ip"] is None
 
 
@@ -261,7 +313,9 @@ def test_to_record_holds_plain_values():
 
 
 def test_ports_list_concatenates_items_in_order():
-    mappings = parse_ports(["127.0.0.1:4000:80/tcp", {"host_port": "8000-8001", "container_port": "90-91"}, "53:53/udp"])
+    mappings = parse_ports(
+        ["127.0.0.1:4000:80/tcp", {"host_port": "8000-8001", "container_port": "90-91"}, "53:53/udp"]
+    )
     assert [docker_form(m) for m in mappings] == ["127.0.0.1:4000:80/tcp", "8000:90/tcp", "8001:91/tcp", "53:53/udp"]
     assert isinstance(mappings, tuple)
 
@@ -298,7 +352,14 @@ def test_same_host_port_on_other_protocols_addresses_or_families_is_allowed(item
         (["[::]:4000:80", "[2001:db8::1]:4000:81"], "ports[1]", "ports[0]"),
         (["127.0.0.1:4000:80", "9000:90", "127.0.0.1:4000:81"], "ports[2]", "ports[0]"),
         (["8000-8010:80-90", "8005:8080"], "ports[1]", "ports[0]"),
-        ([{"host_port": 4000, "container_port": 80}, {"host_ip": "2001:db8::1", "host_port": "4000", "container_port": "81"}], "ports[1]", "ports[0]"),
+        (
+            [
+                {"host_port": 4000, "container_port": 80},
+                {"host_ip": "2001:db8::1", "host_port": "4000", "container_port": "81"},
+            ],
+            "ports[1]",
+            "ports[0]",
+        ),
     ],
 )
 def test_overlapping_host_ports_are_refused_naming_both_items(items, later, earlier):

@@ -26,25 +26,43 @@ def test_a_truncated_attribute_ends_the_walk():
 def test_link_message_is_decoded_into_the_fields_the_core_uses():
     header = struct.pack("=BxHiII", 0, 1, 7, 0x1, 0)
     info = rtnl.attr(rtnl.IFLA_INFO_KIND, b"veth\0")
-    body = header + b"".join([
-        rtnl.attr(rtnl.IFLA_IFNAME, b"ve-abc\0"),
-        rtnl.attr(rtnl.IFLA_MTU, struct.pack("=I", 1500)),
-        rtnl.attr(rtnl.IFLA_ADDRESS, bytes([2, 0x42, 10, 0, 0, 2])),
-        rtnl.attr(rtnl.IFLA_MASTER, struct.pack("=I", 3)),
-        rtnl.attr(rtnl.IFLA_LINK, struct.pack("=I", 2)),
-        rtnl.attr(rtnl.IFLA_IFALIAS, b"cnm:endpoint:web|netns:a"),
-        rtnl.attr(rtnl.IFLA_GROUP, struct.pack("=I", 9)),
-        rtnl.attr(rtnl.IFLA_LINKINFO, info),
-    ])
+    body = header + b"".join(
+        [
+            rtnl.attr(rtnl.IFLA_IFNAME, b"ve-abc\0"),
+            rtnl.attr(rtnl.IFLA_MTU, struct.pack("=I", 1500)),
+            rtnl.attr(rtnl.IFLA_ADDRESS, bytes([2, 0x42, 10, 0, 0, 2])),
+            rtnl.attr(rtnl.IFLA_MASTER, struct.pack("=I", 3)),
+            rtnl.attr(rtnl.IFLA_LINK, struct.pack("=I", 2)),
+            rtnl.attr(rtnl.IFLA_IFALIAS, b"cnm:endpoint:web|netns:a"),
+            rtnl.attr(rtnl.IFLA_GROUP, struct.pack("=I", 9)),
+            rtnl.attr(rtnl.IFLA_LINKINFO, info),
+        ]
+    )
     link = rtnl._link(body)
-    assert link == {"index": 7, "name": "ve-abc", "kind": "veth", "mtu": 1500, "mac": "02:42:0a:00:00:02", "up": True,
-                    "master": 3, "peer_index": 2, "alias": "cnm:endpoint:web|netns:a", "group": 9, "vxlan": None, "mode": None}
+    assert link == {
+        "index": 7,
+        "name": "ve-abc",
+        "kind": "veth",
+        "mtu": 1500,
+        "mac": "02:42:0a:00:00:02",
+        "up": True,
+        "master": 3,
+        "peer_index": 2,
+        "alias": "cnm:endpoint:web|netns:a",
+        "group": 9,
+        "vxlan": None,
+        "mode": None,
+    }
 
 
 def test_macvlan_and_vlan_links_carry_their_mode():
     def link(kind: bytes, data: bytes) -> dict:
         info = rtnl.attr(rtnl.IFLA_INFO_KIND, kind + b"\0") + rtnl.attr(rtnl.IFLA_INFO_DATA, data)
-        return rtnl._link(struct.pack("=BxHiII", 0, 1, 5, 0, 0) + rtnl.attr(rtnl.IFLA_IFNAME, b"x\0") + rtnl.attr(rtnl.IFLA_LINKINFO, info))
+        return rtnl._link(
+            struct.pack("=BxHiII", 0, 1, 5, 0, 0)
+            + rtnl.attr(rtnl.IFLA_IFNAME, b"x\0")
+            + rtnl.attr(rtnl.IFLA_LINKINFO, info)
+        )
 
     for mode, number in (("private", 1), ("vepa", 2), ("bridge", 4), ("passthru", 8)):
         assert link(b"macvlan", rtnl.attr(rtnl.IFLA_MACVLAN_MODE, struct.pack("=I", number)))["mode"] == mode
@@ -53,4 +71,11 @@ def test_macvlan_and_vlan_links_carry_their_mode():
 
 def test_link_without_optional_attributes_has_empty_fields():
     link = rtnl._link(struct.pack("=BxHiII", 0, 772, 1, 0, 0) + rtnl.attr(rtnl.IFLA_IFNAME, b"lo\0"))
-    assert (link["name"], link["kind"], link["master"], link["alias"], link["group"], link["up"]) == ("lo", None, None, None, 0, False)
+    assert (link["name"], link["kind"], link["master"], link["alias"], link["group"], link["up"]) == (
+        "lo",
+        None,
+        None,
+        None,
+        0,
+        False,
+    )

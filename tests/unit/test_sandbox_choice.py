@@ -23,7 +23,9 @@ def names(chosen):
 
 
 def test_name_order_breaks_a_tie():
-    assert names(choose_gateways([Candidate("eth0", "web", gateways=V4), Candidate("eth1", "db", gateways=dict(V4))])) == {4: "db", 6: None}
+    assert names(
+        choose_gateways([Candidate("eth0", "web", gateways=V4), Candidate("eth1", "db", gateways=dict(V4))])
+    ) == {4: "db", 6: None}
 
 
 def test_highest_priority_wins_over_the_name():
@@ -58,18 +60,34 @@ def test_internal_sorts_after_non_internal():
 
 
 def test_detaching_the_holder_moves_it_to_the_next():
-    web, db, cache = Candidate("eth0", "web", 10, gateways=V4), Candidate("eth1", "db", gateways=V4), Candidate("eth2", "cache", gateways=V4)
+    web, db, cache = (
+        Candidate("eth0", "web", 10, gateways=V4),
+        Candidate("eth1", "db", gateways=V4),
+        Candidate("eth2", "cache", gateways=V4),
+    )
     assert choose_gateways([web, db, cache])[4] is web
     assert choose_gateways([db, cache])[4] is cache
 
 
-@pytest.mark.parametrize("value, number", [(None, 0), (0, 0), (7, 7), (-3, -3), ("12", 12), (" -1 ", -1), (2**63 - 1, 2**63 - 1), (-(2**63), -(2**63))])
+@pytest.mark.parametrize(
+    "value, number",
+    [(None, 0), (0, 0), (7, 7), (-3, -3), ("12", 12), (" -1 ", -1), (2**63 - 1, 2**63 - 1), (-(2**63), -(2**63))],
+)
 def test_gw_priority_accepts_docker_ints(value, number):
     assert parse_gw_priority("gw_priority", value) == number
 
 
-@pytest.mark.parametrize("value, words", [(True, "not an integer"), ("high", "not an integer"), ("1.5", "not an integer"), (1.5, "not an integer"),
-                                          (2**63, "out of range"), (-(2**63) - 1, "out of range")])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (True, "not an integer"),
+        ("high", "not an integer"),
+        ("1.5", "not an integer"),
+        (1.5, "not an integer"),
+        (2**63, "out of range"),
+        (-(2**63) - 1, "out of range"),
+    ],
+)
 def test_gw_priority_refuses_naming_the_option(value, words):
     with pytest.raises(CnmError) as raised:
         parse_gw_priority("endpoints[2].gw_priority", value)
@@ -78,8 +96,12 @@ def test_gw_priority_refuses_naming_the_option(value, words):
 
 def test_sysctls_without_ipv6_turn_it_off_all_first():
     assert sandbox_sysctls(False, ()) == [
-        ("net.ipv4.ip_unprivileged_port_start", "0"), ("net.ipv4.ping_group_range", "0 2147483647"),
-        ("net.ipv6.conf.all.disable_ipv6", "1"), ("net.ipv6.conf.default.disable_ipv6", "1"), ("net.ipv6.conf.lo.disable_ipv6", "1")]
+        ("net.ipv4.ip_unprivileged_port_start", "0"),
+        ("net.ipv4.ping_group_range", "0 2147483647"),
+        ("net.ipv6.conf.all.disable_ipv6", "1"),
+        ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ("net.ipv6.conf.lo.disable_ipv6", "1"),
+    ]
 
 
 def test_sysctls_with_ipv6_only_turn_lo_on():
@@ -88,8 +110,14 @@ def test_sysctls_with_ipv6_only_turn_lo_on():
 
 def test_sysctls_overridden_and_kernel_without_ipv6():
     assert sandbox_sysctls(False, {"net.ipv4.ping_group_range", "net.ipv6.conf.all.disable_ipv6"}, True) == [
-        ("net.ipv4.ip_unprivileged_port_start", "0"), ("net.ipv6.conf.default.disable_ipv6", "1"), ("net.ipv6.conf.lo.disable_ipv6", "1")]
-    assert [name for name, _value in sandbox_sysctls(False, (), kernel_ipv6=False)] == ["net.ipv4.ip_unprivileged_port_start", "net.ipv4.ping_group_range"]
+        ("net.ipv4.ip_unprivileged_port_start", "0"),
+        ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ("net.ipv6.conf.lo.disable_ipv6", "1"),
+    ]
+    assert [name for name, _value in sandbox_sysctls(False, (), kernel_ipv6=False)] == [
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.ping_group_range",
+    ]
 
 
 def test_values_compare_by_words():

@@ -22,8 +22,15 @@ from ansible_collections.cnm.network.plugins.module_utils.store import (
 EMPTY = {"version": FORMAT_VERSION, "networks": {}, "endpoints": {}}
 WEB = {"driver": "bridge", "bridge_name": "br-web", "subnet": "172.30.0.0/24", "gateway": "172.30.0.1", "mtu": 1500}
 DB = {"driver": "bridge", "bridge_name": "br-db", "subnet": "172.31.0.0/24", "gateway": None, "mtu": None}
-EP = {"network": "web", "sandbox": "netns:a", "ifname": "eth0", "host_ifname": "veth1", "ipv4_address": "172.30.0.2",
-      "ipv6_address": None, "mac_address": "02:42:ac:1e:00:02"}
+EP = {
+    "network": "web",
+    "sandbox": "netns:a",
+    "ifname": "eth0",
+    "host_ifname": "veth1",
+    "ipv4_address": "172.30.0.2",
+    "ipv6_address": None,
+    "mac_address": "02:42:ac:1e:00:02",
+}
 
 
 @pytest.fixture
@@ -136,10 +143,14 @@ DAMAGED = [
     ({"networks": {"web": WEB}}, "it has no 'version' (found keys: 'networks')"),
     ({"version": "1", "networks": {}, "endpoints": {}}, "'version' must be an integer, found a string"),
     ({"version": True, "networks": {}, "endpoints": {}}, "'version' must be an integer, found true or false"),
-    ({"version": FORMAT_VERSION + 1, "networks": {}, "endpoints": {}},
-     "format version %d, newer than" % (FORMAT_VERSION + 1)),
-    ({"version": 0, "networks": {}, "endpoints": {}},
-     "format version 0, and this cnm.network reads version %d" % FORMAT_VERSION),
+    (
+        {"version": FORMAT_VERSION + 1, "networks": {}, "endpoints": {}},
+        "format version %d, newer than" % (FORMAT_VERSION + 1),
+    ),
+    (
+        {"version": 0, "networks": {}, "endpoints": {}},
+        "format version 0, and this cnm.network reads version %d" % FORMAT_VERSION,
+    ),
     ({"version": FORMAT_VERSION, "endpoints": {}}, "'networks' is missing"),
     ({"version": FORMAT_VERSION, "networks": [], "endpoints": {}}, "'networks' must be an object, found a list"),
     ({"version": FORMAT_VERSION, "networks": {}}, "'endpoints' is missing"),
@@ -149,8 +160,10 @@ DAMAGED = [
     (_good(networks={"web": None}), "'networks'['web'] must be an object, found null"),
     (_good(networks={"web": []}), "'networks'['web'] must be an object, found a list"),
     (_with("networks", "web", driver=_DROP), "'networks'['web'].driver is missing"),
-    (_with("networks", "web", driver="weave"),
-     "'networks'['web'].driver is 'weave', not one of bridge, overlay, macvlan"),
+    (
+        _with("networks", "web", driver="weave"),
+        "'networks'['web'].driver is 'weave', not one of bridge, overlay, macvlan",
+    ),
     (_with("networks", "web", bridge_name=7), "'networks'['web'].bridge_name must be a string, found an integer"),
     (_with("networks", "web", mtu="1500"), "'networks'['web'].mtu must be an integer, found a string"),
     (_with("networks", "web", subnet="172.30.0.0/33"), "'networks'['web'].subnet is '172.30.0.0/33', not an address"),
@@ -158,23 +171,46 @@ DAMAGED = [
     (_with("networks", "mv", driver="macvlan"), "'networks'['mv'].parent is missing"),
     (_good(endpoints={"web|netns:a": 3}), "'endpoints'['web|netns:a'] must be an object, found an integer"),
     (_with("endpoints", "web|netns:a", network=_DROP), "'endpoints'['web|netns:a'].network is missing"),
-    (_with("endpoints", "web|netns:a", sandbox=None),
-     "'endpoints'['web|netns:a'].sandbox must be a string, found null"),
-    (_with("endpoints", "web|netns:a", ifname=1.5),
-     "'endpoints'['web|netns:a'].ifname must be a string, found a number"),
-    (_with("endpoints", "web|netns:a", sandbox="netns:b"),
-     "'endpoints'['web|netns:a'] is filed under another key than its network and sandbox: 'web|netns:b'"),
-    (_with("endpoints", "web|netns:a", ipv4_address="172.30.0.300"),
-     "'endpoints'['web|netns:a'].ipv4_address is '172.30.0.300'"),
+    (
+        _with("endpoints", "web|netns:a", sandbox=None),
+        "'endpoints'['web|netns:a'].sandbox must be a string, found null",
+    ),
+    (
+        _with("endpoints", "web|netns:a", ifname=1.5),
+        "'endpoints'['web|netns:a'].ifname must be a string, found a number",
+    ),
+    (
+        _with("endpoints", "web|netns:a", sandbox="netns:b"),
+        "'endpoints'['web|netns:a'] is filed under another key than its network and sandbox: 'web|netns:b'",
+    ),
+    (
+        _with("endpoints", "web|netns:a", ipv4_address="172.30.0.300"),
+        "'endpoints'['web|netns:a'].ipv4_address is '172.30.0.300'",
+    ),
     (_with("endpoints", "web|netns:a", ipv6_address=6), "'endpoints'['web|netns:a'].ipv6_address must be a string"),
-    (_with("endpoints", "web|netns:a", host_ifname={}),
-     "'endpoints'['web|netns:a'].host_ifname must be a string, found an object"),
+    (
+        _with("endpoints", "web|netns:a", host_ifname={}),
+        "'endpoints'['web|netns:a'].host_ifname must be a string, found an object",
+    ),
     (_good(ports={"tcp/8080": "x"}), "'ports'['tcp/8080'] must be an object, found a string"),
-    (_good(ports={"tcp/8080": {"network": "web", "sandbox": "netns:a", "protocol": "tcp", "host_port": "8080",
-                               "container_port": 80}}),
-     "'ports'['tcp/8080'].host_port must be an integer, found a string"),
-    (_good(ports={"tcp/8080": {"network": "web", "sandbox": "netns:a", "protocol": "tcp", "host_port": 8080}}),
-     "'ports'['tcp/8080'].container_port is missing"),
+    (
+        _good(
+            ports={
+                "tcp/8080": {
+                    "network": "web",
+                    "sandbox": "netns:a",
+                    "protocol": "tcp",
+                    "host_port": "8080",
+                    "container_port": 80,
+                }
+            }
+        ),
+        "'ports'['tcp/8080'].host_port must be an integer, found a string",
+    ),
+    (
+        _good(ports={"tcp/8080": {"network": "web", "sandbox": "netns:a", "protocol": "tcp", "host_port": 8080}}),
+        "'ports'['tcp/8080'].container_port is missing",
+    ),
     (_good(sysctls={"net.ipv4.ip_forward": 0}), "'sysctls'['net.ipv4.ip_forward'] must be a string, found an integer"),
 ]
 
@@ -196,13 +232,29 @@ def test_a_damaged_store_is_a_clear_error_naming_the_file_and_the_problem(store,
 
 
 def test_a_good_store_with_every_section_loads(store):
-    data = _good(ports={"tcp/8080": {"network": "web", "sandbox": "netns:a", "protocol": "tcp", "host_port": 8080,
-                                     "container_port": 80, "host_ip": None}},
-                 sysctls={"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": None})
-    data["networks"]["mv"] = {"driver": "macvlan", "parent": "eth1", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
-                              "mtu": 1500}
-    data["networks"]["ov"] = dict(WEB, driver="overlay", bridge_name="br-ov", ipv6_subnet="fd00::/64",
-                                  ipv6_gateway="fd00::1")
+    data = _good(
+        ports={
+            "tcp/8080": {
+                "network": "web",
+                "sandbox": "netns:a",
+                "protocol": "tcp",
+                "host_port": 8080,
+                "container_port": 80,
+                "host_ip": None,
+            }
+        },
+        sysctls={"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": None},
+    )
+    data["networks"]["mv"] = {
+        "driver": "macvlan",
+        "parent": "eth1",
+        "subnet": "192.0.2.0/24",
+        "gateway": "192.0.2.1",
+        "mtu": 1500,
+    }
+    data["networks"]["ov"] = dict(
+        WEB, driver="overlay", bridge_name="br-ov", ipv6_subnet="fd00::/64", ipv6_gateway="fd00::1"
+    )
     _write(store, data)
     store.load()
     assert store.data == data
@@ -220,6 +272,7 @@ def test_a_store_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path
         os.symlink(str(target), store.path)
     else:
         import socket
+
         server = socket.socket(socket.AF_UNIX)
         server.bind(store.path)
         server.close()
@@ -247,8 +300,11 @@ def test_a_file_in_place_of_the_store_directory_is_a_clear_error(tmp_path):
 
 # A hand-written store of an older format, carried to the current one through a migrations table.
 # Version 1 is the first format released, so the real table is empty: these tests give migrate() its own table.
-OLD_V1 = {"version": 1, "networks": {"web": {"driver": "bridge", "bridge": "br-web", "subnet": "172.30.0.0/24"}},
-          "endpoints": {"web|netns:a": {"network": "web", "sandbox": "netns:a", "ifname": "eth0", "ip": "172.30.0.7"}}}
+OLD_V1 = {
+    "version": 1,
+    "networks": {"web": {"driver": "bridge", "bridge": "br-web", "subnet": "172.30.0.0/24"}},
+    "endpoints": {"web|netns:a": {"network": "web", "sandbox": "netns:a", "ifname": "eth0", "ip": "172.30.0.7"}},
+}
 
 
 def _v1_to_v2(data: dict) -> dict:
@@ -267,10 +323,14 @@ def _v2_to_v3(data: dict) -> dict:
 def test_an_old_store_is_migrated_step_by_step_to_the_current_version(tmp_path):
     path = str(tmp_path / "state.json")
     migrated = migrate(json.loads(json.dumps(OLD_V1)), path, {1: _v1_to_v2, 2: _v2_to_v3}, current=3)
-    assert migrated == {"version": 3, "ports": {},
-                        "networks": {"web": {"driver": "bridge", "bridge_name": "br-web", "subnet": "172.30.0.0/24"}},
-                        "endpoints": {"web|netns:a": {"network": "web", "sandbox": "netns:a", "ifname": "eth0",
-                                                      "ipv4_address": "172.30.0.7"}}}
+    assert migrated == {
+        "version": 3,
+        "ports": {},
+        "networks": {"web": {"driver": "bridge", "bridge_name": "br-web", "subnet": "172.30.0.0/24"}},
+        "endpoints": {
+            "web|netns:a": {"network": "web", "sandbox": "netns:a", "ifname": "eth0", "ipv4_address": "172.30.0.7"}
+        },
+    }
     assert migrated["endpoints"]["web|netns:a"]["ipv4_address"] == "172.30.0.7"  # the lease survives: no renumbering
 
 
@@ -351,6 +411,7 @@ def test_the_lock_is_held_per_namespace_key(tmp_path, store):
 
 
 # ---- the persistent copy ----
+
 
 @pytest.fixture
 def kept(tmp_path):
