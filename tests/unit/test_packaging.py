@@ -64,6 +64,7 @@ DEV_ONLY = {
     "ansible.cfg",
     ".ansible-lint",
     ".gitignore",
+    ".git-blame-ignore-revs",
     ".ci",
 }
 # Local state that must never reach the tarball (planted in the copy that is built).
