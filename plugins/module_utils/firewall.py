@@ -15,6 +15,7 @@ transaction. Tables of others are never flushed or edited.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import ipaddress
 import json
@@ -23,7 +24,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.cnm.network.plugins.module_utils import passes
+from ansible_collections.cnm.network.plugins.module_utils import conntrack, passes
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 
 TABLE = "cnm"
@@ -999,87 +1000,41 @@ def _plan_conntrack_flush(host) -> None:
         host.plan.add("conntrack", what, None, None, lambda: _flush_addresses(host, addresses))
 
 
-def _conntrack_path():
-    found = [path for path in ("/usr/sbin/conntrack", "/sbin/conntrack") if os.access(path, os.X_OK)]
-    return found[0] if found else shutil.which("conntrack")
-
-
 def _flush(host, flows: list) -> None:
-    """One listing per address family in use, then a delete only for the mappings that have entries (usually none)."""
-    path = _conntrack_path()
-    if path is None:
-        host.warnings.append(
-            "conntrack entries of %d published port(s) were not flushed: install the conntrack package" % len(flows)
-        )
-        return
-    for family, index in (("ipv4", 2), ("ipv6", 3)):
-        wanted = sorted({(flow[0], flow[1], flow[index]) for flow in flows if flow[index]})
-        if not wanted:
-            continue
-        present = set(_listed_flows(_conntrack_list(host, path, family)))
-        for protocol, port, address in wanted:
-            if (protocol, port, address) not in present:
-                continue
-            _conntrack_delete(host, path, family, "-p", protocol, "--orig-port-dst", str(port), "--reply-src", address)
+    """The entries of removed or changed mappings: their protocol, host port and container address (the reply's
+    source), in each family the mappings have."""
+    wanted = set()
+    for protocol, port, ipv4, ipv6 in flows:
+        wanted.update((protocol, port, str(ipaddress.ip_address(a))) for a in (ipv4, ipv6) if a)
+    _flush_where(
+        host,
+        {ipaddress.ip_address(address).version for _protocol, _port, address in wanted},
+        lambda flow: (flow.protocol, flow.orig_dport, flow.reply_src) in wanted,
+        "%d published port(s)" % len(flows),
+    )
 
 
 def _flush_addresses(host, addresses: list) -> None:
-    """One listing per family in use; for an address that shows in it, delete the entries it is the original source
-    of (outbound, masqueraded), the original destination of (from the host or a peer), or the reply source of (DNAT)."""
-    path = _conntrack_path()
-    if path is None:
+    """Every entry an address is the original source of (outbound, masqueraded), the original destination of (from
+    the host or a peer) or the reply source of (DNAT)."""
+    wanted = {str(ipaddress.ip_address(address)) for address in addresses}
+    _flush_where(
+        host,
+        {ipaddress.ip_address(address).version for address in wanted},
+        lambda flow: bool(flow.addresses() & wanted),
+        "%d address(es)" % len(addresses),
+    )
+
+
+def _flush_where(host, versions: set, doomed, what: str) -> None:
+    """One ctnetlink dump per IP version, then a delete of each doomed entry; a kernel without ctnetlink (no entries
+    to flush either, or a conntrack it cannot show) gets a warning instead."""
+    try:
+        conntrack.flush(versions, doomed)
+    except OSError as exc:
+        if exc.errno not in (errno.EPROTONOSUPPORT, errno.EOPNOTSUPP, errno.EAFNOSUPPORT):
+            raise OSError(exc.errno, "conntrack flush: %s" % exc.strerror) from exc
         host.warnings.append(
-            "conntrack entries of %d address(es) were not flushed: install the conntrack package" % len(addresses)
+            "conntrack entries of %s were not flushed: this kernel has no ctnetlink (nf_conntrack_netlink): %s"
+            % (what, exc.strerror)
         )
-        return
-    for family, version in (("ipv4", 4), ("ipv6", 6)):
-        wanted = [address for address in addresses if ipaddress.ip_address(address).version == version]
-        if not wanted:
-            continue
-        listed = set(_listed_addresses(_conntrack_list(host, path, family)))
-        for address in wanted:
-            if address not in listed:
-                continue
-            for selector in ("--orig-src", "--orig-dst", "--reply-src"):
-                _conntrack_delete(host, path, family, selector, address)
-
-
-def _conntrack_list(host, path: str, family: str) -> str:
-    code, out, err = host.run_command([path, "-L", "-f", family])
-    if code != 0:
-        raise OSError(code, "conntrack -L -f %s failed: %s" % (family, err.strip()))
-    return out
-
-
-def _conntrack_delete(host, path: str, family: str, *selectors: str) -> None:
-    code, _out, err = host.run_command([path, "-D", "-f", family] + list(selectors))
-    if code not in (0, 1):  # 1: nothing left to delete
-        raise OSError(code, "conntrack -D failed: %s" % err.strip())
-
-
-def _listed_addresses(listing: str):
-    """Every address of every ``conntrack -L`` line (IPv6 compressed, as the store writes them)."""
-    for line in listing.splitlines():
-        for word in line.split():
-            if word.startswith(("src=", "dst=")):
-                text = word.split("=", 1)[1]
-                try:
-                    yield str(ipaddress.ip_address(text))
-                except ValueError:
-                    continue
-
-
-def _listed_flows(listing: str):
-    """(protocol, original destination port, reply source) of each ``conntrack -L`` line (IPv6 addresses compressed)."""
-    for line in listing.splitlines():
-        fields = line.split()
-        ports = [f.split("=", 1)[1] for f in fields if f.startswith("dport=")]
-        sources = [f.split("=", 1)[1] for f in fields if f.startswith("src=")]
-        if fields and ports and len(sources) > 1 and ports[0].isdigit():
-            source = sources[1]
-            if ":" in source:
-                try:
-                    source = str(ipaddress.ip_address(source))
-                except ValueError:
-                    pass
-            yield (fields[0], int(ports[0]), source)

@@ -26,8 +26,6 @@ from ansible_collections.cnm.network.plugins.module_utils.firewall import (
     INET_RAW,
     PORT_MAPS,
     Ruleset,
-    _listed_addresses,
-    _listed_flows,
     conntrack_flow,
     desired,
     forwarding_needed,
@@ -1286,35 +1284,6 @@ def test_conntrack_flow_names_both_container_addresses():
         None,
         "fd00:30::2",
     )
-
-
-def test_listed_flows_of_both_families():
-    listing = (
-        "udp      17 29 src=10.0.0.1 dst=10.0.0.2 sport=5000 dport=4000 [UNREPLIED] src=172.30.0.2 dst=10.0.0.1 "
-        "sport=80 dport=5000 mark=0 use=1\n"
-        "tcp      6 119 TIME_WAIT src=2001:db8::9 dst=2001:db8::1 sport=4711 dport=4000 src=fd00:30:0:0:0:0:0:2 "
-        "dst=2001:db8::9 sport=80 "
-        "dport=4711 [ASSURED] mark=0 use=1\n"
-    )
-    assert list(_listed_flows(listing)) == [("udp", 4000, "172.30.0.2"), ("tcp", 4000, "fd00:30::2")]
-
-
-def test_listed_addresses_of_both_families_compressed():
-    listing = (
-        "icmp     1 29 src=172.30.0.3 dst=203.0.113.2 type=8 code=0 id=7 src=203.0.113.2 dst=203.0.113.1 type=0 "
-        "code=0 id=7 mark=0 use=1\n"
-        "tcp      6 119 TIME_WAIT src=fd00:30:0:0:0:0:0:3 dst=2001:db8::9 sport=4711 dport=80 src=2001:db8::9 "
-        "dst=2001:db8::1 sport=80 dport=4711 [ASSURED] mark=0 use=1\n"
-        "conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.\n"
-    )
-    assert set(_listed_addresses(listing)) == {
-        "172.30.0.3",
-        "203.0.113.2",
-        "203.0.113.1",
-        "fd00:30::3",
-        "2001:db8::9",
-        "2001:db8::1",
-    }
 
 
 def test_sysctls_follow_the_ports_that_answer_on_loopback():
