@@ -14,6 +14,7 @@ import errno
 import os
 import socket
 import stat
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -100,13 +101,33 @@ def is_stub(path: str) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == 0 and info.st_dev == parent.st_dev
 
 
+STUB_RECHECK_SECONDS = 0.5
+
+
 def stubs() -> list:
-    """The names in /run/netns that are stubs (see ``is_stub``), sorted."""
+    """The names in /run/netns that are stubs (see ``is_stub``) and stay so, sorted.
+
+    A name is only a stub for a moment while a namespace is being named or removed (by a module, or by
+    ``ip netns``): a name that looks like one is looked at again after STUB_RECHECK_SECONDS, and kept only if it
+    is still a stub and the same file (a crash leaves one for good)."""
     try:
         names = os.listdir(NETNS_RUN_DIR)
     except OSError:
         return []
-    return sorted(name for name in names if is_stub(named_path(name)))
+    seen = {name: _inode(named_path(name)) for name in names if is_stub(named_path(name))}
+    if not seen:
+        return []
+    time.sleep(STUB_RECHECK_SECONDS)
+    return sorted(
+        name for name, inode in seen.items() if is_stub(named_path(name)) and _inode(named_path(name)) == inode
+    )
+
+
+def _inode(path: str) -> Optional[int]:
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None
 
 
 def same_namespace(path_a: str, path_b: str) -> bool:
