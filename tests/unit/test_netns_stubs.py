@@ -28,5 +28,9 @@ def test_only_names_that_stay_stubs_are_reported(tmp_path, monkeypatch):
 def test_no_pause_without_a_stub(tmp_path, monkeypatch):
     monkeypatch.setattr(netns, "NETNS_RUN_DIR", str(tmp_path))
     (tmp_path / "mounted").write_bytes(b"x")
-    monkeypatch.setattr(netns.time, "sleep", lambda seconds: (_ for _ in ()).throw(AssertionError("paused")))
+
+    def never(seconds):
+        raise AssertionError("paused %s s" % seconds)
+
+    monkeypatch.setattr(netns.time, "sleep", never)
     assert netns.stubs() == []
