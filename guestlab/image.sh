@@ -3,7 +3,7 @@
 #
 # Everything comes from the Debian archive this machine's apt uses (no image is downloaded):
 #   - a minbase root filesystem made by debootstrap, with the packages a managed node of the
-#     collection has (python3, python3-pyroute2, iproute2, nftables) plus openssh-server,
+#     collection has (python3, iproute2, nftables) plus openssh-server,
 #     tcpdump, iputils-ping, netbase (/etc/protocols: `ip xfrm ... proto udp` needs it), kmod
 #     (the kernel loads modules on demand), python3-apt (Ansible's package module), procps;
 #   - Debian's kernel: the package linux-image-amd64 depends on, fetched with `apt-get download`
@@ -28,7 +28,7 @@ for tool in debootstrap mkfs.ext4 cpio gzip apt-get apt-cache dpkg-deb chroot; d
     command -v "$tool" >/dev/null || die "$tool is missing: run bash guestlab/setup.sh"
 done
 
-PACKAGES=(netbase python3 python3-pyroute2 python3-apt iproute2 nftables openssh-server tcpdump iputils-ping kmod procps)
+PACKAGES=(netbase python3 python3-apt iproute2 nftables openssh-server tcpdump iputils-ping kmod procps)
 # The root disk's modules; the rest of Debian's kernel modules the lab never needs are left out
 # (graphics, sound, wireless, ... 400 MB in all).
 MODULE_DIRS=(arch block crypto fs lib mm net virt drivers/block drivers/char drivers/crypto drivers/net drivers/virtio)
@@ -142,7 +142,7 @@ echo cnmgl >"$root/etc/hostname"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root/debootstrap"
 
 # shellcheck disable=SC2016  # dpkg-query's format fields
-guest_versions="$(chroot "$root" dpkg-query -W -f '${Package}=${Version}\n' python3 python3-pyroute2 iproute2 nftables openssh-server tcpdump | tr '\n' ' ')"
+guest_versions="$(chroot "$root" dpkg-query -W -f '${Package}=${Version}\n' python3 iproute2 nftables openssh-server tcpdump | tr '\n' ' ')"
 root_mb="$(du -sm "$root" | cut -f1)"
 
 # The root disk: an ext4 image made from the directory (no loop mount), sparse, with room to

@@ -16,11 +16,11 @@ cd "$ROOT"
 say() { printf 'setup: %s\n' "$*"; }
 
 # --- 1. Debian packages ----------------------------------------------------------------
-# The lab's tools, plus shellcheck: without it ansible-test's "shellcheck" sanity test
+# The lab's tools (conntrack: the tests count conntrack entries with it), plus shellcheck: without it ansible-test's "shellcheck" sanity test
 # only warns and checks nothing (it covers scripts/*.sh). docker.io, podman and busybox-static:
 # tests/integration/test_containers.py starts its own engine in a lab namespace and imports a
 # busybox image from a local tarball (about 10 s to install both runtimes).
-DEB_PACKAGES=(nftables iproute2 iperf3 containernetworking-plugins python3-pyroute2 socat tcpdump procps iputils-ping
+DEB_PACKAGES=(nftables iproute2 iperf3 containernetworking-plugins socat tcpdump procps iputils-ping
     shellcheck conntrack iptables docker.io podman busybox-static)
 
 deb_installed() {

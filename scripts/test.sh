@@ -14,9 +14,8 @@
 #   molecule     molecule test: the default scenario (create and destroy the lab, converge the
 #                main job with the cnm_prepare role, idempotence, verify with real traffic)
 #   compat       the oldest supported controller: ansible-core 2.19 on Python 3.11 (in
-#                .venv-2.19) runs the lab and playbook tests; its Python has no pyroute2, so
-#                the modules respawn under Debian's python3 with python3-pyroute2 0.7.2; in
-#                CNM_TEST_JOBS workers too (the two files in parallel)
+#                .venv-2.19) runs the lab and playbook tests, the modules under that bare
+#                Python 3.11; in CNM_TEST_JOBS workers too (the two files in parallel)
 #   sanity       scripts/sanity.sh: ansible-test sanity --python 3.12 on a copy of the tree
 #   build        ansible-galaxy collection build of a copy of the tree (git-tracked plus
 #                untracked non-ignored files, i.e. what a clean clone plus your work holds)
@@ -149,7 +148,7 @@ stage_compat() {
     fi
     test_jobs
     NOTE="$("$venv/bin/ansible" --version | head -n1)${NOTE:+, $NOTE}"
-    # No pyroute2 in this venv on purpose: the modules must respawn under the system Python.
+    # Nothing but ansible-core in this venv: the modules need no library.
     ANSIBLE_PLAYBOOK="$venv/bin/ansible-playbook" "$venv/bin/python" -m pytest -p no:cacheprovider -o addopts="" \
         "${JOBS[@]}" tests/integration/test_lab.py tests/integration/test_playbooks.py
 }

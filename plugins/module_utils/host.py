@@ -23,19 +23,6 @@ from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
 from ansible_collections.cnm.network.plugins.module_utils.recover import recover
 from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key, persistent_path
 
-# System interpreters that may carry the distribution's pyroute2 when the task's Python does not.
-SYSTEM_PYTHONS = [
-    "/usr/bin/python3",
-    "/usr/libexec/platform-python",
-    "/usr/bin/python3.12",
-    "/usr/bin/python3.11",
-    "/usr/bin/python3.9",
-]
-PYROUTE2_HINT = (
-    "pyroute2 (0.7.2 or newer) is required on the managed node: "
-    "install python3-pyroute2 (Debian, Ubuntu, Fedora, RHEL/EPEL) or 'pip install pyroute2'"
-)
-
 
 class Host:
     """One module run on one host namespace: the netlink sessions, the locked store and the plan."""
@@ -61,8 +48,6 @@ class Host:
     @classmethod
     @contextmanager
     def open(cls, module=None) -> Iterator[Host]:
-        if not kernel.HAS_PYROUTE2:
-            _respawn_or_fail(module)
         netns.CONTAINERS.attach(module)  # container sandboxes are resolved with this module's run_command
         store = Store(netns.current_cookie(), persistent=persistent_path())
         store.lock()
@@ -322,16 +307,6 @@ def _never() -> None:
 
 def _store_view(data: dict) -> dict:
     return {key: value for key, value in data.items() if key != "version"}
-
-
-def _respawn_or_fail(module) -> None:
-    from ansible.module_utils.common.respawn import has_respawned, probe_interpreters_for_module, respawn_module
-
-    if module is not None and not has_respawned():
-        interpreter = probe_interpreters_for_module(SYSTEM_PYTHONS, "pyroute2")
-        if interpreter:
-            respawn_module(interpreter)  # does not return
-    raise CnmError(PYROUTE2_HINT)
 
 
 def run_module(module, build: Callable[[Host], dict]) -> None:

@@ -3,11 +3,10 @@
 """The kernel room: reads and writes of links, addresses, routes and sysctls over netlink.
 
 One netlink session per namespace per module run: the host's, and one for each sandbox touched,
-opened by entering the sandbox with setns (never ``IPRoute(netns=...)``, which forks a helper per
-namespace and silently creates a missing one). Reads are dumps taken once by the small reader in
-rtnl.py; writes go through pyroute2, whose socket is opened only when something must change.
-The plan's actions look objects up by name when they run, because earlier actions create them.
-Works with pyroute2 0.7.2 (Debian 12) and 0.9.x.
+opened by entering the sandbox with setns (never a library's ``netns=`` option, which forks a helper per
+namespace and silently creates a missing one). Reads are dumps taken once, writes single requests, both
+through the small rtnetlink client in rtnl.py. The plan's actions look objects up by name when they run,
+because earlier actions create them.
 """
 
 from __future__ import annotations
@@ -23,14 +22,6 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
 from ansible_collections.cnm.network.plugins.module_utils.rtnl import Rtnl
-
-try:
-    from pyroute2 import IPRoute
-
-    HAS_PYROUTE2 = True
-except ImportError:  # the module respawns under a Python that has it, or fails naming the package
-    IPRoute = None
-    HAS_PYROUTE2 = False
 
 RT_TABLE_MAIN = 254
 RTPROT_KERNEL = 2
@@ -77,21 +68,12 @@ class NetnsSession:
         self.fd = fd  # None for the host, whose namespace this process already runs in
         with self._inside():
             self.rtnl = Rtnl()
-        self._ipr = None
         self._links: Optional[Dict[str, Link]] = None
         self._addresses: Optional[Dict[int, list]] = None
         self._routes: Optional[List[Route]] = None
         self._indexes: Dict[str, int] = {}  # name -> ifindex, learnt from the dump and from lookups
         self._by_index: Optional[Dict[int, Link]] = None
         self._port_flags: Optional[Dict[int, Tuple[bool, bool]]] = None
-
-    @property
-    def ipr(self):
-        """pyroute2's socket for writes, opened inside the namespace on first use."""
-        if self._ipr is None:
-            with self._inside():
-                self._ipr = IPRoute()
-        return self._ipr
 
     # ---- reads (dumped once per run) ----
     def links(self) -> Dict[str, Link]:
@@ -172,7 +154,7 @@ class NetnsSession:
         # A MAC set at creation stays put; otherwise the bridge takes its ports' MACs as they come and go.
         # The MTU is set after creation, not in RTM_NEWLINK: only a change of MTU marks it as set by the user;
         # an MTU given at creation follows the ports, and falls back to 1500 when the last port leaves.
-        self.ipr.link("add", ifname=name, kind="bridge", address=mac, state="up")
+        self.rtnl.create_bridge(name, mac)
         self.rtnl.set_link(self.index(name), mtu=mtu, alias=alias)
 
     def create_veth(self, name: str, mtu: int, alias: str, master: str, peer: dict, peer_fd: int) -> None:
@@ -308,8 +290,6 @@ class NetnsSession:
 
     def close(self) -> None:
         self.rtnl.close()
-        if self._ipr is not None:
-            self._ipr.close()
         if self.fd is not None:
             os.close(self.fd)
 

@@ -1,12 +1,11 @@
 # Copyright: cnm.network contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A small rtnetlink client: dumps of links, addresses and routes, and the simple writes.
+"""A small rtnetlink client: dumps of links, addresses, routes and neighbours, and every write the core makes.
 
 Reads dominate every run (each sandbox is dumped to decide whether anything must change), and
 pyroute2 0.9 spends about 30 times the kernel's own time encoding and decoding messages. These
-few message layouts are stable kernel ABI, so the core reads and makes its per-endpoint writes
-(the veth, link flags and attributes, addresses, routes, deletes) here, and leaves creating the
-per-network devices (bridges, and the kinds to come), once per network, to pyroute2.
+few message layouts are stable kernel ABI, so they are written here (with xfrm.py and conntrack.py
+for the other netlink families), and the managed node needs no netlink library at all.
 """
 
 from __future__ import annotations
@@ -277,6 +276,16 @@ class Rtnl(Netlink):
         if group is not None:
             body += attr(IFLA_GROUP, _U32.pack(group))
         self._ack(RTM_SETLINK, 0, body)
+
+    def create_bridge(self, name: str, mac: str) -> None:
+        """A bridge, up, with a MAC of its own (it would otherwise take its ports' MACs as they come and go)."""
+        body = (
+            _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP)
+            + attr(IFLA_IFNAME, name.encode() + b"\0")
+            + attr(IFLA_ADDRESS, bytes(int(part, 16) for part in mac.split(":")))
+        )
+        body += attr(IFLA_LINKINFO | NLA_F_NESTED, attr(IFLA_INFO_KIND, b"bridge"))
+        self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def create_veth(
         self, name: str, mtu: int, master: int, peer_name: str, peer_netns_fd: int, peer_mac: Optional[str]

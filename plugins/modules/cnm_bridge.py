@@ -20,7 +20,7 @@ description:
     addresses of the attached endpoints.
   - Attach sandboxes with M(cnm.network.cnm_endpoint).
 requirements:
-  - pyroute2 >= 0.7.2 on the managed node (the module respawns under the system Python if that one has it)
+  - Python 3.9 or newer on the managed node (and no Python library, the collection speaks netlink itself)
   - Linux with bridge and veth support
 attributes:
   diff_mode:

@@ -25,7 +25,7 @@ description:
   - C(endpoints) converges a whole list in one task over one netlink session per namespace;
     the top-level options are the defaults of every item.
 requirements:
-  - pyroute2 >= 0.7.2 on the managed node (the module respawns under the system Python if that one has it)
+  - Python 3.9 or newer on the managed node (and no Python library, the collection speaks netlink itself)
 attributes:
   diff_mode:
     support: full

@@ -24,7 +24,7 @@ description:
   - Networks of any driver are reported with every key their store record holds; the devices a record names
     (C(bridge_name), C(vxlan_name), C(shim_name), C(parent)) are checked where they exist.
 requirements:
-  - pyroute2 >= 0.7.2 on the managed node (the module respawns under the system Python if that one has it);
+  - Python 3.9 or newer on the managed node (and no Python library, the collection speaks netlink itself);
     the C(nft) command to check firewall rules (without it they are not checked, with a warning)
 attributes:
   check_mode:

@@ -23,7 +23,7 @@ description:
     network that uses it.
   - The network's metadata (subnet, C(ip_range), leases) is kept in the store under C(/run/cnm-network).
 requirements:
-  - pyroute2 >= 0.7.2 on the managed node (the module respawns under the system Python if that one has it)
+  - Python 3.9 or newer on the managed node (and no Python library, the collection speaks netlink itself)
   - Linux with macvlan support (and 802.1Q support for an C(IFACE.VID) parent)
 attributes:
   diff_mode:

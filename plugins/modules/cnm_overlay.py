@@ -22,7 +22,7 @@ description:
   - Endpoints attach with M(cnm.network.cnm_endpoint) as on bridge networks, with addresses from this
     host's O(ip_range) slice; ports publish with M(cnm.network.cnm_port_publish).
 requirements:
-  - pyroute2 >= 0.7.2 and nftables on the managed node; a kernel with VXLAN
+  - nftables on the managed node and Python 3.9 or newer; a kernel with VXLAN
 attributes:
   diff_mode:
     support: full

@@ -32,7 +32,7 @@ description:
   - The endpoint is named as it was attached - C(netns), C(netns_path), C(pid) or C(container) (with
     C(container_runtime)) - or by C(container_ip).
 requirements:
-  - pyroute2 >= 0.7.2 and nftables (the C(nft) command) on the managed node; C(conntrack) for UDP mappings
+  - nftables (the C(nft) command) on the managed node and Python 3.9 or newer
 attributes:
   diff_mode:
     support: full

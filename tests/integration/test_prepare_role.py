@@ -2,9 +2,8 @@
 """The cnm.network.cnm_prepare role through ansible-playbook, on this machine (connection local).
 
 It only reads the machine's packages: the tests that let it use the package manager run only when
-iproute2, nftables and python3-pyroute2 are installed already (scripts/setup.sh installs them), so
-the package tasks find nothing to do. The pip fallback installs into a throwaway virtual
-environment under the test's tmp_path (pyroute2 from the package index).
+iproute2 and nftables are installed already (scripts/setup.sh installs them), so the package tasks
+find nothing to do.
 """
 
 from __future__ import annotations
@@ -33,14 +32,9 @@ def deb_installed(*packages: str) -> bool:
     return True
 
 
-def imports_pyroute2(python: str) -> bool:
-    return subprocess.run([python, "-c", "import pyroute2"], capture_output=True, check=False).returncode == 0
-
-
 needs_packages = pytest.mark.skipif(
-    not deb_installed("iproute2", "nftables", "python3-pyroute2") or not imports_pyroute2(SYSTEM_PYTHON),
-    reason="needs Debian's iproute2, nftables and python3-pyroute2 installed (scripts/setup.sh), "
-    "so the role changes no package",
+    not deb_installed("iproute2", "nftables"),
+    reason="needs Debian's iproute2 and nftables installed (scripts/setup.sh), so the role changes no package",
 )
 
 
@@ -53,9 +47,8 @@ def prepare(tmp_path: Path):
 
     def run(python: str, *extra: str, **role_vars) -> subprocess.CompletedProcess:
         args = ["-c", "local", "-e", "ansible_python_interpreter=" + python]
-        role_vars.setdefault(
-            "cnm_prepare_restore_at_boot", False
-        )  # never into this machine's /etc: see the restore test
+        # never into this machine's /etc: see the restore test
+        role_vars.setdefault("cnm_prepare_restore_at_boot", False)
         for name, value in role_vars.items():
             args += ["-e", '{"%s": %s}' % (name, json.dumps(value))]
         return run_playbook(playbook, "localhost,", env, *args, *extra)
@@ -63,88 +56,30 @@ def prepare(tmp_path: Path):
     return run
 
 
-def make_venv(where: Path, *options: str) -> str:
-    """A virtual environment without pyroute2 (the system site-packages hidden); its python."""
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", *options, str(where)], check=True, capture_output=True)
-    python = str(where / "bin" / "python")
-    assert not imports_pyroute2(python)
-    return python
-
-
 @pytest.fixture
 def bare_venv(tmp_path: Path) -> str:
-    return make_venv(tmp_path / "bare", "--without-pip")
-
-
-@pytest.fixture
-def pip_venv(tmp_path: Path) -> str:
-    return make_venv(tmp_path / "with-pip")
-
-
-def one_line(result: subprocess.CompletedProcess) -> str:
-    return " ".join(result.stdout.split())  # the callback folds long messages
+    """A virtual environment with nothing but the standard library (the system site-packages hidden); its python."""
+    where = tmp_path / "bare"
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(where)], check=True, capture_output=True)
+    return str(where / "bin" / "python")
 
 
 @needs_packages
 def test_a_prepared_debian_host_changes_nothing_in_check_mode_and_for_real(prepare):
-    """iproute2, nftables and python3-pyroute2 present: the package tasks find them, nothing changes."""
+    """iproute2 and nftables present: the package tasks find them, nothing changes."""
     for extra in (("--check",), ()):
         result = prepare(SYSTEM_PYTHON, *extra)
         assert_ok(result)
         assert recap_changed(result) == {"localhost": 0}
-        assert "Install pyroute2 from PyPI" in result.stdout and "skipping: [localhost]" in result.stdout
 
 
 @needs_packages
-def test_a_python_without_pyroute2_uses_the_system_one_like_the_modules(prepare, bare_venv):
-    """The modules respawn under /usr/bin/python3 (Debian's pyroute2): the role accepts that and installs nothing."""
+def test_a_bare_python_is_all_the_role_asks_for(prepare, bare_venv):
+    """The modules need no Python library: the role installs none and changes nothing for a bare interpreter."""
     result = prepare(bare_venv)
     assert_ok(result)
     assert recap_changed(result) == {"localhost": 0}
-    assert not imports_pyroute2(bare_venv)
-
-
-def test_without_pyroute2_and_without_pip_fallback_it_fails_naming_the_option(prepare, bare_venv):
-    result = prepare(bare_venv, cnm_prepare_install_packages=False, cnm_prepare_pyroute2_pythons=[])
-    assert result.returncode != 0
-    message = one_line(result)
-    assert "pyroute2 0.7.2 or newer is missing on localhost (%s: missing)" % bare_venv in message
-    assert "Package installation is off (cnm_prepare_install_packages: false)" in message
-    assert "set cnm_prepare_pyroute2_pip: true to install pyroute2>=0.7.2 from PyPI into %s" % bare_venv in message
-    assert not imports_pyroute2(bare_venv)
-
-
-@needs_packages
-def test_an_old_pyroute2_counts_as_missing_and_a_failed_package_install_is_reported(prepare):
-    """The first interpreter that imports pyroute2 is the one the modules use: too old there means missing."""
-    result = prepare(
-        SYSTEM_PYTHON,
-        cnm_prepare_pyroute2_pythons=[],
-        cnm_prepare_pyroute2_min_version="99.0",
-        cnm_prepare_pyroute2_package={"Debian": "python3-cnm-no-such-package"},
-    )
-    assert result.returncode != 0
-    message = one_line(result)
-    assert "pyroute2 99.0 or newer is missing on localhost (/usr/bin/python3: old " in message
-    assert "Installing the distribution's package python3-cnm-no-such-package failed: No package matching" in message
-
-
-def test_pip_fallback_installs_into_the_task_python_checks_first_and_is_idempotent(prepare, pip_venv):
-    options = dict(cnm_prepare_install_packages=False, cnm_prepare_pyroute2_pythons=[], cnm_prepare_pyroute2_pip=True)
-
-    check = prepare(pip_venv, "--check", **options)
-    assert_ok(check)  # the install that check mode skipped would bring pyroute2: no failure
-    assert recap_changed(check) == {"localhost": 1}
-    assert not imports_pyroute2(pip_venv)
-
-    first = prepare(pip_venv, **options)
-    assert_ok(first)
-    assert recap_changed(first) == {"localhost": 1}
-    assert imports_pyroute2(pip_venv)
-
-    again = prepare(pip_venv, **options)
-    assert_ok(again)
-    assert recap_changed(again) == {"localhost": 0}
+    assert "pyroute2" not in result.stdout
 
 
 @needs_packages

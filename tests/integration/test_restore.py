@@ -74,7 +74,7 @@ def _restore(host, rc: int = 0) -> dict:
     """Run cnm-network-restore as the cnm_prepare role renders it (here with this Python and checkout) in the host."""
     with open(os.path.join(REPO, "roles/cnm_prepare/templates/cnm-network-restore.j2")) as handle:
         text = jinja2.Template(handle.read()).render(
-            cnm_prepare_pyroute2_python=host.python, cnm_prepare_restore_lib=COLLECTIONS
+            cnm_prepare_restore_python=host.python, cnm_prepare_restore_lib=COLLECTIONS
         )
     program = os.path.join(COLLECTIONS, "cnm-network-restore-" + host.prefix)
     with open(program, "w") as handle:

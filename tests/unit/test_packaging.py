@@ -1,7 +1,7 @@
 """Packaging: requirements, bindep, the execution environment, galaxy.yml and the changelog agree.
 
-- requirements.txt, bindep.txt (profile ``node``), the cnm_prepare role and the modules name the same
-  packages, the same oldest pyroute2 and the same system Pythons;
+- bindep.txt (profile ``node``) and the cnm_prepare role name the same packages, and no Python library is
+  required of a managed node (requirements.txt is empty; no plugin imports one);
 - ``execution-environment.yml`` makes a build context (ansible-builder, no container runtime) from
   which the collection installs offline the way its Containerfile does, and ansible-builder's
   introspection finds the collection's requirements in it;
@@ -102,11 +102,6 @@ def packages(depends, profiles) -> list:
     return sorted(rule[0] for rule in depends.active_rules(profiles))
 
 
-def min_pyroute2() -> str:
-    (line,) = [line for line in requirement_lines(REPO / "requirements.txt") if line.startswith("pyroute2")]
-    return line.split(">=")[1]
-
-
 def version_key(version: str) -> tuple:
     return tuple(int(part) for part in version.split("."))
 
@@ -127,37 +122,24 @@ def test_meta_execution_environment_names_the_requirement_files():
         assert (REPO / name).is_file()
 
 
-def test_the_oldest_pyroute2_is_the_same_everywhere():
-    minimum = min_pyroute2()
-    assert PREPARE_DEFAULTS["cnm_prepare_pyroute2_min_version"] == minimum
-    for rule in bindep_rules()._rules:
-        if "pyroute2" in rule[0]:
-            assert rule[2] == [(">=", minimum)], rule
-    assert "pyroute2 (%s or newer)" % minimum in (REPO / "plugins" / "module_utils" / "host.py").read_text()
-    assert "pyroute2>=%s" % minimum in (REPO / "requirements-dev.txt").read_text()
-
-
-def test_cnm_prepare_looks_in_the_system_pythons_the_modules_respawn_under():
-    tree = ast.parse((REPO / "plugins" / "module_utils" / "host.py").read_text())
-    (pythons,) = [
-        ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["SYSTEM_PYTHONS"]
-    ]
-    assert PREPARE_DEFAULTS["cnm_prepare_pyroute2_pythons"] == pythons
+def test_no_python_library_is_required_of_a_managed_node():
+    """The modules speak netlink with their own clients: nothing to install with pip, no import of pyroute2."""
+    assert requirement_lines(REPO / "requirements.txt") == []
+    for path in sorted((REPO / "plugins").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
+        imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "pyroute2" not in imported, path
 
 
 @pytest.mark.parametrize("family", sorted(PLATFORMS))
 def test_bindep_node_profile_lists_what_cnm_prepare_installs(family):
     depends = bindep_rules()
     tools = PREPARE_DEFAULTS["cnm_prepare_packages"][family]
-    pyroute2 = PREPARE_DEFAULTS["cnm_prepare_pyroute2_package"][family]
     for platform in PLATFORMS[family]:
-        enterprise = any(p in platform for p in ("platform:rhel", "platform:centos", "platform:rocky"))
-        expected = sorted(tools + ([] if enterprise else [pyroute2]))
-        assert packages(depends, platform + ["node"]) == expected, platform
-        # RHEL and its rebuilds: python3-pyroute2 from EPEL (bindep's "epel" profile, as ansible-builder uses it)
-        assert packages(depends, platform + ["node", "epel"]) == sorted(tools + [pyroute2]), platform
+        assert packages(depends, platform + ["node"]) == sorted(tools), platform
 
 
 @pytest.mark.parametrize("family", sorted(PLATFORMS))
