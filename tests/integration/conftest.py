@@ -74,6 +74,13 @@ def netns_names() -> list:
     return sorted(line.split()[0] for line in sh("ip netns list").stdout.splitlines() if line.strip())
 
 
+def own_drift(drift: list, prefix: str) -> list:
+    """/run/netns is every lab's: a namespace name of another test (caught between the two steps of its naming or
+    removal by a loaded machine) is not the drift of the lab whose names start with ``prefix``. Only what a test
+    controls is asserted."""
+    return [item for item in drift if item["kind"] != "netns_stub" or item["sandbox"].startswith("netns:%s-" % prefix)]
+
+
 class LabHost:
     """A throwaway namespace that plays a managed host, and the sandboxes named after it."""
 
@@ -124,13 +131,8 @@ class LabHost:
                 "module %s printed no JSON (rc %d): %s %s" % (_module, proc.returncode, proc.stdout, proc.stderr)
             ) from exc
         if _module == "cnm_info" and "drift" in result:
-            result["drift"] = [item for item in result["drift"] if self._owns(item)]
+            result["drift"] = own_drift(result["drift"], self.prefix)
         return result
-
-    def _owns(self, drift: dict) -> bool:
-        """/run/netns is every lab's: a namespace name of another test (caught between the two steps of its naming
-        or removal by a loaded machine) is not this host's drift. Only what the test controls is asserted."""
-        return drift["kind"] != "netns_stub" or drift["sandbox"].startswith("netns:%s-" % self.prefix)
 
     def ok(self, _module: str, **args) -> dict:
         result = self.module(_module, **args)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import pings, sh
+from conftest import own_drift, pings, sh
 from test_lab import assert_ok, recap_changed, run_playbook
 from test_playbooks import lab_of
 from test_ports import SERVE, wait_answer
@@ -147,11 +147,7 @@ def test_concurrent_playbooks_on_one_host(tmp_path, runs):
             assert len(addresses) == len(set(addresses)) == 3 * len(sandboxes), found  # own: IPv4; shared: IPv4, IPv6
 
             report = info(tmp_path, inventory, env)
-            # /run/netns is every lab's: stubs of other tests' namespaces are not this host's drift
-            own = [
-                d for d in report["drift"] if d["kind"] != "netns_stub" or d["sandbox"].startswith("netns:" + prefix)
-            ]
-            assert own == [], report["drift"]
+            assert own_drift(report["drift"], prefix) == [], report["drift"]
             names = ["shared"] + ["own%d" % run for run in range(1, runs + 1)]
             assert sorted(net["name"] for net in report["networks"]) == sorted(names)
             assert len(report["ports"]) == len(sandboxes), report["ports"]
