@@ -159,6 +159,30 @@ class VethLink:
     def plan_host_side(self, add, ipv4) -> None:
         """Nothing: the bridge's subnet route reaches every endpoint."""
 
+    @staticmethod
+    def record_fields() -> dict:
+        return {}
+
+    @staticmethod
+    def plan_absent(planner, spec, record: Optional[dict], alias: str) -> None:
+        """Its host end goes with the run's other doomed veths in one group delete (EndpointPlanner.finish), which
+        takes the sandbox's end along."""
+        ref = spec.sandbox
+        host_ifname = (record or {}).get("host_ifname") or host_veth_name(spec.network, ref.key)
+        host_link = planner.kernel.host.link(host_ifname)
+        if host_link is None or host_link.alias != alias:
+            return
+        planner.host.plan.add(
+            "endpoint %s on %s" % (spec.network, ref.key),
+            "detach %s (its veth %s goes with the others)" % (ref.value, host_ifname),
+            {"host_interface": host_ifname, "interface": (record or {}).get("ifname")},
+            None,
+            _in_group_delete,
+        )
+        planner.doomed.append(host_ifname)
+        if record is not None:
+            planner.doomed_keys.append(endpoint_key(spec.network, ref.key))
+
 
 class MacvlanLink:
     """A macvlan link on the network's parent, born in the sandbox; the host reaches it only through the shim."""
@@ -263,6 +287,9 @@ class MacvlanLink:
                 lambda: host.delete_route(shim, route),
             )
 
+    def record_fields(self) -> dict:
+        return {"parent": self.network.parent, "shim_name": self.network.shim_name}
+
     def _host_route(self, ipv4) -> Optional[Route]:
         network = self.network
         if not network.host_access or ipv4 in network.ip_range:
@@ -301,3 +328,11 @@ class MacvlanLink:
                         lambda name=link.name: kernel.sandbox(ref).delete_link(name),
                         forgets=(("endpoint", endpoint_key(spec.network, ref.key)),),
                     )
+
+
+def _in_group_delete() -> None:
+    """The detach itself happens in the group delete that ``EndpointPlanner.finish`` plans."""
+
+
+# How endpoints join a network, by the network class's ``link`` (model.LINK_KINDS).
+LINKS = {"veth": VethLink, "macvlan": MacvlanLink}

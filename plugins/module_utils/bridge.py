@@ -18,6 +18,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     IPV6_MIN_MTU,
     BridgeNetwork,
     EndpointSpec,
+    check_driver,
     parse_routes,
 )
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
@@ -30,12 +31,7 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
         if other_name != network.name and other.get("bridge_name") == network.bridge_name:
             raise option_error("bridge_name", network.bridge_name, "is already used by network %s" % other_name)
     record = host.state["networks"].get(network.name)
-    if record is not None and record.get("driver", "bridge") != network.driver:
-        raise option_error(
-            "name",
-            network.name,
-            "is already a network of driver %s, not %s; remove it first" % (record.get("driver"), network.driver),
-        )
+    check_driver(network.name, record, network.driver)
     if record is not None and record["bridge_name"] != network.bridge_name:
         raise option_error(
             "bridge_name",

@@ -9,7 +9,7 @@ import os
 from typing import Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import ipam, netns
-from ansible_collections.cnm.network.plugins.module_utils.attach import MacvlanLink, VethLink
+from ansible_collections.cnm.network.plugins.module_utils.attach import LINKS
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
@@ -18,7 +18,6 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     IPV6_MIN_MTU,
     BridgeNetwork,
     EndpointSpec,
-    host_veth_name,
 )
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
     choose_gateways,
@@ -210,9 +209,7 @@ class EndpointPlanner:
         key = endpoint_key(network.name, ref.key)
         self.host.endpoints_of(network.name)  # reclaims the leases of vanished sandboxes once
         record = self.host.state["endpoints"].get(key)
-        link = (MacvlanLink if network.driver == "macvlan" else VethLink)(
-            self, spec, network, ENDPOINT_ALIAS_PREFIX + key
-        )
+        link = LINKS[network.link](self, spec, network, ENDPOINT_ALIAS_PREFIX + key)
         link.check_network()
         view = self._sandbox_view(spec)
 
@@ -356,9 +353,9 @@ class EndpointPlanner:
             "routes": [r.to_record() for r in spec.routes],
             "sysctls": dict(spec.sysctls),
             "gw_priority": spec.gw_priority,
+            "link": network.link,
         }
-        if network.driver == "macvlan":  # what a detach needs once the network is gone
-            new_record.update(parent=network.parent, shim_name=network.shim_name)
+        new_record.update(link.record_fields())  # what its detach needs once the network is gone
         self._release(record)
         self.host.state["endpoints"][key] = new_record
         if ipv4 is not None:
@@ -369,7 +366,7 @@ class EndpointPlanner:
 
     def _check_unique_mac(self, spec: EndpointSpec, network, mac) -> None:
         """Two endpoints of one network with one MAC would steal each other's frames: refuse it up front."""
-        if mac is None or (network.driver == "macvlan" and network.mode == "passthru"):
+        if mac is None or not network.unique_macs:
             return
         for record in self.host.state["endpoints"].values():
             if (
@@ -697,22 +694,11 @@ class EndpointPlanner:
         ref = spec.sandbox
         key = endpoint_key(spec.network, ref.key)
         record = self.host.state["endpoints"].get(key)
-        host_ifname = (record or {}).get("host_ifname") or host_veth_name(spec.network, ref.key)
-        host_link = self.kernel.host.link(host_ifname)
         result = {"network": spec.network, "sandbox": ref.key, "state": "absent"}
-        if record is not None and record.get("parent"):
-            MacvlanLink.plan_absent(self, spec, record, ENDPOINT_ALIAS_PREFIX + key)
-        elif host_link is not None and host_link.alias == ENDPOINT_ALIAS_PREFIX + key:
-            self.host.plan.add(
-                "endpoint %s on %s" % (spec.network, ref.key),
-                "detach %s (its veth %s goes with the others)" % (ref.value, host_ifname),
-                {"host_interface": host_ifname, "interface": (record or {}).get("ifname")},
-                None,
-                _nothing,
-            )
-            self.doomed.append(host_ifname)
-            if record is not None:
-                self.doomed_keys.append(key)
+        # Without a record only a veth can be found (by its host end's name and alias) and detached.
+        LINKS[record["link"] if record is not None else "veth"].plan_absent(
+            self, spec, record, ENDPOINT_ALIAS_PREFIX + key
+        )
         if record is not None:
             self._release(record)
             del self.host.state["endpoints"][key]
@@ -743,10 +729,6 @@ def _free_link_group(session) -> int:
     while group in used:
         group += 1
     return group
-
-
-def _nothing() -> None:
-    """The detach itself happens in the group delete that ``finish`` plans."""
 
 
 def _own_routes(routes: list, spec: EndpointSpec) -> list:

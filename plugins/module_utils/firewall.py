@@ -356,7 +356,7 @@ def render_vxlan_filter(networks: Dict[str, dict]) -> List[Rule]:
     rules = []
     for name in sorted(networks):
         record = networks[name]
-        if record.get("driver") != "overlay":
+        if record.get("vni") is None:  # no VXLAN device (not an overlay)
             continue
         vxlan = [
             _match("l4proto", "udp"),

@@ -14,11 +14,7 @@ from typing import Callable, Iterator, Optional
 from ansible_collections.cnm.network.plugins.module_utils import kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow, plan_firewall
-from ansible_collections.cnm.network.plugins.module_utils.model import (
-    ENDPOINT_ALIAS_PREFIX,
-    BridgeNetwork,
-    MacvlanNetwork,
-)
+from ansible_collections.cnm.network.plugins.module_utils.model import ENDPOINT_ALIAS_PREFIX, network_from_record
 from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
 from ansible_collections.cnm.network.plugins.module_utils.recover import recover
 from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key, persistent_path
@@ -42,6 +38,7 @@ class Host:
         self.conntrack_addresses: set = set()  # addresses of endpoints that left: every conntrack entry of theirs goes
         self.recovered: Optional[dict] = None  # what a lost store's rebuild from the kernel brought back
         self._swept: set = set()  # networks whose leases were checked against their sandboxes in this run
+        self._networks: dict = {}  # name -> (its record, the network it describes): parsed once per record
         # planning steps whose changes must follow the firewall's (a device up only once its drop rule exists)
         self.after_firewall: list = []
 
@@ -86,9 +83,10 @@ class Host:
         if record is None:
             known = ", ".join(sorted(self.state["networks"])) or "none yet"
             raise option_error(option, name, "is not a cnm network on this host (known: %s; or 'host', 'none')" % known)
-        if record.get("driver") == "macvlan":
-            return MacvlanNetwork.from_record(name, record)
-        return BridgeNetwork.from_record(name, record)
+        parsed = self._networks.get(name)
+        if parsed is None or parsed[0] is not record:  # planning replaces a record, never edits it in place
+            parsed = self._networks[name] = (record, network_from_record(name, record))
+        return parsed[1]
 
     def endpoints_of(self, network: str) -> dict:
         """Endpoint records of a network whose sandbox still exists; leases of vanished sandboxes are reclaimed."""

@@ -22,28 +22,21 @@ from ansible_collections.cnm.network.plugins.module_utils import firewall, liste
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.model import (
+    ALIAS_PREFIX,
     BRIDGE_ALIAS_PREFIX,
     ENDPOINT_ALIAS_PREFIX,
+    FLOOD_MAC,
     SANDBOX_OPTIONS,
     EndpointSpec,
     check_name,
+    network_devices,
 )
 from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
-from ansible_collections.cnm.network.plugins.module_utils.overlay import FLOOD_MAC
 from ansible_collections.cnm.network.plugins.module_utils.ports import docker_form, entry_mapping, entry_slots
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import choose_gateways, gateway_candidates
 from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
 
 GATHER = ("networks", "endpoints", "ports", "peers")
-ALIAS_PREFIX = "cnm:"  # every kernel object the collection makes carries an alias starting so
-# The devices a network record may name, by record key: (role, the kind the device must be).
-# The parent of a macvlan network is the user's interface: checked for existence only.
-NETWORK_DEVICES = (
-    ("bridge_name", "bridge", "bridge"),
-    ("vxlan_name", "vxlan", "vxlan"),
-    ("shim_name", "shim", "macvlan"),
-    ("parent", "parent", None),
-)
 
 # Drift kinds (documented in cnm_info's notes).
 DRIFT_KINDS = (
@@ -340,11 +333,6 @@ def drift(
         "found": found,
         "message": message,
     }
-
-
-def network_devices(record: dict) -> List[Tuple[str, str, Optional[str]]]:
-    """(role, device name, required kind) of every device a network record names."""
-    return [(role, record[key], kind) for key, role, kind in NETWORK_DEVICES if record.get(key)]
 
 
 def _interfaces(*pairs) -> List[str]:

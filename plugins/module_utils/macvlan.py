@@ -24,10 +24,12 @@ from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_name
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
 from ansible_collections.cnm.network.plugins.module_utils.model import (
+    ALIAS_PREFIX,
     BRIDGE_ALIAS_PREFIX,
     SHIM_ALIAS_PREFIX,
     VLAN_ALIAS_PREFIX,
     MacvlanNetwork,
+    check_driver,
 )
 
 
@@ -35,12 +37,7 @@ def plan_macvlan_present(host: Host, network: MacvlanNetwork) -> dict:
     """Check the parent, create the VLAN sub-interface and the host-access shim as asked; endpoints follow changes."""
     check_overlaps(host, network.name, network.subnet, network.ipv6_subnet)
     record = host.state["networks"].get(network.name)
-    if record is not None and record.get("driver", "bridge") != "macvlan":
-        raise option_error(
-            "name",
-            network.name,
-            "is already a network of driver %s, not macvlan; remove it first" % record.get("driver", "bridge"),
-        )
+    check_driver(network.name, record, network.driver)
     attached = host.endpoints_of(network.name)
     if record is not None and attached:
         for option, old, new in (("parent", record["parent"], network.parent), ("mode", record["mode"], network.mode)):
@@ -92,8 +89,7 @@ def plan_macvlan_absent(host: Host, name: str, force: bool) -> dict:
     result = {"network": {"name": name, "state": "absent", "detached": 0}}
     if record is None:
         return result
-    if record.get("driver") != "macvlan":
-        raise option_error("name", name, "is a network of driver %s, not macvlan" % record.get("driver", "bridge"))
+    check_driver(name, record, MacvlanNetwork.driver, removing=True)
     attached = detach_all(host, name, force)
     if record.get("shim_name"):
         _plan_shim_absent(host, name, record["shim_name"], forgets=(("network", name),))
@@ -138,14 +134,14 @@ def _check_parent(host: Host, network: MacvlanNetwork, parent) -> None:
             % (master.name if master else "another device"),
         )
     alias = parent.alias or ""
-    if alias.startswith("cnm:") and not alias.startswith(VLAN_ALIAS_PREFIX):
+    if alias.startswith(ALIAS_PREFIX) and not alias.startswith(VLAN_ALIAS_PREFIX):
         raise option_error("parent", network.parent, "is a device of cnm itself (%s), not a LAN interface" % alias)
     if parent.kind == "macvlan":
         raise option_error("parent", network.parent, "is a macvlan itself: give its parent")
     others = [
         n
         for n, r in host.state["networks"].items()
-        if n != network.name and r.get("driver") == "macvlan" and r["parent"] == network.parent
+        if n != network.name and r.get("driver") == network.driver and r["parent"] == network.parent
     ]
     passthru = [n for n in others if host.state["networks"][n]["mode"] == "passthru"]
     if passthru:

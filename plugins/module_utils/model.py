@@ -11,7 +11,7 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import ClassVar, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.netns import CONTAINER_RUNTIMES, SandboxRef
@@ -44,8 +44,14 @@ FORBIDDEN_SUBNETS = tuple(
         "ff00::/8",
     )
 )
+# Every kernel object the collection makes carries an alias starting with ALIAS_PREFIX, then its role.
+ALIAS_PREFIX = "cnm:"
 BRIDGE_ALIAS_PREFIX = "cnm:network:"
 ENDPOINT_ALIAS_PREFIX = "cnm:endpoint:"
+OVERLAY_ALIAS_PREFIX = "cnm:overlay:"
+SHIM_ALIAS_PREFIX = "cnm:shim:"
+VLAN_ALIAS_PREFIX = "cnm:vlan:"
+FLOOD_MAC = "00:00:00:00:00:00"  # an overlay's FDB entry for a peer VTEP that gets broadcasts and unknown unicast
 
 
 def _short_hash(text: str, length: int) -> str:
@@ -309,7 +315,16 @@ class BridgeNetwork:
     host_binding_ip: Optional[ipaddress._BaseAddress] = None
     trusted_sources: Tuple[ipaddress._BaseNetwork, ...] = ()
     ipv6_masquerade: Optional[bool] = None  # None: as masquerade
-    driver: str = "bridge"
+
+    # What the rest of the core asks of a driver (see NETWORKS):
+    driver: ClassVar[str] = "bridge"
+    link: ClassVar[str] = "veth"  # how endpoints join: attach.LINKS
+    # The devices a record names, by record key: (role, the kind the device must be, or None: checked for existence
+    # only, as the user's own parent interface of a macvlan network).
+    devices: ClassVar[Tuple[Tuple[str, str, Optional[str]], ...]] = (("bridge_name", "bridge", "bridge"),)
+    no_ports: ClassVar[Optional[str]] = None  # why ports cannot be published to its endpoints (None: they can)
+    record_keys: ClassVar[Tuple[str, ...]] = ("bridge_name",)  # the texts a valid store record must hold
+    unique_macs: ClassVar[bool] = True  # two endpoints never share a MAC (see MacvlanNetwork)
 
     @property
     def alias(self) -> str:
@@ -641,7 +656,12 @@ class OverlayNetwork(BridgeNetwork):
     restrict_peers: bool = True
     encrypted: bool = False
     vxlan_name: str = ""
-    driver: str = "overlay"
+
+    driver: ClassVar[str] = "overlay"
+    devices: ClassVar[Tuple[Tuple[str, str, Optional[str]], ...]] = (
+        ("bridge_name", "bridge", "bridge"),
+        ("vxlan_name", "vxlan", "vxlan"),
+    )
 
     @classmethod
     def from_overlay_params(cls, params: dict, underlay_mtu: Optional[int] = None) -> OverlayNetwork:
@@ -704,7 +724,7 @@ class OverlayNetwork(BridgeNetwork):
         record = BridgeNetwork.to_record(self)
         record.update(
             {
-                "driver": "overlay",
+                "driver": self.driver,
                 "vni": self.vni,
                 "local_ip": str(self.local_ip),
                 "port": self.port,
@@ -716,12 +736,16 @@ class OverlayNetwork(BridgeNetwork):
                 ],
             }
         )
+        if self.encrypted:  # the firewall drops clear VXLAN of this VNI
+            record["encrypted"] = True
         return record
+
+    @classmethod
+    def from_record(cls, name: str, record: dict) -> OverlayNetwork:
+        return cls.from_overlay_params(dict(record, name=name))
 
 
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
-SHIM_ALIAS_PREFIX = "cnm:shim:"
-VLAN_ALIAS_PREFIX = "cnm:vlan:"
 _VLAN_PARENT = re.compile(r"(?P<base>.+)\.(?P<vid>[0-9]{1,4})")
 
 
@@ -751,10 +775,27 @@ class MacvlanNetwork:
     host_access: bool = False
     host_access_ip: Optional[ipaddress.IPv4Address] = None
     shim_name: Optional[str] = None
-    driver: str = "macvlan"
     # What the endpoint planner asks of every network: macvlan endpoints are plain LAN hosts.
     internal: bool = False
     icc: bool = True
+
+    driver: ClassVar[str] = "macvlan"
+    link: ClassVar[str] = "macvlan"
+    record_keys: ClassVar[Tuple[str, ...]] = ("parent",)
+
+    @property
+    def unique_macs(self) -> bool:
+        """A passthru endpoint takes its parent's MAC: there is one of them, and no MAC of its own to check."""
+        return self.mode != "passthru"
+
+    devices: ClassVar[Tuple[Tuple[str, str, Optional[str]], ...]] = (
+        ("shim_name", "shim", "macvlan"),
+        ("parent", "parent", None),
+    )
+    no_ports: ClassVar[Optional[str]] = (
+        "is a macvlan network: its endpoints are on the LAN with their own addresses, so reach them there; ports "
+        "cannot be published from the host to them (Docker ignores -p on macvlan too)"
+    )
 
     @classmethod
     def from_params(cls, params: dict) -> MacvlanNetwork:
@@ -836,7 +877,7 @@ class MacvlanNetwork:
 
     def to_record(self, mtu: int, vlan_created: bool) -> dict:
         return {
-            "driver": "macvlan",
+            "driver": self.driver,
             "parent": self.parent,
             "mode": self.mode,
             "subnet": str(self.subnet),
@@ -856,3 +897,27 @@ class MacvlanNetwork:
     def from_record(cls, name: str, record: dict) -> MacvlanNetwork:
         params = dict(record, name=name, mtu=record["mtu"])
         return cls.from_params(params)
+
+
+# The network drivers, by the name a store record gives: every place that depends on the driver asks its class.
+NETWORKS = {cls.driver: cls for cls in (BridgeNetwork, OverlayNetwork, MacvlanNetwork)}
+LINK_KINDS = tuple(sorted({cls.link for cls in NETWORKS.values()}))  # how endpoints join networks: attach.LINKS
+
+
+def network_from_record(name: str, record: dict):
+    """The network a store record describes, as its driver's class."""
+    return NETWORKS[record.get("driver", "bridge")].from_record(name, record)
+
+
+def check_driver(name: str, record: Optional[dict], driver: str, removing: bool = False) -> None:
+    """A network name belongs to one driver: another driver's module refuses it, naming both."""
+    found = (record or {}).get("driver", "bridge")
+    if record is not None and found != driver:
+        advice = "" if removing else "; remove it first"
+        raise option_error("name", name, "is a network of driver %s, not %s%s" % (found, driver, advice))
+
+
+def network_devices(record: dict) -> list:
+    """(role, device name, kind) of the devices a network record names (see BridgeNetwork.devices)."""
+    devices = NETWORKS.get(record.get("driver", "bridge"), BridgeNetwork).devices
+    return [(role, record[key], kind) for key, role, kind in devices if record.get(key)]

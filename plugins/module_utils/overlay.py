@@ -21,10 +21,14 @@ from ansible_collections.cnm.network.plugins.module_utils.bridge import (
 )
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
-from ansible_collections.cnm.network.plugins.module_utils.model import OverlayNetwork, parse_address
+from ansible_collections.cnm.network.plugins.module_utils.model import (
+    FLOOD_MAC,
+    OVERLAY_ALIAS_PREFIX,
+    OverlayNetwork,
+    check_driver,
+    parse_address,
+)
 from ansible_collections.cnm.network.plugins.module_utils.xfrm import Xfrm
-
-FLOOD_MAC = "00:00:00:00:00:00"
 
 
 def underlay_mtu(host: Host, local_ip) -> int:
@@ -91,7 +95,7 @@ def _check_encrypted_port(host: Host, network: OverlayNetwork) -> None:
     for other_name, other in sorted(host.state["networks"].items()):
         if (
             other_name != network.name
-            and other.get("driver") == "overlay"
+            and other.get("driver") == network.driver
             and other.get("port") == network.port
             and (network.encrypted or other.get("encrypted"))
         ):
@@ -135,8 +139,6 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
     _check_encrypted_port(host, network)
     record = dict(host.state["networks"].get(network.name) or {})
     result = plan_bridge_present(host, network, bool(params.get("allow_host_route_overlap")))
-    if network.encrypted:
-        host.state["networks"][network.name]["encrypted"] = True  # the firewall drops clear VXLAN of this VNI
     encryption = _plan_ipsec(host, network, keys, record)  # before the device: its first packet is already in ESP
     session = host.kernel.host
     name = network.vxlan_name
@@ -166,7 +168,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
     def add(what, apply, undo=None):
         host.plan.add(target, what, current, desired, apply, undo)
 
-    if link is not None and (link.kind != "vxlan" or link.alias != "cnm:overlay:" + network.name):
+    if link is not None and (link.kind != "vxlan" or link.alias != OVERLAY_ALIAS_PREFIX + network.name):
         raise option_error("vxlan_name", name, "already exists and does not belong to cnm overlay %s" % network.name)
     fresh = link is None or link.vxlan != wanted or link.mac != network.vxlan_mac
     if link is not None and fresh:
@@ -242,8 +244,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
 
 def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
     record = host.state["networks"].get(name)
-    if record is not None and record.get("driver") != "overlay":
-        raise option_error("name", name, "is a network of driver %s, not an overlay" % record.get("driver"))
+    check_driver(name, record, OverlayNetwork.driver, removing=True)
     result = plan_bridge_absent(host, name, (record or {}).get("bridge_name") or "br-" + name, force)
     vxlan = (record or {}).get("vxlan_name")
     link = host.kernel.host.link(vxlan) if vxlan else None
@@ -274,7 +275,7 @@ def _create(session, network: OverlayNetwork, up: bool = True) -> None:
         session.index(network.bridge_name),
         up=up,
     )
-    session.rtnl.set_link(session.index(network.vxlan_name), alias="cnm:overlay:" + network.name)
+    session.rtnl.set_link(session.index(network.vxlan_name), alias=OVERLAY_ALIAS_PREFIX + network.name)
 
 
 def _fdb(network: OverlayNetwork) -> list:

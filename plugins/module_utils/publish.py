@@ -105,14 +105,8 @@ class PublishPlanner:
         network = host.network(spec.network, spec.opt("network"))
         host.endpoints_of(network.name)  # leases (and ports) of vanished sandboxes go before their ports conflict
         self._by_port = None
-        if network.driver == "macvlan":
-            raise option_error(
-                spec.opt("network"),
-                network.name,
-                "is a macvlan network: its endpoints are on the LAN with their own addresses, "
-                "so reach them there; ports cannot be published from the host to them (Docker ignores -p on macvlan "
-                "too)",
-            )
+        if network.no_ports:
+            raise option_error(spec.opt("network"), network.name, network.no_ports)
         endpoint = _endpoint(host, spec, network)
         owner = endpoint["sandbox"]
         if network.internal:

@@ -25,16 +25,16 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.cnm.network.plugins.module_utils import firewall, ipam, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.model import (
+    ALIAS_PREFIX,
     BRIDGE_ALIAS_PREFIX,
     ENDPOINT_ALIAS_PREFIX,
+    FLOOD_MAC,
+    OVERLAY_ALIAS_PREFIX,
     BridgeNetwork,
     OverlayNetwork,
 )
 from ansible_collections.cnm.network.plugins.module_utils.ports import PortMapping
 from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VERSION, endpoint_key
-
-OVERLAY_ALIAS_PREFIX = "cnm:overlay:"
-FLOOD_MAC = "00:00:00:00:00:00"
 
 # What a rebuilt store cannot know, with the value it gets.
 NOT_RECOVERABLE = (
@@ -165,6 +165,7 @@ def _endpoint(network: str, sandbox: str, host_link: dict, inner: dict, record: 
         "routes": sorted(routes, key=lambda r: (ipaddress.ip_network(r["dst"]).version, r["dst"])),
         "sysctls": {},
         "gw_priority": 0,
+        "link": "veth",  # only veths name their endpoint on the host
     }
 
 
@@ -393,7 +394,7 @@ def read_facts(host) -> dict:
 
 def holds_cnm_objects(host) -> bool:
     """Whether the host has a link with a cnm alias (one dump, which the run reuses)."""
-    return any((link.alias or "").startswith("cnm:") for link in host.kernel.host.links().values())
+    return any((link.alias or "").startswith(ALIAS_PREFIX) for link in host.kernel.host.links().values())
 
 
 def recover(host) -> Optional[dict]:

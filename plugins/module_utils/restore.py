@@ -22,13 +22,11 @@ A second run of the program, or a play run after it, changes nothing.
 from __future__ import annotations
 
 from ansible_collections.cnm.network.plugins.module_utils import netns
-from ansible_collections.cnm.network.plugins.module_utils.bridge import plan_bridge_present, spec_from_record
+from ansible_collections.cnm.network.plugins.module_utils.bridge import spec_from_record
+from ansible_collections.cnm.network.plugins.module_utils.drivers import RESTORE
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
-from ansible_collections.cnm.network.plugins.module_utils.macvlan import plan_macvlan_present
-from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, MacvlanNetwork
-from ansible_collections.cnm.network.plugins.module_utils.overlay import plan_overlay_present
 
 
 def restore(runner) -> dict:
@@ -47,12 +45,12 @@ def restore(runner) -> dict:
         _finish(host, report)
     restored = []
     for name, record in sorted(networks.items()):
-        if record["driver"] == "overlay" and record.get("encrypted"):
+        if record.get("encrypted"):
             report["skipped"].append("network %s: an encrypted overlay, its keys come with the next play run" % name)
             continue
         try:
             with Host.open(runner) as host:
-                _plan_network(host, name, record)
+                RESTORE[record["driver"]](host, name, record)
                 _finish(host, report)
             restored.append(name)
         except CnmError as exc:
@@ -109,17 +107,6 @@ def _plan_namespaces(host: Host) -> None:
             lambda r=ref: netns.create_named(r.value),
             lambda r=ref: netns.delete_named(r.value),
         )
-
-
-def _plan_network(host: Host, name: str, record: dict) -> None:
-    if record["driver"] == "macvlan":
-        # as declared: an MTU left out follows the parent's, which may differ after the reboot
-        mtu = record["mtu"] if record.get("mtu_set", True) else None
-        plan_macvlan_present(host, MacvlanNetwork.from_params(dict(record, name=name, mtu=mtu)))
-    elif record["driver"] == "overlay":
-        plan_overlay_present(host, dict(record, name=name, allow_host_route_overlap=True))
-    else:
-        plan_bridge_present(host, BridgeNetwork.from_record(name, record), allow_host_route_overlap=True)
 
 
 def _finish(host: Host, report: dict) -> None:

@@ -25,19 +25,29 @@ import tempfile
 from typing import Callable, Dict, Optional
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+from ansible_collections.cnm.network.plugins.module_utils.model import LINK_KINDS, NETWORKS
 
 STORE_ROOT = "/run/cnm-network"
 PERSISTENT_PATH = "/var/lib/cnm-network/state.json"
 PERSISTENT_ENV = "CNM_PERSISTENT_STORE"  # another path for the persistent copy, in any namespace (tests, labs)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+
+def _v1_to_v2(data: dict) -> dict:
+    """Version 2: an endpoint record names its link kind (attach.LINKS), which its detach follows once its network
+    is gone; version 1 told a macvlan endpoint only by the parent it records."""
+    for record in data.get("endpoints", {}).values():
+        if isinstance(record, dict):
+            record["link"] = "macvlan" if record.get("parent") else "veth"
+    return data
+
 
 # Older formats and the step that turns each into the next: {N: function(store of version N) -> store of version N+1}.
 # Loading runs the steps in order up to FORMAT_VERSION; a format change bumps FORMAT_VERSION and adds its step
-# here, so a store written by an older release is carried forward, never dropped. Version 1 is the first format
-# released, so the table is empty until the format changes.
-MIGRATIONS: Dict[int, Callable[[dict], dict]] = {}
+# here, so a store written by an older release is carried forward, never dropped.
+MIGRATIONS: Dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
 
-DRIVERS = ("bridge", "overlay", "macvlan")
+DRIVERS = tuple(NETWORKS)
 _FIX = (
     "fix it by hand, or move it away: the next run then rebuilds the store from the kernel's cnm objects "
     "(networks, endpoints, published ports), and warns what it could not recover"
@@ -253,10 +263,8 @@ def check(data: dict, path: str) -> dict:
         _need(path, record, "driver", str, where + ".driver")
         if record["driver"] not in DRIVERS:
             raise StoreError(path, "%s.driver is %r, not one of %s" % (where, record["driver"], ", ".join(DRIVERS)))
-        if record["driver"] == "macvlan":
-            _need(path, record, "parent", str, where + ".parent")
-        else:
-            _need(path, record, "bridge_name", str, where + ".bridge_name")
+        for field in NETWORKS[record["driver"]].record_keys:
+            _need(path, record, field, str, "%s.%s" % (where, field))
         _need(path, record, "mtu", int, where + ".mtu", optional=True)
         for field in ("subnet", "ip_range", "ipv6_subnet"):
             _address(path, record, field, where, ipaddress.ip_network)
@@ -265,8 +273,10 @@ def check(data: dict, path: str) -> dict:
     for key, record in data["endpoints"].items():
         where = "'endpoints'[%r]" % key
         _need(path, data["endpoints"], key, dict, where)
-        for field in ("network", "sandbox", "ifname"):
+        for field in ("network", "sandbox", "ifname", "link"):
             _need(path, record, field, str, "%s.%s" % (where, field))
+        if record["link"] not in LINK_KINDS:
+            raise StoreError(path, "%s.link is %r, not one of %s" % (where, record["link"], ", ".join(LINK_KINDS)))
         expected = endpoint_key(record["network"], record["sandbox"])
         if key != expected:
             raise StoreError(path, "%s is filed under another key than its network and sandbox: %r" % (where, expected))

@@ -367,6 +367,12 @@ endpoints:
       description: Host end of the veth (null for drivers without one, such as macvlan).
       type: str
       sample: ve-3f2a9c01b7d
+    link:
+      description:
+        - How the endpoint joins its network. C(veth) is a veth pair on the network's bridge (bridge and overlay
+          networks); C(macvlan) is a macvlan link on the network's parent.
+      type: str
+      sample: veth
     parent:
       description: The network's parent interface (macvlan endpoints only).
       type: str

@@ -44,6 +44,7 @@ def endpoint(
         "routes": list(routes),
         "sysctls": {},
         "gw_priority": 0,
+        "link": "veth",
     }
 
 

@@ -30,6 +30,7 @@ EP = {
     "ipv4_address": "172.30.0.2",
     "ipv6_address": None,
     "mac_address": "02:42:ac:1e:00:02",
+    "link": "veth",
 }
 
 
@@ -149,7 +150,7 @@ DAMAGED = [
     ),
     (
         {"version": 0, "networks": {}, "endpoints": {}},
-        "format version 0, and this cnm.network reads version %d" % FORMAT_VERSION,
+        "format version 0, and this cnm.network reads versions 1 to %d" % FORMAT_VERSION,
     ),
     ({"version": FORMAT_VERSION, "endpoints": {}}, "'networks' is missing"),
     ({"version": FORMAT_VERSION, "networks": [], "endpoints": {}}, "'networks' must be an object, found a list"),
@@ -299,7 +300,7 @@ def test_a_file_in_place_of_the_store_directory_is_a_clear_error(tmp_path):
 
 
 # A hand-written store of an older format, carried to the current one through a migrations table.
-# Version 1 is the first format released, so the real table is empty: these tests give migrate() its own table.
+# These tests give migrate() a table of their own: the mechanism, apart from the real steps (tested below).
 OLD_V1 = {
     "version": 1,
     "networks": {"web": {"driver": "bridge", "bridge": "br-web", "subnet": "172.30.0.0/24"}},
@@ -312,6 +313,7 @@ def _v1_to_v2(data: dict) -> dict:
         record["bridge_name"] = record.pop("bridge")
     for record in data["endpoints"].values():
         record["ipv4_address"] = record.pop("ip")
+        record["link"] = "veth"
     return data
 
 
@@ -328,7 +330,13 @@ def test_an_old_store_is_migrated_step_by_step_to_the_current_version(tmp_path):
         "ports": {},
         "networks": {"web": {"driver": "bridge", "bridge_name": "br-web", "subnet": "172.30.0.0/24"}},
         "endpoints": {
-            "web|netns:a": {"network": "web", "sandbox": "netns:a", "ifname": "eth0", "ipv4_address": "172.30.0.7"}
+            "web|netns:a": {
+                "network": "web",
+                "sandbox": "netns:a",
+                "ifname": "eth0",
+                "ipv4_address": "172.30.0.7",
+                "link": "veth",
+            }
         },
     }
     assert migrated["endpoints"]["web|netns:a"]["ipv4_address"] == "172.30.0.7"  # the lease survives: no renumbering
@@ -473,3 +481,29 @@ def test_the_copy_is_kept_in_the_host_namespace_or_where_the_environment_says(mo
     assert persistent_path() == (PERSISTENT_PATH if same else None)
     monkeypatch.setenv(PERSISTENT_ENV, "/tmp/elsewhere.json")
     assert persistent_path() == "/tmp/elsewhere.json"
+
+
+def test_a_version_1_store_loads_with_the_link_kind_of_each_endpoint(store):
+    """Version 2 stores each endpoint's link kind; a version 1 store tells a macvlan endpoint by its parent."""
+    macvlan = {"driver": "macvlan", "parent": "eth1", "subnet": "192.168.50.0/24", "gateway": "192.168.50.1"}
+    veth = {key: value for key, value in EP.items() if key != "link"}
+    mv = dict(veth, network="lan", host_ifname=None, parent="eth1", shim_name=None)
+    _write(
+        store,
+        {
+            "version": 1,
+            "networks": {"web": dict(WEB), "lan": macvlan},
+            "endpoints": {"web|netns:a": veth, "lan|netns:a": dict(mv, network="lan")},
+        },
+    )
+    store.load()
+    assert store.data["version"] == FORMAT_VERSION
+    assert store.endpoints["web|netns:a"]["link"] == "veth"
+    assert store.endpoints["lan|netns:a"]["link"] == "macvlan"
+    assert store.endpoints["web|netns:a"]["ipv4_address"] == EP["ipv4_address"]  # nothing else changes
+
+
+def test_an_unknown_link_kind_is_a_clear_error(store):
+    _write(store, _with("endpoints", "web|netns:a", link="ipip"))
+    with pytest.raises(StoreError, match=r"'endpoints'\['web\|netns:a'\].link is 'ipip', not one of macvlan, veth"):
+        store.load()

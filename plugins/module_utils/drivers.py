@@ -1,0 +1,34 @@
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The network drivers' planners, for callers that hold only a store record.
+
+A driver is its network class in model.py (NETWORKS: the record's shape, its devices, its endpoints' link kind in
+attach.LINKS, what it refuses) and its planner file (bridge.py, overlay.py, macvlan.py). Modules call their own
+driver's planner; what plans a network from its record alone (restore.py, at boot) asks this table.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.cnm.network.plugins.module_utils.bridge import plan_bridge_present
+from ansible_collections.cnm.network.plugins.module_utils.host import Host
+from ansible_collections.cnm.network.plugins.module_utils.macvlan import plan_macvlan_present
+from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, MacvlanNetwork
+from ansible_collections.cnm.network.plugins.module_utils.overlay import plan_overlay_present
+
+
+def _restore_bridge(host: Host, name: str, record: dict) -> None:
+    plan_bridge_present(host, BridgeNetwork.from_record(name, record), allow_host_route_overlap=True)
+
+
+def _restore_overlay(host: Host, name: str, record: dict) -> None:
+    plan_overlay_present(host, dict(record, name=name, allow_host_route_overlap=True))
+
+
+def _restore_macvlan(host: Host, name: str, record: dict) -> None:
+    # as declared: an MTU left out follows the parent's, which may differ after the reboot
+    mtu = record["mtu"] if record.get("mtu_set", True) else None
+    plan_macvlan_present(host, MacvlanNetwork.from_params(dict(record, name=name, mtu=mtu)))
+
+
+# Plan a network of each driver present again from its store record (after a reboot).
+RESTORE = {"bridge": _restore_bridge, "overlay": _restore_overlay, "macvlan": _restore_macvlan}

@@ -1,0 +1,109 @@
+"""The driver table: every network class is found by its record's driver, and what depends on the driver asks it."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.cnm.network.plugins.module_utils import attach, drivers, store
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+from ansible_collections.cnm.network.plugins.module_utils.model import (
+    LINK_KINDS,
+    NETWORKS,
+    BridgeNetwork,
+    MacvlanNetwork,
+    OverlayNetwork,
+    check_driver,
+    network_devices,
+    network_from_record,
+)
+
+BRIDGE = BridgeNetwork.from_params({"name": "web", "subnet": "172.30.0.0/24"})
+OVERLAY = OverlayNetwork.from_overlay_params(
+    {
+        "name": "ov",
+        "subnet": "10.200.0.0/24",
+        "vni": 4200,
+        "local_ip": "192.0.2.11",
+        "peers": [{"vtep": "192.0.2.12", "endpoints": [{"ip": "10.200.0.9"}]}],
+        "encrypted": True,
+    }
+)
+MACVLAN = MacvlanNetwork.from_params({"name": "lan", "parent": "eth1", "subnet": "192.168.1.0/24"})
+
+
+def test_every_driver_has_its_class_its_link_and_its_restore_planner():
+    assert set(NETWORKS) == {"bridge", "overlay", "macvlan"}
+    assert set(drivers.RESTORE) == set(NETWORKS)
+    assert set(attach.LINKS) == set(LINK_KINDS) == {"veth", "macvlan"}
+    assert store.DRIVERS == tuple(NETWORKS)
+
+
+@pytest.mark.parametrize(
+    "network, record",
+    [(BRIDGE, BRIDGE.to_record()), (OVERLAY, OVERLAY.to_record()), (MACVLAN, MACVLAN.to_record(1500, False))],
+    ids=["bridge", "overlay", "macvlan"],
+)
+def test_a_record_reads_back_as_its_drivers_network(network, record):
+    assert record["driver"] == network.driver
+    again = network_from_record(network.name, record)
+    assert type(again) is type(network)
+    if isinstance(network, MacvlanNetwork):  # the record holds the MTU in force, the network the one asked
+        assert again == MacvlanNetwork.from_params(dict(record, name="lan"))
+    else:
+        assert again == network
+        assert again.to_record() == record
+
+
+def test_an_overlay_record_keeps_its_encryption_and_its_peers():
+    record = OVERLAY.to_record()
+    assert record["encrypted"] is True
+    assert record["peers"] == [{"vtep": "192.0.2.12", "endpoints": [{"ip": "10.200.0.9", "mac": "02:42:0a:c8:00:09"}]}]
+    clear = OverlayNetwork.from_record("ov", dict(record, encrypted=False)).to_record()
+    assert "encrypted" not in clear
+
+
+def test_endpoints_join_by_the_link_of_their_networks_driver():
+    assert (BRIDGE.link, OVERLAY.link, MACVLAN.link) == ("veth", "veth", "macvlan")
+    assert attach.LINKS[MACVLAN.link] is attach.MacvlanLink
+
+
+def test_the_devices_of_a_record_are_its_drivers():
+    assert network_devices(OVERLAY.to_record()) == [("bridge", "br-ov", "bridge"), ("vxlan", "vx-ov", "vxlan")]
+    with_shim = MacvlanNetwork.from_params(
+        {
+            "name": "lan",
+            "parent": "eth1",
+            "subnet": "192.168.1.0/24",
+            "ip_range": "192.168.1.128/25",
+            "host_access": True,
+            "host_access_ip": "192.168.1.2",
+        }
+    )
+    assert network_devices(with_shim.to_record(1500, False)) == [
+        ("shim", with_shim.shim_name, "macvlan"),
+        ("parent", "eth1", None),
+    ]
+    # a bridge record never names a VXLAN device, whatever keys it carries
+    assert network_devices(dict(BRIDGE.to_record(), vxlan_name="vx-web")) == [("bridge", "br-web", "bridge")]
+
+
+def test_only_networks_that_allow_it_take_published_ports():
+    assert BRIDGE.no_ports is None and OVERLAY.no_ports is None
+    assert "Docker ignores -p on macvlan" in MACVLAN.no_ports
+
+
+def test_a_passthru_macvlan_alone_shares_its_mac():
+    assert BRIDGE.unique_macs and MACVLAN.unique_macs
+    passthru = MacvlanNetwork.from_params(
+        {"name": "pt", "parent": "eth1", "subnet": "192.168.1.0/24", "mode": "passthru"}
+    )
+    assert not passthru.unique_macs
+
+
+def test_a_name_belongs_to_one_driver():
+    check_driver("web", None, "macvlan")
+    check_driver("web", BRIDGE.to_record(), "bridge")
+    with pytest.raises(CnmError, match="^option 'name': .*is a network of driver bridge, not macvlan; remove it first"):
+        check_driver("web", BRIDGE.to_record(), "macvlan")
+    with pytest.raises(CnmError, match="is a network of driver macvlan, not overlay$"):
+        check_driver("lan", MACVLAN.to_record(1500, False), "overlay", removing=True)
