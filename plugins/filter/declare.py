@@ -13,7 +13,9 @@ from typing import Any, Dict, List
 
 from ansible.errors import AnsibleFilterError
 
-DRIVERS = ("bridge", "overlay", "macvlan")
+from ansible_collections.cnm.network.plugins.module_utils.model import NETWORKS
+
+DRIVERS = tuple(NETWORKS)  # the role has a task per driver, named after it (roles/cnm_networks/tasks/main.yml)
 SANDBOX_KINDS = ("netns", "netns_path", "pid", "container")
 # Keys of a network item that are not options of its module.
 NETWORK_ONLY_KEYS = ("driver",)
@@ -49,8 +51,9 @@ def sandbox_key(item: Mapping) -> str:
 
 
 def declared(networks: Any, endpoints: Any = None) -> Dict[str, list]:
-    """Module arguments, grouped: ``bridge``/``overlay``/``macvlan`` (one dict per network), ``endpoints`` (the items of
-    one cnm_endpoint task) and ``ports`` (the items of one cnm_port_publish task: the endpoints that list ports)."""
+    """Module arguments, grouped by driver (``bridge``, ``overlay``...: one dict per network), ``endpoints`` (the
+    items of one cnm_endpoint task) and ``ports`` (the items of one cnm_port_publish task: the endpoints that list
+    ports)."""
     name = "declared"
     result: Dict[str, list] = {driver: [] for driver in DRIVERS}
     seen = {}
@@ -94,7 +97,7 @@ def declared(networks: Any, endpoints: Any = None) -> Dict[str, list]:
 
 def prune_plan(info: Any, networks: Any, endpoints: Any = None) -> Dict[str, list]:
     """From cnm_info's result: the endpoints (``endpoints``: cnm_endpoint items with state absent) and the networks
-    (``bridge``/``overlay``/``macvlan``: names) that exist but are not declared. A network that stays keeps its
+    (by driver: names) that exist but are not declared. A network that stays keeps its
     endpoints only if they are declared; a network that goes takes its endpoints with it (force)."""
     name = "prune_plan"
     if not isinstance(info, Mapping):

@@ -1,12 +1,13 @@
 # Copyright: cnm.network contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """How an endpoint's interface joins its network: a veth on the network's bridge (bridge and overlay
-drivers) or a macvlan link on the network's parent (macvlan driver).
+drivers), or a macvlan or ipvlan link on the network's parent (macvlan and ipvlan drivers).
 
 The endpoint planner (endpoint.py) does what all drivers share (names, addresses, routes, sysctls,
-leases); these classes plan only the link itself. Both create the sandbox's interface directly
-inside the sandbox (IFLA_NET_NS_FD), so nothing ever appears in the host's namespace (a macvlan is
-renamed there on kernels that check the new name in the host namespace: see kernel.create_macvlan).
+leases); these classes plan only the link itself. All create the sandbox's interface directly
+inside the sandbox (IFLA_NET_NS_FD), so nothing ever appears in the host's namespace (a link on a
+parent is renamed there on kernels that check the new name in the host namespace: see
+kernel.create_lower).
 """
 
 from __future__ import annotations
@@ -184,23 +185,115 @@ class VethLink:
             planner.doomed_keys.append(endpoint_key(spec.network, ref.key))
 
 
-class MacvlanLink:
-    """A macvlan link on the network's parent, born in the sandbox; the host reaches it only through the shim."""
+class LowerLink:
+    """A link on the network's parent (macvlan or ipvlan: ``kind``), born in the sandbox."""
 
+    kind = ""
     host_ifname = None
 
     def __init__(self, planner, spec, network, alias: str) -> None:
         self.planner, self.kernel, self.spec, self.network, self.alias = planner, planner.kernel, spec, network, alias
         self.parent = self.kernel.host.link(network.parent)
 
+    @property
+    def mode(self) -> str:
+        """The mode as the kernel reports it on a link (LinkInfo.mode)."""
+        return self.network.mode
+
     def check_network(self) -> None:
-        network, spec = self.network, self.spec
+        network = self.network
         if self.parent is None and not self.planner.network_planned(network.name):
             raise option_error(
-                spec.opt("network"),
+                self.spec.opt("network"),
                 network.name,
-                "has no parent %s on this host: run cnm_macvlan for it first" % network.parent,
+                "has no parent %s on this host: run cnm_%s for it first" % (network.parent, network.driver),
             )
+
+    def inner_name(self, view) -> Optional[str]:
+        if view is None:
+            return None
+        for link in view.links().values():
+            if link.kind == self.kind and link.alias == self.alias:
+                return link.name
+        return None
+
+    def default_mac(self, ipv4) -> Optional[str]:
+        return ipam.mac_from_ipv4(ipv4)
+
+    def is_ours(self, inner) -> bool:
+        return bool(inner and inner.kind == self.kind and inner.alias == self.alias)
+
+    def desired(self) -> dict:
+        return {"parent": self.network.parent, "mode": self.mode}
+
+    def current(self, inner) -> dict:
+        on_parent = self.parent is not None and inner.peer_index == self.parent.index
+        return {"parent": self.network.parent if on_parent else "ifindex %s" % inner.peer_index, "mode": inner.mode}
+
+    def own_mac(self, mac: Optional[str]) -> Optional[str]:
+        """The MAC to give the link when it is made (None: the kernel's choice)."""
+        return mac
+
+    def plan_create(self, add, ifname: str, mac: Optional[str]) -> None:
+        network, ref = self.network, self.spec.sandbox
+        add(
+            "create %s %s (mode %s on %s) in %s" % (self.kind, ifname, self.mode, network.parent, ref.value),
+            lambda: self.kernel.host.create_lower(
+                self.kind,
+                ifname,
+                network.parent,
+                self.mode,
+                network.mtu,
+                self.own_mac(mac),
+                self.alias,
+                sandbox=self.kernel.sandbox(ref),
+            ),
+            lambda: self.kernel.sandbox(ref).delete_link(ifname),
+        )
+
+    def plan_repair(self, add, inner, mac: Optional[str]) -> None:
+        current = self.current(inner)
+        if current != self.desired():
+            found = (inner.name, self.spec.sandbox.value, self.kind, current["parent"], current["mode"])
+            raise option_error(
+                self.spec.opt("network"),
+                self.network.name,
+                "endpoint interface %s in %s is a %s on %s mode %s, not on %s mode %s: "
+                "detach it (state: absent) and attach it again" % (found + (self.network.parent, self.mode)),
+            )
+
+    def plan_host_side(self, add, ipv4) -> None:
+        """Nothing: the host does not reach the endpoints (see MacvlanLink's shim)."""
+
+    def record_fields(self) -> dict:
+        return {"parent": self.network.parent}
+
+    @classmethod
+    def plan_absent(cls, planner, spec, record: dict, alias: str) -> None:
+        """Delete the link inside its sandbox (if the sandbox still exists)."""
+        ref, kernel = spec.sandbox, planner.kernel
+        if not ref.exists():
+            return
+        for link in list(kernel.sandbox(ref).links().values()):
+            if link.kind == cls.kind and link.alias == alias:
+                planner.host.plan.add(
+                    "endpoint %s on %s" % (spec.network, ref.key),
+                    "delete %s %s in %s" % (cls.kind, link.name, ref.value),
+                    {"interface": link.name, "parent": record["parent"]},
+                    None,
+                    lambda name=link.name: kernel.sandbox(ref).delete_link(name),
+                    forgets=(("endpoint", endpoint_key(spec.network, ref.key)),),
+                )
+
+
+class MacvlanLink(LowerLink):
+    """A macvlan link on the network's parent; the host reaches it only through the shim."""
+
+    kind = "macvlan"
+
+    def check_network(self) -> None:
+        super().check_network()
+        network, spec = self.network, self.spec
         if network.mode == "passthru":
             others = sorted(
                 r["sandbox"]
@@ -221,57 +314,13 @@ class MacvlanLink:
                     "cannot be set in mode passthru: the endpoint takes the MAC of parent %s" % network.parent,
                 )
 
-    def inner_name(self, view) -> Optional[str]:
-        if view is None:
-            return None
-        for link in view.links().values():
-            if link.kind == "macvlan" and link.alias == self.alias:
-                return link.name
-        return None
-
     def default_mac(self, ipv4) -> Optional[str]:
         if self.network.mode == "passthru":
             return self.parent.mac if self.parent is not None else None
         return ipam.mac_from_ipv4(ipv4)
 
-    def is_ours(self, inner) -> bool:
-        return bool(inner and inner.kind == "macvlan" and inner.alias == self.alias)
-
-    def desired(self) -> dict:
-        return {"parent": self.network.parent, "mode": self.network.mode}
-
-    def current(self, inner) -> dict:
-        on_parent = self.parent is not None and inner.peer_index == self.parent.index
-        return {"parent": self.network.parent if on_parent else "ifindex %s" % inner.peer_index, "mode": inner.mode}
-
-    def plan_create(self, add, ifname: str, mac: Optional[str]) -> None:
-        network, ref = self.network, self.spec.sandbox
-        own_mac = None if network.mode == "passthru" else mac  # passthru: setting a MAC would change the parent's
-        add(
-            "create macvlan %s (mode %s on %s) in %s" % (ifname, network.mode, network.parent, ref.value),
-            lambda: self.kernel.host.create_macvlan(
-                ifname, network.parent, network.mode, network.mtu, own_mac, self.alias, sandbox=self.kernel.sandbox(ref)
-            ),
-            lambda: self.kernel.sandbox(ref).delete_link(ifname),
-        )
-
-    def plan_repair(self, add, inner, mac: Optional[str]) -> None:
-        current = self.current(inner)
-        if current != self.desired():
-            found = (
-                inner.name,
-                self.spec.sandbox.value,
-                current["parent"],
-                current["mode"],
-                self.network.parent,
-                self.network.mode,
-            )
-            raise option_error(
-                self.spec.opt("network"),
-                self.network.name,
-                "endpoint interface %s in %s is a macvlan on %s mode %s, not on %s mode %s: "
-                "detach it (state: absent) and attach it again" % found,
-            )
+    def own_mac(self, mac: Optional[str]) -> Optional[str]:
+        return None if self.network.mode == "passthru" else mac  # passthru: setting a MAC would change the parent's
 
     def plan_host_side(self, add, ipv4) -> None:
         """With host access, an endpoint outside ip_range (a static address) needs its own route through the shim."""
@@ -296,38 +345,50 @@ class MacvlanLink:
             return None
         return Route(ipaddress.ip_network("%s/32" % ipv4), None, None)
 
-    @staticmethod
-    def plan_absent(planner, spec, record: dict, alias: str) -> None:
+    @classmethod
+    def plan_absent(cls, planner, spec, record: dict, alias: str) -> None:
         """Delete its host route through the shim, then the macvlan inside its sandbox (if the sandbox still exists):
         the deletion, which has no undo, comes last, so a failure before it leaves the endpoint whole."""
-        ref, kernel = spec.sandbox, planner.kernel
-        target = "endpoint %s on %s" % (spec.network, ref.key)
         shim = record.get("shim_name")
         if shim and record.get("ipv4_address"):
-            host = kernel.host
+            host = planner.kernel.host
             link = host.link(shim)
             route = Route(ipaddress.ip_network("%s/32" % record["ipv4_address"]), None, None)
             if link is not None and route in [Route(r.dst, r.gateway, None) for r in host.routes(link.index)]:
                 planner.host.plan.add(
-                    target,
+                    "endpoint %s on %s" % (spec.network, spec.sandbox.key),
                     "remove route %s through host-access shim %s" % (route.describe(), shim),
                     None,
                     None,
                     lambda: host.delete_route(shim, route),
                     lambda: host.add_route(shim, route),
                 )
-        if ref.exists():
-            view = kernel.sandbox(ref)
-            for link in list(view.links().values()):
-                if link.kind == "macvlan" and link.alias == alias:
-                    planner.host.plan.add(
-                        target,
-                        "delete macvlan %s in %s" % (link.name, ref.value),
-                        {"interface": link.name, "parent": record["parent"]},
-                        None,
-                        lambda name=link.name: kernel.sandbox(ref).delete_link(name),
-                        forgets=(("endpoint", endpoint_key(spec.network, ref.key)),),
-                    )
+        super().plan_absent(planner, spec, record, alias)
+
+
+class IpvlanLink(LowerLink):
+    """An ipvlan link on the network's parent, with the parent's MAC; the host does not reach it."""
+
+    kind = "ipvlan"
+
+    @property
+    def mode(self) -> str:
+        return self.network.link_mode
+
+    def check_network(self) -> None:
+        super().check_network()
+        if self.spec.mac_address:
+            raise option_error(
+                self.spec.opt("mac_address"),
+                self.spec.mac_address,
+                "cannot be set on an ipvlan network: every endpoint has the MAC of parent %s" % self.network.parent,
+            )
+
+    def default_mac(self, ipv4) -> Optional[str]:
+        return self.parent.mac if self.parent is not None else None
+
+    def own_mac(self, mac: Optional[str]) -> Optional[str]:
+        return None
 
 
 def _in_group_delete() -> None:
@@ -335,4 +396,4 @@ def _in_group_delete() -> None:
 
 
 # How endpoints join a network, by the network class's ``link`` (model.LINK_KINDS).
-LINKS = {"veth": VethLink, "macvlan": MacvlanLink}
+LINKS = {"veth": VethLink, "macvlan": MacvlanLink, "ipvlan": IpvlanLink}

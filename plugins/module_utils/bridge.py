@@ -8,7 +8,6 @@ import ipaddress
 import socket
 from typing import Optional
 
-from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_name
@@ -17,11 +16,14 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     BRIDGE_ALIAS_PREFIX,
     IPV6_MIN_MTU,
     BridgeNetwork,
-    EndpointSpec,
     check_driver,
-    parse_routes,
 )
-from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.networks import (
+    check_overlaps,
+    check_subnet_change,
+    detach_all,
+    follow_endpoints,
+)
 
 
 def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_overlap: bool = False) -> dict:
@@ -48,7 +50,7 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
         check_host_routes(host, network, record)
     attached = host.endpoints_of(network.name)
     if record is not None:
-        _check_subnet_change(network, attached)
+        check_subnet_change(network, attached)
 
     desired = {
         "bridge": network.bridge_name,
@@ -102,12 +104,7 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
             )
     plan_device_ipv6(host, target, name, network.ipv6_subnet is not None, network.mtu)
     host.state["networks"][network.name] = network.to_record()
-
-    if record is not None and attached and endpoint_facing(record) != endpoint_facing(network.to_record()):
-        planner = EndpointPlanner(host)
-        for endpoint in attached.values():
-            planner.plan(spec_from_record(endpoint))
-        planner.finish()
+    follow_endpoints(host, record, network.to_record(), attached)
     return {"network": dict(network.to_record(), name=network.name, endpoints=len(attached))}
 
 
@@ -155,66 +152,6 @@ def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> 
     return {"network": {"name": name, "state": "absent", "detached": len(attached)}}
 
 
-def detach_all(host: Host, name: str, force: bool) -> dict:
-    """Plan the detach of every endpoint of a network that goes; refused (naming them) unless ``force``."""
-    attached = host.endpoints_of(name)
-    if attached and not force:
-        sandboxes = ", ".join(sorted(e["sandbox"] for e in attached.values()))
-        raise option_error(
-            "state",
-            "absent",
-            "refused: network %s has %d endpoint(s) attached (%s); detach them or set force: true"
-            % (name, len(attached), sandboxes),
-        )
-    planner = EndpointPlanner(host)
-    for endpoint in attached.values():
-        planner.plan(EndpointSpec(network=name, sandbox=SandboxRef.from_key(endpoint["sandbox"]), state="absent"))
-    planner.finish()
-    return attached
-
-
-def spec_from_record(record: dict) -> EndpointSpec:
-    """The endpoint as it was asked for, rebuilt from its store record (to re-plan it)."""
-    return EndpointSpec(
-        network=record["network"],
-        sandbox=SandboxRef.from_key(record["sandbox"]),
-        ifname=record["ifname"],
-        ipv4_address=ipaddress.ip_address(record["ipv4_address"]) if record.get("static_ipv4") else None,
-        ipv6_address=ipaddress.ip_address(record["ipv6_address"]) if record.get("static_ipv6") else None,
-        mac_address=record["mac_address"] if record.get("static_mac") else None,
-        default_route=record.get("default_route", True),
-        routes=parse_routes("routes", record.get("routes")),
-        sysctls=tuple(sorted(record.get("sysctls", {}).items())),
-        gw_priority=record.get("gw_priority", 0),
-        create_netns=False,
-    )
-
-
-def endpoint_facing(record: dict) -> tuple:
-    return (
-        record["gateway"],
-        record["mtu"],
-        record.get("ipv6_subnet"),
-        record.get("ipv6_gateway"),
-        record["subnet"],
-        record.get("internal", False),
-        record.get("icc", True),
-    )
-
-
-def check_overlaps(host: Host, name: str, subnet, ipv6_subnet) -> None:
-    """A network's subnets may not overlap another cnm network's on this host (any driver)."""
-    for other_name, other in host.state["networks"].items():
-        if other_name == name:
-            continue
-        for option, mine, theirs in (
-            ("subnet", subnet, other.get("subnet")),
-            ("ipv6_subnet", ipv6_subnet, other.get("ipv6_subnet")),
-        ):
-            if mine is not None and theirs and mine.overlaps(ipaddress.ip_network(theirs)):
-                raise option_error(option, mine, "overlaps network %s (%s)" % (other_name, theirs))
-
-
 def check_host_routes(host: Host, network: BridgeNetwork, record: Optional[dict] = None) -> None:
     """Refuse a subnet that overlaps a route of the host's main table (not a default route, not the network's own
     bridge route): the bridge's connected route would take that traffic away from the host's LAN or router, as
@@ -250,24 +187,3 @@ def check_host_routes(host: Host, network: BridgeNetwork, record: Optional[dict]
                     "traffic from the host; "
                     "choose another subnet, or set allow_host_route_overlap: true if this is intended" % (dst, how),
                 )
-
-
-def _check_subnet_change(network: BridgeNetwork, attached: dict) -> None:
-    for endpoint in attached.values():
-        address = ipaddress.ip_address(endpoint["ipv4_address"]) if endpoint.get("ipv4_address") else None
-        if address is not None and (
-            network.subnet is None or address not in network.subnet or address == network.gateway
-        ):
-            raise option_error(
-                "subnet",
-                network.subnet,
-                "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address),
-            )
-        if endpoint.get("ipv6_address") and (
-            network.ipv6_subnet is None or ipaddress.ip_address(endpoint["ipv6_address"]) not in network.ipv6_subnet
-        ):
-            raise option_error(
-                "ipv6_subnet",
-                network.ipv6_subnet,
-                "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], endpoint["ipv6_address"]),
-            )

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from ansible_collections.cnm.network.plugins.module_utils.bridge import plan_bridge_present
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
+from ansible_collections.cnm.network.plugins.module_utils.ipvlan import plan_ipvlan_present
 from ansible_collections.cnm.network.plugins.module_utils.macvlan import plan_macvlan_present
-from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, MacvlanNetwork
+from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, IpvlanNetwork, MacvlanNetwork
 from ansible_collections.cnm.network.plugins.module_utils.overlay import plan_overlay_present
 
 
@@ -24,11 +25,23 @@ def _restore_overlay(host: Host, name: str, record: dict) -> None:
     plan_overlay_present(host, dict(record, name=name, allow_host_route_overlap=True))
 
 
+def _as_declared(record: dict) -> dict:
+    """A network on a parent as declared: an MTU left out follows the parent's, which may differ after the reboot."""
+    return dict(record, mtu=record["mtu"] if record.get("mtu_set", True) else None)
+
+
 def _restore_macvlan(host: Host, name: str, record: dict) -> None:
-    # as declared: an MTU left out follows the parent's, which may differ after the reboot
-    mtu = record["mtu"] if record.get("mtu_set", True) else None
-    plan_macvlan_present(host, MacvlanNetwork.from_params(dict(record, name=name, mtu=mtu)))
+    plan_macvlan_present(host, MacvlanNetwork.from_params(dict(_as_declared(record), name=name)))
+
+
+def _restore_ipvlan(host: Host, name: str, record: dict) -> None:
+    plan_ipvlan_present(host, IpvlanNetwork.from_params(dict(_as_declared(record), name=name)))
 
 
 # Plan a network of each driver present again from its store record (after a reboot).
-RESTORE = {"bridge": _restore_bridge, "overlay": _restore_overlay, "macvlan": _restore_macvlan}
+RESTORE = {
+    "bridge": _restore_bridge,
+    "overlay": _restore_overlay,
+    "macvlan": _restore_macvlan,
+    "ipvlan": _restore_ipvlan,
+}

@@ -522,7 +522,8 @@ class EndpointPlanner:
             best = chosen[version]
             if best is not None and version not in foreign:
                 dst = ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
-                wanted = (best.name, Route(dst, ipaddress.ip_address(best.gateways[version]), None))
+                gateway = best.gateways[version]
+                wanted = (best.name, Route(dst, ipaddress.ip_address(gateway) if gateway else None, None))
             found = leaving[version] + held[version]
             before["default_%s" % label] = [_describe_default(name, route) for name, route in found] or None
             after["default_%s" % label] = _describe_default(*wanted) if wanted else None

@@ -1061,7 +1061,8 @@ def sandbox_drift(sandbox: str, state: dict, selection: Selection, facts: Option
         ]
         if any(name not in ours for name, _route in held):
             continue
-        wanted = "default via %s" % best.gateways[version]
+        gateway = best.gateways[version]
+        wanted = "default via %s" % gateway if gateway else "default"
         if (best.name, wanted) in held:
             continue
         found.append(

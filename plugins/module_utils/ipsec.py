@@ -27,6 +27,7 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.kernel import available_modules
 
 AEAD = "rfc4106(gcm(aes))"
 ICV_BITS = 128
@@ -299,22 +300,6 @@ def check_keys(primary: Optional[str], others: Optional[Sequence[str]]) -> List[
 # ---- what the kernel offers ----
 
 
-def _available_modules() -> set:
-    """Kernel modules built in or loadable (the kernel loads esp4 and gcm on demand when the first state is added)."""
-    names = set()
-    base = os.path.join("/lib/modules", os.uname().release)
-    for listing in ("modules.builtin", "modules.dep"):
-        try:
-            with open(os.path.join(base, listing)) as handle:
-                for line in handle:
-                    path = line.split(":", 1)[0].strip()
-                    if path:
-                        names.add(os.path.basename(path).split(".ko", 1)[0].replace("-", "_"))
-        except OSError:
-            continue
-    return names
-
-
 def kernel_features() -> dict:
     """The kernel features an encrypted overlay needs -> present (loaded, built in, or loadable)."""
     try:
@@ -322,7 +307,7 @@ def kernel_features() -> dict:
             crypto = handle.read()
     except OSError:
         crypto = ""
-    modules = _available_modules()
+    modules = available_modules()
     return {
         "XFRM": os.path.exists("/proc/net/xfrm_stat"),
         "ESP (esp4)": os.path.exists("/sys/module/esp4") or "esp4" in modules,

@@ -40,7 +40,8 @@ class Link:
     alias: Optional[str]
     group: int = 0
     vxlan: Optional[dict] = None  # vni, local, port, learning, proxy of a VXLAN device
-    mode: Optional[str] = None  # a macvlan's mode (bridge, private, vepa, passthru) or "vlan VID" of an 802.1Q link
+    # a macvlan's mode (bridge, private, vepa, passthru), an ipvlan's mode and flag ("l2 bridge"), or "vlan VID"
+    mode: Optional[str] = None
 
     def describe(self) -> dict:
         state = {"kind": self.kind, "mtu": self.mtu, "mac": self.mac, "up": self.up}
@@ -163,25 +164,26 @@ class NetnsSession:
         # The kernel ignores an alias in RTM_NEWLINK: it takes a second request.
         self.rtnl.set_link(self.index(name), alias=alias)
 
-    def create_macvlan(
-        self, name: str, parent: str, mode: str, mtu: int, mac: Optional[str], alias: str, sandbox=None
+    def create_lower(
+        self, kind: str, name: str, parent: str, mode: str, mtu: int, mac: Optional[str], alias: str, sandbox=None
     ) -> None:
-        """A macvlan on ``parent`` (a link of this namespace); with ``sandbox`` (its session) born inside it.
+        """A macvlan or ipvlan (``kind``, see rtnl.create_lower) on ``parent`` (a link of this namespace); with
+        ``sandbox`` (its session) born inside it.
 
         Some kernels (Debian 12's 6.1) look a new link's name up in the namespace that asks, not in the one
-        it is born in, and refuse a name taken here (eth0, ...) with EEXIST: the macvlan is then born in
+        it is born in, and refuse a name taken here (eth0, ...) with EEXIST: the link is then born in
         the sandbox under a temporary name and renamed there before it goes up."""
         where = sandbox if sandbox is not None else self
         born = name
         try:
-            self.rtnl.create_macvlan(
-                name, self.index(parent), mode, mtu, mac, sandbox.fd if sandbox is not None else None
+            self.rtnl.create_lower(
+                kind, name, self.index(parent), mode, mtu, mac, sandbox.fd if sandbox is not None else None
             )
         except OSError as exc:
             if sandbox is None or exc.errno != errno.EEXIST or sandbox.rtnl.link(name) is not None:
                 raise
             born = "cnm" + hashlib.sha1(alias.encode()).hexdigest()[:12]
-            self.rtnl.create_macvlan(born, self.index(parent), mode, mtu, mac, sandbox.fd)
+            self.rtnl.create_lower(kind, born, self.index(parent), mode, mtu, mac, sandbox.fd)
         try:
             # the kernel ignores an alias in RTM_NEWLINK
             where.rtnl.set_link(where.index(born), alias=alias, up=True, name=name if born != name else None)
@@ -341,3 +343,25 @@ def _raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     except (ImportError, ValueError, OSError):
         pass
+
+
+def available_modules() -> set:
+    """Kernel modules built in or loadable, by name (the kernel loads a link kind or a cipher on first use)."""
+    names = set()
+    base = os.path.join("/lib/modules", os.uname().release)
+    for listing in ("modules.builtin", "modules.dep"):
+        try:
+            with open(os.path.join(base, listing)) as handle:
+                for line in handle:
+                    path = line.split(":", 1)[0].strip()  # kernel/drivers/net/ipvlan/ipvlan.ko, maybe compressed
+                    if path:
+                        names.add(os.path.basename(path).split(".ko", 1)[0].replace("-", "_"))
+        except OSError:
+            continue
+    return names
+
+
+def has_module(name: str) -> bool:
+    """Whether this kernel has module ``name``: loaded, built in, or installed where modprobe finds it. Read from
+    files only, so check mode can ask too."""
+    return os.path.isdir(os.path.join("/sys/module", name)) or name in available_modules()

@@ -10,63 +10,25 @@ endpoints, because a macvlan parent never delivers frames between itself and its
 from __future__ import annotations
 
 import ipaddress
-import os
 
-from ansible_collections.cnm.network.plugins.module_utils.bridge import (
-    check_overlaps,
-    detach_all,
-    endpoint_facing,
-    spec_from_record,
-)
-from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_name
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
-from ansible_collections.cnm.network.plugins.module_utils.model import (
-    ALIAS_PREFIX,
-    BRIDGE_ALIAS_PREFIX,
-    SHIM_ALIAS_PREFIX,
-    VLAN_ALIAS_PREFIX,
-    MacvlanNetwork,
-    check_driver,
-)
+from ansible_collections.cnm.network.plugins.module_utils.model import SHIM_ALIAS_PREFIX, MacvlanNetwork
+from ansible_collections.cnm.network.plugins.module_utils.networks import follow_endpoints
+from ansible_collections.cnm.network.plugins.module_utils.parent import links_on, plan_on_parent_absent, plan_parent
 
 
 def plan_macvlan_present(host: Host, network: MacvlanNetwork) -> dict:
     """Check the parent, create the VLAN sub-interface and the host-access shim as asked; endpoints follow changes."""
-    check_overlaps(host, network.name, network.subnet, network.ipv6_subnet)
     record = host.state["networks"].get(network.name)
-    check_driver(network.name, record, network.driver)
     attached = host.endpoints_of(network.name)
-    if record is not None and attached:
-        for option, old, new in (("parent", record["parent"], network.parent), ("mode", record["mode"], network.mode)):
-            if old != new:
-                raise option_error(
-                    option,
-                    new,
-                    "differs from %s, which network %s already uses with %d endpoint(s) attached: detach them first"
-                    % (old, network.name, len(attached)),
-                )
-        _check_subnet_change(network, attached)
-    session = host.kernel.host
+    fixed = (("mode", record["mode"] if record else None, network.mode),)
+    vlan_created, mtu_found = plan_parent(host, network, record, attached, fixed)
+    _check_passthru(host, network)
+    _check_host_access(network, attached)
     target = "network %s" % network.name
-    vlan_created = bool(record and record.get("vlan_created") and record["parent"] == network.parent)
-    parent = session.link(network.parent)
-    if parent is None:
-        vlan_created = _plan_vlan(host, network, target)
-        base = session.link(network.vlan[0])
-        mtu_found = base.mtu
-    else:
-        _check_parent(host, network, parent)
-        mtu_found = parent.mtu
-    if network.mtu is not None and network.mtu > mtu_found:
-        raise option_error(
-            "mtu",
-            network.mtu,
-            "is larger than the MTU of parent %s (%d): a macvlan cannot exceed its parent"
-            % (network.parent, mtu_found),
-        )
     mtu = network.mtu if network.mtu is not None else mtu_found
     if record is not None and record.get("shim_name") and record["shim_name"] != network.shim_name:
         _plan_shim_absent(host, network.name, record["shim_name"])
@@ -74,70 +36,25 @@ def plan_macvlan_present(host: Host, network: MacvlanNetwork) -> dict:
         _plan_shim(host, network, target, mtu)
     new_record = network.to_record(mtu, vlan_created)
     host.state["networks"][network.name] = new_record
-    if record is not None and attached and endpoint_facing(record) != endpoint_facing(new_record):
-        planner = EndpointPlanner(host)
-        planner.shim_routes = False  # _plan_shim made them exact
-        for endpoint in attached.values():
-            planner.plan(spec_from_record(endpoint))
-        planner.finish()
+    follow_endpoints(host, record, new_record, attached, shim_routes=False)  # _plan_shim made them exact
     return {"network": dict(new_record, name=network.name, endpoints=len(attached))}
 
 
 def plan_macvlan_absent(host: Host, name: str, force: bool) -> dict:
     """Detach the endpoints (with ``force``), delete the shim and a VLAN sub-interface no other network uses."""
-    record = host.state["networks"].get(name)
-    result = {"network": {"name": name, "state": "absent", "detached": 0}}
-    if record is None:
-        return result
-    check_driver(name, record, MacvlanNetwork.driver, removing=True)
-    attached = detach_all(host, name, force)
-    if record.get("shim_name"):
-        _plan_shim_absent(host, name, record["shim_name"], forgets=(("network", name),))
-    del host.state["networks"][name]
-    parent = record["parent"]
-    still_used = any(other.get("parent") == parent for other in host.state["networks"].values())
-    link = host.kernel.host.link(parent)
-    if record.get("vlan_created") and not still_used and link is not None and link.alias == VLAN_ALIAS_PREFIX + parent:
-        host.plan.add(
-            "network %s" % name,
-            "delete VLAN sub-interface %s" % parent,
-            {"vlan": parent, "mode": link.mode},
-            None,
-            lambda: host.kernel.host.delete_link(parent),
-            forgets=(("network", name),),
-        )
-    result["network"]["detached"] = len(attached)
-    return result
+
+    def delete_shim(record: dict) -> None:
+        if record.get("shim_name"):
+            _plan_shim_absent(host, name, record["shim_name"], forgets=(("network", name),))
+
+    return plan_on_parent_absent(host, name, force, MacvlanNetwork.driver, delete_shim)
 
 
-def _check_parent(host: Host, network: MacvlanNetwork, parent) -> None:
-    """The parent must be a plain interface of the host: not a bridge, no bridge port, not a cnm device."""
-    if parent.name == "lo":
-        raise option_error("parent", network.parent, "is the loopback interface")
-    if parent.kind == "bridge":
-        owner = (
-            " (cnm network %s)" % parent.alias[len(BRIDGE_ALIAS_PREFIX) :]
-            if (parent.alias or "").startswith(BRIDGE_ALIAS_PREFIX)
-            else ""
-        )
-        raise option_error(
-            "parent",
-            network.parent,
-            "is a bridge%s: a macvlan parent must be a plain interface (use cnm_bridge networks for bridges)" % owner,
-        )
-    if parent.master:
-        master = host.kernel.host.by_index(parent.master)
-        raise option_error(
-            "parent",
-            network.parent,
-            "is a port of %s: its frames belong to that device, not to macvlan endpoints"
-            % (master.name if master else "another device"),
-        )
-    alias = parent.alias or ""
-    if alias.startswith(ALIAS_PREFIX) and not alias.startswith(VLAN_ALIAS_PREFIX):
-        raise option_error("parent", network.parent, "is a device of cnm itself (%s), not a LAN interface" % alias)
-    if parent.kind == "macvlan":
-        raise option_error("parent", network.parent, "is a macvlan itself: give its parent")
+def _check_passthru(host: Host, network: MacvlanNetwork) -> None:
+    """A passthru network takes its parent exclusively: no other network or macvlan on it, and no passthru beside."""
+    parent = host.kernel.host.link(network.parent)
+    if parent is None:
+        return  # a VLAN sub-interface this run makes carries nothing yet
     others = [
         n
         for n, r in host.state["networks"].items()
@@ -146,6 +63,7 @@ def _check_parent(host: Host, network: MacvlanNetwork, parent) -> None:
     passthru = [n for n in others if host.state["networks"][n]["mode"] == "passthru"]
     if passthru:
         raise option_error("parent", network.parent, "is taken exclusively by passthru network %s" % passthru[0])
+    macvlans = links_on(host, parent, "macvlan")
     if network.mode == "passthru":
         if others:
             raise option_error(
@@ -154,52 +72,17 @@ def _check_parent(host: Host, network: MacvlanNetwork, parent) -> None:
                 "takes parent %s exclusively, but network(s) %s use it too"
                 % (network.parent, ", ".join(sorted(others))),
             )
-        busy = sorted(
-            link.name
-            for link in host.kernel.host.links().values()
-            if link.kind == "macvlan" and link.peer_index == parent.index
-        )
-        if busy:
+        if macvlans:
             raise option_error(
                 "mode",
                 "passthru",
-                "takes parent %s exclusively, but it already carries macvlan(s) %s" % (network.parent, ", ".join(busy)),
+                "takes parent %s exclusively, but it already carries macvlan(s) %s"
+                % (network.parent, ", ".join(sorted(link.name for link in macvlans))),
             )
     else:
-        busy = [
-            link.name
-            for link in host.kernel.host.links().values()
-            if link.kind == "macvlan" and link.peer_index == parent.index and link.mode == "passthru"
-        ]
+        busy = [link.name for link in macvlans if link.mode == "passthru"]
         if busy:
             raise option_error("parent", network.parent, "is taken exclusively by the passthru macvlan %s" % busy[0])
-
-
-def _plan_vlan(host: Host, network: MacvlanNetwork, target: str) -> bool:
-    """Create the IFACE.VID parent; refuse clearly when the base is missing or the kernel lacks 802.1Q."""
-    if network.vlan is None:
-        raise option_error("parent", network.parent, "does not exist on this host")
-    base_name, vid = network.vlan
-    base = host.kernel.host.link(base_name)
-    if base is None:
-        raise option_error("parent", network.parent, "is a VLAN of %s, which does not exist on this host" % base_name)
-    if not vlan_supported(host):
-        raise option_error(
-            "parent",
-            network.parent,
-            "needs an 802.1Q sub-interface, but this kernel has no 802.1Q support (module 8021q): "
-            "load it (modprobe 8021q) or use a kernel that has it",
-        )
-    name = network.parent
-    host.plan.add(
-        target,
-        "create VLAN sub-interface %s (id %d on %s)" % (name, vid, base_name),
-        None,
-        {"vlan": name, "id": vid, "parent": base_name},
-        lambda: host.kernel.host.create_vlan(name, base_name, vid, VLAN_ALIAS_PREFIX + name),
-        lambda: host.kernel.host.delete_link(name),
-    )
-    return True
 
 
 def _plan_shim(host: Host, network: MacvlanNetwork, target: str, mtu: int) -> None:
@@ -255,8 +138,8 @@ def _plan_shim(host: Host, network: MacvlanNetwork, target: str, mtu: int) -> No
     if link is None:
         add(
             "create host-access shim %s on %s (macvlan bridge) mtu %d" % (name, network.parent, mtu),
-            lambda: session.create_macvlan(
-                name, network.parent, "bridge", mtu, mac_from_name("shim:" + network.name), alias
+            lambda: session.create_lower(
+                "macvlan", name, network.parent, "bridge", mtu, mac_from_name("shim:" + network.name), alias
             ),
             lambda: session.delete_link(name),
         )
@@ -308,28 +191,9 @@ def _plan_shim_absent(host: Host, network_name: str, name: str, forgets: tuple =
         )
 
 
-def _check_subnet_change(network: MacvlanNetwork, attached: dict) -> None:
+def _check_host_access(network: MacvlanNetwork, attached: dict) -> None:
     for endpoint in attached.values():
-        address = ipaddress.ip_address(endpoint["ipv4_address"])
-        if address not in network.subnet or address == network.gateway:
-            raise option_error(
-                "subnet",
-                network.subnet,
-                "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address),
-            )
-        if network.host_access_ip is not None and address == network.host_access_ip:
+        if network.host_access_ip is not None and endpoint.get("ipv4_address") == str(network.host_access_ip):
             raise option_error(
                 "host_access_ip", network.host_access_ip, "is the address of endpoint %s" % endpoint["sandbox"]
             )
-
-
-def vlan_supported(host: Host) -> bool:
-    """802.1Q in this kernel: loaded (its /proc/net/vlan exists per namespace), or loadable with modprobe."""
-    if os.path.isdir("/proc/net/vlan"):
-        return True
-    tool = "modinfo" if host.check_mode else "modprobe"
-    path = host.module.get_bin_path(tool) if host.module is not None else None
-    if path is None:
-        return False
-    rc, _out, _err = host.run_command([path, "-n", "8021q"] if host.check_mode else [path, "-q", "8021q"])
-    return rc == 0 and (host.check_mode or os.path.isdir("/proc/net/vlan"))

@@ -749,6 +749,36 @@ MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
 _VLAN_PARENT = re.compile(r"(?P<base>.+)\.(?P<vid>[0-9]{1,4})")
 
 
+def check_choice(option: str, value: Optional[str], choices: Tuple[str, ...]) -> str:
+    """``value``, or the first of ``choices`` (the default) when it is not given."""
+    if not value:
+        return choices[0]
+    if value not in choices:
+        raise option_error(option, value, "is not one of %s" % ", ".join(choices))
+    return value
+
+
+def parse_on_parent(params: dict, what: str) -> tuple:
+    """What networks on a parent interface (macvlan, ipvlan) share: (name, parent, the five addressing values of
+    parse_addressing, mtu or None for the parent's)."""
+    name = check_name("name", params["name"])
+    if name in SPECIAL_NETWORKS:
+        raise option_error("name", name, "is reserved (Docker's built-in host and none networks)")
+    if not params.get("parent"):
+        raise option_error(
+            "parent", None, "is required: the host interface whose LAN the endpoints join (or IFACE.VID for a VLAN)"
+        )
+    parent = check_ifname("parent", params["parent"])
+    vlan = vlan_parent(parent)
+    if vlan is not None and not 1 <= vlan[1] <= 4094:
+        raise option_error("parent", parent, "has VLAN id %d, outside 1 to 4094" % vlan[1])
+    addressing = parse_addressing(params, what, "the LAN's IPv4 CIDR, such as 192.168.1.0/24")
+    mtu = params.get("mtu")
+    if mtu is not None:
+        check_mtu("mtu", mtu, addressing[3] is not None)
+    return name, parent, addressing, mtu
+
+
 def default_shim_name(network: str) -> str:
     return "mvs-" + _short_hash("shim:" + network, 11)
 
@@ -762,26 +792,64 @@ def vlan_parent(parent: str) -> Optional[tuple]:
 
 
 @dataclass(frozen=True)
-class MacvlanNetwork:
+class ParentNetwork:
+    """What networks on a parent interface (macvlan, ipvlan) share; see parse_on_parent."""
+
     name: str
     parent: str
-    mode: str
     subnet: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address
     ip_range: ipaddress.IPv4Network
     ipv6_subnet: Optional[ipaddress.IPv6Network]
     ipv6_gateway: Optional[ipaddress.IPv6Address]
     mtu: Optional[int]  # None: the parent's MTU
-    host_access: bool = False
-    host_access_ip: Optional[ipaddress.IPv4Address] = None
-    shim_name: Optional[str] = None
-    # What the endpoint planner asks of every network: macvlan endpoints are plain LAN hosts.
+    # What the endpoint planner asks of every network: their endpoints are plain LAN hosts.
     internal: bool = False
     icc: bool = True
 
+    record_keys: ClassVar[Tuple[str, ...]] = ("parent",)
+    devices: ClassVar[Tuple[Tuple[str, str, Optional[str]], ...]] = (("parent", "parent", None),)
+
+    @property
+    def no_ports(self) -> str:
+        return (
+            "is a %s network: its endpoints are on the LAN with their own addresses, so reach them there; ports "
+            "cannot be published from the host to them (Docker ignores -p on %s too)" % (self.driver, self.driver)
+        )
+
+    @property
+    def vlan(self) -> Optional[tuple]:
+        return vlan_parent(self.parent)
+
+    def to_record(self, mtu: int, vlan_created: bool) -> dict:
+        """The record's keys of every network on a parent; each driver adds its own."""
+        return {
+            "driver": self.driver,
+            "parent": self.parent,
+            "subnet": str(self.subnet),
+            "gateway": str(self.gateway),
+            "ip_range": str(self.ip_range),
+            "ipv6_subnet": str(self.ipv6_subnet) if self.ipv6_subnet else None,
+            "ipv6_gateway": str(self.ipv6_gateway) if self.ipv6_gateway else None,
+            "mtu": mtu,
+            "mtu_set": self.mtu is not None,
+            "vlan_created": vlan_created,
+        }
+
+    @classmethod
+    def from_record(cls, name: str, record: dict):
+        return cls.from_params(dict(record, name=name, mtu=record["mtu"]))
+
+
+@dataclass(frozen=True)
+class MacvlanNetwork(ParentNetwork):
+    mode: str = "bridge"
+    host_access: bool = False
+    host_access_ip: Optional[ipaddress.IPv4Address] = None
+    shim_name: Optional[str] = None
+
     driver: ClassVar[str] = "macvlan"
     link: ClassVar[str] = "macvlan"
-    record_keys: ClassVar[Tuple[str, ...]] = ("parent",)
 
     @property
     def unique_macs(self) -> bool:
@@ -792,33 +860,12 @@ class MacvlanNetwork:
         ("shim_name", "shim", "macvlan"),
         ("parent", "parent", None),
     )
-    no_ports: ClassVar[Optional[str]] = (
-        "is a macvlan network: its endpoints are on the LAN with their own addresses, so reach them there; ports "
-        "cannot be published from the host to them (Docker ignores -p on macvlan too)"
-    )
 
     @classmethod
     def from_params(cls, params: dict) -> MacvlanNetwork:
-        name = check_name("name", params["name"])
-        if name in SPECIAL_NETWORKS:
-            raise option_error("name", name, "is reserved (Docker's built-in host and none networks)")
-        if not params.get("parent"):
-            raise option_error(
-                "parent", None, "is required: the host interface whose LAN the endpoints join (or IFACE.VID for a VLAN)"
-            )
-        parent = check_ifname("parent", params["parent"])
-        vlan = vlan_parent(parent)
-        if vlan is not None and not 1 <= vlan[1] <= 4094:
-            raise option_error("parent", parent, "has VLAN id %d, outside 1 to 4094" % vlan[1])
-        mode = params.get("mode") or "bridge"
-        if mode not in MACVLAN_MODES:
-            raise option_error("mode", mode, "is not one of %s" % ", ".join(MACVLAN_MODES))
-        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = parse_addressing(
-            params, "a macvlan network", "the LAN's IPv4 CIDR, such as 192.168.1.0/24"
-        )
-        mtu = params.get("mtu")
-        if mtu is not None:
-            check_mtu("mtu", mtu, ipv6_subnet is not None)
+        name, parent, addressing, mtu = parse_on_parent(params, "a macvlan network")
+        subnet, gateway, ip_range, ipv6_subnet, ipv6_gateway = addressing
+        mode = check_choice("mode", params.get("mode"), MACVLAN_MODES)
         host_access = bool(params.get("host_access"))
         host_access_ip = shim_name = None
         if host_access:
@@ -859,48 +906,67 @@ class MacvlanNetwork:
         return cls(
             name,
             parent,
-            mode,
-            subnet,
-            gateway,
-            ip_range,
-            ipv6_subnet,
-            ipv6_gateway,
+            *addressing,
             mtu,
-            host_access,
-            host_access_ip,
-            shim_name,
+            mode=mode,
+            host_access=host_access,
+            host_access_ip=host_access_ip,
+            shim_name=shim_name,
         )
 
-    @property
-    def vlan(self) -> Optional[tuple]:
-        return vlan_parent(self.parent)
-
     def to_record(self, mtu: int, vlan_created: bool) -> dict:
-        return {
-            "driver": self.driver,
-            "parent": self.parent,
-            "mode": self.mode,
-            "subnet": str(self.subnet),
-            "gateway": str(self.gateway),
-            "ip_range": str(self.ip_range),
-            "ipv6_subnet": str(self.ipv6_subnet) if self.ipv6_subnet else None,
-            "ipv6_gateway": str(self.ipv6_gateway) if self.ipv6_gateway else None,
-            "mtu": mtu,
-            "mtu_set": self.mtu is not None,
-            "host_access": self.host_access,
-            "host_access_ip": str(self.host_access_ip) if self.host_access_ip else None,
-            "shim_name": self.shim_name,
-            "vlan_created": vlan_created,
-        }
+        record = ParentNetwork.to_record(self, mtu, vlan_created)
+        record.update(
+            mode=self.mode,
+            host_access=self.host_access,
+            host_access_ip=str(self.host_access_ip) if self.host_access_ip else None,
+            shim_name=self.shim_name,
+        )
+        return record
+
+
+IPVLAN_MODES = ("l2", "l3", "l3s")
+IPVLAN_FLAGS = ("bridge", "private", "vepa")
+
+
+@dataclass(frozen=True)
+class IpvlanNetwork(ParentNetwork):
+    """Docker's ``-d ipvlan``: endpoints are ipvlan links on the parent, sharing its MAC. In mode l2 they are hosts
+    of the LAN behind its gateway; in l3 and l3s the parent routes for them, and their default route goes through
+    their interface, with no gateway (Docker's ``default dev eth0``)."""
+
+    mode: str = "l2"
+    flag: str = "bridge"
+
+    driver: ClassVar[str] = "ipvlan"
+    link: ClassVar[str] = "ipvlan"
+    unique_macs: ClassVar[bool] = False  # every ipvlan link has its parent's MAC
 
     @classmethod
-    def from_record(cls, name: str, record: dict) -> MacvlanNetwork:
-        params = dict(record, name=name, mtu=record["mtu"])
-        return cls.from_params(params)
+    def from_params(cls, params: dict) -> IpvlanNetwork:
+        name, parent, addressing, mtu = parse_on_parent(params, "an ipvlan network")
+        mode = check_choice("ipvlan_mode", params.get("ipvlan_mode"), IPVLAN_MODES)
+        flag = check_choice("ipvlan_flag", params.get("ipvlan_flag"), IPVLAN_FLAGS)
+        return cls(name, parent, *addressing, mtu, mode=mode, flag=flag)
+
+    @property
+    def link_mode(self) -> str:
+        """The mode and flag as the kernel reports them on a link (kernel.LinkInfo.mode)."""
+        return "%s %s" % (self.mode, self.flag)
+
+    @property
+    def default_on_link(self) -> bool:
+        """l3 and l3s: the endpoints' default route goes through their interface, not through a gateway."""
+        return self.mode != "l2"
+
+    def to_record(self, mtu: int, vlan_created: bool) -> dict:
+        record = ParentNetwork.to_record(self, mtu, vlan_created)
+        record.update(ipvlan_mode=self.mode, ipvlan_flag=self.flag, default_on_link=self.default_on_link)
+        return record
 
 
 # The network drivers, by the name a store record gives: every place that depends on the driver asks its class.
-NETWORKS = {cls.driver: cls for cls in (BridgeNetwork, OverlayNetwork, MacvlanNetwork)}
+NETWORKS = {cls.driver: cls for cls in (BridgeNetwork, OverlayNetwork, MacvlanNetwork, IpvlanNetwork)}
 LINK_KINDS = tuple(sorted({cls.link for cls in NETWORKS.values()}))  # how endpoints join networks: attach.LINKS
 
 

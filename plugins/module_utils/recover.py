@@ -43,7 +43,7 @@ NOT_RECOVERABLE = (
     "static addresses of endpoints (dynamic: each keeps its address while it is attached)",
     "sysctls and gw_priority of endpoints (none, 0)",
     "the host sysctls' values from before cnm (they stay as they are when the last network goes)",
-    "macvlan networks and their endpoints (nothing on the host names their sandboxes)",
+    "macvlan and ipvlan networks and their endpoints (nothing on the host names their sandboxes)",
 )
 
 

@@ -22,11 +22,11 @@ A second run of the program, or a play run after it, changes nothing.
 from __future__ import annotations
 
 from ansible_collections.cnm.network.plugins.module_utils import netns
-from ansible_collections.cnm.network.plugins.module_utils.bridge import spec_from_record
 from ansible_collections.cnm.network.plugins.module_utils.drivers import RESTORE
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
+from ansible_collections.cnm.network.plugins.module_utils.networks import spec_from_record
 
 
 def restore(runner) -> dict:

@@ -35,6 +35,10 @@ NTF_SELF = 0x02
 IFLA_VXLAN_ID, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PROXY, IFLA_VXLAN_PORT = 1, 4, 7, 11, 15
 IFLA_MACVLAN_MODE = 1
 MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
+IFLA_IPVLAN_MODE = 1
+IFLA_IPVLAN_FLAGS = 2
+IPVLAN_MODES = {"l2": 0, "l3": 1, "l3s": 2}
+IPVLAN_FLAGS = {"bridge": 0, "private": 1, "vepa": 2}
 IFLA_VLAN_ID = 1
 IFF_UP = 0x1
 IFA_F_NODAD = 0x02
@@ -51,6 +55,7 @@ _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, ta
 _ATTR = struct.Struct("=HH")
 _NDMSG = struct.Struct("=BxxxiHBB")  # ndmsg: family, ifindex, state, flags, type
 _U32 = struct.Struct("=I")
+_U16 = struct.Struct("=H")
 
 # attribute numbers (linux/if_link.h, if_addr.h, rtnetlink.h)
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_GROUP = (
@@ -338,14 +343,26 @@ class Rtnl(Netlink):
         body += attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def create_macvlan(
-        self, name: str, parent: int, mode: str, mtu: int, mac: Optional[str], netns_fd: Optional[int] = None
+    def create_lower(
+        self,
+        kind: str,
+        name: str,
+        parent: int,
+        mode: str,
+        mtu: int,
+        mac: Optional[str],
+        netns_fd: Optional[int] = None,
     ) -> None:
-        """A macvlan link on ``parent``; with ``netns_fd`` it is born inside that namespace, so nothing ever
-        appears in the host's namespace (older kernels check ``name`` in the asking namespace, though)."""
-        info = attr(IFLA_INFO_KIND, b"macvlan") + attr(
-            IFLA_INFO_DATA | NLA_F_NESTED, attr(IFLA_MACVLAN_MODE, _U32.pack(MACVLAN_MODES[mode]))
-        )
+        """A macvlan or ipvlan link on ``parent``; with ``netns_fd`` it is born inside that namespace, so nothing
+        ever appears in the host's namespace (older kernels check ``name`` in the asking namespace, though).
+        ``mode``: a macvlan's (bridge, private, vepa, passthru), or an ipvlan's mode and flag ("l2 bridge")."""
+        if kind == "macvlan":
+            data = attr(IFLA_MACVLAN_MODE, _U32.pack(MACVLAN_MODES[mode]))
+        else:
+            ipvlan_mode, flag = mode.split()
+            data = attr(IFLA_IPVLAN_MODE, _U16.pack(IPVLAN_MODES[ipvlan_mode]))
+            data += attr(IFLA_IPVLAN_FLAGS, _U16.pack(IPVLAN_FLAGS[flag]))
+        info = attr(IFLA_INFO_KIND, kind.encode()) + attr(IFLA_INFO_DATA | NLA_F_NESTED, data)
         body = (
             _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name.encode() + b"\0") + attr(IFLA_LINK, _U32.pack(parent))
         )
@@ -428,10 +445,16 @@ def _link(payload: bytes) -> dict:
             "proxy": bool(data.get(IFLA_VXLAN_PROXY, b"\0")[0]),
         }
     mode = None
-    if _text(info.get(IFLA_INFO_KIND)) in ("macvlan", "vlan") and IFLA_INFO_DATA in info:
+    kind = _text(info.get(IFLA_INFO_KIND))
+    if kind in ("macvlan", "vlan", "ipvlan") and IFLA_INFO_DATA in info:
         data = attributes(info[IFLA_INFO_DATA])
-        if IFLA_MACVLAN_MODE in data and _text(info.get(IFLA_INFO_KIND)) == "macvlan":
+        if IFLA_MACVLAN_MODE in data and kind == "macvlan":
             mode = {number: name for name, number in MACVLAN_MODES.items()}.get(_u32(data[IFLA_MACVLAN_MODE]))
+        elif kind == "ipvlan":
+            mode = "%s %s" % (
+                _name_of(IPVLAN_MODES, data.get(IFLA_IPVLAN_MODE)),
+                _name_of(IPVLAN_FLAGS, data.get(IFLA_IPVLAN_FLAGS)),
+            )
         elif IFLA_VLAN_ID in data:
             mode = "vlan %d" % struct.unpack_from("=H", data[IFLA_VLAN_ID])[0]
     return {
@@ -473,3 +496,9 @@ def link_operstates(rtnl: Rtnl) -> Dict[int, str]:
                 OPERSTATE_NAMES[raw[0]] if raw and raw[0] < len(OPERSTATE_NAMES) else "unknown"
             )
     return result
+
+
+def _name_of(names: dict, value: Optional[bytes]) -> str:
+    """The name of a u16 setting (an ipvlan's mode or flag; the kernel omits neither, 0 when absent)."""
+    number = _U16.unpack_from(value)[0] if value else 0
+    return next((name for name, known in names.items() if known == number), str(number))

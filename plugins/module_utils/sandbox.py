@@ -94,11 +94,12 @@ def gateway_candidates(records: Iterable[dict], networks: Dict[str, dict]) -> Tu
         )
         if network is None or not record.get("default_route", True) or network.get("internal"):
             continue
-        gateways = {}
-        if record.get("ipv4_address") and network.get("gateway"):
-            gateways[4] = network["gateway"]
-        if record.get("ipv6_address") and network.get("ipv6_gateway"):
-            gateways[6] = network["ipv6_gateway"]
+        gateways = {}  # version -> the gateway's address, or None: through the interface (ipvlan l3, l3s)
+        on_link = bool(network.get("default_on_link"))
+        if record.get("ipv4_address") and (on_link or network.get("gateway")):
+            gateways[4] = None if on_link else network["gateway"]
+        if record.get("ipv6_address") and (on_link or network.get("ipv6_gateway")):
+            gateways[6] = None if on_link else network["ipv6_gateway"]
         candidates.append(
             Candidate(
                 record["ifname"],

@@ -159,7 +159,8 @@ RETURN = r"""
 networks:
   description:
     - The networks, sorted by name, with every key of their store record (which depend on the driver; those of
-      C(cnm_bridge), C(cnm_overlay) and a macvlan network are listed here) and the kernel state of their devices.
+      C(cnm_bridge), C(cnm_overlay), a macvlan and an ipvlan network are listed here) and the kernel state of their
+      devices.
   returned: when O(gather) contains C(networks)
   type: list
   elements: dict
@@ -169,7 +170,7 @@ networks:
       type: str
       sample: web
     driver:
-      description: C(bridge), C(overlay) or C(macvlan).
+      description: C(bridge), C(overlay), C(macvlan) or C(ipvlan).
       type: str
       sample: bridge
     subnet:
@@ -177,7 +178,7 @@ networks:
       type: str
       sample: 172.30.0.0/24
     gateway:
-      description: IPv4 gateway (on the bridge; the LAN's router for macvlan).
+      description: IPv4 gateway (on the bridge; the LAN's router for macvlan and ipvlan).
       type: str
       sample: 172.30.0.1
     ip_range:
@@ -243,7 +244,7 @@ networks:
       elements: dict
       sample: [{"vtep": "192.0.2.12", "endpoints": [{"ip": "10.200.2.10", "mac": "02:42:0a:c8:02:0a"}]}]
     parent:
-      description: The parent interface (macvlan).
+      description: The parent interface (macvlan, ipvlan).
       type: str
       sample: eth1
     mode:
@@ -263,7 +264,19 @@ networks:
       type: str
       sample: mvs-3f2a9c01b7d
     vlan_created:
-      description: The parent C(IFACE.VID) sub-interface was created by cnm (macvlan).
+      description: The parent C(IFACE.VID) sub-interface was created by cnm (macvlan, ipvlan).
+      type: bool
+      sample: false
+    ipvlan_mode:
+      description: Ipvlan mode, C(l2), C(l3) or C(l3s) (ipvlan).
+      type: str
+      sample: l2
+    ipvlan_flag:
+      description: Ipvlan flag, C(bridge), C(private) or C(vepa) (ipvlan).
+      type: str
+      sample: bridge
+    default_on_link:
+      description: The endpoints' default route goes through their interface, without a gateway (ipvlan C(l3), C(l3s)).
       type: bool
       sample: false
     devices:
@@ -370,11 +383,11 @@ endpoints:
     link:
       description:
         - How the endpoint joins its network. C(veth) is a veth pair on the network's bridge (bridge and overlay
-          networks); C(macvlan) is a macvlan link on the network's parent.
+          networks); C(macvlan) and C(ipvlan) are links of that kind on the network's parent.
       type: str
       sample: veth
     parent:
-      description: The network's parent interface (macvlan endpoints only).
+      description: The network's parent interface (macvlan and ipvlan endpoints only).
       type: str
       sample: eth1
     shim_name:

@@ -5,6 +5,7 @@ check mode, removal and bad inputs."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import pings, sh, tcp_connects
@@ -270,3 +271,18 @@ def test_passthru_refuses_a_busy_parent(host, lan):
         netns=host.sandbox("a"),
         mac_address="02:00:00:00:00:01",
     )
+
+
+@pytest.mark.skipif(
+    os.path.isdir("/sys/module/ipvlan") or os.path.isdir("/lib/modules/%s" % os.uname().release),
+    reason="this kernel may have ipvlan: the guest lab's ipvlan proof covers a kernel that has it",
+)
+def test_ipvlan_is_refused_where_the_kernel_has_none(host, lan):
+    """This machine's kernel has no ipvlan (DESIGN.md): cnm_ipvlan says so before changing anything, in check mode
+    too; the guest lab's proof (guestlab/proofs/ipvlan.yml) runs it on Debian's kernel."""
+    for check_mode in (True, False):
+        before = host.snapshot()
+        result = host.module("cnm_ipvlan", check=check_mode, name="ipl", parent="lan0", subnet=NET["subnet"])
+        assert result.get("failed") and "option 'name'" in result["msg"], result
+        assert "this kernel lacks" in result["msg"] and os.uname().release in result["msg"], result["msg"]
+        assert host.snapshot() == before

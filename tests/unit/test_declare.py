@@ -52,7 +52,7 @@ def test_sandbox_keys_match_the_store(item, key):
     "networks, endpoints, words",
     [
         ([{"subnet": "10.0.0.0/24"}], [], "networks[0] has no name"),
-        ([{"name": "a", "driver": "ipvlan"}], [], "driver 'ipvlan'"),
+        ([{"name": "a", "driver": "ipip"}], [], "driver 'ipip' is not one of bridge, overlay, macvlan, ipvlan"),
         ([{"name": "a"}, {"name": "a"}], [], "listed twice"),
         ([], [{"netns": "a"}], "endpoints[0] has no network"),
         ([], [{"network": "a", "netns": "a", "pid": 1}], "exactly one of"),
@@ -101,6 +101,7 @@ def test_prune_plan_of_an_exact_host_is_empty():
         "bridge": [],
         "overlay": [],
         "macvlan": [],
+        "ipvlan": [],
         "endpoints": [],
         "ports": [],
     }

@@ -10,6 +10,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     LINK_KINDS,
     NETWORKS,
     BridgeNetwork,
+    IpvlanNetwork,
     MacvlanNetwork,
     OverlayNetwork,
     check_driver,
@@ -29,26 +30,35 @@ OVERLAY = OverlayNetwork.from_overlay_params(
     }
 )
 MACVLAN = MacvlanNetwork.from_params({"name": "lan", "parent": "eth1", "subnet": "192.168.1.0/24"})
+IPVLAN = IpvlanNetwork.from_params(
+    {"name": "iplan", "parent": "eth1.50", "subnet": "10.50.0.0/24", "ipvlan_mode": "l3"}
+)
 
 
 def test_every_driver_has_its_class_its_link_and_its_restore_planner():
-    assert set(NETWORKS) == {"bridge", "overlay", "macvlan"}
+    assert set(NETWORKS) == {"bridge", "overlay", "macvlan", "ipvlan"}
     assert set(drivers.RESTORE) == set(NETWORKS)
-    assert set(attach.LINKS) == set(LINK_KINDS) == {"veth", "macvlan"}
+    assert set(attach.LINKS) == set(LINK_KINDS) == {"veth", "macvlan", "ipvlan"}
     assert store.DRIVERS == tuple(NETWORKS)
 
 
 @pytest.mark.parametrize(
     "network, record",
-    [(BRIDGE, BRIDGE.to_record()), (OVERLAY, OVERLAY.to_record()), (MACVLAN, MACVLAN.to_record(1500, False))],
-    ids=["bridge", "overlay", "macvlan"],
+    [
+        (BRIDGE, BRIDGE.to_record()),
+        (OVERLAY, OVERLAY.to_record()),
+        (MACVLAN, MACVLAN.to_record(1500, False)),
+        (IPVLAN, IPVLAN.to_record(1500, True)),
+    ],
+    ids=["bridge", "overlay", "macvlan", "ipvlan"],
 )
 def test_a_record_reads_back_as_its_drivers_network(network, record):
     assert record["driver"] == network.driver
     again = network_from_record(network.name, record)
     assert type(again) is type(network)
-    if isinstance(network, MacvlanNetwork):  # the record holds the MTU in force, the network the one asked
-        assert again == MacvlanNetwork.from_params(dict(record, name="lan"))
+    if isinstance(network, (MacvlanNetwork, IpvlanNetwork)):  # the record holds the MTU in force, not the one asked
+        assert again == type(network).from_params(dict(record, name=network.name))
+        assert again.to_record(record["mtu"], record["vlan_created"]) == dict(record, mtu_set=True)
     else:
         assert again == network
         assert again.to_record() == record
@@ -63,8 +73,8 @@ def test_an_overlay_record_keeps_its_encryption_and_its_peers():
 
 
 def test_endpoints_join_by_the_link_of_their_networks_driver():
-    assert (BRIDGE.link, OVERLAY.link, MACVLAN.link) == ("veth", "veth", "macvlan")
-    assert attach.LINKS[MACVLAN.link] is attach.MacvlanLink
+    assert (BRIDGE.link, OVERLAY.link, MACVLAN.link, IPVLAN.link) == ("veth", "veth", "macvlan", "ipvlan")
+    assert attach.LINKS[MACVLAN.link] is attach.MacvlanLink and attach.LINKS[IPVLAN.link] is attach.IpvlanLink
 
 
 def test_the_devices_of_a_record_are_its_drivers():
@@ -83,6 +93,7 @@ def test_the_devices_of_a_record_are_its_drivers():
         ("shim", with_shim.shim_name, "macvlan"),
         ("parent", "eth1", None),
     ]
+    assert network_devices(IPVLAN.to_record(1500, True)) == [("parent", "eth1.50", None)]
     # a bridge record never names a VXLAN device, whatever keys it carries
     assert network_devices(dict(BRIDGE.to_record(), vxlan_name="vx-web")) == [("bridge", "br-web", "bridge")]
 
@@ -90,6 +101,7 @@ def test_the_devices_of_a_record_are_its_drivers():
 def test_only_networks_that_allow_it_take_published_ports():
     assert BRIDGE.no_ports is None and OVERLAY.no_ports is None
     assert "Docker ignores -p on macvlan" in MACVLAN.no_ports
+    assert "Docker ignores -p on ipvlan" in IPVLAN.no_ports
 
 
 def test_a_passthru_macvlan_alone_shares_its_mac():
@@ -98,6 +110,7 @@ def test_a_passthru_macvlan_alone_shares_its_mac():
         {"name": "pt", "parent": "eth1", "subnet": "192.168.1.0/24", "mode": "passthru"}
     )
     assert not passthru.unique_macs
+    assert not IPVLAN.unique_macs  # every ipvlan link has its parent's MAC
 
 
 def test_a_name_belongs_to_one_driver():
@@ -107,3 +120,21 @@ def test_a_name_belongs_to_one_driver():
         check_driver("web", BRIDGE.to_record(), "macvlan")
     with pytest.raises(CnmError, match="is a network of driver macvlan, not overlay$"):
         check_driver("lan", MACVLAN.to_record(1500, False), "overlay", removing=True)
+
+
+def test_ipvlan_modes_and_flags_follow_docker():
+    default = IpvlanNetwork.from_params({"name": "iplan", "parent": "eth1", "subnet": "192.168.1.0/24"})
+    assert (default.mode, default.flag, default.link_mode, default.default_on_link) == (
+        "l2",
+        "bridge",
+        "l2 bridge",
+        False,
+    )
+    assert str(default.gateway) == "192.168.1.1"
+    assert IPVLAN.default_on_link and IPVLAN.vlan == ("eth1", 50)
+    assert IPVLAN.to_record(1500, True)["default_on_link"] is True
+    for option, value in (("ipvlan_mode", "l4"), ("ipvlan_flag", "open")):
+        with pytest.raises(CnmError, match="^option '%s': %s is not one of" % (option, value)):
+            IpvlanNetwork.from_params({"name": "iplan", "parent": "eth1", "subnet": "192.168.1.0/24", option: value})
+    with pytest.raises(CnmError, match="^option 'parent': "):
+        IpvlanNetwork.from_params({"name": "iplan", "subnet": "192.168.1.0/24"})

@@ -1,4 +1,4 @@
-"""NetnsSession.create_macvlan on kernels that look a new link's name up in the asking namespace
+"""NetnsSession.create_lower (a macvlan here) on kernels that look a new link's name up in the asking namespace
 (Debian 12's 6.1 refuses an endpoint named eth0 with EEXIST when the host has an eth0): the macvlan is
 born in the sandbox under a temporary name and renamed there (no kernel: fake rtnetlink clients)."""
 
@@ -23,7 +23,7 @@ class FakeRtnl:
     def link(self, name):
         return {"index": self.links[name], "name": name} if name in self.links else None
 
-    def create_macvlan(self, name, parent, mode, mtu, mac, netns_fd=None):
+    def create_lower(self, kind, name, parent, mode, mtu, mac, netns_fd=None):
         self.calls.append(("create", name))
         target = self.sandbox if netns_fd is not None else self
         if (self.old_kernel and name in self.links) or name in target.links:
@@ -55,7 +55,9 @@ def sessions(old_kernel=True, sandbox_links=None):
 
 def test_a_name_taken_on_the_host_is_born_under_a_temporary_name_and_renamed_in_the_sandbox():
     host, sandbox = sessions()
-    host.create_macvlan("eth0", "eth1.10", "bridge", 1500, None, "cnm:endpoint:vlan10|netns:a", sandbox=sandbox)
+    host.create_lower(
+        "macvlan", "eth0", "eth1.10", "bridge", 1500, None, "cnm:endpoint:vlan10|netns:a", sandbox=sandbox
+    )
     assert sorted(sandbox.rtnl.links) == ["eth0", "lo"] and sorted(host.rtnl.links) == ["eth0", "eth1.10", "lo"]
     temp = host.rtnl.calls[1][1]
     assert temp.startswith("cnm") and len(temp) <= 15
@@ -64,7 +66,9 @@ def test_a_name_taken_on_the_host_is_born_under_a_temporary_name_and_renamed_in_
 
 def test_a_kernel_that_checks_the_sandbox_gets_the_final_name_at_once():
     host, sandbox = sessions(old_kernel=False)
-    host.create_macvlan("eth0", "eth1.10", "bridge", 1500, None, "cnm:endpoint:vlan10|netns:a", sandbox=sandbox)
+    host.create_lower(
+        "macvlan", "eth0", "eth1.10", "bridge", 1500, None, "cnm:endpoint:vlan10|netns:a", sandbox=sandbox
+    )
     assert host.rtnl.calls == [("create", "eth0")]
     assert sandbox.rtnl.calls == [("set", sandbox.rtnl.links["eth0"], None, "cnm:endpoint:vlan10|netns:a", True)]
 
@@ -72,11 +76,13 @@ def test_a_kernel_that_checks_the_sandbox_gets_the_final_name_at_once():
 def test_a_name_taken_in_the_sandbox_itself_is_still_refused():
     host, sandbox = sessions(sandbox_links={"lo": 1, "eth0": 5})
     with pytest.raises(OSError) as raised:
-        host.create_macvlan("eth0", "eth1.10", "bridge", 1500, None, "cnm:endpoint:vlan10|netns:a", sandbox=sandbox)
+        host.create_lower(
+            "macvlan", "eth0", "eth1.10", "bridge", 1500, None, "cnm:endpoint:vlan10|netns:a", sandbox=sandbox
+        )
     assert raised.value.errno == errno.EEXIST and host.rtnl.calls == [("create", "eth0")]
 
 
 def test_on_the_host_a_taken_name_is_refused():
     host, _sandbox = sessions()
     with pytest.raises(OSError):
-        host.create_macvlan("eth0", "eth1.10", "bridge", 1500, None, "cnm:shim:vlan10")
+        host.create_lower("macvlan", "eth0", "eth1.10", "bridge", 1500, None, "cnm:shim:vlan10")

@@ -67,6 +67,11 @@ def test_macvlan_and_vlan_links_carry_their_mode():
     for mode, number in (("private", 1), ("vepa", 2), ("bridge", 4), ("passthru", 8)):
         assert link(b"macvlan", rtnl.attr(rtnl.IFLA_MACVLAN_MODE, struct.pack("=I", number)))["mode"] == mode
     assert link(b"vlan", rtnl.attr(rtnl.IFLA_VLAN_ID, struct.pack("=H", 10)))["mode"] == "vlan 10"
+    for mode, number in (("l2", 0), ("l3", 1), ("l3s", 2)):
+        for flag, bits in (("bridge", 0), ("private", 1), ("vepa", 2)):
+            data = rtnl.attr(rtnl.IFLA_IPVLAN_MODE, struct.pack("=H", number))
+            data += rtnl.attr(rtnl.IFLA_IPVLAN_FLAGS, struct.pack("=H", bits))
+            assert link(b"ipvlan", data)["mode"] == "%s %s" % (mode, flag)
 
 
 def test_link_without_optional_attributes_has_empty_fields():

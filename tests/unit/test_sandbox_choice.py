@@ -8,6 +8,7 @@ from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
     Candidate,
     choose_gateways,
+    gateway_candidates,
     parse_gw_priority,
     same_value,
     sandbox_sysctls,
@@ -123,3 +124,20 @@ def test_sysctls_overridden_and_kernel_without_ipv6():
 def test_values_compare_by_words():
     assert same_value("0\t2147483647", "0 2147483647") and not same_value("1\t0", "0 2147483647")
     assert same_value(None, None) and not same_value(None, "0")
+
+
+def test_an_ipvlan_l3_endpoint_holds_its_default_routes_through_its_interface():
+    """Docker's ipvlan l3: ``default dev eth0`` for each family the endpoint has, with no gateway."""
+    networks = {
+        "routed": {"driver": "ipvlan", "gateway": "10.50.0.1", "ipv6_gateway": "fd00:50::1", "default_on_link": True},
+        "lan": {"driver": "ipvlan", "gateway": "192.168.1.1", "default_on_link": False},
+    }
+    records = [
+        {"network": "routed", "ifname": "eth0", "ipv4_address": "10.50.0.2", "ipv6_address": "fd00:50::2"},
+        {"network": "lan", "ifname": "eth1", "ipv4_address": "192.168.1.2", "gw_priority": 5},
+    ]
+    candidates, explicit = gateway_candidates(records, networks)
+    assert explicit == set()
+    assert [(c.name, c.gateways) for c in candidates] == [("eth0", {4: None, 6: None}), ("eth1", {4: "192.168.1.1"})]
+    chosen = choose_gateways(candidates)
+    assert (chosen[4].name, chosen[6].name) == ("eth1", "eth0")

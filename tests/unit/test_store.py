@@ -505,5 +505,7 @@ def test_a_version_1_store_loads_with_the_link_kind_of_each_endpoint(store):
 
 def test_an_unknown_link_kind_is_a_clear_error(store):
     _write(store, _with("endpoints", "web|netns:a", link="ipip"))
-    with pytest.raises(StoreError, match=r"'endpoints'\['web\|netns:a'\].link is 'ipip', not one of macvlan, veth"):
+    with pytest.raises(
+        StoreError, match=r"'endpoints'\['web\|netns:a'\].link is 'ipip', not one of ipvlan, macvlan, veth"
+    ):
         store.load()

@@ -1,0 +1,107 @@
+# Copyright: cnm.network contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the planners of every driver share about a network: its endpoints re-planned or detached with it, and
+the checks of its subnets against the other networks and its endpoints."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
+from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.host import Host
+from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec, parse_routes
+from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
+
+
+def detach_all(host: Host, name: str, force: bool) -> dict:
+    """Plan the detach of every endpoint of a network that goes; refused (naming them) unless ``force``."""
+    attached = host.endpoints_of(name)
+    if attached and not force:
+        sandboxes = ", ".join(sorted(e["sandbox"] for e in attached.values()))
+        raise option_error(
+            "state",
+            "absent",
+            "refused: network %s has %d endpoint(s) attached (%s); detach them or set force: true"
+            % (name, len(attached), sandboxes),
+        )
+    planner = EndpointPlanner(host)
+    for endpoint in attached.values():
+        planner.plan(EndpointSpec(network=name, sandbox=SandboxRef.from_key(endpoint["sandbox"]), state="absent"))
+    planner.finish()
+    return attached
+
+
+def follow_endpoints(host: Host, record, new_record: dict, attached: dict, shim_routes: bool = True) -> None:
+    """Re-plan the attached endpoints when what they take from their network (gateway, MTU, subnets...) changed."""
+    if record is None or not attached or endpoint_facing(record) == endpoint_facing(new_record):
+        return
+    planner = EndpointPlanner(host)
+    planner.shim_routes = shim_routes
+    for endpoint in attached.values():
+        planner.plan(spec_from_record(endpoint))
+    planner.finish()
+
+
+def spec_from_record(record: dict) -> EndpointSpec:
+    """The endpoint as it was asked for, rebuilt from its store record (to re-plan it)."""
+    return EndpointSpec(
+        network=record["network"],
+        sandbox=SandboxRef.from_key(record["sandbox"]),
+        ifname=record["ifname"],
+        ipv4_address=ipaddress.ip_address(record["ipv4_address"]) if record.get("static_ipv4") else None,
+        ipv6_address=ipaddress.ip_address(record["ipv6_address"]) if record.get("static_ipv6") else None,
+        mac_address=record["mac_address"] if record.get("static_mac") else None,
+        default_route=record.get("default_route", True),
+        routes=parse_routes("routes", record.get("routes")),
+        sysctls=tuple(sorted(record.get("sysctls", {}).items())),
+        gw_priority=record.get("gw_priority", 0),
+        create_netns=False,
+    )
+
+
+def endpoint_facing(record: dict) -> tuple:
+    return (
+        record["gateway"],
+        record["mtu"],
+        record.get("ipv6_subnet"),
+        record.get("ipv6_gateway"),
+        record["subnet"],
+        record.get("internal", False),
+        record.get("icc", True),
+    )
+
+
+def check_overlaps(host: Host, name: str, subnet, ipv6_subnet) -> None:
+    """A network's subnets may not overlap another cnm network's on this host (any driver)."""
+    for other_name, other in host.state["networks"].items():
+        if other_name == name:
+            continue
+        for option, mine, theirs in (
+            ("subnet", subnet, other.get("subnet")),
+            ("ipv6_subnet", ipv6_subnet, other.get("ipv6_subnet")),
+        ):
+            if mine is not None and theirs and mine.overlaps(ipaddress.ip_network(theirs)):
+                raise option_error(option, mine, "overlaps network %s (%s)" % (other_name, theirs))
+
+
+def check_subnet_change(network, attached: dict) -> None:
+    """A changed subnet must keep every attached endpoint's address inside it (and off the gateway)."""
+    for endpoint in attached.values():
+        address = ipaddress.ip_address(endpoint["ipv4_address"]) if endpoint.get("ipv4_address") else None
+        if address is not None and (
+            network.subnet is None or address not in network.subnet or address == network.gateway
+        ):
+            raise option_error(
+                "subnet",
+                network.subnet,
+                "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address),
+            )
+        if endpoint.get("ipv6_address") and (
+            network.ipv6_subnet is None or ipaddress.ip_address(endpoint["ipv6_address"]) not in network.ipv6_subnet
+        ):
+            raise option_error(
+                "ipv6_subnet",
+                network.ipv6_subnet,
+                "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], endpoint["ipv6_address"]),
+            )
