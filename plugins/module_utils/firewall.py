@@ -779,27 +779,20 @@ def ipv6_forwarding_needed(networks: Dict[str, dict]) -> bool:
     return any(not record.get("internal") and record.get("ipv6_subnet") for record in networks.values())
 
 
-def sysctl_path(name: str) -> str:
-    return os.path.join("/proc/sys", name.replace(".", "/"))
+def read_sysctls(session, names) -> Dict[str, Optional[str]]:
+    """The host sysctls ``names`` (dotted) as ``session`` (the host's namespace) reads them; None: no such sysctl."""
+    return {name: session.sysctl(_path(name)) for name in sorted(names)}
 
 
-def read_sysctl(name: str) -> Optional[str]:
-    try:
-        with open(sysctl_path(name)) as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
+def _path(name: str) -> str:
+    """A dotted sysctl name as a path under /proc/sys (what kernel.NetnsSession.sysctl takes)."""
+    return name.replace(".", "/")
 
 
 def bridged(networks: Dict[str, dict]) -> Dict[str, dict]:
     """The networks whose traffic the host routes through a bridge (bridge, overlay): the firewall's business.
     Macvlan endpoints talk to their LAN directly, past the host's stack."""
     return {name: record for name, record in networks.items() if record.get("bridge_name")}
-
-
-def write_sysctl(name: str, value: str) -> None:
-    with open(sysctl_path(name), "w") as handle:
-        handle.write(value)
 
 
 def plan_firewall(host) -> None:
@@ -915,8 +908,8 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
     """Set what is wanted, recording the value found first; give it back when no longer wanted."""
     recorded = host.state.get("sysctls", {})
     before_run = set(host.original.get("sysctls", {}))
-    for name in sorted(set(wanted) | set(recorded)):
-        value = read_sysctl(name)
+    session = host.kernel.host
+    for name, value in read_sysctls(session, set(wanted) | set(recorded)).items():
         if name in wanted and value is not None and value != wanted[name]:
             original = host.state.setdefault("sysctls", {}).setdefault(name, value)
             host.plan.add(
@@ -924,8 +917,8 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
                 "set %s=%s (recorded: %s)" % (name, wanted[name], original),
                 {name: value},
                 {name: wanted[name]},
-                lambda n=name, v=wanted[name], o=original: _set_sysctl(host.store, n, v, o),
-                lambda n=name, v=value, new=name not in before_run: _unset_sysctl(host.store, n, v, new),
+                lambda n=name, v=wanted[name], o=original: _set_sysctl(host.store, session, n, v, o),
+                lambda n=name, v=value, new=name not in before_run: _unset_sysctl(host.store, session, n, v, new),
             )
         elif name not in wanted and name in recorded:
             original = host.state["sysctls"].pop(name)
@@ -935,14 +928,14 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
                     "restore %s=%s" % (name, original),
                     {name: value},
                     {name: original},
-                    lambda n=name, v=original: _restore_sysctl(n, v),
-                    lambda n=name, v=value: _restore_sysctl(n, v),
+                    lambda n=name, v=original: _restore_sysctl(session, n, v),
+                    lambda n=name, v=value: _restore_sysctl(session, n, v),
                 )
     if "sysctls" in host.state and not host.state["sysctls"]:
         del host.state["sysctls"]
 
 
-def _set_sysctl(store, name: str, value: str, original: str) -> None:
+def _set_sysctl(store, session, name: str, value: str, original: str) -> None:
     """Write-ahead: the original value is in the store file before the sysctl changes, so a crash between the write
     and the run's store write cannot lose it (the next run would find the new value and record that instead)."""
     recorded = store.data.get("sysctls", {})
@@ -950,12 +943,12 @@ def _set_sysctl(store, name: str, value: str, original: str) -> None:
         data = store.snapshot()
         data.setdefault("sysctls", {})[name] = original
         store.save(data)
-    write_sysctl(name, value)
+    session.write_sysctl(_path(name), value)
 
 
-def _unset_sysctl(store, name: str, value: str, new: bool) -> None:
+def _unset_sysctl(store, session, name: str, value: str, new: bool) -> None:
     """Undo of _set_sysctl: the value found goes back; a record this run wrote ahead goes from the store file."""
-    _restore_sysctl(name, value)
+    _restore_sysctl(session, name, value)
     if new and name in store.data.get("sysctls", {}):
         data = store.snapshot()
         del data["sysctls"][name]
@@ -964,10 +957,10 @@ def _unset_sysctl(store, name: str, value: str, new: bool) -> None:
         store.save(data)
 
 
-def _restore_sysctl(name: str, value: str) -> None:
+def _restore_sysctl(session, name: str, value: str) -> None:
     """Write back a recorded value; an interface's sysctl (route_localnet) went with its interface: nothing to do."""
-    if os.path.exists(sysctl_path(name)):
-        write_sysctl(name, value)
+    if session.sysctl(_path(name)) is not None:
+        session.write_sysctl(_path(name), value)
 
 
 def conntrack_flow(entry: dict) -> tuple:

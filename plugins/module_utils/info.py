@@ -214,7 +214,7 @@ def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> Name
     if "ports" in query.gather and state.get("ports"):
         facts.shadowed = shadowed_ports(state["ports"])
     if "networks" in query.gather:
-        facts.sysctls = read_needed_sysctls(state)
+        facts.sysctls = read_needed_sysctls(session, state)
     if query.gather & {"networks", "ports"}:
         nft = firewall.Nft(host.run_command)
         if nft.path is not None:
@@ -962,11 +962,12 @@ def report(
     return result
 
 
-def read_needed_sysctls(state: dict) -> Dict[str, Optional[str]]:
+def read_needed_sysctls(session, state: dict) -> Dict[str, Optional[str]]:
     """The value of each host sysctl the store's networks and ports need (as plan_firewall sets them); None: no such
     sysctl."""
-    wanted = firewall.needed_sysctls(firewall.bridged(state["networks"]), state.get("ports", {}))
-    return {name: firewall.read_sysctl(name) for name in sorted(wanted)}
+    return firewall.read_sysctls(
+        session, firewall.needed_sysctls(firewall.bridged(state["networks"]), state.get("ports", {}))
+    )
 
 
 def sysctl_drift(state: dict, selection: Selection, values: Optional[Dict[str, Optional[str]]]) -> List[dict]:

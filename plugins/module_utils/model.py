@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_ipv4
 from ansible_collections.cnm.network.plugins.module_utils.netns import CONTAINER_RUNTIMES, SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import parse_gw_priority
 
@@ -632,11 +633,7 @@ def parse_peers(option: str, items, local_ip) -> Tuple[OverlayPeer, ...]:
             if not isinstance(endpoint, dict):
                 endpoint = {"ip": endpoint}
             address = parse_address(at + ".ip", endpoint.get("ip"), 4)
-            mac = (
-                parse_mac(at + ".mac", endpoint["mac"])
-                if endpoint.get("mac")
-                else "02:42:" + ":".join("%02x" % b for b in address.packed)
-            )
+            mac = parse_mac(at + ".mac", endpoint["mac"]) if endpoint.get("mac") else mac_from_ipv4(address)
             endpoints.append((address, mac))
         peers.append(OverlayPeer(vtep, tuple(sorted(endpoints))))
     vteps = [peer.vtep for peer in peers]

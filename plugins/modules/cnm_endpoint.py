@@ -350,8 +350,11 @@ reclaimed:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
-from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.endpoint import (
+    EndpointPlanner,
+    check_containers,
+    container_not_yet_running,
+)
 from ansible_collections.cnm.network.plugins.module_utils.host import run_module
 from ansible_collections.cnm.network.plugins.module_utils.model import (
     SANDBOX_OPTIONS,
@@ -359,7 +362,6 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     batch_items,
     check_container_runtime,
 )
-from ansible_collections.cnm.network.plugins.module_utils.netns import CONTAINERS, prefetch_containers
 
 ITEM_OPTIONS = dict(
     network=dict(type="str"),
@@ -407,55 +409,6 @@ def main() -> None:
         return {"endpoints": results} if module.params["endpoints"] is not None else {"endpoint": results[0]}
 
     run_module(module, build)
-
-
-def check_containers(host, specs) -> list:
-    """Inspect the task's containers and the stored ones of the same networks at once; attaching needs them running.
-
-    Detaching needs no container: the veth, lease and ports of a removed container are cleaned up from the store.
-    In check mode a container that is not running is assumed to be started by an earlier task of the play (as a
-    network is): those specs are returned, to be reported with a warning instead of failing.
-    """
-    waiting = []
-    present = [spec for spec in specs if spec.state == "present"]
-    networks = set(spec.network for spec in present)  # the networks whose stored endpoints this run checks
-    stored = [record["sandbox"] for record in host.state["endpoints"].values() if record["network"] in networks]
-    prefetch_containers([(spec.sandbox, spec.opt("container_runtime")) for spec in present], stored)
-    owners: dict = {}
-    for spec in present:
-        if spec.sandbox.kind != "container":
-            continue
-        if host.check_mode and not spec.sandbox.exists():
-            waiting.append(spec)
-            continue
-        spec.sandbox.check_running(spec.opt("container"))
-        same = owners.setdefault((spec.network, CONTAINERS.lookup(spec.sandbox.runtime, spec.sandbox.value).id), spec)
-        if same is not spec:
-            raise option_error(
-                spec.opt("container"),
-                spec.sandbox.value,
-                "names the same container as %s (%s)" % (same.opt("container"), same.sandbox.value),
-            )
-    return waiting
-
-
-def container_not_yet_running(host, spec) -> dict:
-    """Check mode: the attach of a container an earlier task of the play would start (reported, never executed)."""
-    ref = spec.sandbox
-    host.predict_after_earlier_task(
-        "endpoint %s on %s" % (spec.network, ref.key),
-        "attach %s container %s to network %s (once it runs)" % (ref.runtime, ref.value, spec.network),
-        "a running %s container %s" % (ref.runtime, ref.value),
-    )
-    return {
-        "network": spec.network,
-        "container": ref.value,
-        "sandbox": ref.key,
-        "ifname": spec.ifname,
-        "ipv4_address": None,
-        "ipv6_address": None,
-        "mac_address": spec.mac_address,
-    }
 
 
 if __name__ == "__main__":

@@ -67,21 +67,29 @@ def test_a_sysctl_original_is_in_the_store_file_before_the_sysctl_changes(tmp_pa
     store.lock()
     store.data = {"version": FORMAT_VERSION, "networks": {"web": {}}, "endpoints": {}}
 
-    def crash(name, value):
-        raise Crash()
+    class Session:
+        """The host's namespace session: its sysctls in a dict (``crash``: killed at the write)."""
 
-    monkeypatch.setattr(firewall, "write_sysctl", crash)
+        def __init__(self, crash: bool) -> None:
+            self.crash, self.values = crash, {"net/ipv4/ip_forward": "1"}
+
+        def sysctl(self, path):
+            return self.values.get(path)
+
+        def write_sysctl(self, path, value):
+            if self.crash:
+                raise Crash()
+            self.values[path] = value
+
     with pytest.raises(Crash):
-        firewall._set_sysctl(store, "net.ipv4.ip_forward", "1", "0")
+        firewall._set_sysctl(store, Session(crash=True), "net.ipv4.ip_forward", "1", "0")
     with open(store.path) as handle:
         assert json.load(handle)["sysctls"] == {"net.ipv4.ip_forward": "0"}
-    written = []
-    monkeypatch.setattr(firewall, "write_sysctl", lambda name, value: written.append((name, value)))
-    monkeypatch.setattr(firewall.os.path, "exists", lambda path: True)
-    firewall._unset_sysctl(store, "net.ipv4.ip_forward", "0", new=True)  # the undo: value and store as before
+    session = Session(crash=False)
+    firewall._unset_sysctl(store, session, "net.ipv4.ip_forward", "0", new=True)  # the undo: value and store as before
     with open(store.path) as handle:
         assert "sysctls" not in json.load(handle)
-    assert written == [("net.ipv4.ip_forward", "0")]
+    assert session.values == {"net/ipv4/ip_forward": "0"}
 
 
 def test_ports_follow_their_endpoint_to_a_new_address_and_drop_a_family_it_lost(tmp_path):
