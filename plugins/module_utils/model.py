@@ -847,16 +847,15 @@ class MacvlanNetwork(ParentNetwork):
 
     driver: ClassVar[str] = "macvlan"
     link: ClassVar[str] = "macvlan"
+    devices: ClassVar[Tuple[Tuple[str, str, Optional[str]], ...]] = (
+        ("shim_name", "shim", "macvlan"),
+        ("parent", "parent", None),
+    )
 
     @property
     def unique_macs(self) -> bool:
         """A passthru endpoint takes its parent's MAC: there is one of them, and no MAC of its own to check."""
         return self.mode != "passthru"
-
-    devices: ClassVar[Tuple[Tuple[str, str, Optional[str]], ...]] = (
-        ("shim_name", "shim", "macvlan"),
-        ("parent", "parent", None),
-    )
 
     @classmethod
     def from_params(cls, params: dict) -> MacvlanNetwork:
