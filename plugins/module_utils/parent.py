@@ -127,22 +127,20 @@ def _check_parent(host: Host, network, parent) -> None:
         raise option_error("parent", network.parent, "is a device of cnm itself (%s), not a LAN interface" % alias)
     if parent.kind in LOWER_KINDS:
         raise option_error("parent", network.parent, "is a %s itself: give its parent" % parent.kind)
-    for kind in LOWER_KINDS:
-        if kind == network.link:
-            continue
-        others = sorted(
-            name
-            for name, other in host.state["networks"].items()
-            if other.get("parent") == network.parent and other.get("driver") != network.driver
+    other_kind = next(kind for kind in LOWER_KINDS if kind != network.link)
+    others = sorted(
+        name
+        for name, other in host.state["networks"].items()
+        if other.get("parent") == network.parent and other.get("driver") != network.driver
+    )
+    busy = others or sorted(link.name for link in links_on(host, parent, other_kind))
+    if busy:
+        raise option_error(
+            "parent",
+            network.parent,
+            "already carries %s (%s): a parent takes macvlan or ipvlan links, not both"
+            % ("network(s) of another driver" if others else "%s link(s)" % other_kind, ", ".join(busy)),
         )
-        busy = others or sorted(link.name for link in links_on(host, parent, kind))
-        if busy:
-            raise option_error(
-                "parent",
-                network.parent,
-                "already carries %s (%s): a parent takes macvlan or ipvlan links, not both"
-                % ("network(s) of another driver" if others else "%s link(s)" % kind, ", ".join(busy)),
-            )
 
 
 def _plan_vlan(host: Host, network, target: str) -> bool:
