@@ -38,6 +38,10 @@ class EndpointPlanner:
         self.touched: dict = {}  # sandbox key -> SandboxRef of every sandbox this run attaches to or detaches from
         self.detached: dict = {}  # sandbox key -> interfaces of endpoints detached in this run
         self.leases: dict = {}  # (network, IP version) -> {address: sandbox key}, kept up to date while planning
+        # (network, IP version) -> an address (int) below which the pool has no free address: allocation starts there
+        self.floors: dict = {}
+        self.macs: dict = {}  # network -> {MAC: sandbox key} of its endpoints, kept up to date while planning
+        self.host_sysctls: dict = {}  # path -> whether this kernel has the host sysctl (read once per run)
         self.doomed: list = []  # host veths to delete together at the end (see finish)
         self.doomed_keys: list = []  # the endpoints whose records those veths are
         self.doomed_sandboxes: list = []  # named sandboxes to delete after their veths
@@ -207,7 +211,7 @@ class EndpointPlanner:
     def _present(self, spec: EndpointSpec, network) -> dict:
         ref = spec.sandbox
         key = endpoint_key(network.name, ref.key)
-        self.host.endpoints_of(network.name)  # reclaims the leases of vanished sandboxes once
+        self.host.reclaim_vanished(network.name)
         record = self.host.state["endpoints"].get(key)
         link = LINKS[network.link](self, spec, network, ENDPOINT_ALIAS_PREFIX + key)
         link.check_network()
@@ -362,23 +366,29 @@ class EndpointPlanner:
             self._lease_index(network.name, 4)[ipv4] = ref.key
         if ipv6 is not None:
             self._lease_index(network.name, 6)[ipv6] = ref.key
+        if mac is not None:
+            self._mac_index(network.name)[mac] = ref.key
         return _result(new_record, ref)
 
     def _check_unique_mac(self, spec: EndpointSpec, network, mac) -> None:
         """Two endpoints of one network with one MAC would steal each other's frames: refuse it up front."""
         if mac is None or not network.unique_macs:
             return
-        for record in self.host.state["endpoints"].values():
-            if (
-                record["network"] == network.name
-                and record["sandbox"] != spec.sandbox.key
-                and record.get("mac_address") == mac
-            ):
-                raise option_error(
-                    spec.opt("mac_address"),
-                    mac,
-                    "is already the MAC of endpoint %s on network %s" % (record["sandbox"], network.name),
-                )
+        holder = self._mac_index(network.name).get(mac)
+        if holder is not None and holder != spec.sandbox.key:
+            raise option_error(
+                spec.opt("mac_address"), mac, "is already the MAC of endpoint %s on network %s" % (holder, network.name)
+            )
+
+    def _mac_index(self, network: str) -> dict:
+        index = self.macs.get(network)
+        if index is None:
+            index = self.macs[network] = {
+                r["mac_address"]: r["sandbox"]
+                for r in self.host.state["endpoints"].values()
+                if r["network"] == network and r.get("mac_address")
+            }
+        return index
 
     def _check_one_reference(self, spec: EndpointSpec, network) -> None:
         """One namespace named two ways (``netns`` and ``netns_path``, a ``pid`` in it...) gets one endpoint per
@@ -429,6 +439,12 @@ class EndpointPlanner:
             index = self.leases.get((record["network"], version))
             if address and index is not None and index.get(ipaddress.ip_address(address)) == record["sandbox"]:
                 del index[ipaddress.ip_address(address)]
+                floor = self.floors.get((record["network"], version))
+                if floor is not None and int(ipaddress.ip_address(address)) < floor:
+                    self.floors[(record["network"], version)] = int(ipaddress.ip_address(address))
+        macs = self.macs.get(record["network"])
+        if macs is not None and macs.get(record.get("mac_address")) == record["sandbox"]:
+            del macs[record["mac_address"]]
 
     def finish(self) -> None:
         """Delete the veths of detached endpoints in one request, then settle each touched sandbox's default
@@ -468,7 +484,7 @@ class EndpointPlanner:
         name = "net.ipv6.conf.IFNAME.disable_ipv6"
         if any(key == name for key, _value in spec.sysctls):
             return ()
-        if self.kernel.host.sysctl("net/ipv6/conf/default/disable_ipv6") is None:
+        if not self._host_has("net/ipv6/conf/default/disable_ipv6"):
             return ()  # a kernel without IPv6
         if network.ipv6_subnet is None and (network.mtu or IPV6_MIN_MTU) < IPV6_MIN_MTU:
             return ()  # the kernel keeps no IPv6 (nor its sysctls) on an interface below 1280 bytes
@@ -554,14 +570,13 @@ class EndpointPlanner:
 
         Nothing is restored when the last endpoint goes: the values belong to the sandbox, which Docker
         never resets either (a container's namespace dies with it)."""
-        host = self.kernel.host
         overridden = set(name for record in records for name in record.get("sysctls", {}))
         has_ipv6 = any(record.get("ipv6_address") for record in records)
-        wanted = sandbox_sysctls(has_ipv6, overridden, host.sysctl("net/ipv6/conf/default/disable_ipv6") is not None)
+        wanted = sandbox_sysctls(has_ipv6, overridden, self._host_has("net/ipv6/conf/default/disable_ipv6"))
         before_values, after_values = {}, {}
         for name, value in wanted:
             path = name.replace(".", "/")
-            if host.sysctl(path) is None:
+            if not self._host_has(path):
                 continue  # not a sysctl of this kernel (Docker checks sysctlExists too)
             old = view.sysctl(path) if view is not None else None
             before_values[name] = " ".join(old.split()) if old is not None else None
@@ -593,6 +608,12 @@ class EndpointPlanner:
         for name, _value in spec.sysctls:
             if session.sysctl(_sysctl_path(name, "default")) is None:
                 raise option_error(spec.opt("sysctls"), name, "is not a sysctl of this kernel")
+
+    def _host_has(self, path: str) -> bool:
+        """Whether this kernel has the sysctl ``path`` (in the host's namespace): read once per run."""
+        if path not in self.host_sysctls:
+            self.host_sysctls[path] = self.kernel.host.sysctl(path) is not None
+        return self.host_sysctls[path]
 
     def network_planned(self, name: str) -> bool:
         """An earlier change of this run creates the network (cnm_bridge/cnm_macvlan re-planning its endpoints)."""
@@ -668,8 +689,21 @@ class EndpointPlanner:
                 and taken_by.get(address) in (None, own)
             ):
                 return address
-        taken = [address for address, holder in taken_by.items() if holder != own]
-        return ipam.allocate(pool, subnet, gateway, taken, option="ip_range" if version == 4 else "ipv6_subnet")
+        # From the floor of this run's allocations, or from the endpoint's own lease when it lies below (it is free to
+        # this endpoint): the lowest free address, as a walk from the pool's start would find, without that walk.
+        floor = self.floors.get((network.name, version))
+        if floor is not None and kept and taken_by.get(ipaddress.ip_address(kept)) == own:
+            floor = min(floor, int(ipaddress.ip_address(kept)))
+        address = ipam.allocate(
+            pool,
+            subnet,
+            gateway,
+            _TakenByOthers(taken_by, own),
+            option="ip_range" if version == 4 else "ipv6_subnet",
+            start=floor,
+        )
+        self.floors[(network.name, version)] = int(address) + 1
+        return address
 
     def _routes(self, spec: EndpointSpec, network: BridgeNetwork) -> list:
         """The endpoint's own routes (``routes``); the default route via the gateway is the sandbox's."""
@@ -820,3 +854,13 @@ def _result(record: dict, ref: netns.SandboxRef) -> dict:
         "ipv6_address": record["ipv6_address"],
         "mac_address": record["mac_address"],
     }
+
+
+class _TakenByOthers:
+    """The addresses of a lease index held by endpoints other than ``own`` (whose own lease is free to it)."""
+
+    def __init__(self, taken_by: dict, own: str) -> None:
+        self.taken_by, self.own = taken_by, own
+
+    def __contains__(self, address) -> bool:
+        return self.taken_by.get(address, self.own) != self.own

@@ -90,6 +90,11 @@ class Host:
 
     def endpoints_of(self, network: str) -> dict:
         """Endpoint records of a network whose sandbox still exists; leases of vanished sandboxes are reclaimed."""
+        self.reclaim_vanished(network)
+        return {key: record for key, record in self.state["endpoints"].items() if record["network"] == network}
+
+    def reclaim_vanished(self, network: str) -> None:
+        """Reclaim the leases (and ports, and a veth left behind) of a network's endpoints whose sandbox vanished."""
         if network not in self._swept:  # once per network and run: a sandbox does not vanish while we plan
             self._swept.add(network)
             for key, record in list(self.state["endpoints"].items()):
@@ -107,7 +112,6 @@ class Host:
                         reclaimed["ports"] = ports
                     self._drop_stray_veth(key, record)
                     self.reclaimed.append(reclaimed)
-        return {key: record for key, record in self.state["endpoints"].items() if record["network"] == network}
 
     def _drop_stray_veth(self, key: str, record: dict) -> None:
         """A namespace deleted by hand while a process holds it lives on, with the endpoint's address, on the bridge:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from typing import Iterable, Optional, Union
+from typing import Container, Optional, Union
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 
@@ -25,21 +25,27 @@ def reserved_addresses(subnet: IPNetwork, gateway: Optional[IPAddress]) -> set:
 
 
 def allocate(
-    pool: IPNetwork, subnet: IPNetwork, gateway: Optional[IPAddress], taken: Iterable, option: str = "ip_range"
+    pool: IPNetwork,
+    subnet: IPNetwork,
+    gateway: Optional[IPAddress],
+    taken: Container,
+    option: str = "ip_range",
+    start: Optional[int] = None,
 ) -> IPAddress:
-    """Return the lowest address of ``pool`` that is neither reserved nor taken."""
-    unavailable = reserved_addresses(subnet, gateway) | set(taken)
-    # Walk from the start; the taken set is small next to the pool, so this ends quickly even for a /64.
-    first = int(pool.network_address)
-    last = int(pool.broadcast_address)
-    candidate = first
-    while candidate <= last:
-        address = ipaddress.ip_address(candidate)
-        if address not in unavailable and address in subnet:
+    """Return the lowest address of ``pool`` that is neither reserved nor ``in taken`` (a set, a dict...).
+
+    ``start``: an address (as an int) below which every address of the pool is known to be unavailable, so that a
+    run allocating many addresses does not walk the pool from its start for each (see EndpointPlanner)."""
+    reserved = reserved_addresses(subnet, gateway)
+    kind = ipaddress.IPv4Address if pool.version == 4 else ipaddress.IPv6Address
+    first = int(pool.network_address) if start is None else max(start, int(pool.network_address))
+    for candidate in range(first, int(pool.broadcast_address) + 1):
+        address = kind(candidate)
+        if address not in reserved and address not in taken and address in subnet:
             return address
-        candidate += 1
+    in_use = [a for a in pool if a in reserved or a in taken] if pool.num_addresses <= 65536 else None
     raise option_error(
-        option, pool, "has no free address left (%d in use)" % len([a for a in unavailable if a in pool])
+        option, pool, "has no free address left (%s in use)" % (len(in_use) if in_use is not None else "all")
     )
 
 

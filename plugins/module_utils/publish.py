@@ -103,7 +103,7 @@ class PublishPlanner:
             )
             return {"network": spec.network, "ports": [docker_form(mapping) for mapping in spec.ports]}
         network = host.network(spec.network, spec.opt("network"))
-        host.endpoints_of(network.name)  # leases (and ports) of vanished sandboxes go before their ports conflict
+        host.reclaim_vanished(network.name)  # leases (and ports) of vanished sandboxes go before their ports conflict
         self._by_port = None
         if network.no_ports:
             raise option_error(spec.opt("network"), network.name, network.no_ports)

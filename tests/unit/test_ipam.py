@@ -177,3 +177,17 @@ def test_mac_from_name_is_a_locally_administered_unicast_address(name):
     assert mac == mac.lower()
     assert first & 0x01 == 0  # unicast
     assert first & 0x02 == 0x02  # locally administered
+
+
+def test_allocation_starts_at_the_floor_given_and_takes_any_container():
+    """A run allocating many addresses starts each walk where the last one ended (EndpointPlanner's floor)."""
+    taken = {ip("172.30.0.2"): "netns:a", ip("172.30.0.3"): "netns:b"}
+    assert ipam.allocate(SUBNET, SUBNET, GATEWAY, taken) == ip("172.30.0.4")
+    assert ipam.allocate(SUBNET, SUBNET, GATEWAY, taken, start=int(ip("172.30.0.9"))) == ip("172.30.0.9")
+    assert ipam.allocate(SUBNET, SUBNET, GATEWAY, taken, start=0) == ip("172.30.0.4")  # below the pool: its start
+
+
+def test_a_full_pool_counts_its_addresses_in_use():
+    pool = ipaddress.ip_network("172.30.0.252/30")
+    with pytest.raises(CnmError, match=r"has no free address left \(4 in use\)"):
+        ipam.allocate(pool, SUBNET, ip("172.30.0.254"), [ip("172.30.0.252"), ip("172.30.0.253")])
