@@ -13,10 +13,11 @@ from typing import Any, Dict, List
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.cnm.network.plugins.module_utils.model import NETWORKS
+from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+from ansible_collections.cnm.network.plugins.module_utils.model import NETWORKS, SANDBOX_OPTIONS, parse_sandbox
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 DRIVERS = tuple(NETWORKS)  # the role has a task per driver, named after it (roles/cnm_networks/tasks/main.yml)
-SANDBOX_KINDS = ("netns", "netns_path", "pid", "container")
 # Keys of a network item that are not options of its module.
 NETWORK_ONLY_KEYS = ("driver",)
 
@@ -38,16 +39,9 @@ def _items(filter_name: str, value: Any, what: str) -> List[dict]:
 
 
 def sandbox_key(item: Mapping) -> str:
-    """The sandbox of an endpoint item as the store keys it (``netns:NAME``, ``container:docker/NAME``...)."""
-    given = [kind for kind in SANDBOX_KINDS if item.get(kind) not in (None, "")]
-    if len(given) != 1:
-        raise ValueError(
-            "exactly one of %s must be given (found %s)" % (", ".join(SANDBOX_KINDS), ", ".join(given) or "none")
-        )
-    kind = given[0]
-    if kind == "container":
-        return "container:%s/%s" % (item.get("container_runtime") or "docker", item[kind])
-    return "%s:%s" % (kind, item[kind])
+    """The sandbox of an endpoint item as the store keys it (``netns:NAME``, ``container:docker/NAME``...), checked
+    by the modules' own parser."""
+    return parse_sandbox(dict(item))[1].key
 
 
 def declared(networks: Any, endpoints: Any = None) -> Dict[str, list]:
@@ -83,14 +77,14 @@ def declared(networks: Any, endpoints: Any = None) -> Dict[str, list]:
             raise _fail(name, "endpoints[%d] has no network" % number)
         try:
             key = (item["network"], sandbox_key(item))
-        except ValueError as exc:
+        except CnmError as exc:
             raise _fail(name, "endpoints[%d]: %s" % (number, exc)) from exc
         if key in keys:
             raise _fail(name, "endpoints[%d]: %s is listed twice on network %s" % (number, key[1], key[0]))
         keys.add(key)
         result["endpoints"].append({k: v for k, v in item.items() if k != "ports" and v is not None})
         if item.get("ports"):
-            sandbox = {k: item[k] for k in SANDBOX_KINDS + ("container_runtime",) if item.get(k) not in (None, "")}
+            sandbox = {k: item[k] for k in SANDBOX_OPTIONS + ("container_runtime",) if item.get(k) not in (None, "")}
             result["ports"].append(dict(sandbox, network=item["network"], ports=list(item["ports"])))
     return result
 
@@ -140,11 +134,10 @@ def prune_plan(info: Any, networks: Any, endpoints: Any = None) -> Dict[str, lis
 
 def _sandbox_item(key: str) -> dict:
     """The module options that name the sandbox of a store key (the inverse of sandbox_key)."""
-    kind, value = key.split(":", 1)
-    if kind == "container":
-        runtime, name = value.split("/", 1)
-        return {"container": name, "container_runtime": runtime}
-    return {kind: int(value) if kind == "pid" else value}
+    ref = SandboxRef.from_key(key)
+    if ref.kind == "container":
+        return {"container": ref.value, "container_runtime": ref.runtime}
+    return {ref.kind: int(ref.value) if ref.kind == "pid" else ref.value}
 
 
 class FilterModule:

@@ -20,6 +20,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     EndpointSpec,
 )
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
+    SandboxRef,
     choose_gateways,
     gateway_candidates,
     same_value,
@@ -96,7 +97,7 @@ class EndpointPlanner:
         ref = spec.sandbox
         if ref.key in self.host.new_sandboxes:
             return None
-        if ref.exists():
+        if netns.sandbox_exists(ref):
             return self.kernel.sandbox(ref)
         if ref.kind != "netns":
             raise option_error(spec.opt(ref.kind), ref.value, "does not name an existing network namespace")
@@ -104,7 +105,7 @@ class EndpointPlanner:
             raise option_error(spec.opt("netns"), ref.value, "does not exist and create_netns is false")
         self.host.new_sandboxes.add(ref.key)
         what = "create network namespace %s" % ref.value
-        if ref.is_stub():
+        if netns.sandbox_is_stub(ref):
             what += " (on the name an interrupted run left without its namespace)"
         self.host.plan.add(
             "netns %s" % ref.value,
@@ -116,14 +117,14 @@ class EndpointPlanner:
         )
         return None
 
-    def _delete_sandbox(self, ref: netns.SandboxRef) -> None:
+    def _delete_sandbox(self, ref: SandboxRef) -> None:
         self.kernel.forget_sandbox(ref)
         netns.delete_named(ref.value)
 
-    def _remove_stub(self, ref: netns.SandboxRef) -> None:
+    def _remove_stub(self, ref: SandboxRef) -> None:
         """``absent`` removes the stub an interrupted create or delete left (it names no namespace, so
         nothing else can be detached from it), whatever ``delete_netns`` says."""
-        if ref.key not in self.removed_stubs and ref.key not in self.host.new_sandboxes and ref.is_stub():
+        if ref.key not in self.removed_stubs and ref.key not in self.host.new_sandboxes and netns.sandbox_is_stub(ref):
             self.removed_stubs.add(ref.key)
             self.host.plan.add(
                 "netns %s" % ref.value,
@@ -150,7 +151,7 @@ class EndpointPlanner:
     def _host_mode(self, spec: EndpointSpec) -> dict:
         ref = spec.sandbox
         result = {"network": "host", "netns": ref.value, "sandbox": ref.key}
-        bound = ref.exists() and netns.same_namespace(ref.path, netns.THREAD_NETNS)
+        bound = netns.sandbox_exists(ref) and netns.same_namespace(netns.sandbox_path(ref), netns.THREAD_NETNS)
         if spec.state == "absent":
             self._remove_stub(ref)
             if bound:
@@ -163,7 +164,7 @@ class EndpointPlanner:
                     lambda: netns.bind_current(ref.value),
                 )
             return result
-        if ref.exists() and not bound:
+        if netns.sandbox_exists(ref) and not bound:
             raise option_error(spec.opt("netns"), ref.value, "already names another network namespace, not the host's")
         if not bound:
             self.host.plan.add(
@@ -201,8 +202,8 @@ class EndpointPlanner:
         if (
             spec.delete_netns
             and ref.kind == "netns"
-            and ref.exists()
-            and not netns.same_namespace(ref.path, netns.THREAD_NETNS)
+            and netns.sandbox_exists(ref)
+            and not netns.same_namespace(netns.sandbox_path(ref), netns.THREAD_NETNS)
         ):
             if ref not in self.doomed_sandboxes:
                 self.doomed_sandboxes.append(ref)
@@ -395,14 +396,14 @@ class EndpointPlanner:
         network:
         namespaces are compared by their nsfs identity (device and inode), which no two live namespaces share."""
         ref = spec.sandbox
-        if ref.key in self.host.new_sandboxes or not ref.exists():
+        if ref.key in self.host.new_sandboxes or not netns.sandbox_exists(ref):
             return
         known = self.namespaces.get(network.name)
         if known is None:
             known = {}
             for record in self.host.state["endpoints"].values():
                 if record["network"] == network.name:
-                    other = netns.SandboxRef.from_key(record["sandbox"])
+                    other = SandboxRef.from_key(record["sandbox"])
                     identity = _namespace_identity(other)
                     if identity is not None:
                         known.setdefault(identity, record["sandbox"])
@@ -491,11 +492,11 @@ class EndpointPlanner:
         return ((name, "0" if network.ipv6_subnet is not None else "1"),)
 
     # ---- the sandbox as a whole: default routes and sysctls ----
-    def _plan_sandbox(self, ref: netns.SandboxRef, gone: set) -> None:
+    def _plan_sandbox(self, ref: SandboxRef, gone: set) -> None:
         """The sandbox's default routes (the best endpoint of each IP version, as Docker chooses) and its sysctls."""
         if ref.key in self.host.new_sandboxes:
             view = None
-        elif ref.exists():
+        elif netns.sandbox_exists(ref):
             view = self.kernel.sandbox(ref)
         else:
             return  # a vanished sandbox (a removed container): nothing to settle
@@ -507,7 +508,9 @@ class EndpointPlanner:
         after: dict = {}
         changes: list = []
         self._plan_defaults(ref, view, records, gone, before, after, changes)
-        if view is None or not netns.same_namespace(ref.path, netns.THREAD_NETNS):  # never the host's own namespace
+        if view is None or not netns.same_namespace(
+            netns.sandbox_path(ref), netns.THREAD_NETNS
+        ):  # never the host's own namespace
             self._plan_sandbox_sysctls(ref, view, records, before, after, changes)
         for what, apply, undo in changes:
             self.host.plan.add(target, what, before, after, apply, undo)
@@ -753,19 +756,15 @@ def check_containers(host, specs) -> list:
     In check mode a container that is not running is assumed to be started by an earlier task of the play (as a
     network is): those specs are returned, to be reported with a warning instead of failing.
     """
-    waiting = []
     present = [spec for spec in specs if spec.state == "present"]
     networks = set(spec.network for spec in present)  # the networks whose stored endpoints this run checks
     stored = [record["sandbox"] for record in host.state["endpoints"].values() if record["network"] in networks]
-    netns.prefetch_containers([(spec.sandbox, spec.opt("container_runtime")) for spec in present], stored)
+    waiting = netns.check_containers(present, host.check_mode, stored)
     owners: dict = {}
+    not_running = set(id(spec) for spec in waiting)
     for spec in present:
-        if spec.sandbox.kind != "container":
+        if spec.sandbox.kind != "container" or id(spec) in not_running:
             continue
-        if host.check_mode and not spec.sandbox.exists():
-            waiting.append(spec)
-            continue
-        spec.sandbox.check_running(spec.opt("container"))
         same = owners.setdefault(
             (spec.network, netns.CONTAINERS.lookup(spec.sandbox.runtime, spec.sandbox.value).id), spec
         )
@@ -797,12 +796,12 @@ def container_not_yet_running(host, spec) -> dict:
     }
 
 
-def _namespace_identity(ref: netns.SandboxRef) -> Optional[tuple]:
+def _namespace_identity(ref: SandboxRef) -> Optional[tuple]:
     """(device, inode) of a sandbox's namespace file, or None when it does not exist (a vanished sandbox)."""
     try:
-        if ref.kind == "container" and not ref.exists():
+        if ref.kind == "container" and not netns.sandbox_exists(ref):
             return None
-        stat = os.stat(ref.path)
+        stat = os.stat(netns.sandbox_path(ref))
     except OSError:
         return None
     return stat.st_dev, stat.st_ino
@@ -843,7 +842,7 @@ def _sysctl_path(name: str, ifname: str) -> str:
     return name.replace(".", "/").replace("IFNAME", ifname)
 
 
-def _result(record: dict, ref: netns.SandboxRef) -> dict:
+def _result(record: dict, ref: SandboxRef) -> dict:
     return {
         "network": record["network"],
         ref.kind: ref.value,

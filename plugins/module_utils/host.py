@@ -17,6 +17,7 @@ from ansible_collections.cnm.network.plugins.module_utils.firewall import conntr
 from ansible_collections.cnm.network.plugins.module_utils.model import ENDPOINT_ALIAS_PREFIX, network_from_record
 from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
 from ansible_collections.cnm.network.plugins.module_utils.recover import recover
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key, persistent_path
 
 
@@ -101,7 +102,7 @@ class Host:
                 if (
                     record["network"] == network
                     and record["sandbox"] not in self.new_sandboxes
-                    and not netns.SandboxRef.from_key(record["sandbox"]).exists()
+                    and not netns.sandbox_exists(SandboxRef.from_key(record["sandbox"]))
                 ):
                     del self.state["endpoints"][key]
                     sandbox = record["sandbox"]

@@ -27,13 +27,12 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     ENDPOINT_ALIAS_PREFIX,
     FLOOD_MAC,
     SANDBOX_OPTIONS,
-    EndpointSpec,
     check_name,
     network_devices,
+    parse_sandbox,
 )
-from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.ports import docker_form, entry_mapping, entry_slots
-from ansible_collections.cnm.network.plugins.module_utils.sandbox import choose_gateways, gateway_candidates
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef, choose_gateways, gateway_candidates
 from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
 
 GATHER = ("networks", "endpoints", "ports", "peers")
@@ -98,10 +97,7 @@ class InfoQuery:
                 "needs 'container' (the container whose endpoints to report)",
             )
         if given:
-            # The sandbox forms are cnm_endpoint's: parsed (and refused) by the same code, for the 'none' network.
-            sandbox = EndpointSpec.from_params(
-                dict(given, network="none", container_runtime=params.get("container_runtime"))
-            ).sandbox
+            sandbox = parse_sandbox(dict(given, container_runtime=params.get("container_runtime")))[1]
         gather = params.get("gather")
         if gather is None:
             gather = GATHER
@@ -247,7 +243,7 @@ def read_sandboxes(host: Host, keys) -> Dict[str, Optional[NamespaceFacts]]:
     for key in sorted(set(keys)):
         ref = SandboxRef.from_key(key)
         facts = None
-        if ref.exists():
+        if netns.sandbox_exists(ref):
             try:
                 facts = read_namespace(host.kernel.sandbox(ref), routes=True)
             except (CnmError, OSError):  # it vanished between the check and the open
@@ -269,13 +265,13 @@ def sandbox_matcher(ref: SandboxRef) -> Callable[[str], bool]:
                 identities[path] = None
         return identities[path]
 
-    wanted = identity(ref.path) if ref.exists() else None
+    wanted = identity(netns.sandbox_path(ref)) if netns.sandbox_exists(ref) else None
 
     def matches(key: str) -> bool:
         if key == ref.key:
             return True
         other = SandboxRef.from_key(key)
-        return wanted is not None and other.exists() and identity(other.path) == wanted
+        return wanted is not None and netns.sandbox_exists(other) and identity(netns.sandbox_path(other)) == wanted
 
     return matches
 
@@ -947,7 +943,9 @@ def report(
         result["ports"] = [port_view(key, state["ports"][key], host_facts.rules, wanted) for key in selection.ports]
         for key in selection.ports:
             owner = state["ports"][key]["sandbox"]
-            exists = sandboxes[owner] is not None if owner in sandboxes else netns.SandboxRef.from_key(owner).exists()
+            exists = (
+                sandboxes[owner] is not None if owner in sandboxes else netns.sandbox_exists(SandboxRef.from_key(owner))
+            )
             found += port_drift(key, state["ports"][key], state, host_facts.rules, wanted, host_facts.shadowed, exists)
     found += firewall_drift(state, selection, query, host_facts.rules)
     if "peers" in query.gather:

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
 from ansible_collections.cnm.network.plugins.module_utils.rtnl import Rtnl
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 RT_TABLE_MAIN = 254
 RTPROT_KERNEL = 2
@@ -312,15 +313,15 @@ class Kernel:
         self.host = NetnsSession("the host")
         self._sandboxes: Dict[str, NetnsSession] = {}
 
-    def sandbox(self, ref: netns.SandboxRef) -> NetnsSession:
+    def sandbox(self, ref: SandboxRef) -> NetnsSession:
         """The session inside a sandbox, opened on first use; raises if the sandbox is missing."""
         session = self._sandboxes.get(ref.key)
         if session is None:
-            session = NetnsSession("sandbox %s" % ref.value, ref.open())
+            session = NetnsSession("sandbox %s" % ref.value, netns.open_sandbox(ref))
             self._sandboxes[ref.key] = session
         return session
 
-    def forget_sandbox(self, ref: netns.SandboxRef) -> None:
+    def forget_sandbox(self, ref: SandboxRef) -> None:
         session = self._sandboxes.pop(ref.key, None)
         if session is not None:
             session.close()

@@ -15,8 +15,11 @@ from typing import ClassVar, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_ipv4
-from ansible_collections.cnm.network.plugins.module_utils.netns import CONTAINER_RUNTIMES, SandboxRef
-from ansible_collections.cnm.network.plugins.module_utils.sandbox import parse_gw_priority
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
+    CONTAINER_RUNTIMES,
+    SandboxRef,
+    parse_gw_priority,
+)
 
 IFNAMSIZ = 15
 IFALIASZ = 255  # the longest interface alias the kernel stores (IFALIASZ 256 with its NUL)
@@ -484,6 +487,32 @@ def container_ref(params: dict, where: str = "") -> SandboxRef:
     return SandboxRef("container", name, runtime)
 
 
+def parse_sandbox(
+    params: dict, where: str = "", kinds: Tuple[str, ...] = SANDBOX_OPTIONS
+) -> Tuple[str, Optional[SandboxRef]]:
+    """The sandbox an item names: exactly one of ``kinds`` (SANDBOX_OPTIONS, for cnm_port_publish also
+    ``container_ip``), checked. Returns the option given and its SandboxRef (None for a kind that is no sandbox)."""
+    given = [kind for kind in kinds if params.get(kind) not in (None, "")]
+    if len(given) != 1:
+        listed = "%s and %s" % (", ".join(kinds[:-1]), kinds[-1])
+        raise option_error(where + "netns", given or None, "exactly one of %s must be given" % listed)
+    kind = given[0]
+    value = str(params[kind])
+    if kind not in SANDBOX_OPTIONS:
+        return kind, None
+    if kind == "container":
+        return kind, container_ref(params, where)
+    if kind == "netns":
+        check_netns_name(where + "netns", value)
+    if kind == "pid" and (not value.isdigit() or int(value) < 1):
+        raise option_error(where + "pid", value, "is not a process ID")
+    if kind == "netns_path" and not value.startswith("/"):
+        raise option_error(where + "netns_path", value, "must be an absolute path")
+    if kind == "netns_path" and not value.isprintable():
+        raise option_error(where + "netns_path", repr(value), "must be printable (no newline or control character)")
+    return kind, SandboxRef(kind, value)
+
+
 def check_container_runtime(params: dict, sandbox_options=SANDBOX_OPTIONS) -> None:
     """``container_runtime`` goes with ``container`` only: at the top level (the default of the items), or in an
     item."""
@@ -536,22 +565,8 @@ class EndpointSpec:
         network = str(params["network"])
         if network not in SPECIAL_NETWORKS:
             check_name(opt("network"), network)
-        given = [kind for kind in SANDBOX_OPTIONS if params.get(kind) not in (None, "")]
-        if len(given) != 1:
-            raise option_error(
-                opt("netns"), given or None, "exactly one of netns, netns_path, pid and container must be given"
-            )
-        kind = given[0]
-        value = str(params[kind])
-        sandbox = container_ref(params, where) if kind == "container" else SandboxRef(kind, value)
-        if kind == "netns":
-            check_netns_name(opt("netns"), value)
-        if kind == "pid" and (not value.isdigit() or int(value) < 1):
-            raise option_error(opt("pid"), value, "is not a process ID")
-        if kind == "netns_path" and not value.startswith("/"):
-            raise option_error(opt("netns_path"), value, "must be an absolute path")
-        if kind == "netns_path" and not value.isprintable():
-            raise option_error(opt("netns_path"), repr(value), "must be printable (no newline or control character)")
+        kind, sandbox = parse_sandbox(params, where)
+        value = sandbox.value
         check_alias_length(opt(kind), value, network, sandbox.key)
         if network == "host" and kind != "netns":
             raise option_error(

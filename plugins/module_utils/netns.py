@@ -21,6 +21,7 @@ from typing import Iterator, Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import faults
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -202,7 +203,6 @@ def delete_named(name: str) -> None:
         pass
 
 
-CONTAINER_RUNTIMES = ("docker", "podman")
 # One line per container found: docker prints the name with a leading '/', podman without.
 INSPECT_FORMAT = "{{.Id}} {{.State.Pid}} {{.State.Status}} {{.Name}}"
 
@@ -302,83 +302,59 @@ def parse_inspect(runtime: str, names: list, rc: int, out: str, err: str, option
 CONTAINERS = Containers()
 
 
-@dataclass(frozen=True)
-class SandboxRef:
-    """Where a sandbox lives: a named namespace, a namespace file path, a process, or a container.
+# A sandbox's kernel side: where its namespace is and whether it is there (its identity, SandboxRef, is pure and lives
+# in sandbox.py; a container's namespace is its init process's, found by the runtime's inspect).
+def sandbox_path(ref: SandboxRef) -> str:
+    if ref.kind == "netns":
+        return named_path(ref.value)
+    if ref.kind == "pid":
+        return "/proc/%s/ns/net" % ref.value
+    if ref.kind == "container":
+        container = CONTAINERS.lookup(ref.runtime, ref.value)
+        return "/proc/%d/ns/net" % (container.pid if container is not None else 0)
+    return ref.value
 
-    A container's key is ``container:RUNTIME/NAME`` (stable across restarts: the endpoint keeps its
-    lease and host veth name); its namespace is that of the container's init process, found by the
-    runtime's inspect when needed.
-    """
 
-    kind: str  # "netns", "netns_path", "pid" or "container"
-    value: str
-    runtime: str = ""  # "docker" or "podman" for a container
+def sandbox_exists(ref: SandboxRef) -> bool:
+    if ref.kind == "container":
+        container = CONTAINERS.lookup(ref.runtime, ref.value)
+        return container is not None and container.pid > 0 and os.path.exists(sandbox_path(ref))
+    if ref.kind == "pid":
+        return os.path.exists(sandbox_path(ref))
+    return is_namespace_file(sandbox_path(ref))
 
-    @property
-    def key(self) -> str:
-        if self.kind == "container":
-            return "container:%s/%s" % (self.runtime, self.value)
-        return "%s:%s" % (self.kind, self.value)
 
-    @property
-    def path(self) -> str:
-        if self.kind == "netns":
-            return named_path(self.value)
-        if self.kind == "pid":
-            return "/proc/%s/ns/net" % self.value
-        if self.kind == "container":
-            container = CONTAINERS.lookup(self.runtime, self.value)
-            return "/proc/%d/ns/net" % (container.pid if container is not None else 0)
-        return self.value
+def sandbox_is_stub(ref: SandboxRef) -> bool:
+    """A named namespace whose file is left without its namespace by an interrupted create or delete."""
+    return ref.kind == "netns" and is_stub(sandbox_path(ref))
 
-    def exists(self) -> bool:
-        if self.kind == "container":
-            container = CONTAINERS.lookup(self.runtime, self.value)
-            return container is not None and container.pid > 0 and os.path.exists(self.path)
-        if self.kind == "pid":
-            return os.path.exists(self.path)
-        return is_namespace_file(self.path)
 
-    def is_stub(self) -> bool:
-        """A named namespace whose file is left without its namespace by an interrupted create or delete."""
-        return self.kind == "netns" and is_stub(self.path)
+def check_running(ref: SandboxRef, option: str = "container") -> None:
+    """A container sandbox must run (a stopped container has no network namespace): a clear error naming
+    ``option``."""
+    if ref.kind != "container":
+        return
+    container = CONTAINERS.lookup(ref.runtime, ref.value)
+    if container is None:
+        raise option_error(option, ref.value, "is not a %s container on this host (no such container)" % ref.runtime)
+    if container.pid <= 0:
+        raise option_error(
+            option,
+            ref.value,
+            "is not running (%s status: %s): start it first, a stopped container has no network namespace"
+            % (ref.runtime, container.status),
+        )
 
-    def check_running(self, option: str = "container") -> None:
-        """A container sandbox must run (a stopped container has no network namespace): a clear error naming
-        ``option``."""
-        if self.kind != "container":
-            return
-        container = CONTAINERS.lookup(self.runtime, self.value)
-        if container is None:
-            raise option_error(
-                option, self.value, "is not a %s container on this host (no such container)" % self.runtime
-            )
-        if container.pid <= 0:
-            raise option_error(
-                option,
-                self.value,
-                "is not running (%s status: %s): start it first, a stopped container has no network namespace"
-                % (self.runtime, container.status),
-            )
 
-    def open(self) -> int:
-        """Open the namespace file; a clear error if it is missing (never creates it)."""
-        self.check_running()
-        try:
-            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise option_error(
-                self.kind, self.value, "does not name an existing network namespace (%s)" % exc.strerror
-            ) from exc
-
-    @classmethod
-    def from_key(cls, key: str) -> SandboxRef:
-        kind, value = key.split(":", 1)
-        if kind == "container":
-            runtime, name = value.split("/", 1)
-            return cls(kind, name, runtime)
-        return cls(kind, value)
+def open_sandbox(ref: SandboxRef) -> int:
+    """Open the sandbox's namespace file; a clear error if it is missing (never creates it)."""
+    check_running(ref)
+    try:
+        return os.open(sandbox_path(ref), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise option_error(
+            ref.kind, ref.value, "does not name an existing network namespace (%s)" % exc.strerror
+        ) from exc
 
 
 def prefetch_containers(wanted, stored_keys=()) -> None:
@@ -401,3 +377,19 @@ def prefetch_containers(wanted, stored_keys=()) -> None:
             names.setdefault(ref.runtime, []).append(ref.value)
     for runtime in sorted(names):
         CONTAINERS.prefetch(runtime, names[runtime], options.get(runtime))
+
+
+def check_containers(specs, check_mode: bool, stored_keys=()) -> list:
+    """Resolve the container sandboxes of ``specs`` (desired endpoints: ``sandbox``, ``opt``) and of ``stored_keys``
+    with one inspect per runtime, and refuse one that is not running. In check mode a container not running yet is
+    assumed to be started by an earlier task of the play: those specs are returned."""
+    prefetch_containers([(spec.sandbox, spec.opt("container_runtime")) for spec in specs], stored_keys)
+    waiting = []
+    for spec in specs:
+        if spec.sandbox is None or spec.sandbox.kind != "container":
+            continue
+        if check_mode and not sandbox_exists(spec.sandbox):
+            waiting.append(spec)
+            continue
+        check_running(spec.sandbox, spec.opt("container"))
+    return waiting

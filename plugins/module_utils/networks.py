@@ -11,7 +11,7 @@ from ansible_collections.cnm.network.plugins.module_utils.endpoint import Endpoi
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec, parse_routes
-from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 
 def detach_all(host: Host, name: str, force: bool) -> dict:

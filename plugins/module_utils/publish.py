@@ -16,11 +16,12 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.listeners import bound_by, clashing, listeners
-from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.model import SANDBOX_OPTIONS, parse_sandbox
 from ansible_collections.cnm.network.plugins.module_utils.ports import (
     ANY,
     PortMapping,
@@ -32,7 +33,10 @@ from ansible_collections.cnm.network.plugins.module_utils.ports import (
     slots_cover,
     slots_overlap,
 )
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
+
+PUBLISH_SANDBOX_OPTIONS = SANDBOX_OPTIONS + ("container_ip",)  # the endpoint: by its sandbox or by its address
 
 
 @dataclass(frozen=True)
@@ -52,19 +56,13 @@ class PublishSpec:
     def from_params(cls, params: dict, where: str = "") -> PublishSpec:
         if not params.get("network"):
             raise option_error(where + "network", None, "is required (the network of the endpoint)")
-        given = [kind for kind in ("netns", "netns_path", "pid", "container_ip") if params.get(kind) not in (None, "")]
-        if len(given) != 1:
-            raise option_error(
-                where + "netns", given or None, "exactly one of netns, netns_path, pid and container_ip must be given"
-            )
-        sandbox = container_ip = None
-        if given[0] == "container_ip":
+        kind, sandbox = parse_sandbox(params, where, PUBLISH_SANDBOX_OPTIONS)
+        container_ip = None
+        if kind == "container_ip":
             try:
                 container_ip = ipaddress.ip_address(str(params["container_ip"]))
             except ValueError as exc:
                 raise option_error(where + "container_ip", params["container_ip"], "is not an IP address") from exc
-        else:
-            sandbox = SandboxRef(given[0], str(params[given[0]]))
         state = params.get("state") or "present"
         if state == "present" and not params.get("ports"):
             raise option_error(where + "ports", None, "is required with state=present")
@@ -77,6 +75,16 @@ class PublishSpec:
             state,
             where,
             tuple(number for _mapping, number in numbered),
+        )
+
+
+def check_containers(host: Host, specs) -> None:
+    """Publishing for a stopped container is refused; in check mode one an earlier task may start is warned about."""
+    present = [spec for spec in specs if spec.state == "present"]
+    for spec in netns.check_containers(present, host.check_mode):
+        host.warnings.append(
+            "a running %s container %s does not exist yet; in check mode its ports are reported as they would be "
+            "published once an earlier task starts it" % (spec.sandbox.runtime, spec.sandbox.value)
         )
 
 

@@ -34,6 +34,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     OverlayNetwork,
 )
 from ansible_collections.cnm.network.plugins.module_utils.ports import PortMapping
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VERSION, endpoint_key
 
 # What a rebuilt store cannot know, with the value it gets.
@@ -367,8 +368,8 @@ def read_facts(host) -> dict:
                 continue
             facts["sandboxes"][key] = None
             try:
-                ref = netns.SandboxRef.from_key(key)
-                if ref.exists():
+                ref = SandboxRef.from_key(key)
+                if netns.sandbox_exists(ref):
                     inside = host.kernel.sandbox(ref)
                     facts["sandboxes"][key] = {
                         "links": [_link_facts(inside, inner, routes=True) for inner in inside.links().values()]

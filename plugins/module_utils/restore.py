@@ -27,6 +27,7 @@ from ansible_collections.cnm.network.plugins.module_utils.endpoint import Endpoi
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.networks import spec_from_record
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 
 def restore(runner) -> dict:
@@ -80,7 +81,7 @@ def _restore_endpoints(host: Host, restored: list, report: dict) -> None:
     netns.prefetch_containers([], [record["sandbox"] for record in records])
     planner = EndpointPlanner(host)
     for record in records:
-        if netns.SandboxRef.from_key(record["sandbox"]).exists():
+        if netns.sandbox_exists(SandboxRef.from_key(record["sandbox"])):
             planner.plan(spec_from_record(record))
         else:
             report["skipped"].append(
@@ -95,8 +96,8 @@ def _plan_namespaces(host: Host) -> None:
     """Named namespaces of endpoints live in /run/netns and are gone after a reboot: they are made again first, in
     a run of their own, so that the network runs find them (else their leases would be reclaimed as vanished)."""
     for name in sorted(set(record["sandbox"] for record in host.state["endpoints"].values())):
-        ref = netns.SandboxRef.from_key(name)
-        if ref.kind != "netns" or ref.exists():
+        ref = SandboxRef.from_key(name)
+        if ref.kind != "netns" or netns.sandbox_exists(ref):
             continue
         host.new_sandboxes.add(ref.key)
         host.plan.add(

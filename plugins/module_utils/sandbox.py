@@ -1,6 +1,7 @@
 # Copyright: cnm.network contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What a sandbox as a whole gets, decided once all endpoints of a run are planned (pure logic, no kernel).
+"""What a sandbox is (its identity) and what it gets as a whole, decided once all endpoints of a run are planned (pure
+logic, no kernel: where a sandbox's namespace lies and whether it exists is netns.py's).
 
 Default gateway, as Docker 28's libnetwork (``Sandbox.getGatewayEndpoint`` over endpoints kept sorted
 by ``Endpoint.Less``): the endpoints are ranked by
@@ -26,6 +27,35 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+
+CONTAINER_RUNTIMES = ("docker", "podman")
+
+
+@dataclass(frozen=True)
+class SandboxRef:
+    """A sandbox as named: a named namespace, a namespace file path, a process, or a container.
+
+    A container's key is ``container:RUNTIME/NAME`` (stable across restarts: the endpoint keeps its
+    lease and host veth name)."""
+
+    kind: str  # "netns", "netns_path", "pid" or "container"
+    value: str
+    runtime: str = ""  # "docker" or "podman" for a container
+
+    @property
+    def key(self) -> str:
+        if self.kind == "container":
+            return "container:%s/%s" % (self.runtime, self.value)
+        return "%s:%s" % (self.kind, self.value)
+
+    @classmethod
+    def from_key(cls, key: str) -> SandboxRef:
+        kind, value = key.split(":", 1)
+        if kind == "container":
+            runtime, name = value.split("/", 1)
+            return cls(kind, name, runtime)
+        return cls(kind, value)
+
 
 GW_PRIORITY_MIN, GW_PRIORITY_MAX = -(2**63), 2**63 - 1  # Docker's GwPriority is a Go int (int64 in the API)
 

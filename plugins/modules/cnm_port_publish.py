@@ -222,19 +222,16 @@ reclaimed:
   sample: [{"network": "web", "sandbox": "netns:old", "ipv4_address": "172.30.0.3", "ports": ["tcp/*:4000"]}]
 """
 
-import dataclasses
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import run_module
-from ansible_collections.cnm.network.plugins.module_utils.model import (
-    batch_items,
-    check_container_runtime,
-    container_ref,
+from ansible_collections.cnm.network.plugins.module_utils.model import batch_items, check_container_runtime
+from ansible_collections.cnm.network.plugins.module_utils.publish import (
+    PUBLISH_SANDBOX_OPTIONS,
+    PublishPlanner,
+    PublishSpec,
+    check_containers,
 )
-from ansible_collections.cnm.network.plugins.module_utils.netns import prefetch_containers
-from ansible_collections.cnm.network.plugins.module_utils.publish import PublishPlanner, PublishSpec
 
 ITEM_OPTIONS = dict(
     network=dict(type="str"),
@@ -247,7 +244,6 @@ ITEM_OPTIONS = dict(
     container_ip=dict(type="str"),
     ports=dict(type="list", elements="raw"),
 )
-SANDBOX_OPTIONS = ("netns", "netns_path", "pid", "container", "container_ip")
 
 
 def main() -> None:
@@ -259,45 +255,20 @@ def main() -> None:
     argument_spec["endpoints"] = dict(type="list", elements="dict", options=ITEM_OPTIONS)
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[SANDBOX_OPTIONS],
+        mutually_exclusive=[PUBLISH_SANDBOX_OPTIONS],
         required_one_of=[("network", "endpoints")],
         supports_check_mode=True,
     )
-    items = batch_items(module.params, ITEM_OPTIONS, SANDBOX_OPTIONS)
+    items = batch_items(module.params, ITEM_OPTIONS, PUBLISH_SANDBOX_OPTIONS)
 
     def build(host):
-        check_container_runtime(module.params, SANDBOX_OPTIONS)
-        specs = [publish_spec(options, where) for options, where in items]
-        present = [spec for spec in specs if spec.state == "present" and spec.sandbox is not None]
-        prefetch_containers([(spec.sandbox, spec.opt("container_runtime")) for spec in present])
-        for spec in present:
-            if host.check_mode and spec.sandbox.kind == "container" and not spec.sandbox.exists():
-                host.warnings.append(
-                    "a running %s container %s does not exist yet; in check mode its ports are reported as they would "
-                    "be published "
-                    "once an earlier task starts it" % (spec.sandbox.runtime, spec.sandbox.value)
-                )
-                continue
-            spec.sandbox.check_running(spec.opt("container"))  # publishing for a stopped container is refused
+        check_container_runtime(module.params, PUBLISH_SANDBOX_OPTIONS)
+        specs = [PublishSpec.from_params(options, where) for options, where in items]
+        check_containers(host, specs)
         planner = PublishPlanner(host, exclusive=module.params["exclusive"])
         return {"published": [planner.plan(spec) for spec in specs]}
 
     run_module(module, build)
-
-
-def publish_spec(options: dict, where: str) -> PublishSpec:
-    """PublishSpec of an item; a container is parsed here and keyed ``container:RUNTIME/NAME`` like its endpoint."""
-    given = [kind for kind in SANDBOX_OPTIONS if options.get(kind) not in (None, "")]
-    if len(given) != 1:
-        raise option_error(
-            where + "netns", given or None, "exactly one of %s must be given" % ", ".join(SANDBOX_OPTIONS)
-        )
-    if given != ["container"]:
-        return PublishSpec.from_params(options, where)
-    ref = container_ref(options, where)
-    # PublishSpec parses state and ports; a placeholder sandbox stands in for the container until it is replaced.
-    spec = PublishSpec.from_params(dict(options, container=None, netns=ref.value), where)
-    return dataclasses.replace(spec, sandbox=ref)
 
 
 if __name__ == "__main__":

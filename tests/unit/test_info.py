@@ -28,7 +28,7 @@ from ansible_collections.cnm.network.plugins.module_utils.info import (
     sysctl_drift,
     unclaimed_devices,
 )
-from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 WEB = {
     "driver": "bridge",

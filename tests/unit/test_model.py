@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ansible_collections.cnm.network.plugins.module_utils import model
+from ansible_collections.cnm.network.plugins.module_utils import model, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.model import (
     BridgeNetwork,
@@ -16,7 +16,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     parse_routes,
     parse_sysctls,
 )
-from ansible_collections.cnm.network.plugins.module_utils.netns import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network
@@ -246,6 +246,36 @@ def test_endpoint_needs_exactly_one_sandbox_option(sandbox):
     assert "exactly one of netns, netns_path, pid and container" in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    "sandbox, option, text",
+    [
+        ({"netns": "../x"}, "endpoints[2].netns", "is not a valid namespace name"),
+        ({"pid": "abc"}, "endpoints[2].pid", "is not a process ID"),
+        ({"netns_path": "run/netns/a"}, "endpoints[2].netns_path", "must be an absolute path"),
+        ({"container": "-bad"}, "endpoints[2].container", "is not a container name or ID"),
+        ({"netns": "a", "container_ip": "10.0.0.2"}, "endpoints[2].netns", "pid, container and container_ip"),
+    ],
+)
+def test_one_sandbox_parser_checks_publish_info_and_the_filter_alike(sandbox, option, text):
+    """cnm_port_publish, cnm_info and the declared filter name a sandbox through cnm_endpoint's parser."""
+    from ansible_collections.cnm.network.plugins.module_utils.publish import PublishSpec
+
+    with refused(option) as raised:
+        PublishSpec.from_params(dict(sandbox, network="web", ports=["8080:80"]), where="endpoints[2].")
+    assert text in str(raised.value)
+
+
+def test_a_publish_item_names_a_container_or_an_address_as_its_endpoint():
+    from ansible_collections.cnm.network.plugins.module_utils.publish import PublishSpec
+
+    spec = PublishSpec.from_params(
+        {"network": "web", "container": "web1", "container_runtime": "podman", "ports": ["8080:80"]}
+    )
+    assert spec.sandbox == SandboxRef("container", "web1", "podman") and spec.container_ip is None
+    spec = PublishSpec.from_params({"network": "web", "container_ip": "10.0.0.2", "ports": ["8080:80"]})
+    assert spec.sandbox is None and str(spec.container_ip) == "10.0.0.2"
+
+
 def test_empty_sandbox_options_do_not_count_as_given():
     assert EndpointSpec.from_params({"network": "web", "netns": "", "pid": 7}).sandbox == SandboxRef("pid", "7")
 
@@ -473,8 +503,6 @@ class FakeRuntime:
 
 @pytest.fixture
 def runtime():
-    from ansible_collections.cnm.network.plugins.module_utils import netns
-
     fake = FakeRuntime(
         {"web1": ("a" * 64, 4242, "running"), "web2": ("b" * 64, 4343, "running"), "old": ("c" * 64, 0, "exited")}
     )
@@ -568,36 +596,32 @@ def test_container_runtime_with_a_container_is_accepted(params):
 
 
 def test_one_inspect_call_resolves_every_container_of_a_batch(runtime):
-    from ansible_collections.cnm.network.plugins.module_utils import netns
-
     refs = [SandboxRef("container", name, "docker") for name in ("web2", "web1", "old", "gone")]
     netns.prefetch_containers([(ref, "container_runtime") for ref in refs], ["netns:x", "container:docker/web1"])
     assert len(runtime.calls) == 1
     assert runtime.calls[0][:5] == ["/usr/bin/docker", "container", "inspect", "--format", netns.INSPECT_FORMAT]
     assert sorted(runtime.calls[0][5:]) == ["gone", "old", "web1", "web2"]
-    assert refs[0].path == "/proc/4343/ns/net" and refs[1].path == "/proc/4242/ns/net"
-    assert not refs[2].exists() and not refs[3].exists()  # stopped, unknown: no namespace
+    assert netns.sandbox_path(refs[0]) == "/proc/4343/ns/net" and netns.sandbox_path(refs[1]) == "/proc/4242/ns/net"
+    assert not netns.sandbox_exists(refs[2]) and not netns.sandbox_exists(refs[3])  # stopped, unknown: no namespace
     assert len(runtime.calls) == 1  # everything came from the one call
 
 
 def test_a_stopped_or_unknown_container_is_a_clear_error_naming_the_option(runtime):
     with refused("endpoints[1].container") as raised:
-        SandboxRef("container", "old", "docker").check_running("endpoints[1].container")
+        netns.check_running(SandboxRef("container", "old", "docker"), "endpoints[1].container")
     assert "is not running (docker status: exited)" in str(raised.value)
     with refused("container") as raised:
-        SandboxRef("container", "gone", "docker").check_running("container")
+        netns.check_running(SandboxRef("container", "gone", "docker"), "container")
     assert "is not a docker container on this host (no such container)" in str(raised.value)
 
 
 def test_a_missing_runtime_is_an_error_naming_container_runtime_when_asked_for(runtime):
-    from ansible_collections.cnm.network.plugins.module_utils import netns
-
     runtime.installed = ("docker",)
     with refused("endpoints[0].container_runtime") as raised:
         netns.prefetch_containers([(SandboxRef("container", "web1", "podman"), "endpoints[0].container_runtime")])
     assert "the 'podman' command was not found" in str(raised.value)
     # A stored endpoint of a runtime that is no longer installed: its container is gone (the lease can be reclaimed).
-    assert not SandboxRef.from_key("container:podman/web1").exists()
+    assert not netns.sandbox_exists(SandboxRef.from_key("container:podman/web1"))
     assert runtime.calls == []
 
 
@@ -607,7 +631,7 @@ def test_an_unreachable_engine_is_an_error_not_a_vanished_container(runtime):
         "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
     )
     with refused("container_runtime") as raised:
-        SandboxRef.from_key("container:docker/web1").exists()
+        netns.sandbox_exists(SandboxRef.from_key("container:docker/web1"))
     assert "Cannot connect to the Docker daemon" in str(raised.value)
 
 
