@@ -216,15 +216,23 @@ HOST6 = "2001:db8:1::1"
 
 
 @contextlib.contextmanager
-def host_listener(host, protocol: str, port: int, address: str = "::"):
-    """A host process (python) bound to ``address``:``port`` in the host namespace; yields its pid once the socket is
-    bound."""
+def host_listener(host, protocol: str, port: int, address: str = "::", v6only: bool = False):
+    """A host process (python) bound to ``address``:``port`` in the host namespace (IPv6 only with ``v6only``);
+    yields its pid once the socket is bound."""
     family = "socket.AF_INET6" if ":" in address else "socket.AF_INET"
     kind = "socket.SOCK_STREAM" if protocol == "tcp" else "socket.SOCK_DGRAM"
     code = (
         "import socket,time\ns=socket.socket(%s,%s)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-        "s.bind((%r,%d))\n%s"
-        "time.sleep(120)\n" % (family, kind, address, port, "s.listen(1)\n" if protocol == "tcp" else "")
+        "%ss.bind((%r,%d))\n%s"
+        "time.sleep(120)\n"
+        % (
+            family,
+            kind,
+            "s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1)\n" if v6only else "",
+            address,
+            port,
+            "s.listen(1)\n" if protocol == "tcp" else "",
+        )
     )
     proc = subprocess.Popen(["nsenter", "--net=/run/netns/%s" % host.name, "--", sys.executable, "-c", code])
     try:
@@ -374,6 +382,17 @@ def test_a_host_process_on_a_published_port_is_refused_warned_and_drift_in_the_s
         drift = [d for d in web.ok("cnm_info", gather=["ports"])["drift"] if d["kind"] == "port_shadowed"]
         assert [d["object"] for d in drift] == ["port tcp/*:4031"] and words in drift[0]["message"]
     assert not web.ok("cnm_port_publish", network="web", netns=a, ports=["4031:80"]).get("warnings")
+
+
+def test_an_ipv6_only_listener_on_any_address_leaves_the_ipv4_port_free(web, world):
+    """A [::] socket with IPV6_V6ONLY takes no IPv4 (sock_diag tells it; /proc/net does not): an IPv4 endpoint's port
+    is published, as Docker's proxy would bind 0.0.0.0 beside it, and answers."""
+    a = web.sandbox("a")
+    with host_listener(web, "tcp", 4033, "::", v6only=True):
+        result = web.ok("cnm_port_publish", network="web", netns=a, ports=["4033:80"])
+        assert result["changed"] and not result.get("warnings")
+        assert not [d for d in web.ok("cnm_info", gather=["ports"])["drift"] if d["kind"] == "port_shadowed"]
+        assert wait_answer(world[0], "tcp", HOST, 4033, "web-a") == "web-a"
 
 
 def test_exclusive_replaces_a_binding_of_the_same_port_of_the_endpoint(web, world):

@@ -5,11 +5,19 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import socket
+import struct
 
 import pytest
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
-from ansible_collections.cnm.network.plugins.module_utils.listeners import Listener, _slot, clashing
+from ansible_collections.cnm.network.plugins.module_utils.listeners import (
+    INET_DIAG_SKV6ONLY,
+    Listener,
+    _slot,
+    clashing,
+    decode_socket,
+)
 from ansible_collections.cnm.network.plugins.module_utils.ports import (
     PortMapping,
     binding_slots,
@@ -472,22 +480,38 @@ def test_bad_ipv6_forms_are_refused_naming_the_option(item, option, words):
         parse_port(item, "ports[0]")
 
 
-# ---- listening sockets, as /proc/net/{tcp,tcp6} writes their addresses ----
+# ---- listening sockets, as sock_diag reports them ----
+
+
+def diag_message(family, address, port, inode, v6only=None):
+    """An inet_diag_msg as the kernel sends it (sockid in network order), with SKV6ONLY when given."""
+    raw = ipaddress.ip_address(address).packed.ljust(16, b"\0")
+    payload = struct.pack("=BBBB", family, 10, 0, 0) + struct.pack("!HH", port, 0) + raw + bytes(16)
+    payload += struct.pack("=I8sIIIII", 0, bytes(8), 0, 0, 0, 0, inode)
+    if v6only is not None:
+        payload += struct.pack("=HHB3x", 5, INET_DIAG_SKV6ONLY, int(v6only))
+    return payload
 
 
 @pytest.mark.parametrize(
-    "hex_address, expected",
+    "family, address, v6only, expected",
     [
-        ("0100007F", (4, ip("127.0.0.1"))),
-        ("00000000", (4, V4)),
-        ("00000000000000000000000000000000", (6, V6)),
-        ("00000000000000000000000001000000", (6, ip("::1"))),
-        ("B80D0120000000000000000001000000", (6, ip("2001:db8::1"))),
-        ("0000000000000000FFFF00000100007F", (4, ip("127.0.0.1"))),  # ::ffff:127.0.0.1 is IPv4
+        (socket.AF_INET, "127.0.0.1", None, (4, ip("127.0.0.1"))),
+        (socket.AF_INET, "0.0.0.0", None, (4, V4)),
+        (socket.AF_INET6, "::", False, (6, V6)),
+        (socket.AF_INET6, "2001:db8::1", True, (6, ip("2001:db8::1"))),
+        (socket.AF_INET6, "::ffff:127.0.0.1", False, (4, ip("127.0.0.1"))),  # an IPv4-mapped address is IPv4
     ],
 )
-def test_proc_net_addresses_are_read_per_family(hex_address, expected):
-    assert _slot(hex_address) == expected
+def test_sock_diag_messages_are_read_per_family(family, address, v6only, expected):
+    found, port, inode, only = decode_socket(family, diag_message(family, address, 4000, 77, v6only))
+    assert (_slot(found), port, inode, only) == (expected, 4000, "77", bool(v6only))
+
+
+def test_a_v6only_socket_on_any_address_leaves_ipv4_free():
+    v6only = [Listener("tcp", (6, V6), 4000, "4", v6only=True)]
+    assert clashing(v6only, "tcp", 4000, binding_slots(None, True, False)) is None
+    assert clashing(v6only, "tcp", 4000, binding_slots(None, True, True)) == v6only[0]
 
 
 def test_a_listener_clashes_per_family():
