@@ -304,20 +304,9 @@ class EndpointPlanner:
                     (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o)) if old is not None else None,
                 )
 
-        for address in current_addresses:
-            if address not in addresses:
-                add(
-                    "remove address %s from %s in %s" % (address, ifname, ref.value),
-                    lambda a=address: self.kernel.sandbox(ref).delete_address(ifname, a),
-                    lambda a=address: self.kernel.sandbox(ref).add_address(ifname, a),
-                )
-        for address in addresses:
-            if address not in current_addresses:
-                add(
-                    "add address %s to %s in %s" % (address, ifname, ref.value),
-                    lambda a=address: self.kernel.sandbox(ref).add_address(ifname, a),
-                    lambda a=address: self.kernel.sandbox(ref).delete_address(ifname, a),
-                )
+        present = [(ifname, address) for address in current_addresses]
+        wanted = [(ifname, address) for address in addresses]
+        self.host.plan.sync(target, current, desired, ref.key, "add_address", present, wanted)
         wanted_routes = [Route(r.dst, r.gateway, None) for r in routes]
         present_routes = [Route(r.dst, r.gateway, None) for r in current_routes]
         old_ipv4 = [address for address in current_addresses if address.version == 4]
@@ -326,20 +315,8 @@ class EndpointPlanner:
             # its routes and the sandbox's default route through it are added again after the new address.
             present_routes = [route for route in present_routes if route.dst.version != 4]
             self.readdressed.add((ref.key, ifname))
-        for route in present_routes:
-            if route not in wanted_routes:
-                add(
-                    "remove route %s from %s in %s" % (route.describe(), ifname, ref.value),
-                    lambda r=route: self.kernel.sandbox(ref).delete_route(ifname, r),
-                    lambda r=route: self.kernel.sandbox(ref).add_route(ifname, r),
-                )
-        for route in wanted_routes:
-            if route not in present_routes:
-                add(
-                    "add route %s through %s in %s" % (route.describe(), ifname, ref.value),
-                    lambda r=route: self.kernel.sandbox(ref).add_route(ifname, r),
-                    lambda r=route: self.kernel.sandbox(ref).delete_route(ifname, r),
-                )
+        present, wanted = [(ifname, r) for r in present_routes], [(ifname, r) for r in wanted_routes]
+        self.host.plan.sync(target, current, desired, ref.key, "add_route", present, wanted)
         self._ensure_lo_up(spec, view)
         self.touched.setdefault(ref.key, ref)
 

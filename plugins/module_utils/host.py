@@ -32,7 +32,7 @@ class Host:
         self.store = store
         self.original = store.snapshot()
         self.state = store.snapshot()  # the store as it will be after the plan: planning edits this copy
-        self.plan = Plan()
+        self.plan = self._new_plan()
         self.reclaimed: list = []
         self.new_sandboxes: set = set()  # sandbox keys this plan creates: their leases are not stale
         self.conntrack_flush: set = set()  # conntrack_flow() of mappings changed or removed: their conntrack entries go
@@ -42,6 +42,10 @@ class Host:
         self._networks: dict = {}  # name -> (its record, the network it describes): parsed once per record
         # planning steps whose changes must follow the firewall's (a device up only once its drop rule exists)
         self.after_firewall: list = []
+
+    def _new_plan(self) -> Plan:
+        """An empty plan whose data changes (Ops) run on this run's netlink sessions."""
+        return Plan(executor=self.kernel.run if self.kernel is not None else None)
 
     @classmethod
     @contextmanager
@@ -262,7 +266,7 @@ class Host:
         if not forgotten:
             return partial[2:]
         self.original, self.state = self.store.snapshot(), self.store.snapshot()
-        self.plan, self.conntrack_flush, self.after_firewall = Plan(), set(), []
+        self.plan, self.conntrack_flush, self.after_firewall = self._new_plan(), set(), []
         self.conntrack_addresses = set()
         networks, endpoints = [], []
         for kind, key in forgotten:

@@ -829,49 +829,30 @@ def peer_views(name: str, record: dict, facts: NamespaceFacts) -> Tuple[List[dic
             }
         )
     found = []
-    if have_tables:
-        where = "vxlan %s" % device_name
-        for mac, vtep in sorted(wanted_fdb - fdb):
-            found.append(
-                drift(
-                    "peer_fdb_missing",
-                    "%s fdb %s dst %s" % (where, mac, vtep),
-                    "network %s: the FDB of %s lacks %s dst %s" % (name, device_name, mac, vtep),
-                    name,
-                    expected={"mac": mac, "vtep": vtep},
+    # The two tables of a VXLAN device, each entry missing or stale: (kind, wanted, present, entry fields, object,
+    # the words of a missing entry, those of a stale one).
+    tables = (
+        ("peer_fdb", wanted_fdb, fdb, ("mac", "vtep"), "fdb {mac} dst {vtep}",
+         "the FDB of {dev} lacks {mac} dst {vtep}", "the FDB of {dev} holds {mac} dst {vtep}"),
+        ("peer_neighbour", wanted_neigh, neigh, ("mac", "ip"), "neighbour {ip}",
+         "{dev} has no neighbour entry {ip} lladdr {mac}", "{dev} holds neighbour entry {ip} lladdr {mac}"),
+    )  # fmt: skip
+    for kind, wanted, present, fields, what, lacks, holds in tables if have_tables else ():
+        for state, entries, words, key in (
+            ("missing", wanted - present, lacks, "expected"),
+            ("stale", present - wanted, holds + ", which no peer lists", "found"),
+        ):
+            for entry in sorted(entries):
+                values = {fields[0]: entry[0], fields[1]: entry[1]}
+                found.append(
+                    drift(
+                        "%s_%s" % (kind, state),
+                        "vxlan %s %s" % (device_name, what.format(**values)),
+                        "network %s: %s" % (name, words.format(dev=device_name, **values)),
+                        name,
+                        **{key: values},
+                    )
                 )
-            )
-        for mac, vtep in sorted(fdb - wanted_fdb):
-            found.append(
-                drift(
-                    "peer_fdb_stale",
-                    "%s fdb %s dst %s" % (where, mac, vtep),
-                    "network %s: the FDB of %s holds %s dst %s, which no peer lists" % (name, device_name, mac, vtep),
-                    name,
-                    found={"mac": mac, "vtep": vtep},
-                )
-            )
-        for mac, ip in sorted(wanted_neigh - neigh):
-            found.append(
-                drift(
-                    "peer_neighbour_missing",
-                    "%s neighbour %s" % (where, ip),
-                    "network %s: %s has no neighbour entry %s lladdr %s" % (name, device_name, ip, mac),
-                    name,
-                    expected={"ip": ip, "mac": mac},
-                )
-            )
-        for mac, ip in sorted(neigh - wanted_neigh):
-            found.append(
-                drift(
-                    "peer_neighbour_stale",
-                    "%s neighbour %s" % (where, ip),
-                    "network %s: %s holds neighbour entry %s lladdr %s, which no peer lists"
-                    % (name, device_name, ip, mac),
-                    name,
-                    found={"ip": ip, "mac": mac},
-                )
-            )
     return views, found
 
 

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
 from ansible_collections.cnm.network.plugins.module_utils.rtnl import Rtnl
-from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 
 RT_TABLE_MAIN = 254
 RTPROT_KERNEL = 2
@@ -281,6 +281,18 @@ class NetnsSession:
             if exc.errno != 3:  # ESRCH: already gone
                 raise
 
+    def add_fdb(self, name: str, mac: str, vtep: str) -> None:
+        self.rtnl.neighbour(True, socket.AF_BRIDGE, self.index(name), mac, vtep)
+
+    def delete_fdb(self, name: str, mac: str, vtep: str) -> None:
+        self.rtnl.neighbour(False, socket.AF_BRIDGE, self.index(name), mac, vtep)
+
+    def add_neighbour(self, name: str, mac: str, address: str) -> None:
+        self.rtnl.neighbour(True, socket.AF_INET, self.index(name), mac, address)
+
+    def delete_neighbour(self, name: str, mac: str, address: str) -> None:
+        self.rtnl.neighbour(False, socket.AF_INET, self.index(name), mac, address)
+
     def write_sysctl(self, path: str, value: str) -> None:
         with self._inside():
             with open(os.path.join("/proc/sys", path), "w") as handle:
@@ -320,6 +332,11 @@ class Kernel:
             session = NetnsSession("sandbox %s" % ref.value, netns.open_sandbox(ref))
             self._sandboxes[ref.key] = session
         return session
+
+    def run(self, op) -> None:
+        """Execute a plan.Op: its verb on the session of its namespace."""
+        session = self.host if op.where == HOST else self.sandbox(SandboxRef.from_key(op.where))
+        getattr(session, op.verb)(*op.args)
 
     def forget_sandbox(self, ref: SandboxRef) -> None:
         session = self._sandboxes.pop(ref.key, None)

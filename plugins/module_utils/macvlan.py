@@ -18,6 +18,7 @@ from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
 from ansible_collections.cnm.network.plugins.module_utils.model import SHIM_ALIAS_PREFIX, MacvlanNetwork
 from ansible_collections.cnm.network.plugins.module_utils.networks import follow_endpoints
 from ansible_collections.cnm.network.plugins.module_utils.parent import links_on, plan_on_parent_absent, plan_parent
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 
 def plan_macvlan_present(host: Host, network: MacvlanNetwork) -> dict:
@@ -149,33 +150,12 @@ def _plan_shim(host: Host, network: MacvlanNetwork, target: str, mtu: int) -> No
             lambda: session.set_link(name, mtu=mtu, up=True),
             lambda m=link.mtu: session.set_link(name, mtu=m),
         )
-    for old in current_addresses:
-        if old != address:
-            add(
-                "remove address %s from %s" % (old, name),
-                lambda a=old: session.delete_address(name, a),
-                lambda a=old: session.add_address(name, a),
-            )
-    if address not in current_addresses:
-        add(
-            "add address %s to %s" % (address, name),
-            lambda: session.add_address(name, address),
-            lambda: session.delete_address(name, address),
-        )
-    for old in current_routes:
-        if old not in routes:
-            add(
-                "remove route %s from %s" % (old.describe(), name),
-                lambda r=old: session.delete_route(name, r),
-                lambda r=old: session.add_route(name, r),
-            )
-    for route in routes:
-        if route not in current_routes:
-            add(
-                "add route %s through %s" % (route.describe(), name),
-                lambda r=route: session.add_route(name, r),
-                lambda r=route: session.delete_route(name, r),
-            )
+    host.plan.sync(
+        target, current, desired, HOST, "add_address", [(name, a) for a in current_addresses], [(name, address)]
+    )
+    host.plan.sync(
+        target, current, desired, HOST, "add_route", [(name, r) for r in current_routes], [(name, r) for r in routes]
+    )
 
 
 def _plan_shim_absent(host: Host, network_name: str, name: str, forgets: tuple = ()) -> None:

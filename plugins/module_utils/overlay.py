@@ -28,6 +28,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     check_driver,
     parse_address,
 )
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 from ansible_collections.cnm.network.plugins.module_utils.xfrm import Xfrm
 
 
@@ -206,28 +207,11 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
                 lambda: session.set_link(name, up=False),
             )
         )
-    for mac, vtep in sorted(present_fdb - set(desired["fdb"])):
-        add(
-            "remove fdb %s dst %s" % (mac, vtep),
-            lambda m=mac, v=vtep: session.rtnl.neighbour(False, socket.AF_BRIDGE, session.index(name), m, v),
-        )
-    for mac, vtep in desired["fdb"]:
-        if (mac, vtep) not in present_fdb:
-            add(
-                "add fdb %s dst %s" % (mac, vtep),
-                lambda m=mac, v=vtep: session.rtnl.neighbour(True, socket.AF_BRIDGE, session.index(name), m, v),
-            )
-    for mac, address in sorted(present_neigh - set(desired["neighbours"])):
-        add(
-            "remove neighbour %s lladdr %s" % (address, mac),
-            lambda m=mac, a=address: session.rtnl.neighbour(False, socket.AF_INET, session.index(name), m, a),
-        )
-    for mac, address in desired["neighbours"]:
-        if (mac, address) not in present_neigh:
-            add(
-                "add neighbour %s lladdr %s" % (address, mac),
-                lambda m=mac, a=address: session.rtnl.neighbour(True, socket.AF_INET, session.index(name), m, a),
-            )
+    fdb = [(name, mac, vtep) for mac, vtep in desired["fdb"]]
+    host.plan.sync(target, current, desired, HOST, "add_fdb", [(name,) + entry for entry in sorted(present_fdb)], fdb)
+    neighbours = [(name, mac, address) for mac, address in desired["neighbours"]]
+    present = [(name,) + entry for entry in sorted(present_neigh)]
+    host.plan.sync(target, current, desired, HOST, "add_neighbour", present, neighbours)
     plan_device_ipv6(host, target, name, network.ipv6_subnet is not None, network.mtu)
     result["network"].update(
         vni=network.vni,

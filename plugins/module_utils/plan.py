@@ -4,22 +4,62 @@
 
 Check mode reports the plan, the real run executes the same plan, so the two cannot disagree.
 The diff is rendered from the plan: the before and after of every object it touches.
+
+A change is either an ``Op`` - data: a verb of the kernel's namespace session, where and with what, whose undo is
+its inverse verb and whose words are rendered from it - or, for what is not yet expressed so, a pair of closures.
 """
 
 from __future__ import annotations
 
 import errno
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional, Union
 
 from ansible_collections.cnm.network.plugins.module_utils import faults
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 
 # What an undo meets when its object is already gone (deleted with its device or sandbox, by hand or by an
 # earlier step): nothing is left to put back, so the undo moves on.
 GONE_ERRNOS = frozenset((errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL))
 
-Action = Callable[[], None]
+# verb (a method of kernel.NetnsSession) -> (its inverse, its words: str.format of the arguments, rendered)
+VERBS = {
+    "add_address": ("delete_address", "add address {1} to {0}"),
+    "delete_address": ("add_address", "remove address {1} from {0}"),
+    "add_route": ("delete_route", "add route {1} through {0}"),
+    "delete_route": ("add_route", "remove route {1} from {0}"),
+    "add_fdb": ("delete_fdb", "add fdb {1} dst {2}"),
+    "delete_fdb": ("add_fdb", "remove fdb {1} dst {2}"),
+    "add_neighbour": ("delete_neighbour", "add neighbour {2} lladdr {1}"),
+    "delete_neighbour": ("add_neighbour", "remove neighbour {2} lladdr {1}"),
+}
+
+
+@dataclass(frozen=True)
+class Op:
+    """A kernel change as data: ``verb`` (see VERBS) run by the session of namespace ``where`` (HOST or a sandbox key)
+    with ``args``."""
+
+    where: str
+    verb: str
+    args: tuple
+
+    def inverse(self) -> Op:
+        return Op(self.where, VERBS[self.verb][0], self.args)
+
+    @property
+    def what(self) -> str:
+        words = VERBS[self.verb][1].format(*(_rendered(arg) for arg in self.args))
+        return words if self.where == HOST else "%s in %s" % (words, SandboxRef.from_key(self.where).value)
+
+
+def _rendered(arg: object) -> str:
+    describe = getattr(arg, "describe", None)
+    return describe() if callable(describe) else str(arg)
+
+
+Action = Union[Callable[[], None], Op]
 
 
 @dataclass
@@ -42,6 +82,7 @@ class Plan:
     changes: list = field(default_factory=list)
     # After a failed execute: the applied changes whose effect stayed (no undo, or an undo that failed).
     stayed: list = field(default_factory=list)
+    executor: Optional[Callable[[Op], None]] = None  # runs an Op (kernel.Kernel.run)
 
     def add(
         self,
@@ -54,6 +95,30 @@ class Plan:
         forgets: tuple = (),
     ) -> None:
         self.changes.append(Change(target, what, before, after, apply, undo, tuple(forgets)))
+
+    def op(self, target: str, before: object, after: object, op: Op) -> None:
+        """A change that is data: its words and its undo (the inverse verb) come from ``op``."""
+        self.add(target, op.what, before, after, op, op.inverse())
+
+    def sync(self, target: str, before: object, after: object, where: str, verb: str, present, wanted) -> None:
+        """Make a set of objects of one kind (``verb`` adds one, its inverse removes one: each item is the verb's
+        arguments) go from ``present`` to ``wanted``: first the removals in ``present``'s order, then the additions in
+        ``wanted``'s."""
+        inverse = VERBS[verb][0]
+        for args in present:
+            if args not in wanted:
+                self.op(target, before, after, Op(where, inverse, tuple(args)))
+        for args in wanted:
+            if args not in present:
+                self.op(target, before, after, Op(where, verb, tuple(args)))
+
+    def run(self, action: Action) -> None:
+        if isinstance(action, Op):
+            if self.executor is None:
+                raise CnmError("no executor for %s" % action.what)
+            self.executor(action)
+        else:
+            action()
 
     @property
     def changed(self) -> bool:
@@ -82,9 +147,9 @@ class Plan:
         for change in self.changes:
             try:
                 faults.point("change")
-                change.apply()
+                self.run(change.apply)
             except Exception as exc:  # noqa: BLE001 - every failure must trigger the undo
-                undo_errors, self.stayed, undone = _undo(done)
+                undo_errors, self.stayed, undone = _undo(done, self.run)
                 message = "%s failed: %s" % (change.what, _reason(exc))
                 if undone:
                     message += "; undid %d earlier change(s)" % undone
@@ -113,7 +178,7 @@ class Plan:
         )
 
 
-def _undo(done: list) -> tuple:
+def _undo(done: list, run: Callable[[Action], None]) -> tuple:
     """Undo ``done`` in reverse: (the errors of undo steps, the changes whose effect stays in order, how many were
     undone). An undo that meets its object gone counts as undone (nothing is left to put back), but its change stays:
     what it removed is not there."""
@@ -123,7 +188,7 @@ def _undo(done: list) -> tuple:
             stayed.append(change)
             continue
         try:
-            change.undo()
+            run(change.undo)
             undone += 1
         except Exception as exc:  # noqa: BLE001 - keep undoing the rest
             stayed.append(change)

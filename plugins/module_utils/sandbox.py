@@ -29,6 +29,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 
 CONTAINER_RUNTIMES = ("docker", "podman")
+HOST = "host"  # the host's own namespace where a sandbox key is expected (keys are "kind:value": no clash)
 
 
 @dataclass(frozen=True)

@@ -636,6 +636,18 @@ def test_peer_entries_missing_and_stale():
     facts.neighbours["vx-ov"] = [("02:42:0a:c8:63:63", "10.200.99.99")]
     views, found = peer_views("ov", OV, facts)
     assert kinds(found) == ["peer_fdb_missing", "peer_fdb_stale", "peer_neighbour_missing", "peer_neighbour_stale"]
+    assert [(d["object"], d["message"]) for d in found] == [
+        ("vxlan vx-ov fdb 00:00:00:00:00:00 dst 192.0.2.12",
+         "network ov: the FDB of vx-ov lacks 00:00:00:00:00:00 dst 192.0.2.12"),
+        ("vxlan vx-ov fdb 00:00:00:00:00:00 dst 192.0.2.77",
+         "network ov: the FDB of vx-ov holds 00:00:00:00:00:00 dst 192.0.2.77, which no peer lists"),
+        ("vxlan vx-ov neighbour 10.200.2.5",
+         "network ov: vx-ov has no neighbour entry 10.200.2.5 lladdr 02:42:0a:c8:02:05"),
+        ("vxlan vx-ov neighbour 10.200.99.99",
+         "network ov: vx-ov holds neighbour entry 10.200.99.99 lladdr 02:42:0a:c8:63:63, which no peer lists"),
+    ]  # fmt: skip
+    assert found[0]["expected"] == {"mac": "00:00:00:00:00:00", "vtep": "192.0.2.12"}
+    assert found[3]["found"] == {"ip": "10.200.99.99", "mac": "02:42:0a:c8:63:63"}
     assert [(v["vtep"], v["recorded"], v["flood"]) for v in views] == [
         ("192.0.2.12", True, False),
         ("192.0.2.77", False, True),

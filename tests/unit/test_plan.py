@@ -7,7 +7,8 @@ import errno
 import pytest
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
-from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op, Plan
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 
 class Journal:
@@ -329,3 +330,66 @@ def test_a_removal_whose_undo_fails_stays_done():
         plan.execute(check=False)
     assert plan.forgotten() == ([("endpoint", "lan|a")], [])
     assert "undid 1 earlier change(s)" in str(failure.value)  # its object is gone: nothing was left to put back
+
+
+# ---- changes as data (Op): words and undo come from the verb ----
+
+
+def test_sync_removes_then_adds_and_words_each_change_from_its_op():
+    plan = Plan()
+    plan.sync(
+        "endpoint web on netns:app",
+        None,
+        {},
+        "netns:app",
+        "add_address",
+        [("eth0", "10.0.0.2/24"), ("eth0", "10.0.0.9/24")],
+        [("eth0", "10.0.0.3/24"), ("eth0", "10.0.0.9/24")],
+    )
+    assert plan.summary() == [
+        "remove address 10.0.0.2/24 from eth0 in app",
+        "add address 10.0.0.3/24 to eth0 in app",
+    ]
+    assert [change.apply for change in plan.changes] == [
+        Op("netns:app", "delete_address", ("eth0", "10.0.0.2/24")),
+        Op("netns:app", "add_address", ("eth0", "10.0.0.3/24")),
+    ]
+    assert [change.undo for change in plan.changes] == [
+        Op("netns:app", "add_address", ("eth0", "10.0.0.2/24")),
+        Op("netns:app", "delete_address", ("eth0", "10.0.0.3/24")),
+    ]
+
+
+def test_ops_on_the_host_name_no_namespace_and_objects_render_through_describe():
+    class Route:
+        def describe(self):
+            return "10.1.0.0/16 via 10.0.0.1"
+
+    assert Op(HOST, "add_route", ("shim", Route())).what == "add route 10.1.0.0/16 via 10.0.0.1 through shim"
+    assert Op(HOST, "delete_neighbour", ("vx", "02:00:0a:00:00:02", "10.0.0.2")).what == (
+        "remove neighbour 10.0.0.2 lladdr 02:00:0a:00:00:02"
+    )
+    assert Op("container:docker/web1", "add_fdb", ("vx", "00:00:00:00:00:00", "192.0.2.2")).what == (
+        "add fdb 00:00:00:00:00:00 dst 192.0.2.2 in web1"
+    )
+
+
+def test_the_executor_runs_ops_and_undoes_them_with_their_inverse_on_a_failure():
+    ran = []
+
+    def executor(op):
+        ran.append((op.verb, op.args))
+        if op.args == ("eth0", "bad"):
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+    plan = Plan(executor=executor)
+    plan.sync("endpoint", None, {}, HOST, "add_address", [("eth0", "old")], [("eth0", "new"), ("eth0", "bad")])
+    with pytest.raises(CnmError, match=r"add address bad to eth0 failed: Invalid argument \(errno 22\); undid 2"):
+        plan.execute(check=False)
+    assert ran == [
+        ("delete_address", ("eth0", "old")),
+        ("add_address", ("eth0", "new")),
+        ("add_address", ("eth0", "bad")),
+        ("delete_address", ("eth0", "new")),
+        ("add_address", ("eth0", "old")),
+    ]
