@@ -102,15 +102,17 @@ class Plan:
 
     def sync(self, target: str, before: object, after: object, where: str, verb: str, present, wanted) -> None:
         """Make a set of objects of one kind (``verb`` adds one, its inverse removes one: each item is the verb's
-        arguments) go from ``present`` to ``wanted``: first the removals in ``present``'s order, then the additions in
-        ``wanted``'s."""
+        arguments, hashable) go from ``present`` to ``wanted``: first the removals in ``present``'s order, then the
+        additions in ``wanted``'s."""
         inverse = VERBS[verb][0]
+        present, wanted = [tuple(args) for args in present], [tuple(args) for args in wanted]
+        have, want = set(present), set(wanted)  # an overlay's FDB may hold thousands of entries: no list scans
         for args in present:
-            if args not in wanted:
-                self.op(target, before, after, Op(where, inverse, tuple(args)))
+            if args not in want:
+                self.op(target, before, after, Op(where, inverse, args))
         for args in wanted:
-            if args not in present:
-                self.op(target, before, after, Op(where, verb, tuple(args)))
+            if args not in have:
+                self.op(target, before, after, Op(where, verb, args))
 
     def run(self, action: Action) -> None:
         if isinstance(action, Op):

@@ -393,3 +393,12 @@ def test_the_executor_runs_ops_and_undoes_them_with_their_inverse_on_a_failure()
         ("delete_address", ("eth0", "new")),
         ("add_address", ("eth0", "old")),
     ]
+
+
+def test_sync_of_ten_thousand_entries_compares_sets_not_lists():
+    """An overlay's FDB grows with every remote endpoint: of 10,000 entries only the difference is changed."""
+    present = [("vx", "02:00:00:00:%02x:%02x" % divmod(i, 256), "192.0.2.1") for i in range(10000)]
+    wanted = present[1:] + [("vx", "02:00:00:01:00:00", "192.0.2.2")]
+    plan = Plan()
+    plan.sync("network ov", None, {}, HOST, "add_fdb", present, wanted)
+    assert plan.summary() == ["remove fdb 02:00:00:00:00:00 dst 192.0.2.1", "add fdb 02:00:00:01:00:00 dst 192.0.2.2"]
