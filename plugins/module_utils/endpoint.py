@@ -438,9 +438,14 @@ class EndpointPlanner:
                 lambda: self.kernel.host.delete_links(names, group),
                 forgets=tuple(("endpoint", key) for key in self.doomed_keys),
             )
+        records_of: dict = {}  # sandbox key -> its endpoint records: one pass over the store, not one per sandbox
+        for record in self.host.state["endpoints"].values():
+            if record["sandbox"] in self.touched:
+                records_of.setdefault(record["sandbox"], []).append(record)
+        doomed = set(self.doomed_sandboxes)
         for key, ref in self.touched.items():
-            if ref not in self.doomed_sandboxes:
-                self._plan_sandbox(ref, self.detached.get(key, set()))
+            if ref not in doomed:
+                self._plan_sandbox(ref, self.detached.get(key, set()), records_of.get(key, []))
         self.touched, self.detached = {}, {}
         for ref in self.doomed_sandboxes:
             self.host.plan.add(
@@ -469,7 +474,7 @@ class EndpointPlanner:
         return ((name, "0" if network.ipv6_subnet is not None else "1"),)
 
     # ---- the sandbox as a whole: default routes and sysctls ----
-    def _plan_sandbox(self, ref: SandboxRef, gone: set) -> None:
+    def _plan_sandbox(self, ref: SandboxRef, gone: set, records: list) -> None:
         """The sandbox's default routes (the best endpoint of each IP version, as Docker chooses) and its sysctls."""
         if ref.key in self.host.new_sandboxes:
             view = None
@@ -477,9 +482,7 @@ class EndpointPlanner:
             view = self.kernel.sandbox(ref)
         else:
             return  # a vanished sandbox (a removed container): nothing to settle
-        records = sorted(
-            (r for r in self.host.state["endpoints"].values() if r["sandbox"] == ref.key), key=lambda r: r["ifname"]
-        )
+        records = sorted(records, key=lambda r: r["ifname"])
         target = "sandbox %s" % ref.key
         before: dict = {}
         after: dict = {}
