@@ -19,7 +19,10 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     BridgeNetwork,
     EndpointSpec,
 )
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
+    DOCKER_SYSCTLS,
+    IPV6_KNOBS,
     SandboxRef,
     choose_gateways,
     gateway_candidates,
@@ -43,6 +46,9 @@ class EndpointPlanner:
         self.floors: dict = {}
         self.macs: dict = {}  # network -> {MAC: sandbox key} of its endpoints, kept up to date while planning
         self.host_sysctls: dict = {}  # path -> whether this kernel has the host sysctl (read once per run)
+        self.sandbox_knobs: dict = {}  # sandbox key -> {path: value} of its namespace-wide sysctls, read once per run
+        # sandboxes whose net.ipv6.conf.default or .all this run changes through an endpoint's own `sysctls`
+        self.ipv6_default_changed: set = set()
         self.doomed: list = []  # host veths to delete together at the end (see finish)
         self.doomed_keys: list = []  # the endpoints whose records those veths are
         self.doomed_sandboxes: list = []  # named sandboxes to delete after their veths
@@ -271,7 +277,7 @@ class EndpointPlanner:
                 mtu=inner.mtu,
                 addresses=[str(a) for a in view.addresses(inner.index)],
                 routes=[r.describe() for r in _own_routes(view.routes(inner.index), spec)],
-                sysctls={sysctl[0]: view.sysctl(_sysctl_path(sysctl[0], inner.name)) for sysctl in sysctls},
+                sysctls=_read(view, [name for name, _value in sysctls], inner.name),
             )
         target = "endpoint %s on %s" % (network.name, ref.key)
         add = self._adder(target, current, desired)
@@ -282,9 +288,8 @@ class EndpointPlanner:
             # Sysctls of the new interface vanish with it on undo; namespace-wide ones need their old value back.
             current_sysctls = {}
             if view is not None:
-                current_sysctls = {
-                    name: view.sysctl(_sysctl_path(name, ifname)) for name, _value in sysctls if "IFNAME" not in name
-                }
+                current_sysctls = _read(view, [name for name, _value in sysctls if "IFNAME" not in name], ifname)
+                current_sysctls.update(self._inherited(ref, view, sysctls))
         else:
             link.plan_repair(add, inner, mac)
             self._repair_inner(add, spec, network, inner, mac)
@@ -297,11 +302,13 @@ class EndpointPlanner:
         for name, value in sysctls:
             path = _sysctl_path(name, ifname)
             old = current_sysctls.get(name)
+            if path.startswith(("net/ipv6/conf/default/", "net/ipv6/conf/all/")):
+                self.ipv6_default_changed.add(ref.key)
             if not same_value(old, value):
                 add(
                     "option '%s': set %s=%s in %s" % (spec.opt("sysctls"), path.replace("/", "."), value, ref.value),
-                    lambda p=path, v=value: self.kernel.sandbox(ref).write_sysctl(p, v),
-                    (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o)) if old is not None else None,
+                    _write(ref, path, value),
+                    _write(ref, path, old),
                 )
 
         present = [(ifname, address) for address in current_addresses]
@@ -534,8 +541,8 @@ class EndpointPlanner:
                     changes.append(
                         (
                             "remove %s from %s in %s" % (route.describe(), name, ref.value),
-                            lambda n=name, r=route: self.kernel.sandbox(ref).delete_route(n, r),
-                            lambda n=name, r=route: self.kernel.sandbox(ref).add_route(n, r),
+                            Op(ref.key, "delete_route", (name, route)),
+                            Op(ref.key, "add_route", (name, route)),
                         )
                     )
             if wanted is not None and wanted not in held[version]:
@@ -543,8 +550,8 @@ class EndpointPlanner:
                 changes.append(
                     (
                         "add %s through %s in %s%s" % (route.describe(), name, ref.value, why),
-                        lambda n=name, r=route: self.kernel.sandbox(ref).add_route(n, r),
-                        lambda n=name, r=route: self.kernel.sandbox(ref).delete_route(n, r),
+                        Op(ref.key, "add_route", (name, route)),
+                        Op(ref.key, "delete_route", (name, route)),
                     )
                 )
 
@@ -557,11 +564,12 @@ class EndpointPlanner:
         has_ipv6 = any(record.get("ipv6_address") for record in records)
         wanted = sandbox_sysctls(has_ipv6, overridden, self._host_has("net/ipv6/conf/default/disable_ipv6"))
         before_values, after_values = {}, {}
+        current = self._sandbox_values(ref, view) if view is not None else {}
         for name, value in wanted:
             path = name.replace(".", "/")
             if not self._host_has(path):
                 continue  # not a sysctl of this kernel (Docker checks sysctlExists too)
-            old = view.sysctl(path) if view is not None else None
+            old = current.get(path)
             before_values[name] = " ".join(old.split()) if old is not None else None
             after_values[name] = value
             if same_value(old, value):
@@ -569,8 +577,8 @@ class EndpointPlanner:
             changes.append(
                 (
                     "set %s=%s in %s (Docker's sandbox default)" % (name, value, ref.value),
-                    lambda p=path, v=value: self.kernel.sandbox(ref).write_sysctl(p, v),
-                    (lambda p=path, o=old: self.kernel.sandbox(ref).write_sysctl(p, o)) if old is not None else None,
+                    _write(ref, path, value),
+                    _write(ref, path, old),
                 )
             )
             if name == "net.ipv6.conf.all.disable_ipv6":  # writing 'all' sets every interface: again the asked-for ones
@@ -579,18 +587,34 @@ class EndpointPlanner:
                     if own is not None and not same_value(own, value):
                         own_path = _sysctl_path("net.ipv6.conf.IFNAME.disable_ipv6", record["ifname"])
                         what = "option 'sysctls': set %s=%s in %s again" % (own_path.replace("/", "."), own, ref.value)
-                        changes.append(
-                            (what, lambda p=own_path, v=own: self.kernel.sandbox(ref).write_sysctl(p, v), None)
-                        )
+                        changes.append((what, _write(ref, own_path, own), None))
         before["sysctls"] = before_values
         after["sysctls"] = after_values
 
     def _check_sysctls_exist(self, spec: EndpointSpec, view) -> None:
         """Refuse unknown sysctl names up front; an interface's knobs are looked up on the 'default' entry."""
         session = view if view is not None else self.kernel.host  # a new sandbox has the same kernel's knobs
+        found = _read(session, [name for name, _value in spec.sysctls], "default")
         for name, _value in spec.sysctls:
-            if session.sysctl(_sysctl_path(name, "default")) is None:
+            if found[name] is None:
                 raise option_error(spec.opt("sysctls"), name, "is not a sysctl of this kernel")
+
+    def _sandbox_values(self, ref: SandboxRef, view) -> dict:
+        """The sandbox's namespace-wide sysctls that Docker sets (sandbox.py), read once per run."""
+        if ref.key not in self.sandbox_knobs:
+            names = [name for name, _value in DOCKER_SYSCTLS] + list(IPV6_KNOBS)
+            paths = [name.replace(".", "/") for name in names]
+            self.sandbox_knobs[ref.key] = view.sysctls(paths)
+        return self.sandbox_knobs[ref.key]
+
+    def _inherited(self, ref: SandboxRef, view, sysctls: tuple) -> dict:
+        """What a new interface of the sandbox is born with: net.ipv6.conf.default's disable_ipv6, unless this run
+        changes that before the interface exists. Its own value then needs no write (one fewer per attach)."""
+        name = "net.ipv6.conf.IFNAME.disable_ipv6"
+        if ref.key in self.ipv6_default_changed or not any(key == name for key, _value in sysctls):
+            return {}
+        inherited = self._sandbox_values(ref, view).get("net/ipv6/conf/default/disable_ipv6")
+        return {name: inherited} if inherited is not None else {}
 
     def _host_has(self, path: str) -> bool:
         """Whether this kernel has the sysctl ``path`` (in the host's namespace): read once per run."""
@@ -820,6 +844,17 @@ def _describe_default(name: str, route: Route) -> str:
 
 def _sysctl_path(name: str, ifname: str) -> str:
     return name.replace(".", "/").replace("IFNAME", ifname)
+
+
+def _write(ref: SandboxRef, path: str, value: Optional[str]) -> Optional[Op]:
+    """Writing a sysctl of the sandbox, as data; None for a value that did not exist (nothing to put back)."""
+    return Op(ref.key, "write_sysctl", (path, value)) if value is not None else None
+
+
+def _read(session, names: list, ifname: str) -> dict:
+    """The values of sysctls named as in ``sysctls`` (IFNAME standing for ``ifname``), in one read."""
+    values = session.sysctls([_sysctl_path(name, ifname) for name in names])
+    return {name: values[_sysctl_path(name, ifname)] for name in names}
 
 
 def _result(record: dict, ref: SandboxRef) -> dict:

@@ -43,6 +43,7 @@ class Link:
     vxlan: Optional[dict] = None  # vni, local, port, learning, proxy of a VXLAN device
     # a macvlan's mode (bridge, private, vepa, passthru), an ipvlan's mode and flag ("l2 bridge"), or "vlan VID"
     mode: Optional[str] = None
+    ipv6_disabled: Optional[bool] = None  # its net.ipv6.conf.NAME.disable_ipv6; None: no IPv6 settings (MTU < 1280)
 
     def describe(self) -> dict:
         state = {"kind": self.kind, "mtu": self.mtu, "mac": self.mac, "up": self.up}
@@ -133,13 +134,27 @@ class NetnsSession:
         return [route for route in self._routes if oif is None or route.oif == oif]
 
     def sysctl(self, path: str) -> Optional[str]:
-        """Read /proc/sys/<path> as this namespace sees it; None if it does not exist."""
+        """/proc/sys/<path> as this namespace sees it now; None if it does not exist."""
         with self._inside():
-            try:
-                with open(os.path.join("/proc/sys", path)) as handle:
-                    return handle.read().strip()
-            except OSError:
-                return None
+            return _read_sysctls([path])[path]
+
+    def sysctls(self, paths: List[str]) -> Dict[str, Optional[str]]:
+        """Several sysctls (paths below /proc/sys) of this namespace, for planning: in one visit, and an interface's
+        disable_ipv6 from the link dump (as the dump saw it).
+
+        Opening a file of /proc/sys costs more with every namespace of the machine (the kernel's sysctl entries of
+        all namespaces share names): 1000 sandboxes made it ~0.15 ms a file, a third of an attach."""
+        values: Dict[str, Optional[str]] = {}
+        for path in paths:
+            parts = path.split("/")
+            link = self.link(parts[3]) if len(parts) == 5 and parts[:3] == ["net", "ipv6", "conf"] else None
+            if link is not None and parts[4] == "disable_ipv6":
+                values[path] = None if link.ipv6_disabled is None else str(int(link.ipv6_disabled))
+        missing = [path for path in paths if path not in values]
+        if missing:
+            with self._inside():
+                values.update(_read_sysctls(missing))
+        return values
 
     # ---- writes (called from plan actions) ----
     def index(self, name: str) -> int:
@@ -161,7 +176,9 @@ class NetnsSession:
 
     def create_veth(self, name: str, mtu: int, alias: str, master: str, peer: dict, peer_fd: int) -> None:
         """A veth pair whose peer is born inside the sandbox (no move, no rename), on the bridge and up."""
-        self.rtnl.create_veth(name, mtu, self.index(master), peer["ifname"], peer_fd, peer.get("mac"))
+        created = self.rtnl.create_veth(name, mtu, self.index(master), peer["ifname"], peer_fd, peer.get("mac"))
+        if created is not None:
+            self._indexes[name] = created["index"]
         # The kernel ignores an alias in RTM_NEWLINK: it takes a second request.
         self.rtnl.set_link(self.index(name), alias=alias)
 
@@ -307,6 +324,30 @@ class NetnsSession:
         self.rtnl.close()
         if self.fd is not None:
             os.close(self.fd)
+
+
+def _read_sysctls(paths: List[str]) -> Dict[str, Optional[str]]:
+    """Read sysctl files in this thread's namespace; None for those that do not exist."""
+    values: Dict[str, Optional[str]] = {}
+    net = os.open("/proc/sys/net", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for path in paths:
+            if path.startswith("net/"):
+                where, name = net, path[len("net/") :]
+            else:
+                where, name = None, os.path.join("/proc/sys", path)
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=where)
+            except OSError:
+                values[path] = None
+                continue
+            try:
+                values[path] = os.read(fd, 4096).decode().strip()
+            finally:
+                os.close(fd)
+    finally:
+        os.close(net)
+    return values
 
 
 class _Nothing:

@@ -33,6 +33,7 @@ VERBS = {
     "delete_fdb": ("add_fdb", "remove fdb {1} dst {2}"),
     "add_neighbour": ("delete_neighbour", "add neighbour {2} lladdr {1}"),
     "delete_neighbour": ("add_neighbour", "remove neighbour {2} lladdr {1}"),
+    "write_sysctl": (None, "set {0}={1}"),  # its undo writes the old value: an Op of its own
 }
 
 
@@ -46,7 +47,10 @@ class Op:
     args: tuple
 
     def inverse(self) -> Op:
-        return Op(self.where, VERBS[self.verb][0], self.args)
+        inverse = VERBS[self.verb][0]
+        if inverse is None:
+            raise CnmError("%s has no inverse with the same arguments" % self.verb)
+        return Op(self.where, inverse, self.args)
 
     @property
     def what(self) -> str:

@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 NETLINK_ROUTE = 0
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
+NLM_F_ECHO = 0x8
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 NLM_F_DUMP = 0x300
@@ -73,6 +74,9 @@ IFLA_PROTINFO = 12
 IFLA_BRPORT_MODE = 4  # hairpin
 IFLA_BRPORT_ISOLATED = 33
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+IFLA_AF_SPEC = 26
+IFLA_INET6_CONF = 2  # in IFLA_AF_SPEC's AF_INET6 entry: the interface's ipv6 devconf, an array of s32
+DEVCONF_DISABLE_IPV6 = 26  # net.ipv6.conf.IFNAME.disable_ipv6's place in that array
 VETH_INFO_PEER = 1
 NLA_F_NESTED = 0x8000
 IFA_ADDRESS, IFA_LOCAL = 1, 2
@@ -144,7 +148,7 @@ class Netlink:
                         raise OSError(code, self._error_text(kind, code))
                     return
                 yield msg_type, payload
-                if not flags & NLM_F_DUMP:
+                if not flags & (NLM_F_DUMP | NLM_F_ECHO):  # an echo is followed by the acknowledgement
                     return
 
     @staticmethod
@@ -294,8 +298,11 @@ class Rtnl(Netlink):
 
     def create_veth(
         self, name: str, mtu: int, master: int, peer_name: str, peer_netns_fd: int, peer_mac: Optional[str]
-    ) -> None:
-        """A veth pair, this end up on ``master``; the peer born inside the namespace behind the fd."""
+    ) -> Optional[dict]:
+        """A veth pair, this end up on ``master``; the peer born inside the namespace behind the fd.
+
+        Returns the new link as the kernel echoes it (its index, and the peer's as ``peer_index``), which saves a
+        lookup per end; None from a kernel that echoes no RTM_NEWLINK (before 6.1)."""
         peer = (
             _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, peer_name.encode() + b"\0") + attr(IFLA_MTU, _U32.pack(mtu))
         )
@@ -309,7 +316,11 @@ class Rtnl(Netlink):
             + attr(IFLA_MTU, _U32.pack(mtu))
         )
         body += attr(IFLA_MASTER, _U32.pack(master)) + attr(IFLA_LINKINFO | NLA_F_NESTED, info)
-        self._ack(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+        created = None
+        for msg_type, payload in self._request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK | NLM_F_ECHO, body):
+            if msg_type == RTM_NEWLINK:
+                created = _link(payload)
+        return created
 
     def set_port_flags(self, index: int, isolated: bool, hairpin: bool) -> None:
         """Bridge port flags: ``isolated`` is Docker's icc=false (isolated ports reach only the bridge and
@@ -470,7 +481,20 @@ def _link(payload: bytes) -> dict:
         "group": _u32(attrs.get(IFLA_GROUP)) or 0,
         "vxlan": vxlan,
         "mode": mode,
+        "ipv6_disabled": _ipv6_disabled(attrs.get(IFLA_AF_SPEC)),
     }
+
+
+def _ipv6_disabled(af_spec: Optional[bytes]) -> Optional[bool]:
+    """The link's net.ipv6.conf.IFNAME.disable_ipv6 as the link dump carries it (a /proc/sys read costs more with
+    every namespace of the machine); None where the link has no IPv6 settings (nor that sysctl)."""
+    if af_spec is None:
+        return None
+    inet6 = attributes(af_spec).get(socket.AF_INET6)
+    conf = attributes(inet6).get(IFLA_INET6_CONF) if inet6 is not None else None
+    if conf is None or len(conf) < 4 * (DEVCONF_DISABLE_IPV6 + 1):
+        return None
+    return bool(struct.unpack_from("=i", conf, 4 * DEVCONF_DISABLE_IPV6)[0])
 
 
 # ---- read-only, for reports (cnm_info): what the link dump above leaves out ----

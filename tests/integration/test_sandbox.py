@@ -178,6 +178,37 @@ def test_docker_sandbox_sysctls_and_overrides(host):
     assert sysctl(host, "a", "net.ipv4.ping_group_range") == "0 2147483647"
 
 
+def test_an_interface_joining_a_sandbox_with_ipv6_off_is_born_with_it_off(host):
+    host.ok("cnm_bridge", **WEB)
+    host.ok("cnm_bridge", name="db", subnet="172.31.0.0/24")
+    sandbox = host.sandbox("a")
+    first = check_then_run(host, "cnm_endpoint", network="web", netns=sandbox)
+    assert "option 'sysctls': set net.ipv6.conf.eth0.disable_ipv6=1 in %s" % sandbox in first["changes"]
+    assert sysctl(host, "a", "net.ipv6.conf.default.disable_ipv6") == "1"
+    # The sandbox's 'default' is off now: eth1 inherits it when it is born, so nothing needs writing.
+    joined = check_then_run(host, "cnm_endpoint", network="db", netns=sandbox)
+    assert not any("disable_ipv6" in change for change in joined["changes"]), joined["changes"]
+    assert sysctl(host, "a", "net.ipv6.conf.eth1.disable_ipv6") == "1"
+    assert "inet6" not in host.in_sandbox("a", "ip -6 addr show dev eth1").stdout
+    # An endpoint that turns 'default' back on: its own interface is born before that write, the next one after it
+    # (with IPv6 on), so the next one needs its own write again.
+    host.ok("cnm_endpoint", network="db", netns=sandbox, state="absent")
+    host.ok("cnm_bridge", name="cache", subnet="172.35.0.0/24")
+    both = check_then_run(
+        host,
+        "cnm_endpoint",
+        netns=sandbox,
+        endpoints=[dict(network="cache", sysctls={"net.ipv6.conf.default.disable_ipv6": 0}), dict(network="db")],
+    )
+    assert "option 'endpoints[0].sysctls': set net.ipv6.conf.default.disable_ipv6=0 in %s" % sandbox in both["changes"]
+    assert [change for change in both["changes"] if ".eth" in change and "disable_ipv6" in change] == [
+        "option 'endpoints[1].sysctls': set net.ipv6.conf.eth2.disable_ipv6=1 in %s" % sandbox
+    ]
+    assert sysctl(host, "a", "net.ipv6.conf.eth1.disable_ipv6") == "1"  # cache's
+    assert sysctl(host, "a", "net.ipv6.conf.eth2.disable_ipv6") == "1"  # db's
+    assert pings(sandbox, "172.31.0.1") and pings(sandbox, "172.35.0.1")
+
+
 def test_network_none_sandbox_gets_the_sysctls_but_the_host_namespace_never(host):
     host.ok("cnm_endpoint", network="none", netns=host.sandbox("n"))
     assert sysctl(host, "n", "net.ipv4.ip_unprivileged_port_start") == "0"

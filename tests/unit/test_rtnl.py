@@ -52,6 +52,7 @@ def test_link_message_is_decoded_into_the_fields_the_core_uses():
         "group": 9,
         "vxlan": None,
         "mode": None,
+        "ipv6_disabled": None,
     }
 
 
@@ -84,3 +85,23 @@ def test_link_without_optional_attributes_has_empty_fields():
         0,
         False,
     )
+
+
+def test_ipv6_disabled_is_read_from_the_links_ipv6_settings():
+    def link(af_spec: bytes) -> dict:
+        header = struct.pack("=BxHiII", 0, 1, 4, 0, 0) + rtnl.attr(rtnl.IFLA_IFNAME, b"eth0\0")
+        return rtnl._link(header + rtnl.attr(rtnl.IFLA_AF_SPEC | rtnl.NLA_F_NESTED, af_spec))
+
+    def conf(disabled: int) -> bytes:
+        values = [0] * 60
+        values[rtnl.DEVCONF_DISABLE_IPV6] = disabled
+        values[rtnl.DEVCONF_DISABLE_IPV6 - 1] = 1  # its neighbour (mc_forwarding): not read
+        inet6 = rtnl.attr(rtnl.IFLA_INET6_CONF, struct.pack("=60i", *values))
+        return rtnl.attr(10 | rtnl.NLA_F_NESTED, inet6)  # AF_INET6
+
+    assert link(conf(1))["ipv6_disabled"] is True
+    assert link(conf(0))["ipv6_disabled"] is False
+    # An interface below 1280 bytes of MTU has no IPv6 settings, only IPv4's (AF_INET, 2): no such sysctl either.
+    assert link(rtnl.attr(2 | rtnl.NLA_F_NESTED, rtnl.attr(1, b"\0" * 8)))["ipv6_disabled"] is None
+    truncated = rtnl.attr(10 | rtnl.NLA_F_NESTED, rtnl.attr(rtnl.IFLA_INET6_CONF, struct.pack("=3i", 0, 0, 0)))
+    assert link(truncated)["ipv6_disabled"] is None
