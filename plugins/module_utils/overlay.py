@@ -30,7 +30,6 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
 )
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
-from ansible_collections.cnm.network.plugins.module_utils.xfrm import Xfrm
 
 
 def underlay_mtu(host: Host, local_ip) -> int:
@@ -113,14 +112,13 @@ def _plan_ipsec(host: Host, network: OverlayNetwork, keys: Optional[list], recor
     """States and policies for every (this host, peer) pair, exact; none when the overlay is (no longer) encrypted."""
     if not network.encrypted and not record.get("encrypted"):
         return None  # never encrypted: XFRM is not touched (nor needed in the kernel)
-    xfrm = Xfrm()
-    have = ipsec.current(xfrm, sorted({network.port, record.get("port", network.port)}))
+    have = ipsec.current(host.kernel.host.xfrm(), sorted({network.port, record.get("port", network.port)}))
     want = (
         ipsec.render(network.local_ip, [peer.vtep for peer in network.peers], keys, network.port)
         if network.encrypted
         else {"states": [], "policies": []}
     )
-    ipsec.plan(host, "overlay %s ipsec" % network.name, xfrm, have, (want["states"], want["policies"]))
+    ipsec.plan(host, "overlay %s ipsec" % network.name, have, (want["states"], want["policies"]))
     if not network.encrypted:
         host.warnings.append(
             "overlay %s is no longer encrypted (encrypted: false): its VXLAN traffic now crosses the underlay in clear"
@@ -244,9 +242,8 @@ def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
             forgets=(("network", name),),
         )
     if (record or {}).get("encrypted"):  # after the device: nothing is ever sent in clear
-        xfrm = Xfrm()
-        have = ipsec.current(xfrm, [record["port"]])
-        ipsec.plan(host, "overlay %s ipsec" % name, xfrm, have, ([], []), forgets=(("network", name),))
+        have = ipsec.current(host.kernel.host.xfrm(), [record["port"]])
+        ipsec.plan(host, "overlay %s ipsec" % name, have, ([], []), forgets=(("network", name),))
     return result
 
 

@@ -6,8 +6,8 @@ Check mode reports the plan, the real run executes the same plan, so the two can
 The diff is rendered from the plan: the before and after of every object it touches.
 
 A change is either an ``Op`` - data: a verb of the kernel's namespace session, where and with what, whose undo is
-its inverse verb (or a second Op) and whose words are rendered from it - or, for what is not yet expressed so, a
-pair of closures.
+its inverse verb (or a second Op) and whose words are rendered from it - or a pair of closures: for what is not a
+session's verb (the firewall, the store, conntrack, a named namespace) and for what endpoint.py still plans so.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ VERBS = {
     "delete_fdb": ("add_fdb", "remove fdb {1} dst {2}"),
     "add_neighbour": ("delete_neighbour", "add neighbour {2} lladdr {1}"),
     "delete_neighbour": ("add_neighbour", "remove neighbour {2} lladdr {1}"),
+    # an encrypted overlay's XFRM states and policies (ipsec.py), rendered by their describe(): never their keys
+    "add_xfrm_state": ("delete_xfrm_state", "add xfrm state {0}"),
+    "delete_xfrm_state": ("add_xfrm_state", "delete xfrm state {0}"),
+    "add_xfrm_policy": ("delete_xfrm_policy", "add xfrm policy {0}"),
+    "delete_xfrm_policy": ("add_xfrm_policy", "delete xfrm policy {0}"),
 }
 
 
