@@ -19,6 +19,8 @@ from ansible_collections.cnm.network.plugins.module_utils import ipam, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
 from ansible_collections.cnm.network.plugins.module_utils.model import check_port_count, host_veth_name
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
 
 
@@ -99,24 +101,22 @@ class VethLink:
         }
 
     def plan_create(self, add, ifname: str, mac: str) -> None:
-        network, ref, host, host_ifname = self.network, self.spec.sandbox, self.kernel.host, self.host_ifname
+        network, ref, host_ifname = self.network, self.spec.sandbox, self.host_ifname
         if self.host_link is not None:  # a stale host end (its peer is gone or elsewhere): replace it
-            add("delete stale veth %s" % host_ifname, lambda: host.delete_link(host_ifname))
-        bridge = host.link(network.bridge_name)
+            add("delete stale veth %s" % host_ifname, Op(HOST, "delete_link", (host_ifname,)))
+        bridge = self.kernel.host.link(network.bridge_name)
         if self.host_link is None or bridge is None or self.host_link.master != bridge.index:
             self._claim_port()  # a stale host end already on the bridge is replaced, not added
         peer = {"ifname": ifname, "mac": mac}
         add(
             "create veth %s (host) / %s (in %s)" % (host_ifname, ifname, ref.value),
-            lambda: host.create_veth(
-                host_ifname, network.mtu, self.alias, network.bridge_name, peer, self.kernel.sandbox(ref).fd
-            ),
-            lambda: host.delete_link(host_ifname),
+            Op(HOST, "create_veth_into", (host_ifname, network.mtu, self.alias, network.bridge_name, peer, ref.key)),
+            Op(HOST, "delete_link", (host_ifname,)),
         )
-        add("set %s up in %s" % (ifname, ref.value), lambda: self.kernel.sandbox(ref).set_link(ifname, up=True))
+        add("set %s up in %s" % (ifname, ref.value), Op.call(ref.key, "set_link", ifname, up=True))
         add(
             "set bridge port %s hairpin%s" % (host_ifname, ", isolated (icc off)" if not network.icc else ""),
-            lambda: host.set_port_flags(host_ifname, not network.icc, True),
+            Op(HOST, "set_port_flags", (host_ifname, not network.icc, True)),
         )
 
     def _claim_port(self) -> None:
@@ -140,21 +140,21 @@ class VethLink:
             self._claim_port()
             add(
                 "attach %s to bridge %s" % (host_ifname, network.bridge_name),
-                lambda: host.set_link(host_ifname, master=network.bridge_name),
+                Op.call(HOST, "set_link", host_ifname, master=network.bridge_name),
             )
         if host_link.mtu != network.mtu or not host_link.up or host_link.alias != self.alias:
             add(
                 "set %s mtu %d up" % (host_ifname, network.mtu),
-                lambda: host.set_link(host_ifname, mtu=network.mtu, up=True, alias=self.alias),
-                lambda m=host_link.mtu: host.set_link(host_ifname, mtu=m),
+                Op.call(HOST, "set_link", host_ifname, mtu=network.mtu, up=True, alias=self.alias),
+                Op.call(HOST, "set_link", host_ifname, mtu=host_link.mtu),
             )
         flags = host.port_flags(host_link.index)
         if flags != (not network.icc, True):  # icc off <=> the port is isolated; hairpin for published ports
             add(
                 "set bridge port %s hairpin%s"
                 % (host_ifname, ", isolated (icc off)" if not network.icc else ", not isolated"),
-                lambda: host.set_port_flags(host_ifname, not network.icc, True),
-                lambda: host.set_port_flags(host_ifname, *flags),
+                Op(HOST, "set_port_flags", (host_ifname, not network.icc, True)),
+                Op(HOST, "set_port_flags", (host_ifname,) + tuple(flags)),
             )
 
     def plan_host_side(self, add, ipv4) -> None:
@@ -238,17 +238,12 @@ class LowerLink:
         network, ref = self.network, self.spec.sandbox
         add(
             "create %s %s (mode %s on %s) in %s" % (self.kind, ifname, self.mode, network.parent, ref.value),
-            lambda: self.kernel.host.create_lower(
-                self.kind,
-                ifname,
-                network.parent,
-                self.mode,
-                network.mtu,
-                self.own_mac(mac),
-                self.alias,
-                sandbox=self.kernel.sandbox(ref),
+            Op(
+                HOST,
+                "create_lower_into",
+                (self.kind, ifname, network.parent, self.mode, network.mtu, self.own_mac(mac), self.alias, ref.key),
             ),
-            lambda: self.kernel.sandbox(ref).delete_link(ifname),
+            Op(ref.key, "delete_link", (ifname,)),
         )
 
     def plan_repair(self, add, inner, mac: Optional[str]) -> None:
@@ -271,17 +266,17 @@ class LowerLink:
     @classmethod
     def plan_absent(cls, planner, spec, record: dict, alias: str) -> None:
         """Delete the link inside its sandbox (if the sandbox still exists)."""
-        ref, kernel = spec.sandbox, planner.kernel
+        ref = spec.sandbox
         if not netns.sandbox_exists(ref):
             return
-        for link in list(kernel.sandbox(ref).links().values()):
+        for link in list(planner.kernel.sandbox(ref).links().values()):
             if link.kind == cls.kind and link.alias == alias:
                 planner.host.plan.add(
                     "endpoint %s on %s" % (spec.network, ref.key),
                     "delete %s %s in %s" % (cls.kind, link.name, ref.value),
                     {"interface": link.name, "parent": record["parent"]},
                     None,
-                    lambda name=link.name: kernel.sandbox(ref).delete_link(name),
+                    Op(ref.key, "delete_link", (link.name,)),
                     forgets=(("endpoint", endpoint_key(spec.network, ref.key)),),
                 )
 
@@ -330,11 +325,8 @@ class MacvlanLink(LowerLink):
         shim, host = self.network.shim_name, self.kernel.host
         link = host.link(shim)
         if link is None or route not in [Route(r.dst, r.gateway, None) for r in host.routes(link.index)]:
-            add(
-                "add route %s through host-access shim %s" % (route.describe(), shim),
-                lambda: host.add_route(shim, route),
-                lambda: host.delete_route(shim, route),
-            )
+            add_route = Op(HOST, "add_route", (shim, route))
+            add("add route %s through host-access shim %s" % (route.describe(), shim), add_route, add_route.inverse())
 
     def record_fields(self) -> dict:
         return {"parent": self.network.parent, "shim_name": self.network.shim_name}
@@ -355,13 +347,14 @@ class MacvlanLink(LowerLink):
             link = host.link(shim)
             route = Route(ipaddress.ip_network("%s/32" % record["ipv4_address"]), None, None)
             if link is not None and route in [Route(r.dst, r.gateway, None) for r in host.routes(link.index)]:
+                delete_route = Op(HOST, "delete_route", (shim, route))
                 planner.host.plan.add(
                     "endpoint %s on %s" % (spec.network, spec.sandbox.key),
                     "remove route %s through host-access shim %s" % (route.describe(), shim),
                     None,
                     None,
-                    lambda: host.delete_route(shim, route),
-                    lambda: host.add_route(shim, route),
+                    delete_route,
+                    delete_route.inverse(),
                 )
         super().plan_absent(planner, spec, record, alias)
 

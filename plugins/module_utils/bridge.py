@@ -24,6 +24,8 @@ from ansible_collections.cnm.network.plugins.module_utils.networks import (
     detach_all,
     follow_endpoints,
 )
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 
 def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_overlap: bool = False) -> dict:
@@ -69,7 +71,6 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
             "addresses": [str(a) for a in current_addresses],
         }
     target = "network %s" % network.name
-    session = host.kernel.host
     name = network.bridge_name
 
     def add(what, apply, undo=None):
@@ -79,29 +80,17 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
         mac = mac_from_name("bridge:" + network.name)
         add(
             "create bridge %s mtu %d" % (name, network.mtu),
-            lambda: session.create_bridge(name, network.mtu, network.alias, mac),
-            lambda: session.delete_link(name),
+            Op(HOST, "create_bridge", (name, network.mtu, network.alias, mac)),
+            Op(HOST, "delete_link", (name,)),
         )
     elif link.mtu != network.mtu or not link.up:
         add(
             "set bridge %s mtu %d up" % (name, network.mtu),
-            lambda: session.set_link(name, mtu=network.mtu, up=True),
-            lambda m=link.mtu: session.set_link(name, mtu=m),
+            Op.call(HOST, "set_link", name, mtu=network.mtu, up=True),
+            Op.call(HOST, "set_link", name, mtu=link.mtu),
         )
-    for address in current_addresses:
-        if address not in network.gateway_interfaces:
-            add(
-                "remove address %s from %s" % (address, name),
-                lambda a=address: session.delete_address(name, a),
-                lambda a=address: session.add_address(name, a),
-            )
-    for address in network.gateway_interfaces:
-        if address not in current_addresses:
-            add(
-                "add address %s to %s" % (address, name),
-                lambda a=address: session.add_address(name, a),
-                lambda a=address: session.delete_address(name, a),
-            )
+    present, wanted = [(name, a) for a in current_addresses], [(name, a) for a in network.gateway_interfaces]
+    host.plan.sync(target, current, desired, HOST, "add_address", present, wanted)
     plan_device_ipv6(host, target, name, network.ipv6_subnet is not None, network.mtu)
     host.state["networks"][network.name] = network.to_record()
     follow_endpoints(host, record, network.to_record(), attached)
@@ -127,8 +116,8 @@ def plan_device_ipv6(host: Host, target: str, device: str, enabled: bool, mtu: i
             "set %s=%s" % (path.replace("/", "."), wanted),
             {"disable_ipv6": current},
             {"disable_ipv6": wanted},
-            lambda: session.write_sysctl(path, wanted),
-            (lambda: session.write_sysctl(path, current)) if current is not None else None,
+            Op(HOST, "write_sysctl", (path, wanted)),
+            Op(HOST, "write_sysctl", (path, current)) if current is not None else None,
         )
 
 
@@ -145,7 +134,7 @@ def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> 
             "delete bridge %s" % bridge_name,
             {"bridge": bridge_name, "mtu": link.mtu},
             None,
-            lambda: host.kernel.host.delete_link(bridge_name),
+            Op(HOST, "delete_link", (bridge_name,)),
             forgets=(("network", name),),
         )
     host.state["networks"].pop(name, None)

@@ -15,9 +15,9 @@ from ansible_collections.cnm.network.plugins.module_utils import kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow, plan_firewall
 from ansible_collections.cnm.network.plugins.module_utils.model import ENDPOINT_ALIAS_PREFIX, network_from_record
-from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op, Plan
 from ansible_collections.cnm.network.plugins.module_utils.recover import recover
-from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key, persistent_path
 
 
@@ -129,7 +129,7 @@ class Host:
                 "delete %s, the veth of vanished %s" % (name, record["sandbox"]),
                 {"host_interface": name},
                 None,
-                lambda: self.kernel.host.delete_link(name),
+                Op(HOST, "delete_link", (name,)),
                 forgets=(("endpoint", key),),
             )
 

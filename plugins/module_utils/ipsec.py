@@ -28,6 +28,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.kernel import available_modules
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 AEAD = "rfc4106(gcm(aes))"
 ICV_BITS = 128
@@ -206,10 +208,53 @@ def current(xfrm, ports: Sequence[int]) -> Tuple[List[dict], List[dict]]:
     return states, policies
 
 
+class XfrmState(dict):
+    """A state as the XFRM client takes it (a plain dict) that renders, in an Op's words or printed, without its
+    key."""
+
+    def describe(self) -> str:
+        return describe_state(self)
+
+    def __repr__(self) -> str:
+        return "XfrmState(%s)" % describe_state(self)
+
+
+class XfrmPolicy(dict):
+    """A policy as the XFRM client takes it (a plain dict) that renders itself in an Op's words."""
+
+    def describe(self) -> str:
+        return describe_policy(self)
+
+    def __repr__(self) -> str:
+        return "XfrmPolicy(%s)" % describe_policy(self)
+
+
+def _replace_state(old: XfrmState, new: XfrmState) -> list:
+    """A state whose settings changed goes and comes back (a state cannot be updated in place)."""
+    delete = Op(HOST, "delete_xfrm_state", (old,))
+    return [
+        ("replace xfrm state %s (its settings changed)" % describe_state(new), delete, delete.inverse()),
+        Op(HOST, "add_xfrm_state", (new,)),
+    ]
+
+
+def _switch_policy(old: XfrmPolicy, new: XfrmPolicy) -> list:
+    """A policy whose template changed (a new primary key) is switched in place: no moment without a policy."""
+    update = "update_xfrm_policy"
+    return [("switch xfrm policy %s" % describe_policy(new), Op(HOST, update, (new,)), Op(HOST, update, (old,)))]
+
+
+# The kinds of XFRM object, in the order they are added (and, reversed, removed): kind -> (its identity, its content,
+# the object as an Op's argument, the changes that bring an object from old to new: Ops, or (words, apply, undo)).
+XFRM_KINDS = {
+    "state": (_state_identity, _state_content, XfrmState, _replace_state),
+    "policy": (_policy_identity, _policy_content, XfrmPolicy, _switch_policy),
+}
+
+
 def plan(
     host,
     target: str,
-    xfrm,
     have: Tuple[List[dict], List[dict]],
     want: Tuple[List[dict], List[dict]],
     forgets: tuple = (),
@@ -217,63 +262,28 @@ def plan(
     """Changes that turn our XFRM objects ``have`` into exactly ``want``, in the order that loses no packet.
 
     New states first (a peer may already send with them), then policies added or switched in place,
-    then policies and states no longer wanted. Each change has its undo. ``forgets``: the store records whose
-    removal these changes are part of (see Plan.forgotten).
+    then policies and states no longer wanted. Each change is data: Ops of the host's session (its XFRM verbs), the
+    undo too. ``forgets``: the store records whose removal these changes are part of (see Plan.forgotten).
     """
-    have_states, have_policies = have
-    want_states, want_policies = want
-    before, after = describe(have_states, have_policies), describe(want_states, want_policies)
-
-    def add(what, apply, undo):
+    tables = {}  # kind -> (the objects there, the objects wanted), each by identity
+    for index, (kind, (key_of, _content, wrap, _changed)) in enumerate(XFRM_KINDS.items()):
+        tables[kind] = ({key_of(o): wrap(o) for o in have[index]}, {key_of(o): wrap(o) for o in want[index]})
+    changes: list = []
+    for kind, (_identity, content, _wrap, changed) in XFRM_KINDS.items():  # new states, then policies added/switched
+        present, wanted = tables[kind]
+        for key, new in wanted.items():
+            old = present.get(key)
+            if old is None:
+                changes.append(Op(HOST, "add_xfrm_" + kind, (new,)))
+            elif content(old) != content(new):
+                changes.extend(changed(old, new))
+    for kind in reversed(XFRM_KINDS):  # then what is no longer wanted: policies before the states they use
+        present, wanted = tables[kind]
+        changes.extend(Op(HOST, "delete_xfrm_" + kind, (old,)) for key, old in present.items() if key not in wanted)
+    before, after = describe(*have), describe(*want)
+    for change in changes:
+        what, apply, undo = (change.what, change, change.inverse()) if isinstance(change, Op) else change
         host.plan.add(target, what, before, after, apply, undo, forgets)
-
-    present = {_state_identity(s): s for s in have_states}
-    wanted = {_state_identity(s): s for s in want_states}
-    for identity, state in wanted.items():
-        old = present.get(identity)
-        if old is not None and _state_content(old) == _state_content(state):
-            continue
-        if old is not None:
-            add(
-                "replace xfrm state %s (its settings changed)" % describe_state(state),
-                lambda o=old: xfrm.delete_state(o),
-                lambda o=old: xfrm.add_state(o),
-            )
-        add(
-            "add xfrm state %s" % describe_state(state),
-            lambda s=state: xfrm.add_state(s),
-            lambda s=state: xfrm.delete_state(s),
-        )
-    present_policies = {_policy_identity(p): p for p in have_policies}
-    wanted_policies = {_policy_identity(p): p for p in want_policies}
-    for identity, policy in wanted_policies.items():
-        old = present_policies.get(identity)
-        if old is None:
-            add(
-                "add xfrm policy %s" % describe_policy(policy),
-                lambda p=policy: xfrm.add_policy(p),
-                lambda p=policy: xfrm.delete_policy(p),
-            )
-        elif _policy_content(old) != _policy_content(policy):
-            add(
-                "switch xfrm policy %s" % describe_policy(policy),
-                lambda p=policy: xfrm.add_policy(p, update=True),
-                lambda o=old: xfrm.add_policy(o, update=True),
-            )
-    for identity, policy in present_policies.items():
-        if identity not in wanted_policies:
-            add(
-                "delete xfrm policy %s" % describe_policy(policy),
-                lambda p=policy: xfrm.delete_policy(p),
-                lambda p=policy: xfrm.add_policy(p),
-            )
-    for identity, state in present.items():
-        if identity not in wanted:
-            add(
-                "delete xfrm state %s" % describe_state(state),
-                lambda s=state: xfrm.delete_state(s),
-                lambda s=state: xfrm.add_state(s),
-            )
 
 
 def check_keys(primary: Optional[str], others: Optional[Sequence[str]]) -> List[str]:

@@ -17,12 +17,13 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
 from ansible_collections.cnm.network.plugins.module_utils.rtnl import Rtnl
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.xfrm import Xfrm
 
 RT_TABLE_MAIN = 254
 RTPROT_KERNEL = 2
@@ -65,6 +66,11 @@ class Route:
 
 class NetnsSession:
     """Netlink sockets bound to one namespace, with cached dumps of what is in it."""
+
+    # The run's sessions by namespace (HOST or a sandbox key), for a verb that reaches into another namespace (a veth
+    # whose peer is born in a sandbox): set by Kernel.
+    sessions: Optional[Callable[[str], NetnsSession]] = None
+    _xfrm: Optional[Xfrm] = None  # this namespace's XFRM socket, opened on first use (see xfrm())
 
     def __init__(self, label: str, fd: Optional[int] = None) -> None:
         self.label = label
@@ -167,6 +173,10 @@ class NetnsSession:
             index = self._indexes[name] = link["index"]
         return index
 
+    def learn_index(self, name: str, index: int) -> None:
+        """The ifindex of a link another session created in this namespace."""
+        self._indexes[name] = index
+
     def create_bridge(self, name: str, mtu: int, alias: str, mac: str) -> None:
         # A MAC set at creation stays put; otherwise the bridge takes its ports' MACs as they come and go.
         # The MTU is set after creation, not in RTM_NEWLINK: only a change of MTU marks it as set by the user;
@@ -174,13 +184,16 @@ class NetnsSession:
         self.rtnl.create_bridge(name, mac)
         self.rtnl.set_link(self.index(name), mtu=mtu, alias=alias)
 
-    def create_veth(self, name: str, mtu: int, alias: str, master: str, peer: dict, peer_fd: int) -> None:
-        """A veth pair whose peer is born inside the sandbox (no move, no rename), on the bridge and up."""
+    def create_veth(self, name: str, mtu: int, alias: str, master: str, peer: dict, peer_fd: int) -> Optional[int]:
+        """A veth pair whose peer is born inside the sandbox (no move, no rename), on the bridge and up.
+
+        Returns the peer's ifindex when the kernel echoes the new link (6.1 and later), else None."""
         created = self.rtnl.create_veth(name, mtu, self.index(master), peer["ifname"], peer_fd, peer.get("mac"))
         if created is not None:
             self._indexes[name] = created["index"]
         # The kernel ignores an alias in RTM_NEWLINK: it takes a second request.
         self.rtnl.set_link(self.index(name), alias=alias)
+        return created["peer_index"] if created is not None else None
 
     def create_lower(
         self, kind: str, name: str, parent: str, mode: str, mtu: int, mac: Optional[str], alias: str, sandbox=None
@@ -265,6 +278,56 @@ class NetnsSession:
         for name in names:
             self._indexes.pop(name, None)
 
+    # ---- verbs of plan.Op that take what only the run knows (a sandbox's namespace) by its key ----
+    def create_veth_into(self, name: str, mtu: int, alias: str, master: str, peer: dict, sandbox: str) -> None:
+        """create_veth with its peer born in the namespace ``sandbox`` (a key), opened when this runs; the peer's
+        index, when the kernel tells it, saves that session a lookup."""
+        inside = self._session(sandbox)
+        peer_index = self.create_veth(name, mtu, alias, master, peer, inside.fd)
+        if peer_index is not None:
+            inside.learn_index(peer["ifname"], peer_index)
+
+    def create_lower_into(
+        self, kind: str, name: str, parent: str, mode: str, mtu: int, mac: Optional[str], alias: str, sandbox: str
+    ) -> None:
+        """create_lower with the link born in the namespace ``sandbox`` (a key), opened when this runs."""
+        self.create_lower(kind, name, parent, mode, mtu, mac, alias, sandbox=self._session(sandbox))
+
+    def create_vxlan(
+        self, name: str, vni: int, local: str, port: int, mtu: int, mac: str, master: str, alias: str, up: bool = True
+    ) -> None:
+        """A VXLAN device on the bridge ``master`` (see rtnl.create_vxlan), down with ``up=False``."""
+        self.rtnl.create_vxlan(name, vni, local, port, mtu, mac, self.index(master), up=up)
+        self.rtnl.set_link(self.index(name), alias=alias)  # the kernel ignores an alias in RTM_NEWLINK
+
+    def _session(self, where: str) -> NetnsSession:
+        if self.sessions is None:
+            raise CnmError("%s: no session of %s (a session of kernel.Kernel has them)" % (self.label, where))
+        return self.sessions(where)
+
+    # ---- XFRM (an encrypted overlay's states and policies, see ipsec.py): one socket per run, opened on first use ----
+    def xfrm(self) -> Xfrm:
+        if self._xfrm is None:
+            with self._inside():
+                self._xfrm = Xfrm()
+        return self._xfrm
+
+    def add_xfrm_state(self, state: dict) -> None:
+        self.xfrm().add_state(state)
+
+    def delete_xfrm_state(self, state: dict) -> None:
+        self.xfrm().delete_state(state)
+
+    def add_xfrm_policy(self, policy: dict) -> None:
+        self.xfrm().add_policy(policy)
+
+    def update_xfrm_policy(self, policy: dict) -> None:
+        """Replace the policy of the same selector and direction at once (XFRM_MSG_UPDPOLICY)."""
+        self.xfrm().add_policy(policy, update=True)
+
+    def delete_xfrm_policy(self, policy: dict) -> None:
+        self.xfrm().delete_policy(policy)
+
     def add_address(self, name: str, address) -> None:
         self.rtnl.address(True, self.index(name), str(address.ip), address.network.prefixlen)
 
@@ -322,6 +385,8 @@ class NetnsSession:
 
     def close(self) -> None:
         self.rtnl.close()
+        if self._xfrm is not None:
+            self._xfrm.close()
         if self.fd is not None:
             os.close(self.fd)
 
@@ -364,6 +429,7 @@ class Kernel:
     def __init__(self) -> None:
         _raise_open_file_limit()
         self.host = NetnsSession("the host")
+        self.host.sessions = self.session
         self._sandboxes: Dict[str, NetnsSession] = {}
 
     def sandbox(self, ref: SandboxRef) -> NetnsSession:
@@ -371,13 +437,18 @@ class Kernel:
         session = self._sandboxes.get(ref.key)
         if session is None:
             session = NetnsSession("sandbox %s" % ref.value, netns.open_sandbox(ref))
+            session.sessions = self.session
             self._sandboxes[ref.key] = session
         return session
 
+    def session(self, where: str) -> NetnsSession:
+        """The session of namespace ``where``: HOST or a sandbox key (a plan.Op's ``where``)."""
+        return self.host if where == HOST else self.sandbox(SandboxRef.from_key(where))
+
     def run(self, op) -> None:
-        """Execute a plan.Op: its verb on the session of its namespace."""
-        session = self.host if op.where == HOST else self.sandbox(SandboxRef.from_key(op.where))
-        getattr(session, op.verb)(*op.args)
+        """Execute a plan.Op: its verb on the session of its namespace, looked up now (a sandbox is opened on first
+        use, so an Op may name one that an earlier change creates)."""
+        getattr(self.session(op.where), op.verb)(*op.args, **dict(op.kwargs))
 
     def forget_sandbox(self, ref: SandboxRef) -> None:
         session = self._sandboxes.pop(ref.key, None)

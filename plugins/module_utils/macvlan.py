@@ -18,6 +18,7 @@ from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
 from ansible_collections.cnm.network.plugins.module_utils.model import SHIM_ALIAS_PREFIX, MacvlanNetwork
 from ansible_collections.cnm.network.plugins.module_utils.networks import follow_endpoints
 from ansible_collections.cnm.network.plugins.module_utils.parent import links_on, plan_on_parent_absent, plan_parent
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 
@@ -119,7 +120,7 @@ def _plan_shim(host: Host, network: MacvlanNetwork, target: str, mtu: int) -> No
                 "delete shim %s (its parent or mode changed)" % name,
                 link.describe(),
                 None,
-                lambda: session.delete_link(name),
+                Op(HOST, "delete_link", (name,)),
             )
             link = None
         else:
@@ -139,16 +140,18 @@ def _plan_shim(host: Host, network: MacvlanNetwork, target: str, mtu: int) -> No
     if link is None:
         add(
             "create host-access shim %s on %s (macvlan bridge) mtu %d" % (name, network.parent, mtu),
-            lambda: session.create_lower(
-                "macvlan", name, network.parent, "bridge", mtu, mac_from_name("shim:" + network.name), alias
+            Op(
+                HOST,
+                "create_lower",
+                ("macvlan", name, network.parent, "bridge", mtu, mac_from_name("shim:" + network.name), alias),
             ),
-            lambda: session.delete_link(name),
+            Op(HOST, "delete_link", (name,)),
         )
     elif link.mtu != mtu or not link.up:
         add(
             "set shim %s mtu %d up" % (name, mtu),
-            lambda: session.set_link(name, mtu=mtu, up=True),
-            lambda m=link.mtu: session.set_link(name, mtu=m),
+            Op.call(HOST, "set_link", name, mtu=mtu, up=True),
+            Op.call(HOST, "set_link", name, mtu=link.mtu),
         )
     host.plan.sync(
         target, current, desired, HOST, "add_address", [(name, a) for a in current_addresses], [(name, address)]
@@ -166,7 +169,7 @@ def _plan_shim_absent(host: Host, network_name: str, name: str, forgets: tuple =
             "delete host-access shim %s (its address and routes go with it)" % name,
             link.describe(),
             None,
-            lambda: host.kernel.host.delete_link(name),
+            Op(HOST, "delete_link", (name,)),
             forgets=forgets,
         )
 

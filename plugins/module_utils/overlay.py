@@ -28,8 +28,8 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     check_driver,
     parse_address,
 )
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
-from ansible_collections.cnm.network.plugins.module_utils.xfrm import Xfrm
 
 
 def underlay_mtu(host: Host, local_ip) -> int:
@@ -112,14 +112,13 @@ def _plan_ipsec(host: Host, network: OverlayNetwork, keys: Optional[list], recor
     """States and policies for every (this host, peer) pair, exact; none when the overlay is (no longer) encrypted."""
     if not network.encrypted and not record.get("encrypted"):
         return None  # never encrypted: XFRM is not touched (nor needed in the kernel)
-    xfrm = Xfrm()
-    have = ipsec.current(xfrm, sorted({network.port, record.get("port", network.port)}))
+    have = ipsec.current(host.kernel.host.xfrm(), sorted({network.port, record.get("port", network.port)}))
     want = (
         ipsec.render(network.local_ip, [peer.vtep for peer in network.peers], keys, network.port)
         if network.encrypted
         else {"states": [], "policies": []}
     )
-    ipsec.plan(host, "overlay %s ipsec" % network.name, xfrm, have, (want["states"], want["policies"]))
+    ipsec.plan(host, "overlay %s ipsec" % network.name, have, (want["states"], want["policies"]))
     if not network.encrypted:
         host.warnings.append(
             "overlay %s is no longer encrypted (encrypted: false): its VXLAN traffic now crosses the underlay in clear"
@@ -173,7 +172,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
         raise option_error("vxlan_name", name, "already exists and does not belong to cnm overlay %s" % network.name)
     fresh = link is None or link.vxlan != wanted or link.mac != network.vxlan_mac
     if link is not None and fresh:
-        add("re-create vxlan %s (its settings changed)" % name, lambda: session.delete_link(name))
+        add("re-create vxlan %s (its settings changed)" % name, Op(HOST, "delete_link", (name,)))
     # Encrypted: the device comes up only after the firewall's drop of clear VXLAN is in place (see after_firewall).
     up_later = network.encrypted and (fresh or not link.up)
     if fresh:
@@ -187,24 +186,25 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
                 network.bridge_name,
                 " (down until its firewall rules are in place)" if up_later else "",
             ),
-            lambda: _create(session, network, up=not up_later),
-            lambda: session.delete_link(name),
+            _create(network, up=not up_later),
+            Op(HOST, "delete_link", (name,)),
         )
         present_fdb, present_neigh = set(), set()
     else:
         if up_later and link.mtu != network.mtu:
-            add("set vxlan %s mtu %d" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu))
+            add("set vxlan %s mtu %d" % (name, network.mtu), Op.call(HOST, "set_link", name, mtu=network.mtu))
         elif link.mtu != network.mtu or not link.up:
             add(
-                "set vxlan %s mtu %d up" % (name, network.mtu), lambda: session.set_link(name, mtu=network.mtu, up=True)
+                "set vxlan %s mtu %d up" % (name, network.mtu),
+                Op.call(HOST, "set_link", name, mtu=network.mtu, up=True),
             )
         present_fdb, present_neigh = set(current["fdb"]), set(current["neighbours"])
     if up_later:
         host.after_firewall.append(
             lambda: add(
                 "set vxlan %s up (the drop of clear VXLAN is in place)" % name,
-                lambda: session.set_link(name, up=True),
-                lambda: session.set_link(name, up=False),
+                Op.call(HOST, "set_link", name, up=True),
+                Op.call(HOST, "set_link", name, up=False),
             )
         )
     fdb = [(name, mac, vtep) for mac, vtep in desired["fdb"]]
@@ -238,28 +238,29 @@ def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
             "delete vxlan %s" % vxlan,
             {"device": vxlan},
             None,
-            lambda: host.kernel.host.delete_link(vxlan),
+            Op(HOST, "delete_link", (vxlan,)),
             forgets=(("network", name),),
         )
     if (record or {}).get("encrypted"):  # after the device: nothing is ever sent in clear
-        xfrm = Xfrm()
-        have = ipsec.current(xfrm, [record["port"]])
-        ipsec.plan(host, "overlay %s ipsec" % name, xfrm, have, ([], []), forgets=(("network", name),))
+        have = ipsec.current(host.kernel.host.xfrm(), [record["port"]])
+        ipsec.plan(host, "overlay %s ipsec" % name, have, ([], []), forgets=(("network", name),))
     return result
 
 
-def _create(session, network: OverlayNetwork, up: bool = True) -> None:
-    session.rtnl.create_vxlan(
+def _create(network: OverlayNetwork, up: bool) -> Op:
+    return Op.call(
+        HOST,
+        "create_vxlan",
         network.vxlan_name,
         network.vni,
         str(network.local_ip),
         network.port,
         network.mtu,
         network.vxlan_mac,
-        session.index(network.bridge_name),
+        network.bridge_name,
+        OVERLAY_ALIAS_PREFIX + network.name,
         up=up,
     )
-    session.rtnl.set_link(session.index(network.vxlan_name), alias=OVERLAY_ALIAS_PREFIX + network.name)
 
 
 def _fdb(network: OverlayNetwork) -> list:

@@ -21,6 +21,8 @@ from ansible_collections.cnm.network.plugins.module_utils.networks import (
     check_subnet_change,
     detach_all,
 )
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 # The kinds of link a parent carries for endpoints. One parent takes links of one kind only: the kernel refuses
 # the other (EBUSY), as both hook the parent's receive path.
@@ -85,7 +87,7 @@ def plan_on_parent_absent(host: Host, name: str, force: bool, driver: str, also=
             "delete VLAN sub-interface %s" % parent,
             {"vlan": parent, "mode": link.mode},
             None,
-            lambda: host.kernel.host.delete_link(parent),
+            Op(HOST, "delete_link", (parent,)),
             forgets=(("network", name),),
         )
     result["network"]["detached"] = len(attached)
@@ -164,8 +166,8 @@ def _plan_vlan(host: Host, network, target: str) -> bool:
         "create VLAN sub-interface %s (id %d on %s)" % (name, vid, base_name),
         None,
         {"vlan": name, "id": vid, "parent": base_name},
-        lambda: host.kernel.host.create_vlan(name, base_name, vid, VLAN_ALIAS_PREFIX + name),
-        lambda: host.kernel.host.delete_link(name),
+        Op(HOST, "create_vlan", (name, base_name, vid, VLAN_ALIAS_PREFIX + name)),
+        Op(HOST, "delete_link", (name,)),
     )
     return True
 

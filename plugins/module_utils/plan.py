@@ -6,7 +6,8 @@ Check mode reports the plan, the real run executes the same plan, so the two can
 The diff is rendered from the plan: the before and after of every object it touches.
 
 A change is either an ``Op`` - data: a verb of the kernel's namespace session, where and with what, whose undo is
-its inverse verb and whose words are rendered from it - or, for what is not yet expressed so, a pair of closures.
+its inverse verb (or a second Op) and whose words are rendered from it - or a pair of closures: for what is not a
+session's verb (the firewall, the store, conntrack, a named namespace) and for what endpoint.py still plans so.
 """
 
 from __future__ import annotations
@@ -34,27 +35,50 @@ VERBS = {
     "add_neighbour": ("delete_neighbour", "add neighbour {2} lladdr {1}"),
     "delete_neighbour": ("add_neighbour", "remove neighbour {2} lladdr {1}"),
     "write_sysctl": (None, "set {0}={1}"),  # its undo writes the old value: an Op of its own
+    # an encrypted overlay's XFRM states and policies (ipsec.py), rendered by their describe(): never their keys
+    "add_xfrm_state": ("delete_xfrm_state", "add xfrm state {0}"),
+    "delete_xfrm_state": ("add_xfrm_state", "delete xfrm state {0}"),
+    "add_xfrm_policy": ("delete_xfrm_policy", "add xfrm policy {0}"),
+    "delete_xfrm_policy": ("add_xfrm_policy", "delete xfrm policy {0}"),
 }
 
 
 @dataclass(frozen=True)
 class Op:
-    """A kernel change as data: ``verb`` (see VERBS) run by the session of namespace ``where`` (HOST or a sandbox key)
-    with ``args``."""
+    """A kernel change as data: ``verb`` (a method of kernel.NetnsSession) run by the session of namespace ``where``
+    (HOST or a sandbox key) with ``args`` and the keyword arguments ``kwargs``, a tuple of (name, value) pairs.
+
+    Keyword arguments stay a tuple of pairs, not a dict, so an Op stays a frozen value that prints as what it does
+    (``Op(where='host', verb='set_link', args=('br-web',), kwargs=(('mtu', 1400),))``) and the session's verbs keep
+    their signatures (``set_link(name, up=None, mtu=None, ...)``); ``Op.call`` builds one as the call reads. Every
+    argument is known while planning (names, addresses, numbers, dicts): what only the run knows (an ifindex, a
+    sandbox's namespace) the verb looks up when it runs. A verb of VERBS has its words and its inverse there; any
+    other verb's change carries its own words and its undo (``Plan.add``)."""
 
     where: str
     verb: str
     args: tuple
+    kwargs: tuple = ()
+
+    @classmethod
+    def call(cls, where: str, verb: str, *args, **kwargs) -> Op:
+        """``Op.call(HOST, "set_link", "br-web", mtu=1400)`` for ``session.set_link("br-web", mtu=1400)``."""
+        return cls(where, verb, args, tuple(kwargs.items()))
 
     def inverse(self) -> Op:
         inverse = VERBS[self.verb][0]
         if inverse is None:
             raise CnmError("%s has no inverse with the same arguments" % self.verb)
-        return Op(self.where, inverse, self.args)
+        return Op(self.where, inverse, self.args, self.kwargs)
 
     @property
     def what(self) -> str:
-        words = VERBS[self.verb][1].format(*(_rendered(arg) for arg in self.args))
+        args = [_rendered(arg) for arg in self.args]
+        kwargs = {name: _rendered(value) for name, value in self.kwargs}
+        if self.verb in VERBS:
+            words = VERBS[self.verb][1].format(*args, **kwargs)
+        else:
+            words = " ".join([self.verb] + args + ["%s=%s" % item for item in kwargs.items()])
         return words if self.where == HOST else "%s in %s" % (words, SandboxRef.from_key(self.where).value)
 
 
@@ -100,9 +124,9 @@ class Plan:
     ) -> None:
         self.changes.append(Change(target, what, before, after, apply, undo, tuple(forgets)))
 
-    def op(self, target: str, before: object, after: object, op: Op) -> None:
+    def op(self, target: str, before: object, after: object, op: Op, forgets: tuple = ()) -> None:
         """A change that is data: its words and its undo (the inverse verb) come from ``op``."""
-        self.add(target, op.what, before, after, op, op.inverse())
+        self.add(target, op.what, before, after, op, op.inverse(), forgets)
 
     def sync(self, target: str, before: object, after: object, where: str, verb: str, present, wanted) -> None:
         """Make a set of objects of one kind (``verb`` adds one, its inverse removes one: each item is the verb's

@@ -1,6 +1,7 @@
 """The IPsec of an encrypted overlay: key derivation, XFRM renderings, the netlink encoding, planning and rotation.
 
-Pure logic: a small model of the kernel's XFRM tables (FakeXfrm) stands in for the netlink socket, so the order
+Pure logic: a small model of the kernel's XFRM tables (FakeXfrm) stands in for the netlink socket under the host
+session's XFRM verbs (kernel.NetnsSession, run by kernel.Kernel.run as the plan's Ops say), so the order
 of a run's changes can be checked change by change (a rolling key rotation across three hosts never leaves a
 host sending with an SPI its peer cannot receive). The real effect is proven in the guest lab
 (guestlab/proofs/encrypted_overlay.yml); this kernel has no ESP.
@@ -17,8 +18,10 @@ import pytest
 from ansible_collections.cnm.network.plugins.module_utils import ipsec, xfrm
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.firewall import INET_INPUT, render
+from ansible_collections.cnm.network.plugins.module_utils.kernel import Kernel, NetnsSession
 from ansible_collections.cnm.network.plugins.module_utils.overlay import refuse_encryption
-from ansible_collections.cnm.network.plugins.module_utils.plan import Plan
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op, Plan
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 KEY, NEW_KEY = "a-shared-overlay-key", "the-next-overlay-key"
 A, B, C = "192.0.2.11", "192.0.2.12", "192.0.2.13"
@@ -194,20 +197,30 @@ class FakeXfrm:
         del self.policy_table[(policy["dir"], policy["src"], policy["dst"], policy["proto"], policy["dport"])]
 
 
+def kernel_over(tables: FakeXfrm) -> Kernel:
+    """A Kernel whose host session has ``tables`` for its XFRM socket: Kernel.run and the session's XFRM verbs as a
+    module run has them, over the model."""
+    session = NetnsSession.__new__(NetnsSession)
+    session._xfrm = tables
+    kernel = Kernel.__new__(Kernel)
+    kernel.host, kernel._sandboxes = session, {}
+    return kernel
+
+
 class FakeHost:
-    def __init__(self) -> None:
-        self.plan = Plan()
+    def __init__(self, tables: FakeXfrm) -> None:
+        self.plan = Plan(executor=kernel_over(tables).run)
         self.warnings = []
 
 
 def run(kernel: FakeXfrm, local: str, peers, keys, port=4789, after_each=None, check=False) -> FakeHost:
     """One module run's IPsec part on one host; ``after_each`` is called after every applied change."""
-    host = FakeHost()
+    host = FakeHost(kernel)
     want = ipsec.render(local, peers, keys, port) if keys else {"states": [], "policies": []}
-    ipsec.plan(host, "overlay ov ipsec", kernel, ipsec.current(kernel, [port]), (want["states"], want["policies"]))
+    ipsec.plan(host, "overlay ov ipsec", ipsec.current(kernel, [port]), (want["states"], want["policies"]))
     if not check:
         for change in host.plan.changes:
-            change.apply()
+            host.plan.run(change.apply)
             if after_each:
                 after_each()
     return host
@@ -287,9 +300,9 @@ def test_the_diff_and_the_changes_never_show_a_key():
 
 def test_a_refused_state_undoes_the_run_and_sends_nothing():
     kernel = FakeXfrm(fail_on=lambda state: state["dst"] == C)
-    host = FakeHost()
+    host = FakeHost(kernel)
     want = ipsec.render(A, [B, C], [KEY])
-    ipsec.plan(host, "overlay ov ipsec", kernel, ipsec.current(kernel, [4789]), (want["states"], want["policies"]))
+    ipsec.plan(host, "overlay ov ipsec", ipsec.current(kernel, [4789]), (want["states"], want["policies"]))
     with pytest.raises(CnmError, match="add xfrm state .* failed: Protocol not supported"):
         host.plan.execute(check=False)
     assert kernel.states() == [] and kernel.policies() == []
@@ -338,6 +351,76 @@ def test_skipping_step_one_is_what_loses_packets():
     run(kernels[B], B, [A], [KEY])
     run(kernels[A], A, [B], [NEW_KEY, KEY])
     assert not can_receive(kernels[B], sends_with(kernels[A], A, B), B)
+
+
+def test_the_changes_are_ops_added_switched_and_removed_in_order_with_ops_as_undo():
+    """From plain dicts as facts: a new key and a peer gone, and one state changed out of band. New states and the
+    replaced one first, then the switched policy, then the peer's policies, then its states; every apply and undo is
+    an Op of the host's XFRM verbs."""
+    have = ipsec.render(A, [B, C], [KEY])
+    changed = dict(have["states"][0], aead=dict(have["states"][0]["aead"], key="0x" + "00" * 20))  # A -> B, KEY
+    want = ipsec.render(A, [B], [NEW_KEY, KEY])
+    host = FakeHost(FakeXfrm())
+    ipsec.plan(
+        host, "overlay ov ipsec", ([changed] + have["states"][1:], have["policies"]), (want["states"], want["policies"])
+    )
+    new_ab, new_ba, old_ab = want["states"][0], want["states"][1], want["states"][2]
+    out_b = next(p for p in want["policies"] if p["dir"] == "out")
+    old_out_b = next(p for p in have["policies"] if p["dir"] == "out" and p["dst"] == B + "/32")
+    gone_policies = [p for p in have["policies"] if C + "/32" in (p["src"], p["dst"])]
+    gone_states = [s for s in have["states"] if C in (s["src"], s["dst"])]
+    assert len(gone_policies) == 2 and len(gone_states) == 2
+
+    def change(words, verb, obj, undo_verb, undo_obj=None):
+        return (words, Op(HOST, verb, (obj,)), Op(HOST, undo_verb, (obj if undo_obj is None else undo_obj,)))
+
+    def added(state):
+        return change("add xfrm state %s" % ipsec.describe_state(state), "add_xfrm_state", state, "delete_xfrm_state")
+
+    replaced = "replace xfrm state %s (its settings changed)" % ipsec.describe_state(old_ab)
+    switched = "switch xfrm policy %s" % ipsec.describe_policy(out_b)
+    expected = [
+        added(new_ab),
+        added(new_ba),
+        change(replaced, "delete_xfrm_state", changed, "add_xfrm_state"),
+        added(old_ab),
+        change(switched, "update_xfrm_policy", out_b, "update_xfrm_policy", old_out_b),
+    ]
+    expected += [
+        change("delete xfrm policy %s" % ipsec.describe_policy(p), "delete_xfrm_policy", p, "add_xfrm_policy")
+        for p in gone_policies
+    ]
+    expected += [
+        change("delete xfrm state %s" % ipsec.describe_state(s), "delete_xfrm_state", s, "add_xfrm_state")
+        for s in gone_states
+    ]
+    assert [(c.what, c.apply, c.undo) for c in host.plan.changes] == expected
+    assert all(c.target == "overlay ov ipsec" and c.forgets == () for c in host.plan.changes)
+
+
+def test_removing_every_object_forgets_the_network_with_each_change():
+    have = ipsec.render(A, [B], [KEY])
+    host = FakeHost(FakeXfrm())
+    ipsec.plan(host, "overlay ov ipsec", (have["states"], have["policies"]), ([], []), forgets=(("network", "ov"),))
+    assert [c.apply.verb for c in host.plan.changes] == ["delete_xfrm_policy"] * 2 + ["delete_xfrm_state"] * 2
+    assert all(c.forgets == (("network", "ov"),) for c in host.plan.changes)
+
+
+def test_an_xfrm_op_renders_and_prints_without_its_key():
+    state = ipsec.XfrmState(ipsec.render(A, [B], [KEY])["states"][0])
+    op = Op(HOST, "add_xfrm_state", (state,))
+    assert op.what == "add xfrm state %s -> %s esp spi 0x%08x" % (A, B, state["spi"])
+    assert op.inverse().what == "delete xfrm state %s -> %s esp spi 0x%08x" % (A, B, state["spi"])
+    assert state["aead"]["key"][2:] not in repr(op) and "XfrmState(192.0.2.11 -> 192.0.2.12 esp spi 0x" in repr(op)
+    policy = ipsec.XfrmPolicy(ipsec.render(A, [B], [KEY])["policies"][0])
+    assert Op(
+        HOST, "delete_xfrm_policy", (policy,)
+    ).what == "delete xfrm policy out %s/32 -> %s/32 udp dport 4789 esp spi 0x%08x" % (
+        A,
+        B,
+        policy["tmpl"]["spi"],
+    )
+    assert Op(HOST, "add_xfrm_policy", (policy,)).inverse() == Op(HOST, "delete_xfrm_policy", (policy,))
 
 
 # ---- kernel features and the firewall ----

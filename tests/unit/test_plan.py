@@ -402,3 +402,36 @@ def test_sync_of_ten_thousand_entries_compares_sets_not_lists():
     plan = Plan()
     plan.sync("network ov", None, {}, HOST, "add_fdb", present, wanted)
     assert plan.summary() == ["remove fdb 02:00:00:00:00:00 dst 192.0.2.1", "add fdb 02:00:00:01:00:00 dst 192.0.2.2"]
+
+
+def test_an_op_with_keyword_arguments_is_a_frozen_value_that_prints_as_its_call():
+    op = Op.call(HOST, "set_link", "br-web", mtu=1400, up=True)
+    assert op == Op(HOST, "set_link", ("br-web",), (("mtu", 1400), ("up", True)))
+    assert repr(op) == "Op(where='host', verb='set_link', args=('br-web',), kwargs=(('mtu', 1400), ('up', True)))"
+    assert hash(op) == hash(Op(HOST, "set_link", ("br-web",), (("mtu", 1400), ("up", True))))
+    with pytest.raises(AttributeError):
+        op.verb = "delete_link"  # frozen
+    # a verb without words in VERBS (its change carries its own) still says what it does
+    assert op.what == "set_link br-web mtu=1400 up=True"
+    assert Op.call("netns:app", "set_link", "eth0", up=True).what == "set_link eth0 up=True in app"
+    assert Op(HOST, "delete_link", ("ve-1",)).what == "delete_link ve-1"
+
+
+def test_the_executor_runs_ops_with_their_keyword_arguments_and_undoes_them_with_a_second_op():
+    ran = []
+    plan = Plan(executor=lambda op: ran.append((op.where, op.verb, op.args, dict(op.kwargs))))
+    plan.add(
+        "network web",
+        "set bridge br-web mtu 1400 up",
+        None,
+        None,
+        Op.call(HOST, "set_link", "br-web", mtu=1400, up=True),
+        Op.call(HOST, "set_link", "br-web", mtu=1500),
+    )
+    plan.add("network web", "fail", None, None, Journal().failing(OSError(errno.EINVAL, "Invalid")))
+    with pytest.raises(CnmError, match="fail failed: Invalid"):
+        plan.execute(check=False)
+    assert ran == [
+        (HOST, "set_link", ("br-web",), {"mtu": 1400, "up": True}),
+        (HOST, "set_link", ("br-web",), {"mtu": 1500}),
+    ]
