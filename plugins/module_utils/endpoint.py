@@ -22,6 +22,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
     DOCKER_SYSCTLS,
+    HOST,
     IPV6_KNOBS,
     SandboxRef,
     choose_gateways,
@@ -150,7 +151,7 @@ class EndpointPlanner:
             "set lo up in %s" % ref.value,
             {"lo": "down"} if lo else None,
             {"lo": "up"},
-            lambda: self.kernel.sandbox(ref).set_link("lo", up=True),
+            Op.call(ref.key, "set_link", "lo", up=True),
         )
 
     # ---- host and none modes ----
@@ -442,7 +443,7 @@ class EndpointPlanner:
                 "delete %d veth(s) in one request (link group %d)" % (len(names), group),
                 {"veths": names},
                 None,
-                lambda: self.kernel.host.delete_links(names, group),
+                Op(HOST, "delete_links", (tuple(names), group)),
                 forgets=tuple(("endpoint", key) for key in self.doomed_keys),
             )
         records_of: dict = {}  # sandbox key -> its endpoint records: one pass over the store, not one per sandbox
@@ -639,14 +640,14 @@ class EndpointPlanner:
         if inner.mac != mac:
             add(
                 "set %s mac %s in %s" % (ifname, mac, ref.value),
-                lambda: self.kernel.sandbox(ref).set_link(ifname, mac=mac),
-                lambda old=inner.mac: self.kernel.sandbox(ref).set_link(ifname, mac=old),
+                Op.call(ref.key, "set_link", ifname, mac=mac),
+                Op.call(ref.key, "set_link", ifname, mac=inner.mac),
             )
         if inner.mtu != network.mtu or not inner.up:
             add(
                 "set %s mtu %d up in %s" % (ifname, network.mtu, ref.value),
-                lambda: self.kernel.sandbox(ref).set_link(ifname, mtu=network.mtu, up=True),
-                lambda m=inner.mtu: self.kernel.sandbox(ref).set_link(ifname, mtu=m),
+                Op.call(ref.key, "set_link", ifname, mtu=network.mtu, up=True),
+                Op.call(ref.key, "set_link", ifname, mtu=inner.mtu),
             )
 
     def _choose_ifname(self, spec: EndpointSpec, record, view, found: Optional[str]) -> str:

@@ -17,7 +17,7 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
@@ -252,7 +252,7 @@ class NetnsSession:
                 raise
         self._indexes.pop(name, None)
 
-    def delete_links(self, names: List[str], group: int) -> None:
+    def delete_links(self, names: Sequence[str], group: int) -> None:
         """Delete many links in one request: they join link group ``group``, then the group goes.
 
         The kernel waits for RCU once per RTM_DELLINK (about 20 ms for a veth); one group delete
