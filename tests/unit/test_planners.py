@@ -260,6 +260,20 @@ def test_a_bridge_network_rerun_with_an_endpoint_attached_plans_nothing(runner):
     assert run.result["network"]["endpoints"] == 1
 
 
+def test_a_lost_store_is_rebuilt_from_the_facts_and_the_rerun_plans_only_its_write(runner):
+    """The store file gone while the kernel holds web and its endpoint: Host.open recovers it (recover.py reads the
+    links, the sandbox and the nft ruleset through the same facts); the host sysctls' old values are not recoverable."""
+    run = runner.run(attached_web(), "cnm_bridge", store=None, name="web", subnet="172.30.0.0/24")
+
+    assert not run.failed, run.result
+    assert run.changes == [("store", "write the store")]
+    recovered = {key: value for key, value in store_of(app=APP).items() if key != "sysctls"}
+    assert run.state == dict(recovered, version=2)
+    assert runner.warnings[0].startswith(
+        "the store was missing: rebuilt from the kernel: 1 networks, 1 endpoints, 0 ports"
+    )
+
+
 # ======== 3. cnm_endpoint: a fresh named sandbox joins the bridge ========
 
 
