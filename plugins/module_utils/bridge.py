@@ -23,6 +23,7 @@ from ansible_collections.cnm.network.plugins.module_utils.networks import (
     check_subnet_change,
     detach_all,
     follow_endpoints,
+    plan_device_delete,
 )
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
@@ -129,14 +130,9 @@ def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> 
     attached = detach_all(host, name, force) if record is not None else {}
     link = host.kernel.host.link(bridge_name)
     if link is not None and link.kind == "bridge" and link.alias == BRIDGE_ALIAS_PREFIX + name:
-        host.plan.add(
-            "network %s" % name,
-            "delete bridge %s" % bridge_name,
-            {"bridge": bridge_name, "mtu": link.mtu},
-            None,
-            Op(HOST, "delete_link", (bridge_name,)),
-            forgets=(("network", name),),
-        )
+        before = {"bridge": bridge_name, "mtu": link.mtu}
+        forgets = (("network", name),)
+        plan_device_delete(host, "network %s" % name, "delete bridge %s" % bridge_name, before, bridge_name, forgets)
     host.state["networks"].pop(name, None)
     return {"network": {"name": name, "state": "absent", "detached": len(attached)}}
 

@@ -16,7 +16,7 @@ from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_name
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
 from ansible_collections.cnm.network.plugins.module_utils.model import SHIM_ALIAS_PREFIX, MacvlanNetwork
-from ansible_collections.cnm.network.plugins.module_utils.networks import follow_endpoints
+from ansible_collections.cnm.network.plugins.module_utils.networks import follow_endpoints, plan_device_delete
 from ansible_collections.cnm.network.plugins.module_utils.parent import links_on, plan_on_parent_absent, plan_parent
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
@@ -164,14 +164,8 @@ def _plan_shim(host: Host, network: MacvlanNetwork, target: str, mtu: int) -> No
 def _plan_shim_absent(host: Host, network_name: str, name: str, forgets: tuple = ()) -> None:
     link = host.kernel.host.link(name)
     if link is not None and link.alias == SHIM_ALIAS_PREFIX + network_name:
-        host.plan.add(
-            "network %s" % network_name,
-            "delete host-access shim %s (its address and routes go with it)" % name,
-            link.describe(),
-            None,
-            Op(HOST, "delete_link", (name,)),
-            forgets=forgets,
-        )
+        what = "delete host-access shim %s (its address and routes go with it)" % name
+        plan_device_delete(host, "network %s" % network_name, what, link.describe(), name, forgets)
 
 
 def _check_host_access(network: MacvlanNetwork, attached: dict) -> None:

@@ -11,7 +11,14 @@ from ansible_collections.cnm.network.plugins.module_utils.endpoint import Endpoi
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec, parse_routes
-from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
+
+
+def plan_device_delete(host: Host, target: str, what: str, before: dict, device: str, forgets: tuple = ()) -> None:
+    """The change that deletes a network's own host device (what is on it goes with it); ``forgets``: the store
+    records this removal is part of (see Plan.forgotten)."""
+    host.plan.add(target, what, before, None, Op(HOST, "delete_link", (device,)), forgets=forgets)
 
 
 def detach_all(host: Host, name: str, force: bool) -> dict:

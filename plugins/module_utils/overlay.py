@@ -28,6 +28,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     check_driver,
     parse_address,
 )
+from ansible_collections.cnm.network.plugins.module_utils.networks import plan_device_delete
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
@@ -233,14 +234,8 @@ def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
     vxlan = (record or {}).get("vxlan_name")
     link = host.kernel.host.link(vxlan) if vxlan else None
     if link is not None and link.kind == "vxlan":
-        host.plan.add(
-            "overlay %s" % name,
-            "delete vxlan %s" % vxlan,
-            {"device": vxlan},
-            None,
-            Op(HOST, "delete_link", (vxlan,)),
-            forgets=(("network", name),),
-        )
+        forgets = (("network", name),)
+        plan_device_delete(host, "overlay %s" % name, "delete vxlan %s" % vxlan, {"device": vxlan}, vxlan, forgets)
     if (record or {}).get("encrypted"):  # after the device: nothing is ever sent in clear
         have = ipsec.current(host.kernel.host.xfrm(), [record["port"]])
         ipsec.plan(host, "overlay %s ipsec" % name, have, ([], []), forgets=(("network", name),))

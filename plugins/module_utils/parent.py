@@ -20,6 +20,7 @@ from ansible_collections.cnm.network.plugins.module_utils.networks import (
     check_overlaps,
     check_subnet_change,
     detach_all,
+    plan_device_delete,
 )
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
@@ -82,14 +83,9 @@ def plan_on_parent_absent(host: Host, name: str, force: bool, driver: str, also=
     still_used = any(other.get("parent") == parent for other in host.state["networks"].values())
     link = host.kernel.host.link(parent)
     if record.get("vlan_created") and not still_used and link is not None and link.alias == VLAN_ALIAS_PREFIX + parent:
-        host.plan.add(
-            "network %s" % name,
-            "delete VLAN sub-interface %s" % parent,
-            {"vlan": parent, "mode": link.mode},
-            None,
-            Op(HOST, "delete_link", (parent,)),
-            forgets=(("network", name),),
-        )
+        before = {"vlan": parent, "mode": link.mode}
+        forgets = (("network", name),)
+        plan_device_delete(host, "network %s" % name, "delete VLAN sub-interface %s" % parent, before, parent, forgets)
     result["network"]["detached"] = len(attached)
     return result
 
