@@ -43,19 +43,24 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(COLLECTIONS, ignore_errors=True)
 
 
-def load_filter(name: str):
-    """A filter plugin file of this collection, imported under its collection name.
+def load_plugin(kind: str, name: str):
+    """A plugin file of this collection (``kind``: its folder under plugins/), imported under its collection name.
 
     conftest.py imports module_utils before pytest-ansible installs Ansible's collection finder, which refuses
-    ansible_collections.* imports once the package spans several roots; plugins/filter is not among those, so
-    the plugin is loaded from its file (its own module_utils imports are loaded already).
+    ansible_collections.* imports once the package spans several roots; plugins/filter and plugins/modules are not
+    among those, so the plugin is loaded from its file (its own module_utils imports are loaded already).
     """
     import importlib.util
 
-    full = "ansible_collections.cnm.network.plugins.filter." + name
+    full = "ansible_collections.cnm.network.plugins.%s.%s" % (kind, name)
     if full not in sys.modules:
-        spec = importlib.util.spec_from_file_location(full, os.path.join(REPO, "plugins", "filter", name + ".py"))
+        spec = importlib.util.spec_from_file_location(full, os.path.join(REPO, "plugins", kind, name + ".py"))
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules[full] = module
     return sys.modules[full]
+
+
+def load_filter(name: str):
+    """A filter plugin file of this collection (see load_plugin)."""
+    return load_plugin("filter", name)

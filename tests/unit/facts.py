@@ -45,12 +45,10 @@ Host.open its store and kernel) would remove the seam:
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import json
 import os
 import socket
-import sys
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,6 +56,7 @@ from types import SimpleNamespace
 
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+from conftest import load_plugin
 
 from ansible_collections.cnm.network.plugins.module_utils import (
     endpoint,
@@ -72,7 +71,6 @@ from ansible_collections.cnm.network.plugins.module_utils.errors import Gone, op
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.store import Store
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NFT = "/facts/sbin/nft"
 EMPTY_RULESET = {
     "nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}]
@@ -318,14 +316,8 @@ class Run:
 
 
 def load_module(name: str):
-    """plugins/modules/NAME.py, imported from its file under its collection name (as conftest.load_filter does)."""
-    full = "ansible_collections.cnm.network.plugins.modules." + name
-    if full not in sys.modules:
-        spec = importlib.util.spec_from_file_location(full, os.path.join(REPO, "plugins", "modules", name + ".py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[full] = module
-    return sys.modules[full]
+    """plugins/modules/NAME.py, imported from its file under its collection name."""
+    return load_plugin("modules", name)
 
 
 class Runner:
