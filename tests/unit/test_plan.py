@@ -435,3 +435,17 @@ def test_the_executor_runs_ops_with_their_keyword_arguments_and_undoes_them_with
         (HOST, "set_link", ("br-web",), {"mtu": 1400, "up": True}),
         (HOST, "set_link", ("br-web",), {"mtu": 1500}),
     ]
+
+
+def test_a_sysctl_write_has_no_inverse_of_the_same_arguments_its_undo_is_an_op_of_its_own():
+    write = Op(HOST, "write_sysctl", ("net/ipv4/ip_unprivileged_port_start", "0"))
+    assert write.what == "set net/ipv4/ip_unprivileged_port_start=0"
+    with pytest.raises(CnmError, match="write_sysctl has no inverse"):
+        write.inverse()
+    undo = Op(HOST, "write_sysctl", ("net/ipv4/ip_unprivileged_port_start", "1024"))
+    ran = []
+    plan = Plan(executor=ran.append)
+    plan.add("sandbox", "set it", None, None, write, undo)
+    plan.run(plan.changes[0].apply)
+    plan.run(plan.changes[0].undo)
+    assert ran == [write, undo]
