@@ -8,6 +8,7 @@ made is removed afterwards, even when it fails.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import json
@@ -27,8 +28,12 @@ _counter = itertools.count(1)
 
 
 def _collections_root() -> str:
-    """A directory holding ansible_collections/cnm/network -> this checkout."""
+    """A directory holding ansible_collections/cnm/network -> this checkout, removed when this process exits.
+
+    Every process that imports this file makes one: pytest-xdist's controller too, which runs no fixture, so the
+    session fixture's removal alone left the controller's behind after each run."""
     root = tempfile.mkdtemp(prefix="cnm-collections-")
+    atexit.register(shutil.rmtree, root, True)
     os.makedirs(os.path.join(root, "ansible_collections", "cnm"))
     os.symlink(REPO, os.path.join(root, "ansible_collections", "cnm", "network"))
     return root
