@@ -47,7 +47,7 @@ class EndpointPlanner:
         self.floors: dict = {}
         self.macs: dict = {}  # network -> {MAC: sandbox key} of its endpoints, kept up to date while planning
         self.host_sysctls: dict = {}  # path -> whether this kernel has the host sysctl (read once per run)
-        self.sandbox_knobs: dict = {}  # sandbox key -> {path: value} of its namespace-wide sysctls, read once per run
+        self.knobs_read: dict = {}  # sandbox key -> {path: value} of its namespace-wide sysctls, read once per run
         # sandboxes whose net.ipv6.conf.default or .all this run changes through an endpoint's own `sysctls`
         self.ipv6_default_changed: set = set()
         self.doomed: list = []  # host veths to delete together at the end (see finish)
@@ -565,7 +565,7 @@ class EndpointPlanner:
         has_ipv6 = any(record.get("ipv6_address") for record in records)
         wanted = sandbox_sysctls(has_ipv6, overridden, self._host_has("net/ipv6/conf/default/disable_ipv6"))
         before_values, after_values = {}, {}
-        current = self._sandbox_values(ref, view) if view is not None else {}
+        current = self._sandbox_knobs(ref, view) if view is not None else {}
         for name, value in wanted:
             path = name.replace(".", "/")
             if not self._host_has(path):
@@ -600,13 +600,13 @@ class EndpointPlanner:
             if found[name] is None:
                 raise option_error(spec.opt("sysctls"), name, "is not a sysctl of this kernel")
 
-    def _sandbox_values(self, ref: SandboxRef, view) -> dict:
+    def _sandbox_knobs(self, ref: SandboxRef, view) -> dict:
         """The sandbox's namespace-wide sysctls that Docker sets (sandbox.py), read once per run."""
-        if ref.key not in self.sandbox_knobs:
+        if ref.key not in self.knobs_read:
             names = [name for name, _value in DOCKER_SYSCTLS] + list(IPV6_KNOBS)
             paths = [name.replace(".", "/") for name in names]
-            self.sandbox_knobs[ref.key] = view.sysctls(paths)
-        return self.sandbox_knobs[ref.key]
+            self.knobs_read[ref.key] = view.sysctls(paths)
+        return self.knobs_read[ref.key]
 
     def _inherited(self, ref: SandboxRef, view, sysctls: tuple) -> dict:
         """What a new interface of the sandbox is born with: net.ipv6.conf.default's disable_ipv6, unless this run
@@ -614,7 +614,7 @@ class EndpointPlanner:
         name = "net.ipv6.conf.IFNAME.disable_ipv6"
         if ref.key in self.ipv6_default_changed or not any(key == name for key, _value in sysctls):
             return {}
-        inherited = self._sandbox_values(ref, view).get("net/ipv6/conf/default/disable_ipv6")
+        inherited = self._sandbox_knobs(ref, view).get("net/ipv6/conf/default/disable_ipv6")
         return {name: inherited} if inherited is not None else {}
 
     def _host_has(self, path: str) -> bool:

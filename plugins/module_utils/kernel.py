@@ -149,7 +149,7 @@ class NetnsSession:
         disable_ipv6 from the link dump (as the dump saw it).
 
         Opening a file of /proc/sys costs more with every namespace of the machine (the kernel's sysctl entries of
-        all namespaces share names): 1000 sandboxes made it ~0.15 ms a file, a third of an attach."""
+        all namespaces share names): 0.03 ms a file beside 50 namespaces, 0.13 ms beside 1000."""
         values: Dict[str, Optional[str]] = {}
         for path in paths:
             parts = path.split("/")
