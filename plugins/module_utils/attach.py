@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Optional
 
-from ansible_collections.cnm.network.plugins.module_utils import ipam, netns
+from ansible_collections.cnm.network.plugins.module_utils import ipam
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
 from ansible_collections.cnm.network.plugins.module_utils.model import check_port_count, host_veth_name
@@ -267,7 +267,7 @@ class LowerLink:
     def plan_absent(cls, planner, spec, record: dict, alias: str) -> None:
         """Delete the link inside its sandbox (if the sandbox still exists)."""
         ref = spec.sandbox
-        if not netns.sandbox_exists(ref):
+        if not planner.kernel.sandbox_exists(ref):
             return
         for link in list(planner.kernel.sandbox(ref).links().values()):
             if link.kind == cls.kind and link.alias == alias:

@@ -4,14 +4,11 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from typing import Optional
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_name
-from ansible_collections.cnm.network.plugins.module_utils.kernel import RT_TABLE_MAIN
 from ansible_collections.cnm.network.plugins.module_utils.model import (
     BRIDGE_ALIAS_PREFIX,
     IPV6_MIN_MTU,
@@ -148,27 +145,21 @@ def check_host_routes(host: Host, network: BridgeNetwork, record: Optional[dict]
     for option, mine in (("subnet", network.subnet), ("ipv6_subnet", network.ipv6_subnet)):
         if mine is None or (record is not None and record.get(option) == str(mine)):
             continue
-        for route in session.rtnl.routes():
-            if (
-                route["table"] != RT_TABLE_MAIN
-                or route["dst_len"] == 0
-                or route["family"] != (socket.AF_INET if mine.version == 4 else socket.AF_INET6)
-            ):
+        for route in session.main_routes():
+            if route.dst.prefixlen == 0 or route.dst.version != mine.version:
                 continue
-            if own is not None and route["oif"] == own.index:
+            if own is not None and route.oif == own.index:
                 continue
-            dst = ipaddress.ip_network("%s/%d" % (route["dst"], route["dst_len"]), strict=False)
-            if dst.is_link_local or dst.is_multicast:
+            if route.dst.is_link_local or route.dst.is_multicast:
                 continue  # the kernel's fe80::/64 and ff00::/8 on every IPv6 device (such subnets are refused anyway)
-            if mine.overlaps(dst):
-                device = session.by_index(route["oif"]) if route["oif"] else None
+            if mine.overlaps(route.dst):
+                device = session.by_index(route.oif) if route.oif else None
                 how = (" dev %s" % device.name if device is not None else "") + (
-                    " via %s" % route["gateway"] if route["gateway"] else ""
+                    " via %s" % route.gateway if route.gateway else ""
                 )
                 raise option_error(
                     option,
                     mine,
-                    "overlaps the host's route to %s%s: the network would take that "
-                    "traffic from the host; "
-                    "choose another subnet, or set allow_host_route_overlap: true if this is intended" % (dst, how),
+                    "overlaps the host's route to %s%s: the network would take that traffic from the host; choose "
+                    "another subnet, or set allow_host_route_overlap: true if this is intended" % (route.dst, how),
                 )

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from typing import Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import ipam, netns
@@ -104,7 +103,7 @@ class EndpointPlanner:
         ref = spec.sandbox
         if ref.key in self.host.new_sandboxes:
             return None
-        if netns.sandbox_exists(ref):
+        if self.kernel.sandbox_exists(ref):
             return self.kernel.sandbox(ref)
         if ref.kind != "netns":
             raise option_error(spec.opt(ref.kind), ref.value, "does not name an existing network namespace")
@@ -112,33 +111,33 @@ class EndpointPlanner:
             raise option_error(spec.opt("netns"), ref.value, "does not exist and create_netns is false")
         self.host.new_sandboxes.add(ref.key)
         what = "create network namespace %s" % ref.value
-        if netns.sandbox_is_stub(ref):
+        if self.kernel.sandbox_is_stub(ref):
             what += " (on the name an interrupted run left without its namespace)"
         self.host.plan.add(
             "netns %s" % ref.value,
             what,
             None,
             {"exists": True},
-            lambda: netns.create_named(ref.value),
-            lambda: self._delete_sandbox(ref),
+            Op(HOST, "create_netns", (ref.value,)),
+            Op(HOST, "delete_netns", (ref.value,)),
         )
         return None
-
-    def _delete_sandbox(self, ref: SandboxRef) -> None:
-        self.kernel.forget_sandbox(ref)
-        netns.delete_named(ref.value)
 
     def _remove_stub(self, ref: SandboxRef) -> None:
         """``absent`` removes the stub an interrupted create or delete left (it names no namespace, so
         nothing else can be detached from it), whatever ``delete_netns`` says."""
-        if ref.key not in self.removed_stubs and ref.key not in self.host.new_sandboxes and netns.sandbox_is_stub(ref):
+        if (
+            ref.key not in self.removed_stubs
+            and ref.key not in self.host.new_sandboxes
+            and self.kernel.sandbox_is_stub(ref)
+        ):
             self.removed_stubs.add(ref.key)
             self.host.plan.add(
                 "netns %s" % ref.value,
                 "remove %s, a namespace name left without its namespace by an interrupted run" % ref.value,
                 {"stub": True},
                 None,
-                lambda: netns.delete_named(ref.value),
+                Op(HOST, "delete_netns", (ref.value,)),
             )
 
     def _ensure_lo_up(self, spec: EndpointSpec, view) -> None:
@@ -158,7 +157,7 @@ class EndpointPlanner:
     def _host_mode(self, spec: EndpointSpec) -> dict:
         ref = spec.sandbox
         result = {"network": "host", "netns": ref.value, "sandbox": ref.key}
-        bound = netns.sandbox_exists(ref) and netns.same_namespace(netns.sandbox_path(ref), netns.THREAD_NETNS)
+        bound = self.kernel.is_host_namespace(ref)
         if spec.state == "absent":
             self._remove_stub(ref)
             if bound:
@@ -167,11 +166,11 @@ class EndpointPlanner:
                     "unbind %s from the host namespace" % ref.value,
                     {"host_namespace": True},
                     None,
-                    lambda: netns.delete_named(ref.value),
-                    lambda: netns.bind_current(ref.value),
+                    Op(HOST, "delete_netns", (ref.value,)),
+                    Op(HOST, "bind_netns", (ref.value,)),
                 )
             return result
-        if netns.sandbox_exists(ref) and not bound:
+        if self.kernel.sandbox_exists(ref) and not bound:
             raise option_error(spec.opt("netns"), ref.value, "already names another network namespace, not the host's")
         if not bound:
             self.host.plan.add(
@@ -179,8 +178,8 @@ class EndpointPlanner:
                 "bind %s to the host namespace" % ref.value,
                 None,
                 {"host_namespace": True},
-                lambda: netns.bind_current(ref.value),
-                lambda: netns.delete_named(ref.value),
+                Op(HOST, "bind_netns", (ref.value,)),
+                Op(HOST, "delete_netns", (ref.value,)),
             )
         return result
 
@@ -209,8 +208,8 @@ class EndpointPlanner:
         if (
             spec.delete_netns
             and ref.kind == "netns"
-            and netns.sandbox_exists(ref)
-            and not netns.same_namespace(netns.sandbox_path(ref), netns.THREAD_NETNS)
+            and self.kernel.sandbox_exists(ref)
+            and not self.kernel.is_host_namespace(ref)
         ):
             if ref not in self.doomed_sandboxes:
                 self.doomed_sandboxes.append(ref)
@@ -381,7 +380,7 @@ class EndpointPlanner:
         network:
         namespaces are compared by their nsfs identity (device and inode), which no two live namespaces share."""
         ref = spec.sandbox
-        if ref.key in self.host.new_sandboxes or not netns.sandbox_exists(ref):
+        if ref.key in self.host.new_sandboxes or not self.kernel.sandbox_exists(ref):
             return
         known = self.namespaces.get(network.name)
         if known is None:
@@ -389,11 +388,11 @@ class EndpointPlanner:
             for record in self.host.state["endpoints"].values():
                 if record["network"] == network.name:
                     other = SandboxRef.from_key(record["sandbox"])
-                    identity = _namespace_identity(other)
+                    identity = self.kernel.namespace_identity(other)
                     if identity is not None:
                         known.setdefault(identity, record["sandbox"])
             self.namespaces[network.name] = known
-        identity = _namespace_identity(ref)
+        identity = self.kernel.namespace_identity(ref)
         holder = known.setdefault(identity, ref.key) if identity is not None else ref.key
         if holder != ref.key:
             raise option_error(
@@ -461,7 +460,7 @@ class EndpointPlanner:
                 "delete network namespace %s" % ref.value,
                 {"exists": True},
                 None,
-                lambda r=ref: self._delete_sandbox(r),
+                Op(HOST, "delete_netns", (ref.value,)),
                 forgets=(("sandbox", ref.key),),
             )
         self.doomed, self.doomed_keys, self.doomed_sandboxes = [], [], []
@@ -486,7 +485,7 @@ class EndpointPlanner:
         """The sandbox's default routes (the best endpoint of each IP version, as Docker chooses) and its sysctls."""
         if ref.key in self.host.new_sandboxes:
             view = None
-        elif netns.sandbox_exists(ref):
+        elif self.kernel.sandbox_exists(ref):
             view = self.kernel.sandbox(ref)
         else:
             return  # a vanished sandbox (a removed container): nothing to settle
@@ -496,9 +495,7 @@ class EndpointPlanner:
         after: dict = {}
         changes: list = []
         self._plan_defaults(ref, view, records, gone, before, after, changes)
-        if view is None or not netns.same_namespace(
-            netns.sandbox_path(ref), netns.THREAD_NETNS
-        ):  # never the host's own namespace
+        if view is None or not self.kernel.is_host_namespace(ref):  # never the host's own namespace
             self._plan_sandbox_sysctls(ref, view, records, before, after, changes)
         for what, apply, undo in changes:
             self.host.plan.add(target, what, before, after, apply, undo)
@@ -799,17 +796,6 @@ def container_not_yet_running(host, spec) -> dict:
         "ipv6_address": None,
         "mac_address": spec.mac_address,
     }
-
-
-def _namespace_identity(ref: SandboxRef) -> Optional[tuple]:
-    """(device, inode) of a sandbox's namespace file, or None when it does not exist (a vanished sandbox)."""
-    try:
-        if ref.kind == "container" and not netns.sandbox_exists(ref):
-            return None
-        stat = os.stat(netns.sandbox_path(ref))
-    except OSError:
-        return None
-    return stat.st_dev, stat.st_ino
 
 
 def _free_link_group(session) -> int:

@@ -106,7 +106,7 @@ class Host:
                 if (
                     record["network"] == network
                     and record["sandbox"] not in self.new_sandboxes
-                    and not netns.sandbox_exists(SandboxRef.from_key(record["sandbox"]))
+                    and not self.kernel.sandbox_exists(SandboxRef.from_key(record["sandbox"]))
                 ):
                     del self.state["endpoints"][key]
                     sandbox = record["sandbox"]

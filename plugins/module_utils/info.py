@@ -13,14 +13,13 @@ Drivers are handled generically: a network record reports what it holds, and the
 from __future__ import annotations
 
 import ipaddress
-import os
-import socket
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import firewall, listeners, netns, rtnl
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
+from ansible_collections.cnm.network.plugins.module_utils.kernel import Kernel
 from ansible_collections.cnm.network.plugins.module_utils.model import (
     ALIAS_PREFIX,
     BRIDGE_ALIAS_PREFIX,
@@ -205,8 +204,8 @@ def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> Name
         for record in state["networks"].values():
             device = facts.devices.get(record.get("vxlan_name") or "")
             if device is not None and device.kind == "vxlan":
-                facts.fdb[device.name] = session.rtnl.neighbours(socket.AF_BRIDGE, device.index)
-                facts.neighbours[device.name] = session.rtnl.neighbours(socket.AF_INET, device.index)
+                facts.fdb[device.name] = session.fdb(device.index)
+                facts.neighbours[device.name] = session.neighbours(device.index)
     if "ports" in query.gather and state.get("ports"):
         facts.shadowed = shadowed_ports(state["ports"])
     if "networks" in query.gather:
@@ -243,7 +242,7 @@ def read_sandboxes(host: Host, keys) -> Dict[str, Optional[NamespaceFacts]]:
     for key in sorted(set(keys)):
         ref = SandboxRef.from_key(key)
         facts = None
-        if netns.sandbox_exists(ref):
+        if host.kernel.sandbox_exists(ref):
             try:
                 facts = read_namespace(host.kernel.sandbox(ref), routes=True)
             except (CnmError, OSError):  # it vanished between the check and the open
@@ -252,26 +251,19 @@ def read_sandboxes(host: Host, keys) -> Dict[str, Optional[NamespaceFacts]]:
     return found
 
 
-def sandbox_matcher(ref: SandboxRef) -> Callable[[str], bool]:
+def sandbox_matcher(machine: Kernel, ref: SandboxRef) -> Callable[[str], bool]:
     """Whether a record's sandbox key is the sandbox ``ref``: the same key, or the same namespace however named."""
     identities: Dict[str, Optional[tuple]] = {}
 
-    def identity(path: str) -> Optional[tuple]:
-        if path not in identities:
-            try:
-                stat = os.stat(path)
-                identities[path] = (stat.st_dev, stat.st_ino)
-            except OSError:
-                identities[path] = None
-        return identities[path]
+    def identity(key: str) -> Optional[tuple]:
+        if key not in identities:
+            identities[key] = machine.namespace_identity(SandboxRef.from_key(key))
+        return identities[key]
 
-    wanted = identity(netns.sandbox_path(ref)) if netns.sandbox_exists(ref) else None
+    wanted = identity(ref.key)
 
     def matches(key: str) -> bool:
-        if key == ref.key:
-            return True
-        other = SandboxRef.from_key(key)
-        return wanted is not None and netns.sandbox_exists(other) and identity(netns.sandbox_path(other)) == wanted
+        return key == ref.key or (wanted is not None and identity(key) == wanted)
 
     return matches
 
@@ -897,8 +889,10 @@ def report(
     host_facts: NamespaceFacts,
     sandboxes: Dict[str, Optional[NamespaceFacts]],
     matches: Optional[Callable[[str], bool]] = None,
+    alive: Optional[Dict[str, bool]] = None,
 ) -> dict:
-    """The result of cnm_info from the store and the kernel facts: the gathered lists and the drift between them."""
+    """The result of cnm_info from the store and the kernel facts: the gathered lists and the drift between them.
+    ``alive``: whether each port's sandbox exists, for those not in ``sandboxes``."""
     result: dict = {}
     found: List[dict] = []
     if "networks" in query.gather:
@@ -924,9 +918,7 @@ def report(
         result["ports"] = [port_view(key, state["ports"][key], host_facts.rules, wanted) for key in selection.ports]
         for key in selection.ports:
             owner = state["ports"][key]["sandbox"]
-            exists = (
-                sandboxes[owner] is not None if owner in sandboxes else netns.sandbox_exists(SandboxRef.from_key(owner))
-            )
+            exists = sandboxes[owner] is not None if owner in sandboxes else (alive or {}).get(owner, True)
             found += port_drift(key, state["ports"][key], state, host_facts.rules, wanted, host_facts.shadowed, exists)
     found += firewall_drift(state, selection, query, host_facts.rules)
     if "peers" in query.gather:
@@ -1105,7 +1097,7 @@ def gather(host: Host, query: InfoQuery) -> dict:
         entry["sandbox"] for entry in state.get("ports", {}).values()
     ]
     netns.prefetch_containers([(query.sandbox, "container_runtime")], stored)
-    matches = sandbox_matcher(query.sandbox) if query.sandbox is not None else None
+    matches = sandbox_matcher(host.kernel, query.sandbox) if query.sandbox is not None else None
     selection = select(state, query, matches)
     for name in selection.missing:
         host.warnings.append(
@@ -1116,7 +1108,11 @@ def gather(host: Host, query: InfoQuery) -> dict:
     sandboxes: Dict[str, Optional[NamespaceFacts]] = {}
     if "endpoints" in query.gather:
         sandboxes = read_sandboxes(host, (state["endpoints"][key]["sandbox"] for key in selection.endpoints))
-    result = report(state, query, selection, host_facts, sandboxes, matches)
+    alive = {
+        owner: host.kernel.sandbox_exists(SandboxRef.from_key(owner))
+        for owner in set(state["ports"][key]["sandbox"] for key in selection.ports) - set(sandboxes)
+    }
+    result = report(state, query, selection, host_facts, sandboxes, matches, alive)
     # stubs belong to no network: only a question about all of them
     if query.networks is None and "endpoints" in query.gather:
         result.setdefault("drift", []).extend(namespace_stub_drift(netns.stubs(), matches))

@@ -14,7 +14,6 @@ import os
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
-from ansible_collections.cnm.network.plugins.module_utils.kernel import has_module
 from ansible_collections.cnm.network.plugins.module_utils.model import IpvlanNetwork
 from ansible_collections.cnm.network.plugins.module_utils.networks import follow_endpoints
 from ansible_collections.cnm.network.plugins.module_utils.parent import links_on, plan_on_parent_absent, plan_parent
@@ -22,7 +21,7 @@ from ansible_collections.cnm.network.plugins.module_utils.parent import links_on
 
 def plan_ipvlan_present(host: Host, network: IpvlanNetwork) -> dict:
     """Check the kernel and the parent, create the parent's VLAN sub-interface as asked; endpoints follow changes."""
-    if not has_module("ipvlan"):
+    if not host.kernel.has_module("ipvlan"):
         raise option_error(
             "name",
             network.name,

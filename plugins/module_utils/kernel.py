@@ -79,7 +79,8 @@ class NetnsSession:
             self.rtnl = Rtnl()
         self._links: Optional[Dict[str, Link]] = None
         self._addresses: Optional[Dict[int, list]] = None
-        self._routes: Optional[List[Route]] = None
+        self._routes: Optional[List[Tuple[Route, bool]]] = None  # the main table: (route, whether the kernel's own)
+        self._neighbours: Dict[Tuple[int, int], list] = {}  # (family, ifindex) -> its permanent entries
         self._indexes: Dict[str, int] = {}  # name -> ifindex, learnt from the dump and from lookups
         self._by_index: Optional[Dict[int, Link]] = None
         self._port_flags: Optional[Dict[int, Tuple[bool, bool]]] = None
@@ -121,12 +122,20 @@ class NetnsSession:
 
     def routes(self, oif: Optional[int] = None) -> List[Route]:
         """Routes of the main table (through ``oif`` if given) that someone added, not the kernel's own."""
+        return [route for route, own in self._main_table() if not own and (oif is None or route.oif == oif)]
+
+    def main_routes(self) -> List[Route]:
+        """Every route of the main table, the kernel's connected routes included (the LAN's): what a new subnet
+        must not overlap."""
+        return [route for route, _own in self._main_table()]
+
+    def _main_table(self) -> List[Tuple[Route, bool]]:
         if self._routes is None:
             self._routes = []
             if set(self.links()) == {"lo"}:
-                return []  # nothing but the kernel's own routes can exist yet
+                return []  # nothing but the kernel's own routes of lo (in the local table) can exist yet
             for raw in self.rtnl.routes():
-                if raw["protocol"] == RTPROT_KERNEL or raw["table"] != RT_TABLE_MAIN:
+                if raw["table"] != RT_TABLE_MAIN:
                     continue
                 dst = raw["dst"] or ("0.0.0.0" if raw["family"] == socket.AF_INET else "::")
                 route = Route(
@@ -136,8 +145,21 @@ class NetnsSession:
                 )
                 if route.dst.version == 6 and (route.dst.is_link_local or route.dst.is_multicast):
                     continue
-                self._routes.append(route)
-        return [route for route in self._routes if oif is None or route.oif == oif]
+                self._routes.append((route, raw["protocol"] == RTPROT_KERNEL))
+        return self._routes
+
+    def fdb(self, index: int) -> List[Tuple[str, str]]:
+        """The permanent FDB entries of device ``index``: (MAC, VTEP), dumped once per run."""
+        return self._permanent(socket.AF_BRIDGE, index)
+
+    def neighbours(self, index: int) -> List[Tuple[str, str]]:
+        """The permanent IPv4 neighbours of device ``index``: (MAC, IP), dumped once per run."""
+        return self._permanent(socket.AF_INET, index)
+
+    def _permanent(self, family: int, index: int) -> list:
+        if (family, index) not in self._neighbours:
+            self._neighbours[(family, index)] = self.rtnl.neighbours(family, index)
+        return list(self._neighbours[(family, index)])
 
     def sysctl(self, path: str) -> Optional[str]:
         """/proc/sys/<path> as this namespace sees it now; None if it does not exist."""
@@ -424,13 +446,18 @@ class _Nothing:
 
 
 class Kernel:
-    """The netlink sessions of one module run: the host's and one per sandbox."""
+    """The machine as one module run sees it: the netlink sessions (the host's and one per sandbox), the namespace
+    files that name sandboxes and the kernel's modules. Planning reads the machine only through this object."""
+
+    # Verbs of the machine's named namespaces (files under /run/netns), run by the Kernel itself, not by a session.
+    NAMESPACE_VERBS = frozenset(("create_netns", "delete_netns", "bind_netns"))
 
     def __init__(self) -> None:
         _raise_open_file_limit()
         self.host = NetnsSession("the host")
         self.host.sessions = self.session
         self._sandboxes: Dict[str, NetnsSession] = {}
+        self._modules: Optional[set] = None
 
     def sandbox(self, ref: SandboxRef) -> NetnsSession:
         """The session inside a sandbox, opened on first use; raises if the sandbox is missing."""
@@ -447,8 +474,53 @@ class Kernel:
 
     def run(self, op) -> None:
         """Execute a plan.Op: its verb on the session of its namespace, looked up now (a sandbox is opened on first
-        use, so an Op may name one that an earlier change creates)."""
-        getattr(self.session(op.where), op.verb)(*op.args, **dict(op.kwargs))
+        use, so an Op may name one that an earlier change creates); a namespace verb on the Kernel."""
+        runner = self if op.verb in self.NAMESPACE_VERBS else self.session(op.where)
+        getattr(runner, op.verb)(*op.args, **dict(op.kwargs))
+
+    # ---- sandboxes: their namespace files ----
+    def sandbox_exists(self, ref: SandboxRef) -> bool:
+        return netns.sandbox_exists(ref)
+
+    def sandbox_is_stub(self, ref: SandboxRef) -> bool:
+        """A name under /run/netns that an interrupted create or delete left without its namespace."""
+        return netns.sandbox_is_stub(ref)
+
+    def is_host_namespace(self, ref: SandboxRef) -> bool:
+        """Whether an existing sandbox is this run's own (host) namespace under another name."""
+        return netns.sandbox_exists(ref) and netns.same_namespace(netns.sandbox_path(ref), netns.THREAD_NETNS)
+
+    def namespace_identity(self, ref: SandboxRef) -> Optional[tuple]:
+        """(device, inode) of a sandbox's namespace file, or None when it does not exist (a vanished sandbox): no
+        two live namespaces share it, so it tells one namespace named two ways."""
+        try:
+            if ref.kind == "container" and not netns.sandbox_exists(ref):
+                return None
+            found = os.stat(netns.sandbox_path(ref))
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def create_netns(self, name: str) -> None:
+        netns.create_named(name)
+
+    def delete_netns(self, name: str) -> None:
+        self.forget_sandbox(SandboxRef("netns", name))  # its session holds the namespace open
+        netns.delete_named(name)
+
+    def bind_netns(self, name: str) -> None:
+        """Name this run's own namespace ``name`` (a sandbox in the host's network)."""
+        netns.bind_current(name)
+
+    # ---- the kernel's modules ----
+    def has_module(self, name: str) -> bool:
+        """Whether this kernel has module ``name``: loaded, built in, or installed where the kernel loads it from on
+        first use (a link kind, a cipher). Read from files once per run, so check mode can ask too."""
+        if os.path.isdir(os.path.join("/sys/module", name)):
+            return True
+        if self._modules is None:
+            self._modules = available_modules()
+        return name in self._modules
 
     def forget_sandbox(self, ref: SandboxRef) -> None:
         session = self._sandboxes.pop(ref.key, None)
@@ -489,9 +561,3 @@ def available_modules() -> set:
         except OSError:
             continue
     return names
-
-
-def has_module(name: str) -> bool:
-    """Whether this kernel has module ``name``: loaded, built in, or installed where modprobe finds it. Read from
-    files only, so check mode can ask too."""
-    return os.path.isdir(os.path.join("/sys/module", name)) or name in available_modules()

@@ -10,7 +10,6 @@ itself (proxy), so ARP never crosses the underlay. Entries of peers no longer li
 
 from __future__ import annotations
 
-import socket
 from typing import Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import ipsec
@@ -162,8 +161,8 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
             device=name,
             mtu=link.mtu,
             mac=link.mac,
-            fdb=sorted(session.rtnl.neighbours(socket.AF_BRIDGE, link.index)),
-            neighbours=sorted(session.rtnl.neighbours(socket.AF_INET, link.index)),
+            fdb=sorted(session.fdb(link.index)),
+            neighbours=sorted(session.neighbours(link.index)),
         )
 
     def add(what, apply, undo=None):

@@ -5,9 +5,10 @@
 Check mode reports the plan, the real run executes the same plan, so the two cannot disagree.
 The diff is rendered from the plan: the before and after of every object it touches.
 
-A change is either an ``Op`` - data: a verb of the kernel's namespace session, where and with what, whose undo is
-its inverse verb (or a second Op) and whose words are rendered from it - or a pair of closures: for what is not a
-session's verb (the firewall, the store, conntrack, a named namespace) and for what endpoint.py still plans so.
+A change is either an ``Op`` - data: a verb of the kernel's namespace session (or of kernel.Kernel for a named
+namespace), where and with what, whose undo is its inverse verb (or a second Op) and whose words are rendered from
+it - or a pair of closures: for what is not the kernel's verb (the firewall, the store, conntrack) and for the
+overlay's planning that waits for the firewall's.
 """
 
 from __future__ import annotations

@@ -19,10 +19,9 @@ does not hold gets the default and is listed in ``NOT_RECOVERABLE``.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.cnm.network.plugins.module_utils import firewall, ipam, netns
+from ansible_collections.cnm.network.plugins.module_utils import firewall, ipam
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.model import (
     ALIAS_PREFIX,
@@ -369,7 +368,7 @@ def read_facts(host) -> dict:
             facts["sandboxes"][key] = None
             try:
                 ref = SandboxRef.from_key(key)
-                if netns.sandbox_exists(ref):
+                if host.kernel.sandbox_exists(ref):
                     inside = host.kernel.sandbox(ref)
                     facts["sandboxes"][key] = {
                         "links": [_link_facts(inside, inner, routes=True) for inner in inside.links().values()]
@@ -377,12 +376,8 @@ def read_facts(host) -> dict:
             except (CnmError, OSError, ValueError):
                 pass  # gone meanwhile: its endpoints are not recovered
         elif link["kind"] == "vxlan" and alias.startswith(OVERLAY_ALIAS_PREFIX):
-            facts["fdb"][link["name"]] = [
-                list(pair) for pair in session.rtnl.neighbours(socket.AF_BRIDGE, link["index"])
-            ]
-            facts["neighbours"][link["name"]] = [
-                list(pair) for pair in session.rtnl.neighbours(socket.AF_INET, link["index"])
-            ]
+            facts["fdb"][link["name"]] = [list(pair) for pair in session.fdb(link["index"])]
+            facts["neighbours"][link["name"]] = [list(pair) for pair in session.neighbours(link["index"])]
     nft = firewall.Nft(host.run_command)
     if nft.path is not None:
         ruleset = nft.ruleset()

@@ -27,7 +27,8 @@ from ansible_collections.cnm.network.plugins.module_utils.endpoint import Endpoi
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.networks import spec_from_record
-from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 
 
 def restore(runner) -> dict:
@@ -81,7 +82,7 @@ def _restore_endpoints(host: Host, restored: list, report: dict) -> None:
     netns.prefetch_containers([], [record["sandbox"] for record in records])
     planner = EndpointPlanner(host)
     for record in records:
-        if netns.sandbox_exists(SandboxRef.from_key(record["sandbox"])):
+        if host.kernel.sandbox_exists(SandboxRef.from_key(record["sandbox"])):
             planner.plan(spec_from_record(record))
         else:
             report["skipped"].append(
@@ -97,7 +98,7 @@ def _plan_namespaces(host: Host) -> None:
     a run of their own, so that the network runs find them (else their leases would be reclaimed as vanished)."""
     for name in sorted(set(record["sandbox"] for record in host.state["endpoints"].values())):
         ref = SandboxRef.from_key(name)
-        if ref.kind != "netns" or netns.sandbox_exists(ref):
+        if ref.kind != "netns" or host.kernel.sandbox_exists(ref):
             continue
         host.new_sandboxes.add(ref.key)
         host.plan.add(
@@ -105,8 +106,8 @@ def _plan_namespaces(host: Host) -> None:
             "create network namespace %s" % ref.value,
             None,
             {"exists": True},
-            lambda r=ref: netns.create_named(r.value),
-            lambda r=ref: netns.delete_named(r.value),
+            Op(HOST, "create_netns", (ref.value,)),
+            Op(HOST, "delete_netns", (ref.value,)),
         )
 
 

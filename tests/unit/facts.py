@@ -5,36 +5,28 @@ A module run reads the kernel through its netlink sessions (kernel.NetnsSession:
 before ``Host.execute`` runs the plan, which a check-mode run never does. Here those reads answer from facts:
 
 - ``FactsSession``: the read side of kernel.NetnsSession over literal data (links as kernel.Link values, addresses,
-  routes, bridge port flags, FDB and neighbour entries, sysctls). Every other public method of NetnsSession raises
-  ``PlanningWrite``: a planner that writes while planning fails its test. Its ``rtnl`` is a ``FactsRtnl``.
-- ``FactsRtnl``: the raw dumps that planners read past the session, through ``session.rtnl``: ``routes()`` (every route
-  of the main table, the kernel's connected routes included: bridge.check_host_routes) and ``neighbours(family,
-  index)`` (the FDB and neighbour entries of a VXLAN device: overlay.plan_overlay_present, recover.read_facts). Its
-  writes raise too.
+  routes, the main table with the kernel's connected routes, bridge port flags, FDB and neighbour entries, sysctls).
+  Every other public method of NetnsSession raises ``PlanningWrite``: a planner that writes while planning fails its
+  test. Its ``rtnl`` (``FactsRtnl``) refuses every raw request: planners read through the session.
 - ``FactsKernel``: kernel.Kernel's interface (``host``, ``sandbox(ref)``, ``session(where)``, ``run``,
-  ``forget_sandbox``, ``close``) handing out the FactsSession of each sandbox key; ``run`` (an Op executed) raises.
+  ``forget_sandbox``, ``close``; ``sandbox_exists``, ``sandbox_is_stub``, ``is_host_namespace``,
+  ``namespace_identity``, ``has_module``) handing out the FactsSession of each sandbox key; ``run`` (an Op executed)
+  raises, as do its namespace verbs.
 - ``Machine``: one host's facts for one module run: the host's session, its sandboxes' sessions by key, the nft ruleset
-  (``nft -j list ruleset``) and the kernel modules it has.
+  (``nft -j list ruleset``), the kernel modules it has and its stub namespace names.
 - ``Runner``: runs a module file's ``main()`` (plugins/modules/cnm_*.py: its argument spec, its ``build`` and
   host.run_module) in check mode over a Machine, with the store in a file under pytest's ``tmp_path`` (store.Store
   works there without root: a directory, a lock file and an atomic write), and returns a ``Run``: the module's result
   and the Host it planned with (``host.plan``, ``host.state``).
 
-Seams: where planning looks at the machine past the sessions, ``Runner`` patches with pytest's monkeypatch (undone after
-each test) to answer from the Machine. A production change that routed these reads through the sessions (or gave
-Host.open its store and kernel) would remove the seam:
+Planners read the machine only through ``host.kernel``. ``Runner`` makes netns's namespace-file functions
+(``sandbox_exists``, ``sandbox_is_stub``, ``sandbox_path``, ``same_namespace``) raise ``PastTheKernel`` during a run,
+so a planner that looks past the kernel fails its test. The seams that remain, patched with pytest's monkeypatch
+(undone after each test), are what Host.open opens and what a module runs:
 
-- ``netns.sandbox_exists``, ``netns.sandbox_is_stub``: /run/netns and /proc (an nsfs file, a stub name) -> whether the
-  Machine has a session for the sandbox's key, or lists the key in ``stubs``;
-- ``netns.sandbox_path``, ``netns.same_namespace``: os.stat of namespace files (is a sandbox the host's own namespace?)
-  -> a symbolic path ``facts:KEY``, the host being netns.THREAD_NETNS; no facts sandbox is the host's namespace;
-- ``endpoint._namespace_identity``: os.stat of a sandbox's namespace file, read by the endpoint planner itself (one
-  sandbox named two ways gets one endpoint per network) -> the sandbox's key, None for a missing sandbox;
 - ``netns.current_cookie``, ``host.Store``, ``host.persistent_path``, ``kernel.Kernel``: what Host.open opens
   (SO_NETNS_COOKIE, /run/cnm-network, /var/lib/cnm-network, netlink sockets) -> ``facts``, a Store rooted at
   ``tmp_path``, no persistent copy, the Machine's FactsKernel; Host.open itself runs as it is (lock, load, recover);
-- ``ipvlan.has_module``: /sys/module and /lib/modules -> ``"ipvlan" in Machine.modules``;
-- ``parent.vlan_supported``: /proc/net/vlan, modinfo -> ``"8021q" in Machine.modules``;
 - ``firewall.NFT_CANDIDATES``, ``firewall.shutil``: where the nft command is (os.access, PATH) -> /facts/sbin/nft;
 - ``AnsibleModule.run_command``: ``nft -j list ruleset`` answers ``Machine.ruleset``; any other command raises
   PlanningWrite (a firewall transaction, modprobe, a container runtime); ``AnsibleModule.get_bin_path`` finds nothing;
@@ -48,7 +40,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import socket
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,12 +50,9 @@ from ansible.module_utils.testing import patch_module_args
 from conftest import load_plugin
 
 from ansible_collections.cnm.network.plugins.module_utils import (
-    endpoint,
     firewall,
-    ipvlan,
     kernel,
     netns,
-    parent,
 )
 from ansible_collections.cnm.network.plugins.module_utils import host as host_module
 from ansible_collections.cnm.network.plugins.module_utils.errors import Gone, option_error
@@ -75,14 +63,31 @@ NFT = "/facts/sbin/nft"
 EMPTY_RULESET = {
     "nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}]
 }
-RTPROT_STATIC = 4  # a route someone added (iproute2's default protocol is boot, 3; the collection's is static)
 
 # The reads of kernel.NetnsSession a planner may make; ``sysctls`` is a batched read a later NetnsSession may have.
-READS = ("links", "link", "by_index", "addresses", "routes", "port_flags", "sysctl", "sysctls", "index", "close")
+READS = (
+    "links",
+    "link",
+    "by_index",
+    "addresses",
+    "routes",
+    "main_routes",
+    "fdb",
+    "neighbours",
+    "port_flags",
+    "sysctl",
+    "sysctls",
+    "index",
+    "close",
+)
 
 
 class PlanningWrite(AssertionError):
     """A planner wrote to the kernel (or ran a command that changes the host) while planning."""
+
+
+class PastTheKernel(AssertionError):
+    """A planner looked at the machine past host.kernel (a namespace file directly)."""
 
 
 def _forbidden(name: str):
@@ -139,7 +144,7 @@ class FactsSession:
         self._fdb = {name: list(found) for name, found in (fdb or {}).items()}
         self._neighbours = {name: list(found) for name, found in (neighbours or {}).items()}
         self._sysctls = dict(sysctls or {})
-        self.rtnl = FactsRtnl(self)
+        self.rtnl = FactsRtnl(label)
 
     # ---- the reads of kernel.NetnsSession ----
     def links(self) -> dict[str, kernel.Link]:
@@ -158,6 +163,25 @@ class FactsSession:
 
     def routes(self, oif: int | None = None) -> list:
         return [route for route in self._routes if oif is None or route.oif == oif]
+
+    def main_routes(self) -> list:
+        """The whole main table: the kernel's connected route of each address (not of lo's, which live in the local
+        table), then the routes someone added."""
+        connected = [
+            kernel.Route(address.network, None, link.index)
+            for link in self._links.values()
+            if link.name != "lo"
+            for address in self.addresses(link.index)
+        ]
+        return connected + self.routes()
+
+    def fdb(self, index: int) -> list:
+        link = self._by_index.get(index)
+        return list(self._fdb.get(link.name, [])) if link is not None else []
+
+    def neighbours(self, index: int) -> list:
+        link = self._by_index.get(index)
+        return list(self._neighbours.get(link.name, [])) if link is not None else []
 
     def port_flags(self, index: int) -> tuple[bool, bool]:
         link = self._by_index.get(index)
@@ -178,15 +202,6 @@ class FactsSession:
     def close(self) -> None:
         """Nothing to close."""
 
-    # ---- what FactsRtnl dumps ----
-    def fdb_of(self, index: int) -> list:
-        link = self._by_index.get(index)
-        return list(self._fdb.get(link.name, [])) if link is not None else []
-
-    def neighbours_of(self, index: int) -> list:
-        link = self._by_index.get(index)
-        return list(self._neighbours.get(link.name, [])) if link is not None else []
-
 
 for _name, _value in vars(kernel.NetnsSession).items():
     if callable(_value) and not _name.startswith("_") and _name not in READS:
@@ -194,34 +209,10 @@ for _name, _value in vars(kernel.NetnsSession).items():
 
 
 class FactsRtnl:
-    """The raw dumps of rtnl.Rtnl that planners read through ``session.rtnl``; every other request raises."""
+    """A session's raw netlink client: planners read through the session, so every request here raises."""
 
-    label = "rtnl"
-
-    def __init__(self, session: FactsSession) -> None:
-        self.session = session
-        self.label = "%s (rtnl)" % session.label
-
-    def routes(self) -> list:
-        """Every route of the main table as rtnl dumps it: the kernel's connected route of each address (not of lo's,
-        which live in the local table) and the routes someone added."""
-        found = []
-        for link in self.session.links().values():
-            if link.name == "lo":
-                continue
-            for address in self.session.addresses(link.index):
-                found.append(_raw_route(address.network, None, link.index, kernel.RTPROT_KERNEL))
-        for route in self.session.routes():
-            found.append(_raw_route(route.dst, route.gateway, route.oif, RTPROT_STATIC))
-        return found
-
-    def neighbours(self, family: int, index: int) -> list:
-        """Permanent entries of one device: (MAC, VTEP) for AF_BRIDGE (its FDB), (MAC, IP) for AF_INET."""
-        if family == socket.AF_BRIDGE:
-            return self.session.fdb_of(index)
-        if family == socket.AF_INET:
-            return self.session.neighbours_of(index)
-        raise PlanningWrite("%s: neighbours of family %d: no facts" % (self.label, family))
+    def __init__(self, label: str) -> None:
+        self.label = "%s (rtnl)" % label
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
@@ -229,24 +220,22 @@ class FactsRtnl:
         return _forbidden("rtnl." + name).__get__(self)
 
 
-def _raw_route(dst, gateway, oif: int, protocol: int) -> dict:
-    return {
-        "family": socket.AF_INET if dst.version == 4 else socket.AF_INET6,
-        "dst": str(dst.network_address) if dst.prefixlen else None,
-        "dst_len": dst.prefixlen,
-        "gateway": str(gateway) if gateway else None,
-        "oif": oif,
-        "table": kernel.RT_TABLE_MAIN,
-        "protocol": protocol,
-    }
-
-
 class FactsKernel:
-    """kernel.Kernel over FactsSessions: the host's, and one per sandbox key for the sandboxes that exist."""
+    """kernel.Kernel over FactsSessions: the host's, and one per sandbox key for the sandboxes that exist; the
+    sandboxes whose name is a stub; the kernel modules it has. No facts sandbox is the host's own namespace, and a
+    sandbox's namespace identity is its key."""
 
-    def __init__(self, host: FactsSession, sandboxes: dict[str, FactsSession] | None = None) -> None:
+    def __init__(
+        self,
+        host: FactsSession,
+        sandboxes: dict[str, FactsSession] | None = None,
+        stubs: Iterable[str] = (),
+        modules: Iterable[str] = (),
+    ) -> None:
         self.host = host
         self.sandboxes = dict(sandboxes or {})
+        self.stubs, self.modules = frozenset(stubs), frozenset(modules)
+        self.label = "the kernel"
         self.opened: dict[str, FactsSession] = {}  # the sandboxes a run looked into, as Kernel keeps their sessions
 
     def sandbox(self, ref: SandboxRef) -> FactsSession:
@@ -262,11 +251,30 @@ class FactsKernel:
     def run(self, op) -> None:
         raise PlanningWrite("an Op executed while planning: %r" % (op,))
 
+    def sandbox_exists(self, ref: SandboxRef) -> bool:
+        return ref.key in self.sandboxes
+
+    def sandbox_is_stub(self, ref: SandboxRef) -> bool:
+        return ref.key in self.stubs
+
+    def is_host_namespace(self, ref: SandboxRef) -> bool:
+        return False
+
+    def namespace_identity(self, ref: SandboxRef):
+        return ("facts", ref.key) if ref.key in self.sandboxes else None
+
+    def has_module(self, name: str) -> bool:
+        return name in self.modules
+
     def forget_sandbox(self, ref: SandboxRef) -> None:
         self.opened.pop(ref.key, None)
 
     def close(self) -> None:
         self.opened.clear()
+
+
+for _name in kernel.Kernel.NAMESPACE_VERBS:
+    setattr(FactsKernel, _name, _forbidden(_name))
 
 
 @dataclass
@@ -280,7 +288,7 @@ class Machine:
     stubs: frozenset = frozenset()  # sandbox keys whose namespace name is a stub (netns.is_stub)
 
     def kernel(self) -> FactsKernel:
-        return FactsKernel(self.host, self.sandboxes)
+        return FactsKernel(self.host, self.sandboxes, self.stubs, self.modules)
 
 
 class ModuleExit(Exception):
@@ -374,17 +382,11 @@ class Runner:
                 raise AssertionError("no module run in progress")
             return self.machine
 
-        def sandbox_path(ref: SandboxRef) -> str:
-            return "facts:" + ref.key
+        def past_the_kernel(name: str):
+            def read(*args, **kwargs):
+                raise PastTheKernel("netns.%s%r while planning: planners ask host.kernel" % (name, args))
 
-        def same_namespace(path_a: str, path_b: str) -> bool:
-            def identity(path: str) -> str:
-                return "facts:" + HOST if path == netns.THREAD_NETNS else path
-
-            return identity(path_a) == identity(path_b)
-
-        def namespace_identity(ref: SandboxRef):
-            return ("facts", ref.key) if ref.key in machine().sandboxes else None
+            return read
 
         real_open = host_module.Host.open
 
@@ -405,18 +407,13 @@ class Runner:
         def fail_json(module, msg, **result):
             raise ModuleExit(dict(result, failed=True, msg=msg))
 
-        monkeypatch.setattr(netns, "sandbox_exists", lambda ref: ref.key in machine().sandboxes)
-        monkeypatch.setattr(netns, "sandbox_is_stub", lambda ref: ref.key in machine().stubs)
-        monkeypatch.setattr(netns, "sandbox_path", sandbox_path)
-        monkeypatch.setattr(netns, "same_namespace", same_namespace)
-        monkeypatch.setattr(endpoint, "_namespace_identity", namespace_identity)
+        for name in ("sandbox_exists", "sandbox_is_stub", "sandbox_path", "same_namespace"):
+            monkeypatch.setattr(netns, name, past_the_kernel(name))
         monkeypatch.setattr(netns, "current_cookie", lambda: "facts")
         monkeypatch.setattr(host_module, "Store", lambda key, persistent=None: Store(key, root=self.root))
         monkeypatch.setattr(host_module, "persistent_path", lambda: None)
         monkeypatch.setattr(kernel, "Kernel", lambda: self.kernel)
         monkeypatch.setattr(host_module.Host, "open", staticmethod(host_open))
-        monkeypatch.setattr(ipvlan, "has_module", lambda name: name in machine().modules)
-        monkeypatch.setattr(parent, "vlan_supported", lambda host: "8021q" in machine().modules)
         monkeypatch.setattr(firewall, "NFT_CANDIDATES", ())
         monkeypatch.setattr(firewall, "shutil", SimpleNamespace(which=lambda name: NFT if name == "nft" else None))
         monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)

@@ -4,14 +4,14 @@ planner that writes while planning fails its test."""
 from __future__ import annotations
 
 import ipaddress
-import socket
 
 import pytest
 from facts import READS, FactsKernel, FactsSession, Machine, PlanningWrite, Runner
 
 from ansible_collections.cnm.network.plugins.module_utils import bridge, kernel
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
-from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 
 
 def link(index: int, name: str, kind=None, **more) -> kernel.Link:
@@ -48,16 +48,15 @@ def test_the_reads_answer_from_the_facts_as_netns_session_does():
     assert session.sysctls(["net/ipv4/ip_forward", "net/x"]) == {"net/ipv4/ip_forward": "1", "net/x": None}
 
 
-def test_the_raw_dumps_hold_the_kernels_connected_routes_and_the_vxlan_tables():
-    rtnl = host().rtnl
-    routes = [(r["dst"], r["dst_len"], r["gateway"], r["oif"], r["protocol"]) for r in rtnl.routes()]
-    assert routes == [
-        ("192.0.2.0", 24, None, 2, kernel.RTPROT_KERNEL),
-        ("172.30.0.0", 24, None, 4, kernel.RTPROT_KERNEL),
-        (None, 0, "192.0.2.1", 2, 4),
+def test_the_main_table_holds_the_kernels_connected_routes_and_the_vxlan_tables_their_entries():
+    session = host()
+    assert [(r.describe(), r.oif) for r in session.main_routes()] == [
+        ("192.0.2.0/24", 2),
+        ("172.30.0.0/24", 4),
+        ("default via 192.0.2.1", 2),
     ]
-    assert rtnl.neighbours(socket.AF_BRIDGE, 2) == [("00:00:00:00:00:00", "192.0.2.12")]  # the FDB
-    assert rtnl.neighbours(socket.AF_INET, 2) == [("02:42:0a:c8:02:02", "10.200.2.2")]
+    assert session.fdb(2) == [("00:00:00:00:00:00", "192.0.2.12")] and session.fdb(4) == []
+    assert session.neighbours(2) == [("02:42:0a:c8:02:02", "10.200.2.2")]
 
 
 def test_facts_of_an_interface_the_namespace_lacks_are_refused():
@@ -76,6 +75,7 @@ def test_every_write_of_a_session_and_of_its_rtnl_raises():
         lambda: session.delete_links(["ve-1"], 7),
         lambda: session.rtnl.delete_link(5),
         lambda: session.rtnl.create_vxlan("vx", 1, "192.0.2.11", 4789, 1450, "02:00:00:00:00:01", 4),
+        session.rtnl.routes,
     ):
         with pytest.raises(PlanningWrite):
             call()
@@ -91,6 +91,21 @@ def test_every_public_method_of_netns_session_is_a_read_or_refused():
             if name not in READS:
                 with pytest.raises(PlanningWrite, match=name):
                     getattr(session, name)()
+
+
+def test_every_public_method_of_the_kernel_is_answered_from_facts_or_refused():
+    facts = FactsKernel(host(), {"netns:app": FactsSession("app", (link(1, "lo"),))}, ["netns:old"], ["ipvlan"])
+    for name, value in vars(kernel.Kernel).items():
+        if callable(value) and not name.startswith("_"):
+            assert hasattr(FactsKernel, name), name
+    for verb in kernel.Kernel.NAMESPACE_VERBS:
+        with pytest.raises(PlanningWrite):
+            facts.run(Op(HOST, verb, ("app",)))
+    app, old = SandboxRef("netns", "app"), SandboxRef("netns", "old")
+    assert facts.sandbox_exists(app) and not facts.sandbox_exists(old)
+    assert facts.sandbox_is_stub(old) and not facts.sandbox_is_stub(app) and not facts.is_host_namespace(app)
+    assert facts.namespace_identity(app) == ("facts", "netns:app") and facts.namespace_identity(old) is None
+    assert facts.has_module("ipvlan") and not facts.has_module("8021q")
 
 
 def test_the_kernel_hands_out_the_sessions_of_existing_sandboxes_only():
