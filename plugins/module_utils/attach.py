@@ -20,8 +20,8 @@ from ansible_collections.cnm.network.plugins.module_utils.errors import option_e
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Route
 from ansible_collections.cnm.network.plugins.module_utils.model import check_port_count, host_veth_name
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, endpoint_key
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
-from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
 
 
 class VethLink:
@@ -165,18 +165,18 @@ class VethLink:
         return {}
 
     @staticmethod
-    def plan_absent(planner, spec, record: Optional[dict], alias: str) -> None:
+    def plan_absent(planner, spec, record: Optional[EndpointRecord], alias: str) -> None:
         """Its host end goes with the run's other doomed veths in one group delete (EndpointPlanner.finish), which
         takes the sandbox's end along."""
         ref = spec.sandbox
-        host_ifname = (record or {}).get("host_ifname") or host_veth_name(spec.network, ref.key)
+        host_ifname = (record.host_ifname if record is not None else None) or host_veth_name(spec.network, ref.key)
         host_link = planner.kernel.host.link(host_ifname)
         if host_link is None or host_link.alias != alias:
             return
         planner.host.plan.add(
             "endpoint %s on %s" % (spec.network, ref.key),
             "detach %s (its veth %s goes with the others)" % (ref.value, host_ifname),
-            {"host_interface": host_ifname, "interface": (record or {}).get("ifname")},
+            {"host_interface": host_ifname, "interface": record.ifname if record is not None else None},
             None,
             _in_group_delete,
         )
@@ -264,7 +264,7 @@ class LowerLink:
         return {"parent": self.network.parent}
 
     @classmethod
-    def plan_absent(cls, planner, spec, record: dict, alias: str) -> None:
+    def plan_absent(cls, planner, spec, record: EndpointRecord, alias: str) -> None:
         """Delete the link inside its sandbox (if the sandbox still exists)."""
         ref = spec.sandbox
         if not planner.kernel.sandbox_exists(ref):
@@ -274,7 +274,7 @@ class LowerLink:
                 planner.host.plan.add(
                     "endpoint %s on %s" % (spec.network, ref.key),
                     "delete %s %s in %s" % (cls.kind, link.name, ref.value),
-                    {"interface": link.name, "parent": record["parent"]},
+                    {"interface": link.name, "parent": record.parent},
                     None,
                     Op(ref.key, "delete_link", (link.name,)),
                     forgets=(("endpoint", endpoint_key(spec.network, ref.key)),),
@@ -291,9 +291,9 @@ class MacvlanLink(LowerLink):
         network, spec = self.network, self.spec
         if network.mode == "passthru":
             others = sorted(
-                r["sandbox"]
+                r.sandbox
                 for r in self.planner.host.state["endpoints"].values()
-                if r["network"] == network.name and r["sandbox"] != spec.sandbox.key
+                if r.network == network.name and r.sandbox != spec.sandbox.key
             )
             if others:
                 raise option_error(
@@ -338,14 +338,14 @@ class MacvlanLink(LowerLink):
         return Route(ipaddress.ip_network("%s/32" % ipv4), None, None)
 
     @classmethod
-    def plan_absent(cls, planner, spec, record: dict, alias: str) -> None:
+    def plan_absent(cls, planner, spec, record: EndpointRecord, alias: str) -> None:
         """Delete its host route through the shim, then the macvlan inside its sandbox (if the sandbox still exists):
         the deletion, which has no undo, comes last, so a failure before it leaves the endpoint whole."""
-        shim = record.get("shim_name")
-        if shim and record.get("ipv4_address"):
+        shim = record.shim_name
+        if shim and record.ipv4_address:
             host = planner.kernel.host
             link = host.link(shim)
-            route = Route(ipaddress.ip_network("%s/32" % record["ipv4_address"]), None, None)
+            route = Route(ipaddress.ip_network("%s/32" % record.ipv4_address), None, None)
             if link is not None and route in [Route(r.dst, r.gateway, None) for r in host.routes(link.index)]:
                 delete_route = Op(HOST, "delete_route", (shim, route))
                 planner.host.plan.add(

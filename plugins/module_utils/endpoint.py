@@ -19,6 +19,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     EndpointSpec,
 )
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, endpoint_key
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
     DOCKER_SYSCTLS,
     HOST,
@@ -29,7 +30,6 @@ from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
     same_value,
     sandbox_sysctls,
 )
-from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
 
 
 class EndpointPlanner:
@@ -327,24 +327,24 @@ class EndpointPlanner:
         self._ensure_lo_up(spec, view)
         self.touched.setdefault(ref.key, ref)
 
-        new_record = {
-            "network": network.name,
-            "sandbox": ref.key,
-            "ifname": ifname,
-            "host_ifname": link.host_ifname,
-            "ipv4_address": str(ipv4) if ipv4 else None,
-            "ipv6_address": str(ipv6) if ipv6 else None,
-            "mac_address": mac,
-            "static_ipv4": spec.ipv4_address is not None,
-            "static_ipv6": spec.ipv6_address is not None,
-            "static_mac": spec.mac_address is not None,
-            "default_route": spec.default_route,
-            "routes": [r.to_record() for r in spec.routes],
-            "sysctls": dict(spec.sysctls),
-            "gw_priority": spec.gw_priority,
-            "link": network.link,
-        }
-        new_record.update(link.record_fields())  # what its detach needs once the network is gone
+        new_record = EndpointRecord(
+            network=network.name,
+            sandbox=ref.key,
+            ifname=ifname,
+            host_ifname=link.host_ifname,
+            ipv4_address=str(ipv4) if ipv4 else None,
+            ipv6_address=str(ipv6) if ipv6 else None,
+            mac_address=mac,
+            static_ipv4=spec.ipv4_address is not None,
+            static_ipv6=spec.ipv6_address is not None,
+            static_mac=spec.mac_address is not None,
+            default_route=spec.default_route,
+            routes=tuple(r.to_record() for r in spec.routes),
+            sysctls=dict(spec.sysctls),
+            gw_priority=spec.gw_priority,
+            link=network.link,
+            **link.record_fields(),  # what its detach needs once the network is gone
+        )
         self._release(record)
         self.host.state["endpoints"][key] = new_record
         if ipv4 is not None:
@@ -369,9 +369,9 @@ class EndpointPlanner:
         index = self.macs.get(network)
         if index is None:
             index = self.macs[network] = {
-                r["mac_address"]: r["sandbox"]
+                r.mac_address: r.sandbox
                 for r in self.host.state["endpoints"].values()
-                if r["network"] == network and r.get("mac_address")
+                if r.network == network and r.mac_address
             }
         return index
 
@@ -386,11 +386,11 @@ class EndpointPlanner:
         if known is None:
             known = {}
             for record in self.host.state["endpoints"].values():
-                if record["network"] == network.name:
-                    other = SandboxRef.from_key(record["sandbox"])
+                if record.network == network.name:
+                    other = SandboxRef.from_key(record.sandbox)
                     identity = self.kernel.namespace_identity(other)
                     if identity is not None:
-                        known.setdefault(identity, record["sandbox"])
+                        known.setdefault(identity, record.sandbox)
             self.namespaces[network.name] = known
         identity = self.kernel.namespace_identity(ref)
         holder = known.setdefault(identity, ref.key) if identity is not None else ref.key
@@ -408,28 +408,28 @@ class EndpointPlanner:
         if index is None:
             field = "ipv%d_address" % version
             index = {
-                ipaddress.ip_address(r[field]): r["sandbox"]
+                ipaddress.ip_address(getattr(r, field)): r.sandbox
                 for r in self.host.state["endpoints"].values()
-                if r["network"] == network and r.get(field)
+                if r.network == network and getattr(r, field)
             }
             self.leases[(network, version)] = index
         return index
 
-    def _release(self, record: Optional[dict]) -> None:
+    def _release(self, record: Optional[EndpointRecord]) -> None:
         """Forget a record's addresses in the lease index (it is replaced or removed)."""
         if record is None:
             return
         for version in (4, 6):
-            address = record.get("ipv%d_address" % version)
-            index = self.leases.get((record["network"], version))
-            if address and index is not None and index.get(ipaddress.ip_address(address)) == record["sandbox"]:
+            address = getattr(record, "ipv%d_address" % version)
+            index = self.leases.get((record.network, version))
+            if address and index is not None and index.get(ipaddress.ip_address(address)) == record.sandbox:
                 del index[ipaddress.ip_address(address)]
-                floor = self.floors.get((record["network"], version))
+                floor = self.floors.get((record.network, version))
                 if floor is not None and int(ipaddress.ip_address(address)) < floor:
-                    self.floors[(record["network"], version)] = int(ipaddress.ip_address(address))
-        macs = self.macs.get(record["network"])
-        if macs is not None and macs.get(record.get("mac_address")) == record["sandbox"]:
-            del macs[record["mac_address"]]
+                    self.floors[(record.network, version)] = int(ipaddress.ip_address(address))
+        macs = self.macs.get(record.network)
+        if macs is not None and macs.get(record.mac_address) == record.sandbox:
+            del macs[record.mac_address]
 
     def finish(self) -> None:
         """Delete the veths of detached endpoints in one request, then settle each touched sandbox's default
@@ -447,8 +447,8 @@ class EndpointPlanner:
             )
         records_of: dict = {}  # sandbox key -> its endpoint records: one pass over the store, not one per sandbox
         for record in self.host.state["endpoints"].values():
-            if record["sandbox"] in self.touched:
-                records_of.setdefault(record["sandbox"], []).append(record)
+            if record.sandbox in self.touched:
+                records_of.setdefault(record.sandbox, []).append(record)
         doomed = set(self.doomed_sandboxes)
         for key, ref in self.touched.items():
             if ref not in doomed:
@@ -489,7 +489,7 @@ class EndpointPlanner:
             view = self.kernel.sandbox(ref)
         else:
             return  # a vanished sandbox (a removed container): nothing to settle
-        records = sorted(records, key=lambda r: r["ifname"])
+        records = sorted(records, key=lambda r: r.ifname)
         target = "sandbox %s" % ref.key
         before: dict = {}
         after: dict = {}
@@ -502,7 +502,7 @@ class EndpointPlanner:
 
     def _plan_defaults(self, ref, view, records: list, gone: set, before: dict, after: dict, changes: list) -> None:
         candidates, explicit = gateway_candidates(records, self.host.state["networks"])
-        ours = set(record["ifname"] for record in records)
+        ours = set(record.ifname for record in records)
         held: dict = {4: [], 6: []}  # version -> [(ifname, Route)] default routes through this sandbox's endpoints
         leaving: dict = {4: [], 6: []}  # the same through endpoints detached in this run (they go with their interface)
         foreign = set(explicit)  # versions whose default route someone else holds (another interface, a `routes` item)
@@ -558,8 +558,8 @@ class EndpointPlanner:
 
         Nothing is restored when the last endpoint goes: the values belong to the sandbox, which Docker
         never resets either (a container's namespace dies with it)."""
-        overridden = set(name for record in records for name in record.get("sysctls", {}))
-        has_ipv6 = any(record.get("ipv6_address") for record in records)
+        overridden = set(name for record in records for name in record.sysctls)
+        has_ipv6 = any(record.ipv6_address for record in records)
         wanted = sandbox_sysctls(has_ipv6, overridden, self._host_has("net/ipv6/conf/default/disable_ipv6"))
         before_values, after_values = {}, {}
         current = self._sandbox_knobs(ref, view) if view is not None else {}
@@ -581,9 +581,9 @@ class EndpointPlanner:
             )
             if name == "net.ipv6.conf.all.disable_ipv6":  # writing 'all' sets every interface: again the asked-for ones
                 for record in records:
-                    own = record.get("sysctls", {}).get("net.ipv6.conf.IFNAME.disable_ipv6")
+                    own = record.sysctls.get("net.ipv6.conf.IFNAME.disable_ipv6")
                     if own is not None and not same_value(own, value):
-                        own_path = _sysctl_path("net.ipv6.conf.IFNAME.disable_ipv6", record["ifname"])
+                        own_path = _sysctl_path("net.ipv6.conf.IFNAME.disable_ipv6", record.ifname)
                         what = "option 'sysctls': set %s=%s in %s again" % (own_path.replace("/", "."), own, ref.value)
                         changes.append((what, _write(ref, own_path, own), None))
         before["sysctls"] = before_values
@@ -651,7 +651,7 @@ class EndpointPlanner:
         """The asked-for name, else the recorded one, else the one the kernel shows (``found``), else the lowest free
         ethN."""
         claimed = self.claimed_ifnames.setdefault(spec.sandbox.key, set())
-        ifname = spec.ifname or (record or {}).get("ifname") or found
+        ifname = spec.ifname or (record.ifname if record is not None else None) or found
         if ifname is None:
             present = set(view.links()) if view is not None else set()
             number = 0
@@ -685,8 +685,8 @@ class EndpointPlanner:
         if wanted is not None:
             ipam.check_static(wanted, subnet, gateway, taken_by, spec.opt(field), spec.sandbox.key)
             return wanted
-        kept = (record or {}).get(field)
-        if kept and not (record or {}).get("static_ipv%d" % version):
+        kept = getattr(record, field) if record is not None else None
+        if kept and not getattr(record, "static_ipv%d" % version):
             address = ipaddress.ip_address(kept)
             if (
                 address in pool
@@ -736,7 +736,7 @@ class EndpointPlanner:
         record = self.host.state["endpoints"].get(key)
         result = {"network": spec.network, "sandbox": ref.key, "state": "absent"}
         # Without a record only a veth can be found (by its host end's name and alias) and detached.
-        LINKS[record["link"] if record is not None else "veth"].plan_absent(
+        LINKS[record.link if record is not None else "veth"].plan_absent(
             self, spec, record, ENDPOINT_ALIAS_PREFIX + key
         )
         if record is not None:
@@ -744,8 +744,8 @@ class EndpointPlanner:
             del self.host.state["endpoints"][key]
             self.host.drop_ports(self.host.ports_of(spec.network, ref.key))  # in the same firewall transaction
             self.host.forget_flows(record)
-            if record.get("ifname"):
-                self.detached.setdefault(ref.key, set()).add(record["ifname"])
+            if record.ifname:
+                self.detached.setdefault(ref.key, set()).add(record.ifname)
             self.touched.setdefault(ref.key, ref)
         self._maybe_delete_sandbox(spec)
         return result
@@ -760,7 +760,7 @@ def check_containers(host, specs) -> list:
     """
     present = [spec for spec in specs if spec.state == "present"]
     networks = set(spec.network for spec in present)  # the networks whose stored endpoints this run checks
-    stored = [record["sandbox"] for record in host.state["endpoints"].values() if record["network"] in networks]
+    stored = [record.sandbox for record in host.state["endpoints"].values() if record.network in networks]
     waiting = netns.check_containers(present, host.check_mode, stored)
     owners: dict = {}
     not_running = set(id(spec) for spec in waiting)
@@ -816,8 +816,8 @@ def explicit_routes(records: list, ifname: str) -> list:
     """Default routes an endpoint asked for itself in ``routes`` (never moved by the gateway choice)."""
     result = []
     for record in records:
-        if record["ifname"] == ifname:
-            for item in record.get("routes", []):
+        if record.ifname == ifname:
+            for item in record.routes:
                 dst = ipaddress.ip_network(item["dst"])
                 if dst.prefixlen == 0:
                     gateway = ipaddress.ip_address(item["gateway"]) if item.get("gateway") else None
@@ -844,16 +844,16 @@ def _read(session, names: list, ifname: str) -> dict:
     return {name: values[_sysctl_path(name, ifname)] for name in names}
 
 
-def _result(record: dict, ref: SandboxRef) -> dict:
+def _result(record: EndpointRecord, ref: SandboxRef) -> dict:
     return {
-        "network": record["network"],
+        "network": record.network,
         ref.kind: ref.value,
         "sandbox": ref.key,
-        "ifname": record["ifname"],
-        "host_ifname": record["host_ifname"],
-        "ipv4_address": record["ipv4_address"],
-        "ipv6_address": record["ipv6_address"],
-        "mac_address": record["mac_address"],
+        "ifname": record.ifname,
+        "host_ifname": record.host_ifname,
+        "ipv4_address": record.ipv4_address,
+        "ipv6_address": record.ipv6_address,
+        "mac_address": record.mac_address,
     }
 
 

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import conntrack, passes
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+from ansible_collections.cnm.network.plugins.module_utils.records import PortRecord
 
 TABLE = "cnm"
 COMMENT_PREFIX = "cnm "
@@ -114,10 +115,10 @@ def _names(names: List[str]):
     return names[0] if len(names) == 1 else {"set": sorted(names)}
 
 
-def reaches_loopback(entry: dict) -> bool:
+def reaches_loopback(entry: PortRecord) -> bool:
     """A published port bound to all addresses or to 127.0.0.0/8 answers on the host's loopback (IPv4 only)."""
-    host_ip = ipaddress.ip_address(entry["host_ip"]) if entry.get("host_ip") else None
-    return bool(entry.get("container_ip")) and (
+    host_ip = ipaddress.ip_address(entry.host_ip) if entry.host_ip else None
+    return bool(entry.container_ip) and (
         host_ip is None or (host_ip.version == 4 and (host_ip.is_unspecified or host_ip in LOOPBACK))
     )
 
@@ -197,24 +198,24 @@ def element_text(map_name: str, key, value) -> str:
     return "element %s %s : %s" % (map_name, " . ".join(str(part) for part in parts), value)
 
 
-def _bindings(entry: dict) -> List[Tuple[Tuple[PortMap, PortMap], Optional[str], str]]:
+def _bindings(entry: PortRecord) -> List[Tuple[Tuple[PortMap, PortMap], Optional[str], str]]:
     """(maps, host address or None for any, container address) of each binding an entry renders.
 
     IPv4 when host_ip is None or IPv4 and the entry has container_ip; IPv6 when host_ip is None or IPv6 and it has
     container_ipv6 (see the contract); ::1 never (the kernel cannot DNAT IPv6 loopback to a container)."""
-    host_ip = ipaddress.ip_address(entry["host_ip"]) if entry.get("host_ip") else None
+    host_ip = ipaddress.ip_address(entry.host_ip) if entry.host_ip else None
     found = []
-    if entry.get("container_ip") and (host_ip is None or host_ip.version == 4):
+    if entry.container_ip and (host_ip is None or host_ip.version == 4):
         if host_ip is None or host_ip.is_unspecified:
-            found.append((PORTS_ANY4, None, entry["container_ip"]))
+            found.append((PORTS_ANY4, None, entry.container_ip))
         else:
-            found.append((PORTS_LOOPBACK4 if host_ip in LOOPBACK else PORTS_HOST4, str(host_ip), entry["container_ip"]))
+            found.append((PORTS_LOOPBACK4 if host_ip in LOOPBACK else PORTS_HOST4, str(host_ip), entry.container_ip))
     if (
-        entry.get("container_ipv6")
+        entry.container_ipv6
         and (host_ip is None or host_ip.version == 6)
         and not (host_ip is not None and host_ip.is_loopback)
     ):
-        container_ipv6 = str(ipaddress.ip_address(entry["container_ipv6"]))
+        container_ipv6 = str(ipaddress.ip_address(entry.container_ipv6))
         if host_ip is None or host_ip.is_unspecified:
             found.append((PORTS_ANY6, None, container_ipv6))
         else:
@@ -222,7 +223,7 @@ def _bindings(entry: dict) -> List[Tuple[Tuple[PortMap, PortMap], Optional[str],
     return found
 
 
-def render_elements(ports: Dict[str, dict]) -> List[Element]:
+def render_elements(ports: Dict[str, PortRecord]) -> List[Element]:
     """The map elements of every published port: per binding, one in its ``_addr`` map and one in its ``_port`` map.
 
     A (protocol, host address, host port) key is rendered once: the first port key in sorted order keeps it."""
@@ -230,14 +231,14 @@ def render_elements(ports: Dict[str, dict]) -> List[Element]:
     seen = set()
     for key in sorted(ports):
         entry = ports[key]
-        owner = "port %s %s" % (entry["network"], key)
+        owner = "port %s %s" % (entry.network, key)
         for (addr_map, port_map), host_ip, container in _bindings(entry):
-            map_key = (entry["protocol"],) + ((host_ip,) if host_ip else ()) + (entry["host_port"],)
+            map_key = (entry.protocol,) + ((host_ip,) if host_ip else ()) + (entry.host_port,)
             if (addr_map.name, map_key) in seen:
                 continue
             seen.add((addr_map.name, map_key))
             elements.append(Element(addr_map, owner, map_key, container))
-            elements.append(Element(port_map, owner, map_key, entry["container_port"]))
+            elements.append(Element(port_map, owner, map_key, entry.container_port))
     return elements
 
 
@@ -260,7 +261,7 @@ def _map_dnat(maps: Tuple[PortMap, PortMap]) -> dict:
 LOCAL = {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}
 
 
-def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule]:
+def render_ports(networks: Dict[str, dict], ports: Dict[str, PortRecord]) -> List[Rule]:
     """DNAT of the published ports, from other hosts (prerouting) and from the host itself (output), at constant cost.
 
     A few rules, the same for 1 or 1000 ports: per address family, one lookup keyed by (protocol, host address,
@@ -301,14 +302,14 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule
             ),
         )
     ct_dnat = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
-    for name in sorted({entry["network"] for entry in ports.values()}):
+    for name in sorted({entry.network for entry in ports.values()}):
         record = networks.get(name)
         if record is None:
             continue
         bridge = record["bridge_name"]
-        mine = [entry for entry in ports.values() if entry["network"] == name]
+        mine = [entry for entry in ports.values() if entry.network == name]
         # Hairpin: an endpoint reaching a port published on its own network answers through the host.
-        if record.get("subnet") and any(entry.get("container_ip") for entry in mine):
+        if record.get("subnet") and any(entry.container_ip for entry in mine):
             rules.append(
                 _rule(
                     INET_POSTROUTING,
@@ -319,7 +320,7 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, dict]) -> List[Rule
                     {"masquerade": None},
                 )
             )
-        if record.get("ipv6_subnet") and any(entry.get("container_ipv6") for entry in mine):
+        if record.get("ipv6_subnet") and any(entry.container_ipv6 for entry in mine):
             rules.append(
                 _rule(
                     INET_POSTROUTING,
@@ -890,7 +891,7 @@ def _restore(host, command: str, script: str) -> None:
         raise OSError(code, "%s-restore refused the pass rules: %s" % (command, err.strip()))
 
 
-def needed_sysctls(networks: Dict[str, dict], ports: Dict[str, dict]) -> Dict[str, str]:
+def needed_sysctls(networks: Dict[str, dict], ports: Dict[str, PortRecord]) -> Dict[str, str]:
     """IPv4 forwarding while a network routes, IPv6 forwarding while one routes IPv6 (``all.forwarding``: the
     host then ignores router advertisements on interfaces whose accept_ra is 1, as with Docker); route_localnet
     on bridges whose ports answer on 127.0.0.1."""
@@ -898,7 +899,7 @@ def needed_sysctls(networks: Dict[str, dict], ports: Dict[str, dict]) -> Dict[st
     if ipv6_forwarding_needed(networks):
         wanted["net.ipv6.conf.all.forwarding"] = "1"
     for entry in ports.values():
-        record = networks.get(entry["network"])
+        record = networks.get(entry.network)
         if record is not None and reaches_loopback(entry):
             wanted["net.ipv4.conf.%s.route_localnet" % record["bridge_name"]] = "1"
     return wanted
@@ -963,14 +964,14 @@ def _restore_sysctl(session, name: str, value: str) -> None:
         session.write_sysctl(_path(name), value)
 
 
-def conntrack_flow(entry: dict) -> tuple:
+def conntrack_flow(entry: PortRecord) -> tuple:
     """What identifies the conntrack entries of a published port: protocol, host port, container addresses (IPv4,
     IPv6)."""
-    ipv6 = entry.get("container_ipv6")
+    ipv6 = entry.container_ipv6
     return (
-        entry["protocol"],
-        entry["host_port"],
-        entry.get("container_ip"),
+        entry.protocol,
+        entry.host_port,
+        entry.container_ip,
         str(ipaddress.ip_address(ipv6)) if ipv6 else None,
     )
 

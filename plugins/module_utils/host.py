@@ -7,8 +7,8 @@ read current -> compute desired -> plan -> report (check mode) or apply, undoing
 
 from __future__ import annotations
 
-import copy
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Callable, Iterator, Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import kernel, netns
@@ -16,9 +16,15 @@ from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow, plan_firewall
 from ansible_collections.cnm.network.plugins.module_utils.model import ENDPOINT_ALIAS_PREFIX, network_from_record
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op, Plan
+from ansible_collections.cnm.network.plugins.module_utils.records import (
+    EndpointRecord,
+    copy_state,
+    endpoint_key,
+    state_to_dict,
+)
 from ansible_collections.cnm.network.plugins.module_utils.recover import recover
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
-from ansible_collections.cnm.network.plugins.module_utils.store import Store, endpoint_key, persistent_path
+from ansible_collections.cnm.network.plugins.module_utils.store import Store, persistent_path
 
 
 class Host:
@@ -96,7 +102,7 @@ class Host:
     def endpoints_of(self, network: str) -> dict:
         """Endpoint records of a network whose sandbox still exists; leases of vanished sandboxes are reclaimed."""
         self.reclaim_vanished(network)
-        return {key: record for key, record in self.state["endpoints"].items() if record["network"] == network}
+        return {key: record for key, record in self.state["endpoints"].items() if record.network == network}
 
     def reclaim_vanished(self, network: str) -> None:
         """Reclaim the leases (and ports, and a veth left behind) of a network's endpoints whose sandbox vanished."""
@@ -104,13 +110,13 @@ class Host:
             self._swept.add(network)
             for key, record in list(self.state["endpoints"].items()):
                 if (
-                    record["network"] == network
-                    and record["sandbox"] not in self.new_sandboxes
-                    and not self.kernel.sandbox_exists(SandboxRef.from_key(record["sandbox"]))
+                    record.network == network
+                    and record.sandbox not in self.new_sandboxes
+                    and not self.kernel.sandbox_exists(SandboxRef.from_key(record.sandbox))
                 ):
                     del self.state["endpoints"][key]
-                    sandbox = record["sandbox"]
-                    reclaimed = {"network": network, "sandbox": sandbox, "ipv4_address": record.get("ipv4_address")}
+                    sandbox = record.sandbox
+                    reclaimed = {"network": network, "sandbox": sandbox, "ipv4_address": record.ipv4_address}
                     ports = self.drop_ports(self.ports_of(network, sandbox))  # its address may go to the next endpoint
                     self.forget_flows(record)
                     if ports:
@@ -118,25 +124,25 @@ class Host:
                     self._drop_stray_veth(key, record)
                     self.reclaimed.append(reclaimed)
 
-    def _drop_stray_veth(self, key: str, record: dict) -> None:
+    def _drop_stray_veth(self, key: str, record: EndpointRecord) -> None:
         """A namespace deleted by hand while a process holds it lives on, with the endpoint's address, on the bridge:
         its host veth goes with the lease, so the address's next holder is alone on the network."""
-        name = record.get("host_ifname")
+        name = record.host_ifname
         link = self.kernel.host.link(name) if name else None
         if link is not None and link.alias == ENDPOINT_ALIAS_PREFIX + key:
             self.plan.add(
-                "endpoint %s on %s" % (record["network"], record["sandbox"]),
-                "delete %s, the veth of vanished %s" % (name, record["sandbox"]),
+                "endpoint %s on %s" % (record.network, record.sandbox),
+                "delete %s, the veth of vanished %s" % (name, record.sandbox),
                 {"host_interface": name},
                 None,
                 Op(HOST, "delete_link", (name,)),
                 forgets=(("endpoint", key),),
             )
 
-    def forget_flows(self, record: dict) -> None:
+    def forget_flows(self, record: EndpointRecord) -> None:
         """An endpoint left: its flows go with it, as Docker clears an endpoint's conntrack entries when it leaves (a
         masqueraded flow would otherwise live on, for days if TCP, and reach the address's next holder)."""
-        self.conntrack_addresses.update(a for a in (record.get("ipv4_address"), record.get("ipv6_address")) if a)
+        self.conntrack_addresses.update(a for a in (record.ipv4_address, record.ipv6_address) if a)
 
     # ---- published ports ----
     def ports_of(self, network: str, sandbox: str) -> list:
@@ -144,7 +150,7 @@ class Host:
         return sorted(
             key
             for key, entry in self.state.get("ports", {}).items()
-            if (entry["network"], entry["sandbox"]) == (network, sandbox)
+            if (entry.network, entry.sandbox) == (network, sandbox)
         )
 
     def drop_ports(self, keys: list) -> list:
@@ -170,13 +176,13 @@ class Host:
         orphans = [
             key
             for key, entry in self.state.get("ports", {}).items()
-            if entry["network"] not in networks or endpoint_key(entry["network"], entry["sandbox"]) not in endpoints
+            if entry.network not in networks or endpoint_key(entry.network, entry.sandbox) not in endpoints
         ]
         for key in sorted(orphans):
             entry = self.state["ports"][key]
             self.warnings.append(
                 "published port %s of %s on %s removed: its endpoint or network is no longer in "
-                "the store" % (key, entry["sandbox"], entry["network"])
+                "the store" % (key, entry.sandbox, entry.network)
             )
         self.drop_ports(orphans)
         self._follow_addresses()
@@ -187,25 +193,20 @@ class Host:
         ports = self.state.get("ports", {})
         for key in sorted(ports):
             entry = ports[key]
-            record = self.state["endpoints"][endpoint_key(entry["network"], entry["sandbox"])]
-            had = entry.get("container_ip"), entry.get("container_ipv6")  # an entry older than IPv6 lacks the second
-            held = record.get("ipv4_address"), record.get("ipv6_address") if "container_ipv6" in entry else None
+            record = self.state["endpoints"][endpoint_key(entry.network, entry.sandbox)]
+            had, held = (entry.container_ip, entry.container_ipv6), record.addresses
             now = tuple(new if old is not None else None for old, new in ((had[0], held[0]), (had[1], held[1])))
             if now == had:
                 continue
             if None in [new for old, new in ((had[0], now[0]), (had[1], now[1])) if old is not None]:
                 self.warnings.append(
                     "published port %s of %s on %s removed: the endpoint no longer has an address "
-                    "of its family" % (key, entry["sandbox"], entry["network"])
+                    "of its family" % (key, entry.sandbox, entry.network)
                 )
                 self.drop_ports([key])
                 continue
             self.conntrack_flush.add(conntrack_flow(entry))
-            ports[key] = (
-                dict(entry, container_ip=now[0], container_ipv6=now[1])
-                if "container_ipv6" in entry
-                else dict(entry, container_ip=now[0])
-            )
+            ports[key] = replace(entry, container_ip=now[0], container_ipv6=now[1])
 
     # ---- finishing ----
     def execute(self, check: bool) -> dict:
@@ -229,7 +230,7 @@ class Host:
 
     def _plan_store_write(self) -> None:
         if self.state != self.original:
-            before, after = copy.deepcopy(self.original), copy.deepcopy(self.state)
+            before, after = copy_state(self.original), copy_state(self.state)
 
             def write() -> None:
                 held = self.store.data  # what the file holds, if the write fails (save sets data first)
@@ -273,14 +274,14 @@ class Host:
             if kind == "network" and self.state["networks"].pop(key, None) is not None:
                 networks.append(key)
             for name, record in sorted(self.state["endpoints"].items()):
-                if (kind, key) in (("endpoint", name), ("sandbox", record["sandbox"])):
+                if (kind, key) in (("endpoint", name), ("sandbox", record.sandbox)):
                     del self.state["endpoints"][name]
-                    endpoints.append("%s on %s" % (record["sandbox"], record["network"]))
+                    endpoints.append("%s on %s" % (record.sandbox, record.network))
         ports = sorted(
             key
             for key, entry in self.state.get("ports", {}).items()
-            if entry["network"] not in self.state["networks"]
-            or endpoint_key(entry["network"], entry["sandbox"]) not in self.state["endpoints"]
+            if entry.network not in self.state["networks"]
+            or endpoint_key(entry.network, entry.sandbox) not in self.state["endpoints"]
         )
         self.drop_ports(ports)
         gone = [
@@ -291,7 +292,7 @@ class Host:
         if not gone:
             return partial[2:]
         note = "the store no longer lists what went with them: %s" % "; ".join(gone)
-        alone = copy.deepcopy(self.state)
+        alone = copy_state(self.state)
         try:
             plan_firewall(self)
             self._plan_store_write()
@@ -313,7 +314,7 @@ def _never() -> None:
 
 
 def _store_view(data: dict) -> dict:
-    return {key: value for key, value in data.items() if key != "version"}
+    return {key: value for key, value in state_to_dict(data).items() if key != "version"}
 
 
 def run_module(module, build: Callable[[Host], dict]) -> None:

@@ -31,8 +31,8 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     parse_sandbox,
 )
 from ansible_collections.cnm.network.plugins.module_utils.ports import docker_form, entry_mapping, entry_slots
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, PortRecord, endpoint_key
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef, choose_gateways, gateway_candidates
-from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
 
 GATHER = ("networks", "endpoints", "ports", "peers")
 
@@ -230,7 +230,7 @@ def shadowed_ports(entries: Dict[str, dict]) -> Dict[str, str]:
     found = listeners.listeners()
     shadowed = {}
     for key, entry in entries.items():
-        listener = listeners.clashing(found, entry["protocol"], entry["host_port"], entry_slots(entry))
+        listener = listeners.clashing(found, entry.protocol, entry.host_port, entry_slots(entry))
         if listener is not None:
             shadowed[key] = listeners.bound_by(listener)
     return shadowed
@@ -287,18 +287,17 @@ def select(state: dict, query: InfoQuery, matches: Optional[Callable[[str], bool
     endpoints = sorted(
         key
         for key, record in state["endpoints"].items()
-        if (query.networks is None or record["network"] in query.networks)
-        and (matches is None or matches(record["sandbox"]))
+        if (query.networks is None or record.network in query.networks) and (matches is None or matches(record.sandbox))
     )
     if matches is not None:
-        networks &= {state["endpoints"][key]["network"] for key in endpoints}
+        networks &= {state["endpoints"][key].network for key in endpoints}
     ports = sorted(
         key
         for key, entry in state.get("ports", {}).items()
-        if entry["network"] in networks or (query.networks is None and matches is None)
+        if entry.network in networks or (query.networks is None and matches is None)
     )
     if matches is not None:
-        ports = [key for key in ports if matches(state["ports"][key]["sandbox"])]
+        ports = [key for key in ports if matches(state["ports"][key].sandbox)]
     return Selection(tuple(sorted(networks)), tuple(endpoints), tuple(ports), missing)
 
 
@@ -353,9 +352,7 @@ def network_view(name: str, record: dict, facts: NamespaceFacts, state: dict) ->
             entry["ports"] = sorted(other.name for other in facts.devices.values() if other.master == device_name)
         devices.append(entry)
     view["devices"] = devices
-    view["endpoints"] = sorted(
-        record_["sandbox"] for record_ in state["endpoints"].values() if record_["network"] == name
-    )
+    view["endpoints"] = sorted(record_.sandbox for record_ in state["endpoints"].values() if record_.network == name)
     return view
 
 
@@ -477,26 +474,32 @@ def _settings(values: dict) -> str:
     return " ".join("%s %s" % (key, values[key]) for key in sorted(values))
 
 
-def endpoint_view(key: str, record: dict, host_facts: NamespaceFacts, sandbox_facts: Optional[NamespaceFacts]) -> dict:
+def endpoint_view(
+    key: str, record: EndpointRecord, host_facts: NamespaceFacts, sandbox_facts: Optional[NamespaceFacts]
+) -> dict:
     """The record as stored, the sandbox as ``KIND: VALUE``, and the kernel state of both ends."""
-    ref = SandboxRef.from_key(record["sandbox"])
-    view = dict(record)
+    ref = SandboxRef.from_key(record.sandbox)
+    view = record.to_dict()
     view[ref.kind] = ref.value
     if ref.kind == "container":
         view["container_runtime"] = ref.runtime
     view["sandbox_exists"] = sandbox_facts is not None
-    inner = sandbox_facts.devices.get(record.get("ifname") or "") if sandbox_facts is not None else None
+    inner = sandbox_facts.devices.get(record.ifname or "") if sandbox_facts is not None else None
     view["interface"] = inner.describe() if inner is not None else None
-    outer = host_facts.devices.get(record["host_ifname"]) if record.get("host_ifname") else None
+    outer = host_facts.devices.get(record.host_ifname) if record.host_ifname else None
     view["host_interface"] = outer.describe() if outer is not None else None
     return view
 
 
 def endpoint_drift(
-    key: str, record: dict, network: Optional[dict], host_facts: NamespaceFacts, sandbox_facts: Optional[NamespaceFacts]
+    key: str,
+    record: EndpointRecord,
+    network: Optional[dict],
+    host_facts: NamespaceFacts,
+    sandbox_facts: Optional[NamespaceFacts],
 ) -> List[dict]:
     """Where the endpoint's interfaces differ from its record; ``sandbox_facts`` None: the sandbox is gone."""
-    name, sandbox = record["network"], record["sandbox"]
+    name, sandbox = record.network, record.sandbox
     what = "endpoint %s" % key
     found = []
 
@@ -514,7 +517,7 @@ def endpoint_drift(
             "its sandbox no longer exists (its lease is reclaimed by the next cnm_endpoint run on %s)" % name,
         )
         return found
-    ifname = record.get("ifname")
+    ifname = record.ifname
     inner = sandbox_facts.devices.get(ifname or "") if sandbox_facts is not None else None
     if inner is None:
         add(
@@ -522,7 +525,7 @@ def endpoint_drift(
             "interface %s in %s" % (ifname, sandbox),
             "interface %s is missing in the sandbox" % ifname,
         )
-    elif not record.get("host_ifname") and inner.alias != ENDPOINT_ALIAS_PREFIX + key:
+    elif not record.host_ifname and inner.alias != ENDPOINT_ALIAS_PREFIX + key:
         # Without a host end (macvlan), the interface in the sandbox carries the endpoint's alias itself.
         add(
             "endpoint_interface_foreign",
@@ -532,8 +535,8 @@ def endpoint_drift(
             {"alias": inner.alias, "kind": inner.kind},
         )
     outer = None
-    if record.get("host_ifname"):
-        host_ifname = record["host_ifname"]
+    if record.host_ifname:
+        host_ifname = record.host_ifname
         outer = host_facts.devices.get(host_ifname)
         if outer is None:
             add(
@@ -574,18 +577,18 @@ def endpoint_drift(
             )
     if inner is not None:
         obj = "interface %s in %s" % (inner.name, sandbox)
-        if record.get("mac_address") and inner.mac != record["mac_address"]:
+        if record.mac_address and inner.mac != record.mac_address:
             add(
                 "endpoint_mac",
                 obj,
-                "%s has MAC %s, the store says %s" % (inner.name, inner.mac, record["mac_address"]),
-                record["mac_address"],
+                "%s has MAC %s, the store says %s" % (inner.name, inner.mac, record.mac_address),
+                record.mac_address,
                 inner.mac,
             )
         if network is not None:
             wanted = _interfaces(
-                (record.get("ipv4_address"), network.get("subnet")),
-                (record.get("ipv6_address"), network.get("ipv6_subnet")),
+                (record.ipv4_address, network.get("subnet")),
+                (record.ipv6_address, network.get("ipv6_subnet")),
             )
             if sorted(inner.addresses, key=_address_order) != wanted:
                 add(
@@ -603,26 +606,26 @@ def _paired(inner: Device, outer: Device) -> bool:
     return inner.kind == "veth" and inner.peer_index == outer.index and outer.peer_index == inner.index
 
 
-def port_view(key: str, entry: dict, rules: Optional[Dict[str, str]], wanted: Dict[str, List[str]]) -> dict:
-    view = dict(entry, key=key, published=docker_form(entry_mapping(entry)))
+def port_view(key: str, entry: PortRecord, rules: Optional[Dict[str, str]], wanted: Dict[str, List[str]]) -> dict:
+    view = dict(entry.to_dict(), key=key, published=docker_form(entry_mapping(entry)))
     view["rules_present"] = None if rules is None else all(comment in rules for comment in wanted.get(key, ()))
     return view
 
 
 def port_drift(
     key: str,
-    entry: dict,
+    entry: PortRecord,
     state: dict,
     rules: Optional[Dict[str, str]],
     wanted: Dict[str, List[str]],
     shadowed: Optional[Dict[str, str]] = None,
     sandbox_exists: bool = True,
 ) -> List[dict]:
-    network, sandbox = entry["network"], entry["sandbox"]
+    network, sandbox = entry.network, entry.sandbox
     found = []
     record = state["endpoints"].get(endpoint_key(network, sandbox))
     if record is not None and not sandbox_exists:
-        held = " and ".join(str(a) for a in (entry.get("container_ip"), entry.get("container_ipv6")) if a is not None)
+        held = " and ".join(str(a) for a in (entry.container_ip, entry.container_ipv6) if a is not None)
         found.append(
             drift(
                 "port_endpoint_missing",
@@ -636,19 +639,19 @@ def port_drift(
                 None,
             )
         )
-    ipv6 = entry.get("container_ipv6")  # entries written before IPv6 lack it
+    ipv6 = entry.container_ipv6  # None: published for IPv4 only (and entries written before IPv6)
     if (
         record is None
-        or record.get("ipv4_address") != entry.get("container_ip")
-        or ("container_ipv6" in entry and record.get("ipv6_address") != ipv6)
+        or record.ipv4_address != entry.container_ip
+        or (ipv6 is not None and record.ipv6_address != ipv6)
     ):
-        expected = entry.get("container_ip") if ipv6 is None else [entry.get("container_ip"), ipv6]
+        expected = entry.container_ip if ipv6 is None else [entry.container_ip, ipv6]
         had = (
             None
             if record is None
-            else record.get("ipv4_address")
+            else record.ipv4_address
             if ipv6 is None
-            else [record.get("ipv4_address"), record.get("ipv6_address")]
+            else [record.ipv4_address, record.ipv6_address]
         )
         found.append(
             drift(
@@ -659,7 +662,7 @@ def port_drift(
                     key,
                     sandbox,
                     network,
-                    " and ".join(str(a) for a in (entry.get("container_ip"), ipv6) if a is not None),
+                    " and ".join(str(a) for a in (entry.container_ip, ipv6) if a is not None),
                 ),
                 network,
                 sandbox,
@@ -856,7 +859,7 @@ def unclaimed_devices(
     claimed = {
         device_name for record in state["networks"].values() for _role, device_name, _kind in network_devices(record)
     }
-    claimed |= {record["host_ifname"] for record in state["endpoints"].values() if record.get("host_ifname")}
+    claimed |= {record.host_ifname for record in state["endpoints"].values() if record.host_ifname}
     found = []
     for device in sorted(facts.devices.values(), key=lambda d: d.name):
         if not (device.alias or "").startswith(ALIAS_PREFIX) or device.name in claimed:
@@ -906,18 +909,18 @@ def report(
         result["endpoints"] = []
         for key in selection.endpoints:
             record = state["endpoints"][key]
-            result["endpoints"].append(endpoint_view(key, record, host_facts, sandboxes.get(record["sandbox"])))
+            result["endpoints"].append(endpoint_view(key, record, host_facts, sandboxes.get(record.sandbox)))
             found += endpoint_drift(
-                key, record, state["networks"].get(record["network"]), host_facts, sandboxes.get(record["sandbox"])
+                key, record, state["networks"].get(record.network), host_facts, sandboxes.get(record.sandbox)
             )
-            found += port_flag_drift(key, record, state["networks"].get(record["network"]), host_facts)
-        for sandbox in sorted({state["endpoints"][key]["sandbox"] for key in selection.endpoints}):
+            found += port_flag_drift(key, record, state["networks"].get(record.network), host_facts)
+        for sandbox in sorted({state["endpoints"][key].sandbox for key in selection.endpoints}):
             found += sandbox_drift(sandbox, state, selection, sandboxes.get(sandbox))
     if "ports" in query.gather:
         wanted = rules_by_owner(state)[0] if host_facts.rules is not None else {}
         result["ports"] = [port_view(key, state["ports"][key], host_facts.rules, wanted) for key in selection.ports]
         for key in selection.ports:
-            owner = state["ports"][key]["sandbox"]
+            owner = state["ports"][key].sandbox
             exists = sandboxes[owner] is not None if owner in sandboxes else (alive or {}).get(owner, True)
             found += port_drift(key, state["ports"][key], state, host_facts.rules, wanted, host_facts.shadowed, exists)
     found += firewall_drift(state, selection, query, host_facts.rules)
@@ -948,7 +951,7 @@ def sysctl_drift(state: dict, selection: Selection, values: Optional[Dict[str, O
         return []
     needers: Dict[Tuple[str, str], List[str]] = {}
     for name in selection.networks:
-        ports = {key: entry for key, entry in state.get("ports", {}).items() if entry["network"] == name}
+        ports = {key: entry for key, entry in state.get("ports", {}).items() if entry.network == name}
         for sysctl, value in firewall.needed_sysctls(firewall.bridged({name: state["networks"][name]}), ports).items():
             needers.setdefault((sysctl, value), []).append(name)
     found = []
@@ -970,9 +973,11 @@ def sysctl_drift(state: dict, selection: Selection, values: Optional[Dict[str, O
     return found
 
 
-def port_flag_drift(key: str, record: dict, network: Optional[dict], host_facts: NamespaceFacts) -> List[dict]:
+def port_flag_drift(
+    key: str, record: EndpointRecord, network: Optional[dict], host_facts: NamespaceFacts
+) -> List[dict]:
     """The bridge port flags of an endpoint's host end: hairpin on, isolated exactly when the network has icc off."""
-    outer = host_facts.devices.get(record.get("host_ifname") or "")
+    outer = host_facts.devices.get(record.host_ifname or "")
     if network is None or outer is None or outer.port_flags is None or outer.alias != ENDPOINT_ALIAS_PREFIX + key:
         return []
     if not network.get("bridge_name") or outer.master != network["bridge_name"]:
@@ -987,9 +992,9 @@ def port_flag_drift(key: str, record: dict, network: Optional[dict], host_facts:
             "endpoint %s on %s: bridge port %s has %s; the "
             "network wants %s (hairpin always, "
             "isolated when icc is off)"
-            % (record["sandbox"], record["network"], outer.name, _flags(outer.port_flags), _flags(wanted)),
-            record["network"],
-            record["sandbox"],
+            % (record.sandbox, record.network, outer.name, _flags(outer.port_flags), _flags(wanted)),
+            record.network,
+            record.sandbox,
             _flag_dict(wanted),
             _flag_dict(outer.port_flags),
         )
@@ -1011,11 +1016,11 @@ def sandbox_drift(sandbox: str, state: dict, selection: Selection, facts: Option
     if facts is None:
         return []
     records = sorted(
-        (record for record in state["endpoints"].values() if record["sandbox"] == sandbox),
-        key=lambda record: record["ifname"],
+        (record for record in state["endpoints"].values() if record.sandbox == sandbox),
+        key=lambda record: record.ifname,
     )
     candidates, explicit = gateway_candidates(records, state["networks"])
-    ours = {record["ifname"] for record in records}
+    ours = {record.ifname for record in records}
     found = []
     for version, best in sorted(choose_gateways(candidates).items()):
         if (
@@ -1093,8 +1098,8 @@ def gather(host: Host, query: InfoQuery) -> dict:
     """Read the store (as the lock holds it) and the kernel, and report."""
     state = host.state  # the store as read (or, when it was lost, as rebuilt from the kernel): info plans nothing
     # Container sandboxes: one inspect per runtime for all of them, not one per endpoint.
-    stored = [record["sandbox"] for record in state["endpoints"].values()] + [
-        entry["sandbox"] for entry in state.get("ports", {}).values()
+    stored = [record.sandbox for record in state["endpoints"].values()] + [
+        entry.sandbox for entry in state.get("ports", {}).values()
     ]
     netns.prefetch_containers([(query.sandbox, "container_runtime")], stored)
     matches = sandbox_matcher(host.kernel, query.sandbox) if query.sandbox is not None else None
@@ -1107,10 +1112,10 @@ def gather(host: Host, query: InfoQuery) -> dict:
     host_facts = read_host(host, state, query, host.warnings)
     sandboxes: Dict[str, Optional[NamespaceFacts]] = {}
     if "endpoints" in query.gather:
-        sandboxes = read_sandboxes(host, (state["endpoints"][key]["sandbox"] for key in selection.endpoints))
+        sandboxes = read_sandboxes(host, (state["endpoints"][key].sandbox for key in selection.endpoints))
     alive = {
         owner: host.kernel.sandbox_exists(SandboxRef.from_key(owner))
-        for owner in set(state["ports"][key]["sandbox"] for key in selection.ports) - set(sandboxes)
+        for owner in set(state["ports"][key].sandbox for key in selection.ports) - set(sandboxes)
     }
     result = report(state, query, selection, host_facts, sandboxes, matches, alive)
     # stubs belong to no network: only a question about all of them

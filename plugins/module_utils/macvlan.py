@@ -101,8 +101,8 @@ def _plan_shim(host: Host, network: MacvlanNetwork, target: str, mtu: int) -> No
     # ip_range, and each endpoint with a static address outside it (cnm_endpoint adds those as they come)
     routes = [Route(network.ip_range, None, None)]
     for record in host.state["endpoints"].values():
-        if record["network"] == network.name and ipaddress.ip_address(record["ipv4_address"]) not in network.ip_range:
-            routes.append(Route(ipaddress.ip_network(record["ipv4_address"] + "/32"), None, None))
+        if record.network == network.name and ipaddress.ip_address(record.ipv4_address) not in network.ip_range:
+            routes.append(Route(ipaddress.ip_network(record.ipv4_address + "/32"), None, None))
     desired = {
         "shim": name,
         "parent": network.parent,
@@ -170,7 +170,7 @@ def _plan_shim_absent(host: Host, network_name: str, name: str, forgets: tuple =
 
 def _check_host_access(network: MacvlanNetwork, attached: dict) -> None:
     for endpoint in attached.values():
-        if network.host_access_ip is not None and endpoint.get("ipv4_address") == str(network.host_access_ip):
+        if network.host_access_ip is not None and endpoint.ipv4_address == str(network.host_access_ip):
             raise option_error(
-                "host_access_ip", network.host_access_ip, "is the address of endpoint %s" % endpoint["sandbox"]
+                "host_access_ip", network.host_access_ip, "is the address of endpoint %s" % endpoint.sandbox
             )

@@ -12,6 +12,7 @@ from ansible_collections.cnm.network.plugins.module_utils.errors import option_e
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec, parse_routes
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 
 
@@ -25,7 +26,7 @@ def detach_all(host: Host, name: str, force: bool) -> dict:
     """Plan the detach of every endpoint of a network that goes; refused (naming them) unless ``force``."""
     attached = host.endpoints_of(name)
     if attached and not force:
-        sandboxes = ", ".join(sorted(e["sandbox"] for e in attached.values()))
+        sandboxes = ", ".join(sorted(e.sandbox for e in attached.values()))
         raise option_error(
             "state",
             "absent",
@@ -34,7 +35,7 @@ def detach_all(host: Host, name: str, force: bool) -> dict:
         )
     planner = EndpointPlanner(host)
     for endpoint in attached.values():
-        planner.plan(EndpointSpec(network=name, sandbox=SandboxRef.from_key(endpoint["sandbox"]), state="absent"))
+        planner.plan(EndpointSpec(network=name, sandbox=SandboxRef.from_key(endpoint.sandbox), state="absent"))
     planner.finish()
     return attached
 
@@ -50,19 +51,19 @@ def follow_endpoints(host: Host, record, new_record: dict, attached: dict, shim_
     planner.finish()
 
 
-def spec_from_record(record: dict) -> EndpointSpec:
+def spec_from_record(record: EndpointRecord) -> EndpointSpec:
     """The endpoint as it was asked for, rebuilt from its store record (to re-plan it)."""
     return EndpointSpec(
-        network=record["network"],
-        sandbox=SandboxRef.from_key(record["sandbox"]),
-        ifname=record["ifname"],
-        ipv4_address=ipaddress.ip_address(record["ipv4_address"]) if record.get("static_ipv4") else None,
-        ipv6_address=ipaddress.ip_address(record["ipv6_address"]) if record.get("static_ipv6") else None,
-        mac_address=record["mac_address"] if record.get("static_mac") else None,
-        default_route=record.get("default_route", True),
-        routes=parse_routes("routes", record.get("routes")),
-        sysctls=tuple(sorted(record.get("sysctls", {}).items())),
-        gw_priority=record.get("gw_priority", 0),
+        network=record.network,
+        sandbox=SandboxRef.from_key(record.sandbox),
+        ifname=record.ifname,
+        ipv4_address=ipaddress.ip_address(record.ipv4_address) if record.static_ipv4 else None,
+        ipv6_address=ipaddress.ip_address(record.ipv6_address) if record.static_ipv6 else None,
+        mac_address=record.mac_address if record.static_mac else None,
+        default_route=record.default_route,
+        routes=parse_routes("routes", record.routes),
+        sysctls=tuple(sorted(record.sysctls.items())),
+        gw_priority=record.gw_priority,
         create_netns=False,
     )
 
@@ -95,20 +96,20 @@ def check_overlaps(host: Host, name: str, subnet, ipv6_subnet) -> None:
 def check_subnet_change(network, attached: dict) -> None:
     """A changed subnet must keep every attached endpoint's address inside it (and off the gateway)."""
     for endpoint in attached.values():
-        address = ipaddress.ip_address(endpoint["ipv4_address"]) if endpoint.get("ipv4_address") else None
+        address = ipaddress.ip_address(endpoint.ipv4_address) if endpoint.ipv4_address else None
         if address is not None and (
             network.subnet is None or address not in network.subnet or address == network.gateway
         ):
             raise option_error(
                 "subnet",
                 network.subnet,
-                "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], address),
+                "leaves endpoint %s (%s) outside; detach it first" % (endpoint.sandbox, address),
             )
-        if endpoint.get("ipv6_address") and (
-            network.ipv6_subnet is None or ipaddress.ip_address(endpoint["ipv6_address"]) not in network.ipv6_subnet
+        if endpoint.ipv6_address and (
+            network.ipv6_subnet is None or ipaddress.ip_address(endpoint.ipv6_address) not in network.ipv6_subnet
         ):
             raise option_error(
                 "ipv6_subnet",
                 network.ipv6_subnet,
-                "leaves endpoint %s (%s) outside; detach it first" % (endpoint["sandbox"], endpoint["ipv6_address"]),
+                "leaves endpoint %s (%s) outside; detach it first" % (endpoint.sandbox, endpoint.ipv6_address),
             )

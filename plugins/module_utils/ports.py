@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Tuple, Union
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
+from ansible_collections.cnm.network.plugins.module_utils.records import PortRecord
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 MAX_RANGE = 1000
@@ -366,14 +367,12 @@ def canonical_host_ip(host_ip: Optional[HostAddress], ipv4: bool, ipv6: bool) ->
     return host_ip
 
 
-def entry_mapping(entry: dict) -> PortMapping:
+def entry_mapping(entry: PortRecord) -> PortMapping:
     """The PortMapping of a store entry of a published port."""
-    host_ip = ipaddress.ip_address(entry["host_ip"]) if entry.get("host_ip") else None
-    return PortMapping(host_ip, entry["host_port"], entry["container_port"], entry["protocol"])
+    host_ip = ipaddress.ip_address(entry.host_ip) if entry.host_ip else None
+    return PortMapping(host_ip, entry.host_port, entry.container_port, entry.protocol)
 
 
-def entry_slots(entry: dict) -> FrozenSet[Slot]:
+def entry_slots(entry: PortRecord) -> FrozenSet[Slot]:
     """The host addresses a store entry takes (entries written before IPv6 lack ``container_ipv6``)."""
-    return binding_slots(
-        entry_mapping(entry).host_ip, entry.get("container_ip") is not None, entry.get("container_ipv6") is not None
-    )
+    return binding_slots(entry_mapping(entry).host_ip, entry.container_ip is not None, entry.container_ipv6 is not None)

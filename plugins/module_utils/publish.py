@@ -13,7 +13,7 @@ family halves of one endpoint and container port are merged into one ``P:C`` ent
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import netns
@@ -33,8 +33,8 @@ from ansible_collections.cnm.network.plugins.module_utils.ports import (
     slots_cover,
     slots_overlap,
 )
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, PortRecord, endpoint_key
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
-from ansible_collections.cnm.network.plugins.module_utils.store import endpoint_key
 
 PUBLISH_SANDBOX_OPTIONS = SANDBOX_OPTIONS + ("container_ip",)  # the endpoint: by its sandbox or by its address
 
@@ -116,26 +116,26 @@ class PublishPlanner:
         if network.no_ports:
             raise option_error(spec.opt("network"), network.name, network.no_ports)
         endpoint = _endpoint(host, spec, network)
-        owner = endpoint["sandbox"]
+        owner = endpoint.sandbox
         if network.internal:
             raise option_error(
                 spec.opt("network"),
                 network.name,
                 "is internal: nothing outside can reach it, so it cannot publish ports",
             )
-        addresses = endpoint["ipv4_address"], endpoint.get("ipv6_address")
+        addresses = endpoint.addresses
         entries = host.state.setdefault("ports", {})
         published, listed = [], set()
         for index, mapping in enumerate(spec.ports):
             where = spec.opt("ports[%d]" % (spec.item_numbers[index] if spec.item_numbers else index))
             mapping = self._binding(where, mapping, network, addresses, owner)
             self._check_host_ip(where, mapping)
-            entry = dict(
-                mapping.to_record(),
+            entry = PortRecord(
                 network=network.name,
                 sandbox=owner,
                 container_ip=addresses[0],
                 container_ipv6=addresses[1],
+                **mapping.to_record(),
             )
             covering, absorbed = self._check_conflicts(where, mapping, entry)
             if covering is not None:  # already published by a wider binding of this endpoint: nothing to change
@@ -152,14 +152,14 @@ class PublishPlanner:
                     )
                 for key in absorbed:  # the bindings this one replaces: their flows stay valid when it covers them
                     old = entries.pop(key)
-                    self._index()[(old["protocol"], old["host_port"])].discard(key)
-                    if old["container_port"] != mapping.container_port or not slots_cover(
+                    self._index()[(old.protocol, old.host_port)].discard(key)
+                    if old.container_port != mapping.container_port or not slots_cover(
                         entry_slots(entry), entry_slots(old)
                     ):
                         host.conntrack_flush.add(conntrack_flow(old))
                 entries[mapping.key] = entry
                 self._index().setdefault((mapping.protocol, mapping.host_port), set()).add(mapping.key)
-                if entry["protocol"] == "udp":  # UDP flows would keep answering from the old mapping
+                if entry.protocol == "udp":  # UDP flows would keep answering from the old mapping
                     host.conntrack_flush.add(conntrack_flow(entry))
             published.append(docker_form(mapping))
             listed.add(mapping.key)
@@ -167,7 +167,7 @@ class PublishPlanner:
             others = [
                 key
                 for key, entry in entries.items()
-                if (entry["network"], entry["sandbox"]) == (network.name, owner) and key not in listed
+                if (entry.network, entry.sandbox) == (network.name, owner) and key not in listed
             ]
             self._remove(others)
         self._warn_shadowed(sorted(listed))
@@ -205,7 +205,7 @@ class PublishPlanner:
             other = ANY[6 if host_ip.version == 4 else 4]
             half = PortMapping(other, mapping.host_port, mapping.container_port, mapping.protocol)
             entry = self.host.state.get("ports", {}).get(half.key)
-            if entry is not None and (entry["network"], entry["sandbox"], entry["container_port"]) == (
+            if entry is not None and (entry.network, entry.sandbox, entry.container_port) == (
                 network.name,
                 owner,
                 mapping.container_port,
@@ -222,14 +222,12 @@ class PublishPlanner:
         entries = self.host.state.get("ports", {})
         if spec.sandbox is not None:
             owner = spec.sandbox.key
-            mine = [
-                key for key, entry in entries.items() if (entry["network"], entry["sandbox"]) == (spec.network, owner)
-            ]
+            mine = [key for key, entry in entries.items() if (entry.network, entry.sandbox) == (spec.network, owner)]
         else:
             owner = str(spec.container_ip)
             field = "container_ip" if spec.container_ip.version == 4 else "container_ipv6"
             mine = [
-                key for key, entry in entries.items() if (entry["network"], entry.get(field)) == (spec.network, owner)
+                key for key, entry in entries.items() if (entry.network, getattr(entry, field)) == (spec.network, owner)
             ]
         removed, narrowed = [], {}
         for key in mine:
@@ -238,9 +236,9 @@ class PublishPlanner:
                 removed.append(key)
                 continue
             held = entry_mapping(entry).host_ip
-            ipv4, ipv6 = entry.get("container_ip") is not None, entry.get("container_ipv6") is not None
+            ipv4, ipv6 = entry.container_ip is not None, entry.container_ipv6 is not None
             for mapping in spec.ports:
-                if (mapping.protocol, mapping.host_port) != (entry["protocol"], entry["host_port"]):
+                if (mapping.protocol, mapping.host_port) != (entry.protocol, entry.host_port):
                     continue
                 wanted = canonical_host_ip(mapping.host_ip, ipv4, ipv6)
                 # itself, or a half of P:C
@@ -253,10 +251,10 @@ class PublishPlanner:
         self._remove(removed)
         for key, address in narrowed.items():
             entry = entries.pop(key)
-            self._index().get((entry["protocol"], entry["host_port"]), set()).discard(key)
+            self._index().get((entry.protocol, entry.host_port), set()).discard(key)
             self.host.conntrack_flush.add(conntrack_flow(entry))
-            mapping = PortMapping(address, entry["host_port"], entry["container_port"], entry["protocol"])
-            entries[mapping.key] = dict(entry, host_ip=str(address))
+            mapping = PortMapping(address, entry.host_port, entry.container_port, entry.protocol)
+            entries[mapping.key] = replace(entry, host_ip=str(address))
             self._index().setdefault((mapping.protocol, mapping.host_port), set()).add(mapping.key)
             removed.append(key)
         return {"network": spec.network, "sandbox": owner, "removed": sorted(removed)}
@@ -265,7 +263,7 @@ class PublishPlanner:
         entries = self.host.state.get("ports", {})
         for key in keys:
             entry = entries[key]
-            self._index().get((entry["protocol"], entry["host_port"]), set()).discard(key)
+            self._index().get((entry.protocol, entry.host_port), set()).discard(key)
         self.host.drop_ports(keys)  # a removed mapping leaves no flow of its own
 
     def _check_host_ip(self, where: str, mapping: PortMapping) -> None:
@@ -284,7 +282,7 @@ class PublishPlanner:
         if self._by_port is None:
             self._by_port = {}
             for key, entry in self.host.state.get("ports", {}).items():
-                self._by_port.setdefault((entry["protocol"], entry["host_port"]), set()).add(key)
+                self._by_port.setdefault((entry.protocol, entry.host_port), set()).add(key)
         return self._by_port
 
     def _check_conflicts(self, where: str, mapping: PortMapping, entry: dict) -> tuple:
@@ -298,7 +296,7 @@ class PublishPlanner:
         absorbed = []
         for key in sorted(self._index().get((mapping.protocol, mapping.host_port), ())):
             other = entries[key]
-            mine = (other["sandbox"], other["network"]) == (entry["sandbox"], entry["network"])
+            mine = (other.sandbox, other.network) == (entry.sandbox, entry.network)
             if key == mapping.key and mine:
                 continue
             other_slots = entry_slots(other)
@@ -309,9 +307,9 @@ class PublishPlanner:
                     where,
                     docker_form(mapping),
                     "host port already published to %s on network %s (%s)"
-                    % (other["sandbox"], other["network"], docker_form(entry_mapping(other))),
+                    % (other.sandbox, other.network, docker_form(entry_mapping(other))),
                 )
-            same_target = other["container_port"] == mapping.container_port
+            same_target = other.container_port == mapping.container_port
             if same_target and slots_cover(other_slots, slots) and not self.exclusive:
                 return key, []
             if (same_target and slots_cover(slots, other_slots)) or self.exclusive:
@@ -344,12 +342,11 @@ class PublishPlanner:
                 continue
             if self._bound is None:
                 self._bound = listeners()
-            listener = clashing(self._bound, entry["protocol"], entry["host_port"], entry_slots(entry))
+            listener = clashing(self._bound, entry.protocol, entry.host_port, entry_slots(entry))
             if listener is not None:
                 self.host.warnings.append(
                     "published port %s of %s on %s: %s, and the port's DNAT takes its "
-                    "connections (the process is shadowed)"
-                    % (key, entry["sandbox"], entry["network"], bound_by(listener))
+                    "connections (the process is shadowed)" % (key, entry.sandbox, entry.network, bound_by(listener))
                 )
 
 
@@ -359,12 +356,12 @@ def _endpoint_known(host: Host, spec: PublishSpec) -> bool:
     if spec.sandbox is not None:
         return endpoint_key(spec.network, spec.sandbox.key) in host.state["endpoints"]
     return any(
-        r["network"] == spec.network and str(spec.container_ip) in (r.get("ipv4_address"), r.get("ipv6_address"))
+        r.network == spec.network and str(spec.container_ip) in (r.ipv4_address, r.ipv6_address)
         for r in host.state["endpoints"].values()
     )
 
 
-def _endpoint(host: Host, spec: PublishSpec, network) -> dict:
+def _endpoint(host: Host, spec: PublishSpec, network) -> EndpointRecord:
     """The endpoint record behind the spec (by sandbox, or by container address)."""
     if spec.sandbox is not None:
         record = host.state["endpoints"].get(endpoint_key(network.name, spec.sandbox.key))
@@ -376,9 +373,9 @@ def _endpoint(host: Host, spec: PublishSpec, network) -> dict:
             )
         return record
     for record in host.state["endpoints"].values():
-        if record["network"] == network.name and str(spec.container_ip) in (
-            record.get("ipv4_address"),
-            record.get("ipv6_address"),
+        if record.network == network.name and str(spec.container_ip) in (
+            record.ipv4_address,
+            record.ipv6_address,
         ):
             return record
     raise option_error(

@@ -33,8 +33,9 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     OverlayNetwork,
 )
 from ansible_collections.cnm.network.plugins.module_utils.ports import PortMapping
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, PortRecord, endpoint_key
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
-from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VERSION, endpoint_key
+from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VERSION
 
 # What a rebuilt store cannot know, with the value it gets.
 NOT_RECOVERABLE = (
@@ -127,7 +128,7 @@ def _overlay_params(name: str, vxlan: dict, owners: Dict[str, list], fdb: list, 
     }
 
 
-def _endpoint(network: str, sandbox: str, host_link: dict, inner: dict, record: dict) -> dict:
+def _endpoint(network: str, sandbox: str, host_link: dict, inner: dict, record: dict) -> EndpointRecord:
     ipv4 = ipv6 = None
     for text in inner.get("addresses", ()):
         address = ipaddress.ip_interface(text).ip
@@ -150,23 +151,19 @@ def _endpoint(network: str, sandbox: str, host_link: dict, inner: dict, record: 
             default_route = True
         else:
             routes.append({"dst": route["dst"], "gateway": route.get("gateway")})
-    return {
-        "network": network,
-        "sandbox": sandbox,
-        "ifname": inner["name"],
-        "host_ifname": host_link["name"],
-        "ipv4_address": str(ipv4) if ipv4 else None,
-        "ipv6_address": str(ipv6) if ipv6 else None,
-        "mac_address": inner["mac"],
-        "static_ipv4": False,
-        "static_ipv6": False,
-        "static_mac": inner["mac"] != default,
-        "default_route": default_route or bool(record.get("internal")),  # internal: no default route to see
-        "routes": sorted(routes, key=lambda r: (ipaddress.ip_network(r["dst"]).version, r["dst"])),
-        "sysctls": {},
-        "gw_priority": 0,
-        "link": "veth",  # only veths name their endpoint on the host
-    }
+    return EndpointRecord(
+        network=network,
+        sandbox=sandbox,
+        ifname=inner["name"],
+        host_ifname=host_link["name"],
+        ipv4_address=str(ipv4) if ipv4 else None,
+        ipv6_address=str(ipv6) if ipv6 else None,
+        mac_address=inner["mac"],
+        static_mac=inner["mac"] != default,
+        default_route=default_route or bool(record.get("internal")),  # internal: no default route to see
+        routes=tuple(sorted(routes, key=lambda r: (ipaddress.ip_network(r["dst"]).version, r["dst"]))),
+        link="veth",  # only veths name their endpoint on the host
+    )
 
 
 def _parts(key) -> tuple:
@@ -174,13 +171,13 @@ def _parts(key) -> tuple:
     return tuple(str(part) for part in (key["concat"] if isinstance(key, dict) and "concat" in key else [key]))
 
 
-def _ports(maps: Dict[str, list], data: dict, lost: list) -> Dict[str, dict]:
+def _ports(maps: Dict[str, list], data: dict, lost: list) -> Dict[str, PortRecord]:
     """Store entries of the published ports out of the DNAT maps' elements."""
     holders = {}
     for key, record in data["endpoints"].items():
-        for field in ("ipv4_address", "ipv6_address"):
-            if record.get(field):
-                holders[ipaddress.ip_address(record[field])] = key
+        for address in record.addresses:
+            if address:
+                holders[ipaddress.ip_address(address)] = key
     bindings: Dict[tuple, list] = {}
     for name, port_map in firewall.PORT_MAPS.items():
         if port_map.data != "addr":
@@ -203,7 +200,7 @@ def _ports(maps: Dict[str, list], data: dict, lost: list) -> Dict[str, dict]:
     found = {}
     for (holder, protocol, host_port, container_port), kinds in sorted(bindings.items()):
         record = data["endpoints"][holder]
-        both = record.get("ipv4_address") and record.get("ipv6_address")
+        both = record.ipv4_address and record.ipv6_address
         hosts = [value for kind, value in kinds if kind == "host"]
         families = {value for kind, value in kinds if kind == "any"}
         if families == {"ip", "ip6"} or (families and not both):
@@ -214,12 +211,12 @@ def _ports(maps: Dict[str, list], data: dict, lost: list) -> Dict[str, dict]:
             mapping = PortMapping(
                 ipaddress.ip_address(host_ip) if host_ip else None, host_port, container_port, protocol
             )
-            found[mapping.key] = dict(
-                mapping.to_record(),
-                network=record["network"],
-                sandbox=record["sandbox"],
-                container_ip=record.get("ipv4_address"),
-                container_ipv6=record.get("ipv6_address"),
+            found[mapping.key] = PortRecord(
+                network=record.network,
+                sandbox=record.sandbox,
+                container_ip=record.ipv4_address,
+                container_ipv6=record.ipv6_address,
+                **mapping.to_record(),
             )
     return found
 

@@ -72,22 +72,20 @@ def _restore_endpoints(host: Host, restored: list, report: dict) -> None:
     """Plan the endpoints of the networks restored whose sandboxes exist; the others stay in the store, set aside
     while planning so that a sandbox's default route is chosen among interfaces that exist."""
     endpoints = host.state["endpoints"]
-    aside = {key: record for key, record in endpoints.items() if record["network"] not in restored}
+    aside = {key: record for key, record in endpoints.items() if record.network not in restored}
     for key, record in sorted(aside.items()):
         del endpoints[key]
-        report["skipped"].append(
-            "endpoint %s on %s: its network is not restored" % (record["sandbox"], record["network"])
-        )
+        report["skipped"].append("endpoint %s on %s: its network is not restored" % (record.sandbox, record.network))
     records = [record for _key, record in sorted(endpoints.items())]
-    netns.prefetch_containers([], [record["sandbox"] for record in records])
+    netns.prefetch_containers([], [record.sandbox for record in records])
     planner = EndpointPlanner(host)
     for record in records:
-        if host.kernel.sandbox_exists(SandboxRef.from_key(record["sandbox"])):
+        if host.kernel.sandbox_exists(SandboxRef.from_key(record.sandbox)):
             planner.plan(spec_from_record(record))
         else:
             report["skipped"].append(
                 "endpoint %s on %s: the container is not running; the next run on its network "
-                "attaches it again or reclaims its lease" % (record["sandbox"], record["network"])
+                "attaches it again or reclaims its lease" % (record.sandbox, record.network)
             )
     planner.finish()
     endpoints.update(aside)
@@ -96,7 +94,7 @@ def _restore_endpoints(host: Host, restored: list, report: dict) -> None:
 def _plan_namespaces(host: Host) -> None:
     """Named namespaces of endpoints live in /run/netns and are gone after a reboot: they are made again first, in
     a run of their own, so that the network runs find them (else their leases would be reclaimed as vanished)."""
-    for name in sorted(set(record["sandbox"] for record in host.state["endpoints"].values())):
+    for name in sorted(set(record.sandbox for record in host.state["endpoints"].values())):
         ref = SandboxRef.from_key(name)
         if ref.kind != "netns" or host.kernel.sandbox_exists(ref):
             continue

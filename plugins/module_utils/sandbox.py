@@ -117,25 +117,25 @@ def gateway_candidates(records: Iterable[dict], networks: Dict[str, dict]) -> Tu
     default route an endpoint asks for itself in ``routes`` (the gateway choice leaves those versions alone)."""
     candidates, explicit = [], set()
     for record in records:
-        network = networks.get(record["network"])
+        network = networks.get(record.network)
         explicit.update(
             ipaddress.ip_network(item["dst"]).version
-            for item in record.get("routes", [])
+            for item in record.routes
             if ipaddress.ip_network(item["dst"]).prefixlen == 0
         )
-        if network is None or not record.get("default_route", True) or network.get("internal"):
+        if network is None or not record.default_route or network.get("internal"):
             continue
         gateways = {}  # version -> the gateway's address, or None: through the interface (ipvlan l3, l3s)
         on_link = bool(network.get("default_on_link"))
-        if record.get("ipv4_address") and (on_link or network.get("gateway")):
+        if record.ipv4_address and (on_link or network.get("gateway")):
             gateways[4] = None if on_link else network["gateway"]
-        if record.get("ipv6_address") and (on_link or network.get("ipv6_gateway")):
+        if record.ipv6_address and (on_link or network.get("ipv6_gateway")):
             gateways[6] = None if on_link else network["ipv6_gateway"]
         candidates.append(
             Candidate(
-                record["ifname"],
-                record["network"],
-                record.get("gw_priority", 0),
+                record.ifname,
+                record.network,
+                record.gw_priority,
                 bool(network.get("internal")),
                 gateways,
             )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import errno
 import fcntl
-import ipaddress
 import json
 import os
 import stat
@@ -25,7 +24,14 @@ import tempfile
 from typing import Callable, Dict, Optional
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
-from ansible_collections.cnm.network.plugins.module_utils.model import LINK_KINDS, NETWORKS
+from ansible_collections.cnm.network.plugins.module_utils.records import (
+    EndpointRecord,
+    RecordError,
+    copy_state,
+    state_from_dict,
+    state_to_dict,
+    type_name,
+)
 
 STORE_ROOT = "/run/cnm-network"
 PERSISTENT_PATH = "/var/lib/cnm-network/state.json"
@@ -47,7 +53,6 @@ def _v1_to_v2(data: dict) -> dict:
 # here, so a store written by an older release is carried forward, never dropped.
 MIGRATIONS: Dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
 
-DRIVERS = tuple(NETWORKS)
 _FIX = (
     "fix it by hand, or move it away: the next run then rebuilds the store from the kernel's cnm objects "
     "(networks, endpoints, published ports), and warns what it could not recover"
@@ -130,7 +135,8 @@ class Store:
         self.data, self.loaded_from = check(migrate(data, path), path), path
 
     def snapshot(self) -> dict:
-        return copy.deepcopy(self.data)
+        """A copy to plan on (records are frozen: they are shared, never edited)."""
+        return copy_state(self.data)
 
     def save(self, data: Optional[dict] = None) -> None:
         """Write the /run file and the persistent copy (the copy first: what a reboot restores is never older)."""
@@ -144,7 +150,7 @@ class Store:
                 if os.path.lexists(path):
                     os.unlink(path)
             else:
-                _write(path, self.data)
+                _write(path, state_to_dict(self.data))
 
     # ---- views ----
     @property
@@ -152,11 +158,11 @@ class Store:
         return self.data["networks"]
 
     @property
-    def endpoints(self) -> Dict[str, dict]:
+    def endpoints(self) -> Dict[str, EndpointRecord]:
         return self.data["endpoints"]
 
-    def endpoints_of(self, network: str) -> Dict[str, dict]:
-        return {key: record for key, record in self.endpoints.items() if record["network"] == network}
+    def endpoints_of(self, network: str) -> Dict[str, EndpointRecord]:
+        return {key: record for key, record in self.endpoints.items() if record.network == network}
 
 
 def _read(path: str) -> Optional[bytes]:
@@ -210,10 +216,6 @@ def _write(path: str, data: dict) -> None:
         raise
 
 
-def endpoint_key(network: str, sandbox_key: str) -> str:
-    return "%s|%s" % (network, sandbox_key)
-
-
 # ---- format: versions and shape ----
 
 
@@ -227,12 +229,12 @@ def migrate(
     migrations = MIGRATIONS if migrations is None else migrations
     current = FORMAT_VERSION if current is None else current
     if not isinstance(data, dict):
-        raise StoreError(path, "it must hold a JSON object, found %s" % _type_name(data))
+        raise StoreError(path, "it must hold a JSON object, found %s" % type_name(data))
     if "version" not in data:
         raise StoreError(path, "it has no 'version' (found keys: %s)" % (", ".join(sorted(map(repr, data))) or "none"))
     version = data["version"]
     if not isinstance(version, int) or isinstance(version, bool):
-        raise StoreError(path, "'version' must be an integer, found %s" % _type_name(version))
+        raise StoreError(path, "'version' must be an integer, found %s" % type_name(version))
     if version > current:
         raise StoreError(
             path,
@@ -251,86 +253,12 @@ def migrate(
 
 
 def check(data: dict, path: str) -> dict:
-    """``data`` when it has the shape the modules rely on, else a StoreError naming the first thing wrong."""
-    for key in ("networks", "endpoints"):
-        _need(path, data, key, dict, repr(key))
-    for key in ("ports", "sysctls"):
-        if key in data:
-            _need(path, data, key, dict, repr(key))
-    for name, record in data["networks"].items():
-        where = "'networks'[%r]" % name
-        _need(path, data["networks"], name, dict, where)
-        _need(path, record, "driver", str, where + ".driver")
-        if record["driver"] not in DRIVERS:
-            raise StoreError(path, "%s.driver is %r, not one of %s" % (where, record["driver"], ", ".join(DRIVERS)))
-        for field in NETWORKS[record["driver"]].record_keys:
-            _need(path, record, field, str, "%s.%s" % (where, field))
-        _need(path, record, "mtu", int, where + ".mtu", optional=True)
-        for field in ("subnet", "ip_range", "ipv6_subnet"):
-            _address(path, record, field, where, ipaddress.ip_network)
-        for field in ("gateway", "ipv6_gateway"):
-            _address(path, record, field, where, ipaddress.ip_address)
-    for key, record in data["endpoints"].items():
-        where = "'endpoints'[%r]" % key
-        _need(path, data["endpoints"], key, dict, where)
-        for field in ("network", "sandbox", "ifname", "link"):
-            _need(path, record, field, str, "%s.%s" % (where, field))
-        if record["link"] not in LINK_KINDS:
-            raise StoreError(path, "%s.link is %r, not one of %s" % (where, record["link"], ", ".join(LINK_KINDS)))
-        expected = endpoint_key(record["network"], record["sandbox"])
-        if key != expected:
-            raise StoreError(path, "%s is filed under another key than its network and sandbox: %r" % (where, expected))
-        _need(path, record, "host_ifname", str, where + ".host_ifname", optional=True)
-        _need(path, record, "mac_address", str, where + ".mac_address", optional=True)
-        for field in ("ipv4_address", "ipv6_address"):
-            _address(path, record, field, where, ipaddress.ip_address)
-    for key, entry in data.get("ports", {}).items():
-        where = "'ports'[%r]" % key
-        _need(path, data["ports"], key, dict, where)
-        for field in ("network", "sandbox", "protocol"):
-            _need(path, entry, field, str, "%s.%s" % (where, field))
-        for field in ("host_port", "container_port"):
-            _need(path, entry, field, int, "%s.%s" % (where, field))
-    for name in data.get("sysctls", {}):
-        _need(path, data["sysctls"], name, str, "'sysctls'[%r]" % name, optional=True)
-    return data
-
-
-def _need(path: str, record: dict, field: str, kind: type, where: str, optional: bool = False) -> None:
-    if field not in record:
-        if optional:
-            return
-        raise StoreError(path, "%s is missing" % where)
-    value = record[field]
-    if value is None and optional:
-        return
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise StoreError(path, "%s must be %s, found %s" % (where, _TYPE_NAMES[kind], _type_name(value)))
-
-
-def _address(path: str, record: dict, field: str, where: str, parse: Callable) -> None:
-    where = "%s.%s" % (where, field)
-    _need(path, record, field, str, where, optional=True)
-    if record.get(field) is not None:
-        try:
-            parse(record[field])
-        except ValueError as exc:
-            raise StoreError(path, "%s is %r, not an address (%s)" % (where, record[field], exc)) from exc
-
-
-_TYPE_NAMES = {
-    dict: "an object",
-    list: "a list",
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "true or false",
-    type(None): "null",
-}
-
-
-def _type_name(value: object) -> str:
-    return _TYPE_NAMES.get(type(value), type(value).__name__)
+    """The store with its records typed (records.py) when it has the shape the modules rely on, else a StoreError
+    naming the first thing wrong."""
+    try:
+        return state_from_dict(data)
+    except RecordError as exc:
+        raise StoreError(path, str(exc)) from exc
 
 
 def _kind(mode: int) -> str:

@@ -56,8 +56,9 @@ from ansible_collections.cnm.network.plugins.module_utils import (
 )
 from ansible_collections.cnm.network.plugins.module_utils import host as host_module
 from ansible_collections.cnm.network.plugins.module_utils.errors import Gone, option_error
+from ansible_collections.cnm.network.plugins.module_utils.records import state_to_dict
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
-from ansible_collections.cnm.network.plugins.module_utils.store import Store
+from ansible_collections.cnm.network.plugins.module_utils.store import Store, check
 
 NFT = "/facts/sbin/nft"
 EMPTY_RULESET = {
@@ -320,7 +321,7 @@ class Run:
 
     @property
     def state(self) -> dict:
-        return self.host.state
+        return state_to_dict(self.host.state)
 
 
 def load_module(name: str):
@@ -350,13 +351,13 @@ class Runner:
             if os.path.exists(store.path):
                 os.unlink(store.path)
             return
-        store.save(dict(data, version=data.get("version", 2)))
+        store.save(check(dict(data, version=data.get("version", 2)), store.path))
 
     def stored(self) -> dict | None:
         """What the store file holds now (None: no file)."""
         store = self.store()
         store.load()
-        return store.data if store.loaded_from else None
+        return state_to_dict(store.data) if store.loaded_from else None
 
     # ---- runs ----
     def run(self, machine: Machine, module: str, store: dict | None = None, **args) -> Run:

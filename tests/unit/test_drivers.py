@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.cnm.network.plugins.module_utils import attach, drivers, store
+from ansible_collections.cnm.network.plugins.module_utils import attach, drivers, records
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.model import (
     LINK_KINDS,
@@ -39,7 +39,8 @@ def test_every_driver_has_its_class_its_link_and_its_restore_planner():
     assert set(NETWORKS) == {"bridge", "overlay", "macvlan", "ipvlan"}
     assert set(drivers.RESTORE) == set(NETWORKS)
     assert set(attach.LINKS) == set(LINK_KINDS) == {"veth", "macvlan", "ipvlan"}
-    assert store.DRIVERS == tuple(NETWORKS)
+    assert records.DRIVERS == tuple(NETWORKS)
+    assert set(records.LINK_FIELDS) == set(LINK_KINDS)  # the fields each link kind keeps for its detach
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from ansible_collections.cnm.network.plugins.module_utils.info import (
     sysctl_drift,
     unclaimed_devices,
 )
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, PortRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 WEB = {
@@ -76,33 +77,35 @@ LAN = {
     "shim_name": "mvs-lan",
     "vlan_created": False,
 }
-WEB1 = {
-    "network": "web",
-    "sandbox": "netns:web1",
-    "ifname": "eth0",
-    "host_ifname": "ve-aaa",
-    "ipv4_address": "172.30.0.2",
-    "ipv6_address": "fd00:30::2",
-    "mac_address": "02:42:ac:1e:00:02",
-}
-LAN1 = {
-    "network": "lan",
-    "sandbox": "pid:4242",
-    "ifname": "eth0",
-    "host_ifname": None,
-    "ipv4_address": "192.168.1.2",
-    "ipv6_address": None,
-    "mac_address": "02:42:c0:a8:01:02",
-}
-PORT = {
-    "network": "web",
-    "sandbox": "netns:web1",
-    "container_ip": "172.30.0.2",
-    "host_ip": None,
-    "host_port": 8080,
-    "container_port": 80,
-    "protocol": "tcp",
-}
+WEB1 = EndpointRecord(
+    network="web",
+    sandbox="netns:web1",
+    ifname="eth0",
+    host_ifname="ve-aaa",
+    ipv4_address="172.30.0.2",
+    ipv6_address="fd00:30::2",
+    mac_address="02:42:ac:1e:00:02",
+    link="veth",
+)
+LAN1 = EndpointRecord(
+    network="lan",
+    sandbox="pid:4242",
+    ifname="eth0",
+    host_ifname=None,
+    ipv4_address="192.168.1.2",
+    ipv6_address=None,
+    mac_address="02:42:c0:a8:01:02",
+    link="macvlan",
+)
+PORT = PortRecord(
+    network="web",
+    sandbox="netns:web1",
+    container_ip="172.30.0.2",
+    host_ip=None,
+    host_port=8080,
+    container_port=80,
+    protocol="tcp",
+)
 
 
 def state(networks=None, endpoints=None, ports=None) -> dict:
@@ -282,7 +285,7 @@ def test_bad_questions_fail_naming_the_option(params, message):
 def test_select_by_network_keeps_its_endpoints_and_ports_and_names_unknown_ones():
     data = state(
         {"web": WEB, "ov": OV},
-        {"web|netns:web1": WEB1, "ov|netns:c1": dict(WEB1, network="ov", sandbox="netns:c1")},
+        {"web|netns:web1": WEB1, "ov|netns:c1": dataclasses.replace(WEB1, network="ov", sandbox="netns:c1")},
         {"tcp/*:8080": PORT},
     )
     picked = select(data, InfoQuery(networks=("ov", "nosuch")))
@@ -303,7 +306,7 @@ def test_select_by_network_keeps_its_endpoints_and_ports_and_names_unknown_ones(
 def test_select_by_sandbox_keeps_the_networks_it_is_on():
     data = state(
         {"web": WEB, "ov": OV},
-        {"web|netns:web1": WEB1, "ov|netns:c1": dict(WEB1, network="ov", sandbox="netns:c1")},
+        {"web|netns:web1": WEB1, "ov|netns:c1": dataclasses.replace(WEB1, network="ov", sandbox="netns:c1")},
         {"tcp/*:8080": PORT},
     )
     picked = select(data, InfoQuery(sandbox=SandboxRef("pid", "1")), matches=lambda key: key == "netns:web1")
@@ -589,11 +592,11 @@ def test_a_host_process_on_a_published_port_is_drift_in_the_words_of_the_refusal
 
 def test_a_port_forwarded_to_another_ipv6_address_than_its_endpoints_is_drift():
     data = state(ports={"tcp/*:8080": PORT})
-    assert port_drift("tcp/*:8080", dict(PORT, container_ipv6="fd00:30::2"), data, None, {}) == []
+    assert port_drift("tcp/*:8080", dataclasses.replace(PORT, container_ipv6="fd00:30::2"), data, None, {}) == []
     assert (
         port_drift("tcp/*:8080", PORT, data, None, {}) == []
     )  # an entry written before IPv6 lacks the key: not judged
-    found = port_drift("tcp/*:8080", dict(PORT, container_ipv6="fd00:30::9"), data, None, {})
+    found = port_drift("tcp/*:8080", dataclasses.replace(PORT, container_ipv6="fd00:30::9"), data, None, {})
     assert kinds(found) == ["port_endpoint_missing"]
     assert (found[0]["expected"], found[0]["found"]) == (["172.30.0.2", "fd00:30::9"], ["172.30.0.2", "fd00:30::2"])
 
@@ -778,9 +781,12 @@ def test_a_default_route_held_elsewhere_or_asked_for_is_not_drift():
     assert (
         sandbox_drift("netns:web1", data, selection, _routes(eth0=(), eth9=("default via 192.0.2.1", "default"))) == []
     )
-    data["endpoints"]["web|netns:web1"]["routes"] = [{"dst": "0.0.0.0/0", "gateway": "172.30.0.7"}]
+    web1 = data["endpoints"]["web|netns:web1"]
+    data["endpoints"]["web|netns:web1"] = dataclasses.replace(
+        web1, routes=({"dst": "0.0.0.0/0", "gateway": "172.30.0.7"},)
+    )
     assert kinds(sandbox_drift("netns:web1", data, selection, _routes(eth0=("default via fd00:30::1",)))) == []
-    data["endpoints"]["web|netns:web1"].update(routes=[], default_route=False)
+    data["endpoints"]["web|netns:web1"] = dataclasses.replace(web1, routes=(), default_route=False)
     assert sandbox_drift("netns:web1", data, selection, _routes(eth0=())) == []
     internal = state({"web": dict(WEB, internal=True)})
     assert sandbox_drift("netns:web1", internal, select(internal, InfoQuery()), _routes(eth0=())) == []
@@ -790,7 +796,9 @@ def test_the_best_ranked_endpoint_holds_the_default_route():
     db = dict(
         WEB, bridge_name="br-db", subnet="172.31.0.0/24", gateway="172.31.0.1", ipv6_subnet=None, ipv6_gateway=None
     )
-    eth1 = dict(WEB1, network="db", ifname="eth1", ipv4_address="172.31.0.2", ipv6_address=None, gw_priority=5)
+    eth1 = dataclasses.replace(
+        WEB1, network="db", ifname="eth1", ipv4_address="172.31.0.2", ipv6_address=None, gw_priority=5
+    )
     data = state({"web": WEB, "db": db}, {"web|netns:web1": WEB1, "db|netns:web1": eth1})
     facts = _routes(eth0=("default via fd00:30::1",), eth1=("default via 172.31.0.1",))
     assert sandbox_drift("netns:web1", data, select(data, InfoQuery()), facts) == []
@@ -866,7 +874,7 @@ def test_forwarding_sysctls_the_networks_need():
     assert (
         sysctl_drift(data, selection, {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": None}) == []
     )  # a kernel without IPv6
-    loopback = state(ports={"tcp/127.0.0.1:8080": dict(PORT, host_ip="127.0.0.1")})
+    loopback = state(ports={"tcp/127.0.0.1:8080": dataclasses.replace(PORT, host_ip="127.0.0.1")})
     (item,) = sysctl_drift(
         loopback, select(loopback, InfoQuery()), dict(on, **{"net.ipv4.conf.br-web.route_localnet": "0"})
     )

@@ -4,23 +4,25 @@ written ahead of the sysctl (issue 11); the kernel side is tested in tests/integ
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from ansible_collections.cnm.network.plugins.module_utils import firewall
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, PortRecord
 from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VERSION, Store
 
-PORT = {
-    "protocol": "tcp",
-    "host_ip": None,
-    "host_port": 4000,
-    "container_port": 80,
-    "network": "web",
-    "sandbox": "netns:a",
-    "container_ip": "172.30.0.2",
-    "container_ipv6": None,
-}
+PORT = PortRecord(
+    protocol="tcp",
+    host_ip=None,
+    host_port=4000,
+    container_port=80,
+    network="web",
+    sandbox="netns:a",
+    container_ip="172.30.0.2",
+    container_ipv6=None,
+)
 
 
 def host_with(tmp_path, **data) -> Host:
@@ -31,7 +33,7 @@ def host_with(tmp_path, **data) -> Host:
 
 
 def test_dropping_ports_flushes_their_conntrack_entries_and_empties_the_store_key(tmp_path):
-    udp = dict(PORT, protocol="udp", host_port=53, sandbox="netns:b")
+    udp = replace(PORT, protocol="udp", host_port=53, sandbox="netns:b")
     host = host_with(tmp_path, ports={"tcp/*:4000": PORT, "udp/*:53": udp})
     assert host.ports_of("web", "netns:a") == ["tcp/*:4000"]
     assert host.drop_ports(["tcp/*:4000", "tcp/*:9"]) == ["tcp/*:4000"]
@@ -41,15 +43,15 @@ def test_dropping_ports_flushes_their_conntrack_entries_and_empties_the_store_ke
 
 
 def test_ports_without_their_endpoint_or_network_go_with_a_warning(tmp_path):
-    endpoint = {"network": "web", "sandbox": "netns:a", "ipv4_address": "172.30.0.2"}
+    endpoint = EndpointRecord(network="web", sandbox="netns:a", ifname="eth0", link="veth", ipv4_address="172.30.0.2")
     host = host_with(
         tmp_path,
         networks={"web": {}},
         endpoints={"web|netns:a": endpoint},
         ports={
             "tcp/*:4000": PORT,
-            "tcp/*:4001": dict(PORT, host_port=4001, sandbox="netns:gone"),
-            "tcp/*:4002": dict(PORT, host_port=4002, network="removed"),
+            "tcp/*:4001": replace(PORT, host_port=4001, sandbox="netns:gone"),
+            "tcp/*:4002": replace(PORT, host_port=4002, network="removed"),
         },
     )
     host._drop_orphan_ports()
@@ -95,11 +97,11 @@ def test_a_sysctl_original_is_in_the_store_file_before_the_sysctl_changes(tmp_pa
 def test_ports_follow_their_endpoint_to_a_new_address_and_drop_a_family_it_lost(tmp_path):
     pairs = (("a", "172.30.0.9"), ("b", "172.30.0.3"))
     endpoints = {
-        "web|netns:" + name: dict(network="web", sandbox="netns:" + name, ipv4_address=ip, ipv6_address=None)
+        "web|netns:" + name: EndpointRecord("web", "netns:" + name, "eth0", "veth", ipv4_address=ip, ipv6_address=None)
         for name, ip in pairs
     }
-    six = dict(PORT, host_port=4001, sandbox="netns:b", container_ip=None, container_ipv6="fd00::3")
-    same = dict(PORT, host_port=4002, sandbox="netns:b", container_ip="172.30.0.3")
+    six = replace(PORT, host_port=4001, sandbox="netns:b", container_ip=None, container_ipv6="fd00::3")
+    same = replace(PORT, host_port=4002, sandbox="netns:b", container_ip="172.30.0.3")
     host = host_with(
         tmp_path,
         networks={"web": {}},
@@ -107,7 +109,7 @@ def test_ports_follow_their_endpoint_to_a_new_address_and_drop_a_family_it_lost(
         ports={"tcp/*:4000": PORT, "tcp/[::]:4001": six, "tcp/*:4002": same},
     )
     host._drop_orphan_ports()
-    assert host.state["ports"] == {"tcp/*:4000": dict(PORT, container_ip="172.30.0.9"), "tcp/*:4002": same}
+    assert host.state["ports"] == {"tcp/*:4000": replace(PORT, container_ip="172.30.0.9"), "tcp/*:4002": same}
     assert host.conntrack_flush == {("tcp", 4000, "172.30.0.2", None), ("tcp", 4001, None, "fd00::3")}
     assert len(host.warnings) == 1 and "tcp/[::]:4001" in host.warnings[0]
     host.conntrack_flush.clear()

@@ -29,6 +29,7 @@ from ansible_collections.cnm.network.plugins.module_utils.ports import (
     slots_cover,
     slots_overlap,
 )
+from ansible_collections.cnm.network.plugins.module_utils.records import PortRecord
 
 ip = ipaddress.ip_address
 
@@ -456,10 +457,19 @@ def test_slots_cover_means_every_address_is_claimed():
 
 
 def test_entry_slots_of_an_entry_written_before_ipv6_is_ipv4_only():
-    old = {"host_ip": None, "host_port": 4000, "container_port": 80, "protocol": "tcp", "container_ip": "172.30.0.2"}
+    written = {
+        "host_ip": None,
+        "host_port": 4000,
+        "container_port": 80,
+        "protocol": "tcp",
+        "container_ip": "172.30.0.2",
+    }
+    old = PortRecord.from_dict(dict(written, network="web", sandbox="netns:a"))
     assert entry_slots(old) == frozenset({(4, V4)})
-    assert entry_slots(dict(old, container_ipv6="fd00::2")) == frozenset({(4, V4), (6, V6)})
-    assert entry_slots(dict(old, container_ip=None, container_ipv6="fd00::2", host_ip="::")) == frozenset({(6, V6)})
+    assert entry_slots(dataclasses.replace(old, container_ipv6="fd00::2")) == frozenset({(4, V4), (6, V6)})
+    assert entry_slots(
+        dataclasses.replace(old, container_ip=None, container_ipv6="fd00::2", host_ip="::")
+    ) == frozenset({(6, V6)})
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
     Candidate,
     choose_gateways,
@@ -133,8 +134,8 @@ def test_an_ipvlan_l3_endpoint_holds_its_default_routes_through_its_interface():
         "lan": {"driver": "ipvlan", "gateway": "192.168.1.1", "default_on_link": False},
     }
     records = [
-        {"network": "routed", "ifname": "eth0", "ipv4_address": "10.50.0.2", "ipv6_address": "fd00:50::2"},
-        {"network": "lan", "ifname": "eth1", "ipv4_address": "192.168.1.2", "gw_priority": 5},
+        EndpointRecord("routed", "netns:s", "eth0", "ipvlan", ipv4_address="10.50.0.2", ipv6_address="fd00:50::2"),
+        EndpointRecord("lan", "netns:s", "eth1", "ipvlan", ipv4_address="192.168.1.2", gw_priority=5),
     ]
     candidates, explicit = gateway_candidates(records, networks)
     assert explicit == set()

@@ -8,13 +8,13 @@ import os
 
 import pytest
 
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, endpoint_key, state_from_dict
 from ansible_collections.cnm.network.plugins.module_utils.store import (
     FORMAT_VERSION,
     PERSISTENT_ENV,
     PERSISTENT_PATH,
     Store,
     StoreError,
-    endpoint_key,
     migrate,
     persistent_path,
 )
@@ -64,7 +64,7 @@ def test_loading_a_missing_file_gives_an_empty_store(store):
 
 def test_saved_data_loads_back(tmp_path, store):
     store.networks["web"] = dict(WEB)
-    store.endpoints[endpoint_key("web", "netns:a")] = dict(EP)
+    store.endpoints[endpoint_key("web", "netns:a")] = EndpointRecord.from_dict(EP)
     store.save()
     other = Store("cookie-42", root=str(tmp_path))
     other.load()
@@ -258,7 +258,7 @@ def test_a_good_store_with_every_section_loads(store):
     )
     _write(store, data)
     store.load()
-    assert store.data == data
+    assert store.data == state_from_dict(data)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "symlink", "socket"])
@@ -350,7 +350,7 @@ def test_loading_an_old_store_migrates_it_and_the_next_save_writes_the_current_v
     _write(store, OLD_V1)
     store.load()
     assert store.data["version"] == 2
-    assert store.endpoints["web|netns:a"]["ipv4_address"] == "172.30.0.7"
+    assert store.endpoints["web|netns:a"].ipv4_address == "172.30.0.7"
     with open(store.path) as handle:
         assert json.load(handle) == OLD_V1  # loading alone rewrites nothing
     store.save()
@@ -377,8 +377,8 @@ def test_snapshot_is_a_deep_copy(store):
 
 
 def test_endpoints_of_filters_by_network(store):
-    store.endpoints["web|netns:a"] = {"network": "web"}
-    store.endpoints["db|netns:a"] = {"network": "db"}
+    store.endpoints["web|netns:a"] = EndpointRecord("web", "netns:a", "eth0", "veth")
+    store.endpoints["db|netns:a"] = EndpointRecord("db", "netns:a", "eth0", "veth")
     assert list(store.endpoints_of("db")) == ["db|netns:a"]
 
 
@@ -498,9 +498,9 @@ def test_a_version_1_store_loads_with_the_link_kind_of_each_endpoint(store):
     )
     store.load()
     assert store.data["version"] == FORMAT_VERSION
-    assert store.endpoints["web|netns:a"]["link"] == "veth"
-    assert store.endpoints["lan|netns:a"]["link"] == "macvlan"
-    assert store.endpoints["web|netns:a"]["ipv4_address"] == EP["ipv4_address"]  # nothing else changes
+    assert store.endpoints["web|netns:a"].link == "veth"
+    assert store.endpoints["lan|netns:a"].link == "macvlan"
+    assert store.endpoints["web|netns:a"].ipv4_address == EP["ipv4_address"]  # nothing else changes
 
 
 def test_an_unknown_link_kind_is_a_clear_error(store):
