@@ -64,18 +64,18 @@ class EndpointRecord:
     def from_dict(cls, data: object, where: str = "endpoint") -> EndpointRecord:
         _need({"": data}, "", dict, where)
         for name in ("network", "sandbox", "ifname", "link"):
-            _need(data, name, str, "%s.%s" % (where, name))
+            _field(data, name, str, where)
         if data["link"] not in LINK_KINDS:
             raise RecordError("%s.link is %r, not one of %s" % (where, data["link"], ", ".join(LINK_KINDS)))
         for name in ("host_ifname", "mac_address", "parent", "shim_name"):
-            _need(data, name, str, "%s.%s" % (where, name), optional=True)
+            _field(data, name, str, where, optional=True)
         for name in ("ipv4_address", "ipv6_address"):
             _address(data, name, where, ipaddress.ip_address)
         for name in ("static_ipv4", "static_ipv6", "static_mac", "default_route"):
-            _need(data, name, bool, "%s.%s" % (where, name), optional=True)
-        _need(data, "gw_priority", int, where + ".gw_priority", optional=True)
-        _need(data, "sysctls", dict, where + ".sysctls", optional=True)
-        _need(data, "routes", list, where + ".routes", optional=True)
+            _field(data, name, bool, where, optional=True)
+        _field(data, "gw_priority", int, where, optional=True)
+        _field(data, "sysctls", dict, where, optional=True)
+        _field(data, "routes", list, where, optional=True)
         routes = data.get("routes") or []
         for number, route in enumerate(routes):
             _need({"": route}, "", dict, "%s.routes[%d]" % (where, number))
@@ -135,9 +135,9 @@ class PortRecord:
     def from_dict(cls, data: object, where: str = "port") -> PortRecord:
         _need({"": data}, "", dict, where)
         for name in ("network", "sandbox", "protocol"):
-            _need(data, name, str, "%s.%s" % (where, name))
+            _field(data, name, str, where)
         for name in ("host_port", "container_port"):
-            _need(data, name, int, "%s.%s" % (where, name))
+            _field(data, name, int, where)
         _address(data, "host_ip", where, ipaddress.ip_address)
         for name in ("container_ip", "container_ipv6"):
             _address(data, name, where, ipaddress.ip_address)
@@ -162,12 +162,12 @@ _PORT_FIELDS = (
 def check_network(data: object, where: str = "network") -> dict:
     """A network record (the driver's to_record) when it has the fields its driver reads back, else a RecordError."""
     _need({"": data}, "", dict, where)
-    _need(data, "driver", str, where + ".driver")
+    _field(data, "driver", str, where)
     if data["driver"] not in DRIVERS:
         raise RecordError("%s.driver is %r, not one of %s" % (where, data["driver"], ", ".join(DRIVERS)))
     for name in NETWORKS[data["driver"]].record_keys:
-        _need(data, name, str, "%s.%s" % (where, name))
-    _need(data, "mtu", int, where + ".mtu", optional=True)
+        _field(data, name, str, where)
+    _field(data, "mtu", int, where, optional=True)
     for name in ("subnet", "ip_range", "ipv6_subnet"):
         _address(data, name, where, ipaddress.ip_network)
     for name in ("gateway", "ipv6_gateway"):
@@ -211,8 +211,9 @@ def state_to_dict(state: dict) -> dict:
     data = {}
     for section, value in state.items():
         if section in ("endpoints", "ports"):
-            value = {key: record.to_dict() for key, record in value.items()}
-        data[section] = copy.deepcopy(value) if isinstance(value, dict) else value
+            data[section] = {key: record.to_dict() for key, record in value.items()}
+        else:  # networks (few, and their records nest), host sysctls, the version
+            data[section] = copy.deepcopy(value)
     return data
 
 
@@ -243,9 +244,16 @@ def _need(record: dict, name: str, kind: type, where: str, optional: bool = Fals
         raise RecordError("%s must be %s, found %s" % (where, TYPE_NAMES[kind], type_name(value)))
 
 
+def _field(record: dict, name: str, kind: type, where: str, optional: bool = False) -> None:
+    """``_need`` for the field ``name`` of the record at ``where``, naming it only when it is wrong."""
+    value = record.get(name)
+    if value.__class__ is not kind and not (optional and value is None):  # exact: a bool is no integer here
+        _need(record, name, kind, "%s.%s" % (where, name), optional)
+
+
 def _address(record: dict, name: str, where: str, parse: Callable) -> None:
+    _field(record, name, str, where, optional=True)
     where = "%s.%s" % (where, name)
-    _need(record, name, str, where, optional=True)
     if record.get(name) is not None:
         try:
             parse(record[name])

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Set, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+
+if TYPE_CHECKING:  # records.py imports model.py, which imports this file
+    from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord
 
 CONTAINER_RUNTIMES = ("docker", "podman")
 HOST = "host"  # the host's own namespace where a sandbox key is expected (keys are "kind:value": no clash)
@@ -112,7 +115,9 @@ def choose_gateways(candidates: Iterable[Candidate]) -> Dict[int, Optional[Candi
     return {version: next((c for c in ordered if version in c.gateways), None) for version in (4, 6)}
 
 
-def gateway_candidates(records: Iterable[dict], networks: Dict[str, dict]) -> Tuple[List[Candidate], Set[int]]:
+def gateway_candidates(
+    records: Iterable[EndpointRecord], networks: Dict[str, dict]
+) -> Tuple[List[Candidate], Set[int]]:
     """From the store: the endpoints of one sandbox that may hold its default routes, and the IP versions whose
     default route an endpoint asks for itself in ``routes`` (the gateway choice leaves those versions alone)."""
     candidates, explicit = [], set()
