@@ -49,6 +49,12 @@ class EndpointPlanner:
         self.knobs_read: dict = {}  # sandbox key -> {path: value} of its namespace-wide sysctls, read once per run
         # sandboxes whose net.ipv6.conf.default or .all this run changes through an endpoint's own `sysctls`
         self.ipv6_default_changed: set = set()
+        # sandbox key -> (IPv6, sysctl names set by endpoints) of the endpoints the run's list attaches (see expect)
+        self.expected: dict = {}
+        # sandbox key -> {path: value} of its namespace-wide sysctls once the changes planned so far have run, for a
+        # sandbox whose Docker sysctls were planned before its first interface (see _plan_sandbox_first)
+        self.early: dict = {}
+        self.stored_sandboxes: Optional[set] = None  # sandbox keys with endpoint records before this run
         self.doomed: list = []  # host veths to delete together at the end (see finish)
         self.doomed_keys: list = []  # the endpoints whose records those veths are
         self.doomed_sandboxes: list = []  # named sandboxes to delete after their veths
@@ -61,6 +67,17 @@ class EndpointPlanner:
         self.shim_routes = (
             True  # macvlan host-access routes of endpoints; False when cnm_macvlan plans the shim's routes itself
         )
+
+    def expect(self, specs: list) -> None:
+        """Read the run's whole list before planning it: what each sandbox's attached endpoints will have (IPv6, the
+        sysctls they set), so that Docker's sysctls of a sandbox new to cnm are planned before its first interface
+        (see _plan_sandbox_first). Without this call (a network re-planning its endpoints) they follow as before."""
+        for spec in specs:
+            if spec.state != "present" or spec.network not in self.host.state["networks"]:
+                continue  # also 'host' and 'none'
+            has_ipv6, names = self.expected.get(spec.sandbox.key, (False, frozenset()))
+            has_ipv6 = has_ipv6 or self.host.network(spec.network).ipv6_subnet is not None
+            self.expected[spec.sandbox.key] = (has_ipv6, names | frozenset(name for name, _value in spec.sysctls))
 
     def plan(self, spec: EndpointSpec) -> dict:
         key = endpoint_key(spec.network, spec.sandbox.key)
@@ -283,13 +300,14 @@ class EndpointPlanner:
         add = self._adder(target, current, desired)
 
         if not ours:
+            self._plan_sandbox_first(ref, view)
             link.plan_create(add, ifname, mac)
             current_addresses, current_routes = [], []
             # Sysctls of the new interface vanish with it on undo; namespace-wide ones need their old value back.
             current_sysctls = {}
             if view is not None:
                 current_sysctls = _read(view, [name for name, _value in sysctls if "IFNAME" not in name], ifname)
-                current_sysctls.update(self._inherited(ref, view, sysctls))
+            current_sysctls.update(self._inherited(ref, view, sysctls))
         else:
             link.plan_repair(add, inner, mac)
             self._repair_inner(add, spec, network, inner, mac)
@@ -496,9 +514,30 @@ class EndpointPlanner:
         changes: list = []
         self._plan_defaults(ref, view, records, gone, before, after, changes)
         if view is None or not self.kernel.is_host_namespace(ref):  # never the host's own namespace
-            self._plan_sandbox_sysctls(ref, view, records, before, after, changes)
+            has_ipv6 = any(record.ipv6_address for record in records)
+            overridden = set(name for record in records for name in record.sysctls)
+            self._plan_sandbox_sysctls(ref, view, has_ipv6, overridden, records, before, after, changes)
         for what, apply, undo in changes:
             self.host.plan.add(target, what, before, after, apply, undo)
+
+    def _plan_sandbox_first(self, ref: SandboxRef, view) -> None:
+        """Docker's sysctls of a sandbox new to cnm, planned before its first interface: the interface is then born
+        with the sandbox's IPv6 setting (net.ipv6.conf.default) and needs no write of its own (see _inherited), and
+        writing ``all`` already sets ``default`` and ``lo``. Only when the run's list said what the sandbox's
+        endpoints will have (expect): finish then finds them settled."""
+        if ref.key in self.early or ref.key not in self.expected:
+            return
+        if self.stored_sandboxes is None:
+            self.stored_sandboxes = set(record.sandbox for record in self.host.original["endpoints"].values())
+        if ref.key in self.stored_sandboxes or (view is not None and self.kernel.is_host_namespace(ref)):
+            return
+        has_ipv6, overridden = self.expected[ref.key]
+        before: dict = {}
+        after: dict = {}
+        changes: list = []
+        self.early[ref.key] = self._plan_sandbox_sysctls(ref, view, has_ipv6, overridden, [], before, after, changes)
+        for what, apply, undo in changes:
+            self.host.plan.add("sandbox %s" % ref.key, what, before, after, apply, undo)
 
     def _plan_defaults(self, ref, view, records: list, gone: set, before: dict, after: dict, changes: list) -> None:
         candidates, explicit = gateway_candidates(records, self.host.state["networks"])
@@ -553,16 +592,18 @@ class EndpointPlanner:
                     )
                 )
 
-    def _plan_sandbox_sysctls(self, ref, view, records: list, before: dict, after: dict, changes: list) -> None:
-        """Docker's sandbox sysctls (sandbox.py), each unless an endpoint of the sandbox sets it in ``sysctls``.
+    def _plan_sandbox_sysctls(
+        self, ref, view, has_ipv6: bool, overridden: set, records: list, before: dict, after: dict, changes: list
+    ) -> dict:
+        """Docker's sandbox sysctls (sandbox.py), each unless an endpoint of the sandbox sets it in ``sysctls``;
+        returns the values the sandbox has once the changes planned so far have run.
 
         Nothing is restored when the last endpoint goes: the values belong to the sandbox, which Docker
         never resets either (a container's namespace dies with it)."""
-        overridden = set(name for record in records for name in record.sysctls)
-        has_ipv6 = any(record.ipv6_address for record in records)
         wanted = sandbox_sysctls(has_ipv6, overridden, self._host_has("net/ipv6/conf/default/disable_ipv6"))
         before_values, after_values = {}, {}
         current = self._sandbox_knobs(ref, view) if view is not None else {}
+        now = dict(current, **self.early.get(ref.key, {}))  # after the changes planned before the first interface
         for name, value in wanted:
             path = name.replace(".", "/")
             if not self._host_has(path):
@@ -570,16 +611,19 @@ class EndpointPlanner:
             old = current.get(path)
             before_values[name] = " ".join(old.split()) if old is not None else None
             after_values[name] = value
-            if same_value(old, value):
+            if same_value(now.get(path), value):
                 continue
             changes.append(
                 (
                     "set %s=%s in %s (Docker's sandbox default)" % (name, value, ref.value),
                     _write(ref, path, value),
-                    _write(ref, path, old),
+                    _write(ref, path, now.get(path)),
                 )
             )
+            now[path] = value
             if name == "net.ipv6.conf.all.disable_ipv6":  # writing 'all' sets every interface: again the asked-for ones
+                for knob in ("net/ipv6/conf/default/disable_ipv6", "net/ipv6/conf/lo/disable_ipv6"):
+                    now[knob] = value  # and 'default' (the kernel's addrconf_disable_ipv6): no write of their own
                 for record in records:
                     own = record.sysctls.get("net.ipv6.conf.IFNAME.disable_ipv6")
                     if own is not None and not same_value(own, value):
@@ -588,6 +632,7 @@ class EndpointPlanner:
                         changes.append((what, _write(ref, own_path, own), None))
         before["sysctls"] = before_values
         after["sysctls"] = after_values
+        return now
 
     def _check_sysctls_exist(self, spec: EndpointSpec, view) -> None:
         """Refuse unknown sysctl names up front; an interface's knobs are looked up on the 'default' entry."""
@@ -611,7 +656,11 @@ class EndpointPlanner:
         name = "net.ipv6.conf.IFNAME.disable_ipv6"
         if ref.key in self.ipv6_default_changed or not any(key == name for key, _value in sysctls):
             return {}
-        inherited = self._sandbox_knobs(ref, view).get("net/ipv6/conf/default/disable_ipv6")
+        if ref.key in self.early:
+            knobs = self.early[ref.key]  # as the changes planned before the first interface leave them
+        else:
+            knobs = self._sandbox_knobs(ref, view) if view is not None else {}
+        inherited = knobs.get("net/ipv6/conf/default/disable_ipv6")
         return {name: inherited} if inherited is not None else {}
 
     def _host_has(self, path: str) -> bool:

@@ -404,6 +404,7 @@ def main() -> None:
         planner = EndpointPlanner(host)
         specs = [EndpointSpec.from_params(options, where) for options, where in items]
         waiting = check_containers(host, specs)
+        planner.expect([spec for spec in specs if spec not in waiting])
         results = [container_not_yet_running(host, spec) if spec in waiting else planner.plan(spec) for spec in specs]
         planner.finish()
         return {"endpoints": results} if module.params["endpoints"] is not None else {"endpoint": results[0]}

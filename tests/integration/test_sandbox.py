@@ -102,8 +102,11 @@ def test_ipv4_and_ipv6_defaults_are_chosen_separately(host):
     # Detaching beta leaves no IPv6 gateway: no IPv6 default, and the sandbox turns IPv6 off (no IPv6 network left).
     detached = check_then_run(host, "cnm_endpoint", netns=sandbox, network="beta", state="absent")
     assert defaults(host, "a", 6) == [] and defaults(host, "a", 4) == [("172.32.0.1", "eth0")]
-    assert "set net.ipv6.conf.lo.disable_ipv6=1 in %s (Docker's sandbox default)" % sandbox in detached["changes"]
+    # Writing 'all' turns 'default' and lo off too (the kernel's addrconf_disable_ipv6): no write of their own.
+    assert "set net.ipv6.conf.all.disable_ipv6=1 in %s (Docker's sandbox default)" % sandbox in detached["changes"]
+    assert not any("conf.lo." in change or "conf.default." in change for change in detached["changes"])
     assert sysctl(host, "a", "net.ipv6.conf.lo.disable_ipv6") == "1"
+    assert sysctl(host, "a", "net.ipv6.conf.default.disable_ipv6") == "1"
     assert pings(sandbox, HOST_V4)
 
 
@@ -182,9 +185,18 @@ def test_an_interface_joining_a_sandbox_with_ipv6_off_is_born_with_it_off(host):
     host.ok("cnm_bridge", **WEB)
     host.ok("cnm_bridge", name="db", subnet="172.31.0.0/24")
     sandbox = host.sandbox("a")
+    # A sandbox new to cnm gets Docker's sysctls before its first interface: writing 'all' turns 'default' and lo
+    # off too, and eth0 is born with IPv6 off.
     first = check_then_run(host, "cnm_endpoint", network="web", netns=sandbox)
-    assert "option 'sysctls': set net.ipv6.conf.eth0.disable_ipv6=1 in %s" % sandbox in first["changes"]
+    writes = [change for change in first["changes"] if "disable_ipv6" in change or "create veth" in change]
+    assert [change.split(" ")[:2] for change in writes] == [
+        ["set", "net.ipv6.conf.all.disable_ipv6=1"],
+        ["create", "veth"],
+    ]
     assert sysctl(host, "a", "net.ipv6.conf.default.disable_ipv6") == "1"
+    assert sysctl(host, "a", "net.ipv6.conf.lo.disable_ipv6") == "1"
+    assert sysctl(host, "a", "net.ipv6.conf.eth0.disable_ipv6") == "1"
+    assert "inet6" not in host.in_sandbox("a", "ip -6 addr show dev eth0").stdout
     # The sandbox's 'default' is off now: eth1 inherits it when it is born, so nothing needs writing.
     joined = check_then_run(host, "cnm_endpoint", network="db", netns=sandbox)
     assert not any("disable_ipv6" in change for change in joined["changes"]), joined["changes"]
@@ -207,6 +219,24 @@ def test_an_interface_joining_a_sandbox_with_ipv6_off_is_born_with_it_off(host):
     assert sysctl(host, "a", "net.ipv6.conf.eth1.disable_ipv6") == "1"  # cache's
     assert sysctl(host, "a", "net.ipv6.conf.eth2.disable_ipv6") == "1"  # db's
     assert pings(sandbox, "172.31.0.1") and pings(sandbox, "172.35.0.1")
+
+
+def test_a_new_sandbox_listed_with_an_ipv4_and_a_dual_stack_network_gets_docker_sysctls_for_ipv6(host):
+    host.ok("cnm_bridge", **WEB)
+    host.ok("cnm_bridge", name="v6", subnet="172.34.0.0/24", ipv6_subnet="fd00:34::/64")
+    sandbox = host.sandbox("a")
+    # The list tells the planner before the first interface that the sandbox will have IPv6: 'all' and 'default'
+    # stay on (Docker turns them off only in a sandbox without IPv6), lo keeps ::1, and only web's interface is off.
+    both = check_then_run(host, "cnm_endpoint", netns=sandbox, endpoints=[dict(network="web"), dict(network="v6")])
+    assert not any("conf.all." in change or "conf.default." in change for change in both["changes"]), both["changes"]
+    assert [sysctl(host, "a", "net.ipv6.conf.%s.disable_ipv6" % name) for name in ("all", "default", "lo")] == [
+        "0",
+        "0",
+        "0",
+    ]
+    assert sysctl(host, "a", "net.ipv6.conf.eth0.disable_ipv6") == "1"
+    assert sysctl(host, "a", "net.ipv6.conf.eth1.disable_ipv6") == "0"
+    assert pings(sandbox, "fd00:34::1") and pings(sandbox, "172.30.0.1")
 
 
 def test_network_none_sandbox_gets_the_sysctls_but_the_host_namespace_never(host):

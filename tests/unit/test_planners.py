@@ -284,20 +284,19 @@ def test_an_endpoint_attach_of_a_fresh_sandbox_plans_veth_port_sysctls_address_r
 
     assert not run.failed, run.result
     endpoint, sandbox = "endpoint web on netns:app", "sandbox netns:app"
+    # Docker's sandbox sysctls before the first interface: writing 'all' sets 'default' and 'lo' too, and eth0 is
+    # born with IPv6 off (the sandbox's default), so none of the three needs a write of its own.
     assert run.changes == [
         ("netns app", "create network namespace app"),
-        (endpoint, "create veth ve-d0425991b23 (host) / eth0 (in app)"),
-        (endpoint, "set eth0 up in app"),
-        (endpoint, "set bridge port ve-d0425991b23 hairpin"),
-        (endpoint, "option 'sysctls': set net.ipv6.conf.eth0.disable_ipv6=1 in app"),
-        (endpoint, "add address 172.30.0.2/24 to eth0 in app"),
-        ("netns app", "set lo up in app"),
-        (sandbox, "add default via 172.30.0.1 through eth0 in app (network web, gw_priority 0)"),
         (sandbox, "set net.ipv4.ip_unprivileged_port_start=0 in app (Docker's sandbox default)"),
         (sandbox, "set net.ipv4.ping_group_range=0 2147483647 in app (Docker's sandbox default)"),
         (sandbox, "set net.ipv6.conf.all.disable_ipv6=1 in app (Docker's sandbox default)"),
-        (sandbox, "set net.ipv6.conf.default.disable_ipv6=1 in app (Docker's sandbox default)"),
-        (sandbox, "set net.ipv6.conf.lo.disable_ipv6=1 in app (Docker's sandbox default)"),
+        (endpoint, "create veth ve-d0425991b23 (host) / eth0 (in app)"),
+        (endpoint, "set eth0 up in app"),
+        (endpoint, "set bridge port ve-d0425991b23 hairpin"),
+        (endpoint, "add address 172.30.0.2/24 to eth0 in app"),
+        ("netns app", "set lo up in app"),
+        (sandbox, "add default via 172.30.0.1 through eth0 in app (network web, gw_priority 0)"),
         ("store", "write the store"),
     ]
     docker_defaults = {
@@ -350,6 +349,46 @@ def test_an_endpoint_attach_of_a_fresh_sandbox_plans_veth_port_sysctls_address_r
         "ipv6_address": None,
         "mac_address": "02:42:ac:1e:00:02",
     }
+
+
+# docker network create --subnet 172.31.0.0/24 --ipv6 --subnet fd00:31::/64 web6
+WEB6 = dict(
+    WEB,
+    bridge_name="br-web6",
+    gateway="172.31.0.1",
+    ip_range="172.31.0.0/24",
+    subnet="172.31.0.0/24",
+    ipv6_subnet="fd00:31::/64",
+    ipv6_gateway="fd00:31::1",
+)
+BR_WEB6 = link(6, "br-web6", "bridge", mac="02:42:39:c7:2e:fd", alias="cnm:network:web6")
+
+
+def test_a_fresh_sandbox_on_an_ipv4_and_a_dual_stack_network_gets_its_sysctls_before_its_first_interface(runner):
+    host = docker_host(
+        BR_WEB,
+        BR_WEB6,
+        addresses={"br-web": ["172.30.0.1/24"], "br-web6": ["172.31.0.1/24", "fd00:31::1/64"]},
+        sysctls={"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"},
+    )
+    store = dict(WEB_STORE, networks={"web": WEB, "web6": WEB6})
+    endpoints = [{"network": "web", "netns": "both"}, {"network": "web6", "netns": "both"}]
+
+    run = runner.run(Machine(host, ruleset=listing("web")), "cnm_endpoint", store=store, endpoints=endpoints)
+
+    assert not run.failed, run.result
+    sandbox = "sandbox netns:both"
+    # The list says the sandbox will have IPv6: Docker then sets only lo's IPv6 on (no 'all'/'default' off), before
+    # the first interface. A namespace this run creates has no defaults to read: each interface gets its own write.
+    assert [change for change in run.changes if "set net." in change[1] or "create veth" in change[1]] == [
+        (sandbox, "set net.ipv4.ip_unprivileged_port_start=0 in both (Docker's sandbox default)"),
+        (sandbox, "set net.ipv4.ping_group_range=0 2147483647 in both (Docker's sandbox default)"),
+        (sandbox, "set net.ipv6.conf.lo.disable_ipv6=0 in both (Docker's sandbox default)"),
+        ("endpoint web on netns:both", "create veth ve-38e196ad3ce (host) / eth0 (in both)"),
+        ("endpoint web on netns:both", "option 'endpoints[0].sysctls': set net.ipv6.conf.eth0.disable_ipv6=1 in both"),
+        ("endpoint web6 on netns:both", "create veth ve-bf1fb4957d5 (host) / eth1 (in both)"),
+        ("endpoint web6 on netns:both", "option 'endpoints[1].sysctls': set net.ipv6.conf.eth1.disable_ipv6=0 in both"),
+    ]
 
 
 def test_a_second_sandbox_takes_the_next_address_and_its_mac(runner):
@@ -632,16 +671,13 @@ def test_a_macvlan_endpoint_is_born_in_its_sandbox_with_the_mac_of_its_address(r
     endpoint, sandbox = "endpoint lan on netns:m", "sandbox netns:m"
     assert run.changes == [
         ("netns m", "create network namespace m"),
-        (endpoint, "create macvlan eth0 (mode bridge on lan0) in m"),
-        (endpoint, "option 'sysctls': set net.ipv6.conf.eth0.disable_ipv6=1 in m"),
-        (endpoint, "add address 192.168.50.64/24 to eth0 in m"),
-        ("netns m", "set lo up in m"),
-        (sandbox, "add default via 192.168.50.1 through eth0 in m (network lan, gw_priority 0)"),
         (sandbox, "set net.ipv4.ip_unprivileged_port_start=0 in m (Docker's sandbox default)"),
         (sandbox, "set net.ipv4.ping_group_range=0 2147483647 in m (Docker's sandbox default)"),
         (sandbox, "set net.ipv6.conf.all.disable_ipv6=1 in m (Docker's sandbox default)"),
-        (sandbox, "set net.ipv6.conf.default.disable_ipv6=1 in m (Docker's sandbox default)"),
-        (sandbox, "set net.ipv6.conf.lo.disable_ipv6=1 in m (Docker's sandbox default)"),
+        (endpoint, "create macvlan eth0 (mode bridge on lan0) in m"),
+        (endpoint, "add address 192.168.50.64/24 to eth0 in m"),
+        ("netns m", "set lo up in m"),
+        (sandbox, "add default via 192.168.50.1 through eth0 in m (network lan, gw_priority 0)"),
         ("store", "write the store"),
     ]
     assert run.diff["after"][endpoint] == {
@@ -774,16 +810,13 @@ def test_an_ipvlan_endpoint_is_born_in_its_sandbox_with_the_parents_mac(runner):
     endpoint, sandbox = "endpoint ipl on netns:i", "sandbox netns:i"
     assert run.changes == [
         ("netns i", "create network namespace i"),
-        (endpoint, "create ipvlan eth0 (mode l2 bridge on lan0) in i"),
-        (endpoint, "option 'sysctls': set net.ipv6.conf.eth0.disable_ipv6=1 in i"),
-        (endpoint, "add address 192.168.60.2/24 to eth0 in i"),
-        ("netns i", "set lo up in i"),
-        (sandbox, "add default via 192.168.60.1 through eth0 in i (network ipl, gw_priority 0)"),
         (sandbox, "set net.ipv4.ip_unprivileged_port_start=0 in i (Docker's sandbox default)"),
         (sandbox, "set net.ipv4.ping_group_range=0 2147483647 in i (Docker's sandbox default)"),
         (sandbox, "set net.ipv6.conf.all.disable_ipv6=1 in i (Docker's sandbox default)"),
-        (sandbox, "set net.ipv6.conf.default.disable_ipv6=1 in i (Docker's sandbox default)"),
-        (sandbox, "set net.ipv6.conf.lo.disable_ipv6=1 in i (Docker's sandbox default)"),
+        (endpoint, "create ipvlan eth0 (mode l2 bridge on lan0) in i"),
+        (endpoint, "add address 192.168.60.2/24 to eth0 in i"),
+        ("netns i", "set lo up in i"),
+        (sandbox, "add default via 192.168.60.1 through eth0 in i (network ipl, gw_priority 0)"),
         ("store", "write the store"),
     ]
     assert run.diff["after"][endpoint] == {
