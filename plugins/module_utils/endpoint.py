@@ -126,18 +126,10 @@ class EndpointPlanner:
             raise option_error(spec.opt(ref.kind), ref.value, "does not name an existing network namespace")
         if not spec.create_netns:
             raise option_error(spec.opt("netns"), ref.value, "does not exist and create_netns is false")
-        self.host.new_sandboxes.add(ref.key)
-        what = "create network namespace %s" % ref.value
+        note = ""
         if self.kernel.sandbox_is_stub(ref):
-            what += " (on the name an interrupted run left without its namespace)"
-        self.host.plan.add(
-            "netns %s" % ref.value,
-            what,
-            None,
-            {"exists": True},
-            Op(HOST, "create_netns", (ref.value,)),
-            Op(HOST, "delete_netns", (ref.value,)),
-        )
+            note = " (on the name an interrupted run left without its namespace)"
+        plan_create_netns(self.host, ref, note)
         return None
 
     def _remove_stub(self, ref: SandboxRef) -> None:
@@ -845,6 +837,19 @@ def container_not_yet_running(host, spec) -> dict:
         "ipv6_address": None,
         "mac_address": spec.mac_address,
     }
+
+
+def plan_create_netns(host: Host, ref: SandboxRef, note: str = "") -> None:
+    """Create named sandbox ``ref``; the run's later planning knows it as new (no session to read, no stale lease)."""
+    host.new_sandboxes.add(ref.key)
+    host.plan.add(
+        "netns %s" % ref.value,
+        "create network namespace %s%s" % (ref.value, note),
+        None,
+        {"exists": True},
+        Op(HOST, "create_netns", (ref.value,)),
+        Op(HOST, "delete_netns", (ref.value,)),
+    )
 
 
 def _free_link_group(session) -> int:

@@ -685,22 +685,18 @@ def port_drift(
             )
         )
     if rules is not None:
-        missing = [comment for comment in wanted.get(key, ()) if comment not in rules]
-        if missing:
-            found.append(
-                drift(
-                    "port_rules_missing",
-                    "port %s" % key,
-                    "port %s of %s on %s: %d of its %d nft map "
-                    "element(s) are missing from table inet cnm"
-                    % (key, sandbox, network, len(missing), len(wanted[key])),
-                    network,
-                    sandbox,
-                    missing,
-                    None,
-                )
-            )
+        what = "port %s of %s on %s" % (key, sandbox, network)
+        found += rules_missing("port", key, what, "nft map element(s)", wanted.get(key, ()), rules, network, sandbox)
     return found
+
+
+def rules_missing(owner: str, name: str, what: str, noun: str, wanted, rules: Dict[str, str], network, sandbox=None):
+    """The drift ``OWNER_rules_missing`` when some of the rule comments ``wanted`` are missing from our table."""
+    missing = [comment for comment in wanted if comment not in rules]
+    if not missing:
+        return []
+    message = "%s: %d of its %d %s are missing from table inet cnm" % (what, len(missing), len(wanted), noun)
+    return [drift("%s_rules_missing" % owner, "%s %s" % (owner, name), message, network, sandbox, missing)]
 
 
 def rendered_rules(state: dict) -> list:
@@ -738,18 +734,8 @@ def firewall_drift(state: dict, selection: Selection, query: InfoQuery, rules: O
     found = []
     if "networks" in query.gather:
         for name in selection.networks:
-            missing = [comment for comment in by_network.get(name, ()) if comment not in rules]
-            if missing:
-                found.append(
-                    drift(
-                        "network_rules_missing",
-                        "network %s" % name,
-                        "network %s: %d of its %d nft rule(s) are missing from table inet cnm"
-                        % (name, len(missing), len(by_network[name])),
-                        name,
-                        expected=missing,
-                    )
-                )
+            wanted = by_network.get(name, ())
+            found += rules_missing("network", name, "network %s" % name, "nft rule(s)", wanted, rules, name)
     if "ports" in query.gather and selection.ports:
         missing = [comment for comment in shared if comment not in rules]
         if missing:

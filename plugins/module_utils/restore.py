@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.drivers import RESTORE
-from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
+from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner, plan_create_netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.networks import spec_from_record
-from ansible_collections.cnm.network.plugins.module_utils.plan import Op
-from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 
 def restore(runner) -> dict:
@@ -98,15 +97,7 @@ def _plan_namespaces(host: Host) -> None:
         ref = SandboxRef.from_key(name)
         if ref.kind != "netns" or host.kernel.sandbox_exists(ref):
             continue
-        host.new_sandboxes.add(ref.key)
-        host.plan.add(
-            "netns %s" % ref.value,
-            "create network namespace %s" % ref.value,
-            None,
-            {"exists": True},
-            Op(HOST, "create_netns", (ref.value,)),
-            Op(HOST, "delete_netns", (ref.value,)),
-        )
+        plan_create_netns(host, ref)
 
 
 def _finish(host: Host, report: dict) -> None:
