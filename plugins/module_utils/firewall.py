@@ -26,7 +26,9 @@ from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import conntrack, passes
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.records import PortRecord
+from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 TABLE = "cnm"
 COMMENT_PREFIX = "cnm "
@@ -816,15 +818,15 @@ def plan_firewall(host) -> None:
             "apply %d nft command(s) to the cnm tables" % len(commands),
             current.comments() or None,
             wanted.comments() or None,
-            lambda: nft.apply(commands),
-            lambda: nft.apply(restore_commands(current, families_after)),
+            Op(HOST, "nft_apply", (tuple(commands),)),
+            Op(HOST, "nft_apply", (tuple(restore_commands(current, families_after)),)),
         )
-    _plan_passes(host, nft, listing, networks)
+    _plan_passes(host, listing, networks)
     _plan_sysctls(host, needed_sysctls(networks, ports))
     _plan_conntrack_flush(host)
 
 
-def _plan_passes(host, nft: Nft, listing: dict, networks: Dict[str, dict]) -> None:
+def _plan_passes(host, listing: dict, networks: Dict[str, dict]) -> None:
     """Our accept rules in other owners' forward chains that drop by policy (see passes.py)."""
     before = bridged(host.original["networks"])
     for chain in passes.drop_chains(listing):
@@ -846,8 +848,8 @@ def _plan_passes(host, nft: Nft, listing: dict, networks: Dict[str, dict]) -> No
                 "update %d pass rule(s) in %s" % (len(commands), chain.describe()),
                 None,
                 {chain.describe(): names} if names else None,
-                lambda c=commands: nft.apply(c),
-                lambda c=chain: nft.apply(passes.native_commands(nft.listing(), c, before)),
+                Op(HOST, "nft_apply", (tuple(commands),)),
+                Op(HOST, "restore_passes", (chain, before)),
             )
 
 
@@ -880,15 +882,9 @@ def _plan_xtables_passes(host, listing: dict, chain, networks: Dict[str, dict]) 
         "update pass rules in %s (iptables-restore --noflush)" % where,
         {where: sorted(present)} if present else None,
         {where: sorted(wanted)} if wanted else None,
-        lambda: _restore(host, command, script),
-        (lambda: _restore(host, command, undo)) if undo else None,
+        Op(HOST, "xtables_restore", (command, script)),
+        Op(HOST, "xtables_restore", (command, undo)) if undo else None,
     )
-
-
-def _restore(host, command: str, script: str) -> None:
-    code, _out, err = host.run_command([command + "-restore", "-w", "--noflush"], data=script)
-    if code != 0:
-        raise OSError(code, "%s-restore refused the pass rules: %s" % (command, err.strip()))
 
 
 def needed_sysctls(networks: Dict[str, dict], ports: Dict[str, PortRecord]) -> Dict[str, str]:
@@ -909,8 +905,7 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
     """Set what is wanted, recording the value found first; give it back when no longer wanted."""
     recorded = host.state.get("sysctls", {})
     before_run = set(host.original.get("sysctls", {}))
-    session = host.kernel.host
-    for name, value in read_sysctls(session, set(wanted) | set(recorded)).items():
+    for name, value in read_sysctls(host.kernel.host, set(wanted) | set(recorded)).items():
         if name in wanted and value is not None and value != wanted[name]:
             original = host.state.setdefault("sysctls", {}).setdefault(name, value)
             host.plan.add(
@@ -918,8 +913,8 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
                 "set %s=%s (recorded: %s)" % (name, wanted[name], original),
                 {name: value},
                 {name: wanted[name]},
-                lambda n=name, v=wanted[name], o=original: _set_sysctl(host.store, session, n, v, o),
-                lambda n=name, v=value, new=name not in before_run: _unset_sysctl(host.store, session, n, v, new),
+                Op(HOST, "set_recorded_sysctl", (name, wanted[name], original)),
+                Op(HOST, "unset_recorded_sysctl", (name, value, name not in before_run)),
             )
         elif name not in wanted and name in recorded:
             original = host.state["sysctls"].pop(name)
@@ -929,27 +924,49 @@ def _plan_sysctls(host, wanted: Dict[str, str]) -> None:
                     "restore %s=%s" % (name, original),
                     {name: value},
                     {name: original},
-                    lambda n=name, v=original: _restore_sysctl(session, n, v),
-                    lambda n=name, v=value: _restore_sysctl(session, n, v),
+                    Op(HOST, "restore_sysctl", (name, original)),
+                    Op(HOST, "restore_sysctl", (name, value)),
                 )
     if "sysctls" in host.state and not host.state["sysctls"]:
         del host.state["sysctls"]
 
 
-def _set_sysctl(store, session, name: str, value: str, original: str) -> None:
+# ---- the firewall's verbs: what its Ops do when the plan runs (Host.run_op), each taking the run's Host first ----
+
+
+def nft_apply(host, commands: tuple) -> None:
+    Nft(host.run_command).apply(list(commands))
+
+
+def restore_passes(host, chain, networks: Dict[str, dict]) -> None:
+    """Our pass rules in another owner's chain as ``networks`` had them: rendered against the chain as it is now
+    (the rules to delete are known by their handles, which only the listing at that moment holds)."""
+    nft = Nft(host.run_command)
+    nft.apply(passes.native_commands(nft.listing(), chain, networks))
+
+
+def xtables_restore(host, command: str, script: str) -> None:
+    code, _out, err = host.run_command([command + "-restore", "-w", "--noflush"], data=script)
+    if code != 0:
+        raise OSError(code, "%s-restore refused the pass rules: %s" % (command, err.strip()))
+
+
+def set_recorded_sysctl(host, name: str, value: str, original: str) -> None:
     """Write-ahead: the original value is in the store file before the sysctl changes, so a crash between the write
     and the run's store write cannot lose it (the next run would find the new value and record that instead)."""
-    recorded = store.data.get("sysctls", {})
-    if recorded.get(name) != original:
+    store = host.store
+    if store.data.get("sysctls", {}).get(name) != original:
         data = store.snapshot()
         data.setdefault("sysctls", {})[name] = original
         store.save(data)
-    session.write_sysctl(_path(name), value)
+    host.kernel.host.write_sysctl(_path(name), value)
 
 
-def _unset_sysctl(store, session, name: str, value: str, new: bool) -> None:
-    """Undo of _set_sysctl: the value found goes back; a record this run wrote ahead goes from the store file."""
-    _restore_sysctl(session, name, value)
+def unset_recorded_sysctl(host, name: str, value: str, new: bool) -> None:
+    """Undo of set_recorded_sysctl: the value found goes back; a record this run wrote ahead goes from the store
+    file."""
+    restore_sysctl(host, name, value)
+    store = host.store
     if new and name in store.data.get("sysctls", {}):
         data = store.snapshot()
         del data["sysctls"][name]
@@ -958,8 +975,9 @@ def _unset_sysctl(store, session, name: str, value: str, new: bool) -> None:
         store.save(data)
 
 
-def _restore_sysctl(session, name: str, value: str) -> None:
+def restore_sysctl(host, name: str, value: str) -> None:
     """Write back a recorded value; an interface's sysctl (route_localnet) went with its interface: nothing to do."""
+    session = host.kernel.host
     if session.sysctl(_path(name)) is not None:
         session.write_sysctl(_path(name), value)
 
@@ -981,20 +999,15 @@ def _plan_conntrack_flush(host) -> None:
     endpoints that left: delete every entry of their addresses."""
     if host.conntrack_flush:
         flows = sorted(host.conntrack_flush)
-        host.plan.add(
-            "conntrack",
-            "flush the conntrack entries of %d mapping(s)" % len(flows),
-            None,
-            None,
-            lambda: _flush(host, flows),
-        )
+        what = "flush the conntrack entries of %d mapping(s)" % len(flows)
+        host.plan.add("conntrack", what, None, None, Op(HOST, "flush_flows", (tuple(flows),)))
     if host.conntrack_addresses:
         addresses = sorted(host.conntrack_addresses)
         what = "flush the conntrack entries of %d address(es) of endpoints that left" % len(addresses)
-        host.plan.add("conntrack", what, None, None, lambda: _flush_addresses(host, addresses))
+        host.plan.add("conntrack", what, None, None, Op(HOST, "flush_addresses", (tuple(addresses),)))
 
 
-def _flush(host, flows: list) -> None:
+def flush_flows(host, flows: tuple) -> None:
     """The entries of removed or changed mappings: their protocol, host port and container address (the reply's
     source), in each family the mappings have."""
     wanted = set()
@@ -1008,7 +1021,7 @@ def _flush(host, flows: list) -> None:
     )
 
 
-def _flush_addresses(host, addresses: list) -> None:
+def flush_addresses(host, addresses: tuple) -> None:
     """Every entry an address is the original source of (outbound, masqueraded), the original destination of (from
     the host or a peer) or the reply source of (DNAT)."""
     wanted = {str(ipaddress.ip_address(address)) for address in addresses}
@@ -1032,3 +1045,19 @@ def _flush_where(host, versions: set, doomed, what: str) -> None:
             "conntrack entries of %s were not flushed: this kernel has no ctnetlink (nf_conntrack_netlink): %s"
             % (what, exc.strerror)
         )
+
+
+# The firewall's verbs by name, for Host.run_op.
+VERBS = {
+    verb.__name__: verb
+    for verb in (
+        nft_apply,
+        restore_passes,
+        xtables_restore,
+        set_recorded_sysctl,
+        unset_recorded_sysctl,
+        restore_sysctl,
+        flush_flows,
+        flush_addresses,
+    )
+}

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Callable, Iterator, Optional
 
-from ansible_collections.cnm.network.plugins.module_utils import kernel, netns
+from ansible_collections.cnm.network.plugins.module_utils import firewall, kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow, plan_firewall
 from ansible_collections.cnm.network.plugins.module_utils.model import ENDPOINT_ALIAS_PREFIX, network_from_record
@@ -46,12 +46,21 @@ class Host:
         self.recovered: Optional[dict] = None  # what a lost store's rebuild from the kernel brought back
         self._swept: set = set()  # networks whose leases were checked against their sandboxes in this run
         self._networks: dict = {}  # name -> (its record, the network it describes): parsed once per record
-        # planning steps whose changes must follow the firewall's (a device up only once its drop rule exists)
+        # changes that must follow the firewall's (a device up only once its drop rule exists): Plan.add's arguments
         self.after_firewall: list = []
 
     def _new_plan(self) -> Plan:
-        """An empty plan whose data changes (Ops) run on this run's netlink sessions."""
-        return Plan(executor=self.kernel.run if self.kernel is not None else None)
+        """An empty plan whose data changes (Ops) this run executes (run_op)."""
+        return Plan(executor=self.run_op if self.kernel is not None else None)
+
+    def run_op(self, op: Op) -> None:
+        """Execute an Op: a verb of the firewall (nft, iptables-restore, host sysctls recorded in the store, conntrack)
+        with this run, any other on the kernel (a namespace's session, or a named namespace)."""
+        verb = firewall.VERBS.get(op.verb)
+        if verb is not None:
+            verb(self, *op.args, **dict(op.kwargs))
+        else:
+            self.kernel.run(op)
 
     @classmethod
     @contextmanager
@@ -213,8 +222,8 @@ class Host:
         """Add the firewall and the store write as the last changes, run the plan, return the common result keys."""
         self._drop_orphan_ports()
         plan_firewall(self)  # every run reconciles the whole table: drift from any cause is repaired
-        for step in self.after_firewall:
-            step()
+        for change in self.after_firewall:
+            self.plan.add(*change)
         self._plan_store_write()
         try:
             self.plan.execute(check)

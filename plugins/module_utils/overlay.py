@@ -201,8 +201,11 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
         present_fdb, present_neigh = set(current["fdb"]), set(current["neighbours"])
     if up_later:
         host.after_firewall.append(
-            lambda: add(
+            (
+                target,
                 "set vxlan %s up (the drop of clear VXLAN is in place)" % name,
+                current,
+                desired,
                 Op.call(HOST, "set_link", name, up=True),
                 Op.call(HOST, "set_link", name, up=False),
             )

@@ -23,7 +23,7 @@ from ansible_collections.cnm.network.plugins.module_utils.conntrack import (
     delete_request,
     flush,
 )
-from ansible_collections.cnm.network.plugins.module_utils.firewall import _flush, _flush_addresses
+from ansible_collections.cnm.network.plugins.module_utils.firewall import flush_addresses, flush_flows
 from ansible_collections.cnm.network.plugins.module_utils.rtnl import attr, attributes
 
 CTA_STATUS = 3
@@ -122,7 +122,7 @@ def test_a_mapping_flush_matches_protocol_port_and_container_address(monkeypatch
     monkeypatch.setattr("ansible_collections.cnm.network.plugins.module_utils.conntrack.Conntrack", lambda: session)
     session.close = lambda: None
     # OUT6 is a flow of fd00:30::3 to port 80, not one DNAT'd to it: its reply comes from 2001:db8::9
-    _flush(Host(), [("udp", 4000, "172.30.0.2", None), ("tcp", 80, None, "fd00:30::3")])
+    flush_flows(Host(), [("udp", 4000, "172.30.0.2", None), ("tcp", 80, None, "fd00:30::3")])
     assert session.deleted == ["10.0.0.1"] and session.dumped == [4, 6]
 
 
@@ -130,7 +130,7 @@ def test_an_address_flush_takes_every_entry_it_appears_in(monkeypatch):
     session = Session([DNAT4, OTHER4, OUT6])
     monkeypatch.setattr("ansible_collections.cnm.network.plugins.module_utils.conntrack.Conntrack", lambda: session)
     session.close = lambda: None
-    _flush_addresses(Host(), ["172.30.0.2", "fd00:30:0::3"])
+    flush_addresses(Host(), ["172.30.0.2", "fd00:30:0::3"])
     assert session.deleted == ["10.0.0.1", "fd00:30::3"]
 
 
@@ -140,7 +140,7 @@ def test_a_kernel_without_ctnetlink_gets_a_warning_not_a_failure(monkeypatch):
 
     monkeypatch.setattr("ansible_collections.cnm.network.plugins.module_utils.conntrack.Conntrack", refused)
     host = Host()
-    _flush_addresses(host, ["172.30.0.2"])
+    flush_addresses(host, ["172.30.0.2"])
     assert host.warnings == [
         "conntrack entries of 1 address(es) were not flushed: this kernel has no ctnetlink (nf_conntrack_netlink): "
         "Protocol not supported"

@@ -17,7 +17,9 @@ import os
 import pytest
 from facts import FactsSession, Machine, Runner
 
+from ansible_collections.cnm.network.plugins.module_utils import firewall, kernel
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Link
+from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 
 LISTINGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "listings")
 
@@ -218,6 +220,12 @@ def test_a_bridge_network_on_an_empty_host_plans_the_bridge_gateway_sysctls_fire
     assert run.result["diff"] == run.diff
     assert run.result["network"] == dict(WEB, name="web", endpoints=0)
     assert runner.stored() is None  # check mode: the store file is not written
+    # Changes as data: every kernel and firewall change and its undo (if it has one) is an Op of a verb the run
+    # executes; the store's write is the one closure left.
+    for change in run.host.plan.changes[:-1]:
+        for action in (change.apply, change.undo or change.apply):
+            assert isinstance(action, Op), change
+            assert action.verb in firewall.VERBS or hasattr(kernel.NetnsSession, action.verb), change
 
 
 # ======== 2. a rerun: nothing on matching facts, exactly the repair of a drifted MTU ========

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
@@ -83,12 +84,15 @@ def test_a_sysctl_original_is_in_the_store_file_before_the_sysctl_changes(tmp_pa
                 raise Crash()
             self.values[path] = value
 
+    def run(session: Session) -> SimpleNamespace:  # what the firewall's verbs take of the run's Host
+        return SimpleNamespace(store=store, kernel=SimpleNamespace(host=session))
+
     with pytest.raises(Crash):
-        firewall._set_sysctl(store, Session(crash=True), "net.ipv4.ip_forward", "1", "0")
+        firewall.set_recorded_sysctl(run(Session(crash=True)), "net.ipv4.ip_forward", "1", "0")
     with open(store.path) as handle:
         assert json.load(handle)["sysctls"] == {"net.ipv4.ip_forward": "0"}
     session = Session(crash=False)
-    firewall._unset_sysctl(store, session, "net.ipv4.ip_forward", "0", new=True)  # the undo: value and store as before
+    firewall.unset_recorded_sysctl(run(session), "net.ipv4.ip_forward", "0", new=True)  # the undo: as before
     with open(store.path) as handle:
         assert "sysctls" not in json.load(handle)
     assert session.values == {"net/ipv4/ip_forward": "0"}
