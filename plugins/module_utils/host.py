@@ -54,13 +54,23 @@ class Host:
         return Plan(executor=self.run_op if self.kernel is not None else None)
 
     def run_op(self, op: Op) -> None:
-        """Execute an Op: a verb of the firewall (nft, iptables-restore, host sysctls recorded in the store, conntrack)
-        with this run, any other on the kernel (a namespace's session, or a named namespace)."""
-        verb = firewall.VERBS.get(op.verb)
-        if verb is not None:
-            verb(self, *op.args, **dict(op.kwargs))
+        """Execute an Op: the store's write, or a verb of the firewall (nft, iptables-restore, host sysctls recorded
+        in the store, conntrack) with this run; any other on the kernel (a namespace's session, a named namespace)."""
+        if op.verb == "save_store":
+            self.save_store(*op.args)
+        elif op.verb in firewall.VERBS:
+            firewall.VERBS[op.verb](self, *op.args, **dict(op.kwargs))
         else:
             self.kernel.run(op)
+
+    def save_store(self, data: dict) -> None:
+        """Write the store as ``data``; a failed write leaves the store holding what its file holds."""
+        held = self.store.data  # save sets data first
+        try:
+            self.store.save(data)
+        except BaseException:
+            self.store.data = held
+            raise
 
     @classmethod
     @contextmanager
@@ -240,22 +250,13 @@ class Host:
     def _plan_store_write(self) -> None:
         if self.state != self.original:
             before, after = copy_state(self.original), copy_state(self.state)
-
-            def write() -> None:
-                held = self.store.data  # what the file holds, if the write fails (save sets data first)
-                try:
-                    self.store.save(after)
-                except BaseException:
-                    self.store.data = held
-                    raise
-
             self.plan.add(
                 "store",
                 "write the store",
                 _store_view(before),
                 _store_view(after),
-                write,
-                lambda: self.store.save(before),
+                Op(HOST, "save_store", (after,)),
+                Op(HOST, "save_store", (before,)),
             )
 
     def _store_after_failure(self) -> str:

@@ -5,10 +5,10 @@
 Check mode reports the plan, the real run executes the same plan, so the two cannot disagree.
 The diff is rendered from the plan: the before and after of every object it touches.
 
-A change is either an ``Op`` - data: a verb, where and with what, whose undo is its inverse verb (or a second Op)
-and whose words are rendered from it; the verbs are those of the kernel's namespace sessions, of kernel.Kernel (named
-namespaces) and of the firewall (firewall.VERBS: nft, iptables-restore, recorded host sysctls, conntrack), all run by
-Host.run_op - or a pair of closures, which only the store's write still is.
+Every change is an ``Op`` - data: a verb, where and with what, whose undo is its inverse verb (or a second Op) and
+whose words are rendered from it. The verbs are those of the kernel's namespace sessions, of kernel.Kernel (named
+namespaces), of the firewall (firewall.VERBS: nft, iptables-restore, recorded host sysctls, conntrack) and the
+store's write, all run by Host.run_op. A callable stands only for what check mode reports and never runs.
 """
 
 from __future__ import annotations
