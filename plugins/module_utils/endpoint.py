@@ -118,7 +118,7 @@ class EndpointPlanner:
     def _sandbox_view(self, spec: EndpointSpec):
         """The sandbox's netlink session, or None when it does not exist yet (it will be created)."""
         ref = spec.sandbox
-        if ref.key in self.host.new_sandboxes:
+        if ref.key in self.host.leases.new_sandboxes:
             return None
         if self.kernel.sandbox_exists(ref):
             return self.kernel.sandbox(ref)
@@ -137,7 +137,7 @@ class EndpointPlanner:
         nothing else can be detached from it), whatever ``delete_netns`` says."""
         if (
             ref.key not in self.removed_stubs
-            and ref.key not in self.host.new_sandboxes
+            and ref.key not in self.host.leases.new_sandboxes
             and self.kernel.sandbox_is_stub(ref)
         ):
             self.removed_stubs.add(ref.key)
@@ -390,7 +390,7 @@ class EndpointPlanner:
         network:
         namespaces are compared by their nsfs identity (device and inode), which no two live namespaces share."""
         ref = spec.sandbox
-        if ref.key in self.host.new_sandboxes or not self.kernel.sandbox_exists(ref):
+        if ref.key in self.host.leases.new_sandboxes or not self.kernel.sandbox_exists(ref):
             return
         known = self.namespaces.get(network.name)
         if known is None:
@@ -493,7 +493,7 @@ class EndpointPlanner:
     # ---- the sandbox as a whole: default routes and sysctls ----
     def _plan_sandbox(self, ref: SandboxRef, gone: set, records: list) -> None:
         """The sandbox's default routes (the best endpoint of each IP version, as Docker chooses) and its sysctls."""
-        if ref.key in self.host.new_sandboxes:
+        if ref.key in self.host.leases.new_sandboxes:
             view = None
         elif self.kernel.sandbox_exists(ref):
             view = self.kernel.sandbox(ref)
@@ -841,7 +841,7 @@ def container_not_yet_running(host, spec) -> dict:
 
 def plan_create_netns(host: Host, ref: SandboxRef, note: str = "") -> None:
     """Create named sandbox ``ref``; the run's later planning knows it as new (no session to read, no stale lease)."""
-    host.new_sandboxes.add(ref.key)
+    host.leases.new_sandboxes.add(ref.key)
     host.plan.add(
         "netns %s" % ref.value,
         "create network namespace %s%s" % (ref.value, note),

@@ -798,6 +798,16 @@ def bridged(networks: Dict[str, dict]) -> Dict[str, dict]:
     return {name: record for name, record in networks.items() if record.get("bridge_name")}
 
 
+@dataclass
+class Pending:
+    """What planning leaves for the firewall's step (plan_firewall), which runs once the whole state is planned."""
+
+    flows: set = field(default_factory=set)  # conntrack_flow() of mappings changed or removed: their entries go
+    addresses: set = field(default_factory=set)  # addresses of endpoints that left: all their conntrack entries go
+    # Plan.add's arguments of changes that must follow the firewall's (a device up only once its drop rule exists)
+    after_firewall: list = field(default_factory=list)
+
+
 def plan_firewall(host) -> None:
     """Add to the host's plan what makes our table, the sysctls it needs and conntrack match the store."""
     networks = bridged(host.state["networks"])
@@ -997,12 +1007,12 @@ def conntrack_flow(entry: PortRecord) -> tuple:
 def _plan_conntrack_flush(host) -> None:
     """Mappings changed (UDP) or removed: delete their own conntrack entries, so the change takes effect at once;
     endpoints that left: delete every entry of their addresses."""
-    if host.conntrack_flush:
-        flows = sorted(host.conntrack_flush)
+    if host.pending.flows:
+        flows = sorted(host.pending.flows)
         what = "flush the conntrack entries of %d mapping(s)" % len(flows)
         host.plan.add("conntrack", what, None, None, Op(HOST, "flush_flows", (tuple(flows),)))
-    if host.conntrack_addresses:
-        addresses = sorted(host.conntrack_addresses)
+    if host.pending.addresses:
+        addresses = sorted(host.pending.addresses)
         what = "flush the conntrack entries of %d address(es) of endpoints that left" % len(addresses)
         host.plan.add("conntrack", what, None, None, Op(HOST, "flush_addresses", (tuple(addresses),)))
 

@@ -8,12 +8,12 @@ read current -> compute desired -> plan -> report (check mode) or apply, undoing
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import firewall, kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
-from ansible_collections.cnm.network.plugins.module_utils.firewall import conntrack_flow, plan_firewall
+from ansible_collections.cnm.network.plugins.module_utils.firewall import Pending, conntrack_flow, plan_firewall
 from ansible_collections.cnm.network.plugins.module_utils.model import ENDPOINT_ALIAS_PREFIX, network_from_record
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op, Plan
 from ansible_collections.cnm.network.plugins.module_utils.records import (
@@ -27,8 +27,18 @@ from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, S
 from ansible_collections.cnm.network.plugins.module_utils.store import Store, persistent_path
 
 
+@dataclass
+class Leases:
+    """What a run learns about its endpoints' sandboxes while it plans."""
+
+    new_sandboxes: set = field(default_factory=set)  # sandbox keys this plan creates: nothing to read, no stale lease
+    swept: set = field(default_factory=set)  # networks whose leases were checked against their sandboxes
+    reclaimed: list = field(default_factory=list)  # the leases of vanished sandboxes, as the result reports them
+
+
 class Host:
-    """One module run on one host namespace: the netlink sessions, the locked store and the plan."""
+    """One module run on one host namespace: the netlink sessions, the locked store, the state planning edits, the plan,
+    and what planning leaves for the firewall's step (``pending``)."""
 
     def __init__(self, kernel_sessions: kernel.Kernel, store: Store, module=None) -> None:
         self.kernel = kernel_sessions
@@ -39,15 +49,9 @@ class Host:
         self.original = store.snapshot()
         self.state = store.snapshot()  # the store as it will be after the plan: planning edits this copy
         self.plan = self._new_plan()
-        self.reclaimed: list = []
-        self.new_sandboxes: set = set()  # sandbox keys this plan creates: their leases are not stale
-        self.conntrack_flush: set = set()  # conntrack_flow() of mappings changed or removed: their conntrack entries go
-        self.conntrack_addresses: set = set()  # addresses of endpoints that left: every conntrack entry of theirs goes
-        self.recovered: Optional[dict] = None  # what a lost store's rebuild from the kernel brought back
-        self._swept: set = set()  # networks whose leases were checked against their sandboxes in this run
+        self.pending = Pending()
+        self.leases = Leases()
         self._networks: dict = {}  # name -> (its record, the network it describes): parsed once per record
-        # changes that must follow the firewall's (a device up only once its drop rule exists): Plan.add's arguments
-        self.after_firewall: list = []
 
     def _new_plan(self) -> Plan:
         """An empty plan whose data changes (Ops) this run executes (run_op)."""
@@ -84,7 +88,7 @@ class Host:
             try:
                 host = cls(sessions, store, module)
                 if store.loaded_from is None:  # a lost store: the kernel's cnm objects say what it held
-                    host.recovered = recover(host)
+                    recover(host)
                 yield host
             finally:
                 sessions.close()
@@ -125,12 +129,12 @@ class Host:
 
     def reclaim_vanished(self, network: str) -> None:
         """Reclaim the leases (and ports, and a veth left behind) of a network's endpoints whose sandbox vanished."""
-        if network not in self._swept:  # once per network and run: a sandbox does not vanish while we plan
-            self._swept.add(network)
+        if network not in self.leases.swept:  # once per network and run: a sandbox does not vanish while we plan
+            self.leases.swept.add(network)
             for key, record in list(self.state["endpoints"].items()):
                 if (
                     record.network == network
-                    and record.sandbox not in self.new_sandboxes
+                    and record.sandbox not in self.leases.new_sandboxes
                     and not self.kernel.sandbox_exists(SandboxRef.from_key(record.sandbox))
                 ):
                     del self.state["endpoints"][key]
@@ -141,7 +145,7 @@ class Host:
                     if ports:
                         reclaimed["ports"] = ports
                     self._drop_stray_veth(key, record)
-                    self.reclaimed.append(reclaimed)
+                    self.leases.reclaimed.append(reclaimed)
 
     def _drop_stray_veth(self, key: str, record: EndpointRecord) -> None:
         """A namespace deleted by hand while a process holds it lives on, with the endpoint's address, on the bridge:
@@ -161,7 +165,7 @@ class Host:
     def forget_flows(self, record: EndpointRecord) -> None:
         """An endpoint left: its flows go with it, as Docker clears an endpoint's conntrack entries when it leaves (a
         masqueraded flow would otherwise live on, for days if TCP, and reach the address's next holder)."""
-        self.conntrack_addresses.update(a for a in (record.ipv4_address, record.ipv6_address) if a)
+        self.pending.addresses.update(a for a in (record.ipv4_address, record.ipv6_address) if a)
 
     # ---- published ports ----
     def ports_of(self, network: str, sandbox: str) -> list:
@@ -182,7 +186,7 @@ class Host:
         for key in keys:
             entry = ports.pop(key, None)
             if entry is not None:
-                self.conntrack_flush.add(conntrack_flow(entry))
+                self.pending.flows.add(conntrack_flow(entry))
                 dropped.append(key)
         if "ports" in self.state and not ports:
             del self.state["ports"]
@@ -224,7 +228,7 @@ class Host:
                 )
                 self.drop_ports([key])
                 continue
-            self.conntrack_flush.add(conntrack_flow(entry))
+            self.pending.flows.add(conntrack_flow(entry))
             ports[key] = replace(entry, container_ip=now[0], container_ipv6=now[1])
 
     # ---- finishing ----
@@ -232,7 +236,7 @@ class Host:
         """Add the firewall and the store write as the last changes, run the plan, return the common result keys."""
         self._drop_orphan_ports()
         plan_firewall(self)  # every run reconciles the whole table: drift from any cause is repaired
-        for change in self.after_firewall:
+        for change in self.pending.after_firewall:
             self.plan.add(*change)
         self._plan_store_write()
         try:
@@ -243,8 +247,8 @@ class Host:
                 raise
             raise CnmError("%s; %s" % (exc, note), **exc.details) from exc
         result = {"changed": self.plan.changed, "changes": self.plan.summary(), "diff": self.plan.diff()}
-        if self.reclaimed:
-            result["reclaimed"] = self.reclaimed
+        if self.leases.reclaimed:
+            result["reclaimed"] = self.leases.reclaimed
         return result
 
     def _plan_store_write(self) -> None:
@@ -277,8 +281,7 @@ class Host:
         if not forgotten:
             return partial[2:]
         self.original, self.state = self.store.snapshot(), self.store.snapshot()
-        self.plan, self.conntrack_flush, self.after_firewall = self._new_plan(), set(), []
-        self.conntrack_addresses = set()
+        self.plan, self.pending = self._new_plan(), Pending()
         networks, endpoints = [], []
         for kind, key in forgotten:
             if kind == "network" and self.state["networks"].pop(key, None) is not None:

@@ -173,7 +173,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
     fresh = link is None or link.vxlan != wanted or link.mac != network.vxlan_mac
     if link is not None and fresh:
         add("re-create vxlan %s (its settings changed)" % name, Op(HOST, "delete_link", (name,)))
-    # Encrypted: the device comes up only after the firewall's drop of clear VXLAN is in place (see after_firewall).
+    # Encrypted: the device comes up only after the firewall's drop of clear VXLAN is in place (Pending.after_firewall).
     up_later = network.encrypted and (fresh or not link.up)
     if fresh:
         add(
@@ -200,7 +200,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
             )
         present_fdb, present_neigh = set(current["fdb"]), set(current["neighbours"])
     if up_later:
-        host.after_firewall.append(
+        host.pending.after_firewall.append(
             (
                 target,
                 "set vxlan %s up (the drop of clear VXLAN is in place)" % name,

@@ -156,11 +156,11 @@ class PublishPlanner:
                     if old.container_port != mapping.container_port or not slots_cover(
                         entry_slots(entry), entry_slots(old)
                     ):
-                        host.conntrack_flush.add(conntrack_flow(old))
+                        host.pending.flows.add(conntrack_flow(old))
                 entries[mapping.key] = entry
                 self._index().setdefault((mapping.protocol, mapping.host_port), set()).add(mapping.key)
                 if entry.protocol == "udp":  # UDP flows would keep answering from the old mapping
-                    host.conntrack_flush.add(conntrack_flow(entry))
+                    host.pending.flows.add(conntrack_flow(entry))
             published.append(docker_form(mapping))
             listed.add(mapping.key)
         if self.exclusive:
@@ -252,7 +252,7 @@ class PublishPlanner:
         for key, address in narrowed.items():
             entry = entries.pop(key)
             self._index().get((entry.protocol, entry.host_port), set()).discard(key)
-            self.host.conntrack_flush.add(conntrack_flow(entry))
+            self.host.pending.flows.add(conntrack_flow(entry))
             mapping = PortMapping(address, entry.host_port, entry.container_port, entry.protocol)
             entries[mapping.key] = replace(entry, host_ip=str(address))
             self._index().setdefault((mapping.protocol, mapping.host_port), set()).add(mapping.key)

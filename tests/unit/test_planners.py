@@ -479,7 +479,7 @@ def test_a_detach_plans_the_veth_delete_the_conntrack_flush_and_the_lease_releas
         "after": {"store": WEB_STORE},
     }
     assert run.state == dict(WEB_STORE, version=2)
-    assert run.host.conntrack_addresses == {"172.30.0.2"}
+    assert run.host.pending.addresses == {"172.30.0.2"}
     assert run.result["endpoint"] == {"network": "web", "sandbox": "netns:app", "state": "absent"}
 
 

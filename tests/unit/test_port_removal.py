@@ -38,7 +38,7 @@ def test_dropping_ports_flushes_their_conntrack_entries_and_empties_the_store_ke
     host = host_with(tmp_path, ports={"tcp/*:4000": PORT, "udp/*:53": udp})
     assert host.ports_of("web", "netns:a") == ["tcp/*:4000"]
     assert host.drop_ports(["tcp/*:4000", "tcp/*:9"]) == ["tcp/*:4000"]
-    assert host.conntrack_flush == {("tcp", 4000, "172.30.0.2", None)} and list(host.state["ports"]) == ["udp/*:53"]
+    assert host.pending.flows == {("tcp", 4000, "172.30.0.2", None)} and list(host.state["ports"]) == ["udp/*:53"]
     host.drop_ports(host.ports_of("web", "netns:b"))
     assert "ports" not in host.state
 
@@ -58,7 +58,7 @@ def test_ports_without_their_endpoint_or_network_go_with_a_warning(tmp_path):
     host._drop_orphan_ports()
     assert list(host.state["ports"]) == ["tcp/*:4000"]
     assert [w.split(":")[0] for w in host.warnings] == ["published port tcp/*", "published port tcp/*"]
-    assert host.conntrack_flush == {("tcp", 4001, "172.30.0.2", None), ("tcp", 4002, "172.30.0.2", None)}
+    assert host.pending.flows == {("tcp", 4001, "172.30.0.2", None), ("tcp", 4002, "172.30.0.2", None)}
 
 
 class Crash(BaseException):
@@ -114,8 +114,8 @@ def test_ports_follow_their_endpoint_to_a_new_address_and_drop_a_family_it_lost(
     )
     host._drop_orphan_ports()
     assert host.state["ports"] == {"tcp/*:4000": replace(PORT, container_ip="172.30.0.9"), "tcp/*:4002": same}
-    assert host.conntrack_flush == {("tcp", 4000, "172.30.0.2", None), ("tcp", 4001, None, "fd00::3")}
+    assert host.pending.flows == {("tcp", 4000, "172.30.0.2", None), ("tcp", 4001, None, "fd00::3")}
     assert len(host.warnings) == 1 and "tcp/[::]:4001" in host.warnings[0]
-    host.conntrack_flush.clear()
+    host.pending.flows.clear()
     host._drop_orphan_ports()  # a second pass changes nothing
-    assert host.conntrack_flush == set() and len(host.state["ports"]) == 2
+    assert host.pending.flows == set() and len(host.state["ports"]) == 2
