@@ -23,11 +23,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
-from ansible_collections.cnm.network.plugins.module_utils.kernel import available_modules
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
@@ -200,11 +198,12 @@ def _policy_content(policy: dict) -> tuple:
     )
 
 
-def current(xfrm, ports: Sequence[int]) -> Tuple[List[dict], List[dict]]:
-    """Our states and policies in the kernel: those labelled with the reqid of one of ``ports``."""
+def current(session, ports: Sequence[int]) -> Tuple[List[dict], List[dict]]:
+    """Our states and policies in the kernel (a kernel.NetnsSession): those labelled with the reqid of one of
+    ``ports``."""
     labels = {reqid(port) for port in ports}
-    states = [s for s in xfrm.states() if s["reqid"] in labels]
-    policies = [p for p in xfrm.policies() if p.get("tmpl") and p["tmpl"]["reqid"] in labels]
+    states = [s for s in session.xfrm_states() if s["reqid"] in labels]
+    policies = [p for p in session.xfrm_policies() if p.get("tmpl") and p["tmpl"]["reqid"] in labels]
     return states, policies
 
 
@@ -310,16 +309,11 @@ def check_keys(primary: Optional[str], others: Optional[Sequence[str]]) -> List[
 # ---- what the kernel offers ----
 
 
-def kernel_features() -> dict:
-    """The kernel features an encrypted overlay needs -> present (loaded, built in, or loadable)."""
-    try:
-        with open("/proc/crypto") as handle:
-            crypto = handle.read()
-    except OSError:
-        crypto = ""
-    modules = available_modules()
+def kernel_features(kernel) -> dict:
+    """The kernel features an encrypted overlay needs -> present (loaded, built in, or loadable), as ``kernel``
+    (kernel.Kernel) tells them."""
     return {
-        "XFRM": os.path.exists("/proc/net/xfrm_stat"),
-        "ESP (esp4)": os.path.exists("/sys/module/esp4") or "esp4" in modules,
-        "AES-GCM (rfc4106(gcm(aes)))": "gcm(aes)" in crypto or os.path.exists("/sys/module/gcm") or "gcm" in modules,
+        "XFRM": kernel.has_xfrm(),
+        "ESP (esp4)": kernel.has_module("esp4"),
+        "AES-GCM (rfc4106(gcm(aes)))": kernel.has_cipher("gcm(aes)") or kernel.has_module("gcm"),
     }

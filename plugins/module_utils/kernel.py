@@ -334,6 +334,13 @@ class NetnsSession:
                 self._xfrm = Xfrm()
         return self._xfrm
 
+    def xfrm_states(self) -> list:
+        """This namespace's XFRM states, as the XFRM client gives them (dicts)."""
+        return self.xfrm().states()
+
+    def xfrm_policies(self) -> list:
+        return self.xfrm().policies()
+
     def add_xfrm_state(self, state: dict) -> None:
         self.xfrm().add_state(state)
 
@@ -458,6 +465,8 @@ class Kernel:
         self.host.sessions = self.session
         self._sandboxes: Dict[str, NetnsSession] = {}
         self._modules: Optional[set] = None
+        self._ciphers: Optional[set] = None
+        self._exists: Dict[str, bool] = {}  # sandbox key -> whether it exists: looked up once per run
 
     def sandbox(self, ref: SandboxRef) -> NetnsSession:
         """The session inside a sandbox, opened on first use; raises if the sandbox is missing."""
@@ -480,7 +489,11 @@ class Kernel:
 
     # ---- sandboxes: their namespace files ----
     def sandbox_exists(self, ref: SandboxRef) -> bool:
-        return netns.sandbox_exists(ref)
+        """Whether the sandbox exists; the run's namespace verbs keep the answer true as they create and delete."""
+        exists = self._exists.get(ref.key)
+        if exists is None:
+            exists = self._exists[ref.key] = netns.sandbox_exists(ref)
+        return exists
 
     def sandbox_is_stub(self, ref: SandboxRef) -> bool:
         """A name under /run/netns that an interrupted create or delete left without its namespace."""
@@ -488,7 +501,7 @@ class Kernel:
 
     def is_host_namespace(self, ref: SandboxRef) -> bool:
         """Whether an existing sandbox is this run's own (host) namespace under another name."""
-        return netns.sandbox_exists(ref) and netns.same_namespace(netns.sandbox_path(ref), netns.THREAD_NETNS)
+        return self.sandbox_exists(ref) and netns.same_namespace(netns.sandbox_path(ref), netns.THREAD_NETNS)
 
     def namespace_identity(self, ref: SandboxRef) -> Optional[tuple]:
         """(device, inode) of a sandbox's namespace file, or None when it does not exist (a vanished sandbox): no
@@ -502,14 +515,17 @@ class Kernel:
         return found.st_dev, found.st_ino
 
     def create_netns(self, name: str) -> None:
+        self._exists.pop(SandboxRef("netns", name).key, None)
         netns.create_named(name)
 
     def delete_netns(self, name: str) -> None:
         self.forget_sandbox(SandboxRef("netns", name))  # its session holds the namespace open
+        self._exists.pop(SandboxRef("netns", name).key, None)
         netns.delete_named(name)
 
     def bind_netns(self, name: str) -> None:
         """Name this run's own namespace ``name`` (a sandbox in the host's network)."""
+        self._exists.pop(SandboxRef("netns", name).key, None)
         netns.bind_current(name)
 
     # ---- the kernel's modules ----
@@ -521,6 +537,22 @@ class Kernel:
         if self._modules is None:
             self._modules = available_modules()
         return name in self._modules
+
+    def has_xfrm(self) -> bool:
+        """Whether this kernel has IPsec's XFRM (its statistics file is there)."""
+        return os.path.exists("/proc/net/xfrm_stat")
+
+    def has_cipher(self, name: str) -> bool:
+        """Whether the kernel's crypto API holds ``name`` now (/proc/crypto, read once per run)."""
+        if self._ciphers is None:
+            try:
+                with open("/proc/crypto") as handle:
+                    self._ciphers = {
+                        line.split(":", 1)[1].strip() for line in handle if line.split(":", 1)[0].strip() == "name"
+                    }
+            except OSError:
+                self._ciphers = set()
+        return name in self._ciphers
 
     def forget_sandbox(self, ref: SandboxRef) -> None:
         session = self._sandboxes.pop(ref.key, None)

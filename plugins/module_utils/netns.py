@@ -17,6 +17,7 @@ import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Iterator, Optional
 
 from ansible_collections.cnm.network.plugins.module_utils import faults
@@ -82,9 +83,15 @@ def named_path(name: str) -> str:
 def is_namespace_file(path: str) -> bool:
     """True if ``path`` is a network namespace (an nsfs file), not an empty mount point."""
     try:
-        return os.stat(path).st_dev == os.stat(THREAD_NETNS).st_dev
+        return os.stat(path).st_dev == _nsfs_device()
     except OSError:
         return False
+
+
+@cache
+def _nsfs_device() -> int:
+    """The device of nsfs, which holds every namespace file."""
+    return os.stat(THREAD_NETNS).st_dev
 
 
 def is_stub(path: str) -> bool:

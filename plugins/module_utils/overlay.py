@@ -53,10 +53,6 @@ def refuse_encryption(kernel_features: dict) -> None:
         )
 
 
-def kernel_features() -> dict:
-    return ipsec.kernel_features()
-
-
 def _encryption(host: Host, params: dict, underlay: Optional[int]) -> Tuple[dict, Optional[list]]:
     """Resolve ``encrypted`` (omitted: as the store has it, so an encrypted overlay never turns clear by accident),
     check the keys and the kernel, and give the overlay the MTU that ESP leaves room for."""
@@ -76,7 +72,7 @@ def _encryption(host: Host, params: dict, underlay: Optional[int]) -> Tuple[dict
             % params["name"],
         )
     keys = ipsec.check_keys(params.get("encryption_key"), params.get("encryption_keys"))
-    refuse_encryption(kernel_features())
+    refuse_encryption(ipsec.kernel_features(host.kernel))
     if underlay is not None:
         limit = ipsec.encrypted_mtu(underlay)
         if params.get("mtu") is None:
@@ -112,7 +108,7 @@ def _plan_ipsec(host: Host, network: OverlayNetwork, keys: Optional[list], recor
     """States and policies for every (this host, peer) pair, exact; none when the overlay is (no longer) encrypted."""
     if not network.encrypted and not record.get("encrypted"):
         return None  # never encrypted: XFRM is not touched (nor needed in the kernel)
-    have = ipsec.current(host.kernel.host.xfrm(), sorted({network.port, record.get("port", network.port)}))
+    have = ipsec.current(host.kernel.host, sorted({network.port, record.get("port", network.port)}))
     want = (
         ipsec.render(network.local_ip, [peer.vtep for peer in network.peers], keys, network.port)
         if network.encrypted
@@ -239,7 +235,7 @@ def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
         forgets = (("network", name),)
         plan_device_delete(host, "overlay %s" % name, "delete vxlan %s" % vxlan, {"device": vxlan}, vxlan, forgets)
     if (record or {}).get("encrypted"):  # after the device: nothing is ever sent in clear
-        have = ipsec.current(host.kernel.host.xfrm(), [record["port"]])
+        have = ipsec.current(host.kernel.host, [record["port"]])
         ipsec.plan(host, "overlay %s ipsec" % name, have, ([], []), forgets=(("network", name),))
     return result
 

@@ -33,8 +33,8 @@ FEATURES = json.loads(
         [
             sys.executable,
             "-c",
-            "import json; from ansible_collections.cnm.network.plugins.module_utils import ipsec; "
-            "print(json.dumps(ipsec.kernel_features()))",
+            "import json; from ansible_collections.cnm.network.plugins.module_utils import ipsec, kernel; "
+            "print(json.dumps(ipsec.kernel_features(kernel.Kernel())))",
         ],
         env=dict(os.environ, PYTHONPATH=COLLECTIONS),
         capture_output=True,
@@ -206,9 +206,9 @@ def test_the_xfrm_client_programs_real_policies(hosts):
 
 MODULE_SCRIPT = r"""
 import json, sys, tempfile
-from ansible_collections.cnm.network.plugins.module_utils import overlay
+from ansible_collections.cnm.network.plugins.module_utils import ipsec
 # detection fooled
-overlay.kernel_features = lambda: {"XFRM": True, "ESP (esp4)": True, "AES-GCM (rfc4106(gcm(aes)))": True}
+ipsec.kernel_features = lambda kernel: {"XFRM": True, "ESP (esp4)": True, "AES-GCM (rfc4106(gcm(aes)))": True}
 with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
     json.dump({"ANSIBLE_MODULE_ARGS": json.loads(%r)}, handle)
 sys.argv = ["cnm_overlay", handle.name]

@@ -78,6 +78,8 @@ READS = (
     "port_flags",
     "sysctl",
     "sysctls",
+    "xfrm_states",
+    "xfrm_policies",
     "index",
     "close",
 )
@@ -109,7 +111,7 @@ class FactsSession:
     gateway or None), ...]} (routes someone added, as NetnsSession.routes shows them: not the kernel's connected
     ones); ``port_flags``: {ifname: (isolated, hairpin)}; ``fdb``: {ifname: [(mac, vtep), ...]}; ``neighbours``:
     {ifname: [(mac, address), ...]}; ``sysctls``: {path below /proc/sys: value}, a missing path being a sysctl this
-    kernel lacks (or a device that does not exist)."""
+    kernel lacks (or a device that does not exist); ``xfrm``: (states, policies) as the XFRM client dumps them."""
 
     fd = None  # no namespace file behind it (the real session's fd is used only when a change runs)
 
@@ -123,6 +125,7 @@ class FactsSession:
         fdb: dict[str, Iterable[tuple[str, str]]] | None = None,
         neighbours: dict[str, Iterable[tuple[str, str]]] | None = None,
         sysctls: dict[str, str] | None = None,
+        xfrm: tuple[list, list] = ((), ()),
     ) -> None:
         self.label = label
         self._links = {link.name: link for link in links}
@@ -145,11 +148,18 @@ class FactsSession:
         self._fdb = {name: list(found) for name, found in (fdb or {}).items()}
         self._neighbours = {name: list(found) for name, found in (neighbours or {}).items()}
         self._sysctls = dict(sysctls or {})
+        self._xfrm_states, self._xfrm_policies = [dict(s) for s in xfrm[0]], [dict(p) for p in xfrm[1]]
         self.rtnl = FactsRtnl(label)
 
     # ---- the reads of kernel.NetnsSession ----
     def links(self) -> dict[str, kernel.Link]:
         return dict(self._links)
+
+    def xfrm_states(self) -> list:
+        return list(self._xfrm_states)
+
+    def xfrm_policies(self) -> list:
+        return list(self._xfrm_policies)
 
     def link(self, name: str) -> kernel.Link | None:
         return self._links.get(name)
@@ -223,8 +233,8 @@ class FactsRtnl:
 
 class FactsKernel:
     """kernel.Kernel over FactsSessions: the host's, and one per sandbox key for the sandboxes that exist; the
-    sandboxes whose name is a stub; the kernel modules it has. No facts sandbox is the host's own namespace, and a
-    sandbox's namespace identity is its key."""
+    sandboxes whose name is a stub; the kernel modules and ciphers it has, and whether it has XFRM. No facts sandbox
+    is the host's own namespace, and a sandbox's namespace identity is its key."""
 
     def __init__(
         self,
@@ -232,10 +242,13 @@ class FactsKernel:
         sandboxes: dict[str, FactsSession] | None = None,
         stubs: Iterable[str] = (),
         modules: Iterable[str] = (),
+        ciphers: Iterable[str] = (),
+        xfrm: bool = False,
     ) -> None:
         self.host = host
         self.sandboxes = dict(sandboxes or {})
-        self.stubs, self.modules = frozenset(stubs), frozenset(modules)
+        self.stubs, self.modules, self.ciphers = frozenset(stubs), frozenset(modules), frozenset(ciphers)
+        self.xfrm = xfrm
         self.label = "the kernel"
         self.opened: dict[str, FactsSession] = {}  # the sandboxes a run looked into, as Kernel keeps their sessions
 
@@ -267,6 +280,12 @@ class FactsKernel:
     def has_module(self, name: str) -> bool:
         return name in self.modules
 
+    def has_xfrm(self) -> bool:
+        return self.xfrm
+
+    def has_cipher(self, name: str) -> bool:
+        return name in self.ciphers
+
     def forget_sandbox(self, ref: SandboxRef) -> None:
         self.opened.pop(ref.key, None)
 
@@ -287,9 +306,11 @@ class Machine:
     ruleset: dict = field(default_factory=lambda: EMPTY_RULESET)  # what ``nft -j list ruleset`` prints
     modules: frozenset = frozenset()  # kernel modules it has, of those planning asks about ("ipvlan", "8021q")
     stubs: frozenset = frozenset()  # sandbox keys whose namespace name is a stub (netns.is_stub)
+    ciphers: frozenset = frozenset()  # the crypto API's algorithms (/proc/crypto names), as "gcm(aes)"
+    xfrm: bool = False  # whether the kernel has IPsec's XFRM
 
     def kernel(self) -> FactsKernel:
-        return FactsKernel(self.host, self.sandboxes, self.stubs, self.modules)
+        return FactsKernel(self.host, self.sandboxes, self.stubs, self.modules, self.ciphers, self.xfrm)
 
 
 class ModuleExit(Exception):

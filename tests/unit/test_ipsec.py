@@ -217,7 +217,9 @@ def run(kernel: FakeXfrm, local: str, peers, keys, port=4789, after_each=None, c
     """One module run's IPsec part on one host; ``after_each`` is called after every applied change."""
     host = FakeHost(kernel)
     want = ipsec.render(local, peers, keys, port) if keys else {"states": [], "policies": []}
-    ipsec.plan(host, "overlay ov ipsec", ipsec.current(kernel, [port]), (want["states"], want["policies"]))
+    ipsec.plan(
+        host, "overlay ov ipsec", ipsec.current(kernel_over(kernel).host, [port]), (want["states"], want["policies"])
+    )
     if not check:
         for change in host.plan.changes:
             host.plan.run(change.apply)
@@ -302,7 +304,9 @@ def test_a_refused_state_undoes_the_run_and_sends_nothing():
     kernel = FakeXfrm(fail_on=lambda state: state["dst"] == C)
     host = FakeHost(kernel)
     want = ipsec.render(A, [B, C], [KEY])
-    ipsec.plan(host, "overlay ov ipsec", ipsec.current(kernel, [4789]), (want["states"], want["policies"]))
+    ipsec.plan(
+        host, "overlay ov ipsec", ipsec.current(kernel_over(kernel).host, [4789]), (want["states"], want["policies"])
+    )
     with pytest.raises(CnmError, match="add xfrm state .* failed: Protocol not supported"):
         host.plan.execute(check=False)
     assert kernel.states() == [] and kernel.policies() == []
@@ -438,8 +442,41 @@ def test_refusal_names_every_missing_feature_and_never_falls_back():
     refuse_encryption({"XFRM": True, "ESP (esp4)": True, "AES-GCM (rfc4106(gcm(aes)))": True})  # all there: no refusal
 
 
-def test_kernel_features_are_a_dict_of_booleans():
-    features = ipsec.kernel_features()
+class ToldKernel:
+    """What kernel.Kernel tells of its modules, ciphers and XFRM, as given."""
+
+    def __init__(self, modules=(), ciphers=(), xfrm=True) -> None:
+        self.modules, self.ciphers, self.xfrm = set(modules), set(ciphers), xfrm
+
+    def has_module(self, name):
+        return name in self.modules
+
+    def has_cipher(self, name):
+        return name in self.ciphers
+
+    def has_xfrm(self):
+        return self.xfrm
+
+
+@pytest.mark.parametrize(
+    "kernel, lacking",
+    [
+        (ToldKernel({"esp4", "gcm"}), []),
+        (ToldKernel({"esp4"}, {"gcm(aes)"}), []),  # GCM built in: the crypto API lists it, no module
+        (ToldKernel({"gcm"}), ["ESP (esp4)"]),
+        (ToldKernel({"esp4"}, {"rfc4106(gcm(aes))-generic"}), ["AES-GCM (rfc4106(gcm(aes)))"]),
+        (ToldKernel(xfrm=False), ["XFRM", "ESP (esp4)", "AES-GCM (rfc4106(gcm(aes)))"]),
+    ],
+)
+def test_kernel_features_are_what_the_kernel_tells_of_modules_ciphers_and_xfrm(kernel, lacking):
+    features = ipsec.kernel_features(kernel)
+    assert [name for name, present in features.items() if not present] == lacking
+
+
+def test_this_kernels_features_are_a_dict_of_booleans():
+    kernel = Kernel.__new__(Kernel)  # no sessions: only the module and cipher lists, read from files
+    kernel._modules = kernel._ciphers = None
+    features = ipsec.kernel_features(kernel)
     assert set(features) == {"XFRM", "ESP (esp4)", "AES-GCM (rfc4106(gcm(aes)))"} and all(
         isinstance(v, bool) for v in features.values()
     )

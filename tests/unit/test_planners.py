@@ -622,6 +622,41 @@ def test_an_overlay_peer_removed_takes_its_fdb_and_neighbour_entries_along(runne
     assert run.state["networks"]["ov"]["peers"] == [{"endpoints": [], "vtep": "192.0.2.13"}]
 
 
+def test_an_encrypted_overlay_on_a_kernel_without_esp_is_refused_naming_what_it_lacks(runner):
+    machine = Machine(docker_host(), ciphers=frozenset({"gcm(aes)"}), xfrm=True)  # no esp4 module
+
+    run = runner.run(machine, "cnm_overlay", peers=PEERS, encrypted=True, encryption_key="k" * 20, **OVERLAY)
+
+    assert run.failed and run.changes == []
+    assert "encrypted" in run.result["msg"] and "this kernel lacks: ESP (esp4);" in run.result["msg"]
+
+
+def test_an_encrypted_overlay_plans_its_ipsec_and_brings_the_vxlan_up_after_the_firewall(runner):
+    machine = Machine(docker_host(), modules=frozenset({"esp4", "gcm"}), xfrm=True)
+
+    run = runner.run(machine, "cnm_overlay", peers=PEERS, encrypted=True, encryption_key="k" * 20, **OVERLAY)
+
+    assert not run.failed, run.result
+    changes = [what for _target, what in run.changes]
+    assert changes[0] == "create bridge br-ov mtu 1416"  # 1500 less VXLAN's 50 and ESP's 34
+    ipsec = [what for target, what in run.changes if target == "overlay ov ipsec"]
+    assert [what.split(" spi ")[0] for what in ipsec if "state" in what] == [
+        "add xfrm state 192.0.2.11 -> 192.0.2.12 esp",
+        "add xfrm state 192.0.2.12 -> 192.0.2.11 esp",
+        "add xfrm state 192.0.2.11 -> 192.0.2.13 esp",
+        "add xfrm state 192.0.2.13 -> 192.0.2.11 esp",
+    ]
+    assert len(ipsec) == 8  # and a policy each way per peer
+    create = "create vxlan vx-ov vni 4200 local 192.0.2.11 port 4789 on br-ov (down until its firewall rules are in "
+    assert changes.index(create + "place)") == changes.index(ipsec[-1]) + 1  # its first packet is already in ESP
+    firewall = next(n for n, what in enumerate(changes) if what.startswith("apply "))
+    assert changes[firewall + 1 :] == [
+        "set net.ipv4.ip_forward=1 (recorded: 0)",
+        "set vxlan vx-ov up (the drop of clear VXLAN is in place)",
+        "write the store",
+    ]
+
+
 # ======== 6. macvlan and ipvlan: networks on a parent, endpoints born in the sandbox ========
 
 LAN = dict(name="lan", parent="lan0", subnet="192.168.50.0/24", gateway="192.168.50.1", ip_range="192.168.50.64/28")
