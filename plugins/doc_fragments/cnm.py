@@ -26,8 +26,8 @@ notes:
     neighbour entries), endpoints (veth aliases, both ends, in sandboxes that still exist) and published ports (the
     DNAT map elements) it finds, so no endpoint is numbered again and no published port is lost. Writing the rebuilt
     store is a change (check mode and C(--diff) show it), and a warning counts what came back and names what the
-    kernel cannot hold (C(ip_range), C(host_binding_ip), static addresses, endpoint C(sysctls) and C(gw_priority),
-    the host sysctls' values from before cnm, macvlan networks): those get their defaults.
+    kernel cannot hold (C(ip_range), C(host_binding_ip), static addresses, endpoint C(sysctls), C(gw_priority),
+    C(name) and C(aliases), the host sysctls' values from before cnm, macvlan networks): those get their defaults.
     M(cnm.network.cnm_info) reports from the rebuilt store and writes nothing."
 """
 

@@ -45,6 +45,7 @@ class EndpointPlanner:
         # (network, IP version) -> an address (int) below which the pool has no free address: allocation starts there
         self.floors: dict = {}
         self.macs: dict = {}  # network -> {MAC: sandbox key} of its endpoints, kept up to date while planning
+        self.names: dict = {}  # network -> {lowercased DNS name: sandbox key} of its endpoints, the same way
         self.host_sysctls: dict = {}  # path -> whether this kernel has the host sysctl (read once per run)
         self.knobs_read: dict = {}  # sandbox key -> {path: value} of its namespace-wide sysctls, read once per run
         # sandboxes whose net.ipv6.conf.default or .all this run changes through an endpoint's own `sysctls`
@@ -253,6 +254,7 @@ class EndpointPlanner:
             link.default_mac(ipv4) if ipv4 is not None else ipam.mac_from_name("endpoint:" + key)
         )
         self._check_unique_mac(spec, network, mac)
+        self._check_unique_name(spec, network)
         self._check_one_reference(spec, network)
 
         self._check_sysctls_exist(spec, view)
@@ -353,6 +355,8 @@ class EndpointPlanner:
             sysctls=dict(spec.sysctls),
             gw_priority=spec.gw_priority,
             link=network.link,
+            name=spec.name,
+            aliases=spec.aliases,
             **link.record_fields(),  # what its detach needs once the network is gone
         )
         self._release(record)
@@ -363,6 +367,8 @@ class EndpointPlanner:
             self._lease_index(network.name, 6)[ipv6] = ref.key
         if mac is not None:
             self._mac_index(network.name)[mac] = ref.key
+        if spec.name is not None:
+            self._name_index(network.name)[spec.name.lower()] = ref.key
         return _result(new_record, ref)
 
     def _check_unique_mac(self, spec: EndpointSpec, network, mac) -> None:
@@ -382,6 +388,29 @@ class EndpointPlanner:
                 r.mac_address: r.sandbox
                 for r in self.host.state["endpoints"].values()
                 if r.network == network and r.mac_address
+            }
+        return index
+
+    def _check_unique_name(self, spec: EndpointSpec, network) -> None:
+        """A name answers for one endpoint of a network (an alias may stand for several, as in Docker)."""
+        if spec.name is None:
+            return
+        holder = self._name_index(network.name).get(spec.name.lower())
+        if holder is not None and holder != spec.sandbox.key:
+            raise option_error(
+                spec.opt("name"),
+                spec.name,
+                "is already the DNS name of endpoint %s on network %s (a name defaults to the namespace's or "
+                "container's own): give this endpoint another 'name'" % (holder, network.name),
+            )
+
+    def _name_index(self, network: str) -> dict:
+        index = self.names.get(network)
+        if index is None:
+            index = self.names[network] = {
+                r.name.lower(): r.sandbox
+                for r in self.host.state["endpoints"].values()
+                if r.network == network and r.name
             }
         return index
 
@@ -440,6 +469,9 @@ class EndpointPlanner:
         macs = self.macs.get(record.network)
         if macs is not None and macs.get(record.mac_address) == record.sandbox:
             del macs[record.mac_address]
+        names = self.names.get(record.network)
+        if names is not None and record.name and names.get(record.name.lower()) == record.sandbox:
+            del names[record.name.lower()]
 
     def finish(self) -> None:
         """Delete the veths of detached endpoints in one request, then settle each touched sandbox's default
@@ -908,6 +940,8 @@ def _result(record: EndpointRecord, ref: SandboxRef) -> dict:
         "ipv4_address": record.ipv4_address,
         "ipv6_address": record.ipv6_address,
         "mac_address": record.mac_address,
+        "name": record.name,
+        "aliases": list(record.aliases),
     }
 
 

@@ -480,6 +480,7 @@ def endpoint_view(
     """The record as stored, the sandbox as ``KIND: VALUE``, and the kernel state of both ends."""
     ref = SandboxRef.from_key(record.sandbox)
     view = record.to_dict()
+    view["name"], view["aliases"] = record.name, list(record.aliases)  # the file leaves them out when unset
     view[ref.kind] = ref.value
     if ref.kind == "container":
         view["container_runtime"] = ref.runtime

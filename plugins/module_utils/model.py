@@ -112,6 +112,65 @@ def check_netns_name(option: str, name: str) -> str:
     return name
 
 
+_DNS_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+DNS_NAME_MAX = 253
+
+
+def dns_name_problem(name) -> Optional[str]:
+    """What keeps ``name`` from being a name the resolver answers for, or None: dot-separated labels of 1 to 63
+    letters, digits, '_' and '-' (not first or last), at most 253 characters (RFC 1035; '_' as Docker's names)."""
+    if not isinstance(name, str) or not name:
+        return "is not a DNS name (a non-empty text)"
+    if len(name) > DNS_NAME_MAX:
+        return "is too long for a DNS name (at most %d characters)" % DNS_NAME_MAX
+    if not all(_DNS_LABEL.fullmatch(label) for label in name.split(".")):
+        return (
+            "is not a DNS name (labels of 1 to 63 letters, digits, '_' and '-', not starting or ending with '-', "
+            "separated by '.')"
+        )
+    return None
+
+
+def check_dns_name(option: str, name) -> str:
+    problem = dns_name_problem(name)
+    if problem is not None:
+        raise option_error(option, _shown(name) if isinstance(name, str) else name, problem)
+    return name
+
+
+def default_endpoint_name(sandbox: SandboxRef) -> Optional[str]:
+    """A sandbox's own name when it is a DNS name (a named namespace's, a container's); a pid or a path has none."""
+    if sandbox.kind in ("netns", "container") and dns_name_problem(sandbox.value) is None:
+        return sandbox.value
+    return None
+
+
+def endpoint_names(params: dict, sandbox: SandboxRef, network: str, where: str = "") -> Tuple[Optional[str], tuple]:
+    """An endpoint's DNS name and aliases (Docker's container name and ``--network-alias``): ``name``, else the
+    sandbox's own name (a named namespace's or a container's, when it is a DNS name); a pid or a path has none. The
+    aliases without repeats (names compare without case, as DNS does)."""
+    given, aliases = params.get("name"), params.get("aliases") or []
+    if network in SPECIAL_NETWORKS:
+        for option, value in (("name", given), ("aliases", aliases)):
+            if value:
+                raise option_error(
+                    where + option,
+                    value,
+                    "cannot be used with network '%s' (names resolve on cnm networks only, as Docker's "
+                    "--network-alias on user-defined networks)" % network,
+                )
+        return None, ()
+    name = check_dns_name(where + "name", given) if given is not None else default_endpoint_name(sandbox)
+    if not isinstance(aliases, list):
+        raise option_error(where + "aliases", aliases, "must be a list of DNS names")
+    kept: list = []
+    for number, alias in enumerate(aliases):
+        check_dns_name("%saliases[%d]" % (where, number), alias)
+        if alias.lower() not in (other.lower() for other in kept):
+            kept.append(alias)
+    return name, tuple(kept)
+
+
 def check_alias_length(option: str, value: str, network: str, sandbox_key: str) -> None:
     """An endpoint's interface carries the alias ``cnm:endpoint:NETWORK|SANDBOX``, which the kernel caps at 255 bytes:
     refuse a sandbox reference too long for it before anything is created (not as EINVAL half-way)."""
@@ -550,6 +609,8 @@ class EndpointSpec:
     routes: Tuple[RouteSpec, ...] = ()
     sysctls: Tuple[Tuple[str, str], ...] = ()
     gw_priority: int = 0
+    name: Optional[str] = None  # its DNS name on the network (endpoint_names)
+    aliases: Tuple[str, ...] = ()
     where: str = field(default="", compare=False)
 
     def opt(self, name: str) -> str:
@@ -578,6 +639,7 @@ class EndpointSpec:
         ipv4 = parse_address(opt("ipv4_address"), params["ipv4_address"], 4) if params.get("ipv4_address") else None
         ipv6 = parse_address(opt("ipv6_address"), params["ipv6_address"], 6) if params.get("ipv6_address") else None
         mac = parse_mac(opt("mac_address"), params["mac_address"]) if params.get("mac_address") else None
+        dns_name, aliases = endpoint_names(params, sandbox, network, where)
         if network in SPECIAL_NETWORKS:
             for name in ("ifname", "ipv4_address", "ipv6_address", "mac_address", "routes", "sysctls", "gw_priority"):
                 if params.get(name):
@@ -600,6 +662,8 @@ class EndpointSpec:
             routes=parse_routes(opt("routes"), params.get("routes")),
             sysctls=parse_sysctls(opt("sysctls"), params.get("sysctls")),
             gw_priority=parse_gw_priority(opt("gw_priority"), params.get("gw_priority")),
+            name=dns_name,
+            aliases=aliases,
             where=where,
         )
 

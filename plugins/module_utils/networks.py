@@ -65,6 +65,8 @@ def spec_from_record(record: EndpointRecord) -> EndpointSpec:
         sysctls=tuple(sorted(record.sysctls.items())),
         gw_priority=record.gw_priority,
         create_netns=False,
+        name=record.name,
+        aliases=record.aliases,
     )
 
 

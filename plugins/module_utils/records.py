@@ -51,6 +51,8 @@ class EndpointRecord:
     gw_priority: int = 0
     parent: Optional[str] = None  # macvlan and ipvlan links
     shim_name: Optional[str] = None  # macvlan links
+    name: Optional[str] = None  # its DNS name on the network
+    aliases: Tuple[str, ...] = ()  # its network-scoped aliases (Docker's --network-alias)
 
     @property
     def key(self) -> str:
@@ -67,7 +69,7 @@ class EndpointRecord:
             _field(data, name, str, where)
         if data["link"] not in LINK_KINDS:
             raise RecordError("%s.link is %r, not one of %s" % (where, data["link"], ", ".join(LINK_KINDS)))
-        for name in ("host_ifname", "mac_address", "parent", "shim_name"):
+        for name in ("host_ifname", "mac_address", "parent", "shim_name", "name"):
             _field(data, name, str, where, optional=True)
         for name in ("ipv4_address", "ipv6_address"):
             _address(data, name, where, ipaddress.ip_address)
@@ -76,6 +78,9 @@ class EndpointRecord:
         _field(data, "gw_priority", int, where, optional=True)
         _field(data, "sysctls", dict, where, optional=True)
         _field(data, "routes", list, where, optional=True)
+        _field(data, "aliases", list, where, optional=True)
+        for number, alias in enumerate(data.get("aliases") or []):
+            _need({"": alias}, "", str, "%s.aliases[%d]" % (where, number))
         routes = data.get("routes") or []
         for number, route in enumerate(routes):
             _need({"": route}, "", dict, "%s.routes[%d]" % (where, number))
@@ -84,6 +89,7 @@ class EndpointRecord:
         values = {name: data.get(name) for name in _FIELDS if data.get(name) is not None}
         values["routes"] = tuple({"dst": route["dst"], "gateway": route.get("gateway")} for route in routes)
         values["sysctls"] = dict(data.get("sysctls") or {})
+        values["aliases"] = tuple(data.get("aliases") or ())
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -92,6 +98,10 @@ class EndpointRecord:
         data["sysctls"] = dict(self.sysctls)
         for name in LINK_FIELDS.get(self.link, ("parent", "shim_name")):
             data[name] = getattr(self, name)
+        if self.name is not None:  # written only when there is one: older stores read back unchanged
+            data["name"] = self.name
+        if self.aliases:
+            data["aliases"] = list(self.aliases)
         return data
 
 
@@ -114,6 +124,8 @@ _FIELDS = (
     "link",
     "parent",
     "shim_name",
+    "name",
+    "aliases",
 )
 
 

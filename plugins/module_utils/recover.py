@@ -31,6 +31,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     OVERLAY_ALIAS_PREFIX,
     BridgeNetwork,
     OverlayNetwork,
+    default_endpoint_name,
 )
 from ansible_collections.cnm.network.plugins.module_utils.ports import PortMapping
 from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, PortRecord, endpoint_key
@@ -43,6 +44,7 @@ NOT_RECOVERABLE = (
     "host_binding_ip of networks (none; ports published through it keep their host address)",
     "static addresses of endpoints (dynamic: each keeps its address while it is attached)",
     "sysctls and gw_priority of endpoints (none, 0)",
+    "DNS names given by 'name' and aliases of endpoints (the sandbox's own name, none)",
     "the host sysctls' values from before cnm (they stay as they are when the last network goes)",
     "macvlan and ipvlan networks and their endpoints (nothing on the host names their sandboxes)",
 )
@@ -163,6 +165,7 @@ def _endpoint(network: str, sandbox: str, host_link: dict, inner: dict, record: 
         default_route=default_route or bool(record.get("internal")),  # internal: no default route to see
         routes=tuple(sorted(routes, key=lambda r: (ipaddress.ip_network(r["dst"]).version, r["dst"]))),
         link="veth",  # only veths name their endpoint on the host
+        name=default_endpoint_name(SandboxRef.from_key(sandbox)),  # a name given by 'name', and aliases, are lost
     )
 
 

@@ -94,6 +94,21 @@ options:
       - A 64-bit integer, negative allowed.
     type: int
     default: 0
+  name:
+    description:
+      - The endpoint's DNS name on its network (Docker's container name, under which other containers of the
+        network reach it). Omitted, the sandbox's own name is its name (a named namespace's C(netns), a
+        C(container)'s name as given) when that is a DNS name; a C(pid) or C(netns_path) sandbox has none unless given.
+      - Dot-separated labels of 1 to 63 letters, digits, C(_) and C(-) (not first or last), at most 253 characters.
+        No two endpoints of one network share a name (compared without case).
+      - Kept in the store and reported by M(cnm.network.cnm_info); not allowed with network C(host) or C(none).
+    type: str
+  aliases:
+    description:
+      - Network-scoped aliases (Docker's C(--network-alias)), DNS names as C(name); several endpoints of a network
+        may share an alias (it stands for all of them). Not allowed with network C(host) or C(none).
+    type: list
+    elements: str
   routes:
     description:
       - Extra routes through the endpoint's interface.
@@ -176,6 +191,13 @@ options:
       gw_priority:
         description: As the top-level C(gw_priority).
         type: int
+      name:
+        description: As the top-level C(name) (a top-level C(name) would give every item the same one).
+        type: str
+      aliases:
+        description: As the top-level C(aliases).
+        type: list
+        elements: str
       routes:
         description: As the top-level C(routes).
         type: list
@@ -212,6 +234,13 @@ EXAMPLES = r"""
   cnm.network.cnm_endpoint:
     network: web
     netns: web1
+
+- name: docker run --network web --name api --network-alias backend (named api, reached as api or backend)
+  cnm.network.cnm_endpoint:
+    network: web
+    netns: api-1
+    name: api
+    aliases: [backend]
 
 - name: A static address, MAC, extra route and an interface sysctl
   cnm.network.cnm_endpoint:
@@ -322,6 +351,15 @@ endpoint:
       description: MAC address of the inner interface.
       type: str
       sample: "02:42:ac:1e:00:02"
+    name:
+      description: Its DNS name on the network, or null (see the option C(name)).
+      type: str
+      sample: web1
+    aliases:
+      description: Its network-scoped aliases.
+      type: list
+      elements: str
+      sample: [web]
     state:
       description: C(absent) after a detach.
       type: str
@@ -379,6 +417,8 @@ ITEM_OPTIONS = dict(
     mac_address=dict(type="str"),
     default_route=dict(type="bool"),
     gw_priority=dict(type="int"),
+    name=dict(type="str"),
+    aliases=dict(type="list", elements="str"),
     routes=dict(type="list", elements="dict"),
     sysctls=dict(type="dict"),
 )

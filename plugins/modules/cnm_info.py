@@ -426,6 +426,15 @@ endpoints:
       description: Its C(gw_priority) (Docker's C(--gw-priority)); absent in records written before the option existed.
       type: int
       sample: 0
+    name:
+      description: Its DNS name on the network (the option C(name) of M(cnm.network.cnm_endpoint)), or null.
+      type: str
+      sample: web1
+    aliases:
+      description: Its network-scoped aliases (Docker's C(--network-alias)).
+      type: list
+      elements: str
+      sample: [web]
     routes:
       description: Extra routes it asked for.
       type: list

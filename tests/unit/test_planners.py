@@ -131,6 +131,7 @@ APP = {
     "static_ipv6": False,
     "static_mac": False,
     "sysctls": {},
+    "name": "app",  # its DNS name: the namespace's own
 }
 # the sandbox's own settings once attached: Docker's sandbox sysctls, IPv6 off everywhere
 SANDBOX_SYSCTLS = {
@@ -356,6 +357,8 @@ def test_an_endpoint_attach_of_a_fresh_sandbox_plans_veth_port_sysctls_address_r
         "ipv4_address": "172.30.0.2",
         "ipv6_address": None,
         "mac_address": "02:42:ac:1e:00:02",
+        "name": "app",
+        "aliases": [],
     }
 
 
@@ -695,6 +698,7 @@ LAN_ENDPOINT = {
     "static_ipv6": False,
     "static_mac": False,
     "sysctls": {},
+    "name": "m",
 }
 
 
@@ -832,6 +836,7 @@ IPL_ENDPOINT = {
     "gw_priority": 0,
     "link": "ipvlan",
     "parent": "lan0",
+    "name": "i",
 }
 
 

@@ -46,6 +46,7 @@ def endpoint(
         "sysctls": {},
         "gw_priority": 0,
         "link": "veth",
+        **({"name": sandbox[len("netns:") :]} if sandbox.startswith("netns:") else {}),  # the namespace's own name
     }
 
 
