@@ -23,6 +23,7 @@ from ansible_collections.cnm.network.plugins.module_utils.networks import (
     plan_device_delete,
 )
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.records import BridgeRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 
@@ -30,16 +31,16 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
     """Create or reconcile the bridge; endpoints follow a changed gateway or MTU."""
     check_overlaps(host, network.name, network.subnet, network.ipv6_subnet)
     for other_name, other in host.state["networks"].items():
-        if other_name != network.name and other.get("bridge_name") == network.bridge_name:
+        if other_name != network.name and isinstance(other, BridgeRecord) and other.bridge_name == network.bridge_name:
             raise option_error("bridge_name", network.bridge_name, "is already used by network %s" % other_name)
     record = host.state["networks"].get(network.name)
     check_driver(network.name, record, network.driver)
-    if record is not None and record["bridge_name"] != network.bridge_name:
+    if record is not None and record.bridge_name != network.bridge_name:
         raise option_error(
             "bridge_name",
             network.bridge_name,
             "differs from the bridge %s that network %s already uses; remove the network first"
-            % (record["bridge_name"], network.name),
+            % (record.bridge_name, network.name),
         )
     link = host.kernel.host.link(network.bridge_name)
     if link is not None and (link.kind != "bridge" or link.alias != network.alias):
@@ -90,9 +91,9 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
     present, wanted = [(name, a) for a in current_addresses], [(name, a) for a in network.gateway_interfaces]
     host.plan.sync(target, current, desired, HOST, "add_address", present, wanted)
     plan_device_ipv6(host, target, name, network.ipv6_subnet is not None, network.mtu)
-    host.state["networks"][network.name] = network.to_record()
-    follow_endpoints(host, record, network.to_record(), attached)
-    return {"network": dict(network.to_record(), name=network.name, endpoints=len(attached))}
+    new_record = host.state["networks"][network.name] = network.to_record()
+    follow_endpoints(host, record, new_record, attached)
+    return {"network": dict(new_record.to_dict(), name=network.name, endpoints=len(attached))}
 
 
 def plan_device_ipv6(host: Host, target: str, device: str, enabled: bool, mtu: int = 1500) -> None:
@@ -123,7 +124,7 @@ def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> 
     """Remove the network; attached endpoints block it unless ``force`` detaches them."""
     record = host.state["networks"].get(name)
     if record is not None:
-        bridge_name = record["bridge_name"]
+        bridge_name = record.bridge_name
     attached = detach_all(host, name, force) if record is not None else {}
     link = host.kernel.host.link(bridge_name)
     if link is not None and link.kind == "bridge" and link.alias == BRIDGE_ALIAS_PREFIX + name:
@@ -134,7 +135,7 @@ def plan_bridge_absent(host: Host, name: str, bridge_name: str, force: bool) -> 
     return {"network": {"name": name, "state": "absent", "detached": len(attached)}}
 
 
-def check_host_routes(host: Host, network: BridgeNetwork, record: Optional[dict] = None) -> None:
+def check_host_routes(host: Host, network: BridgeNetwork, record: Optional[BridgeRecord] = None) -> None:
     """Refuse a subnet that overlaps a route of the host's main table (not a default route, not the network's own
     bridge route): the bridge's connected route would take that traffic away from the host's LAN or router, as
     Docker avoids when it picks a pool (it checks the host's routes). ``allow_host_route_overlap`` says it is meant.
@@ -142,8 +143,11 @@ def check_host_routes(host: Host, network: BridgeNetwork, record: Optional[dict]
     VPN) never makes a rerun of an existing network fail."""
     session = host.kernel.host
     own = session.link(network.bridge_name)
-    for option, mine in (("subnet", network.subnet), ("ipv6_subnet", network.ipv6_subnet)):
-        if mine is None or (record is not None and record.get(option) == str(mine)):
+    for option, mine, known in (
+        ("subnet", network.subnet, record.subnet if record is not None else None),
+        ("ipv6_subnet", network.ipv6_subnet, record.ipv6_subnet if record is not None else None),
+    ):
+        if mine is None or known == str(mine):
             continue
         for route in session.main_routes():
             if route.dst.prefixlen == 0 or route.dst.version != mine.version:

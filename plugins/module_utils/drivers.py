@@ -15,26 +15,33 @@ from ansible_collections.cnm.network.plugins.module_utils.ipvlan import plan_ipv
 from ansible_collections.cnm.network.plugins.module_utils.macvlan import plan_macvlan_present
 from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, IpvlanNetwork, MacvlanNetwork
 from ansible_collections.cnm.network.plugins.module_utils.overlay import plan_overlay_present
+from ansible_collections.cnm.network.plugins.module_utils.records import (
+    BridgeRecord,
+    IpvlanRecord,
+    MacvlanRecord,
+    OverlayRecord,
+    ParentRecord,
+)
 
 
-def _restore_bridge(host: Host, name: str, record: dict) -> None:
+def _restore_bridge(host: Host, name: str, record: BridgeRecord) -> None:
     plan_bridge_present(host, BridgeNetwork.from_record(name, record), allow_host_route_overlap=True)
 
 
-def _restore_overlay(host: Host, name: str, record: dict) -> None:
-    plan_overlay_present(host, dict(record, name=name, allow_host_route_overlap=True))
+def _restore_overlay(host: Host, name: str, record: OverlayRecord) -> None:
+    plan_overlay_present(host, dict(record.to_dict(), name=name, allow_host_route_overlap=True))
 
 
-def _as_declared(record: dict) -> dict:
+def _as_declared(record: ParentRecord) -> dict:
     """A network on a parent as declared: an MTU left out follows the parent's, which may differ after the reboot."""
-    return dict(record, mtu=record["mtu"] if record.get("mtu_set", True) else None)
+    return dict(record.to_dict(), mtu=record.mtu if record.mtu_set else None)
 
 
-def _restore_macvlan(host: Host, name: str, record: dict) -> None:
+def _restore_macvlan(host: Host, name: str, record: MacvlanRecord) -> None:
     plan_macvlan_present(host, MacvlanNetwork.from_params(dict(_as_declared(record), name=name)))
 
 
-def _restore_ipvlan(host: Host, name: str, record: dict) -> None:
+def _restore_ipvlan(host: Host, name: str, record: IpvlanRecord) -> None:
     plan_ipvlan_present(host, IpvlanNetwork.from_params(dict(_as_declared(record), name=name)))
 
 

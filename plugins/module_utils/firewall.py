@@ -27,7 +27,12 @@ from typing import Dict, List, Optional, Tuple
 from ansible_collections.cnm.network.plugins.module_utils import conntrack, passes
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
-from ansible_collections.cnm.network.plugins.module_utils.records import PortRecord
+from ansible_collections.cnm.network.plugins.module_utils.records import (
+    BridgeRecord,
+    NetworkRecord,
+    OverlayRecord,
+    PortRecord,
+)
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 TABLE = "cnm"
@@ -263,7 +268,7 @@ def _map_dnat(maps: Tuple[PortMap, PortMap]) -> dict:
 LOCAL = {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}
 
 
-def render_ports(networks: Dict[str, dict], ports: Dict[str, PortRecord]) -> List[Rule]:
+def render_ports(networks: Dict[str, BridgeRecord], ports: Dict[str, PortRecord]) -> List[Rule]:
     """DNAT of the published ports, from other hosts (prerouting) and from the host itself (output), at constant cost.
 
     A few rules, the same for 1 or 1000 ports: per address family, one lookup keyed by (protocol, host address,
@@ -308,27 +313,27 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, PortRecord]) -> Lis
         record = networks.get(name)
         if record is None:
             continue
-        bridge = record["bridge_name"]
+        bridge = record.bridge_name
         mine = [entry for entry in ports.values() if entry.network == name]
         # Hairpin: an endpoint reaching a port published on its own network answers through the host.
-        if record.get("subnet") and any(entry.container_ip for entry in mine):
+        if record.subnet and any(entry.container_ip for entry in mine):
             rules.append(
                 _rule(
                     INET_POSTROUTING,
                     "network %s hairpin" % name,
                     _match("oifname", bridge),
-                    _saddr(ipaddress.ip_network(record["subnet"])),
+                    _saddr(ipaddress.ip_network(record.subnet)),
                     ct_dnat,
                     {"masquerade": None},
                 )
             )
-        if record.get("ipv6_subnet") and any(entry.container_ipv6 for entry in mine):
+        if record.ipv6_subnet and any(entry.container_ipv6 for entry in mine):
             rules.append(
                 _rule(
                     INET_POSTROUTING,
                     "network %s hairpin ipv6" % name,
                     _match("oifname", bridge),
-                    _saddr(ipaddress.ip_network(record["ipv6_subnet"])),
+                    _saddr(ipaddress.ip_network(record.ipv6_subnet)),
                     ct_dnat,
                     {"masquerade": None},
                 )
@@ -346,7 +351,7 @@ def render_ports(networks: Dict[str, dict], ports: Dict[str, PortRecord]) -> Lis
     return rules
 
 
-def render_vxlan_filter(networks: Dict[str, dict]) -> List[Rule]:
+def render_vxlan_filter(networks: Dict[str, BridgeRecord]) -> List[Rule]:
     """restrict_peers: VXLAN of an overlay's VNI is accepted only from its listed peers.
 
     The match includes the VNI (24 bits at byte 4 of the VXLAN header, after the 8-byte UDP header),
@@ -359,26 +364,26 @@ def render_vxlan_filter(networks: Dict[str, dict]) -> List[Rule]:
     rules = []
     for name in sorted(networks):
         record = networks[name]
-        if record.get("vni") is None:  # no VXLAN device (not an overlay)
+        if not isinstance(record, OverlayRecord):  # no VXLAN device
             continue
         vxlan = [
             _match("l4proto", "udp"),
-            _payload("th", "dport", record["port"]),
+            _payload("th", "dport", record.port),
             {
                 "match": {
                     "op": "==",
                     "left": {"payload": {"base": "th", "offset": 96, "len": 24}},
-                    "right": record["vni"],
+                    "right": record.vni,
                 }
             },
         ]
-        if record.get("restrict_peers", True):
-            peers = sorted((peer["vtep"] for peer in record.get("peers", ())), key=ipaddress.ip_address)
+        if record.restrict_peers:
+            peers = sorted((peer.vtep for peer in record.peers), key=ipaddress.ip_address)
             expr = list(vxlan)
             if peers:
                 expr.append(_payload("ip", "saddr", _names(peers), "!="))
             rules.append(_rule(INET_INPUT, "network %s vxlan peers only" % name, *(expr + [{"drop": None}])))
-        if record.get("encrypted"):
+        if record.encrypted:
             rules.append(
                 _rule(
                     INET_INPUT,
@@ -393,16 +398,15 @@ def _ct(key: str, right) -> dict:
     return {"match": {"op": "in", "left": {"ct": {"key": key}}, "right": right}}
 
 
-def masquerades_ipv6(record: dict) -> bool:
+def masquerades_ipv6(record: BridgeRecord) -> bool:
     """IPv6 masquerade of a network record: ``ipv6_masquerade``, or ``masquerade`` when that is null (or absent:
     older records)."""
-    if record.get("internal") or not record.get("ipv6_subnet"):
+    if record.internal or not record.ipv6_subnet:
         return False
-    chosen = record.get("ipv6_masquerade")
-    return record.get("masquerade", True) is not False if chosen is None else bool(chosen)
+    return record.masquerade if record.ipv6_masquerade is None else record.ipv6_masquerade
 
 
-def render_forward(networks: Dict[str, dict]) -> List[Rule]:
+def render_forward(networks: Dict[str, BridgeRecord]) -> List[Rule]:
     """The whole forward chain, in this order (the first matching verdict wins):
 
     1. internal networks: nothing leaves or enters their bridge from another interface, not even a DNAT'd
@@ -420,10 +424,10 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
     output path.
     """
     rules: List[Rule] = []
-    bridges = {name: record["bridge_name"] for name, record in networks.items()}
-    routed = [name for name in sorted(networks) if not networks[name].get("internal")]
+    bridges = {name: record.bridge_name for name, record in networks.items()}
+    routed = [name for name in sorted(networks) if not networks[name].internal]
     for name in sorted(networks):
-        if networks[name].get("internal"):  # nothing in or out, only between the network's own endpoints
+        if networks[name].internal:  # nothing in or out, only between the network's own endpoints
             bridge = bridges[name]
             rules.append(
                 _rule(
@@ -459,7 +463,7 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
                 )
             )
         # the isolated port flag stops frames; this stops routing via the gateway
-        if networks[name].get("icc") is False:
+        if not networks[name].icc:
             rules.append(
                 _rule(
                     INET_FORWARD,
@@ -500,16 +504,16 @@ def render_forward(networks: Dict[str, dict]) -> List[Rule]:
     return rules
 
 
-def render_masquerade(networks: Dict[str, dict]) -> List[Rule]:
+def render_masquerade(networks: Dict[str, BridgeRecord]) -> List[Rule]:
     """Masquerade of what leaves a non-internal network: IPv4 by ``masquerade``, IPv6 by ``ipv6_masquerade`` (null:
     as IPv4)."""
     rules = []
     for name in sorted(networks):
         record = networks[name]
-        bridge = record["bridge_name"]
+        bridge = record.bridge_name
         # IPv6-only: no subnet
-        if not record.get("internal") and record.get("masquerade", True) and record.get("subnet"):
-            subnet = ipaddress.ip_network(record["subnet"])
+        if not record.internal and record.masquerade and record.subnet:
+            subnet = ipaddress.ip_network(record.subnet)
             rules.append(
                 _rule(
                     INET_POSTROUTING,
@@ -520,7 +524,7 @@ def render_masquerade(networks: Dict[str, dict]) -> List[Rule]:
                 )
             )
         if masquerades_ipv6(record):
-            subnet = ipaddress.ip_network(record["ipv6_subnet"])
+            subnet = ipaddress.ip_network(record.ipv6_subnet)
             rules.append(
                 _rule(
                     INET_POSTROUTING,
@@ -533,7 +537,7 @@ def render_masquerade(networks: Dict[str, dict]) -> List[Rule]:
     return rules
 
 
-def render(networks: Dict[str, dict], ports: Optional[Dict[str, dict]] = None) -> List[Rule]:
+def render(networks: Dict[str, BridgeRecord], ports: Optional[Dict[str, dict]] = None) -> List[Rule]:
     """The rules every cnm network and published port of the store needs, in chain order."""
     return (
         render_ports(networks, ports or {})
@@ -772,14 +776,14 @@ class Nft:
             raise OSError(code, "nft refused the transaction: %s" % err.strip())
 
 
-def forwarding_needed(networks: Dict[str, dict]) -> bool:
+def forwarding_needed(networks: Dict[str, BridgeRecord]) -> bool:
     """Routing out of a network needs IPv4 forwarding on the host; internal networks do not."""
-    return any(not record.get("internal") for record in networks.values())
+    return any(not record.internal for record in networks.values())
 
 
-def ipv6_forwarding_needed(networks: Dict[str, dict]) -> bool:
+def ipv6_forwarding_needed(networks: Dict[str, BridgeRecord]) -> bool:
     """Routing IPv6 out of a network: a non-internal network with an IPv6 subnet."""
-    return any(not record.get("internal") and record.get("ipv6_subnet") for record in networks.values())
+    return any(not record.internal and record.ipv6_subnet for record in networks.values())
 
 
 def read_sysctls(session, names) -> Dict[str, Optional[str]]:
@@ -792,10 +796,10 @@ def _path(name: str) -> str:
     return name.replace(".", "/")
 
 
-def bridged(networks: Dict[str, dict]) -> Dict[str, dict]:
+def bridged(networks: Dict[str, NetworkRecord]) -> Dict[str, BridgeRecord]:
     """The networks whose traffic the host routes through a bridge (bridge, overlay): the firewall's business.
     Macvlan endpoints talk to their LAN directly, past the host's stack."""
-    return {name: record for name, record in networks.items() if record.get("bridge_name")}
+    return {name: record for name, record in networks.items() if isinstance(record, BridgeRecord)}
 
 
 @dataclass
@@ -836,7 +840,7 @@ def plan_firewall(host) -> None:
     _plan_conntrack_flush(host)
 
 
-def _plan_passes(host, listing: dict, networks: Dict[str, dict]) -> None:
+def _plan_passes(host, listing: dict, networks: Dict[str, BridgeRecord]) -> None:
     """Our accept rules in other owners' forward chains that drop by policy (see passes.py)."""
     before = bridged(host.original["networks"])
     for chain in passes.drop_chains(listing):
@@ -863,7 +867,7 @@ def _plan_passes(host, listing: dict, networks: Dict[str, dict]) -> None:
             )
 
 
-def _plan_xtables_passes(host, listing: dict, chain, networks: Dict[str, dict]) -> None:
+def _plan_xtables_passes(host, listing: dict, chain, networks: Dict[str, BridgeRecord]) -> None:
     command = passes.tool(chain.family)
     if command is None:
         if passes.routed(networks):
@@ -897,7 +901,7 @@ def _plan_xtables_passes(host, listing: dict, chain, networks: Dict[str, dict]) 
     )
 
 
-def needed_sysctls(networks: Dict[str, dict], ports: Dict[str, PortRecord]) -> Dict[str, str]:
+def needed_sysctls(networks: Dict[str, BridgeRecord], ports: Dict[str, PortRecord]) -> Dict[str, str]:
     """IPv4 forwarding while a network routes, IPv6 forwarding while one routes IPv6 (``all.forwarding``: the
     host then ignores router advertisements on interfaces whose accept_ra is 1, as with Docker); route_localnet
     on bridges whose ports answer on 127.0.0.1."""
@@ -907,7 +911,7 @@ def needed_sysctls(networks: Dict[str, dict], ports: Dict[str, PortRecord]) -> D
     for entry in ports.values():
         record = networks.get(entry.network)
         if record is not None and reaches_loopback(entry):
-            wanted["net.ipv4.conf.%s.route_localnet" % record["bridge_name"]] = "1"
+            wanted["net.ipv4.conf.%s.route_localnet" % record.bridge_name] = "1"
     return wanted
 
 
@@ -948,7 +952,7 @@ def nft_apply(host, commands: tuple) -> None:
     Nft(host.run_command).apply(list(commands))
 
 
-def restore_passes(host, chain, networks: Dict[str, dict]) -> None:
+def restore_passes(host, chain, networks: Dict[str, BridgeRecord]) -> None:
     """Our pass rules in another owner's chain as ``networks`` had them: rendered against the chain as it is now
     (the rules to delete are known by their handles, which only the listing at that moment holds)."""
     nft = Nft(host.run_command)

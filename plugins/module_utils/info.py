@@ -31,7 +31,14 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     parse_sandbox,
 )
 from ansible_collections.cnm.network.plugins.module_utils.ports import docker_form, entry_mapping, entry_slots
-from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, PortRecord, endpoint_key
+from ansible_collections.cnm.network.plugins.module_utils.records import (
+    BridgeRecord,
+    EndpointRecord,
+    NetworkRecord,
+    OverlayRecord,
+    PortRecord,
+    endpoint_key,
+)
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef, choose_gateways, gateway_candidates
 
 GATHER = ("networks", "endpoints", "ports", "peers")
@@ -202,7 +209,7 @@ def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> Name
     facts = read_namespace(session, port_flags="endpoints" in query.gather)
     if "peers" in query.gather:
         for record in state["networks"].values():
-            device = facts.devices.get(record.get("vxlan_name") or "")
+            device = facts.devices.get(record.vxlan_name) if isinstance(record, OverlayRecord) else None
             if device is not None and device.kind == "vxlan":
                 facts.fdb[device.name] = session.fdb(device.index)
                 facts.neighbours[device.name] = session.neighbours(device.index)
@@ -339,10 +346,10 @@ def _address_order(text: str) -> tuple:
     return (interface.version, interface)
 
 
-def network_view(name: str, record: dict, facts: NamespaceFacts, state: dict) -> dict:
+def network_view(name: str, record: NetworkRecord, facts: NamespaceFacts, state: dict) -> dict:
     """The record as stored (every key, whatever the driver), its devices' kernel state and its endpoints."""
-    view = {"name": name, "driver": record.get("driver", "bridge")}
-    view.update((key, value) for key, value in record.items() if key != "driver")
+    view = {"name": name}
+    view.update(record.to_dict())
     devices = []
     for role, device_name, _kind in network_devices(record):
         device = facts.devices.get(device_name)
@@ -356,7 +363,7 @@ def network_view(name: str, record: dict, facts: NamespaceFacts, state: dict) ->
     return view
 
 
-def network_drift(name: str, record: dict, facts: NamespaceFacts) -> List[dict]:
+def network_drift(name: str, record: NetworkRecord, facts: NamespaceFacts) -> List[dict]:
     found = []
     for role, device_name, kind in network_devices(record):
         device = facts.devices.get(device_name)
@@ -405,21 +412,19 @@ def network_drift(name: str, record: dict, facts: NamespaceFacts) -> List[dict]:
                     found=False,
                 )
             )
-        if record.get("mtu") is not None and device.mtu != record["mtu"]:
+        if record.mtu is not None and device.mtu != record.mtu:
             found.append(
                 drift(
                     "network_mtu",
                     what,
-                    "network %s: %s has MTU %d, the store says %d" % (name, device_name, device.mtu, record["mtu"]),
+                    "network %s: %s has MTU %d, the store says %d" % (name, device_name, device.mtu, record.mtu),
                     name,
-                    expected=record["mtu"],
+                    expected=record.mtu,
                     found=device.mtu,
                 )
             )
         if role == "bridge":
-            wanted = _interfaces(
-                (record.get("gateway"), record.get("subnet")), (record.get("ipv6_gateway"), record.get("ipv6_subnet"))
-            )
+            wanted = _interfaces((record.gateway, record.subnet), (record.ipv6_gateway, record.ipv6_subnet))
             if sorted(device.addresses, key=_address_order) != wanted:
                 found.append(
                     drift(
@@ -432,25 +437,24 @@ def network_drift(name: str, record: dict, facts: NamespaceFacts) -> List[dict]:
                         found=list(device.addresses),
                     )
                 )
-        elif role == "shim" and record.get("host_access_ip"):
+        elif role == "shim" and record.host_access_ip:
             ips = [str(ipaddress.ip_interface(address).ip) for address in device.addresses]
-            if record["host_access_ip"] not in ips:
+            if record.host_access_ip not in ips:
                 found.append(
                     drift(
                         "network_addresses",
                         what,
-                        "network %s: the shim %s lacks host_access_ip %s"
-                        % (name, device_name, record["host_access_ip"]),
+                        "network %s: the shim %s lacks host_access_ip %s" % (name, device_name, record.host_access_ip),
                         name,
-                        expected=[record["host_access_ip"]],
+                        expected=[record.host_access_ip],
                         found=list(device.addresses),
                     )
                 )
         elif role == "vxlan":
             wanted_vxlan = {
-                "vni": record.get("vni"),
-                "local": record.get("local_ip"),
-                "port": record.get("port"),
+                "vni": record.vni,
+                "local": record.local_ip,
+                "port": record.port,
                 "learning": False,
                 "proxy": True,
             }
@@ -495,7 +499,7 @@ def endpoint_view(
 def endpoint_drift(
     key: str,
     record: EndpointRecord,
-    network: Optional[dict],
+    network: Optional[NetworkRecord],
     host_facts: NamespaceFacts,
     sandbox_facts: Optional[NamespaceFacts],
 ) -> List[dict]:
@@ -553,15 +557,15 @@ def endpoint_drift(
                 {"alias": ENDPOINT_ALIAS_PREFIX + key},
                 {"alias": outer.alias, "kind": inner.kind if inner is not None else None},
             )
-        elif network is not None and network.get("bridge_name") and outer.master != network["bridge_name"]:
+        elif isinstance(network, BridgeRecord) and outer.master != network.bridge_name:
             add(
                 "endpoint_not_on_bridge",
                 "link %s" % host_ifname,
-                "%s is not a port of bridge %s" % (host_ifname, network["bridge_name"]),
-                network["bridge_name"],
+                "%s is not a port of bridge %s" % (host_ifname, network.bridge_name),
+                network.bridge_name,
                 outer.master,
             )
-    mtu = (network or {}).get("mtu")
+    mtu = network.mtu if network is not None else None
     for device, where in ((outer, "on the host"), (inner, "in the sandbox")):
         if device is None:
             continue
@@ -588,8 +592,8 @@ def endpoint_drift(
             )
         if network is not None:
             wanted = _interfaces(
-                (record.ipv4_address, network.get("subnet")),
-                (record.ipv6_address, network.get("ipv6_subnet")),
+                (record.ipv4_address, network.subnet),
+                (record.ipv6_address, network.ipv6_subnet),
             )
             if sorted(inner.addresses, key=_address_order) != wanted:
                 add(
@@ -776,19 +780,19 @@ def _alias_network(text: str) -> Optional[str]:
     return None
 
 
-def peer_views(name: str, record: dict, facts: NamespaceFacts) -> Tuple[List[dict], List[dict]]:
+def peer_views(name: str, record: OverlayRecord, facts: NamespaceFacts) -> Tuple[List[dict], List[dict]]:
     """The remote VTEPs of an overlay as the store lists them and as the FDB and neighbour tables hold them, and their
     drift."""
-    device_name = record.get("vxlan_name")
-    device = facts.devices.get(device_name or "")
+    device_name = record.vxlan_name
+    device = facts.devices.get(device_name)
     have_tables = device is not None and device.kind == "vxlan" and device_name in facts.fdb
     wanted_fdb, wanted_neigh, recorded = set(), set(), {}
-    for peer in record.get("peers") or ():
-        recorded[peer["vtep"]] = peer.get("endpoints") or []
-        wanted_fdb.add((FLOOD_MAC, peer["vtep"]))
-        for endpoint in peer.get("endpoints") or ():
-            wanted_fdb.add((endpoint["mac"], peer["vtep"]))
-            wanted_neigh.add((endpoint["mac"], endpoint["ip"]))
+    for peer in record.peers:
+        recorded[peer.vtep] = [{"ip": ip, "mac": mac} for ip, mac in peer.endpoints]
+        wanted_fdb.add((FLOOD_MAC, peer.vtep))
+        for ip, mac in peer.endpoints:
+            wanted_fdb.add((mac, peer.vtep))
+            wanted_neigh.add((mac, ip))
     fdb = set(facts.fdb.get(device_name, ())) if have_tables else set()
     neigh = set(facts.neighbours.get(device_name, ())) if have_tables else set()
     views = []
@@ -914,7 +918,7 @@ def report(
     if "peers" in query.gather:
         result["peers"] = []
         for name in selection.networks:
-            if state["networks"][name].get("vxlan_name"):
+            if isinstance(state["networks"][name], OverlayRecord):
                 views, peer_drift = peer_views(name, state["networks"][name], host_facts)
                 result["peers"] += views
                 found += peer_drift
@@ -961,15 +965,15 @@ def sysctl_drift(state: dict, selection: Selection, values: Optional[Dict[str, O
 
 
 def port_flag_drift(
-    key: str, record: EndpointRecord, network: Optional[dict], host_facts: NamespaceFacts
+    key: str, record: EndpointRecord, network: Optional[NetworkRecord], host_facts: NamespaceFacts
 ) -> List[dict]:
     """The bridge port flags of an endpoint's host end: hairpin on, isolated exactly when the network has icc off."""
     outer = host_facts.devices.get(record.host_ifname or "")
     if network is None or outer is None or outer.port_flags is None or outer.alias != ENDPOINT_ALIAS_PREFIX + key:
         return []
-    if not network.get("bridge_name") or outer.master != network["bridge_name"]:
+    if not isinstance(network, BridgeRecord) or outer.master != network.bridge_name:
         return []  # endpoint_not_on_bridge says it
-    wanted = (not network.get("icc", True), True)
+    wanted = (not network.icc, True)
     if outer.port_flags == wanted:
         return []
     return [

@@ -17,6 +17,7 @@ from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.model import IpvlanNetwork
 from ansible_collections.cnm.network.plugins.module_utils.networks import follow_endpoints
 from ansible_collections.cnm.network.plugins.module_utils.parent import links_on, plan_on_parent_absent, plan_parent
+from ansible_collections.cnm.network.plugins.module_utils.records import IpvlanRecord
 
 
 def plan_ipvlan_present(host: Host, network: IpvlanNetwork) -> dict:
@@ -31,15 +32,15 @@ def plan_ipvlan_present(host: Host, network: IpvlanNetwork) -> dict:
     record = host.state["networks"].get(network.name)
     attached = host.endpoints_of(network.name)
     fixed = (
-        ("ipvlan_mode", record["ipvlan_mode"] if record else None, network.mode),
-        ("ipvlan_flag", record["ipvlan_flag"] if record else None, network.flag),
+        ("ipvlan_mode", record.ipvlan_mode if record else None, network.mode),
+        ("ipvlan_flag", record.ipvlan_flag if record else None, network.flag),
     )
     vlan_created, mtu_found = plan_parent(host, network, record, attached, fixed)
     _check_one_mode(host, network)
     new_record = network.to_record(network.mtu if network.mtu is not None else mtu_found, vlan_created)
     host.state["networks"][network.name] = new_record
     follow_endpoints(host, record, new_record, attached)
-    return {"network": dict(new_record, name=network.name, endpoints=len(attached))}
+    return {"network": dict(new_record.to_dict(), name=network.name, endpoints=len(attached))}
 
 
 def plan_ipvlan_absent(host: Host, name: str, force: bool) -> dict:
@@ -51,15 +52,18 @@ def _check_one_mode(host: Host, network: IpvlanNetwork) -> None:
     """The kernel keeps one ipvlan mode and flag per parent, for all its ipvlans: a network with others would change
     them under the endpoints already there."""
     for name, other in sorted(host.state["networks"].items()):
-        if name == network.name or other.get("driver") != network.driver or other["parent"] != network.parent:
+        if name == network.name or not isinstance(other, IpvlanRecord) or other.parent != network.parent:
             continue
-        for option, mine in (("ipvlan_mode", network.mode), ("ipvlan_flag", network.flag)):
-            if other[option] != mine:
+        for option, mine, theirs in (
+            ("ipvlan_mode", network.mode, other.ipvlan_mode),
+            ("ipvlan_flag", network.flag, other.ipvlan_flag),
+        ):
+            if theirs != mine:
                 raise option_error(
                     option,
                     mine,
                     "differs from %s of ipvlan network %s on parent %s: the kernel keeps one ipvlan mode and flag "
-                    "per parent" % (other[option], name, network.parent),
+                    "per parent" % (theirs, name, network.parent),
                 )
     parent = host.kernel.host.link(network.parent)
     others = [link for link in links_on(host, parent, "ipvlan") if link.mode != network.link_mode] if parent else []

@@ -19,6 +19,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import SHIM_ALIA
 from ansible_collections.cnm.network.plugins.module_utils.networks import follow_endpoints, plan_device_delete
 from ansible_collections.cnm.network.plugins.module_utils.parent import links_on, plan_on_parent_absent, plan_parent
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.records import MacvlanRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 
@@ -26,28 +27,28 @@ def plan_macvlan_present(host: Host, network: MacvlanNetwork) -> dict:
     """Check the parent, create the VLAN sub-interface and the host-access shim as asked; endpoints follow changes."""
     record = host.state["networks"].get(network.name)
     attached = host.endpoints_of(network.name)
-    fixed = (("mode", record["mode"] if record else None, network.mode),)
+    fixed = (("mode", record.mode if record else None, network.mode),)
     vlan_created, mtu_found = plan_parent(host, network, record, attached, fixed)
     _check_passthru(host, network)
     _check_host_access(network, attached)
     target = "network %s" % network.name
     mtu = network.mtu if network.mtu is not None else mtu_found
-    if record is not None and record.get("shim_name") and record["shim_name"] != network.shim_name:
-        _plan_shim_absent(host, network.name, record["shim_name"])
+    if record is not None and record.shim_name and record.shim_name != network.shim_name:
+        _plan_shim_absent(host, network.name, record.shim_name)
     if network.host_access:
         _plan_shim(host, network, target, mtu)
     new_record = network.to_record(mtu, vlan_created)
     host.state["networks"][network.name] = new_record
     follow_endpoints(host, record, new_record, attached, shim_routes=False)  # _plan_shim made them exact
-    return {"network": dict(new_record, name=network.name, endpoints=len(attached))}
+    return {"network": dict(new_record.to_dict(), name=network.name, endpoints=len(attached))}
 
 
 def plan_macvlan_absent(host: Host, name: str, force: bool) -> dict:
     """Detach the endpoints (with ``force``), delete the shim and a VLAN sub-interface no other network uses."""
 
-    def delete_shim(record: dict) -> None:
-        if record.get("shim_name"):
-            _plan_shim_absent(host, name, record["shim_name"], forgets=(("network", name),))
+    def delete_shim(record: MacvlanRecord) -> None:
+        if record.shim_name:
+            _plan_shim_absent(host, name, record.shim_name, forgets=(("network", name),))
 
     return plan_on_parent_absent(host, name, force, MacvlanNetwork.driver, delete_shim)
 
@@ -60,9 +61,9 @@ def _check_passthru(host: Host, network: MacvlanNetwork) -> None:
     others = [
         n
         for n, r in host.state["networks"].items()
-        if n != network.name and r.get("driver") == network.driver and r["parent"] == network.parent
+        if n != network.name and isinstance(r, MacvlanRecord) and r.parent == network.parent
     ]
-    passthru = [n for n in others if host.state["networks"][n]["mode"] == "passthru"]
+    passthru = [n for n in others if host.state["networks"][n].mode == "passthru"]
     if passthru:
         raise option_error("parent", network.parent, "is taken exclusively by passthru network %s" % passthru[0])
     macvlans = links_on(host, parent, "macvlan")

@@ -15,6 +15,15 @@ from typing import ClassVar, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_ipv4
+from ansible_collections.cnm.network.plugins.module_utils.records import (
+    BridgeRecord,
+    IpvlanRecord,
+    MacvlanRecord,
+    NetworkRecord,
+    OverlayRecord,
+    ParentRecord,
+    PeerRecord,
+)
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
     CONTAINER_RUNTIMES,
     SandboxRef,
@@ -386,7 +395,6 @@ class BridgeNetwork:
     # only, as the user's own parent interface of a macvlan network).
     devices: ClassVar[Tuple[Tuple[str, str, Optional[str]], ...]] = (("bridge_name", "bridge", "bridge"),)
     no_ports: ClassVar[Optional[str]] = None  # why ports cannot be published to its endpoints (None: they can)
-    record_keys: ClassVar[Tuple[str, ...]] = ("bridge_name",)  # the texts a valid store record must hold
     unique_macs: ClassVar[bool] = True  # two endpoints never share a MAC (see MacvlanNetwork)
 
     @property
@@ -460,27 +468,35 @@ class BridgeNetwork:
             ipv6_masquerade=ipv6_masquerade,
         )
 
-    def to_record(self) -> dict:
-        return {
-            "driver": self.driver,
-            "bridge_name": self.bridge_name,
-            "subnet": str(self.subnet) if self.subnet else None,
-            "gateway": str(self.gateway) if self.gateway else None,
-            "ip_range": str(self.ip_range) if self.ip_range else None,
-            "ipv6_subnet": str(self.ipv6_subnet) if self.ipv6_subnet else None,
-            "ipv6_gateway": str(self.ipv6_gateway) if self.ipv6_gateway else None,
-            "mtu": self.mtu,
-            "masquerade": self.masquerade,
-            "internal": self.internal,
-            "icc": self.icc,
-            "host_binding_ip": str(self.host_binding_ip) if self.host_binding_ip else None,
-            "trusted_sources": [str(source) for source in self.trusted_sources],
-            "ipv6_masquerade": self.ipv6_masquerade,
-        }
+    def bridge_fields(self) -> dict:
+        """The fields of its store record that every network on a bridge has (see BridgeRecord)."""
+        return dict(
+            bridge_name=self.bridge_name,
+            subnet=_text(self.subnet),
+            gateway=_text(self.gateway),
+            ip_range=_text(self.ip_range),
+            ipv6_subnet=_text(self.ipv6_subnet),
+            ipv6_gateway=_text(self.ipv6_gateway),
+            mtu=self.mtu,
+            masquerade=self.masquerade,
+            internal=self.internal,
+            icc=self.icc,
+            host_binding_ip=_text(self.host_binding_ip),
+            trusted_sources=tuple(str(source) for source in self.trusted_sources),
+            ipv6_masquerade=self.ipv6_masquerade,
+        )
+
+    def to_record(self) -> BridgeRecord:
+        return BridgeRecord(**self.bridge_fields())
 
     @classmethod
-    def from_record(cls, name: str, record: dict) -> BridgeNetwork:
-        return cls.from_params(dict(record, name=name))
+    def from_record(cls, name: str, record: NetworkRecord) -> BridgeNetwork:
+        return cls.from_params(dict(record.to_dict(), name=name))
+
+
+def _text(value) -> Optional[str]:
+    """An address or network as a record holds it: its text, or None."""
+    return str(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -796,29 +812,23 @@ class OverlayNetwork(BridgeNetwork):
         digest = hashlib.sha256(("vxlan:%s:%d" % (self.name, self.vni)).encode()).digest()
         return "02:%02x:%02x:%02x:%02x:%02x" % tuple(digest[:5])
 
-    def to_record(self) -> dict:
-        record = BridgeNetwork.to_record(self)
-        record.update(
-            {
-                "driver": self.driver,
-                "vni": self.vni,
-                "local_ip": str(self.local_ip),
-                "port": self.port,
-                "vxlan_name": self.vxlan_name,
-                "restrict_peers": self.restrict_peers,
-                "peers": [
-                    {"vtep": str(p.vtep), "endpoints": [{"ip": str(ip), "mac": mac} for ip, mac in p.endpoints]}
-                    for p in self.peers
-                ],
-            }
+    def to_record(self) -> OverlayRecord:
+        return OverlayRecord(
+            **self.bridge_fields(),
+            vni=self.vni,
+            local_ip=str(self.local_ip),
+            port=self.port,
+            vxlan_name=self.vxlan_name,
+            restrict_peers=self.restrict_peers,
+            peers=tuple(
+                PeerRecord(str(peer.vtep), tuple((str(ip), mac) for ip, mac in peer.endpoints)) for peer in self.peers
+            ),
+            encrypted=self.encrypted,
         )
-        if self.encrypted:  # the firewall drops clear VXLAN of this VNI
-            record["encrypted"] = True
-        return record
 
     @classmethod
-    def from_record(cls, name: str, record: dict) -> OverlayNetwork:
-        return cls.from_overlay_params(dict(record, name=name))
+    def from_record(cls, name: str, record: NetworkRecord) -> OverlayNetwork:
+        return cls.from_overlay_params(dict(record.to_dict(), name=name))
 
 
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
@@ -883,7 +893,6 @@ class ParentNetwork:
     internal: bool = False
     icc: bool = True
 
-    record_keys: ClassVar[Tuple[str, ...]] = ("parent",)
     devices: ClassVar[Tuple[Tuple[str, str, Optional[str]], ...]] = (("parent", "parent", None),)
 
     @property
@@ -897,24 +906,23 @@ class ParentNetwork:
     def vlan(self) -> Optional[tuple]:
         return vlan_parent(self.parent)
 
-    def to_record(self, mtu: int, vlan_created: bool) -> dict:
-        """The record's keys of every network on a parent; each driver adds its own."""
-        return {
-            "driver": self.driver,
-            "parent": self.parent,
-            "subnet": str(self.subnet),
-            "gateway": str(self.gateway),
-            "ip_range": str(self.ip_range),
-            "ipv6_subnet": str(self.ipv6_subnet) if self.ipv6_subnet else None,
-            "ipv6_gateway": str(self.ipv6_gateway) if self.ipv6_gateway else None,
-            "mtu": mtu,
-            "mtu_set": self.mtu is not None,
-            "vlan_created": vlan_created,
-        }
+    def parent_fields(self, mtu: int, vlan_created: bool) -> dict:
+        """The fields of its store record that every network on a parent has (see ParentRecord)."""
+        return dict(
+            parent=self.parent,
+            subnet=str(self.subnet),
+            gateway=str(self.gateway),
+            ip_range=str(self.ip_range),
+            ipv6_subnet=_text(self.ipv6_subnet),
+            ipv6_gateway=_text(self.ipv6_gateway),
+            mtu=mtu,
+            mtu_set=self.mtu is not None,
+            vlan_created=vlan_created,
+        )
 
     @classmethod
-    def from_record(cls, name: str, record: dict):
-        return cls.from_params(dict(record, name=name, mtu=record["mtu"]))
+    def from_record(cls, name: str, record: ParentRecord):
+        return cls.from_params(dict(record.to_dict(), name=name))
 
 
 @dataclass(frozen=True)
@@ -989,15 +997,14 @@ class MacvlanNetwork(ParentNetwork):
             shim_name=shim_name,
         )
 
-    def to_record(self, mtu: int, vlan_created: bool) -> dict:
-        record = ParentNetwork.to_record(self, mtu, vlan_created)
-        record.update(
+    def to_record(self, mtu: int, vlan_created: bool) -> MacvlanRecord:
+        return MacvlanRecord(
+            **self.parent_fields(mtu, vlan_created),
             mode=self.mode,
             host_access=self.host_access,
-            host_access_ip=str(self.host_access_ip) if self.host_access_ip else None,
+            host_access_ip=_text(self.host_access_ip),
             shim_name=self.shim_name,
         )
-        return record
 
 
 IPVLAN_MODES = ("l2", "l3", "l3s")
@@ -1034,10 +1041,13 @@ class IpvlanNetwork(ParentNetwork):
         """l3 and l3s: the endpoints' default route goes through their interface, not through a gateway."""
         return self.mode != "l2"
 
-    def to_record(self, mtu: int, vlan_created: bool) -> dict:
-        record = ParentNetwork.to_record(self, mtu, vlan_created)
-        record.update(ipvlan_mode=self.mode, ipvlan_flag=self.flag, default_on_link=self.default_on_link)
-        return record
+    def to_record(self, mtu: int, vlan_created: bool) -> IpvlanRecord:
+        return IpvlanRecord(
+            **self.parent_fields(mtu, vlan_created),
+            ipvlan_mode=self.mode,
+            ipvlan_flag=self.flag,
+            default_on_link=self.default_on_link,
+        )
 
 
 # The network drivers, by the name a store record gives: every place that depends on the driver asks its class.
@@ -1045,20 +1055,19 @@ NETWORKS = {cls.driver: cls for cls in (BridgeNetwork, OverlayNetwork, MacvlanNe
 LINK_KINDS = tuple(sorted({cls.link for cls in NETWORKS.values()}))  # how endpoints join networks: attach.LINKS
 
 
-def network_from_record(name: str, record: dict):
+def network_from_record(name: str, record: NetworkRecord):
     """The network a store record describes, as its driver's class."""
-    return NETWORKS[record.get("driver", "bridge")].from_record(name, record)
+    return NETWORKS[record.driver].from_record(name, record)
 
 
-def check_driver(name: str, record: Optional[dict], driver: str, removing: bool = False) -> None:
+def check_driver(name: str, record: Optional[NetworkRecord], driver: str, removing: bool = False) -> None:
     """A network name belongs to one driver: another driver's module refuses it, naming both."""
-    found = (record or {}).get("driver", "bridge")
-    if record is not None and found != driver:
+    if record is not None and record.driver != driver:
         advice = "" if removing else "; remove it first"
-        raise option_error("name", name, "is a network of driver %s, not %s%s" % (found, driver, advice))
+        raise option_error("name", name, "is a network of driver %s, not %s%s" % (record.driver, driver, advice))
 
 
-def network_devices(record: dict) -> list:
+def network_devices(record: NetworkRecord) -> list:
     """(role, device name, kind) of the devices a network record names (see BridgeNetwork.devices)."""
-    devices = NETWORKS.get(record.get("driver", "bridge"), BridgeNetwork).devices
-    return [(role, record[key], kind) for key, role, kind in devices if record.get(key)]
+    devices = NETWORKS[record.driver].devices
+    return [(role, getattr(record, field), kind) for field, role, kind in devices if getattr(record, field)]

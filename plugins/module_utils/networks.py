@@ -12,7 +12,7 @@ from ansible_collections.cnm.network.plugins.module_utils.errors import option_e
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec, parse_routes
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
-from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, NetworkRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 
 
@@ -40,7 +40,7 @@ def detach_all(host: Host, name: str, force: bool) -> dict:
     return attached
 
 
-def follow_endpoints(host: Host, record, new_record: dict, attached: dict, shim_routes: bool = True) -> None:
+def follow_endpoints(host: Host, record, new_record: NetworkRecord, attached: dict, shim_routes: bool = True) -> None:
     """Re-plan the attached endpoints when what they take from their network (gateway, MTU, subnets...) changed."""
     if record is None or not attached or endpoint_facing(record) == endpoint_facing(new_record):
         return
@@ -70,15 +70,15 @@ def spec_from_record(record: EndpointRecord) -> EndpointSpec:
     )
 
 
-def endpoint_facing(record: dict) -> tuple:
+def endpoint_facing(record: NetworkRecord) -> tuple:
     return (
-        record["gateway"],
-        record["mtu"],
-        record.get("ipv6_subnet"),
-        record.get("ipv6_gateway"),
-        record["subnet"],
-        record.get("internal", False),
-        record.get("icc", True),
+        record.gateway,
+        record.mtu,
+        record.ipv6_subnet,
+        record.ipv6_gateway,
+        record.subnet,
+        record.internal,
+        record.icc,
     )
 
 
@@ -88,8 +88,8 @@ def check_overlaps(host: Host, name: str, subnet, ipv6_subnet) -> None:
         if other_name == name:
             continue
         for option, mine, theirs in (
-            ("subnet", subnet, other.get("subnet")),
-            ("ipv6_subnet", ipv6_subnet, other.get("ipv6_subnet")),
+            ("subnet", subnet, other.subnet),
+            ("ipv6_subnet", ipv6_subnet, other.ipv6_subnet),
         ):
             if mine is not None and theirs and mine.overlaps(ipaddress.ip_network(theirs)):
                 raise option_error(option, mine, "overlaps network %s (%s)" % (other_name, theirs))

@@ -29,6 +29,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
 )
 from ansible_collections.cnm.network.plugins.module_utils.networks import plan_device_delete
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.records import OverlayRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 
@@ -56,10 +57,10 @@ def refuse_encryption(kernel_features: dict) -> None:
 def _encryption(host: Host, params: dict, underlay: Optional[int]) -> Tuple[dict, Optional[list]]:
     """Resolve ``encrypted`` (omitted: as the store has it, so an encrypted overlay never turns clear by accident),
     check the keys and the kernel, and give the overlay the MTU that ESP leaves room for."""
-    record = host.state["networks"].get(params["name"]) or {}
+    record = host.state["networks"].get(params["name"])
     encrypted = params.get("encrypted")
     if encrypted is None:
-        encrypted = bool(record.get("encrypted"))
+        encrypted = isinstance(record, OverlayRecord) and record.encrypted
     asked = params.get("encrypted")
     params = dict(params, encrypted=encrypted)
     if not encrypted:
@@ -92,9 +93,9 @@ def _check_encrypted_port(host: Host, network: OverlayNetwork) -> None:
     for other_name, other in sorted(host.state["networks"].items()):
         if (
             other_name != network.name
-            and other.get("driver") == network.driver
-            and other.get("port") == network.port
-            and (network.encrypted or other.get("encrypted"))
+            and isinstance(other, OverlayRecord)
+            and other.port == network.port
+            and (network.encrypted or other.encrypted)
         ):
             raise option_error(
                 "port",
@@ -104,11 +105,15 @@ def _check_encrypted_port(host: Host, network: OverlayNetwork) -> None:
             )
 
 
-def _plan_ipsec(host: Host, network: OverlayNetwork, keys: Optional[list], record: dict) -> Optional[dict]:
-    """States and policies for every (this host, peer) pair, exact; none when the overlay is (no longer) encrypted."""
-    if not network.encrypted and not record.get("encrypted"):
+def _plan_ipsec(
+    host: Host, network: OverlayNetwork, keys: Optional[list], record: Optional[OverlayRecord]
+) -> Optional[dict]:
+    """States and policies for every (this host, peer) pair, exact; none when the overlay is (no longer) encrypted.
+    ``record``: the overlay's record before this run (None: a new overlay)."""
+    was_encrypted = record is not None and record.encrypted
+    if not network.encrypted and not was_encrypted:
         return None  # never encrypted: XFRM is not touched (nor needed in the kernel)
-    have = ipsec.current(host.kernel.host, sorted({network.port, record.get("port", network.port)}))
+    have = ipsec.current(host.kernel.host, sorted({network.port, record.port if record else network.port}))
     want = (
         ipsec.render(network.local_ip, [peer.vtep for peer in network.peers], keys, network.port)
         if network.encrypted
@@ -128,12 +133,14 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
     local_ip = parse_address("local_ip", params["local_ip"], 4) if params.get("local_ip") else None
     mtu = underlay_mtu(host, local_ip) if local_ip is not None else None
     if params.get("peers") is None:  # unmanaged: keep the peers in force
-        params = dict(params, peers=host.state["networks"].get(params["name"], {}).get("peers", []))
+        known = host.state["networks"].get(params["name"])
+        peers = known.peers if isinstance(known, OverlayRecord) else ()
+        params = dict(params, peers=[peer.to_dict() for peer in peers])
     params, keys = _encryption(host, params, mtu)
     network = OverlayNetwork.from_overlay_params(params, underlay_mtu=mtu)
     _check_port(host, network)
     _check_encrypted_port(host, network)
-    record = dict(host.state["networks"].get(network.name) or {})
+    record = host.state["networks"].get(network.name)  # as it was: plan_bridge_present replaces it
     result = plan_bridge_present(host, network, bool(params.get("allow_host_route_overlap")))
     encryption = _plan_ipsec(host, network, keys, record)  # before the device: its first packet is already in ESP
     session = host.kernel.host
@@ -217,7 +224,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
         local_ip=str(network.local_ip),
         port=network.port,
         vxlan_name=name,
-        peers=network.to_record()["peers"],
+        peers=[peer.to_dict() for peer in network.to_record().peers],
         encrypted=network.encrypted,
     )
     if encryption is not None:
@@ -228,14 +235,14 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
 def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
     record = host.state["networks"].get(name)
     check_driver(name, record, OverlayNetwork.driver, removing=True)
-    result = plan_bridge_absent(host, name, (record or {}).get("bridge_name") or "br-" + name, force)
-    vxlan = (record or {}).get("vxlan_name")
+    result = plan_bridge_absent(host, name, record.bridge_name if record is not None else "br-" + name, force)
+    vxlan = record.vxlan_name if record is not None else None
     link = host.kernel.host.link(vxlan) if vxlan else None
     if link is not None and link.kind == "vxlan":
         forgets = (("network", name),)
         plan_device_delete(host, "overlay %s" % name, "delete vxlan %s" % vxlan, {"device": vxlan}, vxlan, forgets)
-    if (record or {}).get("encrypted"):  # after the device: nothing is ever sent in clear
-        have = ipsec.current(host.kernel.host, [record["port"]])
+    if record is not None and record.encrypted:  # after the device: nothing is ever sent in clear
+        have = ipsec.current(host.kernel.host, [record.port])
         ipsec.plan(host, "overlay %s ipsec" % name, have, ([], []), forgets=(("network", name),))
     return result
 

@@ -23,6 +23,7 @@ from ansible_collections.cnm.network.plugins.module_utils.networks import (
     plan_device_delete,
 )
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
+from ansible_collections.cnm.network.plugins.module_utils.records import NetworkRecord, ParentRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 # The kinds of link a parent carries for endpoints. One parent takes links of one kind only: the kernel refuses
@@ -39,7 +40,7 @@ def plan_parent(host: Host, network, record, attached: dict, fixed: tuple) -> tu
     check_overlaps(host, network.name, network.subnet, network.ipv6_subnet)
     check_driver(network.name, record, network.driver)
     if record is not None and attached:
-        for option, old, new in (("parent", record["parent"], network.parent),) + fixed:
+        for option, old, new in (("parent", record.parent, network.parent),) + fixed:
             if old != new:
                 raise option_error(
                     option,
@@ -49,7 +50,7 @@ def plan_parent(host: Host, network, record, attached: dict, fixed: tuple) -> tu
                 )
         check_subnet_change(network, attached)
     session = host.kernel.host
-    vlan_created = bool(record and record.get("vlan_created") and record["parent"] == network.parent)
+    vlan_created = bool(record and record.vlan_created and record.parent == network.parent)
     parent = session.link(network.parent)
     if parent is None:
         vlan_created = _plan_vlan(host, network, "network %s" % network.name)
@@ -79,15 +80,20 @@ def plan_on_parent_absent(host: Host, name: str, force: bool, driver: str, also=
     if also is not None:
         also(record)
     del host.state["networks"][name]
-    parent = record["parent"]
-    still_used = any(other.get("parent") == parent for other in host.state["networks"].values())
+    parent = record.parent
+    still_used = any(_on_parent(other, parent) for other in host.state["networks"].values())
     link = host.kernel.host.link(parent)
-    if record.get("vlan_created") and not still_used and link is not None and link.alias == VLAN_ALIAS_PREFIX + parent:
+    if record.vlan_created and not still_used and link is not None and link.alias == VLAN_ALIAS_PREFIX + parent:
         before = {"vlan": parent, "mode": link.mode}
         forgets = (("network", name),)
         plan_device_delete(host, "network %s" % name, "delete VLAN sub-interface %s" % parent, before, parent, forgets)
     result["network"]["detached"] = len(attached)
     return result
+
+
+def _on_parent(record: NetworkRecord, parent: str) -> bool:
+    """Whether a network record is of a network on the interface ``parent`` (macvlan, ipvlan)."""
+    return isinstance(record, ParentRecord) and record.parent == parent
 
 
 def links_on(host: Host, parent, kind: str) -> list:
@@ -129,7 +135,7 @@ def _check_parent(host: Host, network, parent) -> None:
     others = sorted(
         name
         for name, other in host.state["networks"].items()
-        if other.get("parent") == network.parent and other.get("driver") != network.driver
+        if _on_parent(other, network.parent) and other.driver != network.driver
     )
     busy = others or sorted(link.name for link in links_on(host, parent, other_kind))
     if busy:

@@ -24,6 +24,8 @@ import shutil
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from ansible_collections.cnm.network.plugins.module_utils.records import BridgeRecord
+
 COMMENT = "cnm network %s pass %s"
 XTABLES = {"ip": "iptables", "ip6": "ip6tables"}
 
@@ -42,9 +44,9 @@ class DropChain:
         return "%s %s %s" % (self.family, self.table, self.chain)
 
 
-def routed(networks: Dict[str, dict]) -> List[Tuple[str, str]]:
+def routed(networks: Dict[str, BridgeRecord]) -> List[Tuple[str, str]]:
     """(network, bridge) of every network whose traffic is routed (not internal)."""
-    return [(name, networks[name]["bridge_name"]) for name in sorted(networks) if not networks[name].get("internal")]
+    return [(name, networks[name].bridge_name) for name in sorted(networks) if not networks[name].internal]
 
 
 def drop_chains(listing: dict) -> List[DropChain]:
@@ -73,13 +75,13 @@ def _meta(key: str, value: str) -> dict:
     return {"match": {"op": "==", "left": {"meta": {"key": key}}, "right": value}}
 
 
-def trusted(networks: Dict[str, dict], name: str, version: int) -> List[str]:
-    """The network's ``trusted_sources`` of one IP version (older records have none)."""
-    sources = [ipaddress.ip_network(text) for text in networks[name].get("trusted_sources") or ()]
+def trusted(networks: Dict[str, BridgeRecord], name: str, version: int) -> List[str]:
+    """The network's ``trusted_sources`` of one IP version."""
+    sources = [ipaddress.ip_network(text) for text in networks[name].trusted_sources]
     return sorted(str(source) for source in sources if source.version == version)
 
 
-def native_rules(networks: Dict[str, dict], family: str = "inet") -> List[Tuple[str, list]]:
+def native_rules(networks: Dict[str, BridgeRecord], family: str = "inet") -> List[Tuple[str, list]]:
     """(comment, expression) of the pass rules, in the order they should stand at the top of the chain
     (a chain of family ip or ip6 gets the trusted sources of its own IP version only)."""
     rules = []
@@ -112,7 +114,7 @@ def native_rules(networks: Dict[str, dict], family: str = "inet") -> List[Tuple[
     return rules
 
 
-def native_commands(listing: dict, chain: DropChain, networks: Dict[str, dict]) -> List[dict]:
+def native_commands(listing: dict, chain: DropChain, networks: Dict[str, BridgeRecord]) -> List[dict]:
     """nft commands that make our pass rules in a native chain exactly ``native_rules``."""
     present = {}
     for item in listing.get("nftables", []):
@@ -140,7 +142,7 @@ def native_commands(listing: dict, chain: DropChain, networks: Dict[str, dict]) 
 # ---- iptables-nft chains ----
 
 
-def xtables_lines(networks: Dict[str, dict], chain: str, family: str = "ip") -> Dict[str, str]:
+def xtables_lines(networks: Dict[str, BridgeRecord], chain: str, family: str = "ip") -> Dict[str, str]:
     """comment -> the iptables rule (without -A/-I/-D CHAIN) of every pass rule; one per trusted source of the
     table's IP version (``-s A,B`` would become several rules under one comment)."""
     lines = {}

@@ -4,22 +4,20 @@
 
 ``from_dict`` checks a record and raises RecordError naming the first field that is wrong (store.py adds the file);
 ``to_dict`` gives the JSON form, the same as the file has always held. Records are frozen: planning replaces a record
-(``dataclasses.replace``), never edits it in place. Networks stay the drivers' own dicts (model.py's to_record and
-from_record), checked here by ``check_network``; host sysctls are a plain map of name to original value.
+(``dataclasses.replace``), never edits it in place. A network record has its driver's class (NetworkRecord.from_dict
+picks it); model.py's network classes write it (to_record) and read it back (from_record). Host sysctls are a plain
+map of name to original value.
 """
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, ClassVar, Dict, Optional, Tuple
 
-from ansible_collections.cnm.network.plugins.module_utils.model import LINK_KINDS, NETWORKS
-
-DRIVERS = tuple(NETWORKS)
 # The fields an endpoint record keeps for its link kind, so that its detach works once its network is gone.
 LINK_FIELDS = {"veth": (), "macvlan": ("parent", "shim_name"), "ipvlan": ("parent",)}
+LINK_KINDS = tuple(sorted(LINK_FIELDS))  # how endpoints join networks: each network class's ``link`` (model.py)
 
 
 class RecordError(ValueError):
@@ -171,20 +169,247 @@ _PORT_FIELDS = (
 )
 
 
-def check_network(data: object, where: str = "network") -> dict:
-    """A network record (the driver's to_record) when it has the fields its driver reads back, else a RecordError."""
-    _need({"": data}, "", dict, where)
-    _field(data, "driver", str, where)
-    if data["driver"] not in DRIVERS:
-        raise RecordError("%s.driver is %r, not one of %s" % (where, data["driver"], ", ".join(DRIVERS)))
-    for name in NETWORKS[data["driver"]].record_keys:
-        _field(data, name, str, where)
-    _field(data, "mtu", int, where, optional=True)
-    for name in ("subnet", "ip_range", "ipv6_subnet"):
-        _address(data, name, where, ipaddress.ip_network)
-    for name in ("gateway", "ipv6_gateway"):
-        _address(data, name, where, ipaddress.ip_address)
-    return data
+# ---- networks ----
+
+
+@dataclass(frozen=True)
+class PeerRecord:
+    """A remote VTEP of an overlay network and the endpoints behind it, as (address, MAC) pairs."""
+
+    vtep: str
+    endpoints: Tuple[Tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: object, where: str = "peer") -> PeerRecord:
+        _need({"": data}, "", dict, where)
+        _field(data, "vtep", str, where)
+        _address(data, "vtep", where, ipaddress.ip_address)
+        _maybe(data, "endpoints", list, where)
+        endpoints = []
+        for number, entry in enumerate(data.get("endpoints", ())):
+            at = "%s.endpoints[%d]" % (where, number)
+            _need({"": entry}, "", dict, at)
+            _field(entry, "ip", str, at)
+            _address(entry, "ip", at, ipaddress.ip_address)
+            _field(entry, "mac", str, at)
+            endpoints.append((entry["ip"], entry["mac"]))
+        return cls(data["vtep"], tuple(endpoints))
+
+    def to_dict(self) -> dict:
+        return {"vtep": self.vtep, "endpoints": [{"ip": ip, "mac": mac} for ip, mac in self.endpoints]}
+
+
+_ADDRESSING = ("subnet", "gateway", "ip_range", "ipv6_subnet", "ipv6_gateway", "mtu")
+
+
+@dataclass(frozen=True)
+class NetworkRecord:
+    """A network as the store holds it: written by its driver's class in model.py (to_record), read back by it
+    (from_record). This base holds what every driver records; ``from_dict`` gives the class of the record's driver.
+
+    A field an older record may lack takes the default its driver's option has; the fields the record cannot do
+    without (its device names, an overlay's VNI and VTEP) must be there: their defaults here are never used."""
+
+    subnet: Optional[str] = None
+    gateway: Optional[str] = None
+    ip_range: Optional[str] = None
+    ipv6_subnet: Optional[str] = None
+    ipv6_gateway: Optional[str] = None
+    mtu: Optional[int] = None
+
+    driver: ClassVar[str] = ""
+    file_order: ClassVar[Tuple[str, ...]] = ()  # the fields in the order the file lists them, after "driver"
+
+    @classmethod
+    def from_dict(cls, data: object, where: str = "network") -> NetworkRecord:
+        """The record of the driver ``data`` names (a subclass of ``cls``), checked: a RecordError names the first
+        field that is wrong."""
+        _need({"": data}, "", dict, where)
+        _field(data, "driver", str, where)
+        record_class = NETWORK_RECORDS.get(data["driver"])
+        if record_class is None or not issubclass(record_class, cls):
+            drivers = [driver for driver, other in NETWORK_RECORDS.items() if issubclass(other, cls)]
+            raise RecordError("%s.driver is %r, not one of %s" % (where, data["driver"], ", ".join(drivers)))
+        return record_class(**record_class.checked_fields(data, where))
+
+    @classmethod
+    def checked_fields(cls, data: dict, where: str) -> dict:
+        """The fields of this class that ``data`` holds, checked, as the constructor takes them."""
+        _field(data, "mtu", int, where, optional=True)
+        for name in ("subnet", "ip_range", "ipv6_subnet"):
+            _address(data, name, where, ipaddress.ip_network)
+        for name in ("gateway", "ipv6_gateway"):
+            _address(data, name, where, ipaddress.ip_address)
+        return _present(data, _ADDRESSING)
+
+    def to_dict(self) -> dict:
+        data = {"driver": self.driver}
+        for name in self.file_order:
+            value = getattr(self, name)
+            if isinstance(value, tuple):  # trusted_sources (texts), peers (PeerRecord)
+                value = [item if isinstance(item, str) else item.to_dict() for item in value]
+            data[name] = value
+        return data
+
+
+@dataclass(frozen=True)
+class BridgeRecord(NetworkRecord):
+    """A bridge network (model.BridgeNetwork)."""
+
+    bridge_name: str = ""
+    masquerade: bool = True
+    internal: bool = False
+    icc: bool = True
+    host_binding_ip: Optional[str] = None
+    trusted_sources: Tuple[str, ...] = ()
+    ipv6_masquerade: Optional[bool] = None  # None: as masquerade
+
+    driver: ClassVar[str] = "bridge"
+    file_order: ClassVar[Tuple[str, ...]] = (
+        ("bridge_name",)
+        + _ADDRESSING
+        + ("masquerade", "internal", "icc", "host_binding_ip", "trusted_sources", "ipv6_masquerade")
+    )
+
+    @classmethod
+    def checked_fields(cls, data: dict, where: str) -> dict:
+        _field(data, "bridge_name", str, where)
+        values = NetworkRecord.checked_fields(data, where)
+        for name in ("masquerade", "internal", "icc"):
+            _maybe(data, name, bool, where)
+        _address(data, "host_binding_ip", where, ipaddress.ip_address)
+        _maybe(data, "trusted_sources", list, where)
+        for number, source in enumerate(data.get("trusted_sources", ())):
+            _need({"": source}, "", str, "%s.trusted_sources[%d]" % (where, number))
+        _field(data, "ipv6_masquerade", bool, where, optional=True)
+        values.update(
+            _present(data, ("bridge_name", "masquerade", "internal", "icc", "host_binding_ip", "ipv6_masquerade"))
+        )
+        if "trusted_sources" in data:
+            values["trusted_sources"] = tuple(data["trusted_sources"])
+        return values
+
+
+@dataclass(frozen=True)
+class OverlayRecord(BridgeRecord):
+    """An overlay network (model.OverlayNetwork): a bridge network with a VXLAN device towards its peers."""
+
+    vni: int = 0
+    local_ip: str = ""
+    port: int = 4789
+    vxlan_name: str = ""
+    restrict_peers: bool = True
+    peers: Tuple[PeerRecord, ...] = ()
+    encrypted: bool = False  # in the file only when true: the firewall drops clear VXLAN of this VNI
+
+    driver: ClassVar[str] = "overlay"
+    file_order: ClassVar[Tuple[str, ...]] = BridgeRecord.file_order + (
+        "vni",
+        "local_ip",
+        "port",
+        "vxlan_name",
+        "restrict_peers",
+        "peers",
+    )
+
+    @classmethod
+    def checked_fields(cls, data: dict, where: str) -> dict:
+        values = BridgeRecord.checked_fields(data, where)
+        _field(data, "vni", int, where)
+        _field(data, "local_ip", str, where)
+        _address(data, "local_ip", where, ipaddress.ip_address)
+        _maybe(data, "port", int, where)
+        _field(data, "vxlan_name", str, where)
+        for name in ("restrict_peers", "encrypted"):
+            _maybe(data, name, bool, where)
+        _maybe(data, "peers", list, where)
+        values.update(_present(data, ("vni", "local_ip", "port", "vxlan_name", "restrict_peers", "encrypted")))
+        if "peers" in data:
+            peers = enumerate(data["peers"])
+            values["peers"] = tuple(PeerRecord.from_dict(peer, "%s.peers[%d]" % (where, n)) for n, peer in peers)
+        return values
+
+    def to_dict(self) -> dict:
+        data = BridgeRecord.to_dict(self)
+        if self.encrypted:
+            data["encrypted"] = True
+        return data
+
+
+@dataclass(frozen=True)
+class ParentRecord(NetworkRecord):
+    """What a network on a parent interface records (model.ParentNetwork): macvlan and ipvlan add their own."""
+
+    parent: str = ""
+    mtu_set: bool = True  # whether the MTU was asked for (False: it follows the parent's)
+    vlan_created: bool = False  # whether the parent is a VLAN device this network made
+
+    file_order: ClassVar[Tuple[str, ...]] = ("parent",) + _ADDRESSING + ("mtu_set", "vlan_created")
+    internal: ClassVar[bool] = False  # its endpoints are plain hosts of the LAN
+    icc: ClassVar[bool] = True
+
+    @classmethod
+    def checked_fields(cls, data: dict, where: str) -> dict:
+        _field(data, "parent", str, where)
+        values = NetworkRecord.checked_fields(data, where)
+        for name in ("mtu_set", "vlan_created"):
+            _maybe(data, name, bool, where)
+        values.update(_present(data, ("parent", "mtu_set", "vlan_created")))
+        return values
+
+
+@dataclass(frozen=True)
+class MacvlanRecord(ParentRecord):
+    """A macvlan network (model.MacvlanNetwork)."""
+
+    mode: str = "bridge"
+    host_access: bool = False
+    host_access_ip: Optional[str] = None
+    shim_name: Optional[str] = None
+
+    driver: ClassVar[str] = "macvlan"
+    file_order: ClassVar[Tuple[str, ...]] = ParentRecord.file_order + (
+        "mode",
+        "host_access",
+        "host_access_ip",
+        "shim_name",
+    )
+
+    @classmethod
+    def checked_fields(cls, data: dict, where: str) -> dict:
+        values = ParentRecord.checked_fields(data, where)
+        _maybe(data, "mode", str, where)
+        _maybe(data, "host_access", bool, where)
+        _address(data, "host_access_ip", where, ipaddress.ip_address)
+        _field(data, "shim_name", str, where, optional=True)
+        values.update(_present(data, ("mode", "host_access", "host_access_ip", "shim_name")))
+        return values
+
+
+@dataclass(frozen=True)
+class IpvlanRecord(ParentRecord):
+    """An ipvlan network (model.IpvlanNetwork)."""
+
+    ipvlan_mode: str = "l2"
+    ipvlan_flag: str = "bridge"
+    default_on_link: bool = False
+
+    driver: ClassVar[str] = "ipvlan"
+    file_order: ClassVar[Tuple[str, ...]] = ParentRecord.file_order + ("ipvlan_mode", "ipvlan_flag", "default_on_link")
+
+    @classmethod
+    def checked_fields(cls, data: dict, where: str) -> dict:
+        values = ParentRecord.checked_fields(data, where)
+        for name in ("ipvlan_mode", "ipvlan_flag"):
+            _maybe(data, name, str, where)
+        _maybe(data, "default_on_link", bool, where)
+        values.update(_present(data, ("ipvlan_mode", "ipvlan_flag", "default_on_link")))
+        return values
+
+
+# The record class of each driver (model.NETWORKS has the same drivers in the same order).
+NETWORK_RECORDS = {cls.driver: cls for cls in (BridgeRecord, OverlayRecord, MacvlanRecord, IpvlanRecord)}
+DRIVERS = tuple(NETWORK_RECORDS)
 
 
 # ---- the whole store ----
@@ -199,9 +424,8 @@ def state_from_dict(data: dict) -> dict:
         if section in data:
             _need(data, section, dict, repr(section))
     state = {"version": data.get("version")}
-    state["networks"] = {
-        name: check_network(record, "'networks'[%r]" % name) for name, record in data["networks"].items()
-    }
+    networks = data["networks"].items()
+    state["networks"] = {name: NetworkRecord.from_dict(record, "'networks'[%r]" % name) for name, record in networks}
     state["endpoints"] = {}
     for key, record in data["endpoints"].items():
         where = "'endpoints'[%r]" % key
@@ -222,23 +446,18 @@ def state_to_dict(state: dict) -> dict:
     """The JSON form of a store (records as the file holds them): what is written and what a diff shows."""
     data = {}
     for section, value in state.items():
-        if section in ("endpoints", "ports"):
+        if section in ("networks", "endpoints", "ports"):
             data[section] = {key: record.to_dict() for key, record in value.items()}
-        else:  # networks (few, and their records nest), host sysctls, the version
-            data[section] = copy.deepcopy(value)
+        elif isinstance(value, dict):  # host sysctls
+            data[section] = dict(value)
+        else:  # the version
+            data[section] = value
     return data
 
 
 def copy_state(state: dict) -> dict:
-    """A copy to plan on: sections are new dicts; records are shared (frozen), network dicts copied."""
-    copied = {}
-    for section, value in state.items():
-        if section == "networks":
-            value = copy.deepcopy(value)
-        elif isinstance(value, dict):
-            value = dict(value)
-        copied[section] = value
-    return copied
+    """A copy to plan on: sections are new dicts; records are shared (frozen)."""
+    return {section: dict(value) if isinstance(value, dict) else value for section, value in state.items()}
 
 
 # ---- checks ----
@@ -254,6 +473,16 @@ def _need(record: dict, name: str, kind: type, where: str, optional: bool = Fals
         return
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise RecordError("%s must be %s, found %s" % (where, TYPE_NAMES[kind], type_name(value)))
+
+
+def _maybe(record: dict, name: str, kind: type, where: str) -> None:
+    """A field that older records may lack (it then takes its default), but that is never null."""
+    if name in record:
+        _field(record, name, kind, where)
+
+
+def _present(record: dict, names: Tuple[str, ...]) -> dict:
+    return {name: record[name] for name in names if name in record}
 
 
 def _field(record: dict, name: str, kind: type, where: str, optional: bool = False) -> None:

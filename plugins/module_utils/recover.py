@@ -18,6 +18,7 @@ does not hold gets the default and is listed in ``NOT_RECOVERABLE``.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from typing import Dict, List, Optional, Tuple
 
@@ -34,7 +35,12 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     default_endpoint_name,
 )
 from ansible_collections.cnm.network.plugins.module_utils.ports import PortMapping
-from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, PortRecord, endpoint_key
+from ansible_collections.cnm.network.plugins.module_utils.records import (
+    BridgeRecord,
+    EndpointRecord,
+    PortRecord,
+    endpoint_key,
+)
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VERSION
 
@@ -130,17 +136,13 @@ def _overlay_params(name: str, vxlan: dict, owners: Dict[str, list], fdb: list, 
     }
 
 
-def _endpoint(network: str, sandbox: str, host_link: dict, inner: dict, record: dict) -> EndpointRecord:
+def _endpoint(network: str, sandbox: str, host_link: dict, inner: dict, record: BridgeRecord) -> EndpointRecord:
     ipv4 = ipv6 = None
     for text in inner.get("addresses", ()):
         address = ipaddress.ip_interface(text).ip
-        if address.version == 4 and record.get("subnet") and address in ipaddress.ip_network(record["subnet"]):
+        if address.version == 4 and record.subnet and address in ipaddress.ip_network(record.subnet):
             ipv4 = ipv4 or address
-        elif (
-            address.version == 6
-            and record.get("ipv6_subnet")
-            and address in ipaddress.ip_network(record["ipv6_subnet"])
-        ):
+        elif address.version == 6 and record.ipv6_subnet and address in ipaddress.ip_network(record.ipv6_subnet):
             ipv6 = ipv6 or address
     default = (
         ipam.mac_from_ipv4(ipv4)
@@ -149,7 +151,7 @@ def _endpoint(network: str, sandbox: str, host_link: dict, inner: dict, record: 
     )
     routes, default_route = [], False
     for route in inner.get("routes", ()):
-        if ipaddress.ip_network(route["dst"]).prefixlen == 0 and not record.get("internal"):
+        if ipaddress.ip_network(route["dst"]).prefixlen == 0 and not record.internal:
             default_route = True
         else:
             routes.append({"dst": route["dst"], "gateway": route.get("gateway")})
@@ -162,7 +164,7 @@ def _endpoint(network: str, sandbox: str, host_link: dict, inner: dict, record: 
         ipv6_address=str(ipv6) if ipv6 else None,
         mac_address=inner["mac"],
         static_mac=inner["mac"] != default,
-        default_route=default_route or bool(record.get("internal")),  # internal: no default route to see
+        default_route=default_route or record.internal,  # internal: no default route to see
         routes=tuple(sorted(routes, key=lambda r: (ipaddress.ip_network(r["dst"]).version, r["dst"]))),
         link="veth",  # only veths name their endpoint on the host
         name=default_endpoint_name(SandboxRef.from_key(sandbox)),  # a name given by 'name', and aliases, are lost
@@ -270,7 +272,7 @@ def rebuild(facts: dict) -> Tuple[dict, dict]:
                 )
                 record = OverlayNetwork.from_overlay_params(params).to_record()
                 if "network %s vxlan clear drop" % name in owners:
-                    record["encrypted"] = True
+                    record = dataclasses.replace(record, encrypted=True)
             else:
                 record = BridgeNetwork.from_params(params).to_record()
         except CnmError as exc:
@@ -285,7 +287,7 @@ def rebuild(facts: dict) -> Tuple[dict, dict]:
         network, sandbox = key.split("|", 1)
         record = data["networks"].get(network)
         master = by_index.get(link.get("master"))
-        if record is None or master is None or master["name"] != record["bridge_name"]:
+        if record is None or master is None or master["name"] != record.bridge_name:
             lost.append("endpoint %s on %s: its network is not recovered" % (sandbox, network))
             continue
         inside = facts.get("sandboxes", {}).get(sandbox)

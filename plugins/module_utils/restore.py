@@ -27,6 +27,7 @@ from ansible_collections.cnm.network.plugins.module_utils.endpoint import Endpoi
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.networks import spec_from_record
+from ansible_collections.cnm.network.plugins.module_utils.records import OverlayRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 
@@ -46,12 +47,12 @@ def restore(runner) -> dict:
         _finish(host, report)
     restored = []
     for name, record in sorted(networks.items()):
-        if record.get("encrypted"):
+        if isinstance(record, OverlayRecord) and record.encrypted:
             report["skipped"].append("network %s: an encrypted overlay, its keys come with the next play run" % name)
             continue
         try:
             with Host.open(runner) as host:
-                RESTORE[record["driver"]](host, name, record)
+                RESTORE[record.driver](host, name, record)
                 _finish(host, report)
             restored.append(name)
         except CnmError as exc:

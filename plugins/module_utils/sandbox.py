@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Set, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
+from ansible_collections.cnm.network.plugins.module_utils.records import IpvlanRecord, NetworkRecord
 
 if TYPE_CHECKING:  # records.py imports model.py, which imports this file
     from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord
@@ -116,7 +117,7 @@ def choose_gateways(candidates: Iterable[Candidate]) -> Dict[int, Optional[Candi
 
 
 def gateway_candidates(
-    records: Iterable[EndpointRecord], networks: Dict[str, dict]
+    records: Iterable[EndpointRecord], networks: Dict[str, NetworkRecord]
 ) -> Tuple[List[Candidate], Set[int]]:
     """From the store: the endpoints of one sandbox that may hold its default routes, and the IP versions whose
     default route an endpoint asks for itself in ``routes`` (the gateway choice leaves those versions alone)."""
@@ -128,20 +129,20 @@ def gateway_candidates(
             for item in record.routes
             if ipaddress.ip_network(item["dst"]).prefixlen == 0
         )
-        if network is None or not record.default_route or network.get("internal"):
+        if network is None or not record.default_route or network.internal:
             continue
         gateways = {}  # version -> the gateway's address, or None: through the interface (ipvlan l3, l3s)
-        on_link = bool(network.get("default_on_link"))
-        if record.ipv4_address and (on_link or network.get("gateway")):
-            gateways[4] = None if on_link else network["gateway"]
-        if record.ipv6_address and (on_link or network.get("ipv6_gateway")):
-            gateways[6] = None if on_link else network["ipv6_gateway"]
+        on_link = isinstance(network, IpvlanRecord) and network.default_on_link
+        if record.ipv4_address and (on_link or network.gateway):
+            gateways[4] = None if on_link else network.gateway
+        if record.ipv6_address and (on_link or network.ipv6_gateway):
+            gateways[6] = None if on_link else network.ipv6_gateway
         candidates.append(
             Candidate(
                 record.ifname,
                 record.network,
                 record.gw_priority,
-                bool(network.get("internal")),
+                network.internal,
                 gateways,
             )
         )

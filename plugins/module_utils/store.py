@@ -26,6 +26,7 @@ from typing import Callable, Dict, Optional
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.records import (
     EndpointRecord,
+    NetworkRecord,
     RecordError,
     copy_state,
     state_from_dict,
@@ -154,7 +155,7 @@ class Store:
 
     # ---- views ----
     @property
-    def networks(self) -> Dict[str, dict]:
+    def networks(self) -> Dict[str, NetworkRecord]:
         return self.data["networks"]
 
     @property

@@ -40,7 +40,7 @@ from ansible_collections.cnm.network.plugins.module_utils.firewall import (
     restore_commands,
     transaction,
 )
-from ansible_collections.cnm.network.plugins.module_utils.records import PortRecord
+from ansible_collections.cnm.network.plugins.module_utils.records import BridgeRecord, NetworkRecord, PortRecord
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 UPDATE_GOLDEN = os.environ.get("CNM_UPDATE_GOLDEN") == "1"
@@ -55,8 +55,8 @@ SHARED = (
 )  # the forward chain's table-wide accepts, owned by no network
 
 
-def network(bridge: str, subnet: str, **options) -> dict:
-    """A network record as the store holds it (the keys of BridgeNetwork.to_record)."""
+def network(bridge: str, subnet: str, **options) -> BridgeRecord:
+    """A network record as the store holds it (read from the keys of BridgeNetwork.to_record)."""
     record = {
         "driver": "bridge",
         "bridge_name": bridge,
@@ -72,7 +72,7 @@ def network(bridge: str, subnet: str, **options) -> dict:
         "host_binding_ip": None,
     }
     record.update(options)
-    return record
+    return NetworkRecord.from_dict(record)
 
 
 WEB = network("br-web", "172.30.0.0/24")
@@ -365,7 +365,7 @@ def desired_comments(rules) -> dict:
 def golden_document(networks: dict) -> dict:
     rules = render(networks)
     return {
-        "networks": networks,
+        "networks": {name: record.to_dict() for name, record in networks.items()},
         "comments": [rule.comment for rule in rules],
         "commands": [rule.command() for rule in rules],
     }
@@ -523,7 +523,7 @@ def test_every_comment_starts_with_cnm_and_names_the_network_whose_bridge_it_mat
         first_interface = next(
             item["match"] for item in json.loads(rule.expr) if "meta" in item.get("match", {}).get("left", {})
         )
-        assert first_interface["right"] == owner["bridge_name"]
+        assert first_interface["right"] == owner.bridge_name
 
 
 def test_comments_are_unique():
@@ -878,6 +878,8 @@ def test_an_overlay_is_closed_inbound_like_a_bridge():
         "10.200.0.0/24",
         driver="overlay",
         vni=42,
+        local_ip="192.0.2.11",
+        vxlan_name="vx-ov",
         port=4789,
         restrict_peers=False,
         peers=[],
@@ -899,8 +901,12 @@ def test_only_internal_networks_open_no_inbound_accept():
     ]
 
 
+NEW_KEYS = ("trusted_sources", "ipv6_masquerade")
+
+
 def test_an_older_record_without_the_new_keys_renders_as_before_plus_the_inbound_drop():
-    old = {key: value for key, value in DUAL.items() if key not in ("trusted_sources", "ipv6_masquerade")}
+    written = DUAL.to_dict()
+    old = NetworkRecord.from_dict({key: value for key, value in written.items() if key not in NEW_KEYS})
     assert "network dual trusted ip" not in owners(render({"dual": old}))
     assert owners(render({"dual": old}), INET_POSTROUTING) == [
         "network dual masquerade",
@@ -918,7 +924,7 @@ def test_an_older_record_without_the_new_keys_renders_as_before_plus_the_inbound
     ],
 )
 def test_ipv6_masquerade_follows_masquerade_unless_chosen(masquerade, ipv6_masquerade, expected):
-    record = dict(DUAL, masquerade=masquerade, ipv6_masquerade=ipv6_masquerade)
+    record = replace(DUAL, masquerade=masquerade, ipv6_masquerade=ipv6_masquerade)
     assert owners(render({"dual": record}), INET_POSTROUTING) == expected
     assert masquerades_ipv6(record) is ("network dual ipv6 masquerade" in expected)
 
@@ -936,13 +942,13 @@ def test_the_ipv6_masquerade_rule_matches_the_ipv6_subnet():
 
 def test_no_ipv6_masquerade_without_ipv6_or_on_an_internal_network():
     assert masquerades_ipv6(WEB) is False
-    assert masquerades_ipv6(dict(DUAL, internal=True, trusted_sources=[])) is False
+    assert masquerades_ipv6(replace(DUAL, internal=True, trusted_sources=())) is False
 
 
 def test_ipv6_forwarding_is_needed_by_a_routed_network_with_ipv6_only():
     assert needed_sysctls({"dual": DUAL}, {}) == {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
     assert needed_sysctls({"web": WEB}, {}) == {"net.ipv4.ip_forward": "1"}
-    assert needed_sysctls({"dual": dict(DUAL, internal=True, trusted_sources=[])}, {}) == {}
+    assert needed_sysctls({"dual": replace(DUAL, internal=True, trusted_sources=())}, {}) == {}
 
 
 # forwarding_needed
@@ -1011,7 +1017,7 @@ def test_port_rendering_matches_the_reviewed_golden_file(name):
     networks, ports = PORT_CONFIGURATIONS[name]
     rules = render(networks, ports)
     document = {
-        "networks": networks,
+        "networks": {name: record.to_dict() for name, record in networks.items()},
         "ports": written(ports),
         "comments": [rule.comment for rule in rules],
         "commands": [rule.command() for rule in rules],
@@ -1305,6 +1311,8 @@ def test_restrict_peers_matches_the_overlays_own_vni_only():
         "10.200.0.0/16",
         driver="overlay",
         vni=4200,
+        local_ip="192.0.2.11",
+        vxlan_name="vx-ov",
         port=4789,
         restrict_peers=True,
         peers=[{"vtep": "192.0.2.13", "endpoints": []}, {"vtep": "192.0.2.12", "endpoints": []}],
@@ -1320,4 +1328,4 @@ def test_restrict_peers_matches_the_overlays_own_vni_only():
             "right": {"set": ["192.0.2.12", "192.0.2.13"]},
         }
     } in expr
-    assert not [rule for rule in render({"ov": dict(overlay, restrict_peers=False)}) if rule.chain.name == "input"]
+    assert not [rule for rule in render({"ov": replace(overlay, restrict_peers=False)}) if rule.chain.name == "input"]

@@ -28,7 +28,7 @@ from ansible_collections.cnm.network.plugins.module_utils.info import (
     sysctl_drift,
     unclaimed_devices,
 )
-from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, PortRecord
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, NetworkRecord, PortRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 WEB = {
@@ -77,6 +77,7 @@ LAN = {
     "shim_name": "mvs-lan",
     "vlan_created": False,
 }
+WEB, OV, LAN = (NetworkRecord.from_dict(record) for record in (WEB, OV, LAN))
 WEB1 = EndpointRecord(
     network="web",
     sandbox="netns:web1",
@@ -111,7 +112,7 @@ PORT = PortRecord(
 def state(networks=None, endpoints=None, ports=None) -> dict:
     data = {
         "version": 1,
-        "networks": copy.deepcopy(networks if networks is not None else {"web": WEB}),
+        "networks": dict(networks if networks is not None else {"web": WEB}),
         "endpoints": copy.deepcopy(endpoints if endpoints is not None else {"web|netns:web1": WEB1}),
     }
     if ports:
@@ -405,7 +406,7 @@ def test_networks_as_the_modules_leave_them_have_no_drift():
     ],
 )
 def test_network_drift(record, changes, expected):
-    name = {"bridge": "web", "overlay": "ov", "macvlan": "lan"}[record["driver"]]
+    name = {"bridge": "web", "overlay": "ov", "macvlan": "lan"}[record.driver]
     found = network_drift(name, record, host_facts(**changes))
     assert kinds(found) == expected
     assert all(item["network"] == name and item["message"].startswith("network %s: " % name) for item in found)
@@ -413,7 +414,7 @@ def test_network_drift(record, changes, expected):
 
 def test_a_network_without_mtu_in_its_record_is_not_checked_for_it():
     shim = Device("mvs-lan", "macvlan", 9000, None, True, alias="cnm:shim:lan", addresses=("192.168.1.250/32",))
-    assert network_drift("lan", dict(LAN, mtu=None), host_facts(mvs_lan=shim)) == []
+    assert network_drift("lan", dataclasses.replace(LAN, mtu=None), host_facts(mvs_lan=shim)) == []
 
 
 def test_missing_device_names_what_was_expected():
@@ -788,12 +789,12 @@ def test_a_default_route_held_elsewhere_or_asked_for_is_not_drift():
     assert kinds(sandbox_drift("netns:web1", data, selection, _routes(eth0=("default via fd00:30::1",)))) == []
     data["endpoints"]["web|netns:web1"] = dataclasses.replace(web1, routes=(), default_route=False)
     assert sandbox_drift("netns:web1", data, selection, _routes(eth0=())) == []
-    internal = state({"web": dict(WEB, internal=True)})
+    internal = state({"web": dataclasses.replace(WEB, internal=True)})
     assert sandbox_drift("netns:web1", internal, select(internal, InfoQuery()), _routes(eth0=())) == []
 
 
 def test_the_best_ranked_endpoint_holds_the_default_route():
-    db = dict(
+    db = dataclasses.replace(
         WEB, bridge_name="br-db", subnet="172.31.0.0/24", gateway="172.31.0.1", ipv6_subnet=None, ipv6_gateway=None
     )
     eth1 = dataclasses.replace(
@@ -823,12 +824,12 @@ def test_bridge_port_flags_as_the_network_wants_them():
         ((False, True), False, ["endpoint_port_flags"]),
     ):
         facts = host_facts(ve_aaa=dataclasses.replace(port, port_flags=flags))
-        found = port_flag_drift("web|netns:web1", WEB1, dict(WEB, icc=icc), facts)
+        found = port_flag_drift("web|netns:web1", WEB1, dataclasses.replace(WEB, icc=icc), facts)
         assert kinds(found) == expected, (flags, icc)
     (item,) = port_flag_drift(
         "web|netns:web1",
         WEB1,
-        dict(WEB, icc=False),
+        dataclasses.replace(WEB, icc=False),
         host_facts(ve_aaa=dataclasses.replace(port, port_flags=(False, True))),
     )
     assert (item["object"], item["expected"], item["found"]) == (
@@ -859,7 +860,7 @@ def test_bridge_port_flags_as_the_network_wants_them():
 
 
 def test_forwarding_sysctls_the_networks_need():
-    data = state({"web": WEB, "lan": LAN, "db": dict(WEB, bridge_name="br-db", internal=True)}, {})
+    data = state({"web": WEB, "lan": LAN, "db": dataclasses.replace(WEB, bridge_name="br-db", internal=True)}, {})
     selection = select(data, InfoQuery())
     on = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
     assert sysctl_drift(data, selection, on) == [] and sysctl_drift(data, selection, None) == []

@@ -21,6 +21,7 @@ from ansible_collections.cnm.network.plugins.module_utils.firewall import INET_I
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Kernel, NetnsSession
 from ansible_collections.cnm.network.plugins.module_utils.overlay import refuse_encryption
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op, Plan
+from ansible_collections.cnm.network.plugins.module_utils.records import NetworkRecord, OverlayRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST
 
 KEY, NEW_KEY = "a-shared-overlay-key", "the-next-overlay-key"
@@ -482,7 +483,7 @@ def test_this_kernels_features_are_a_dict_of_booleans():
     )
 
 
-def overlay_record(**options) -> dict:
+def overlay_record(**options) -> OverlayRecord:
     record = {
         "driver": "overlay",
         "bridge_name": "br-sec",
@@ -505,7 +506,7 @@ def overlay_record(**options) -> dict:
         "encrypted": True,
     }
     record.update(options)
-    return record
+    return NetworkRecord.from_dict(record)
 
 
 def test_an_encrypted_overlay_drops_clear_vxlan_of_its_vni_from_anyone():
@@ -530,7 +531,7 @@ def test_the_encrypted_rendering_matches_the_reviewed_golden_file():
     networks = {"sec": overlay_record()}
     rules = render(networks)
     document = {
-        "networks": networks,
+        "networks": {"sec": networks["sec"].to_dict()},
         "comments": [rule.comment for rule in rules],
         "commands": [rule.command() for rule in rules],
     }

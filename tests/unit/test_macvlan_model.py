@@ -40,9 +40,7 @@ def test_record_round_trip_keeps_everything():
         mtu=1400,
     )
     record = network.to_record(1400, False)
-    assert (
-        record["driver"] == "macvlan" and record["mtu_set"] is True and record["shim_name"] == default_shim_name("lan")
-    )
+    assert record.driver == "macvlan" and record.mtu_set is True and record.shim_name == default_shim_name("lan")
     assert MacvlanNetwork.from_record("lan", record) == network
 
 

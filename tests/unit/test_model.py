@@ -16,6 +16,7 @@ from ansible_collections.cnm.network.plugins.module_utils.model import (
     parse_routes,
     parse_sysctls,
 )
+from ansible_collections.cnm.network.plugins.module_utils.records import NetworkRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
 ip = ipaddress.ip_address
@@ -54,7 +55,7 @@ def test_bridge_without_subnet_but_with_ipv6_subnet_is_ipv6_only():
     assert network.ipv6_gateway == ip("fd00:30::1")
     assert [str(a) for a in network.gateway_interfaces] == ["fd00:30::1/64"]
     record = network.to_record()
-    assert (record["subnet"], record["gateway"], record["ip_range"]) == (None, None, None)
+    assert (record.subnet, record.gateway, record.ip_range) == (None, None, None)
     assert BridgeNetwork.from_record("web", record) == network
 
 
@@ -103,17 +104,17 @@ def test_trusted_sources_and_ipv6_masquerade_round_trip_sorted_by_family():
     )
     assert network.trusted_sources == (net("10.0.0.0/8"), net("198.51.100.0/24"), net("2001:db8:1::/48"))
     record = network.to_record()
-    assert (record["trusted_sources"], record["ipv6_masquerade"]) == (
-        ["10.0.0.0/8", "198.51.100.0/24", "2001:db8:1::/48"],
+    assert (record.trusted_sources, record.ipv6_masquerade) == (
+        ("10.0.0.0/8", "198.51.100.0/24", "2001:db8:1::/48"),
         False,
     )
     assert BridgeNetwork.from_record("web", record) == network
 
 
 def test_an_older_record_without_the_new_keys_reads_as_the_defaults():
-    record = bridge().to_record()
-    del record["trusted_sources"], record["ipv6_masquerade"]
-    network = BridgeNetwork.from_record("web", record)
+    written = bridge().to_record().to_dict()
+    del written["trusted_sources"], written["ipv6_masquerade"]
+    network = BridgeNetwork.from_record("web", NetworkRecord.from_dict(written))
     assert (network.trusted_sources, network.ipv6_masquerade) == ((), None)
 
 
@@ -127,7 +128,7 @@ def test_an_overlay_keeps_its_trusted_sources():
             "trusted_sources": ["192.0.2.0/24"],
         }
     )
-    assert overlay.to_record()["trusted_sources"] == ["192.0.2.0/24"]
+    assert overlay.to_record().trusted_sources == ("192.0.2.0/24",)
 
 
 def test_bridge_alias_names_the_network():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from ansible_collections.cnm.network.plugins.module_utils import passes
+import dataclasses
 
-WEB = {"bridge_name": "br-web", "subnet": "172.30.0.0/24"}
-VAULT = {"bridge_name": "br-vault", "subnet": "172.31.0.0/24", "internal": True}
+from ansible_collections.cnm.network.plugins.module_utils import passes
+from ansible_collections.cnm.network.plugins.module_utils.records import BridgeRecord
+
+WEB = BridgeRecord(bridge_name="br-web", subnet="172.30.0.0/24")
+VAULT = BridgeRecord(bridge_name="br-vault", subnet="172.31.0.0/24", internal=True)
 DOCKER = {
     "nftables": [
         {"table": {"family": "ip", "name": "filter"}},
@@ -135,7 +138,7 @@ def test_native_commands_insert_the_rules_in_order_and_delete_stale_ones_by_hand
     assert all("handle" not in command.get("insert", {}).get("rule", {}) for command in commands[1:])
 
 
-TRUSTED = dict(WEB, trusted_sources=["192.0.2.0/24", "10.0.0.0/8", "2001:db8:1::/48"])
+TRUSTED = dataclasses.replace(WEB, trusted_sources=("192.0.2.0/24", "10.0.0.0/8", "2001:db8:1::/48"))
 
 
 def test_trusted_sources_get_a_pass_of_their_own_ip_version():

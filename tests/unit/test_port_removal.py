@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.cnm.network.plugins.module_utils import firewall
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
-from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, PortRecord
+from ansible_collections.cnm.network.plugins.module_utils.records import BridgeRecord, EndpointRecord, PortRecord
 from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VERSION, Store
 
 PORT = PortRecord(
@@ -68,7 +68,7 @@ class Crash(BaseException):
 def test_a_sysctl_original_is_in_the_store_file_before_the_sysctl_changes(tmp_path, monkeypatch):
     store = Store("ns", root=str(tmp_path))
     store.lock()
-    store.data = {"version": FORMAT_VERSION, "networks": {"web": {}}, "endpoints": {}}
+    store.data = {"version": FORMAT_VERSION, "networks": {"web": BridgeRecord(bridge_name="br-web")}, "endpoints": {}}
 
     class Session:
         """The host's namespace session: its sysctls in a dict (``crash``: killed at the write)."""

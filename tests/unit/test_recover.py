@@ -22,7 +22,7 @@ from ansible_collections.cnm.network.plugins.module_utils.store import FORMAT_VE
 
 
 def network(**params) -> dict:
-    return BridgeNetwork.from_params(params).to_record()
+    return BridgeNetwork.from_params(params).to_record().to_dict()
 
 
 def endpoint(
@@ -161,8 +161,8 @@ def facts_of(store: dict, fdb=None, neighbours=None) -> dict:
                 ]
             },
         )["links"].append(inner)
-    networks = firewall.bridged(store["networks"])
-    ports = state_from_dict(store).get("ports", {})  # the entries as a run loads them from the file
+    loaded = state_from_dict(store)  # the records as a run loads them from the file
+    networks, ports = firewall.bridged(loaded["networks"]), loaded.get("ports", {})
     rules = {rule.comment: json.loads(rule.expr) for rule in firewall.render(networks, ports)}
     maps = {}
     for element in firewall.render_elements(ports):
@@ -260,7 +260,7 @@ def test_an_overlay_network_comes_back_with_its_peers():
         local_ip="192.0.2.1",
         peers=[{"vtep": "192.0.2.2", "endpoints": [{"ip": "10.99.0.20", "mac": "02:42:0a:63:00:14"}]}, "192.0.2.3"],
     )
-    record = OverlayNetwork.from_overlay_params(params, underlay_mtu=1500).to_record()
+    record = OverlayNetwork.from_overlay_params(params, underlay_mtu=1500).to_record().to_dict()
     store = {"version": FORMAT_VERSION, "networks": {"ov": record}, "endpoints": {}}
     vx = record["vxlan_name"]
     fdb = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
-from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord
+from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, IpvlanRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import (
     Candidate,
     choose_gateways,
@@ -130,8 +130,8 @@ def test_values_compare_by_words():
 def test_an_ipvlan_l3_endpoint_holds_its_default_routes_through_its_interface():
     """Docker's ipvlan l3: ``default dev eth0`` for each family the endpoint has, with no gateway."""
     networks = {
-        "routed": {"driver": "ipvlan", "gateway": "10.50.0.1", "ipv6_gateway": "fd00:50::1", "default_on_link": True},
-        "lan": {"driver": "ipvlan", "gateway": "192.168.1.1", "default_on_link": False},
+        "routed": IpvlanRecord(parent="eth1", gateway="10.50.0.1", ipv6_gateway="fd00:50::1", default_on_link=True),
+        "lan": IpvlanRecord(parent="eth2", gateway="192.168.1.1", default_on_link=False),
     }
     records = [
         EndpointRecord("routed", "netns:s", "eth0", "ipvlan", ipv4_address="10.50.0.2", ipv6_address="fd00:50::2"),

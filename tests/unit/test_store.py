@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
 
 import pytest
 
-from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, endpoint_key, state_from_dict
+from ansible_collections.cnm.network.plugins.module_utils.records import (
+    EndpointRecord,
+    NetworkRecord,
+    endpoint_key,
+    state_from_dict,
+    state_to_dict,
+)
 from ansible_collections.cnm.network.plugins.module_utils.store import (
     FORMAT_VERSION,
     PERSISTENT_ENV,
@@ -20,8 +27,25 @@ from ansible_collections.cnm.network.plugins.module_utils.store import (
 )
 
 EMPTY = {"version": FORMAT_VERSION, "networks": {}, "endpoints": {}}
-WEB = {"driver": "bridge", "bridge_name": "br-web", "subnet": "172.30.0.0/24", "gateway": "172.30.0.1", "mtu": 1500}
-DB = {"driver": "bridge", "bridge_name": "br-db", "subnet": "172.31.0.0/24", "gateway": None, "mtu": None}
+# Bridge network records as the file holds them (every key of BridgeRecord.to_dict, in its order).
+WEB = {
+    "driver": "bridge",
+    "bridge_name": "br-web",
+    "subnet": "172.30.0.0/24",
+    "gateway": "172.30.0.1",
+    "ip_range": None,
+    "ipv6_subnet": None,
+    "ipv6_gateway": None,
+    "mtu": 1500,
+    "masquerade": True,
+    "internal": False,
+    "icc": True,
+    "host_binding_ip": None,
+    "trusted_sources": [],
+    "ipv6_masquerade": None,
+}
+DB = dict(WEB, bridge_name="br-db", subnet="172.31.0.0/24", gateway=None, mtu=None)
+WEB_RECORD, DB_RECORD = NetworkRecord.from_dict(WEB), NetworkRecord.from_dict(DB)
 EP = {
     "network": "web",
     "sandbox": "netns:a",
@@ -63,7 +87,7 @@ def test_loading_a_missing_file_gives_an_empty_store(store):
 
 
 def test_saved_data_loads_back(tmp_path, store):
-    store.networks["web"] = dict(WEB)
+    store.networks["web"] = WEB_RECORD
     store.endpoints[endpoint_key("web", "netns:a")] = EndpointRecord.from_dict(EP)
     store.save()
     other = Store("cookie-42", root=str(tmp_path))
@@ -73,14 +97,14 @@ def test_saved_data_loads_back(tmp_path, store):
 
 
 def test_save_with_data_replaces_the_store(store):
-    store.save({"version": FORMAT_VERSION, "networks": {"db": DB}, "endpoints": {}})
+    store.save({"version": FORMAT_VERSION, "networks": {"db": DB_RECORD}, "endpoints": {}})
     store.load()
-    assert store.networks == {"db": DB}
+    assert store.networks == {"db": DB_RECORD}
 
 
 def test_save_is_atomic_and_leaves_no_temporary_file(store):
     store.save()
-    store.networks["web"] = WEB
+    store.networks["web"] = WEB_RECORD
     store.save()
     assert sorted(os.listdir(store.directory)) == ["lock", "state.json"]
     with open(store.path) as handle:
@@ -88,9 +112,9 @@ def test_save_is_atomic_and_leaves_no_temporary_file(store):
 
 
 def test_a_failed_save_keeps_the_old_file_and_removes_its_temporary_file(store):
-    store.networks["db"] = dict(DB)
+    store.networks["db"] = DB_RECORD
     store.save()
-    store.networks["web"] = {"bad": object()}  # not JSON-serialisable: the write fails half way
+    store.networks["web"] = dataclasses.replace(WEB_RECORD, mtu=object())  # not JSON-serialisable: fails half way
     with pytest.raises(TypeError):
         store.save()
     assert sorted(os.listdir(store.directory)) == ["lock", "state.json"]
@@ -99,7 +123,7 @@ def test_a_failed_save_keeps_the_old_file_and_removes_its_temporary_file(store):
 
 
 def test_an_empty_store_leaves_no_file(store):
-    store.networks["web"] = dict(WEB)
+    store.networks["web"] = WEB_RECORD
     store.save()
     del store.networks["web"]
     store.save()
@@ -254,7 +278,14 @@ def test_a_good_store_with_every_section_loads(store):
         "mtu": 1500,
     }
     data["networks"]["ov"] = dict(
-        WEB, driver="overlay", bridge_name="br-ov", ipv6_subnet="fd00::/64", ipv6_gateway="fd00::1"
+        WEB,
+        driver="overlay",
+        bridge_name="br-ov",
+        ipv6_subnet="fd00::/64",
+        ipv6_gateway="fd00::1",
+        vni=42,
+        local_ip="192.0.2.11",
+        vxlan_name="vx-ov",
     )
     _write(store, data)
     store.load()
@@ -370,10 +401,10 @@ def test_the_current_version_is_not_migrated(tmp_path):
 
 
 def test_snapshot_is_a_deep_copy(store):
-    store.networks["web"] = {"mtu": 1500}
+    store.networks["web"] = WEB_RECORD
     snap = store.snapshot()
-    snap["networks"]["web"]["mtu"] = 9000
-    assert store.networks["web"]["mtu"] == 1500
+    snap["networks"]["web"] = dataclasses.replace(WEB_RECORD, mtu=9000)
+    assert store.networks["web"].mtu == 1500
 
 
 def test_endpoints_of_filters_by_network(store):
@@ -431,24 +462,24 @@ def kept(tmp_path):
 
 
 def test_every_save_writes_the_persistent_copy_too(kept):
-    kept.networks["web"] = dict(WEB)
+    kept.networks["web"] = WEB_RECORD
     kept.save()
     with open(kept.path) as run, open(kept.persistent) as var:
-        assert json.load(run) == json.load(var) == kept.data
+        assert json.load(run) == json.load(var) == state_to_dict(kept.data)
     assert os.stat(os.path.dirname(kept.persistent)).st_mode & 0o777 == 0o700
 
 
 def test_the_copy_is_loaded_when_the_run_file_is_gone(kept):
-    kept.networks["web"] = dict(WEB)
+    kept.networks["web"] = WEB_RECORD
     kept.save()
     os.unlink(kept.path)
     kept.data = None
     kept.load()
-    assert kept.networks == {"web": WEB} and kept.loaded_from == kept.persistent
+    assert kept.networks == {"web": WEB_RECORD} and kept.loaded_from == kept.persistent
 
 
 def test_the_run_file_wins_over_the_copy(kept):
-    kept.save({"version": FORMAT_VERSION, "networks": {"db": DB}, "endpoints": {}})
+    kept.save({"version": FORMAT_VERSION, "networks": {"db": DB_RECORD}, "endpoints": {}})
     with open(kept.persistent, "w") as handle:
         json.dump(dict(EMPTY, networks={"web": WEB}), handle)
     kept.load()
@@ -456,7 +487,7 @@ def test_the_run_file_wins_over_the_copy(kept):
 
 
 def test_an_emptied_store_removes_both_files(kept):
-    kept.save({"version": FORMAT_VERSION, "networks": {"db": DB}, "endpoints": {}})
+    kept.save({"version": FORMAT_VERSION, "networks": {"db": DB_RECORD}, "endpoints": {}})
     kept.save(dict(EMPTY))
     assert not os.path.exists(kept.path) and not os.path.exists(kept.persistent)
     kept.load()
