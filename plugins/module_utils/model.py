@@ -471,12 +471,8 @@ class BridgeNetwork:
     def bridge_fields(self) -> dict:
         """The fields of its store record that every network on a bridge has (see BridgeRecord)."""
         return dict(
+            addressing_fields(self),
             bridge_name=self.bridge_name,
-            subnet=_text(self.subnet),
-            gateway=_text(self.gateway),
-            ip_range=_text(self.ip_range),
-            ipv6_subnet=_text(self.ipv6_subnet),
-            ipv6_gateway=_text(self.ipv6_gateway),
             mtu=self.mtu,
             masquerade=self.masquerade,
             internal=self.internal,
@@ -492,6 +488,12 @@ class BridgeNetwork:
     @classmethod
     def from_record(cls, name: str, record: NetworkRecord) -> BridgeNetwork:
         return cls.from_params(dict(record.to_dict(), name=name))
+
+
+def addressing_fields(network) -> dict:
+    """The subnets and gateways of a network as its store record holds them (NetworkRecord): texts, or None."""
+    names = ("subnet", "gateway", "ip_range", "ipv6_subnet", "ipv6_gateway")
+    return {name: _text(getattr(network, name)) for name in names}
 
 
 def _text(value) -> Optional[str]:
@@ -909,12 +911,8 @@ class ParentNetwork:
     def parent_fields(self, mtu: int, vlan_created: bool) -> dict:
         """The fields of its store record that every network on a parent has (see ParentRecord)."""
         return dict(
+            addressing_fields(self),
             parent=self.parent,
-            subnet=str(self.subnet),
-            gateway=str(self.gateway),
-            ip_range=str(self.ip_range),
-            ipv6_subnet=_text(self.ipv6_subnet),
-            ipv6_gateway=_text(self.ipv6_gateway),
             mtu=mtu,
             mtu_set=self.mtu is not None,
             vlan_created=vlan_created,

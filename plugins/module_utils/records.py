@@ -12,7 +12,7 @@ map of name to original value.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, ClassVar, Dict, Optional, Tuple
 
 # The fields an endpoint record keeps for its link kind, so that its detach works once its network is gone.
@@ -171,6 +171,17 @@ _PORT_FIELDS = (
 
 # ---- networks ----
 
+# The kinds of field a network record holds besides str, int and bool: a text that parses as an address or network,
+# and a list (a tuple in the record) of texts or of peers.
+ADDRESS, NETWORK = ipaddress.ip_address, ipaddress.ip_network
+
+
+def _rule(kind, required: bool = False, nullable: bool = False) -> dict:
+    """How from_dict reads a network record's field (its metadata): its ``kind``; ``required``: never missing (its
+    default then only stands in for the constructor), else a missing field takes its default, what the driver's
+    option defaults to; ``nullable``: may be null (an address always may)."""
+    return {"kind": kind, "required": required, "nullable": nullable}
+
 
 @dataclass(frozen=True)
 class PeerRecord:
@@ -183,14 +194,14 @@ class PeerRecord:
     def from_dict(cls, data: object, where: str = "peer") -> PeerRecord:
         _need({"": data}, "", dict, where)
         _field(data, "vtep", str, where)
-        _address(data, "vtep", where, ipaddress.ip_address)
+        _address(data, "vtep", where, ADDRESS)
         _maybe(data, "endpoints", list, where)
         endpoints = []
         for number, entry in enumerate(data.get("endpoints", ())):
             at = "%s.endpoints[%d]" % (where, number)
             _need({"": entry}, "", dict, at)
             _field(entry, "ip", str, at)
-            _address(entry, "ip", at, ipaddress.ip_address)
+            _address(entry, "ip", at, ADDRESS)
             _field(entry, "mac", str, at)
             endpoints.append((entry["ip"], entry["mac"]))
         return cls(data["vtep"], tuple(endpoints))
@@ -199,26 +210,22 @@ class PeerRecord:
         return {"vtep": self.vtep, "endpoints": [{"ip": ip, "mac": mac} for ip, mac in self.endpoints]}
 
 
-_ADDRESSING = ("subnet", "gateway", "ip_range", "ipv6_subnet", "ipv6_gateway", "mtu")
-
-
 @dataclass(frozen=True)
 class NetworkRecord:
     """A network as the store holds it: written by its driver's class in model.py (to_record), read back by it
-    (from_record). This base holds what every driver records; ``from_dict`` gives the class of the record's driver.
+    (from_record). This base holds what every driver records; each driver's class adds its own fields, and
+    ``from_dict`` gives the class of the record's driver. The file lists the field that names the network's device
+    first (``named_by``), then the others in the order they are declared here."""
 
-    A field an older record may lack takes the default its driver's option has; the fields the record cannot do
-    without (its device names, an overlay's VNI and VTEP) must be there: their defaults here are never used."""
-
-    subnet: Optional[str] = None
-    gateway: Optional[str] = None
-    ip_range: Optional[str] = None
-    ipv6_subnet: Optional[str] = None
-    ipv6_gateway: Optional[str] = None
-    mtu: Optional[int] = None
+    subnet: Optional[str] = field(default=None, metadata=_rule(NETWORK))
+    gateway: Optional[str] = field(default=None, metadata=_rule(ADDRESS))
+    ip_range: Optional[str] = field(default=None, metadata=_rule(NETWORK))
+    ipv6_subnet: Optional[str] = field(default=None, metadata=_rule(NETWORK))
+    ipv6_gateway: Optional[str] = field(default=None, metadata=_rule(ADDRESS))
+    mtu: Optional[int] = field(default=None, metadata=_rule(int, nullable=True))
 
     driver: ClassVar[str] = ""
-    file_order: ClassVar[Tuple[str, ...]] = ()  # the fields in the order the file lists them, after "driver"
+    named_by: ClassVar[str] = ""
 
     @classmethod
     def from_dict(cls, data: object, where: str = "network") -> NetworkRecord:
@@ -230,109 +237,82 @@ class NetworkRecord:
         if record_class is None or not issubclass(record_class, cls):
             drivers = [driver for driver, other in NETWORK_RECORDS.items() if issubclass(other, cls)]
             raise RecordError("%s.driver is %r, not one of %s" % (where, data["driver"], ", ".join(drivers)))
-        return record_class(**record_class.checked_fields(data, where))
+        values = {}
+        for item in record_class.file_fields():
+            name, kind, rule = item.name, item.metadata["kind"], item.metadata
+            if name not in data and not rule["required"]:
+                continue  # an older record: the default
+            if kind in (ADDRESS, NETWORK):
+                _field(data, name, str, where, optional=not rule["required"])
+                _address(data, name, where, kind)
+            elif isinstance(kind, tuple):  # a list of kind[0]
+                _field(data, name, list, where)
+                at = "%s.%s[%%d]" % (where, name)
+                values[name] = tuple(_item(kind[0], entry, at % number) for number, entry in enumerate(data[name]))
+                continue
+            else:
+                _field(data, name, kind, where, optional=rule["nullable"])
+            values[name] = data[name]
+        return record_class(**values)
 
     @classmethod
-    def checked_fields(cls, data: dict, where: str) -> dict:
-        """The fields of this class that ``data`` holds, checked, as the constructor takes them."""
-        _field(data, "mtu", int, where, optional=True)
-        for name in ("subnet", "ip_range", "ipv6_subnet"):
-            _address(data, name, where, ipaddress.ip_network)
-        for name in ("gateway", "ipv6_gateway"):
-            _address(data, name, where, ipaddress.ip_address)
-        return _present(data, _ADDRESSING)
+    def file_fields(cls) -> list:
+        """The fields in the order the file lists them: the one that names the device first."""
+        return sorted(fields(cls), key=lambda item: item.name != cls.named_by)
 
     def to_dict(self) -> dict:
         data = {"driver": self.driver}
-        for name in self.file_order:
-            value = getattr(self, name)
+        for item in self.file_fields():
+            value = getattr(self, item.name)
             if isinstance(value, tuple):  # trusted_sources (texts), peers (PeerRecord)
-                value = [item if isinstance(item, str) else item.to_dict() for item in value]
-            data[name] = value
+                value = [entry if isinstance(entry, str) else entry.to_dict() for entry in value]
+            data[item.name] = value
         return data
+
+
+def _item(kind, entry: object, where: str):
+    """An entry of a list field: a text, or what ``kind.from_dict`` reads."""
+    if kind is str:
+        _need({"": entry}, "", str, where)
+        return entry
+    return kind.from_dict(entry, where)
 
 
 @dataclass(frozen=True)
 class BridgeRecord(NetworkRecord):
     """A bridge network (model.BridgeNetwork)."""
 
-    bridge_name: str = ""
-    masquerade: bool = True
-    internal: bool = False
-    icc: bool = True
-    host_binding_ip: Optional[str] = None
-    trusted_sources: Tuple[str, ...] = ()
-    ipv6_masquerade: Optional[bool] = None  # None: as masquerade
+    bridge_name: str = field(default="", metadata=_rule(str, required=True))
+    masquerade: bool = field(default=True, metadata=_rule(bool))
+    internal: bool = field(default=False, metadata=_rule(bool))
+    icc: bool = field(default=True, metadata=_rule(bool))
+    host_binding_ip: Optional[str] = field(default=None, metadata=_rule(ADDRESS))
+    trusted_sources: Tuple[str, ...] = field(default=(), metadata=_rule((str,)))
+    ipv6_masquerade: Optional[bool] = field(default=None, metadata=_rule(bool, nullable=True))  # None: as masquerade
 
     driver: ClassVar[str] = "bridge"
-    file_order: ClassVar[Tuple[str, ...]] = (
-        ("bridge_name",)
-        + _ADDRESSING
-        + ("masquerade", "internal", "icc", "host_binding_ip", "trusted_sources", "ipv6_masquerade")
-    )
-
-    @classmethod
-    def checked_fields(cls, data: dict, where: str) -> dict:
-        _field(data, "bridge_name", str, where)
-        values = NetworkRecord.checked_fields(data, where)
-        for name in ("masquerade", "internal", "icc"):
-            _maybe(data, name, bool, where)
-        _address(data, "host_binding_ip", where, ipaddress.ip_address)
-        _maybe(data, "trusted_sources", list, where)
-        for number, source in enumerate(data.get("trusted_sources", ())):
-            _need({"": source}, "", str, "%s.trusted_sources[%d]" % (where, number))
-        _field(data, "ipv6_masquerade", bool, where, optional=True)
-        values.update(
-            _present(data, ("bridge_name", "masquerade", "internal", "icc", "host_binding_ip", "ipv6_masquerade"))
-        )
-        if "trusted_sources" in data:
-            values["trusted_sources"] = tuple(data["trusted_sources"])
-        return values
+    named_by: ClassVar[str] = "bridge_name"
 
 
 @dataclass(frozen=True)
 class OverlayRecord(BridgeRecord):
     """An overlay network (model.OverlayNetwork): a bridge network with a VXLAN device towards its peers."""
 
-    vni: int = 0
-    local_ip: str = ""
-    port: int = 4789
-    vxlan_name: str = ""
-    restrict_peers: bool = True
-    peers: Tuple[PeerRecord, ...] = ()
-    encrypted: bool = False  # in the file only when true: the firewall drops clear VXLAN of this VNI
+    vni: int = field(default=0, metadata=_rule(int, required=True))
+    local_ip: str = field(default="", metadata=_rule(ADDRESS, required=True))
+    port: int = field(default=4789, metadata=_rule(int))
+    vxlan_name: str = field(default="", metadata=_rule(str, required=True))
+    restrict_peers: bool = field(default=True, metadata=_rule(bool))
+    peers: Tuple[PeerRecord, ...] = field(default=(), metadata=_rule((PeerRecord,)))
+    # in the file only when true: the firewall drops clear VXLAN of this VNI
+    encrypted: bool = field(default=False, metadata=_rule(bool))
 
     driver: ClassVar[str] = "overlay"
-    file_order: ClassVar[Tuple[str, ...]] = BridgeRecord.file_order + (
-        "vni",
-        "local_ip",
-        "port",
-        "vxlan_name",
-        "restrict_peers",
-        "peers",
-    )
-
-    @classmethod
-    def checked_fields(cls, data: dict, where: str) -> dict:
-        values = BridgeRecord.checked_fields(data, where)
-        _field(data, "vni", int, where)
-        _field(data, "local_ip", str, where)
-        _address(data, "local_ip", where, ipaddress.ip_address)
-        _maybe(data, "port", int, where)
-        _field(data, "vxlan_name", str, where)
-        for name in ("restrict_peers", "encrypted"):
-            _maybe(data, name, bool, where)
-        _maybe(data, "peers", list, where)
-        values.update(_present(data, ("vni", "local_ip", "port", "vxlan_name", "restrict_peers", "encrypted")))
-        if "peers" in data:
-            peers = enumerate(data["peers"])
-            values["peers"] = tuple(PeerRecord.from_dict(peer, "%s.peers[%d]" % (where, n)) for n, peer in peers)
-        return values
 
     def to_dict(self) -> dict:
         data = BridgeRecord.to_dict(self)
-        if self.encrypted:
-            data["encrypted"] = True
+        if not self.encrypted:
+            del data["encrypted"]
         return data
 
 
@@ -340,71 +320,36 @@ class OverlayRecord(BridgeRecord):
 class ParentRecord(NetworkRecord):
     """What a network on a parent interface records (model.ParentNetwork): macvlan and ipvlan add their own."""
 
-    parent: str = ""
-    mtu_set: bool = True  # whether the MTU was asked for (False: it follows the parent's)
-    vlan_created: bool = False  # whether the parent is a VLAN device this network made
+    parent: str = field(default="", metadata=_rule(str, required=True))
+    mtu_set: bool = field(default=True, metadata=_rule(bool))  # whether the MTU was asked for (False: the parent's)
+    vlan_created: bool = field(default=False, metadata=_rule(bool))  # whether this network made its parent (a VLAN)
 
-    file_order: ClassVar[Tuple[str, ...]] = ("parent",) + _ADDRESSING + ("mtu_set", "vlan_created")
+    named_by: ClassVar[str] = "parent"
     internal: ClassVar[bool] = False  # its endpoints are plain hosts of the LAN
     icc: ClassVar[bool] = True
-
-    @classmethod
-    def checked_fields(cls, data: dict, where: str) -> dict:
-        _field(data, "parent", str, where)
-        values = NetworkRecord.checked_fields(data, where)
-        for name in ("mtu_set", "vlan_created"):
-            _maybe(data, name, bool, where)
-        values.update(_present(data, ("parent", "mtu_set", "vlan_created")))
-        return values
 
 
 @dataclass(frozen=True)
 class MacvlanRecord(ParentRecord):
     """A macvlan network (model.MacvlanNetwork)."""
 
-    mode: str = "bridge"
-    host_access: bool = False
-    host_access_ip: Optional[str] = None
-    shim_name: Optional[str] = None
+    mode: str = field(default="bridge", metadata=_rule(str))
+    host_access: bool = field(default=False, metadata=_rule(bool))
+    host_access_ip: Optional[str] = field(default=None, metadata=_rule(ADDRESS))
+    shim_name: Optional[str] = field(default=None, metadata=_rule(str, nullable=True))
 
     driver: ClassVar[str] = "macvlan"
-    file_order: ClassVar[Tuple[str, ...]] = ParentRecord.file_order + (
-        "mode",
-        "host_access",
-        "host_access_ip",
-        "shim_name",
-    )
-
-    @classmethod
-    def checked_fields(cls, data: dict, where: str) -> dict:
-        values = ParentRecord.checked_fields(data, where)
-        _maybe(data, "mode", str, where)
-        _maybe(data, "host_access", bool, where)
-        _address(data, "host_access_ip", where, ipaddress.ip_address)
-        _field(data, "shim_name", str, where, optional=True)
-        values.update(_present(data, ("mode", "host_access", "host_access_ip", "shim_name")))
-        return values
 
 
 @dataclass(frozen=True)
 class IpvlanRecord(ParentRecord):
     """An ipvlan network (model.IpvlanNetwork)."""
 
-    ipvlan_mode: str = "l2"
-    ipvlan_flag: str = "bridge"
-    default_on_link: bool = False
+    ipvlan_mode: str = field(default="l2", metadata=_rule(str))
+    ipvlan_flag: str = field(default="bridge", metadata=_rule(str))
+    default_on_link: bool = field(default=False, metadata=_rule(bool))
 
     driver: ClassVar[str] = "ipvlan"
-    file_order: ClassVar[Tuple[str, ...]] = ParentRecord.file_order + ("ipvlan_mode", "ipvlan_flag", "default_on_link")
-
-    @classmethod
-    def checked_fields(cls, data: dict, where: str) -> dict:
-        values = ParentRecord.checked_fields(data, where)
-        for name in ("ipvlan_mode", "ipvlan_flag"):
-            _maybe(data, name, str, where)
-        _maybe(data, "default_on_link", bool, where)
-        values.update(_present(data, ("ipvlan_mode", "ipvlan_flag", "default_on_link")))
-        return values
 
 
 # The record class of each driver (model.NETWORKS has the same drivers in the same order).
@@ -479,10 +424,6 @@ def _maybe(record: dict, name: str, kind: type, where: str) -> None:
     """A field that older records may lack (it then takes its default), but that is never null."""
     if name in record:
         _field(record, name, kind, where)
-
-
-def _present(record: dict, names: Tuple[str, ...]) -> dict:
-    return {name: record[name] for name in names if name in record}
 
 
 def _field(record: dict, name: str, kind: type, where: str, optional: bool = False) -> None:

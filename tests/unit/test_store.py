@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork
 from ansible_collections.cnm.network.plugins.module_utils.records import (
     EndpointRecord,
     NetworkRecord,
@@ -27,24 +28,9 @@ from ansible_collections.cnm.network.plugins.module_utils.store import (
 )
 
 EMPTY = {"version": FORMAT_VERSION, "networks": {}, "endpoints": {}}
-# Bridge network records as the file holds them (every key of BridgeRecord.to_dict, in its order).
-WEB = {
-    "driver": "bridge",
-    "bridge_name": "br-web",
-    "subnet": "172.30.0.0/24",
-    "gateway": "172.30.0.1",
-    "ip_range": None,
-    "ipv6_subnet": None,
-    "ipv6_gateway": None,
-    "mtu": 1500,
-    "masquerade": True,
-    "internal": False,
-    "icc": True,
-    "host_binding_ip": None,
-    "trusted_sources": [],
-    "ipv6_masquerade": None,
-}
-DB = dict(WEB, bridge_name="br-db", subnet="172.31.0.0/24", gateway=None, mtu=None)
+# Bridge network records as the file holds them (every key of BridgeRecord.to_dict).
+WEB = BridgeNetwork.from_params({"name": "web", "subnet": "172.30.0.0/24"}).to_record().to_dict()
+DB = dict(WEB, bridge_name="br-db", subnet="172.31.0.0/24", gateway=None, ip_range=None, mtu=None)
 WEB_RECORD, DB_RECORD = NetworkRecord.from_dict(WEB), NetworkRecord.from_dict(DB)
 EP = {
     "network": "web",
