@@ -156,9 +156,11 @@ def test_the_clear_vxlan_drop_stops_real_vxlan_of_its_vni_only(hosts):
 RENDER_SCRIPT = r"""
 import json, subprocess
 from ansible_collections.cnm.network.plugins.module_utils import firewall
+from ansible_collections.cnm.network.plugins.module_utils.records import NetworkRecord
 listing = json.loads(subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True,
                                     check=True).stdout)
-commands = firewall.transaction(firewall.parse(listing), firewall.render(json.loads(%r)))
+networks = {name: NetworkRecord.from_dict(record) for name, record in json.loads(%r).items()}
+commands = firewall.transaction(firewall.parse(listing), firewall.render(networks))
 subprocess.run(["nft", "-j", "-f", "-"], input=json.dumps({"nftables": commands}), text=True, check=True)
 """
 
