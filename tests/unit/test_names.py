@@ -109,16 +109,13 @@ def runner(tmp_path, monkeypatch) -> Runner:
     return Runner(tmp_path, monkeypatch)
 
 
+def app_named(runner, record: dict, **args):
+    """cnm_endpoint for the attached sandbox app, its store record ``record``, with ``args``."""
+    return runner.run(attached_web(), "cnm_endpoint", store=store_of(app=record), network="web", netns="app", **args)
+
+
 def test_a_rename_and_new_aliases_change_only_the_store(runner):
-    run = runner.run(
-        attached_web(),
-        "cnm_endpoint",
-        store=store_of(app=APP),
-        network="web",
-        netns="app",
-        name="api",
-        aliases=["backend"],
-    )
+    run = app_named(runner, APP, name="api", aliases=["backend"])
 
     assert not run.failed, run.result
     assert run.changes == [("store", "write the store")]
@@ -130,16 +127,7 @@ def test_a_rename_and_new_aliases_change_only_the_store(runner):
 
 
 def test_a_rerun_with_the_same_name_and_aliases_plans_nothing(runner):
-    named = dict(APP, name="api", aliases=["backend"])
-    run = runner.run(
-        attached_web(),
-        "cnm_endpoint",
-        store=store_of(app=named),
-        network="web",
-        netns="app",
-        name="api",
-        aliases=["backend"],
-    )
+    run = app_named(runner, dict(APP, name="api", aliases=["backend"]), name="api", aliases=["backend"])
 
     assert run.changes == []
 
