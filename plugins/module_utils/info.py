@@ -16,7 +16,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
-from ansible_collections.cnm.network.plugins.module_utils import firewall, listeners, netns, rtnl
+from ansible_collections.cnm.network.plugins.module_utils import firewall, listeners, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Kernel
@@ -181,7 +181,6 @@ def read_namespace(session, routes: bool = False, port_flags: bool = False) -> N
     """Every link of one namespace with its addresses (and routes, bridge port flags), from a few dumps."""
     links = session.links()
     names = {link.index: name for name, link in links.items()}
-    states = rtnl.link_operstates(session.rtnl)
     devices = {}
     for name, link in links.items():
         devices[name] = Device(
@@ -190,7 +189,7 @@ def read_namespace(session, routes: bool = False, port_flags: bool = False) -> N
             mtu=link.mtu,
             mac=link.mac,
             up=link.up,
-            operstate=states.get(link.index, "unknown"),
+            operstate=link.operstate,
             alias=link.alias,
             master=names.get(link.master) if link.master else None,
             index=link.index,

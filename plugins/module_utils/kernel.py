@@ -45,6 +45,7 @@ class Link:
     # a macvlan's mode (bridge, private, vepa, passthru), an ipvlan's mode and flag ("l2 bridge"), or "vlan VID"
     mode: Optional[str] = None
     ipv6_disabled: Optional[bool] = None  # its net.ipv6.conf.NAME.disable_ipv6; None: no IPv6 settings (MTU < 1280)
+    operstate: str = "unknown"  # its operational state (up, down, lowerlayerdown...), for cnm_info
 
     def describe(self) -> dict:
         state = {"kind": self.kind, "mtu": self.mtu, "mac": self.mac, "up": self.up}

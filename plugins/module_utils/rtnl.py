@@ -482,7 +482,13 @@ def _link(payload: bytes) -> dict:
         "vxlan": vxlan,
         "mode": mode,
         "ipv6_disabled": _ipv6_disabled(attrs.get(IFLA_AF_SPEC)),
+        "operstate": _operstate(attrs.get(IFLA_OPERSTATE)),
     }
+
+
+def _operstate(raw: Optional[bytes]) -> str:
+    """The link's operational state (``up``, ``down``, ``lowerlayerdown``...)."""
+    return OPERSTATE_NAMES[raw[0]] if raw and raw[0] < len(OPERSTATE_NAMES) else "unknown"
 
 
 def _ipv6_disabled(af_spec: Optional[bytes]) -> Optional[bool]:
@@ -508,18 +514,6 @@ OPERSTATE_NAMES = (
     "dormant",
     "up",
 )  # RFC 2863, as iproute2 prints them
-
-
-def link_operstates(rtnl: Rtnl) -> Dict[int, str]:
-    """The operational state of every link by ifindex (``up``, ``down``, ``lowerlayerdown``...), from one dump."""
-    result = {}
-    for msg_type, payload in rtnl._request(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(0, 0, 0, 0, 0)):
-        if msg_type == RTM_NEWLINK:
-            raw = attributes(payload, _IFINFO.size).get(IFLA_OPERSTATE)
-            result[_IFINFO.unpack_from(payload)[2]] = (
-                OPERSTATE_NAMES[raw[0]] if raw and raw[0] < len(OPERSTATE_NAMES) else "unknown"
-            )
-    return result
 
 
 def _name_of(names: dict, value: Optional[bytes]) -> str:

@@ -35,6 +35,7 @@ def test_link_message_is_decoded_into_the_fields_the_core_uses():
             rtnl.attr(rtnl.IFLA_LINK, struct.pack("=I", 2)),
             rtnl.attr(rtnl.IFLA_IFALIAS, b"cnm:endpoint:web|netns:a"),
             rtnl.attr(rtnl.IFLA_GROUP, struct.pack("=I", 9)),
+            rtnl.attr(rtnl.IFLA_OPERSTATE, bytes([6])),  # IF_OPER_UP
             rtnl.attr(rtnl.IFLA_LINKINFO, info),
         ]
     )
@@ -53,6 +54,7 @@ def test_link_message_is_decoded_into_the_fields_the_core_uses():
         "vxlan": None,
         "mode": None,
         "ipv6_disabled": None,
+        "operstate": "up",
     }
 
 
