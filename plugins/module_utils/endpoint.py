@@ -44,8 +44,8 @@ class EndpointPlanner:
         self.leases: dict = {}  # (network, IP version) -> {address: sandbox key}, kept up to date while planning
         # (network, IP version) -> an address (int) below which the pool has no free address: allocation starts there
         self.floors: dict = {}
-        self.macs: dict = {}  # network -> {MAC: sandbox key} of its endpoints, kept up to date while planning
-        self.names: dict = {}  # network -> {lowercased DNS name: sandbox key} of its endpoints, the same way
+        # (network, "mac" or "name") -> {MAC or lowercased DNS name: sandbox key} of its endpoints (see _held)
+        self.held: dict = {}
         self.host_sysctls: dict = {}  # path -> whether this kernel has the host sysctl (read once per run)
         self.knobs_read: dict = {}  # sandbox key -> {path: value} of its namespace-wide sysctls, read once per run
         # sandboxes whose net.ipv6.conf.default or .all this run changes through an endpoint's own `sysctls`
@@ -365,37 +365,39 @@ class EndpointPlanner:
             self._lease_index(network.name, 4)[ipv4] = ref.key
         if ipv6 is not None:
             self._lease_index(network.name, 6)[ipv6] = ref.key
-        if mac is not None:
-            self._mac_index(network.name)[mac] = ref.key
-        if spec.name is not None:
-            self._name_index(network.name)[spec.name.lower()] = ref.key
+        for kind in HELD_KINDS:
+            value = _held_value(new_record, kind)
+            if value:
+                self._held(network.name, kind)[value] = ref.key
         return _result(new_record, ref)
 
     def _check_unique_mac(self, spec: EndpointSpec, network, mac) -> None:
         """Two endpoints of one network with one MAC would steal each other's frames: refuse it up front."""
         if mac is None or not network.unique_macs:
             return
-        holder = self._mac_index(network.name).get(mac)
+        holder = self._held(network.name, "mac").get(mac)
         if holder is not None and holder != spec.sandbox.key:
             raise option_error(
                 spec.opt("mac_address"), mac, "is already the MAC of endpoint %s on network %s" % (holder, network.name)
             )
 
-    def _mac_index(self, network: str) -> dict:
-        index = self.macs.get(network)
+    def _held(self, network: str, kind: str) -> dict:
+        """{MAC or lowercased name (``kind``): sandbox key} of a network's endpoints: built from the store once per
+        run, then kept up to date while planning (a replaced or removed record releases its values)."""
+        index = self.held.get((network, kind))
         if index is None:
-            index = self.macs[network] = {
-                r.mac_address: r.sandbox
-                for r in self.host.state["endpoints"].values()
-                if r.network == network and r.mac_address
-            }
+            index = self.held[(network, kind)] = {}
+            for record in self.host.state["endpoints"].values():
+                value = _held_value(record, kind)
+                if record.network == network and value:
+                    index[value] = record.sandbox
         return index
 
     def _check_unique_name(self, spec: EndpointSpec, network) -> None:
         """A name answers for one endpoint of a network (an alias may stand for several, as in Docker)."""
         if spec.name is None:
             return
-        holder = self._name_index(network.name).get(spec.name.lower())
+        holder = self._held(network.name, "name").get(spec.name.lower())
         if holder is not None and holder != spec.sandbox.key:
             raise option_error(
                 spec.opt("name"),
@@ -403,16 +405,6 @@ class EndpointPlanner:
                 "is already the DNS name of endpoint %s on network %s (a name defaults to the namespace's or "
                 "container's own): give this endpoint another 'name'" % (holder, network.name),
             )
-
-    def _name_index(self, network: str) -> dict:
-        index = self.names.get(network)
-        if index is None:
-            index = self.names[network] = {
-                r.name.lower(): r.sandbox
-                for r in self.host.state["endpoints"].values()
-                if r.network == network and r.name
-            }
-        return index
 
     def _check_one_reference(self, spec: EndpointSpec, network) -> None:
         """One namespace named two ways (``netns`` and ``netns_path``, a ``pid`` in it...) gets one endpoint per
@@ -466,12 +458,10 @@ class EndpointPlanner:
                 floor = self.floors.get((record.network, version))
                 if floor is not None and int(ipaddress.ip_address(address)) < floor:
                     self.floors[(record.network, version)] = int(ipaddress.ip_address(address))
-        macs = self.macs.get(record.network)
-        if macs is not None and macs.get(record.mac_address) == record.sandbox:
-            del macs[record.mac_address]
-        names = self.names.get(record.network)
-        if names is not None and record.name and names.get(record.name.lower()) == record.sandbox:
-            del names[record.name.lower()]
+        for kind in HELD_KINDS:
+            index, value = self.held.get((record.network, kind)), _held_value(record, kind)
+            if index is not None and value and index.get(value) == record.sandbox:
+                del index[value]
 
     def finish(self) -> None:
         """Delete the veths of detached endpoints in one request, then settle each touched sandbox's default
@@ -928,6 +918,15 @@ def _read(session, names: list, ifname: str) -> dict:
     """The values of sysctls named as in ``sysctls`` (IFNAME standing for ``ifname``), in one read."""
     values = session.sysctls([_sysctl_path(name, ifname) for name in names])
     return {name: values[_sysctl_path(name, ifname)] for name in names}
+
+
+HELD_KINDS = ("mac", "name")  # what no two endpoints of a network share (a MAC only where the driver says so)
+
+
+def _held_value(record: EndpointRecord, kind: str) -> Optional[str]:
+    if kind == "mac":
+        return record.mac_address
+    return record.name.lower() if record.name else None  # DNS compares names without case
 
 
 def _result(record: EndpointRecord, ref: SandboxRef) -> dict:
