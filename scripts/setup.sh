@@ -21,7 +21,7 @@ say() { printf 'setup: %s\n' "$*"; }
 # tests/integration/test_containers.py starts its own engine in a lab namespace and imports a
 # busybox image from a local tarball (about 10 s to install both runtimes).
 DEB_PACKAGES=(nftables iproute2 iperf3 containernetworking-plugins socat tcpdump procps iputils-ping
-    shellcheck conntrack iptables docker.io podman busybox-static)
+    shellcheck conntrack iptables docker.io podman busybox-static aardvark-dns dnsmasq-base)
 
 deb_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]

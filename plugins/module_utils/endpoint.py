@@ -366,45 +366,60 @@ class EndpointPlanner:
         if ipv6 is not None:
             self._lease_index(network.name, 6)[ipv6] = ref.key
         for kind in HELD_KINDS:
-            value = _held_value(new_record, kind)
-            if value:
-                self._held(network.name, kind)[value] = ref.key
+            for value in _held_values(new_record, kind):
+                self._held(network.name, kind).setdefault(value, set()).add(ref.key)
         return _result(new_record, ref)
 
     def _check_unique_mac(self, spec: EndpointSpec, network, mac) -> None:
         """Two endpoints of one network with one MAC would steal each other's frames: refuse it up front."""
         if mac is None or not network.unique_macs:
             return
-        holder = self._held(network.name, "mac").get(mac)
-        if holder is not None and holder != spec.sandbox.key:
+        holder = self._other_holder(network.name, "mac", mac, spec)
+        if holder is not None:
             raise option_error(
                 spec.opt("mac_address"), mac, "is already the MAC of endpoint %s on network %s" % (holder, network.name)
             )
 
     def _held(self, network: str, kind: str) -> dict:
-        """{MAC or lowercased name (``kind``): sandbox key} of a network's endpoints: built from the store once per
-        run, then kept up to date while planning (a replaced or removed record releases its values)."""
+        """{MAC, lowercased name or alias (``kind``): the sandbox keys holding it} of a network's endpoints: built from
+        the store once per run, then kept up to date while planning (a replaced or removed record releases its
+        values)."""
         index = self.held.get((network, kind))
         if index is None:
             index = self.held[(network, kind)] = {}
             for record in self.host.state["endpoints"].values():
-                value = _held_value(record, kind)
-                if record.network == network and value:
-                    index[value] = record.sandbox
+                if record.network == network:
+                    for value in _held_values(record, kind):
+                        index.setdefault(value, set()).add(record.sandbox)
         return index
 
+    def _other_holder(self, network: str, kind: str, value: str, spec: EndpointSpec) -> Optional[str]:
+        """Another endpoint of the network holding ``value`` as its ``kind`` (the first by key), or None."""
+        others = sorted(self._held(network, kind).get(value, set()) - {spec.sandbox.key})
+        return others[0] if others else None
+
     def _check_unique_name(self, spec: EndpointSpec, network) -> None:
-        """A name answers for one endpoint of a network (an alias may stand for several, as in Docker)."""
-        if spec.name is None:
-            return
-        holder = self._held(network.name, "name").get(spec.name.lower())
-        if holder is not None and holder != spec.sandbox.key:
-            raise option_error(
-                spec.opt("name"),
-                spec.name,
-                "is already the DNS name of endpoint %s on network %s (a name defaults to the namespace's or "
-                "container's own): give this endpoint another 'name'" % (holder, network.name),
-            )
+        """A name answers for one endpoint of a network: no other endpoint's name or alias; an alias may stand for
+        several endpoints, as in Docker, but never for another endpoint's name."""
+        if spec.name is not None:
+            for kind, what in (("name", "DNS name"), ("alias", "alias")):
+                holder = self._other_holder(network.name, kind, spec.name.lower(), spec)
+                if holder is not None:
+                    raise option_error(
+                        spec.opt("name"),
+                        spec.name,
+                        "is already the %s of endpoint %s on network %s (a name defaults to the namespace's or "
+                        "container's own): give this endpoint another 'name'" % (what, holder, network.name),
+                    )
+        for alias in spec.aliases:
+            holder = self._other_holder(network.name, "name", alias.lower(), spec)
+            if holder is not None:
+                raise option_error(
+                    spec.opt("aliases"),
+                    alias,
+                    "is already the DNS name of endpoint %s on network %s: an alias may be shared, a name may not"
+                    % (holder, network.name),
+                )
 
     def _check_one_reference(self, spec: EndpointSpec, network) -> None:
         """One namespace named two ways (``netns`` and ``netns_path``, a ``pid`` in it...) gets one endpoint per
@@ -459,9 +474,9 @@ class EndpointPlanner:
                 if floor is not None and int(ipaddress.ip_address(address)) < floor:
                     self.floors[(record.network, version)] = int(ipaddress.ip_address(address))
         for kind in HELD_KINDS:
-            index, value = self.held.get((record.network, kind)), _held_value(record, kind)
-            if index is not None and value and index.get(value) == record.sandbox:
-                del index[value]
+            index = self.held.get((record.network, kind))
+            for value in _held_values(record, kind) if index is not None else ():
+                index.get(value, set()).discard(record.sandbox)
 
     def finish(self) -> None:
         """Delete the veths of detached endpoints in one request, then settle each touched sandbox's default
@@ -920,13 +935,17 @@ def _read(session, names: list, ifname: str) -> dict:
     return {name: values[_sysctl_path(name, ifname)] for name in names}
 
 
-HELD_KINDS = ("mac", "name")  # what no two endpoints of a network share (a MAC only where the driver says so)
+# What endpoints of a network hold that others must not clash with: a MAC (where the driver says so), a name (never
+# shared, nor another's alias), aliases (shared among endpoints, never another's name).
+HELD_KINDS = ("mac", "name", "alias")
 
 
-def _held_value(record: EndpointRecord, kind: str) -> Optional[str]:
+def _held_values(record: EndpointRecord, kind: str) -> list:
     if kind == "mac":
-        return record.mac_address
-    return record.name.lower() if record.name else None  # DNS compares names without case
+        return [record.mac_address] if record.mac_address else []
+    if kind == "name":
+        return [record.name.lower()] if record.name else []  # DNS compares names without case
+    return [alias.lower() for alias in record.aliases]
 
 
 def _result(record: EndpointRecord, ref: SandboxRef) -> dict:

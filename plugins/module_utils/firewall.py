@@ -394,6 +394,32 @@ def render_vxlan_filter(networks: Dict[str, BridgeRecord]) -> List[Rule]:
     return rules
 
 
+def render_dns_guard(networks: Dict[str, BridgeRecord]) -> List[Rule]:
+    """A network's resolver (dns.py) is reached only from its own bridge: aardvark-dns answers a query from an
+    address it does not know with the names of the network whose gateway received it, so an endpoint of another
+    network (or of none) asking this gateway would learn its names. Docker's embedded DNS answers in the asking
+    container only."""
+    rules = []
+    for name in sorted(networks):
+        record = networks[name]
+        if not record.dns:
+            continue
+        for protocol, gateway in (("ip", record.gateway), ("ip6", record.ipv6_gateway)):
+            if gateway:
+                rules.append(
+                    _rule(
+                        INET_INPUT,
+                        "network %s dns guard" % name,
+                        _match("iifname", record.bridge_name, "!="),
+                        _payload(protocol, "daddr", gateway),
+                        _match("l4proto", {"set": ["tcp", "udp"]}),
+                        _payload("th", "dport", 53),
+                        {"drop": None},
+                    )
+                )
+    return rules
+
+
 def _ct(key: str, right) -> dict:
     return {"match": {"op": "in", "left": {"ct": {"key": key}}, "right": right}}
 
@@ -542,6 +568,7 @@ def render(networks: Dict[str, BridgeRecord], ports: Optional[Dict[str, dict]] =
     return (
         render_ports(networks, ports or {})
         + render_vxlan_filter(networks)
+        + render_dns_guard(networks)
         + render_forward(networks)
         + render_masquerade(networks)
     )

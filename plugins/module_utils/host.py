@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Optional
 
-from ansible_collections.cnm.network.plugins.module_utils import firewall, kernel, netns
+from ansible_collections.cnm.network.plugins.module_utils import dns, firewall, kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.firewall import Pending, conntrack_flow, plan_firewall
 from ansible_collections.cnm.network.plugins.module_utils.model import ENDPOINT_ALIAS_PREFIX, network_from_record
@@ -58,12 +58,15 @@ class Host:
         return Plan(executor=self.run_op if self.kernel is not None else None)
 
     def run_op(self, op: Op) -> None:
-        """Execute an Op: the store's write, or a verb of the firewall (nft, iptables-restore, host sysctls recorded
-        in the store, conntrack) with this run; any other on the kernel (a namespace's session, a named namespace)."""
+        """Execute an Op: the store's write, a verb of the firewall (nft, iptables-restore, host sysctls recorded
+        in the store, conntrack) or of the resolver (dns.py) with this run; any other on the kernel (a namespace's
+        session, a named namespace)."""
         if op.verb == "save_store":
             self.save_store(*op.args)
         elif op.verb in firewall.VERBS:
             firewall.VERBS[op.verb](self, *op.args, **dict(op.kwargs))
+        elif op.verb in dns.VERBS:
+            dns.VERBS[op.verb](self, *op.args)
         else:
             self.kernel.run(op)
 
@@ -238,6 +241,7 @@ class Host:
         plan_firewall(self)  # every run reconciles the whole table: drift from any cause is repaired
         for change in self.pending.after_firewall:
             self.plan.add(*change)
+        dns.plan_resolver(self)  # after the firewall: its guard of the gateways' port 53 comes first
         self._plan_store_write()
         try:
             self.plan.execute(check)
@@ -308,6 +312,7 @@ class Host:
         alone = copy_state(self.state)
         try:
             plan_firewall(self)
+            dns.plan_resolver(self)
             self._plan_store_write()
             self.plan.execute(False)
         except CnmError as exc:

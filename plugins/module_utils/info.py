@@ -16,7 +16,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
-from ansible_collections.cnm.network.plugins.module_utils import firewall, listeners, netns
+from ansible_collections.cnm.network.plugins.module_utils import dns, firewall, listeners, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Kernel
@@ -77,6 +77,9 @@ DRIFT_KINDS = (
     "endpoint_port_flags",
     "host_sysctl",
     "netns_stub",
+    "resolver_not_running",
+    "resolver_config",
+    "resolver_not_listening",
 )
 
 
@@ -1111,6 +1114,9 @@ def gather(host: Host, query: InfoQuery) -> dict:
     # stubs belong to no network: only a question about all of them
     if query.networks is None and "endpoints" in query.gather:
         result.setdefault("drift", []).extend(namespace_stub_drift(netns.stubs(), matches))
+    if "networks" in query.gather:  # the resolver serves the host's networks
+        result["resolver"], resolver_drift = dns.report(state, dns.read_facts(host))
+        result["drift"].extend(d for d in resolver_drift if not query.filtered or d["network"] in selection.networks)
     return result
 
 

@@ -387,6 +387,8 @@ class BridgeNetwork:
     host_binding_ip: Optional[ipaddress._BaseAddress] = None
     trusted_sources: Tuple[ipaddress._BaseNetwork, ...] = ()
     ipv6_masquerade: Optional[bool] = None  # None: as masquerade
+    dns: bool = False  # its endpoints' names are resolved at its gateways (dns.py)
+    dns_servers: Tuple[ipaddress._BaseAddress, ...] = ()  # where other names go (empty: the host's resolv.conf)
 
     # What the rest of the core asks of a driver (see NETWORKS):
     driver: ClassVar[str] = "bridge"
@@ -451,6 +453,7 @@ class BridgeNetwork:
                     ipv6_masquerade,
                     "cannot be used with internal: true (nothing leaves an internal network)",
                 )
+        dns, dns_servers = parse_dns(params)
         return cls(
             name,
             bridge_name,
@@ -466,6 +469,8 @@ class BridgeNetwork:
             host_binding_ip=host_binding_ip,
             trusted_sources=trusted_sources,
             ipv6_masquerade=ipv6_masquerade,
+            dns=dns,
+            dns_servers=dns_servers,
         )
 
     def bridge_fields(self) -> dict:
@@ -480,6 +485,8 @@ class BridgeNetwork:
             host_binding_ip=_text(self.host_binding_ip),
             trusted_sources=tuple(str(source) for source in self.trusted_sources),
             ipv6_masquerade=self.ipv6_masquerade,
+            dns=self.dns,
+            dns_servers=tuple(str(server) for server in self.dns_servers),
         )
 
     def to_record(self) -> BridgeRecord:
@@ -488,6 +495,32 @@ class BridgeNetwork:
     @classmethod
     def from_record(cls, name: str, record: NetworkRecord) -> BridgeNetwork:
         return cls.from_params(dict(record.to_dict(), name=name))
+
+
+def parse_dns(params: dict) -> tuple:
+    """``dns`` (a bool) and ``dns_servers`` (IP addresses, at most 3: what a resolver tries, as resolv.conf's MAXNS),
+    which only a network with its own resolver forwards to."""
+    dns = params.get("dns")
+    if dns is not None and not isinstance(dns, bool):
+        raise option_error("dns", dns, "must be true or false")
+    servers = params.get("dns_servers") or ()
+    if isinstance(servers, str) or not isinstance(servers, (list, tuple)):
+        raise option_error("dns_servers", servers, "must be a list of IP addresses")
+    parsed = []
+    for number, server in enumerate(servers):
+        try:
+            address = ipaddress.ip_address(str(server))
+        except ValueError as exc:
+            raise option_error("dns_servers[%d]" % number, server, "is not an IP address") from exc
+        if address.is_unspecified or address.is_multicast:
+            raise option_error("dns_servers[%d]" % number, server, "is not the address of a DNS server")
+        if address not in parsed:
+            parsed.append(address)
+    if parsed and not dns:
+        raise option_error("dns_servers", [str(a) for a in parsed], "needs dns: true (only the resolver forwards)")
+    if len(parsed) > 3:
+        raise option_error("dns_servers", [str(a) for a in parsed], "lists more than 3 servers")
+    return bool(dns), tuple(parsed)
 
 
 def addressing_fields(network) -> dict:
@@ -795,6 +828,8 @@ class OverlayNetwork(BridgeNetwork):
             "host_binding_ip",
             "trusted_sources",
             "ipv6_masquerade",
+            "dns",
+            "dns_servers",
         )
         fields = {key: getattr(base, key) for key in inherited}
         return cls(

@@ -289,9 +289,20 @@ class BridgeRecord(NetworkRecord):
     host_binding_ip: Optional[str] = field(default=None, metadata=_rule(ADDRESS))
     trusted_sources: Tuple[str, ...] = field(default=(), metadata=_rule((str,)))
     ipv6_masquerade: Optional[bool] = field(default=None, metadata=_rule(bool, nullable=True))  # None: as masquerade
+    # in the file only when set: its endpoints' names are resolved at its gateways (dns.py)
+    dns: bool = field(default=False, metadata=_rule(bool))
+    dns_servers: Tuple[str, ...] = field(default=(), metadata=_rule((str,)))
 
     driver: ClassVar[str] = "bridge"
     named_by: ClassVar[str] = "bridge_name"
+
+    def to_dict(self) -> dict:
+        data = NetworkRecord.to_dict(self)
+        if not self.dns:  # older stores, and networks without a resolver, read back unchanged
+            del data["dns"]
+        if not self.dns_servers:
+            del data["dns_servers"]
+        return data
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,27 @@ options:
         its endpoints get no default route.
     type: bool
     default: false
+  dns:
+    description:
+      - Resolve the names and aliases of the network's endpoints
+        (M(cnm.network.cnm_endpoint)'s O(cnm.network.cnm_endpoint#module:name) and
+        O(cnm.network.cnm_endpoint#module:aliases)) at the network's gateways, as Docker's embedded DNS does on
+        user-defined networks; every other name is forwarded to O(dns_servers), else to the servers of the host's
+        C(/etc/resolv.conf).
+      - The resolver is aardvark-dns (package C(aardvark-dns), Podman's), one process per host, started, reloaded and
+        stopped by the modules; its files live in C(/run/cnm-network). Only packets from the network's own bridge
+        reach its gateways' port 53.
+      - Named namespaces attached to the network get C(/etc/netns/NAME/resolv.conf) naming the gateways (what
+        C(ip netns exec) uses).
+    type: bool
+    default: false
+  dns_servers:
+    description:
+      - The upstream DNS servers (IP addresses, at most 3) the resolver forwards other names to for this network's
+        endpoints, instead of the host's (Docker's C(--dns) for every container of the network).
+      - Needs O(dns=true).
+    type: list
+    elements: str
   icc:
     description:
       - Endpoints on this bridge may talk to each other (Docker's C(com.docker.network.bridge.enable_icc)).
@@ -268,6 +289,15 @@ network:
       type: list
       elements: str
       sample: ["192.0.2.0/24"]
+    dns:
+      description: Whether the network's endpoints' names are resolved at its gateways; only present when true.
+      type: bool
+      sample: true
+    dns_servers:
+      description: The network's upstream DNS servers; only present when set.
+      type: list
+      elements: str
+      sample: ["192.0.2.53"]
     icc:
       description: Whether endpoints on the bridge may talk to each other.
       type: bool
@@ -330,6 +360,8 @@ def main() -> None:
             trusted_sources=dict(type="list", elements="str"),
             internal=dict(type="bool", default=False),
             icc=dict(type="bool", default=True),
+            dns=dict(type="bool", default=False),
+            dns_servers=dict(type="list", elements="str"),
             host_binding_ip=dict(type="str"),
         ),
         required_if=[("state", "present", ["subnet", "ipv6_subnet"], True)],

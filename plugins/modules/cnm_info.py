@@ -107,7 +107,11 @@ notes:
     C(netns_stub) (an empty file in C(/run/netns) with no namespace mounted on it, left by a run killed between naming a
     namespace and
     binding it or between unmounting and unlinking it; an attach to the name binds a new namespace, C(state=absent) of
-    M(cnm.network.cnm_endpoint) removes it; reported only when no C(network) is asked for).
+    M(cnm.network.cnm_endpoint) removes it; reported only when no C(network) is asked for),
+    C(resolver_not_running) (networks with C(dns=true) exist and their resolver, aardvark-dns, is not running),
+    C(resolver_config) (the resolver's files do not list what the store holds),
+    C(resolver_not_listening) (the resolver runs but is not bound to a gateway of a network with C(dns=true));
+    the three are repaired by the next run of any cnm module.
   - C(network_mtu) also covers a bridge whose non-default MTU fell back to 1500; the modules set a bridge's MTU after
     creating it,
     so it no longer follows its ports and stays when the last endpoint leaves.
@@ -559,6 +563,25 @@ peers:
       type: list
       elements: dict
       sample: [{"ip": "10.200.2.10", "mac": "02:42:0a:c8:02:0a"}]
+resolver:
+  description: The name resolver of the networks with C(dns=true) on this host (aardvark-dns).
+  returned: when networks are gathered
+  type: dict
+  contains:
+    running:
+      description: Whether it runs.
+      type: bool
+      sample: true
+    pid:
+      description: Its process ID, or null.
+      type: int
+      sample: 4242
+    networks:
+      description:
+        - Per network with C(dns=true) - the gateways it should listen on (C(listen)), those it is bound to
+          (C(listening)) and the names and aliases it answers (C(names)).
+      type: dict
+      sample: {"web": {"listen": ["172.30.0.1"], "listening": ["172.30.0.1"], "names": ["api", "front"]}}
 drift:
   description:
     - Every difference between the store and the kernel found in what was gathered, networks first, then endpoints,

@@ -143,6 +143,19 @@ options:
     description: No traffic in or out of the overlay except between its endpoints.
     type: bool
     default: false
+  dns:
+    description:
+      - Resolve the names and aliases of the overlay's endpoints at its gateway on this host, as
+        M(cnm.network.cnm_bridge)'s O(cnm.network.cnm_bridge#module:dns) does (aardvark-dns, one process per host).
+      - This host's resolver answers for the endpoints attached on this host; the names of other hosts' endpoints
+        are not shared yet.
+    type: bool
+    default: false
+  dns_servers:
+    description:
+      - The upstream DNS servers (IP addresses, at most 3) the resolver forwards other names to. Needs O(dns=true).
+    type: list
+    elements: str
   icc:
     description: Endpoints on this host's bridge may talk to each other.
     type: bool
@@ -298,6 +311,8 @@ def main() -> None:
             trusted_sources=dict(type="list", elements="str"),
             internal=dict(type="bool", default=False),
             icc=dict(type="bool", default=True),
+            dns=dict(type="bool", default=False),
+            dns_servers=dict(type="list", elements="str"),
             force=dict(type="bool", default=False),
             allow_host_route_overlap=dict(type="bool", default=False),
         ),

@@ -232,7 +232,10 @@ class LabHost:
         store = self.store_path() if os.path.exists("/run/netns/%s" % self.name) else None
         sandboxes = [n for n in self.namespaces() if n != self.name]
         for name in sandboxes + [self.name]:
+            # a resolver (aardvark-dns) started by a module lives on in a deleted namespace: stop it first
+            sh("ip netns pids %s | xargs -r kill -9" % name, check=False)
             sh("ip netns del %s" % name, check=False)
+            shutil.rmtree("/etc/netns/%s" % name, ignore_errors=True)
         if store:
             shutil.rmtree(store, ignore_errors=True)
 
@@ -287,6 +290,12 @@ def _no_leftovers():
         sh("ip netns del %s" % name, check=False)
     shutil.rmtree(COLLECTIONS, ignore_errors=True)
     assert not leftovers, "namespaces left behind: %s" % leftovers
+    orphans = [
+        line
+        for line in sh("ps -eo pid=,args=").stdout.splitlines()
+        if "aardvark-dns --config /run/cnm-network/" in line and not os.path.isdir(line.split()[3])
+    ]
+    assert not orphans, "resolvers left running after their namespace: %s" % orphans
     assert sh("ip -br link").stdout == links_before, "the root namespace's links changed"
 
 

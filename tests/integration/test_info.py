@@ -204,7 +204,7 @@ def test_filters_narrow_networks_endpoints_ports_and_peers(host, built):
         and web["peers"] == []
     )
     ov = info(host, network=["ov"], gather=["peers", "networks"])
-    assert sorted(ov) == ["changed", "drift", "networks", "peers"]
+    assert sorted(ov) == ["changed", "drift", "networks", "peers", "resolver"]
     assert [n["name"] for n in ov["networks"]] == ["ov"] and [p["vtep"] for p in ov["peers"]] == [PEER]
     ports = info(host, gather=["ports"])
     assert sorted(ports) == ["changed", "drift", "ports"] and [p["key"] for p in ports["ports"]] == ["tcp/*:8080"]

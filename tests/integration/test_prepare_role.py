@@ -2,8 +2,8 @@
 """The cnm.network.cnm_prepare role through ansible-playbook, on this machine (connection local).
 
 It only reads the machine's packages: the tests that let it use the package manager run only when
-iproute2 and nftables are installed already (scripts/setup.sh installs them), so the package tasks
-find nothing to do.
+iproute2, nftables and aardvark-dns are installed already (scripts/setup.sh installs them), so the package
+tasks find nothing to do.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def deb_installed(*packages: str) -> bool:
 
 
 needs_packages = pytest.mark.skipif(
-    not deb_installed("iproute2", "nftables"),
-    reason="needs Debian's iproute2 and nftables installed (scripts/setup.sh), so the role changes no package",
+    not deb_installed("aardvark-dns", "iproute2", "nftables"),
+    reason="needs Debian's aardvark-dns, iproute2 and nftables installed (scripts/setup.sh), so the role changes no "
+    "package",
 )
 
 

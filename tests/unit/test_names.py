@@ -162,6 +162,45 @@ def test_two_items_of_one_list_cannot_share_a_name_but_can_share_an_alias(runner
     )
 
 
+def test_an_alias_never_stands_for_another_endpoint_s_name_nor_a_name_for_another_s_alias(runner):
+    machine = Machine(host_with_web(), ruleset=listing("web"))
+
+    alias_on_name = runner.run(
+        machine,
+        "cnm_endpoint",
+        store=WEB_STORE,
+        network="web",
+        endpoints=[{"netns": "a", "name": "db"}, {"netns": "b", "aliases": ["cache", "DB"]}],
+    )
+    assert alias_on_name.failed  # planning stopped: nothing of the plan ran
+    assert alias_on_name.result["msg"].startswith(
+        "option 'endpoints[1].aliases': DB is already the DNS name of endpoint netns:a on network web"
+    )
+
+    name_on_alias = runner.run(
+        machine,
+        "cnm_endpoint",
+        store=WEB_STORE,
+        network="web",
+        endpoints=[{"netns": "a", "aliases": ["db"]}, {"netns": "b", "name": "db"}],
+    )
+    assert name_on_alias.failed
+    assert name_on_alias.result["msg"].startswith(
+        "option 'endpoints[1].name': db is already the alias of endpoint netns:a on network web"
+    )
+
+
+def test_a_renamed_endpoint_frees_its_old_name_for_an_alias_in_the_same_run(runner):
+    machine = attached_web()
+    machine.sandboxes["netns:other"] = FactsSession("other", (LO,))
+    endpoints = [{"netns": "app", "name": "api"}, {"netns": "other", "aliases": ["app"]}]
+
+    run = runner.run(machine, "cnm_endpoint", store=store_of(app=APP), network="web", endpoints=endpoints)
+
+    assert not run.failed, run.result
+    assert run.state["endpoints"]["web|netns:other"]["aliases"] == ["app"]
+
+
 def test_a_detached_endpoint_frees_its_name_in_the_same_run(runner):
     endpoints = [{"netns": "app", "state": "absent"}, {"netns": "other", "name": "app"}]
     machine = attached_web()

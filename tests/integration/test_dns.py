@@ -1,0 +1,202 @@
+"""The resolver on the real kernel: aardvark-dns started, reloaded and stopped by the modules in the host namespace,
+asked with real DNS packets from the sandboxes.
+
+Names and aliases resolve from the endpoints of the same network (A and AAAA), NXDOMAIN from another network's
+endpoint and nothing reaches a gateway from another network; other names go to an upstream resolver (dnsmasq in
+the LAN namespace); rename, detach and network removal change the answers in the same run; a killed resolver is
+started again by the next run; check mode predicts exactly; absent leaves no file, process or rule behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import LAN, sh
+
+AARDVARK = "/usr/lib/podman/aardvark-dns"  # Debian's (dns.BINARIES)
+PID_FILE = "aardvark.pid"  # in the resolver's directory (PID_FILE)
+MARK = "# cnm.network: the resolver of network(s) "  # MARK
+CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dns_client.py")
+WEB = dict(name="web", subnet="172.30.0.0/24", ipv6_subnet="fd00:30::/64", dns=True)
+DB = dict(name="db", subnet="172.31.0.0/24", dns=True)
+
+pytestmark = pytest.mark.skipif(not os.path.exists(AARDVARK), reason="aardvark-dns is not installed (scripts/setup.sh)")
+
+
+def ask(netns: str, server: str, name: str, kind: str = "A") -> dict:
+    out = sh("%s %s %s %s %s" % (sys.executable, CLIENT, server, name, kind), netns=netns).stdout
+    return json.loads(out)
+
+
+def resolver_pid(host) -> int | None:
+    with open(os.path.join(host.store_path(), "dns", PID_FILE)) as handle:
+        pid = int(handle.read())
+    return pid if os.path.exists("/proc/%d" % pid) else None
+
+
+def processes_in(netns: str) -> list:
+    return sh("ip netns pids %s" % netns).stdout.split()
+
+
+def test_names_resolve_on_their_network_only(host):
+    host.ok("cnm_bridge", **WEB)
+    host.ok("cnm_bridge", **DB)
+    a, b, c = host.sandbox("a"), host.sandbox("b"), host.sandbox("c")
+    host.ok("cnm_endpoint", network="web", endpoints=[dict(netns=a, name="front"), dict(netns=b, aliases=["api"])])
+    host.ok("cnm_endpoint", network="db", netns=c, name="store")
+    addresses = {e["netns"]: e for e in host.ok("cnm_info")["endpoints"]}
+
+    assert ask(a, "172.30.0.1", "api")["answers"] == [addresses[b]["ipv4_address"]]
+    assert ask(a, "172.30.0.1", b)["answers"] == [addresses[b]["ipv4_address"]]  # its default name: the namespace's
+    assert ask(b, "172.30.0.1", "FRONT")["answers"] == [addresses[a]["ipv4_address"]]  # names have no case
+    assert ask(b, "fd00:30::1", "front", "AAAA")["answers"] == [addresses[a]["ipv6_address"]]
+    assert ask(b, "172.30.0.1", "front", "AAAA")["answers"] == [addresses[a]["ipv6_address"]]
+    assert ask(c, "172.31.0.1", "store")["answers"] == [addresses[c]["ipv4_address"]]
+    # Another network's names are not answered: NXDOMAIN at its own gateway, and the other gateway is not reached.
+    assert ask(c, "172.31.0.1", "front") == {"rcode": 3, "answers": [], "owners": []}
+    assert ask(a, "172.30.0.1", "store")["rcode"] == 3
+    assert ask(c, "172.30.0.1", "front") == {"timeout": True}
+
+    # ip netns exec mounts the namespace's resolv.conf: glibc's own lookup finds the name.
+    with open("/etc/netns/%s/resolv.conf" % a) as handle:
+        assert handle.read() == "%sweb\nnameserver 172.30.0.1\nnameserver fd00:30::1\n" % MARK
+    found = sh("ip netns exec %s getent ahostsv4 api" % a).stdout.split()
+    assert found[0] == addresses[b]["ipv4_address"]
+
+    # Rename and detach change the answers in the same run.
+    host.ok("cnm_endpoint", network="web", netns=a, name="edge")
+    assert ask(b, "172.30.0.1", "edge")["answers"] == [addresses[a]["ipv4_address"]]
+    assert ask(b, "172.30.0.1", "front")["rcode"] == 3
+    host.ok("cnm_endpoint", network="web", netns=b, state="absent")
+    assert ask(a, "172.30.0.1", "api")["rcode"] == 3
+    assert not os.path.exists("/etc/netns/%s" % b)
+
+    # A sandbox on both networks resolves the names of both; a name on both answers with its address on each.
+    host.ok("cnm_endpoint", network="db", netns=a, name="edge")
+    assert ask(a, "172.30.0.1", "store")["answers"] == [addresses[c]["ipv4_address"]]
+    on_db = [e["ipv4_address"] for e in host.ok("cnm_info")["endpoints"] if (e["netns"], e["network"]) == (a, "db")]
+    assert ask(c, "172.31.0.1", "edge")["answers"] == on_db
+    assert ask(a, "172.30.0.1", "edge")["answers"] == sorted([addresses[a]["ipv4_address"]] + on_db)
+
+
+def test_other_names_go_upstream(host, world):
+    lan, _internet = world
+    upstream = subprocess.Popen(
+        [
+            "nsenter",
+            "--net=/run/netns/%s" % lan,
+            "--",
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=%s" % LAN,
+            "--address=/upstream.test/198.51.100.7",
+            "--pid-file=",
+            "--user=root",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        host.ok("cnm_bridge", **dict(WEB, dns_servers=[LAN]))
+        a = host.sandbox("a")
+        host.ok("cnm_endpoint", network="web", netns=a, name="front")
+        deadline = time.monotonic() + 10
+        while True:  # dnsmasq binds its address some time after it starts
+            answer = ask(a, "172.30.0.1", "www.upstream.test")
+            if answer.get("answers") or time.monotonic() > deadline:
+                break
+        assert answer["answers"] == ["198.51.100.7"]
+        assert ask(a, "172.30.0.1", "front")["answers"]  # the network's own names are still its resolver's
+    finally:
+        upstream.send_signal(signal.SIGTERM)
+        upstream.wait(10)
+
+
+def test_killed_resolver_is_started_again_and_absent_leaves_nothing(host):
+    before = host.snapshot()
+    args = dict(WEB)
+    predicted = host.module("cnm_bridge", check=True, **args)
+    assert host.snapshot() == before and not processes_in(host.name)
+    made = host.ok("cnm_bridge", **args)
+    assert predicted["changes"] == made["changes"]
+    assert predicted["diff"] == made["diff"]
+    assert made["changes"][-2] == "resolver: start aardvark-dns for network(s) web"
+    assert host.module("cnm_bridge", **args)["changed"] is False
+
+    pid = resolver_pid(host)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while resolver_pid(host) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    info = host.ok("cnm_info")
+    assert info["resolver"]["running"] is False
+    assert [d["kind"] for d in info["drift"]] == ["resolver_not_running"]
+    rerun = host.ok("cnm_bridge", **args)
+    assert rerun["changes"] == ["resolver: start aardvark-dns for network(s) web (it was not running)"]
+    info = host.ok("cnm_info")
+    assert info["drift"] == []
+    assert info["resolver"]["networks"] == {
+        "web": {"listen": ["172.30.0.1", "fd00:30::1"], "listening": ["172.30.0.1", "fd00:30::1"], "names": []}
+    }
+    a = host.sandbox("a")
+    host.ok("cnm_endpoint", network="web", netns=a, name="front")
+    assert ask(a, "172.30.0.1", "front")["rcode"] == 0
+
+    host.ok("cnm_endpoint", network="web", netns=a, state="absent", delete_netns=True)
+    gone = host.ok("cnm_bridge", name="web", state="absent")
+    assert "resolver: stop aardvark-dns for network(s) web" in gone["changes"]
+    assert not processes_in(host.name)
+    assert not os.path.exists(os.path.join(host.store_path(), "dns"))
+    assert "dns guard" not in host.ruleset()
+    assert not os.path.exists("/etc/netns/%s" % a)
+
+
+def test_bad_dns_inputs_change_nothing(host):
+    host.ok("cnm_bridge", **WEB)
+    host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"), name="front", aliases=["www"])
+    before = host.snapshot()
+    files = resolver_files(host)
+    b = dict(network="web", netns=host.sandbox("b"))
+    endpoint_cases = [
+        (dict(b, name="x" * 64), "option 'name': %s is not a DNS name" % ("x" * 64)),
+        (dict(b, name="bad!name"), "option 'name': bad!name is not a DNS name"),
+        (dict(b, name="a..b"), "option 'name': a..b is not a DNS name"),
+        (
+            dict(b, name="FRONT"),
+            "option 'name': FRONT is already the DNS name of endpoint netns:%s" % host.sandbox("a"),
+        ),
+        (dict(b, name="www"), "option 'name': www is already the alias of endpoint netns:%s" % host.sandbox("a")),
+        (dict(b, aliases=["ok", "front"]), "option 'aliases': front is already the DNS name of endpoint"),
+        (dict(b, aliases=["-lead"]), "option 'aliases[0]': -lead is not a DNS name"),
+    ]
+    for args, message in endpoint_cases:
+        result = host.module("cnm_endpoint", **args)
+        assert result.get("failed") and result["msg"].startswith(message), (args, result)
+        assert host.snapshot() == before and resolver_files(host) == files
+    cases = [
+        (dict(WEB, dns_servers=["192.0.2.300"]), "option 'dns_servers[0]': 192.0.2.300 is not an IP address"),
+        (dict(WEB, dns_servers=["0.0.0.0"]), "option 'dns_servers[0]': 0.0.0.0 is not the address of a DNS server"),
+        (dict(WEB, dns=False, dns_servers=["192.0.2.53"]), "option 'dns_servers': ['192.0.2.53'] needs dns: true"),
+        (
+            dict(WEB, dns_servers=["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]),
+            "option 'dns_servers': ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4'] lists more than 3",
+        ),
+    ]
+    for args, message in cases:
+        result = host.module("cnm_bridge", **args)
+        assert result.get("failed") and result["msg"].startswith(message), (args, result)
+        assert host.snapshot() == before and resolver_files(host) == files
+
+
+def resolver_files(host) -> dict:
+    directory = os.path.join(host.store_path(), "dns")
+    return {name: open(os.path.join(directory, name)).read() for name in sorted(os.listdir(directory))}
