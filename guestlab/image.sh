@@ -28,7 +28,7 @@ for tool in debootstrap mkfs.ext4 cpio gzip apt-get apt-cache dpkg-deb chroot; d
     command -v "$tool" >/dev/null || die "$tool is missing: run bash guestlab/setup.sh"
 done
 
-PACKAGES=(netbase python3 python3-apt iproute2 nftables openssh-server tcpdump iputils-ping kmod procps)
+PACKAGES=(netbase python3 python3-apt iproute2 nftables aardvark-dns openssh-server tcpdump iputils-ping kmod procps)
 # The root disk's modules; the rest of Debian's kernel modules the lab never needs are left out
 # (graphics, sound, wireless, ... 400 MB in all).
 MODULE_DIRS=(arch block crypto fs lib mm net virt drivers/block drivers/char drivers/crypto drivers/net drivers/virtio)

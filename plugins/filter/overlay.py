@@ -315,7 +315,8 @@ def _normalise_mac(filter_name: str, what: str, value: Any) -> str:
 
 
 def _endpoints(filter_name: str, name: str, host_vars: Mapping, var: str) -> List[Dict[str, Any]]:
-    """A host's endpoints as {ip, mac}; items may be addresses or dicts (cnm_endpoint's results included)."""
+    """A host's endpoints as {ip, mac} (with name and aliases when given); items may be addresses or dicts
+    (cnm_endpoint's results included)."""
     value = host_vars.get(var)
     if value is None or value == "":
         return []
@@ -346,7 +347,13 @@ def _endpoints(filter_name: str, name: str, host_vars: Mapping, var: str) -> Lis
                     % (what, address),
                 )
             mac = mac_from_ipv4(address)
-        endpoints.append({"ip": address, "mac": mac})
+        entry = {"ip": address, "mac": mac}
+        if isinstance(item, Mapping):  # DNS names travel with the endpoint (cnm_endpoint's results have them)
+            if item.get("name"):
+                entry["name"] = str(item["name"])
+            if item.get("aliases"):
+                entry["aliases"] = [str(alias) for alias in item["aliases"]]
+        endpoints.append(entry)
     return endpoints
 
 
@@ -441,7 +448,7 @@ def overlay_peers(
                 seen[value] = name
         if name != self_host:
             endpoints.sort(key=lambda endpoint: (endpoint["ip"].version, int(endpoint["ip"])))
-            peers.append((vtep, [{"ip": str(endpoint["ip"]), "mac": endpoint["mac"]} for endpoint in endpoints]))
+            peers.append((vtep, [dict(endpoint, ip=str(endpoint["ip"])) for endpoint in endpoints]))
     peers.sort(key=lambda peer: int(peer[0]))
     return [{"vtep": str(vtep), "endpoints": endpoints} for vtep, endpoints in peers]
 

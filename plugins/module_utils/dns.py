@@ -7,8 +7,8 @@ Its configuration is a directory with one file per network (aardvark-dns's confi
 gateways it listens on and, after a space, the network's own upstream servers; each other line is one endpoint:
 ``ID IPV4 IPV6 NAME,ALIAS,...``. aardvark-dns answers a query with the names of every network whose file lists the
 asking address's ID, so one ID per sandbox (a hash of its key) lets a sandbox on two networks resolve the names of
-both, as Docker's embedded DNS does; it forwards what it does not hold to the network's servers, else to the host's
-resolv.conf. A name nobody on the asker's networks holds is NXDOMAIN.
+both, as Docker's embedded DNS does. A single-label name nobody on the asker's networks holds is NXDOMAIN; longer
+ones are forwarded to the network's servers, else to those of the host's resolv.conf.
 
 Its weak spot: a query from an address it does not know (or a name not found) is answered from the names of the
 network whose gateway received it, so an endpoint of network A asking network B's gateway would learn B's names.
@@ -16,7 +16,11 @@ The firewall (firewall.render_dns_guard) lets only packets from a network's own 
 
 A run writes the files and makes the process match them in one change (``sync``): started when it is not running
 (also when found dead: the next run repairs it), reloaded with SIGHUP when it runs, stopped when no file is left.
-It then waits until every gateway is bound, so the run ends with the resolver answering what the store holds.
+It then waits until every gateway is bound (after a reload, by a new socket: aardvark-dns 1.4 closes its listeners
+and binds new ones), so the run ends with the resolver answering what the store holds.
+In the host's own namespace with systemd and the unit cnm-dns.service (installed by the role cnm_prepare) the
+process is systemd's service, started and stopped with systemctl; elsewhere (a namespace of the lab, a host
+without the unit) the run starts the same binary itself.
 Named namespaces get /etc/netns/NAME/resolv.conf (what ``ip netns exec`` mounts over /etc/resolv.conf), naming the
 gateways of their networks with a resolver.
 """
@@ -35,13 +39,21 @@ from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.records import BridgeRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
+from ansible_collections.cnm.network.plugins.module_utils.store import in_init_namespace
 
 # Where distributions put it: Debian and Ubuntu, Fedora and RHEL (libexec), and a hand-built one on PATH.
 BINARIES = ("/usr/lib/podman/aardvark-dns", "/usr/libexec/podman/aardvark-dns", "/usr/local/bin/aardvark-dns")
 CONFIG_DIR = "dns"  # in the store's directory: one per host namespace, as the store
+# The host's own namespace keeps it at a fixed path, the one of the systemd unit the role cnm_prepare installs
+# (cnm-dns.service): there the modules start and stop the resolver through systemd, which also restarts it.
+HOST_CONFIG_DIR = "/run/cnm-network/dns"
+UNIT = "cnm-dns.service"
+UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 PID_FILE = "aardvark.pid"  # aardvark-dns writes it in its config directory
 PORT = 53
-READY_TIMEOUT = 5.0  # seconds for the resolver to bind its gateways (it binds in about a millisecond)
+# Seconds for the resolver to bind its gateways: about a millisecond here, but more than 5 s when the restore
+# started it at boot on the guest lab's emulated Debian.
+READY_TIMEOUT = 30.0
 NETNS_ETC = "/etc/netns"
 RESOLV_MARK = "# cnm.network: the resolver of network(s) "  # the first line of the resolv.conf files cnm writes
 
@@ -61,13 +73,18 @@ def gateways(record: BridgeRecord) -> List[str]:
 
 
 def endpoint_names(record) -> List[str]:
-    """What an endpoint answers to: its name and aliases (lower case: aardvark-dns lowers the query), else the ID of
-    its sandbox, so that it stays known to the resolver as an asker."""
+    """What an endpoint answers to: its name, NAME.NETWORK (as Docker answers ``x1.web``) and its aliases, in lower
+    case (aardvark-dns lowers the query); else the ID of its sandbox, so that it stays known to the resolver as an
+    asker."""
+    return _names(record.name, record.network, record.aliases) or [sandbox_id(record.sandbox)]
+
+
+def _names(name: Optional[str], network: str, aliases) -> List[str]:
     names: List[str] = []
-    for name in ([record.name] if record.name else []) + list(record.aliases):
-        if name.lower() not in names:
-            names.append(name.lower())
-    return names or [sandbox_id(record.sandbox)]
+    for each in ([name, "%s.%s" % (name, network)] if name else []) + list(aliases):
+        if each.lower() not in names:
+            names.append(each.lower())
+    return names
 
 
 def render(state: dict) -> Dict[str, str]:
@@ -87,6 +104,10 @@ def render(state: dict) -> Dict[str, str]:
                         ",".join(endpoint_names(endpoint)),
                     )
                 )
+        for peer in getattr(record, "peers", ()):  # an overlay's endpoints on other hosts, as the play shares them
+            for address, own, aliases in peer.names:
+                names = _names(own, name, aliases)
+                lines.append("%s %s  %s" % (sandbox_id("peer:%s" % address), address, ",".join(names)))
         files[name] = "\n".join(lines) + "\n"
     return files
 
@@ -120,7 +141,19 @@ def render_resolv_confs(state: dict) -> Dict[str, str]:
 
 
 def config_dir(host) -> str:
+    if in_init_namespace():
+        return HOST_CONFIG_DIR
     return os.path.join(host.store.directory, CONFIG_DIR)
+
+
+def under_systemd(directory: str) -> bool:
+    """The resolver of ``directory`` is systemd's to start and stop: the host's own, with systemd running and the
+    unit installed."""
+    return (
+        directory == HOST_CONFIG_DIR
+        and os.path.isdir("/run/systemd/system")
+        and any(os.path.exists(os.path.join(where, UNIT)) for where in UNIT_DIRS)
+    )
 
 
 def read_files(directory: str) -> Dict[str, str]:
@@ -152,22 +185,23 @@ def running_pid(directory: str) -> Optional[int]:
     return pid
 
 
-def bound_addresses(port: int = PORT) -> set:
-    """The addresses UDP sockets of this namespace are bound to at ``port`` (from /proc/net/udp and udp6)."""
-    found = set()
+def bound_addresses(port: int = PORT) -> Dict[str, int]:
+    """The addresses UDP sockets of this namespace are bound to at ``port``, each with its socket's inode (from
+    /proc/net/udp and udp6): a reload of aardvark-dns closes its sockets and binds new ones."""
+    found = {}
     tables = (("/proc/thread-self/net/udp", socket.AF_INET), ("/proc/thread-self/net/udp6", socket.AF_INET6))
     for path, family in tables:
         try:
             with open(path, encoding="ascii") as handle:
                 next(handle)  # the header
                 for line in handle:
-                    local = line.split()[1]
-                    address, hex_port = local.split(":")
+                    fields = line.split()
+                    address, hex_port = fields[1].split(":")
                     if int(hex_port, 16) == port:
                         raw = bytes.fromhex(address)
                         # the kernel prints each 32-bit word in host order (little endian here)
                         raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-                        found.add(socket.inet_ntop(family, raw))
+                        found[socket.inet_ntop(family, raw)] = int(fields[9])
         except FileNotFoundError:
             continue
     return found
@@ -198,9 +232,10 @@ def read_facts(host) -> dict:
     return {"files": read_files(directory), "pid": running_pid(directory), "bound": bound_addresses()}
 
 
-def report(state: dict, facts: dict) -> Tuple[dict, List[dict]]:
-    """(The resolver as cnm_info shows it, its drift): a resolver that should run and does not, files that are not
-    what the store asks for, a gateway it does not listen on. Each is repaired by the next run of any module."""
+def report(state: dict, facts: dict) -> Tuple[dict, List[tuple]]:
+    """(The resolver as cnm_info shows it, its drift as (kind, message, network, expected, found)): a resolver that
+    should run and does not, files that are not what the store asks for, a gateway it does not listen on. Each is
+    repaired by the next run of any module."""
     wanted, files, pid = render(state), facts["files"], facts["pid"]
     view = {
         "running": pid is not None,
@@ -209,25 +244,23 @@ def report(state: dict, facts: dict) -> Tuple[dict, List[dict]]:
             network: {
                 "listen": gateways(record),
                 "listening": [a for a in gateways(record) if a in facts["bound"]] if pid is not None else [],
-                "names": sorted(
-                    {answered for e in state["endpoints"].values() if e.network == network for answered in _answered(e)}
-                ),
+                "names": answered_names(state, network, record),
             }
             for network, record in sorted(resolved(state["networks"]).items())
         },
     }
     found = []
     if wanted and pid is None:
-        found.append(_drift("resolver_not_running", "aardvark-dns is not running", sorted(wanted), "not running", None))
+        found.append(("resolver_not_running", "aardvark-dns is not running", None, sorted(wanted), "not running"))
     stale = sorted(name for name in set(wanted) | set(files) if wanted.get(name) != files.get(name))
     if stale:
         found.append(
-            _drift(
+            (
                 "resolver_config",
                 "the resolver's files of network(s) %s are not what the store holds" % ", ".join(stale),
+                stale[0] if len(stale) == 1 else None,
                 {name: wanted.get(name) for name in stale},
                 {name: files.get(name) for name in stale},
-                stale[0] if len(stale) == 1 else None,
             )
         )
     if pid is not None:
@@ -235,32 +268,27 @@ def report(state: dict, facts: dict) -> Tuple[dict, List[dict]]:
             missing = [a for a in network["listen"] if a not in network["listening"]]
             if missing:
                 found.append(
-                    _drift(
+                    (
                         "resolver_not_listening",
                         "aardvark-dns does not listen on %s port %d" % (", ".join(missing), PORT),
+                        name,
                         network["listen"],
                         network["listening"],
-                        name,
                     )
                 )
     return view, found
 
 
-def _answered(endpoint) -> List[str]:
-    """The names an endpoint is known by (not the ID that stands in for none)."""
-    return endpoint_names(endpoint) if endpoint.name or endpoint.aliases else []
-
-
-def _drift(kind: str, message: str, expected, found, network: Optional[str]) -> dict:
-    return {
-        "kind": kind,
-        "object": "resolver",
-        "network": network,
-        "sandbox": None,
-        "expected": expected,
-        "found": found,
-        "message": message,
-    }
+def answered_names(state: dict, network: str, record: BridgeRecord) -> List[str]:
+    """The names the resolver answers on a network: its endpoints' here and, on an overlay, those on other hosts."""
+    names = set()
+    for endpoint in state["endpoints"].values():
+        if endpoint.network == network:
+            names.update(_names(endpoint.name, network, endpoint.aliases))
+    for peer in getattr(record, "peers", ()):
+        for _address, own, aliases in peer.names:
+            names.update(_names(own, network, aliases))
+    return sorted(names)
 
 
 # ---- the plan ----
@@ -356,26 +384,40 @@ def sync_resolver(host, directory: str, files: tuple) -> None:
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(temporary, os.path.join(directory, name))
-    pid = running_pid(directory)
+    pid, systemd = running_pid(directory), under_systemd(directory)
     if not wanted:
-        if pid is not None:
+        if systemd:
+            _systemctl(host, "stop")
+        elif pid is not None:
             _stop(pid)
         shutil.rmtree(directory, ignore_errors=True)
         return
-    if pid is None:
-        _start(host, directory)
-    else:
-        os.kill(pid, signal.SIGHUP)
     listen = {address for text in wanted.values() for address in text.split("\n")[0].split(" ")[0].split(",")}
+    old = {}  # the sockets a reload replaces: it is done once none of them is bound any more
+    if pid is not None:
+        old = bound_addresses()
+        os.kill(pid, signal.SIGHUP)
+    elif systemd:
+        _systemctl(host, "start")
+    else:
+        _start(host, directory)
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
-        missing = listen - bound_addresses()
+        bound = bound_addresses()
+        missing = {address for address in listen if bound.get(address) in (None, old.get(address))}
         if not missing:
             return
         if time.monotonic() > deadline or running_pid(directory) is None:
+            exited = running_pid(directory) is None
             raise CnmError(
                 "aardvark-dns is not listening on %s port %d (%s)"
-                % (", ".join(sorted(missing)), PORT, "it exited" if running_pid(directory) is None else "timed out")
+                % (
+                    ", ".join(sorted(missing)),
+                    PORT,
+                    "it exited: is another DNS server bound to port 53 on all addresses?"
+                    if exited
+                    else "not after %d s" % READY_TIMEOUT,
+                )
             )
         time.sleep(0.005)
 
@@ -394,6 +436,12 @@ def _start(host, directory: str) -> None:
         raise CnmError("aardvark-dns failed to start (rc %d): %s" % (rc, (err or out).strip()))
 
 
+def _systemctl(host, verb: str) -> None:
+    rc, out, err = host.run_command(["systemctl", verb, UNIT])
+    if rc != 0:
+        raise CnmError("systemctl %s %s failed (rc %d): %s" % (verb, UNIT, rc, (err or out).strip()))
+
+
 def _stop(pid: int) -> None:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + READY_TIMEOUT
@@ -404,22 +452,31 @@ def _stop(pid: int) -> None:
 
 
 def write_resolv_conf(_host, netns: str, text: Optional[str]) -> None:
-    """Write (or with None remove) /etc/netns/NETNS/resolv.conf; the directory goes when it is left empty."""
+    """Write (or with None remove) /etc/netns/NETNS/resolv.conf; its directory, and /etc/netns, go when left empty
+    (an empty /etc/netns means nothing to ip netns)."""
     directory = os.path.join(NETNS_ETC, netns)
     path = os.path.join(directory, "resolv.conf")
     if text is None:
         try:
             os.unlink(path)
-            os.rmdir(directory)
         except FileNotFoundError:
             pass
-        except OSError:
-            pass  # the directory holds other files of the namespace's
+        for empty in (directory, NETNS_ETC):
+            try:
+                os.rmdir(empty)
+            except OSError:
+                return  # not empty (other files of the namespace's, other namespaces'), or gone
         return
-    os.makedirs(directory, mode=0o755, exist_ok=True)
     temporary = path + ".cnm-tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    for attempt in range(3):  # another namespace's run may remove an empty /etc/netns between our steps
+        try:
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     os.replace(temporary, path)
 
 

@@ -51,6 +51,7 @@ class Host:
         self.plan = self._new_plan()
         self.pending = Pending()
         self.leases = Leases()
+        self.resolver_follows = True  # the run's last change makes the resolver match (restore defers it: dns.py)
         self._networks: dict = {}  # name -> (its record, the network it describes): parsed once per record
 
     def _new_plan(self) -> Plan:
@@ -241,7 +242,8 @@ class Host:
         plan_firewall(self)  # every run reconciles the whole table: drift from any cause is repaired
         for change in self.pending.after_firewall:
             self.plan.add(*change)
-        dns.plan_resolver(self)  # after the firewall: its guard of the gateways' port 53 comes first
+        if self.resolver_follows:
+            dns.plan_resolver(self)  # after the firewall: its guard of the gateways' port 53 comes first
         self._plan_store_write()
         try:
             self.plan.execute(check)
@@ -312,7 +314,8 @@ class Host:
         alone = copy_state(self.state)
         try:
             plan_firewall(self)
-            dns.plan_resolver(self)
+            if self.resolver_follows:
+                dns.plan_resolver(self)
             self._plan_store_write()
             self.plan.execute(False)
         except CnmError as exc:

@@ -1116,7 +1116,9 @@ def gather(host: Host, query: InfoQuery) -> dict:
         result.setdefault("drift", []).extend(namespace_stub_drift(netns.stubs(), matches))
     if "networks" in query.gather:  # the resolver serves the host's networks
         result["resolver"], resolver_drift = dns.report(state, dns.read_facts(host))
-        result["drift"].extend(d for d in resolver_drift if not query.filtered or d["network"] in selection.networks)
+        for kind, message, network, expected, found in resolver_drift:
+            if not query.filtered or network in selection.networks:
+                result["drift"].append(drift(kind, "resolver", message, network, None, expected, found))
     return result
 
 

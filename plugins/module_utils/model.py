@@ -741,14 +741,17 @@ def batch_items(params: dict, option_names, sandbox_options) -> list:
 
 @dataclass(frozen=True)
 class OverlayPeer:
-    """A remote VTEP and the endpoints behind it (address and MAC)."""
+    """A remote VTEP and the endpoints behind it (address and MAC), and the DNS names of those that have some:
+    (address, name or None, aliases), which the network's resolver answers too (dns.py)."""
 
     vtep: ipaddress.IPv4Address
     endpoints: Tuple[Tuple[ipaddress.IPv4Address, str], ...] = ()
+    names: Tuple[Tuple[ipaddress.IPv4Address, Optional[str], Tuple[str, ...]], ...] = ()
 
 
 def parse_peers(option: str, items, local_ip) -> Tuple[OverlayPeer, ...]:
-    """``peers``: a VTEP address, or ``{vtep, endpoints: [{ip, mac}]}`` (mac derived from ip when omitted)."""
+    """``peers``: a VTEP address, or ``{vtep, endpoints: [{ip, mac, name, aliases}]}`` (mac derived from ip when
+    omitted; name and aliases, DNS names, optional)."""
     peers = []
     for number, item in enumerate(items or ()):
         where = "%s[%d]" % (option, number)
@@ -757,7 +760,7 @@ def parse_peers(option: str, items, local_ip) -> Tuple[OverlayPeer, ...]:
         vtep = parse_address(where + ".vtep", item.get("vtep"), 4)
         if vtep == local_ip:
             raise option_error(where + ".vtep", vtep, "is local_ip itself: a host is not its own peer")
-        endpoints = []
+        endpoints, names = [], []
         for index, endpoint in enumerate(item.get("endpoints") or ()):
             at = "%s.endpoints[%d]" % (where, index)
             if not isinstance(endpoint, dict):
@@ -765,7 +768,14 @@ def parse_peers(option: str, items, local_ip) -> Tuple[OverlayPeer, ...]:
             address = parse_address(at + ".ip", endpoint.get("ip"), 4)
             mac = parse_mac(at + ".mac", endpoint["mac"]) if endpoint.get("mac") else mac_from_ipv4(address)
             endpoints.append((address, mac))
-        peers.append(OverlayPeer(vtep, tuple(sorted(endpoints))))
+            name = check_dns_name(at + ".name", endpoint["name"]) if endpoint.get("name") is not None else None
+            aliases = endpoint.get("aliases") or ()
+            if isinstance(aliases, str) or not isinstance(aliases, (list, tuple)):
+                raise option_error(at + ".aliases", aliases, "must be a list of DNS names")
+            aliases = tuple(check_dns_name("%s.aliases[%d]" % (at, n), alias) for n, alias in enumerate(aliases))
+            if name is not None or aliases:
+                names.append((address, name, aliases))
+        peers.append(OverlayPeer(vtep, tuple(sorted(endpoints)), tuple(sorted(names, key=lambda entry: entry[0]))))
     vteps = [peer.vtep for peer in peers]
     if len(set(vteps)) != len(vteps):
         raise option_error(option, sorted(map(str, vteps)), "lists one VTEP twice")
@@ -858,7 +868,12 @@ class OverlayNetwork(BridgeNetwork):
             vxlan_name=self.vxlan_name,
             restrict_peers=self.restrict_peers,
             peers=tuple(
-                PeerRecord(str(peer.vtep), tuple((str(ip), mac) for ip, mac in peer.endpoints)) for peer in self.peers
+                PeerRecord(
+                    str(peer.vtep),
+                    tuple((str(ip), mac) for ip, mac in peer.endpoints),
+                    tuple((str(ip), name, aliases) for ip, name, aliases in peer.names),
+                )
+                for peer in self.peers
             ),
             encrypted=self.encrypted,
         )

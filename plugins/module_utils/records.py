@@ -185,10 +185,13 @@ def _rule(kind, required: bool = False, nullable: bool = False) -> dict:
 
 @dataclass(frozen=True)
 class PeerRecord:
-    """A remote VTEP of an overlay network and the endpoints behind it, as (address, MAC) pairs."""
+    """A remote VTEP of an overlay network and the endpoints behind it, as (address, MAC) pairs, and the DNS names
+    of those that have some, as (address, name or None, aliases): in the file, ``name`` and ``aliases`` of the
+    endpoint's entry, only when set."""
 
     vtep: str
     endpoints: Tuple[Tuple[str, str], ...] = ()
+    names: Tuple[Tuple[str, Optional[str], Tuple[str, ...]], ...] = ()
 
     @classmethod
     def from_dict(cls, data: object, where: str = "peer") -> PeerRecord:
@@ -196,18 +199,34 @@ class PeerRecord:
         _field(data, "vtep", str, where)
         _address(data, "vtep", where, ADDRESS)
         _maybe(data, "endpoints", list, where)
-        endpoints = []
+        endpoints, names = [], []
         for number, entry in enumerate(data.get("endpoints", ())):
             at = "%s.endpoints[%d]" % (where, number)
             _need({"": entry}, "", dict, at)
             _field(entry, "ip", str, at)
             _address(entry, "ip", at, ADDRESS)
             _field(entry, "mac", str, at)
+            _field(entry, "name", str, at, optional=True)
+            _field(entry, "aliases", list, at, optional=True)
+            for alias_number, alias in enumerate(entry.get("aliases") or ()):
+                _need({"": alias}, "", str, "%s.aliases[%d]" % (at, alias_number))
             endpoints.append((entry["ip"], entry["mac"]))
-        return cls(data["vtep"], tuple(endpoints))
+            if entry.get("name") is not None or entry.get("aliases"):
+                names.append((entry["ip"], entry.get("name"), tuple(entry.get("aliases") or ())))
+        return cls(data["vtep"], tuple(endpoints), tuple(names))
 
     def to_dict(self) -> dict:
-        return {"vtep": self.vtep, "endpoints": [{"ip": ip, "mac": mac} for ip, mac in self.endpoints]}
+        named = {ip: (name, aliases) for ip, name, aliases in self.names}
+        endpoints = []
+        for ip, mac in self.endpoints:
+            entry = {"ip": ip, "mac": mac}
+            name, aliases = named.get(ip, (None, ()))
+            if name is not None:
+                entry["name"] = name
+            if aliases:
+                entry["aliases"] = list(aliases)
+            endpoints.append(entry)
+        return {"vtep": self.vtep, "endpoints": endpoints}
 
 
 @dataclass(frozen=True)

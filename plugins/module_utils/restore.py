@@ -10,7 +10,9 @@ in module-like runs, each one plan executed with its undo, as a module run would
 2. each network, in a run of its own;
 3. the endpoints of the networks restored, of named namespaces and of containers running now,
    with their recorded addresses, MACs and interface names; the published ports follow, as
-   the firewall is rendered from the store in every run.
+   the firewall is rendered from the store in every run;
+4. the resolver of the networks with ``dns: true`` (dns.py), last and in a run of its own: a resolver that
+   cannot start costs the names, never a network.
 
 Not restored at boot, each with the reason printed: encrypted overlays (their keys are never
 written to disk: the next play run, which has them, brings the overlay and its endpoints back;
@@ -65,6 +67,11 @@ def restore(runner) -> dict:
                 host.store.save(host.state)  # /run holds the store again, as after any module run
     except CnmError as exc:
         report["failed"].append("endpoints: %s" % exc)
+    try:  # names last, in a run of their own: a resolver that cannot start costs the names only
+        with Host.open(runner) as host:
+            _finish(host, report, resolver=True)
+    except CnmError as exc:
+        report["failed"].append("resolver: %s" % exc)
     return report
 
 
@@ -101,7 +108,8 @@ def _plan_namespaces(host: Host) -> None:
         plan_create_netns(host, ref)
 
 
-def _finish(host: Host, report: dict) -> None:
+def _finish(host: Host, report: dict, resolver: bool = False) -> None:
+    host.resolver_follows = resolver
     result = host.execute(check=False)
     report["changes"].extend(result["changes"])
     report["warnings"].extend(host.warnings)

@@ -78,11 +78,16 @@ def persistent_path() -> Optional[str]:
     override = os.environ.get(PERSISTENT_ENV)
     if override:
         return override
+    return PERSISTENT_PATH if in_init_namespace() else None
+
+
+def in_init_namespace() -> bool:
+    """Whether this thread is in the network namespace of PID 1: the host's own, where system services run."""
     try:
         own, init = os.stat("/proc/thread-self/ns/net"), os.stat("/proc/1/ns/net")
     except OSError:
-        return None
-    return PERSISTENT_PATH if (own.st_dev, own.st_ino) == (init.st_dev, init.st_ino) else None
+        return False
+    return (own.st_dev, own.st_ino) == (init.st_dev, init.st_ino)
 
 
 class Store:

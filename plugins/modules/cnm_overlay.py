@@ -61,6 +61,8 @@ options:
       - "The remote VTEPs, each a plain address or a dict with C(vtep) and C(endpoints) (a list of dicts with C(ip) and
         C(mac);
         the MAC defaults to Docker's C(02:42:) + the IPv4 bytes). See the C(cnm.network.overlay_peers) filter."
+      - An endpoint's dict may also carry its DNS C(name) and C(aliases), which this host's resolver then answers
+        (with O(dns=true)), as the role C(cnm.network.cnm_overlay) shares them.
       - Omitted, the peers stay as they are (the FDB and neighbour entries are left alone); an empty list removes them
         all.
     type: list
@@ -147,8 +149,8 @@ options:
     description:
       - Resolve the names and aliases of the overlay's endpoints at its gateway on this host, as
         M(cnm.network.cnm_bridge)'s O(cnm.network.cnm_bridge#module:dns) does (aardvark-dns, one process per host).
-      - This host's resolver answers for the endpoints attached on this host; the names of other hosts' endpoints
-        are not shared yet.
+      - This host's resolver answers for the endpoints attached on this host and for those of O(peers) that carry
+        a C(name) or C(aliases); the role C(cnm.network.cnm_overlay) shares every host's names so.
     type: bool
     default: false
   dns_servers:

@@ -236,6 +236,8 @@ class LabHost:
             sh("ip netns pids %s | xargs -r kill -9" % name, check=False)
             sh("ip netns del %s" % name, check=False)
             shutil.rmtree("/etc/netns/%s" % name, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir("/etc/netns")  # when nothing is left in it
         if store:
             shutil.rmtree(store, ignore_errors=True)
 

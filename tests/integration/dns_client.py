@@ -1,6 +1,7 @@
 """A DNS client for the tests: one query over UDP, the answer as JSON (run inside a sandbox with nsenter).
 
-    python3 dns_client.py SERVER NAME [A|AAAA|PTR]  ->  {"rcode": 0, "answers": ["10.0.0.2"]} or {"timeout": true}
+    python3 dns_client.py SERVER NAME [A|AAAA|PTR]  ->  {"rcode": 0, "answers": ["10.0.0.2"], "owners": [...]},
+                                                     {"timeout": true}, {"refused": true} or {"error": "..."}
 
 It speaks the wire format itself (RFC 1035), so the test depends on nothing but the resolver under test.
 """
@@ -46,12 +47,17 @@ def query(server: str, name: str, kind: str = "A", timeout: float = 2.0) -> dict
     family = socket.AF_INET6 if ":" in server else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
-        sock.sendto(packet, (server, 53))
+        try:
+            sock.sendto(packet, (server, 53))
+        except OSError as exc:  # a sandbox with no route to the server
+            return {"error": exc.strerror}
         while True:
             try:
                 message = sock.recv(4096)
             except TimeoutError:
                 return {"timeout": True}
+            except ConnectionRefusedError:  # an ICMP port unreachable: nothing listens there
+                return {"refused": True}
             if message[:2] == packet[:2]:
                 break
     _ident, flags, questions, count = struct.unpack("!HHHH", message[:8])

@@ -18,6 +18,7 @@ import time
 
 import pytest
 from conftest import LAN, sh
+from test_restore import _reboot, _restore
 
 AARDVARK = "/usr/lib/podman/aardvark-dns"  # Debian's (dns.BINARIES)
 PID_FILE = "aardvark.pid"  # in the resolver's directory (PID_FILE)
@@ -32,6 +33,18 @@ pytestmark = pytest.mark.skipif(not os.path.exists(AARDVARK), reason="aardvark-d
 def ask(netns: str, server: str, name: str, kind: str = "A") -> dict:
     out = sh("%s %s %s %s %s" % (sys.executable, CLIENT, server, name, kind), netns=netns).stdout
     return json.loads(out)
+
+
+def expect(netns: str, server: str, name: str, kind: str = "A", wait: float = 0, **wanted) -> dict:
+    """Ask and check that the answer has ``wanted`` (keys of ask's result). The runs wait until the resolver has
+    reloaded, so the first answer must be right; ``wait`` asks again for that many seconds (a server of the test's
+    own that is still starting)."""
+    deadline = time.monotonic() + wait
+    while True:
+        result = ask(netns, server, name, kind)
+        if all(result.get(key) == value for key, value in wanted.items()):
+            return result
+        assert time.monotonic() < deadline, "%s %s asked from %s: %s, not %s" % (name, kind, netns, result, wanted)
 
 
 def resolver_pid(host) -> int | None:
@@ -52,15 +65,16 @@ def test_names_resolve_on_their_network_only(host):
     host.ok("cnm_endpoint", network="db", netns=c, name="store")
     addresses = {e["netns"]: e for e in host.ok("cnm_info")["endpoints"]}
 
-    assert ask(a, "172.30.0.1", "api")["answers"] == [addresses[b]["ipv4_address"]]
-    assert ask(a, "172.30.0.1", b)["answers"] == [addresses[b]["ipv4_address"]]  # its default name: the namespace's
-    assert ask(b, "172.30.0.1", "FRONT")["answers"] == [addresses[a]["ipv4_address"]]  # names have no case
-    assert ask(b, "fd00:30::1", "front", "AAAA")["answers"] == [addresses[a]["ipv6_address"]]
-    assert ask(b, "172.30.0.1", "front", "AAAA")["answers"] == [addresses[a]["ipv6_address"]]
-    assert ask(c, "172.31.0.1", "store")["answers"] == [addresses[c]["ipv4_address"]]
+    expect(a, "172.30.0.1", "api", answers=[addresses[b]["ipv4_address"]])
+    expect(a, "172.30.0.1", b, answers=[addresses[b]["ipv4_address"]])  # its default name: the namespace's
+    expect(b, "172.30.0.1", "FRONT", answers=[addresses[a]["ipv4_address"]])  # names have no case
+    expect(b, "172.30.0.1", "front.web", answers=[addresses[a]["ipv4_address"]])  # NAME.NETWORK, as Docker
+    expect(b, "fd00:30::1", "front", "AAAA", answers=[addresses[a]["ipv6_address"]])
+    expect(b, "172.30.0.1", "front", "AAAA", answers=[addresses[a]["ipv6_address"]])
+    expect(c, "172.31.0.1", "store", answers=[addresses[c]["ipv4_address"]])
     # Another network's names are not answered: NXDOMAIN at its own gateway, and the other gateway is not reached.
-    assert ask(c, "172.31.0.1", "front") == {"rcode": 3, "answers": [], "owners": []}
-    assert ask(a, "172.30.0.1", "store")["rcode"] == 3
+    expect(c, "172.31.0.1", "front", rcode=3, answers=[])
+    expect(a, "172.30.0.1", "store", rcode=3)
     assert ask(c, "172.30.0.1", "front") == {"timeout": True}
 
     # ip netns exec mounts the namespace's resolv.conf: glibc's own lookup finds the name.
@@ -70,19 +84,45 @@ def test_names_resolve_on_their_network_only(host):
     assert found[0] == addresses[b]["ipv4_address"]
 
     # Rename and detach change the answers in the same run.
-    host.ok("cnm_endpoint", network="web", netns=a, name="edge")
-    assert ask(b, "172.30.0.1", "edge")["answers"] == [addresses[a]["ipv4_address"]]
-    assert ask(b, "172.30.0.1", "front")["rcode"] == 3
+    rename = dict(network="web", netns=a, name="edge")
+    predicted = host.module("cnm_endpoint", check=True, **rename)
+    renamed = host.ok("cnm_endpoint", **rename)
+    assert (
+        predicted["changes"]
+        == renamed["changes"]
+        == ["resolver: reload aardvark-dns for network(s) web", "write the store"]
+    )
+    assert predicted["diff"] == renamed["diff"]
+    names = [
+        [record.split(" ")[3] for record in renamed["diff"][side]["resolver"]["networks"]["web"]["records"]]
+        for side in ("before", "after")
+    ]
+    assert names == [["front,front.web", "%s,%s.web,api" % (b, b)], ["edge,edge.web", "%s,%s.web,api" % (b, b)]]
+    # The run waited for the reload (new listening sockets): the answers have changed when the task ends.
+    expect(b, "172.30.0.1", "edge", answers=[addresses[a]["ipv4_address"]])
+    expect(b, "172.30.0.1", "front", rcode=3)
     host.ok("cnm_endpoint", network="web", netns=b, state="absent")
-    assert ask(a, "172.30.0.1", "api")["rcode"] == 3
+    expect(a, "172.30.0.1", "api", rcode=3)
     assert not os.path.exists("/etc/netns/%s" % b)
 
     # A sandbox on both networks resolves the names of both; a name on both answers with its address on each.
     host.ok("cnm_endpoint", network="db", netns=a, name="edge")
-    assert ask(a, "172.30.0.1", "store")["answers"] == [addresses[c]["ipv4_address"]]
+    expect(a, "172.30.0.1", "store", answers=[addresses[c]["ipv4_address"]])
     on_db = [e["ipv4_address"] for e in host.ok("cnm_info")["endpoints"] if (e["netns"], e["network"]) == (a, "db")]
-    assert ask(c, "172.31.0.1", "edge")["answers"] == on_db
-    assert ask(a, "172.30.0.1", "edge")["answers"] == sorted([addresses[a]["ipv4_address"]] + on_db)
+    expect(c, "172.31.0.1", "edge", answers=on_db)
+    expect(a, "172.30.0.1", "edge", answers=sorted([addresses[a]["ipv4_address"]] + on_db))
+
+    # A sandbox on no network (only lo) reaches no resolver.
+    host.ok("cnm_endpoint", network="none", netns=host.sandbox("d"))
+    assert ask(host.sandbox("d"), "172.30.0.1", "edge") == {"error": "Network is unreachable"}
+
+    # Network removal: its names go in the same run, the other network's stay.
+    host.ok("cnm_bridge", name="db", state="absent", force=True)
+    expect(a, "172.30.0.1", "store", rcode=3)
+    expect(a, "172.30.0.1", "edge", answers=[addresses[a]["ipv4_address"]])
+    assert sorted(resolver_files(host)) == ["aardvark.pid", "web"]
+    with open("/etc/netns/%s/resolv.conf" % a) as handle:
+        assert handle.read() == "%sweb\nnameserver 172.30.0.1\nnameserver fd00:30::1\n" % MARK
 
 
 def test_other_names_go_upstream(host, world):
@@ -109,13 +149,8 @@ def test_other_names_go_upstream(host, world):
         host.ok("cnm_bridge", **dict(WEB, dns_servers=[LAN]))
         a = host.sandbox("a")
         host.ok("cnm_endpoint", network="web", netns=a, name="front")
-        deadline = time.monotonic() + 10
-        while True:  # dnsmasq binds its address some time after it starts
-            answer = ask(a, "172.30.0.1", "www.upstream.test")
-            if answer.get("answers") or time.monotonic() > deadline:
-                break
-        assert answer["answers"] == ["198.51.100.7"]
-        assert ask(a, "172.30.0.1", "front")["answers"]  # the network's own names are still its resolver's
+        expect(a, "172.30.0.1", "www.upstream.test", wait=10, answers=["198.51.100.7"])  # dnsmasq binds after start
+        expect(a, "172.30.0.1", "front", rcode=0)  # the network's own names are still its resolver's
     finally:
         upstream.send_signal(signal.SIGTERM)
         upstream.wait(10)
@@ -149,7 +184,7 @@ def test_killed_resolver_is_started_again_and_absent_leaves_nothing(host):
     }
     a = host.sandbox("a")
     host.ok("cnm_endpoint", network="web", netns=a, name="front")
-    assert ask(a, "172.30.0.1", "front")["rcode"] == 0
+    expect(a, "172.30.0.1", "front", rcode=0)
 
     host.ok("cnm_endpoint", network="web", netns=a, state="absent", delete_netns=True)
     gone = host.ok("cnm_bridge", name="web", state="absent")
@@ -158,6 +193,7 @@ def test_killed_resolver_is_started_again_and_absent_leaves_nothing(host):
     assert not os.path.exists(os.path.join(host.store_path(), "dns"))
     assert "dns guard" not in host.ruleset()
     assert not os.path.exists("/etc/netns/%s" % a)
+    assert not os.path.exists("/etc/netns") or os.listdir("/etc/netns")  # an empty /etc/netns goes too
 
 
 def test_bad_dns_inputs_change_nothing(host):
@@ -200,3 +236,17 @@ def test_bad_dns_inputs_change_nothing(host):
 def resolver_files(host) -> dict:
     directory = os.path.join(host.store_path(), "dns")
     return {name: open(os.path.join(directory, name)).read() for name in sorted(os.listdir(directory))}
+
+
+def test_after_a_reboot_the_restore_starts_the_resolver_last(host, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNM_PERSISTENT_STORE", str(tmp_path / "state.json"))
+    host.ok("cnm_bridge", **WEB)
+    a, b = host.sandbox("a"), host.sandbox("b")
+    host.ok("cnm_endpoint", network="web", endpoints=[dict(netns=a, name="front"), dict(netns=b)])
+    sh("ip netns pids %s | xargs -r kill -9" % host.name)  # processes do not survive a reboot
+    _reboot(host, hardware=False)
+
+    report = _restore(host)
+    assert report["failed"] == [] and report["changes"][-1] == "resolver: start aardvark-dns for network(s) web"
+    expect(b, "172.30.0.1", "front", rcode=0)
+    assert host.ok("cnm_info")["drift"] == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -51,8 +52,10 @@ def lab_of(tmp_path: Path, size: int):
             "-e",
             "lab_inventory=" + str(inventory),
         )
-        for name in lab_namespaces(prefix):
+        for name in lab_namespaces(prefix):  # what lab_down left, had it failed: processes (resolvers) first
+            subprocess.run("ip netns pids %s | xargs -r kill -9" % name, shell=True, check=False)
             subprocess.run(["ip", "netns", "del", name], check=False)
+            shutil.rmtree("/etc/netns/%s" % name, ignore_errors=True)
 
 
 @pytest.fixture
@@ -136,6 +139,16 @@ def test_overlay_role_across_three_hosts_with_limit_and_pruning(lab3, tmp_path: 
     first = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env)
     assert_ok(first)  # includes the role's own check: every endpoint pinged every remote one
     assert first.stdout.count("-app1 -> 10.200.") >= 3 * 4 and "UNREACHABLE" not in first.stdout
+    # Names across the hosts (cnm_overlay_dns): h1's endpoint resolves h3's by its namespace's name, through
+    # h1's resolver and the resolv.conf ip netns exec mounts; NAME.NETWORK too.
+    for name in ("%s-h3-app2" % prefix, "%s-h3-app2.ov0" % prefix):
+        found = subprocess.run(
+            ["ip", "netns", "exec", "%s-h1-app1" % prefix, "getent", "ahostsv4", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert found[0] == endpoint_address("%s-h3-app2" % prefix), found
     again = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env)
     assert_ok(again)
     assert recap_changed(again) == {"h1": 0, "h2": 0, "h3": 0}

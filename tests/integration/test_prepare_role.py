@@ -50,6 +50,7 @@ def prepare(tmp_path: Path):
         args = ["-c", "local", "-e", "ansible_python_interpreter=" + python]
         # never into this machine's /etc: see the restore test
         role_vars.setdefault("cnm_prepare_restore_at_boot", False)
+        role_vars.setdefault("cnm_prepare_resolver_service", False)
         for name, value in role_vars.items():
             args += ["-e", '{"%s": %s}' % (name, json.dumps(value))]
         return run_playbook(playbook, "localhost,", env, *args, *extra)
@@ -85,11 +86,15 @@ def test_a_bare_python_is_all_the_role_asks_for(prepare, bare_venv):
 
 @needs_packages
 def test_the_restore_at_boot_is_installed_enabled_and_runs(prepare, tmp_path, host, monkeypatch):
-    """The program, the core beside it and the enabled unit land under a root of the test's own; the program as
-    installed restores a lab host's network after a simulated reboot (test_restore.py has the full reboot)."""
+    """The program, the core beside it, its enabled unit and the resolver's (naming the aardvark-dns found) land
+    under a root of the test's own; the program as installed restores a lab host's network after a simulated reboot
+    (test_restore.py has the full reboot)."""
     root = tmp_path / "root"
     options = dict(
-        cnm_prepare_restore_at_boot=True, cnm_prepare_restore_root=str(root), cnm_prepare_install_packages=False
+        cnm_prepare_restore_at_boot=True,
+        cnm_prepare_resolver_service=True,
+        cnm_prepare_restore_root=str(root),
+        cnm_prepare_install_packages=False,
     )
     check = prepare(SYSTEM_PYTHON, "--check", **options)
     assert_ok(check)
@@ -102,6 +107,10 @@ def test_the_restore_at_boot_is_installed_enabled_and_runs(prepare, tmp_path, ho
     assert "\nExecStart=/usr/local/sbin/cnm-network-restore\n" in unit and "\nWantedBy=multi-user.target\n" in unit
     wants = root / "etc/systemd/system/multi-user.target.wants/cnm-network-restore.service"
     assert wants.is_symlink() and wants.resolve() == (root / "etc/systemd/system/cnm-network-restore.service").resolve()
+    resolver = (root / "etc/systemd/system/cnm-dns.service").read_text()
+    assert "\nExecStart=/usr/lib/podman/aardvark-dns --config /run/cnm-network/dns -p 53 run\n" in resolver
+    assert "\nPIDFile=/run/cnm-network/dns/aardvark.pid\n" in resolver and "\nRestart=on-failure\n" in resolver
+    assert (root / "etc/systemd/system/multi-user.target.wants/cnm-dns.service").is_symlink()
     program = root / "usr/local/sbin/cnm-network-restore"
     assert program.read_text().startswith("#!/usr/bin/python3\n")
     lib = root / "usr/local/lib/cnm-network"

@@ -9,7 +9,7 @@ import pytest
 from ansible_collections.cnm.network.plugins.module_utils import dns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.firewall import render, render_dns_guard
-from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, parse_dns
+from ansible_collections.cnm.network.plugins.module_utils.model import BridgeNetwork, OverlayNetwork, parse_dns
 from ansible_collections.cnm.network.plugins.module_utils.records import BridgeRecord, EndpointRecord, NetworkRecord
 
 WEB = BridgeRecord(
@@ -89,11 +89,11 @@ def test_each_network_with_dns_gets_a_file_of_its_gateways_and_endpoints():
     ident = dns.sandbox_id("netns:a")
     assert files["web"] == (
         "172.30.0.1,fd00:30::1\n"
-        "%s 172.30.0.2 fd00:30::2 front,www\n"
+        "%s 172.30.0.2 fd00:30::2 front,front.web,www\n"
         "%s 172.30.0.3  %s\n" % (ident, dns.sandbox_id("pid:4242"), dns.sandbox_id("pid:4242"))
     )
     # the same ID on both networks: aardvark-dns then answers a's queries with the names of both
-    assert files["db"] == "172.31.0.1\n%s 172.31.0.2  front\n" % ident
+    assert files["db"] == "172.31.0.1\n%s 172.31.0.2  front,front.db\n" % ident
 
 
 def test_a_network_s_own_servers_follow_its_gateways():
@@ -155,16 +155,117 @@ def test_info_shows_the_resolver_and_its_drift():
             "web": {
                 "listen": ["172.30.0.1", "fd00:30::1"],
                 "listening": ["172.30.0.1", "fd00:30::1"],
-                "names": ["front", "www"],
+                "names": ["front", "front.web", "www"],
             }
         },
     }
     assert drift == []
 
     _view, drift = dns.report(store, {"files": {}, "pid": None, "bound": set()})
-    assert [d["kind"] for d in drift] == ["resolver_not_running", "resolver_config"]
+    assert [d[0] for d in drift] == ["resolver_not_running", "resolver_config"]
     _view, drift = dns.report(store, {"files": files, "pid": 42, "bound": {"172.30.0.1"}})
-    assert [(d["kind"], d["network"], d["found"]) for d in drift] == [("resolver_not_listening", "web", ["172.30.0.1"])]
+    assert [(d[0], d[2], d[4]) for d in drift] == [("resolver_not_listening", "web", ["172.30.0.1"])]
     # a resolver left with files of a network that no longer asks for one
     _view, drift = dns.report(state(web=PLAIN), {"files": files, "pid": 42, "bound": set()})
-    assert [(d["kind"], d["network"]) for d in drift] == [("resolver_config", "web")]
+    assert [(d[0], d[2]) for d in drift] == [("resolver_config", "web")]
+
+
+# ---- an overlay's names on other hosts ----
+
+
+def test_an_overlay_s_resolver_answers_for_the_named_endpoints_of_its_peers():
+    network = OverlayNetwork.from_overlay_params(
+        {
+            "name": "ov0",
+            "vni": 42,
+            "subnet": "10.200.0.0/16",
+            "local_ip": "192.0.2.11",
+            "dns": True,
+            "peers": [
+                {
+                    "vtep": "192.0.2.12",
+                    "endpoints": [
+                        {"ip": "10.200.2.10", "name": "API", "aliases": ["backend"]},
+                        {"ip": "10.200.2.11"},
+                    ],
+                }
+            ],
+        }
+    )
+    record = network.to_record()
+    data = record.to_dict()
+    assert data["peers"][0]["endpoints"] == [
+        {"ip": "10.200.2.10", "mac": "02:42:0a:c8:02:0a", "name": "API", "aliases": ["backend"]},
+        {"ip": "10.200.2.11", "mac": "02:42:0a:c8:02:0b"},
+    ]
+    assert NetworkRecord.from_dict(data) == record
+    assert OverlayNetwork.from_record("ov0", record) == network
+    local = endpoint("ov0", "netns:a", "10.200.1.10", name="front")
+    files = dns.render(state(local, ov0=record))
+    assert files["ov0"] == (
+        "10.200.0.1\n"
+        "%s 10.200.1.10  front,front.ov0\n"
+        "%s 10.200.2.10  api,api.ov0,backend\n" % (dns.sandbox_id("netns:a"), dns.sandbox_id("peer:10.200.2.10"))
+    )
+    assert dns.answered_names(state(local, ov0=record), "ov0", record) == [
+        "api",
+        "api.ov0",
+        "backend",
+        "front",
+        "front.ov0",
+    ]
+
+
+@pytest.mark.parametrize(
+    "endpoint_entry, message",
+    [
+        ({"ip": "10.200.2.10", "name": "bad name"}, "option 'peers[0].endpoints[0].name': bad name is not a DNS name"),
+        ({"ip": "10.200.2.10", "aliases": "api"}, "option 'peers[0].endpoints[0].aliases': api must be a list"),
+        ({"ip": "10.200.2.10", "aliases": ["-x"]}, "option 'peers[0].endpoints[0].aliases[0]': -x is not a DNS name"),
+    ],
+)
+def test_bad_peer_names_name_the_option(endpoint_entry, message):
+    params = {"name": "ov0", "vni": 42, "subnet": "10.200.0.0/16", "local_ip": "192.0.2.11"}
+    with pytest.raises(CnmError) as caught:
+        OverlayNetwork.from_overlay_params(dict(params, peers=[{"vtep": "192.0.2.12", "endpoints": [endpoint_entry]}]))
+    assert str(caught.value).startswith(message)
+
+
+# ---- who starts the process ----
+
+
+class CommandLog:
+    """Stands in for the Host's run_command: records the commands a sync runs."""
+
+    def __init__(self) -> None:
+        self.commands: list = []
+
+    def run_command(self, argv):
+        self.commands.append(argv)
+        return 0, "", ""
+
+
+def test_under_systemd_the_resolver_is_started_and_stopped_through_its_unit(tmp_path, monkeypatch):
+    directory = str(tmp_path / "dns")
+    monkeypatch.setattr(dns, "under_systemd", lambda where: where == directory)
+    monkeypatch.setattr(dns, "bound_addresses", lambda port=53: {"172.30.0.1": 4242})
+    host = CommandLog()
+
+    dns.sync_resolver(host, directory, (("web", "172.30.0.1\n"),))
+    assert host.commands == [["systemctl", "start", "cnm-dns.service"]]
+    assert dns.read_files(directory) == {"web": "172.30.0.1\n"}
+
+    dns.sync_resolver(host, directory, ())
+    assert host.commands[-1] == ["systemctl", "stop", "cnm-dns.service"]
+    assert not (tmp_path / "dns").exists()
+
+
+def test_elsewhere_the_run_starts_aardvark_dns_itself(tmp_path, monkeypatch):
+    directory = str(tmp_path / "dns")
+    monkeypatch.setattr(dns, "under_systemd", lambda where: False)
+    monkeypatch.setattr(dns, "binary", lambda: "/usr/lib/podman/aardvark-dns")
+    monkeypatch.setattr(dns, "bound_addresses", lambda port=53: {"172.30.0.1": 4242})
+    host = CommandLog()
+
+    dns.sync_resolver(host, directory, (("web", "172.30.0.1\n"),))
+    assert host.commands == [["/usr/lib/podman/aardvark-dns", "--config", directory, "-p", "53", "run"]]

@@ -451,6 +451,19 @@ def test_peers_are_the_other_hosts_in_cnm_overlay_shape():
     ]
 
 
+def test_peers_carry_the_endpoints_dns_names_when_they_have_some():
+    hosts = lab_hosts()
+    hosts["node2"]["cnm_overlay_endpoints"] = [
+        {"ipv4_address": "10.200.2.10", "name": "api", "aliases": ["backend"], "netns": "n2"},
+        {"ipv4_address": "10.200.2.11", "name": None, "aliases": []},
+    ]
+
+    assert overlay_peers(hosts, "node1")[0]["endpoints"] == [
+        {"ip": "10.200.2.10", "mac": "02:42:0a:c8:02:0a", "name": "api", "aliases": ["backend"]},
+        {"ip": "10.200.2.11", "mac": "02:42:0a:c8:02:0b"},
+    ]
+
+
 def test_peers_exclude_the_host_itself():
     hosts = lab_hosts()
 

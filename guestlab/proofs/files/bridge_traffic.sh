@@ -28,6 +28,15 @@ http_get() {  # URL: status 200
 }
 
 check pass "web1 -> web2 IPv4" in_ns web1 ping -c 1 -W 2 172.30.0.3
+# Names (dns: true): glibc in web1, through the resolv.conf that ip netns exec mounts, asks the gateway.
+resolves() {  # NETNS NAME ADDRESS: NAME resolves to ADDRESS (and only it) in NETNS
+    [ "$(ip netns exec "$prefix$1" getent ahostsv4 "$2" | awk '{ print $1 }' | sort -u)" = "$3" ]
+}
+check pass "web1 resolves web2's alias api to 172.30.0.3" resolves web1 api 172.30.0.3
+check pass "web2 resolves ${prefix}web1 (its name) to 172.30.0.2" resolves web2 "${prefix}web1" 172.30.0.2
+check pass "web1 resolves ${prefix}web2.web (NAME.NETWORK)" resolves web1 "${prefix}web2.web" 172.30.0.3
+check fail "web1 resolves nosuchname" resolves web1 nosuchname 172.30.0.3
+check pass "web1 -> api ping, by name" ip netns exec "${prefix}web1" ping -c 1 -W 2 api
 check pass "web1 -> web2 IPv6" in_ns web1 ping -c 1 -W 2 fd00:30::3
 check pass "web2 -> gateway 172.30.0.1" in_ns web2 ping -c 1 -W 2 172.30.0.1
 check fail "isolated (none) -> web1" in_ns isolated ping -c 1 -W 1 172.30.0.2
