@@ -32,6 +32,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -199,8 +200,8 @@ def bound_addresses(port: int = PORT) -> Dict[str, int]:
                     address, hex_port = fields[1].split(":")
                     if int(hex_port, 16) == port:
                         raw = bytes.fromhex(address)
-                        # the kernel prints each 32-bit word in host order (little endian here)
-                        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                        if sys.byteorder == "little":  # the kernel prints each 32-bit word in host order
+                            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
                         found[socket.inet_ntop(family, raw)] = int(fields[9])
         except FileNotFoundError:
             continue
