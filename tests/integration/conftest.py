@@ -233,13 +233,30 @@ class LabHost:
         sandboxes = [n for n in self.namespaces() if n != self.name]
         for name in sandboxes + [self.name]:
             # a resolver (aardvark-dns) started by a module lives on in a deleted namespace: stop it first
-            sh("ip netns pids %s | xargs -r kill -9" % name, check=False)
+            _kill_all(sh("ip netns pids %s" % name, check=False).stdout.split())
             sh("ip netns del %s" % name, check=False)
             shutil.rmtree("/etc/netns/%s" % name, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.rmdir("/etc/netns")  # when nothing is left in it
         if store:
             shutil.rmtree(store, ignore_errors=True)
+
+
+def _kill_all(pids: list) -> None:
+    """SIGKILL the processes and wait (5 s at most) until each has exited: a zombie, or gone."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), 9)
+    deadline = time.monotonic() + 5
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                with open("/proc/%s/stat" % pid) as handle:
+                    if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        break
+            except FileNotFoundError:
+                break
+            time.sleep(0.01)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,8 @@
 """A DNS client for the tests: one query over UDP, the answer as JSON (run inside a sandbox with nsenter).
 
-    python3 dns_client.py SERVER NAME [A|AAAA|PTR]  ->  {"rcode": 0, "answers": ["10.0.0.2"], "owners": [...]},
-                                                     {"timeout": true}, {"refused": true} or {"error": "..."}
+    python3 dns_client.py SERVER NAME [A|AAAA|PTR [TIMEOUT]]
+      ->  {"rcode": 0, "answers": ["10.0.0.2"], "owners": ["web."]}, {"timeout": true} (none within TIMEOUT seconds,
+          default 2), {"refused": true} (an ICMP port unreachable) or {"error": "Network is unreachable"}
 
 It speaks the wire format itself (RFC 1035), so the test depends on nothing but the resolver under test.
 """
@@ -82,4 +83,5 @@ def query(server: str, name: str, kind: str = "A", timeout: float = 2.0) -> dict
 
 
 if __name__ == "__main__":
-    print(json.dumps(query(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "A")))
+    timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 2.0
+    print(json.dumps(query(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "A", timeout)))

@@ -30,8 +30,9 @@ DB = dict(name="db", subnet="172.31.0.0/24", dns=True)
 pytestmark = pytest.mark.skipif(not os.path.exists(AARDVARK), reason="aardvark-dns is not installed (scripts/setup.sh)")
 
 
-def ask(netns: str, server: str, name: str, kind: str = "A") -> dict:
-    out = sh("%s %s %s %s %s" % (sys.executable, CLIENT, server, name, kind), netns=netns).stdout
+def ask(netns: str, server: str, name: str, kind: str = "A", timeout: float = 5) -> dict:
+    """One query from ``netns``; no answer within ``timeout`` seconds (glibc's own default) is {"timeout": True}."""
+    out = sh("%s %s %s %s %s %s" % (sys.executable, CLIENT, server, name, kind, timeout), netns=netns).stdout
     return json.loads(out)
 
 
@@ -75,7 +76,7 @@ def test_names_resolve_on_their_network_only(host):
     # Another network's names are not answered: NXDOMAIN at its own gateway, and the other gateway is not reached.
     expect(c, "172.31.0.1", "front", rcode=3, answers=[])
     expect(a, "172.30.0.1", "store", rcode=3)
-    assert ask(c, "172.30.0.1", "front") == {"timeout": True}
+    assert ask(c, "172.30.0.1", "front", timeout=2) == {"timeout": True}
 
     # ip netns exec mounts the namespace's resolv.conf: glibc's own lookup finds the name.
     with open("/etc/netns/%s/resolv.conf" % a) as handle:
