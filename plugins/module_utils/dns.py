@@ -73,7 +73,7 @@ def gateways(record: BridgeRecord) -> List[str]:
     return [address for address in (record.gateway, record.ipv6_gateway) if address]
 
 
-def endpoint_names(record) -> List[str]:
+def record_names(record) -> List[str]:
     """What an endpoint answers to: its name, NAME.NETWORK (as Docker answers ``x1.web``) and its aliases, in lower
     case (aardvark-dns lowers the query); else the ID of its sandbox, so that it stays known to the resolver as an
     asker."""
@@ -102,7 +102,7 @@ def render(state: dict) -> Dict[str, str]:
                         sandbox_id(endpoint.sandbox),
                         endpoint.ipv4_address or "",
                         endpoint.ipv6_address or "",
-                        ",".join(endpoint_names(endpoint)),
+                        ",".join(record_names(endpoint)),
                     )
                 )
         for peer in getattr(record, "peers", ()):  # an overlay's endpoints on other hosts, as the play shares them

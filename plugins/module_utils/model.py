@@ -170,14 +170,19 @@ def endpoint_names(params: dict, sandbox: SandboxRef, network: str, where: str =
                 )
         return None, ()
     name = check_dns_name(where + "name", given) if given is not None else default_endpoint_name(sandbox)
-    if not isinstance(aliases, list):
-        raise option_error(where + "aliases", aliases, "must be a list of DNS names")
+    return name, check_aliases(where + "aliases", aliases)
+
+
+def check_aliases(option: str, aliases) -> tuple:
+    """A list of DNS names (an endpoint's aliases), without repeats (compared without case, as DNS does)."""
+    if not isinstance(aliases, (list, tuple)):
+        raise option_error(option, aliases, "must be a list of DNS names")
     kept: list = []
     for number, alias in enumerate(aliases):
-        check_dns_name("%saliases[%d]" % (where, number), alias)
+        check_dns_name("%s[%d]" % (option, number), alias)
         if alias.lower() not in (other.lower() for other in kept):
             kept.append(alias)
-    return name, tuple(kept)
+    return tuple(kept)
 
 
 def check_alias_length(option: str, value: str, network: str, sandbox_key: str) -> None:
@@ -769,10 +774,7 @@ def parse_peers(option: str, items, local_ip) -> Tuple[OverlayPeer, ...]:
             mac = parse_mac(at + ".mac", endpoint["mac"]) if endpoint.get("mac") else mac_from_ipv4(address)
             endpoints.append((address, mac))
             name = check_dns_name(at + ".name", endpoint["name"]) if endpoint.get("name") is not None else None
-            aliases = endpoint.get("aliases") or ()
-            if isinstance(aliases, str) or not isinstance(aliases, (list, tuple)):
-                raise option_error(at + ".aliases", aliases, "must be a list of DNS names")
-            aliases = tuple(check_dns_name("%s.aliases[%d]" % (at, n), alias) for n, alias in enumerate(aliases))
+            aliases = check_aliases(at + ".aliases", endpoint.get("aliases") or [])
             if name is not None or aliases:
                 names.append((address, name, aliases))
         peers.append(OverlayPeer(vtep, tuple(sorted(endpoints)), tuple(sorted(names, key=lambda entry: entry[0]))))
