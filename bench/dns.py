@@ -6,13 +6,16 @@ item 7).
 
     python bench/dns.py [--clients 50] [--names 200] [--seconds 5] [--repeat 3] [--no-docker] [--json FILE]
 
+The modules start the distribution's aardvark-dns, or the one CNM_NETWORK_AARDVARK_DNS names (scripts/setup.sh
+fetches Debian 13's into .venv/aardvark-dns-trixie/); its version is printed and kept in the JSON.
+
 Two measurements, on throwaway namespaces under a fresh prefix ``cnmd<hex>``:
 
   reload   a host namespace ``-host`` with a bridge network (``dns: true``); ONE cnm_endpoint task attaches
            ``--names`` sandboxes, each with a name; then, per round, ONE task gives every endpoint a new alias.
            Reported: the module's ``main()`` time of that task, the resolver's share of it (the change that writes
-           the files, sends SIGHUP and waits until every gateway is bound by a new socket: timed by wrapping that
-           verb), and whether the first query for the last new alias after the task is answered.
+           the files, sends SIGHUP and waits until it has read them and listens on every gateway: timed by
+           wrapping that verb), and whether the first query for the last new alias after the task is answered.
   reloads  the same clients ask for ``--seconds`` while alias tasks run back to back (each a reload): the queries
            lost (refused, or not answered within 1 s) per reload.
   queries  ``--clients`` of those sandboxes each run one client process (Python, a UDP socket, one query at a time
@@ -216,7 +219,8 @@ def bench_cnm(lab: Lab, runner: ModuleRunner, options) -> dict:
             "cnm round %d: %.0f queries/s, median %.3f ms, p99 %.3f ms, %d lost"
             % (round_number + 1, load["qps"], load["median_ms"], load["p99_ms"], load["lost"])
         )
-    # Reloads while the clients ask: aardvark-dns 1.4 closes its listeners and binds new ones on SIGHUP.
+    # Reloads while the clients ask: aardvark-dns 1.4 closes its listeners and binds new ones on SIGHUP (1.11 and
+    # later keep them).
     reloads: list = []
 
     def realias_while_asked() -> None:
@@ -347,6 +351,9 @@ def main() -> int:
     prefix = "cnmd" + secrets.token_hex(2)
     results: dict = {"when": now(), "machine": machine_meta(), "options": vars(options), "load": [load_average()]}
     labs: list = []
+    # The binary dns.binary() picks: the variable's, else Debian's (the path this benchmark is run with).
+    resolver = os.environ.get("CNM_NETWORK_AARDVARK_DNS") or "/usr/lib/podman/aardvark-dns"
+    results["resolver"] = run([resolver, "--version"]).stdout.strip()
 
     def work(tmp: str) -> None:
         lab = Lab(prefix, tmp)
@@ -359,7 +366,7 @@ def main() -> int:
         results["load"].append(load_average())
         cnm = summary(results["cnm"]["queries"])
         print("%-28s %10s %10s %10s %6s" % ("resolver", "queries/s", "median ms", "p99 ms", "lost"))
-        rows = [("cnm (aardvark-dns)", cnm)]
+        rows = [("cnm (%s)" % results["resolver"], cnm)]
         if "docker" in results:
             rows.append(
                 ("docker %s (127.0.0.11)" % results["docker"]["version"], summary(results["docker"]["queries"]))

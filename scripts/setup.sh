@@ -5,7 +5,9 @@
 #      with which pip resolves ansible-core 2.19 from requirements-dev.txt's range);
 #   3. requirements-dev.txt installed into .venv (skipped while the stamp's hash is current);
 #   4. the link .venv/collections/ansible_collections/cnm/network -> the repo root
-#      (ansible.cfg's collections_path), so playbooks find the collection in the checkout.
+#      (ansible.cfg's collections_path), so playbooks find the collection in the checkout;
+#   5. Debian 13's aardvark-dns beside Debian 12's (.venv/aardvark-dns-trixie/aardvark-dns, from the Debian archive
+#      through apt, signature checked): the resolver tests run against both.
 # Usage: bash scripts/setup.sh        (from any directory)
 # Environment: CNM_PYTHON=/path/to/python forces the interpreter used to create .venv.
 set -euo pipefail
@@ -121,6 +123,29 @@ else
     mkdir -p "$(dirname "$LINK")"
     rm -rf "$LINK"
     ln -s "$ROOT" "$LINK"
+fi
+
+# --- 5. Debian 13's aardvark-dns -----------------------------------------------------------
+# aardvark-dns 1.4 (Debian 12) and 1.14 (Debian 13) reload differently and only 1.11+ answers PTR and TCP: the
+# tests run both. apt fetches the package from a private list of trixie's index (nothing is installed).
+NEWER="$VENV/aardvark-dns-trixie"
+if [ -x "$NEWER/aardvark-dns" ]; then
+    say "Debian 13's aardvark-dns present: $("$NEWER/aardvark-dns" --version)"
+elif command -v apt-get >/dev/null 2>&1; then
+    say "fetching Debian 13's aardvark-dns into $NEWER"
+    work="$(mktemp -d)"
+    mkdir -p "$work/parts" "$work/lists/partial" "$work/cache/archives/partial"
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: %s\n' \
+        /usr/share/keyrings/debian-archive-keyring.gpg >"$work/parts/trixie.sources"
+    apt_private=(-q -o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/parts"
+        -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o Debug::NoLocking=1
+        -o APT::Sandbox::User=root -o Acquire::Languages=none)
+    (cd "$work" && apt-get "${apt_private[@]}" update >/dev/null && apt-get "${apt_private[@]}" download aardvark-dns/trixie)
+    mkdir -p "$work/root" "$NEWER"
+    dpkg-deb -x "$work"/aardvark-dns_*.deb "$work/root"
+    install -m 755 "$work/root/usr/lib/podman/aardvark-dns" "$NEWER/aardvark-dns"
+    rm -rf "$work"
+    say "Debian 13's aardvark-dns: $("$NEWER/aardvark-dns" --version)"
 fi
 
 say "done: $("$VENV/bin/ansible" --version 2>/dev/null | head -n1)"

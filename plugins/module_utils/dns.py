@@ -16,8 +16,10 @@ The firewall (firewall.render_dns_guard) lets only packets from a network's own 
 
 A run writes the files and makes the process match them in one change (``sync``): started when it is not running
 (also when found dead: the next run repairs it), reloaded with SIGHUP when it runs, stopped when no file is left.
-It then waits until every gateway is bound (after a reload, by a new socket: aardvark-dns 1.4 closes its listeners
-and binds new ones), so the run ends with the resolver answering what the store holds.
+After a reload it waits until the process has read every file again (inotify) and then until every gateway is
+bound and every dropped one is not, so the run ends with the resolver answering what the store holds. (A new socket
+is no sign: aardvark-dns 1.4 to 1.10 close their listeners and bind new ones before reading, 1.11 and later keep
+them and swap the names in.)
 In the host's own namespace with systemd and the unit cnm-dns.service (installed by the role cnm_prepare) the
 process is systemd's service, started and stopped with systemctl; elsewhere (a namespace of the lab, a host
 without the unit) the run starts the same binary itself.
@@ -27,22 +29,27 @@ gateways of their networks with a resolver.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import shutil
 import signal
 import socket
+import struct
 import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
+from ansible_collections.cnm.network.plugins.module_utils.netns import libc
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
 from ansible_collections.cnm.network.plugins.module_utils.records import BridgeRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.store import in_init_namespace
 
-# Where distributions put it: Debian and Ubuntu, Fedora and RHEL (libexec), and a hand-built one on PATH.
+# Where distributions put it: Debian and Ubuntu, Fedora and RHEL (libexec), and a hand-built one on PATH; the
+# environment variable names another (a newer aardvark-dns than the distribution's, say).
+BINARY_VARIABLE = "CNM_NETWORK_AARDVARK_DNS"
 BINARIES = ("/usr/lib/podman/aardvark-dns", "/usr/libexec/podman/aardvark-dns", "/usr/local/bin/aardvark-dns")
 CONFIG_DIR = "dns"  # in the store's directory: one per host namespace, as the store
 # The host's own namespace keeps it at a fixed path, the one of the systemd unit the role cnm_prepare installs
@@ -186,10 +193,9 @@ def running_pid(directory: str) -> Optional[int]:
     return pid
 
 
-def bound_addresses(port: int = PORT) -> Dict[str, int]:
-    """The addresses UDP sockets of this namespace are bound to at ``port``, each with its socket's inode (from
-    /proc/net/udp and udp6): a reload of aardvark-dns closes its sockets and binds new ones."""
-    found = {}
+def bound_addresses(port: int = PORT) -> set:
+    """The addresses UDP sockets of this namespace are bound to at ``port`` (from /proc/net/udp and udp6)."""
+    found = set()
     tables = (("/proc/thread-self/net/udp", socket.AF_INET), ("/proc/thread-self/net/udp6", socket.AF_INET6))
     for path, family in tables:
         try:
@@ -202,13 +208,18 @@ def bound_addresses(port: int = PORT) -> Dict[str, int]:
                         raw = bytes.fromhex(address)
                         if sys.byteorder == "little":  # the kernel prints each 32-bit word in host order
                             raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-                        found[socket.inet_ntop(family, raw)] = int(fields[9])
+                        found.add(socket.inet_ntop(family, raw))
         except FileNotFoundError:
             continue
     return found
 
 
 def binary() -> Optional[str]:
+    chosen = os.environ.get(BINARY_VARIABLE)
+    if chosen:
+        if not os.access(chosen, os.X_OK):
+            raise CnmError("%s names %s, which is not an executable file" % (BINARY_VARIABLE, chosen))
+        return chosen
     for path in BINARIES:
         if os.access(path, os.X_OK):
             return path
@@ -373,9 +384,10 @@ def _view(files: Dict[str, str], running: bool) -> dict:
 
 def sync_resolver(host, directory: str, files: tuple) -> None:
     """Make the directory hold exactly ``files`` ((network, text) pairs) and the process match: started, reloaded or
-    stopped; return once every listed gateway is bound (or raise)."""
+    stopped; return once it answers from them (or raise)."""
     wanted = dict(files)
     os.makedirs(directory, mode=0o755, exist_ok=True)
+    dropped = listened(read_files(directory)) - listened(wanted)
     staging = os.path.dirname(directory)  # written beside, renamed in: aardvark-dns reads every file of its directory
     for name in read_files(directory):
         if name not in wanted:
@@ -393,34 +405,91 @@ def sync_resolver(host, directory: str, files: tuple) -> None:
             _stop(pid)
         shutil.rmtree(directory, ignore_errors=True)
         return
-    listen = {address for text in wanted.values() for address in text.split("\n")[0].split(" ")[0].split(",")}
-    old = {}  # the sockets a reload replaces: it is done once none of them is bound any more
-    if pid is not None:
-        old = bound_addresses()
-        os.kill(pid, signal.SIGHUP)
-    elif systemd:
-        _systemctl(host, "start")
-    else:
-        _start(host, directory)
+    with ReadWatch(directory) as watch:
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
+            unread = set(wanted)
+        else:
+            unread = set()  # a start reads its files before it binds
+            if systemd:
+                _systemctl(host, "start")
+            else:
+                _start(host, directory)
+        _wait_ready(directory, watch, unread, listened(wanted), dropped)
+
+
+def listened(files: Dict[str, str]) -> set:
+    """The gateways the files have the resolver listen on (each file's first line, before the space)."""
+    return {address for text in files.values() for address in text.split("\n")[0].split(" ")[0].split(",")}
+
+
+def _wait_ready(directory: str, watch, unread: set, listen: set, dropped: set) -> None:
+    """Wait until the resolver has read the ``unread`` files, binds every ``listen`` address and none of
+    ``dropped``."""
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
+        unread -= watch.read()
         bound = bound_addresses()
-        missing = {address for address in listen if bound.get(address) in (None, old.get(address))}
-        if not missing:
+        missing, stale = listen - bound, dropped & bound
+        if not unread and not missing and not stale:
             return
-        if time.monotonic() > deadline or running_pid(directory) is None:
-            exited = running_pid(directory) is None
-            raise CnmError(
-                "aardvark-dns is not listening on %s port %d (%s)"
-                % (
-                    ", ".join(sorted(missing)),
-                    PORT,
-                    "it exited: is another DNS server bound to port 53 on all addresses?"
-                    if exited
-                    else "not after %d s" % READY_TIMEOUT,
-                )
-            )
-        time.sleep(0.005)
+        exited = running_pid(directory) is None
+        if exited or time.monotonic() > deadline:
+            raise CnmError(_not_ready(exited, unread, missing, stale))
+        time.sleep(0.002)
+
+
+def _not_ready(exited: bool, unread: set, missing: set, stale: set) -> str:
+    def listed(addresses: set) -> str:
+        return ", ".join(sorted(addresses))
+
+    if exited:
+        return (
+            "aardvark-dns exited without listening on %s port %d: is another DNS server bound to port %d on "
+            "all addresses?" % (listed(missing), PORT, PORT)
+        )
+    if unread:
+        return "aardvark-dns did not read %s within %d s of its reload" % (listed(unread), READY_TIMEOUT)
+    if missing:
+        return "aardvark-dns is not listening on %s port %d after %d s" % (listed(missing), PORT, READY_TIMEOUT)
+    return "aardvark-dns still listens on %s port %d %d s after its reload" % (listed(stale), PORT, READY_TIMEOUT)
+
+
+class ReadWatch:
+    """The names of the files of a directory that were read (opened without writing and closed) since the watch
+    began, from inotify: the sign that aardvark-dns has read its files after a SIGHUP."""
+
+    IN_CLOSE_NOWRITE = 0x10
+    FLAGS = os.O_NONBLOCK | os.O_CLOEXEC  # inotify_init1 takes them as IN_NONBLOCK and IN_CLOEXEC
+    EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
+
+    def __init__(self, directory: str):
+        self.fd = libc.inotify_init1(self.FLAGS)
+        if self.fd < 0 or libc.inotify_add_watch(self.fd, directory.encode(), self.IN_CLOSE_NOWRITE) < 0:
+            code = ctypes.get_errno()
+            if self.fd >= 0:
+                os.close(self.fd)
+            raise OSError(code, "inotify on %s: %s" % (directory, os.strerror(code)))
+        self.names: set = set()
+
+    def __enter__(self) -> ReadWatch:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        os.close(self.fd)
+
+    def read(self) -> set:
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return self.names
+            offset = 0
+            while offset < len(data):
+                length = self.EVENT.unpack_from(data, offset)[3]
+                start = offset + self.EVENT.size
+                self.names.add(data[start : start + length].rstrip(b"\0").decode("utf-8", "replace"))
+                offset = start + length
 
 
 def _start(host, directory: str) -> None:

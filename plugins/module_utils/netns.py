@@ -33,7 +33,7 @@ MNT_DETACH = 2
 SO_NETNS_COOKIE = 71
 THREAD_NETNS = "/proc/thread-self/ns/net"
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
 def _check(result: int, what: str) -> None:
@@ -43,7 +43,7 @@ def _check(result: int, what: str) -> None:
 
 
 def setns(fd: int) -> None:
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+    _check(libc.setns(fd, CLONE_NEWNET), "setns")
 
 
 @contextmanager
@@ -146,16 +146,16 @@ def same_namespace(path_a: str, path_b: str) -> bool:
 def _ensure_run_dir() -> None:
     """Make /run/netns a shared mount point, as iproute2 does, so names are seen everywhere."""
     os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
-    if _libc.mount(b"none", NETNS_RUN_DIR.encode(), None, MS_SHARED | MS_REC, None) == 0:
+    if libc.mount(b"none", NETNS_RUN_DIR.encode(), None, MS_SHARED | MS_REC, None) == 0:
         return
     if ctypes.get_errno() != errno.EINVAL:
         _check(-1, "mount --make-rshared %s" % NETNS_RUN_DIR)
     _check(
-        _libc.mount(NETNS_RUN_DIR.encode(), NETNS_RUN_DIR.encode(), b"none", MS_BIND | MS_REC, None),
+        libc.mount(NETNS_RUN_DIR.encode(), NETNS_RUN_DIR.encode(), b"none", MS_BIND | MS_REC, None),
         "mount --bind %s" % NETNS_RUN_DIR,
     )
     _check(
-        _libc.mount(b"none", NETNS_RUN_DIR.encode(), None, MS_SHARED | MS_REC, None),
+        libc.mount(b"none", NETNS_RUN_DIR.encode(), None, MS_SHARED | MS_REC, None),
         "mount --make-rshared %s" % NETNS_RUN_DIR,
     )
 
@@ -173,7 +173,7 @@ def _bind(source: str, name: str) -> None:
     faults.point("netns-named")
     try:
         _check(
-            _libc.mount(source.encode(), path.encode(), b"none", MS_BIND, None), "mount --bind %s %s" % (source, path)
+            libc.mount(source.encode(), path.encode(), b"none", MS_BIND, None), "mount --bind %s %s" % (source, path)
         )
     except OSError:
         os.unlink(path)
@@ -184,7 +184,7 @@ def create_named(name: str) -> None:
     """Create a new, empty network namespace and name it, like ``ip netns add``."""
     home = os.open(THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _check(_libc.unshare(CLONE_NEWNET), "unshare")
+        _check(libc.unshare(CLONE_NEWNET), "unshare")
         try:
             _bind(THREAD_NETNS, name)
         finally:
@@ -201,7 +201,7 @@ def bind_current(name: str) -> None:
 def delete_named(name: str) -> None:
     """Remove a namespace name, like ``ip netns delete``; the namespace dies with its last user."""
     path = named_path(name)
-    if _libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+    if libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
         _check(-1, "umount %s" % path)
     faults.point("netns-unmounted")
     try:

@@ -1,5 +1,6 @@
 """The resolver on the real kernel: aardvark-dns started, reloaded and stopped by the modules in the host namespace,
-asked with real DNS packets from the sandboxes.
+asked with real DNS packets from the sandboxes. Every test runs with Debian 12's aardvark-dns (1.4) and Debian 13's
+(1.14, fetched by scripts/setup.sh): they reload differently, and only the newer answers PTR and TCP.
 
 Names and aliases resolve from the endpoints of the same network (A and AAAA), NXDOMAIN from another network's
 endpoint and nothing reaches a gateway from another network; other names go to an upstream resolver (dnsmasq in
@@ -17,32 +18,75 @@ import sys
 import time
 
 import pytest
-from conftest import LAN, sh
+from conftest import LAN, REPO, sh
 from test_restore import _reboot, _restore
 
-AARDVARK = "/usr/lib/podman/aardvark-dns"  # Debian's (dns.BINARIES)
+RESOLVERS = {  # the binaries every test runs with, through dns.BINARY_VARIABLE
+    "debian12": "/usr/lib/podman/aardvark-dns",
+    "debian13": os.path.join(REPO, ".venv", "aardvark-dns-trixie", "aardvark-dns"),
+}
 PID_FILE = "aardvark.pid"  # in the resolver's directory (PID_FILE)
 MARK = "# cnm.network: the resolver of network(s) "  # MARK
 CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dns_client.py")
 WEB = dict(name="web", subnet="172.30.0.0/24", ipv6_subnet="fd00:30::/64", dns=True)
 DB = dict(name="db", subnet="172.31.0.0/24", dns=True)
 
-pytestmark = pytest.mark.skipif(not os.path.exists(AARDVARK), reason="aardvark-dns is not installed (scripts/setup.sh)")
+
+@pytest.fixture(autouse=True, params=sorted(RESOLVERS))
+def resolver(request, monkeypatch) -> tuple:
+    """The aardvark-dns the modules run (set in their environment); its version, as a tuple."""
+    path = RESOLVERS[request.param]
+    assert os.access(path, os.X_OK), "%s is missing: run scripts/setup.sh" % path
+    monkeypatch.setenv("CNM_NETWORK_AARDVARK_DNS", path)
+    return tuple(int(part) for part in sh("%s --version" % path).stdout.split()[1].split("."))
 
 
-def ask(netns: str, server: str, name: str, kind: str = "A", timeout: float = 5) -> dict:
+@pytest.fixture
+def upstream(host, world) -> str:
+    """dnsmasq in the LAN namespace, the upstream server of the networks that name it in dns_servers: it answers
+    upstream.test, and NXDOMAIN for a single-label name (domain-needed). aardvark-dns 1.11 and later forward a
+    single-label name they do not hold, as Docker does; 1.4 answers NXDOMAIN itself."""
+    lan, _internet = world
+    server = subprocess.Popen(
+        [
+            "nsenter",
+            "--net=/run/netns/%s" % lan,
+            "--",
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--domain-needed",
+            "--bind-interfaces",
+            "--listen-address=%s" % LAN,
+            "--address=/upstream.test/198.51.100.7",
+            "--pid-file=",
+            "--user=root",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        expect(lan, LAN, "ready.upstream.test", wait=10, answers=["198.51.100.7"])  # it binds after it started
+        yield LAN
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+
+
+def ask(netns: str, server: str, name: str, kind: str = "A", timeout: float = 5, transport: str = "udp") -> dict:
     """One query from ``netns``; no answer within ``timeout`` seconds (glibc's own default) is {"timeout": True}."""
-    out = sh("%s %s %s %s %s %s" % (sys.executable, CLIENT, server, name, kind, timeout), netns=netns).stdout
-    return json.loads(out)
+    out = sh("%s %s %s %s %s %s %s" % (sys.executable, CLIENT, server, name, kind, timeout, transport), netns=netns)
+    return json.loads(out.stdout)
 
 
-def expect(netns: str, server: str, name: str, kind: str = "A", wait: float = 0, **wanted) -> dict:
+def expect(netns: str, server: str, name: str, kind: str = "A", wait: float = 0, transport="udp", **wanted) -> dict:
     """Ask and check that the answer has ``wanted`` (keys of ask's result). The runs wait until the resolver has
     reloaded, so the first answer must be right; ``wait`` asks again for that many seconds (a server of the test's
     own that is still starting)."""
     deadline = time.monotonic() + wait
     while True:
-        result = ask(netns, server, name, kind)
+        result = ask(netns, server, name, kind, transport=transport)
         if all(result.get(key) == value for key, value in wanted.items()):
             return result
         assert time.monotonic() < deadline, "%s %s asked from %s: %s, not %s" % (name, kind, netns, result, wanted)
@@ -58,9 +102,9 @@ def processes_in(netns: str) -> list:
     return sh("ip netns pids %s" % netns).stdout.split()
 
 
-def test_names_resolve_on_their_network_only(host):
-    host.ok("cnm_bridge", **WEB)
-    host.ok("cnm_bridge", **DB)
+def test_names_resolve_on_their_network_only(host, upstream, resolver):
+    host.ok("cnm_bridge", **dict(WEB, dns_servers=[upstream]))
+    host.ok("cnm_bridge", **dict(DB, dns_servers=[upstream]))
     a, b, c = host.sandbox("a"), host.sandbox("b"), host.sandbox("c")
     host.ok("cnm_endpoint", network="web", endpoints=[dict(netns=a, name="front"), dict(netns=b, aliases=["api"])])
     host.ok("cnm_endpoint", network="db", netns=c, name="store")
@@ -73,7 +117,13 @@ def test_names_resolve_on_their_network_only(host):
     expect(b, "fd00:30::1", "front", "AAAA", answers=[addresses[a]["ipv6_address"]])
     expect(b, "172.30.0.1", "front", "AAAA", answers=[addresses[a]["ipv6_address"]])
     expect(c, "172.31.0.1", "store", answers=[addresses[c]["ipv4_address"]])
-    # Another network's names are not answered: NXDOMAIN at its own gateway, and the other gateway is not reached.
+    if resolver >= (1, 11):  # PTR answers with the names and TCP: 1.11 and 1.12
+        expect(a, "172.30.0.1", addresses[b]["ipv4_address"], "PTR", answers=sorted(["%s." % b, "%s.web." % b, "api."]))
+        found = sh("ip netns exec %s getent hosts %s" % (a, addresses[b]["ipv6_address"])).stdout.split()
+        assert found[:2] == [addresses[b]["ipv6_address"], b]
+        expect(b, "172.30.0.1", "front", transport="tcp", answers=[addresses[a]["ipv4_address"]])
+    # Another network's names are not answered: NXDOMAIN at its own gateway (or from upstream), and the other
+    # gateway is not reached.
     expect(c, "172.31.0.1", "front", rcode=3, answers=[])
     expect(a, "172.30.0.1", "store", rcode=3)
     assert ask(c, "172.30.0.1", "front", timeout=2) == {"timeout": True}
@@ -126,35 +176,12 @@ def test_names_resolve_on_their_network_only(host):
         assert handle.read() == "%sweb\nnameserver 172.30.0.1\nnameserver fd00:30::1\n" % MARK
 
 
-def test_other_names_go_upstream(host, world):
-    lan, _internet = world
-    upstream = subprocess.Popen(
-        [
-            "nsenter",
-            "--net=/run/netns/%s" % lan,
-            "--",
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=%s" % LAN,
-            "--address=/upstream.test/198.51.100.7",
-            "--pid-file=",
-            "--user=root",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        host.ok("cnm_bridge", **dict(WEB, dns_servers=[LAN]))
-        a = host.sandbox("a")
-        host.ok("cnm_endpoint", network="web", netns=a, name="front")
-        expect(a, "172.30.0.1", "www.upstream.test", wait=10, answers=["198.51.100.7"])  # dnsmasq binds after start
-        expect(a, "172.30.0.1", "front", rcode=0)  # the network's own names are still its resolver's
-    finally:
-        upstream.send_signal(signal.SIGTERM)
-        upstream.wait(10)
+def test_other_names_go_upstream(host, upstream):
+    host.ok("cnm_bridge", **dict(WEB, dns_servers=[upstream]))
+    a = host.sandbox("a")
+    host.ok("cnm_endpoint", network="web", netns=a, name="front")
+    expect(a, "172.30.0.1", "www.upstream.test", answers=["198.51.100.7"])
+    expect(a, "172.30.0.1", "front", rcode=0)  # the network's own names are still its resolver's
 
 
 def test_killed_resolver_is_started_again_and_absent_leaves_nothing(host):

@@ -248,7 +248,7 @@ class CommandLog:
 def test_under_systemd_the_resolver_is_started_and_stopped_through_its_unit(tmp_path, monkeypatch):
     directory = str(tmp_path / "dns")
     monkeypatch.setattr(dns, "under_systemd", lambda where: where == directory)
-    monkeypatch.setattr(dns, "bound_addresses", lambda port=53: {"172.30.0.1": 4242})
+    monkeypatch.setattr(dns, "bound_addresses", lambda port=53: {"172.30.0.1"})
     host = CommandLog()
 
     dns.sync_resolver(host, directory, (("web", "172.30.0.1\n"),))
@@ -264,8 +264,28 @@ def test_elsewhere_the_run_starts_aardvark_dns_itself(tmp_path, monkeypatch):
     directory = str(tmp_path / "dns")
     monkeypatch.setattr(dns, "under_systemd", lambda where: False)
     monkeypatch.setattr(dns, "binary", lambda: "/usr/lib/podman/aardvark-dns")
-    monkeypatch.setattr(dns, "bound_addresses", lambda port=53: {"172.30.0.1": 4242})
+    monkeypatch.setattr(dns, "bound_addresses", lambda port=53: {"172.30.0.1"})
     host = CommandLog()
 
     dns.sync_resolver(host, directory, (("web", "172.30.0.1\n"),))
     assert host.commands == [["/usr/lib/podman/aardvark-dns", "--config", directory, "-p", "53", "run"]]
+
+
+def test_the_read_watch_sees_files_read_after_it_began_and_not_those_written(tmp_path):
+    (tmp_path / "web").write_text("172.30.0.1\n")
+    (tmp_path / "web").read_text()  # before the watch: not seen
+    with dns.ReadWatch(str(tmp_path)) as watch:
+        assert watch.read() == set()
+        (tmp_path / "db").write_text("172.31.0.1\n")
+        assert watch.read() == set()
+        (tmp_path / "web").read_text()
+        assert watch.read() == {"web"}
+
+
+def test_the_environment_names_another_binary(tmp_path, monkeypatch):
+    monkeypatch.setenv(dns.BINARY_VARIABLE, str(tmp_path / "aardvark-dns"))
+    with pytest.raises(CnmError, match="CNM_NETWORK_AARDVARK_DNS names .* not an executable file"):
+        dns.binary()
+    (tmp_path / "aardvark-dns").write_text("#!/bin/sh\n")
+    (tmp_path / "aardvark-dns").chmod(0o755)
+    assert dns.binary() == str(tmp_path / "aardvark-dns")
