@@ -3,7 +3,7 @@
 #
 # Everything comes from the Debian archive this machine's apt uses (no image is downloaded):
 #   - a minbase root filesystem made by debootstrap, with the packages a managed node of the
-#     collection has (python3, iproute2, nftables) plus openssh-server,
+#     collection has (python3, iproute2, nftables, aardvark-dns, systemd as its init) plus openssh-server,
 #     tcpdump, iputils-ping, netbase (/etc/protocols: `ip xfrm ... proto udp` needs it), kmod
 #     (the kernel loads modules on demand), python3-apt (Ansible's package module), procps;
 #   - Debian's kernel: the package linux-image-amd64 depends on, fetched with `apt-get download`
@@ -28,7 +28,11 @@ for tool in debootstrap mkfs.ext4 cpio gzip apt-get apt-cache dpkg-deb chroot; d
     command -v "$tool" >/dev/null || die "$tool is missing: run bash guestlab/setup.sh"
 done
 
-PACKAGES=(netbase python3 python3-apt iproute2 nftables aardvark-dns openssh-server tcpdump iputils-ping kmod procps)
+PACKAGES=(netbase python3 python3-apt iproute2 nftables aardvark-dns systemd openssh-server tcpdump iputils-ping kmod
+    procps)
+# Units that would only wait or fail in a guest without udev, D-Bus or a terminal, or run apt in the background.
+MASKED=(getty.target systemd-logind.service systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer
+    e2scrub_all.timer e2scrub_reap.service fstrim.timer)
 # The root disk's modules; the rest of Debian's kernel modules the lab never needs are left out
 # (graphics, sound, wireless, ... 400 MB in all).
 MODULE_DIRS=(arch block crypto fs lib mm net virt drivers/block drivers/char drivers/crypto drivers/net drivers/virtio)
@@ -58,8 +62,9 @@ fi
 recipe_hash="$(
     {
         printf '%s\n' "$codename" "$mirror" "$kernel_pkg=$kernel_version" "busybox-static=$busybox_version" \
-            "${PACKAGES[*]}" "${MODULE_DIRS[*]}" "${MODULE_DROP[*]}" "${INITRAMFS_MODULES[*]}"
-        cat "$GUESTLAB_DIR/image.sh" "$GUESTLAB_DIR/files/guest-init" "$GUESTLAB_DIR/files/initramfs-init"
+            "${PACKAGES[*]}" "${MODULE_DIRS[*]}" "${MODULE_DROP[*]}" "${INITRAMFS_MODULES[*]}" "${MASKED[*]}"
+        cat "$GUESTLAB_DIR/image.sh" "$GUESTLAB_DIR/files/guest-init" "$GUESTLAB_DIR/files/initramfs-init" \
+            "$GUESTLAB_DIR/files/cnmgl-init.service" "$GUESTLAB_DIR/files/cnmgl-ready.service"
     } | sha256sum | cut -c1-12
 )"
 name="$codename-${kernel_pkg#linux-image-}-$recipe_hash"
@@ -124,10 +129,19 @@ done
 for d in "${MODULE_DROP[@]}"; do rm -rf "${modules:?}/kernel/$d"; done
 chroot "$root" depmod -a "$kver"
 
-# The guest's own configuration (its identity comes from the kernel command line at boot).
+# The guest's own configuration (its identity comes from the kernel command line at boot): its boot
+# steps as two systemd units, enabled as `systemctl enable` would (links), and sshd enabled.
 install -m 0755 "$GUESTLAB_DIR/files/guest-init" "$root/sbin/cnmgl-init"
+units="$root/etc/systemd/system"
+install -m 0644 "$GUESTLAB_DIR/files/cnmgl-init.service" "$GUESTLAB_DIR/files/cnmgl-ready.service" "$units/"
+mkdir -p "$units/multi-user.target.wants" "$units/network-online.target.wants"
+ln -sfn ../cnmgl-init.service "$units/multi-user.target.wants/cnmgl-init.service"
+ln -sfn ../cnmgl-init.service "$units/network-online.target.wants/cnmgl-init.service"
+ln -sfn ../cnmgl-ready.service "$units/multi-user.target.wants/cnmgl-ready.service"
+ln -sfn /lib/systemd/system/ssh.service "$units/multi-user.target.wants/ssh.service"
+for unit in "${MASKED[@]}"; do ln -sfn /dev/null "$units/$unit"; done
 cat >"$root/etc/ssh/sshd_config.d/cnm-guestlab.conf" <<'CONF'
-# The guest lab: root by the lab's key only, one host key made at boot (guestlab/files/guest-init).
+# The guest lab: root by the lab's key only, one host key made at boot (guestlab/files/guest-init setup).
 HostKey /etc/ssh/ssh_host_ed25519_key
 PermitRootLogin prohibit-password
 PasswordAuthentication no

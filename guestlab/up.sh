@@ -76,7 +76,7 @@ for n in $(seq 1 "$count"); do
     ul_mac="$(printf '52:54:00:c0:02:%02x' "$n")"
     machine_id="$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
     append=(console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off no_timer_check
-        "cnmgl.host=$guest" "cnmgl.machine_id=$machine_id" "cnmgl.key=$key_type:$key_body"
+        "cnmgl.host=$guest" "systemd.machine_id=$machine_id" "cnmgl.key=$key_type:$key_body"
         "cnmgl.mgmt=$GUESTLAB_MGMT_NET.$((10 + n))/24" "cnmgl.mgmt_mac=$mgmt_mac"
         "cnmgl.ul=$GUESTLAB_UNDERLAY_NET.$((10 + n))/24" "cnmgl.ul_mac=$ul_mac")
     [ -n "${GUESTLAB_DEBUG:-}" ] && append=("${append[@]/quiet/}")
