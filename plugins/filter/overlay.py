@@ -453,6 +453,46 @@ def overlay_peers(
     return [{"vtep": str(vtep), "endpoints": endpoints} for vtep, endpoints in peers]
 
 
+# --- overlay_check_pairs -------------------------------------------------------------------------------------
+
+
+def overlay_check_pairs(local_endpoints: Any, peers: Any, local_vtep: Any, hosts: Any = 3, full: bool = False) -> list:
+    """The pings of the role's connectivity check, as {netns, ip}: from this host's first endpoint to one endpoint on
+    each of the next ``hosts`` hosts of a ring of the hosts with endpoints, ordered by VTEP address (every host is
+    reached from ``hosts`` others, and the whole check costs O(hosts) pings and neighbour entries); with ``full``,
+    from every local endpoint to every remote one."""
+    name = "overlay_check_pairs"
+    count = _parse_count(name, "hosts", hosts)
+    if count < 1:
+        raise _fail(name, "hosts must be 1 or more, not %d" % count)
+    local = [item for item in _as_list(local_endpoints) or [] if isinstance(item, Mapping) and item.get("netns")]
+    here = _parse_ipv4(name, local_vtep, "local_vtep")
+    remote = {}
+    for peer in _as_list(peers) or []:
+        if not isinstance(peer, Mapping):
+            raise _fail(name, "each peer must be a dict with vtep and endpoints, not %r" % (peer,))
+        endpoints = [item for item in peer.get("endpoints") or [] if isinstance(item, Mapping)]
+        addresses = sorted(
+            (_parse_endpoint_ip(name, item.get("ip"), "a peer's endpoint ip") for item in endpoints),
+            key=lambda address: (address.version, address),
+        )
+        if addresses:
+            remote[_parse_ipv4(name, peer.get("vtep"), "a peer's vtep")] = addresses
+    if not local:
+        return []
+    if full:
+        return [
+            {"netns": item["netns"], "ip": str(address)}
+            for item in local
+            for vtep in sorted(remote)
+            for address in remote[vtep]
+        ]
+    ring = sorted(set(remote) | {here})
+    position = ring.index(here)
+    targets = [ring[(position + step) % len(ring)] for step in range(1, min(count, len(ring) - 1) + 1)]
+    return [{"netns": local[0]["netns"], "ip": str(remote[vtep][0])} for vtep in targets]
+
+
 class FilterModule:
     """cnm.network's overlay filters."""
 
@@ -462,5 +502,6 @@ class FilterModule:
             "overlay_slice": overlay_slice,
             "overlay_slices": overlay_slices,
             "overlay_peers": overlay_peers,
+            "overlay_check_pairs": overlay_check_pairs,
             "vtep_address": vtep_address,
         }

@@ -9,7 +9,9 @@ overlay role across three hosts, under --limit, in serial batches and with a hos
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
+import re
 import secrets
 import shutil
 import subprocess
@@ -137,8 +139,13 @@ def test_overlay_role_across_three_hosts_with_limit_and_pruning(lab3, tmp_path: 
     check = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, "--check")
     assert_ok(check)
     first = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env)
-    assert_ok(first)  # includes the role's own check: every endpoint pinged every remote one
-    assert first.stdout.count("-app1 -> 10.200.") >= 3 * 4 and "UNREACHABLE" not in first.stdout
+    assert_ok(first)  # includes the role's own check
+    # The bounded check: each host's app1 pinged the lowest endpoint of each other host (3 hosts: the next 3 of
+    # the ring are both others), and nothing else.
+    lowest = {host: min_address(prefix, host) for host in ("h1", "h2", "h3")}
+    assert checked_pairs(first.stdout, prefix) == {
+        (source, lowest[target]) for source in lowest for target in lowest if target != source
+    }
     # Names across the hosts (cnm_overlay_dns): h1's endpoint resolves h3's by its namespace's name, through
     # h1's resolver and the resolv.conf ip netns exec mounts; NAME.NETWORK too.
     for name in ("%s-h3-app2" % prefix, "%s-h3-app2.ov0" % prefix):
@@ -152,6 +159,23 @@ def test_overlay_role_across_three_hosts_with_limit_and_pruning(lab3, tmp_path: 
     again = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env)
     assert_ok(again)
     assert recap_changed(again) == {"h1": 0, "h2": 0, "h3": 0}
+    full = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, "-e", "cnm_overlay_check_full=true")
+    assert_ok(full)  # every local endpoint (2 per host) pinged every remote one (4 per host)
+    assert full.stdout.count(": reachable'") == 3 * 2 * 4
+    # The check fails when a host is not reached: h3's lowest endpoint drops pings (a rule of the test's own in
+    # that sandbox, which no module repairs); h1 and h2 report it, and the play fails.
+    sandbox = [ns for ns in ("%s-h3-app1" % prefix, "%s-h3-app2" % prefix) if endpoint_address(ns) == lowest["h3"]][0]
+    drop = (
+        "table inet cnmtest {\nchain input {\ntype filter hook input priority 0;\nicmp type echo-request drop\n}\n}\n"
+    )
+    subprocess.run(["ip", "netns", "exec", sandbox, "nft", "-f", "-"], input=drop, text=True, check=True)
+    try:
+        blocked = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env)
+    finally:
+        subprocess.run(["ip", "netns", "exec", sandbox, "nft", "delete table inet cnmtest"], check=True)
+    assert blocked.returncode != 0
+    for source in ("h1", "h2"):
+        assert "%s-%s-app1 -> %s: UNREACHABLE" % (prefix, source, lowest["h3"]) in blocked.stdout
     limited = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, "--limit", "h1,h2")
     assert_ok(limited)
     assert recap_changed(limited) == {"h1": 0, "h2": 0}  # h3, outside the limit, keeps its entries
@@ -162,6 +186,20 @@ def test_overlay_role_across_three_hosts_with_limit_and_pruning(lab3, tmp_path: 
     prune = run_playbook(PLAYBOOKS / "overlay.yml", str(two), env)
     assert_ok(prune)
     assert fdb_vteps(prefix, "h1") == ["192.0.2.12"] and fdb_vteps(prefix, "h2") == ["192.0.2.11"]
+
+
+def min_address(prefix: str, host: str) -> str:
+    """The lowest address of a lab host's two overlay endpoints (the one the bounded check pings)."""
+    found = [endpoint_address("%s-%s-app%d" % (prefix, host, n)) for n in (1, 2)]
+    return min(found, key=ipaddress.ip_address)
+
+
+def checked_pairs(stdout: str, prefix: str) -> set:
+    """(source host, target address) of the check lines the role printed (``PREFIX-hN-appM -> IP: reachable``)."""
+    pairs = set()
+    for source, target in re.findall(r"'%s-(h\d)-app\d -> ([0-9.]+): reachable'" % prefix, stdout):
+        pairs.add((source, target))
+    return pairs
 
 
 def endpoint_address(netns: str) -> str:

@@ -650,7 +650,83 @@ def test_malformed_peer_inputs_are_refused(hosts_vars, self_host, kwargs, messag
 def test_filter_module_offers_every_filter_with_a_documentation_file():
     filters = FilterModule().filters()
 
-    assert sorted(filters) == ["mac_from_ip", "overlay_peers", "overlay_slice", "overlay_slices", "vtep_address"]
+    assert sorted(filters) == [
+        "mac_from_ip",
+        "overlay_check_pairs",
+        "overlay_peers",
+        "overlay_slice",
+        "overlay_slices",
+        "vtep_address",
+    ]
     for name in filters:
         with open(os.path.join(os.path.dirname(overlay.__file__), name + ".yml")) as docs:
             assert "  name: %s\n" % name in docs.read()
+
+
+# ---- overlay_check_pairs ----
+
+overlay_check_pairs = overlay.overlay_check_pairs
+
+
+def addresses(host: int, endpoints: int) -> list:
+    return [{"ip": "10.200.%d.%d" % (host, n)} for n in range(endpoints, 0, -1)]  # highest first: order is no hint
+
+
+def ring_peers(count: int, endpoints: int = 2) -> list:
+    """``count`` hosts h0..h(count-1), VTEP 192.0.2.(10+i), endpoints 10.200.i.(1..endpoints)."""
+    return [{"vtep": "192.0.2.%d" % (10 + i), "endpoints": addresses(i, endpoints)} for i in range(count)]
+
+
+def check_of(host: int, count: int, hosts=3, full=False) -> list:
+    everyone = ring_peers(count)
+    local = [{"netns": "h%d-app%d" % (host, n), "ipv4_address": "10.200.%d.%d" % (host, n)} for n in (1, 2)]
+    others = [peer for i, peer in enumerate(everyone) if i != host]
+    return overlay_check_pairs(local, others, everyone[host]["vtep"], hosts, full)
+
+
+def test_the_check_pings_the_next_hosts_of_the_ring_from_one_endpoint():
+    pairs = check_of(3, 5, hosts=2)
+    assert pairs == [{"netns": "h3-app1", "ip": "10.200.4.1"}, {"netns": "h3-app1", "ip": "10.200.0.1"}]
+    assert len(check_of(0, 3)) == 2  # fewer hosts than the sample: each of the others once
+
+
+def test_every_host_is_reached_from_as_many_others_and_the_check_grows_linearly():
+    for count in (2, 5, 50):
+        reached: dict = {}
+        for host in range(count):
+            for pair in check_of(host, count, hosts=3):
+                reached.setdefault(pair["ip"], []).append(host)
+        assert sorted(reached) == sorted("10.200.%d.1" % i for i in range(count))
+        assert {len(sources) for sources in reached.values()} == {min(3, count - 1)}
+        assert sum(len(sources) for sources in reached.values()) == count * min(3, count - 1)
+
+
+def test_full_is_the_whole_matrix():
+    pairs = check_of(1, 4, full=True)
+    assert len(pairs) == 2 * 3 * 2
+    assert pairs[0] == {"netns": "h1-app1", "ip": "10.200.0.1"}
+
+
+def test_no_local_endpoint_in_a_namespace_checks_nothing_and_hosts_without_endpoints_are_skipped():
+    assert overlay_check_pairs([{"ipv4_address": "10.200.0.1"}], ring_peers(3), "192.0.2.99") == []
+    peers = ring_peers(3) + [{"vtep": "192.0.2.50", "endpoints": []}]
+    assert [p["ip"] for p in overlay_check_pairs([{"netns": "x"}], peers, "192.0.2.99", 9)] == [
+        "10.200.0.1",
+        "10.200.1.1",
+        "10.200.2.1",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (([], [], "192.0.2.1", 0), "hosts must be 1 or more, not 0"),
+        (([], [], "192.0.2.1", "many"), "hosts 'many' is not an integer"),
+        (([], [], "nowhere"), "local_vtep 'nowhere' is not an IPv4 address"),
+        (([], ["192.0.2.2"], "192.0.2.1"), "each peer must be a dict with vtep and endpoints"),
+        (([], [{"vtep": "192.0.2.2", "endpoints": [{"ip": "x"}]}], "192.0.2.1"), "a peer's endpoint ip 'x'"),
+    ],
+)
+def test_overlay_check_pairs_bad_inputs(args, message):
+    with pytest.raises(AnsibleFilterError, match="cnm.network.overlay_check_pairs: " + message):
+        overlay_check_pairs(*args)
