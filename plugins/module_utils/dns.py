@@ -387,9 +387,10 @@ def sync_resolver(host, directory: str, files: tuple) -> None:
     stopped; return once it answers from them (or raise)."""
     wanted = dict(files)
     os.makedirs(directory, mode=0o755, exist_ok=True)
-    dropped = listened(read_files(directory)) - listened(wanted)
+    found = read_files(directory)
+    dropped = listened(found) - listened(wanted)
     staging = os.path.dirname(directory)  # written beside, renamed in: aardvark-dns reads every file of its directory
-    for name in read_files(directory):
+    for name in found:
         if name not in wanted:
             os.unlink(os.path.join(directory, name))
     for name, text in wanted.items():
