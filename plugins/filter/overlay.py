@@ -18,7 +18,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.cnm.network.plugins.module_utils.ipam import IPAddress, IPNetwork, mac_from_ipv4
 
-# Each slice gets at least this many addresses when the prefix is left to the default.
+# With the default prefix a slice keeps at least this many addresses unless the group needs smaller slices.
 MIN_SLICE_ADDRESSES = 16
 DEFAULT_SLICE_BITS = 4
 MAC_PATTERN = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
@@ -103,26 +103,30 @@ def _parse_count(filter_name: str, option: str, value: Any) -> int:
     raise _fail(filter_name, "%s %r is not an integer" % (option, value))
 
 
-def _slice_prefix(filter_name: str, subnet: IPNetwork, prefix: Any) -> int:
-    if prefix is None:
-        # subnet prefix + 4 (16 slices), but never slices of fewer than 16 addresses.
-        longest = subnet.max_prefixlen - (MIN_SLICE_ADDRESSES.bit_length() - 1)
-        prefix_len = min(subnet.prefixlen + DEFAULT_SLICE_BITS, longest)
-        if prefix_len <= subnet.prefixlen:
+def _slice_prefix(filter_name: str, subnet: IPNetwork, prefix: Any, host_count: int) -> int:
+    if prefix is not None:
+        prefix_len = _parse_count(filter_name, "prefix", prefix)
+        if not subnet.prefixlen < prefix_len <= subnet.max_prefixlen:
             raise _fail(
                 filter_name,
-                "subnet %s is too small to slice into slices of at least %d addresses; pass prefix"
-                % (subnet, MIN_SLICE_ADDRESSES),
+                "prefix /%d must be longer than the subnet's /%d and at most /%d"
+                % (prefix_len, subnet.prefixlen, subnet.max_prefixlen),
             )
         return prefix_len
-    prefix_len = _parse_count(filter_name, "prefix", prefix)
-    if not subnet.prefixlen < prefix_len <= subnet.max_prefixlen:
+    # The fewest slices that hold slice 0 and every host, but at least 16 slices (while a slice keeps at least 16
+    # addresses): a group of up to 15 hosts always gets subnet prefix + 4, and each doubling of a larger group
+    # one more bit. Only a subnet with fewer addresses than the group needs slices is refused.
+    needed_bits = host_count.bit_length()  # 2 ** bits >= host_count + 1
+    room = subnet.max_prefixlen - subnet.prefixlen
+    preferred_bits = min(DEFAULT_SLICE_BITS, room - (MIN_SLICE_ADDRESSES.bit_length() - 1))
+    bits = max(needed_bits, preferred_bits, 1)
+    if bits > room:
         raise _fail(
             filter_name,
-            "prefix /%d must be longer than the subnet's /%d and at most /%d"
-            % (prefix_len, subnet.prefixlen, subnet.max_prefixlen),
+            "subnet %s cannot hold %d host(s): it has %d addresses, and every host needs a slice besides slice 0 "
+            "(the network and gateway addresses); use a larger subnet" % (subnet, host_count, subnet.num_addresses),
         )
-    return prefix_len
+    return subnet.prefixlen + bits
 
 
 def _host_hash(name: str) -> bytes:
@@ -134,7 +138,7 @@ def _home_slot(digest: bytes, slots: int) -> int:
     return 1 + int.from_bytes(digest, "big") % slots
 
 
-def _parse_hosts(filter_name: str, host: Any, hosts: Any, slice_count: int) -> Tuple[List[str], Dict[str, int]]:
+def _parse_hosts(filter_name: str, host: Any, hosts: Any) -> Tuple[List[str], Dict[str, int]]:
     """Split the group into hosts placed by hash and hosts pinned to an explicit slice index."""
     if hosts is None:
         hosts = [host]
@@ -153,12 +157,6 @@ def _parse_hosts(filter_name: str, host: Any, hosts: Any, slice_count: int) -> T
                 raise _fail(
                     filter_name,
                     "hosts: index %r of host %s is not an integer (or null to place the host by hash)" % (index, name),
-                )
-            if not 1 <= index < slice_count:
-                raise _fail(
-                    filter_name,
-                    "hosts: index %d of host %s is outside 1..%d (slice 0 holds the network and gateway addresses)"
-                    % (index, name, slice_count - 1),
                 )
             if index in owners:
                 raise _fail(
@@ -220,8 +218,16 @@ def _layout(
 ) -> Tuple[IPNetwork, int, Dict[str, int]]:
     """The subnet, the slices' prefix length and every host's slice index."""
     network = _parse_subnet(filter_name, subnet)
-    prefix_len = _slice_prefix(filter_name, network, prefix)
+    hashed, pinned = _parse_hosts(filter_name, host, hosts)
+    prefix_len = _slice_prefix(filter_name, network, prefix, len(hashed) + len(pinned))
     slice_count = 1 << (prefix_len - network.prefixlen)  # at least 2: the prefix is longer than the subnet's
+    for name, index in sorted(pinned.items()):
+        if not 1 <= index < slice_count:
+            raise _fail(
+                filter_name,
+                "hosts: index %d of host %s is outside 1..%d (slice 0 holds the network and gateway addresses)"
+                % (index, name, slice_count - 1),
+            )
     if slots is None:
         slot_count = slice_count - 1
     else:
@@ -232,7 +238,6 @@ def _layout(
                 "slots %d must be within 1..%d (the slices of /%d in %s, less the first)"
                 % (slot_count, slice_count - 1, prefix_len, network),
             )
-    hashed, pinned = _parse_hosts(filter_name, host, hosts, slice_count)
     if host is not None and host not in hashed and host not in pinned:
         raise _fail(filter_name, "host %s is not in hosts" % host)
     layout = "slices of /%d in %s" % (prefix_len, network)

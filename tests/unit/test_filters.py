@@ -324,11 +324,11 @@ def test_pinned_and_hashed_hosts_share_the_subnet():
     assert {slice_index(slices["node3"]), slice_index(slices["node4"])}.isdisjoint({0, 1, 2})
 
 
-def test_more_hosts_than_slots_is_refused():
+def test_more_hosts_than_slots_of_a_given_prefix_is_refused():
     hosts = ["node%d" % number for number in range(1, 17)]
 
     with pytest.raises(AnsibleFilterError) as error:
-        overlay_slice(SUBNET, "node1", hosts)
+        overlay_slice(SUBNET, "node1", hosts, prefix=28)
 
     assert "16 hosts need a slice but only 15 of the 15 slots are free" in str(error.value)
     assert "slices of /28 in 10.200.0.0/24" in str(error.value)
@@ -339,7 +339,7 @@ def test_more_hashed_hosts_than_slots_left_by_pinned_ones_is_refused():
     hosts["db2"] = 9
 
     with pytest.raises(AnsibleFilterError, match="14 hosts need a slice but only 13 of the 15 slots are free"):
-        overlay_slices(SUBNET, hosts)
+        overlay_slices(SUBNET, hosts, prefix=28)
 
 
 @pytest.mark.parametrize(
@@ -348,7 +348,8 @@ def test_more_hashed_hosts_than_slots_left_by_pinned_ones_is_refused():
         ({"subnet": "10.200.0.0/33"}, "subnet '10.200.0.0/33' is not a network"),
         ({"subnet": "10.200.0.1/24"}, "has host bits set"),
         ({"subnet": ["10.200.0.0/24"]}, "is not a network in CIDR notation"),
-        ({"subnet": "10.200.0.0/29"}, "too small to slice into slices of at least 16 addresses"),
+        ({"subnet": "10.200.0.0/31", "hosts": ["node1", "node2"]}, "subnet 10.200.0.0/31 cannot hold 2 host(s)"),
+        ({"subnet": "10.200.0.7/32", "hosts": ["node1"]}, "subnet 10.200.0.7/32 cannot hold 1 host(s)"),
         ({"prefix": 24}, "prefix /24 must be longer than the subnet's /24"),
         ({"prefix": 33}, "prefix /33 must be longer than the subnet's /24 and at most /32"),
         ({"prefix": "big"}, "prefix 'big' is not an integer"),
@@ -376,6 +377,63 @@ def test_bad_slice_inputs_are_refused_with_a_clear_message(kwargs, message):
 
     assert str(error.value).startswith("cnm.network.overlay_slice: ")
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "subnet, count, prefix",
+    [
+        ("10.200.0.0/16", 1, 20),
+        ("10.200.0.0/16", 15, 20),  # up to 15 hosts: subnet prefix + 4, as always
+        ("10.200.0.0/16", 16, 21),
+        ("10.200.0.0/16", 31, 21),
+        ("10.200.0.0/16", 32, 22),
+        ("10.200.0.0/16", 50, 22),
+        ("10.200.0.0/16", 1000, 26),
+        ("10.200.0.0/24", 3, 28),  # never slices of fewer than 16 addresses while the group fits in them
+        ("10.200.0.0/24", 16, 29),  # ... but the group decides when it does not
+        ("10.200.0.0/24", 255, 32),  # one address each: the most a /24 can hold
+        ("10.200.0.0/29", 1, 30),
+        ("fd00:200::/64", 100, 71),
+    ],
+)
+def test_default_prefix_grows_with_the_group(subnet, count, prefix):
+    hosts = ["node%d" % number for number in range(count)]
+
+    slices = overlay_slices(subnet, hosts)
+
+    assert {ipaddress.ip_network(cidr).prefixlen for cidr in slices.values()} == {prefix}
+    network = ipaddress.ip_network(subnet)
+    assert all(ipaddress.ip_network(cidr).subnet_of(network) for cidr in slices.values())
+    assert len(set(slices.values())) == count
+    assert str(next(network.subnets(new_prefix=prefix))) not in slices.values()  # slice 0 is never handed out
+
+
+def test_a_group_too_large_for_the_subnet_is_refused_naming_the_numbers():
+    with pytest.raises(AnsibleFilterError) as error:
+        overlay_slices("10.200.0.0/24", ["node%d" % number for number in range(256)])
+
+    assert "subnet 10.200.0.0/24 cannot hold 256 host(s): it has 256 addresses" in str(error.value)
+
+
+def test_hosts_keep_their_slices_while_the_group_grows_within_its_size_class():
+    group = ["node%d" % number for number in range(16)]
+    newcomers = ["node%d" % number for number in range(16, 31)]
+    before = overlay_slices("10.200.0.0/16", group)
+    after = overlay_slices("10.200.0.0/16", group + newcomers)
+
+    def digest(name):
+        return hashlib.sha256(name.encode()).digest()
+
+    at_home = [name for name in group if slice_index(before[name], "10.200.0.0/16") == home_slot(name, 31)]
+    # a host in its home slot keeps it unless a newcomer with the same home slot and a lower hash arrives
+    safe = [
+        name
+        for name in at_home
+        if not any(home_slot(new, 31) == home_slot(name, 31) and digest(new) < digest(name) for new in newcomers)
+    ]
+    assert len(safe) >= 8
+    assert all(after[name] == before[name] for name in safe)
+    assert all(cidr.endswith("/21") for cidr in after.values())
 
 
 def test_overlay_slices_needs_hosts():
