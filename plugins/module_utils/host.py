@@ -56,7 +56,9 @@ class Host:
 
     def _new_plan(self) -> Plan:
         """An empty plan whose data changes (Ops) this run executes (run_op)."""
-        return Plan(executor=self.run_op if self.kernel is not None else None)
+        if self.kernel is None:
+            return Plan()
+        return Plan(executor=self.run_op, batch_executor=self.kernel.run_batch)
 
     def run_op(self, op: Op) -> None:
         """Execute an Op: the store's write, a verb of the firewall (nft, iptables-restore, host sysctls recorded

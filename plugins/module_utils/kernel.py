@@ -21,12 +21,19 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
-from ansible_collections.cnm.network.plugins.module_utils.rtnl import Rtnl
+from ansible_collections.cnm.network.plugins.module_utils.rtnl import Rtnl, neighbour_request
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.xfrm import Xfrm
 
 RT_TABLE_MAIN = 254
 RTPROT_KERNEL = 2
+# The session's verbs of permanent neighbour entries: verb -> (add, family), for NetnsSession.neighbour_batch.
+NEIGHBOUR_VERBS = {
+    "add_fdb": (True, socket.AF_BRIDGE),
+    "delete_fdb": (False, socket.AF_BRIDGE),
+    "add_neighbour": (True, socket.AF_INET),
+    "delete_neighbour": (False, socket.AF_INET),
+}
 
 
 @dataclass(frozen=True)
@@ -403,6 +410,27 @@ class NetnsSession:
     def delete_neighbour(self, name: str, mac: str, address: str) -> None:
         self.rtnl.neighbour(False, socket.AF_INET, self.index(name), mac, address)
 
+    def neighbour_batch(self, verb: str, calls: Sequence[tuple], keep_going: bool) -> List[Optional[Exception]]:
+        """Many calls of one of NEIGHBOUR_VERBS (each its arguments) in as few sends as the socket allows: for each
+        call run, in order, None (done) or its error; after a refusal the rest are not run (the list is shorter)
+        unless ``keep_going``."""
+        add, family = NEIGHBOUR_VERBS[verb]
+        requests, failure = [], None
+        for name, mac, address in calls:
+            try:
+                index = self.index(name)
+            except Gone as exc:  # the calls before it still run
+                failure = exc
+                break
+            requests.append(neighbour_request(add, family, index, mac, address))
+        codes = self.rtnl.batch(requests, keep_going)
+        results: List[Optional[Exception]] = [
+            OSError(code, self.rtnl._error_text(requests[n][0], code)) if code else None for n, code in enumerate(codes)
+        ]
+        if failure is not None and len(results) == len(requests):
+            results.append(failure)
+        return results
+
     def write_sysctl(self, path: str, value: str) -> None:
         with self._inside():
             with open(os.path.join("/proc/sys", path), "w") as handle:
@@ -481,6 +509,11 @@ class Kernel:
     def session(self, where: str) -> NetnsSession:
         """The session of namespace ``where``: HOST or a sandbox key (a plan.Op's ``where``)."""
         return self.host if where == HOST else self.sandbox(SandboxRef.from_key(where))
+
+    def run_batch(self, ops: list, keep_going: bool) -> List[Optional[Exception]]:
+        """Execute Ops of one verb of NEIGHBOUR_VERBS in one namespace (plan.BATCHED) as one batch (see
+        NetnsSession.neighbour_batch): an overlay programs thousands of FDB and neighbour entries."""
+        return self.session(ops[0].where).neighbour_batch(ops[0].verb, [op.args for op in ops], keep_going)
 
     def run(self, op) -> None:
         """Execute a plan.Op: its verb on the session of its namespace, looked up now (a sandbox is opened on first

@@ -43,6 +43,10 @@ VERBS = {
     "delete_xfrm_policy": ("add_xfrm_policy", "delete xfrm policy {0}"),
 }
 
+# Verbs a run of consecutive Ops (one namespace, one verb) may execute as one batch (Plan.batch_executor,
+# kernel.Kernel.run_batch): an overlay's FDB and neighbour entries, thousands of them.
+BATCHED = frozenset(("add_fdb", "delete_fdb", "add_neighbour", "delete_neighbour"))
+
 
 @dataclass(frozen=True)
 class Op:
@@ -112,6 +116,9 @@ class Plan:
     # After a failed execute: the applied changes whose effect stayed (no undo, or an undo that failed).
     stayed: list = field(default_factory=list)
     executor: Optional[Callable[[Op], None]] = None  # runs an Op (kernel.Kernel.run)
+    # Runs Ops of one verb of BATCHED in one namespace at once (kernel.Kernel.run_batch): (ops, keep_going) -> for
+    # each Op run, None (done) or its error; shorter than ops when it stopped at a refusal (without keep_going).
+    batch_executor: Optional[Callable[[list, bool], list]] = None
 
     def add(
         self,
@@ -175,12 +182,15 @@ class Plan:
         if check:
             return
         done: list = []
-        for change in self.changes:
-            try:
-                faults.point("change")
-                self.run(change.apply)
-            except Exception as exc:  # noqa: BLE001 - every failure must trigger the undo
-                undo_errors, self.stayed, undone = _undo(done, self.run)
+        position = 0
+        while position < len(self.changes):
+            group = _batch(self.changes, position, lambda change: change.apply, self.batch_executor)
+            position += len(group)
+            applied, failure = self._apply(group)
+            done.extend(applied)
+            if failure is not None:
+                change, exc = failure
+                undo_errors, self.stayed, undone = _undo(done, self.run, self.batch_executor)
                 message = "%s failed: %s" % (change.what, _reason(exc))
                 if undone:
                     message += "; undid %d earlier change(s)" % undone
@@ -190,7 +200,34 @@ class Plan:
                 if undo_errors:
                     message += "; undo incomplete: " + "; ".join(undo_errors)
                 raise CnmError(message, failed_change=change.target) from exc
-            done.append(change)
+
+    def _apply(self, group: list) -> tuple:
+        """Apply a change, or a batch of them: (the changes applied in order, None or (the failed change, its error)).
+        In a batch a refusal does not stop the changes sent with it: they are applied, and undone with the rest."""
+        if len(group) == 1:
+            try:
+                faults.point("change")
+                self.run(group[0].apply)
+            except Exception as exc:  # noqa: BLE001 - every failure must trigger the undo
+                return [], (group[0], exc)
+            return group, None
+        ops, failure = [], None
+        for change in group:
+            try:
+                faults.point("change")
+            except Exception as exc:  # noqa: BLE001 - an injected failure: the changes before it still run
+                failure = (change, exc)
+                break
+            ops.append(change.apply)
+        try:
+            results = self.batch_executor(ops, False) if ops else []
+        except Exception as exc:  # noqa: BLE001 - nothing of the batch was sent
+            return [], (group[0], exc)
+        applied = [group[number] for number, result in enumerate(results) if result is None]
+        refused = next(((group[number], result) for number, result in enumerate(results) if result is not None), None)
+        if refused is None and len(results) < len(ops):
+            refused = (group[len(results)], CnmError("not sent: the batch stopped short"))
+        return applied, refused or failure
 
     def forgotten(self) -> tuple:
         """After a failed execute: (the store records whose kernel objects are gone for good, those partly gone).
@@ -209,19 +246,52 @@ class Plan:
         )
 
 
-def _undo(done: list, run: Callable[[Action], None]) -> tuple:
+def _batch(changes: list, position: int, action: Callable[[Change], Action], run_batch) -> list:
+    """The changes from ``position`` on whose ``action`` Ops can run as one batch (one namespace, one verb of
+    BATCHED), or only the change at ``position``."""
+    first = action(changes[position])
+    if run_batch is None or not isinstance(first, Op) or first.verb not in BATCHED:
+        return changes[position : position + 1]
+    end = position + 1
+    while end < len(changes):
+        other = action(changes[end])
+        if not isinstance(other, Op) or (other.where, other.verb) != (first.where, first.verb):
+            break
+        end += 1
+    return changes[position:end]
+
+
+def _undo(done: list, run: Callable[[Action], None], run_batch=None) -> tuple:
     """Undo ``done`` in reverse: (the errors of undo steps, the changes whose effect stays in order, how many were
     undone). An undo that meets its object gone counts as undone (nothing is left to put back), but its change stays:
-    what it removed is not there."""
+    what it removed is not there. Consecutive undos of one verb of BATCHED run as a batch (``run_batch``)."""
     errors, stayed, undone = [], [], 0
-    for change in reversed(done):
-        if change.undo is None:
-            stayed.append(change)
-            continue
-        try:
-            run(change.undo)
-            undone += 1
-        except Exception as exc:  # noqa: BLE001 - keep undoing the rest
+    undoing = done[::-1]
+    position = 0
+    while position < len(undoing):
+        group = _batch(undoing, position, lambda change: change.undo, run_batch)
+        position += len(group)
+        results: list = []
+        if len(group) > 1:
+            try:
+                results = run_batch([change.undo for change in group], True)
+            except Exception:  # noqa: BLE001 - none of it sent: each undo on its own below
+                results = []
+        for number, change in enumerate(group):
+            if change.undo is None:
+                stayed.append(change)
+                continue
+            if number < len(results):
+                exc = results[number]
+            else:
+                try:
+                    run(change.undo)
+                    exc = None
+                except Exception as error:  # noqa: BLE001 - keep undoing the rest
+                    exc = error
+            if exc is None:
+                undone += 1
+                continue
             stayed.append(change)
             if gone(exc):
                 undone += 1

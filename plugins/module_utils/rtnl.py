@@ -10,10 +10,11 @@ for the other netlink families), and the managed node needs no netlink library a
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 NETLINK_ROUTE = 0
 NLM_F_REQUEST = 0x1
@@ -48,6 +49,13 @@ RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNICAST = 1
 NLA_TYPE_MASK = 0x3FFF  # without the nested / byte-order flags
+SO_RCVBUFFORCE = 33
+# A batch (Netlink.batch): a send stays far below the send buffer (a larger one is refused, EMSGSIZE), and its acks
+# must all fit the receive buffer; an ack's share of it is its buffer's true size (about 700 bytes), rounded up.
+BATCH_BYTES = 1 << 16
+BATCH_MESSAGES = 1024
+RECEIVE_BUFFER = 1 << 20
+ACK_COST = 1024
 
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
@@ -110,6 +118,8 @@ def _u32(raw: Optional[bytes]) -> Optional[int]:
 
 
 def _mac(raw: Optional[bytes]) -> Optional[str]:
+    if raw and len(raw) == 6:  # an overlay's FDB and neighbour dumps hold thousands: the fast form
+        return "%02x:%02x:%02x:%02x:%02x:%02x" % tuple(raw)
     return ":".join("%02x" % b for b in raw) if raw else None
 
 
@@ -124,13 +134,18 @@ class Netlink:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
         self.sock.bind((0, 0))
         self.sequence = 0
+        self._batch_messages = 0  # how many requests one send of a batch may hold: set on the first batch
 
     def close(self) -> None:
         self.sock.close()
 
-    def _request(self, kind: int, flags: int, body: bytes) -> Iterator[Tuple[int, bytes]]:
+    def _message(self, kind: int, flags: int, body: bytes) -> bytes:
+        """One request with the next sequence number."""
         self.sequence += 1
-        self.sock.send(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | flags, self.sequence, 0) + body)
+        return _HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | flags, self.sequence, 0) + body
+
+    def _request(self, kind: int, flags: int, body: bytes) -> Iterator[Tuple[int, bytes]]:
+        self.sock.send(self._message(kind, flags, body))
         while True:
             data = self.sock.recv(1 << 20)
             offset = 0
@@ -159,6 +174,73 @@ class Netlink:
     def _ack(self, kind: int, flags: int, body: bytes) -> None:
         for _message in self._request(kind, NLM_F_ACK | flags, body):
             pass
+
+    def batch(self, requests: Sequence[Tuple[int, int, bytes]], keep_going: bool = False) -> List[int]:
+        """Send ``requests`` (kind, flags, body), many to a send, each acknowledged on its own: their error codes in
+        order (0: done). The kernel handles each message of a send on its own, so the codes say exactly which were
+        applied; after a send with a refusal the rest are not sent (the list is shorter) unless ``keep_going``."""
+        codes: List[int] = []
+        for chunk in split_batch(requests, self._batch_limit(), BATCH_BYTES):
+            first = self.sequence + 1
+            self.sock.send(b"".join(self._message(kind, NLM_F_ACK | flags, body) for kind, flags, body in chunk))
+            codes.extend(self._acks(first, len(chunk)))
+            if not keep_going and any(codes[-len(chunk) :]):
+                break
+        return codes
+
+    def _acks(self, first: int, count: int) -> List[int]:
+        """The error codes of the requests numbered ``first`` to ``first + count - 1``, as their acks arrive."""
+        codes: Dict[int, int] = {}
+        while len(codes) < count:
+            try:
+                data = self.sock.recv(1 << 16)
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # acks were dropped: what was applied is unknown
+                    raise OSError(exc.errno, "netlink acknowledgements lost (receive buffer full)") from exc
+                raise
+            for sequence, code in acks(data):
+                if first <= sequence < first + count:
+                    codes[sequence] = code
+        return [codes[first + n] for n in range(count)]
+
+    def _batch_limit(self) -> int:
+        """Requests per send: their acks all queue before the send returns (the kernel handles the messages in the
+        sender's call), and an ack that does not fit the receive buffer is dropped, so the buffer bounds a send."""
+        if not self._batch_messages:
+            try:  # root may go beyond net.core.rmem_max
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+            except OSError:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            room = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            self._batch_messages = max(1, min(BATCH_MESSAGES, room // ACK_COST))
+        return self._batch_messages
+
+
+def split_batch(requests: Sequence[Tuple[int, int, bytes]], messages: int, size: int) -> Iterator[list]:
+    """``requests`` in consecutive chunks of at most ``messages`` requests and ``size`` bytes (one request at least)."""
+    chunk: list = []
+    used = 0
+    for request in requests:
+        length = _HEADER.size + len(request[2])
+        if chunk and (len(chunk) == messages or used + length > size):
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(request)
+        used += (length + 3) & ~3
+    if chunk:
+        yield chunk
+
+
+def acks(data: bytes) -> Iterator[Tuple[int, int]]:
+    """The acknowledgements in one datagram: (sequence, error code; 0 when done)."""
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, msg_type, _flags, sequence, _port = _HEADER.unpack_from(data, offset)
+        if length < _HEADER.size:
+            break
+        if msg_type == NLMSG_ERROR:
+            yield sequence, -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
+        offset += (length + 3) & ~3
 
 
 class Rtnl(Netlink):
@@ -400,15 +482,7 @@ class Rtnl(Netlink):
     def neighbour(self, add: bool, family: int, index: int, mac: str, address: str) -> None:
         """Add or delete a permanent entry: a remote endpoint's IP->MAC on the VXLAN device (family AF_INET),
         or an FDB entry MAC->VTEP (family AF_BRIDGE; several all-zero MACs, one per VTEP, are appended)."""
-        flags = NTF_SELF if family == socket.AF_BRIDGE else 0
-        body = _NDMSG.pack(family, index, NUD_PERMANENT, flags, 0)
-        body += attr(NDA_LLADDR, bytes(int(part, 16) for part in mac.split(":")))
-        body += attr(NDA_DST, socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address))
-        if add:
-            extra = NLM_F_CREATE | (NLM_F_APPEND if family == socket.AF_BRIDGE else NLM_F_REPLACE)
-            self._ack(RTM_NEWNEIGH, extra, body)
-        else:
-            self._ack(RTM_DELNEIGH, 0, body)
+        self._ack(*neighbour_request(add, family, index, mac, address))
 
     def delete_link(self, index: int) -> None:
         self._ack(RTM_DELLINK, 0, _IFINFO.pack(0, 0, index, 0, 0))
@@ -439,6 +513,17 @@ class Rtnl(Netlink):
         if gateway:
             body += attr(RTA_GATEWAY, socket.inet_pton(family, gateway))
         self._ack(RTM_NEWROUTE if add else RTM_DELROUTE, NLM_F_CREATE | NLM_F_EXCL if add else 0, body)
+
+
+def neighbour_request(add: bool, family: int, index: int, mac: str, address: str) -> Tuple[int, int, bytes]:
+    """The (kind, flags, body) of ``Rtnl.neighbour``'s request, for ``Netlink.batch``."""
+    flags = NTF_SELF if family == socket.AF_BRIDGE else 0
+    body = _NDMSG.pack(family, index, NUD_PERMANENT, flags, 0)
+    body += attr(NDA_LLADDR, bytes(int(part, 16) for part in mac.split(":")))
+    body += attr(NDA_DST, socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address))
+    if add:
+        return RTM_NEWNEIGH, NLM_F_CREATE | (NLM_F_APPEND if family == socket.AF_BRIDGE else NLM_F_REPLACE), body
+    return RTM_DELNEIGH, 0, body
 
 
 def _link(payload: bytes) -> dict:

@@ -265,6 +265,9 @@ class FactsKernel:
     def run(self, op) -> None:
         raise PlanningWrite("an Op executed while planning: %r" % (op,))
 
+    def run_batch(self, ops: list, keep_going: bool) -> list:
+        raise PlanningWrite("Ops executed while planning: %r" % (ops,))
+
     def sandbox_exists(self, ref: SandboxRef) -> bool:
         return ref.key in self.sandboxes
 

@@ -449,3 +449,127 @@ def test_a_sysctl_write_has_no_inverse_of_the_same_arguments_its_undo_is_an_op_o
     plan.run(plan.changes[0].apply)
     plan.run(plan.changes[0].undo)
     assert ran == [write, undo]
+
+
+# ---- batches: consecutive FDB / neighbour Ops of one namespace run as one batch (Plan.batch_executor) ----
+
+
+class EntryKernel:
+    """FDB entries as a set, with a per-Op executor and a batch executor that refuses the entries in ``refuse``
+    (EEXIST) and, without keep_going, stops after a send of ``per_send`` Ops holding a refusal - as the kernel does."""
+
+    def __init__(self, refuse=(), per_send: int = 3) -> None:
+        self.entries: set = set()
+        self.refuse = set(refuse)
+        self.per_send = per_send
+        self.calls: list = []
+
+    def apply(self, op: Op) -> None:
+        if op.args in self.refuse:
+            raise OSError(errno.EEXIST, "File exists")
+        if op.verb.startswith("add_"):
+            self.entries.add(op.args)
+        elif op.args in self.entries:
+            self.entries.remove(op.args)
+        else:
+            raise OSError(errno.ENOENT, "No such file or directory")
+
+    def run(self, op: Op) -> None:
+        self.calls.append(("op", op.verb, op.args[1]))
+        self.apply(op)
+
+    def run_batch(self, ops: list, keep_going: bool) -> list:
+        assert len({(op.where, op.verb) for op in ops}) == 1
+        self.calls.append(("batch", ops[0].verb, [op.args[1] for op in ops]))
+        results = []
+        for start in range(0, len(ops), self.per_send):
+            for op in ops[start : start + self.per_send]:
+                try:
+                    self.apply(op)
+                    results.append(None)
+                except OSError as exc:
+                    results.append(exc)
+            if not keep_going and any(results):
+                break
+        return results
+
+
+def fdb_plan(kernel: EntryKernel, macs: list, after: tuple = ()) -> Plan:
+    plan = Plan(executor=kernel.run, batch_executor=kernel.run_batch)
+    plan.sync("overlay ov", None, {}, HOST, "add_fdb", [], [("vx-ov", mac, "192.0.2.12") for mac in macs])
+    for mac in after:
+        plan.op("overlay ov", None, {}, Op.call(HOST, "add_neighbour", "vx-ov", mac, "10.0.0.1"))
+    return plan
+
+
+def test_consecutive_fdb_entries_are_added_in_one_batch_and_other_verbs_apart():
+    kernel = EntryKernel()
+    plan = fdb_plan(kernel, ["m1", "m2", "m3", "m4"], after=("n1",))
+    plan.execute(check=False)
+    assert kernel.calls == [("batch", "add_fdb", ["m1", "m2", "m3", "m4"]), ("op", "add_neighbour", "n1")]
+    assert len(kernel.entries) == 5
+    assert plan.summary()[0] == "add fdb m1 dst 192.0.2.12"  # the words of each entry, as before
+
+
+def test_check_mode_sends_no_batch():
+    kernel = EntryKernel()
+    plan = fdb_plan(kernel, ["m1", "m2"])
+    plan.execute(check=True)
+    assert kernel.calls == [] and plan.changed
+
+
+def test_a_refusal_in_a_batch_undoes_every_entry_applied_and_names_the_refused_one():
+    kernel = EntryKernel(refuse={("vx-ov", "m5", "192.0.2.12")}, per_send=3)
+    plan = fdb_plan(kernel, ["m%d" % n for n in range(1, 9)])
+    with pytest.raises(CnmError) as caught:
+        plan.execute(check=False)
+    # m4 to m6 went in one send: m4 and m6 were applied with the refused m5, m7 and m8 were never sent.
+    assert str(caught.value) == "add fdb m5 dst 192.0.2.12 failed: File exists (errno 17); undid 5 earlier change(s)"
+    assert caught.value.details == {"failed_change": "overlay ov"}
+    assert kernel.entries == set()
+    assert kernel.calls[1] == ("batch", "delete_fdb", ["m6", "m4", "m3", "m2", "m1"])  # the undo, in reverse
+    assert plan.stayed == []
+
+
+def test_an_injected_failure_in_a_batch_runs_the_entries_before_it_then_undoes_them(monkeypatch):
+    monkeypatch.setenv("CNM_FAIL_AT", "change:3")
+    monkeypatch.setattr("ansible_collections.cnm.network.plugins.module_utils.faults._reached", {})
+    kernel = EntryKernel()
+    with pytest.raises(CnmError, match="add fdb m3 dst 192.0.2.12 failed: injected failure.*undid 2 earlier"):
+        fdb_plan(kernel, ["m1", "m2", "m3", "m4"]).execute(check=False)
+    assert kernel.calls == [("batch", "add_fdb", ["m1", "m2"]), ("batch", "delete_fdb", ["m2", "m1"])]
+    assert kernel.entries == set()
+
+
+def test_an_undo_batch_that_cannot_run_falls_back_to_one_undo_at_a_time():
+    kernel = EntryKernel(refuse={("vx-ov", "m3", "192.0.2.12")})
+    plan = fdb_plan(kernel, ["m1", "m2", "m3"])
+    real = kernel.run_batch
+
+    def undo_fails(ops, keep_going):
+        if ops[0].verb == "delete_fdb":
+            raise Gone("no interface vx-ov in the host")
+        return real(ops, keep_going)
+
+    plan.batch_executor = undo_fails
+    with pytest.raises(CnmError, match="undid 2 earlier change"):
+        plan.execute(check=False)
+    assert kernel.calls[-2:] == [("op", "delete_fdb", "m2"), ("op", "delete_fdb", "m1")]
+    assert kernel.entries == set()
+
+
+def test_an_undo_that_finds_its_entry_gone_counts_as_undone_but_stays():
+    kernel = EntryKernel(refuse={("vx-ov", "m3", "192.0.2.12")})
+    plan = fdb_plan(kernel, ["m1", "m2", "m3"])
+    real = kernel.run_batch
+
+    def gone_meanwhile(ops, keep_going):
+        if ops[0].verb == "delete_fdb":
+            kernel.entries.discard(("vx-ov", "m1", "192.0.2.12"))  # deleted by hand meanwhile
+        return real(ops, keep_going)
+
+    plan.batch_executor = gone_meanwhile
+    with pytest.raises(CnmError, match="undid 2 earlier change") as caught:
+        plan.execute(check=False)
+    assert "undo incomplete" not in str(caught.value)
+    assert [change.what for change in plan.stayed] == ["add fdb m1 dst 192.0.2.12"]

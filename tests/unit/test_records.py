@@ -297,7 +297,7 @@ def test_a_store_file_of_every_driver_loads_and_saves_byte_for_byte(tmp_path):
     store = Store("cookie-1", root=str(tmp_path))
     os.makedirs(store.directory)
     with open(store.path, "w") as handle:
-        json.dump({"version": 2, "networks": WRITTEN, "endpoints": {}}, handle, indent=1, sort_keys=True)
+        handle.write(json.dumps({"version": 2, "networks": WRITTEN, "endpoints": {}}, sort_keys=True))
     with open(store.path, "rb") as handle:
         before = handle.read()
     store.load()
