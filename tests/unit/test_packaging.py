@@ -329,9 +329,15 @@ def test_galaxy_metadata():
     tags = GALAXY["tags"]
     assert len(tags) <= 20 and len(set(tags)) == len(tags)
     assert all(re.fullmatch(r"[a-z0-9_]{1,64}", tag) for tag in tags)  # Galaxy's tag rule
-    for key in ("repository", "documentation", "issues", "homepage"):
-        assert GALAXY.get(key, "").startswith("https://"), key
+    for key in ("repository", "documentation", "issues", "homepage"):  # optional; never a placeholder
+        assert key not in GALAXY or re.match(r"https://(?!example\.)", GALAXY[key]), key
     assert GALAXY["license"] == ["GPL-3.0-or-later"]
+
+
+def test_the_license_the_headers_name_is_in_the_tarball(tarball_names):
+    assert "COPYING" in tarball_names
+    text = (REPO / "COPYING").read_text()
+    assert text.split()[:7] == ["GNU", "GENERAL", "PUBLIC", "LICENSE", "Version", "3,", "29"]
 
 
 # --- the changelog ----------------------------------------------------------------------------
