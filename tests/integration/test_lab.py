@@ -262,3 +262,48 @@ def test_lab_down_removes_the_lab_and_nothing_else(new_lab):
     again = new_lab.down()
     assert_ok(again)
     assert recap_changed(again) == {'localhost': 0}
+
+
+def group_task(module: str, defaults: str, args: str = '', extra: str = '') -> str:
+    """A task of ``module`` whose options ``defaults`` (a flow mapping) come only from the action group."""
+    return (
+        f'    - name: {module} with options from the group\n'
+        f'      cnm.network.{module}:{args or " {}"}\n'
+        f'      module_defaults:\n'
+        f'        group/cnm.network.cnm: {defaults}\n'
+        f'      register: r_{module}\n{extra}'
+    )
+
+
+def test_module_defaults_of_the_action_group_reach_every_module(lab, tmp_path):
+    """meta/runtime.yml's action group: module_defaults for group/cnm.network.cnm set options of every module. Each
+    task gets a required option (or a refused value) only from the group: the task shows the value arrived."""
+    absent = '\n        state: absent'
+    tasks = ''.join(
+        group_task(module, '{name: cnmgroup0}', absent)
+        for module in ('cnm_bridge', 'cnm_overlay', 'cnm_macvlan', 'cnm_ipvlan')
+    )
+    sandbox = f'\n        netns: {lab.prefix}-h1-none' + absent
+    tasks += group_task('cnm_endpoint', '{network: cnmgroup0}', sandbox)
+    tasks += group_task('cnm_port_publish', '{network: cnmgroup0}', sandbox)
+    tasks += group_task('cnm_info', '{gather: [cnmgroup0]}', '', '      ignore_errors: true\n')
+    playbook = tmp_path / 'group.yml'
+    playbook.write_text(
+        '- name: Options from module_defaults of the action group\n'
+        '  hosts: h1\n'
+        '  gather_facts: false\n'
+        '  tasks:\n' + tasks + '    - name: Without the group, a module misses its required option\n'
+        '      cnm.network.cnm_bridge:\n'
+        '        state: absent\n'
+        '      register: r_none\n'
+        '      ignore_errors: true\n'
+        '    - name: Every module ran with the group\'s values\n'
+        '      ansible.builtin.assert:\n'
+        '        that:\n'
+        '          - r_cnm_endpoint.endpoint.network == "cnmgroup0"\n'
+        '          - \'r_none is failed and "missing required arguments: name" in r_none.msg\'\n'
+        '          - r_cnm_info is failed and "cnmgroup0" in r_cnm_info.msg and "gather" in r_cnm_info.msg\n'
+    )
+    result = run_playbook(playbook, str(lab.inventory), lab.env)
+    assert_ok(result)
+    assert 'ignored=2' in ' '.join(result.stdout.split())  # cnm_info's refusal and the task without the group
