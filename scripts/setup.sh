@@ -21,9 +21,10 @@ say() { printf 'setup: %s\n' "$*"; }
 # The lab's tools (conntrack: the tests count conntrack entries with it), plus shellcheck: without it ansible-test's "shellcheck" sanity test
 # only warns and checks nothing (it covers scripts/*.sh). docker.io, podman and busybox-static:
 # tests/integration/test_containers.py starts its own engine in a lab namespace and imports a
-# busybox image from a local tarball (about 10 s to install both runtimes).
+# busybox image from a local tarball (about 10 s to install both runtimes). frr: the EVPN control plane
+# (tests/integration/test_playbooks.py runs zebra and bgpd inside the lab hosts; never in the root namespace).
 DEB_PACKAGES=(nftables iproute2 iperf3 containernetworking-plugins socat tcpdump procps iputils-ping
-    shellcheck conntrack iptables docker.io podman busybox-static aardvark-dns dnsmasq-base)
+    shellcheck conntrack iptables docker.io podman busybox-static aardvark-dns dnsmasq-base frr)
 
 deb_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]

@@ -160,6 +160,37 @@ class VethLink:
     def plan_host_side(self, add, ipv4) -> None:
         """Nothing: the bridge's subnet route reaches every endpoint."""
 
+    def host_entries(self, ipv4, mac: str, record: Optional[EndpointRecord], ours: bool) -> list:
+        """On an EVPN overlay, what zebra advertises for the endpoint at once (type-2 MAC/IP), before it sends
+        anything: a static FDB entry of its MAC on its bridge port and a permanent neighbour IP -> MAC on the bridge.
+        Returns (verb, present, wanted) for Plan.sync; elsewhere the entries an earlier EVPN mode left go."""
+        host, network = self.kernel.host, self.network
+        evpn = getattr(network, "evpn", False)
+        if not evpn and network.name not in self.planner.evpn_left:
+            return []  # never EVPN: nothing to read or write (no dump for a plain bridge network)
+        macs = {mac} | ({record.mac_address} if record is not None else set())
+        port = []
+        if ours and self.host_link is not None:  # a re-created veth takes its entries along
+            port = [
+                (self.host_ifname, entry)
+                for entry in host.port_fdb(self.host_link.index)
+                if evpn or entry in macs  # on our own port every static entry is ours
+            ]
+        addresses = {str(ipv4)} if ipv4 is not None else set()
+        if record is not None and record.ipv4_address:
+            addresses.add(record.ipv4_address)
+        bridge = host.link(network.bridge_name)
+        neighbours = []
+        if bridge is not None:
+            neighbours = [
+                (network.bridge_name, entry, address)
+                for entry, address in host.neighbours(bridge.index)
+                if address in addresses
+            ]
+        wanted_port = [(self.host_ifname, mac)] if evpn else []
+        wanted_neighbours = [(network.bridge_name, mac, str(ipv4))] if evpn and ipv4 is not None else []
+        return [("add_port_fdb", port, wanted_port), ("add_neighbour", neighbours, wanted_neighbours)]
+
     @staticmethod
     def record_fields() -> dict:
         return {}
@@ -173,6 +204,7 @@ class VethLink:
         host_link = planner.kernel.host.link(host_ifname)
         if host_link is None or host_link.alias != alias:
             return
+        _plan_bridge_neighbour_absent(planner, spec, record)
         planner.host.plan.add(
             "endpoint %s on %s" % (spec.network, ref.key),
             "detach %s (its veth %s goes with the others)" % (ref.value, host_ifname),
@@ -183,6 +215,23 @@ class VethLink:
         planner.doomed.append(host_ifname)
         if record is not None:
             planner.doomed_keys.append(endpoint_key(spec.network, ref.key))
+
+
+def _plan_bridge_neighbour_absent(planner, spec, record: Optional[EndpointRecord]) -> None:
+    """An EVPN endpoint's neighbour on the bridge outlives its veth: removed on detach (its FDB entry on the port goes
+    with the veth)."""
+    network = planner.host.state["networks"].get(spec.network)
+    if record is None or not record.ipv4_address or getattr(network, "control_plane", "static") != "evpn":
+        return
+    host = planner.kernel.host
+    bridge = host.link(network.bridge_name)
+    if bridge is None:
+        return
+    entry = (record.mac_address, record.ipv4_address)
+    if entry in host.neighbours(bridge.index):
+        target = "endpoint %s on %s" % (spec.network, spec.sandbox.key)
+        before = {"neighbours": ["%s lladdr %s" % (entry[1], entry[0])]}
+        planner.host.plan.op(target, before, None, Op(HOST, "delete_neighbour", (network.bridge_name,) + entry))
 
 
 class LowerLink:
@@ -259,6 +308,11 @@ class LowerLink:
 
     def plan_host_side(self, add, ipv4) -> None:
         """Nothing: the host does not reach the endpoints (see MacvlanLink's shim)."""
+
+    @staticmethod
+    def host_entries(ipv4, mac: str, record: Optional[EndpointRecord], ours: bool) -> list:
+        """None: a link on a parent is no bridge port."""
+        return []
 
     def record_fields(self) -> dict:
         return {"parent": self.network.parent}

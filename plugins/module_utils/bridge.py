@@ -8,7 +8,6 @@ from typing import Optional
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
-from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_name
 from ansible_collections.cnm.network.plugins.module_utils.model import (
     BRIDGE_ALIAS_PREFIX,
     IPV6_MIN_MTU,
@@ -75,12 +74,24 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
     def add(what, apply, undo=None):
         host.plan.add(target, what, current, desired, apply, undo)
 
+    # An EVPN overlay's bridge MAC is the same on every host (model.OverlayNetwork.bridge_mac): made so when the
+    # overlay switches to or from EVPN; a static network's is pinned at creation only, as it always was.
+    pin_mac = getattr(network, "evpn", False) or getattr(record, "control_plane", "static") == "evpn"
+    if pin_mac:
+        desired["mac"] = network.bridge_mac
+        if current is not None:
+            current["mac"] = link.mac
     if link is None:
-        mac = mac_from_name("bridge:" + network.name)
         add(
             "create bridge %s mtu %d" % (name, network.mtu),
-            Op(HOST, "create_bridge", (name, network.mtu, network.alias, mac)),
+            Op(HOST, "create_bridge", (name, network.mtu, network.alias, network.bridge_mac)),
             Op(HOST, "delete_link", (name,)),
+        )
+    elif pin_mac and link.mac != network.bridge_mac:
+        add(
+            "set bridge %s address %s" % (name, network.bridge_mac),
+            Op.call(HOST, "set_link", name, mac=network.bridge_mac),
+            Op.call(HOST, "set_link", name, mac=link.mac),
         )
     elif link.mtu != network.mtu or not link.up:
         add(

@@ -64,6 +64,7 @@ class EndpointPlanner:
         self.bridge_ports: dict = {}  # bridge name -> its ports, counting the ones this run adds (see VethLink)
         # network -> {namespace identity: sandbox key} of its endpoints (one sandbox, one endpoint)
         self.namespaces: dict = {}
+        self.evpn_left: set = set()  # overlays switched from EVPN to static: their endpoints' EVPN entries go
         self.readdressed: set = set()  # (sandbox key, ifname) losing its last IPv4 address, and with it its IPv4 routes
         self.shim_routes = (
             True  # macvlan host-access routes of endpoints; False when cnm_macvlan plans the shim's routes itself
@@ -290,6 +291,13 @@ class EndpointPlanner:
                 routes=[r.describe() for r in _own_routes(view.routes(inner.index), spec)],
                 sysctls=_read(view, [name for name, _value in sysctls], inner.name),
             )
+        entries = link.host_entries(ipv4, mac, record, ours)
+        for verb, present, wanted in entries:
+            if present or wanted:  # shown only where there are some (EVPN overlays)
+                key_name = HOST_ENTRY_KEYS[verb]
+                desired[key_name] = [_entry_words(verb, args) for args in wanted]
+                if current is not None:
+                    current[key_name] = [_entry_words(verb, args) for args in present]
         target = "endpoint %s on %s" % (network.name, ref.key)
         add = self._adder(target, current, desired)
 
@@ -309,6 +317,8 @@ class EndpointPlanner:
             current_routes = _own_routes(view.routes(inner.index), spec)
             current_sysctls = current["sysctls"]
         link.plan_host_side(add, ipv4)
+        for verb, present, wanted in entries:
+            self.host.plan.sync(target, current, desired, HOST, verb, present, wanted)
 
         # Sysctls before addresses: an interface born with IPv6 off (the sandbox's default) takes no IPv6 address.
         for name, value in sysctls:
@@ -896,6 +906,16 @@ def _free_link_group(session) -> int:
     while group in used:
         group += 1
     return group
+
+
+# The diff's key of each kind of host_entries (attach.VethLink) and how an entry reads there.
+HOST_ENTRY_KEYS = {"add_port_fdb": "port_fdb", "add_neighbour": "bridge_neighbours"}
+
+
+def _entry_words(verb: str, args: tuple) -> str:
+    if verb == "add_port_fdb":
+        return "%s dev %s" % (args[1], args[0])
+    return "%s lladdr %s" % (args[2], args[1])
 
 
 def _own_routes(routes: list, spec: EndpointSpec) -> list:

@@ -213,7 +213,7 @@ def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> Name
         for record in state["networks"].values():
             device = facts.devices.get(record.vxlan_name) if isinstance(record, OverlayRecord) else None
             if device is not None and device.kind == "vxlan":
-                facts.fdb[device.name] = session.fdb(device.index)
+                facts.fdb[device.name] = session.fdb(device.index, noarp=record.control_plane != "evpn")
                 facts.neighbours[device.name] = session.neighbours(device.index)
     if "ports" in query.gather and state.get("ports"):
         facts.shadowed = shadowed_ports(state["ports"])
@@ -352,6 +352,8 @@ def network_view(name: str, record: NetworkRecord, facts: NamespaceFacts, state:
     """The record as stored (every key, whatever the driver), its devices' kernel state and its endpoints."""
     view = {"name": name}
     view.update(record.to_dict())
+    if isinstance(record, OverlayRecord):
+        view["control_plane"] = record.control_plane  # the file has it only when evpn
     devices = []
     for role, device_name, _kind in network_devices(record):
         device = facts.devices.get(device_name)
@@ -791,6 +793,8 @@ def peer_views(name: str, record: OverlayRecord, facts: NamespaceFacts) -> Tuple
     wanted_fdb, wanted_neigh, recorded = set(), set(), {}
     for peer in record.peers:
         recorded[peer.vtep] = [{"ip": ip, "mac": mac} for ip, mac in peer.endpoints]
+        if record.control_plane == "evpn":
+            continue  # zebra's entries (not dumped) are the remote ones: none of the module's should be there
         wanted_fdb.add((FLOOD_MAC, peer.vtep))
         for ip, mac in peer.endpoints:
             wanted_fdb.add((mac, peer.vtep))

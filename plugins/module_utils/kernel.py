@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, Gone
-from ansible_collections.cnm.network.plugins.module_utils.rtnl import Rtnl, neighbour_request
+from ansible_collections.cnm.network.plugins.module_utils.rtnl import BRPORT_FLAGS, Rtnl, neighbour_request
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 from ansible_collections.cnm.network.plugins.module_utils.xfrm import Xfrm
 
@@ -88,10 +88,11 @@ class NetnsSession:
         self._links: Optional[Dict[str, Link]] = None
         self._addresses: Optional[Dict[int, list]] = None
         self._routes: Optional[List[Tuple[Route, bool]]] = None  # the main table: (route, whether the kernel's own)
-        self._neighbours: Dict[Tuple[int, int], list] = {}  # (family, ifindex) -> its permanent entries
+        self._neighbours: Dict[Tuple[int, int, bool], list] = {}  # (family, ifindex, noarp) -> permanent entries
         self._indexes: Dict[str, int] = {}  # name -> ifindex, learnt from the dump and from lookups
         self._by_index: Optional[Dict[int, Link]] = None
-        self._port_flags: Optional[Dict[int, Tuple[bool, bool]]] = None
+        self._port_flags: Optional[Dict[int, Dict[str, bool]]] = None
+        self._port_fdb: Optional[Dict[int, List[str]]] = None  # port ifindex -> MACs of its static FDB entries
 
     # ---- reads (dumped once per run) ----
     def links(self) -> Dict[str, Link]:
@@ -105,12 +106,43 @@ class NetnsSession:
 
     def port_flags(self, index: int) -> Tuple[bool, bool]:
         """(isolated, hairpin) of the bridge port ``index`` (all ports dumped once)."""
+        options = self.port_options(index)
+        return options["isolated"], options["hairpin"]
+
+    def port_options(self, index: int) -> Dict[str, bool]:
+        """Every flag of rtnl.BRPORT_FLAGS of the bridge port ``index`` (all ports dumped once; a device that is no
+        port yet has the kernel's defaults)."""
         if self._port_flags is None:
             self._port_flags = self.rtnl.port_flags()
-        return self._port_flags.get(index, (False, False))
+        options = self._port_flags.get(index)
+        if options is None:  # not a port (yet): the kernel's defaults
+            options = {name: default for name, (_kind, default) in BRPORT_FLAGS.items()}
+        return dict(options)
 
-    def set_port_flags(self, name: str, isolated: bool, hairpin: bool) -> None:
-        self.rtnl.set_port_flags(self.index(name), isolated, hairpin)
+    def set_port_flags(
+        self,
+        name: str,
+        isolated: Optional[bool] = None,
+        hairpin: Optional[bool] = None,
+        neigh_suppress: Optional[bool] = None,
+        learning: Optional[bool] = None,
+    ) -> None:
+        """Set the flags given (not None) of bridge port ``name``."""
+        self.rtnl.set_port_flags(
+            self.index(name), isolated=isolated, hairpin=hairpin, neigh_suppress=neigh_suppress, learning=learning
+        )
+
+    def port_fdb(self, index: int) -> List[str]:
+        """The MACs of the static FDB entries of bridge port ``index`` (all ports dumped once per run)."""
+        if self._port_fdb is None:
+            self._port_fdb = self.rtnl.port_fdb()
+        return sorted(self._port_fdb.get(index, []))
+
+    def add_port_fdb(self, name: str, mac: str) -> None:
+        self.rtnl.port_fdb_entry(True, self.index(name), mac)
+
+    def delete_port_fdb(self, name: str, mac: str) -> None:
+        self.rtnl.port_fdb_entry(False, self.index(name), mac)
 
     def by_index(self, index: int) -> Optional[Link]:
         if self._by_index is None:
@@ -156,18 +188,19 @@ class NetnsSession:
                 self._routes.append((route, raw["protocol"] == RTPROT_KERNEL))
         return self._routes
 
-    def fdb(self, index: int) -> List[Tuple[str, str]]:
-        """The permanent FDB entries of device ``index``: (MAC, VTEP), dumped once per run."""
-        return self._permanent(socket.AF_BRIDGE, index)
+    def fdb(self, index: int, noarp: bool = True) -> List[Tuple[str, str]]:
+        """The permanent FDB entries of device ``index``: (MAC, VTEP), dumped once per run; without ``noarp`` not
+        the NOARP ones (an EVPN overlay's: zebra's flood entries, see rtnl.Rtnl.neighbours)."""
+        return self._permanent(socket.AF_BRIDGE, index, noarp)
 
     def neighbours(self, index: int) -> List[Tuple[str, str]]:
         """The permanent IPv4 neighbours of device ``index``: (MAC, IP), dumped once per run."""
         return self._permanent(socket.AF_INET, index)
 
-    def _permanent(self, family: int, index: int) -> list:
-        if (family, index) not in self._neighbours:
-            self._neighbours[(family, index)] = self.rtnl.neighbours(family, index)
-        return list(self._neighbours[(family, index)])
+    def _permanent(self, family: int, index: int, noarp: bool = True) -> list:
+        if (family, index, noarp) not in self._neighbours:
+            self._neighbours[(family, index, noarp)] = self.rtnl.neighbours(family, index, noarp)
+        return list(self._neighbours[(family, index, noarp)])
 
     def sysctl(self, path: str) -> Optional[str]:
         """/proc/sys/<path> as this namespace sees it now; None if it does not exist."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
-from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_ipv4
+from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_ipv4, mac_from_name
 from ansible_collections.cnm.network.plugins.module_utils.records import (
     BridgeRecord,
     IpvlanRecord,
@@ -409,6 +409,11 @@ class BridgeNetwork:
         return BRIDGE_ALIAS_PREFIX + self.name
 
     @property
+    def bridge_mac(self) -> str:
+        """The bridge's own MAC, pinned (it would otherwise take its ports' MACs as they come and go)."""
+        return mac_from_name("bridge:" + self.name)
+
+    @property
     def gateway_interfaces(self) -> tuple:
         """The addresses the bridge carries: the gateways with their subnets' prefix lengths."""
         addresses = (
@@ -795,6 +800,7 @@ class OverlayNetwork(BridgeNetwork):
     restrict_peers: bool = True
     encrypted: bool = False
     vxlan_name: str = ""
+    control_plane: str = "static"
 
     driver: ClassVar[str] = "overlay"
     devices: ClassVar[Tuple[Tuple[str, str, Optional[str]], ...]] = (
@@ -853,7 +859,21 @@ class OverlayNetwork(BridgeNetwork):
             restrict_peers=params.get("restrict_peers", True) is not False,
             encrypted=bool(params.get("encrypted")),
             vxlan_name=vxlan_name,
+            control_plane=check_choice("control_plane", params.get("control_plane"), CONTROL_PLANES),
         )
+
+    @property
+    def evpn(self) -> bool:
+        """FRR (zebra, bgpd with advertise-all-vni) programs the remote entries, not the inventory's peers."""
+        return self.control_plane == "evpn"
+
+    @property
+    def bridge_mac(self) -> str:
+        """With EVPN the distributed gateway's MAC is the same on every host (Docker's 02:42 + the gateway's IPv4
+        bytes: no endpoint has the gateway's address), so a moved or remote-learnt gateway entry never disagrees."""
+        if self.evpn and self.gateway is not None:
+            return mac_from_ipv4(self.gateway)
+        return BridgeNetwork.bridge_mac.fget(self)
 
     @property
     def vxlan_mac(self) -> str:
@@ -878,6 +898,7 @@ class OverlayNetwork(BridgeNetwork):
                 for peer in self.peers
             ),
             encrypted=self.encrypted,
+            control_plane=self.control_plane,
         )
 
     @classmethod
@@ -886,6 +907,7 @@ class OverlayNetwork(BridgeNetwork):
 
 
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")
+CONTROL_PLANES = ("static", "evpn")  # an overlay's: the inventory's peers, or BGP EVPN (FRR)
 _VLAN_PARENT = re.compile(r"(?P<base>.+)\.(?P<vid>[0-9]{1,4})")
 
 

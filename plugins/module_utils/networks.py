@@ -46,6 +46,8 @@ def follow_endpoints(host: Host, record, new_record: NetworkRecord, attached: di
         return
     planner = EndpointPlanner(host)
     planner.shim_routes = shim_routes
+    if getattr(record, "control_plane", None) == "evpn" != getattr(new_record, "control_plane", None):
+        planner.evpn_left.update(endpoint.network for endpoint in attached.values())
     for endpoint in attached.values():
         planner.plan(spec_from_record(endpoint))
     planner.finish()
@@ -79,6 +81,7 @@ def endpoint_facing(record: NetworkRecord) -> tuple:
         record.subnet,
         record.internal,
         record.icc,
+        getattr(record, "control_plane", None),  # an overlay's endpoints gain or lose their EVPN entries
     )
 
 

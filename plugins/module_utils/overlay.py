@@ -6,6 +6,10 @@ are made exact from the inventory's peers (no learning, no gossip, no key-value 
 Per remote VTEP one all-zero FDB entry (broadcast and unknown traffic), per remote endpoint one FDB
 entry MAC -> VTEP and one neighbour entry IP -> MAC on the VXLAN device, which answers ARP for them
 itself (proxy), so ARP never crosses the underlay. Entries of peers no longer listed are removed.
+
+With ``control_plane: evpn`` FRR's zebra programs the remote entries instead: none come from the peers (those the
+module wrote before are removed, zebra's are never seen), the VXLAN port suppresses ARP and does not learn, and the
+bridge's MAC is derived from the gateway (see attach.VethLink.host_entries for the endpoints' side).
 """
 
 from __future__ import annotations
@@ -136,6 +140,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
         known = host.state["networks"].get(params["name"])
         peers = known.peers if isinstance(known, OverlayRecord) else ()
         params = dict(params, peers=[peer.to_dict() for peer in peers])
+    _refuse_encrypted_evpn(host, params)
     params, keys = _encryption(host, params, mtu)
     network = OverlayNetwork.from_overlay_params(params, underlay_mtu=mtu)
     _check_port(host, network)
@@ -158,15 +163,22 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
         wanted, device=name, mtu=network.mtu, mac=network.vxlan_mac, fdb=_fdb(network), neighbours=_neighbours(network)
     )
     current = None
+    port_now = session.port_options(link.index) if link is not None and link.master else _PORT_DEFAULTS
     if link is not None:
         current = dict(
             link.vxlan or {},
             device=name,
             mtu=link.mtu,
             mac=link.mac,
-            fdb=sorted(session.fdb(link.index)),
+            fdb=sorted(session.fdb(link.index, noarp=not network.evpn)),
             neighbours=sorted(session.neighbours(link.index)),
         )
+    port_wanted = _EVPN_PORT if network.evpn else _STATIC_PORT
+    shown = network.evpn or _port_part(port_now) != _STATIC_PORT  # a static overlay's diff stays as it was
+    if shown:
+        desired["bridge_port"] = port_wanted
+        if current is not None:
+            current["bridge_port"] = _port_part(port_now)
 
     def add(what, apply, undo=None):
         host.plan.add(target, what, current, desired, apply, undo)
@@ -193,6 +205,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
             Op(HOST, "delete_link", (name,)),
         )
         present_fdb, present_neigh = set(), set()
+        port_now = _PORT_DEFAULTS  # a new device is a new port
     else:
         if up_later and link.mtu != network.mtu:
             add("set vxlan %s mtu %d" % (name, network.mtu), Op.call(HOST, "set_link", name, mtu=network.mtu))
@@ -213,6 +226,14 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
                 Op.call(HOST, "set_link", name, up=False),
             )
         )
+    if _port_part(port_now) != port_wanted:
+        # EVPN: the bridge answers ARP from zebra's neighbours (neigh_suppress) and learns nothing from the tunnel
+        # (zebra's extern_learn entries are the truth)
+        add(
+            "set bridge port %s %s" % (name, _describe_port(port_wanted)),
+            Op.call(HOST, "set_port_flags", name, **port_wanted),
+            Op.call(HOST, "set_port_flags", name, **_port_part(port_now)),
+        )
     fdb = [(name, mac, vtep) for mac, vtep in desired["fdb"]]
     host.plan.sync(target, current, desired, HOST, "add_fdb", [(name,) + entry for entry in sorted(present_fdb)], fdb)
     neighbours = [(name, mac, address) for mac, address in desired["neighbours"]]
@@ -226,6 +247,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
         vxlan_name=name,
         peers=[peer.to_dict() for peer in network.to_record().peers],
         encrypted=network.encrypted,
+        control_plane=network.control_plane,
     )
     if encryption is not None:
         result["network"]["ipsec"] = encryption
@@ -263,7 +285,40 @@ def _create(network: OverlayNetwork, up: bool) -> Op:
     )
 
 
+_STATIC_PORT = {"neigh_suppress": False, "learning": True}  # the kernel's defaults
+_EVPN_PORT = {"neigh_suppress": True, "learning": False}
+_PORT_DEFAULTS = dict(_STATIC_PORT, isolated=False, hairpin=False)
+
+
+def _port_part(options: dict) -> dict:
+    return {key: options[key] for key in _STATIC_PORT}
+
+
+def _describe_port(options: dict) -> str:
+    return "neigh_suppress %s learning %s" % tuple("on" if options[key] else "off" for key in _STATIC_PORT)
+
+
+def _refuse_encrypted_evpn(host: Host, params: dict) -> None:
+    """IPsec between the VTEPs is planned from the inventory's peers; with EVPN FRR knows them: not supported yet."""
+    if params.get("control_plane") != "evpn":
+        return
+    encrypted = params.get("encrypted")
+    record = host.state["networks"].get(params["name"])
+    if encrypted is None:  # omitted: as the store has it
+        encrypted = isinstance(record, OverlayRecord) and record.encrypted
+    if encrypted:
+        raise option_error(
+            "control_plane",
+            "evpn",
+            "cannot be combined with encrypted: true (an encrypted overlay with an EVPN control plane is not "
+            "supported yet); use control_plane: static, or encrypted: false",
+        )
+
+
 def _fdb(network: OverlayNetwork) -> list:
+    """Static mode: the entries the peers need; EVPN: none (zebra programs the remote ones, extern_learn)."""
+    if network.evpn:
+        return []
     entries = set()
     for peer in network.peers:
         entries.add((FLOOD_MAC, str(peer.vtep)))
@@ -272,6 +327,8 @@ def _fdb(network: OverlayNetwork) -> list:
 
 
 def _neighbours(network: OverlayNetwork) -> list:
+    if network.evpn:
+        return []
     return sorted((mac, str(address)) for peer in network.peers for address, mac in peer.endpoints)
 
 

@@ -35,6 +35,9 @@ VERBS = {
     "delete_fdb": ("add_fdb", "remove fdb {1} dst {2}"),
     "add_neighbour": ("delete_neighbour", "add neighbour {2} lladdr {1}"),
     "delete_neighbour": ("add_neighbour", "remove neighbour {2} lladdr {1}"),
+    # a local endpoint's static FDB entry on its bridge port (EVPN overlays: what FRR advertises)
+    "add_port_fdb": ("delete_port_fdb", "add fdb {1} dev {0} master static"),
+    "delete_port_fdb": ("add_port_fdb", "remove fdb {1} dev {0} master static"),
     "write_sysctl": (None, "set {0}={1}"),  # its undo writes the old value: an Op of its own
     # an encrypted overlay's XFRM states and policies (ipsec.py), rendered by their describe(): never their keys
     "add_xfrm_state": ("delete_xfrm_state", "add xfrm state {0}"),

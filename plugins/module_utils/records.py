@@ -336,6 +336,8 @@ class OverlayRecord(BridgeRecord):
     peers: Tuple[PeerRecord, ...] = field(default=(), metadata=_rule((PeerRecord,)))
     # in the file only when true: the firewall drops clear VXLAN of this VNI
     encrypted: bool = field(default=False, metadata=_rule(bool))
+    # in the file only when evpn (FRR programs the remote entries): a store written before it reads as static
+    control_plane: str = field(default="static", metadata=_rule(str))
 
     driver: ClassVar[str] = "overlay"
 
@@ -343,6 +345,8 @@ class OverlayRecord(BridgeRecord):
         data = BridgeRecord.to_dict(self)
         if not self.encrypted:
             del data["encrypted"]
+        if self.control_plane == "static":
+            del data["control_plane"]
         return data
 
 

@@ -129,6 +129,7 @@ def _overlay_params(name: str, vxlan: dict, owners: Dict[str, list], fdb: list, 
         "port": vxlan["vxlan"]["port"] or 4789,
         "vxlan_name": vxlan["name"],
         "restrict_peers": "network %s vxlan peers only" % name in owners,
+        "control_plane": "evpn" if vxlan.get("neigh_suppress") else "static",
         "peers": [
             {"vtep": vtep, "endpoints": sorted(found, key=lambda e: ipaddress.ip_address(e["ip"]))}
             for vtep, found in sorted(peers.items(), key=lambda item: ipaddress.ip_address(item[0]))
@@ -230,7 +231,8 @@ def rebuild(facts: dict) -> Tuple[dict, dict]:
     """(store data, report) from the kernel's facts; the report counts what came back and names what did not.
 
     ``facts``: ``links`` of the host (name, index, kind, mtu, mac, alias, master, peer_index, addresses as
-    ``ADDR/LEN``, vxlan), ``sandboxes`` by key (their ``links``, each with ``routes``; None: the sandbox is gone),
+    ``ADDR/LEN``, vxlan; a VXLAN device also neigh_suppress, its bridge port's), ``sandboxes`` by key (their
+    ``links``, each with ``routes``; None: the sandbox is gone),
     ``rules`` (comment -> expression of each rule of table inet cnm), ``maps`` (name -> listed elements), and
     ``fdb`` / ``neighbours`` (VXLAN device -> [MAC, address] pairs).
     """
@@ -378,6 +380,8 @@ def read_facts(host) -> dict:
             except (CnmError, OSError, ValueError):
                 pass  # gone meanwhile: its endpoints are not recovered
         elif link["kind"] == "vxlan" and alias.startswith(OVERLAY_ALIAS_PREFIX):
+            # only an EVPN overlay's VXLAN port suppresses ARP (overlay.py): the control plane the store lost
+            link["neigh_suppress"] = bool(link["master"]) and session.port_options(link["index"])["neigh_suppress"]
             facts["fdb"][link["name"]] = [list(pair) for pair in session.fdb(link["index"])]
             facts["neighbours"][link["name"]] = [list(pair) for pair in session.neighbours(link["index"])]
     nft = firewall.Nft(host.run_command)

@@ -32,8 +32,10 @@ RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 NLM_F_REPLACE = 0x100
 NLM_F_APPEND = 0x800
 NDA_DST, NDA_LLADDR = 1, 2
-NUD_PERMANENT = 0x80
-NTF_SELF = 0x02
+NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
+NTF_SELF, NTF_MASTER, NTF_EXT_LEARNED = 0x02, 0x04, 0x10
+NDA_MASTER, NDA_PROTOCOL = 9, 12
+RTPROT_ZEBRA = 11
 IFLA_VXLAN_ID, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PROXY, IFLA_VXLAN_PORT = 1, 4, 7, 11, 15
 IFLA_MACVLAN_MODE = 1
 MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
@@ -80,7 +82,16 @@ IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA
 IFLA_NET_NS_FD = 28
 IFLA_PROTINFO = 12
 IFLA_BRPORT_MODE = 4  # hairpin
+IFLA_BRPORT_LEARNING = 8
+IFLA_BRPORT_NEIGH_SUPPRESS = 32
 IFLA_BRPORT_ISOLATED = 33
+# bridge port flags by name (set_port_flags, port_options) and the kernel's default of each
+BRPORT_FLAGS = {
+    "isolated": (IFLA_BRPORT_ISOLATED, False),
+    "hairpin": (IFLA_BRPORT_MODE, False),
+    "neigh_suppress": (IFLA_BRPORT_NEIGH_SUPPRESS, False),
+    "learning": (IFLA_BRPORT_LEARNING, True),
+}
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_AF_SPEC = 26
 IFLA_INET6_CONF = 2  # in IFLA_AF_SPEC's AF_INET6 entry: the interface's ipv6 devconf, an array of s32
@@ -306,28 +317,52 @@ class Rtnl(Netlink):
             )
         return result
 
-    def port_flags(self) -> Dict[int, Tuple[bool, bool]]:
-        """Bridge ports by index: (isolated, hairpin), from one AF_BRIDGE link dump."""
+    def port_flags(self) -> Dict[int, Dict[str, bool]]:
+        """Bridge ports by index: each of BRPORT_FLAGS (isolated, hairpin, neigh_suppress, learning), from one
+        AF_BRIDGE link dump."""
         result = {}
         for msg_type, payload in self._request(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(socket.AF_BRIDGE, 0, 0, 0, 0)):
             if msg_type != RTM_NEWLINK:
                 continue
             protinfo = attributes(payload, _IFINFO.size).get(IFLA_PROTINFO)
             flags = attributes(protinfo) if protinfo else {}
-            isolated, hairpin = flags.get(IFLA_BRPORT_ISOLATED, b"\0"), flags.get(IFLA_BRPORT_MODE, b"\0")
-            result[_IFINFO.unpack_from(payload)[2]] = (bool(isolated[0]), bool(hairpin[0]))
+            result[_IFINFO.unpack_from(payload)[2]] = {
+                name: bool(flags[kind][0]) if flags.get(kind) else default
+                for name, (kind, default) in BRPORT_FLAGS.items()
+            }
         return result
 
-    def neighbours(self, family: int, index: int) -> List[Tuple[str, Optional[str]]]:
-        """Permanent entries of one device: (MAC, IP) for the AF_INET table, (MAC, VTEP) for the AF_BRIDGE FDB."""
+    def port_fdb(self) -> Dict[int, List[str]]:
+        """Static bridge FDB entries by port index (``bridge fdb add MAC dev PORT master static``): the MACs, from
+        one AF_BRIDGE neighbour dump. Learned, local (permanent) and extern_learn entries are not listed."""
+        result: Dict[int, List[str]] = {}
+        for msg_type, payload in self._request(RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(socket.AF_BRIDGE, 0, 0, 0, 0)):
+            if msg_type != RTM_NEWNEIGH:
+                continue
+            _family, ifindex, state, flags, _type = _NDMSG.unpack_from(payload)
+            if state != NUD_NOARP or flags & NTF_EXT_LEARNED:
+                continue
+            attrs = attributes(payload, _NDMSG.size)
+            if NDA_MASTER not in attrs or NDA_DST in attrs or NDA_LLADDR not in attrs:  # the bridge's, not a VTEP's
+                continue
+            result.setdefault(ifindex, []).append(_mac(attrs[NDA_LLADDR]))
+        return result
+
+    def neighbours(self, family: int, index: int, noarp: bool = True) -> List[Tuple[str, Optional[str]]]:
+        """Permanent entries of one device: (MAC, IP) for the AF_INET table, (MAC, VTEP) for the AF_BRIDGE FDB.
+        Entries FRR's zebra owns (EVPN) are not listed, so nothing ever removes them (see is_zebras); without
+        ``noarp`` neither are NOARP ones: zebra's flood entries (00:00:00:00:00:00 dst VTEP) are NOARP as well as
+        permanent, as ``bridge fdb append`` makes them by hand, so only an EVPN overlay leaves them out."""
         result = []
         for msg_type, payload in self._request(RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(family, 0, 0, 0, 0)):
             if msg_type != RTM_NEWNEIGH:
                 continue
-            _family, ifindex, state, _flags, _type = _NDMSG.unpack_from(payload)
+            _family, ifindex, state, flags, _type = _NDMSG.unpack_from(payload)
             if ifindex != index or not state & NUD_PERMANENT:
                 continue
             attrs = attributes(payload, _NDMSG.size)
+            if is_zebras(flags, attrs.get(NDA_PROTOCOL)) or (not noarp and state & NUD_NOARP):
+                continue
             raw = attrs.get(NDA_DST)
             address = (
                 socket.inet_ntop(socket.AF_INET6 if raw and len(raw) == 16 else socket.AF_INET, raw) if raw else None
@@ -404,12 +439,23 @@ class Rtnl(Netlink):
                 created = _link(payload)
         return created
 
-    def set_port_flags(self, index: int, isolated: bool, hairpin: bool) -> None:
-        """Bridge port flags: ``isolated`` is Docker's icc=false (isolated ports reach only the bridge and
-        non-isolated ports); ``hairpin`` lets a DNATed packet go back out of the port it came in by."""
-        flags = attr(IFLA_BRPORT_ISOLATED, bytes([int(isolated)])) + attr(IFLA_BRPORT_MODE, bytes([int(hairpin)]))
+    def set_port_flags(
+        self,
+        index: int,
+        isolated: Optional[bool] = None,
+        hairpin: Optional[bool] = None,
+        neigh_suppress: Optional[bool] = None,
+        learning: Optional[bool] = None,
+    ) -> None:
+        """Bridge port flags of BRPORT_FLAGS, those given (not None): ``isolated`` is Docker's icc=false (isolated
+        ports reach only the bridge and non-isolated ports); ``hairpin`` lets a DNATed packet go back out of the port
+        it came in by; ``neigh_suppress`` and ``learning`` off are what an EVPN VXLAN port needs."""
+        flags = {"isolated": isolated, "hairpin": hairpin, "neigh_suppress": neigh_suppress, "learning": learning}
+        body = b"".join(
+            attr(BRPORT_FLAGS[name][0], bytes([int(value)])) for name, value in flags.items() if value is not None
+        )
         self._ack(
-            RTM_SETLINK, 0, _IFINFO.pack(socket.AF_BRIDGE, 0, index, 0, 0) + attr(IFLA_PROTINFO | NLA_F_NESTED, flags)
+            RTM_SETLINK, 0, _IFINFO.pack(socket.AF_BRIDGE, 0, index, 0, 0) + attr(IFLA_PROTINFO | NLA_F_NESTED, body)
         )
 
     def create_vxlan(
@@ -484,6 +530,10 @@ class Rtnl(Netlink):
         or an FDB entry MAC->VTEP (family AF_BRIDGE; several all-zero MACs, one per VTEP, are appended)."""
         self._ack(*neighbour_request(add, family, index, mac, address))
 
+    def port_fdb_entry(self, add: bool, index: int, mac: str) -> None:
+        """Add or delete a static FDB entry of bridge port ``index`` (see port_fdb_request)."""
+        self._ack(*port_fdb_request(add, index, mac))
+
     def delete_link(self, index: int) -> None:
         self._ack(RTM_DELLINK, 0, _IFINFO.pack(0, 0, index, 0, 0))
 
@@ -524,6 +574,23 @@ def neighbour_request(add: bool, family: int, index: int, mac: str, address: str
     if add:
         return RTM_NEWNEIGH, NLM_F_CREATE | (NLM_F_APPEND if family == socket.AF_BRIDGE else NLM_F_REPLACE), body
     return RTM_DELNEIGH, 0, body
+
+
+def port_fdb_request(add: bool, index: int, mac: str) -> Tuple[int, int, bytes]:
+    """A static FDB entry of a bridge port (``bridge fdb add MAC dev PORT master static``): what an EVPN speaker
+    advertises for a local endpoint before it sends anything."""
+    body = _NDMSG.pack(socket.AF_BRIDGE, index, NUD_NOARP, NTF_MASTER, 0)
+    body += attr(NDA_LLADDR, bytes(int(part, 16) for part in mac.split(":")))
+    if add:
+        return RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body
+    return RTM_DELNEIGH, 0, body
+
+
+def is_zebras(flags: int, protocol: Optional[bytes]) -> bool:
+    """Whether a neighbour or FDB entry is surely FRR zebra's: it marks remote EVPN MACs and neighbours extern_learn
+    and its neighbours proto zebra (its flood entries only NOARP: see Rtnl.neighbours); the entries this collection
+    writes are plain permanent ones."""
+    return bool(flags & NTF_EXT_LEARNED or (protocol and protocol[0] == RTPROT_ZEBRA))
 
 
 def _link(payload: bytes) -> dict:

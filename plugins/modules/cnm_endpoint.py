@@ -22,6 +22,9 @@ description:
   - Addresses are allocated from the network's C(ip_range) (lowest free) unless given; an endpoint keeps
     its address on every rerun. Leases of sandboxes that no longer exist are reclaimed.
   - A rerun repairs drift (addresses or routes changed, the veth deleted out of band).
+  - On an overlay with C(control_plane=evpn) the endpoint also gets what FRR advertises for it at once - a static FDB
+    entry of its MAC on its bridge port and a permanent neighbour (its IPv4 address to its MAC) on the bridge, removed
+    again on detach.
   - C(endpoints) converges a whole list in one task over one netlink session per namespace;
     the top-level options are the defaults of every item.
 requirements:

@@ -241,6 +241,10 @@ networks:
       description: VXLAN is accepted only from the listed peers (overlay).
       type: bool
       sample: true
+    control_plane:
+      description: Who programs the overlay's remote entries, V(static) (the peers) or V(evpn) (FRR) (overlay).
+      type: str
+      sample: static
     peers:
       description: The peers as the store lists them (overlay), in the shape of cnm_overlay's
         O(cnm.network.cnm_overlay#module:peers).

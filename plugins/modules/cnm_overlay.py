@@ -18,6 +18,9 @@ description:
     and unknown traffic, one entry per remote endpoint MAC - and its neighbour table too (the device
     answers ARP for remote endpoints itself, so ARP never crosses the underlay). Entries of peers or
     endpoints no longer listed are removed.
+  - With O(control_plane=evpn) BGP EVPN is the control plane instead - FRR's zebra and bgpd (started by the role
+    C(cnm.network.cnm_overlay), not by this module) program the remote entries themselves, and this module only shapes
+    the kernel for them (see O(control_plane)).
   - With O(restrict_peers) the collection's nftables table accepts VXLAN UDP only from listed peers.
   - Endpoints attach with M(cnm.network.cnm_endpoint) as on bridge networks, with addresses from this
     host's O(ip_range) slice; ports publish with M(cnm.network.cnm_port_publish).
@@ -67,6 +70,23 @@ options:
         all.
     type: list
     elements: raw
+  control_plane:
+    description:
+      - Who programs the VXLAN device's remote FDB and neighbour entries.
+      - V(static) - this module, from O(peers) (the inventory is the control plane).
+      - "V(evpn) - FRR's zebra, from BGP EVPN routes (C(advertise-all-vni)); FRR itself is the role's or the user's
+        to run. The module writes no FDB or neighbour entries from O(peers) (it removes those it wrote in static mode)
+        and never touches zebra's (extern_learn, NOARP or proto zebra); the VXLAN device's bridge port gets
+        C(neigh_suppress on) and C(learning off), the bridge a MAC derived from the O(gateway) (C(02:42:) + its IPv4
+        bytes, the same on every host), and each endpoint attached with M(cnm.network.cnm_endpoint) a static FDB entry
+        on its bridge port and a permanent neighbour on the bridge, which zebra advertises at once."
+      - With V(evpn), O(peers) still gives the VTEPs O(restrict_peers) accepts and the endpoint names the resolver
+        answers (O(dns)).
+      - Switching an existing overlay reconciles it in place (its endpoints stay attached).
+      - V(evpn) with O(encrypted=true) is refused (not supported yet).
+    type: str
+    choices: [static, evpn]
+    default: static
   port:
     description: VXLAN UDP port (1 to 65535; V(0) is refused, not taken as the default).
     type: int
@@ -212,6 +232,16 @@ EXAMPLES = r"""
         endpoints: [{ip: 10.200.2.10, mac: "02:42:0a:c8:02:0a"}]
       - 192.0.2.13
 
+- name: An overlay whose remote entries FRR programs (BGP EVPN; FRR runs on the host)
+  cnm.network.cnm_overlay:
+    name: ov1
+    vni: 4201
+    subnet: 10.202.0.0/16
+    ip_range: 10.202.1.0/24
+    local_ip: 192.0.2.11
+    control_plane: evpn
+    peers: [192.0.2.12, 192.0.2.13]  # the VTEPs restrict_peers accepts
+
 - name: An encrypted overlay (IPsec ESP between every pair of VTEPs)
   cnm.network.cnm_overlay:
     name: secure
@@ -268,6 +298,10 @@ network:
       description: Whether the overlay is encrypted.
       type: bool
       sample: true
+    control_plane:
+      description: Who programs the remote entries, V(static) or V(evpn) (see O(control_plane)).
+      type: str
+      sample: evpn
     ipsec:
       description: The XFRM states and policies of an encrypted overlay on this host (SPIs and addresses, never keys).
       returned: when encrypted
@@ -301,6 +335,7 @@ def main() -> None:
             ip_range=dict(type="str"),
             local_ip=dict(type="str"),
             peers=dict(type="list", elements="raw"),
+            control_plane=dict(type="str", choices=["static", "evpn"], default="static"),
             port=dict(type="int", default=4789),
             mtu=dict(type="int"),
             restrict_peers=dict(type="bool", default=True),

@@ -411,3 +411,16 @@ def pings(netns: str, address: str, extra: str = "") -> bool:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def wait_for(condition, what: str, bound: float = 30.0):
+    """Poll ``condition`` until it returns a true value (returned), for ``bound`` seconds at most; fail naming
+    ``what``. For what the kernel or a daemon does on its own after a run (never a bare sleep)."""
+    deadline = time.monotonic() + bound
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("not within %.0f s: %s" % (bound, what))
+        time.sleep(0.1)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 from test_lab import REPO, ansible_env, assert_ok, lab_namespaces, recap_changed, run_playbook
 
 PLAYBOOKS = REPO / "playbooks"
@@ -273,3 +276,83 @@ def test_overlay_role_in_serial_batches(lab3):
     whole = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env)
     assert_ok(whole)
     assert recap_changed(whole) == {"h1": 0, "h2": 0, "h3": 0}
+
+
+# --- control plane evpn ------------------------------------------------------------------------------------------
+
+
+def sh_in(netns: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, "sh", "-c", command], capture_output=True, text=True, check=check
+    )
+
+
+def zebra_fdb(prefix: str, host: str) -> set:
+    """The remote entries zebra programmed on a lab host's vx-ov0: (MAC, VTEP) learned over EVPN (extern_learn)."""
+    entries = json.loads(sh_in("%s-%s" % (prefix, host), "bridge -j fdb show dev vx-ov0").stdout or "[]")
+    return {(entry["mac"], entry["dst"]) for entry in entries if "dst" in entry and "extern_learn" in entry["flags"]}
+
+
+def flood_vteps(prefix: str, host: str) -> set:
+    entries = json.loads(sh_in("%s-%s" % (prefix, host), "bridge -j fdb show dev vx-ov0").stdout or "[]")
+    return {entry["dst"] for entry in entries if entry["mac"] == "00:00:00:00:00:00" and "dst" in entry}
+
+
+def pings(source: str, address: str) -> bool:
+    return sh_in(source, "ping -c 1 -W 1 %s" % address, check=False).returncode == 0
+
+
+def frr_pid(prefix: str, host: str, daemon: str) -> int:
+    return int(Path("/run/cnm-network/frr/%s-%s/%s.pid" % (prefix, host, daemon)).read_text())
+
+
+def test_overlay_role_with_the_evpn_control_plane(lab3, tmp_path: Path):
+    """FRR in each lab host learns the endpoints over BGP EVPN: one attached on h3 alone is reached from h1 with no
+    task run on h1, its removal is withdrawn, and killed daemons are repaired by a rerun without stale entries."""
+    prefix, inventory, env = lab3
+    evpn = ("-e", "cnm_overlay_control_plane=evpn")
+    check = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, "--check", *evpn)
+    assert_ok(check)
+    first = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, *evpn)
+    assert_ok(first)  # the role waited for the BGP sessions, then its own check crossed the hosts
+    assert "UNREACHABLE" not in first.stdout
+    again = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, *evpn)
+    assert_ok(again)
+    assert recap_changed(again) == {"h1": 0, "h2": 0, "h3": 0}
+    vteps = {"h1": "192.0.2.11", "h2": "192.0.2.12", "h3": "192.0.2.13"}
+    assert flood_vteps(prefix, "h1") == {vteps["h2"], vteps["h3"]}  # type-3 routes, written by zebra
+
+    # An endpoint attached on h3 by one module run there: h1 reaches it, no task runs on h1.
+    late = "%s-h3-late" % prefix
+    attach = tmp_path / "attach.yml"
+    attach.write_text(
+        "- hosts: h3\n  gather_facts: false\n  tasks:\n"
+        "    - cnm.network.cnm_endpoint:\n        network: ov0\n        netns: %s\n        state: '{{ state }}'\n"
+        % late
+    )
+    assert_ok(run_playbook(attach, str(inventory), env, "-e", "state=present"))
+    address = endpoint_address(late)
+    mac = json.loads(sh_in(late, "ip -j link show dev eth0").stdout)[0]["address"]
+    wait_for(lambda: (mac, vteps["h3"]) in zebra_fdb(prefix, "h1"), "h1 learns %s over EVPN" % mac)
+    wait_for(lambda: pings("%s-h1-app1" % prefix, address), "h1-app1 reaches %s" % address)
+    assert_ok(run_playbook(attach, str(inventory), env, "-e", "state=absent"))
+    wait_for(lambda: (mac, vteps["h3"]) not in zebra_fdb(prefix, "h1"), "h1 withdraws %s" % mac)
+
+    # bgpd killed on h2: h1 and h3 withdraw h2's routes; a rerun starts it again and everything is back.
+    before = zebra_fdb(prefix, "h1")
+    assert {vtep for _mac, vtep in before} == {vteps["h2"], vteps["h3"]}
+    os.kill(frr_pid(prefix, "h2", "bgpd"), signal.SIGKILL)
+    wait_for(lambda: vteps["h2"] not in {vtep for _mac, vtep in zebra_fdb(prefix, "h1")}, "h1 withdraws h2")
+    assert_ok(run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, *evpn))
+    wait_for(lambda: zebra_fdb(prefix, "h1") == before, "h1 learns h2 again")
+
+    # zebra killed on h2 leaves its entries in the kernel; a rerun removes them before zebra starts again, so what
+    # h2 holds afterwards is exactly what the others advertise (an entry of a peer gone meanwhile would stay a ghost).
+    held = zebra_fdb(prefix, "h2")
+    os.kill(frr_pid(prefix, "h2", "zebra"), signal.SIGKILL)
+    assert zebra_fdb(prefix, "h2") == held
+    sh_in("%s-h2" % prefix, "bridge fdb add 02:42:0a:c8:ff:ff dev vx-ov0 dst 192.0.2.99 self extern_learn")
+    assert ("02:42:0a:c8:ff:ff", "192.0.2.99") in zebra_fdb(prefix, "h2")  # a ghost of a host no longer there
+    rerun = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, *evpn)
+    assert_ok(rerun)
+    wait_for(lambda: zebra_fdb(prefix, "h2") == held, "h2 holds the others' entries again, and no ghost")

@@ -76,6 +76,8 @@ READS = (
     "fdb",
     "neighbours",
     "port_flags",
+    "port_options",
+    "port_fdb",
     "sysctl",
     "sysctls",
     "xfrm_states",
@@ -125,12 +127,14 @@ class FactsSession:
         fdb: dict[str, Iterable[tuple[str, str]]] | None = None,
         neighbours: dict[str, Iterable[tuple[str, str]]] | None = None,
         sysctls: dict[str, str] | None = None,
+        port_options: dict[str, dict[str, bool]] | None = None,
+        port_fdb: dict[str, Iterable[str]] | None = None,
         xfrm: tuple[list, list] = ((), ()),
     ) -> None:
         self.label = label
         self._links = {link.name: link for link in links}
         self._by_index = {link.index: link for link in self._links.values()}
-        for facts in (addresses, routes, port_flags, fdb, neighbours):
+        for facts in (addresses, routes, port_flags, fdb, neighbours, port_options, port_fdb):
             unknown = sorted(set(facts or ()) - set(self._links))
             if unknown:
                 raise ValueError("%s: facts of interfaces it lacks: %s" % (label, ", ".join(unknown)))
@@ -145,6 +149,8 @@ class FactsSession:
             for dst, gateway in found
         ]
         self._port_flags = dict(port_flags or {})
+        self._port_options = {name: dict(found) for name, found in (port_options or {}).items()}
+        self._port_fdb = {name: sorted(found) for name, found in (port_fdb or {}).items()}
         self._fdb = {name: list(found) for name, found in (fdb or {}).items()}
         self._neighbours = {name: list(found) for name, found in (neighbours or {}).items()}
         self._sysctls = dict(sysctls or {})
@@ -186,7 +192,7 @@ class FactsSession:
         ]
         return connected + self.routes()
 
-    def fdb(self, index: int) -> list:
+    def fdb(self, index: int, noarp: bool = True) -> list:  # the facts hold no NOARP entries
         link = self._by_index.get(index)
         return list(self._fdb.get(link.name, [])) if link is not None else []
 
@@ -197,6 +203,19 @@ class FactsSession:
     def port_flags(self, index: int) -> tuple[bool, bool]:
         link = self._by_index.get(index)
         return self._port_flags.get(link.name, (False, False)) if link is not None else (False, False)
+
+    def port_options(self, index: int) -> dict[str, bool]:
+        """(isolated, hairpin) from port_flags, neigh_suppress and learning the kernel's defaults unless given."""
+        link = self._by_index.get(index)
+        name = link.name if link is not None else None
+        isolated, hairpin = self.port_flags(index)
+        options = {"isolated": isolated, "hairpin": hairpin, "neigh_suppress": False, "learning": True}
+        options.update(self._port_options.get(name, {}))
+        return options
+
+    def port_fdb(self, index: int) -> list:
+        link = self._by_index.get(index)
+        return list(self._port_fdb.get(link.name, [])) if link is not None else []
 
     def sysctl(self, path: str) -> str | None:
         return self._sysctls.get(path)
