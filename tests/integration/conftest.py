@@ -424,3 +424,13 @@ def wait_for(condition, what: str, bound: float = 30.0):
         if time.monotonic() > deadline:
             raise AssertionError("not within %.0f s: %s" % (bound, what))
         time.sleep(0.1)
+
+
+def wire_underlay(underlay: str, addressed: list) -> None:
+    """Namespace ``underlay`` with a bridge ``ulbr``, and each (port number, LabHost, address) of ``addressed`` on it:
+    a veth ``pN`` on the bridge, ``eth0`` with the address /24 in the host. Deleting ``underlay`` undoes it."""
+    sh("ip netns add %s && ip -n %s link add ulbr type bridge && ip -n %s link set ulbr up" % ((underlay,) * 3))
+    for number, host, address in addressed:
+        sh("ip link add p%d netns %s type veth peer name eth0 netns %s" % (number, underlay, host.name))
+        sh("ip -n %s link set p%d master ulbr up" % (underlay, number))
+        host.sh("ip addr add %s/24 dev eth0 && ip link set eth0 up" % address)

@@ -6,7 +6,7 @@ import contextlib
 import json
 
 import pytest
-from conftest import RUN_PREFIX, LabHost, ingress_counters, pings, sh, tcp_connects
+from conftest import RUN_PREFIX, LabHost, ingress_counters, pings, sh, tcp_connects, wire_underlay
 
 SUBNET = "10.200.0.0/16"
 VTEPS = {1: "192.0.2.11", 2: "192.0.2.12", 3: "192.0.2.13"}
@@ -20,14 +20,7 @@ def three_hosts():
     made = {i: LabHost("%s-h%d" % (prefix, i)) for i in VTEPS}
     rogue = LabHost(prefix + "-rogue")
     try:
-        sh(
-            "ip netns add %s && ip -n %s link add ulbr type bridge && ip -n %s link set ulbr up"
-            % (underlay, underlay, underlay)
-        )
-        for i, host in list(made.items()) + [(99, rogue)]:
-            sh("ip link add p%d netns %s type veth peer name eth0 netns %s" % (i, underlay, host.name))
-            sh("ip -n %s link set p%d master ulbr up" % (underlay, i))
-            host.sh("ip addr add 192.0.2.%d/24 dev eth0 && ip link set eth0 up" % (10 + i if i != 99 else 99))
+        wire_underlay(underlay, [(i, host, VTEPS[i]) for i, host in made.items()] + [(99, rogue, "192.0.2.99")])
         yield made, rogue
     finally:
         for host in list(made.values()) + [rogue]:

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 
 import pytest
-from conftest import RUN_PREFIX, LabHost, pings, sh, wait_for
+from conftest import RUN_PREFIX, LabHost, pings, sh, wait_for, wire_underlay
 
 FRR = "/usr/lib/frr"
 SUBNET = "10.200.0.0/16"
@@ -85,11 +85,7 @@ def two_hosts():
     made = {i: LabHost("%s-h%d" % (prefix, i)) for i in VTEPS}
     frr = {i: Frr(host, VTEPS[i], [VTEPS[j] for j in VTEPS if j != i]) for i, host in made.items()}
     try:
-        sh("ip netns add %s && ip -n %s link add ulbr type bridge && ip -n %s link set ulbr up" % ((underlay,) * 3))
-        for i, host in made.items():
-            sh("ip link add p%d netns %s type veth peer name eth0 netns %s" % (i, underlay, host.name))
-            sh("ip -n %s link set p%d master ulbr up" % (underlay, i))
-            host.sh("ip addr add %s/24 dev eth0 && ip link set eth0 up" % VTEPS[i])
+        wire_underlay(underlay, [(i, host, VTEPS[i]) for i, host in made.items()])
         yield made, frr
     finally:
         for daemons in frr.values():
