@@ -31,6 +31,16 @@ notes:
     M(cnm.network.cnm_info) reports from the rebuilt store and writes nothing."
 """
 
+    # The network modules: what a run leaves out (omitted.py).
+    KEPT = r"""
+options: {}
+notes:
+  - "Options left out keep the existing network's values, as C(community.docker.docker_network) compares only the
+    options it is given: a network at O(mtu=9000) run again without O(mtu) stays at 9000, and C(--diff) shows only
+    what the given options change. The defaults documented apply when the network is created. O(force) is not
+    kept (it qualifies one run)."
+"""
+
     # The sandbox of an endpoint, given one of four ways.
     SANDBOX = r"""
 options:

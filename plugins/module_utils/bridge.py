@@ -100,8 +100,12 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
             Op.call(HOST, "set_link", name, mtu=link.mtu),
         )
     present, wanted = [(name, a) for a in current_addresses], [(name, a) for a in network.gateway_interfaces]
+    ipv6 = network.ipv6_subnet is not None
+    if ipv6:  # before its address: a device with IPv6 off refuses one (EACCES)
+        plan_device_ipv6(host, target, name, ipv6, network.mtu)
     host.plan.sync(target, current, desired, HOST, "add_address", present, wanted)
-    plan_device_ipv6(host, target, name, network.ipv6_subnet is not None, network.mtu)
+    if not ipv6:
+        plan_device_ipv6(host, target, name, ipv6, network.mtu)
     new_record = host.state["networks"][network.name] = network.to_record()
     follow_endpoints(host, record, new_record, attached)
     return {"network": dict(new_record.to_dict(), name=network.name, endpoints=len(attached))}

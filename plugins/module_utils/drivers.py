@@ -20,7 +20,6 @@ from ansible_collections.cnm.network.plugins.module_utils.records import (
     IpvlanRecord,
     MacvlanRecord,
     OverlayRecord,
-    ParentRecord,
 )
 
 
@@ -29,20 +28,15 @@ def _restore_bridge(host: Host, name: str, record: BridgeRecord) -> None:
 
 
 def _restore_overlay(host: Host, name: str, record: OverlayRecord) -> None:
-    plan_overlay_present(host, dict(record.to_dict(), name=name, allow_host_route_overlap=True))
-
-
-def _as_declared(record: ParentRecord) -> dict:
-    """A network on a parent as declared: an MTU left out follows the parent's, which may differ after the reboot."""
-    return dict(record.to_dict(), mtu=record.mtu if record.mtu_set else None)
+    plan_overlay_present(host, dict(record.declared(), name=name, allow_host_route_overlap=True))
 
 
 def _restore_macvlan(host: Host, name: str, record: MacvlanRecord) -> None:
-    plan_macvlan_present(host, MacvlanNetwork.from_params(dict(_as_declared(record), name=name)))
+    plan_macvlan_present(host, MacvlanNetwork.from_params(dict(record.declared(), name=name)))
 
 
 def _restore_ipvlan(host: Host, name: str, record: IpvlanRecord) -> None:
-    plan_ipvlan_present(host, IpvlanNetwork.from_params(dict(_as_declared(record), name=name)))
+    plan_ipvlan_present(host, IpvlanNetwork.from_params(dict(record.declared(), name=name)))
 
 
 # Plan a network of each driver present again from its store record (after a reboot).

@@ -14,7 +14,12 @@ from typing import Callable, Iterator, Optional
 from ansible_collections.cnm.network.plugins.module_utils import dns, firewall, kernel, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.firewall import Pending, conntrack_flow, plan_firewall
-from ansible_collections.cnm.network.plugins.module_utils.model import ENDPOINT_ALIAS_PREFIX, network_from_record
+from ansible_collections.cnm.network.plugins.module_utils.model import (
+    ENDPOINT_ALIAS_PREFIX,
+    EndpointSpec,
+    network_from_record,
+)
+from ansible_collections.cnm.network.plugins.module_utils.omitted import keep_omitted, keep_omitted_endpoint
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op, Plan
 from ansible_collections.cnm.network.plugins.module_utils.records import (
     EndpointRecord,
@@ -127,6 +132,16 @@ class Host:
         if parsed is None or parsed[0] is not record:  # planning replaces a record, never edits it in place
             parsed = self._networks[name] = (record, network_from_record(name, record))
         return parsed[1]
+
+    def declared(self, params: dict, driver: str) -> dict:
+        """A network module's options, those it left out taken from the network as it is (omitted.py)."""
+        return keep_omitted(params, self.state["networks"].get(params["name"]), driver)
+
+    def declared_endpoint(self, spec: EndpointSpec, options: dict) -> EndpointSpec:
+        """An endpoint as asked for, what its item left out taken from the endpoint as attached (omitted.py)."""
+        return keep_omitted_endpoint(
+            spec, options, self.state["endpoints"].get(endpoint_key(spec.network, spec.sandbox.key))
+        )
 
     def endpoints_of(self, network: str) -> dict:
         """Endpoint records of a network whose sandbox still exists; leases of vanished sandboxes are reclaimed."""

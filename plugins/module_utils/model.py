@@ -17,6 +17,7 @@ from ansible_collections.cnm.network.plugins.module_utils.errors import option_e
 from ansible_collections.cnm.network.plugins.module_utils.ipam import mac_from_ipv4, mac_from_name
 from ansible_collections.cnm.network.plugins.module_utils.records import (
     BridgeRecord,
+    EndpointRecord,
     IpvlanRecord,
     MacvlanRecord,
     NetworkRecord,
@@ -728,6 +729,25 @@ class EndpointSpec:
             where=where,
         )
 
+    @classmethod
+    def from_record(cls, record: EndpointRecord) -> EndpointSpec:
+        """The endpoint as it was asked for, rebuilt from its store record (to re-plan it)."""
+        return cls(
+            network=record.network,
+            sandbox=SandboxRef.from_key(record.sandbox),
+            ifname=record.ifname,
+            ipv4_address=ipaddress.ip_address(record.ipv4_address) if record.static_ipv4 else None,
+            ipv6_address=ipaddress.ip_address(record.ipv6_address) if record.static_ipv6 else None,
+            mac_address=record.mac_address if record.static_mac else None,
+            default_route=record.default_route,
+            routes=parse_routes("routes", record.routes),
+            sysctls=tuple(sorted(record.sysctls.items())),
+            gw_priority=record.gw_priority,
+            create_netns=False,
+            name=record.name,
+            aliases=record.aliases,
+        )
+
 
 def batch_items(params: dict, option_names, sandbox_options) -> list:
     """The items of a module's batch option (``endpoints``) as (options, where) pairs.
@@ -801,6 +821,7 @@ class OverlayNetwork(BridgeNetwork):
     encrypted: bool = False
     vxlan_name: str = ""
     control_plane: str = "static"
+    mtu_set: bool = False  # the MTU was asked for (False: the underlay's less the overhead, followed)
 
     driver: ClassVar[str] = "overlay"
     devices: ClassVar[Tuple[Tuple[str, str, Optional[str]], ...]] = (
@@ -811,7 +832,9 @@ class OverlayNetwork(BridgeNetwork):
     @classmethod
     def from_overlay_params(cls, params: dict, underlay_mtu: Optional[int] = None) -> OverlayNetwork:
         vni = params.get("vni")
-        if vni is None or not 1 <= int(vni) <= 16777215:
+        if vni is None:
+            raise option_error("vni", None, "is required to create an overlay (1 to 16777215, the same on every host)")
+        if not 1 <= int(vni) <= 16777215:
             raise option_error("vni", vni, "is out of range (1 to 16777215)")
         local_ip = parse_address("local_ip", params.get("local_ip"), 4) if params.get("local_ip") else None
         if local_ip is None:
@@ -860,6 +883,7 @@ class OverlayNetwork(BridgeNetwork):
             encrypted=bool(params.get("encrypted")),
             vxlan_name=vxlan_name,
             control_plane=check_choice("control_plane", params.get("control_plane"), CONTROL_PLANES),
+            mtu_set=bool(params.get("mtu_set")),
         )
 
     @property
@@ -899,11 +923,12 @@ class OverlayNetwork(BridgeNetwork):
             ),
             encrypted=self.encrypted,
             control_plane=self.control_plane,
+            mtu_set=self.mtu_set,
         )
 
     @classmethod
     def from_record(cls, name: str, record: NetworkRecord) -> OverlayNetwork:
-        return cls.from_overlay_params(dict(record.to_dict(), name=name))
+        return cls.from_overlay_params(dict(record.to_dict(), name=name, mtu_set=record.mtu_set))
 
 
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")

@@ -10,9 +10,9 @@ import ipaddress
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner
 from ansible_collections.cnm.network.plugins.module_utils.errors import option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
-from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec, parse_routes
+from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec
 from ansible_collections.cnm.network.plugins.module_utils.plan import Op
-from ansible_collections.cnm.network.plugins.module_utils.records import EndpointRecord, NetworkRecord
+from ansible_collections.cnm.network.plugins.module_utils.records import NetworkRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import HOST, SandboxRef
 
 
@@ -49,27 +49,8 @@ def follow_endpoints(host: Host, record, new_record: NetworkRecord, attached: di
     if getattr(record, "control_plane", None) == "evpn" != getattr(new_record, "control_plane", None):
         planner.evpn_left.update(endpoint.network for endpoint in attached.values())
     for endpoint in attached.values():
-        planner.plan(spec_from_record(endpoint))
+        planner.plan(EndpointSpec.from_record(endpoint))
     planner.finish()
-
-
-def spec_from_record(record: EndpointRecord) -> EndpointSpec:
-    """The endpoint as it was asked for, rebuilt from its store record (to re-plan it)."""
-    return EndpointSpec(
-        network=record.network,
-        sandbox=SandboxRef.from_key(record.sandbox),
-        ifname=record.ifname,
-        ipv4_address=ipaddress.ip_address(record.ipv4_address) if record.static_ipv4 else None,
-        ipv6_address=ipaddress.ip_address(record.ipv6_address) if record.static_ipv6 else None,
-        mac_address=record.mac_address if record.static_mac else None,
-        default_route=record.default_route,
-        routes=parse_routes("routes", record.routes),
-        sysctls=tuple(sorted(record.sysctls.items())),
-        gw_priority=record.gw_priority,
-        create_netns=False,
-        name=record.name,
-        aliases=record.aliases,
-    )
 
 
 def endpoint_facing(record: NetworkRecord) -> tuple:

@@ -134,12 +134,10 @@ def _plan_ipsec(
 
 
 def plan_overlay_present(host: Host, params: dict) -> dict:
+    params = host.declared(params, "overlay")  # peers in force too
+    params["mtu_set"] = params.get("mtu") is not None
     local_ip = parse_address("local_ip", params["local_ip"], 4) if params.get("local_ip") else None
     mtu = underlay_mtu(host, local_ip) if local_ip is not None else None
-    if params.get("peers") is None:  # unmanaged: keep the peers in force
-        known = host.state["networks"].get(params["name"])
-        peers = known.peers if isinstance(known, OverlayRecord) else ()
-        params = dict(params, peers=[peer.to_dict() for peer in peers])
     _refuse_encrypted_evpn(host, params)
     params, keys = _encryption(host, params, mtu)
     network = OverlayNetwork.from_overlay_params(params, underlay_mtu=mtu)

@@ -288,6 +288,12 @@ class NetworkRecord:
             data[item.name] = value
         return data
 
+    def declared(self) -> dict:
+        """The network as a module's options declare it (what a run that leaves an option out keeps: omitted.py)."""
+        data = self.to_dict()
+        del data["driver"]
+        return data
+
 
 def _item(kind, entry: object, where: str):
     """An entry of a list field: a text, or what ``kind.from_dict`` reads."""
@@ -338,15 +344,21 @@ class OverlayRecord(BridgeRecord):
     encrypted: bool = field(default=False, metadata=_rule(bool))
     # in the file only when evpn (FRR programs the remote entries): a store written before it reads as static
     control_plane: str = field(default="static", metadata=_rule(str))
+    # in the file only when true: the MTU was asked for (False: the underlay's less the overhead, followed)
+    mtu_set: bool = field(default=False, metadata=_rule(bool))
 
     driver: ClassVar[str] = "overlay"
 
     def to_dict(self) -> dict:
         data = BridgeRecord.to_dict(self)
-        if not self.encrypted:
-            del data["encrypted"]
-        if self.control_plane == "static":
-            del data["control_plane"]
+        for name, usual in (("encrypted", False), ("control_plane", "static"), ("mtu_set", False)):
+            if data[name] == usual:
+                del data[name]
+        return data
+
+    def declared(self) -> dict:
+        data = BridgeRecord.declared(self)
+        data["mtu"] = self.mtu if data.pop("mtu_set", False) else None
         return data
 
 
@@ -361,6 +373,12 @@ class ParentRecord(NetworkRecord):
     named_by: ClassVar[str] = "parent"
     internal: ClassVar[bool] = False  # its endpoints are plain hosts of the LAN
     icc: ClassVar[bool] = True
+
+    def declared(self) -> dict:
+        """An MTU left out follows the parent's (which may differ now, after a reboot say)."""
+        data = NetworkRecord.declared(self)
+        data["mtu"] = self.mtu if data.pop("mtu_set") else None
+        return data
 
 
 @dataclass(frozen=True)

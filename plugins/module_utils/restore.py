@@ -28,7 +28,7 @@ from ansible_collections.cnm.network.plugins.module_utils.drivers import RESTORE
 from ansible_collections.cnm.network.plugins.module_utils.endpoint import EndpointPlanner, plan_create_netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
-from ansible_collections.cnm.network.plugins.module_utils.networks import spec_from_record
+from ansible_collections.cnm.network.plugins.module_utils.model import EndpointSpec
 from ansible_collections.cnm.network.plugins.module_utils.records import OverlayRecord
 from ansible_collections.cnm.network.plugins.module_utils.sandbox import SandboxRef
 
@@ -88,7 +88,7 @@ def _restore_endpoints(host: Host, restored: list, report: dict) -> None:
     planner = EndpointPlanner(host)
     for record in records:
         if host.kernel.sandbox_exists(SandboxRef.from_key(record.sandbox)):
-            planner.plan(spec_from_record(record))
+            planner.plan(EndpointSpec.from_record(record))
         else:
             report["skipped"].append(
                 "endpoint %s on %s: the container is not running; the next run on its network "

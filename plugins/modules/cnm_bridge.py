@@ -46,11 +46,13 @@ options:
       - A device of that name that is not this network's bridge (no cnm alias) is refused, here and by
         M(cnm.network.cnm_endpoint).
       - Defaults to C(br-NAME), shortened with a hash of the name when that is longer than 15 characters.
+      - Left out, an existing network keeps its value.
     type: str
   subnet:
     description:
-      - IPv4 subnet of the network in CIDR form, for example C(172.30.0.0/24). With C(state=present), C(subnet)
-        or C(ipv6_subnet) or both are required.
+      - IPv4 subnet of the network in CIDR form, for example C(172.30.0.0/24). A new network needs
+        C(subnet) or C(ipv6_subnet) or both.
+      - Left out, an existing network keeps its own; an empty text (V("")) removes it.
       - Omitted with C(ipv6_subnet) given, the network is IPv6-only (Docker 28's C(--ipv4=false)); its endpoints get
         no IPv4 address and a MAC derived from their name; C(gateway) and C(ip_range) need C(subnet).
       - It must not overlap another cnm network on the host, nor a route of the host's main table (other than a default
@@ -60,15 +62,18 @@ options:
   gateway:
     description:
       - IPv4 address of the bridge, the endpoints' default gateway. Defaults to the first address of C(subnet).
+      - Left out, an existing network keeps its value while O(subnet) stays the same.
     type: str
   ip_range:
     description:
       - Part of C(subnet) from which endpoint addresses are allocated (lowest free first). Defaults to C(subnet).
       - Static endpoint addresses may lie anywhere in C(subnet).
+      - Left out, an existing network keeps its value while O(subnet) stays the same.
     type: str
   ipv6_subnet:
     description:
       - IPv6 subnet in CIDR form; endpoints then also get an IPv6 address and default route.
+      - Left out, an existing network keeps its own; an empty text (V("")) removes it.
       - Loopback, multicast, link-local and unspecified subnets (of either family) are refused, as are subnets
         overlapping
         a route of the host unless O(allow_host_route_overlap=true).
@@ -76,13 +81,14 @@ options:
   ipv6_gateway:
     description:
       - IPv6 address of the bridge. Defaults to the first address of C(ipv6_subnet).
+      - Left out, an existing network keeps its value while O(ipv6_subnet) stays the same.
     type: str
   mtu:
     description:
       - MTU of the bridge and of every endpoint on it (68 to 65535; at least 1280 with IPv6). Below 1280 an IPv4-only
         network's devices carry no IPv6 at all (the kernel removes it), so nothing needs switching off.
+      - Left out, an existing network keeps its value; a new network gets V(1500).
     type: int
-    default: 1500
   allow_host_route_overlap:
     description:
       - Accept a O(subnet) or O(ipv6_subnet) that overlaps a route of the host's main routing table (other than a
@@ -104,8 +110,8 @@ options:
       - Masquerade traffic from the subnet that leaves through any other interface (Docker's
         C(com.docker.network.bridge.enable_ip_masquerade)). Covers the IPv6 subnet too unless O(ipv6_masquerade) says
         otherwise.
+      - Left out, an existing network keeps its value; a new network gets V(true).
     type: bool
-    default: true
   ipv6_masquerade:
     description:
       - Masquerade traffic from O(ipv6_subnet) that leaves through any other interface (NAT66, as Docker 27+ with
@@ -114,6 +120,7 @@ options:
         globally
         addressed IPv6 subnet behind IPv4 NAT (Docker's C(com.docker.network.bridge.gateway_mode_ipv6=routed)).
       - Needs O(ipv6_subnet); refused on an internal network.
+      - Left out, an existing network keeps its value.
     type: bool
   trusted_sources:
     description:
@@ -130,14 +137,15 @@ options:
         whatever is
         listed.
       - Refused on an internal network.
+      - Left out, an existing network keeps its value.
     type: list
     elements: str
   internal:
     description:
       - Nothing in or out of the network except between its own endpoints (C(docker network create --internal));
         its endpoints get no default route.
+      - Left out, an existing network keeps its value; a new network gets V(false).
     type: bool
-    default: false
   dns:
     description:
       - Resolve the names and aliases of the network's endpoints
@@ -150,13 +158,14 @@ options:
         reach its gateways' port 53.
       - Named namespaces attached to the network get C(/etc/netns/NAME/resolv.conf) naming the gateways (what
         C(ip netns exec) uses).
+      - Left out, an existing network keeps its value; a new network gets V(false).
     type: bool
-    default: false
   dns_servers:
     description:
       - The upstream DNS servers (IP addresses, at most 3) the resolver forwards other names to for this network's
         endpoints, instead of the host's (Docker's C(--dns) for every container of the network).
       - Needs O(dns=true).
+      - Left out, an existing network keeps its value.
     type: list
     elements: str
   icc:
@@ -164,13 +173,14 @@ options:
       - Endpoints on this bridge may talk to each other (Docker's C(com.docker.network.bridge.enable_icc)).
         With C(false) every endpoint's bridge port is isolated (the kernel's C(isolated) port flag), so endpoints
         reach the gateway and the outside but not each other.
+      - Left out, an existing network keeps its value; a new network gets V(true).
     type: bool
-    default: true
   host_binding_ip:
     description:
       - Default host address of ports published on this network (Docker's
         C(com.docker.network.bridge.host_binding_ipv4)).
         Kept with the network for the port publishing of a coming release.
+      - Left out, an existing network keeps its value.
     type: str
 notes:
   - Networks are isolated from each other as in Docker; the rules live in the nftables tables
@@ -190,6 +200,7 @@ seealso:
   - module: cnm.network.cnm_endpoint
 extends_documentation_fragment:
   - cnm.network.cnm
+  - cnm.network.cnm.kept
 """
 
 EXAMPLES = r"""
@@ -352,19 +363,18 @@ def main() -> None:
             ip_range=dict(type="str"),
             ipv6_subnet=dict(type="str"),
             ipv6_gateway=dict(type="str"),
-            mtu=dict(type="int", default=1500),
+            mtu=dict(type="int"),
             force=dict(type="bool", default=False),
             allow_host_route_overlap=dict(type="bool", default=False),
-            masquerade=dict(type="bool", default=True),
+            masquerade=dict(type="bool"),
             ipv6_masquerade=dict(type="bool"),
             trusted_sources=dict(type="list", elements="str"),
-            internal=dict(type="bool", default=False),
-            icc=dict(type="bool", default=True),
-            dns=dict(type="bool", default=False),
+            internal=dict(type="bool"),
+            icc=dict(type="bool"),
+            dns=dict(type="bool"),
             dns_servers=dict(type="list", elements="str"),
             host_binding_ip=dict(type="str"),
         ),
-        required_if=[("state", "present", ["subnet", "ipv6_subnet"], True)],
         supports_check_mode=True,
     )
     params = module.params
@@ -373,7 +383,9 @@ def main() -> None:
         if params["state"] == "absent":
             name = check_name("name", params["name"])
             return plan_bridge_absent(host, name, params["bridge_name"] or default_bridge_name(name), params["force"])
-        return plan_bridge_present(host, BridgeNetwork.from_params(params), params["allow_host_route_overlap"])
+        return plan_bridge_present(
+            host, BridgeNetwork.from_params(host.declared(params, "bridge")), params["allow_host_route_overlap"]
+        )
 
     run_module(module, build)
 

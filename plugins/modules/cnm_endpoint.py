@@ -22,6 +22,8 @@ description:
   - Addresses are allocated from the network's C(ip_range) (lowest free) unless given; an endpoint keeps
     its address on every rerun. Leases of sandboxes that no longer exist are reclaimed.
   - A rerun repairs drift (addresses or routes changed, the veth deleted out of band).
+  - Options left out keep the attached endpoint's values (a rerun that names only the network and the sandbox changes
+    nothing); the defaults documented apply when an endpoint is attached.
   - On an overlay with C(control_plane=evpn) the endpoint also gets what FRR advertises for it at once - a static FDB
     entry of its MAC on its bridge port and a permanent neighbour (its IPv4 address to its MAC) on the bridge, removed
     again on detach.
@@ -64,19 +66,23 @@ options:
     description:
       - Name of the interface inside the sandbox. Defaults to the lowest free C(ethN) in the sandbox.
       - At most 15 bytes of letters, digits, C(_), C(.) and C(-) (no wildcard, quote, C(/) or whitespace).
+      - Left out, an attached endpoint keeps its interface.
     type: str
   ipv4_address:
     description:
       - Static IPv4 address inside the network's subnet. Allocated from C(ip_range) when omitted.
+      - Left out, an attached endpoint keeps its address (static or allocated).
     type: str
   ipv6_address:
     description:
       - Static IPv6 address inside the network's C(ipv6_subnet). Allocated when omitted and the network has IPv6.
+      - Left out, an attached endpoint keeps its address (static or allocated).
     type: str
   mac_address:
     description:
       - MAC of the inner interface. Defaults to Docker's C(02:42:) followed by the four bytes of the IPv4 address.
       - A MAC that another endpoint of the network already has is refused.
+      - Left out, an attached endpoint keeps its MAC.
     type: str
   default_route:
     description:
@@ -88,15 +94,15 @@ options:
         the holder moves the default route to the next endpoint; IPv4 and IPv6 are chosen separately (an IPv6
         default needs an endpoint with an IPv6 address). Internal networks never hold it; a default route on an
         interface that is not a cnm endpoint (or one given in C(routes)) is left alone and no other is added.
+      - Left out, an attached endpoint keeps its value; a new one gets V(true).
     type: bool
-    default: true
   gw_priority:
     description:
       - Docker 28's C(--gw-priority) (C(docker network connect --gw-priority)) for this endpoint; among the
         sandbox's endpoints the highest priority holds the default route (see C(default_route)).
       - A 64-bit integer, negative allowed.
+      - Left out, an attached endpoint keeps its value; a new one gets V(0).
     type: int
-    default: 0
   name:
     description:
       - The endpoint's DNS name on its network (Docker's container name, under which other containers of the
@@ -105,16 +111,19 @@ options:
       - Dot-separated labels of 1 to 63 letters, digits, C(_) and C(-) (not first or last), at most 253 characters.
         No two endpoints of one network share a name (compared without case).
       - Kept in the store and reported by M(cnm.network.cnm_info); not allowed with network C(host) or C(none).
+      - Left out, an attached endpoint keeps its name.
     type: str
   aliases:
     description:
       - Network-scoped aliases (Docker's C(--network-alias)), DNS names as C(name); several endpoints of a network
         may share an alias (it stands for all of them). Not allowed with network C(host) or C(none).
+      - Left out, an attached endpoint keeps its aliases; an empty list removes them.
     type: list
     elements: str
   routes:
     description:
       - Extra routes through the endpoint's interface.
+      - Left out, an attached endpoint keeps its routes; an empty list removes them.
     type: list
     elements: dict
     suboptions:
@@ -139,6 +148,7 @@ options:
       - Never applied to the host's own namespace (a C(pid) or C(netns_path) that is the host's); nothing is restored
         when the last endpoint is detached (the values belong to the sandbox, as in Docker, where they die with the
         container).
+      - Left out, an attached endpoint keeps its sysctls; an empty dict drops them from the endpoint.
     type: dict
   endpoints:
     description:
@@ -425,7 +435,7 @@ ITEM_OPTIONS = dict(
     routes=dict(type="list", elements="dict"),
     sysctls=dict(type="dict"),
 )
-TOP_DEFAULTS = dict(state="present", create_netns=True, delete_netns=False, default_route=True, gw_priority=0)
+TOP_DEFAULTS = dict(state="present", create_netns=True, delete_netns=False)
 ROUTE_OPTIONS = dict(dst=dict(type="str", required=True), gateway=dict(type="str"))
 
 
@@ -445,7 +455,7 @@ def main() -> None:
     def build(host):
         check_container_runtime(module.params)
         planner = EndpointPlanner(host)
-        specs = [EndpointSpec.from_params(options, where) for options, where in items]
+        specs = [host.declared_endpoint(EndpointSpec.from_params(options, where), options) for options, where in items]
         waiting = check_containers(host, specs)
         planner.expect([spec for spec in specs if spec not in waiting])
         results = [container_not_yet_running(host, spec) if spec in waiting else planner.plan(spec) for spec in specs]

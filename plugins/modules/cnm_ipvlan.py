@@ -49,48 +49,55 @@ options:
       - The host interface whose LAN the endpoints join (Docker's C(-o parent=)), or C(IFACE.VID) for VLAN C(VID)
         on C(IFACE). It must be a plain interface of the host, not a bridge, not a port of a bridge, not a cnm device,
         and not the parent of a macvlan network (the kernel takes one kind per parent).
-      - Required with C(state=present). It cannot change while endpoints are attached.
+      - Required to create the network. It cannot change while endpoints are attached.
+      - Left out, an existing network keeps its value.
     type: str
   ipvlan_mode:
     description:
       - The ipvlan mode (Docker's C(-o ipvlan_mode=)). The kernel keeps one mode per parent, so every ipvlan network
         on one parent has the same. It cannot change while endpoints are attached.
+      - Left out, an existing network keeps its value; a new network gets V(l2).
     type: str
     choices: [l2, l3, l3s]
-    default: l2
   ipvlan_flag:
     description:
       - The ipvlan flag (Docker's C(-o ipvlan_flag=)). C(bridge) lets endpoints on one parent talk to each other
         directly; C(private) forbids it; C(vepa) sends their traffic to the LAN switch (which must hairpin). One flag
         per parent, as the mode. It cannot change while endpoints are attached.
+      - Left out, an existing network keeps its value; a new network gets V(bridge).
     type: str
     choices: [bridge, private, vepa]
-    default: bridge
   subnet:
     description:
-      - The endpoints' IPv4 subnet in CIDR form (in mode C(l2), the LAN's). Required with C(state=present). It must
+      - The endpoints' IPv4 subnet in CIDR form (in mode C(l2), the LAN's). Required to create
+        the network (left out, an existing network keeps its own). It must
         not overlap another cnm network on the host.
     type: str
   gateway:
     description:
       - In mode C(l2), the LAN's router, the endpoints' default gateway. Defaults to the first address of C(subnet).
         In C(l3) and C(l3s) it is only kept out of the allocation, as Docker does.
+      - Left out, an existing network keeps its value while O(subnet) stays the same.
     type: str
   ip_range:
     description:
       - Part of C(subnet) from which endpoint addresses are allocated. Defaults to C(subnet).
+      - Left out, an existing network keeps its value while O(subnet) stays the same.
     type: str
   ipv6_subnet:
     description:
       - IPv6 subnet in CIDR form; endpoints then also get an IPv6 address and default route.
+      - Left out, an existing network keeps its own; an empty text (V("")) removes it.
     type: str
   ipv6_gateway:
     description:
       - The IPv6 router of the LAN (mode C(l2)). Defaults to the first address of C(ipv6_subnet).
+      - Left out, an existing network keeps its value while O(ipv6_subnet) stays the same.
     type: str
   mtu:
     description:
       - MTU of the endpoints; at most the parent's MTU. Defaults to the parent's MTU.
+      - Left out, an existing network keeps its value.
     type: int
   force:
     description:
@@ -107,6 +114,7 @@ seealso:
   - module: cnm.network.cnm_macvlan
 extends_documentation_fragment:
   - cnm.network.cnm
+  - cnm.network.cnm.kept
 """
 
 EXAMPLES = r"""
@@ -240,8 +248,8 @@ def main() -> None:
             name=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             parent=dict(type="str"),
-            ipvlan_mode=dict(type="str", choices=list(IPVLAN_MODES), default="l2"),
-            ipvlan_flag=dict(type="str", choices=list(IPVLAN_FLAGS), default="bridge"),
+            ipvlan_mode=dict(type="str", choices=list(IPVLAN_MODES)),
+            ipvlan_flag=dict(type="str", choices=list(IPVLAN_FLAGS)),
             subnet=dict(type="str"),
             gateway=dict(type="str"),
             ip_range=dict(type="str"),
@@ -250,7 +258,6 @@ def main() -> None:
             mtu=dict(type="int"),
             force=dict(type="bool", default=False),
         ),
-        required_if=[("state", "present", ["parent", "subnet"])],
         supports_check_mode=True,
     )
     params = module.params
@@ -258,7 +265,7 @@ def main() -> None:
     def build(host):
         if params["state"] == "absent":
             return plan_ipvlan_absent(host, check_name("name", params["name"]), params["force"])
-        return plan_ipvlan_present(host, IpvlanNetwork.from_params(params))
+        return plan_ipvlan_present(host, IpvlanNetwork.from_params(host.declared(params, "ipvlan")))
 
     run_module(module, build)
 

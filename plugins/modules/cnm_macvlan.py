@@ -46,7 +46,8 @@ options:
       - The host interface whose LAN the endpoints join (Docker's C(-o parent=)), or C(IFACE.VID) for VLAN C(VID)
         on C(IFACE). It must be a plain interface of the host, not a bridge, not a port of a bridge, not a cnm device.
       - At most 15 bytes of letters, digits, C(_), C(.) and C(-), as every interface name the collection takes.
-      - Required with C(state=present). It cannot change while endpoints are attached.
+      - Required to create the network. It cannot change while endpoints are attached.
+      - Left out, an existing network keeps its value.
     type: str
   mode:
     description:
@@ -54,47 +55,55 @@ options:
         talk to each other directly; C(private) forbids it; C(vepa) sends everything to the LAN switch (which must
         hairpin); C(passthru) gives the parent to a single endpoint, exclusively.
       - It cannot change while endpoints are attached.
+      - Left out, an existing network keeps its value; a new network gets V(bridge).
     type: str
     choices: [bridge, private, vepa, passthru]
-    default: bridge
   subnet:
     description:
-      - The LAN's IPv4 subnet in CIDR form. Required with C(state=present). It must not overlap another cnm network on
+      - The LAN's IPv4 subnet in CIDR form. Required to create the network
+        (left out, an existing network keeps its own). It must not overlap another cnm network on
         the host.
     type: str
   gateway:
     description:
       - The LAN's router, the endpoints' default gateway. Defaults to the first address of C(subnet).
+      - Left out, an existing network keeps its value while O(subnet) stays the same.
     type: str
   ip_range:
     description:
       - Part of C(subnet) from which endpoint addresses are allocated, so that they do not collide with the LAN's
         other hosts (its DHCP pool). Defaults to C(subnet).
+      - Left out, an existing network keeps its value while O(subnet) stays the same.
     type: str
   ipv6_subnet:
     description:
       - IPv6 subnet in CIDR form; endpoints then also get an IPv6 address and default route.
+      - Left out, an existing network keeps its own; an empty text (V("")) removes it.
     type: str
   ipv6_gateway:
     description:
       - The IPv6 router of the LAN. Defaults to the first address of C(ipv6_subnet).
+      - Left out, an existing network keeps its value while O(ipv6_subnet) stays the same.
     type: str
   mtu:
     description:
       - MTU of the endpoints; at most the parent's MTU. Defaults to the parent's MTU.
+      - Left out, an existing network keeps its value.
     type: int
   host_access:
     description:
       - Let the host reach the network's endpoints through a shim macvlan (needs C(mode=bridge) and C(host_access_ip)).
+      - Left out, an existing network keeps its value; a new network gets V(false).
     type: bool
-    default: false
   host_access_ip:
     description:
       - The host's IPv4 address on the network (on the shim), in C(subnet), outside C(ip_range), not the gateway.
+      - Left out, an existing network keeps its value.
     type: str
   shim_name:
     description:
       - Name of the shim interface. Defaults to C(mvs-) plus a hash of the network name.
+      - Left out, an existing network keeps its value.
     type: str
   force:
     description:
@@ -113,6 +122,7 @@ seealso:
   - module: cnm.network.cnm_bridge
 extends_documentation_fragment:
   - cnm.network.cnm
+  - cnm.network.cnm.kept
 """
 
 EXAMPLES = r"""
@@ -259,19 +269,19 @@ def main() -> None:
             name=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             parent=dict(type="str"),
-            mode=dict(type="str", choices=["bridge", "private", "vepa", "passthru"], default="bridge"),
+            mode=dict(type="str", choices=["bridge", "private", "vepa", "passthru"]),
             subnet=dict(type="str"),
             gateway=dict(type="str"),
             ip_range=dict(type="str"),
             ipv6_subnet=dict(type="str"),
             ipv6_gateway=dict(type="str"),
             mtu=dict(type="int"),
-            host_access=dict(type="bool", default=False),
+            host_access=dict(type="bool"),
             host_access_ip=dict(type="str"),
             shim_name=dict(type="str"),
             force=dict(type="bool", default=False),
         ),
-        required_if=[("state", "present", ["parent", "subnet"]), ("host_access", True, ["host_access_ip"])],
+        required_if=[("host_access", True, ["host_access_ip"])],
         supports_check_mode=True,
     )
     params = module.params
@@ -279,7 +289,7 @@ def main() -> None:
     def build(host):
         if params["state"] == "absent":
             return plan_macvlan_absent(host, check_name("name", params["name"]), params["force"])
-        return plan_macvlan_present(host, MacvlanNetwork.from_params(params))
+        return plan_macvlan_present(host, MacvlanNetwork.from_params(host.declared(params, "macvlan")))
 
     run_module(module, build)
 

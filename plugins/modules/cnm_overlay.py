@@ -42,22 +42,32 @@ options:
     choices: [present, absent]
     default: present
   vni:
-    description: VXLAN network identifier (1 to 16777215), the same on every host. Required with C(state=present).
+    description:
+      - VXLAN network identifier (1 to 16777215), the same on every host. Required to create the overlay.
+      - Left out, an existing network keeps its value.
     type: int
   subnet:
-    description: IPv4 subnet of the overlay (the same on every host). Required with C(state=present).
+    description:
+      - IPv4 subnet of the overlay (the same on every host). Required to create the overlay; left out, an existing
+        overlay keeps its own.
     type: str
   gateway:
-    description: Gateway address on every host's bridge (a distributed gateway). Defaults to the first address of
-      O(subnet).
+    description:
+      - Gateway address on every host's bridge (a distributed gateway). Defaults to the first address of
+        O(subnet).
+      - Left out, an existing network keeps its value while O(subnet) stays the same.
     type: str
   ip_range:
-    description: This host's slice of O(subnet) for allocated endpoint addresses (see the C(cnm.network.overlay_slice)
-      filter).
+    description:
+      - This host's slice of O(subnet) for allocated endpoint addresses (see the C(cnm.network.overlay_slice)
+        filter).
+      - Left out, an existing network keeps its value while O(subnet) stays the same.
     type: str
   local_ip:
-    description: This host's VTEP address on the underlay (an IPv4 address of this host). Required with
-      C(state=present).
+    description:
+      - This host's VTEP address on the underlay (an IPv4 address of this host). Required to
+        create the overlay.
+      - Left out, an existing network keeps its value.
     type: str
   peers:
     description:
@@ -84,22 +94,27 @@ options:
         answers (O(dns)).
       - Switching an existing overlay reconciles it in place (its endpoints stay attached).
       - V(evpn) with O(encrypted=true) is refused (not supported yet).
+      - Left out, an existing network keeps its value; a new network gets V(static).
     type: str
     choices: [static, evpn]
-    default: static
   port:
-    description: VXLAN UDP port (1 to 65535; V(0) is refused, not taken as the default).
+    description:
+      - VXLAN UDP port (1 to 65535; V(0) is refused, not taken as the default).
+      - Left out, an existing network keeps its value; a new network gets V(4789).
     type: int
-    default: 4789
   mtu:
-    description: MTU of the bridge and every endpoint. Defaults to the underlay link's MTU minus 50 (the VXLAN
-      overhead); larger is refused.
+    description:
+      - MTU of the bridge and every endpoint. Defaults to the underlay link's MTU minus 50 (the VXLAN
+        overhead); larger is refused.
+      - Left out, an existing overlay keeps an MTU that was asked for; one never asked for follows the underlay
+        (and O(encrypted)).
     type: int
   restrict_peers:
-    description: Accept VXLAN of this O(vni) on O(port) only from the listed peers' VTEPs (other VNIs on the port are
-      not affected).
+    description:
+      - Accept VXLAN of this O(vni) on O(port) only from the listed peers' VTEPs (other VNIs on the port are
+        not affected).
+      - Left out, an existing network keeps its value; a new network gets V(true).
     type: bool
-    default: true
   encrypted:
     description:
       - "IPsec between the VTEPs (Docker's encrypted overlay): for every pair (this host, peer) ESP in transport mode
@@ -141,16 +156,21 @@ options:
     type: list
     elements: str
   bridge_name:
-    description: Name of the bridge. Defaults to C(br-NAME) (shortened with a hash when longer than 15 characters).
+    description:
+      - Name of the bridge. Defaults to C(br-NAME) (shortened with a hash when longer than 15 characters).
+      - Left out, an existing network keeps its value.
     type: str
   vxlan_name:
-    description: Name of the VXLAN device. Defaults to C(vx-NAME) (shortened likewise).
+    description:
+      - Name of the VXLAN device. Defaults to C(vx-NAME) (shortened likewise).
+      - Left out, an existing network keeps its value.
     type: str
   masquerade:
-    description: Masquerade traffic leaving the overlay through other interfaces (each host routes its own endpoints
-      out).
+    description:
+      - Masquerade traffic leaving the overlay through other interfaces (each host routes its own endpoints
+        out).
+      - Left out, an existing network keeps its value; a new network gets V(true).
     type: bool
-    default: true
   trusted_sources:
     description:
       - CIDRs (IPv4 or IPv6, no host bits) allowed to open connections directly to this host's endpoints from outside
@@ -159,29 +179,33 @@ options:
         replies
         come in; the overlay's own endpoints on other hosts reach them over VXLAN whatever is listed.
       - Refused on an internal overlay.
+      - Left out, an existing network keeps its value.
     type: list
     elements: str
   internal:
-    description: No traffic in or out of the overlay except between its endpoints.
+    description:
+      - No traffic in or out of the overlay except between its endpoints.
+      - Left out, an existing network keeps its value; a new network gets V(false).
     type: bool
-    default: false
   dns:
     description:
       - Resolve the names and aliases of the overlay's endpoints at its gateway on this host, as
         M(cnm.network.cnm_bridge)'s O(cnm.network.cnm_bridge#module:dns) does (aardvark-dns, one process per host).
       - This host's resolver answers for the endpoints attached on this host and for those of O(peers) that carry
         a C(name) or C(aliases); the role C(cnm.network.cnm_overlay) shares every host's names so.
+      - Left out, an existing network keeps its value; a new network gets V(false).
     type: bool
-    default: false
   dns_servers:
     description:
       - The upstream DNS servers (IP addresses, at most 3) the resolver forwards other names to. Needs O(dns=true).
+      - Left out, an existing network keeps its value.
     type: list
     elements: str
   icc:
-    description: Endpoints on this host's bridge may talk to each other.
+    description:
+      - Endpoints on this host's bridge may talk to each other.
+      - Left out, an existing network keeps its value; a new network gets V(true).
     type: bool
-    default: true
   allow_host_route_overlap:
     description:
       - Accept a O(subnet) that overlaps a route of the host's main routing table (other than a default
@@ -205,6 +229,7 @@ notes:
     well before."
 extends_documentation_fragment:
   - cnm.network.cnm
+  - cnm.network.cnm.kept
 seealso:
   - module: cnm.network.cnm_endpoint
   - module: cnm.network.cnm_bridge
@@ -335,25 +360,25 @@ def main() -> None:
             ip_range=dict(type="str"),
             local_ip=dict(type="str"),
             peers=dict(type="list", elements="raw"),
-            control_plane=dict(type="str", choices=["static", "evpn"], default="static"),
-            port=dict(type="int", default=4789),
+            control_plane=dict(type="str", choices=["static", "evpn"]),
+            port=dict(type="int"),
             mtu=dict(type="int"),
-            restrict_peers=dict(type="bool", default=True),
+            restrict_peers=dict(type="bool"),
             encrypted=dict(type="bool"),
             encryption_key=dict(type="str", no_log=True),
             encryption_keys=dict(type="list", elements="str", no_log=True),
             bridge_name=dict(type="str"),
             vxlan_name=dict(type="str"),
-            masquerade=dict(type="bool", default=True),
+            masquerade=dict(type="bool"),
             trusted_sources=dict(type="list", elements="str"),
-            internal=dict(type="bool", default=False),
-            icc=dict(type="bool", default=True),
-            dns=dict(type="bool", default=False),
+            internal=dict(type="bool"),
+            icc=dict(type="bool"),
+            dns=dict(type="bool"),
             dns_servers=dict(type="list", elements="str"),
             force=dict(type="bool", default=False),
             allow_host_route_overlap=dict(type="bool", default=False),
         ),
-        required_if=[("state", "present", ["vni", "subnet", "local_ip"]), ("encrypted", True, ["encryption_key"])],
+        required_if=[("encrypted", True, ["encryption_key"])],
         supports_check_mode=True,
     )
     params = module.params

@@ -243,3 +243,63 @@ def test_reconciling_subnet_gateway_and_mtu(host):
     assert pings(host.sandbox("a"), "172.30.1.254")
     refused = host.module("cnm_bridge", name="web", subnet="10.1.0.0/24")
     assert refused["failed"] and "option 'subnet'" in refused["msg"]
+
+
+def test_options_left_out_keep_the_networks_values(host):
+    host.ok("cnm_bridge", mtu=9000, masquerade=False, gateway="172.30.0.254", **NET)
+    attach(host, "a")
+
+    for args in (dict(name="web"), dict(NET)):  # the name alone, or the same subnet without its gateway
+        predicted = host.module("cnm_bridge", check=True, **args)
+        rerun = host.module("cnm_bridge", **args)
+        assert (predicted["changed"], rerun["changed"], rerun["changes"]) == (False, False, []), rerun["changes"]
+    mtus = [json.loads(host.in_sandbox("a", "ip -j link show eth0").stdout)[0]["mtu"]]
+    mtus.append(json.loads(host.sh("ip -j link show br-web").stdout)[0]["mtu"])
+    assert mtus == [9000, 9000]
+    assert pings(host.sandbox("a"), "172.30.0.254")
+
+    added = host.ok("cnm_bridge", name="web", ipv6_subnet="fd00:30::/64")  # only what is given changes
+    assert added["network"]["mtu"] == 9000 and added["network"]["subnet"] == "172.30.0.0/24"
+    assert added["network"]["masquerade"] is False and added["network"]["gateway"] == "172.30.0.254"
+    after, before = added["diff"]["after"]["network web"], added["diff"]["before"]["network web"]
+    assert "fd00:30::1/64" in after["addresses"] and "fd00:30::1/64" not in before["addresses"]
+    assert before["mtu"] == after["mtu"] == 9000
+    assert pings(host.sandbox("a"), "fd00:30::1")  # the endpoint followed: IPv6 up on both ends
+    refused = host.module("cnm_bridge", name="web", ipv6_subnet="")  # an empty text removes a subnet...
+    assert refused.get("failed") and "option 'ipv6_subnet'" in refused["msg"]  # ...not one an endpoint is in
+    host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"), state="absent")
+    removed = host.ok("cnm_bridge", name="web", ipv6_subnet="")
+    assert removed["network"]["ipv6_subnet"] is None and removed["network"]["mtu"] == 9000
+
+
+def test_a_new_network_without_a_subnet_is_refused_naming_the_option(host):
+    result = host.module("cnm_bridge", name="web", mtu=1400)
+
+    assert result.get("failed") and "option 'subnet'" in result["msg"], result
+    assert host.store().get("networks", {}) == {}
+
+
+def test_an_endpoint_rerun_without_its_options_keeps_them(host):
+    host.ok("cnm_bridge", **NET)
+    given = dict(
+        ifname="web0",
+        ipv4_address="172.30.0.50",
+        default_route=False,
+        gw_priority=5,
+        routes=[dict(dst="10.99.0.0/16", gateway="172.30.0.254")],
+        sysctls={"net.ipv4.conf.IFNAME.rp_filter": "2"},
+        aliases=["db"],
+    )
+    host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"), **given)
+
+    predicted = host.module("cnm_endpoint", check=True, network="web", netns=host.sandbox("a"))
+    rerun = host.module("cnm_endpoint", network="web", netns=host.sandbox("a"))
+    assert (predicted["changed"], rerun["changed"], rerun["changes"]) == (False, False, []), rerun["changes"]
+    endpoint = rerun["endpoint"]
+    assert (endpoint["ifname"], endpoint["ipv4_address"], endpoint["aliases"]) == ("web0", "172.30.0.50", ["db"])
+    routes = host.in_sandbox("a", "ip -4 route show").stdout
+    assert "10.99.0.0/16 via 172.30.0.254" in routes and "default" not in routes
+
+    cleared = host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"), routes=[], default_route=True)
+    routes = host.in_sandbox("a", "ip -4 route show").stdout
+    assert cleared["changed"] and "10.99.0.0/16" not in routes and "default via 172.30.0.1" in routes

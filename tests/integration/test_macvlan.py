@@ -286,3 +286,15 @@ def test_ipvlan_is_refused_where_the_kernel_has_none(host, lan):
         assert result.get("failed") and "option 'name'" in result["msg"], result
         assert "this kernel lacks" in result["msg"] and os.uname().release in result["msg"], result["msg"]
         assert host.snapshot() == before
+
+
+def test_options_left_out_keep_the_networks_values(host, lan):
+    host.ok("cnm_macvlan", **dict(NET, mode="private", mtu=1400))
+    attach(host, "a")
+
+    predicted = host.module("cnm_macvlan", check=True, name="lan")
+    rerun = host.module("cnm_macvlan", name="lan")  # parent, subnet, gateway, ip_range, mode, mtu: as they are
+    assert (predicted["changed"], rerun["changed"], rerun["changes"]) == (False, False, []), rerun["changes"]
+    assert (rerun["network"]["mode"], rerun["network"]["mtu"]) == ("private", 1400)
+    inner = json.loads(host.in_sandbox("a", "ip -j -d link show eth0").stdout)[0]
+    assert inner["mtu"] == 1400 and inner["linkinfo"]["info_data"]["mode"] == "private"

@@ -43,17 +43,12 @@ def bad_input_hosts():
         yield made, rogue
 
 
+def _ov_args(i: int, peers: list) -> dict:
+    return dict(name="ov", vni=4200, subnet=SUBNET, ip_range="10.200.%d.0/24" % i, local_ip=VTEPS[i], peers=peers)
+
+
 def overlay(host, i: int, peers: list, **extra) -> dict:
-    return host.module(
-        "cnm_overlay",
-        name="ov",
-        vni=4200,
-        subnet=SUBNET,
-        ip_range="10.200.%d.0/24" % i,
-        local_ip=VTEPS[i],
-        peers=peers,
-        **extra,
-    )
+    return host.module("cnm_overlay", **_ov_args(i, peers), **extra)
 
 
 def build(made: dict) -> dict:
@@ -172,6 +167,25 @@ def test_absent_leaves_nothing_behind(hosts):
     ):  # flooding towards the peer resolved its VTEP on the underlay: the kernel's ARP entry, not ours
         state[host.name]["neighbours"] = [n for n in state[host.name]["neighbours"] if n[1] != "eth0"]
     assert after == empty
+
+
+def test_options_left_out_keep_the_overlays_values(hosts):
+    made, _rogue = hosts
+    host = made[1]
+    peers = [{"vtep": VTEPS[2], "endpoints": [{"ip": "10.200.2.9"}]}]
+    host.ok("cnm_overlay", **dict(_ov_args(1, peers), mtu=1400, port=4790, icc=False))
+    host.ok("cnm_endpoint", network="ov", netns=host.sandbox("c"))
+
+    predicted = host.module("cnm_overlay", check=True, name="ov")
+    rerun = host.module("cnm_overlay", name="ov")  # vni, subnet, local_ip, peers, mtu, port, icc: as they are
+    assert (predicted["changed"], rerun["changed"], rerun["changes"]) == (False, False, []), rerun["changes"]
+    network = rerun["network"]
+    assert (network["mtu"], network["port"], network["icc"], len(network["peers"])) == (1400, 4790, False, 1)
+    assert json.loads(host.in_sandbox("c", "ip -j link show eth0").stdout)[0]["mtu"] == 1400
+
+    new_peers = host.ok("cnm_overlay", name="ov", peers=[VTEPS[3]])  # only the peers change
+    assert [change for change in new_peers["changes"] if "mtu" in change] == []
+    assert new_peers["network"]["mtu"] == 1400 and new_peers["network"]["port"] == 4790
 
 
 BAD = {

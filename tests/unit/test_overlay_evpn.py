@@ -129,7 +129,7 @@ def test_a_static_overlay_switched_to_evpn_loses_the_modules_entries_in_place(ru
 def test_an_evpn_overlay_switched_back_to_static_gets_its_entries_and_the_ports_defaults(runner):
     machine = Machine(evpn_host(), ruleset=listing("ov"))
 
-    run = runner.run(machine, "cnm_overlay", store=EVPN_STORE, peers=PEERS, **OVERLAY)
+    run = runner.run(machine, "cnm_overlay", store=EVPN_STORE, peers=PEERS, control_plane="static", **OVERLAY)
 
     changes = words(run)
     assert "set bridge port vx-ov neigh_suppress off learning on" in changes
