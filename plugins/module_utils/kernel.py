@@ -93,6 +93,7 @@ class NetnsSession:
         self._by_index: Optional[Dict[int, Link]] = None
         self._port_flags: Optional[Dict[int, Dict[str, bool]]] = None
         self._port_fdb: Optional[Dict[int, List[str]]] = None  # port ifindex -> MACs of its static FDB entries
+        self._learned_fdb: Optional[Dict[int, List[str]]] = None  # port ifindex -> MACs the bridge learnt there
 
     # ---- reads (dumped once per run) ----
     def links(self) -> Dict[str, Link]:
@@ -138,11 +139,25 @@ class NetnsSession:
             self._port_fdb = self.rtnl.port_fdb()
         return sorted(self._port_fdb.get(index, []))
 
+    def learned_fdb(self, index: int) -> List[str]:
+        """The MACs the bridge learnt on its port ``index`` (dumped once per run)."""
+        if self._learned_fdb is None:
+            self._learned_fdb = self.rtnl.port_fdb(learned=True)
+        return sorted(self._learned_fdb.get(index, []))
+
     def add_port_fdb(self, name: str, mac: str) -> None:
         self.rtnl.port_fdb_entry(True, self.index(name), mac)
 
     def delete_port_fdb(self, name: str, mac: str) -> None:
         self.rtnl.port_fdb_entry(False, self.index(name), mac)
+
+    def forget_learned_fdb(self, name: str, mac: str) -> None:
+        """Delete what the bridge learnt of ``mac`` on port ``name``; aged out meanwhile is as good."""
+        try:
+            self.rtnl.port_fdb_entry(False, self.index(name), mac)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
 
     def by_index(self, index: int) -> Optional[Link]:
         if self._by_index is None:

@@ -237,6 +237,15 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
     neighbours = [(name, mac, address) for mac, address in desired["neighbours"]]
     present = [(name,) + entry for entry in sorted(present_neigh)]
     host.plan.sync(target, current, desired, HOST, "add_neighbour", present, neighbours)
+    if not fresh and isinstance(record, OverlayRecord):
+        for mac in _learned_of_gone_endpoints(session.learned_fdb(link.index), record, network):
+            host.plan.add(
+                target,
+                "flush learned fdb %s dev %s (no longer behind a peer)" % (mac, name),
+                current,
+                desired,
+                Op.call(HOST, "forget_learned_fdb", name, mac),
+            )
     plan_device_ipv6(host, target, name, network.ipv6_subnet is not None, network.mtu)
     result["network"].update(
         vni=network.vni,
@@ -265,6 +274,15 @@ def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
         have = ipsec.current(host.kernel.host, [record.port])
         ipsec.plan(host, "overlay %s ipsec" % name, have, ([], []), forgets=(("network", name),))
     return result
+
+
+def _learned_of_gone_endpoints(learned: list, record: OverlayRecord, network: OverlayNetwork) -> list:
+    """The MACs the bridge learnt on the VXLAN port of endpoints no peer lists any more (a pruned peer's, one
+    detached): forgotten at once, not after the bridge's 300 s of ageing, during which their frames go to the
+    tunnel (flooded to every VTEP) even when the address is now a local endpoint's (slices move as groups grow)."""
+    kept = {mac.lower() for peer in network.peers for _ip, mac in peer.endpoints}
+    gone = {mac.lower() for peer in record.peers for _ip, mac in peer.endpoints} - kept
+    return sorted(gone & {mac.lower() for mac in learned})
 
 
 def _create(network: OverlayNetwork, up: bool) -> Op:

@@ -33,6 +33,7 @@ NLM_F_REPLACE = 0x100
 NLM_F_APPEND = 0x800
 NDA_DST, NDA_LLADDR = 1, 2
 NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
+NUD_LEARNED = 0x02 | 0x04 | 0x08 | 0x10  # REACHABLE, STALE, DELAY, PROBE: what a bridge learnt, aging
 NTF_SELF, NTF_MASTER, NTF_EXT_LEARNED = 0x02, 0x04, 0x10
 NDA_MASTER, NDA_PROTOCOL = 9, 12
 RTPROT_ZEBRA = 11
@@ -332,15 +333,16 @@ class Rtnl(Netlink):
             }
         return result
 
-    def port_fdb(self) -> Dict[int, List[str]]:
+    def port_fdb(self, learned: bool = False) -> Dict[int, List[str]]:
         """Static bridge FDB entries by port index (``bridge fdb add MAC dev PORT master static``): the MACs, from
-        one AF_BRIDGE neighbour dump. Learned, local (permanent) and extern_learn entries are not listed."""
+        one AF_BRIDGE neighbour dump. Learned, local (permanent) and extern_learn entries are not listed; with
+        ``learned`` only the learned ones are (what the bridge saw come in on the port, aged out after 300 s)."""
         result: Dict[int, List[str]] = {}
         for msg_type, payload in self._request(RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(socket.AF_BRIDGE, 0, 0, 0, 0)):
             if msg_type != RTM_NEWNEIGH:
                 continue
             _family, ifindex, state, flags, _type = _NDMSG.unpack_from(payload)
-            if state != NUD_NOARP or flags & NTF_EXT_LEARNED:
+            if flags & NTF_EXT_LEARNED or (not state & NUD_LEARNED if learned else state != NUD_NOARP):
                 continue
             attrs = attributes(payload, _NDMSG.size)
             if NDA_MASTER not in attrs or NDA_DST in attrs or NDA_LLADDR not in attrs:  # the bridge's, not a VTEP's

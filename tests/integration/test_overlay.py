@@ -129,6 +129,28 @@ def test_fdb_and_neighbours_are_exact_as_peers_come_and_go(hosts):
     assert fdb(host) == expected
 
 
+def learned_on_the_tunnel(host) -> list:
+    """The MACs host's bridge learnt on its VXLAN port (not the module's static entries, nor the local ones)."""
+    entries = json.loads(host.sh("bridge -j fdb show br br-ov").stdout or "[]")
+    return sorted(e["mac"] for e in entries if e.get("ifname") == "vx-ov" and not e.get("state") and "dst" not in e)
+
+
+def test_a_pruned_peers_endpoints_are_forgotten_by_the_bridge_at_once(hosts):
+    made, _rogue = hosts
+    endpoints = build(made)
+    host, gone = made[1], endpoints[3]["mac_address"]
+    assert pings(made[3].sandbox("c"), endpoints[1]["ipv4_address"])  # host 1's bridge learns host 3's endpoint
+    assert gone in learned_on_the_tunnel(host)
+
+    check = overlay(host, 1, peers_of(1, endpoints, without=(3,)), check=True)
+    pruned = overlay(host, 1, peers_of(1, endpoints, without=(3,)))
+
+    flush = "flush learned fdb %s dev vx-ov (no longer behind a peer)" % gone
+    assert flush in check["changes"] and pruned["changes"] == check["changes"]
+    assert gone not in learned_on_the_tunnel(host)
+    assert overlay(host, 1, peers_of(1, endpoints, without=(3,)))["changed"] is False
+
+
 def test_vxlan_from_a_namespace_that_is_not_a_peer_never_reaches_the_bridge(hosts):
     made, rogue = hosts
     endpoints = build(made)

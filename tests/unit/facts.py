@@ -78,6 +78,7 @@ READS = (
     "port_flags",
     "port_options",
     "port_fdb",
+    "learned_fdb",
     "sysctl",
     "sysctls",
     "xfrm_states",
@@ -129,12 +130,13 @@ class FactsSession:
         sysctls: dict[str, str] | None = None,
         port_options: dict[str, dict[str, bool]] | None = None,
         port_fdb: dict[str, Iterable[str]] | None = None,
+        learned_fdb: dict[str, Iterable[str]] | None = None,
         xfrm: tuple[list, list] = ((), ()),
     ) -> None:
         self.label = label
         self._links = {link.name: link for link in links}
         self._by_index = {link.index: link for link in self._links.values()}
-        for facts in (addresses, routes, port_flags, fdb, neighbours, port_options, port_fdb):
+        for facts in (addresses, routes, port_flags, fdb, neighbours, port_options, port_fdb, learned_fdb):
             unknown = sorted(set(facts or ()) - set(self._links))
             if unknown:
                 raise ValueError("%s: facts of interfaces it lacks: %s" % (label, ", ".join(unknown)))
@@ -151,6 +153,7 @@ class FactsSession:
         self._port_flags = dict(port_flags or {})
         self._port_options = {name: dict(found) for name, found in (port_options or {}).items()}
         self._port_fdb = {name: sorted(found) for name, found in (port_fdb or {}).items()}
+        self._learned_fdb = {name: sorted(found) for name, found in (learned_fdb or {}).items()}
         self._fdb = {name: list(found) for name, found in (fdb or {}).items()}
         self._neighbours = {name: list(found) for name, found in (neighbours or {}).items()}
         self._sysctls = dict(sysctls or {})
@@ -216,6 +219,10 @@ class FactsSession:
     def port_fdb(self, index: int) -> list:
         link = self._by_index.get(index)
         return list(self._port_fdb.get(link.name, [])) if link is not None else []
+
+    def learned_fdb(self, index: int) -> list:
+        link = self._by_index.get(index)
+        return list(self._learned_fdb.get(link.name, [])) if link is not None else []
 
     def sysctl(self, path: str) -> str | None:
         return self._sysctls.get(path)

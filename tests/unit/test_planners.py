@@ -537,7 +537,7 @@ OV_STORE = {"endpoints": {}, "networks": {"ov": OV}, "sysctls": {"net.ipv4.ip_fo
 VXLAN = {"vni": 4200, "local": "192.0.2.11", "port": 4789, "learning": False, "proxy": True}
 
 
-def host_with_overlay() -> FactsSession:
+def host_with_overlay(**facts) -> FactsSession:
     """The host as cnm_overlay left it with PEERS: br-ov, vx-ov on it with the peers' FDB and neighbour entries."""
     return docker_host(
         link(4, "br-ov", "bridge", mtu=1450, mac="02:42:be:b0:3c:29", alias="cnm:network:ov"),
@@ -556,6 +556,7 @@ def host_with_overlay() -> FactsSession:
             ]
         },
         neighbours={"vx-ov": [("02:42:0a:c8:02:02", "10.200.2.2")]},
+        **facts,
     )
 
 
@@ -623,6 +624,21 @@ def test_an_overlay_peer_removed_takes_its_fdb_and_neighbour_entries_along(runne
     ]
     assert (after["fdb"], after["neighbours"]) == ([("00:00:00:00:00:00", "192.0.2.13")], [])
     assert run.state["networks"]["ov"]["peers"] == [{"endpoints": [], "vtep": "192.0.2.13"}]
+
+
+def test_a_removed_peer_s_endpoints_are_forgotten_by_the_bridge_at_once(runner):
+    # the bridge learnt the removed peer's endpoint and one it never listed (a VTEP given without endpoints)
+    learned = {"vx-ov": ["02:42:0a:c8:02:02", "02:42:0a:c8:03:07"]}
+    machine = Machine(host_with_overlay(learned_fdb=learned), ruleset=listing("ov"))
+
+    removed = runner.run(machine, "cnm_overlay", store=OV_STORE, peers=["192.0.2.13"], **OVERLAY)
+    kept = runner.run(machine, "cnm_overlay", store=OV_STORE, peers=PEERS, **OVERLAY)
+
+    flush = ("overlay ov", "flush learned fdb 02:42:0a:c8:02:02 dev vx-ov (no longer behind a peer)")
+    assert flush in removed.changes and [c for c in removed.changes if "learned" in c[1]] == [flush]
+    change = [c for c in removed.host.plan.changes if c.what == flush[1]][0]
+    assert change.undo is None  # nothing to put back: the bridge learns it again if it ever comes
+    assert kept.changes == []
 
 
 def test_an_encrypted_overlay_on_a_kernel_without_esp_is_refused_naming_what_it_lacks(runner):
