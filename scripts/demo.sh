@@ -25,7 +25,10 @@ ansible-playbook -i localhost, playbooks/lab_up.yml -e "lab_prefix=$PREFIX" -e "
 ansible-playbook -i "$INVENTORY" playbooks/demo.yml
 # The overlay across the lab's hosts; its last task pings every remote endpoint from every local one.
 ansible-playbook -i "$INVENTORY" playbooks/overlay.yml
+# A picture of it all (drift in red): the SVG, with the Graphviz and Mermaid files next to it.
+ansible-playbook -i "$INVENTORY" playbooks/topology.yml -e "topology_output=$ROOT/.lab/$PREFIX.svg"
 echo
 echo "The lab is up: its hosts are the namespaces $PREFIX-h1..$PREFIX-h$SIZE (inventory $INVENTORY)."
 echo "Look inside: nsenter --net=/run/netns/$PREFIX-h1 ip -br addr"
+echo "The picture of the network: $ROOT/.lab/$PREFIX.svg (Graphviz: .lab/$PREFIX.dot, Mermaid: .lab/$PREFIX.mmd)"
 echo "Remove everything: bash scripts/demo.sh down"

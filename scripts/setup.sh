@@ -24,7 +24,7 @@ say() { printf 'setup: %s\n' "$*"; }
 # busybox image from a local tarball (about 10 s to install both runtimes). frr: the EVPN control plane
 # (tests/integration/test_playbooks.py runs zebra and bgpd inside the lab hosts; never in the root namespace).
 DEB_PACKAGES=(nftables iproute2 iperf3 containernetworking-plugins socat tcpdump procps iputils-ping
-    shellcheck conntrack iptables docker.io podman busybox-static aardvark-dns dnsmasq-base frr)
+    shellcheck conntrack iptables docker.io podman busybox-static aardvark-dns dnsmasq-base frr graphviz)
 
 deb_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
