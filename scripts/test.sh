@@ -20,7 +20,9 @@
 #   build        ansible-galaxy collection build of a copy of the tree (git-tracked plus
 #                untracked non-ignored files, i.e. what a clean clone plus your work holds)
 #                into a temp dir, then ansible-galaxy collection install --offline of the
-#                tarball into another temp dir, and ansible-doc over the installed collection
+#                tarball into another temp dir, ansible-doc over the installed collection, and
+#                scripts/docs.sh: its docs site (antsibull-docs, Sphinx warnings as errors, offline)
+#                and antsibull-docs' lint of its plugin docs
 #   guest        bash guestlab/ci.sh: the guest lab (Debian kernels under qemu, over SSH) boots
 #                once, runs every proof in guestlab/proofs/ and stops; when this machine cannot
 #                boot guests it passes with the note "skipped: REASON"
@@ -192,9 +194,10 @@ stage_build() {
             export ANSIBLE_CONFIG="$work/ansible.cfg" ANSIBLE_COLLECTIONS_PATH="$dest" &&
             "$VENV/bin/ansible-galaxy" collection install --offline -p "$dest" "$tarball" &&
             "$VENV/bin/ansible-galaxy" collection list cnm.network &&
-            "$VENV/bin/ansible-doc" --list cnm.network
+            "$VENV/bin/ansible-doc" --list cnm.network &&
+            bash "$ROOT/scripts/docs.sh" "$work/docs-site"
     ) || return
-    NOTE="$(basename "$tarball")"
+    NOTE="$(basename "$tarball"), docs site"
 }
 
 stage_guest() {
