@@ -343,8 +343,9 @@ def world(host):
     return lan, net
 
 
-def tcp_connects(client_ns: str, server_ns: str, address: str, port: int = 8080) -> bool:
-    """Start a one-shot TCP server in ``server_ns`` and connect to it from ``client_ns``."""
+def tcp_connects(client_ns: str, server_ns: str, address: str, port: int = 8080, via: tuple | None = None) -> bool:
+    """Start a one-shot TCP server in ``server_ns`` and connect to it from ``client_ns`` (at ``via``, an (address,
+    port) such as a published port, instead of the server's own)."""
     server = subprocess.Popen(
         [
             "nsenter",
@@ -363,7 +364,7 @@ def tcp_connects(client_ns: str, server_ns: str, address: str, port: int = 8080)
         client = (
             "import socket,time\nfor i in range(50):\n"
             "    try:\n        c=socket.create_connection((%r,%d),timeout=2);print(c.recv(16).decode());break\n"
-            "    except ConnectionRefusedError:\n        time.sleep(0.1)\n" % (address, port)
+            "    except ConnectionRefusedError:\n        time.sleep(0.1)\n" % (via or (address, port))
         )
         proc = sh("%s -c %s" % (sys.executable, _quote(client)), netns=client_ns, check=False)
         return proc.stdout.strip() == "cnm-ok"

@@ -11,8 +11,8 @@ import json
 import os
 import shutil
 import subprocess
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from test_lab import assert_ok, recap_changed, run_playbook

@@ -70,7 +70,7 @@ DEV_ONLY = {
 # Local state that must never reach the tarball (planted in the copy that is built).
 LOCAL_STATE = [
     ".venv/lib/x.py",
-    ".venv-2.19/bin/python",
+    ".venv-2.16/bin/python",
     ".lab/cnmlab.yml",
     ".ansible/collections/x",
     ".pytest_cache/v",
@@ -181,10 +181,19 @@ def test_ee_definition_is_version_3_on_a_public_base_with_a_supported_ansible_co
     assert 'ARG EE_BASE_IMAGE="docker.io/redhat/ubi9:latest"' in containerfile
     assert 'ARG ANSIBLE_GALAXY_CLI_COLLECTION_OPTS="--offline"' in containerfile
     requires = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())["requires_ansible"]
-    assert requires == ">=2.19.0" and EE["dependencies"]["ansible_core"]["package_pip"] == "ansible-core>=2.19,<2.22"
+    assert requires == ">=2.16.0" and EE["dependencies"]["ansible_core"]["package_pip"] == "ansible-core>=2.19,<2.22"
     assert (
         EE["dependencies"]["python_interpreter"]["python_path"] == "/usr/bin/python3.12"
     )  # ansible-core 2.19+ needs >= 3.11
+
+
+def test_requires_ansible_is_the_oldest_ansible_core_the_compat_stage_runs():
+    """The collection claims no older ansible-core than scripts/test.sh's compat stage proves (and runs no newer)."""
+    requires = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())["requires_ansible"]
+    stage = (REPO / "scripts" / "test.sh").read_text().split("\nstage_compat() {\n", 1)[1].split("\n}\n", 1)[0]
+    oldest = re.search(r"^    local oldest=(\d+\.\d+) ", stage, re.M).group(1)
+    assert requires == ">=%s.0" % oldest
+    assert '"ansible-core~=$oldest.0"' in stage and 'venv="$ROOT/.venv-$oldest"' in stage
 
 
 def test_ee_context_installs_this_collection_offline_and_ansible_builder_finds_its_requirements(ee_context, tmp_path):
