@@ -145,8 +145,8 @@ def test_trusted_sources_open_a_routed_network_to_them_only(host, world, servers
         is False
     )
     host.ok(
-        "cnm_bridge", name="web", subnet="172.30.0.0/24", masquerade=False
-    )  # back to the default: nothing routed in
+        "cnm_bridge", name="web", subnet="172.30.0.0/24", masquerade=False, trusted_sources=[]
+    )  # back to none (left out, they would be kept): nothing routed in
     assert seen(world[1], a, 81) == "unreachable"
 
 
@@ -291,7 +291,7 @@ def test_trusted_sources_pass_a_docker_like_forward_drop_and_the_passes_go_with_
     )  # our own drop still holds
     assert "cnm network web pass trusted 203.0.113.0/24" in host.sh("iptables -w -S DOCKER-USER").stdout
     assert "cnm network web pass trusted 2001:db8:ff::/64" in host.sh("ip6tables -w -S FORWARD").stdout
-    host.ok("cnm_bridge", **web)  # no trusted sources any more: their passes go, the others stay
+    host.ok("cnm_bridge", trusted_sources=[], **web)  # no trusted sources any more: their passes go, the others stay
     assert "trusted" not in host.sh("iptables -w -S DOCKER-USER").stdout + host.sh("ip6tables -w -S FORWARD").stdout
     assert seen(world6[0], a4, 81) == "unreachable"
     host.ok("cnm_endpoint", network="web", netns=host.sandbox("a"), state="absent")

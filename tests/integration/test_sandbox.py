@@ -120,7 +120,9 @@ def test_default_route_false_and_internal_never_hold_it(host):
         endpoints=[dict(network="web", default_route=False), dict(network="db", gw_priority=9)],
     )
     assert defaults(host, "a") == []
-    host.ok("cnm_endpoint", netns=sandbox, network="web")  # default_route back to true: web is the only candidate
+    assert host.module("cnm_endpoint", netns=sandbox, network="web")["changed"] is False  # left out: kept false
+    assert defaults(host, "a") == []
+    host.ok("cnm_endpoint", netns=sandbox, network="web", default_route=True)  # web is the only candidate
     assert defaults(host, "a") == [("172.30.0.1", "eth0")]
 
 
@@ -159,7 +161,10 @@ def test_docker_sandbox_sysctls_and_overrides(host):
         and sysctl(host, "a", "net.ipv6.conf.all.disable_ipv6") == "1"
     )
     assert sysctl(host, "a", "net.ipv4.ping_group_range") == "0 2147483647"
-    host.ok("cnm_endpoint", network="web", netns=sandbox)  # the override gone: the default is back
+    kept = host.module("cnm_endpoint", network="web", netns=sandbox)  # left out: the endpoint keeps its sysctls
+    assert kept["changed"] is False and sysctl(host, "a", "net.ipv4.ip_unprivileged_port_start") == "1024"
+    host.ok("cnm_endpoint", network="web", netns=sandbox, sysctls={})  # the override gone: the default is back
+    assert sysctl(host, "a", "net.ipv4.ip_unprivileged_port_start") == "0"
 
     # An IPv6 network joins: lo gets IPv6 (::1) again and the new interface has IPv6, although 'default' is off.
     joined = check_then_run(host, "cnm_endpoint", network="v6", netns=sandbox)
