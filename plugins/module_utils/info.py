@@ -16,7 +16,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
-from ansible_collections.cnm.network.plugins.module_utils import dns, firewall, listeners, netns
+from ansible_collections.cnm.network.plugins.module_utils import dns, evpn, firewall, listeners, netns
 from ansible_collections.cnm.network.plugins.module_utils.errors import CnmError, option_error
 from ansible_collections.cnm.network.plugins.module_utils.host import Host
 from ansible_collections.cnm.network.plugins.module_utils.kernel import Kernel
@@ -80,6 +80,13 @@ DRIFT_KINDS = (
     "resolver_not_running",
     "resolver_config",
     "resolver_not_listening",
+    "evpn_frr_unreachable",
+    "evpn_session_down",
+    "evpn_vni_unknown",
+    "evpn_vtep_missing",
+    "evpn_vtep_stale",
+    "evpn_mac_missing",
+    "evpn_mac_stale",
 )
 
 
@@ -91,6 +98,7 @@ class InfoQuery:
     networks: Optional[Tuple[str, ...]] = None
     sandbox: Optional[SandboxRef] = None
     gather: FrozenSet[str] = frozenset(GATHER)
+    frr_vty_socket: Optional[str] = None  # where vtysh finds FRR's daemons (None: FRR's default)
 
     @classmethod
     def from_params(cls, params: dict) -> InfoQuery:
@@ -113,7 +121,7 @@ class InfoQuery:
         unknown = sorted(set(gather) - set(GATHER))
         if unknown or not gather:
             raise option_error("gather", list(gather), "must list some of %s" % ", ".join(GATHER))
-        return cls(networks, sandbox, frozenset(gather))
+        return cls(networks, sandbox, frozenset(gather), params.get("frr_vty_socket") or None)
 
     @property
     def filtered(self) -> bool:
@@ -178,6 +186,9 @@ class NamespaceFacts:
     shadowed: Dict[str, str] = field(default_factory=dict)
     # the host sysctls the store's networks need -> their value; None: not read
     sysctls: Optional[Dict[str, Optional[str]]] = None
+    # EVPN overlays: every entry of their VXLAN device towards a VTEP (zebra's), and what FRR says; None: not read
+    tunnel_fdb: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)
+    frr: Optional[evpn.FrrFacts] = None
 
 
 def read_namespace(session, routes: bool = False, port_flags: bool = False) -> NamespaceFacts:
@@ -210,11 +221,17 @@ def read_host(host: Host, state: dict, query: InfoQuery, warnings: list) -> Name
     session = host.kernel.host
     facts = read_namespace(session, port_flags="endpoints" in query.gather)
     if "peers" in query.gather:
+        evpn_overlays = False
         for record in state["networks"].values():
             device = facts.devices.get(record.vxlan_name) if isinstance(record, OverlayRecord) else None
+            evpn_overlays = evpn_overlays or (isinstance(record, OverlayRecord) and record.control_plane == "evpn")
             if device is not None and device.kind == "vxlan":
                 facts.fdb[device.name] = session.fdb(device.index, noarp=record.control_plane != "evpn")
                 facts.neighbours[device.name] = session.neighbours(device.index)
+                if record.control_plane == "evpn":
+                    facts.tunnel_fdb[device.name] = session.tunnel_fdb(device.index)
+        if evpn_overlays:  # one vtysh run for all of them
+            facts.frr = evpn.read(host.run_command, query.frr_vty_socket)
     if "ports" in query.gather and state.get("ports"):
         facts.shadowed = shadowed_ports(state["ports"])
     if "networks" in query.gather:
@@ -882,6 +899,27 @@ def unclaimed_devices(
     return found
 
 
+def evpn_views(state: dict, selection: Selection, facts: NamespaceFacts) -> Tuple[Optional[dict], List[dict]]:
+    """FRR's state and each selected EVPN overlay as FRR and the kernel hold it (evpn.py), and their drift; None
+    when no EVPN overlay is selected."""
+    overlays = [
+        (name, state["networks"][name])
+        for name in selection.networks
+        if isinstance(state["networks"][name], OverlayRecord) and state["networks"][name].control_plane == "evpn"
+    ]
+    if not overlays or facts.frr is None:
+        return None, []
+    found = [drift(kind, obj, message) for kind, obj, message in evpn.frr_drift(facts.frr)]
+    networks = []
+    for name, record in overlays:
+        device = facts.devices.get(record.vxlan_name)
+        entries = facts.tunnel_fdb.get(record.vxlan_name) if device is not None and device.kind == "vxlan" else None
+        view, disagreements = evpn.overlay_view(name, record.vni, record.vxlan_name, entries, facts.frr)
+        networks.append(view)
+        found += [drift(kind, obj, message, name, None, want, have) for kind, obj, message, want, have in disagreements]
+    return dict(evpn.frr_view(facts.frr), networks=networks), found
+
+
 def report(
     state: dict,
     query: InfoQuery,
@@ -928,6 +966,10 @@ def report(
                 views, peer_drift = peer_views(name, state["networks"][name], host_facts)
                 result["peers"] += views
                 found += peer_drift
+        evpn_report, evpn_drift = evpn_views(state, selection, host_facts)
+        if evpn_report is not None:
+            result["evpn"] = evpn_report
+            found += evpn_drift
     found += unclaimed_devices(state, host_facts, query, matches)
     result["drift"] = found
     return result

@@ -208,6 +208,10 @@ class NetnsSession:
         the NOARP ones (an EVPN overlay's: zebra's flood entries, see rtnl.Rtnl.neighbours)."""
         return self._permanent(socket.AF_BRIDGE, index, noarp)
 
+    def tunnel_fdb(self, index: int) -> List[Tuple[str, str]]:
+        """Every FDB entry of VXLAN device ``index`` towards a VTEP, zebra's too (cnm_info's EVPN report)."""
+        return self.rtnl.tunnel_fdb(index)
+
     def neighbours(self, index: int) -> List[Tuple[str, str]]:
         """The permanent IPv4 neighbours of device ``index``: (MAC, IP), dumped once per run."""
         return self._permanent(socket.AF_INET, index)

@@ -355,24 +355,32 @@ class Rtnl(Netlink):
         Entries FRR's zebra owns (EVPN) are not listed, so nothing ever removes them (see is_zebras); without
         ``noarp`` neither are NOARP ones: zebra's flood entries (00:00:00:00:00:00 dst VTEP) are NOARP as well as
         permanent, as ``bridge fdb append`` makes them by hand, so only an EVPN overlay leaves them out."""
-        result = []
+        return [
+            (mac, address)
+            for state, flags, protocol, mac, address in self._remote_entries(family, index)
+            if state & NUD_PERMANENT and not is_zebras(flags, protocol) and (noarp or not state & NUD_NOARP)
+        ]
+
+    def tunnel_fdb(self, index: int) -> List[Tuple[str, str]]:
+        """Every FDB entry of VXLAN device ``index`` towards a VTEP, whoever made it (zebra's too): (MAC, VTEP)."""
+        return [
+            (mac, address) for _state, _flags, _protocol, mac, address in self._remote_entries(socket.AF_BRIDGE, index)
+        ]
+
+    def _remote_entries(self, family: int, index: int) -> Iterator[tuple]:
+        """(state, flags, protocol, MAC, address) of each entry of one device that names an address (a VTEP or an
+        IP): a device's own MAC in the FDB does not."""
         for msg_type, payload in self._request(RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(family, 0, 0, 0, 0)):
             if msg_type != RTM_NEWNEIGH:
                 continue
             _family, ifindex, state, flags, _type = _NDMSG.unpack_from(payload)
-            if ifindex != index or not state & NUD_PERMANENT:
+            if ifindex != index:
                 continue
             attrs = attributes(payload, _NDMSG.size)
-            if is_zebras(flags, attrs.get(NDA_PROTOCOL)) or (not noarp and state & NUD_NOARP):
-                continue
             raw = attrs.get(NDA_DST)
-            address = (
-                socket.inet_ntop(socket.AF_INET6 if raw and len(raw) == 16 else socket.AF_INET, raw) if raw else None
-            )
-            if address is None:  # a device's own MAC in the FDB: not a remote entry
-                continue
-            result.append((_mac(attrs.get(NDA_LLADDR)), address))
-        return result
+            if raw:
+                address = socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
+                yield state, flags, attrs.get(NDA_PROTOCOL), _mac(attrs.get(NDA_LLADDR)), address
 
     # ---- writes: each waits for the kernel's acknowledgement and raises OSError on refusal ----
 

@@ -72,6 +72,13 @@ options:
     elements: str
     choices: [networks, endpoints, ports, peers]
     default: [networks, endpoints, ports, peers]
+  frr_vty_socket:
+    description:
+      - The directory of FRR's vty sockets, as C(vtysh --vty_socket DIR) takes it, where FRR runs with sockets of its
+        own (the role C(cnm.network.cnm_overlay) runs FRR in each lab host with
+        C(/run/cnm-network/frr/NAMESPACE)). Omitted, vtysh looks where FRR's C(frr.service) puts them.
+      - Used only when an overlay with C(control_plane=evpn) is reported with C(peers) gathered (RV(evpn)).
+    type: path
 notes:
   - The store is read under the same per-host lock the other modules take, so a report never sees a half-applied run.
   - Drift kinds
@@ -111,7 +118,14 @@ notes:
     C(resolver_not_running) (networks with C(dns=true) exist and their resolver, aardvark-dns, is not running),
     C(resolver_config) (the resolver's files do not list what the store holds),
     C(resolver_not_listening) (the resolver runs but is not bound to a gateway of a network with C(dns=true));
-    the three are repaired by the next run of any cnm module.
+    the three are repaired by the next run of any cnm module;
+    on EVPN overlays (C(control_plane=evpn), FRR asked with one C(vtysh) run) C(evpn_frr_unreachable) (vtysh is missing
+    or bgpd or zebra does not answer), C(evpn_session_down) (a BGP EVPN session that is not Established),
+    C(evpn_vni_unknown) (zebra does not know the overlay's VNI), C(evpn_vtep_missing) (FRR knows a remote VTEP the
+    VXLAN device has no flood entry towards), C(evpn_vtep_stale) (a flood entry towards a VTEP FRR does not know),
+    C(evpn_mac_missing) (a remote MAC FRR knows that the FDB lacks or sends elsewhere) and C(evpn_mac_stale) (an
+    FDB entry towards a VTEP that FRR does not know, such as the ghosts a killed zebra leaves; restarting zebra after
+    flushing them, as the role does, repairs them).
   - C(network_mtu) also covers a bridge whose non-default MTU fell back to 1500; the modules set a bridge's MTU after
     creating it,
     so it no longer follows its ports and stays when the last endpoint leaves.
@@ -137,6 +151,16 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: cnm.drift | length == 0
     fail_msg: "{{ cnm.drift | map(attribute='message') | list }}"
+
+- name: An EVPN overlay - BGP sessions, remote VTEPs and MACs as FRR and the kernel hold them
+  cnm.network.cnm_info:
+    network: ov1
+    gather: [peers]
+  register: ov1
+
+- name: Every BGP EVPN session is up
+  ansible.builtin.assert:
+    that: ov1.evpn.sessions | rejectattr('established') | list | length == 0
 
 - name: One network and its endpoints
   cnm.network.cnm_info:
@@ -567,6 +591,41 @@ peers:
       type: list
       elements: dict
       sample: [{"ip": "10.200.2.10", "mac": "02:42:0a:c8:02:0a"}]
+evpn:
+  description:
+    - What FRR says about the EVPN overlays (C(control_plane=evpn)) and what the kernel holds for them - FRR programs
+      their remote entries, so this is where a remote endpoint comes from on such an overlay.
+  returned: when O(gather) contains C(peers) and an overlay with C(control_plane=evpn) is reported
+  type: dict
+  contains:
+    reachable:
+      description: Whether vtysh answered (FRR's bgpd and zebra run and are reachable).
+      type: bool
+      sample: true
+    error:
+      description: Why FRR did not answer, or null.
+      type: str
+      sample: null
+    sessions:
+      description: The BGP EVPN sessions of this host, with their state (C(established) when up).
+      type: list
+      elements: dict
+      sample: [{"peer": "192.0.2.12", "state": "Established", "established": true}]
+    networks:
+      description:
+        - Per EVPN overlay - its C(vni), whether zebra knows it (C(vni_known)), its remote VTEPs and remote MACs as FRR
+          knows them (C(frr)) and as the VXLAN device's FDB holds them (C(kernel)); a side is null when it was not
+          read (FRR unreachable, the device missing).
+      type: list
+      elements: dict
+      sample:
+        - network: ov
+          vni: 4200
+          vni_known: true
+          remote_vteps: {"frr": ["192.0.2.12"], "kernel": ["192.0.2.12"]}
+          remote_macs:
+            frr: [{"mac": "02:42:0a:c8:02:00", "vtep": "192.0.2.12"}]
+            kernel: [{"mac": "02:42:0a:c8:02:00", "vtep": "192.0.2.12"}]
 resolver:
   description: The name resolver of the networks with C(dns=true) on this host (aardvark-dns).
   returned: when networks are gathered
@@ -643,6 +702,7 @@ def main() -> None:
             container=dict(type="str"),
             container_runtime=dict(type="str", choices=["docker", "podman"]),
             gather=dict(type="list", elements="str", choices=list(GATHER), default=list(GATHER)),
+            frr_vty_socket=dict(type="path"),
         ),
         mutually_exclusive=[("netns", "netns_path", "pid", "container")],
         supports_check_mode=True,

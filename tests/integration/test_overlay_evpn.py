@@ -282,3 +282,53 @@ def test_evpn_with_encryption_is_refused_naming_both_options(hosts):
     result = overlay(host, 1, "bgp")
     assert result.get("failed") and "control_plane" in result["msg"], result
     assert host.snapshot() == before
+
+
+def evpn_report(host, frr: Frr) -> dict:
+    info = host.ok("cnm_info", network=["ov"], gather=["peers"], frr_vty_socket=frr.dir)
+    return dict(info["evpn"], drift=sorted((d["kind"], d["object"]) for d in info["drift"]))
+
+
+def test_cnm_info_reports_frrs_sessions_and_entries_and_where_the_kernel_disagrees(hosts):
+    made, frr = hosts
+    endpoints = {}
+    for i, host in made.items():
+        assert not overlay(host, i).get("failed")
+        endpoints[i] = host.ok("cnm_endpoint", network="ov", netns=host.sandbox("c"))["endpoint"]
+    for daemons in frr.values():
+        daemons.start()
+    wait_for(lambda: all(daemons.established() for daemons in frr.values()), "the EVPN sessions are established")
+    h1, remote_mac = made[1], endpoints[2]["mac_address"]
+    wait_for(lambda: any(line.startswith(remote_mac) for line in vx_fdb(h1)), "h2's endpoint programmed on h1")
+    wait_for(lambda: VTEPS[2] in evpn_report(h1, frr[1])["networks"][0]["remote_vteps"]["kernel"], "flood entry")
+
+    report = evpn_report(h1, frr[1])
+    assert report["reachable"] and report["sessions"] == [
+        {"peer": VTEPS[2], "state": "Established", "established": True}
+    ]
+    network = report["networks"][0]
+    assert (network["vni"], network["vni_known"]) == (4200, True)
+    assert network["remote_vteps"] == {"frr": [VTEPS[2]], "kernel": [VTEPS[2]]}
+    assert network["remote_macs"]["frr"] == network["remote_macs"]["kernel"] == [{"mac": remote_mac, "vtep": VTEPS[2]}]
+    assert report["drift"] == []
+
+    # ghosts as a SIGKILLed zebra leaves them: a flood entry and a MAC towards a VTEP FRR never heard of
+    ghost = "02:42:0a:c8:63:63"
+    h1.sh("bridge fdb append 00:00:00:00:00:00 dev vx-ov dst 192.0.2.99 self permanent")
+    h1.sh("bridge fdb add %s dev vx-ov dst 192.0.2.99 self extern_learn" % ghost)
+    assert evpn_report(h1, frr[1])["drift"] == [
+        ("evpn_mac_stale", "fdb %s" % ghost),
+        ("evpn_vtep_stale", "vxlan vx-ov vtep 192.0.2.99"),
+    ]
+
+    # bgpd gone on h2: h1's session is down (and zebra withdraws h2's entries)
+    frr[2].stop()
+    wait_for(
+        lambda: ("evpn_session_down", "bgp %s" % VTEPS[2]) in evpn_report(h1, frr[1])["drift"],
+        "h1 reports its session with h2 down",
+    )
+    # FRR gone on h1: said once, no guess about the entries
+    frr[1].stop()
+    report = evpn_report(h1, frr[1])
+    assert not report["reachable"] and report["error"] and report["drift"] == [("evpn_frr_unreachable", "frr")]
+    assert report["networks"][0]["remote_macs"]["frr"] is None
