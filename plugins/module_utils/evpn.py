@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-FLOOD_MAC = "00:00:00:00:00:00"
+from ansible_collections.cnm.network.plugins.module_utils.model import FLOOD_MAC
 
 # The three questions, asked in one vtysh run (each answers one JSON document, printed one after the other).
 COMMANDS = ("show bgp l2vpn evpn summary json", "show evpn vni json", "show evpn mac vni all json")
