@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The guest lab in CI: bash guestlab/ci.sh [--note-file FILE] [N]
 #
-# Boot once, run every proof, stop: setup.sh (qemu, debootstrap, ... from apt), image.sh (cached
-# in /var/cache/cnm-guestlab), up.sh with N guests (default 3), then every playbook
-# guestlab/proofs/*.yml in name order through run.sh (GUESTLAB_PROOFS="a b" picks some by name,
-# GUESTLAB_PROOF_TIMEOUT seconds each, default 1500), and down.sh whatever happened. After a
-# failed proof the guests are restarted, so the next proof starts on clean guests.
+# Boot once, run the proofs, stop: setup.sh (qemu, debootstrap, ... from apt), image.sh (cached
+# in /var/cache/cnm-guestlab), up.sh with N guests (default 3), then the proofs in name order
+# through run.sh (GUESTLAB_PROOF_TIMEOUT seconds each, default 1500), and down.sh whatever
+# happened. After a failed proof the guests are restarted, so the next proof starts on clean guests.
+# Which proofs: by default the CI set (CI_PROOFS below: what this machine's kernel cannot show -
+# ESP, 802.1Q, ipvlan, systemd and reboots); GUESTLAB_ALL=1 runs every guestlab/proofs/*.yml
+# (the CI set plus proofs whose kernel side the namespace lab already covers); GUESTLAB_PROOFS="a b"
+# picks some by name.
 # The lab's prefix is cnmci (GUESTLAB_PREFIX), so it never meets a lab started by hand (cnmgl).
 #
 # Exit status 0 when every proof passed, and also when this machine cannot boot guests (not root,
@@ -47,6 +50,35 @@ report() {
     printf '%-28s %7ss\n' total "$(since "$started")"
 }
 
+# The CI set: each proof shows what only a Debian kernel or a systemd host can (the others, overlay and
+# bridge_ports, repeat on the guests what the namespace lab proves on this kernel; GUESTLAB_ALL=1 adds them).
+CI_PROOFS="encrypted_overlay ipvlan macvlan_vlan reboot"
+mapfile -t proofs < <(find "$GUESTLAB_DIR/proofs" -maxdepth 1 -name '*.yml' | sort)
+wanted="${GUESTLAB_PROOFS:-}"
+[ -n "$wanted" ] || [ "${GUESTLAB_ALL:-0}" = 1 ] || wanted="$CI_PROOFS"
+if [ -n "$wanted" ]; then
+    chosen=()
+    for want in $wanted; do
+        [ -f "$GUESTLAB_DIR/proofs/${want%.yml}.yml" ] || { note "no proof named ${want%.yml}"; die "no proof named ${want%.yml} in $GUESTLAB_DIR/proofs"; }
+    done
+    for p in "${proofs[@]}"; do
+        for want in $wanted; do
+            [ "$(basename "$p" .yml)" = "${want%.yml}" ] && chosen+=("$p")
+        done
+    done
+    proofs=("${chosen[@]}")
+fi
+# GUESTLAB_SKIP="a b" leaves proofs out of the run (a proof being written, say); by default none is left out.
+skip="${GUESTLAB_SKIP:-}"
+if [ -n "$skip" ]; then
+    kept=()
+    for p in "${proofs[@]}"; do
+        case " $skip " in *" $(basename "$p" .yml) "*) say "skipped proof $(basename "$p" .yml) (GUESTLAB_SKIP)" ;; *) kept+=("$p") ;; esac
+    done
+    proofs=("${kept[@]}")
+fi
+[ "${#proofs[@]}" -gt 0 ] || say "no proofs to run in $GUESTLAB_DIR/proofs"
+
 [ "$(id -u)" -eq 0 ] || skip "the guest lab needs root (namespaces, taps)"
 [ -c /dev/net/tun ] || skip "no /dev/net/tun on this machine (the guests' NICs are taps)"
 timed setup bash "$GUESTLAB_DIR/setup.sh" || skip "cannot install qemu-system-x86, qemu-utils, debootstrap, cpio, socat (guestlab/setup.sh failed)"
@@ -82,26 +114,6 @@ elif [ "$rc" -ne 0 ]; then
 fi
 boot_line="$(tail -n1 "$GUESTLAB_STATE/boot-times")"
 
-mapfile -t proofs < <(find "$GUESTLAB_DIR/proofs" -maxdepth 1 -name '*.yml' | sort)
-if [ -n "${GUESTLAB_PROOFS:-}" ]; then
-    chosen=()
-    for p in "${proofs[@]}"; do
-        for want in $GUESTLAB_PROOFS; do
-            [ "$(basename "$p" .yml)" = "${want%.yml}" ] && chosen+=("$p")
-        done
-    done
-    proofs=("${chosen[@]}")
-fi
-# GUESTLAB_SKIP="a b" leaves proofs out of the run (a proof being written, say); by default none is left out.
-skip="${GUESTLAB_SKIP:-}"
-if [ -n "$skip" ] && [ -z "${GUESTLAB_PROOFS:-}" ]; then
-    kept=()
-    for p in "${proofs[@]}"; do
-        case " $skip " in *" $(basename "$p" .yml) "*) say "skipped proof $(basename "$p" .yml) (GUESTLAB_SKIP)" ;; *) kept+=("$p") ;; esac
-    done
-    proofs=("${kept[@]}")
-fi
-[ "${#proofs[@]}" -gt 0 ] || say "no proofs to run in $GUESTLAB_DIR/proofs"
 
 passed=() failed=()
 for p in "${proofs[@]}"; do

@@ -25,8 +25,9 @@
 #                scripts/docs.sh: its docs site (antsibull-docs, Sphinx warnings as errors, offline)
 #                and antsibull-docs' lint of its plugin docs
 #   guest        bash guestlab/ci.sh: the guest lab (Debian kernels under qemu, over SSH) boots
-#                once, runs every proof in guestlab/proofs/ and stops; when this machine cannot
-#                boot guests it passes with the note "skipped: REASON"
+#                once, runs the CI set of proofs in guestlab/proofs/ (what this kernel lacks: ESP,
+#                802.1Q, ipvlan, systemd and reboots; GUESTLAB_ALL=1 runs every proof) and stops;
+#                when this machine cannot boot guests it passes with the note "skipped: REASON"
 #
 # Named stages run in the order above, e.g. `bash scripts/test.sh unit integration`.
 # Stops at the first failing stage (non-zero exit) and prints one summary line per stage
