@@ -23,7 +23,8 @@ from ansible.errors import AnsibleFilterError
 Key = Tuple[str, ...]
 RESULT_KEYS = ("networks", "endpoints", "ports", "peers", "drift")
 RED = "#cc0000"
-# Drift of a network's device: its object is "ROLE DEVICE".
+# Drift of a network's device: its object is "ROLE DEVICE". These are names of info.DRIFT_KINDS (a unit test keeps
+# them so), copied because a controller plugin does not import the modules' core.
 DEVICE_DRIFT = {
     "network_device_missing",
     "network_device_foreign",

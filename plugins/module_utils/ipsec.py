@@ -16,6 +16,8 @@ at the primary key's. A run adds the missing states first, then switches the pol
 (XFRM_MSG_UPDPOLICY), then removes the states and policies no longer wanted, so a host never sends
 with a key whose states its peers lack, provided each step of the procedure (add the new key as an
 accepted one, make it the primary, drop the old one) has reached every host before the next starts.
+The in-place update is the make-before-break: a second policy of the same selector at a higher priority
+cannot be added first (the kernel's policy identity leaves the priority out: EEXIST).
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from conftest import load_filter
 
+from ansible_collections.cnm.network.plugins.module_utils.info import DRIFT_KINDS
+
 topology = load_filter("topology")
 topology_dot = topology.topology_dot
 topology_mermaid = topology.topology_mermaid
@@ -503,3 +505,9 @@ def test_the_filters_are_registered():
 def test_bad_input_fails_naming_the_host(render, reports, message):
     with pytest.raises(AnsibleFilterError, match=re.escape(message)):
         render(reports)
+
+
+def test_the_device_drift_kinds_are_cnm_infos_own():
+    # The filter keeps its own copy (a controller plugin should not import the module's core); it must not drift.
+    assert topology.DEVICE_DRIFT <= set(DRIFT_KINDS)
+    assert all(kind.startswith(("network_", "vxlan_")) for kind in topology.DEVICE_DRIFT)
