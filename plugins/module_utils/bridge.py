@@ -77,6 +77,7 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
     # An EVPN overlay's bridge MAC is the same on every host (model.OverlayNetwork.bridge_mac): made so when the
     # overlay switches to or from EVPN; a static network's is pinned at creation only, as it always was.
     pin_mac = getattr(network, "evpn", False) or getattr(record, "control_plane", "static") == "evpn"
+    set_mac = None  # leaving EVPN: the new MAC comes last (below)
     if pin_mac:
         desired["mac"] = network.bridge_mac
         if current is not None:
@@ -88,11 +89,14 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
             Op(HOST, "delete_link", (name,)),
         )
     elif pin_mac and link.mac != network.bridge_mac:
-        add(
+        set_mac = (
             "set bridge %s address %s" % (name, network.bridge_mac),
             Op.call(HOST, "set_link", name, mac=network.bridge_mac),
             Op.call(HOST, "set_link", name, mac=link.mac),
         )
+        if getattr(network, "evpn", False):
+            add(*set_mac)
+            set_mac = None
     elif link.mtu != network.mtu or not link.up:
         add(
             "set bridge %s mtu %d up" % (name, network.mtu),
@@ -108,6 +112,8 @@ def plan_bridge_present(host: Host, network: BridgeNetwork, allow_host_route_ove
         plan_device_ipv6(host, target, name, ipv6, network.mtu)
     new_record = host.state["networks"][network.name] = network.to_record()
     follow_endpoints(host, record, new_record, attached)
+    if set_mac is not None:  # a new MAC flushes the bridge's neighbours: after the endpoints removed their EVPN ones
+        add(*set_mac)
     return {"network": dict(new_record.to_dict(), name=network.name, endpoints=len(attached))}
 
 

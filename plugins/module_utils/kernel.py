@@ -212,6 +212,17 @@ class NetnsSession:
         """Every FDB entry of VXLAN device ``index`` towards a VTEP, zebra's too (cnm_info's EVPN report)."""
         return self.rtnl.tunnel_fdb(index)
 
+    def zebras(self, family: int, index: int) -> List[Tuple[str, Optional[str]]]:
+        """What FRR's zebra wrote on device ``index`` (rtnl.Rtnl.zebras): a VXLAN device's FDB entries (AF_BRIDGE) or
+        a bridge's neighbours (AF_INET). Not cached: read only when an overlay leaves EVPN."""
+        return self.rtnl.zebras(family, index)
+
+    def frr_daemons(self) -> List[Tuple[int, str]]:
+        """(pid, name) of each FRR zebra or watchfrr running in this namespace: while zebra runs it programs the
+        VXLAN devices of every VNI it serves (watchfrr would start a stopped one again)."""
+        with self._inside():
+            return _frr_daemons(os.stat(netns.THREAD_NETNS))
+
     def neighbours(self, index: int) -> List[Tuple[str, str]]:
         """The permanent IPv4 neighbours of device ``index``: (MAC, IP), dumped once per run."""
         return self._permanent(socket.AF_INET, index)
@@ -499,6 +510,25 @@ class NetnsSession:
             self._xfrm.close()
         if self.fd is not None:
             os.close(self.fd)
+
+
+FRR_DAEMONS = ("zebra", "watchfrr")
+
+
+def _frr_daemons(namespace: os.stat_result) -> List[Tuple[int, str]]:
+    """The processes of FRR_DAEMONS whose network namespace is ``namespace`` (the stat of its nsfs file)."""
+    found = []
+    for pid in sorted(int(entry) for entry in os.listdir("/proc") if entry.isdigit()):
+        try:
+            with open("/proc/%d/comm" % pid) as handle:
+                name = handle.read().strip()
+            if name in FRR_DAEMONS:
+                theirs = os.stat("/proc/%d/ns/net" % pid)
+                if (theirs.st_dev, theirs.st_ino) == (namespace.st_dev, namespace.st_ino):
+                    found.append((pid, name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
 
 
 def _read_sysctls(paths: List[str]) -> Dict[str, Optional[str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional, Tuple
 
@@ -42,6 +43,9 @@ SPECIAL_NETWORKS = ("host", "none")
 _IFNAME = re.compile(r"[A-Za-z0-9_.-]+")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
+# A MAC already as parse_mac returns it, and unicast (the first byte even): parse_mac would return it unchanged, unless
+# it is all zeros
+_UNICAST_MAC = re.compile(r"[0-9a-f][02468ace](?::[0-9a-f]{2}){5}")
 _SYSCTL = re.compile(r"net\.[A-Za-z0-9_.-]+")
 # Subnets no network may use: Docker refuses these too (loopback, multicast, link-local, "this network"/unspecified).
 FORBIDDEN_SUBNETS = tuple(
@@ -264,6 +268,11 @@ def parse_subnet(option: str, value: str, version: int) -> ipaddress._BaseNetwor
 
 
 def parse_address(option: str, value: str, version: int) -> ipaddress._BaseAddress:
+    if version == 4:
+        try:  # the fast way (an overlay's peers hold thousands): see ipv4_text
+            return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, value))
+        except (OSError, TypeError, ValueError):
+            pass  # not a text, or not a dotted quad: ipaddress says what is wrong
     try:
         address = ipaddress.ip_address(str(value))
     except ValueError as exc:
@@ -298,6 +307,18 @@ def parse_sources(option: str, items) -> Tuple[ipaddress._BaseNetwork, ...]:
     if len(set(sources)) != len(sources):
         raise option_error(option, [str(s) for s in sources], "lists one CIDR twice")
     return tuple(sorted(sources, key=lambda net: (net.version, net)))
+
+
+def ipv4_text(option: str, value) -> Tuple[str, bytes]:
+    """An IPv4 address checked as ``parse_address(option, value, 4)`` checks it (the same errors), as its text and its
+    four bytes (which sort as the addresses do). The C library's inet_pton takes exactly the dotted quads ipaddress
+    takes (no leading zeros, nothing around them), whose text is then already the canonical one: no object is made
+    for the thousands of addresses an overlay's peers hold."""
+    try:
+        return value, socket.inet_pton(socket.AF_INET, value)
+    except (OSError, TypeError, ValueError):
+        address = parse_address(option, value, 4)  # raises, naming the option, unless a non-text stands for one
+        return str(address), address.packed
 
 
 def parse_mac(option: str, value: str) -> str:
@@ -772,16 +793,20 @@ def batch_items(params: dict, option_names, sandbox_options) -> list:
 @dataclass(frozen=True)
 class OverlayPeer:
     """A remote VTEP and the endpoints behind it (address and MAC), and the DNS names of those that have some:
-    (address, name or None, aliases), which the network's resolver answers too (dns.py)."""
+    (address, name or None, aliases), which the network's resolver answers too (dns.py). The endpoints' addresses
+    are canonical IPv4 texts (ipv4_text), in the order of the addresses."""
 
     vtep: ipaddress.IPv4Address
-    endpoints: Tuple[Tuple[ipaddress.IPv4Address, str], ...] = ()
-    names: Tuple[Tuple[ipaddress.IPv4Address, Optional[str], Tuple[str, ...]], ...] = ()
+    endpoints: Tuple[Tuple[str, str], ...] = ()
+    names: Tuple[Tuple[str, Optional[str], Tuple[str, ...]], ...] = ()
 
 
 def parse_peers(option: str, items, local_ip) -> Tuple[OverlayPeer, ...]:
     """``peers``: a VTEP address, or ``{vtep, endpoints: [{ip, mac, name, aliases}]}`` (mac derived from ip when
-    omitted; name and aliases, DNS names, optional)."""
+    omitted; name and aliases, DNS names, optional).
+
+    An overlay may list ten thousand endpoints and every run reads them all: each is checked without an object made
+    for it, and its option's name is only spelt out for an error."""
     peers = []
     for number, item in enumerate(items or ()):
         where = "%s[%d]" % (option, number)
@@ -792,17 +817,34 @@ def parse_peers(option: str, items, local_ip) -> Tuple[OverlayPeer, ...]:
             raise option_error(where + ".vtep", vtep, "is local_ip itself: a host is not its own peer")
         endpoints, names = [], []
         for index, endpoint in enumerate(item.get("endpoints") or ()):
-            at = "%s.endpoints[%d]" % (where, index)
             if not isinstance(endpoint, dict):
                 endpoint = {"ip": endpoint}
-            address = parse_address(at + ".ip", endpoint.get("ip"), 4)
-            mac = parse_mac(at + ".mac", endpoint["mac"]) if endpoint.get("mac") else mac_from_ipv4(address)
-            endpoints.append((address, mac))
-            name = check_dns_name(at + ".name", endpoint["name"]) if endpoint.get("name") is not None else None
-            aliases = check_aliases(at + ".aliases", endpoint.get("aliases") or [])
+            address, mac = endpoint.get("ip"), endpoint.get("mac")
+            try:  # ipv4_text's fast way, inline
+                packed = socket.inet_pton(socket.AF_INET, address)
+            except (OSError, TypeError, ValueError):
+                address, packed = ipv4_text("%s.endpoints[%d].ip" % (where, index), address)
+            if not mac:
+                mac = "02:42:%02x:%02x:%02x:%02x" % tuple(packed)  # ipam.mac_from_ipv4
+            elif mac.__class__ is not str or not _UNICAST_MAC.fullmatch(mac) or mac == FLOOD_MAC:
+                mac = parse_mac("%s.endpoints[%d].mac" % (where, index), mac)
+            endpoints.append((packed, address, mac))
+            name, aliases = endpoint.get("name"), endpoint.get("aliases")
             if name is not None or aliases:
-                names.append((address, name, aliases))
-        peers.append(OverlayPeer(vtep, tuple(sorted(endpoints)), tuple(sorted(names, key=lambda entry: entry[0]))))
+                at = "%s.endpoints[%d]." % (where, index)
+                name = check_dns_name(at + "name", name) if name is not None else None
+                aliases = check_aliases(at + "aliases", aliases or [])
+                if name is not None or aliases:
+                    names.append((packed, address, name, aliases))
+        endpoints.sort()
+        names.sort(key=lambda entry: entry[0])
+        peers.append(
+            OverlayPeer(
+                vtep,
+                tuple([(address, mac) for _packed, address, mac in endpoints]),
+                tuple([entry[1:] for entry in names]),
+            )
+        )
     vteps = [peer.vtep for peer in peers]
     if len(set(vteps)) != len(vteps):
         raise option_error(option, sorted(map(str, vteps)), "lists one VTEP twice")
@@ -913,14 +955,7 @@ class OverlayNetwork(BridgeNetwork):
             port=self.port,
             vxlan_name=self.vxlan_name,
             restrict_peers=self.restrict_peers,
-            peers=tuple(
-                PeerRecord(
-                    str(peer.vtep),
-                    tuple((str(ip), mac) for ip, mac in peer.endpoints),
-                    tuple((str(ip), name, aliases) for ip, name, aliases in peer.names),
-                )
-                for peer in self.peers
-            ),
+            peers=tuple(PeerRecord(str(peer.vtep), peer.endpoints, peer.names) for peer in self.peers),
             encrypted=self.encrypted,
             control_plane=self.control_plane,
             mtu_set=self.mtu_set,

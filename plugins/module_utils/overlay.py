@@ -10,11 +10,15 @@ itself (proxy), so ARP never crosses the underlay. Entries of peers no longer li
 With ``control_plane: evpn`` FRR's zebra programs the remote entries instead: none come from the peers (those the
 module wrote before are removed, zebra's are never seen), the VXLAN port suppresses ARP and does not learn, and the
 bridge's MAC is derived from the gateway (see attach.VethLink.host_entries for the endpoints' side).
+
+Back from evpn to static only once FRR is stopped (refused while zebra runs here: it would go on programming the VNI
+beside the module); what a stopped or killed zebra left then has no owner and is removed.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import socket
+from typing import Callable, Optional, Tuple
 
 from ansible_collections.cnm.network.plugins.module_utils import ipsec
 from ansible_collections.cnm.network.plugins.module_utils.bridge import (
@@ -144,6 +148,10 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
     _check_port(host, network)
     _check_encrypted_port(host, network)
     record = host.state["networks"].get(network.name)  # as it was: plan_bridge_present replaces it
+    leaving_evpn = not network.evpn and isinstance(record, OverlayRecord) and record.control_plane == "evpn"
+    if leaving_evpn:
+        _refuse_while_frr_runs(host, network)  # before anything is planned: nothing half-done
+        _plan_zebra_neighbours_left(host, network)  # before the bridge's new MAC, which flushes them (bridge.py)
     result = plan_bridge_present(host, network, bool(params.get("allow_host_route_overlap")))
     encryption = _plan_ipsec(host, network, keys, record)  # before the device: its first packet is already in ESP
     session = host.kernel.host
@@ -157,20 +165,14 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
         "proxy": True,
     }
     target = "overlay %s" % network.name
-    desired = dict(
-        wanted, device=name, mtu=network.mtu, mac=network.vxlan_mac, fdb=_fdb(network), neighbours=_neighbours(network)
-    )
+    # The entries as sets; their sorted lists (fdb, neighbours) only for a diff to show, once the plan is known
+    want_fdb, want_neighbours = _fdb(network), _neighbours(network)
+    desired = dict(wanted, device=name, mtu=network.mtu, mac=network.vxlan_mac, fdb=None, neighbours=None)
     current = None
     port_now = session.port_options(link.index) if link is not None and link.master else _PORT_DEFAULTS
     if link is not None:
-        current = dict(
-            link.vxlan or {},
-            device=name,
-            mtu=link.mtu,
-            mac=link.mac,
-            fdb=sorted(session.fdb(link.index, noarp=not network.evpn)),
-            neighbours=sorted(session.neighbours(link.index)),
-        )
+        dumped = (session.fdb(link.index, noarp=not network.evpn), session.neighbours(link.index))
+        current = dict(link.vxlan or {}, device=name, mtu=link.mtu, mac=link.mac, fdb=None, neighbours=None)
     port_wanted = _EVPN_PORT if network.evpn else _STATIC_PORT
     shown = network.evpn or _port_part(port_now) != _STATIC_PORT  # a static overlay's diff stays as it was
     if shown:
@@ -212,7 +214,7 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
                 "set vxlan %s mtu %d up" % (name, network.mtu),
                 Op.call(HOST, "set_link", name, mtu=network.mtu, up=True),
             )
-        present_fdb, present_neigh = set(current["fdb"]), set(current["neighbours"])
+        present_fdb, present_neigh = set(dumped[0]), set(dumped[1])
     if up_later:
         host.pending.after_firewall.append(
             (
@@ -232,13 +234,12 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
             Op.call(HOST, "set_port_flags", name, **port_wanted),
             Op.call(HOST, "set_port_flags", name, **_port_part(port_now)),
         )
-    fdb = [(name, mac, vtep) for mac, vtep in desired["fdb"]]
-    host.plan.sync(target, current, desired, HOST, "add_fdb", [(name,) + entry for entry in sorted(present_fdb)], fdb)
-    neighbours = [(name, mac, address) for mac, address in desired["neighbours"]]
-    present = [(name,) + entry for entry in sorted(present_neigh)]
-    host.plan.sync(target, current, desired, HOST, "add_neighbour", present, neighbours)
+    if leaving_evpn:  # before the FDB's sync: zebra's entry of a MAC is removed before the module's is added
+        present_fdb -= _plan_zebra_fdb_left(host, target, current, desired, network, None if fresh else link)
+    _sync_entries(host, target, current, desired, "add_fdb", name, present_fdb, want_fdb)
+    _sync_entries(host, target, current, desired, "add_neighbour", name, present_neigh, want_neighbours)
     if not fresh and isinstance(record, OverlayRecord):
-        for mac in _learned_of_gone_endpoints(session.learned_fdb(link.index), record, network):
+        for mac in _learned_of_gone_endpoints(lambda: session.learned_fdb(link.index), record, network):
             host.plan.add(
                 target,
                 "flush learned fdb %s dev %s (no longer behind a peer)" % (mac, name),
@@ -247,12 +248,17 @@ def plan_overlay_present(host: Host, params: dict) -> dict:
                 Op.call(HOST, "forget_learned_fdb", name, mac),
             )
     plan_device_ipv6(host, target, name, network.ipv6_subnet is not None, network.mtu)
+    if any(change.target == target for change in host.plan.changes) or any(
+        change[0] == target for change in host.pending.after_firewall
+    ):  # the overlay's diff shows its entries, before and after
+        desired.update(fdb=sorted(want_fdb), neighbours=sorted(want_neighbours))
+        if current is not None:
+            current.update(fdb=sorted(dumped[0]), neighbours=sorted(dumped[1]))
     result["network"].update(
         vni=network.vni,
         local_ip=str(network.local_ip),
         port=network.port,
         vxlan_name=name,
-        peers=[peer.to_dict() for peer in network.to_record().peers],
         encrypted=network.encrypted,
         control_plane=network.control_plane,
     )
@@ -276,13 +282,17 @@ def plan_overlay_absent(host: Host, name: str, force: bool) -> dict:
     return result
 
 
-def _learned_of_gone_endpoints(learned: list, record: OverlayRecord, network: OverlayNetwork) -> list:
+def _learned_of_gone_endpoints(learned: Callable[[], list], record: OverlayRecord, network: OverlayNetwork) -> list:
     """The MACs the bridge learnt on the VXLAN port of endpoints no peer lists any more (a pruned peer's, one
     detached): forgotten at once, not after the bridge's 300 s of ageing, during which their frames go to the
-    tunnel (flooded to every VTEP) even when the address is now a local endpoint's (slices move as groups grow)."""
+    tunnel (flooded to every VTEP) even when the address is now a local endpoint's (slices move as groups grow).
+    ``learned()`` gives the MACs the bridge learnt on the port: a dump of the whole FDB, read only when an endpoint
+    went."""
+    if record.peers == network.to_record().peers:
+        return []  # the same endpoints (an unchanged rerun)
     kept = {mac.lower() for peer in network.peers for _ip, mac in peer.endpoints}
     gone = {mac.lower() for peer in record.peers for _ip, mac in peer.endpoints} - kept
-    return sorted(gone & {mac.lower() for mac in learned})
+    return sorted(gone & {mac.lower() for mac in learned()}) if gone else []
 
 
 def _create(network: OverlayNetwork, up: bool) -> Op:
@@ -331,21 +341,100 @@ def _refuse_encrypted_evpn(host: Host, params: dict) -> None:
         )
 
 
-def _fdb(network: OverlayNetwork) -> list:
+def _refuse_while_frr_runs(host: Host, network: OverlayNetwork) -> None:
+    """evpn -> static: refused while FRR runs in this namespace. Its zebra serves every VNI of the host
+    (advertise-all-vni) and would go on programming this one's remote entries beside the module's, which in turn never
+    touches zebra's; whether it still holds entries at this moment (bgpd may be down) says nothing of the next."""
+    daemons = host.kernel.host.frr_daemons()
+    if daemons:
+        raise option_error(
+            "control_plane",
+            "static",
+            "cannot take overlay %s off EVPN while FRR runs in this network namespace (%s): zebra would go on "
+            "programming VNI %d's remote entries beside the module's. Stop FRR for this overlay first (the role "
+            "cnm.network.cnm_overlay does so when cnm_overlay_control_plane becomes static), then run again; nothing "
+            "was changed" % (network.name, ", ".join("%s pid %d" % (name, pid) for pid, name in daemons), network.vni),
+        )
+
+
+def _plan_zebra_neighbours_left(host: Host, network: OverlayNetwork) -> None:
+    """evpn -> static with FRR stopped: zebra's neighbours on the bridge (proto zebra) that a killed zebra left (a
+    clean stop withdraws everything) have no owner any more; static mode would keep them for ever."""
+    session = host.kernel.host
+    bridge = session.link(network.bridge_name)
+    neighbours = sorted(session.zebras(socket.AF_INET, bridge.index), key=lambda e: e[::-1]) if bridge else []
+    words = ["neighbour %s lladdr %s dev %s" % (address, mac, bridge.name) for mac, address in neighbours]
+    for position, (mac, address) in enumerate(neighbours):
+        host.plan.add(
+            "overlay %s" % network.name,
+            "remove %s (zebra's, no owner without FRR)" % words[position],
+            {"zebra_neighbours": words},
+            {"zebra_neighbours": []},
+            Op.call(HOST, "delete_neighbour", bridge.name, mac, address),
+        )
+
+
+def _plan_zebra_fdb_left(
+    host: Host, target: str, current: Optional[dict], desired: dict, network: OverlayNetwork, link
+) -> set:
+    """evpn -> static with FRR stopped: zebra's FDB entries on the VXLAN device that a killed zebra left (a clean stop
+    withdraws everything) have no owner any more, and static mode would keep them for ever (it never touches zebra's
+    entries): remote MACs (the device's own entries and the bridge's on its port, extern_learn) and the flood entries
+    (NOARP; the module writes none on an EVPN overlay). Removed; the flood entries the peers need are then written as
+    the module's. Gives those flood entries. ``link``: the VXLAN device, None when it is re-created (its entries go
+    with it)."""
+    if link is None:
+        return set()
+    session, name = host.kernel.host, network.vxlan_name
+    flood = set(session.fdb(link.index)) - set(session.fdb(link.index, noarp=False))
+    drops = []  # (words, verb, its arguments)
+    for mac, vtep in session.zebras(socket.AF_BRIDGE, link.index):
+        if vtep is None:  # the bridge's entry (forget_learned_fdb: aged out meanwhile is as good)
+            drops.append(("fdb %s dev %s master" % (mac, name), "forget_learned_fdb", (name, mac)))
+        else:
+            drops.append(("fdb %s dst %s extern_learn" % (mac, vtep), "delete_fdb", (name, mac, vtep)))
+    drops.extend(("fdb %s dst %s noarp" % (mac, vtep), "delete_fdb", (name, mac, vtep)) for mac, vtep in flood)
+    if not drops:
+        return flood
+    drops.sort(key=lambda drop: (drop[1] != "forget_learned_fdb", drop[1], drop[2]))
+    if current is not None:
+        current["zebra_fdb"] = sorted(words for words, _verb, _args in drops)
+    desired["zebra_fdb"] = []
+    for words, verb, args in drops:
+        what = "remove %s (zebra's, no owner without FRR)" % words
+        host.plan.add(target, what, current, desired, Op.call(HOST, verb, *args))
+    return flood
+
+
+def _fdb(network: OverlayNetwork) -> set:
     """Static mode: the entries the peers need; EVPN: none (zebra programs the remote ones, extern_learn)."""
+    entries: set = set()
     if network.evpn:
-        return []
-    entries = set()
+        return entries
     for peer in network.peers:
-        entries.add((FLOOD_MAC, str(peer.vtep)))
-        entries.update((mac, str(peer.vtep)) for _address, mac in peer.endpoints)
-    return sorted(entries)
+        vtep = str(peer.vtep)
+        entries.add((FLOOD_MAC, vtep))
+        entries.update((mac, vtep) for _address, mac in peer.endpoints)
+    return entries
 
 
-def _neighbours(network: OverlayNetwork) -> list:
+def _neighbours(network: OverlayNetwork) -> set:
     if network.evpn:
-        return []
-    return sorted((mac, str(address)) for peer in network.peers for address, mac in peer.endpoints)
+        return set()
+    return {(mac, address) for peer in network.peers for address, mac in peer.endpoints}
+
+
+def _sync_entries(
+    host: Host, target: str, current: Optional[dict], desired: dict, verb: str, name: str, present: set, wanted: set
+) -> None:
+    """Plan.sync of device ``name``'s entries, (MAC, address) pairs, from ``present`` to ``wanted``: the removals,
+    then the additions, each in order. An overlay may hold ten thousand: only those that differ become arguments (an
+    unchanged rerun makes none)."""
+    if present == wanted:
+        return
+    gone = [(name,) + entry for entry in sorted(present - wanted)]
+    new = [(name,) + entry for entry in sorted(wanted - present)]
+    host.plan.sync(target, current, desired, HOST, verb, gone, new)
 
 
 def _check_port(host: Host, network: OverlayNetwork) -> None:

@@ -130,9 +130,7 @@ def _u32(raw: Optional[bytes]) -> Optional[int]:
 
 
 def _mac(raw: Optional[bytes]) -> Optional[str]:
-    if raw and len(raw) == 6:  # an overlay's FDB and neighbour dumps hold thousands: the fast form
-        return "%02x:%02x:%02x:%02x:%02x:%02x" % tuple(raw)
-    return ":".join("%02x" % b for b in raw) if raw else None
+    return raw.hex(":") if raw else None  # "02:42:0a:00:00:02"; an overlay's dumps hold thousands
 
 
 def _ip(family: int, raw: Optional[bytes]) -> Optional[str]:
@@ -367,20 +365,51 @@ class Rtnl(Netlink):
             (mac, address) for _state, _flags, _protocol, mac, address in self._remote_entries(socket.AF_BRIDGE, index)
         ]
 
-    def _remote_entries(self, family: int, index: int) -> Iterator[tuple]:
-        """(state, flags, protocol, MAC, address) of each entry of one device that names an address (a VTEP or an
-        IP): a device's own MAC in the FDB does not."""
+    def zebras(self, family: int, index: int) -> List[Tuple[str, Optional[str]]]:
+        """The entries of one device that are FRR's zebra's (is_zebras; its flood entries are not told apart, see
+        neighbours): a VXLAN device's FDB as (MAC, VTEP) for its own entries and (MAC, None) for the bridge's entry of
+        the MAC on the device's port (AF_BRIDGE), a bridge's neighbours as (MAC, IP) (AF_INET)."""
+        found = []
         for msg_type, payload in self._request(RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(family, 0, 0, 0, 0)):
             if msg_type != RTM_NEWNEIGH:
                 continue
-            _family, ifindex, state, flags, _type = _NDMSG.unpack_from(payload)
+            _family, ifindex, _state, flags, _type = _NDMSG.unpack_from(payload)
+            attrs = attributes(payload, _NDMSG.size)
+            if ifindex != index or NDA_LLADDR not in attrs or not is_zebras(flags, attrs.get(NDA_PROTOCOL)):
+                continue
+            raw = attrs.get(NDA_DST)
+            address = socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw) if raw else None
+            found.append((_mac(attrs[NDA_LLADDR]), address))
+        return found
+
+    def _remote_entries(self, family: int, index: int) -> Iterator[tuple]:
+        """(state, flags, protocol, MAC, address) of each entry of one device that names an address (a VTEP or an
+        IP): a device's own MAC in the FDB does not. An overlay's device holds thousands: the three attributes are
+        read in one pass as ``attributes`` reads them (the first of each type), without a dict per entry."""
+        unpack_ndmsg, unpack_attr, start = _NDMSG.unpack_from, _ATTR.unpack_from, _NDMSG.size
+        for msg_type, payload in self._request(RTM_GETNEIGH, NLM_F_DUMP, _NDMSG.pack(family, 0, 0, 0, 0)):
+            if msg_type != RTM_NEWNEIGH:
+                continue
+            _family, ifindex, state, flags, _type = unpack_ndmsg(payload)
             if ifindex != index:
                 continue
-            attrs = attributes(payload, _NDMSG.size)
-            raw = attrs.get(NDA_DST)
+            raw = lladdr = protocol = None
+            offset, end = start, len(payload)
+            while offset + 4 <= end:
+                length, kind = unpack_attr(payload, offset)
+                if length < 4:
+                    break
+                kind &= NLA_TYPE_MASK
+                if kind == NDA_DST:
+                    raw = payload[offset + 4 : offset + length] if raw is None else raw
+                elif kind == NDA_LLADDR:
+                    lladdr = payload[offset + 4 : offset + length] if lladdr is None else lladdr
+                elif kind == NDA_PROTOCOL:
+                    protocol = payload[offset + 4 : offset + length] if protocol is None else protocol
+                offset += (length + 3) & ~3
             if raw:
                 address = socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
-                yield state, flags, attrs.get(NDA_PROTOCOL), _mac(attrs.get(NDA_LLADDR)), address
+                yield state, flags, protocol, _mac(lladdr), address
 
     # ---- writes: each waits for the kernel's acknowledgement and raises OSError on refusal ----
 

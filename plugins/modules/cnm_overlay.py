@@ -92,7 +92,12 @@ options:
         on its bridge port and a permanent neighbour on the bridge, which zebra advertises at once."
       - With V(evpn), O(peers) still gives the VTEPs O(restrict_peers) accepts and the endpoint names the resolver
         answers (O(dns)).
-      - Switching an existing overlay reconciles it in place (its endpoints stay attached).
+      - Switching an existing overlay reconciles it in place (its endpoints stay attached). From V(evpn) back to
+        V(static) only once FRR is stopped - refused, in check mode too and with nothing changed, while a C(zebra)
+        or C(watchfrr) runs in the host's network namespace (zebra serves every VNI of the host and would go on
+        programming this one's entries beside the module's); the role C(cnm.network.cnm_overlay) stops FRR first.
+        With FRR stopped the switch also removes what zebra left (a killed zebra's C(extern_learn) FDB entries,
+        C(proto zebra) neighbours and NOARP flood entries), which nothing owns any longer.
       - V(evpn) with O(encrypted=true) is refused (not supported yet).
       - Left out, an existing network keeps its value; a new network gets V(static).
     type: str

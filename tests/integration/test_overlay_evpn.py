@@ -8,12 +8,19 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import secrets
+import shlex
 import shutil
+import signal
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
-from conftest import RUN_PREFIX, LabHost, pings, sh, wait_for, wire_underlay
+from conftest import COLLECTIONS, RUN_PREFIX, LabHost, pings, sh, wait_for, wire_underlay
+from test_lab import assert_ok, recap_changed, run_playbook
+from test_playbooks import PLAYBOOKS, lab_of
 
 FRR = "/usr/lib/frr"
 SUBNET = "10.200.0.0/16"
@@ -67,6 +74,19 @@ class Frr:
     def established(self) -> bool:
         peers = self.vtysh("show bgp l2vpn evpn summary json").get("peers", {})
         return sorted(peers) == sorted(self.peers) and all(p.get("state") == "Established" for p in peers.values())
+
+    def pid(self, daemon: str) -> int:
+        with open(os.path.join(self.dir, "%s.pid" % daemon)) as handle:
+            return int(handle.read().strip())
+
+    def halt(self, sig: int) -> None:
+        """Stop both, returning once they are gone: SIGTERM to bgpd then zebra (a clean stop: zebra withdraws what it
+        programmed when bgpd leaves), or SIGKILL to zebra then bgpd (a crash: zebra's entries stay in the kernel)."""
+        for daemon in ("zebra", "bgpd") if sig == signal.SIGKILL else ("bgpd", "zebra"):
+            pid = self.pid(daemon)
+            os.kill(pid, sig)
+            wait_for(lambda pid=pid: not os.path.exists("/proc/%d" % pid), "%s %s exits" % (self.host.name, daemon))
+            os.unlink(os.path.join(self.dir, "%s.pid" % daemon))  # stop() must not signal a reused pid
 
     def stop(self) -> None:
         for daemon in ("bgpd", "zebra"):
@@ -220,6 +240,15 @@ def test_an_endpoint_attached_on_one_host_is_reached_from_the_other_with_no_run_
     assert snapshot_without_underlay_arp(h1) == empty
 
 
+def static_peers(endpoints: dict, i: int) -> list:
+    """Host ``i``'s peers with the endpoints (cnm_endpoint's results by host) behind them."""
+    return [
+        {"vtep": VTEPS[j], "endpoints": [{"ip": endpoints[j]["ipv4_address"], "mac": endpoints[j]["mac_address"]}]}
+        for j in VTEPS
+        if j != i
+    ]
+
+
 def test_a_static_overlay_switched_to_evpn_loses_the_modules_entries_and_keeps_its_traffic(hosts):
     made, frr = hosts
     endpoints = {}
@@ -228,11 +257,7 @@ def test_a_static_overlay_switched_to_evpn_loses_the_modules_entries_and_keeps_i
         endpoints[i] = host.ok("cnm_endpoint", network="ov", netns=host.sandbox("c"))["endpoint"]
 
     def peers(i):
-        return [
-            {"vtep": VTEPS[j], "endpoints": [{"ip": endpoints[j]["ipv4_address"], "mac": endpoints[j]["mac_address"]}]}
-            for j in VTEPS
-            if j != i
-        ]
+        return static_peers(endpoints, i)
 
     for i, host in made.items():
         assert not overlay(host, i, "static", peers=peers(i)).get("failed")
@@ -332,3 +357,162 @@ def test_cnm_info_reports_frrs_sessions_and_entries_and_where_the_kernel_disagre
     report = evpn_report(h1, frr[1])
     assert not report["reachable"] and report["error"] and report["drift"] == [("evpn_frr_unreachable", "frr")]
     assert report["networks"][0]["remote_macs"]["frr"] is None
+
+
+ZEBRAS_SCRIPT = r"""
+import json, socket, sys
+from ansible_collections.cnm.network.plugins.module_utils import rtnl
+client = rtnl.Rtnl()
+links = {link["name"]: link["index"] for link in client.links()}
+found = []
+for family, device in ((socket.AF_BRIDGE, sys.argv[2]), (socket.AF_INET, sys.argv[1])):
+    for state, flags, protocol, mac, address in client._remote_entries(family, links[device]):
+        if rtnl.is_zebras(flags, protocol) or (family == socket.AF_BRIDGE and state & rtnl.NUD_NOARP):
+            found.append((device, mac, address))
+print(json.dumps(sorted(found)))
+"""
+
+
+def zebras(netns: str, bridge: str = "br-ov", vxlan: str = "vx-ov") -> list:
+    """What FRR's zebra wrote in a namespace, as netlink shows it (iproute2 prints a NOARP flood entry as any
+    permanent one): the VXLAN device's extern_learn and NOARP FDB entries, the bridge's extern_learn or proto zebra
+    neighbours; (device, MAC, VTEP or IP) each."""
+    found = sh(
+        "PYTHONPATH=%s %s -c %s %s %s" % (COLLECTIONS, sys.executable, shlex.quote(ZEBRAS_SCRIPT), bridge, vxlan),
+        netns=netns,
+    )
+    return [tuple(entry) for entry in json.loads(found.stdout)]
+
+
+def test_leaving_evpn_is_refused_while_frr_runs_and_once_it_stopped_leaves_nothing_of_zebras(hosts):
+    """evpn -> static: refused (check mode too, nothing changed) while zebra runs; with FRR stopped - h1's killed, so
+    its entries stay as after a crash, h2's stopped cleanly - the switch removes what zebra left and traffic flows on
+    the module's entries."""
+    made, frr = hosts
+    h1, h2 = made[1], made[2]
+    endpoints = {}
+    for i, host in made.items():
+        assert not overlay(host, i).get("failed")
+        endpoints[i] = host.ok("cnm_endpoint", network="ov", netns=host.sandbox("c"))["endpoint"]
+    for daemons in frr.values():
+        daemons.start()
+    c2 = endpoints[2]
+    wait_for(lambda: pings(h1.sandbox("c"), c2["ipv4_address"]), "traffic over EVPN")
+    remote = [
+        ("br-ov", c2["mac_address"], c2["ipv4_address"]),
+        ("vx-ov", "00:00:00:00:00:00", VTEPS[2]),
+        ("vx-ov", c2["mac_address"], VTEPS[2]),
+    ]
+    wait_for(lambda: zebras(h1.name) == remote, "zebra's entries for h2's endpoint on h1")
+
+    before = snapshot_without_underlay_arp(h1)
+    for check in (True, False):
+        refused = overlay(h1, 1, "static", peers=static_peers(endpoints, 1), check=check)
+        message = refused.get("msg", "")
+        assert refused.get("failed") and message.startswith(
+            "option 'control_plane': static cannot take overlay ov off EVPN while FRR runs in this network namespace"
+        ), refused
+        assert "zebra pid %d" % frr[1].pid("zebra") in message and "nothing was changed" in message
+    assert snapshot_without_underlay_arp(h1) == before and zebras(h1.name) == remote  # nothing half-done
+
+    frr[1].halt(signal.SIGKILL)
+    frr[2].halt(signal.SIGTERM)
+    assert zebras(h1.name) == remote  # a killed zebra's entries stay
+    assert zebras(h2.name) == []  # a clean stop withdraws them (bgpd first)
+
+    before = snapshot_without_underlay_arp(h1)
+    check = overlay(h1, 1, "static", peers=static_peers(endpoints, 1), check=True)
+    assert check["changed"] and snapshot_without_underlay_arp(h1) == before
+    switched = overlay(h1, 1, "static", peers=static_peers(endpoints, 1))
+    assert not switched.get("failed"), switched
+    assert switched["changes"] == check["changes"], (switched["changes"], check["changes"])
+    left = [change for change in switched["changes"] if "(zebra's, no owner without FRR)" in change]
+    assert left == [
+        "remove neighbour %s lladdr %s dev br-ov (zebra's, no owner without FRR)"
+        % (c2["ipv4_address"], c2["mac_address"]),
+        "remove fdb %s dev vx-ov master (zebra's, no owner without FRR)" % c2["mac_address"],
+        "remove fdb 00:00:00:00:00:00 dst %s noarp (zebra's, no owner without FRR)" % VTEPS[2],
+        "remove fdb %s dst %s extern_learn (zebra's, no owner without FRR)" % (c2["mac_address"], VTEPS[2]),
+    ], left
+    assert zebras(h1.name) == [] and "extern_learn" not in h1.sh("bridge fdb show dev vx-ov").stdout
+    assert not overlay(h2, 2, "static", peers=static_peers(endpoints, 2)).get("failed")
+    for host in (h1, h2):
+        assert port_flags(host, "vx-ov") == {"neigh_suppress": False, "learning": True}
+        assert [n for n in bridge_neighbours(host) if "PERMANENT" in n[2] or n[3] == "zebra"] == []  # nothing of EVPN
+    assert sorted(ours(vx_fdb(h1))) == sorted(
+        ["%s dst %s self permanent" % (mac, VTEPS[2]) for mac in ("00:00:00:00:00:00", c2["mac_address"])]
+    )
+    assert pings(h1.sandbox("c"), c2["ipv4_address"]) and pings(h2.sandbox("c"), endpoints[1]["ipv4_address"])
+    assert overlay(h1, 1, "static", peers=static_peers(endpoints, 1))["changed"] is False
+
+
+# --- the role: one variable takes a lab off EVPN --------------------------------------------------------------------
+
+
+@pytest.fixture
+def lab3(tmp_path: Path):
+    with lab_of(tmp_path, 3) as made:
+        yield made
+
+
+def frr_daemons(netns: str) -> list:
+    """The FRR daemons running in a namespace."""
+    names = []
+    for pid in sh("ip netns pids %s" % netns).stdout.split():
+        with contextlib.suppress(OSError), open("/proc/%s/comm" % pid) as handle:
+            names.append(handle.read().strip())
+    return sorted(name for name in names if name in ("zebra", "bgpd", "watchfrr"))
+
+
+def recap_failed(result) -> dict:
+    return {host: int(failed) for host, failed in re.findall(r"^(\S+)\s+:.*\sfailed=(\d+)", result.stdout, re.M)}
+
+
+def lab_port_flags(netns: str) -> dict:
+    port = json.loads(sh("bridge -d -j link show dev vx-ov0", netns=netns).stdout)[0]
+    return {key: port.get(key) for key in ("neigh_suppress", "learning")}
+
+
+def test_the_role_takes_a_lab_off_evpn_with_one_variable_stopping_frr_first(lab3, tmp_path: Path):
+    """evpn -> static by cnm_overlay_control_plane alone: refused on a host whose FRR serves another EVPN overlay,
+    predicted by check mode on the others without a change; then FRR stopped on every host and the overlay converged
+    on the module's entries (the role's own check pings across), nothing of zebra's left; a rerun changes nothing."""
+    prefix, inventory, env = lab3
+    hosts = ["%s-%s" % (prefix, name) for name in ("h1", "h2", "h3")]
+
+    def overlay_play(*extra):
+        return run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, *extra)
+
+    evpn, static = ("-e", "cnm_overlay_control_plane=evpn"), ("-e", "cnm_overlay_control_plane=static")
+    assert_ok(overlay_play(*evpn))
+    assert [frr_daemons(host) for host in hosts] == [["bgpd", "zebra"]] * 3
+
+    # h1's FRR serves a second EVPN overlay too: stopping it would take that one down
+    second = tmp_path / "second.yml"
+    second.write_text(
+        "- hosts: h1\n  gather_facts: false\n  tasks:\n    - cnm.network.cnm_overlay:\n        name: ov1\n"
+        "        state: '{{ state }}'\n        vni: 4201\n        subnet: 10.201.0.0/16\n"
+        "        ip_range: 10.201.1.0/24\n        local_ip: 192.0.2.11\n"
+        "        control_plane: evpn\n        peers: []\n"
+    )
+    assert_ok(run_playbook(second, str(inventory), env, "-e", "state=present"))
+    check = overlay_play("--check", *static)
+    assert check.returncode != 0 and recap_failed(check) == {"h1": 1, "h2": 0, "h3": 0}, check.stdout
+    assert "overlay ov0 cannot leave EVPN on h1 while this host's FRR serves EVPN overlay ov1 too" in " ".join(
+        check.stdout.split()
+    ), check.stdout
+    # h2 and h3: check mode says FRR would be stopped first, and stops there; nothing changed anywhere
+    assert [frr_daemons(host) for host in hosts] == [["bgpd", "zebra"]] * 3
+    assert all(lab_port_flags(host)["neigh_suppress"] for host in hosts)
+    assert_ok(run_playbook(second, str(inventory), env, "-e", "state=absent"))
+
+    switched = overlay_play(*static)
+    assert_ok(switched)  # the role's own check crossed the hosts over the module's entries
+    assert "UNREACHABLE" not in switched.stdout and ": reachable" in switched.stdout
+    for host in hosts:
+        assert frr_daemons(host) == [] and not os.path.exists("/run/cnm-network/frr/%s" % host)
+        assert zebras(host, "br-ov0", "vx-ov0") == []
+        assert lab_port_flags(host) == {"neigh_suppress": False, "learning": True}
+    rerun = overlay_play(*static)
+    assert_ok(rerun)
+    assert recap_changed(rerun) == {"h1": 0, "h2": 0, "h3": 0}

@@ -83,6 +83,8 @@ READS = (
     "sysctls",
     "xfrm_states",
     "xfrm_policies",
+    "zebras",
+    "frr_daemons",
     "index",
     "close",
 )
@@ -132,6 +134,8 @@ class FactsSession:
         port_fdb: dict[str, Iterable[str]] | None = None,
         learned_fdb: dict[str, Iterable[str]] | None = None,
         xfrm: tuple[list, list] = ((), ()),
+        zebras: dict[tuple[int, str], Iterable[tuple[str, str | None]]] | None = None,
+        frr_daemons: Iterable[tuple[int, str]] = (),
     ) -> None:
         self.label = label
         self._links = {link.name: link for link in links}
@@ -158,6 +162,8 @@ class FactsSession:
         self._neighbours = {name: list(found) for name, found in (neighbours or {}).items()}
         self._sysctls = dict(sysctls or {})
         self._xfrm_states, self._xfrm_policies = [dict(s) for s in xfrm[0]], [dict(p) for p in xfrm[1]]
+        self._zebras = {key: list(found) for key, found in (zebras or {}).items()}  # (family, ifname) -> entries
+        self._frr_daemons = list(frr_daemons)
         self.rtnl = FactsRtnl(label)
 
     # ---- the reads of kernel.NetnsSession ----
@@ -202,6 +208,13 @@ class FactsSession:
     def neighbours(self, index: int) -> list:
         link = self._by_index.get(index)
         return list(self._neighbours.get(link.name, [])) if link is not None else []
+
+    def zebras(self, family: int, index: int) -> list:
+        link = self._by_index.get(index)
+        return list(self._zebras.get((family, link.name), [])) if link is not None else []
+
+    def frr_daemons(self) -> list:
+        return list(self._frr_daemons)
 
     def port_flags(self, index: int) -> tuple[bool, bool]:
         link = self._by_index.get(index)
