@@ -9,8 +9,10 @@ tasks find nothing to do.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,75 @@ def test_the_restore_at_boot_is_installed_enabled_and_runs(prepare, tmp_path, ho
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert json.loads(proc.stdout)["changed"] is True
     assert "br-web" in host.links()
+
+
+TWO_PLAYS = "".join(
+    "- name: Play %d\n  hosts: all\n  gather_facts: false\n  roles:\n    - role: cnm.network.cnm_prepare\n" % n
+    for n in (1, 2)
+)
+PROBES = ("Gather the facts this role needs", "Install iproute2, nftables and aardvark-dns")
+
+
+def probed(result: subprocess.CompletedProcess, host: str) -> list:
+    """Per play of a run (default stdout callback, skipped hosts shown): the probing tasks that ran on ``host``."""
+    assert_ok(result)
+    plays = []
+    for play in re.split(r"^PLAY \[", result.stdout, flags=re.M)[1:]:
+        ran = []
+        for task in re.split(r"^TASK \[", play, flags=re.M)[1:]:
+            name = task.split("]", 1)[0].split(" : ", 1)[-1]
+            if name in PROBES and re.search(r"^(ok|changed): \[%s\]" % re.escape(host), task, re.M):
+                ran.append(name)
+        plays.append(sorted(ran))
+    return plays
+
+
+@needs_packages
+def test_the_probing_happens_once_per_run_and_a_rerun_with_a_fact_cache_skips_it(tmp_path):
+    """Two plays applying the role: only the first gathers facts and asks the package manager, also in check mode.
+    With a persistent fact cache a rerun does neither, until --flush-cache; nothing changes anywhere."""
+    playbook = tmp_path / "twice.yml"
+    playbook.write_text(TWO_PLAYS)
+    env = dict(
+        ansible_env(tmp_path),
+        ANSIBLE_DISPLAY_OK_HOSTS="true",
+        ANSIBLE_CACHE_PLUGIN="ansible.builtin.jsonfile",
+        ANSIBLE_CACHE_PLUGIN_CONNECTION=str(tmp_path / "facts"),
+    )
+    args = ["-c", "local", "-e", "ansible_python_interpreter=" + SYSTEM_PYTHON]
+    args += ["-e", '{"cnm_prepare_restore_at_boot": false, "cnm_prepare_resolver_service": false}']
+
+    def play(*extra: str) -> subprocess.CompletedProcess:
+        return run_playbook(playbook, "localhost,", env, *args, *extra)
+
+    both = sorted(PROBES)
+    first = play()
+    assert probed(first, "localhost") == [both, []] and recap_changed(first) == {"localhost": 0}
+    rerun = play()
+    assert probed(rerun, "localhost") == [[], []] and recap_changed(rerun) == {"localhost": 0}
+    check = play("--check", "--flush-cache")
+    assert probed(check, "localhost") == [both, []] and recap_changed(check) == {"localhost": 0}
+    after_check = play()  # the check found the packages present: facts and packages are cached again
+    assert probed(after_check, "localhost") == [[], []] and recap_changed(after_check) == {"localhost": 0}
+
+
+def test_a_lab_host_without_packages_needs_no_probing(tmp_path, host):
+    """A namespace of this machine (connection cnm.network.netns) with cnm_prepare_install_packages=false: the role
+    runs no module on it at all, and changes nothing."""
+    playbook = tmp_path / "lab.yml"
+    playbook.write_text(TWO_PLAYS)
+    env = dict(ansible_env(tmp_path), ANSIBLE_DISPLAY_OK_HOSTS="true")
+    result = run_playbook(
+        playbook,
+        "h1,",
+        env,
+        "-e",
+        "ansible_connection=cnm.network.netns",
+        "-e",
+        "ansible_netns_name=" + host.name,
+        "-e",
+        "ansible_python_interpreter=" + sys.executable,
+        "-e",
+        '{"cnm_prepare_install_packages": false}',
+    )
+    assert probed(result, "h1") == [[], []] and recap_changed(result) == {"h1": 0}
