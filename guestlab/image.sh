@@ -5,7 +5,8 @@
 #   - a minbase root filesystem made by debootstrap, with the packages a managed node of the
 #     collection has (python3, iproute2, nftables, aardvark-dns, systemd as its init) plus openssh-server,
 #     tcpdump, iputils-ping, netbase (/etc/protocols: `ip xfrm ... proto udp` needs it), kmod
-#     (the kernel loads modules on demand), python3-apt (Ansible's package module), procps;
+#     (the kernel loads modules on demand), python3-apt (Ansible's package module), procps, frr and
+#     frr-pythontools (the EVPN control plane: frr.service and its reload; the service left disabled);
 #   - Debian's kernel: the package linux-image-amd64 depends on, fetched with `apt-get download`
 #     and unpacked with dpkg-deb -x (never installed on this machine), its modules copied into
 #     the root filesystem (without sound, graphics, wireless, ... drivers);
@@ -29,7 +30,7 @@ for tool in debootstrap mkfs.ext4 cpio gzip apt-get apt-cache dpkg-deb chroot; d
 done
 
 PACKAGES=(netbase python3 python3-apt iproute2 nftables aardvark-dns systemd openssh-server tcpdump iputils-ping kmod
-    procps)
+    procps frr frr-pythontools)
 # Units that would only wait or fail in a guest without udev, D-Bus or a terminal, or run apt in the background.
 MASKED=(getty.target systemd-logind.service systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer
     e2scrub_all.timer e2scrub_reap.service fstrim.timer)
@@ -139,6 +140,13 @@ ln -sfn ../cnmgl-init.service "$units/multi-user.target.wants/cnmgl-init.service
 ln -sfn ../cnmgl-init.service "$units/network-online.target.wants/cnmgl-init.service"
 ln -sfn ../cnmgl-ready.service "$units/multi-user.target.wants/cnmgl-ready.service"
 ln -sfn /lib/systemd/system/ssh.service "$units/multi-user.target.wants/ssh.service"
+# frr's package enables frr.service: disabled here (no zebra in the other proofs' guests, no cost at boot); the
+# cnm_overlay role enables and starts it for control_plane: evpn, as on a host where the package comes with the role.
+rm -f "$units/multi-user.target.wants/frr.service"
+# Under emulation watchfrr's first start of the daemons and its `vtysh -b` (the configuration) take longer than its
+# default 20 s restart timeout: it killed them and bgpd ran without its configuration. 120 s, as for a slow host.
+sed -i 's/^#watchfrr_options=""$/watchfrr_options="-T 120"/' "$root/etc/frr/daemons"
+grep -q '^watchfrr_options="-T 120"$' "$root/etc/frr/daemons" || die "cannot set watchfrr_options in /etc/frr/daemons"
 for unit in "${MASKED[@]}"; do ln -sfn /dev/null "$units/$unit"; done
 cat >"$root/etc/ssh/sshd_config.d/cnm-guestlab.conf" <<'CONF'
 # The guest lab: root by the lab's key only, one host key made at boot (guestlab/files/guest-init setup).
@@ -156,7 +164,7 @@ echo cnmgl >"$root/etc/hostname"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root/debootstrap"
 
 # shellcheck disable=SC2016  # dpkg-query's format fields
-guest_versions="$(chroot "$root" dpkg-query -W -f '${Package}=${Version}\n' python3 iproute2 nftables openssh-server tcpdump | tr '\n' ' ')"
+guest_versions="$(chroot "$root" dpkg-query -W -f '${Package}=${Version}\n' python3 iproute2 nftables openssh-server tcpdump frr | tr '\n' ' ')"
 root_mb="$(du -sm "$root" | cut -f1)"
 
 # The root disk: an ext4 image made from the directory (no loop mount), sparse, with room to
