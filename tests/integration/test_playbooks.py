@@ -162,7 +162,20 @@ def test_overlay_role_across_three_hosts_with_limit_and_pruning(lab3, tmp_path: 
     again = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env)
     assert_ok(again)
     assert recap_changed(again) == {"h1": 0, "h2": 0, "h3": 0}
-    full = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, "-e", "cnm_overlay_check_full=true")
+    # Nothing changed: the peers are in force already and no host needs the check, so neither runs.
+    assert checked_pairs(again.stdout, prefix) == set()
+    peers_task = again.stdout.split("TASK [cnm.network.cnm_overlay : Make the peers exact", 1)[1].split("TASK [", 1)[0]
+    assert sorted(re.findall(r"^skipping: \[(h\d)\]", peers_task, re.M)) == ["h1", "h2", "h3"], peers_task
+    # As a health check of the overlay in place (cnm_overlay_check_unchanged), with the whole matrix
+    full = run_playbook(
+        PLAYBOOKS / "overlay.yml",
+        str(inventory),
+        env,
+        "-e",
+        "cnm_overlay_check_full=true",
+        "-e",
+        "cnm_overlay_check_unchanged=true",
+    )
     assert_ok(full)  # every local endpoint (2 per host) pinged every remote one (4 per host)
     assert full.stdout.count(": reachable'") == 3 * 2 * 4
     # The check fails when a host is not reached: h3's lowest endpoint drops pings (a rule of the test's own in
@@ -173,7 +186,7 @@ def test_overlay_role_across_three_hosts_with_limit_and_pruning(lab3, tmp_path: 
     )
     subprocess.run(["ip", "netns", "exec", sandbox, "nft", "-f", "-"], input=drop, text=True, check=True)
     try:
-        blocked = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env)
+        blocked = run_playbook(PLAYBOOKS / "overlay.yml", str(inventory), env, "-e", "cnm_overlay_check_unchanged=true")
     finally:
         subprocess.run(["ip", "netns", "exec", sandbox, "nft", "delete table inet cnmtest"], check=True)
     assert blocked.returncode != 0
